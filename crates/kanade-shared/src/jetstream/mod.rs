@@ -1,0 +1,11 @@
+//! JetStream resources: what kanade needs on the broker ([`resources`]), creating or updating
+//! them idempotently ([`bootstrap`]), and reporting their usage ([`status`]).
+//! The definitions and the drift check are pure; only `bootstrap` and `status` talk to NATS.
+
+pub mod bootstrap;
+pub mod resources;
+pub mod status;
+
+pub use bootstrap::{BootstrapError, Outcome, Report, ensure_jetstream_resources};
+pub use resources::{Resource, ResourceKind, definitions, drift};
+pub use status::{ResourceStatus, jetstream_status};

@@ -1,0 +1,20 @@
+//! kanade-shared: the contract every kanade binary speaks.
+//!
+//! Identifiers, wire types, subjects, JetStream resource definitions, the manifest / plan /
+//! schedule schema with validation, and configuration loading.
+//!
+//! **Invariant:** nothing here reads the process environment or the clock deep inside a decision;
+//! callers inject them (see [`config::Environment`]), so every rule is testable.
+
+pub mod config;
+pub mod duration;
+pub mod ids;
+pub mod jetstream;
+pub mod manifest;
+pub mod subjects;
+pub mod wire;
+
+pub use duration::HumanDuration;
+pub use ids::{
+    AuditId, ExecId, GroupName, IdError, JobId, PcId, RequestId, ResultId, ScheduleId, Version,
+};

@@ -1,0 +1,132 @@
+//! `Command`: one published instruction to run a script, as the agent receives it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Timestamp, schema_v1};
+use crate::ids::{ExecId, JobId, RequestId, Version};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
+    pub job_id: JobId,
+    pub version: Version,
+    pub exec_id: ExecId,
+    pub request_id: RequestId,
+    pub shell: Shell,
+    /// Inline script body; exactly one of `script` and `script_object` is set.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// `<name>/<version>` key in the `scripts` object store.
+    #[serde(default)]
+    pub script_object: Option<String>,
+    /// Hex sha256 of the script body; required with `script_object`.
+    #[serde(default)]
+    pub script_sha256: Option<String>,
+    pub timeout_secs: u64,
+    #[serde(default)]
+    pub jitter_secs: u64,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub run_as: RunAs,
+    /// Do not start after this instant.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub deadline_at: Option<Timestamp>,
+    #[serde(default)]
+    pub staleness: Staleness,
+    #[serde(default)]
+    pub retry: Option<Retry>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shell {
+    Powershell,
+    Pwsh,
+    Cmd,
+    Bash,
+    Sh,
+    /// A shell this build does not know; the agent refuses to run it.
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+impl Shell {
+    pub const KNOWN: [&'static str; 5] = ["powershell", "pwsh", "cmd", "bash", "sh"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "powershell" => Self::Powershell,
+            "pwsh" => Self::Pwsh,
+            "cmd" => Self::Cmd,
+            "bash" => Self::Bash,
+            "sh" => Self::Sh,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunAs {
+    #[default]
+    System,
+    User,
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+impl RunAs {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "system" => Some(Self::System),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Staleness {
+    #[serde(default)]
+    pub mode: StalenessMode,
+    /// With `strict`: the oldest the agent's view of `script_current`/`script_status` may be.
+    #[serde(default)]
+    pub max_cache_age_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StalenessMode {
+    #[default]
+    Cached,
+    Strict,
+    Unchecked,
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+impl StalenessMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cached" => Some(Self::Cached),
+            "strict" => Some(Self::Strict),
+            "unchecked" => Some(Self::Unchecked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    pub max: u32,
+    #[serde(default)]
+    pub backoff_secs: u64,
+}

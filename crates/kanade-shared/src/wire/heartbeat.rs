@@ -1,0 +1,39 @@
+//! `Heartbeat`: the agent's periodic "alive" message, also the reply to a ping.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Timestamp, schema_v1};
+use crate::ids::{GroupName, PcId, Version};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
+    pub pc_id: PcId,
+    pub hostname: String,
+    pub os: OsInfo,
+    pub arch: String,
+    pub agent_version: Version,
+    #[serde(default)]
+    pub groups: Vec<GroupName>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    #[serde(default)]
+    pub uptime_secs: u64,
+    #[serde(default)]
+    pub agent_rss_bytes: u64,
+    #[serde(default)]
+    pub agent_cpu_pct: f32,
+    #[serde(default)]
+    pub running_jobs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OsInfo {
+    /// `windows`, `linux`, `macos`, ...
+    pub family: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+}
