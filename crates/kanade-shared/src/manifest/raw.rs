@@ -1,0 +1,104 @@
+//! Raw, as-written shapes of human-written YAML. Everything is optional and scalars are loose so
+//! validation can report every problem; unknown keys are collected by the parse step.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::problems::Scalar;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a job manifest (a mapping with id, version, execute, ...)")]
+pub(crate) struct RawManifest {
+    pub id: Option<Scalar>,
+    pub version: Option<Scalar>,
+    pub description: Option<String>,
+    pub execute: Option<RawExecute>,
+    pub staleness: Option<RawStaleness>,
+    pub target: Option<RawTarget>,
+    pub jitter: Option<Scalar>,
+    pub rollout: Option<RawRollout>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an execute block (a mapping with shell, script, timeout, ...)")]
+pub(crate) struct RawExecute {
+    pub shell: Option<String>,
+    pub script: Option<String>,
+    pub script_file: Option<String>,
+    pub script_object: Option<String>,
+    pub script_sha256: Option<String>,
+    pub timeout: Option<Scalar>,
+    pub jitter: Option<Scalar>,
+    pub cwd: Option<String>,
+    pub run_as: Option<String>,
+    pub env: Option<BTreeMap<String, Scalar>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a staleness block ({ mode: cached | strict | unchecked })")]
+pub(crate) struct RawStaleness {
+    pub mode: Option<String>,
+    pub max_cache_age: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a plan (a mapping with target, jitter, rollout)")]
+pub(crate) struct RawPlan {
+    pub target: Option<RawTarget>,
+    pub jitter: Option<Scalar>,
+    pub rollout: Option<RawRollout>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a target ({ pcs: [...], groups: [...], all: true|false })")]
+pub(crate) struct RawTarget {
+    pub pcs: Option<Vec<Scalar>>,
+    pub groups: Option<Vec<Scalar>>,
+    pub all: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a rollout block ({ strategy: wave, waves: [...], max_failure_ratio })")]
+pub(crate) struct RawRollout {
+    pub strategy: Option<String>,
+    pub waves: Option<Vec<RawWave>>,
+    pub max_failure_ratio: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a wave ({ group: g, delay: 30m } or { pcs: [...], delay: 0s })")]
+pub(crate) struct RawWave {
+    pub group: Option<Scalar>,
+    pub pcs: Option<Vec<Scalar>>,
+    pub delay: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a schedule (a mapping with id, cron, job_id or manifest, plan, mode, ...)")]
+pub(crate) struct RawSchedule {
+    pub id: Option<Scalar>,
+    pub cron: Option<Scalar>,
+    pub enabled: Option<bool>,
+    pub job_id: Option<Scalar>,
+    pub manifest: Option<RawManifest>,
+    pub plan: Option<RawPlan>,
+    pub mode: Option<String>,
+    pub cooldown: Option<Scalar>,
+    pub auto_disable_when_done: Option<bool>,
+    pub on_failure: Option<RawOnFailure>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an on_failure block ({ retry: { max: 2, backoff: 5m } })")]
+pub(crate) struct RawOnFailure {
+    pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a retry block ({ max: 2, backoff: 5m })")]
+pub(crate) struct RawRetry {
+    pub max: Option<Scalar>,
+    pub backoff: Option<Scalar>,
+}
