@@ -11,6 +11,7 @@ pub mod duration;
 pub mod ids;
 pub mod jetstream;
 pub mod manifest;
+pub mod problems;
 pub mod subjects;
 pub mod wire;
 

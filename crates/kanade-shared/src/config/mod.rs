@@ -1,1 +1,139 @@
+//! Configuration: discovery (`--config` → env var → OS config dir), template rendering, TOML
+//! parsing that rejects every unknown key, and validation into typed agent/backend configs.
+//!
+//! The process environment is never read here; callers pass an [`Environment`] (built once in
+//! `main` by [`Environment::from_process`]), so every rule is testable with a fake one.
 
+mod agent;
+mod backend;
+mod discover;
+mod environment;
+mod paths;
+mod template;
+
+use std::path::{Path, PathBuf};
+
+pub use agent::{AgentConfig, InventoryConfig};
+pub use backend::{AuthConfig, BackendConfig, DbConfig};
+pub use discover::{Discovered, Role, Source, discover};
+pub use environment::{Environment, OsKind};
+pub use paths::DefaultPaths;
+pub use template::render;
+
+use crate::problems::{Collector, Problem, Problems, parse_collecting};
+
+/// Logging, shared by both daemons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Directory of the daily-rotated log files.
+    pub path: PathBuf,
+    /// A `tracing` filter such as `info` or `kanade_agent=debug,info`.
+    pub level: String,
+    pub keep_days: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: template error: {message}")]
+    Template { path: PathBuf, message: String },
+    #[error("config {path} is invalid:\n{problems}")]
+    Invalid { path: PathBuf, problems: Problems },
+}
+
+/// Find, read, render and validate the agent config.
+pub fn load_agent(
+    cli: Option<&Path>,
+    env: &Environment,
+) -> Result<(AgentConfig, Discovered), ConfigError> {
+    let found = discover(Role::Agent, cli, env, |p| p.is_file())?;
+    let config = read_and_parse(&found.path, env, agent::parse)?;
+    Ok((config, found))
+}
+
+/// Find, read, render and validate the backend config.
+pub fn load_backend(
+    cli: Option<&Path>,
+    env: &Environment,
+) -> Result<(BackendConfig, Discovered), ConfigError> {
+    let found = discover(Role::Backend, cli, env, |p| p.is_file())?;
+    let config = read_and_parse(&found.path, env, backend::parse)?;
+    Ok((config, found))
+}
+
+fn read_and_parse<T>(
+    path: &Path,
+    env: &Environment,
+    parse: fn(&str, &Environment) -> Result<T, Problems>,
+) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let rendered = render(&text, env).map_err(|message| ConfigError::Template {
+        path: path.to_owned(),
+        message,
+    })?;
+    parse(&rendered, env).map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Parse rendered TOML into a raw struct, collecting every unknown key.
+pub(crate) fn parse_toml<R: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<(R, Vec<Problem>), Problems> {
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| Problems(vec![Problem::new("", e.to_string().trim_end())]))?;
+    parse_collecting(de)
+}
+
+pub(crate) fn log_config(
+    raw: Option<RawLog>,
+    default_dir: PathBuf,
+    c: &mut Collector,
+) -> LogConfig {
+    let raw = raw.unwrap_or_default();
+    let keep_days = raw.keep_days.unwrap_or(14);
+    if keep_days == 0 {
+        c.push("log.keep_days", "must be at least 1");
+    }
+    LogConfig {
+        path: raw.path.map(PathBuf::from).unwrap_or(default_dir),
+        level: raw.level.unwrap_or_else(|| "info".to_owned()),
+        keep_days,
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RawLog {
+    pub path: Option<String>,
+    pub level: Option<String>,
+    pub keep_days: Option<u32>,
+}
+
+pub(crate) fn nats_url(raw: Option<String>, path: &str, c: &mut Collector) -> String {
+    let url = raw.unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+    let ok = ["nats://", "tls://", "ws://", "wss://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+        && url.len() > 7;
+    if !ok {
+        c.push(
+            path,
+            format!("{url:?} is not a NATS URL (nats://host:4222 or tls://host:4222)"),
+        );
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,11 @@ impl CronExpr {
     pub fn six_fields(&self) -> String {
         let expanded = expand_shorthand(&self.0).unwrap_or(&self.0);
         let fields: Vec<&str> = expanded.split_whitespace().collect();
-        if fields.len() == 5 { format!("0 {}", fields.join(" ")) } else { fields.join(" ") }
+        if fields.len() == 5 {
+            format!("0 {}", fields.join(" "))
+        } else {
+            fields.join(" ")
+        }
     }
 }
 
@@ -29,15 +33,41 @@ struct Field {
     question: bool,
 }
 
-const SECOND: Field = Field { name: "second", min: 0, max: 59, names: &[], question: false };
-const MINUTE: Field = Field { name: "minute", min: 0, max: 59, names: &[], question: false };
-const HOUR: Field = Field { name: "hour", min: 0, max: 23, names: &[], question: false };
-const DAY: Field = Field { name: "day of month", min: 1, max: 31, names: &[], question: true };
+const SECOND: Field = Field {
+    name: "second",
+    min: 0,
+    max: 59,
+    names: &[],
+    question: false,
+};
+const MINUTE: Field = Field {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+    question: false,
+};
+const HOUR: Field = Field {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+    question: false,
+};
+const DAY: Field = Field {
+    name: "day of month",
+    min: 1,
+    max: 31,
+    names: &[],
+    question: true,
+};
 const MONTH: Field = Field {
     name: "month",
     min: 1,
     max: 12,
-    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    names: &[
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ],
     question: false,
 };
 // 0 and 7 are both Sunday.
@@ -73,7 +103,8 @@ pub fn parse_cron(expr: &str) -> Result<CronExpr, String> {
         }
     };
     for (i, (text, field)) in fields.iter().zip(layout).enumerate() {
-        check_field(text, field).map_err(|why| format!("{expr:?}: field {} ({}) {why}", i + 1, field.name))?;
+        check_field(text, field)
+            .map_err(|why| format!("{expr:?}: field {} ({}) {why}", i + 1, field.name))?;
     }
     Ok(CronExpr(expr.trim().to_owned()))
 }
@@ -87,7 +118,12 @@ fn check_field(text: &str, f: &Field) -> Result<(), String> {
         if let Some(step) = step {
             match step.parse::<u32>() {
                 Ok(s) if s >= 1 && s <= f.max.max(1) => {}
-                _ => return Err(format!("step {step:?} must be a number from 1 to {}", f.max.max(1))),
+                _ => {
+                    return Err(format!(
+                        "step {step:?} must be a number from 1 to {}",
+                        f.max.max(1)
+                    ));
+                }
             }
         }
         match range {
@@ -115,7 +151,10 @@ fn value(text: &str, f: &Field) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(v) if (f.min..=f.max).contains(&v) => Ok(v),
         Ok(v) => Err(format!("value {v} is out of range {}-{}", f.min, f.max)),
-        Err(_) => Err(format!("{text:?} is not a number{}", if f.names.is_empty() { "" } else { " or name" })),
+        Err(_) => Err(format!(
+            "{text:?} is not a number{}",
+            if f.names.is_empty() { "" } else { " or name" }
+        )),
     }
 }
 
@@ -125,7 +164,15 @@ mod tests {
 
     #[test]
     fn accepts_common_expressions() {
-        for ok in ["0 0 3 * * *", "*/5 * * * *", "0 30 9 * * MON-FRI", "0 0 0 1 JAN,JUL ?", "@daily", "* * * * * *", "0 0 12 * * 7"] {
+        for ok in [
+            "0 0 3 * * *",
+            "*/5 * * * *",
+            "0 30 9 * * MON-FRI",
+            "0 0 0 1 JAN,JUL ?",
+            "@daily",
+            "* * * * * *",
+            "0 0 12 * * 7",
+        ] {
             parse_cron(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
     }
@@ -133,17 +180,38 @@ mod tests {
     #[test]
     fn names_the_field_and_reason() {
         let check = |expr: &str, want: &str| assert_eq!(parse_cron(expr).unwrap_err(), want);
-        check("0 0 25 * * *", r#""0 0 25 * * *": field 3 (hour) value 25 is out of range 0-23"#);
-        check("* * *", r#""* * *" has 3 fields; use 6 (sec min hour day month weekday) or 5 (min hour day month weekday)"#);
-        check("0 0 * * FOO", r#""0 0 * * FOO": field 5 (day of week) "FOO" is not a number or name"#);
-        check("*/0 * * * *", r#""*/0 * * * *": field 1 (minute) step "0" must be a number from 1 to 59"#);
-        check("0 10-5 * * *", r#""0 10-5 * * *": field 2 (hour) range "10-5" runs backwards (10 > 5)"#);
-        check("? * * * *", r#""? * * * *": field 1 (minute) "?" is only allowed in day of month and day of week"#);
+        check(
+            "0 0 25 * * *",
+            r#""0 0 25 * * *": field 3 (hour) value 25 is out of range 0-23"#,
+        );
+        check(
+            "* * *",
+            r#""* * *" has 3 fields; use 6 (sec min hour day month weekday) or 5 (min hour day month weekday)"#,
+        );
+        check(
+            "0 0 * * FOO",
+            r#""0 0 * * FOO": field 5 (day of week) "FOO" is not a number or name"#,
+        );
+        check(
+            "*/0 * * * *",
+            r#""*/0 * * * *": field 1 (minute) step "0" must be a number from 1 to 59"#,
+        );
+        check(
+            "0 10-5 * * *",
+            r#""0 10-5 * * *": field 2 (hour) range "10-5" runs backwards (10 > 5)"#,
+        );
+        check(
+            "? * * * *",
+            r#""? * * * *": field 1 (minute) "?" is only allowed in day of month and day of week"#,
+        );
     }
 
     #[test]
     fn five_fields_expand_to_six() {
-        assert_eq!(parse_cron("*/5 * * * *").unwrap().six_fields(), "0 */5 * * * *");
+        assert_eq!(
+            parse_cron("*/5 * * * *").unwrap().six_fields(),
+            "0 */5 * * * *"
+        );
         assert_eq!(parse_cron("@hourly").unwrap().six_fields(), "0 0 * * * *");
     }
 }

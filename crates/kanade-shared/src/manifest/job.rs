@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::plan::{Plan, validate_plan_parts};
-use super::problems::{Collector, join};
 use super::raw::{RawExecute, RawManifest, RawStaleness};
 use crate::HumanDuration;
 use crate::ids::{JobId, Version};
+use crate::problems::{Collector, join};
 use crate::wire::{RunAs, Shell, Staleness, StalenessMode};
 
 /// A job with no `timeout` gets this one: long enough for installers, short enough that a hung
@@ -65,7 +65,10 @@ pub struct StalenessSpec {
 
 impl StalenessSpec {
     pub fn to_wire(self) -> Staleness {
-        Staleness { mode: self.mode, max_cache_age_secs: self.max_cache_age.map(HumanDuration::as_secs) }
+        Staleness {
+            mode: self.mode,
+            max_cache_age_secs: self.max_cache_age.map(HumanDuration::as_secs),
+        }
     }
 }
 
@@ -82,7 +85,11 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
             c.push(join(at, "id"), "is required");
             None
         }
-        Some(v) => c.check(&join(at, "id"), v.text().and_then(|t| t.parse::<JobId>().map_err(|e| e.to_string()))),
+        Some(v) => c.check(
+            &join(at, "id"),
+            v.text()
+                .and_then(|t| t.parse::<JobId>().map_err(|e| e.to_string())),
+        ),
     };
     let version = match &raw.version {
         None => {
@@ -91,12 +98,16 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
         }
         Some(v) => c.check(
             &join(at, "version"),
-            v.text().and_then(|t| t.parse::<Version>().map_err(|e| e.to_string())),
+            v.text()
+                .and_then(|t| t.parse::<Version>().map_err(|e| e.to_string())),
         ),
     };
     let execute = match raw.execute {
         None => {
-            c.push(join(at, "execute"), "is required (shell and one of script, script_file, script_object)");
+            c.push(
+                join(at, "execute"),
+                "is required (shell and one of script, script_file, script_object)",
+            );
             None
         }
         Some(e) => validate_execute(e, &join(at, "execute"), c),
@@ -105,7 +116,10 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
 
     let jitter = match (&raw.jitter, execute.as_ref().and_then(|(_, j)| j.as_ref())) {
         (Some(_), Some(_)) => {
-            c.push(join(at, "jitter"), "is also set as execute.jitter; set it once");
+            c.push(
+                join(at, "jitter"),
+                "is also set as execute.jitter; set it once",
+            );
             None
         }
         (Some(j), None) => c.check(&join(at, "jitter"), j.duration()),
@@ -128,14 +142,24 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
     Some(JobFile { manifest, plan })
 }
 
-fn validate_execute(raw: RawExecute, at: &str, c: &mut Collector) -> Option<(Execute, Option<HumanDuration>)> {
+fn validate_execute(
+    raw: RawExecute,
+    at: &str,
+    c: &mut Collector,
+) -> Option<(Execute, Option<HumanDuration>)> {
     let shell = match raw.shell.as_deref() {
         None => {
-            c.push(join(at, "shell"), format!("is required (one of {})", Shell::KNOWN.join(", ")));
+            c.push(
+                join(at, "shell"),
+                format!("is required (one of {})", Shell::KNOWN.join(", ")),
+            );
             None
         }
         Some(s) => Shell::parse(s).or_else(|| {
-            c.push(join(at, "shell"), format!("{s:?} is not a shell (one of {})", Shell::KNOWN.join(", ")));
+            c.push(
+                join(at, "shell"),
+                format!("{s:?} is not a shell (one of {})", Shell::KNOWN.join(", ")),
+            );
             None
         }),
     };
@@ -150,7 +174,10 @@ fn validate_execute(raw: RawExecute, at: &str, c: &mut Collector) -> Option<(Exe
     let source = match sources.len() {
         1 => sources.into_iter().next(),
         0 => {
-            c.push(at, "needs exactly one script source: script, script_file or script_object");
+            c.push(
+                at,
+                "needs exactly one script source: script, script_file or script_object",
+            );
             None
         }
         _ => {
@@ -165,7 +192,10 @@ fn validate_execute(raw: RawExecute, at: &str, c: &mut Collector) -> Option<(Exe
             if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Some(h.to_ascii_lowercase())
             } else {
-                c.push(join(at, "script_sha256"), format!("{h:?} is not a sha256 (64 hex digits)"));
+                c.push(
+                    join(at, "script_sha256"),
+                    format!("{h:?} is not a sha256 (64 hex digits)"),
+                );
                 None
             }
         }
@@ -184,22 +214,33 @@ fn validate_execute(raw: RawExecute, at: &str, c: &mut Collector) -> Option<(Exe
             other => other,
         },
     };
-    let jitter = raw.jitter.and_then(|j| c.check(&join(at, "jitter"), j.duration()));
+    let jitter = raw
+        .jitter
+        .and_then(|j| c.check(&join(at, "jitter"), j.duration()));
     let run_as = match raw.run_as.as_deref() {
         None => Some(RunAs::System),
         Some(r) => RunAs::parse(r).or_else(|| {
-            c.push(join(at, "run_as"), format!("{r:?} is not one of system, user"));
+            c.push(
+                join(at, "run_as"),
+                format!("{r:?} is not one of system, user"),
+            );
             None
         }),
     };
     let mut env = BTreeMap::new();
     for (key, value) in raw.env.unwrap_or_default() {
-        let valid = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        let valid = key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if valid {
             env.insert(key, value.plain());
         } else {
-            c.push(join(&join(at, "env"), &key), "is not a valid variable name (letters, digits, _; not starting with a digit)");
+            c.push(
+                join(&join(at, "env"), &key),
+                "is not a valid variable name (letters, digits, _; not starting with a digit)",
+            );
         }
     }
     let execute = Execute {
@@ -231,7 +272,10 @@ fn check_source(source: ScriptSource, at: &str, c: &mut Collector) -> Option<Scr
             if ok {
                 Some(source)
             } else {
-                c.push(join(at, "script_object"), format!("{key:?} is not <name>/<version> (e.g. cleanup/1.0.1)"));
+                c.push(
+                    join(at, "script_object"),
+                    format!("{key:?} is not <name>/<version> (e.g. cleanup/1.0.1)"),
+                );
                 None
             }
         }
@@ -239,26 +283,46 @@ fn check_source(source: ScriptSource, at: &str, c: &mut Collector) -> Option<Scr
     }
 }
 
-fn validate_staleness(raw: Option<RawStaleness>, at: &str, c: &mut Collector) -> Option<StalenessSpec> {
-    let Some(raw) = raw else { return Some(StalenessSpec::default()) };
+fn validate_staleness(
+    raw: Option<RawStaleness>,
+    at: &str,
+    c: &mut Collector,
+) -> Option<StalenessSpec> {
+    let Some(raw) = raw else {
+        return Some(StalenessSpec::default());
+    };
     let mode = match raw.mode.as_deref() {
         None => Some(StalenessMode::Cached),
         Some(m) => StalenessMode::parse(m).or_else(|| {
-            c.push(join(at, "mode"), format!("{m:?} is not one of cached, strict, unchecked"));
+            c.push(
+                join(at, "mode"),
+                format!("{m:?} is not one of cached, strict, unchecked"),
+            );
             None
         }),
     }?;
-    let age = raw.max_cache_age.and_then(|a| c.check(&join(at, "max_cache_age"), a.duration()));
+    let age = raw
+        .max_cache_age
+        .and_then(|a| c.check(&join(at, "max_cache_age"), a.duration()));
     match (mode, age) {
         (StalenessMode::Strict, None) => {
-            c.push(join(at, "max_cache_age"), "is required with mode: strict (e.g. 1h)");
+            c.push(
+                join(at, "max_cache_age"),
+                "is required with mode: strict (e.g. 1h)",
+            );
             None
         }
-        (StalenessMode::Strict, Some(age)) => Some(StalenessSpec { mode, max_cache_age: Some(age) }),
+        (StalenessMode::Strict, Some(age)) => Some(StalenessSpec {
+            mode,
+            max_cache_age: Some(age),
+        }),
         (_, Some(_)) => {
             c.push(join(at, "max_cache_age"), "only applies to mode: strict");
             None
         }
-        (mode, None) => Some(StalenessSpec { mode, max_cache_age: None }),
+        (mode, None) => Some(StalenessSpec {
+            mode,
+            max_cache_age: None,
+        }),
     }
 }

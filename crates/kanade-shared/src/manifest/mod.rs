@@ -7,35 +7,43 @@
 mod cron;
 mod job;
 mod plan;
-mod problems;
+
 mod raw;
 mod schedule;
 
+pub use crate::problems::{Problem, Problems};
 pub use cron::{CronExpr, parse_cron};
 pub use job::{DEFAULT_TIMEOUT, Execute, JobFile, Manifest, ScriptSource, StalenessSpec};
 pub use plan::{Plan, Rollout, Target, Wave};
-pub use problems::{Problem, Problems};
 pub use schedule::{FireMode, OnFailure, RetrySpec, Schedule, ScheduleJob};
 
-use problems::{Collector, parse_collecting};
+use crate::problems::{Collector, parse_collecting};
 use raw::{RawManifest, RawPlan, RawSchedule};
 
 /// A job manifest, with its plan when it carries plan blocks (`kanade deploy`).
 pub fn job_from_yaml(text: &str) -> Result<JobFile, Problems> {
-    finish(from_yaml::<RawManifest>(text)?, |raw, c| job::validate_manifest(raw, "", c))
+    finish(from_yaml::<RawManifest>(text)?, |raw, c| {
+        job::validate_manifest(raw, "", c)
+    })
 }
 
 pub fn job_from_json(bytes: &[u8]) -> Result<JobFile, Problems> {
-    finish(from_json::<RawManifest>(bytes)?, |raw, c| job::validate_manifest(raw, "", c))
+    finish(from_json::<RawManifest>(bytes)?, |raw, c| {
+        job::validate_manifest(raw, "", c)
+    })
 }
 
 /// A plan on its own: the body of `POST /api/exec/{job_id}`.
 pub fn plan_from_yaml(text: &str) -> Result<Plan, Problems> {
-    finish(from_yaml::<RawPlan>(text)?, |raw, c| plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, "", c))
+    finish(from_yaml::<RawPlan>(text)?, |raw, c| {
+        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, "", c)
+    })
 }
 
 pub fn plan_from_json(bytes: &[u8]) -> Result<Plan, Problems> {
-    finish(from_json::<RawPlan>(bytes)?, |raw, c| plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, "", c))
+    finish(from_json::<RawPlan>(bytes)?, |raw, c| {
+        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, "", c)
+    })
 }
 
 pub fn schedule_from_yaml(text: &str) -> Result<Schedule, Problems> {
@@ -43,7 +51,10 @@ pub fn schedule_from_yaml(text: &str) -> Result<Schedule, Problems> {
 }
 
 pub fn schedule_from_json(bytes: &[u8]) -> Result<Schedule, Problems> {
-    finish(from_json::<RawSchedule>(bytes)?, schedule::validate_schedule)
+    finish(
+        from_json::<RawSchedule>(bytes)?,
+        schedule::validate_schedule,
+    )
 }
 
 /// Unknown keys come first (in document order), then what validation found.
@@ -57,7 +68,11 @@ fn finish<R, T>(
 }
 
 fn from_yaml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(R, Vec<Problem>), Problems> {
-    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Err(Problems(vec![Problem::new("", "the document is empty")]));
     }
     parse_collecting(serde_yaml_ng::Deserializer::from_str(text))
@@ -66,7 +81,8 @@ fn from_yaml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(R, Vec<Probl
 fn from_json<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(R, Vec<Problem>), Problems> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = parse_collecting(&mut de)?;
-    de.end().map_err(|e| Problems(vec![Problem::new("", e.to_string())]))?;
+    de.end()
+        .map_err(|e| Problems(vec![Problem::new("", e.to_string())]))?;
     Ok(parsed)
 }
 

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::problems::{Collector, Scalar, index, join};
 use super::raw::{RawRollout, RawTarget, RawWave};
 use crate::HumanDuration;
 use crate::ids::{GroupName, PcId};
+use crate::problems::{Collector, Scalar, index, join};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
@@ -65,7 +65,9 @@ pub(crate) fn validate_plan_parts(
 ) -> Option<Plan> {
     let before = c.0.len();
     let has_target = target.is_some();
-    let target = target.map(|t| validate_target(t, &join(at, "target"), c)).unwrap_or_default();
+    let target = target
+        .map(|t| validate_target(t, &join(at, "target"), c))
+        .unwrap_or_default();
     let jitter = jitter.and_then(|j| c.check(&join(at, "jitter"), j.duration()));
     let rollout = rollout.and_then(|r| validate_rollout(r, &join(at, "rollout"), c));
     if has_target && rollout.is_some() {
@@ -79,7 +81,11 @@ pub(crate) fn validate_plan_parts(
             "a plan must name a target (pcs, groups or all: true) or rollout.waves",
         );
     }
-    (c.0.len() == before).then_some(Plan { target, jitter, rollout })
+    (c.0.len() == before).then_some(Plan {
+        target,
+        jitter,
+        rollout,
+    })
 }
 
 fn validate_target(raw: RawTarget, at: &str, c: &mut Collector) -> Target {
@@ -87,7 +93,10 @@ fn validate_target(raw: RawTarget, at: &str, c: &mut Collector) -> Target {
     let groups = ids::<GroupName>(raw.groups.unwrap_or_default(), &join(at, "groups"), c);
     let all = raw.all.unwrap_or(false);
     if all && (!pcs.is_empty() || !groups.is_empty()) {
-        c.push(join(at, "all"), "true already means every PC; remove pcs and groups, or set all: false");
+        c.push(
+            join(at, "all"),
+            "true already means every PC; remove pcs and groups, or set all: false",
+        );
     }
     Target { pcs, groups, all }
 }
@@ -101,7 +110,12 @@ fn ids<T: std::str::FromStr<Err = crate::IdError> + Ord + Clone>(
     let mut out = Vec::new();
     for (i, value) in raw.iter().enumerate() {
         let path = index(at, i);
-        let Some(id) = c.check(&path, value.text().and_then(|t| t.parse::<T>().map_err(|e| e.to_string()))) else {
+        let Some(id) = c.check(
+            &path,
+            value
+                .text()
+                .and_then(|t| t.parse::<T>().map_err(|e| e.to_string())),
+        ) else {
             continue;
         };
         if seen.insert(id.clone()) {
@@ -116,7 +130,10 @@ fn ids<T: std::str::FromStr<Err = crate::IdError> + Ord + Clone>(
 fn validate_rollout(raw: RawRollout, at: &str, c: &mut Collector) -> Option<Rollout> {
     let before = c.0.len();
     if let Some(s) = raw.strategy.as_deref().filter(|s| *s != "wave") {
-        c.push(join(at, "strategy"), format!("{s:?} is not a strategy (the only one is wave)"));
+        c.push(
+            join(at, "strategy"),
+            format!("{s:?} is not a strategy (the only one is wave)"),
+        );
     }
     let max_failure_ratio = raw.max_failure_ratio.and_then(|r| {
         let path = join(at, "max_failure_ratio");
@@ -148,13 +165,21 @@ fn validate_rollout(raw: RawRollout, at: &str, c: &mut Collector) -> Option<Roll
             waves.push(wave);
         }
     }
-    (c.0.len() == before).then_some(Rollout { strategy: "wave", waves, max_failure_ratio })
+    (c.0.len() == before).then_some(Rollout {
+        strategy: "wave",
+        waves,
+        max_failure_ratio,
+    })
 }
 
 fn validate_wave(raw: RawWave, at: &str, c: &mut Collector) -> Option<Wave> {
     let before = c.0.len();
     let group = raw.group.and_then(|g| {
-        c.check(&join(at, "group"), g.text().and_then(|t| t.parse::<GroupName>().map_err(|e| e.to_string())))
+        c.check(
+            &join(at, "group"),
+            g.text()
+                .and_then(|t| t.parse::<GroupName>().map_err(|e| e.to_string())),
+        )
     });
     let pcs = ids::<PcId>(raw.pcs.unwrap_or_default(), &join(at, "pcs"), c);
     if c.0.len() == before {
@@ -168,5 +193,9 @@ fn validate_wave(raw: RawWave, at: &str, c: &mut Collector) -> Option<Wave> {
         None => Some(HumanDuration::from_secs(0)),
         Some(d) => c.check(&join(at, "delay"), d.duration()),
     };
-    (c.0.len() == before).then_some(Wave { group, pcs, delay: delay? })
+    (c.0.len() == before).then_some(Wave {
+        group,
+        pcs,
+        delay: delay?,
+    })
 }

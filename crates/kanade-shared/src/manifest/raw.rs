@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::problems::Scalar;
+use crate::problems::Scalar;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(expecting = "a job manifest (a mapping with id, version, execute, ...)")]

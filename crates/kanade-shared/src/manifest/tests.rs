@@ -4,21 +4,30 @@ use super::*;
 
 fn check_job(yaml: &str, expected: &[&str]) {
     match job_from_yaml(yaml) {
-        Ok(_) => assert!(expected.is_empty(), "expected problems {expected:?}, got a valid job"),
+        Ok(_) => assert!(
+            expected.is_empty(),
+            "expected problems {expected:?}, got a valid job"
+        ),
         Err(p) => assert_eq!(p.messages(), expected, "\n--- yaml ---\n{yaml}"),
     }
 }
 
 fn check_schedule(yaml: &str, expected: &[&str]) {
     match schedule_from_yaml(yaml) {
-        Ok(_) => assert!(expected.is_empty(), "expected problems {expected:?}, got a valid schedule"),
+        Ok(_) => assert!(
+            expected.is_empty(),
+            "expected problems {expected:?}, got a valid schedule"
+        ),
         Err(p) => assert_eq!(p.messages(), expected, "\n--- yaml ---\n{yaml}"),
     }
 }
 
 fn check_plan(yaml: &str, expected: &[&str]) {
     match plan_from_yaml(yaml) {
-        Ok(_) => assert!(expected.is_empty(), "expected problems {expected:?}, got a valid plan"),
+        Ok(_) => assert!(
+            expected.is_empty(),
+            "expected problems {expected:?}, got a valid plan"
+        ),
         Err(p) => assert_eq!(p.messages(), expected, "\n--- yaml ---\n{yaml}"),
     }
 }
@@ -57,69 +66,110 @@ jitter: 5m
 fn job_rules_each_name_the_path_and_value() {
     let cases: &[(&str, &[&str])] = &[
         ("", &["the document is empty"]),
-        ("- a\n- b\n", &["invalid type: sequence, expected a job manifest (a mapping with id, version, execute, ...)"]),
-        ("description: x\n", &[
-            "id: is required",
-            "version: is required",
-            "execute: is required (shell and one of script, script_file, script_object)",
-        ]),
-        ("id: my job\nversion: 1\nexecute: { shell: sh, script: x }\n", &[
-            r#"id: job id "my job" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#,
-        ]),
-        ("id: j\nversion: 1.0\nexecute: { shell: sh, script: x }\n", &[
-            r#"version: 1 is read as a number; quote it ("1")"#,
-        ]),
-        (&job("execute: { shell: zsh, script: x }\n"), &[
-            r#"execute.shell: "zsh" is not a shell (one of powershell, pwsh, cmd, bash, sh)"#,
-        ]),
-        (&job("execute: { script: x }\n"), &[
-            "execute.shell: is required (one of powershell, pwsh, cmd, bash, sh)",
-        ]),
-        (&job("execute: { shell: sh }\n"), &[
-            "execute: needs exactly one script source: script, script_file or script_object",
-        ]),
-        (&job("execute: { shell: sh, script: x, script_file: a.sh }\n"), &[
-            "execute: has more than one script source: keep exactly one of script, script_file, script_object",
-        ]),
-        (&job("execute: { shell: sh, script: '  ' }\n"), &["execute.script: is empty"]),
-        (&job("execute: { shell: sh, script_object: nope }\n"), &[
-            r#"execute.script_object: "nope" is not <name>/<version> (e.g. cleanup/1.0.1)"#,
-        ]),
-        (&job("execute: { shell: sh, script_object: a/1, script_sha256: xyz }\n"), &[
-            r#"execute.script_sha256: "xyz" is not a sha256 (64 hex digits)"#,
-        ]),
-        (&job("execute: { shell: sh, script: x, script_sha256: abc }\n"), &[
-            "execute.script_sha256: only applies to script_object",
-        ]),
-        (&job("execute: { shell: sh, script: x, timeout: 600 }\n"), &[
-            "execute.timeout: 600 is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)",
-        ]),
-        (&job("execute: { shell: sh, script: x, timeout: 0s }\n"), &["execute.timeout: must be longer than 0s"]),
-        (&job("execute: { shell: sh, script: x, run_as: root }\n"), &[
-            r#"execute.run_as: "root" is not one of system, user"#,
-        ]),
-        (&job("execute: { shell: sh, script: x, env: { 1BAD: x, OK: 1 } }\n"), &[
-            "execute.env.1BAD: is not a valid variable name (letters, digits, _; not starting with a digit)",
-        ]),
-        (&job("execute: { shell: sh, script: x, jitter: 1m }\njitter: 2m\n"), &[
-            "jitter: is also set as execute.jitter; set it once",
-        ]),
-        (&job("execute: { shell: sh, script: x }\nstaleness: { mode: fresh }\n"), &[
-            r#"staleness.mode: "fresh" is not one of cached, strict, unchecked"#,
-        ]),
-        (&job("execute: { shell: sh, script: x }\nstaleness: { mode: strict }\n"), &[
-            "staleness.max_cache_age: is required with mode: strict (e.g. 1h)",
-        ]),
-        (&job("execute: { shell: sh, script: x }\nstaleness: { mode: cached, max_cache_age: 1h }\n"), &[
-            "staleness.max_cache_age: only applies to mode: strict",
-        ]),
-        (&job("execute: { shell: sh, scirpt: x, script: y }\nowner: me\n"), &[
-            "execute.scirpt: unknown key",
-            "owner: unknown key",
-        ]),
-        (&job("execute: [1, 2]\n"), &[
-            "execute: invalid type: sequence, expected an execute block (a mapping with shell, script, timeout, ...) at line 3 column 10",
-        ]),
+        (
+            "- a\n- b\n",
+            &[
+                "invalid type: sequence, expected a job manifest (a mapping with id, version, execute, ...)",
+            ],
+        ),
+        (
+            "description: x\n",
+            &[
+                "id: is required",
+                "version: is required",
+                "execute: is required (shell and one of script, script_file, script_object)",
+            ],
+        ),
+        (
+            "id: my job\nversion: 1\nexecute: { shell: sh, script: x }\n",
+            &[r#"id: job id "my job" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#],
+        ),
+        (
+            "id: j\nversion: 1.0\nexecute: { shell: sh, script: x }\n",
+            &[r#"version: 1 is read as a number; quote it ("1")"#],
+        ),
+        (
+            &job("execute: { shell: zsh, script: x }\n"),
+            &[r#"execute.shell: "zsh" is not a shell (one of powershell, pwsh, cmd, bash, sh)"#],
+        ),
+        (
+            &job("execute: { script: x }\n"),
+            &["execute.shell: is required (one of powershell, pwsh, cmd, bash, sh)"],
+        ),
+        (
+            &job("execute: { shell: sh }\n"),
+            &["execute: needs exactly one script source: script, script_file or script_object"],
+        ),
+        (
+            &job("execute: { shell: sh, script: x, script_file: a.sh }\n"),
+            &[
+                "execute: has more than one script source: keep exactly one of script, script_file, script_object",
+            ],
+        ),
+        (
+            &job("execute: { shell: sh, script: '  ' }\n"),
+            &["execute.script: is empty"],
+        ),
+        (
+            &job("execute: { shell: sh, script_object: nope }\n"),
+            &[r#"execute.script_object: "nope" is not <name>/<version> (e.g. cleanup/1.0.1)"#],
+        ),
+        (
+            &job("execute: { shell: sh, script_object: a/1, script_sha256: xyz }\n"),
+            &[r#"execute.script_sha256: "xyz" is not a sha256 (64 hex digits)"#],
+        ),
+        (
+            &job("execute: { shell: sh, script: x, script_sha256: abc }\n"),
+            &["execute.script_sha256: only applies to script_object"],
+        ),
+        (
+            &job("execute: { shell: sh, script: x, timeout: 600 }\n"),
+            &[
+                "execute.timeout: 600 is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)",
+            ],
+        ),
+        (
+            &job("execute: { shell: sh, script: x, timeout: 0s }\n"),
+            &["execute.timeout: must be longer than 0s"],
+        ),
+        (
+            &job("execute: { shell: sh, script: x, run_as: root }\n"),
+            &[r#"execute.run_as: "root" is not one of system, user"#],
+        ),
+        (
+            &job("execute: { shell: sh, script: x, env: { 1BAD: x, OK: 1 } }\n"),
+            &[
+                "execute.env.1BAD: is not a valid variable name (letters, digits, _; not starting with a digit)",
+            ],
+        ),
+        (
+            &job("execute: { shell: sh, script: x, jitter: 1m }\njitter: 2m\n"),
+            &["jitter: is also set as execute.jitter; set it once"],
+        ),
+        (
+            &job("execute: { shell: sh, script: x }\nstaleness: { mode: fresh }\n"),
+            &[r#"staleness.mode: "fresh" is not one of cached, strict, unchecked"#],
+        ),
+        (
+            &job("execute: { shell: sh, script: x }\nstaleness: { mode: strict }\n"),
+            &["staleness.max_cache_age: is required with mode: strict (e.g. 1h)"],
+        ),
+        (
+            &job(
+                "execute: { shell: sh, script: x }\nstaleness: { mode: cached, max_cache_age: 1h }\n",
+            ),
+            &["staleness.max_cache_age: only applies to mode: strict"],
+        ),
+        (
+            &job("execute: { shell: sh, scirpt: x, script: y }\nowner: me\n"),
+            &["execute.scirpt: unknown key", "owner: unknown key"],
+        ),
+        (
+            &job("execute: [1, 2]\n"),
+            &[
+                "execute: invalid type: sequence, expected an execute block (a mapping with shell, script, timeout, ...) at line 3 column 10",
+            ],
+        ),
     ];
     for (yaml, expected) in cases {
         check_job(yaml, expected);
@@ -130,33 +180,56 @@ fn job_rules_each_name_the_path_and_value() {
 fn plan_rules_inside_a_manifest() {
     let exec = "execute: { shell: sh, script: x }\n";
     let cases: &[(&str, &[&str])] = &[
-        ("target: {}\n", &["target: a plan must name a target (pcs, groups or all: true) or rollout.waves"]),
-        ("target: { all: true, groups: [g] }\n", &[
-            "target.all: true already means every PC; remove pcs and groups, or set all: false",
-        ]),
-        ("target: { pcs: [PC1, 'bad pc', PC1] }\n", &[
-            r#"target.pcs[1]: pc_id "bad pc" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#,
-            r#"target.pcs[2]: "PC1" is listed twice"#,
-        ]),
-        ("rollout: { waves: [{ group: canary, delay: 0s }, { group: wave1, delay: soon }] }\n", &[
-            r#"rollout.waves[1].delay: "soon" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
-        ]),
-        ("rollout: { waves: [{ group: a, delay: 30m }, { group: b, delay: 10m }] }\n", &[
-            "rollout.waves[1].delay: 10m is earlier than the wave before it (30m); delays count from the start of the rollout",
-        ]),
-        ("rollout: { waves: [{ delay: 0s }, { group: a, pcs: [x] }] }\n", &[
-            "rollout.waves[0]: a wave needs a group or pcs",
-            "rollout.waves[1]: a wave takes a group or pcs, not both",
-        ]),
-        ("rollout: { strategy: canary, waves: [], max_failure_ratio: 1.5 }\n", &[
-            r#"rollout.strategy: "canary" is not a strategy (the only one is wave)"#,
-            "rollout.max_failure_ratio: 1.5 is outside 0.0..=1.0",
-            "rollout.waves: a rollout needs at least one wave",
-        ]),
-        ("target: { groups: [g] }\nrollout: { waves: [{ group: a }] }\n", &[
-            "target: cannot be combined with rollout.waves: the waves name who runs it",
-        ]),
-        ("rollout: { waves: [{ group: a, dealy: 1m }] }\n", &["rollout.waves[0].dealy: unknown key"]),
+        (
+            "target: {}\n",
+            &["target: a plan must name a target (pcs, groups or all: true) or rollout.waves"],
+        ),
+        (
+            "target: { all: true, groups: [g] }\n",
+            &["target.all: true already means every PC; remove pcs and groups, or set all: false"],
+        ),
+        (
+            "target: { pcs: [PC1, 'bad pc', PC1] }\n",
+            &[
+                r#"target.pcs[1]: pc_id "bad pc" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#,
+                r#"target.pcs[2]: "PC1" is listed twice"#,
+            ],
+        ),
+        (
+            "rollout: { waves: [{ group: canary, delay: 0s }, { group: wave1, delay: soon }] }\n",
+            &[
+                r#"rollout.waves[1].delay: "soon" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
+            ],
+        ),
+        (
+            "rollout: { waves: [{ group: a, delay: 30m }, { group: b, delay: 10m }] }\n",
+            &[
+                "rollout.waves[1].delay: 10m is earlier than the wave before it (30m); delays count from the start of the rollout",
+            ],
+        ),
+        (
+            "rollout: { waves: [{ delay: 0s }, { group: a, pcs: [x] }] }\n",
+            &[
+                "rollout.waves[0]: a wave needs a group or pcs",
+                "rollout.waves[1]: a wave takes a group or pcs, not both",
+            ],
+        ),
+        (
+            "rollout: { strategy: canary, waves: [], max_failure_ratio: 1.5 }\n",
+            &[
+                r#"rollout.strategy: "canary" is not a strategy (the only one is wave)"#,
+                "rollout.max_failure_ratio: 1.5 is outside 0.0..=1.0",
+                "rollout.waves: a rollout needs at least one wave",
+            ],
+        ),
+        (
+            "target: { groups: [g] }\nrollout: { waves: [{ group: a }] }\n",
+            &["target: cannot be combined with rollout.waves: the waves name who runs it"],
+        ),
+        (
+            "rollout: { waves: [{ group: a, dealy: 1m }] }\n",
+            &["rollout.waves[0].dealy: unknown key"],
+        ),
     ];
     for (plan, expected) in cases {
         check_job(&job(&format!("{exec}{plan}")), expected);
@@ -165,54 +238,87 @@ fn plan_rules_inside_a_manifest() {
 
 #[test]
 fn standalone_plans_need_a_target_or_waves() {
-    check_plan("jitter: 5m\n", &["target: a plan must name a target (pcs, groups or all: true) or rollout.waves"]);
+    check_plan(
+        "jitter: 5m\n",
+        &["target: a plan must name a target (pcs, groups or all: true) or rollout.waves"],
+    );
     check_plan("target: { all: true }\njitter: 5m\n", &[]);
-    check_plan("target: { groups: [wave1] }\njitter: 5x\n", &[
-        r#"jitter: "5x" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
-    ]);
+    check_plan(
+        "target: { groups: [wave1] }\njitter: 5x\n",
+        &[r#"jitter: "5x" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#],
+    );
 }
 
-const SCHEDULE: &str = "id: nightly\ncron: \"0 0 3 * * *\"\njob_id: cleanup\nplan: { target: { groups: [wave1] } }\n";
+const SCHEDULE: &str =
+    "id: nightly\ncron: \"0 0 3 * * *\"\njob_id: cleanup\nplan: { target: { groups: [wave1] } }\n";
 
 #[test]
 fn schedule_rules_each_name_the_path_and_value() {
     let cases: &[(&str, &[&str])] = &[
         (SCHEDULE, &[]),
-        ("cron: '0 0 3 * * *'\n", &[
-            "id: is required",
-            "job_id: is required (or give an inline manifest)",
-            "plan: is required: a schedule needs a target (plan: { target: { groups: [...] } })",
-        ]),
-        (&SCHEDULE.replace("0 0 3 * * *", "0 0 27 * * *"), &[
-            r#"cron: "0 0 27 * * *": field 3 (hour) value 27 is out of range 0-23"#,
-        ]),
-        (&format!("{SCHEDULE}mode: hourly\n"), &[
-            r#"mode: "hourly" is not one of every_tick, once_per_pc, once_per_target"#,
-        ]),
-        (&format!("{SCHEDULE}cooldown: 1h\nauto_disable_when_done: true\n"), &[
-            "cooldown: only applies to mode once_per_pc or once_per_target",
-            "auto_disable_when_done: only applies to mode once_per_pc or once_per_target",
-        ]),
-        (&format!("{SCHEDULE}mode: once_per_pc\ncooldown: 1day\n"), &[]),
-        (&format!("{SCHEDULE}on_failure: {{ retry: {{ max: 50, backoff: 5m }} }}\n"), &[
-            "on_failure.retry.max: 50 is outside 1..=10",
-        ]),
-        (&format!("{SCHEDULE}on_failure: {{ retry: {{ max: 2, backoff: later }} }}\n"), &[
-            r#"on_failure.retry.backoff: "later" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
-        ]),
-        (&format!("{SCHEDULE}timezone: 'Mars Base'\n"), &[
-            r#"timezone: "Mars Base" is not a time zone name (e.g. UTC, Europe/Paris, Asia/Tokyo)"#,
-        ]),
-        (&format!("{SCHEDULE}timezone: Asia/Tokyo\nenable: true\n"), &["enable: unknown key"]),
-        (&format!("{SCHEDULE}manifest: {{ id: x, version: '1', execute: {{ shell: sh, script: x }} }}\n"), &[
-            "job_id: set either job_id or an inline manifest, not both",
-        ]),
-        ("id: s\ncron: '@daily'\nmanifest: { id: x, version: '1', execute: { shell: ksh, script: x }, target: { all: true } }\nplan: { target: { all: true } }\n", &[
-            r#"manifest.execute.shell: "ksh" is not a shell (one of powershell, pwsh, cmd, bash, sh)"#,
-        ]),
-        ("id: s\ncron: '@daily'\nmanifest: { id: x, version: '1', execute: { shell: sh, script: x }, target: { all: true } }\nplan: { target: { all: true } }\n", &[
-            "manifest: has target or rollout; put them under plan",
-        ]),
+        (
+            "cron: '0 0 3 * * *'\n",
+            &[
+                "id: is required",
+                "job_id: is required (or give an inline manifest)",
+                "plan: is required: a schedule needs a target (plan: { target: { groups: [...] } })",
+            ],
+        ),
+        (
+            &SCHEDULE.replace("0 0 3 * * *", "0 0 27 * * *"),
+            &[r#"cron: "0 0 27 * * *": field 3 (hour) value 27 is out of range 0-23"#],
+        ),
+        (
+            &format!("{SCHEDULE}mode: hourly\n"),
+            &[r#"mode: "hourly" is not one of every_tick, once_per_pc, once_per_target"#],
+        ),
+        (
+            &format!("{SCHEDULE}cooldown: 1h\nauto_disable_when_done: true\n"),
+            &[
+                "cooldown: only applies to mode once_per_pc or once_per_target",
+                "auto_disable_when_done: only applies to mode once_per_pc or once_per_target",
+            ],
+        ),
+        (
+            &format!("{SCHEDULE}mode: once_per_pc\ncooldown: 1day\n"),
+            &[],
+        ),
+        (
+            &format!("{SCHEDULE}on_failure: {{ retry: {{ max: 50, backoff: 5m }} }}\n"),
+            &["on_failure.retry.max: 50 is outside 1..=10"],
+        ),
+        (
+            &format!("{SCHEDULE}on_failure: {{ retry: {{ max: 2, backoff: later }} }}\n"),
+            &[
+                r#"on_failure.retry.backoff: "later" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
+            ],
+        ),
+        (
+            &format!("{SCHEDULE}timezone: 'Mars Base'\n"),
+            &[
+                r#"timezone: "Mars Base" is not a time zone name (e.g. UTC, Europe/Paris, Asia/Tokyo)"#,
+            ],
+        ),
+        (
+            &format!("{SCHEDULE}timezone: Asia/Tokyo\nenable: true\n"),
+            &["enable: unknown key"],
+        ),
+        (
+            &format!(
+                "{SCHEDULE}manifest: {{ id: x, version: '1', execute: {{ shell: sh, script: x }} }}\n"
+            ),
+            &["job_id: set either job_id or an inline manifest, not both"],
+        ),
+        (
+            "id: s\ncron: '@daily'\nmanifest: { id: x, version: '1', execute: { shell: ksh, script: x }, target: { all: true } }\nplan: { target: { all: true } }\n",
+            &[
+                r#"manifest.execute.shell: "ksh" is not a shell (one of powershell, pwsh, cmd, bash, sh)"#,
+            ],
+        ),
+        (
+            "id: s\ncron: '@daily'\nmanifest: { id: x, version: '1', execute: { shell: sh, script: x }, target: { all: true } }\nplan: { target: { all: true } }\n",
+            &["manifest: has target or rollout; put them under plan"],
+        ),
     ];
     for (yaml, expected) in cases {
         check_schedule(yaml, expected);
@@ -245,5 +351,8 @@ fn json_documents_report_unknown_keys_too() {
     let err = plan_from_json(br#"{"target":{"all":true},"targte":{}}"#).unwrap_err();
     assert_eq!(err.messages(), ["targte: unknown key"]);
     let err = plan_from_json(br#"{"target":{"all":true}} trailing"#).unwrap_err();
-    assert!(err.messages()[0].starts_with("trailing characters"), "{err}");
+    assert!(
+        err.messages()[0].starts_with("trailing characters"),
+        "{err}"
+    );
 }

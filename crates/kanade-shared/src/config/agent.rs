@@ -1,0 +1,117 @@
+//! `agent.toml`: `[agent]`, `[inventory]`, `[log]`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{DefaultPaths, Environment, LogConfig, RawLog, log_config, nats_url, parse_toml};
+use crate::HumanDuration;
+use crate::ids::{GroupName, PcId};
+use crate::problems::{Collector, Problems, index};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub id: PcId,
+    pub nats_url: String,
+    /// Groups from the file; unioned at run time with the `agent_groups` KV entry.
+    pub groups: Vec<GroupName>,
+    pub data_dir: PathBuf,
+    pub heartbeat_interval: HumanDuration,
+    pub max_concurrent_jobs: u32,
+    pub inventory: InventoryConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConfig {
+    pub enabled: bool,
+    pub interval: HumanDuration,
+    /// Random delay added to each collection so a fleet does not report at the same second.
+    pub jitter: HumanDuration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAgentFile {
+    agent: Option<RawAgent>,
+    inventory: Option<RawInventory>,
+    log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAgent {
+    id: Option<String>,
+    nats_url: Option<String>,
+    groups: Option<Vec<String>>,
+    data_dir: Option<String>,
+    heartbeat_interval: Option<String>,
+    max_concurrent_jobs: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawInventory {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    jitter: Option<String>,
+}
+
+pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Problems> {
+    let (raw, unknown): (RawAgentFile, _) = parse_toml(text)?;
+    let mut c = Collector(unknown);
+    let defaults = DefaultPaths::for_env(env);
+    let agent = raw.agent.unwrap_or_default();
+
+    // The host name is the default identity; it must still be a valid subject token.
+    let id_text = agent.id.unwrap_or_else(|| env.host.clone());
+    let id = c.check("agent.id", id_text.parse::<PcId>());
+    let mut groups = Vec::new();
+    for (i, g) in agent.groups.unwrap_or_default().iter().enumerate() {
+        if let Some(g) = c.check(&index("agent.groups", i), g.parse::<GroupName>()) {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+    }
+    let nats_url = nats_url(agent.nats_url, "agent.nats_url", &mut c);
+    let heartbeat_interval = duration(
+        agent.heartbeat_interval,
+        "30s",
+        "agent.heartbeat_interval",
+        &mut c,
+    );
+    let max_concurrent_jobs = agent.max_concurrent_jobs.unwrap_or(4);
+    if max_concurrent_jobs == 0 {
+        c.push("agent.max_concurrent_jobs", "must be at least 1");
+    }
+    let inv = raw.inventory.unwrap_or_default();
+    let inventory = InventoryConfig {
+        enabled: inv.enabled.unwrap_or(true),
+        interval: duration(inv.interval, "24h", "inventory.interval", &mut c),
+        jitter: duration(inv.jitter, "10m", "inventory.jitter", &mut c),
+    };
+    let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
+    let config = id.map(|id| AgentConfig {
+        id,
+        nats_url,
+        groups,
+        data_dir: agent
+            .data_dir
+            .map(PathBuf::from)
+            .unwrap_or(defaults.data_dir),
+        heartbeat_interval,
+        max_concurrent_jobs,
+        inventory,
+        log,
+    });
+    c.finish(config)
+}
+
+pub(super) fn duration(
+    raw: Option<String>,
+    default: &str,
+    path: &str,
+    c: &mut Collector,
+) -> HumanDuration {
+    let text = raw.unwrap_or_else(|| default.to_owned());
+    c.check(path, text.parse::<HumanDuration>())
+        .unwrap_or_default()
+}

@@ -1,0 +1,216 @@
+//! Config rules, each run against a fake [`Environment`].
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn linux() -> Environment {
+    Environment::fake(OsKind::Linux, "pc-lin-01")
+}
+
+fn windows() -> Environment {
+    Environment::fake(OsKind::Windows, "PC-WIN-01").with_var("PROGRAMDATA", r"D:\PD")
+}
+
+#[test]
+fn templates_render_host_env_and_os_conditions() {
+    let env = linux().with_var("SITE", "osaka");
+    let text = r#"id = "{{ system.host }}"
+site = "{{ env(name="SITE", default="tokyo") }}"
+other = "{{ env(name="MISSING", default="fallback") }}"
+{% if is_windows() %}shell = "powershell"{% else %}shell = "sh"{% endif %}"#;
+    let out = render(text, &env).unwrap();
+    assert_eq!(
+        out,
+        "id = \"pc-lin-01\"\nsite = \"osaka\"\nother = \"fallback\"\nshell = \"sh\""
+    );
+    let out = render("{% if is_windows() %}win{% endif %}", &windows()).unwrap();
+    assert_eq!(out, "win");
+}
+
+#[test]
+fn template_errors_say_what_is_missing() {
+    let err = render(r#"x = "{{ env(name="NOPE") }}""#, &linux()).unwrap_err();
+    assert!(
+        err.contains("environment variable NOPE is not set and env() was given no default"),
+        "{err}"
+    );
+    let err = render("x = \"{{ system.hots }}\"", &linux()).unwrap_err();
+    assert!(err.starts_with("undefined value"), "{err}");
+    assert!(err.ends_with("(line 1)"), "{err}");
+}
+
+#[test]
+fn discovery_order_is_flag_then_env_var_then_config_dir() {
+    let all = |_: &Path| true;
+    let env = linux().with_var("KANADE_AGENT_CONFIG", "/from/env.toml");
+    let found = discover(Role::Agent, Some(Path::new("/from/flag.toml")), &env, all).unwrap();
+    assert_eq!(
+        (found.path, found.source),
+        (PathBuf::from("/from/flag.toml"), Source::Flag)
+    );
+    let found = discover(Role::Agent, None, &env, all).unwrap();
+    assert_eq!(
+        (found.path, found.source),
+        (PathBuf::from("/from/env.toml"), Source::EnvVar)
+    );
+    let found = discover(Role::Backend, None, &linux(), all).unwrap();
+    assert_eq!(
+        (found.path, found.source),
+        (
+            PathBuf::from("/etc/kanade/backend.toml"),
+            Source::DefaultDir
+        )
+    );
+    let found = discover(Role::Agent, None, &windows(), all).unwrap();
+    assert_eq!(found.path, PathBuf::from(r"D:\PD\Kanade\config\agent.toml"));
+}
+
+#[test]
+fn discovery_errors_name_every_place_looked() {
+    let none = |_: &Path| false;
+    let err = discover(Role::Agent, None, &linux(), none)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "no agent.toml config found; looked at:\n  1. --config <path>: not given\n  2. KANADE_AGENT_CONFIG: not set\n  3. /etc/kanade/agent.toml: does not exist\ncreate one (see the sample agent.toml in the kanade repository) or pass --config"
+    );
+    let err = discover(Role::Agent, Some(Path::new("/x.toml")), &linux(), none)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "config file /x.toml (from --config) does not exist");
+    let env = linux().with_var("KANADE_BACKEND_CONFIG", "/y.toml");
+    let err = discover(Role::Backend, None, &env, none)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "config file /y.toml (from KANADE_BACKEND_CONFIG) does not exist"
+    );
+}
+
+#[test]
+fn default_paths_follow_the_os() {
+    let lin = DefaultPaths::for_env(&linux());
+    assert_eq!(lin.data_dir, PathBuf::from("/var/lib/kanade"));
+    assert_eq!(lin.log_dir, PathBuf::from("/var/log/kanade"));
+    let win = DefaultPaths::for_env(&Environment::fake(OsKind::Windows, "W"));
+    assert_eq!(
+        win.config_dir,
+        PathBuf::from(r"C:\ProgramData\Kanade\config")
+    );
+    assert_eq!(win.data_dir, PathBuf::from(r"C:\ProgramData\Kanade\data"));
+    assert_eq!(win.log_dir, PathBuf::from(r"C:\ProgramData\Kanade\logs"));
+}
+
+fn agent_problems(text: &str, env: &Environment) -> Vec<String> {
+    agent::parse(text, env)
+        .map(|_| Vec::new())
+        .unwrap_or_else(|p| p.messages())
+}
+
+#[test]
+fn agent_config_defaults_and_rules() {
+    let config = agent::parse("", &linux()).unwrap();
+    assert_eq!(config.id.as_str(), "pc-lin-01");
+    assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/kanade"));
+    assert_eq!(config.heartbeat_interval.as_secs(), 30);
+    assert_eq!(config.inventory.interval.as_secs(), 86_400);
+
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[agent]\nid = \"my pc\"\n",
+            &[r#"agent.id: pc_id "my pc" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#],
+        ),
+        (
+            "[agent]\ngroups = [\"ok\", \"not ok\"]\nheartbeat_interval = \"often\"\n",
+            &[
+                r#"agent.groups[1]: group name "not ok" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#,
+                r#"agent.heartbeat_interval: "often" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
+            ],
+        ),
+        (
+            "[agent]\nnats_url = \"http://x\"\n",
+            &[
+                r#"agent.nats_url: "http://x" is not a NATS URL (nats://host:4222 or tls://host:4222)"#,
+            ],
+        ),
+        (
+            "[agent]\nidd = \"x\"\n[inventroy]\nenabled = true\n",
+            &["agent.idd: unknown key", "inventroy: unknown key"],
+        ),
+        (
+            "[log]\nkeep_days = 0\n",
+            &["log.keep_days: must be at least 1"],
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(agent_problems(text, &linux()), *expected, "{text}");
+    }
+    // A host name that is not a valid id stops the agent with the value and the rule.
+    let bad_host = Environment::fake(OsKind::Linux, "host.with.dots");
+    assert_eq!(
+        agent_problems("", &bad_host),
+        [
+            r#"agent.id: pc_id "host.with.dots" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#
+        ]
+    );
+    let err = agent_problems("[agent\n", &linux());
+    assert!(err[0].starts_with("TOML parse error"), "{err:?}");
+}
+
+#[test]
+fn backend_config_defaults_and_rules() {
+    let config = backend::parse("", &windows()).unwrap();
+    assert_eq!(
+        config.db,
+        DbConfig::Sqlite(PathBuf::from(r"D:\PD\Kanade\data\backend.db"))
+    );
+    assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+    let problems = backend::parse(
+        "[server]\nbind = \"localhost\"\n[db]\nurl = \"mysql://u:secret@h/db\"\n[nats]\nreplicas = 2\n[auth]\njwt_secret = \"short\"\nttl = \"1h\"\n",
+        &linux(),
+    )
+    .unwrap_err()
+    .messages();
+    assert_eq!(
+        problems,
+        [
+            "auth.ttl: unknown key",
+            r#"server.bind: "localhost" is not an address:port such as 127.0.0.1:8080"#,
+            "nats.replicas: 2 is not 1, 3 or 5",
+            r#"db.url: "mysql://***@h/db" is not a postgres:// URL"#,
+            "auth.jwt_secret: is shorter than 32 characters; use a long random value or leave it out to have one generated",
+        ]
+    );
+}
+
+#[test]
+fn load_reads_renders_and_validates_a_real_file() {
+    let dir = std::env::temp_dir().join(format!("kanade-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        "[agent]\nid = \"{{ env(name=\"PCNAME\") }}\"\ngroups = [\"canary\"]\n",
+    )
+    .unwrap();
+    let env = linux()
+        .with_var("KANADE_AGENT_CONFIG", path.to_str().unwrap())
+        .with_var("PCNAME", "PC-7");
+    let (config, found) = load_agent(None, &env).unwrap();
+    assert_eq!(config.id.as_str(), "PC-7");
+    assert_eq!(found.source, Source::EnvVar);
+    std::fs::write(&path, "[agent]\nid = \"a b\"\n").unwrap();
+    let err = load_agent(Some(&path), &linux()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "config {} is invalid:\nagent.id: pc_id \"a b\" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -",
+            path.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
