@@ -41,9 +41,7 @@ impl FromStr for HumanDuration {
         if trimmed == "0" {
             return Ok(Self(Duration::ZERO));
         }
-        humantime::parse_duration(trimmed)
-            .map(Self)
-            .map_err(|_| DurationError(s.to_owned()))
+        humantime::parse_duration(trimmed).map(Self).map_err(|_| DurationError(s.to_owned()))
     }
 }
 
@@ -75,13 +73,7 @@ mod tests {
 
     #[test]
     fn parses_and_formats_round_trip() {
-        for (text, secs) in [
-            ("600s", 600),
-            ("30m", 1800),
-            ("24h", 86400),
-            ("0s", 0),
-            ("0", 0),
-        ] {
+        for (text, secs) in [("600s", 600), ("30m", 1800), ("24h", 86400), ("0s", 0), ("0", 0)] {
             let d: HumanDuration = text.parse().unwrap();
             assert_eq!(d.as_secs(), secs, "{text}");
             assert_eq!(d.to_string().parse::<HumanDuration>().unwrap(), d);
@@ -95,9 +87,7 @@ mod tests {
             let err = bad.parse::<HumanDuration>().unwrap_err();
             assert_eq!(
                 err.to_string(),
-                format!(
-                    "{bad:?} is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"
-                )
+                format!("{bad:?} is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)")
             );
         }
     }

@@ -21,34 +21,14 @@ const VERSION_RULE: &str = "use 1 to 64 characters from A-Z a-z 0-9 . _ + -";
 
 fn check_token(kind: &'static str, value: &str) -> Result<(), IdError> {
     let ok = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(IdError {
-            kind,
-            value: value.to_owned(),
-            rule: TOKEN_RULE,
-        })
-    }
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(IdError { kind, value: value.to_owned(), rule: TOKEN_RULE }) }
 }
 
 fn check_version(kind: &'static str, value: &str) -> Result<(), IdError> {
     let ok = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(IdError {
-            kind,
-            value: value.to_owned(),
-            rule: VERSION_RULE,
-        })
-    }
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'));
+    if ok { Ok(()) } else { Err(IdError { kind, value: value.to_owned(), rule: VERSION_RULE }) }
 }
 
 macro_rules! string_id {
@@ -260,10 +240,7 @@ mod tests {
     #[test]
     fn ids_reject_invalid_values_when_deserialized() {
         let err = serde_json::from_str::<PcId>(r#""a.b""#).unwrap_err();
-        assert!(
-            err.to_string().contains(r#"pc_id "a.b" is invalid"#),
-            "{err}"
-        );
+        assert!(err.to_string().contains(r#"pc_id "a.b" is invalid"#), "{err}");
     }
 
     #[test]

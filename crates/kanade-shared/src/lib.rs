@@ -16,6 +16,4 @@ pub mod subjects;
 pub mod wire;
 
 pub use duration::HumanDuration;
-pub use ids::{
-    AuditId, ExecId, GroupName, IdError, JobId, PcId, RequestId, ResultId, ScheduleId, Version,
-};
+pub use ids::{AuditId, ExecId, GroupName, IdError, JobId, PcId, RequestId, ResultId, ScheduleId, Version};

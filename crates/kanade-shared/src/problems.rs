@@ -14,10 +14,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self { path: path.into(), message: message.into() }
     }
 }
 
@@ -76,11 +73,7 @@ impl Collector {
 }
 
 pub(crate) fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
 }
 
 pub(crate) fn index(parent: &str, i: usize) -> String {
@@ -132,13 +125,11 @@ impl Scalar {
 
     pub fn duration(&self) -> Result<crate::HumanDuration, String> {
         match self {
-            Self::Str(s) => s
-                .parse()
-                .map_err(|e: crate::duration::DurationError| e.to_string()),
+            Self::Str(s) => s.parse().map_err(|e: crate::duration::DurationError| e.to_string()),
             Self::Int(0) => Ok(crate::HumanDuration::from_secs(0)),
-            other => Err(format!(
-                "{other} is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"
-            )),
+            other => {
+                Err(format!("{other} is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"))
+            }
         }
     }
 
@@ -180,10 +171,7 @@ where
             };
             // serde_yaml_ng already starts its message with the path; say it once.
             let message = err.into_inner().to_string();
-            let message = message
-                .strip_prefix(&format!("{path}: "))
-                .map(str::to_owned)
-                .unwrap_or(message);
+            let message = message.strip_prefix(&format!("{path}: ")).map(str::to_owned).unwrap_or(message);
             unknown.push(Problem::new(path, message));
             Err(Problems(unknown))
         }
@@ -196,8 +184,8 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
         Path::Root => String::new(),
         Path::Seq { parent, index: i } => index(&ignored_path(parent), *i),
         Path::Map { parent, key } => join(&ignored_path(parent), key),
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => ignored_path(parent),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
     }
 }

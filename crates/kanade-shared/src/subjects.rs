@@ -64,16 +64,10 @@ pub fn ping(pc: &PcId) -> String {
 /// `audit.<action>`; the action's dots become subject tokens (`exec.create`).
 pub fn audit(action: &str) -> Result<String, SubjectError> {
     let ok = !action.is_empty()
-        && action.split('.').all(|t| {
-            !t.is_empty()
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        });
-    if ok {
-        Ok(format!("audit.{action}"))
-    } else {
-        Err(SubjectError::BadAuditAction(action.to_owned()))
-    }
+        && action
+            .split('.')
+            .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+    if ok { Ok(format!("audit.{action}")) } else { Err(SubjectError::BadAuditAction(action.to_owned())) }
 }
 
 /// Who a command subject addresses.
@@ -137,20 +131,11 @@ mod tests {
         let exec: ExecId = "0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e".parse().unwrap();
         let req: RequestId = "0190f5c2-6c1f-7000-8000-000000000001".parse().unwrap();
         assert_eq!(command_all(&job("j")), "commands.all.j");
-        assert_eq!(
-            command_group(&group("canary"), &job("j")),
-            "commands.group.canary.j"
-        );
+        assert_eq!(command_group(&group("canary"), &job("j")), "commands.group.canary.j");
         assert_eq!(command_pc(&pc("PC1"), &job("j")), "commands.pc.PC1.j");
         assert_eq!(kill(exec), "kill.0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e");
-        assert_eq!(
-            result(&pc("PC1"), req),
-            "results.PC1.0190f5c2-6c1f-7000-8000-000000000001"
-        );
-        assert_eq!(
-            event_started(&pc("PC1"), exec),
-            format!("events.started.PC1.{exec}")
-        );
+        assert_eq!(result(&pc("PC1"), req), "results.PC1.0190f5c2-6c1f-7000-8000-000000000001");
+        assert_eq!(event_started(&pc("PC1"), exec), format!("events.started.PC1.{exec}"));
         assert_eq!(heartbeat(&pc("PC1")), "heartbeat.PC1");
         assert_eq!(inventory(&pc("PC1")), "inventory.PC1");
         assert_eq!(ping(&pc("PC1")), "agents.PC1.ping");
@@ -162,14 +147,7 @@ mod tests {
     #[test]
     fn agent_filters_cover_exactly_its_own_subjects() {
         let filters = agent_command_filters(&pc("PC1"), &[group("canary")]);
-        assert_eq!(
-            filters,
-            [
-                "commands.all.>",
-                "commands.pc.PC1.>",
-                "commands.group.canary.>"
-            ]
-        );
+        assert_eq!(filters, ["commands.all.>", "commands.pc.PC1.>", "commands.group.canary.>"]);
     }
 
     #[test]
@@ -193,18 +171,11 @@ mod tests {
 
     #[test]
     fn parse_command_rejects_foreign_shapes() {
-        for s in [
-            "commands.all",
-            "commands.pc.PC1",
-            "commands.other.x.j",
-            "results.PC1.x",
-            "commands.all.j.k",
-        ] {
+        for s in
+            ["commands.all", "commands.pc.PC1", "commands.other.x.j", "results.PC1.x", "commands.all.j.k"]
+        {
             let err = parse_command(s).unwrap_err();
-            assert!(
-                err.to_string()
-                    .starts_with(&format!("{s:?} is not a command subject"))
-            );
+            assert!(err.to_string().starts_with(&format!("{s:?} is not a command subject")));
         }
     }
 }

@@ -1,1 +1,11 @@
-pub fn x() {}
+//! Test support: a real `nats-server` with JetStream per test, and waiting on conditions with a
+//! deadline instead of bare sleeps.
+//!
+//! **Invariant:** no mock broker. Every test that touches NATS gets its own server on a free
+//! loopback port with its own store directory, killed when the handle drops.
+
+mod nats;
+mod wait;
+
+pub use nats::NatsServer;
+pub use wait::{wait_until, wait_until_async};

@@ -72,12 +72,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         }
     }
     let nats_url = nats_url(agent.nats_url, "agent.nats_url", &mut c);
-    let heartbeat_interval = duration(
-        agent.heartbeat_interval,
-        "30s",
-        "agent.heartbeat_interval",
-        &mut c,
-    );
+    let heartbeat_interval = duration(agent.heartbeat_interval, "30s", "agent.heartbeat_interval", &mut c);
     let max_concurrent_jobs = agent.max_concurrent_jobs.unwrap_or(4);
     if max_concurrent_jobs == 0 {
         c.push("agent.max_concurrent_jobs", "must be at least 1");
@@ -93,10 +88,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         id,
         nats_url,
         groups,
-        data_dir: agent
-            .data_dir
-            .map(PathBuf::from)
-            .unwrap_or(defaults.data_dir),
+        data_dir: agent.data_dir.map(PathBuf::from).unwrap_or(defaults.data_dir),
         heartbeat_interval,
         max_concurrent_jobs,
         inventory,
@@ -105,13 +97,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
     c.finish(config)
 }
 
-pub(super) fn duration(
-    raw: Option<String>,
-    default: &str,
-    path: &str,
-    c: &mut Collector,
-) -> HumanDuration {
+pub(super) fn duration(raw: Option<String>, default: &str, path: &str, c: &mut Collector) -> HumanDuration {
     let text = raw.unwrap_or_else(|| default.to_owned());
-    c.check(path, text.parse::<HumanDuration>())
-        .unwrap_or_default()
+    c.check(path, text.parse::<HumanDuration>()).unwrap_or_default()
 }

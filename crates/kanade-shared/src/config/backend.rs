@@ -80,10 +80,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
             .parse::<SocketAddr>()
             .map_err(|_| format!("{bind_text:?} is not an address:port such as 127.0.0.1:8080")),
     );
-    let data_dir = server
-        .data_dir
-        .map(PathBuf::from)
-        .unwrap_or_else(|| defaults.data_dir.clone());
+    let data_dir = server.data_dir.map(PathBuf::from).unwrap_or_else(|| defaults.data_dir.clone());
     let nats = raw.nats.unwrap_or_default();
     let nats_url = nats_url(nats.url, "nats.url", &mut c);
     let replicas = nats.replicas.unwrap_or(1);
@@ -100,22 +97,18 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
             Some(DbConfig::Postgres(url))
         }
         (None, Some(url)) => {
-            c.push(
-                "db.url",
-                format!("{:?} is not a postgres:// URL", redact(&url)),
-            );
+            c.push("db.url", format!("{:?} is not a postgres:// URL", redact(&url)));
             None
         }
         (Some(path), None) => Some(DbConfig::Sqlite(path.into())),
-        (None, None) => Some(DbConfig::Sqlite(defaults.join(
-            env,
-            &data_dir,
-            "backend.db",
-        ))),
+        (None, None) => Some(DbConfig::Sqlite(defaults.join(env, &data_dir, "backend.db"))),
     };
     let auth_raw = raw.auth.unwrap_or_default();
     if auth_raw.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
-        c.push("auth.jwt_secret", "is shorter than 32 characters; use a long random value or leave it out to have one generated");
+        c.push(
+            "auth.jwt_secret",
+            "is shorter than 32 characters; use a long random value or leave it out to have one generated",
+        );
     }
     let auth = AuthConfig {
         jwt_secret: auth_raw.jwt_secret,
@@ -123,15 +116,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
     };
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = match (bind, db) {
-        (Some(bind), Some(db)) => Some(BackendConfig {
-            bind,
-            data_dir,
-            nats_url,
-            replicas,
-            db,
-            auth,
-            log,
-        }),
+        (Some(bind), Some(db)) => Some(BackendConfig { bind, data_dir, nats_url, replicas, db, auth, log }),
         _ => None,
     };
     c.finish(config)

@@ -49,10 +49,7 @@ pub fn discover(
     let var = role.env_var();
     if let Some(path) = cli {
         return if exists(path) {
-            Ok(Discovered {
-                path: path.to_owned(),
-                source: Source::Flag,
-            })
+            Ok(Discovered { path: path.to_owned(), source: Source::Flag })
         } else {
             Err(ConfigError::NotFound(format!(
                 "config file {} (from --config) does not exist",
@@ -63,24 +60,15 @@ pub fn discover(
     if let Some(value) = env.var(var).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(value);
         return if exists(&path) {
-            Ok(Discovered {
-                path,
-                source: Source::EnvVar,
-            })
+            Ok(Discovered { path, source: Source::EnvVar })
         } else {
-            Err(ConfigError::NotFound(format!(
-                "config file {} (from {var}) does not exist",
-                path.display()
-            )))
+            Err(ConfigError::NotFound(format!("config file {} (from {var}) does not exist", path.display())))
         };
     }
     let defaults = DefaultPaths::for_env(env);
     let path = defaults.join(env, &defaults.config_dir, role.file_name());
     if exists(&path) {
-        return Ok(Discovered {
-            path,
-            source: Source::DefaultDir,
-        });
+        return Ok(Discovered { path, source: Source::DefaultDir });
     }
     Err(ConfigError::NotFound(format!(
         "no {} config found; looked at:\n  1. --config <path>: not given\n  2. {var}: not set\n  3. {}: does not exist\ncreate one (see the sample {} in the kanade repository) or pass --config",

@@ -52,12 +52,7 @@ impl Environment {
 
     /// An empty Linux environment for tests; add what a test needs.
     pub fn fake(os: OsKind, host: &str) -> Self {
-        Self {
-            os,
-            arch: "x86_64".to_owned(),
-            host: host.to_owned(),
-            vars: BTreeMap::new(),
-        }
+        Self { os, arch: "x86_64".to_owned(), host: host.to_owned(), vars: BTreeMap::new() }
     }
 
     pub fn with_var(mut self, key: &str, value: &str) -> Self {
@@ -68,11 +63,9 @@ impl Environment {
     /// A variable, looked up case-insensitively on Windows as the OS does.
     pub fn var(&self, key: &str) -> Option<&str> {
         match self.os {
-            OsKind::Windows => self
-                .vars
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.as_str()),
+            OsKind::Windows => {
+                self.vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+            }
             _ => self.vars.get(key).map(String::as_str),
         }
     }

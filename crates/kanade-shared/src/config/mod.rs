@@ -49,10 +49,7 @@ pub enum ConfigError {
 }
 
 /// Find, read, render and validate the agent config.
-pub fn load_agent(
-    cli: Option<&Path>,
-    env: &Environment,
-) -> Result<(AgentConfig, Discovered), ConfigError> {
+pub fn load_agent(cli: Option<&Path>, env: &Environment) -> Result<(AgentConfig, Discovered), ConfigError> {
     let found = discover(Role::Agent, cli, env, |p| p.is_file())?;
     let config = read_and_parse(&found.path, env, agent::parse)?;
     Ok((config, found))
@@ -73,34 +70,21 @@ fn read_and_parse<T>(
     env: &Environment,
     parse: fn(&str, &Environment) -> Result<T, Problems>,
 ) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let rendered = render(&text, env).map_err(|message| ConfigError::Template {
-        path: path.to_owned(),
-        message,
-    })?;
-    parse(&rendered, env).map_err(|problems| ConfigError::Invalid {
-        path: path.to_owned(),
-        problems,
-    })
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let rendered =
+        render(&text, env).map_err(|message| ConfigError::Template { path: path.to_owned(), message })?;
+    parse(&rendered, env).map_err(|problems| ConfigError::Invalid { path: path.to_owned(), problems })
 }
 
 /// Parse rendered TOML into a raw struct, collecting every unknown key.
-pub(crate) fn parse_toml<R: serde::de::DeserializeOwned>(
-    text: &str,
-) -> Result<(R, Vec<Problem>), Problems> {
+pub(crate) fn parse_toml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(R, Vec<Problem>), Problems> {
     let de = toml::Deserializer::parse(text)
         .map_err(|e| Problems(vec![Problem::new("", e.to_string().trim_end())]))?;
     parse_collecting(de)
 }
 
-pub(crate) fn log_config(
-    raw: Option<RawLog>,
-    default_dir: PathBuf,
-    c: &mut Collector,
-) -> LogConfig {
+pub(crate) fn log_config(raw: Option<RawLog>, default_dir: PathBuf, c: &mut Collector) -> LogConfig {
     let raw = raw.unwrap_or_default();
     let keep_days = raw.keep_days.unwrap_or(14);
     if keep_days == 0 {
@@ -122,15 +106,9 @@ pub(crate) struct RawLog {
 
 pub(crate) fn nats_url(raw: Option<String>, path: &str, c: &mut Collector) -> String {
     let url = raw.unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
-    let ok = ["nats://", "tls://", "ws://", "wss://"]
-        .iter()
-        .any(|s| url.starts_with(s))
-        && url.len() > 7;
+    let ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|s| url.starts_with(s)) && url.len() > 7;
     if !ok {
-        c.push(
-            path,
-            format!("{url:?} is not a NATS URL (nats://host:4222 or tls://host:4222)"),
-        );
+        c.push(path, format!("{url:?} is not a NATS URL (nats://host:4222 or tls://host:4222)"));
     }
     url
 }

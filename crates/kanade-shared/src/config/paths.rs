@@ -16,10 +16,7 @@ impl DefaultPaths {
         match env.os {
             OsKind::Windows => {
                 // Built as text: these must be Windows paths even when computed in a Linux test.
-                let root = env
-                    .var("ProgramData")
-                    .unwrap_or(r"C:\ProgramData")
-                    .trim_end_matches('\\');
+                let root = env.var("ProgramData").unwrap_or(r"C:\ProgramData").trim_end_matches('\\');
                 Self {
                     config_dir: format!(r"{root}\Kanade\config").into(),
                     data_dir: format!(r"{root}\Kanade\data").into(),

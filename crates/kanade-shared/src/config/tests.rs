@@ -20,10 +20,7 @@ site = "{{ env(name="SITE", default="tokyo") }}"
 other = "{{ env(name="MISSING", default="fallback") }}"
 {% if is_windows() %}shell = "powershell"{% else %}shell = "sh"{% endif %}"#;
     let out = render(text, &env).unwrap();
-    assert_eq!(
-        out,
-        "id = \"pc-lin-01\"\nsite = \"osaka\"\nother = \"fallback\"\nshell = \"sh\""
-    );
+    assert_eq!(out, "id = \"pc-lin-01\"\nsite = \"osaka\"\nother = \"fallback\"\nshell = \"sh\"");
     let out = render("{% if is_windows() %}win{% endif %}", &windows()).unwrap();
     assert_eq!(out, "win");
 }
@@ -31,10 +28,7 @@ other = "{{ env(name="MISSING", default="fallback") }}"
 #[test]
 fn template_errors_say_what_is_missing() {
     let err = render(r#"x = "{{ env(name="NOPE") }}""#, &linux()).unwrap_err();
-    assert!(
-        err.contains("environment variable NOPE is not set and env() was given no default"),
-        "{err}"
-    );
+    assert!(err.contains("environment variable NOPE is not set and env() was given no default"), "{err}");
     let err = render("x = \"{{ system.hots }}\"", &linux()).unwrap_err();
     assert!(err.starts_with("undefined value"), "{err}");
     assert!(err.ends_with("(line 1)"), "{err}");
@@ -45,23 +39,11 @@ fn discovery_order_is_flag_then_env_var_then_config_dir() {
     let all = |_: &Path| true;
     let env = linux().with_var("KANADE_AGENT_CONFIG", "/from/env.toml");
     let found = discover(Role::Agent, Some(Path::new("/from/flag.toml")), &env, all).unwrap();
-    assert_eq!(
-        (found.path, found.source),
-        (PathBuf::from("/from/flag.toml"), Source::Flag)
-    );
+    assert_eq!((found.path, found.source), (PathBuf::from("/from/flag.toml"), Source::Flag));
     let found = discover(Role::Agent, None, &env, all).unwrap();
-    assert_eq!(
-        (found.path, found.source),
-        (PathBuf::from("/from/env.toml"), Source::EnvVar)
-    );
+    assert_eq!((found.path, found.source), (PathBuf::from("/from/env.toml"), Source::EnvVar));
     let found = discover(Role::Backend, None, &linux(), all).unwrap();
-    assert_eq!(
-        (found.path, found.source),
-        (
-            PathBuf::from("/etc/kanade/backend.toml"),
-            Source::DefaultDir
-        )
-    );
+    assert_eq!((found.path, found.source), (PathBuf::from("/etc/kanade/backend.toml"), Source::DefaultDir));
     let found = discover(Role::Agent, None, &windows(), all).unwrap();
     assert_eq!(found.path, PathBuf::from(r"D:\PD\Kanade\config\agent.toml"));
 }
@@ -69,25 +51,16 @@ fn discovery_order_is_flag_then_env_var_then_config_dir() {
 #[test]
 fn discovery_errors_name_every_place_looked() {
     let none = |_: &Path| false;
-    let err = discover(Role::Agent, None, &linux(), none)
-        .unwrap_err()
-        .to_string();
+    let err = discover(Role::Agent, None, &linux(), none).unwrap_err().to_string();
     assert_eq!(
         err,
         "no agent.toml config found; looked at:\n  1. --config <path>: not given\n  2. KANADE_AGENT_CONFIG: not set\n  3. /etc/kanade/agent.toml: does not exist\ncreate one (see the sample agent.toml in the kanade repository) or pass --config"
     );
-    let err = discover(Role::Agent, Some(Path::new("/x.toml")), &linux(), none)
-        .unwrap_err()
-        .to_string();
+    let err = discover(Role::Agent, Some(Path::new("/x.toml")), &linux(), none).unwrap_err().to_string();
     assert_eq!(err, "config file /x.toml (from --config) does not exist");
     let env = linux().with_var("KANADE_BACKEND_CONFIG", "/y.toml");
-    let err = discover(Role::Backend, None, &env, none)
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        "config file /y.toml (from KANADE_BACKEND_CONFIG) does not exist"
-    );
+    let err = discover(Role::Backend, None, &env, none).unwrap_err().to_string();
+    assert_eq!(err, "config file /y.toml (from KANADE_BACKEND_CONFIG) does not exist");
 }
 
 #[test]
@@ -96,18 +69,13 @@ fn default_paths_follow_the_os() {
     assert_eq!(lin.data_dir, PathBuf::from("/var/lib/kanade"));
     assert_eq!(lin.log_dir, PathBuf::from("/var/log/kanade"));
     let win = DefaultPaths::for_env(&Environment::fake(OsKind::Windows, "W"));
-    assert_eq!(
-        win.config_dir,
-        PathBuf::from(r"C:\ProgramData\Kanade\config")
-    );
+    assert_eq!(win.config_dir, PathBuf::from(r"C:\ProgramData\Kanade\config"));
     assert_eq!(win.data_dir, PathBuf::from(r"C:\ProgramData\Kanade\data"));
     assert_eq!(win.log_dir, PathBuf::from(r"C:\ProgramData\Kanade\logs"));
 }
 
 fn agent_problems(text: &str, env: &Environment) -> Vec<String> {
-    agent::parse(text, env)
-        .map(|_| Vec::new())
-        .unwrap_or_else(|p| p.messages())
+    agent::parse(text, env).map(|_| Vec::new()).unwrap_or_else(|p| p.messages())
 }
 
 #[test]
@@ -133,18 +101,13 @@ fn agent_config_defaults_and_rules() {
         ),
         (
             "[agent]\nnats_url = \"http://x\"\n",
-            &[
-                r#"agent.nats_url: "http://x" is not a NATS URL (nats://host:4222 or tls://host:4222)"#,
-            ],
+            &[r#"agent.nats_url: "http://x" is not a NATS URL (nats://host:4222 or tls://host:4222)"#],
         ),
         (
             "[agent]\nidd = \"x\"\n[inventroy]\nenabled = true\n",
             &["agent.idd: unknown key", "inventroy: unknown key"],
         ),
-        (
-            "[log]\nkeep_days = 0\n",
-            &["log.keep_days: must be at least 1"],
-        ),
+        ("[log]\nkeep_days = 0\n", &["log.keep_days: must be at least 1"]),
     ];
     for (text, expected) in cases {
         assert_eq!(agent_problems(text, &linux()), *expected, "{text}");
@@ -153,9 +116,7 @@ fn agent_config_defaults_and_rules() {
     let bad_host = Environment::fake(OsKind::Linux, "host.with.dots");
     assert_eq!(
         agent_problems("", &bad_host),
-        [
-            r#"agent.id: pc_id "host.with.dots" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#
-        ]
+        [r#"agent.id: pc_id "host.with.dots" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#]
     );
     let err = agent_problems("[agent\n", &linux());
     assert!(err[0].starts_with("TOML parse error"), "{err:?}");
@@ -164,10 +125,7 @@ fn agent_config_defaults_and_rules() {
 #[test]
 fn backend_config_defaults_and_rules() {
     let config = backend::parse("", &windows()).unwrap();
-    assert_eq!(
-        config.db,
-        DbConfig::Sqlite(PathBuf::from(r"D:\PD\Kanade\data\backend.db"))
-    );
+    assert_eq!(config.db, DbConfig::Sqlite(PathBuf::from(r"D:\PD\Kanade\data\backend.db")));
     assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
     let problems = backend::parse(
         "[server]\nbind = \"localhost\"\n[db]\nurl = \"mysql://u:secret@h/db\"\n[nats]\nreplicas = 2\n[auth]\njwt_secret = \"short\"\nttl = \"1h\"\n",
@@ -192,14 +150,8 @@ fn load_reads_renders_and_validates_a_real_file() {
     let dir = std::env::temp_dir().join(format!("kanade-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("agent.toml");
-    std::fs::write(
-        &path,
-        "[agent]\nid = \"{{ env(name=\"PCNAME\") }}\"\ngroups = [\"canary\"]\n",
-    )
-    .unwrap();
-    let env = linux()
-        .with_var("KANADE_AGENT_CONFIG", path.to_str().unwrap())
-        .with_var("PCNAME", "PC-7");
+    std::fs::write(&path, "[agent]\nid = \"{{ env(name=\"PCNAME\") }}\"\ngroups = [\"canary\"]\n").unwrap();
+    let env = linux().with_var("KANADE_AGENT_CONFIG", path.to_str().unwrap()).with_var("PCNAME", "PC-7");
     let (config, found) = load_agent(None, &env).unwrap();
     assert_eq!(config.id.as_str(), "PC-7");
     assert_eq!(found.source, Source::EnvVar);

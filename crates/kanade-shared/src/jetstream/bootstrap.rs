@@ -2,9 +2,7 @@
 //! Safe to run from every backend at every start and from `kanade jetstream setup`: a second run
 //! sends no updates, and a resource the server refuses to update is reported, never fatal.
 
-use async_nats::jetstream::{
-    self, ErrorCode, context::GetStreamErrorKind, kv, object_store, stream,
-};
+use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind, kv, object_store, stream};
 
 use super::resources::{Resource, ResourceKind, definitions, drift, immutable_drift};
 
@@ -62,17 +60,9 @@ pub async fn ensure_jetstream_resources(
                 tracing::info!(name = resource.name, "created {}", resource.kind.as_str())
             }
             Outcome::Updated { changes } => {
-                tracing::info!(
-                    name = resource.name,
-                    ?changes,
-                    "updated {}",
-                    resource.kind.as_str()
-                )
+                tracing::info!(name = resource.name, ?changes, "updated {}", resource.kind.as_str())
             }
-            Outcome::Kept {
-                differences,
-                reason,
-            } => tracing::warn!(
+            Outcome::Kept { differences, reason } => tracing::warn!(
                 name = resource.name,
                 ?differences,
                 reason,
@@ -81,21 +71,14 @@ pub async fn ensure_jetstream_resources(
             ),
             Outcome::Unchanged => {}
         }
-        reports.push(Report {
-            kind: resource.kind,
-            name: resource.name,
-            outcome,
-        });
+        reports.push(Report { kind: resource.kind, name: resource.name, outcome });
     }
     Ok(reports)
 }
 
 async fn ensure_one(js: &jetstream::Context, r: &Resource) -> Result<Outcome, BootstrapError> {
-    let lookup_err = |source: async_nats::Error| BootstrapError::Lookup {
-        kind: r.kind.as_str(),
-        name: r.name,
-        source,
-    };
+    let lookup_err =
+        |source: async_nats::Error| BootstrapError::Lookup { kind: r.kind.as_str(), name: r.name, source };
     match existing_config(js, r).await.map_err(lookup_err)? {
         Some(existing) => Ok(reconcile(js, r, &existing).await),
         None => match create(js, r).await {
@@ -103,11 +86,9 @@ async fn ensure_one(js: &jetstream::Context, r: &Resource) -> Result<Outcome, Bo
             // Another backend created it between our lookup and our create: reconcile with theirs.
             Err(create_err) => match existing_config(js, r).await.map_err(lookup_err)? {
                 Some(existing) => Ok(reconcile(js, r, &existing).await),
-                None => Err(BootstrapError::Create {
-                    kind: r.kind.as_str(),
-                    name: r.name,
-                    source: create_err,
-                }),
+                None => {
+                    Err(BootstrapError::Create { kind: r.kind.as_str(), name: r.name, source: create_err })
+                }
             },
         },
     }
@@ -120,9 +101,7 @@ async fn existing_config(
     match js.get_stream(r.stream_name()).await {
         Ok(stream) => Ok(Some(stream.cached_info().config.clone())),
         Err(err) => match err.kind() {
-            GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                Ok(None)
-            }
+            GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => Ok(None),
             _ => Err(err.into()),
         },
     }
@@ -135,10 +114,7 @@ async fn reconcile(js: &jetstream::Context, r: &Resource, existing: &stream::Con
         return if fixed.is_empty() {
             Outcome::Unchanged
         } else {
-            Outcome::Kept {
-                differences: fixed,
-                reason: "the server cannot change these in place".into(),
-            }
+            Outcome::Kept { differences: fixed, reason: "the server cannot change these in place".into() }
         };
     }
     match js.update_stream(r.apply_to(existing)).await {

@@ -157,60 +157,17 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
             1,
         ),
         results,
-        stream(
-            "EVENTS",
-            "run lifecycle events",
-            "events.>",
-            7 * DAY,
-            GIB,
-            0,
-        ),
-        stream(
-            "INVENTORY",
-            "latest inventory per pc",
-            "inventory.>",
-            90 * DAY,
-            GIB,
-            1,
-        ),
+        stream("EVENTS", "run lifecycle events", "events.>", 7 * DAY, GIB, 0),
+        stream("INVENTORY", "latest inventory per pc", "inventory.>", 90 * DAY, GIB, 1),
         stream("AUDIT", "audit trail", "audit.>", 365 * DAY, 2 * GIB, 0),
         kv("jobs", "job id -> manifest", 5, Duration::ZERO),
         kv("schedules", "schedule id -> schedule", 5, Duration::ZERO),
-        kv(
-            "script_current",
-            "job id -> version the fleet must run",
-            1,
-            Duration::ZERO,
-        ),
-        kv(
-            "script_status",
-            "job id -> ACTIVE or REVOKED",
-            1,
-            Duration::ZERO,
-        ),
-        kv(
-            "agent_groups",
-            "pc -> operator-assigned groups",
-            1,
-            Duration::ZERO,
-        ),
-        kv(
-            "agent_config",
-            "global / groups.<g> / pcs.<pc> -> partial agent config",
-            1,
-            Duration::ZERO,
-        ),
-        kv(
-            "scheduler_leader",
-            "lease of the backend that fires schedules",
-            1,
-            Duration::from_secs(30),
-        ),
-        store(
-            "agent_releases",
-            "<version>/<target-triple> -> agent binary",
-            4 * GIB,
-        ),
+        kv("script_current", "job id -> version the fleet must run", 1, Duration::ZERO),
+        kv("script_status", "job id -> ACTIVE or REVOKED", 1, Duration::ZERO),
+        kv("agent_groups", "pc -> operator-assigned groups", 1, Duration::ZERO),
+        kv("agent_config", "global / groups.<g> / pcs.<pc> -> partial agent config", 1, Duration::ZERO),
+        kv("scheduler_leader", "lease of the backend that fires schedules", 1, Duration::from_secs(30)),
+        store("agent_releases", "<version>/<target-triple> -> agent binary", 4 * GIB),
         store("scripts", "<name>/<version> -> script body", GIB),
     ]
 }
@@ -225,41 +182,17 @@ pub fn drift(wanted: &Resource, existing: &stream::Config) -> Vec<String> {
             out.push(format!("{field}: {have} -> {want}"));
         }
     };
-    check(
-        "subjects",
-        format!("{:?}", existing.subjects),
-        format!("{:?}", target.subjects),
-    );
-    check(
-        "max_age",
-        fmt_age(existing.max_age),
-        fmt_age(target.max_age),
-    );
-    check(
-        "max_bytes",
-        existing.max_bytes.to_string(),
-        target.max_bytes.to_string(),
-    );
+    check("subjects", format!("{:?}", existing.subjects), format!("{:?}", target.subjects));
+    check("max_age", fmt_age(existing.max_age), fmt_age(target.max_age));
+    check("max_bytes", fmt_limit(existing.max_bytes), fmt_limit(target.max_bytes));
     check(
         "max_messages_per_subject",
-        existing.max_messages_per_subject.to_string(),
-        target.max_messages_per_subject.to_string(),
+        fmt_limit(existing.max_messages_per_subject),
+        fmt_limit(target.max_messages_per_subject),
     );
-    check(
-        "duplicate_window",
-        fmt_age(existing.duplicate_window),
-        fmt_age(target.duplicate_window),
-    );
-    check(
-        "discard",
-        format!("{:?}", existing.discard),
-        format!("{:?}", target.discard),
-    );
-    check(
-        "replicas",
-        existing.num_replicas.to_string(),
-        target.num_replicas.to_string(),
-    );
+    check("duplicate_window", fmt_age(existing.duplicate_window), fmt_age(target.duplicate_window));
+    check("discard", format!("{:?}", existing.discard), format!("{:?}", target.discard));
+    check("replicas", existing.num_replicas.to_string(), target.num_replicas.to_string());
     out
 }
 
@@ -267,20 +200,25 @@ pub fn drift(wanted: &Resource, existing: &stream::Config) -> Vec<String> {
 pub fn immutable_drift(existing: &stream::Config) -> Vec<String> {
     let mut out = Vec::new();
     if existing.storage != StorageType::File {
-        out.push(format!(
-            "storage: {:?} -> File (recreate the resource to change it)",
-            existing.storage
-        ));
+        out.push(format!("storage: {:?} -> File (recreate the resource to change it)", existing.storage));
     }
     out
 }
 
+/// Ages in the largest whole unit (`30d`, `2m`); the server stores them in nanoseconds.
 pub fn fmt_age(d: Duration) -> String {
-    if d.is_zero() {
-        "unlimited".to_owned()
-    } else {
-        humantime::format_duration(d).to_string()
+    match d.as_secs() {
+        0 => "unlimited".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
+}
+
+/// The server reports "no limit" as -1 and accepts 0 for the same thing.
+pub fn fmt_limit(n: i64) -> String {
+    if n <= 0 { "unlimited".to_owned() } else { n.to_string() }
 }
 
 #[cfg(test)]
@@ -313,10 +251,7 @@ mod tests {
 
     #[test]
     fn a_freshly_created_stream_has_no_drift() {
-        for r in definitions(1)
-            .iter()
-            .filter(|r| r.kind == ResourceKind::Stream)
-        {
+        for r in definitions(1).iter().filter(|r| r.kind == ResourceKind::Stream) {
             assert!(drift(r, &r.stream_config()).is_empty(), "{}", r.name);
         }
     }
@@ -329,10 +264,7 @@ mod tests {
         existing.max_age = DAY;
         existing.max_bytes = 1024;
         existing.storage = StorageType::Memory;
-        assert_eq!(
-            drift(results, &existing),
-            ["max_age: 1day -> 30days", "max_bytes: 1024 -> 8589934592"]
-        );
+        assert_eq!(drift(results, &existing), ["max_age: 1d -> 30d", "max_bytes: 1024 -> 8589934592"]);
         assert_eq!(
             immutable_drift(&existing),
             ["storage: Memory -> File (recreate the resource to change it)"]

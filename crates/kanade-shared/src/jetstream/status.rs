@@ -22,9 +22,7 @@ pub struct ResourceStatus {
     pub consumers: usize,
 }
 
-pub async fn jetstream_status(
-    js: &jetstream::Context,
-) -> Result<Vec<ResourceStatus>, async_nats::Error> {
+pub async fn jetstream_status(js: &jetstream::Context) -> Result<Vec<ResourceStatus>, async_nats::Error> {
     let mut out = Vec::new();
     for r in definitions(1) {
         let mut row = ResourceStatus {
@@ -51,8 +49,7 @@ pub async fn jetstream_status(
                 row.consumers = info.state.consumer_count;
             }
             Err(err) => match err.kind() {
-                GetStreamErrorKind::JetStream(e)
-                    if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {}
+                GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {}
                 _ => return Err(err.into()),
             },
         }

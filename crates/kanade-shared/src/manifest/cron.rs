@@ -17,11 +17,7 @@ impl CronExpr {
     pub fn six_fields(&self) -> String {
         let expanded = expand_shorthand(&self.0).unwrap_or(&self.0);
         let fields: Vec<&str> = expanded.split_whitespace().collect();
-        if fields.len() == 5 {
-            format!("0 {}", fields.join(" "))
-        } else {
-            fields.join(" ")
-        }
+        if fields.len() == 5 { format!("0 {}", fields.join(" ")) } else { fields.join(" ") }
     }
 }
 
@@ -33,41 +29,15 @@ struct Field {
     question: bool,
 }
 
-const SECOND: Field = Field {
-    name: "second",
-    min: 0,
-    max: 59,
-    names: &[],
-    question: false,
-};
-const MINUTE: Field = Field {
-    name: "minute",
-    min: 0,
-    max: 59,
-    names: &[],
-    question: false,
-};
-const HOUR: Field = Field {
-    name: "hour",
-    min: 0,
-    max: 23,
-    names: &[],
-    question: false,
-};
-const DAY: Field = Field {
-    name: "day of month",
-    min: 1,
-    max: 31,
-    names: &[],
-    question: true,
-};
+const SECOND: Field = Field { name: "second", min: 0, max: 59, names: &[], question: false };
+const MINUTE: Field = Field { name: "minute", min: 0, max: 59, names: &[], question: false };
+const HOUR: Field = Field { name: "hour", min: 0, max: 23, names: &[], question: false };
+const DAY: Field = Field { name: "day of month", min: 1, max: 31, names: &[], question: true };
 const MONTH: Field = Field {
     name: "month",
     min: 1,
     max: 12,
-    names: &[
-        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-    ],
+    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
     question: false,
 };
 // 0 and 7 are both Sunday.
@@ -119,10 +89,7 @@ fn check_field(text: &str, f: &Field) -> Result<(), String> {
             match step.parse::<u32>() {
                 Ok(s) if s >= 1 && s <= f.max.max(1) => {}
                 _ => {
-                    return Err(format!(
-                        "step {step:?} must be a number from 1 to {}",
-                        f.max.max(1)
-                    ));
+                    return Err(format!("step {step:?} must be a number from 1 to {}", f.max.max(1)));
                 }
             }
         }
@@ -151,10 +118,9 @@ fn value(text: &str, f: &Field) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(v) if (f.min..=f.max).contains(&v) => Ok(v),
         Ok(v) => Err(format!("value {v} is out of range {}-{}", f.min, f.max)),
-        Err(_) => Err(format!(
-            "{text:?} is not a number{}",
-            if f.names.is_empty() { "" } else { " or name" }
-        )),
+        Err(_) => {
+            Err(format!("{text:?} is not a number{}", if f.names.is_empty() { "" } else { " or name" }))
+        }
     }
 }
 
@@ -180,26 +146,14 @@ mod tests {
     #[test]
     fn names_the_field_and_reason() {
         let check = |expr: &str, want: &str| assert_eq!(parse_cron(expr).unwrap_err(), want);
-        check(
-            "0 0 25 * * *",
-            r#""0 0 25 * * *": field 3 (hour) value 25 is out of range 0-23"#,
-        );
+        check("0 0 25 * * *", r#""0 0 25 * * *": field 3 (hour) value 25 is out of range 0-23"#);
         check(
             "* * *",
             r#""* * *" has 3 fields; use 6 (sec min hour day month weekday) or 5 (min hour day month weekday)"#,
         );
-        check(
-            "0 0 * * FOO",
-            r#""0 0 * * FOO": field 5 (day of week) "FOO" is not a number or name"#,
-        );
-        check(
-            "*/0 * * * *",
-            r#""*/0 * * * *": field 1 (minute) step "0" must be a number from 1 to 59"#,
-        );
-        check(
-            "0 10-5 * * *",
-            r#""0 10-5 * * *": field 2 (hour) range "10-5" runs backwards (10 > 5)"#,
-        );
+        check("0 0 * * FOO", r#""0 0 * * FOO": field 5 (day of week) "FOO" is not a number or name"#);
+        check("*/0 * * * *", r#""*/0 * * * *": field 1 (minute) step "0" must be a number from 1 to 59"#);
+        check("0 10-5 * * *", r#""0 10-5 * * *": field 2 (hour) range "10-5" runs backwards (10 > 5)"#);
         check(
             "? * * * *",
             r#""? * * * *": field 1 (minute) "?" is only allowed in day of month and day of week"#,
@@ -208,10 +162,7 @@ mod tests {
 
     #[test]
     fn five_fields_expand_to_six() {
-        assert_eq!(
-            parse_cron("*/5 * * * *").unwrap().six_fields(),
-            "0 */5 * * * *"
-        );
+        assert_eq!(parse_cron("*/5 * * * *").unwrap().six_fields(), "0 */5 * * * *");
         assert_eq!(parse_cron("@hourly").unwrap().six_fields(), "0 0 * * * *");
     }
 }

@@ -65,10 +65,7 @@ pub struct StalenessSpec {
 
 impl StalenessSpec {
     pub fn to_wire(self) -> Staleness {
-        Staleness {
-            mode: self.mode,
-            max_cache_age_secs: self.max_cache_age.map(HumanDuration::as_secs),
-        }
+        Staleness { mode: self.mode, max_cache_age_secs: self.max_cache_age.map(HumanDuration::as_secs) }
     }
 }
 
@@ -85,11 +82,9 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
             c.push(join(at, "id"), "is required");
             None
         }
-        Some(v) => c.check(
-            &join(at, "id"),
-            v.text()
-                .and_then(|t| t.parse::<JobId>().map_err(|e| e.to_string())),
-        ),
+        Some(v) => {
+            c.check(&join(at, "id"), v.text().and_then(|t| t.parse::<JobId>().map_err(|e| e.to_string())))
+        }
     };
     let version = match &raw.version {
         None => {
@@ -98,16 +93,12 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
         }
         Some(v) => c.check(
             &join(at, "version"),
-            v.text()
-                .and_then(|t| t.parse::<Version>().map_err(|e| e.to_string())),
+            v.text().and_then(|t| t.parse::<Version>().map_err(|e| e.to_string())),
         ),
     };
     let execute = match raw.execute {
         None => {
-            c.push(
-                join(at, "execute"),
-                "is required (shell and one of script, script_file, script_object)",
-            );
+            c.push(join(at, "execute"), "is required (shell and one of script, script_file, script_object)");
             None
         }
         Some(e) => validate_execute(e, &join(at, "execute"), c),
@@ -116,10 +107,7 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
 
     let jitter = match (&raw.jitter, execute.as_ref().and_then(|(_, j)| j.as_ref())) {
         (Some(_), Some(_)) => {
-            c.push(
-                join(at, "jitter"),
-                "is also set as execute.jitter; set it once",
-            );
+            c.push(join(at, "jitter"), "is also set as execute.jitter; set it once");
             None
         }
         (Some(j), None) => c.check(&join(at, "jitter"), j.duration()),
@@ -149,17 +137,11 @@ fn validate_execute(
 ) -> Option<(Execute, Option<HumanDuration>)> {
     let shell = match raw.shell.as_deref() {
         None => {
-            c.push(
-                join(at, "shell"),
-                format!("is required (one of {})", Shell::KNOWN.join(", ")),
-            );
+            c.push(join(at, "shell"), format!("is required (one of {})", Shell::KNOWN.join(", ")));
             None
         }
         Some(s) => Shell::parse(s).or_else(|| {
-            c.push(
-                join(at, "shell"),
-                format!("{s:?} is not a shell (one of {})", Shell::KNOWN.join(", ")),
-            );
+            c.push(join(at, "shell"), format!("{s:?} is not a shell (one of {})", Shell::KNOWN.join(", ")));
             None
         }),
     };
@@ -174,14 +156,14 @@ fn validate_execute(
     let source = match sources.len() {
         1 => sources.into_iter().next(),
         0 => {
-            c.push(
-                at,
-                "needs exactly one script source: script, script_file or script_object",
-            );
+            c.push(at, "needs exactly one script source: script, script_file or script_object");
             None
         }
         _ => {
-            c.push(at, "has more than one script source: keep exactly one of script, script_file, script_object");
+            c.push(
+                at,
+                "has more than one script source: keep exactly one of script, script_file, script_object",
+            );
             None
         }
     };
@@ -192,10 +174,7 @@ fn validate_execute(
             if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Some(h.to_ascii_lowercase())
             } else {
-                c.push(
-                    join(at, "script_sha256"),
-                    format!("{h:?} is not a sha256 (64 hex digits)"),
-                );
+                c.push(join(at, "script_sha256"), format!("{h:?} is not a sha256 (64 hex digits)"));
                 None
             }
         }
@@ -214,25 +193,17 @@ fn validate_execute(
             other => other,
         },
     };
-    let jitter = raw
-        .jitter
-        .and_then(|j| c.check(&join(at, "jitter"), j.duration()));
+    let jitter = raw.jitter.and_then(|j| c.check(&join(at, "jitter"), j.duration()));
     let run_as = match raw.run_as.as_deref() {
         None => Some(RunAs::System),
         Some(r) => RunAs::parse(r).or_else(|| {
-            c.push(
-                join(at, "run_as"),
-                format!("{r:?} is not one of system, user"),
-            );
+            c.push(join(at, "run_as"), format!("{r:?} is not one of system, user"));
             None
         }),
     };
     let mut env = BTreeMap::new();
     for (key, value) in raw.env.unwrap_or_default() {
-        let valid = key
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        let valid = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if valid {
             env.insert(key, value.plain());
@@ -283,46 +254,28 @@ fn check_source(source: ScriptSource, at: &str, c: &mut Collector) -> Option<Scr
     }
 }
 
-fn validate_staleness(
-    raw: Option<RawStaleness>,
-    at: &str,
-    c: &mut Collector,
-) -> Option<StalenessSpec> {
+fn validate_staleness(raw: Option<RawStaleness>, at: &str, c: &mut Collector) -> Option<StalenessSpec> {
     let Some(raw) = raw else {
         return Some(StalenessSpec::default());
     };
     let mode = match raw.mode.as_deref() {
         None => Some(StalenessMode::Cached),
         Some(m) => StalenessMode::parse(m).or_else(|| {
-            c.push(
-                join(at, "mode"),
-                format!("{m:?} is not one of cached, strict, unchecked"),
-            );
+            c.push(join(at, "mode"), format!("{m:?} is not one of cached, strict, unchecked"));
             None
         }),
     }?;
-    let age = raw
-        .max_cache_age
-        .and_then(|a| c.check(&join(at, "max_cache_age"), a.duration()));
+    let age = raw.max_cache_age.and_then(|a| c.check(&join(at, "max_cache_age"), a.duration()));
     match (mode, age) {
         (StalenessMode::Strict, None) => {
-            c.push(
-                join(at, "max_cache_age"),
-                "is required with mode: strict (e.g. 1h)",
-            );
+            c.push(join(at, "max_cache_age"), "is required with mode: strict (e.g. 1h)");
             None
         }
-        (StalenessMode::Strict, Some(age)) => Some(StalenessSpec {
-            mode,
-            max_cache_age: Some(age),
-        }),
+        (StalenessMode::Strict, Some(age)) => Some(StalenessSpec { mode, max_cache_age: Some(age) }),
         (_, Some(_)) => {
             c.push(join(at, "max_cache_age"), "only applies to mode: strict");
             None
         }
-        (mode, None) => Some(StalenessSpec {
-            mode,
-            max_cache_age: None,
-        }),
+        (mode, None) => Some(StalenessSpec { mode, max_cache_age: None }),
     }
 }

@@ -22,15 +22,11 @@ use raw::{RawManifest, RawPlan, RawSchedule};
 
 /// A job manifest, with its plan when it carries plan blocks (`kanade deploy`).
 pub fn job_from_yaml(text: &str) -> Result<JobFile, Problems> {
-    finish(from_yaml::<RawManifest>(text)?, |raw, c| {
-        job::validate_manifest(raw, "", c)
-    })
+    finish(from_yaml::<RawManifest>(text)?, |raw, c| job::validate_manifest(raw, "", c))
 }
 
 pub fn job_from_json(bytes: &[u8]) -> Result<JobFile, Problems> {
-    finish(from_json::<RawManifest>(bytes)?, |raw, c| {
-        job::validate_manifest(raw, "", c)
-    })
+    finish(from_json::<RawManifest>(bytes)?, |raw, c| job::validate_manifest(raw, "", c))
 }
 
 /// A plan on its own: the body of `POST /api/exec/{job_id}`.
@@ -51,10 +47,7 @@ pub fn schedule_from_yaml(text: &str) -> Result<Schedule, Problems> {
 }
 
 pub fn schedule_from_json(bytes: &[u8]) -> Result<Schedule, Problems> {
-    finish(
-        from_json::<RawSchedule>(bytes)?,
-        schedule::validate_schedule,
-    )
+    finish(from_json::<RawSchedule>(bytes)?, schedule::validate_schedule)
 }
 
 /// Unknown keys come first (in document order), then what validation found.
@@ -68,10 +61,7 @@ fn finish<R, T>(
 }
 
 fn from_yaml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(R, Vec<Problem>), Problems> {
-    if text.trim().is_empty()
-        || text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
     {
         return Err(Problems(vec![Problem::new("", "the document is empty")]));
     }
@@ -81,8 +71,7 @@ fn from_yaml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(R, Vec<Probl
 fn from_json<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(R, Vec<Problem>), Problems> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = parse_collecting(&mut de)?;
-    de.end()
-        .map_err(|e| Problems(vec![Problem::new("", e.to_string())]))?;
+    de.end().map_err(|e| Problems(vec![Problem::new("", e.to_string())]))?;
     Ok(parsed)
 }
 

@@ -65,27 +65,15 @@ pub(crate) fn validate_plan_parts(
 ) -> Option<Plan> {
     let before = c.0.len();
     let has_target = target.is_some();
-    let target = target
-        .map(|t| validate_target(t, &join(at, "target"), c))
-        .unwrap_or_default();
+    let target = target.map(|t| validate_target(t, &join(at, "target"), c)).unwrap_or_default();
     let jitter = jitter.and_then(|j| c.check(&join(at, "jitter"), j.duration()));
     let rollout = rollout.and_then(|r| validate_rollout(r, &join(at, "rollout"), c));
     if has_target && rollout.is_some() {
-        c.push(
-            join(at, "target"),
-            "cannot be combined with rollout.waves: the waves name who runs it",
-        );
+        c.push(join(at, "target"), "cannot be combined with rollout.waves: the waves name who runs it");
     } else if c.0.len() == before && target.is_empty() && rollout.is_none() {
-        c.push(
-            join(at, "target"),
-            "a plan must name a target (pcs, groups or all: true) or rollout.waves",
-        );
+        c.push(join(at, "target"), "a plan must name a target (pcs, groups or all: true) or rollout.waves");
     }
-    (c.0.len() == before).then_some(Plan {
-        target,
-        jitter,
-        rollout,
-    })
+    (c.0.len() == before).then_some(Plan { target, jitter, rollout })
 }
 
 fn validate_target(raw: RawTarget, at: &str, c: &mut Collector) -> Target {
@@ -93,10 +81,7 @@ fn validate_target(raw: RawTarget, at: &str, c: &mut Collector) -> Target {
     let groups = ids::<GroupName>(raw.groups.unwrap_or_default(), &join(at, "groups"), c);
     let all = raw.all.unwrap_or(false);
     if all && (!pcs.is_empty() || !groups.is_empty()) {
-        c.push(
-            join(at, "all"),
-            "true already means every PC; remove pcs and groups, or set all: false",
-        );
+        c.push(join(at, "all"), "true already means every PC; remove pcs and groups, or set all: false");
     }
     Target { pcs, groups, all }
 }
@@ -110,12 +95,8 @@ fn ids<T: std::str::FromStr<Err = crate::IdError> + Ord + Clone>(
     let mut out = Vec::new();
     for (i, value) in raw.iter().enumerate() {
         let path = index(at, i);
-        let Some(id) = c.check(
-            &path,
-            value
-                .text()
-                .and_then(|t| t.parse::<T>().map_err(|e| e.to_string())),
-        ) else {
+        let Some(id) = c.check(&path, value.text().and_then(|t| t.parse::<T>().map_err(|e| e.to_string())))
+        else {
             continue;
         };
         if seen.insert(id.clone()) {
@@ -130,10 +111,7 @@ fn ids<T: std::str::FromStr<Err = crate::IdError> + Ord + Clone>(
 fn validate_rollout(raw: RawRollout, at: &str, c: &mut Collector) -> Option<Rollout> {
     let before = c.0.len();
     if let Some(s) = raw.strategy.as_deref().filter(|s| *s != "wave") {
-        c.push(
-            join(at, "strategy"),
-            format!("{s:?} is not a strategy (the only one is wave)"),
-        );
+        c.push(join(at, "strategy"), format!("{s:?} is not a strategy (the only one is wave)"));
     }
     let max_failure_ratio = raw.max_failure_ratio.and_then(|r| {
         let path = join(at, "max_failure_ratio");
@@ -165,21 +143,13 @@ fn validate_rollout(raw: RawRollout, at: &str, c: &mut Collector) -> Option<Roll
             waves.push(wave);
         }
     }
-    (c.0.len() == before).then_some(Rollout {
-        strategy: "wave",
-        waves,
-        max_failure_ratio,
-    })
+    (c.0.len() == before).then_some(Rollout { strategy: "wave", waves, max_failure_ratio })
 }
 
 fn validate_wave(raw: RawWave, at: &str, c: &mut Collector) -> Option<Wave> {
     let before = c.0.len();
     let group = raw.group.and_then(|g| {
-        c.check(
-            &join(at, "group"),
-            g.text()
-                .and_then(|t| t.parse::<GroupName>().map_err(|e| e.to_string())),
-        )
+        c.check(&join(at, "group"), g.text().and_then(|t| t.parse::<GroupName>().map_err(|e| e.to_string())))
     });
     let pcs = ids::<PcId>(raw.pcs.unwrap_or_default(), &join(at, "pcs"), c);
     if c.0.len() == before {
@@ -193,9 +163,5 @@ fn validate_wave(raw: RawWave, at: &str, c: &mut Collector) -> Option<Wave> {
         None => Some(HumanDuration::from_secs(0)),
         Some(d) => c.check(&join(at, "delay"), d.duration()),
     };
-    (c.0.len() == before).then_some(Wave {
-        group,
-        pcs,
-        delay: delay?,
-    })
+    (c.0.len() == before).then_some(Wave { group, pcs, delay: delay? })
 }

@@ -81,21 +81,13 @@ const MAX_RETRIES: u64 = 10;
 pub(crate) fn validate_schedule(raw: RawSchedule, c: &mut Collector) -> Option<Schedule> {
     let before = c.0.len();
     let id = required(&raw.id, "id", c).and_then(|v| {
-        c.check(
-            "id",
-            v.text()
-                .and_then(|t| t.parse::<ScheduleId>().map_err(|e| e.to_string())),
-        )
+        c.check("id", v.text().and_then(|t| t.parse::<ScheduleId>().map_err(|e| e.to_string())))
     });
-    let cron = required(&raw.cron, "cron", c)
-        .and_then(|v| c.check("cron", v.text().and_then(|t| parse_cron(&t))));
+    let cron =
+        required(&raw.cron, "cron", c).and_then(|v| c.check("cron", v.text().and_then(|t| parse_cron(&t))));
     let job = match (raw.job_id, raw.manifest) {
         (Some(id), None) => c
-            .check(
-                "job_id",
-                id.text()
-                    .and_then(|t| t.parse::<JobId>().map_err(|e| e.to_string())),
-            )
+            .check("job_id", id.text().and_then(|t| t.parse::<JobId>().map_err(|e| e.to_string())))
             .map(ScheduleJob::Id),
         (None, Some(m)) => validate_manifest(m, "manifest", c).and_then(|file| {
             if file.plan.is_some() {
@@ -106,10 +98,7 @@ pub(crate) fn validate_schedule(raw: RawSchedule, c: &mut Collector) -> Option<S
             }
         }),
         (Some(_), Some(_)) => {
-            c.push(
-                "job_id",
-                "set either job_id or an inline manifest, not both",
-            );
+            c.push("job_id", "set either job_id or an inline manifest, not both");
             None
         }
         (None, None) => {
@@ -119,10 +108,7 @@ pub(crate) fn validate_schedule(raw: RawSchedule, c: &mut Collector) -> Option<S
     };
     let plan = match raw.plan {
         None => {
-            c.push(
-                "plan",
-                "is required: a schedule needs a target (plan: { target: { groups: [...] } })",
-            );
+            c.push("plan", "is required: a schedule needs a target (plan: { target: { groups: [...] } })");
             None
         }
         Some(p) => validate_plan_parts(p.target, p.jitter, p.rollout, "plan", c),
@@ -130,10 +116,7 @@ pub(crate) fn validate_schedule(raw: RawSchedule, c: &mut Collector) -> Option<S
     let mode = match raw.mode.as_deref() {
         None => Some(FireMode::EveryTick),
         Some(m) => FireMode::parse(m).or_else(|| {
-            c.push(
-                "mode",
-                format!("{m:?} is not one of every_tick, once_per_pc, once_per_target"),
-            );
+            c.push("mode", format!("{m:?} is not one of every_tick, once_per_pc, once_per_target"));
             None
         }),
     };
@@ -141,16 +124,10 @@ pub(crate) fn validate_schedule(raw: RawSchedule, c: &mut Collector) -> Option<S
     let auto_disable = raw.auto_disable_when_done.unwrap_or(false);
     if mode == Some(FireMode::EveryTick) {
         if cooldown.is_some() {
-            c.push(
-                "cooldown",
-                "only applies to mode once_per_pc or once_per_target",
-            );
+            c.push("cooldown", "only applies to mode once_per_pc or once_per_target");
         }
         if auto_disable {
-            c.push(
-                "auto_disable_when_done",
-                "only applies to mode once_per_pc or once_per_target",
-            );
+            c.push("auto_disable_when_done", "only applies to mode once_per_pc or once_per_target");
         }
     }
     let on_failure = raw.on_failure.and_then(|f| validate_on_failure(f, c));
@@ -186,10 +163,7 @@ fn required<'a, T>(value: &'a Option<T>, path: &str, c: &mut Collector) -> Optio
 fn validate_on_failure(raw: RawOnFailure, c: &mut Collector) -> Option<OnFailure> {
     let at = "on_failure.retry";
     let Some(retry) = raw.retry else {
-        c.push(
-            at,
-            "is required inside on_failure ({ max: 2, backoff: 5m })",
-        );
+        c.push(at, "is required inside on_failure ({ max: 2, backoff: 5m })");
         return None;
     };
     let max = match retry.max {
@@ -210,12 +184,7 @@ fn validate_on_failure(raw: RawOnFailure, c: &mut Collector) -> Option<OnFailure
         None => Some(HumanDuration::from_secs(0)),
         Some(b) => c.check(&join(at, "backoff"), b.duration()),
     };
-    Some(OnFailure {
-        retry: RetrySpec {
-            max: max?,
-            backoff: backoff?,
-        },
-    })
+    Some(OnFailure { retry: RetrySpec { max: max?, backoff: backoff? } })
 }
 
 /// IANA names (`Area/Location`), `UTC` and fixed offsets; the scheduler resolves the name
@@ -228,12 +197,8 @@ fn plausible_timezone(tz: &str) -> bool {
         && tz.len() <= 64
         && tz.split('/').all(|part| {
             part.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
+                && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
         })
         && (tz.contains('/')
-            || tz
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-'))
+            || tz.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-'))
 }

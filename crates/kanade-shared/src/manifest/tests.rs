@@ -4,30 +4,21 @@ use super::*;
 
 fn check_job(yaml: &str, expected: &[&str]) {
     match job_from_yaml(yaml) {
-        Ok(_) => assert!(
-            expected.is_empty(),
-            "expected problems {expected:?}, got a valid job"
-        ),
+        Ok(_) => assert!(expected.is_empty(), "expected problems {expected:?}, got a valid job"),
         Err(p) => assert_eq!(p.messages(), expected, "\n--- yaml ---\n{yaml}"),
     }
 }
 
 fn check_schedule(yaml: &str, expected: &[&str]) {
     match schedule_from_yaml(yaml) {
-        Ok(_) => assert!(
-            expected.is_empty(),
-            "expected problems {expected:?}, got a valid schedule"
-        ),
+        Ok(_) => assert!(expected.is_empty(), "expected problems {expected:?}, got a valid schedule"),
         Err(p) => assert_eq!(p.messages(), expected, "\n--- yaml ---\n{yaml}"),
     }
 }
 
 fn check_plan(yaml: &str, expected: &[&str]) {
     match plan_from_yaml(yaml) {
-        Ok(_) => assert!(
-            expected.is_empty(),
-            "expected problems {expected:?}, got a valid plan"
-        ),
+        Ok(_) => assert!(expected.is_empty(), "expected problems {expected:?}, got a valid plan"),
         Err(p) => assert_eq!(p.messages(), expected, "\n--- yaml ---\n{yaml}"),
     }
 }
@@ -68,9 +59,7 @@ fn job_rules_each_name_the_path_and_value() {
         ("", &["the document is empty"]),
         (
             "- a\n- b\n",
-            &[
-                "invalid type: sequence, expected a job manifest (a mapping with id, version, execute, ...)",
-            ],
+            &["invalid type: sequence, expected a job manifest (a mapping with id, version, execute, ...)"],
         ),
         (
             "description: x\n",
@@ -106,10 +95,7 @@ fn job_rules_each_name_the_path_and_value() {
                 "execute: has more than one script source: keep exactly one of script, script_file, script_object",
             ],
         ),
-        (
-            &job("execute: { shell: sh, script: '  ' }\n"),
-            &["execute.script: is empty"],
-        ),
+        (&job("execute: { shell: sh, script: '  ' }\n"), &["execute.script: is empty"]),
         (
             &job("execute: { shell: sh, script_object: nope }\n"),
             &[r#"execute.script_object: "nope" is not <name>/<version> (e.g. cleanup/1.0.1)"#],
@@ -124,9 +110,7 @@ fn job_rules_each_name_the_path_and_value() {
         ),
         (
             &job("execute: { shell: sh, script: x, timeout: 600 }\n"),
-            &[
-                "execute.timeout: 600 is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)",
-            ],
+            &["execute.timeout: 600 is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"],
         ),
         (
             &job("execute: { shell: sh, script: x, timeout: 0s }\n"),
@@ -155,9 +139,7 @@ fn job_rules_each_name_the_path_and_value() {
             &["staleness.max_cache_age: is required with mode: strict (e.g. 1h)"],
         ),
         (
-            &job(
-                "execute: { shell: sh, script: x }\nstaleness: { mode: cached, max_cache_age: 1h }\n",
-            ),
+            &job("execute: { shell: sh, script: x }\nstaleness: { mode: cached, max_cache_age: 1h }\n"),
             &["staleness.max_cache_age: only applies to mode: strict"],
         ),
         (
@@ -180,10 +162,7 @@ fn job_rules_each_name_the_path_and_value() {
 fn plan_rules_inside_a_manifest() {
     let exec = "execute: { shell: sh, script: x }\n";
     let cases: &[(&str, &[&str])] = &[
-        (
-            "target: {}\n",
-            &["target: a plan must name a target (pcs, groups or all: true) or rollout.waves"],
-        ),
+        ("target: {}\n", &["target: a plan must name a target (pcs, groups or all: true) or rollout.waves"]),
         (
             "target: { all: true, groups: [g] }\n",
             &["target.all: true already means every PC; remove pcs and groups, or set all: false"],
@@ -226,10 +205,7 @@ fn plan_rules_inside_a_manifest() {
             "target: { groups: [g] }\nrollout: { waves: [{ group: a }] }\n",
             &["target: cannot be combined with rollout.waves: the waves name who runs it"],
         ),
-        (
-            "rollout: { waves: [{ group: a, dealy: 1m }] }\n",
-            &["rollout.waves[0].dealy: unknown key"],
-        ),
+        ("rollout: { waves: [{ group: a, dealy: 1m }] }\n", &["rollout.waves[0].dealy: unknown key"]),
     ];
     for (plan, expected) in cases {
         check_job(&job(&format!("{exec}{plan}")), expected);
@@ -279,10 +255,7 @@ fn schedule_rules_each_name_the_path_and_value() {
                 "auto_disable_when_done: only applies to mode once_per_pc or once_per_target",
             ],
         ),
-        (
-            &format!("{SCHEDULE}mode: once_per_pc\ncooldown: 1day\n"),
-            &[],
-        ),
+        (&format!("{SCHEDULE}mode: once_per_pc\ncooldown: 1day\n"), &[]),
         (
             &format!("{SCHEDULE}on_failure: {{ retry: {{ max: 50, backoff: 5m }} }}\n"),
             &["on_failure.retry.max: 50 is outside 1..=10"],
@@ -295,25 +268,16 @@ fn schedule_rules_each_name_the_path_and_value() {
         ),
         (
             &format!("{SCHEDULE}timezone: 'Mars Base'\n"),
-            &[
-                r#"timezone: "Mars Base" is not a time zone name (e.g. UTC, Europe/Paris, Asia/Tokyo)"#,
-            ],
+            &[r#"timezone: "Mars Base" is not a time zone name (e.g. UTC, Europe/Paris, Asia/Tokyo)"#],
         ),
+        (&format!("{SCHEDULE}timezone: Asia/Tokyo\nenable: true\n"), &["enable: unknown key"]),
         (
-            &format!("{SCHEDULE}timezone: Asia/Tokyo\nenable: true\n"),
-            &["enable: unknown key"],
-        ),
-        (
-            &format!(
-                "{SCHEDULE}manifest: {{ id: x, version: '1', execute: {{ shell: sh, script: x }} }}\n"
-            ),
+            &format!("{SCHEDULE}manifest: {{ id: x, version: '1', execute: {{ shell: sh, script: x }} }}\n"),
             &["job_id: set either job_id or an inline manifest, not both"],
         ),
         (
             "id: s\ncron: '@daily'\nmanifest: { id: x, version: '1', execute: { shell: ksh, script: x }, target: { all: true } }\nplan: { target: { all: true } }\n",
-            &[
-                r#"manifest.execute.shell: "ksh" is not a shell (one of powershell, pwsh, cmd, bash, sh)"#,
-            ],
+            &[r#"manifest.execute.shell: "ksh" is not a shell (one of powershell, pwsh, cmd, bash, sh)"#],
         ),
         (
             "id: s\ncron: '@daily'\nmanifest: { id: x, version: '1', execute: { shell: sh, script: x }, target: { all: true } }\nplan: { target: { all: true } }\n",
@@ -351,8 +315,5 @@ fn json_documents_report_unknown_keys_too() {
     let err = plan_from_json(br#"{"target":{"all":true},"targte":{}}"#).unwrap_err();
     assert_eq!(err.messages(), ["targte: unknown key"]);
     let err = plan_from_json(br#"{"target":{"all":true}} trailing"#).unwrap_err();
-    assert!(
-        err.messages()[0].starts_with("trailing characters"),
-        "{err}"
-    );
+    assert!(err.messages()[0].starts_with("trailing characters"), "{err}");
 }

@@ -9,9 +9,7 @@ use serde::de::DeserializeOwned;
 use super::*;
 
 fn golden(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("test-data/wire")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-data/wire").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -28,13 +26,7 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(nam
 fn every_v1_golden_file_round_trips() {
     let c: Command = round_trip("v1/command.json");
     assert_eq!(c.shell, Shell::Powershell);
-    assert_eq!(
-        c.retry,
-        Some(Retry {
-            max: 2,
-            backoff_secs: 300
-        })
-    );
+    assert_eq!(c.retry, Some(Retry { max: 2, backoff_secs: 300 }));
     let m: Command = round_trip("v1/command-minimal.json");
     assert_eq!(m.schema, 1);
     assert_eq!(m.run_as, RunAs::System);
@@ -75,10 +67,7 @@ fn malformed_messages_name_the_type_and_field() {
     let err = decode::<Heartbeat>(br#"{"pc_id":"a b","hostname":"h"}"#).unwrap_err();
     assert_eq!(err.type_name, "Heartbeat");
     assert_eq!(err.path, "pc_id");
-    assert!(
-        err.to_string()
-            .starts_with("malformed Heartbeat at `pc_id`: pc_id \"a b\" is invalid")
-    );
+    assert!(err.to_string().starts_with("malformed Heartbeat at `pc_id`: pc_id \"a b\" is invalid"));
     let err = decode::<Command>(b"not json").unwrap_err();
     assert!(err.to_string().starts_with("malformed Command"), "{err}");
 }

@@ -33,10 +33,7 @@ pub(crate) fn schema_v1() -> u32 {
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError {
-        type_name: std::any::type_name::<T>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("message"),
+        type_name: std::any::type_name::<T>().rsplit("::").next().unwrap_or("message"),
         path: e.path().to_string(),
         message: e.into_inner().to_string(),
     })

