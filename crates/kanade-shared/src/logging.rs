@@ -1,0 +1,46 @@
+//! Daemon logging: stdout plus a daily-rotated file, old files pruned after `keep_days`, and
+//! panics logged with a backtrace so a crash on an unattended PC leaves a trace.
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+
+use crate::config::LogConfig;
+
+/// Install the global subscriber. Keep the returned guard alive for the life of the process:
+/// dropping it flushes and stops the file writer.
+pub fn init_daemon(config: &LogConfig, file_prefix: &str) -> Result<WorkerGuard, String> {
+    std::fs::create_dir_all(&config.path)
+        .map_err(|e| format!("cannot create log directory {}: {e}", config.path.display()))?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(file_prefix)
+        .filename_suffix("log")
+        .max_log_files(config.keep_days as usize)
+        .build(&config.path)
+        .map_err(|e| format!("cannot open log files in {}: {e}", config.path.display()))?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_new(&config.level)
+        .map_err(|e| format!("log.level {:?} is not a valid filter: {e}", config.level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout.and(file))
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| format!("cannot install the logger: {e}"))?;
+    install_panic_hook();
+    Ok(guard)
+}
+
+/// Plain stderr logging for commands that run and exit (`check-config`, the CLI).
+pub fn init_cli(default_level: &str) {
+    let filter = EnvFilter::try_from_env("KANADE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        tracing::error!(%info, %backtrace, "panic");
+    }));
+}

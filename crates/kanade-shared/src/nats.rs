@@ -1,0 +1,57 @@
+//! Connecting to the broker the way every kanade daemon must: keep trying, never give up, say
+//! what is wrong. After the first connection the client reconnects on its own, forever.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions};
+
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Connect, retrying with capped exponential backoff until it works. Used by daemons, which
+/// must survive starting before the broker.
+pub async fn connect_forever(url: &str, client_name: &str) -> Client {
+    let mut delay = FIRST_RETRY;
+    let mut attempt = 1u64;
+    loop {
+        match options(client_name).connect(url).await {
+            Ok(client) => {
+                tracing::info!(url, attempt, "connected to NATS");
+                return client;
+            }
+            Err(err) => {
+                tracing::warn!(url, attempt, error = %err, retry_in = ?delay, "cannot reach NATS; is nats-server running at this address?");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Connect once, failing fast with a message that names the URL. Used by the CLI.
+pub async fn connect_once(url: &str, client_name: &str) -> Result<Client, ConnectError> {
+    options(client_name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|source| ConnectError { url: url.to_owned(), source })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to NATS at {url}: {source}; is nats-server running there? (set --nats-url or KANADE_NATS_URL)")]
+pub struct ConnectError {
+    pub url: String,
+    #[source]
+    pub source: async_nats::ConnectError,
+}
+
+fn options(client_name: &str) -> ConnectOptions {
+    ConnectOptions::new().name(client_name).event_callback(|event| async move {
+        match event {
+            async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+            async_nats::Event::Connected => tracing::info!("connected to NATS"),
+            other => tracing::debug!(event = %other, "NATS client event"),
+        }
+    })
+}
