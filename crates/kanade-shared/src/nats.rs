@@ -39,7 +39,9 @@ pub async fn connect_once(url: &str, client_name: &str) -> Result<Client, Connec
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to NATS at {url}: {source}; is nats-server running there? (set --nats-url or KANADE_NATS_URL)")]
+#[error(
+    "cannot connect to NATS at {url}: {source}; is nats-server running there? (set --nats-url or KANADE_NATS_URL)"
+)]
 pub struct ConnectError {
     pub url: String,
     #[source]

@@ -7,7 +7,10 @@ use crate::cli::Format;
 /// Print `rows` as a table (with `headers`) or as a JSON array of `json`.
 pub fn print<T: Serialize>(format: Format, json: &T, headers: &[&str], rows: Vec<Vec<String>>) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(json).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(json).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        ),
         Format::Table => print!("{}", table(headers, &rows)),
     }
 }
@@ -53,7 +56,8 @@ mod tests {
 
     #[test]
     fn tables_align_columns_and_trim_trailing_space() {
-        let out = table(&["NAME", "N"], &[vec!["EXEC".into(), "1".into()], vec!["KV_jobs".into(), "20".into()]]);
+        let out =
+            table(&["NAME", "N"], &[vec!["EXEC".into(), "1".into()], vec!["KV_jobs".into(), "20".into()]]);
         assert_eq!(out, "NAME     N\nEXEC     1\nKV_jobs  20\n");
     }
 

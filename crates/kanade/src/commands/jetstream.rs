@@ -27,7 +27,9 @@ async fn setup(js: &jetstream::Context, replicas: usize, global: &Global) -> any
                 Outcome::Created => ("created", String::new()),
                 Outcome::Unchanged => ("unchanged", String::new()),
                 Outcome::Updated { changes } => ("updated", changes.join("; ")),
-                Outcome::Kept { differences, reason } => ("kept", format!("{}: {reason}", differences.join("; "))),
+                Outcome::Kept { differences, reason } => {
+                    ("kept", format!("{}: {reason}", differences.join("; ")))
+                }
             };
             vec![r.kind.as_str().to_owned(), r.name.to_owned(), outcome.to_owned(), detail]
         })
@@ -41,7 +43,8 @@ async fn setup(js: &jetstream::Context, replicas: usize, global: &Global) -> any
 }
 
 async fn status(js: &jetstream::Context, global: &Global) -> anyhow::Result<ExitCode> {
-    let statuses = jetstream_status(js).await.map_err(|e| anyhow::anyhow!("cannot read JetStream status: {e}"))?;
+    let statuses =
+        jetstream_status(js).await.map_err(|e| anyhow::anyhow!("cannot read JetStream status: {e}"))?;
     let rows = statuses
         .iter()
         .map(|s| {
@@ -56,12 +59,17 @@ async fn status(js: &jetstream::Context, global: &Global) -> anyhow::Result<Exit
                 output::bytes(s.bytes as i64),
                 output::bytes(s.max_bytes),
                 s.max_age.clone(),
-                if s.max_messages_per_subject > 0 { s.max_messages_per_subject.to_string() } else { "-".into() },
+                if s.max_messages_per_subject > 0 {
+                    s.max_messages_per_subject.to_string()
+                } else {
+                    "-".into()
+                },
                 s.consumers.to_string(),
             ]
         })
         .collect();
-    let headers = ["KIND", "NAME", "STATE", "MESSAGES", "BYTES", "MAX BYTES", "MAX AGE", "PER SUBJECT", "CONSUMERS"];
+    let headers =
+        ["KIND", "NAME", "STATE", "MESSAGES", "BYTES", "MAX BYTES", "MAX AGE", "PER SUBJECT", "CONSUMERS"];
     output::print(global.output, &statuses, &headers, rows);
     let missing = statuses.iter().filter(|s| !s.present).count();
     if missing > 0 {

@@ -17,7 +17,8 @@ pub fn run(cmd: JobCommand, global: &Global) -> anyhow::Result<ExitCode> {
 
 /// Read a manifest and inline its `script_file`, as every command that sends one must.
 pub fn load_manifest(path: &Path) -> anyhow::Result<Result<JobFile, Vec<String>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
     let mut file = match job_from_yaml(&text) {
         Ok(file) => file,
         Err(problems) => return Ok(Err(problems.messages())),
