@@ -14,6 +14,7 @@ pub mod logging;
 pub mod manifest;
 pub mod nats;
 pub mod problems;
+pub mod shutdown;
 pub mod subjects;
 pub mod wire;
 

@@ -65,10 +65,10 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
     let id = c.check("agent.id", id_text.parse::<PcId>());
     let mut groups = Vec::new();
     for (i, g) in agent.groups.unwrap_or_default().iter().enumerate() {
-        if let Some(g) = c.check(&index("agent.groups", i), g.parse::<GroupName>()) {
-            if !groups.contains(&g) {
-                groups.push(g);
-            }
+        if let Some(g) = c.check(&index("agent.groups", i), g.parse::<GroupName>())
+            && !groups.contains(&g)
+        {
+            groups.push(g);
         }
     }
     let nats_url = nats_url(agent.nats_url, "agent.nats_url", &mut c);

@@ -1,0 +1,4 @@
+//! kanade-backend as a library, so integration tests build the real router and start-up.
+//! `main.rs` only parses arguments and calls in here.
+
+pub mod http;
