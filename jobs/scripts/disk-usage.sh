@@ -1,0 +1,2 @@
+#!/bin/sh
+df -hP | awk 'NR == 1 || $1 ~ "^/dev/"'
