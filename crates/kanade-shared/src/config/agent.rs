@@ -60,8 +60,9 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
     let defaults = DefaultPaths::for_env(env);
     let agent = raw.agent.unwrap_or_default();
 
-    // The host name is the default identity; it must still be a valid subject token.
-    let id_text = agent.id.unwrap_or_else(|| env.host.clone());
+    // The short host name is the default identity (a fully qualified name would carry dots, which
+    // a subject token cannot); it must still be a valid id.
+    let id_text = agent.id.unwrap_or_else(|| env.host.split('.').next().unwrap_or_default().to_owned());
     let id = c.check("agent.id", id_text.parse::<PcId>());
     let mut groups = Vec::new();
     for (i, g) in agent.groups.unwrap_or_default().iter().enumerate() {

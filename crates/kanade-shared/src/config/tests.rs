@@ -113,11 +113,14 @@ fn agent_config_defaults_and_rules() {
         assert_eq!(agent_problems(text, &linux()), *expected, "{text}");
     }
     // A host name that is not a valid id stops the agent with the value and the rule.
-    let bad_host = Environment::fake(OsKind::Linux, "host.with.dots");
+    let bad_host = Environment::fake(OsKind::Linux, "host+1.corp.example");
     assert_eq!(
         agent_problems("", &bad_host),
-        [r#"agent.id: pc_id "host.with.dots" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#]
+        [r#"agent.id: pc_id "host+1" is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"#]
     );
+    // A fully qualified host name gives its first label.
+    let fqdn = Environment::fake(OsKind::Linux, "PC-7.corp.example");
+    assert_eq!(agent::parse("", &fqdn).unwrap().id.as_str(), "PC-7");
     let err = agent_problems("[agent\n", &linux());
     assert!(err[0].starts_with("TOML parse error"), "{err:?}");
 }
