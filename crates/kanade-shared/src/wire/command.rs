@@ -45,6 +45,23 @@ pub struct Command {
     pub issued_at: Timestamp,
 }
 
+impl Command {
+    /// What makes two messages "the same run": every field except `request_id` and
+    /// `issued_at`, which differ between the subjects one exec is published on. The agent's
+    /// ledger refuses an exec_id that comes back with a different fingerprint.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut canonical = self.clone();
+        canonical.request_id = RequestId::from_uuid(uuid::Uuid::nil());
+        canonical.issued_at = Timestamp::UNIX_EPOCH;
+        // Serializing a struct of known fields cannot fail except for placeholder enum values,
+        // which hash as their debug form so a malformed command still gets a stable fingerprint.
+        let bytes = serde_json::to_vec(&canonical).unwrap_or_else(|_| format!("{canonical:?}").into_bytes());
+        let digest = sha2::Sha256::digest(&bytes);
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Shell {

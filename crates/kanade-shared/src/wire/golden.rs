@@ -71,3 +71,16 @@ fn malformed_messages_name_the_type_and_field() {
     let err = decode::<Command>(b"not json").unwrap_err();
     assert!(err.to_string().starts_with("malformed Command"), "{err}");
 }
+
+#[test]
+fn fingerprint_ignores_request_id_and_issue_time_only() {
+    let c: Command = decode(&golden("v1/command.json")).unwrap();
+    let mut other_subject = c.clone();
+    other_subject.request_id = crate::RequestId::new();
+    other_subject.issued_at += time::Duration::seconds(3);
+    assert_eq!(c.fingerprint(), other_subject.fingerprint());
+    let mut changed = c.clone();
+    changed.script = Some("Remove-Item C:\\ -Recurse".into());
+    assert_ne!(c.fingerprint(), changed.fingerprint());
+    assert_eq!(c.fingerprint().len(), 64);
+}

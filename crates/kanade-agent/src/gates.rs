@@ -1,0 +1,1 @@
+//! Gates (filled in next).

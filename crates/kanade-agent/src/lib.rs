@@ -1,0 +1,6 @@
+//! kanade-agent as a library: the binary, the integration tests and the fleet simulator all drive
+//! the same intake, ledger, gates, executor and outbox.
+
+pub mod exec;
+pub mod gates;
+pub mod store;

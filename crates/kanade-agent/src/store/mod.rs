@@ -1,0 +1,278 @@
+//! The agent's durable state: admission ledger and result outbox in one SQLite file.
+//!
+//! Invariants kept here:
+//! - one row per `exec_id`; a second command with the same exec_id and the same fingerprint is a
+//!   duplicate (acked, not run), with a different fingerprint a conflict (refused, not run);
+//! - a run is marked `running` before its process is spawned, and a `running` row found at start
+//!   is never relaunched: [`Store::recover`] turns it into an `unknown` result;
+//! - finishing a run writes the ledger state and the outbox row in one transaction, so a crash
+//!   can never leave a finished run without a result to send;
+//! - an outbox row is deleted only after the broker acked it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use kanade_shared::ExecId;
+
+#[derive(Debug, thiserror::Error)]
+#[error("agent store: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+/// What the ledger says about an incoming command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// First sight of this exec: recorded, to be run.
+    New,
+    /// Seen before with the same fingerprint: ack and drop.
+    Duplicate,
+    /// Seen before with different content: refuse, never run.
+    Conflict,
+}
+
+/// The pure admission rule.
+pub fn decide_admission(existing_fingerprint: Option<&str>, fingerprint: &str) -> Admission {
+    match existing_fingerprint {
+        None => Admission::New,
+        Some(fp) if fp == fingerprint => Admission::Duplicate,
+        Some(_) => Admission::Conflict,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Admitted,
+    Running,
+    Done,
+}
+
+impl RunState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Admitted => "admitted",
+            Self::Running => "running",
+            Self::Done => "done",
+        }
+    }
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub seq: i64,
+    pub msg_id: String,
+    pub subject: String,
+    pub payload: Vec<u8>,
+}
+
+/// A run that was admitted but had not started when the agent stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub subject: String,
+    pub command: Vec<u8>,
+}
+
+/// A run that had started but not finished when the agent stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupted {
+    pub exec_id: String,
+    pub command: Vec<u8>,
+    pub started_at_ms: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger (
+    exec_id      TEXT PRIMARY KEY,
+    request_id   TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    command      BLOB NOT NULL,
+    state        TEXT NOT NULL,
+    admitted_at  INTEGER NOT NULL,
+    started_at   INTEGER,
+    finished_at  INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ledger_state ON ledger(state);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id   TEXT NOT NULL UNIQUE,
+    subject  TEXT NOT NULL,
+    payload  BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        // FULL: a committed ledger or outbox row must survive power loss, not just a crash.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        // A poisoned lock only means another thread panicked mid-call; SQLite's own transaction
+        // rolled that call back, so the connection is still consistent.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&mut conn)?)
+    }
+
+    /// Record a command before it is acked. Returns what to do with it.
+    pub fn admit(
+        &self,
+        exec_id: ExecId,
+        request_id: &str,
+        fingerprint: &str,
+        subject: &str,
+        command: &[u8],
+        now_ms: i64,
+    ) -> Result<Admission, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let existing: Option<String> = tx
+                .query_row("SELECT fingerprint FROM ledger WHERE exec_id = ?1", [exec_id.to_string()], |r| r.get(0))
+                .optional()?;
+            let decision = decide_admission(existing.as_deref(), fingerprint);
+            if decision == Admission::New {
+                tx.execute(
+                    "INSERT INTO ledger (exec_id, request_id, fingerprint, subject, command, state, admitted_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'admitted', ?6)",
+                    params![exec_id.to_string(), request_id, fingerprint, subject, command, now_ms],
+                )?;
+            }
+            tx.commit()?;
+            Ok(decision)
+        })
+    }
+
+    /// Mark a run as started. Must happen before the process is spawned.
+    pub fn mark_running(&self, exec_id: ExecId, now_ms: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE ledger SET state = 'running', started_at = ?2 WHERE exec_id = ?1",
+                params![exec_id.to_string(), now_ms],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Close a run and queue its result, atomically.
+    pub fn finish(&self, exec_id: ExecId, result: &Outgoing, now_ms: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE ledger SET state = 'done', finished_at = ?2 WHERE exec_id = ?1",
+                params![exec_id.to_string(), now_ms],
+            )?;
+            insert_outgoing(&tx, result)?;
+            tx.commit()
+        })
+    }
+
+    /// Queue a message that is not the end of a run (a `started` event).
+    pub fn enqueue(&self, message: &Outgoing) -> Result<(), StoreError> {
+        self.with(|c| insert_outgoing(c, message))
+    }
+
+    pub fn state(&self, exec_id: ExecId) -> Result<Option<RunState>, StoreError> {
+        self.with(|c| {
+            let state: Option<String> = c
+                .query_row("SELECT state FROM ledger WHERE exec_id = ?1", [exec_id.to_string()], |r| r.get(0))
+                .optional()?;
+            Ok(state.map(|s| match s.as_str() {
+                "admitted" => RunState::Admitted,
+                "running" => RunState::Running,
+                _ => RunState::Done,
+            }))
+        })
+    }
+
+    /// At start: runs that were admitted but never started (safe to run now) and runs that were
+    /// started but never finished (must be reported `unknown`, never relaunched).
+    pub fn recover(&self) -> Result<(Vec<Pending>, Vec<Interrupted>), StoreError> {
+        self.with(|c| {
+            let mut pending = Vec::new();
+            let mut stmt = c.prepare(
+                "SELECT subject, command FROM ledger WHERE state = ?1 ORDER BY admitted_at, exec_id",
+            )?;
+            let rows = stmt.query_map([RunState::Admitted.as_str()], |r| {
+                Ok(Pending { subject: r.get(0)?, command: r.get(1)? })
+            })?;
+            for row in rows {
+                pending.push(row?);
+            }
+            let mut interrupted = Vec::new();
+            let mut stmt = c.prepare(
+                "SELECT exec_id, command, started_at FROM ledger WHERE state = ?1 ORDER BY admitted_at, exec_id",
+            )?;
+            let rows = stmt.query_map([RunState::Running.as_str()], |r| {
+                Ok(Interrupted { exec_id: r.get(0)?, command: r.get(1)?, started_at_ms: r.get(2)? })
+            })?;
+            for row in rows {
+                interrupted.push(row?);
+            }
+            Ok((pending, interrupted))
+        })
+    }
+
+    /// Oldest first, at most `limit`.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT seq, msg_id, subject, payload FROM outbox ORDER BY seq LIMIT ?1")?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                Ok(Outgoing { seq: r.get(0)?, msg_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Drop a message the broker has acked.
+    pub fn acked(&self, seq: i64) -> Result<(), StoreError> {
+        self.with(|c| c.execute("DELETE FROM outbox WHERE seq = ?1", [seq]).map(drop))
+    }
+
+    /// Forget finished runs older than `before_ms`. Must stay longer than the EXEC stream's
+    /// retention, or a replayed command could be admitted again.
+    pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with(|c| c.execute("DELETE FROM ledger WHERE state = 'done' AND finished_at < ?1", [before_ms]))
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(drop)
+        })
+    }
+}
+
+fn insert_outgoing(c: &Connection, m: &Outgoing) -> rusqlite::Result<()> {
+    // A msg_id already queued means this exact message is already on its way.
+    c.execute(
+        "INSERT INTO outbox (msg_id, subject, payload) VALUES (?1, ?2, ?3) ON CONFLICT(msg_id) DO NOTHING",
+        params![m.msg_id, m.subject, m.payload],
+    )
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests;
