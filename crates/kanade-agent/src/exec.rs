@@ -1,1 +1,0 @@
-//! Executor (filled in next).

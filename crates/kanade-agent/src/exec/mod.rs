@@ -1,0 +1,185 @@
+//! Running one script: stage it in a file, start the shell in its own process tree, capture
+//! capped output, and end on exit, timeout or kill. A timeout or kill ends the whole tree
+//! (process group on Unix, job object on Windows), so a backgrounded grandchild cannot outlive
+//! the run. A run owns its tree: whatever is still in it when the run is over is ended too
+//! (long-lived things belong to the service manager, not to a job).
+
+mod tree;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use kanade_shared::wire::Shell;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// After the script exits, how long a leftover holder of its output pipes may keep them open
+/// before the agent stops reading (the run is over; the output so far is kept).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+pub struct RunSpec<'a> {
+    pub shell: Shell,
+    pub script: &'a str,
+    pub timeout: Duration,
+    pub cwd: Option<&'a Path>,
+    pub env: &'a BTreeMap<String, String>,
+    /// Where the script file is written; it is removed after the run.
+    pub staging_dir: &'a Path,
+    /// File stem for the staged script (the exec id), unique per concurrent run.
+    pub name: &'a str,
+    /// Bytes kept per stream; the rest is read and dropped.
+    pub output_cap: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited,
+    TimedOut,
+    Killed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub ending: Ending,
+    /// `None` when the process was ended by a signal.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("shell {0:?} is not supported by this agent")]
+    UnsupportedShell(Shell),
+    #[error("cannot stage the script in {path}: {source}")]
+    Stage {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot wait for the script: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+/// Run to completion, timeout, or until `kill` resolves.
+pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<RunOutcome, ExecError> {
+    let (program, args, ext, prelude) = invocation(spec.shell)?;
+    let path = spec.staging_dir.join(format!("{}.{ext}", spec.name));
+    let body = format!("{prelude}{}", spec.script);
+    // Windows PowerShell 5.1 reads a BOM-less script in the legacy code page.
+    let bytes =
+        if ext == "ps1" { [&[0xEF, 0xBB, 0xBF][..], body.as_bytes()].concat() } else { body.into_bytes() };
+    std::fs::create_dir_all(spec.staging_dir)
+        .and_then(|()| std::fs::write(&path, bytes))
+        .map_err(|source| ExecError::Stage { path: path.clone(), source })?;
+    let _cleanup = RemoveOnDrop(path.clone());
+
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .arg(&path)
+        .envs(spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.kill_on_drop(true);
+    if let Some(cwd) = spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    tree::prepare(&mut cmd);
+    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
+    let mut tree = tree::Tree::attach(&child);
+
+    let out = tokio::spawn(read_capped(child.stdout.take(), spec.output_cap));
+    let err = tokio::spawn(read_capped(child.stderr.take(), spec.output_cap));
+
+    let ending = tokio::select! {
+        status = child.wait() => { status.map_err(ExecError::Wait)?; Ending::Exited }
+        () = tokio::time::sleep(spec.timeout) => Ending::TimedOut,
+        () = kill => Ending::Killed,
+    };
+    if ending != Ending::Exited {
+        tree.kill();
+    }
+    let status = child.wait().await.map_err(ExecError::Wait)?;
+    let readers = async { (out.await.unwrap_or_default(), err.await.unwrap_or_default()) };
+    tokio::pin!(readers);
+    // Normally the pipes close with the script. If something it left behind holds them, end the
+    // tree after a grace period, which closes them and keeps every byte written so far.
+    let ((stdout, out_cut), (stderr, err_cut)) = match tokio::time::timeout(DRAIN_GRACE, &mut readers).await {
+        Ok(done) => done,
+        Err(_) => {
+            tree.kill();
+            match tokio::time::timeout(DRAIN_GRACE, &mut readers).await {
+                Ok(done) => done,
+                // A process that escaped the tree (a new session) still holds them: give up on
+                // the rest of the output rather than on the run.
+                Err(_) => ((Vec::new(), true), (Vec::new(), true)),
+            }
+        }
+    };
+    tree.kill();
+    Ok(RunOutcome {
+        ending,
+        exit_code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        truncated: out_cut || err_cut,
+    })
+}
+
+fn invocation(
+    shell: Shell,
+) -> Result<(&'static str, &'static [&'static str], &'static str, &'static str), ExecError> {
+    const UTF8_PS: &str = "[Console]::OutputEncoding = [System.Text.Encoding]::UTF8\r\n";
+    Ok(match shell {
+        Shell::Sh => ("sh", &[], "sh", ""),
+        Shell::Bash => ("bash", &[], "sh", ""),
+        Shell::Powershell => (
+            "powershell",
+            &["-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-File"],
+            "ps1",
+            UTF8_PS,
+        ),
+        Shell::Pwsh => ("pwsh", &["-NoProfile", "-NonInteractive", "-File"], "ps1", UTF8_PS),
+        Shell::Cmd => ("cmd", &["/D", "/C"], "cmd", "@chcp 65001 >nul\r\n"),
+        Shell::Unknown => return Err(ExecError::UnsupportedShell(shell)),
+    })
+}
+
+async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: usize) -> (Vec<u8>, bool) {
+    let Some(mut pipe) = pipe else { return (Vec::new(), false) };
+    let mut kept = Vec::new();
+    let mut cut = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                cut |= n > room;
+            }
+        }
+    }
+    (kept, cut)
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests;
