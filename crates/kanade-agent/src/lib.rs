@@ -3,4 +3,5 @@
 
 pub mod exec;
 pub mod gates;
+pub mod runtime;
 pub mod store;

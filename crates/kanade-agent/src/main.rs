@@ -1,12 +1,13 @@
 //! `kanade-agent`: the endpoint daemon. Start-up: config (an invalid pc_id stops here, naming the
-//! value and the rule) → logging → data dir → NATS, retried forever: a broker outage never makes
-//! the agent exit. Command intake, results, heartbeats and inventory build on this skeleton.
+//! value and the rule) → logging → the runtime (store, NATS retried forever, intake, runners,
+//! outbox, presence) until Ctrl-C or SIGTERM. A broker outage never makes the agent exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use kanade_agent::runtime::Settings;
 use kanade_shared::config::{AgentConfig, Environment, load_agent};
 
 #[derive(Debug, Parser)]
@@ -32,29 +33,24 @@ fn main() -> ExitCode {
 }
 
 fn start(config: AgentConfig) -> anyhow::Result<()> {
-    let _log_guard =
-        kanade_shared::logging::init_daemon(&config.log, "kanade-agent").map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {} (agent.data_dir)", config.data_dir.display()))?;
+    let _log_guard = kanade_shared::logging::init_daemon(&config.log, "kanade-agent").map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(run(config));
-    Ok(())
-}
-
-async fn run(config: AgentConfig) {
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        pc_id = %config.id,
-        groups = ?config.groups,
-        nats = %config.nats_url,
-        "kanade-agent starting"
-    );
-    let name = format!("kanade-agent/{}", config.id);
-    tokio::select! {
-        _client = kanade_shared::nats::connect_forever(&config.nats_url, &name) => {
+    runtime.block_on(async {
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            pc_id = %config.id,
+            groups = ?config.groups,
+            nats = %config.nats_url,
+            "kanade-agent starting"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             kanade_shared::shutdown::signal().await;
-        }
-        () = kanade_shared::shutdown::signal() => {}
-    }
-    tracing::info!("kanade-agent stopped");
+            tracing::info!("stopping");
+            let _ = stop_tx.send(true);
+        });
+        let result = kanade_agent::runtime::run(Settings::from_config(&config), stop_rx).await;
+        tracing::info!("kanade-agent stopped");
+        result
+    })
 }

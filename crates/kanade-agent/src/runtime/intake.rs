@@ -1,0 +1,196 @@
+//! Command intake. Live commands arrive on core subscriptions (cheap, interest-based); what was
+//! missed while offline is replayed by a consumer on EXEC that exists only while catching up,
+//! filtered to exactly this agent's subjects, starting after the last stream sequence it
+//! processed. Both paths go through [`admit`]; the ledger makes the overlap harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
+use futures::StreamExt;
+use kanade_shared::subjects;
+use kanade_shared::wire::{self, Command};
+use tokio::sync::{Notify, oneshot};
+
+use super::{Ctx, now_ms, runner};
+use crate::store::{Admission, StoreError};
+
+const WATERMARK: &str = "exec_stream_seq";
+
+pub(crate) async fn intake_loop(ctx: Arc<Ctx>) {
+    let resubscribe = Arc::new(Notify::new());
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let live = tokio::spawn(live_loop(ctx.clone(), resubscribe.clone(), ready_tx));
+    // Live subscriptions first, so nothing published during the catch-up falls in between.
+    let _ = ready_rx.await;
+    catch_up_supervisor(ctx.clone(), resubscribe).await;
+    let _ = live.await;
+}
+
+async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    let mut stop = ctx.shutdown.clone();
+    loop {
+        let groups = ctx.groups.read().await.clone();
+        let mut subs = Vec::new();
+        for filter in subjects::agent_command_filters(&ctx.settings.pc, &groups) {
+            match ctx.client.subscribe(filter.clone()).await {
+                Ok(sub) => subs.push(sub),
+                Err(e) => tracing::error!(filter, error = %e, "cannot subscribe; commands on it arrive by catch-up only"),
+            }
+        }
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
+        let mut merged = futures::stream::select_all(subs);
+        loop {
+            tokio::select! {
+                Some(msg) = merged.next() => {
+                    if let Err(e) = admit(&ctx, msg.subject.as_str(), &msg.payload).await {
+                        // A live message has no redelivery; the next catch-up replays it.
+                        tracing::error!(error = %e, subject = %msg.subject, "cannot record command; it will be replayed");
+                    }
+                }
+                () = resubscribe.notified() => break,
+                () = super::stopped(&mut stop) => return,
+            }
+        }
+    }
+}
+
+/// Catch up at start and after every reconnect (or group change), retrying until it succeeds.
+async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
+    let mut stop = ctx.shutdown.clone();
+    let mut needed = true;
+    let mut was_connected = true;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        if needed {
+            match catch_up(&ctx).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(replayed = n, "caught up with EXEC");
+                    }
+                    needed = false;
+                    backoff = Duration::from_millis(250);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "catch-up failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        let wait = if needed { backoff } else { Duration::from_millis(500) };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = ctx.groups_changed.notified() => {
+                resubscribe.notify_one();
+                needed = true;
+            }
+            () = super::stopped(&mut stop) => return,
+        }
+        let connected = ctx.client.connection_state() == async_nats::connection::State::Connected;
+        if connected && !was_connected {
+            needed = true;
+        }
+        was_connected = connected;
+    }
+}
+
+async fn catch_up(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
+    let groups = ctx.groups.read().await.clone();
+    let filters = subjects::agent_command_filters(&ctx.settings.pc, &groups);
+    let deliver_policy = match ctx.store.meta(WATERMARK)?.and_then(|s| s.parse::<u64>().ok()) {
+        Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
+        None => DeliverPolicy::All,
+    };
+    let stream = ctx.js.get_stream("EXEC").await.map_err(|e| anyhow::anyhow!("EXEC stream: {e}"))?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subjects: filters,
+            deliver_policy,
+            ack_policy: AckPolicy::Explicit,
+            // An agent that dies mid catch-up leaves nothing behind on the broker for long.
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the catch-up consumer: {e}"))?;
+    let name = consumer.cached_info().name.clone();
+    let result = drain(ctx, &consumer).await;
+    if let Err(e) = stream.delete_consumer(&name).await {
+        tracing::debug!(error = %e, "catch-up consumer not deleted; it expires on its own");
+    }
+    result
+}
+
+async fn drain(ctx: &Arc<Ctx>, consumer: &Consumer<pull::Config>) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(256)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("fetching from EXEC: {e}"))?;
+        let mut got = 0;
+        let mut pending = None;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(|e| anyhow::anyhow!("reading from EXEC: {e}"))?;
+            let info = msg.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+            let (seq, left) = (info.stream_sequence, info.pending);
+            // Ack only after the ledger has it: a failure here means redelivery, not loss.
+            admit(ctx, msg.subject.as_str(), &msg.payload).await?;
+            msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            ctx.store.set_meta(WATERMARK, &seq.to_string())?;
+            got += 1;
+            pending = Some(left);
+        }
+        total += got;
+        if got == 0 || pending == Some(0) {
+            return Ok(total);
+        }
+    }
+}
+
+/// Addressed to me → signature → ledger → run. Errors only when the ledger could not be written
+/// (the caller must then not ack).
+pub(crate) async fn admit(ctx: &Arc<Ctx>, subject: &str, payload: &[u8]) -> Result<(), StoreError> {
+    let (target, job) = match subjects::parse_command(subject) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring message");
+            return Ok(());
+        }
+    };
+    let groups = ctx.groups.read().await.clone();
+    if !target.addresses(&ctx.settings.pc, &groups) {
+        tracing::debug!(subject, "not addressed to this agent");
+        return Ok(());
+    }
+    let cmd: Command = match wire::decode(payload) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            tracing::warn!(subject, error = %e, "refusing malformed command");
+            return Ok(());
+        }
+    };
+    if cmd.job_id != job {
+        tracing::warn!(subject, job_id = %cmd.job_id, "refusing command whose job_id does not match its subject");
+        return Ok(());
+    }
+    match ctx.store.admit(cmd.exec_id, &cmd.request_id.to_string(), &cmd.fingerprint(), subject, payload, now_ms())? {
+        Admission::New => {
+            tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, "command admitted");
+            tokio::spawn(runner::execute(ctx.clone(), cmd));
+        }
+        Admission::Duplicate => tracing::debug!(exec_id = %cmd.exec_id, subject, "already admitted"),
+        Admission::Conflict => tracing::warn!(
+            exec_id = %cmd.exec_id,
+            subject,
+            "exec_id arrived again with different content; refused, not run"
+        ),
+    }
+    Ok(())
+}

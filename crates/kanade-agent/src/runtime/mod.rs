@@ -1,0 +1,138 @@
+//! The agent's IO shell: wires the broker, the store, the gates and the executor together.
+//!
+//! Tasks: intake (live subscriptions + catch-up), admission, runners (one per admitted run,
+//! bounded by the concurrency cap), the outbox publisher, and presence (heartbeat + ping).
+//! Each task ends when the shutdown signal fires.
+
+mod intake;
+mod outbox;
+mod presence;
+mod runner;
+mod view;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kanade_shared::config::AgentConfig;
+use kanade_shared::{GroupName, PcId, Version};
+use tokio::sync::{Notify, RwLock, Semaphore, watch};
+
+use crate::store::Store;
+
+/// Output kept per stream per run; the rest is dropped and the result flagged `truncated`.
+pub const OUTPUT_CAP: usize = 1024 * 1024;
+/// Finished runs are remembered this long: well past the EXEC stream's 7-day retention, so a
+/// replayed command always finds its ledger row.
+pub const LEDGER_RETENTION: Duration = Duration::from_secs(21 * 86_400);
+
+/// What the runtime needs, independent of where it came from (agent.toml or the simulator).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pc: PcId,
+    pub groups: Vec<GroupName>,
+    pub nats_url: String,
+    pub data_dir: PathBuf,
+    pub max_concurrent_jobs: usize,
+    pub heartbeat_interval: Duration,
+    pub output_cap: usize,
+}
+
+impl Settings {
+    pub fn from_config(config: &AgentConfig) -> Self {
+        Self {
+            pc: config.id.clone(),
+            groups: config.groups.clone(),
+            nats_url: config.nats_url.clone(),
+            data_dir: config.data_dir.clone(),
+            max_concurrent_jobs: config.max_concurrent_jobs as usize,
+            heartbeat_interval: config.heartbeat_interval.get(),
+            output_cap: OUTPUT_CAP,
+        }
+    }
+}
+
+/// Shared by every task of one agent.
+pub(crate) struct Ctx {
+    pub settings: Settings,
+    pub version: Version,
+    pub groups: RwLock<Vec<GroupName>>,
+    /// Fired when group membership changed: resubscribe and catch up on the new subjects.
+    pub groups_changed: Notify,
+    pub store: Store,
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub slots: Semaphore,
+    pub outbox_wake: Notify,
+    pub running: AtomicU32,
+    pub started: Instant,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    pub fn staging_dir(&self) -> PathBuf {
+        self.settings.data_dir.join("staging")
+    }
+}
+
+/// Run one agent until `shutdown` turns true. Never returns because the broker is down.
+pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    let db = settings.data_dir.join("agent.db");
+    let store = Store::open(&db).with_context(|| format!("cannot open agent store {}", db.display()))?;
+    let now = kanade_shared::wire::Timestamp::now_utc();
+    let cutoff = now - LEDGER_RETENTION;
+    store.prune((cutoff.unix_timestamp_nanos() / 1_000_000) as i64)?;
+
+    let name = format!("kanade-agent/{}", settings.pc);
+    let mut stop = shutdown.clone();
+    let client = tokio::select! {
+        client = kanade_shared::nats::connect_forever(&settings.nats_url, &name) => client,
+        () = stopped(&mut stop) => return Ok(()),
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let version = env!("CARGO_PKG_VERSION").parse().context("agent version is not a valid version")?;
+    let ctx = Arc::new(Ctx {
+        groups: RwLock::new(settings.groups.clone()),
+        groups_changed: Notify::new(),
+        slots: Semaphore::new(settings.max_concurrent_jobs.max(1)),
+        settings,
+        version,
+        store,
+        client,
+        js,
+        outbox_wake: Notify::new(),
+        running: AtomicU32::new(0),
+        started: Instant::now(),
+        shutdown,
+    });
+
+    runner::recover(&ctx).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(outbox::publish_loop(ctx.clone()));
+    tasks.spawn(presence::heartbeat_loop(ctx.clone()));
+    tasks.spawn(presence::ping_responder(ctx.clone()));
+    tasks.spawn(intake::intake_loop(ctx.clone()));
+    tracing::info!(pc = %ctx.settings.pc, "agent running");
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "agent task failed");
+        }
+    }
+    // Let the outbox flush what it can within a moment; the rest is sent at next start.
+    let _ = tokio::time::timeout(Duration::from_secs(2), ctx.client.flush()).await;
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Resolves once shutdown is requested. (Dropping `wait_for`'s guard here keeps callers' futures
+/// `Send`.)
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,101 @@
+//! Heartbeats on `heartbeat.<pc>` and the ping responder on `agents.<pc>.ping` (the reply is a
+//! fresh heartbeat).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use kanade_shared::subjects;
+use kanade_shared::wire::{self, Heartbeat, OsInfo, Timestamp};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+use super::Ctx;
+
+pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
+    let mut stop = ctx.shutdown.clone();
+    let mut probe = Probe::new();
+    let mut tick = tokio::time::interval(ctx.settings.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = super::stopped(&mut stop) => return,
+        }
+        let beat = heartbeat(&ctx, &mut probe).await;
+        if let Ok(payload) = wire::encode(&beat) {
+            // Core NATS: a heartbeat lost during an outage is replaced by the next one.
+            let _ = ctx.client.publish(subjects::heartbeat(&ctx.settings.pc), payload.into()).await;
+        }
+    }
+}
+
+pub(crate) async fn ping_responder(ctx: Arc<Ctx>) {
+    let mut stop = ctx.shutdown.clone();
+    let mut sub = match ctx.client.subscribe(subjects::ping(&ctx.settings.pc)).await {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot subscribe to pings");
+            return;
+        }
+    };
+    let mut probe = Probe::new();
+    loop {
+        let msg = tokio::select! {
+            msg = sub.next() => match msg { Some(m) => m, None => return },
+            () = super::stopped(&mut stop) => return,
+        };
+        let Some(reply) = msg.reply else { continue };
+        let beat = heartbeat(&ctx, &mut probe).await;
+        if let Ok(payload) = wire::encode(&beat) {
+            let _ = ctx.client.publish(reply, payload.into()).await;
+        }
+    }
+}
+
+async fn heartbeat(ctx: &Ctx, probe: &mut Probe) -> Heartbeat {
+    let (rss, cpu) = probe.sample();
+    Heartbeat {
+        schema: wire::SCHEMA,
+        pc_id: ctx.settings.pc.clone(),
+        hostname: System::host_name().unwrap_or_default(),
+        os: os_info(),
+        arch: std::env::consts::ARCH.to_owned(),
+        agent_version: ctx.version.clone(),
+        groups: ctx.groups.read().await.clone(),
+        at: Timestamp::now_utc(),
+        uptime_secs: ctx.started.elapsed().as_secs(),
+        agent_rss_bytes: rss,
+        agent_cpu_pct: cpu,
+        running_jobs: ctx.running.load(Ordering::Relaxed),
+    }
+}
+
+pub(crate) fn os_info() -> OsInfo {
+    OsInfo {
+        family: std::env::consts::OS.to_owned(),
+        name: System::name().unwrap_or_default(),
+        version: System::os_version().unwrap_or_default(),
+    }
+}
+
+/// The agent's own memory and CPU use, refreshed for this process only (cheap).
+struct Probe {
+    system: System,
+    pid: Option<Pid>,
+}
+
+impl Probe {
+    fn new() -> Self {
+        Self { system: System::new(), pid: sysinfo::get_current_pid().ok() }
+    }
+
+    fn sample(&mut self) -> (u64, f32) {
+        let Some(pid) = self.pid else { return (0, 0.0) };
+        self.system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing().with_memory().with_cpu(),
+        );
+        self.system.process(pid).map_or((0, 0.0), |p| (p.memory(), p.cpu_usage()))
+    }
+}

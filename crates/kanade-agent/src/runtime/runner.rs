@@ -1,0 +1,220 @@
+//! One admitted run: gates → jitter → started event → execute (with retries) → result into the
+//! outbox. The kill subscription is made before anything else, so a kill sent at any point
+//! after admission is seen.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kanade_shared::ResultId;
+use kanade_shared::subjects;
+use kanade_shared::wire::{self, Command, ExecResult, ExecStatus, StartedEvent, Timestamp};
+use tokio::sync::watch;
+
+use super::{Ctx, now_ms, view};
+use crate::exec::{self, Ending, RunSpec};
+use crate::gates;
+use crate::store::Outgoing;
+
+/// Runs interrupted by a crash are reported `unknown`, never relaunched; runs admitted but never
+/// started are started now.
+pub(crate) async fn recover(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let (pending, interrupted) = ctx.store.recover()?;
+    for run in interrupted {
+        let Ok(cmd) = wire::decode::<Command>(&run.command) else {
+            tracing::error!(exec_id = run.exec_id, "interrupted run has an unreadable command; no result can be built");
+            continue;
+        };
+        let started_at = run.started_at_ms.and_then(|ms| Timestamp::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
+        let mut result = base_result(ctx, &cmd, ExecStatus::Unknown, 1);
+        result.started_at = started_at;
+        result.message = Some("the agent stopped while this run was in flight; it was not run again".into());
+        tracing::warn!(exec_id = %cmd.exec_id, "reporting interrupted run as unknown");
+        ctx.store.finish(cmd.exec_id, &outgoing(ctx, &result), now_ms())?;
+    }
+    for run in pending {
+        match wire::decode::<Command>(&run.command) {
+            Ok(cmd) => {
+                tokio::spawn(execute(ctx.clone(), cmd));
+            }
+            Err(e) => tracing::error!(subject = run.subject, error = %e, "admitted command is unreadable"),
+        }
+    }
+    ctx.outbox_wake.notify_one();
+    Ok(())
+}
+
+pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command) {
+    let (kill_tx, kill_rx) = watch::channel(false);
+    let kill_watch = match ctx.client.subscribe(subjects::kill(cmd.exec_id)).await {
+        Ok(mut sub) => Some(tokio::spawn(async move {
+            if sub.next().await.is_some() {
+                let _ = kill_tx.send(true);
+            }
+        })),
+        Err(e) => {
+            tracing::error!(exec_id = %cmd.exec_id, error = %e, "cannot subscribe to the kill switch");
+            None
+        }
+    };
+    let result = run_to_result(&ctx, &cmd, kill_rx).await;
+    if let Some(task) = kill_watch {
+        task.abort();
+    }
+    if let Err(e) = ctx.store.finish(cmd.exec_id, &outgoing(&ctx, &result), now_ms()) {
+        // The ledger still says running: at next start this run is reported `unknown`.
+        tracing::error!(exec_id = %cmd.exec_id, error = %e, "cannot record the result");
+    }
+    tracing::info!(exec_id = %cmd.exec_id, status = result.status.as_str(), exit_code = ?result.exit_code, "run finished");
+    ctx.outbox_wake.notify_one();
+}
+
+async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, kill: watch::Receiver<bool>) -> ExecResult {
+    let killed = || {
+        let mut rx = kill.clone();
+        async move {
+            let _ = rx.wait_for(|k| *k).await;
+        }
+    };
+    let _slot = ctx.slots.acquire().await;
+    let fleet = view::read(ctx, &cmd.job_id).await;
+    if let Err(skip) = gates::check(cmd, &fleet, Timestamp::now_utc()) {
+        let mut result = base_result(ctx, cmd, ExecStatus::Skipped, 1);
+        result.exit_code = skip.reason.exit_code();
+        result.skip_reason = Some(skip.reason);
+        result.message = Some(skip.message);
+        return result;
+    }
+    if cmd.jitter_secs > 0 {
+        let delay = Duration::from_millis(fastrand::u64(0..cmd.jitter_secs * 1000));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = killed() => {
+                let mut result = base_result(ctx, cmd, ExecStatus::Killed, 1);
+                result.message = Some("killed before it started".into());
+                return result;
+            }
+        }
+    }
+    let script = match view::script(ctx, cmd).await {
+        Ok(script) => script,
+        Err(message) => {
+            let mut result = base_result(ctx, cmd, ExecStatus::Failed, 1);
+            result.message = Some(message);
+            return result;
+        }
+    };
+    if let Err(e) = ctx.store.mark_running(cmd.exec_id, now_ms()) {
+        let mut result = base_result(ctx, cmd, ExecStatus::Failed, 1);
+        result.message = Some(format!("not run: cannot record its start ({e})"));
+        return result;
+    }
+    let started_at = Timestamp::now_utc();
+    let max_attempts = 1 + cmd.retry.map_or(0, |r| r.max);
+    let mut attempt = 1;
+    loop {
+        announce_start(ctx, cmd, attempt, started_at);
+        ctx.running.fetch_add(1, Ordering::Relaxed);
+        let spec = RunSpec {
+            shell: cmd.shell,
+            script: &script,
+            timeout: Duration::from_secs(cmd.timeout_secs.max(1)),
+            cwd: cmd.cwd.as_deref().map(std::path::Path::new),
+            env: &cmd.env,
+            staging_dir: &ctx.staging_dir(),
+            name: &cmd.exec_id.to_string(),
+            output_cap: ctx.settings.output_cap,
+        };
+        let outcome = exec::run(spec, killed()).await;
+        ctx.running.fetch_sub(1, Ordering::Relaxed);
+        let mut result = base_result(ctx, cmd, ExecStatus::Failed, attempt);
+        result.started_at = Some(started_at);
+        match outcome {
+            Ok(out) => {
+                result.status = match (out.ending, out.exit_code) {
+                    (Ending::Exited, Some(0)) => ExecStatus::Succeeded,
+                    (Ending::Exited, _) => ExecStatus::Failed,
+                    (Ending::TimedOut, _) => ExecStatus::TimedOut,
+                    (Ending::Killed, _) => ExecStatus::Killed,
+                };
+                if out.ending == Ending::TimedOut {
+                    result.message = Some(format!("timed out after {}s", cmd.timeout_secs));
+                }
+                result.exit_code = out.exit_code;
+                result.stdout = out.stdout;
+                result.stderr = out.stderr;
+                result.truncated = out.truncated;
+            }
+            Err(e) => result.message = Some(e.to_string()),
+        }
+        result.finished_at = Timestamp::now_utc();
+        let retryable = matches!(result.status, ExecStatus::Failed | ExecStatus::TimedOut);
+        if !retryable || attempt >= max_attempts || *kill.borrow() {
+            return result;
+        }
+        let backoff = Duration::from_secs(cmd.retry.map_or(0, |r| r.backoff_secs));
+        tracing::info!(exec_id = %cmd.exec_id, attempt, ?backoff, "run failed; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = killed() => return result,
+        }
+        attempt += 1;
+    }
+}
+
+fn announce_start(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) {
+    let event = StartedEvent {
+        schema: wire::SCHEMA,
+        result_id: ResultId::derive(cmd.exec_id, &ctx.settings.pc),
+        request_id: cmd.request_id,
+        exec_id: cmd.exec_id,
+        job_id: cmd.job_id.clone(),
+        pc_id: ctx.settings.pc.clone(),
+        attempt,
+        started_at,
+    };
+    let Ok(payload) = wire::encode(&event) else { return };
+    let message = Outgoing {
+        seq: 0,
+        msg_id: format!("started-{}-{attempt}", event.result_id),
+        subject: subjects::event_started(&ctx.settings.pc, cmd.exec_id),
+        payload,
+    };
+    if let Err(e) = ctx.store.enqueue(&message) {
+        tracing::warn!(error = %e, "cannot queue the started event");
+    }
+    ctx.outbox_wake.notify_one();
+}
+
+fn base_result(ctx: &Ctx, cmd: &Command, status: ExecStatus, attempt: u32) -> ExecResult {
+    ExecResult {
+        schema: wire::SCHEMA,
+        result_id: ResultId::derive(cmd.exec_id, &ctx.settings.pc),
+        request_id: cmd.request_id,
+        exec_id: cmd.exec_id,
+        job_id: cmd.job_id.clone(),
+        version: cmd.version.clone(),
+        pc_id: ctx.settings.pc.clone(),
+        exit_code: None,
+        status,
+        skip_reason: None,
+        message: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        truncated: false,
+        started_at: None,
+        finished_at: Timestamp::now_utc(),
+        attempt,
+    }
+}
+
+fn outgoing(ctx: &Ctx, result: &ExecResult) -> Outgoing {
+    Outgoing {
+        seq: 0,
+        msg_id: result.result_id.to_string(),
+        subject: subjects::result(&ctx.settings.pc, result.request_id),
+        // A result holds only known enum values, so encoding cannot fail.
+        payload: wire::encode(result).unwrap_or_default(),
+    }
+}
