@@ -33,7 +33,8 @@ fn main() -> ExitCode {
 }
 
 fn start(config: AgentConfig) -> anyhow::Result<()> {
-    let _log_guard = kanade_shared::logging::init_daemon(&config.log, "kanade-agent").map_err(anyhow::Error::msg)?;
+    let _log_guard =
+        kanade_shared::logging::init_daemon(&config.log, "kanade-agent").map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         tracing::info!(

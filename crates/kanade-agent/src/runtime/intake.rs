@@ -36,7 +36,9 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Send
         for filter in subjects::agent_command_filters(&ctx.settings.pc, &groups) {
             match ctx.client.subscribe(filter.clone()).await {
                 Ok(sub) => subs.push(sub),
-                Err(e) => tracing::error!(filter, error = %e, "cannot subscribe; commands on it arrive by catch-up only"),
+                Err(e) => {
+                    tracing::error!(filter, error = %e, "cannot subscribe; commands on it arrive by catch-up only")
+                }
             }
         }
         if let Some(ready) = ready.take() {
@@ -64,12 +66,17 @@ async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
     let mut needed = true;
     let mut was_connected = true;
     let mut backoff = Duration::from_millis(250);
+    let mut announced = false;
     loop {
         if needed {
             match catch_up(&ctx).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!(replayed = n, "caught up with EXEC");
+                    }
+                    if !announced {
+                        tracing::info!("intake ready");
+                        announced = true;
                     }
                     needed = false;
                     backoff = Duration::from_millis(250);
@@ -180,7 +187,14 @@ pub(crate) async fn admit(ctx: &Arc<Ctx>, subject: &str, payload: &[u8]) -> Resu
         tracing::warn!(subject, job_id = %cmd.job_id, "refusing command whose job_id does not match its subject");
         return Ok(());
     }
-    match ctx.store.admit(cmd.exec_id, &cmd.request_id.to_string(), &cmd.fingerprint(), subject, payload, now_ms())? {
+    match ctx.store.admit(
+        cmd.exec_id,
+        &cmd.request_id.to_string(),
+        &cmd.fingerprint(),
+        subject,
+        payload,
+        now_ms(),
+    )? {
         Admission::New => {
             tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, "command admitted");
             tokio::spawn(runner::execute(ctx.clone(), cmd));

@@ -58,7 +58,9 @@ async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
                 delivered += 1;
             }
             Ok(Err(e)) => anyhow::bail!("{} on {}: {e}", message.msg_id, message.subject),
-            Err(_) => anyhow::bail!("{} on {}: no ack within {ACK_TIMEOUT:?}", message.msg_id, message.subject),
+            Err(_) => {
+                anyhow::bail!("{} on {}: no ack within {ACK_TIMEOUT:?}", message.msg_id, message.subject)
+            }
         }
     }
     Ok(delivered)

@@ -23,10 +23,15 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     let (pending, interrupted) = ctx.store.recover()?;
     for run in interrupted {
         let Ok(cmd) = wire::decode::<Command>(&run.command) else {
-            tracing::error!(exec_id = run.exec_id, "interrupted run has an unreadable command; no result can be built");
+            tracing::error!(
+                exec_id = run.exec_id,
+                "interrupted run has an unreadable command; no result can be built"
+            );
             continue;
         };
-        let started_at = run.started_at_ms.and_then(|ms| Timestamp::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
+        let started_at = run
+            .started_at_ms
+            .and_then(|ms| Timestamp::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
         let mut result = base_result(ctx, &cmd, ExecStatus::Unknown, 1);
         result.started_at = started_at;
         result.message = Some("the agent stopped while this run was in flight; it was not run again".into());

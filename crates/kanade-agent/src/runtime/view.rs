@@ -33,13 +33,18 @@ pub(crate) async fn read(ctx: &Ctx, job: &JobId) -> FleetView {
             {
                 tracing::warn!(error = %e, "cannot cache the fleet view");
             }
-            FleetView { revoked, current_version: current.and_then(|v| v.parse().ok()), age: Some(Duration::ZERO) }
+            FleetView {
+                revoked,
+                current_version: current.and_then(|v| v.parse().ok()),
+                age: Some(Duration::ZERO),
+            }
         }
         live => {
             if let Ok(Err(e)) = live {
                 tracing::warn!(job_id = %job, error = %e, "cannot read the fleet view; using the cached one");
             }
-            let cached = ctx.store.meta(&key).ok().flatten().and_then(|s| serde_json::from_str::<Cached>(&s).ok());
+            let cached =
+                ctx.store.meta(&key).ok().flatten().and_then(|s| serde_json::from_str::<Cached>(&s).ok());
             match cached {
                 Some(c) => FleetView {
                     revoked: c.revoked,
@@ -70,9 +75,15 @@ pub(crate) async fn script(ctx: &Ctx, cmd: &Command) -> Result<String, String> {
         return Err("command has neither script nor script_object".into());
     };
     let Some(want) = &cmd.script_sha256 else {
-        return Err(format!("script_object {key} comes without script_sha256; refusing to run an unverified script"));
+        return Err(format!(
+            "script_object {key} comes without script_sha256; refusing to run an unverified script"
+        ));
     };
-    let store = ctx.js.get_object_store("scripts").await.map_err(|e| format!("cannot open the scripts store: {e}"))?;
+    let store = ctx
+        .js
+        .get_object_store("scripts")
+        .await
+        .map_err(|e| format!("cannot open the scripts store: {e}"))?;
     let mut object = store.get(key).await.map_err(|e| format!("cannot fetch script {key}: {e}"))?;
     let mut body = Vec::new();
     object.read_to_end(&mut body).await.map_err(|e| format!("cannot read script {key}: {e}"))?;

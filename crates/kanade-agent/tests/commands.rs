@@ -1,0 +1,187 @@
+//! The agent end to end: real nats-server, real agent processes, real shells.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kanade_shared::wire::{ExecStatus, SkipReason, Timestamp};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_command_produces_exactly_one_result_with_output_and_timings() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-1", &[]).start();
+    ready(&agent).await;
+
+    let ok = command("hello", "echo out; echo err >&2");
+    fleet.publish(pc("PC-1"), &ok).await;
+    let bad = command("boom", "exit 7");
+    fleet.publish(all(), &bad).await;
+
+    let r = fleet.wait_result(ok.exec_id, WAIT).await;
+    assert_eq!((r.status, r.exit_code), (ExecStatus::Succeeded, Some(0)));
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("out\n", "err\n"));
+    assert_eq!(r.pc_id.as_str(), "PC-1");
+    assert!(r.started_at.unwrap() <= r.finished_at);
+    let r = fleet.wait_result(bad.exec_id, WAIT).await;
+    assert_eq!((r.status, r.exit_code), (ExecStatus::Failed, Some(7)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fleet.results().await.len(), 2);
+}
+
+#[tokio::test]
+async fn offline_catch_up_runs_once_and_never_again() {
+    let fleet = Fleet::start().await;
+    let marker = fleet.marker("catch-up");
+    let cmd = command("catch-up", &format!("echo ran >> {}", marker.display()));
+    let mut agent = fleet.agent("PC-2", &[]);
+    // Published while the agent has never been up.
+    fleet.publish(pc("PC-2"), &cmd).await;
+    agent.spawn();
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!(r.status, ExecStatus::Succeeded);
+    for restart in 1..=3 {
+        agent.stop();
+        agent.spawn();
+        kanade_testkit::wait_until_async("the restarted agent to catch up", WAIT, || async {
+            agent.log().matches("intake ready").count() > restart
+        })
+        .await;
+    }
+    assert_eq!(runs(&marker), 1, "the command ran more than once:\n{}", agent.log());
+    assert_eq!(fleet.results_for(cmd.exec_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn agents_run_only_what_is_addressed_to_them() {
+    let fleet = Fleet::start().await;
+    let a = fleet.agent("PC-A", &["canary"]).start();
+    let b = fleet.agent("PC-B", &["wave1"]).start();
+    ready(&a).await;
+    ready(&b).await;
+    let to_canary = command("g-canary", "true");
+    let to_wave1 = command("g-wave1", "true");
+    let to_b = command("only-b", "true");
+    fleet.publish(group("canary"), &to_canary).await;
+    fleet.publish(group("wave1"), &to_wave1).await;
+    fleet.publish(pc("PC-B"), &to_b).await;
+    let r = fleet.wait_result(to_canary.exec_id, WAIT).await;
+    assert_eq!(r.pc_id.as_str(), "PC-A");
+    let r = fleet.wait_result(to_wave1.exec_id, WAIT).await;
+    assert_eq!(r.pc_id.as_str(), "PC-B");
+    let r = fleet.wait_result(to_b.exec_id, WAIT).await;
+    assert_eq!(r.pc_id.as_str(), "PC-B");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fleet.results().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_kill_stops_the_run_within_a_second() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-K", &[]).start();
+    ready(&agent).await;
+    let marker = fleet.marker("kill");
+    let cmd = command("long", &format!("echo started >> {}; sleep 120", marker.display()));
+    fleet.publish(all(), &cmd).await;
+    kanade_testkit::wait_until_async("the script to start", WAIT, || async { runs(&marker) == 1 }).await;
+    let sent = std::time::Instant::now();
+    fleet.client.publish(kanade_shared::subjects::kill(cmd.exec_id), "".into()).await.unwrap();
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!(r.status, ExecStatus::Killed);
+    let took = r.finished_at - Timestamp::now_utc() + sent.elapsed();
+    assert!(took < time::Duration::seconds(1), "kill took {took}");
+}
+
+#[tokio::test]
+async fn a_crash_mid_run_is_reported_unknown_and_not_rerun() {
+    let fleet = Fleet::start().await;
+    let mut agent = fleet.agent("PC-C", &[]).start();
+    ready(&agent).await;
+    let marker = fleet.marker("crash");
+    let cmd = command("crashy", &format!("echo ran >> {}; sleep 120", marker.display()));
+    fleet.publish(all(), &cmd).await;
+    kanade_testkit::wait_until_async("the script to start", WAIT, || async { runs(&marker) == 1 }).await;
+    agent.crash();
+    agent.spawn();
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!(r.status, ExecStatus::Unknown);
+    assert!(r.message.unwrap().contains("not run again"));
+    assert!(r.started_at.is_some());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(runs(&marker), 1);
+}
+
+#[tokio::test]
+async fn a_result_survives_a_broker_outage_and_arrives_once() {
+    let mut fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-O", &[]).start();
+    ready(&agent).await;
+    let marker = fleet.marker("outage");
+    let cmd = command("outage", &format!("echo ran >> {}; sleep 2; echo done", marker.display()));
+    fleet.publish(all(), &cmd).await;
+    kanade_testkit::wait_until_async("the script to start", WAIT, || async { runs(&marker) == 1 }).await;
+    fleet.server.stop();
+    // The job finishes while the broker is away; its result waits in the outbox.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    fleet.server.restart();
+    let client = async_nats::connect(fleet.server.url()).await.unwrap();
+    fleet.js = async_nats::jetstream::new(client.clone());
+    fleet.client = client;
+    let r = fleet.wait_result(cmd.exec_id, Duration::from_secs(60)).await;
+    assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, "done\n"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fleet.results_for(cmd.exec_id).await.len(), 1);
+    assert_eq!(runs(&marker), 1);
+}
+
+#[tokio::test]
+async fn each_gate_skips_with_its_code() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-G", &[]).start();
+    ready(&agent).await;
+
+    let mut late = command("late", "true");
+    late.deadline_at = Some(Timestamp::now_utc() - time::Duration::minutes(1));
+    fleet.kv_put("script_status", "revoked-job", "REVOKED").await;
+    let revoked = command("revoked-job", "true");
+    fleet.kv_put("script_current", "pinned", "2").await;
+    let pinned = command("pinned", "true");
+    let mut strict = command("strict", "true");
+    strict.staleness = kanade_shared::wire::Staleness {
+        mode: kanade_shared::wire::StalenessMode::Strict,
+        max_cache_age_secs: Some(60),
+    };
+    for c in [&late, &revoked, &pinned, &strict] {
+        fleet.publish(all(), c).await;
+    }
+    let expect = [
+        (late.exec_id, SkipReason::DeadlinePassed, 125),
+        (revoked.exec_id, SkipReason::Revoked, 126),
+        (pinned.exec_id, SkipReason::VersionPin, 124),
+    ];
+    for (exec, reason, code) in expect {
+        let r = fleet.wait_result(exec, WAIT).await;
+        assert_eq!((r.status, r.skip_reason, r.exit_code), (ExecStatus::Skipped, Some(reason), Some(code)));
+        assert!(r.message.is_some());
+    }
+    // A live, fresh view satisfies strict staleness.
+    assert_eq!(fleet.wait_result(strict.exec_id, WAIT).await.status, ExecStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_revoked_job_replayed_to_a_returning_agent_is_skipped() {
+    let fleet = Fleet::start().await;
+    let mut agent = fleet.agent("PC-R", &[]).start();
+    ready(&agent).await;
+    agent.stop();
+    let marker = fleet.marker("revoked");
+    let cmd = command("bad-job", &format!("echo ran >> {}", marker.display()));
+    fleet.publish(pc("PC-R"), &cmd).await;
+    fleet.kv_put("script_status", "bad-job", "REVOKED").await;
+    agent.spawn();
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!((r.status, r.exit_code), (ExecStatus::Skipped, Some(126)));
+    assert_eq!(runs(&marker), 0);
+}

@@ -1,0 +1,218 @@
+//! Harness for agent tests: a real nats-server with kanade's resources, real `kanade-agent`
+//! processes, and helpers to publish commands and read results.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use kanade_shared::subjects::{self, CommandTarget};
+use kanade_shared::wire::{self, Command, ExecResult, RunAs, Shell, Staleness, Timestamp};
+use kanade_shared::{ExecId, RequestId};
+use kanade_testkit::NatsServer;
+
+pub struct Fleet {
+    pub server: NatsServer,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub async fn start() -> Self {
+        let server = NatsServer::start();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = jetstream::new(client.clone());
+        kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+        Self { server, client, js, dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn agent(&self, id: &str, groups: &[&str]) -> Agent {
+        Agent::new(self, id, groups)
+    }
+
+    /// A file a test script appends to, to count how often it really ran.
+    pub fn marker(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.runs"))
+    }
+
+    pub async fn publish(&self, target: CommandTarget, cmd: &Command) {
+        let subject = subjects::command(&target, &cmd.job_id);
+        self.js.publish(subject, wire::encode(cmd).unwrap().into()).await.unwrap().await.unwrap();
+    }
+
+    pub async fn kv_put(&self, bucket: &str, key: &str, value: &str) {
+        self.js.get_key_value(bucket).await.unwrap().put(key, value.to_owned().into()).await.unwrap();
+    }
+
+    /// Every result in RESULTS so far.
+    pub async fn results(&self) -> Vec<ExecResult> {
+        let stream = self.js.get_stream("RESULTS").await.unwrap();
+        let consumer = stream
+            .create_consumer(pull::Config {
+                inactive_threshold: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let pending = consumer.cached_info().num_pending as usize;
+        let mut out = Vec::new();
+        if pending > 0 {
+            let mut batch = consumer.fetch().max_messages(pending).messages().await.unwrap();
+            while let Some(Ok(msg)) = batch.next().await {
+                out.push(wire::decode(&msg.payload).unwrap());
+                let _ = msg.ack().await;
+            }
+        }
+        out
+    }
+
+    pub async fn results_for(&self, exec: ExecId) -> Vec<ExecResult> {
+        self.results().await.into_iter().filter(|r| r.exec_id == exec).collect()
+    }
+
+    /// Wait until `exec` has a result and return it.
+    pub async fn wait_result(&self, exec: ExecId, within: Duration) -> ExecResult {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(r) = self.results_for(exec).await.into_iter().next() {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "no result for {exec} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn command(job: &str, script: &str) -> Command {
+    Command {
+        schema: 1,
+        job_id: job.parse().unwrap(),
+        version: "1".parse().unwrap(),
+        exec_id: ExecId::new(),
+        request_id: RequestId::new(),
+        shell: Shell::Sh,
+        script: Some(script.to_owned()),
+        script_object: None,
+        script_sha256: None,
+        timeout_secs: 60,
+        jitter_secs: 0,
+        cwd: None,
+        env: Default::default(),
+        run_as: RunAs::System,
+        deadline_at: None,
+        staleness: Staleness::default(),
+        retry: None,
+        issued_at: Timestamp::now_utc(),
+    }
+}
+
+pub fn all() -> CommandTarget {
+    CommandTarget::All
+}
+
+pub fn pc(id: &str) -> CommandTarget {
+    CommandTarget::Pc(id.parse().unwrap())
+}
+
+pub fn group(g: &str) -> CommandTarget {
+    CommandTarget::Group(g.parse().unwrap())
+}
+
+pub fn runs(marker: &Path) -> usize {
+    std::fs::read_to_string(marker).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+/// A real `kanade-agent` process. Killed on drop.
+pub struct Agent {
+    pub id: String,
+    config: PathBuf,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn new(fleet: &Fleet, id: &str, groups: &[&str]) -> Self {
+        let root = fleet.dir.path().join(id);
+        std::fs::create_dir_all(&root).unwrap();
+        let config = root.join("agent.toml");
+        let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "[agent]\nid = {id:?}\nnats_url = {url:?}\ngroups = [{groups}]\ndata_dir = {data:?}\nheartbeat_interval = \"1s\"\n[log]\npath = {logs:?}\nlevel = \"info,kanade_agent=debug\"\n",
+                url = fleet.server.url(),
+                groups = groups.join(", "),
+                data = root.join("data"),
+                logs = root.join("logs"),
+            ),
+        )
+        .unwrap();
+        Self { id: id.to_owned(), config, data_dir: root.join("data"), child: None }
+    }
+
+    pub fn start(mut self) -> Self {
+        self.spawn();
+        self
+    }
+
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "agent {} already running", self.id);
+        let child = Process::new(env!("CARGO_BIN_EXE_kanade-agent"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGTERM and wait: the clean shutdown path.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: a crash or power loss from the agent's point of view.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        let dir = self.data_dir.parent().unwrap().join("logs");
+        let mut out = String::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+        out
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// Wait until the agent's log shows it is subscribed and caught up (first start only: the log
+/// keeps the line across restarts).
+pub async fn ready(agent: &Agent) {
+    kanade_testkit::wait_until_async(
+        &format!("agent {} to be running", agent.id),
+        Duration::from_secs(30),
+        || async { agent.log().contains("intake ready") },
+    )
+    .await;
+}
