@@ -53,6 +53,23 @@ pub fn heartbeat(pc: &PcId) -> String {
 
 pub const HEARTBEAT_ALL: &str = "heartbeat.*";
 
+/// Prefix of KV change notifications (see `jetstream::resources`): `notify.<bucket>.<key>`.
+pub const NOTIFY_PREFIX: &str = "notify";
+
+/// Where this pc's operator-assigned groups change.
+pub fn notify_agent_groups(pc: &PcId) -> String {
+    format!("{NOTIFY_PREFIX}.agent_groups.{pc}")
+}
+
+/// Every `agent_config` key that applies to `pc`, least specific first, with its notification
+/// subject: `global`, `groups.<g>` for each group, `pcs.<pc>`.
+pub fn agent_config_keys(pc: &PcId, groups: &[GroupName]) -> Vec<(String, String)> {
+    let mut keys = vec!["global".to_owned()];
+    keys.extend(groups.iter().map(|g| format!("groups.{g}")));
+    keys.push(format!("pcs.{pc}"));
+    keys.into_iter().map(|k| (format!("{NOTIFY_PREFIX}.agent_config.{k}"), k)).collect()
+}
+
 pub fn inventory(pc: &PcId) -> String {
     format!("inventory.{pc}")
 }
@@ -142,6 +159,20 @@ mod tests {
         assert_eq!(audit("exec.create").unwrap(), "audit.exec.create");
         assert!(audit("exec..create").is_err());
         assert!(audit("exec.*").is_err());
+    }
+
+    #[test]
+    fn agent_config_keys_go_from_least_to_most_specific() {
+        let keys = agent_config_keys(&pc("PC1"), &[group("canary")]);
+        assert_eq!(
+            keys,
+            [
+                ("notify.agent_config.global".to_owned(), "global".to_owned()),
+                ("notify.agent_config.groups.canary".to_owned(), "groups.canary".to_owned()),
+                ("notify.agent_config.pcs.PC1".to_owned(), "pcs.PC1".to_owned()),
+            ]
+        );
+        assert_eq!(notify_agent_groups(&pc("PC1")), "notify.agent_groups.PC1");
     }
 
     #[test]

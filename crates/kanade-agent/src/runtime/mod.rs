@@ -4,6 +4,7 @@
 //! bounded by the concurrency cap), the outbox publisher, and presence (heartbeat + ping).
 //! Each task ends when the shutdown signal fires.
 
+mod follow;
 mod intake;
 mod outbox;
 mod presence;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kanade_shared::config::AgentConfig;
+use kanade_shared::wire::AgentConfigPatch;
 use kanade_shared::{GroupName, PcId, Version};
 use tokio::sync::{Notify, RwLock, Semaphore, watch};
 
@@ -61,6 +63,8 @@ pub(crate) struct Ctx {
     pub groups: RwLock<Vec<GroupName>>,
     /// Fired when group membership changed: resubscribe and catch up on the new subjects.
     pub groups_changed: Notify,
+    /// Settings operators push through `agent_config` (pc beats group beats global).
+    pub live_config: watch::Sender<AgentConfigPatch>,
     pub store: Store,
     pub client: async_nats::Client,
     pub js: async_nats::jetstream::Context,
@@ -98,6 +102,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     let ctx = Arc::new(Ctx {
         groups: RwLock::new(settings.groups.clone()),
         groups_changed: Notify::new(),
+        live_config: watch::Sender::new(AgentConfigPatch::default()),
         slots: Semaphore::new(settings.max_concurrent_jobs.max(1)),
         settings,
         version,
@@ -110,8 +115,11 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
         shutdown,
     });
 
+    // Groups from agent_groups must be known before intake subscribes and catches up.
+    follow::refresh(&ctx).await;
     runner::recover(&ctx).await?;
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(follow::follow_loop(ctx.clone()));
     tasks.spawn(outbox::publish_loop(ctx.clone()));
     tasks.spawn(presence::heartbeat_loop(ctx.clone()));
     tasks.spawn(presence::ping_responder(ctx.clone()));

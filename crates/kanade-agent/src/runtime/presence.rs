@@ -14,11 +14,28 @@ use super::Ctx;
 pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
     let mut probe = Probe::new();
-    let mut tick = tokio::time::interval(ctx.settings.heartbeat_interval);
+    let mut live = ctx.live_config.subscribe();
+    let interval = |c: &kanade_shared::wire::AgentConfigPatch| {
+        c.heartbeat_interval
+            .map_or(ctx.settings.heartbeat_interval, |d| d.get())
+            .max(std::time::Duration::from_millis(100))
+    };
+    let mut period = interval(&live.borrow_and_update());
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            Ok(()) = live.changed() => {
+                let next = interval(&live.borrow_and_update());
+                if next != period {
+                    tracing::info!(?next, "heartbeat interval changed");
+                    period = next;
+                    tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                continue;
+            }
             () = super::stopped(&mut stop) => return,
         }
         let beat = heartbeat(&ctx, &mut probe).await;

@@ -31,7 +31,11 @@ impl Fleet {
     }
 
     pub fn agent(&self, id: &str, groups: &[&str]) -> Agent {
-        Agent::new(self, id, groups)
+        Agent::new(self, id, groups, "1s")
+    }
+
+    pub fn agent_with_heartbeat(&self, id: &str, heartbeat: &str) -> Agent {
+        Agent::new(self, id, &[], heartbeat)
     }
 
     /// A file a test script appends to, to count how often it really ran.
@@ -135,7 +139,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    fn new(fleet: &Fleet, id: &str, groups: &[&str]) -> Self {
+    fn new(fleet: &Fleet, id: &str, groups: &[&str], heartbeat: &str) -> Self {
         let root = fleet.dir.path().join(id);
         std::fs::create_dir_all(&root).unwrap();
         let config = root.join("agent.toml");
@@ -143,7 +147,7 @@ impl Agent {
         std::fs::write(
             &config,
             format!(
-                "[agent]\nid = {id:?}\nnats_url = {url:?}\ngroups = [{groups}]\ndata_dir = {data:?}\nheartbeat_interval = \"1s\"\n[log]\npath = {logs:?}\nlevel = \"info,kanade_agent=debug\"\n",
+                "[agent]\nid = {id:?}\nnats_url = {url:?}\ngroups = [{groups}]\ndata_dir = {data:?}\nheartbeat_interval = {heartbeat:?}\n[log]\npath = {logs:?}\nlevel = \"info,kanade_agent=debug\"\n",
                 url = fleet.server.url(),
                 groups = groups.join(", "),
                 data = root.join("data"),

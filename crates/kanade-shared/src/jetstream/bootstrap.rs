@@ -143,6 +143,7 @@ async fn create(js: &jetstream::Context, r: &Resource) -> Result<(), async_nats:
                 max_age: r.max_age,
                 max_bytes: r.max_bytes,
                 num_replicas: r.replicas,
+                republish: r.republish(),
                 ..Default::default()
             })
             .await?;

@@ -46,6 +46,10 @@ pub struct Resource {
     pub max_messages_per_subject: i64,
     pub duplicate_window: Option<Duration>,
     pub replicas: usize,
+    /// KV buckets agents follow: every change is republished to `notify.<bucket>.<key>`, so an
+    /// agent hears about its own keys on a core subscription instead of holding a watcher
+    /// (a JetStream consumer) per bucket.
+    pub notify: bool,
 }
 
 impl Resource {
@@ -65,6 +69,14 @@ impl Resource {
             ResourceKind::Stream => DiscardPolicy::Old,
             ResourceKind::KeyValue | ResourceKind::ObjectStore => DiscardPolicy::New,
         }
+    }
+
+    pub fn republish(&self) -> Option<stream::Republish> {
+        self.notify.then(|| stream::Republish {
+            source: format!("$KV.{}.>", self.name),
+            destination: format!("{}.{}.>", crate::subjects::NOTIFY_PREFIX, self.name),
+            headers_only: false,
+        })
     }
 
     /// The stream config to create a plain stream with.
@@ -90,6 +102,7 @@ impl Resource {
         if self.kind == ResourceKind::Stream {
             config.subjects = self.subjects.clone();
         }
+        config.republish = self.republish();
         config.max_age = self.max_age;
         config.max_bytes = self.max_bytes;
         config.max_messages_per_subject = self.max_messages_per_subject;
@@ -115,6 +128,7 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         max_messages_per_subject: per_subject,
         duplicate_window: None,
         replicas,
+        notify: false,
     };
     let kv = |name, description, history, max_age| Resource {
         kind: ResourceKind::KeyValue,
@@ -126,6 +140,7 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         max_messages_per_subject: history,
         duplicate_window: None,
         replicas,
+        notify: false,
     };
     let store = |name, description, max_bytes| Resource {
         kind: ResourceKind::ObjectStore,
@@ -137,6 +152,7 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         max_messages_per_subject: 0,
         duplicate_window: None,
         replicas,
+        notify: false,
     };
     let mut results = stream(
         "RESULTS",
@@ -164,8 +180,11 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         kv("schedules", "schedule id -> schedule", 5, Duration::ZERO),
         kv("script_current", "job id -> version the fleet must run", 1, Duration::ZERO),
         kv("script_status", "job id -> ACTIVE or REVOKED", 1, Duration::ZERO),
-        kv("agent_groups", "pc -> operator-assigned groups", 1, Duration::ZERO),
-        kv("agent_config", "global / groups.<g> / pcs.<pc> -> partial agent config", 1, Duration::ZERO),
+        Resource { notify: true, ..kv("agent_groups", "pc -> operator-assigned groups", 1, Duration::ZERO) },
+        Resource {
+            notify: true,
+            ..kv("agent_config", "global / groups.<g> / pcs.<pc> -> partial agent config", 1, Duration::ZERO)
+        },
         kv("scheduler_leader", "lease of the backend that fires schedules", 1, Duration::from_secs(30)),
         store("agent_releases", "<version>/<target-triple> -> agent binary", 4 * GIB),
         store("scripts", "<name>/<version> -> script body", GIB),
@@ -193,6 +212,10 @@ pub fn drift(wanted: &Resource, existing: &stream::Config) -> Vec<String> {
     check("duplicate_window", fmt_age(existing.duplicate_window), fmt_age(target.duplicate_window));
     check("discard", format!("{:?}", existing.discard), format!("{:?}", target.discard));
     check("replicas", existing.num_replicas.to_string(), target.num_replicas.to_string());
+    let republish = |r: &Option<stream::Republish>| {
+        r.as_ref().map_or("none".to_owned(), |r| format!("{} => {}", r.source, r.destination))
+    };
+    check("republish", republish(&existing.republish), republish(&target.republish));
     out
 }
 

@@ -6,6 +6,7 @@
 //! Each type carries `schema` (currently 1) so a reader can tell a future shape apart.
 //! Golden payloads under `test-data/wire/` pin the shapes.
 
+mod agent_config;
 mod audit;
 mod command;
 mod event;
@@ -13,6 +14,7 @@ mod heartbeat;
 mod inventory;
 mod result;
 
+pub use agent_config::{AgentConfigPatch, AgentGroups};
 pub use audit::AuditEvent;
 pub use command::{Command, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;

@@ -1,0 +1,76 @@
+//! Operator changes in `agent_groups` and `agent_config` reach a running agent without restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use kanade_shared::wire::{self, ExecStatus, Heartbeat};
+
+#[tokio::test]
+async fn a_group_assigned_in_kv_receives_the_next_group_command() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-L", &["base"]).start();
+    ready(&agent).await;
+    fleet.kv_put("agent_groups", "PC-L", r#"{"groups":["late"]}"#).await;
+    kanade_testkit::wait_until_async("the agent to join the group", Duration::from_secs(15), || async {
+        agent.log().contains("group membership changed")
+    })
+    .await;
+    // Live: published after the change, received on the new subscription.
+    let cmd = command("late-job", "echo hi");
+    fleet.publish(group("late"), &cmd).await;
+    let r = fleet.wait_result(cmd.exec_id, Duration::from_secs(30)).await;
+    assert_eq!((r.status, r.pc_id.as_str()), (ExecStatus::Succeeded, "PC-L"));
+
+    // And out of it again: a command for the old group is no longer its business.
+    fleet.kv_put("agent_groups", "PC-L", r#"{"groups":[]}"#).await;
+    kanade_testkit::wait_until_async("the agent to leave the group", Duration::from_secs(15), || async {
+        agent.log().matches("group membership changed").count() >= 2
+    })
+    .await;
+    let after = command("late-job-2", "echo hi");
+    fleet.publish(group("late"), &after).await;
+    let control = command("base-job", "echo hi");
+    fleet.publish(group("base"), &control).await;
+    fleet.wait_result(control.exec_id, Duration::from_secs(30)).await;
+    assert!(fleet.results_for(after.exec_id).await.is_empty());
+}
+
+#[tokio::test]
+async fn heartbeat_interval_follows_agent_config() {
+    let fleet = Fleet::start().await;
+    let mut beats = fleet.client.subscribe("heartbeat.PC-H").await.unwrap();
+    let agent = fleet.agent_with_heartbeat("PC-H", "1h").start();
+    ready(&agent).await;
+    // The first beat is sent at start; with a 1h interval the next would take an hour.
+    let first = tokio::time::timeout(Duration::from_secs(10), beats.next()).await.unwrap().unwrap();
+    let first: Heartbeat = wire::decode(&first.payload).unwrap();
+    assert_eq!(first.pc_id.as_str(), "PC-H");
+    fleet.kv_put("agent_config", "pcs.PC-H", r#"{"heartbeat_interval":"1s"}"#).await;
+    for _ in 0..2 {
+        let beat = tokio::time::timeout(Duration::from_secs(10), beats.next())
+            .await
+            .expect("no heartbeat after the interval was lowered to 1s")
+            .unwrap();
+        let beat: Heartbeat = wire::decode(&beat.payload).unwrap();
+        assert!(beat.agent_rss_bytes > 0, "the agent reports its own memory");
+    }
+}
+
+#[tokio::test]
+async fn ping_is_answered_with_a_fresh_heartbeat() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-P", &["g1"]).start();
+    ready(&agent).await;
+    let reply =
+        tokio::time::timeout(Duration::from_secs(5), fleet.client.request("agents.PC-P.ping", "".into()))
+            .await
+            .unwrap()
+            .unwrap();
+    let beat: Heartbeat = wire::decode(&reply.payload).unwrap();
+    assert_eq!(beat.pc_id.as_str(), "PC-P");
+    assert_eq!(beat.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["g1"]);
+    assert_eq!(beat.os.family, std::env::consts::OS);
+}
