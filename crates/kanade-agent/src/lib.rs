@@ -3,5 +3,6 @@
 
 pub mod exec;
 pub mod gates;
+pub mod inventory;
 pub mod runtime;
 pub mod store;

@@ -74,3 +74,19 @@ async fn ping_is_answered_with_a_fresh_heartbeat() {
     assert_eq!(beat.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["g1"]);
     assert_eq!(beat.os.family, std::env::consts::OS);
 }
+
+#[tokio::test]
+async fn inventory_is_published_at_start() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-I", &[]).start();
+    ready(&agent).await;
+    let stream = fleet.js.get_stream("INVENTORY").await.unwrap();
+    kanade_testkit::wait_until_async("an inventory for PC-I", Duration::from_secs(30), || async {
+        stream.get_last_raw_message_by_subject("inventory.PC-I").await.is_ok()
+    })
+    .await;
+    let found = stream.get_last_raw_message_by_subject("inventory.PC-I").await.unwrap().payload;
+    let inv: kanade_shared::wire::Inventory = wire::decode(&found).unwrap();
+    assert_eq!(inv.pc_id.as_str(), "PC-I");
+    assert!(inv.cpu.cores >= 1 && inv.memory_total_bytes > 0);
+}

@@ -8,6 +8,7 @@ mod follow;
 mod intake;
 mod outbox;
 mod presence;
+pub use presence::os_info;
 mod runner;
 mod view;
 
@@ -39,6 +40,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub max_concurrent_jobs: usize,
     pub heartbeat_interval: Duration,
+    /// `None` when inventory is disabled; otherwise the interval and the jitter added to it.
+    pub inventory: Option<(Duration, Duration)>,
     pub output_cap: usize,
 }
 
@@ -51,6 +54,10 @@ impl Settings {
             data_dir: config.data_dir.clone(),
             max_concurrent_jobs: config.max_concurrent_jobs as usize,
             heartbeat_interval: config.heartbeat_interval.get(),
+            inventory: config
+                .inventory
+                .enabled
+                .then(|| (config.inventory.interval.get(), config.inventory.jitter.get())),
             output_cap: OUTPUT_CAP,
         }
     }
@@ -123,6 +130,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     tasks.spawn(outbox::publish_loop(ctx.clone()));
     tasks.spawn(presence::heartbeat_loop(ctx.clone()));
     tasks.spawn(presence::ping_responder(ctx.clone()));
+    tasks.spawn(presence::inventory_loop(ctx.clone()));
     tasks.spawn(intake::intake_loop(ctx.clone()));
     tracing::info!(pc = %ctx.settings.pc, "agent running");
     while let Some(done) = tasks.join_next().await {

@@ -1,5 +1,5 @@
-//! Heartbeats on `heartbeat.<pc>` and the ping responder on `agents.<pc>.ping` (the reply is a
-//! fresh heartbeat).
+//! Heartbeats on `heartbeat.<pc>`, the ping responder on `agents.<pc>.ping` (the reply is a
+//! fresh heartbeat), and inventory on `inventory.<pc>` at start and then every interval.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -87,7 +87,7 @@ async fn heartbeat(ctx: &Ctx, probe: &mut Probe) -> Heartbeat {
     }
 }
 
-pub(crate) fn os_info() -> OsInfo {
+pub fn os_info() -> OsInfo {
     OsInfo {
         family: std::env::consts::OS.to_owned(),
         name: System::name().unwrap_or_default(),
@@ -114,5 +114,41 @@ impl Probe {
             ProcessRefreshKind::nothing().with_memory().with_cpu(),
         );
         self.system.process(pid).map_or((0, 0.0), |p| (p.memory(), p.cpu_usage()))
+    }
+}
+
+/// Inventory at start, then every interval plus a random share of the jitter so a fleet does not
+/// report in the same second. Sent through the outbox, so a report made offline still arrives.
+pub(crate) async fn inventory_loop(ctx: Arc<Ctx>) {
+    let Some((default_interval, jitter)) = ctx.settings.inventory else { return };
+    let mut stop = ctx.shutdown.clone();
+    let mut live = ctx.live_config.subscribe();
+    loop {
+        let pc = ctx.settings.pc.clone();
+        match tokio::task::spawn_blocking(move || crate::inventory::collect(&pc)).await {
+            Ok(inventory) => {
+                let message = crate::store::Outgoing {
+                    seq: 0,
+                    msg_id: format!(
+                        "inventory-{}-{}",
+                        ctx.settings.pc,
+                        inventory.collected_at.unix_timestamp()
+                    ),
+                    subject: subjects::inventory(&ctx.settings.pc),
+                    payload: wire::encode(&inventory).unwrap_or_default(),
+                };
+                match ctx.store.enqueue(&message) {
+                    Ok(()) => ctx.outbox_wake.notify_one(),
+                    Err(e) => tracing::warn!(error = %e, "cannot queue inventory"),
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "inventory collection failed"),
+        }
+        let interval = live.borrow_and_update().inventory_interval.map_or(default_interval, |d| d.get());
+        let wait = interval + std::time::Duration::from_millis(fastrand::u64(0..=jitter.as_millis() as u64));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = super::stopped(&mut stop) => return,
+        }
     }
 }
