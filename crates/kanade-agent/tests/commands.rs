@@ -185,3 +185,45 @@ async fn a_revoked_job_replayed_to_a_returning_agent_is_skipped() {
     assert_eq!((r.status, r.exit_code), (ExecStatus::Skipped, Some(126)));
     assert_eq!(runs(&marker), 0);
 }
+
+#[tokio::test]
+async fn retry_reruns_failures_but_never_a_kill() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-Y", &[]).start();
+    ready(&agent).await;
+    let marker = fleet.marker("retry");
+    let mut flaky =
+        command("flaky", &format!("echo try >> {m}; [ $(wc -l < {m}) -ge 3 ]", m = marker.display()));
+    flaky.retry = Some(kanade_shared::wire::Retry { max: 2, backoff_secs: 0 });
+    fleet.publish(all(), &flaky).await;
+    let r = fleet.wait_result(flaky.exec_id, WAIT).await;
+    assert_eq!((r.status, r.attempt), (ExecStatus::Succeeded, 3));
+    assert_eq!(runs(&marker), 3);
+
+    let killed_marker = fleet.marker("killed-retry");
+    let mut long = command("long-retry", &format!("echo try >> {}; sleep 120", killed_marker.display()));
+    long.retry = Some(kanade_shared::wire::Retry { max: 3, backoff_secs: 0 });
+    fleet.publish(all(), &long).await;
+    kanade_testkit::wait_until_async("the script to start", WAIT, || async { runs(&killed_marker) == 1 })
+        .await;
+    fleet.client.publish(kanade_shared::subjects::kill(long.exec_id), "".into()).await.unwrap();
+    let r = fleet.wait_result(long.exec_id, WAIT).await;
+    assert_eq!((r.status, r.attempt), (ExecStatus::Killed, 1));
+    assert_eq!(runs(&killed_marker), 1);
+}
+
+#[tokio::test]
+async fn an_agent_started_while_the_broker_is_down_connects_when_it_returns() {
+    let mut fleet = Fleet::start().await;
+    fleet.server.stop();
+    let agent = fleet.agent("PC-D", &[]).start();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fleet.server.restart();
+    let client = async_nats::connect(fleet.server.url()).await.unwrap();
+    fleet.js = async_nats::jetstream::new(client.clone());
+    fleet.client = client;
+    ready(&agent).await;
+    let cmd = command("after-outage", "echo back");
+    fleet.publish(pc("PC-D"), &cmd).await;
+    assert_eq!(fleet.wait_result(cmd.exec_id, WAIT).await.stdout, "back\n");
+}

@@ -161,8 +161,9 @@ async fn drain(ctx: &Arc<Ctx>, consumer: &Consumer<pull::Config>) -> anyhow::Res
     }
 }
 
-/// Addressed to me → signature → ledger → run. Errors only when the ledger could not be written
-/// (the caller must then not ack).
+/// Addressed to me → well-formed → ledger → run. Command signature verification belongs between
+/// the shape checks and the ledger write, so a forged command is never recorded. Errors only when
+/// the ledger could not be written (the caller must then not ack).
 pub(crate) async fn admit(ctx: &Arc<Ctx>, subject: &str, payload: &[u8]) -> Result<(), StoreError> {
     let (target, job) = match subjects::parse_command(subject) {
         Ok(parsed) => parsed,
