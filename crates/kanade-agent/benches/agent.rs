@@ -2,6 +2,7 @@
 //! 1. idle RSS and CPU over `KANADE_BENCH_IDLE_SECS` (default 60) seconds;
 //! 2. per-command overhead, publish → result acked into RESULTS, for the script `true`,
 //!    `KANADE_BENCH_COMMANDS` (default 200) commands one after another, p50/p99.
+//!
 //! Prints a markdown table. Needs a built agent: `cargo build -p kanade-agent` first.
 
 use std::path::PathBuf;
