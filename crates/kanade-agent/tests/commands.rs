@@ -227,3 +227,24 @@ async fn an_agent_started_while_the_broker_is_down_connects_when_it_returns() {
     fleet.publish(pc("PC-D"), &cmd).await;
     assert_eq!(fleet.wait_result(cmd.exec_id, WAIT).await.stdout, "back\n");
 }
+
+#[tokio::test]
+async fn a_timeout_ends_the_script_and_its_grandchild() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-T", &[]).start();
+    ready(&agent).await;
+    let mut cmd = command("hang", "sleep 300 & echo $!; sleep 300");
+    cmd.timeout_secs = 1;
+    fleet.publish(all(), &cmd).await;
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!(r.status, ExecStatus::TimedOut);
+    assert_eq!(r.message.as_deref(), Some("timed out after 1s"));
+    let grandchild: i32 = r.stdout.trim().parse().unwrap();
+    kanade_testkit::wait_until_async("the backgrounded sleep to be gone", Duration::from_secs(5), || async {
+        // Gone, or a zombie waiting to be reaped by its new parent: either way it runs nothing.
+        std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+            .map(|stat| stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')))
+            .unwrap_or(true)
+    })
+    .await;
+}
