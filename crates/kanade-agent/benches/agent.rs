@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kanade_shared::subjects::{self, CommandTarget};
-use kanade_shared::wire::{self, Command, ExecResult, RunAs, Shell, Staleness, Timestamp};
-use kanade_shared::{ExecId, RequestId};
+use kanade_shared::wire::{self, Command, ExecResult, Shell};
 use kanade_testkit::NatsServer;
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -61,26 +60,10 @@ fn clock_ticks() -> u64 {
 }
 
 fn command(n: usize) -> Command {
-    Command {
-        schema: 1,
-        job_id: format!("bench-{n}").parse().unwrap(),
-        version: "1".parse().unwrap(),
-        exec_id: ExecId::new(),
-        request_id: RequestId::new(),
-        shell: Shell::Sh,
-        script: Some("true".into()),
-        script_object: None,
-        script_sha256: None,
-        timeout_secs: 30,
-        jitter_secs: 0,
-        cwd: None,
-        env: Default::default(),
-        run_as: RunAs::System,
-        deadline_at: None,
-        staleness: Staleness::default(),
-        retry: None,
-        issued_at: Timestamp::now_utc(),
-    }
+    let mut cmd =
+        Command::inline(format!("bench-{n}").parse().unwrap(), "1".parse().unwrap(), Shell::Sh, "true");
+    cmd.timeout_secs = 30;
+    cmd
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -71,32 +71,15 @@ pub fn check(cmd: &Command, view: &FleetView, now: Timestamp) -> Result<(), Skip
 
 #[cfg(test)]
 mod tests {
-    use kanade_shared::wire::{RunAs, Shell, Staleness};
+    use kanade_shared::wire::{Shell, Staleness};
     use time::macros::datetime;
 
     use super::*;
 
     fn command() -> Command {
-        Command {
-            schema: 1,
-            job_id: "j".parse().unwrap(),
-            version: "2".parse().unwrap(),
-            exec_id: kanade_shared::ExecId::new(),
-            request_id: kanade_shared::RequestId::new(),
-            shell: Shell::Sh,
-            script: Some("true".into()),
-            script_object: None,
-            script_sha256: None,
-            timeout_secs: 60,
-            jitter_secs: 0,
-            cwd: None,
-            env: Default::default(),
-            run_as: RunAs::System,
-            deadline_at: Some(datetime!(2026-11-24 03:00 UTC)),
-            staleness: Staleness { mode: StalenessMode::Cached, max_cache_age_secs: None },
-            retry: None,
-            issued_at: datetime!(2026-11-24 00:00 UTC),
-        }
+        let mut cmd = Command::inline("j".parse().unwrap(), "2".parse().unwrap(), Shell::Sh, "true");
+        cmd.deadline_at = Some(datetime!(2026-11-24 03:00 UTC));
+        cmd
     }
 
     fn check_case(cmd: &Command, view: FleetView, now: Timestamp, expected: Option<(i32, &str)>) {

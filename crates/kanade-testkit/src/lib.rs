@@ -8,4 +8,4 @@ mod nats;
 mod wait;
 
 pub use nats::NatsServer;
-pub use wait::{wait_until, wait_until_async};
+pub use wait::{process_running, wait_until, wait_until_async};

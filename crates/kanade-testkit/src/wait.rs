@@ -5,6 +5,15 @@ use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(25);
 
+/// Whether `pid` is running anything: a zombie waiting for its new parent to reap it is not.
+/// Linux only (reads /proc); elsewhere it answers false.
+pub fn process_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while !condition() {

@@ -29,14 +29,6 @@ impl Case {
     }
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie waiting for its (new) parent to reap it is not running anything.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 #[tokio::test]
 async fn captures_output_exit_code_and_env() {
     let mut case = Case::new();
@@ -78,7 +70,7 @@ async fn timeout_ends_the_script_and_its_grandchild() {
     assert!(started.elapsed() < Duration::from_secs(30), "the run was not cut short");
     let grandchild: i32 = out.stdout.trim().parse().unwrap();
     kanade_testkit::wait_until("the backgrounded sleep to be gone", Duration::from_secs(5), || {
-        !alive(grandchild)
+        !kanade_testkit::process_running(grandchild)
     });
 }
 
@@ -91,7 +83,7 @@ async fn kill_ends_the_tree() {
     assert_eq!(out.exit_code, None, "a killed shell has no exit code");
     let grandchild: i32 = out.stdout.trim().parse().unwrap();
     kanade_testkit::wait_until("the backgrounded sleep to be gone", Duration::from_secs(5), || {
-        !alive(grandchild)
+        !kanade_testkit::process_running(grandchild)
     });
 }
 
@@ -106,7 +98,9 @@ async fn leftovers_holding_the_pipes_do_not_hang_the_run() {
     // The output written before the script exited is kept, and the leftover is ended with the run.
     let leftover: i32 = out.stdout.trim().parse().unwrap();
     assert!(!out.truncated);
-    kanade_testkit::wait_until("the leftover sleep to be gone", Duration::from_secs(5), || !alive(leftover));
+    kanade_testkit::wait_until("the leftover sleep to be gone", Duration::from_secs(5), || {
+        !kanade_testkit::process_running(leftover)
+    });
 }
 
 #[tokio::test]

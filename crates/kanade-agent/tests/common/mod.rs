@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
+use kanade_shared::ExecId;
 use kanade_shared::subjects::{self, CommandTarget};
-use kanade_shared::wire::{self, Command, ExecResult, RunAs, Shell, Staleness, Timestamp};
-use kanade_shared::{ExecId, RequestId};
+use kanade_shared::wire::{self, Command, ExecResult, Shell};
 use kanade_testkit::NatsServer;
 
 pub struct Fleet {
@@ -92,26 +92,9 @@ impl Fleet {
 }
 
 pub fn command(job: &str, script: &str) -> Command {
-    Command {
-        schema: 1,
-        job_id: job.parse().unwrap(),
-        version: "1".parse().unwrap(),
-        exec_id: ExecId::new(),
-        request_id: RequestId::new(),
-        shell: Shell::Sh,
-        script: Some(script.to_owned()),
-        script_object: None,
-        script_sha256: None,
-        timeout_secs: 60,
-        jitter_secs: 0,
-        cwd: None,
-        env: Default::default(),
-        run_as: RunAs::System,
-        deadline_at: None,
-        staleness: Staleness::default(),
-        retry: None,
-        issued_at: Timestamp::now_utc(),
-    }
+    let mut cmd = Command::inline(job.parse().unwrap(), "1".parse().unwrap(), Shell::Sh, script);
+    cmd.timeout_secs = 60;
+    cmd
 }
 
 pub fn all() -> CommandTarget {

@@ -46,6 +46,31 @@ pub struct Command {
 }
 
 impl Command {
+    /// A command for an inline script with fresh ids, the default timeout and no jitter,
+    /// deadline or retry; callers set the rest.
+    pub fn inline(job_id: JobId, version: Version, shell: Shell, script: impl Into<String>) -> Self {
+        Self {
+            schema: super::SCHEMA,
+            job_id,
+            version,
+            exec_id: ExecId::new(),
+            request_id: RequestId::new(),
+            shell,
+            script: Some(script.into()),
+            script_object: None,
+            script_sha256: None,
+            timeout_secs: crate::manifest::DEFAULT_TIMEOUT.as_secs(),
+            jitter_secs: 0,
+            cwd: None,
+            env: BTreeMap::new(),
+            run_as: RunAs::System,
+            deadline_at: None,
+            staleness: Staleness::default(),
+            retry: None,
+            issued_at: Timestamp::now_utc(),
+        }
+    }
+
     /// What makes two messages "the same run": every field except `request_id` and
     /// `issued_at`, which differ between the subjects one exec is published on. The agent's
     /// ledger refuses an exec_id that comes back with a different fingerprint.
