@@ -244,3 +244,19 @@ async fn a_timeout_ends_the_script_and_its_grandchild() {
         !kanade_testkit::process_running(grandchild)
     });
 }
+
+#[tokio::test]
+async fn the_concurrency_cap_holds_runs_back() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent_with("PC-S", "max_concurrent_jobs = 1").start();
+    ready(&agent).await;
+    let marker = fleet.marker("serial");
+    let script = format!("echo start >> {m}; sleep 1; echo end >> {m}", m = marker.display());
+    let (a, b) = (command("serial-a", &script), command("serial-b", &script));
+    fleet.publish(all(), &a).await;
+    fleet.publish(all(), &b).await;
+    fleet.wait_result(a.exec_id, WAIT).await;
+    fleet.wait_result(b.exec_id, WAIT).await;
+    let lines = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(lines, "start\nend\nstart\nend\n", "runs overlapped");
+}

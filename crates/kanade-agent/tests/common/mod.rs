@@ -38,6 +38,15 @@ impl Fleet {
         Agent::new(self, id, &[], heartbeat)
     }
 
+    /// An agent whose `[agent]` section gets `extra` appended.
+    pub fn agent_with(&self, id: &str, extra: &str) -> Agent {
+        let agent = Agent::new(self, id, &[], "1s");
+        let text =
+            std::fs::read_to_string(&agent.config).unwrap().replacen("[log]", &format!("{extra}\n[log]"), 1);
+        std::fs::write(&agent.config, text).unwrap();
+        agent
+    }
+
     /// A file a test script appends to, to count how often it really ran.
     pub fn marker(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.runs"))
