@@ -1,4 +1,5 @@
 //! kanade-backend as a library, so integration tests build the real router and start-up.
 //! `main.rs` only parses arguments and calls in here.
 
+pub mod db;
 pub mod http;

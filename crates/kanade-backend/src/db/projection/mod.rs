@@ -1,0 +1,241 @@
+//! Applying stream messages to the projection, one batch per transaction.
+//!
+//! Every function is idempotent and order-independent: applying the same messages twice, or in
+//! another order, leaves the same rows. A `started` event only ever creates a `running` row; a
+//! result only ever replaces a `running` row, never a final one; counters are recomputed from
+//! the rows rather than incremented, so redelivery cannot double-count.
+
+use std::collections::BTreeSet;
+
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{DbError, ts_ms};
+
+pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) -> Result<(), DbError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status, exit_code,
+             skip_reason, message, stdout, stderr, truncated, attempt, started_ms, finished_ms, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT(result_id) DO UPDATE SET
+             request_id = excluded.request_id, status = excluded.status, exit_code = excluded.exit_code,
+             skip_reason = excluded.skip_reason, message = excluded.message, stdout = excluded.stdout,
+             stderr = excluded.stderr, truncated = excluded.truncated, attempt = excluded.attempt,
+             started_ms = COALESCE(excluded.started_ms, execution_results.started_ms),
+             finished_ms = excluded.finished_ms, received_ms = excluded.received_ms
+         WHERE execution_results.status = 'running'",
+    )?;
+    let mut touched = BTreeSet::new();
+    for r in results {
+        let skip =
+            r.skip_reason.map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)));
+        stmt.execute(params![
+            r.result_id.to_string(),
+            r.exec_id.to_string(),
+            r.pc_id.as_str(),
+            r.request_id.to_string(),
+            r.job_id.as_str(),
+            r.version.as_str(),
+            r.status.as_str(),
+            r.exit_code,
+            skip.flatten(),
+            r.message,
+            r.stdout,
+            r.stderr,
+            r.truncated,
+            r.attempt,
+            r.started_at.map(ts_ms),
+            ts_ms(r.finished_at),
+            now_ms,
+        ])?;
+        touched.insert(r.exec_id.to_string());
+    }
+    for exec_id in touched {
+        refresh_execution(tx, &exec_id, now_ms)?;
+    }
+    Ok(())
+}
+
+pub fn apply_started(tx: &Transaction<'_>, events: &[StartedEvent], now_ms: i64) -> Result<(), DbError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status, attempt,
+             started_ms, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, COALESCE((SELECT version FROM executions WHERE exec_id = ?2), ''), 'running', ?6, ?7, ?8)
+         ON CONFLICT(result_id) DO UPDATE SET attempt = MAX(execution_results.attempt, excluded.attempt)
+         WHERE execution_results.status = 'running'",
+    )?;
+    let mut touched = BTreeSet::new();
+    for e in events {
+        stmt.execute(params![
+            e.result_id.to_string(),
+            e.exec_id.to_string(),
+            e.pc_id.as_str(),
+            e.request_id.to_string(),
+            e.job_id.as_str(),
+            e.attempt,
+            ts_ms(e.started_at),
+            now_ms,
+        ])?;
+        touched.insert(e.exec_id.to_string());
+    }
+    for exec_id in touched {
+        refresh_execution(tx, &exec_id, now_ms)?;
+    }
+    Ok(())
+}
+
+/// Recompute an execution's counters and status from its result rows.
+pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Result<(), DbError> {
+    let Some((status, target_count)): Option<(String, i64)> = tx
+        .query_row("SELECT status, target_count FROM executions WHERE exec_id = ?1", [exec_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+    else {
+        // Results for an exec this backend did not create (a CLI `run`): kept, nothing to count.
+        return Ok(());
+    };
+    let (succeeded, failed, skipped, other, running): (i64, i64, i64, i64, i64) = tx.query_row(
+        "SELECT COALESCE(SUM(status = 'succeeded'), 0), COALESCE(SUM(status = 'failed'), 0),
+                COALESCE(SUM(status = 'skipped'), 0),
+                COALESCE(SUM(status IN ('killed', 'timed_out', 'unknown')), 0), COALESCE(SUM(status = 'running'), 0)
+         FROM execution_results WHERE exec_id = ?1",
+        [exec_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
+    let done = succeeded + failed + skipped + other;
+    let next = next_status(&status, target_count, done, running, failed + other);
+    let finished =
+        matches!(next, "completed" | "failed") && !matches!(status.as_str(), "completed" | "failed");
+    tx.execute(
+        "UPDATE executions SET succeeded = ?2, failed = ?3, skipped = ?4, other = ?5, status = ?6, updated_ms = ?7,
+             finished_ms = CASE WHEN ?8 THEN ?7 ELSE finished_ms END
+         WHERE exec_id = ?1",
+        params![exec_id, succeeded, failed, skipped, other, next, now_ms, finished],
+    )?;
+    Ok(())
+}
+
+/// The status rule: terminal states stay; all expected results in → completed (no failures)
+/// or failed; any activity → running.
+pub fn next_status(current: &str, target_count: i64, done: i64, running: i64, failures: i64) -> &'static str {
+    match current {
+        "aborted" => "aborted",
+        "expired" => "expired",
+        _ if target_count > 0 && done >= target_count => {
+            if failures == 0 {
+                "completed"
+            } else {
+                "failed"
+            }
+        }
+        _ if done + running > 0 => "running",
+        "running" => "running",
+        _ => "pending",
+    }
+}
+
+pub fn apply_heartbeats(tx: &Transaction<'_>, beats: &[Heartbeat], now_ms: i64) -> Result<(), DbError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO agents (pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json,
+             uptime_secs, rss_bytes, cpu_pct, running_jobs, first_seen_ms, last_seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+         ON CONFLICT(pc_id) DO UPDATE SET hostname = excluded.hostname, os_family = excluded.os_family,
+             os_name = excluded.os_name, os_version = excluded.os_version, arch = excluded.arch,
+             agent_version = excluded.agent_version, groups_json = excluded.groups_json,
+             uptime_secs = excluded.uptime_secs, rss_bytes = excluded.rss_bytes, cpu_pct = excluded.cpu_pct,
+             running_jobs = excluded.running_jobs, last_seen_ms = excluded.last_seen_ms
+         WHERE excluded.last_seen_ms >= agents.last_seen_ms",
+    )?;
+    let _ = now_ms;
+    for b in beats {
+        let groups = serde_json::to_string(&b.groups).unwrap_or_else(|_| "[]".into());
+        stmt.execute(params![
+            b.pc_id.as_str(),
+            b.hostname,
+            b.os.family,
+            b.os.name,
+            b.os.version,
+            b.arch,
+            b.agent_version.as_str(),
+            groups,
+            b.uptime_secs as i64,
+            b.agent_rss_bytes as i64,
+            f64::from(b.agent_cpu_pct),
+            b.running_jobs,
+            ts_ms(b.at),
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn apply_inventory(tx: &Transaction<'_>, items: &[Inventory]) -> Result<(), DbError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO inventory (pc_id, collected_ms, body_json) VALUES (?1, ?2, ?3)
+         ON CONFLICT(pc_id) DO UPDATE SET collected_ms = excluded.collected_ms, body_json = excluded.body_json
+         WHERE excluded.collected_ms >= inventory.collected_ms",
+    )?;
+    for inv in items {
+        let body = serde_json::to_string(inv).unwrap_or_default();
+        stmt.execute(params![inv.pc_id.as_str(), ts_ms(inv.collected_at), body])?;
+    }
+    Ok(())
+}
+
+pub fn apply_audit(tx: &Transaction<'_>, events: &[AuditEvent]) -> Result<(), DbError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO audit_log (id, at_ms, actor, action, target, source, detail_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(id) DO NOTHING",
+    )?;
+    for e in events {
+        stmt.execute(params![
+            e.id.to_string(),
+            ts_ms(e.at),
+            e.actor,
+            e.action,
+            e.target,
+            e.source,
+            e.detail.to_string()
+        ])?;
+    }
+    Ok(())
+}
+
+/// A new execution: its row, the PCs it expects, and the waves still to publish.
+pub struct NewExecution<'a> {
+    pub exec_id: &'a str,
+    pub job_id: &'a str,
+    pub version: &'a str,
+    pub created_by: &'a str,
+    pub plan_json: &'a str,
+    /// (pc_id, wave index)
+    pub targets: &'a [(String, i64)],
+    /// Later waves: (index, due_ms, target_json)
+    pub waves: &'a [(i64, i64, String)],
+    pub target_count: i64,
+}
+
+pub fn insert_execution(tx: &Transaction<'_>, e: &NewExecution<'_>, now_ms: i64) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO executions (exec_id, job_id, version, status, target_count, created_by, plan_json, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7)",
+        params![e.exec_id, e.job_id, e.version, e.target_count, e.created_by, e.plan_json, now_ms],
+    )?;
+    let mut target = tx.prepare_cached(
+        "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for (pc, wave) in e.targets {
+        target.execute(params![e.exec_id, pc, wave])?;
+    }
+    let mut wave = tx.prepare_cached(
+        "INSERT INTO rollout_waves (exec_id, wave, due_ms, target_json, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
+    )?;
+    for (index, due, json) in e.waves {
+        wave.execute(params![e.exec_id, index, due, json])?;
+    }
+    // Results may already be in (a replayed stream after a wipe): count them now.
+    refresh_execution(tx, e.exec_id, now_ms)
+}
+
+#[cfg(test)]
+mod tests;
