@@ -2,4 +2,8 @@
 //! `main.rs` only parses arguments and calls in here.
 
 pub mod db;
+pub mod events;
 pub mod http;
+pub mod pipeline;
+pub mod projector;
+pub mod workers;

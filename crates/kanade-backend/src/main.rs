@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kanade_shared::config::{BackendConfig, Environment, load_backend};
+use kanade_backend::db::Db;
+use kanade_shared::config::{BackendConfig, DbConfig, Environment, load_backend};
 
 #[derive(Debug, Parser)]
 #[command(name = "kanade-backend", version, about = "kanade API server, projector and scheduler")]
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Validate the config (after template rendering) and exit
     CheckConfig,
+    /// Empty the projection (agents, executions, results, audit, inventory) so the next start
+    /// rebuilds it from the streams. Run it with the backend stopped.
+    WipeProjector,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::WipeProjector) => {
+            match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| wipe(&config)) {
+                Ok(()) => {
+                    println!("projection wiped; start kanade-backend to rebuild it from the streams");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| serve(config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -66,8 +82,31 @@ fn serve(config: BackendConfig) -> anyhow::Result<()> {
     runtime.block_on(run(config))
 }
 
+fn open_db(config: &BackendConfig) -> anyhow::Result<Db> {
+    match &config.db {
+        DbConfig::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            Db::open(path)
+                .with_context(|| format!("cannot open the database {} (db.sqlite_path)", path.display()))
+        }
+        DbConfig::Postgres(_) => {
+            anyhow::bail!("db.url (Postgres) is not supported by this build yet; set db.sqlite_path instead")
+        }
+    }
+}
+
+fn wipe(config: &BackendConfig) -> anyhow::Result<()> {
+    let db = open_db(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(db.write(kanade_backend::db::projection::wipe))?;
+    Ok(())
+}
+
 async fn run(config: BackendConfig) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), bind = %config.bind, nats = %config.nats_url, "kanade-backend starting");
+    let db = open_db(&config)?;
     let client = tokio::select! {
         client = kanade_shared::nats::connect_forever(&config.nats_url, "kanade-backend") => client,
         () = kanade_shared::shutdown::signal() => return Ok(()),
@@ -81,11 +120,16 @@ async fn run(config: BackendConfig) -> anyhow::Result<()> {
         format!("cannot listen on {} (server.bind); is another process using it?", config.bind)
     })?;
     tracing::info!("listening on http://{}", config.bind);
-    let app = http::app(http::AppState { nats: client, js });
+    let state = http::AppState::new(client, db);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = kanade_backend::workers::spawn(&state, stop_rx);
+    let app = http::app(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(kanade_shared::shutdown::signal())
         .await
         .context("HTTP server failed")?;
+    let _ = stop_tx.send(true);
+    while workers.join_next().await.is_some() {}
     tracing::info!("kanade-backend stopped");
     Ok(())
 }

@@ -21,7 +21,9 @@ async fn health_and_jetstream_status() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
-    let app = http::app(http::AppState { nats: client, js });
+    let dir = tempfile::tempdir().unwrap();
+    let db = kanade_backend::db::Db::open(&dir.path().join("backend.db")).unwrap();
+    let app = http::app(http::AppState::new(client, db));
 
     let (status, body) = get(app.clone(), "/health").await;
     assert_eq!(status, StatusCode::OK);

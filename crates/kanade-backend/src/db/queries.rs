@@ -1,1 +1,245 @@
-//! Reads for the API.
+//! Reads for the API and the pipeline. Timestamps leave here as epoch ms; the HTTP layer
+//! renders them.
+
+use kanade_shared::manifest::Target;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::DbError;
+use crate::pipeline::plan::KnownAgent;
+
+pub fn known_agents(c: &Connection) -> Result<Vec<KnownAgent>, DbError> {
+    let mut stmt = c.prepare_cached("SELECT pc_id, groups_json, last_seen_ms FROM agents")?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (pc, groups, seen) = row?;
+        let Ok(pc) = pc.parse() else { continue };
+        out.push(KnownAgent {
+            pc,
+            groups: serde_json::from_str(&groups).unwrap_or_default(),
+            last_seen_ms: seen,
+        });
+    }
+    Ok(out)
+}
+
+pub struct DueWave {
+    pub exec_id: String,
+    pub wave: i64,
+    pub target_json: String,
+    pub plan_json: String,
+    pub done: i64,
+    pub failed: i64,
+    pub other: i64,
+}
+
+pub fn due_waves(c: &Connection, now_ms: i64) -> Result<Vec<DueWave>, DbError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT w.exec_id, w.wave, w.target_json, e.plan_json, e.succeeded + e.failed + e.skipped + e.other, e.failed, e.other
+         FROM rollout_waves w JOIN executions e ON e.exec_id = w.exec_id
+         WHERE w.status = 'pending' AND w.due_ms <= ?1 AND e.status NOT IN ('aborted', 'expired')
+         ORDER BY w.due_ms, w.exec_id, w.wave",
+    )?;
+    let rows = stmt.query_map([now_ms], |r| {
+        Ok(DueWave {
+            exec_id: r.get(0)?,
+            wave: r.get(1)?,
+            target_json: r.get(2)?,
+            plan_json: r.get(3)?,
+            done: r.get(4)?,
+            failed: r.get(5)?,
+            other: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn parse_target(json: &str) -> Result<Target, String> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        pcs: Vec<kanade_shared::PcId>,
+        #[serde(default)]
+        groups: Vec<kanade_shared::GroupName>,
+        #[serde(default)]
+        all: bool,
+    }
+    let raw: Raw = serde_json::from_str(json).map_err(|e| format!("unreadable wave target: {e}"))?;
+    Ok(Target { pcs: raw.pcs, groups: raw.groups, all: raw.all })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionRow {
+    pub exec_id: String,
+    pub job_id: String,
+    pub version: String,
+    pub status: String,
+    pub target_count: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub other: i64,
+    pub message: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+const EXECUTION_COLUMNS: &str = "exec_id, job_id, version, status, target_count, succeeded, failed, skipped, other, message, created_ms, finished_ms";
+
+fn execution_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+    Ok(ExecutionRow {
+        exec_id: r.get(0)?,
+        job_id: r.get(1)?,
+        version: r.get(2)?,
+        status: r.get(3)?,
+        target_count: r.get(4)?,
+        succeeded: r.get(5)?,
+        failed: r.get(6)?,
+        skipped: r.get(7)?,
+        other: r.get(8)?,
+        message: r.get(9)?,
+        created_ms: r.get(10)?,
+        finished_ms: r.get(11)?,
+    })
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ExecutionFilter {
+    pub job: Option<String>,
+    pub status: Option<String>,
+    pub since_ms: Option<i64>,
+    /// Exclusive upper bound on exec_id (time-ordered): the cursor of the previous page.
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+pub fn list_executions(c: &Connection, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>, DbError> {
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions
+         WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR created_ms >= ?3)
+           AND (?4 IS NULL OR exec_id < ?4)
+         ORDER BY exec_id DESC LIMIT ?5"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![f.job, f.status, f.since_ms, f.before, f.limit], execution_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[derive(Debug, Serialize)]
+pub struct PcRow {
+    pub pc_id: String,
+    pub wave: Option<i64>,
+    /// `pending` when nothing has been heard from this pc yet.
+    pub status: String,
+    pub result_id: Option<String>,
+    pub exit_code: Option<i64>,
+    pub message: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub truncated: bool,
+    pub attempt: Option<i64>,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WaveRow {
+    pub wave: i64,
+    pub status: String,
+    pub due_ms: i64,
+    pub published_ms: Option<i64>,
+}
+
+/// One execution with its per-pc rows and its rollout waves.
+pub type ExecutionDetail = (ExecutionRow, Vec<PcRow>, Vec<WaveRow>);
+
+pub fn get_execution(c: &Connection, exec_id: &str) -> Result<Option<ExecutionDetail>, DbError> {
+    let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE exec_id = ?1");
+    let Some(exec) = c.query_row(&sql, [exec_id], execution_row).optional()? else { return Ok(None) };
+    // Expected pcs without a row yet, plus every pc that reported (expected or not).
+    let mut stmt = c.prepare_cached(
+        "SELECT t.pc_id, t.wave, COALESCE(r.status, 'pending'), r.result_id, r.exit_code, r.message, r.stdout, r.stderr,
+                COALESCE(r.truncated, 0), r.attempt, r.started_ms, r.finished_ms
+         FROM execution_targets t LEFT JOIN execution_results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
+         WHERE t.exec_id = ?1
+         UNION ALL
+         SELECT r.pc_id, NULL, r.status, r.result_id, r.exit_code, r.message, r.stdout, r.stderr, r.truncated, r.attempt,
+                r.started_ms, r.finished_ms
+         FROM execution_results r
+         WHERE r.exec_id = ?1 AND NOT EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = r.exec_id AND t.pc_id = r.pc_id)
+         ORDER BY 1",
+    )?;
+    let pcs = stmt
+        .query_map([exec_id], |r| {
+            Ok(PcRow {
+                pc_id: r.get(0)?,
+                wave: r.get(1)?,
+                status: r.get(2)?,
+                result_id: r.get(3)?,
+                exit_code: r.get(4)?,
+                message: r.get(5)?,
+                stdout: r.get(6)?,
+                stderr: r.get(7)?,
+                truncated: r.get(8)?,
+                attempt: r.get(9)?,
+                started_ms: r.get(10)?,
+                finished_ms: r.get(11)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT wave, status, due_ms, published_ms FROM rollout_waves WHERE exec_id = ?1 ORDER BY wave",
+    )?;
+    let waves = stmt
+        .query_map([exec_id], |r| {
+            Ok(WaveRow { wave: r.get(0)?, status: r.get(1)?, due_ms: r.get(2)?, published_ms: r.get(3)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some((exec, pcs, waves)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentRow {
+    pub pc_id: String,
+    pub hostname: String,
+    pub os_family: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub arch: String,
+    pub agent_version: String,
+    pub groups: Vec<String>,
+    pub running_jobs: i64,
+    pub last_seen_ms: i64,
+}
+
+pub fn list_agents(
+    c: &Connection,
+    group: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AgentRow>, DbError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json, running_jobs, last_seen_ms
+         FROM agents
+         WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups_json) WHERE value = ?1)) AND (?2 IS NULL OR pc_id > ?2)
+         ORDER BY pc_id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![group, before, limit], |r| {
+        let groups: String = r.get(7)?;
+        Ok(AgentRow {
+            pc_id: r.get(0)?,
+            hostname: r.get(1)?,
+            os_family: r.get(2)?,
+            os_name: r.get(3)?,
+            os_version: r.get(4)?,
+            arch: r.get(5)?,
+            agent_version: r.get(6)?,
+            groups: serde_json::from_str(&groups).unwrap_or_default(),
+            running_jobs: r.get(8)?,
+            last_seen_ms: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,25 +1,69 @@
-//! The one API error type: a stable machine `code`, a human `error`, the right status.
-//! Internals are logged, never sent.
+//! The one API error type: a stable machine `code`, a human `error`, the right status, and a
+//! `detail` (the list of validation problems, when there are several). Internals are logged,
+//! never sent.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
+
+use crate::db::DbError;
+use crate::pipeline::ExecError;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    pub detail: Value,
 }
 
 impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), detail: Value::Null }
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed", message)
     }
 
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, code, message: message.into() }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    /// 422 with every problem listed in `detail`.
+    pub fn invalid(problems: Vec<String>) -> Self {
+        let message = match problems.as_slice() {
+            [one] => one.clone(),
+            many => format!("{} problems: {}", many.len(), many.join("; ")),
+        };
+        Self {
+            detail: json!({ "problems": problems }),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "database error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the backend log")
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Invalid(m) => Self::invalid(vec![m]),
+            ExecError::Broker(m) => {
+                Self::unavailable("nats_unavailable", format!("the broker did not take the request: {m}"))
+            }
+            ExecError::Db(e) => e.into(),
+        }
     }
 }
 
@@ -28,7 +72,7 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, "{}", self.message);
         }
-        (self.status, Json(json!({ "error": self.message, "code": self.code, "detail": null })))
+        (self.status, Json(json!({ "error": self.message, "code": self.code, "detail": self.detail })))
             .into_response()
     }
 }

@@ -1,24 +1,52 @@
 //! The HTTP surface. `app(state)` builds the whole router so tests drive it without a socket.
 
+mod body;
 mod error;
+mod executions;
+
+use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub use error::ApiError;
 
+use crate::db::Db;
+use crate::events::Bus;
+use crate::pipeline::Pipeline;
+use crate::projector::Stats;
+
 #[derive(Clone)]
 pub struct AppState {
     pub nats: async_nats::Client,
     pub js: async_nats::jetstream::Context,
+    pub db: Db,
+    pub bus: Bus,
+    pub stats: Arc<Stats>,
+    pub pipeline: Pipeline,
+}
+
+impl AppState {
+    pub fn new(nats: async_nats::Client, db: Db) -> Self {
+        let js = async_nats::jetstream::new(nats.clone());
+        let bus = Bus::default();
+        let pipeline = Pipeline { db: db.clone(), js: js.clone(), bus: bus.clone() };
+        Self { nats, js, db, bus, stats: Arc::new(Stats::default()), pipeline }
+    }
 }
 
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/api/jetstream/status", get(jetstream_status))
+        .route("/api/deploy", post(executions::deploy))
+        .route("/api/exec/{job_id}", post(executions::exec))
+        .route("/api/executions", get(executions::list))
+        .route("/api/executions/{exec_id}", get(executions::show))
+        .route("/api/executions/{exec_id}/kill", post(executions::kill))
+        .route("/api/agents", get(executions::agents))
         .fallback(not_found)
         .with_state(state)
 }

@@ -97,3 +97,10 @@ CREATE TABLE inventory (
     collected_ms  INTEGER NOT NULL,
     body_json     TEXT NOT NULL
 ) WITHOUT ROWID;
+
+-- Settings of the projection itself; `generation` names the durable consumers, so a wiped
+-- projection gets new consumers that replay every stream from the start.
+CREATE TABLE projection_meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+) WITHOUT ROWID;

@@ -103,8 +103,13 @@ pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Re
         [exec_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
+    let waves_pending: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM rollout_waves WHERE exec_id = ?1 AND status = 'pending')",
+        [exec_id],
+        |r| r.get(0),
+    )?;
     let done = succeeded + failed + skipped + other;
-    let next = next_status(&status, target_count, done, running, failed + other);
+    let next = next_status(&status, target_count, done, running, failed + other, waves_pending);
     let finished =
         matches!(next, "completed" | "failed") && !matches!(status.as_str(), "completed" | "failed");
     tx.execute(
@@ -116,12 +121,20 @@ pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Re
     Ok(())
 }
 
-/// The status rule: terminal states stay; all expected results in → completed (no failures)
-/// or failed; any activity → running.
-pub fn next_status(current: &str, target_count: i64, done: i64, running: i64, failures: i64) -> &'static str {
+/// The status rule: terminal states stay; all expected results in and no wave left to publish →
+/// completed (no failures) or failed; any activity → running.
+pub fn next_status(
+    current: &str,
+    target_count: i64,
+    done: i64,
+    running: i64,
+    failures: i64,
+    waves_pending: bool,
+) -> &'static str {
     match current {
         "aborted" => "aborted",
         "expired" => "expired",
+        _ if target_count > 0 && done >= target_count && waves_pending => "running",
         _ if target_count > 0 && done >= target_count => {
             if failures == 0 {
                 "completed"
@@ -182,7 +195,34 @@ pub fn apply_inventory(tx: &Transaction<'_>, items: &[Inventory]) -> Result<(), 
     Ok(())
 }
 
-pub fn apply_audit(tx: &Transaction<'_>, events: &[AuditEvent]) -> Result<(), DbError> {
+/// What an `exec.create` audit event carries, so the AUDIT stream alone can rebuild an
+/// execution after a wipe.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExecCreated {
+    pub exec_id: String,
+    pub job_id: String,
+    pub version: String,
+    pub plan: serde_json::Value,
+    pub target_count: i64,
+    /// (pc_id, wave)
+    pub targets: Vec<(String, i64)>,
+    /// (wave, due_ms, target_json)
+    pub waves: Vec<(i64, i64, String)>,
+}
+
+/// `exec.wave_published` and `exec.aborted` carry this.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExecStep {
+    pub exec_id: String,
+    #[serde(default)]
+    pub wave: Option<i64>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+pub fn apply_audit(tx: &Transaction<'_>, events: &[AuditEvent], now_ms: i64) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO audit_log (id, at_ms, actor, action, target, source, detail_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(id) DO NOTHING",
@@ -197,7 +237,73 @@ pub fn apply_audit(tx: &Transaction<'_>, events: &[AuditEvent]) -> Result<(), Db
             e.source,
             e.detail.to_string()
         ])?;
+        apply_exec_audit(tx, e, now_ms)?;
     }
+    Ok(())
+}
+
+/// The execution-lifecycle audit events also (re)build execution state; all idempotent.
+fn apply_exec_audit(tx: &Transaction<'_>, e: &AuditEvent, now_ms: i64) -> Result<(), DbError> {
+    match e.action.as_str() {
+        "exec.create" => {
+            let Ok(c) = serde_json::from_value::<ExecCreated>(e.detail.clone()) else {
+                tracing::warn!(id = %e.id, "exec.create audit event without a readable execution; skipped");
+                return Ok(());
+            };
+            let plan = c.plan.to_string();
+            let new = NewExecution {
+                exec_id: &c.exec_id,
+                job_id: &c.job_id,
+                version: &c.version,
+                created_by: &e.actor,
+                plan_json: &plan,
+                targets: &c.targets,
+                waves: &c.waves,
+                target_count: c.target_count,
+            };
+            insert_execution(tx, &new, ts_ms(e.at))
+        }
+        "exec.wave_published" => match serde_json::from_value::<ExecStep>(e.detail.clone()) {
+            Ok(step) => wave_published(tx, &step, ts_ms(e.at), now_ms),
+            Err(_) => Ok(()),
+        },
+        "exec.aborted" => match serde_json::from_value::<ExecStep>(e.detail.clone()) {
+            Ok(step) => aborted(tx, &step, ts_ms(e.at)),
+            Err(_) => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+pub fn wave_published(tx: &Transaction<'_>, s: &ExecStep, at_ms: i64, now_ms: i64) -> Result<(), DbError> {
+    let wave = s.wave.unwrap_or_default();
+    tx.execute(
+        "UPDATE rollout_waves SET status = 'published', published_ms = ?3 WHERE exec_id = ?1 AND wave = ?2 AND status = 'pending'",
+        params![s.exec_id, wave, at_ms],
+    )?;
+    let mut target = tx.prepare_cached(
+        "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for pc in &s.targets {
+        target.execute(params![s.exec_id, pc, wave])?;
+    }
+    tx.execute(
+        "UPDATE executions SET target_count = (SELECT COUNT(*) FROM execution_targets WHERE exec_id = ?1) WHERE exec_id = ?1",
+        [&s.exec_id],
+    )?;
+    refresh_execution(tx, &s.exec_id, now_ms)
+}
+
+pub fn aborted(tx: &Transaction<'_>, s: &ExecStep, at_ms: i64) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE executions SET status = 'aborted', message = ?2, updated_ms = ?3, finished_ms = COALESCE(finished_ms, ?3)
+         WHERE exec_id = ?1",
+        params![s.exec_id, s.message, at_ms],
+    )?;
+    tx.execute(
+        "UPDATE rollout_waves SET status = 'cancelled' WHERE exec_id = ?1 AND status = 'pending'",
+        [&s.exec_id],
+    )?;
     Ok(())
 }
 
@@ -210,7 +316,7 @@ pub struct NewExecution<'a> {
     pub plan_json: &'a str,
     /// (pc_id, wave index)
     pub targets: &'a [(String, i64)],
-    /// Later waves: (index, due_ms, target_json)
+    /// Rollout waves, wave 0 included: (index, due_ms, target_json)
     pub waves: &'a [(i64, i64, String)],
     pub target_count: i64,
 }
@@ -218,7 +324,7 @@ pub struct NewExecution<'a> {
 pub fn insert_execution(tx: &Transaction<'_>, e: &NewExecution<'_>, now_ms: i64) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO executions (exec_id, job_id, version, status, target_count, created_by, plan_json, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7)",
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7) ON CONFLICT(exec_id) DO NOTHING",
         params![e.exec_id, e.job_id, e.version, e.target_count, e.created_by, e.plan_json, now_ms],
     )?;
     let mut target = tx.prepare_cached(
@@ -227,14 +333,40 @@ pub fn insert_execution(tx: &Transaction<'_>, e: &NewExecution<'_>, now_ms: i64)
     for (pc, wave) in e.targets {
         target.execute(params![e.exec_id, pc, wave])?;
     }
+    // Wave 0 goes out with the execution itself; the others wait for the dispatcher.
     let mut wave = tx.prepare_cached(
-        "INSERT INTO rollout_waves (exec_id, wave, due_ms, target_json, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
+        "INSERT INTO rollout_waves (exec_id, wave, due_ms, target_json, status, published_ms)
+         VALUES (?1, ?2, ?3, ?4, CASE WHEN ?2 = 0 THEN 'published' ELSE 'pending' END, CASE WHEN ?2 = 0 THEN ?3 END)
+         ON CONFLICT DO NOTHING",
     )?;
     for (index, due, json) in e.waves {
         wave.execute(params![e.exec_id, index, due, json])?;
     }
     // Results may already be in (a replayed stream after a wipe): count them now.
     refresh_execution(tx, e.exec_id, now_ms)
+}
+
+/// The projection generation, created on first use. Durable consumer names carry it.
+pub fn generation(tx: &Transaction<'_>) -> Result<String, DbError> {
+    let existing: Option<String> = tx
+        .query_row("SELECT value FROM projection_meta WHERE key = 'generation'", [], |r| r.get(0))
+        .optional()?;
+    if let Some(g) = existing {
+        return Ok(g);
+    }
+    let g = uuid::Uuid::now_v7().simple().to_string()[..12].to_owned();
+    tx.execute("INSERT INTO projection_meta (key, value) VALUES ('generation', ?1)", [&g])?;
+    Ok(g)
+}
+
+/// Empty every projected table and start a new generation, so the streams replay into it.
+pub fn wipe(tx: &Transaction<'_>) -> Result<(), DbError> {
+    tx.execute_batch(
+        "DELETE FROM agents; DELETE FROM executions; DELETE FROM execution_targets; DELETE FROM execution_results;
+         DELETE FROM rollout_waves; DELETE FROM audit_log; DELETE FROM inventory;
+         DELETE FROM projection_meta WHERE key = 'generation';",
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

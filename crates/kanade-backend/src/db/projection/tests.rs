@@ -164,19 +164,17 @@ async fn status_moves_pending_running_completed() {
 
 #[test]
 fn status_rule_table() {
-    let check = |current, target, done, running, failures, want| {
-        assert_eq!(
-            next_status(current, target, done, running, failures),
-            want,
-            "{current} {target} {done} {running} {failures}"
-        );
+    let check = |current, target, done, running, failures, waves, want| {
+        let got = next_status(current, target, done, running, failures, waves);
+        assert_eq!(got, want, "{current} {target} {done} {running} {failures} {waves}");
     };
-    check("pending", 3, 0, 0, 0, "pending");
-    check("pending", 3, 0, 1, 0, "running");
-    check("running", 3, 2, 0, 0, "running");
-    check("running", 3, 3, 0, 0, "completed");
-    check("running", 3, 3, 0, 1, "failed");
-    check("aborted", 3, 3, 0, 0, "aborted");
-    check("expired", 3, 1, 0, 0, "expired");
-    check("pending", 0, 0, 0, 0, "pending");
+    check("pending", 3, 0, 0, 0, false, "pending");
+    check("pending", 3, 0, 1, 0, false, "running");
+    check("running", 3, 2, 0, 0, false, "running");
+    check("running", 3, 3, 0, 0, false, "completed");
+    check("running", 3, 3, 0, 1, false, "failed");
+    check("running", 3, 3, 0, 0, true, "running");
+    check("aborted", 3, 3, 0, 0, false, "aborted");
+    check("expired", 3, 1, 0, 0, false, "expired");
+    check("pending", 0, 0, 0, 0, false, "pending");
 }

@@ -1,0 +1,184 @@
+//! Executions: deploy (manifest + plan), exec (catalog job + plan), list, show, kill; and the
+//! agents list the target picker needs.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use kanade_shared::manifest::{self, JobFile};
+use kanade_shared::{ExecId, JobId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::{is_yaml, text};
+use super::{ApiError, AppState};
+use crate::db::{now_ms, queries};
+use crate::pipeline::{audit, plan::ALIVE_WINDOW_MS};
+
+/// Anonymous until accounts exist; the audit log records who once they do.
+const ACTOR: &str = "anonymous";
+
+/// 400 when the body is not JSON/YAML at all; 422 (every problem) when it is but does not validate.
+fn parse<T>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    yaml: impl FnOnce(&str) -> Result<T, manifest::Problems>,
+    json: impl FnOnce(&[u8]) -> Result<T, manifest::Problems>,
+) -> Result<T, ApiError> {
+    if is_yaml(headers) {
+        let t = text(body)?;
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(t)
+            .map_err(|e| ApiError::bad_request(format!("malformed YAML: {e}")))?;
+        yaml(t).map_err(|p| ApiError::invalid(p.messages()))
+    } else {
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        json(body).map_err(|p| ApiError::invalid(p.messages()))
+    }
+}
+
+pub async fn deploy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let JobFile { manifest, plan } =
+        parse(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
+    let plan = plan.ok_or_else(|| {
+        ApiError::invalid(vec![
+            "target: a deploy needs a plan: a target (pcs, groups or all: true) or rollout.waves".into(),
+        ])
+    })?;
+    let kv = state
+        .js
+        .get_key_value("jobs")
+        .await
+        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
+    let json = serde_json::to_vec(&manifest).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    kv.put(manifest.id.as_str(), json.into())
+        .await
+        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
+    let launched = state.pipeline.exec(&manifest, &plan, ACTOR, None).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
+}
+
+pub async fn exec(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let job: JobId =
+        job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
+    let plan = parse(&headers, &body, manifest::plan_from_yaml, manifest::plan_from_json)?;
+    let kv = state
+        .js
+        .get_key_value("jobs")
+        .await
+        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
+    let stored = kv
+        .get(job.as_str())
+        .await
+        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "job {job} is not in the catalog (kanade job create, or POST /api/deploy)"
+            ))
+        })?;
+    let manifest = manifest::job_from_json(&stored)
+        .map_err(|p| {
+            tracing::error!(job_id = %job, problems = %p, "stored job does not validate");
+            ApiError::invalid(p.messages())
+        })?
+        .manifest;
+    let launched = state.pipeline.exec(&manifest, &plan, ACTOR, None).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    job: Option<String>,
+    status: Option<String>,
+    /// Epoch milliseconds.
+    since: Option<i64>,
+    group: Option<String>,
+}
+
+fn limit(q: &ListQuery) -> Result<i64, ApiError> {
+    match q.limit {
+        None => Ok(50),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(vec![format!("limit: {n} is outside 1..=500")])),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = queries::ExecutionFilter {
+        job: q.job.clone(),
+        status: q.status.clone(),
+        since_ms: q.since,
+        before: q.cursor.clone(),
+        limit: limit(&q)?,
+    };
+    let n = filter.limit;
+    let rows = state.db.read(move |c| queries::list_executions(c, &filter)).await?;
+    let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.exec_id.clone())).flatten();
+    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(exec_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: ExecId =
+        exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
+    let key = id.to_string();
+    let (exec, pcs, waves) = state
+        .db
+        .read(move |c| queries::get_execution(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
+    Ok(Json(json!({ "execution": exec, "pcs": pcs, "waves": waves })))
+}
+
+pub async fn kill(
+    State(state): State<AppState>,
+    Path(exec_id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id: ExecId =
+        exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
+    state
+        .nats
+        .publish(kanade_shared::subjects::kill(id), "".into())
+        .await
+        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
+    audit(&state.js, ACTOR, "exec.kill", Some(id.to_string()), None, json!({ "exec_id": id })).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent" }))))
+}
+
+pub async fn agents(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let n = limit(&q)?;
+    let (group, cursor) = (q.group.clone(), q.cursor.clone());
+    let rows =
+        state.db.read(move |c| queries::list_agents(c, group.as_deref(), cursor.as_deref(), n)).await?;
+    let now = now_ms();
+    let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.pc_id.clone())).flatten();
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|a| {
+            let online = now - a.last_seen_ms <= ALIVE_WINDOW_MS;
+            let mut v = serde_json::to_value(a).unwrap_or_default();
+            v["online"] = json!(online);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}

@@ -1,0 +1,243 @@
+//! The exec pipeline shared by `POST /api/exec`, `POST /api/deploy` and the scheduler:
+//! resolve the script → expected PCs → insert the execution → pin `script_current` → publish
+//! wave 0 → persist later waves with their due time → audit (`exec.create`, which also lets a
+//! wiped projection rebuild the execution).
+
+pub mod plan;
+pub mod rollout;
+
+use async_nats::jetstream;
+use kanade_shared::manifest::{Manifest, Plan, ScriptSource, Target};
+use kanade_shared::subjects;
+use kanade_shared::wire::{self, AuditEvent, Command, Timestamp};
+use kanade_shared::{AuditId, ExecId};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tokio::io::AsyncReadExt;
+
+use crate::db::projection::{self, ExecCreated, NewExecution};
+use crate::db::{Db, DbError, now_ms, queries};
+use crate::events::Bus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("broker: {0}")]
+    Broker(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What the dispatcher needs to publish later waves, kept in `executions.plan_json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stored {
+    pub command: Command,
+    pub max_failure_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Launched {
+    pub exec_id: ExecId,
+    pub job_id: String,
+    pub version: String,
+    pub target_count: usize,
+    pub waves: usize,
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    pub db: Db,
+    pub js: jetstream::Context,
+    pub bus: Bus,
+}
+
+impl Pipeline {
+    pub async fn exec(
+        &self,
+        manifest: &Manifest,
+        plan: &Plan,
+        actor: &str,
+        source: Option<String>,
+    ) -> Result<Launched, ExecError> {
+        let script = self.resolve_script(manifest).await?;
+        let agents = self.db.read(queries::known_agents).await?;
+        let now = now_ms();
+        let exec_id = ExecId::new();
+        let jitter = plan.jitter.or(manifest.jitter).map_or(0, |d| d.as_secs());
+        let template = plan::command(manifest, exec_id, script, jitter, None, Timestamp::now_utc());
+
+        let (first, later): (Target, Vec<(i64, i64, Target)>) = match &plan.rollout {
+            Some(rollout) => {
+                let mut waves = rollout.waves.iter().enumerate().map(|(i, w)| {
+                    let target =
+                        Target { pcs: w.pcs.clone(), groups: w.group.iter().cloned().collect(), all: false };
+                    (i as i64, now + (w.delay.get().as_millis() as i64), target)
+                });
+                let (_, _, first) =
+                    waves.next().ok_or_else(|| ExecError::Invalid("rollout has no waves".into()))?;
+                (first.clone(), std::iter::once((0, now, first)).chain(waves).collect())
+            }
+            None => (plan.target.clone(), Vec::new()),
+        };
+        let targets: Vec<(String, i64)> =
+            plan::expected_pcs(&first, &agents, now).into_iter().map(|p| (p.to_string(), 0)).collect();
+        let waves: Vec<(i64, i64, String)> = later
+            .iter()
+            .map(|(i, due, t)| (*i, *due, serde_json::to_string(t).unwrap_or_default()))
+            .collect();
+        let stored = Stored {
+            command: template.clone(),
+            max_failure_ratio: plan.rollout.as_ref().and_then(|r| r.max_failure_ratio),
+        };
+        let created = ExecCreated {
+            exec_id: exec_id.to_string(),
+            job_id: manifest.id.to_string(),
+            version: manifest.version.to_string(),
+            plan: serde_json::to_value(&stored).unwrap_or_default(),
+            target_count: targets.len() as i64,
+            targets: targets.clone(),
+            waves: waves.clone(),
+        };
+        let row = created.clone();
+        self.db
+            .write(move |tx| {
+                let plan = row.plan.to_string();
+                projection::insert_execution(
+                    tx,
+                    &NewExecution {
+                        exec_id: &row.exec_id,
+                        job_id: &row.job_id,
+                        version: &row.version,
+                        created_by: "pipeline",
+                        plan_json: &plan,
+                        targets: &row.targets,
+                        waves: &row.waves,
+                        target_count: row.target_count,
+                    },
+                    now,
+                )
+            })
+            .await?;
+        self.pin_version(manifest).await?;
+        publish_commands(&self.js, &template, &first).await?;
+        audit(
+            &self.js,
+            actor,
+            "exec.create",
+            Some(manifest.id.to_string()),
+            source,
+            serde_json::to_value(&created).unwrap_or_default(),
+        )
+        .await?;
+        self.bus.execution(exec_id);
+        Ok(Launched {
+            exec_id,
+            job_id: manifest.id.to_string(),
+            version: manifest.version.to_string(),
+            target_count: targets.len(),
+            waves: later.len().max(1),
+        })
+    }
+
+    /// The fleet must run this version from now on (layer 2 of stop-the-bleed).
+    async fn pin_version(&self, manifest: &Manifest) -> Result<(), ExecError> {
+        let kv =
+            self.js.get_key_value("script_current").await.map_err(|e| ExecError::Broker(e.to_string()))?;
+        kv.put(manifest.id.as_str(), manifest.version.to_string().into())
+            .await
+            .map_err(|e| ExecError::Broker(e.to_string()))?;
+        Ok(())
+    }
+
+    /// (inline script, object key, sha256) for the command.
+    async fn resolve_script(
+        &self,
+        m: &Manifest,
+    ) -> Result<(Option<String>, Option<String>, Option<String>), ExecError> {
+        match &m.execute.source {
+            ScriptSource::Inline(s) => Ok((Some(s.clone()), None, None)),
+            ScriptSource::File(f) => Err(ExecError::Invalid(format!(
+                "execute.script_file: {f:?} must be inlined before sending (kanade deploy does this)"
+            ))),
+            ScriptSource::Object(key) => {
+                let store = self
+                    .js
+                    .get_object_store("scripts")
+                    .await
+                    .map_err(|e| ExecError::Broker(e.to_string()))?;
+                let mut object = store.get(key).await.map_err(|e| {
+                    ExecError::Invalid(format!(
+                        "execute.script_object: {key:?} is not in the scripts store ({e})"
+                    ))
+                })?;
+                let mut body = Vec::new();
+                object.read_to_end(&mut body).await.map_err(|e| ExecError::Broker(e.to_string()))?;
+                let sha: String = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+                if let Some(want) = &m.execute.script_sha256
+                    && !want.eq_ignore_ascii_case(&sha)
+                {
+                    return Err(ExecError::Invalid(format!(
+                        "execute.script_sha256: {want} does not match {key} in the scripts store ({sha})"
+                    )));
+                }
+                Ok((None, Some(key.clone()), Some(sha)))
+            }
+        }
+    }
+}
+
+/// Publish one copy of `template` per subject of `target`, each with its own request id, and
+/// wait for every JetStream ack.
+pub async fn publish_commands(
+    js: &jetstream::Context,
+    template: &Command,
+    target: &Target,
+) -> Result<usize, ExecError> {
+    let mut acks = Vec::new();
+    for t in plan::subjects_for(target) {
+        let mut cmd = template.clone();
+        cmd.request_id = kanade_shared::RequestId::new();
+        let payload = wire::encode(&cmd).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let ack = js
+            .publish(subjects::command(&t, &cmd.job_id), payload.into())
+            .await
+            .map_err(|e| ExecError::Broker(e.to_string()))?;
+        acks.push(ack);
+    }
+    let n = acks.len();
+    for ack in acks {
+        ack.await.map_err(|e| ExecError::Broker(e.to_string()))?;
+    }
+    Ok(n)
+}
+
+pub async fn audit(
+    js: &jetstream::Context,
+    actor: &str,
+    action: &str,
+    target: Option<String>,
+    source: Option<String>,
+    detail: serde_json::Value,
+) -> Result<(), ExecError> {
+    let event = AuditEvent {
+        schema: wire::SCHEMA,
+        id: AuditId::new(),
+        at: Timestamp::now_utc(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target,
+        source,
+        detail,
+    };
+    let subject = subjects::audit(action).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let payload = wire::encode(&event).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
+    js.publish_with_headers(subject, headers, payload.into())
+        .await
+        .map_err(|e| ExecError::Broker(e.to_string()))?
+        .await
+        .map_err(|e| ExecError::Broker(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Pure decisions of the exec pipeline: which PCs a target expects, which subjects a target is
+//! published on, and the command every subject carries.
+
+use std::collections::BTreeSet;
+
+use kanade_shared::manifest::{Manifest, Target};
+use kanade_shared::subjects::CommandTarget;
+use kanade_shared::wire::{Command, Retry, Timestamp};
+use kanade_shared::{ExecId, GroupName, PcId, RequestId};
+
+/// An agent as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct KnownAgent {
+    pub pc: PcId,
+    pub groups: Vec<GroupName>,
+    pub last_seen_ms: i64,
+}
+
+/// Agents whose last heartbeat is at most this old count as alive.
+pub const ALIVE_WINDOW_MS: i64 = 2 * 60 * 1000;
+
+/// The PCs a target expects results from: explicit pcs always (an offline PC catches up later);
+/// group members and `all` only when alive now.
+pub fn expected_pcs(target: &Target, agents: &[KnownAgent], now_ms: i64) -> Vec<PcId> {
+    let alive = |a: &&KnownAgent| now_ms - a.last_seen_ms <= ALIVE_WINDOW_MS;
+    let mut out: BTreeSet<PcId> = target.pcs.iter().cloned().collect();
+    for a in agents.iter().filter(alive) {
+        if target.all || a.groups.iter().any(|g| target.groups.contains(g)) {
+            out.insert(a.pc.clone());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The subjects a target is published on: one for `all`, one per group, one per pc.
+pub fn subjects_for(target: &Target) -> Vec<CommandTarget> {
+    if target.all {
+        return vec![CommandTarget::All];
+    }
+    target
+        .groups
+        .iter()
+        .map(|g| CommandTarget::Group(g.clone()))
+        .chain(target.pcs.iter().map(|p| CommandTarget::Pc(p.clone())))
+        .collect()
+}
+
+/// The command for one exec. Every subject gets a copy with its own `request_id`; all other
+/// fields are identical so the agents' ledger fingerprint matches across subjects.
+pub fn command(
+    manifest: &Manifest,
+    exec_id: ExecId,
+    script: (Option<String>, Option<String>, Option<String>),
+    jitter_secs: u64,
+    retry: Option<Retry>,
+    issued_at: Timestamp,
+) -> Command {
+    let (inline, object, sha256) = script;
+    Command {
+        schema: kanade_shared::wire::SCHEMA,
+        job_id: manifest.id.clone(),
+        version: manifest.version.clone(),
+        exec_id,
+        request_id: RequestId::new(),
+        shell: manifest.execute.shell,
+        script: inline,
+        script_object: object,
+        script_sha256: sha256,
+        timeout_secs: manifest.execute.timeout.as_secs(),
+        jitter_secs,
+        cwd: manifest.execute.cwd.clone(),
+        env: manifest.execute.env.clone(),
+        run_as: manifest.execute.run_as,
+        deadline_at: None,
+        staleness: manifest.staleness.to_wire(),
+        retry,
+        issued_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(pc: &str, groups: &[&str], seen: i64) -> KnownAgent {
+        KnownAgent {
+            pc: pc.parse().unwrap(),
+            groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
+            last_seen_ms: seen,
+        }
+    }
+
+    fn target(pcs: &[&str], groups: &[&str], all: bool) -> Target {
+        Target {
+            pcs: pcs.iter().map(|p| p.parse().unwrap()).collect(),
+            groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
+            all,
+        }
+    }
+
+    fn names(pcs: Vec<PcId>) -> Vec<String> {
+        pcs.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn expected_pcs_follow_liveness_except_explicit_ones() {
+        let now = 10_000_000;
+        let agents = [
+            agent("A", &["canary"], now - 1_000),
+            agent("B", &["canary", "wave1"], now - ALIVE_WINDOW_MS),
+            agent("C", &["wave1"], now - ALIVE_WINDOW_MS - 1),
+            agent("D", &[], now),
+        ];
+        let check =
+            |t: Target, want: &[&str]| assert_eq!(names(expected_pcs(&t, &agents, now)), want, "{t:?}");
+        check(target(&[], &[], true), &["A", "B", "D"]);
+        check(target(&[], &["canary"], false), &["A", "B"]);
+        check(target(&[], &["wave1"], false), &["B"]);
+        check(target(&["C", "Z"], &[], false), &["C", "Z"]);
+        check(target(&["A"], &["canary"], false), &["A", "B"]);
+    }
+
+    #[test]
+    fn subjects_are_one_per_group_and_pc_or_one_for_all() {
+        let s = |t: Target| {
+            subjects_for(&t)
+                .iter()
+                .map(|t| kanade_shared::subjects::command(t, &"j".parse().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(s(target(&["P"], &["g"], false)), ["commands.group.g.j", "commands.pc.P.j"]);
+        assert_eq!(s(target(&[], &[], true)), ["commands.all.j"]);
+    }
+}

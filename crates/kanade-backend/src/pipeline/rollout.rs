@@ -1,0 +1,99 @@
+//! The rollout dispatcher: publishes waves whose time has come, after a restart too (waves live
+//! in `rollout_waves`), and aborts a rollout whose failure ratio passed `max_failure_ratio`.
+//! Publishing first and recording after is safe: agents run an exec at most once, so a wave
+//! republished after a crash is absorbed by their ledgers.
+
+use std::time::Duration;
+
+use kanade_shared::manifest::Target;
+use tokio::sync::watch;
+
+use super::{ExecError, Pipeline, Stored, audit, plan, publish_commands};
+use crate::db::projection::{self, ExecStep};
+use crate::db::{now_ms, queries};
+
+const TICK: Duration = Duration::from_secs(1);
+
+/// Abort when failures / reported results exceed the ratio (only once something has reported).
+pub fn should_abort(max_failure_ratio: Option<f64>, failures: i64, reported: i64) -> bool {
+    match max_failure_ratio {
+        Some(max) if reported > 0 => failures as f64 / reported as f64 > max,
+        _ => false,
+    }
+}
+
+pub async fn dispatcher(p: Pipeline, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = tick(&p).await {
+            tracing::warn!(error = %e, "rollout dispatcher tick failed; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn tick(p: &Pipeline) -> Result<(), ExecError> {
+    let now = now_ms();
+    for due in p.db.read(move |c| queries::due_waves(c, now)).await? {
+        let stored: Stored = serde_json::from_str(&due.plan_json).map_err(|e| {
+            ExecError::Invalid(format!("execution {} has an unreadable plan: {e}", due.exec_id))
+        })?;
+        let failures = due.failed + due.other;
+        if should_abort(stored.max_failure_ratio, failures, due.done) {
+            let message = format!(
+                "stopped before wave {}: {failures} of {} results failed, above max_failure_ratio {}",
+                due.wave,
+                due.done,
+                stored.max_failure_ratio.unwrap_or_default()
+            );
+            tracing::warn!(exec_id = due.exec_id, "{message}");
+            let step = ExecStep {
+                exec_id: due.exec_id.clone(),
+                wave: Some(due.wave),
+                targets: Vec::new(),
+                message: Some(message),
+            };
+            audit(
+                &p.js,
+                "rollout",
+                "exec.aborted",
+                Some(due.exec_id.clone()),
+                None,
+                serde_json::to_value(&step).unwrap_or_default(),
+            )
+            .await?;
+            p.db.write(move |tx| projection::aborted(tx, &step, now)).await?;
+            continue;
+        }
+        let target: Target = queries::parse_target(&due.target_json)
+            .map_err(|e| ExecError::Invalid(format!("execution {} wave {}: {e}", due.exec_id, due.wave)))?;
+        let agents = p.db.read(queries::known_agents).await?;
+        let pcs: Vec<String> =
+            plan::expected_pcs(&target, &agents, now).into_iter().map(|p| p.to_string()).collect();
+        publish_commands(&p.js, &stored.command, &target).await?;
+        let step =
+            ExecStep { exec_id: due.exec_id.clone(), wave: Some(due.wave), targets: pcs, message: None };
+        let detail = serde_json::to_value(&step).unwrap_or_default();
+        p.db.write(move |tx| projection::wave_published(tx, &step, now, now)).await?;
+        audit(&p.js, "rollout", "exec.wave_published", Some(due.exec_id.clone()), None, detail).await?;
+        tracing::info!(exec_id = due.exec_id, wave = due.wave, "wave published");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::should_abort;
+
+    #[test]
+    fn abort_rule() {
+        assert!(!should_abort(None, 10, 10));
+        assert!(!should_abort(Some(0.2), 0, 0));
+        assert!(!should_abort(Some(0.2), 1, 5));
+        assert!(should_abort(Some(0.2), 2, 5));
+        assert!(should_abort(Some(0.0), 1, 100));
+        assert!(!should_abort(Some(1.0), 5, 5));
+    }
+}

@@ -1,0 +1,196 @@
+//! Projectors: durable pull consumers that turn streams into rows. Each fetches a batch, writes
+//! it in one transaction, then acks it (ack policy `all`: acking the last message acks the
+//! batch). A message that cannot be decoded is logged and skipped, never retried forever.
+//! Each projector is supervised: an error restarts it with backoff.
+
+mod heartbeats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
+use futures::StreamExt;
+use kanade_shared::wire::{self, AuditEvent, ExecResult, Inventory, StartedEvent};
+use tokio::sync::watch;
+
+pub use heartbeats::heartbeat_projector;
+
+use crate::db::{Db, now_ms, projection};
+use crate::events::Bus;
+
+const BATCH: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Results,
+    Events,
+    Audit,
+    Inventory,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Results, Kind::Events, Kind::Audit, Kind::Inventory];
+
+    pub fn stream(self) -> &'static str {
+        match self {
+            Self::Results => "RESULTS",
+            Self::Events => "EVENTS",
+            Self::Audit => "AUDIT",
+            Self::Inventory => "INVENTORY",
+        }
+    }
+
+    fn durable_prefix(self) -> String {
+        format!("backend-{}-", self.stream().to_ascii_lowercase())
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    pub projected: [AtomicU64; 4],
+    pub malformed: [AtomicU64; 4],
+    pub batches: [AtomicU64; 4],
+    pub lag: [AtomicU64; 4],
+    pub heartbeats: AtomicU64,
+}
+
+pub struct Projectors {
+    pub db: Db,
+    pub js: jetstream::Context,
+    pub stats: Arc<Stats>,
+    pub bus: Bus,
+}
+
+/// Run one projector until shutdown, restarting it with backoff when it fails.
+pub async fn supervise(p: Arc<Projectors>, kind: Kind, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let result = tokio::select! {
+            r = run(&p, kind) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if let Err(e) = result {
+            tracing::warn!(stream = kind.stream(), error = %e, retry_in = ?backoff, "projector failed; restarting");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
+    let generation = p.db.write(projection::generation).await?;
+    let stream =
+        p.js.get_stream(kind.stream()).await.map_err(|e| anyhow::anyhow!("{}: {e}", kind.stream()))?;
+    let durable = format!("{}{generation}", kind.durable_prefix());
+    remove_stale_consumers(&stream, kind, &durable).await;
+    let consumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                ack_policy: AckPolicy::All,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 100_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {durable}: {e}"))?;
+    tracing::info!(stream = kind.stream(), durable, "projector running");
+    let i = kind as usize;
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(BATCH)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+        let mut messages = Vec::new();
+        while let Some(m) = batch.next().await {
+            messages.push(m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?);
+        }
+        let Some(last) = messages.last() else { continue };
+        if let Ok(info) = last.info() {
+            p.stats.lag[i].store(info.pending, Ordering::Relaxed);
+        }
+        let count = messages.len() as u64;
+        let malformed = apply(p, kind, &messages).await?;
+        last.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        p.stats.projected[i].fetch_add(count - malformed, Ordering::Relaxed);
+        p.stats.malformed[i].fetch_add(malformed, Ordering::Relaxed);
+        p.stats.batches[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Decode and write one batch; returns how many messages were malformed (skipped).
+async fn apply(p: &Projectors, kind: Kind, messages: &[jetstream::Message]) -> anyhow::Result<u64> {
+    fn decode_all<T: serde::de::DeserializeOwned>(
+        kind: Kind,
+        messages: &[jetstream::Message],
+    ) -> (Vec<T>, u64) {
+        let mut ok = Vec::with_capacity(messages.len());
+        let mut bad = 0;
+        for m in messages {
+            match wire::decode::<T>(&m.payload) {
+                Ok(v) => ok.push(v),
+                Err(e) => {
+                    bad += 1;
+                    tracing::warn!(stream = kind.stream(), subject = %m.subject, error = %e, "skipping malformed message");
+                }
+            }
+        }
+        (ok, bad)
+    }
+    let now = now_ms();
+    let bad = match kind {
+        Kind::Results => {
+            let (items, bad) = decode_all::<ExecResult>(kind, messages);
+            let events: Vec<_> = items.iter().map(|r| (r.exec_id, r.pc_id.clone(), r.status)).collect();
+            p.db.write(move |tx| projection::apply_results(tx, &items, now)).await?;
+            for (exec_id, pc, status) in events {
+                p.bus.result(exec_id, pc, status);
+            }
+            bad
+        }
+        Kind::Events => {
+            let (items, bad) = decode_all::<StartedEvent>(kind, messages);
+            p.db.write(move |tx| projection::apply_started(tx, &items, now)).await?;
+            bad
+        }
+        Kind::Audit => {
+            let (items, bad) = decode_all::<AuditEvent>(kind, messages);
+            p.db.write(move |tx| projection::apply_audit(tx, &items, now)).await?;
+            bad
+        }
+        Kind::Inventory => {
+            let (items, bad) = decode_all::<Inventory>(kind, messages);
+            p.db.write(move |tx| projection::apply_inventory(tx, &items)).await?;
+            bad
+        }
+    };
+    Ok(bad)
+}
+
+/// Consumers of an older projection generation (before a wipe) would keep their position and
+/// waste broker memory: remove them.
+async fn remove_stale_consumers(stream: &jetstream::stream::Stream, kind: Kind, current: &str) {
+    let mut names = stream.consumer_names();
+    while let Some(Ok(name)) = names.next().await {
+        if name.starts_with(&kind.durable_prefix()) && name != current {
+            match stream.delete_consumer(&name).await {
+                Ok(_) => tracing::info!(consumer = name, "removed consumer of an older projection"),
+                Err(e) => tracing::warn!(consumer = name, error = %e, "cannot remove old consumer"),
+            }
+        }
+    }
+}

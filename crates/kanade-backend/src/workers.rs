@@ -1,0 +1,27 @@
+//! The backend's long-lived tasks, started the same way by `main` and by tests: one projector
+//! per stream, the heartbeat projector and the rollout dispatcher.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::http::AppState;
+use crate::pipeline::rollout;
+use crate::projector::{self, Kind, Projectors};
+
+pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let projectors = Arc::new(Projectors {
+        db: state.db.clone(),
+        js: state.js.clone(),
+        stats: state.stats.clone(),
+        bus: state.bus.clone(),
+    });
+    for kind in Kind::ALL {
+        tasks.spawn(projector::supervise(projectors.clone(), kind, stop.clone()));
+    }
+    tasks.spawn(projector::heartbeat_projector(projectors, state.nats.clone(), stop.clone()));
+    tasks.spawn(rollout::dispatcher(state.pipeline.clone(), stop));
+    tasks
+}

@@ -1,0 +1,188 @@
+//! Deploy → real agents (the kanade-agent library, in process) → results projected into a real
+//! SQLite file, all through the router.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use kanade_backend::db::Db;
+use kanade_backend::http::{self, AppState};
+use kanade_testkit::NatsServer;
+use serde_json::Value;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+struct Stack {
+    _server: NatsServer,
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn stack(agents: &[(&str, &[&str])]) -> Stack {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("backend.db")).unwrap();
+    let state = AppState::new(client, db);
+    let (stop, stop_rx) = watch::channel(false);
+    kanade_backend::workers::spawn(&state, stop_rx.clone()).detach_all();
+    for (pc, groups) in agents {
+        let settings = kanade_agent::runtime::Settings {
+            pc: pc.parse().unwrap(),
+            groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
+            nats_url: server.url(),
+            data_dir: dir.path().join(pc),
+            max_concurrent_jobs: 4,
+            heartbeat_interval: Duration::from_millis(500),
+            inventory: None,
+            output_cap: 4096,
+        };
+        tokio::spawn(kanade_agent::runtime::run(settings, stop_rx.clone()));
+    }
+    let app = http::app(state);
+    let s = Stack { _server: server, _dir: dir, app, stop };
+    let want = agents.len();
+    kanade_testkit::wait_until_async("every agent to be projected", Duration::from_secs(30), || async {
+        s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
+    })
+    .await;
+    s
+}
+
+impl Stack {
+    async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let response = self.app.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    async fn post_yaml(&self, path: &str, yaml: &str) -> (StatusCode, Value) {
+        let req = Request::post(path)
+            .header("content-type", "application/yaml")
+            .body(Body::from(yaml.to_owned()))
+            .unwrap();
+        self.call(req).await
+    }
+
+    async fn deploy(&self, yaml: &str) -> String {
+        let (status, body) = self.post_yaml("/api/deploy", yaml).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["exec_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn wait_status(&self, exec: &str, want: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..300 {
+            let (_, body) = self.get(&format!("/api/executions/{exec}")).await;
+            if body["execution"]["status"] == want {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("execution {exec} never became {want}: {last:#}");
+    }
+}
+
+#[tokio::test]
+async fn deploy_projects_every_result_and_completes() {
+    let s = stack(&[("PC-1", &["canary"]), ("PC-2", &["canary"]), ("PC-3", &["other"])]).await;
+    let exec = s.deploy("id: hello\nversion: '1'\nexecute: { shell: sh, script: 'echo hi' }\ntarget: { groups: [canary] }\n").await;
+    let body = s.wait_status(&exec, "completed").await;
+    let e = &body["execution"];
+    assert_eq!(
+        (e["target_count"].as_i64(), e["succeeded"].as_i64(), e["failed"].as_i64()),
+        (Some(2), Some(2), Some(0))
+    );
+    let pcs = body["pcs"].as_array().unwrap();
+    assert_eq!(pcs.iter().map(|p| p["pc_id"].as_str().unwrap()).collect::<Vec<_>>(), ["PC-1", "PC-2"]);
+    assert!(pcs.iter().all(|p| p["status"] == "succeeded" && p["stdout"] == "hi\n"));
+
+    let failing = s
+        .deploy("id: boom\nversion: '1'\nexecute: { shell: sh, script: 'exit 3' }\ntarget: { all: true }\n")
+        .await;
+    let body = s.wait_status(&failing, "failed").await;
+    assert_eq!(body["execution"]["failed"].as_i64(), Some(3));
+    assert!(body["pcs"].as_array().unwrap().iter().all(|p| p["exit_code"] == 3));
+
+    let (_, list) = s.get("/api/executions?limit=1").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["exec_id"], failing.as_str());
+    let cursor = list["next_cursor"].as_str().unwrap();
+    let (_, page2) = s.get(&format!("/api/executions?limit=1&cursor={cursor}")).await;
+    assert_eq!(page2["items"][0]["exec_id"], exec.as_str());
+}
+
+#[tokio::test]
+async fn waves_go_out_after_their_delay_and_failures_stop_the_rest() {
+    let s = stack(&[("PC-A", &["a"]), ("PC-B", &["b"])]).await;
+    let exec = s
+        .deploy("id: waved\nversion: '1'\nexecute: { shell: sh, script: 'true' }\nrollout: { waves: [{ group: a }, { group: b, delay: 2s }] }\n")
+        .await;
+    let (_, early) = s.get(&format!("/api/executions/{exec}")).await;
+    assert_eq!(early["waves"][1]["status"], "pending");
+    let body = s.wait_status(&exec, "completed").await;
+    assert_eq!(body["execution"]["succeeded"].as_i64(), Some(2));
+    assert_eq!(body["waves"][1]["status"], "published");
+    let published = body["waves"][1]["published_ms"].as_i64().unwrap();
+    let due = body["waves"][1]["due_ms"].as_i64().unwrap();
+    assert!(published >= due);
+
+    let stopped = s
+        .deploy("id: bad-wave\nversion: '1'\nexecute: { shell: sh, script: 'exit 1' }\nrollout: { waves: [{ group: a }, { group: b, delay: 2s }], max_failure_ratio: 0.0 }\n")
+        .await;
+    let body = s.wait_status(&stopped, "aborted").await;
+    assert_eq!(body["waves"][1]["status"], "cancelled");
+    assert!(body["execution"]["message"].as_str().unwrap().contains("max_failure_ratio"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, body) = s.get(&format!("/api/executions/{stopped}")).await;
+    assert!(body["pcs"].as_array().unwrap().iter().all(|p| p["pc_id"] != "PC-B"), "wave 2 ran: {body:#}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_documented_status_and_shape() {
+    let s = stack(&[]).await;
+    let (status, body) = s.post_yaml("/api/deploy", "id: [unclosed\n").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed")));
+    let (status, body) = s
+        .post_yaml("/api/deploy", "id: x\nversion: '1'\nexecute: { shell: zsh, script: x, timeout: 5 }\n")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let problems: Vec<&str> =
+        body["detail"]["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(
+        problems,
+        [
+            r#"execute.shell: "zsh" is not a shell (one of powershell, pwsh, cmd, bash, sh)"#,
+            "execute.timeout: 5 is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)",
+        ]
+    );
+    let (status, body) =
+        s.post_yaml("/api/deploy", "id: x\nversion: '1'\nexecute: { shell: sh, script: x }\n").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"].as_str().unwrap().contains("a deploy needs a plan"));
+    let (status, body) = s.post_yaml("/api/exec/nope", "target: { all: true }\n").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let req = Request::post("/api/exec/nope")
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    assert_eq!(s.call(req).await.0, StatusCode::BAD_REQUEST);
+    let (status, _) = s.get("/api/executions/not-a-uuid").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
