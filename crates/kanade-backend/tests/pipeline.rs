@@ -17,6 +17,7 @@ struct Stack {
     _server: NatsServer,
     _dir: tempfile::TempDir,
     app: axum::Router,
+    state: AppState,
     stop: watch::Sender<bool>,
 }
 
@@ -49,8 +50,8 @@ async fn stack(agents: &[(&str, &[&str])]) -> Stack {
         };
         tokio::spawn(kanade_agent::runtime::run(settings, stop_rx.clone()));
     }
-    let app = http::app(state);
-    let s = Stack { _server: server, _dir: dir, app, stop };
+    let app = http::app(state.clone());
+    let s = Stack { _server: server, _dir: dir, app, state, stop };
     let want = agents.len();
     kanade_testkit::wait_until_async("every agent to be projected", Duration::from_secs(30), || async {
         s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
@@ -185,4 +186,25 @@ async fn bad_input_gets_the_documented_status_and_shape() {
     assert_eq!(s.call(req).await.0, StatusCode::BAD_REQUEST);
     let (status, _) = s.get("/api/executions/not-a-uuid").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn wipe_projector_rebuilds_executions_and_results_from_the_streams() {
+    let s = stack(&[("PC-W", &["w"])]).await;
+    let exec = s.deploy("id: keep\nversion: '1'\nexecute: { shell: sh, script: 'echo kept' }\ntarget: { groups: [w] }\n").await;
+    let before = s.wait_status(&exec, "completed").await;
+
+    // A second set of workers stands in for the restarted backend; the first set is stopped.
+    let _ = s.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.state.db.write(kanade_backend::db::projection::wipe).await.unwrap();
+    let (status, _) = s.get(&format!("/api/executions/{exec}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_stop, stop_rx) = watch::channel(false);
+    kanade_backend::workers::spawn(&s.state, stop_rx).detach_all();
+
+    let after = s.wait_status(&exec, "completed").await;
+    assert_eq!(after["execution"]["succeeded"], before["execution"]["succeeded"]);
+    assert_eq!(after["pcs"], before["pcs"]);
+    assert_eq!(after["pcs"][0]["stdout"], "kept\n");
 }
