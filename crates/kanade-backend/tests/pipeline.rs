@@ -1,104 +1,14 @@
 //! Deploy → real agents (the kanade-agent library, in process) → results projected into a real
 //! SQLite file, all through the router.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use kanade_backend::db::Db;
-use kanade_backend::http::{self, AppState};
-use kanade_testkit::NatsServer;
-use serde_json::Value;
+use common::stack;
 use tokio::sync::watch;
-use tower::ServiceExt;
-
-struct Stack {
-    _server: NatsServer,
-    _dir: tempfile::TempDir,
-    app: axum::Router,
-    state: AppState,
-    stop: watch::Sender<bool>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-async fn stack(agents: &[(&str, &[&str])]) -> Stack {
-    let server = NatsServer::start();
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("backend.db")).unwrap();
-    let state = AppState::new(client, db);
-    let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, stop_rx.clone()).detach_all();
-    for (pc, groups) in agents {
-        let settings = kanade_agent::runtime::Settings {
-            pc: pc.parse().unwrap(),
-            groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
-            nats_url: server.url(),
-            data_dir: dir.path().join(pc),
-            max_concurrent_jobs: 4,
-            heartbeat_interval: Duration::from_millis(500),
-            inventory: None,
-            output_cap: 4096,
-        };
-        tokio::spawn(kanade_agent::runtime::run(settings, stop_rx.clone()));
-    }
-    let app = http::app(state.clone());
-    let s = Stack { _server: server, _dir: dir, app, state, stop };
-    let want = agents.len();
-    kanade_testkit::wait_until_async("every agent to be projected", Duration::from_secs(30), || async {
-        s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
-    })
-    .await;
-    s
-}
-
-impl Stack {
-    async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let response = self.app.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Request::get(path).body(Body::empty()).unwrap()).await
-    }
-
-    async fn post_yaml(&self, path: &str, yaml: &str) -> (StatusCode, Value) {
-        let req = Request::post(path)
-            .header("content-type", "application/yaml")
-            .body(Body::from(yaml.to_owned()))
-            .unwrap();
-        self.call(req).await
-    }
-
-    async fn deploy(&self, yaml: &str) -> String {
-        let (status, body) = self.post_yaml("/api/deploy", yaml).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["exec_id"].as_str().unwrap().to_owned()
-    }
-
-    async fn wait_status(&self, exec: &str, want: &str) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..300 {
-            let (_, body) = self.get(&format!("/api/executions/{exec}")).await;
-            if body["execution"]["status"] == want {
-                return body;
-            }
-            last = body;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("execution {exec} never became {want}: {last:#}");
-    }
-}
 
 #[tokio::test]
 async fn deploy_projects_every_result_and_completes() {
@@ -191,7 +101,11 @@ async fn bad_input_gets_the_documented_status_and_shape() {
 #[tokio::test]
 async fn wipe_projector_rebuilds_executions_and_results_from_the_streams() {
     let s = stack(&[("PC-W", &["w"])]).await;
-    let exec = s.deploy("id: keep\nversion: '1'\nexecute: { shell: sh, script: 'echo kept' }\ntarget: { groups: [w] }\n").await;
+    let exec = s
+        .deploy(
+            "id: keep\nversion: '1'\nexecute: { shell: sh, script: 'echo kept' }\ntarget: { groups: [w] }\n",
+        )
+        .await;
     let before = s.wait_status(&exec, "completed").await;
 
     // A second set of workers stands in for the restarted backend; the first set is stopped.

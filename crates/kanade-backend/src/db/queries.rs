@@ -216,6 +216,7 @@ pub struct AgentRow {
 
 pub fn list_agents(
     c: &Connection,
+    pc: Option<&str>,
     group: Option<&str>,
     before: Option<&str>,
     limit: i64,
@@ -224,9 +225,10 @@ pub fn list_agents(
         "SELECT pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json, running_jobs, last_seen_ms
          FROM agents
          WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups_json) WHERE value = ?1)) AND (?2 IS NULL OR pc_id > ?2)
+           AND (?4 IS NULL OR pc_id = ?4)
          ORDER BY pc_id LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![group, before, limit], |r| {
+    let rows = stmt.query_map(params![group, before, limit, pc], |r| {
         let groups: String = r.get(7)?;
         Ok(AgentRow {
             pc_id: r.get(0)?,
@@ -241,5 +243,145 @@ pub fn list_agents(
             last_seen_ms: r.get(9)?,
         })
     })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn unfinished_executions(c: &Connection, job: &str) -> Result<Vec<String>, DbError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT exec_id FROM executions WHERE job_id = ?1 AND status IN ('pending', 'running')",
+    )?;
+    let rows = stmt.query_map([job], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResultRow {
+    pub result_id: String,
+    pub exec_id: String,
+    pub pc_id: String,
+    pub job_id: String,
+    pub version: String,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub skip_reason: Option<String>,
+    pub message: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    pub attempt: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+}
+
+const RESULT_COLUMNS: &str =
+    "result_id, exec_id, pc_id, job_id, version, status, exit_code, skip_reason, message, stdout, stderr,
+    truncated, attempt, started_ms, finished_ms";
+
+fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
+    Ok(ResultRow {
+        result_id: r.get(0)?,
+        exec_id: r.get(1)?,
+        pc_id: r.get(2)?,
+        job_id: r.get(3)?,
+        version: r.get(4)?,
+        status: r.get(5)?,
+        exit_code: r.get(6)?,
+        skip_reason: r.get(7)?,
+        message: r.get(8)?,
+        stdout: r.get(9)?,
+        stderr: r.get(10)?,
+        truncated: r.get(11)?,
+        attempt: r.get(12)?,
+        started_ms: r.get(13)?,
+        finished_ms: r.get(14)?,
+    })
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ResultFilter {
+    pub pc: Option<String>,
+    pub job: Option<String>,
+    pub exec: Option<String>,
+    /// A status, or `failed` for every unsuccessful final status.
+    pub status: Option<String>,
+    pub since_ms: Option<i64>,
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+pub fn list_results(c: &Connection, f: &ResultFilter) -> Result<Vec<ResultRow>, DbError> {
+    let sql = format!(
+        "SELECT {RESULT_COLUMNS} FROM execution_results
+         WHERE (?1 IS NULL OR pc_id = ?1) AND (?2 IS NULL OR job_id = ?2) AND (?3 IS NULL OR exec_id = ?3)
+           AND (?4 IS NULL OR status = ?4 OR (?4 = 'failed' AND status IN ('failed', 'timed_out', 'killed', 'unknown')))
+           AND (?5 IS NULL OR received_ms >= ?5) AND (?6 IS NULL OR result_id < ?6)
+         ORDER BY result_id DESC LIMIT ?7"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows =
+        stmt.query_map(params![f.pc, f.job, f.exec, f.status, f.since_ms, f.before, f.limit], result_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn get_result(c: &Connection, id: &str) -> Result<Option<ResultRow>, DbError> {
+    let sql = format!("SELECT {RESULT_COLUMNS} FROM execution_results WHERE result_id = ?1");
+    Ok(c.query_row(&sql, [id], result_row).optional()?)
+}
+
+/// An agent, its latest inventory, and its 20 most recent results.
+pub type AgentDetail = (AgentRow, Option<serde_json::Value>, Vec<ResultRow>);
+
+pub fn get_agent(c: &Connection, pc: &str) -> Result<Option<AgentDetail>, DbError> {
+    let Some(agent) = list_agents(c, Some(pc), None, None, 1)?.into_iter().next() else { return Ok(None) };
+    let inventory: Option<String> =
+        c.query_row("SELECT body_json FROM inventory WHERE pc_id = ?1", [pc], |r| r.get(0)).optional()?;
+    let recent = list_results(c, &ResultFilter { pc: Some(pc.to_owned()), limit: 20, ..Default::default() })?;
+    Ok(Some((agent, inventory.and_then(|s| serde_json::from_str(&s).ok()), recent)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditRow {
+    pub id: String,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub source: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+pub fn list_audit(c: &Connection, f: &AuditFilter) -> Result<Vec<AuditRow>, DbError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, at_ms, actor, action, target, source, detail_json FROM audit_log
+         WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2 OR action LIKE ?2 || '.%') AND (?3 IS NULL OR target = ?3)
+           AND (?4 IS NULL OR at_ms >= ?4) AND (?5 IS NULL OR at_ms < ?5) AND (?6 IS NULL OR id < ?6)
+         ORDER BY id DESC LIMIT ?7",
+    )?;
+    let rows = stmt.query_map(
+        params![f.actor, f.action, f.target, f.since_ms, f.until_ms, f.before, f.limit],
+        |r| {
+            let detail: String = r.get(6)?;
+            Ok(AuditRow {
+                id: r.get(0)?,
+                at_ms: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                source: r.get(5)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -10,32 +10,10 @@ use kanade_shared::{ExecId, JobId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{is_yaml, text};
-use super::{ApiError, AppState};
+use super::body::parse_doc;
+use super::{ACTOR, ApiError, AppState, check_limit};
 use crate::db::{now_ms, queries};
 use crate::pipeline::{audit, plan::ALIVE_WINDOW_MS};
-
-/// Anonymous until accounts exist; the audit log records who once they do.
-const ACTOR: &str = "anonymous";
-
-/// 400 when the body is not JSON/YAML at all; 422 (every problem) when it is but does not validate.
-fn parse<T>(
-    headers: &HeaderMap,
-    body: &Bytes,
-    yaml: impl FnOnce(&str) -> Result<T, manifest::Problems>,
-    json: impl FnOnce(&[u8]) -> Result<T, manifest::Problems>,
-) -> Result<T, ApiError> {
-    if is_yaml(headers) {
-        let t = text(body)?;
-        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(t)
-            .map_err(|e| ApiError::bad_request(format!("malformed YAML: {e}")))?;
-        yaml(t).map_err(|p| ApiError::invalid(p.messages()))
-    } else {
-        serde_json::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-        json(body).map_err(|p| ApiError::invalid(p.messages()))
-    }
-}
 
 pub async fn deploy(
     State(state): State<AppState>,
@@ -43,7 +21,7 @@ pub async fn deploy(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let JobFile { manifest, plan } =
-        parse(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
+        parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
     let plan = plan.ok_or_else(|| {
         ApiError::invalid(vec![
             "target: a deploy needs a plan: a target (pcs, groups or all: true) or rollout.waves".into(),
@@ -70,7 +48,7 @@ pub async fn exec(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let job: JobId =
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
-    let plan = parse(&headers, &body, manifest::plan_from_yaml, manifest::plan_from_json)?;
+    let plan = parse_doc(&headers, &body, manifest::plan_from_yaml, manifest::plan_from_json)?;
     let kv = state
         .js
         .get_key_value("jobs")
@@ -106,14 +84,6 @@ pub struct ListQuery {
     group: Option<String>,
 }
 
-fn limit(q: &ListQuery) -> Result<i64, ApiError> {
-    match q.limit {
-        None => Ok(50),
-        Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::invalid(vec![format!("limit: {n} is outside 1..=500")])),
-    }
-}
-
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -123,7 +93,7 @@ pub async fn list(
         status: q.status.clone(),
         since_ms: q.since,
         before: q.cursor.clone(),
-        limit: limit(&q)?,
+        limit: check_limit(q.limit)?,
     };
     let n = filter.limit;
     let rows = state.db.read(move |c| queries::list_executions(c, &filter)).await?;
@@ -165,10 +135,10 @@ pub async fn agents(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let n = limit(&q)?;
+    let n = check_limit(q.limit)?;
     let (group, cursor) = (q.group.clone(), q.cursor.clone());
     let rows =
-        state.db.read(move |c| queries::list_agents(c, group.as_deref(), cursor.as_deref(), n)).await?;
+        state.db.read(move |c| queries::list_agents(c, None, group.as_deref(), cursor.as_deref(), n)).await?;
     let now = now_ms();
     let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.pc_id.clone())).flatten();
     let items: Vec<Value> = rows

@@ -1,13 +1,17 @@
 //! The HTTP surface. `app(state)` builds the whole router so tests drive it without a socket.
 
 mod body;
+mod catalog;
 mod error;
 mod executions;
+mod fleet;
+mod metrics;
+mod ops;
+pub mod routes;
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -25,7 +29,25 @@ pub struct AppState {
     pub db: Db,
     pub bus: Bus,
     pub stats: Arc<Stats>,
+    pub http_metrics: Arc<metrics::HttpMetrics>,
     pub pipeline: Pipeline,
+}
+
+/// Who did it, for the audit log, until accounts exist.
+pub const ACTOR: &str = "anonymous";
+
+/// A broker error as the API reports it.
+pub fn broker(e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable("nats_unavailable", format!("the broker did not answer: {e}"))
+}
+
+/// Page size: 50 unless asked, at most 500.
+pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(vec![format!("limit: {n} is outside 1..=500")])),
+    }
 }
 
 impl AppState {
@@ -33,21 +55,28 @@ impl AppState {
         let js = async_nats::jetstream::new(nats.clone());
         let bus = Bus::default();
         let pipeline = Pipeline { db: db.clone(), js: js.clone(), bus: bus.clone() };
-        Self { nats, js, db, bus, stats: Arc::new(Stats::default()), pipeline }
+        Self { nats, js, db, bus, stats: Arc::new(Stats::default()), http_metrics: Arc::default(), pipeline }
     }
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/jetstream/status", get(jetstream_status))
-        .route("/api/deploy", post(executions::deploy))
-        .route("/api/exec/{job_id}", post(executions::exec))
-        .route("/api/executions", get(executions::list))
-        .route("/api/executions/{exec_id}", get(executions::show))
-        .route("/api/executions/{exec_id}/kill", post(executions::kill))
-        .route("/api/agents", get(executions::agents))
+    let mut by_path: std::collections::BTreeMap<&str, axum::routing::MethodRouter<AppState>> =
+        Default::default();
+    for r in routes::table() {
+        let handler = (r.handler)();
+        let merged = match by_path.remove(r.path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        by_path.insert(r.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }
 

@@ -1,0 +1,140 @@
+//! The job catalog (`jobs` KV) and the stop-the-bleed switches: revoke/unrevoke
+//! (`script_status`) and kill by job.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use futures::StreamExt;
+use kanade_shared::JobId;
+use kanade_shared::manifest;
+use serde_json::{Value, json};
+
+use super::body::parse_doc;
+use super::{ACTOR, ApiError, AppState, broker};
+use crate::db::queries;
+use crate::pipeline::audit;
+
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
+    let mut keys = kv.keys().await.map_err(broker)?;
+    let mut items = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(broker)?;
+        if let Some(bytes) = kv.get(&key).await.map_err(broker)? {
+            match manifest::job_from_json(&bytes) {
+                Ok(file) => items.push(json!({ "id": file.manifest.id, "version": file.manifest.version,
+                    "description": file.manifest.description, "shell": file.manifest.execute.shell })),
+                Err(p) => {
+                    tracing::warn!(job_id = key, problems = %p, "stored job does not validate; left out of the list")
+                }
+            }
+        }
+    }
+    items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let file = parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
+    let m = file.manifest;
+    let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
+    let bytes = serde_json::to_vec(&m).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    kv.put(m.id.as_str(), bytes.into()).await.map_err(broker)?;
+    audit(&state.js, ACTOR, "job.create", Some(m.id.to_string()), None, json!({ "version": m.version }))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": m.id, "version": m.version }))))
+}
+
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = job_id(&id)?;
+    let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
+    let bytes = kv
+        .get(id.as_str())
+        .await
+        .map_err(broker)?
+        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
+    let manifest: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let status = state
+        .js
+        .get_key_value("script_status")
+        .await
+        .map_err(broker)?
+        .get(id.as_str())
+        .await
+        .map_err(broker)?;
+    let revoked = status.is_some_and(|s| s.as_ref().eq_ignore_ascii_case(b"REVOKED"));
+    Ok(Json(json!({ "manifest": manifest, "revoked": revoked })))
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = job_id(&id)?;
+    let jobs = state.js.get_key_value("jobs").await.map_err(broker)?;
+    if jobs.get(id.as_str()).await.map_err(broker)?.is_none() {
+        return Err(ApiError::not_found(format!("job {id} not found")));
+    }
+    let schedules = state.js.get_key_value("schedules").await.map_err(broker)?;
+    let mut keys = schedules.keys().await.map_err(broker)?;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(broker)?;
+        let Some(bytes) = schedules.get(&key).await.map_err(broker)? else { continue };
+        if let Ok(s) = manifest::schedule_from_json(&bytes)
+            && s.job.job_id() == &id
+        {
+            return Err(ApiError::conflict(format!(
+                "job {id} is used by schedule {key}; delete or change the schedule first"
+            )));
+        }
+    }
+    jobs.delete(id.as_str()).await.map_err(broker)?;
+    audit(&state.js, ACTOR, "job.delete", Some(id.to_string()), None, Value::Null).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_status(
+    state: &AppState,
+    id: &JobId,
+    value: &str,
+    action: &str,
+) -> Result<Json<Value>, ApiError> {
+    let kv = state.js.get_key_value("script_status").await.map_err(broker)?;
+    kv.put(id.as_str(), value.to_owned().into()).await.map_err(broker)?;
+    audit(&state.js, ACTOR, action, Some(id.to_string()), None, Value::Null).await?;
+    Ok(Json(json!({ "id": id, "status": value })))
+}
+
+pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &job_id(&id)?, "REVOKED", "job.revoke").await
+}
+
+pub async fn unrevoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &job_id(&id)?, "ACTIVE", "job.unrevoke").await
+}
+
+/// Kill every execution of the job that has not finished.
+pub async fn kill(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = job_id(&id)?;
+    let job = id.to_string();
+    let live = state.db.read(move |c| queries::unfinished_executions(c, &job)).await?;
+    for exec in &live {
+        if let Ok(exec_id) = exec.parse() {
+            state.nats.publish(kanade_shared::subjects::kill(exec_id), "".into()).await.map_err(broker)?;
+        }
+    }
+    audit(&state.js, ACTOR, "job.kill", Some(id.to_string()), None, json!({ "executions": live })).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "killed": live }))))
+}

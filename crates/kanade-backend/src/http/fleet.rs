@@ -1,0 +1,148 @@
+//! Agents (detail, ping, groups), results and the audit log.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use kanade_shared::PcId;
+use kanade_shared::wire::{self, AgentGroups, Heartbeat};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ACTOR, ApiError, AppState, broker};
+use crate::db::queries;
+use crate::pipeline::audit;
+
+fn pc_id(raw: &str) -> Result<PcId, ApiError> {
+    raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
+}
+
+pub async fn show_agent(
+    State(state): State<AppState>,
+    Path(pc): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let pc = pc_id(&pc)?;
+    let key = pc.to_string();
+    let (agent, inventory, recent) = state
+        .db
+        .read(move |c| queries::get_agent(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
+    Ok(Json(json!({ "agent": agent, "inventory": inventory, "recent_results": recent })))
+}
+
+pub async fn ping(State(state): State<AppState>, Path(pc): Path<String>) -> Result<Json<Value>, ApiError> {
+    let pc = pc_id(&pc)?;
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        state.nats.request(kanade_shared::subjects::ping(&pc), "".into()),
+    )
+    .await
+    .map_err(|_| ApiError::unavailable("agent_unreachable", format!("agent {pc} did not answer within 5s")))?
+    .map_err(|e| ApiError::unavailable("agent_unreachable", format!("agent {pc} did not answer: {e}")))?;
+    let beat: Heartbeat =
+        wire::decode(&reply.payload).map_err(|e| ApiError::unavailable("agent_reply", e.to_string()))?;
+    Ok(Json(json!({ "heartbeat": beat, "round_trip_ms": started.elapsed().as_millis() as u64 })))
+}
+
+#[derive(Deserialize)]
+pub struct GroupsBody {
+    groups: Vec<String>,
+}
+
+pub async fn set_groups(
+    State(state): State<AppState>,
+    Path(pc): Path<String>,
+    Json(body): Json<GroupsBody>,
+) -> Result<Json<Value>, ApiError> {
+    let pc = pc_id(&pc)?;
+    let mut problems = Vec::new();
+    let mut groups = Vec::new();
+    for (i, g) in body.groups.iter().enumerate() {
+        match g.parse() {
+            Ok(g) if !groups.contains(&g) => groups.push(g),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("groups[{i}]: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let value = AgentGroups { groups };
+    let kv = state.js.get_key_value("agent_groups").await.map_err(broker)?;
+    kv.put(pc.as_str(), serde_json::to_vec(&value).unwrap_or_default().into()).await.map_err(broker)?;
+    audit(&state.js, ACTOR, "agent.groups", Some(pc.to_string()), None, json!(value)).await?;
+    Ok(Json(json!({ "pc_id": pc, "groups": value.groups })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResultQuery {
+    pc: Option<String>,
+    job: Option<String>,
+    exec: Option<String>,
+    status: Option<String>,
+    /// Epoch milliseconds.
+    since: Option<i64>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn results(
+    State(state): State<AppState>,
+    Query(q): Query<ResultQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = super::check_limit(q.limit)?;
+    let filter = queries::ResultFilter {
+        pc: q.pc,
+        job: q.job,
+        exec: q.exec,
+        status: q.status,
+        since_ms: q.since,
+        before: q.cursor,
+        limit,
+    };
+    let rows = state.db.read(move |c| queries::list_results(c, &filter)).await?;
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.result_id.clone())).flatten();
+    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+}
+
+pub async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let key = id.clone();
+    let row = state
+        .db
+        .read(move |c| queries::get_result(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("result {id} not found")))?;
+    Ok(Json(json!(row)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn audit_log(
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = super::check_limit(q.limit)?;
+    let filter = queries::AuditFilter {
+        actor: q.actor,
+        action: q.action,
+        target: q.target,
+        since_ms: q.since,
+        until_ms: q.until,
+        before: q.cursor,
+        limit,
+    };
+    let rows = state.db.read(move |c| queries::list_audit(c, &filter)).await?;
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
+    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+}

@@ -1,0 +1,174 @@
+//! Ad-hoc runs, Prometheus metrics, the live event stream and the OpenAPI document.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use kanade_shared::manifest::{self, Plan, Target};
+use kanade_shared::wire::Shell;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ACTOR, ApiError, AppState, routes};
+use crate::db::queries;
+use crate::projector::Kind;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    pcs: Vec<String>,
+    #[serde(default = "default_shell")]
+    shell: String,
+    script: String,
+    /// Seconds.
+    #[serde(default = "default_timeout")]
+    timeout: u64,
+}
+
+fn default_shell() -> String {
+    if cfg!(windows) { "powershell".into() } else { "sh".into() }
+}
+
+fn default_timeout() -> u64 {
+    60
+}
+
+/// An ad-hoc script on named PCs, through the same pipeline (so it is projected and audited).
+pub async fn run(
+    State(state): State<AppState>,
+    Json(body): Json<RunBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut problems = Vec::new();
+    let pcs: Vec<_> = body
+        .pcs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            p.parse().map_err(|e: kanade_shared::IdError| problems.push(format!("pcs[{i}]: {e}"))).ok()
+        })
+        .collect();
+    if pcs.is_empty() && problems.is_empty() {
+        problems.push("pcs: name at least one pc".into());
+    }
+    if Shell::parse(&body.shell).is_none() {
+        problems.push(format!("shell: {:?} is not one of {}", body.shell, Shell::KNOWN.join(", ")));
+    }
+    if body.script.trim().is_empty() {
+        problems.push("script: is empty".into());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let request = kanade_shared::RequestId::new();
+    let yaml = serde_json::json!({
+        "id": kanade_shared::JobId::adhoc(request).to_string(),
+        "version": "1",
+        "execute": { "shell": body.shell, "script": body.script, "timeout": format!("{}s", body.timeout.max(1)) },
+    });
+    let manifest = manifest::job_from_json(yaml.to_string().as_bytes())
+        .map_err(|p| ApiError::invalid(p.messages()))?
+        .manifest;
+    let plan = Plan { target: Target { pcs, groups: Vec::new(), all: false }, jitter: None, rollout: None };
+    let launched = state.pipeline.exec(&manifest, &plan, ACTOR, None).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let s = &state.stats;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in rows {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    let per_stream = |values: &[std::sync::atomic::AtomicU64; 4]| {
+        Kind::ALL
+            .iter()
+            .map(|k| {
+                (format!("{{stream=\"{}\"}}", k.stream()), values[*k as usize].load(Ordering::Relaxed) as f64)
+            })
+            .collect()
+    };
+    metric(
+        "kanade_projected_messages_total",
+        "counter",
+        "Messages written to the projection.",
+        per_stream(&s.projected),
+    );
+    metric(
+        "kanade_malformed_messages_total",
+        "counter",
+        "Messages skipped because they did not decode.",
+        per_stream(&s.malformed),
+    );
+    metric(
+        "kanade_projector_batches_total",
+        "counter",
+        "Batches written (messages / batches = mean batch size).",
+        per_stream(&s.batches),
+    );
+    metric(
+        "kanade_projector_lag_messages",
+        "gauge",
+        "Messages waiting in the stream after the last batch.",
+        per_stream(&s.lag),
+    );
+    metric(
+        "kanade_heartbeats_projected_total",
+        "counter",
+        "Heartbeats written.",
+        vec![(String::new(), s.heartbeats.load(Ordering::Relaxed) as f64)],
+    );
+    let now = crate::db::now_ms();
+    let (online, total) = state
+        .db
+        .read(move |c| {
+            let agents = queries::known_agents(c)?;
+            let online = agents
+                .iter()
+                .filter(|a| now - a.last_seen_ms <= crate::pipeline::plan::ALIVE_WINDOW_MS)
+                .count();
+            Ok((online, agents.len()))
+        })
+        .await?;
+    metric(
+        "kanade_agents",
+        "gauge",
+        "Known agents by liveness.",
+        vec![
+            ("{state=\"online\"}".into(), online as f64),
+            ("{state=\"offline\"}".into(), (total - online) as f64),
+        ],
+    );
+    out.push_str(&state.http_metrics.render());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// Server-sent events: agent seen, new result, execution created. Each event's data is JSON.
+pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.bus.subscribe();
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(event) => Event::default().data(serde_json::to_string(&event).unwrap_or_default()),
+            // A slow client skipped some events; it should re-read what it shows.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(routes::openapi())
+}
