@@ -7,5 +7,5 @@
 mod nats;
 mod wait;
 
-pub use nats::NatsServer;
+pub use nats::{NatsServer, free_port};
 pub use wait::{process_running, wait_until, wait_until_async};

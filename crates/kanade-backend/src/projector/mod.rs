@@ -1,7 +1,8 @@
 //! Projectors: durable pull consumers that turn streams into rows. Each fetches a batch, writes
-//! it in one transaction, then acks it (ack policy `all`: acking the last message acks the
-//! batch). A message that cannot be decoded is logged and skipped, never retried forever.
-//! Each projector is supervised: an error restarts it with backoff.
+//! it in one transaction, then acks every message of it. Acks are explicit, not `all`: after a
+//! crash the first batch of the new process would otherwise ack the batch the dead one had
+//! fetched and never written. A message that cannot be decoded is logged and skipped, never
+//! retried forever. Each projector is supervised: an error restarts it with backoff.
 
 mod heartbeats;
 
@@ -91,20 +92,7 @@ async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
         p.js.get_stream(kind.stream()).await.map_err(|e| anyhow::anyhow!("{}: {e}", kind.stream()))?;
     let durable = format!("{}{generation}", kind.durable_prefix());
     remove_stale_consumers(&stream, kind, &durable).await;
-    let consumer = stream
-        .get_or_create_consumer(
-            &durable,
-            pull::Config {
-                durable_name: Some(durable.clone()),
-                ack_policy: AckPolicy::All,
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: 100_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("consumer {durable}: {e}"))?;
+    let consumer = open_consumer(&stream, &durable).await?;
     tracing::info!(stream = kind.stream(), durable, "projector running");
     let i = kind as usize;
     loop {
@@ -125,7 +113,9 @@ async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
         }
         let count = messages.len() as u64;
         let malformed = apply(p, kind, &messages).await?;
-        last.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        for m in &messages {
+            m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        }
         p.stats.projected[i].fetch_add(count - malformed, Ordering::Relaxed);
         p.stats.malformed[i].fetch_add(malformed, Ordering::Relaxed);
         p.stats.batches[i].fetch_add(1, Ordering::Relaxed);
@@ -179,6 +169,47 @@ async fn apply(p: &Projectors, kind: Kind, messages: &[jetstream::Message]) -> a
         }
     };
     Ok(bad)
+}
+
+fn consumer_config(durable: &str, deliver_policy: DeliverPolicy) -> pull::Config {
+    pull::Config {
+        durable_name: Some(durable.to_owned()),
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy,
+        ack_wait: Duration::from_secs(60),
+        max_ack_pending: 100_000,
+        ..Default::default()
+    }
+}
+
+/// The durable consumer, positioned so nothing fetched by a previous process and left unacked
+/// waits out `ack_wait`: such a consumer is recreated from its ack floor (what lies above the
+/// floor is projected again, which the idempotent writes absorb).
+async fn open_consumer(
+    stream: &jetstream::stream::Stream,
+    durable: &str,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("consumer {durable}: {e}");
+    if let Ok(mut existing) = stream.get_consumer::<pull::Config>(durable).await {
+        let info = existing.info().await.map_err(|e| fail(&e))?;
+        if info.num_ack_pending == 0 {
+            return Ok(existing);
+        }
+        let resume = info.ack_floor.stream_sequence + 1;
+        tracing::info!(
+            durable,
+            resume,
+            unacked = info.num_ack_pending,
+            "resuming projector from its ack floor"
+        );
+        stream.delete_consumer(durable).await.map_err(|e| fail(&e))?;
+        let policy = DeliverPolicy::ByStartSequence { start_sequence: resume };
+        return stream.create_consumer(consumer_config(durable, policy)).await.map_err(|e| fail(&e));
+    }
+    stream
+        .get_or_create_consumer(durable, consumer_config(durable, DeliverPolicy::All))
+        .await
+        .map_err(|e| fail(&e))
 }
 
 /// Consumers of an older projection generation (before a wipe) would keep their position and

@@ -1,0 +1,110 @@
+//! The real backend binary killed with SIGKILL while results flow in: after a restart every
+//! result is in the database exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kanade_shared::wire::{self, ExecResult, ExecStatus, Timestamp};
+use kanade_shared::{ExecId, PcId, RequestId, ResultId};
+use kanade_testkit::NatsServer;
+
+const RESULTS: usize = 20_000;
+
+/// The backend process, killed with SIGKILL when dropped (also when an assertion fails).
+struct Backend(Child);
+
+impl Backend {
+    fn start(config: &std::path::Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn count(db: &std::path::Path) -> usize {
+    let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    c.query_row("SELECT COUNT(*) FROM execution_results", [], |r| r.get::<_, i64>(0))
+        .map_or(0, |n| n as usize)
+}
+
+#[tokio::test]
+async fn a_killed_backend_projects_every_result_exactly_once_after_restart() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let exec = ExecId::new();
+    // Acks are awaited per chunk: the client caps acks in flight and would stall otherwise.
+    let mut acks = Vec::with_capacity(1000);
+    for i in 0..RESULTS {
+        let pc: PcId = format!("SIM-{i:05}").parse().unwrap();
+        let r = ExecResult {
+            schema: 1,
+            result_id: ResultId::derive(exec, &pc),
+            request_id: RequestId::new(),
+            exec_id: exec,
+            job_id: "flood".parse().unwrap(),
+            version: "1".parse().unwrap(),
+            pc_id: pc.clone(),
+            exit_code: Some(0),
+            status: ExecStatus::Succeeded,
+            skip_reason: None,
+            message: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: false,
+            started_at: None,
+            finished_at: Timestamp::now_utc(),
+            attempt: 1,
+        };
+        let subject = kanade_shared::subjects::result(&pc, r.request_id);
+        acks.push(js.publish(subject, wire::encode(&r).unwrap().into()).await.unwrap());
+        if acks.len() == 1000 || i + 1 == RESULTS {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("backend.db");
+    let config = dir.path().join("backend.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {url:?}\n[db]\nsqlite_path = {db:?}\n[log]\npath = {logs:?}\n",
+            port = kanade_testkit::free_port().unwrap(),
+            data = dir.path(),
+            url = server.url(),
+            logs = dir.path().join("logs"),
+        ),
+    )
+    .unwrap();
+
+    let backend = Backend::start(&config);
+    kanade_testkit::wait_until("the backend to start projecting", Duration::from_secs(60), || count(&db) > 0);
+    drop(backend);
+    let at_kill = count(&db);
+    assert!(at_kill < RESULTS, "ingest finished before the kill ({at_kill}); the test proves nothing");
+
+    let _backend = Backend::start(&config);
+    kanade_testkit::wait_until("every result to be projected", Duration::from_secs(60), || {
+        count(&db) >= RESULTS
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&db), RESULTS);
+}
