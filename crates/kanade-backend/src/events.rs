@@ -10,9 +10,34 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    AgentSeen { pc_id: String },
-    Result { exec_id: String, pc_id: String, status: &'static str },
-    Execution { exec_id: String },
+    /// An agent's heartbeats resumed (or the backend saw it for the first time).
+    AgentUp {
+        pc_id: String,
+    },
+    /// No heartbeat from the agent within the alive window.
+    AgentDown {
+        pc_id: String,
+    },
+    Result {
+        exec_id: String,
+        pc_id: String,
+        status: &'static str,
+    },
+    Execution {
+        exec_id: String,
+    },
+}
+
+impl LiveEvent {
+    /// The `type` tag, also used as the SSE event name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AgentUp { .. } => "agent_up",
+            Self::AgentDown { .. } => "agent_down",
+            Self::Result { .. } => "result",
+            Self::Execution { .. } => "execution",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -29,8 +54,12 @@ impl Bus {
         self.0.subscribe()
     }
 
-    pub fn agent_seen(&self, pc: PcId) {
-        let _ = self.0.send(LiveEvent::AgentSeen { pc_id: pc.to_string() });
+    pub fn agent_up(&self, pc_id: String) {
+        let _ = self.0.send(LiveEvent::AgentUp { pc_id });
+    }
+
+    pub fn agent_down(&self, pc_id: String) {
+        let _ = self.0.send(LiveEvent::AgentDown { pc_id });
     }
 
     pub fn result(&self, exec_id: ExecId, pc: PcId, status: ExecStatus) {
@@ -41,7 +70,7 @@ impl Bus {
         });
     }
 
-    pub fn execution(&self, exec_id: ExecId) {
+    pub fn execution(&self, exec_id: impl std::fmt::Display) {
         let _ = self.0.send(LiveEvent::Execution { exec_id: exec_id.to_string() });
     }
 }

@@ -1,9 +1,11 @@
 //! kanade-backend as a library, so integration tests build the real router and start-up.
 //! `main.rs` only parses arguments and calls in here.
 
+pub mod cleanup;
 pub mod db;
 pub mod events;
 pub mod http;
 pub mod pipeline;
+pub mod presence;
 pub mod projector;
 pub mod workers;

@@ -122,7 +122,7 @@ async fn run(config: BackendConfig) -> anyhow::Result<()> {
     tracing::info!("listening on http://{}", config.bind);
     let state = http::AppState::new(client, db);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut workers = kanade_backend::workers::spawn(&state, stop_rx);
+    let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx);
     let app = http::app(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(kanade_shared::shutdown::signal())

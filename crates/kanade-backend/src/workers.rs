@@ -1,16 +1,18 @@
 //! The backend's long-lived tasks, started the same way by `main` and by tests: one projector
-//! per stream, the heartbeat projector and the rollout dispatcher.
+//! per stream, the heartbeat projector, the rollout dispatcher, cleanup and presence.
 
 use std::sync::Arc;
 
+use kanade_shared::config::RetentionConfig;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cleanup::{self, Cleanup};
 use crate::http::AppState;
 use crate::pipeline::rollout;
 use crate::projector::{self, Kind, Projectors};
 
-pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> JoinSet<()> {
+pub fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let projectors = Arc::new(Projectors {
         db: state.db.clone(),
@@ -22,6 +24,9 @@ pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> JoinSet<()> {
         tasks.spawn(projector::supervise(projectors.clone(), kind, stop.clone()));
     }
     tasks.spawn(projector::heartbeat_projector(projectors, state.nats.clone(), stop.clone()));
-    tasks.spawn(rollout::dispatcher(state.pipeline.clone(), stop));
+    tasks.spawn(rollout::dispatcher(state.pipeline.clone(), stop.clone()));
+    let c = Cleanup { db: state.db.clone(), js: state.js.clone(), bus: state.bus.clone(), retention };
+    tasks.spawn(cleanup::worker(c, stop.clone()));
+    tasks.spawn(crate::presence::worker(state.db.clone(), state.bus.clone(), stop));
     tasks
 }

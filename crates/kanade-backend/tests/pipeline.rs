@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::stack;
-use tokio::sync::watch;
 
 #[tokio::test]
 async fn deploy_projects_every_result_and_completes() {
@@ -109,13 +108,7 @@ async fn wipe_projector_rebuilds_executions_and_results_from_the_streams() {
     let before = s.wait_status(&exec, "completed").await;
 
     // A second set of workers stands in for the restarted backend; the first set is stopped.
-    let _ = s.stop.send(true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    s.state.db.write(kanade_backend::db::projection::wipe).await.unwrap();
-    let (status, _) = s.get(&format!("/api/executions/{exec}")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&s.state, stop_rx).detach_all();
+    let _workers = common::wipe_and_restart(&s).await;
 
     let after = s.wait_status(&exec, "completed").await;
     assert_eq!(after["execution"]["succeeded"], before["execution"]["succeeded"]);

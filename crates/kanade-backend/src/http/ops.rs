@@ -152,12 +152,15 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
-/// Server-sent events: agent seen, new result, execution created. Each event's data is JSON.
+/// Server-sent events: agent up/down, new result, execution changed. The SSE event name is the
+/// event's `type`, and its data the JSON of the whole event.
 pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.bus.subscribe();
     let events = futures::stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
-            Ok(event) => Event::default().data(serde_json::to_string(&event).unwrap_or_default()),
+            Ok(event) => {
+                Event::default().event(event.kind()).data(serde_json::to_string(&event).unwrap_or_default())
+            }
             // A slow client skipped some events; it should re-read what it shows.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 Event::default().event("lagged").data(n.to_string())

@@ -9,7 +9,7 @@ use kanade_shared::manifest::Target;
 use tokio::sync::watch;
 
 use super::{ExecError, Pipeline, Stored, audit, plan, publish_commands};
-use crate::db::projection::{self, ExecStep};
+use crate::db::projection::{self, Ended, ExecStep};
 use crate::db::{now_ms, queries};
 
 const TICK: Duration = Duration::from_secs(1);
@@ -64,7 +64,7 @@ async fn tick(p: &Pipeline) -> Result<(), ExecError> {
                 serde_json::to_value(&step).unwrap_or_default(),
             )
             .await?;
-            p.db.write(move |tx| projection::aborted(tx, &step, now)).await?;
+            p.db.write(move |tx| projection::ended_early(tx, &step, Ended::Aborted, now)).await?;
             continue;
         }
         let target: Target = queries::parse_target(&due.target_json)

@@ -52,15 +52,11 @@ pub async fn heartbeat_projector(
             continue;
         }
         let beats: Vec<Heartbeat> = pending.drain().map(|(_, b)| b).collect();
-        let pcs: Vec<_> = beats.iter().map(|b| b.pc_id.clone()).collect();
         let n = beats.len() as u64;
         let now = now_ms();
         match p.db.write(move |tx| projection::apply_heartbeats(tx, &beats, now)).await {
             Ok(()) => {
                 p.stats.heartbeats.fetch_add(n, Ordering::Relaxed);
-                for pc in pcs {
-                    p.bus.agent_seen(pc);
-                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write heartbeats; the next ones will refresh these agents")

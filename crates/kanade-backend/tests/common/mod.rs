@@ -17,10 +17,11 @@ use tower::ServiceExt;
 
 pub struct Stack {
     pub server: NatsServer,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub app: axum::Router,
     pub state: AppState,
     pub stop: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
 }
 
 impl Drop for Stack {
@@ -38,22 +39,12 @@ pub async fn stack(agents: &[(&str, &[&str])]) -> Stack {
     let db = Db::open(&dir.path().join("backend.db")).unwrap();
     let state = AppState::new(client, db);
     let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, stop_rx.clone()).detach_all();
-    for (pc, groups) in agents {
-        let settings = kanade_agent::runtime::Settings {
-            pc: pc.parse().unwrap(),
-            groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
-            nats_url: server.url(),
-            data_dir: dir.path().join(pc),
-            max_concurrent_jobs: 4,
-            heartbeat_interval: Duration::from_millis(500),
-            inventory: None,
-            output_cap: 4096,
-        };
-        tokio::spawn(kanade_agent::runtime::run(settings, stop_rx.clone()));
-    }
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let app = http::app(state.clone());
-    let s = Stack { server, _dir: dir, app, state, stop };
+    let s = Stack { server, dir, app, state, stop, stop_rx };
+    for (pc, groups) in agents {
+        s.spawn_agent(pc, groups);
+    }
     let want = agents.len();
     kanade_testkit::wait_until_async("every agent to be projected", Duration::from_secs(30), || async {
         s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
@@ -63,6 +54,21 @@ pub async fn stack(agents: &[(&str, &[&str])]) -> Stack {
 }
 
 impl Stack {
+    /// An in-process agent (the real kanade-agent runtime) with its own data dir.
+    pub fn spawn_agent(&self, pc: &str, groups: &[&str]) {
+        let settings = kanade_agent::runtime::Settings {
+            pc: pc.parse().unwrap(),
+            groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
+            nats_url: self.server.url(),
+            data_dir: self.dir.path().join(pc),
+            max_concurrent_jobs: 4,
+            heartbeat_interval: Duration::from_millis(500),
+            inventory: None,
+            output_cap: 4096,
+        };
+        tokio::spawn(kanade_agent::runtime::run(settings, self.stop_rx.clone()));
+    }
+
     pub async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
         let response = self.app.clone().oneshot(req).await.unwrap();
         let status = response.status();
@@ -108,4 +114,24 @@ impl Stack {
         }
         panic!("execution {exec} never became {want}: {last:#}");
     }
+}
+
+/// Stop the stack's workers (and agents), wipe the projection, and start a fresh set of workers,
+/// as `kanade-backend wipe-projector` followed by a restart would. Keep the returned sender alive.
+pub async fn wipe_and_restart(s: &Stack) -> watch::Sender<bool> {
+    let _ = s.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.state.db.write(kanade_backend::db::projection::wipe).await.unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    kanade_backend::workers::spawn(&s.state, Default::default(), stop_rx).detach_all();
+    stop
+}
+
+/// Wait until the audit log shows `action` (the AUDIT projector is asynchronous).
+pub async fn wait_for_audit(s: &Stack, action: &str) {
+    kanade_testkit::wait_until_async("the audit event to be projected", Duration::from_secs(20), || async {
+        let (_, body) = s.get(&format!("/api/audit?action={action}")).await;
+        body["items"].as_array().is_some_and(|items| !items.is_empty())
+    })
+    .await;
 }

@@ -1,4 +1,4 @@
-//! `backend.toml`: `[server]`, `[nats]`, `[db]`, `[auth]`, `[log]`.
+//! `backend.toml`: `[server]`, `[nats]`, `[db]`, `[auth]`, `[retention]`, `[log]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +19,22 @@ pub struct BackendConfig {
     pub replicas: usize,
     pub db: DbConfig,
     pub auth: AuthConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
+}
+
+/// How long the projection keeps what it holds. Streams have their own limits; rows outlive
+/// them here so history stays queryable after the broker dropped the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// A pending or running execution with no progress for this long becomes `expired`.
+    pub stall_after: HumanDuration,
+    pub results: HumanDuration,
+    /// Finished executions (with their targets and waves).
+    pub executions: HumanDuration,
+    pub audit: HumanDuration,
+    /// Agents not seen for this long are forgotten, with their inventory.
+    pub agents: HumanDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +56,30 @@ struct RawBackendFile {
     nats: Option<RawNats>,
     db: Option<RawDb>,
     auth: Option<RawAuth>,
+    retention: Option<RawRetention>,
     log: Option<RawLog>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            stall_after: HumanDuration::from_secs(DAY),
+            results: HumanDuration::from_secs(90 * DAY),
+            executions: HumanDuration::from_secs(180 * DAY),
+            audit: HumanDuration::from_secs(365 * DAY),
+            agents: HumanDuration::from_secs(90 * DAY),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRetention {
+    stall_after: Option<String>,
+    results: Option<String>,
+    executions: Option<String>,
+    audit: Option<String>,
+    agents: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,12 +152,33 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         jwt_secret: auth_raw.jwt_secret,
         token_ttl: duration(auth_raw.token_ttl, "12h", "auth.token_ttl", &mut c),
     };
+    let r = raw.retention.unwrap_or_default();
+    let retention = RetentionConfig {
+        stall_after: retention(r.stall_after, "24h", "retention.stall_after", &mut c),
+        results: retention(r.results, "90d", "retention.results", &mut c),
+        executions: retention(r.executions, "180d", "retention.executions", &mut c),
+        audit: retention(r.audit, "365d", "retention.audit", &mut c),
+        agents: retention(r.agents, "90d", "retention.agents", &mut c),
+    };
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = match (bind, db) {
-        (Some(bind), Some(db)) => Some(BackendConfig { bind, data_dir, nats_url, replicas, db, auth, log }),
+        (Some(bind), Some(db)) => {
+            Some(BackendConfig { bind, data_dir, nats_url, replicas, db, auth, retention, log })
+        }
         _ => None,
     };
     c.finish(config)
+}
+
+fn retention(raw: Option<String>, default: &str, path: &str, c: &mut Collector) -> HumanDuration {
+    let text = raw.unwrap_or_else(|| default.to_owned());
+    let Some(value) = c.check(path, text.parse::<HumanDuration>()) else {
+        return HumanDuration::default();
+    };
+    if value.get() < std::time::Duration::from_secs(3600) {
+        c.push(path, format!("{value} is shorter than 1h; history would vanish while it is still in use"));
+    }
+    value
 }
 
 /// Never echo a database password back in an error message.

@@ -130,8 +130,9 @@ fn backend_config_defaults_and_rules() {
     let config = backend::parse("", &windows()).unwrap();
     assert_eq!(config.db, DbConfig::Sqlite(PathBuf::from(r"D:\PD\Kanade\data\backend.db")));
     assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.retention, RetentionConfig::default());
     let problems = backend::parse(
-        "[server]\nbind = \"localhost\"\n[db]\nurl = \"mysql://u:secret@h/db\"\n[nats]\nreplicas = 2\n[auth]\njwt_secret = \"short\"\nttl = \"1h\"\n",
+        "[server]\nbind = \"localhost\"\n[db]\nurl = \"mysql://u:secret@h/db\"\n[nats]\nreplicas = 2\n[auth]\njwt_secret = \"short\"\nttl = \"1h\"\n[retention]\nresults = \"10m\"\naudit = \"a year\"\n",
         &linux(),
     )
     .unwrap_err()
@@ -144,6 +145,8 @@ fn backend_config_defaults_and_rules() {
             "nats.replicas: 2 is not 1, 3 or 5",
             r#"db.url: "mysql://***@h/db" is not a postgres:// URL"#,
             "auth.jwt_secret: is shorter than 32 characters; use a long random value or leave it out to have one generated",
+            "retention.results: 10m is shorter than 1h; history would vanish while it is still in use",
+            r#"retention.audit: "a year" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
         ]
     );
 }

@@ -210,7 +210,7 @@ pub struct ExecCreated {
     pub waves: Vec<(i64, i64, String)>,
 }
 
-/// `exec.wave_published` and `exec.aborted` carry this.
+/// `exec.wave_published`, `exec.aborted` and `exec.expired` carry this.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExecStep {
     pub exec_id: String,
@@ -268,7 +268,11 @@ fn apply_exec_audit(tx: &Transaction<'_>, e: &AuditEvent, now_ms: i64) -> Result
             Err(_) => Ok(()),
         },
         "exec.aborted" => match serde_json::from_value::<ExecStep>(e.detail.clone()) {
-            Ok(step) => aborted(tx, &step, ts_ms(e.at)),
+            Ok(step) => ended_early(tx, &step, Ended::Aborted, ts_ms(e.at)),
+            Err(_) => Ok(()),
+        },
+        "exec.expired" => match serde_json::from_value::<ExecStep>(e.detail.clone()) {
+            Ok(step) => ended_early(tx, &step, Ended::Expired, ts_ms(e.at)),
             Err(_) => Ok(()),
         },
         _ => Ok(()),
@@ -294,11 +298,26 @@ pub fn wave_published(tx: &Transaction<'_>, s: &ExecStep, at_ms: i64, now_ms: i6
     refresh_execution(tx, &s.exec_id, now_ms)
 }
 
-pub fn aborted(tx: &Transaction<'_>, s: &ExecStep, at_ms: i64) -> Result<(), DbError> {
+/// How an execution can end before every result is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The rollout dispatcher stopped it (failure ratio).
+    Aborted,
+    /// Cleanup gave up on it (no progress for `retention.stall_after`).
+    Expired,
+}
+
+/// Mark an unfinished execution aborted or expired and cancel its pending waves. An execution
+/// that already finished keeps its outcome (a replayed event must not overwrite it).
+pub fn ended_early(tx: &Transaction<'_>, s: &ExecStep, how: Ended, at_ms: i64) -> Result<(), DbError> {
+    let status = match how {
+        Ended::Aborted => "aborted",
+        Ended::Expired => "expired",
+    };
     tx.execute(
-        "UPDATE executions SET status = 'aborted', message = ?2, updated_ms = ?3, finished_ms = COALESCE(finished_ms, ?3)
-         WHERE exec_id = ?1",
-        params![s.exec_id, s.message, at_ms],
+        "UPDATE executions SET status = ?4, message = ?2, updated_ms = ?3, finished_ms = COALESCE(finished_ms, ?3)
+         WHERE exec_id = ?1 AND status IN ('pending', 'running')",
+        params![s.exec_id, s.message, at_ms, status],
     )?;
     tx.execute(
         "UPDATE rollout_waves SET status = 'cancelled' WHERE exec_id = ?1 AND status = 'pending'",

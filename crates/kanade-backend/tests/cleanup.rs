@@ -1,0 +1,79 @@
+//! Cleanup against a real stack: stalled executions expire (and stay expired after a rebuild),
+//! retention empties each table once its rows are old enough. Passes run "in the future" by
+//! handing `run_once` a later instant.
+
+mod common;
+
+use kanade_backend::cleanup::{self, Cleanup};
+use kanade_backend::db::now_ms;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+#[tokio::test]
+async fn stalled_executions_expire_and_retention_prunes_every_table() {
+    let s = common::stack(&[("PC-1", &[])]).await;
+    let done = s
+        .deploy("id: fine\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [PC-1] }\n")
+        .await;
+    s.wait_status(&done, "completed").await;
+    let ghost = s.deploy("id: lost\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [PC-1, GHOST] }\n").await;
+    s.wait_status(&ghost, "running").await;
+    let c = Cleanup {
+        db: s.state.db.clone(),
+        js: s.state.js.clone(),
+        bus: s.state.bus.clone(),
+        retention: Default::default(),
+    };
+
+    // Within the stall window nothing happens.
+    let pass = cleanup::run_once(&c, now_ms() + 23 * HOUR).await.unwrap();
+    assert!(pass.expired.is_empty(), "{pass:?}");
+    let pass = cleanup::run_once(&c, now_ms() + 25 * HOUR).await.unwrap();
+    assert_eq!(pass.expired, [ghost.as_str()]);
+    let (_, body) = s.get(&format!("/api/executions/{ghost}")).await;
+    assert_eq!(body["execution"]["status"], "expired");
+    assert_eq!(
+        body["execution"]["message"],
+        "expired: no progress for 1day (retention.stall_after); 1 of 2 expected results arrived"
+    );
+    let (_, body) = s.get(&format!("/api/executions/{done}")).await;
+    assert_eq!(body["execution"]["status"], "completed", "a finished execution never expires");
+    common::wait_for_audit(&s, "exec.expired").await;
+
+    // Results go after 90 days, agents after 90 days without a heartbeat, executions 180 days
+    // after they ended (the expired one ended "25 h from now"); the audit log stays a year.
+    let pass = cleanup::run_once(&c, now_ms() + 91 * DAY).await.unwrap();
+    assert_eq!((pass.pruned.results, pass.pruned.agents, pass.pruned.executions), (2, 1, 0));
+    let (_, results) = s.get("/api/results").await;
+    assert_eq!(results["items"].as_array().unwrap().len(), 0);
+    let pass = cleanup::run_once(&c, now_ms() + 182 * DAY).await.unwrap();
+    assert_eq!(pass.pruned.executions, 2);
+    assert_eq!(pass.pruned.audit, 0);
+    let (_, list) = s.get("/api/executions").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    let pass = cleanup::run_once(&c, now_ms() + 366 * DAY).await.unwrap();
+    assert!(pass.pruned.audit >= 3, "{pass:?}");
+    let (_, audit) = s.get("/api/audit").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_execution_stays_expired_when_the_projection_is_rebuilt() {
+    let s = common::stack(&[("PC-1", &[])]).await;
+    let ghost = s
+        .deploy("id: lost\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [GHOST] }\n")
+        .await;
+    let c = Cleanup {
+        db: s.state.db.clone(),
+        js: s.state.js.clone(),
+        bus: s.state.bus.clone(),
+        retention: Default::default(),
+    };
+    let pass = cleanup::run_once(&c, now_ms() + 25 * HOUR).await.unwrap();
+    assert_eq!(pass.expired, [ghost.as_str()]);
+    common::wait_for_audit(&s, "exec.expired").await;
+
+    let _workers = common::wipe_and_restart(&s).await;
+    s.wait_status(&ghost, "expired").await;
+}
