@@ -23,7 +23,7 @@ pub use heartbeats::heartbeat_projector;
 use crate::db::{Db, now_ms, projection};
 use crate::events::Bus;
 
-const BATCH: usize = 2000;
+const BATCH: usize = 5000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -94,40 +94,80 @@ async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
     remove_stale_consumers(&stream, kind, &durable).await;
     let consumer = open_consumer(&stream, &durable).await?;
     tracing::info!(stream = kind.stream(), durable, "projector running");
-    let i = kind as usize;
-    loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(BATCH)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            messages.push(m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?);
+    let (batches, mut ready) = tokio::sync::mpsc::channel::<Batch>(2);
+    // Fetching and decoding the next batch overlaps with writing the current one: the broker
+    // side and SQLite side each take about half the time of the pair.
+    let fetcher = async move {
+        loop {
+            let mut fetched = consumer
+                .fetch()
+                .max_messages(BATCH)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await
+                .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+            let mut messages = Vec::new();
+            while let Some(m) = fetched.next().await {
+                messages.push(m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?);
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let batch = decode(kind, messages);
+            if batches.send(batch).await.is_err() {
+                return Ok::<(), anyhow::Error>(());
+            }
         }
-        let Some(last) = messages.last() else { continue };
-        if let Ok(info) = last.info() {
-            p.stats.lag[i].store(info.pending, Ordering::Relaxed);
+    };
+    let (written, mut to_ack) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(2);
+    let writer = async move {
+        let i = kind as usize;
+        while let Some(batch) = ready.recv().await {
+            if let Some(info) = batch.messages.last().and_then(|m| m.info().ok()) {
+                p.stats.lag[i].store(info.pending, Ordering::Relaxed);
+            }
+            let count = batch.messages.len() as u64;
+            let malformed = batch.malformed;
+            write(p, batch.decoded).await?;
+            p.stats.projected[i].fetch_add(count - malformed, Ordering::Relaxed);
+            p.stats.malformed[i].fetch_add(malformed, Ordering::Relaxed);
+            p.stats.batches[i].fetch_add(1, Ordering::Relaxed);
+            if written.send(batch.messages).await.is_err() {
+                break;
+            }
         }
-        let count = messages.len() as u64;
-        let malformed = apply(p, kind, &messages).await?;
-        for m in &messages {
-            m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        Ok::<(), anyhow::Error>(())
+    };
+    // Acks go out while the next batch is written; only written messages are ever acked.
+    let acker = async {
+        while let Some(messages) = to_ack.recv().await {
+            for m in &messages {
+                m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            }
         }
-        p.stats.projected[i].fetch_add(count - malformed, Ordering::Relaxed);
-        p.stats.malformed[i].fetch_add(malformed, Ordering::Relaxed);
-        p.stats.batches[i].fetch_add(1, Ordering::Relaxed);
-    }
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::try_join!(fetcher, writer, acker)?;
+    Ok(())
 }
 
-/// Decode and write one batch; returns how many messages were malformed (skipped).
-async fn apply(p: &Projectors, kind: Kind, messages: &[jetstream::Message]) -> anyhow::Result<u64> {
-    fn decode_all<T: serde::de::DeserializeOwned>(
-        kind: Kind,
-        messages: &[jetstream::Message],
-    ) -> (Vec<T>, u64) {
+/// One fetched batch: the messages (to ack once written) and what decoded from them.
+struct Batch {
+    messages: Vec<jetstream::Message>,
+    decoded: Decoded,
+    malformed: u64,
+}
+
+enum Decoded {
+    Results(Vec<ExecResult>),
+    Events(Vec<StartedEvent>),
+    Audit(Vec<AuditEvent>),
+    Inventory(Vec<Inventory>),
+}
+
+/// Decode a batch; a malformed message is logged, counted and skipped.
+fn decode(kind: Kind, messages: Vec<jetstream::Message>) -> Batch {
+    fn all<T: serde::de::DeserializeOwned>(kind: Kind, messages: &[jetstream::Message]) -> (Vec<T>, u64) {
         let mut ok = Vec::with_capacity(messages.len());
         let mut bad = 0;
         for m in messages {
@@ -141,34 +181,43 @@ async fn apply(p: &Projectors, kind: Kind, messages: &[jetstream::Message]) -> a
         }
         (ok, bad)
     }
-    let now = now_ms();
-    let bad = match kind {
+    let (decoded, malformed) = match kind {
         Kind::Results => {
-            let (items, bad) = decode_all::<ExecResult>(kind, messages);
+            let (v, bad) = all(kind, &messages);
+            (Decoded::Results(v), bad)
+        }
+        Kind::Events => {
+            let (v, bad) = all(kind, &messages);
+            (Decoded::Events(v), bad)
+        }
+        Kind::Audit => {
+            let (v, bad) = all(kind, &messages);
+            (Decoded::Audit(v), bad)
+        }
+        Kind::Inventory => {
+            let (v, bad) = all(kind, &messages);
+            (Decoded::Inventory(v), bad)
+        }
+    };
+    Batch { messages, decoded, malformed }
+}
+
+/// Write one decoded batch in one transaction.
+async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
+    let now = now_ms();
+    match decoded {
+        Decoded::Results(items) => {
             let events: Vec<_> = items.iter().map(|r| (r.exec_id, r.pc_id.clone(), r.status)).collect();
             p.db.write(move |tx| projection::apply_results(tx, &items, now)).await?;
             for (exec_id, pc, status) in events {
                 p.bus.result(exec_id, pc, status);
             }
-            bad
         }
-        Kind::Events => {
-            let (items, bad) = decode_all::<StartedEvent>(kind, messages);
-            p.db.write(move |tx| projection::apply_started(tx, &items, now)).await?;
-            bad
-        }
-        Kind::Audit => {
-            let (items, bad) = decode_all::<AuditEvent>(kind, messages);
-            p.db.write(move |tx| projection::apply_audit(tx, &items, now)).await?;
-            bad
-        }
-        Kind::Inventory => {
-            let (items, bad) = decode_all::<Inventory>(kind, messages);
-            p.db.write(move |tx| projection::apply_inventory(tx, &items)).await?;
-            bad
-        }
-    };
-    Ok(bad)
+        Decoded::Events(items) => p.db.write(move |tx| projection::apply_started(tx, &items, now)).await?,
+        Decoded::Audit(items) => p.db.write(move |tx| projection::apply_audit(tx, &items, now)).await?,
+        Decoded::Inventory(items) => p.db.write(move |tx| projection::apply_inventory(tx, &items)).await?,
+    }
+    Ok(())
 }
 
 fn consumer_config(durable: &str, deliver_policy: DeliverPolicy) -> pull::Config {

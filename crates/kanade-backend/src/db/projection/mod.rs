@@ -2,10 +2,10 @@
 //!
 //! Every function is idempotent and order-independent: applying the same messages twice, or in
 //! another order, leaves the same rows. A `started` event only ever creates a `running` row; a
-//! result only ever replaces a `running` row, never a final one; counters are recomputed from
-//! the rows rather than incremented, so redelivery cannot double-count.
+//! result only ever replaces a `running` row, never a final one; counters move only when a row
+//! first becomes final, so redelivery cannot double-count.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -13,23 +13,28 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::{DbError, ts_ms};
 
 pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) -> Result<(), DbError> {
-    let mut stmt = tx.prepare_cached(
+    let mut insert = tx.prepare_cached(
         "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status, exit_code,
              skip_reason, message, stdout, stderr, truncated, attempt, started_ms, finished_ms, received_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT(result_id) DO UPDATE SET
-             request_id = excluded.request_id, status = excluded.status, exit_code = excluded.exit_code,
-             skip_reason = excluded.skip_reason, message = excluded.message, stdout = excluded.stdout,
-             stderr = excluded.stderr, truncated = excluded.truncated, attempt = excluded.attempt,
-             started_ms = COALESCE(excluded.started_ms, execution_results.started_ms),
-             finished_ms = excluded.finished_ms, received_ms = excluded.received_ms
-         WHERE execution_results.status = 'running'",
+         ON CONFLICT(result_id) DO NOTHING",
     )?;
-    let mut touched = BTreeSet::new();
+    let mut finish = tx.prepare_cached(
+        "UPDATE execution_results SET
+             request_id = ?4, status = ?7, exit_code = ?8, skip_reason = ?9, message = ?10, stdout = ?11,
+             stderr = ?12, truncated = ?13, attempt = ?14, started_ms = COALESCE(?15, started_ms),
+             finished_ms = ?16, received_ms = ?17
+         WHERE result_id = ?1 AND status = 'running'",
+    )?;
+    // Counters move by what this batch newly finished: a row goes from absent or `running` to a
+    // final status exactly once, and a final row is never touched again, so a redelivered
+    // result adds nothing. Recounting every row instead costs a scan per execution per batch.
+    let mut deltas: BTreeMap<String, Counts> = BTreeMap::new();
     for r in results {
-        let skip =
-            r.skip_reason.map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)));
-        stmt.execute(params![
+        let skip = r
+            .skip_reason
+            .and_then(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)));
+        let values = params![
             r.result_id.to_string(),
             r.exec_id.to_string(),
             r.pc_id.as_str(),
@@ -38,7 +43,7 @@ pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) 
             r.version.as_str(),
             r.status.as_str(),
             r.exit_code,
-            skip.flatten(),
+            skip,
             r.message,
             r.stdout,
             r.stderr,
@@ -47,13 +52,59 @@ pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) 
             r.started_at.map(ts_ms),
             ts_ms(r.finished_at),
             now_ms,
-        ])?;
-        touched.insert(r.exec_id.to_string());
+        ];
+        // The common case is a new row; otherwise only a `running` row may take the result.
+        let changed = insert.execute(values)? == 1 || finish.execute(values)? == 1;
+        if changed {
+            deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
+        }
     }
-    for exec_id in touched {
-        refresh_execution(tx, &exec_id, now_ms)?;
+    let mut bump = tx.prepare_cached(
+        "UPDATE executions SET succeeded = succeeded + ?2, failed = failed + ?3, skipped = skipped + ?4, other = other + ?5
+         WHERE exec_id = ?1 RETURNING status, target_count, succeeded, failed, skipped, other",
+    )?;
+    for (exec_id, d) in deltas {
+        // Results for an exec this backend did not create (a CLI `run`) are kept, not counted.
+        let Some((status, target_count, counts)) = bump
+            .query_row(params![exec_id, d.succeeded, d.failed, d.skipped, d.other], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    Counts { succeeded: r.get(2)?, failed: r.get(3)?, skipped: r.get(4)?, other: r.get(5)? },
+                ))
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        settle(tx, &exec_id, &status, target_count, &counts, true, now_ms)?;
     }
     Ok(())
+}
+
+/// Result rows of one execution by final status.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+    other: i64,
+}
+
+impl Counts {
+    fn add(&mut self, status: &str) {
+        match status {
+            "succeeded" => self.succeeded += 1,
+            "failed" => self.failed += 1,
+            "skipped" => self.skipped += 1,
+            "running" => {}
+            _ => self.other += 1,
+        }
+    }
+
+    fn done(&self) -> i64 {
+        self.succeeded + self.failed + self.skipped + self.other
+    }
 }
 
 pub fn apply_started(tx: &Transaction<'_>, events: &[StartedEvent], now_ms: i64) -> Result<(), DbError> {
@@ -78,13 +129,18 @@ pub fn apply_started(tx: &Transaction<'_>, events: &[StartedEvent], now_ms: i64)
         ])?;
         touched.insert(e.exec_id.to_string());
     }
+    // A start changes no counter; it only shows that a pending execution is under way.
+    let mut started = tx.prepare_cached(
+        "UPDATE executions SET status = 'running', updated_ms = ?2 WHERE exec_id = ?1 AND status = 'pending'",
+    )?;
     for exec_id in touched {
-        refresh_execution(tx, &exec_id, now_ms)?;
+        started.execute(params![exec_id, now_ms])?;
     }
     Ok(())
 }
 
-/// Recompute an execution's counters and status from its result rows.
+/// Recompute an execution's counters and status from all its result rows (when it is created
+/// or a wave goes out; batches of results move the counters incrementally instead).
 pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Result<(), DbError> {
     let Some((status, target_count)): Option<(String, i64)> = tx
         .query_row("SELECT status, target_count FROM executions WHERE exec_id = ?1", [exec_id], |r| {
@@ -92,32 +148,51 @@ pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Re
         })
         .optional()?
     else {
-        // Results for an exec this backend did not create (a CLI `run`): kept, nothing to count.
         return Ok(());
     };
-    let (succeeded, failed, skipped, other, running): (i64, i64, i64, i64, i64) = tx.query_row(
-        "SELECT COALESCE(SUM(status = 'succeeded'), 0), COALESCE(SUM(status = 'failed'), 0),
-                COALESCE(SUM(status = 'skipped'), 0),
-                COALESCE(SUM(status IN ('killed', 'timed_out', 'unknown')), 0), COALESCE(SUM(status = 'running'), 0)
-         FROM execution_results WHERE exec_id = ?1",
-        [exec_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    let mut counts = Counts::default();
+    let mut running = false;
+    let mut stmt = tx.prepare_cached(
+        "SELECT status, COUNT(*) FROM execution_results WHERE exec_id = ?1 GROUP BY status",
     )?;
-    let waves_pending: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM rollout_waves WHERE exec_id = ?1 AND status = 'pending')",
-        [exec_id],
-        |r| r.get(0),
-    )?;
-    let done = succeeded + failed + skipped + other;
-    let next = next_status(&status, target_count, done, running, failed + other, waves_pending);
-    let finished =
-        matches!(next, "completed" | "failed") && !matches!(status.as_str(), "completed" | "failed");
+    let rows = stmt.query_map([exec_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (s, n) = row?;
+        running |= s == "running";
+        for _ in 0..n {
+            counts.add(&s);
+        }
+    }
     tx.execute(
-        "UPDATE executions SET succeeded = ?2, failed = ?3, skipped = ?4, other = ?5, status = ?6, updated_ms = ?7,
-             finished_ms = CASE WHEN ?8 THEN ?7 ELSE finished_ms END
-         WHERE exec_id = ?1",
-        params![exec_id, succeeded, failed, skipped, other, next, now_ms, finished],
+        "UPDATE executions SET succeeded = ?2, failed = ?3, skipped = ?4, other = ?5 WHERE exec_id = ?1",
+        params![exec_id, counts.succeeded, counts.failed, counts.skipped, counts.other],
     )?;
+    settle(tx, exec_id, &status, target_count, &counts, running, now_ms)
+}
+
+/// Write the status that follows from the counters (and `finished_ms` when it just finished).
+fn settle(
+    tx: &Transaction<'_>,
+    exec_id: &str,
+    status: &str,
+    target_count: i64,
+    counts: &Counts,
+    active: bool,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let waves_pending: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM rollout_waves WHERE exec_id = ?1 AND status = 'pending')",
+        )?
+        .query_row([exec_id], |r| r.get(0))?;
+    let failures = counts.failed + counts.other;
+    let next = next_status(status, target_count, counts.done(), i64::from(active), failures, waves_pending);
+    let finished = matches!(next, "completed" | "failed") && !matches!(status, "completed" | "failed");
+    tx.prepare_cached(
+        "UPDATE executions SET status = ?2, updated_ms = ?3, finished_ms = CASE WHEN ?4 THEN ?3 ELSE finished_ms END
+         WHERE exec_id = ?1",
+    )?
+    .execute(params![exec_id, next, now_ms, finished])?;
     Ok(())
 }
 

@@ -1,0 +1,255 @@
+//! Projection benchmark against a real nats-server and a real SQLite file, all in one run so
+//! the figures compare as ratios on the same machine:
+//! 1. raw SQLite: the same result rows inserted with one prepared statement, 2,000 rows per
+//!    transaction (the ceiling for this schema);
+//! 2. JetStream alone: the RESULTS projector's consumer settings, fetch + decode + ack, no
+//!    database;
+//! 3. the RESULTS projector: stream → decode → upsert + counters of the 10 executions (created
+//!    beforehand with every PC as a target) → ack, until every row is in;
+//! 4. heartbeats: one micro-batch of `KANADE_BENCH_AGENTS` (default 10,000) heartbeats upserted.
+//!
+//! `KANADE_BENCH_RESULTS` (default 100,000) results spread over 10 executions. Prints a
+//! markdown table. Run with `cargo bench -p kanade-backend --bench ingest`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use futures::StreamExt;
+use kanade_backend::db::{Db, now_ms, projection};
+use kanade_backend::projector::{self, Kind, Projectors};
+use kanade_shared::wire::{self, ExecResult, ExecStatus, Heartbeat, Timestamp};
+use kanade_shared::{ExecId, PcId, RequestId, ResultId};
+use kanade_testkit::NatsServer;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn results(n: usize) -> Vec<ExecResult> {
+    let execs: Vec<ExecId> = (0..10).map(|_| ExecId::new()).collect();
+    (0..n)
+        .map(|i| {
+            let exec = execs[i % execs.len()];
+            let pc: PcId = format!("SIM-{:05}", i / execs.len()).parse().unwrap();
+            ExecResult {
+                schema: 1,
+                result_id: ResultId::derive(exec, &pc),
+                request_id: RequestId::new(),
+                exec_id: exec,
+                job_id: "bench".parse().unwrap(),
+                version: "1".parse().unwrap(),
+                pc_id: pc,
+                exit_code: Some(0),
+                status: ExecStatus::Succeeded,
+                skip_reason: None,
+                message: None,
+                stdout: "ok\n".to_owned(),
+                stderr: String::new(),
+                truncated: false,
+                started_at: Some(Timestamp::now_utc()),
+                finished_at: Timestamp::now_utc(),
+                attempt: 1,
+            }
+        })
+        .collect()
+}
+
+async fn count(db: &Db) -> usize {
+    db.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM execution_results", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap() as usize
+}
+
+async fn raw_insert(dir: &std::path::Path, items: Vec<ExecResult>) -> Duration {
+    let db = Db::open(&dir.join("raw.db")).unwrap();
+    let start = Instant::now();
+    for chunk in items.chunks(2000) {
+        let chunk = chunk.to_vec();
+        db.write(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status,
+                     exit_code, stdout, stderr, truncated, attempt, started_ms, finished_ms, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?13)",
+            )?;
+            for r in &chunk {
+                stmt.execute(rusqlite::params![
+                    r.result_id.to_string(),
+                    r.exec_id.to_string(),
+                    r.pc_id.as_str(),
+                    r.request_id.to_string(),
+                    r.job_id.as_str(),
+                    r.version.as_str(),
+                    r.status.as_str(),
+                    r.exit_code,
+                    r.stdout,
+                    r.stderr,
+                    r.truncated,
+                    r.attempt,
+                    now_ms(),
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+    start.elapsed()
+}
+
+async fn jetstream_only(js: &async_nats::jetstream::Context, n: usize) -> Duration {
+    let stream = js.get_stream("RESULTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench-pull-only".into()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut seen = 0;
+    while seen < n {
+        let mut batch =
+            consumer.fetch().max_messages(2000).expires(Duration::from_millis(500)).messages().await.unwrap();
+        while let Some(m) = batch.next().await {
+            let m = m.unwrap();
+            wire::decode::<ExecResult>(&m.payload).unwrap();
+            m.ack().await.unwrap();
+            seen += 1;
+        }
+    }
+    start.elapsed()
+}
+
+async fn heartbeats(dir: &std::path::Path, agents: usize) -> Duration {
+    let db = Db::open(&dir.join("beats.db")).unwrap();
+    let beat: Heartbeat =
+        wire::decode(include_bytes!("../../kanade-shared/test-data/wire/v1/heartbeat.json"))
+            .expect("golden heartbeat");
+    let make = |round: u64| -> Vec<Heartbeat> {
+        (0..agents)
+            .map(|i| {
+                let mut b = beat.clone();
+                b.pc_id = format!("SIM-{i:05}").parse().unwrap();
+                b.uptime_secs = round;
+                b
+            })
+            .collect()
+    };
+    // The first batch inserts; the steady state is updates, so that is what is timed.
+    let first = make(0);
+    db.write(move |tx| projection::apply_heartbeats(tx, &first, now_ms())).await.unwrap();
+    let beats = make(1);
+    let start = Instant::now();
+    db.write(move |tx| projection::apply_heartbeats(tx, &beats, now_ms())).await.unwrap();
+    start.elapsed()
+}
+
+/// The executions the results belong to, with every PC as a target, as the exec pipeline
+/// would have left them: the projector then also recomputes counters and status per batch.
+async fn create_executions(db: &Db, results: &[(String, String)]) {
+    let mut by_exec: std::collections::BTreeMap<String, Vec<(String, i64)>> = Default::default();
+    for (exec, pc) in results {
+        by_exec.entry(exec.clone()).or_default().push((pc.clone(), 0));
+    }
+    db.write(move |tx| {
+        for (exec, targets) in &by_exec {
+            let new = projection::NewExecution {
+                exec_id: exec,
+                job_id: "bench",
+                version: "1",
+                created_by: "bench",
+                plan_json: "{}",
+                targets,
+                waves: &[],
+                target_count: targets.len() as i64,
+            };
+            projection::insert_execution(tx, &new, now_ms())?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn publish(js: &async_nats::jetstream::Context, items: &[ExecResult]) {
+    let mut acks = Vec::with_capacity(1000);
+    for r in items {
+        let subject = kanade_shared::subjects::result(&r.pc_id, r.request_id);
+        acks.push(js.publish(subject, wire::encode(r).unwrap().into()).await.unwrap());
+        if acks.len() == 1000 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_num("KANADE_BENCH_RESULTS", 100_000);
+    let agents = env_num("KANADE_BENCH_AGENTS", 10_000);
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let items = results(n);
+    let items_meta: Vec<(String, String)> =
+        items.iter().map(|r| (r.exec_id.to_string(), r.pc_id.to_string())).collect();
+
+    eprintln!("publishing {n} results…");
+    publish(&js, &items).await;
+    eprintln!("raw insert…");
+    let raw = raw_insert(dir.path(), items).await;
+    eprintln!("JetStream fetch + ack…");
+    let pull = jetstream_only(&js, n).await;
+
+    eprintln!("projector…");
+    let db = Db::open(&dir.path().join("backend.db")).unwrap();
+    create_executions(&db, &items_meta).await;
+    let p = Arc::new(Projectors {
+        db: db.clone(),
+        js: js.clone(),
+        stats: Default::default(),
+        bus: Default::default(),
+    });
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let task = tokio::spawn(projector::supervise(p, Kind::Results, stop));
+    while count(&db).await < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let projected = start.elapsed();
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    let completed: i64 = db
+        .read(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM executions WHERE status = 'completed'", [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed, 10, "every execution completes once its results are in");
+    let beats = heartbeats(dir.path(), agents).await;
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!("| measure ({n} results, {cores} cores) | time | rows/s | vs raw insert |");
+    println!("|---|---|---|---|");
+    println!("| raw SQLite insert, 2,000 rows/tx | {:.2} s | {:.0} | 1.00 |", raw.as_secs_f64(), rate(raw));
+    for (name, d) in
+        [("JetStream fetch + decode + ack, no DB", pull), ("RESULTS projector, stream → rows", projected)]
+    {
+        println!("| {name} | {:.2} s | {:.0} | {:.2} |", d.as_secs_f64(), rate(d), rate(d) / rate(raw));
+    }
+    println!(
+        "| heartbeat micro-batch, {agents} agents in one tx | {:.1} ms | {:.0} | |",
+        beats.as_secs_f64() * 1000.0,
+        agents as f64 / beats.as_secs_f64()
+    );
+}
