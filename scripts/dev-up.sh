@@ -80,7 +80,7 @@ done
 cat >&2 <<MSG
 
   kanade is running (state in $DEV, logs in $DEV/logs)
-    API        http://127.0.0.1:$HTTP_PORT/health  and  /api/jetstream/status
+    API        http://127.0.0.1:$HTTP_PORT/api/agents  /api/executions  /api/openapi.json  /metrics
     dashboard  http://127.0.0.1:$HTTP_PORT/  once the dashboard is built (not yet)
     login      none yet: accounts and login are not built, so the API is open (local use only)
     NATS       nats://127.0.0.1:$NATS_PORT
