@@ -165,6 +165,7 @@ async fn create_executions(db: &Db, results: &[(String, String)]) {
                 targets,
                 waves: &[],
                 target_count: targets.len() as i64,
+                schedule_id: None,
             };
             projection::insert_execution(tx, &new, now_ms())?;
         }

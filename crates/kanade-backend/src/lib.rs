@@ -8,4 +8,5 @@ pub mod http;
 pub mod pipeline;
 pub mod presence;
 pub mod projector;
+pub mod scheduler;
 pub mod workers;

@@ -1,5 +1,5 @@
 //! The backend's long-lived tasks, started the same way by `main` and by tests: one projector
-//! per stream, the heartbeat projector, the rollout dispatcher, cleanup and presence.
+//! per stream, the heartbeat projector, the rollout dispatcher, cleanup, presence and the scheduler.
 
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ pub fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver
     tasks.spawn(rollout::dispatcher(state.pipeline.clone(), stop.clone()));
     let c = Cleanup { db: state.db.clone(), js: state.js.clone(), bus: state.bus.clone(), retention };
     tasks.spawn(cleanup::worker(c, stop.clone()));
-    tasks.spawn(crate::presence::worker(state.db.clone(), state.bus.clone(), stop));
+    tasks.spawn(crate::presence::worker(state.db.clone(), state.bus.clone(), stop.clone()));
+    tasks.spawn(crate::scheduler::run(state.pipeline.clone(), Default::default(), stop));
     tasks
 }

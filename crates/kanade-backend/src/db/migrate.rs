@@ -5,7 +5,10 @@ use rusqlite::Connection;
 
 use super::DbError;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "projection", include_str!("migrations/0001_projection.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "projection", include_str!("migrations/0001_projection.sql")),
+    (2, "schedules", include_str!("migrations/0002_schedules.sql")),
+];
 
 pub fn run(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)")?;

@@ -7,6 +7,7 @@ pub mod maintenance;
 mod migrate;
 pub mod projection;
 pub mod queries;
+pub mod schedules;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

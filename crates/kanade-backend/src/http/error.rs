@@ -63,6 +63,7 @@ impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> Self {
         match e {
             ExecError::Invalid(m) => Self::invalid(vec![m]),
+            ExecError::NotFound(m) => Self::not_found(m),
             ExecError::Broker(m) => {
                 Self::unavailable("nats_unavailable", format!("the broker did not take the request: {m}"))
             }

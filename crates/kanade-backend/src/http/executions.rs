@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::body::parse_doc;
 use super::{ACTOR, ApiError, AppState, check_limit};
 use crate::db::{now_ms, queries};
+use crate::pipeline::{Origin, catalog};
 use crate::pipeline::{audit, plan::ALIVE_WINDOW_MS};
 
 pub async fn deploy(
@@ -27,16 +28,8 @@ pub async fn deploy(
             "target: a deploy needs a plan: a target (pcs, groups or all: true) or rollout.waves".into(),
         ])
     })?;
-    let kv = state
-        .js
-        .get_key_value("jobs")
-        .await
-        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
-    let json = serde_json::to_vec(&manifest).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    kv.put(manifest.id.as_str(), json.into())
-        .await
-        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
-    let launched = state.pipeline.exec(&manifest, &plan, ACTOR, None).await?;
+    catalog::store(&state.js, &manifest).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &Origin::actor(ACTOR)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 
@@ -49,27 +42,8 @@ pub async fn exec(
     let job: JobId =
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let plan = parse_doc(&headers, &body, manifest::plan_from_yaml, manifest::plan_from_json)?;
-    let kv = state
-        .js
-        .get_key_value("jobs")
-        .await
-        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
-    let stored = kv
-        .get(job.as_str())
-        .await
-        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "job {job} is not in the catalog (kanade job create, or POST /api/deploy)"
-            ))
-        })?;
-    let manifest = manifest::job_from_json(&stored)
-        .map_err(|p| {
-            tracing::error!(job_id = %job, problems = %p, "stored job does not validate");
-            ApiError::invalid(p.messages())
-        })?
-        .manifest;
-    let launched = state.pipeline.exec(&manifest, &plan, ACTOR, None).await?;
+    let manifest = catalog::load(&state.js, &job).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &Origin::actor(ACTOR)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 

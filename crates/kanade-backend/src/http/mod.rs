@@ -8,6 +8,7 @@ mod fleet;
 mod metrics;
 mod ops;
 pub mod routes;
+mod schedules;
 
 use std::sync::Arc;
 

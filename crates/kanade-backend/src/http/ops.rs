@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::{ACTOR, ApiError, AppState, routes};
 use crate::db::queries;
+use crate::pipeline::Origin;
 use crate::projector::Kind;
 
 #[derive(Deserialize)]
@@ -75,7 +76,7 @@ pub async fn run(
         .map_err(|p| ApiError::invalid(p.messages()))?
         .manifest;
     let plan = Plan { target: Target { pcs, groups: Vec::new(), all: false }, jitter: None, rollout: None };
-    let launched = state.pipeline.exec(&manifest, &plan, ACTOR, None).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &Origin::actor(ACTOR)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 

@@ -4,7 +4,7 @@
 use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::{Map, Value, json};
 
-use super::{AppState, catalog, executions, fleet, ops};
+use super::{AppState, catalog, executions, fleet, ops, schedules};
 
 pub struct Route {
     pub method: &'static str,
@@ -110,6 +110,43 @@ pub fn table() -> Vec<Route> {
             get(fleet::results)
         ),
         route!("GET", "/api/results/{result_id}", "One result", get(fleet::result)),
+        route!(
+            "GET",
+            "/api/schedules",
+            "Schedules with next fire, last tick and 24 h outcomes",
+            get(schedules::list)
+        ),
+        route!(
+            "POST",
+            "/api/schedules",
+            "Create or replace a schedule (JSON or YAML); refused with every problem",
+            post(schedules::create)
+        ),
+        route!(
+            "GET",
+            "/api/schedules/{id}",
+            "One schedule with its next 5 fires and status",
+            get(schedules::show)
+        ),
+        route!(
+            "DELETE",
+            "/api/schedules/{id}",
+            "Delete a schedule; it stops firing at once",
+            delete(schedules::delete)
+        ),
+        route!("POST", "/api/schedules/{id}/enable", "Enable a schedule", post(schedules::enable)),
+        route!(
+            "POST",
+            "/api/schedules/{id}/disable",
+            "Disable a schedule; it stops firing at once",
+            post(schedules::disable)
+        ),
+        route!(
+            "GET",
+            "/api/schedules/{id}/preview",
+            "The next n fire times (n ≤ 100, default 10) in the schedule's time zone",
+            get(schedules::preview)
+        ),
         route!(
             "GET",
             "/api/audit",

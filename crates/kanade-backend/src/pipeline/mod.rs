@@ -3,6 +3,7 @@
 //! wave 0 → persist later waves with their due time → audit (`exec.create`, which also lets a
 //! wiped projection rebuild the execution).
 
+pub mod catalog;
 pub mod plan;
 pub mod rollout;
 
@@ -23,6 +24,8 @@ use crate::events::Bus;
 pub enum ExecError {
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("broker: {0}")]
     Broker(String),
     #[error(transparent)]
@@ -45,6 +48,23 @@ pub struct Launched {
     pub waves: usize,
 }
 
+/// Who asked for an execution, and what it carries beyond the manifest and plan.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub actor: String,
+    pub source: Option<String>,
+    /// Set when a schedule fired it; the scheduler's bookkeeping reads it back.
+    pub schedule_id: Option<String>,
+    /// Stamped onto the command (a schedule's `on_failure.retry`).
+    pub retry: Option<kanade_shared::wire::Retry>,
+}
+
+impl Origin {
+    pub fn actor(actor: &str) -> Self {
+        Self { actor: actor.to_owned(), ..Self::default() }
+    }
+}
+
 #[derive(Clone)]
 pub struct Pipeline {
     pub db: Db,
@@ -57,15 +77,14 @@ impl Pipeline {
         &self,
         manifest: &Manifest,
         plan: &Plan,
-        actor: &str,
-        source: Option<String>,
+        origin: &Origin,
     ) -> Result<Launched, ExecError> {
         let script = self.resolve_script(manifest).await?;
         let agents = self.db.read(queries::known_agents).await?;
         let now = now_ms();
         let exec_id = ExecId::new();
         let jitter = plan.jitter.or(manifest.jitter).map_or(0, |d| d.as_secs());
-        let template = plan::command(manifest, exec_id, script, jitter, None, Timestamp::now_utc());
+        let template = plan::command(manifest, exec_id, script, jitter, origin.retry, Timestamp::now_utc());
 
         let (first, later): (Target, Vec<(i64, i64, Target)>) = match &plan.rollout {
             Some(rollout) => {
@@ -98,8 +117,10 @@ impl Pipeline {
             target_count: targets.len() as i64,
             targets: targets.clone(),
             waves: waves.clone(),
+            schedule_id: origin.schedule_id.clone(),
         };
         let row = created.clone();
+        let actor = origin.actor.clone();
         self.db
             .write(move |tx| {
                 let plan = row.plan.to_string();
@@ -109,11 +130,12 @@ impl Pipeline {
                         exec_id: &row.exec_id,
                         job_id: &row.job_id,
                         version: &row.version,
-                        created_by: "pipeline",
+                        created_by: &actor,
                         plan_json: &plan,
                         targets: &row.targets,
                         waves: &row.waves,
                         target_count: row.target_count,
+                        schedule_id: row.schedule_id.as_deref(),
                     },
                     now,
                 )
@@ -123,10 +145,10 @@ impl Pipeline {
         publish_commands(&self.js, &template, &first).await?;
         audit(
             &self.js,
-            actor,
+            &origin.actor,
             "exec.create",
             Some(manifest.id.to_string()),
-            source,
+            origin.source.clone(),
             serde_json::to_value(&created).unwrap_or_default(),
         )
         .await?;

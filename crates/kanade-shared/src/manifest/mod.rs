@@ -12,7 +12,7 @@ mod raw;
 mod schedule;
 
 pub use crate::problems::{Problem, Problems};
-pub use cron::{CronExpr, parse_cron};
+pub use cron::{CronExpr, CronSpec, parse_cron};
 pub use job::{DEFAULT_TIMEOUT, Execute, JobFile, Manifest, ScriptSource, StalenessSpec};
 pub use plan::{Plan, Rollout, Target, Wave};
 pub use schedule::{FireMode, OnFailure, RetrySpec, Schedule, ScheduleJob};

@@ -283,6 +283,8 @@ pub struct ExecCreated {
     pub targets: Vec<(String, i64)>,
     /// (wave, due_ms, target_json)
     pub waves: Vec<(i64, i64, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 /// `exec.wave_published`, `exec.aborted` and `exec.expired` carry this.
@@ -335,6 +337,7 @@ fn apply_exec_audit(tx: &Transaction<'_>, e: &AuditEvent, now_ms: i64) -> Result
                 targets: &c.targets,
                 waves: &c.waves,
                 target_count: c.target_count,
+                schedule_id: c.schedule_id.as_deref(),
             };
             insert_execution(tx, &new, ts_ms(e.at))
         }
@@ -413,13 +416,15 @@ pub struct NewExecution<'a> {
     /// Rollout waves, wave 0 included: (index, due_ms, target_json)
     pub waves: &'a [(i64, i64, String)],
     pub target_count: i64,
+    pub schedule_id: Option<&'a str>,
 }
 
 pub fn insert_execution(tx: &Transaction<'_>, e: &NewExecution<'_>, now_ms: i64) -> Result<(), DbError> {
     tx.execute(
-        "INSERT INTO executions (exec_id, job_id, version, status, target_count, created_by, plan_json, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7) ON CONFLICT(exec_id) DO NOTHING",
-        params![e.exec_id, e.job_id, e.version, e.target_count, e.created_by, e.plan_json, now_ms],
+        "INSERT INTO executions (exec_id, job_id, version, status, target_count, created_by, plan_json, created_ms,
+             updated_ms, schedule_id)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7, ?8) ON CONFLICT(exec_id) DO NOTHING",
+        params![e.exec_id, e.job_id, e.version, e.target_count, e.created_by, e.plan_json, now_ms, e.schedule_id],
     )?;
     let mut target = tx.prepare_cached(
         "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",

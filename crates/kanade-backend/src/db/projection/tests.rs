@@ -68,6 +68,7 @@ async fn fresh(exec: ExecId) -> (tempfile::TempDir, Db) {
                 targets: &[("PC-A".into(), 0), ("PC-B".into(), 0)],
                 waves: &[],
                 target_count: 2,
+                schedule_id: None,
             },
             NOW,
         )

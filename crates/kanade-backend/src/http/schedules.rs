@@ -1,0 +1,193 @@
+//! `/api/schedules`: schedules live in KV `schedules` (the scheduler follows it); these routes
+//! validate, store, toggle and explain them. Every change is audited.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use futures::StreamExt;
+use kanade_shared::ScheduleId;
+use kanade_shared::manifest::{self, Schedule, ScheduleJob};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::parse_doc;
+use super::{ACTOR, ApiError, AppState, broker};
+use crate::db::{now_ms, schedules};
+use crate::pipeline::{audit, catalog};
+use crate::scheduler::{self, times};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn schedule_id(raw: &str) -> Result<ScheduleId, ApiError> {
+    raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
+}
+
+async fn load(state: &AppState, id: &ScheduleId) -> Result<Schedule, ApiError> {
+    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
+    let bytes = kv.get(id.as_str()).await.map_err(broker)?.ok_or_else(|| {
+        ApiError::not_found(format!("schedule {id} does not exist (GET /api/schedules lists them)"))
+    })?;
+    manifest::schedule_from_json(&bytes).map_err(|p| {
+        tracing::error!(schedule = %id, problems = %p, "stored schedule does not validate");
+        ApiError::invalid(p.messages())
+    })
+}
+
+/// A schedule as the API shows it: its definition, next fires, last tick and 24 h outcomes.
+async fn describe(state: &AppState, s: &Schedule, fires: usize) -> Result<Value, ApiError> {
+    let now = now_ms();
+    let next: Vec<i64> = match times::zone(&s.timezone) {
+        Ok(tz) if s.enabled => times::preview(&s.cron, &tz, now, fires),
+        _ => Vec::new(),
+    };
+    let id = s.id.to_string();
+    let (st, outcomes) = state
+        .db
+        .read(move |c| Ok((schedules::state(c, &id)?, schedules::outcomes_since(c, &id, now - DAY_MS)?)))
+        .await
+        .map_err(ApiError::from)?;
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["next_fires_ms"] = json!(next);
+    v["state"] = serde_json::to_value(st).unwrap_or_default();
+    v["last_24h"] = json!(outcomes);
+    Ok(v)
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
+    let mut keys = kv.keys().await.map_err(broker)?;
+    let mut found = BTreeMap::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(broker)?;
+        let Some(bytes) = kv.get(&key).await.map_err(broker)? else { continue };
+        match manifest::schedule_from_json(&bytes) {
+            Ok(s) => {
+                found.insert(key, s);
+            }
+            Err(p) => {
+                tracing::warn!(schedule = key, problems = %p, "stored schedule does not validate; left out")
+            }
+        }
+    }
+    let mut items = Vec::with_capacity(found.len());
+    for s in found.values() {
+        items.push(describe(&state, s, 1).await?);
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let s = parse_doc(&headers, &body, manifest::schedule_from_yaml, manifest::schedule_from_json)?;
+    let tz = times::zone(&s.timezone).map_err(|why| ApiError::invalid(vec![format!("timezone: {why}")]))?;
+    if times::next_after(&s.cron, &tz, now_ms()).is_none() {
+        return Err(ApiError::invalid(vec![format!(
+            "cron: {:?} never fires (no such date)",
+            s.cron.as_str()
+        )]));
+    }
+    match &s.job {
+        ScheduleJob::Id(job) => {
+            catalog::load(&state.js, job).await.map_err(|e| match e {
+                crate::pipeline::ExecError::NotFound(m) => ApiError::invalid(vec![format!("job_id: {m}")]),
+                other => other.into(),
+            })?;
+        }
+        ScheduleJob::Inline(m) => {
+            catalog::store(&state.js, m).await?;
+            audit(
+                &state.js,
+                ACTOR,
+                "job.create",
+                Some(m.id.to_string()),
+                None,
+                json!({ "version": m.version, "schedule": s.id }),
+            )
+            .await?;
+        }
+    }
+    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
+    let existed = kv.get(s.id.as_str()).await.map_err(broker)?.is_some();
+    let bytes = serde_json::to_vec(&s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    kv.put(s.id.as_str(), bytes.into()).await.map_err(broker)?;
+    let action = if existed { "schedule.update" } else { "schedule.create" };
+    audit(
+        &state.js,
+        ACTOR,
+        action,
+        Some(s.id.to_string()),
+        None,
+        serde_json::to_value(&s).unwrap_or_default(),
+    )
+    .await?;
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(describe(&state, &s, 5).await?)))
+}
+
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let s = load(&state, &schedule_id(&id)?).await?;
+    Ok(Json(describe(&state, &s, 5).await?))
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = schedule_id(&id)?;
+    load(&state, &id).await?;
+    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
+    kv.delete(id.as_str()).await.map_err(broker)?;
+    let key = id.to_string();
+    state.db.write(move |tx| schedules::forget(tx, &key)).await.map_err(ApiError::from)?;
+    audit(&state.js, ACTOR, "schedule.delete", Some(id.to_string()), None, Value::Null).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn toggle(state: AppState, id: String, enabled: bool) -> Result<Json<Value>, ApiError> {
+    let id = schedule_id(&id)?;
+    let action = if enabled { "schedule.enable" } else { "schedule.disable" };
+    let changed = scheduler::set_enabled(&state.pipeline, id.as_str(), enabled, ACTOR, action).await?;
+    let s = load(&state, &id).await?;
+    let mut v = describe(&state, &s, 5).await?;
+    v["changed"] = json!(changed);
+    Ok(Json(v))
+}
+
+pub async fn enable(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    toggle(state, id, true).await
+}
+
+pub async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    toggle(state, id, false).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PreviewQuery {
+    n: Option<usize>,
+}
+
+pub async fn preview(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let n = match q.n {
+        None => 10,
+        Some(n) if (1..=100).contains(&n) => n,
+        Some(n) => return Err(ApiError::invalid(vec![format!("n: {n} is outside 1..=100")])),
+    };
+    let s = load(&state, &schedule_id(&id)?).await?;
+    let tz = times::zone(&s.timezone).map_err(|why| ApiError::invalid(vec![format!("timezone: {why}")]))?;
+    let fires = times::preview(&s.cron, &tz, now_ms(), n);
+    let text: Vec<String> = fires
+        .iter()
+        .filter_map(|ms| jiff::Timestamp::from_millisecond(*ms).ok())
+        .map(|t| t.to_zoned(tz.clone()).to_string())
+        .collect();
+    Ok(Json(
+        json!({ "id": s.id, "cron": s.cron, "timezone": s.timezone, "enabled": s.enabled, "fires_ms": fires, "fires": text }),
+    ))
+}
