@@ -10,10 +10,13 @@ use tokio::sync::watch;
 
 const KEY: &str = "leader";
 
-/// How often to renew (or try to take) the lease, given the bucket's TTL.
+/// A holder renews every `TTL / 3`, so one lost renewal still leaves time for the next.
 pub fn renew_every(ttl: Duration) -> Duration {
     ttl / 3
 }
+
+/// A candidate tries often: the takeover delay after a leader dies is the TTL plus this.
+const CANDIDATE_RETRY: Duration = Duration::from_secs(1);
 
 /// Campaign until `stop`: `is_leader` says whether this instance may fire right now.
 pub async fn campaign(
@@ -39,8 +42,9 @@ pub async fn campaign(
             }
         }
         is_leader.send_replace(revision.is_some());
+        let wait = if revision.is_some() { renew_every(ttl) } else { CANDIDATE_RETRY };
         tokio::select! {
-            () = tokio::time::sleep(renew_every(ttl)) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }

@@ -20,13 +20,16 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     pub app: axum::Router,
     pub state: AppState,
+    /// Stops the backend's workers (projectors, dispatcher, scheduler…).
     pub stop: watch::Sender<bool>,
-    stop_rx: watch::Receiver<bool>,
+    /// Stops the agents.
+    agents_stop: watch::Sender<bool>,
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        let _ = self.agents_stop.send(true);
     }
 }
 
@@ -41,7 +44,8 @@ pub async fn stack(agents: &[(&str, &[&str])]) -> Stack {
     let (stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let app = http::app(state.clone());
-    let s = Stack { server, dir, app, state, stop, stop_rx };
+    let agents_stop = watch::channel(false).0;
+    let s = Stack { server, dir, app, state, stop, agents_stop };
     for (pc, groups) in agents {
         s.spawn_agent(pc, groups);
     }
@@ -66,7 +70,7 @@ impl Stack {
             inventory: None,
             output_cap: 4096,
         };
-        tokio::spawn(kanade_agent::runtime::run(settings, self.stop_rx.clone()));
+        tokio::spawn(kanade_agent::runtime::run(settings, self.agents_stop.subscribe()));
     }
 
     pub async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
@@ -116,12 +120,23 @@ impl Stack {
     }
 }
 
-/// Stop the stack's workers (and agents), wipe the projection, and start a fresh set of workers,
-/// as `kanade-backend wipe-projector` followed by a restart would. Keep the returned sender alive.
+/// Stop the stack's workers, wipe the projection, and start a fresh set of workers, as
+/// `kanade-backend wipe-projector` followed by a restart would. Keep the returned sender alive.
 pub async fn wipe_and_restart(s: &Stack) -> watch::Sender<bool> {
     let _ = s.stop.send(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     s.state.db.write(kanade_backend::db::projection::wipe).await.unwrap();
+    start_workers(s)
+}
+
+/// Stop the stack's workers and start a fresh set on the same database: a backend restart.
+pub async fn restart(s: &Stack) -> watch::Sender<bool> {
+    let _ = s.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    start_workers(s)
+}
+
+fn start_workers(s: &Stack) -> watch::Sender<bool> {
     let (stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&s.state, Default::default(), stop_rx).detach_all();
     stop
