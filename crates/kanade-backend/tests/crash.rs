@@ -1,37 +1,15 @@
 //! The real backend binary killed with SIGKILL while results flow in: after a restart every
 //! result is in the database exactly once.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kanade_shared::wire::{self, ExecResult, ExecStatus, Timestamp};
 use kanade_shared::{ExecId, PcId, RequestId, ResultId};
 use kanade_testkit::NatsServer;
 
+mod common;
+
 const RESULTS: usize = 20_000;
-
-/// The backend process, killed with SIGKILL when dropped (also when an assertion fails).
-struct Backend(Child);
-
-impl Backend {
-    fn start(config: &std::path::Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn count(db: &std::path::Path) -> usize {
     let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
@@ -81,27 +59,14 @@ async fn a_killed_backend_projects_every_result_exactly_once_after_restart() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("backend.db");
-    let config = dir.path().join("backend.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {url:?}\n[db]\nsqlite_path = {db:?}\n[log]\npath = {logs:?}\n",
-            port = kanade_testkit::free_port().unwrap(),
-            data = dir.path(),
-            url = server.url(),
-            logs = dir.path().join("logs"),
-        ),
-    )
-    .unwrap();
-
-    let backend = Backend::start(&config);
+    let mut backend = common::BackendProcess::start(dir.path(), &server.url());
+    let db = backend.db.clone();
     kanade_testkit::wait_until("the backend to start projecting", Duration::from_secs(60), || count(&db) > 0);
-    drop(backend);
+    backend.kill();
     let at_kill = count(&db);
     assert!(at_kill < RESULTS, "ingest finished before the kill ({at_kill}); the test proves nothing");
 
-    let _backend = Backend::start(&config);
+    backend.restart();
     kanade_testkit::wait_until("every result to be projected", Duration::from_secs(60), || {
         count(&db) >= RESULTS
     });

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+mod process;
+
+pub use process::BackendProcess;
+
 use std::time::Duration;
 
 use axum::body::Body;

@@ -1,0 +1,63 @@
+//! The real `kanade-backend` binary as a child process, for tests that kill it with SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A backend process with its own data dir and SQLite file; killed with SIGKILL when dropped
+/// (also when an assertion fails).
+pub struct BackendProcess {
+    child: Child,
+    pub config: PathBuf,
+    pub db: PathBuf,
+}
+
+impl BackendProcess {
+    /// Write a config for `dir` (free HTTP port) and start the binary.
+    pub fn start(dir: &Path, nats_url: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let db = dir.join("backend.db");
+        let config = dir.join("backend.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\n[db]\nsqlite_path = {db:?}\n[log]\npath = {logs:?}\n",
+                port = kanade_testkit::free_port().unwrap(),
+                data = dir,
+                logs = dir.join("logs"),
+            ),
+        )
+        .unwrap();
+        Self { child: spawn(&config), config, db }
+    }
+
+    /// Start the binary again on the same config (after `kill`).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(&self.config);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
