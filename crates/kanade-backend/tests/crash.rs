@@ -59,7 +59,7 @@ async fn a_killed_backend_projects_every_result_exactly_once_after_restart() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let mut backend = common::BackendProcess::start(dir.path(), &server.url());
+    let mut backend = common::process::BackendProcess::start(dir.path(), &server.url());
     let db = backend.db.clone();
     kanade_testkit::wait_until("the backend to start projecting", Duration::from_secs(60), || count(&db) > 0);
     backend.kill();

@@ -89,8 +89,8 @@ async fn one_backend_fires_each_tick_and_another_takes_over_when_it_dies() {
     )
     .unwrap();
     let fired = watch_fires(&js).await;
-    let mut a = common::BackendProcess::start(&dir.path().join("a"), &server.url());
-    let mut b = common::BackendProcess::start(&dir.path().join("b"), &server.url());
+    let mut a = common::process::BackendProcess::start(&dir.path().join("a"), &server.url());
+    let mut b = common::process::BackendProcess::start(&dir.path().join("b"), &server.url());
     js.get_key_value("schedules")
         .await
         .unwrap()

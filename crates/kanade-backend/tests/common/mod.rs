@@ -3,9 +3,7 @@
 
 #![allow(dead_code)]
 
-mod process;
-
-pub use process::BackendProcess;
+pub mod process;
 
 use std::time::Duration;
 
