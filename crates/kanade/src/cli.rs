@@ -43,6 +43,35 @@ pub enum Command {
     /// Work with job manifests
     #[command(subcommand)]
     Job(JobCommand),
+    /// Create, list and control cron schedules
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule from YAML, or replace the one with the same id
+    Create {
+        /// Schedule YAML; an inline manifest's `script_file:` is resolved relative to it
+        file: PathBuf,
+    },
+    /// Every schedule with its next fire and last outcome
+    List,
+    /// One schedule: definition, next fires, last tick, outcomes over 24 h
+    Show { id: String },
+    /// Delete a schedule; it stops firing at once
+    Delete { id: String },
+    /// Enable a schedule
+    Enable { id: String },
+    /// Disable a schedule; it stops firing at once
+    Disable { id: String },
+    /// The next fire times in the schedule's time zone
+    Preview {
+        id: String,
+        /// How many (1-100)
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! `kanade`: the operator CLI. Talks to NATS directly for the break-glass paths (`jetstream`,
 //! and later `run`, `kill`) and to the backend over HTTP for everything else.
 
+mod api;
 mod cli;
 mod commands;
 mod output;

@@ -2,6 +2,7 @@
 
 mod jetstream;
 mod job;
+mod schedule;
 
 use std::process::ExitCode;
 
@@ -11,5 +12,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Jetstream(cmd) => jetstream::run(cmd, &cli.global).await,
         Command::Job(cmd) => job::run(cmd, &cli.global),
+        Command::Schedule(cmd) => schedule::run(cmd, &cli.global).await,
     }
 }

@@ -1,0 +1,155 @@
+//! `kanade schedule …`: schedules through the backend's `/api/schedules`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use serde_yaml_ng::Value as Yaml;
+
+use crate::api::Api;
+use crate::cli::{Format, Global, ScheduleCommand};
+use crate::output;
+
+pub async fn run(cmd: ScheduleCommand, global: &Global) -> anyhow::Result<ExitCode> {
+    let api = Api::new(global)?;
+    match cmd {
+        ScheduleCommand::Create { file } => {
+            let body = load(&file)?;
+            let created = api.post_json("/api/schedules", &body).await?;
+            show(global.output, &created);
+        }
+        ScheduleCommand::List => {
+            let list = api.get("/api/schedules").await?;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            let rows = items.iter().map(row).collect();
+            output::print(
+                global.output,
+                &list,
+                &["ID", "ENABLED", "CRON", "TZ", "JOB", "MODE", "NEXT FIRE", "LAST OUTCOME", "24H OK/FAIL"],
+                rows,
+            );
+        }
+        ScheduleCommand::Show { id } => show(global.output, &api.get(&format!("/api/schedules/{id}")).await?),
+        ScheduleCommand::Delete { id } => {
+            api.delete(&format!("/api/schedules/{id}")).await?;
+            done(global.output, &id, "deleted");
+        }
+        ScheduleCommand::Enable { id } => {
+            let v = api.post(&format!("/api/schedules/{id}/enable")).await?;
+            done(global.output, &id, if v["changed"] == true { "enabled" } else { "was already enabled" });
+        }
+        ScheduleCommand::Disable { id } => {
+            let v = api.post(&format!("/api/schedules/{id}/disable")).await?;
+            done(global.output, &id, if v["changed"] == true { "disabled" } else { "was already disabled" });
+        }
+        ScheduleCommand::Preview { id, count } => {
+            let v = api.get(&format!("/api/schedules/{id}/preview?n={count}")).await?;
+            let rows = v["fires"].as_array().into_iter().flatten().map(|f| vec![text(f)]).collect();
+            output::print(global.output, &v, &["NEXT FIRES"], rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Read a schedule YAML, inline an inline manifest's `script_file`, and check it offline so
+/// every problem shows before anything is sent.
+fn load(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read schedule {}", path.display()))?;
+    let mut doc: Yaml =
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    if let Some(execute) =
+        doc.get_mut("manifest").and_then(|m| m.get_mut("execute")).and_then(Yaml::as_mapping_mut)
+        && let Some(rel) = execute.remove("script_file")
+    {
+        let rel = rel.as_str().unwrap_or_default().to_owned();
+        let script_path = path.parent().unwrap_or(Path::new(".")).join(&rel);
+        let body = std::fs::read_to_string(&script_path).with_context(|| {
+            format!(
+                "manifest.execute.script_file: cannot read {rel:?} (resolved to {})",
+                script_path.display()
+            )
+        })?;
+        execute.insert("script".into(), body.into());
+    }
+    let json = serde_json::to_value(&doc).context("schedule YAML does not map to JSON")?;
+    if let Err(problems) = kanade_shared::manifest::schedule_from_json(json.to_string().as_bytes()) {
+        let list = problems.messages();
+        bail!("{}: {} problem(s):\n  {}", path.display(), list.len(), list.join("\n  "));
+    }
+    Ok(json)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Epoch ms as RFC 3339 UTC, or `-`.
+pub fn when(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn row(s: &Value) -> Vec<String> {
+    let job =
+        s.get("job_id").or_else(|| s.get("manifest").and_then(|m| m.get("id"))).map(text).unwrap_or_default();
+    let ok = s["last_24h"]["succeeded"].as_i64().unwrap_or(0);
+    let failed: i64 = s["last_24h"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "succeeded" | "skipped" | "running"))
+                .filter_map(|(_, v)| v.as_i64())
+                .sum()
+        })
+        .unwrap_or(0);
+    vec![
+        text(&s["id"]),
+        if s["enabled"] == true { "yes".into() } else { "no".into() },
+        text(&s["cron"]),
+        text(&s["timezone"]),
+        job,
+        text(&s["mode"]),
+        when(&s["next_fires_ms"][0]),
+        text(&s["state"]["last_outcome"]),
+        format!("{ok}/{failed}"),
+    ]
+}
+
+fn show(format: Format, s: &Value) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+        return;
+    }
+    let next: Vec<String> = s["next_fires_ms"].as_array().into_iter().flatten().map(when).collect();
+    let r = row(s);
+    let fields = [
+        ("id", r[0].clone()),
+        ("enabled", r[1].clone()),
+        ("cron", format!("{} ({})", r[2], r[3])),
+        ("job", r[4].clone()),
+        ("mode", r[5].clone()),
+        ("next fires", if next.is_empty() { "-".into() } else { next.join(", ") }),
+        ("last tick", when(&s["state"]["last_tick_ms"])),
+        ("last fire", format!("{} {}", when(&s["state"]["last_fire_ms"]), text(&s["state"]["last_exec_id"]))),
+        ("last outcome", r[7].clone()),
+        ("24 h ok/failed", r[8].clone()),
+    ];
+    for (k, v) in fields {
+        println!("{k:<15} {v}");
+    }
+}
+
+fn done(format: Format, id: &str, what: &str) {
+    match format {
+        Format::Json => println!("{}", serde_json::json!({ "id": id, "result": what })),
+        Format::Table => println!("schedule {id} {what}"),
+    }
+}

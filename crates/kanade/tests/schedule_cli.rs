@@ -1,0 +1,166 @@
+//! `kanade schedule …` end to end: the real CLI binary against a real backend (the library's
+//! router and workers on a real socket), a real nats-server and an in-process agent.
+
+use std::process::Output;
+use std::time::Duration;
+
+use kanade_backend::db::Db;
+use kanade_backend::http::{self, AppState};
+use kanade_testkit::NatsServer;
+use tokio::sync::watch;
+
+struct Backend {
+    _server: NatsServer,
+    url: String,
+    _stop: watch::Sender<bool>,
+}
+
+async fn backend(dir: &std::path::Path) -> Backend {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let state = AppState::new(client, Db::open(&dir.join("backend.db")).unwrap());
+    let (stop, stop_rx) = watch::channel(false);
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, http::app(state)).await });
+    let settings = kanade_agent::runtime::Settings {
+        pc: "PC-1".parse().unwrap(),
+        groups: vec!["lab".parse().unwrap()],
+        nats_url: server.url(),
+        data_dir: dir.join("agent"),
+        max_concurrent_jobs: 4,
+        heartbeat_interval: Duration::from_millis(500),
+        inventory: None,
+        output_cap: 4096,
+    };
+    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
+    Backend { _server: server, url, _stop: stop }
+}
+
+async fn kanade(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kanade"))
+        .arg("--backend-url")
+        .arg(url)
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_list_show_disable_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path()).await;
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("scripts/hi.sh"), "echo scheduled\n").unwrap();
+    let file = dir.path().join("hourly.yaml");
+    std::fs::write(
+        &file,
+        "id: every-second\ncron: '* * * * * *'\nmanifest:\n  id: hi\n  version: '1'\n  execute: { shell: sh, script_file: scripts/hi.sh }\nplan: { target: { groups: [lab] } }\nmode: once_per_pc\n",
+    )
+    .unwrap();
+
+    let out = kanade(&b.url, &["schedule", "create", file.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("every-second"), "{}", stdout(&out));
+
+    // The schedule fires once on PC-1 (once_per_pc), then reports done.
+    let mut shown = String::new();
+    for _ in 0..100 {
+        let out = kanade(&b.url, &["schedule", "show", "every-second"]).await;
+        shown = stdout(&out);
+        if shown.contains("24 h ok/failed  1/0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(shown.contains("24 h ok/failed  1/0"), "{shown}");
+    assert!(shown.contains("last fire"), "{shown}");
+
+    let out = kanade(&b.url, &["schedule", "list"]).await;
+    let list = stdout(&out);
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("NEXT FIRE") && lines[0].contains("LAST OUTCOME"),
+        "{list}"
+    );
+    assert!(
+        lines[1].starts_with("every-second  yes") && lines[1].contains("hi") && lines[1].contains("1/0"),
+        "{list}"
+    );
+
+    let out = kanade(&b.url, &["-o", "json", "schedule", "list"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["items"][0]["manifest"]["execute"]["script"], "echo scheduled\n");
+
+    let out = kanade(&b.url, &["schedule", "disable", "every-second"]).await;
+    assert_eq!(stdout(&out), "schedule every-second disabled\n");
+    let out = kanade(&b.url, &["schedule", "disable", "every-second"]).await;
+    assert_eq!(stdout(&out), "schedule every-second was already disabled\n");
+    let out = kanade(&b.url, &["schedule", "preview", "every-second", "-n", "2"]).await;
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+    let out = kanade(&b.url, &["schedule", "delete", "every-second"]).await;
+    assert_eq!(stdout(&out), "schedule every-second deleted\n");
+    let out = kanade(&b.url, &["schedule", "show", "every-second"]).await;
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        "error: schedule every-second does not exist (GET /api/schedules lists them) (404)\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "id: bad\ncron: '0 0 25 * * *'\njob_id: x\nplan: { target: { all: true } }\nmode: sometimes\n",
+    )
+    .unwrap();
+    // Checked offline first: no server needed to see every problem.
+    let out = kanade("http://127.0.0.1:1", &["schedule", "create", file.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("2 problem(s)"), "{err}");
+    assert!(err.contains(r#"cron: "0 0 25 * * *": field 3 (hour) value 25 is out of range 0-23"#), "{err}");
+    assert!(
+        err.contains(r#"mode: "sometimes" is not one of every_tick, once_per_pc, once_per_target"#),
+        "{err}"
+    );
+
+    let port = kanade_testkit::free_port().unwrap();
+    let out = kanade(&format!("http://127.0.0.1:{port}"), &["schedule", "list"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("error: cannot reach the backend at http://127.0.0.1:{port} (")),
+        "{err}"
+    );
+    assert!(
+        err.trim_end().ends_with("is kanade-backend running? (set --backend-url or KANADE_BACKEND_URL)"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let b = backend(dir.path()).await;
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "id: good\ncron: '@daily'\njob_id: missing\nplan: { target: { all: true } }\n")
+        .unwrap();
+    let out = kanade(&b.url, &["schedule", "create", good.to_str().unwrap()]).await;
+    assert_eq!(
+        stderr(&out),
+        "error: invalid: job_id: job missing is not in the catalog (kanade job create, or POST /api/deploy)\n"
+    );
+}
