@@ -1,6 +1,7 @@
 //! kanade-backend as a library, so integration tests build the real router and start-up.
 //! `main.rs` only parses arguments and calls in here.
 
+pub mod auth;
 pub mod cleanup;
 pub mod db;
 pub mod events;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kanade_backend::auth::{self, Auth};
 use kanade_backend::db::Db;
 use kanade_shared::config::{BackendConfig, DbConfig, Environment, load_backend};
 
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        None => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| serve(config)) {
+        None => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| serve(config, env)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -73,13 +74,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: BackendConfig) -> anyhow::Result<()> {
+fn serve(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
     let _log_guard =
         kanade_shared::logging::init_daemon(&config.log, "kanade-backend").map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, env))
 }
 
 fn open_db(config: &BackendConfig) -> anyhow::Result<Db> {
@@ -104,9 +105,20 @@ fn wipe(config: &BackendConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(config: BackendConfig) -> anyhow::Result<()> {
+async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), bind = %config.bind, nats = %config.nats_url, "kanade-backend starting");
     let db = open_db(&config)?;
+    let auth = if env.var("KANADE_AUTH_DISABLE") == Some("1") {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED (KANADE_AUTH_DISABLE=1): anyone who can reach {} is an admin; development only",
+            config.bind
+        );
+        Auth::disabled()
+    } else {
+        let secret = auth::load_or_create_secret(config.auth.jwt_secret.as_deref(), &config.data_dir)?;
+        auth::bootstrap_admin(&db, env.var("KANADE_BOOTSTRAP_ADMIN_PASSWORD").map(str::to_owned)).await?;
+        Auth::with_secret(secret, config.auth.token_ttl.get())
+    };
     let client = tokio::select! {
         client = kanade_shared::nats::connect_forever(&config.nats_url, "kanade-backend") => client,
         () = kanade_shared::shutdown::signal() => return Ok(()),
@@ -120,11 +132,11 @@ async fn run(config: BackendConfig) -> anyhow::Result<()> {
         format!("cannot listen on {} (server.bind); is another process using it?", config.bind)
     })?;
     tracing::info!("listening on http://{}", config.bind);
-    let state = http::AppState::new(client, db);
+    let state = http::AppState::new(client, db, auth);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx);
     let app = http::app(state);
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(kanade_shared::shutdown::signal())
         .await
         .context("HTTP server failed")?;

@@ -23,7 +23,7 @@ async fn health_and_jetstream_status() {
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = kanade_backend::db::Db::open(&dir.path().join("backend.db")).unwrap();
-    let app = http::app(http::AppState::new(client, db));
+    let app = http::app(http::AppState::new(client, db, kanade_backend::auth::Auth::disabled()));
 
     let (status, body) = get(app.clone(), "/health").await;
     assert_eq!(status, StatusCode::OK);

@@ -20,7 +20,11 @@ async fn backend(dir: &std::path::Path) -> Backend {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
-    let state = AppState::new(client, Db::open(&dir.join("backend.db")).unwrap());
+    let state = AppState::new(
+        client,
+        Db::open(&dir.join("backend.db")).unwrap(),
+        kanade_backend::auth::Auth::disabled(),
+    );
     let (stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,6 +8,7 @@ use super::DbError;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "projection", include_str!("migrations/0001_projection.sql")),
     (2, "schedules", include_str!("migrations/0002_schedules.sql")),
+    (3, "accounts", include_str!("migrations/0003_accounts.sql")),
 ];
 
 pub fn run(conn: &Connection) -> Result<(), DbError> {

@@ -3,6 +3,7 @@
 //! them read while the writer writes); every call runs on the blocking pool, never on the async
 //! workers. Another engine (Postgres) slots in behind these same methods.
 
+pub mod accounts;
 pub mod maintenance;
 mod migrate;
 pub mod projection;

@@ -11,7 +11,8 @@ use kanade_shared::manifest;
 use serde_json::{Value, json};
 
 use super::body::parse_doc;
-use super::{ACTOR, ApiError, AppState, broker};
+use super::{ApiError, AppState, broker};
+use crate::auth::Caller;
 use crate::db::queries;
 use crate::pipeline::audit;
 
@@ -41,6 +42,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -49,8 +51,15 @@ pub async fn create(
     let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
     let bytes = serde_json::to_vec(&m).map_err(|e| ApiError::bad_request(e.to_string()))?;
     kv.put(m.id.as_str(), bytes.into()).await.map_err(broker)?;
-    audit(&state.js, ACTOR, "job.create", Some(m.id.to_string()), None, json!({ "version": m.version }))
-        .await?;
+    audit(
+        &state.js,
+        &caller.name,
+        "job.create",
+        Some(m.id.to_string()),
+        caller.source.clone(),
+        json!({ "version": m.version }),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": m.id, "version": m.version }))))
 }
 
@@ -75,7 +84,11 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(json!({ "manifest": manifest, "revoked": revoked })))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = job_id(&id)?;
     let jobs = state.js.get_key_value("jobs").await.map_err(broker)?;
     if jobs.get(id.as_str()).await.map_err(broker)?.is_none() {
@@ -95,36 +108,44 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
         }
     }
     jobs.delete(id.as_str()).await.map_err(broker)?;
-    audit(&state.js, ACTOR, "job.delete", Some(id.to_string()), None, Value::Null).await?;
+    audit(&state.js, &caller.name, "job.delete", Some(id.to_string()), caller.source.clone(), Value::Null)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_status(
     state: &AppState,
+    caller: &Caller,
     id: &JobId,
     value: &str,
     action: &str,
 ) -> Result<Json<Value>, ApiError> {
     let kv = state.js.get_key_value("script_status").await.map_err(broker)?;
     kv.put(id.as_str(), value.to_owned().into()).await.map_err(broker)?;
-    audit(&state.js, ACTOR, action, Some(id.to_string()), None, Value::Null).await?;
+    audit(&state.js, &caller.name, action, Some(id.to_string()), caller.source.clone(), Value::Null).await?;
     Ok(Json(json!({ "id": id, "status": value })))
 }
 
-pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    set_status(&state, &job_id(&id)?, "REVOKED", "job.revoke").await
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &caller, &job_id(&id)?, "REVOKED", "job.revoke").await
 }
 
 pub async fn unrevoke(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_status(&state, &job_id(&id)?, "ACTIVE", "job.unrevoke").await
+    set_status(&state, &caller, &job_id(&id)?, "ACTIVE", "job.unrevoke").await
 }
 
 /// Kill every execution of the job that has not finished.
 pub async fn kill(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = job_id(&id)?;
@@ -135,6 +156,14 @@ pub async fn kill(
             state.nats.publish(kanade_shared::subjects::kill(exec_id), "".into()).await.map_err(broker)?;
         }
     }
-    audit(&state.js, ACTOR, "job.kill", Some(id.to_string()), None, json!({ "executions": live })).await?;
+    audit(
+        &state.js,
+        &caller.name,
+        "job.kill",
+        Some(id.to_string()),
+        caller.source.clone(),
+        json!({ "executions": live }),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "killed": live }))))
 }

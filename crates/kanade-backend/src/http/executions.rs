@@ -11,13 +11,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::parse_doc;
-use super::{ACTOR, ApiError, AppState, check_limit};
+use super::{ApiError, AppState, check_limit};
+use crate::auth::Caller;
 use crate::db::{now_ms, queries};
-use crate::pipeline::{Origin, catalog};
+use crate::pipeline::catalog;
 use crate::pipeline::{audit, plan::ALIVE_WINDOW_MS};
 
 pub async fn deploy(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -29,12 +31,13 @@ pub async fn deploy(
         ])
     })?;
     catalog::store(&state.js, &manifest).await?;
-    let launched = state.pipeline.exec(&manifest, &plan, &Origin::actor(ACTOR)).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 
 pub async fn exec(
     State(state): State<AppState>,
+    caller: Caller,
     Path(job_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -43,7 +46,7 @@ pub async fn exec(
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let plan = parse_doc(&headers, &body, manifest::plan_from_yaml, manifest::plan_from_json)?;
     let manifest = catalog::load(&state.js, &job).await?;
-    let launched = state.pipeline.exec(&manifest, &plan, &Origin::actor(ACTOR)).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 
@@ -92,6 +95,7 @@ pub async fn show(
 
 pub async fn kill(
     State(state): State<AppState>,
+    caller: Caller,
     Path(exec_id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id: ExecId =
@@ -101,7 +105,15 @@ pub async fn kill(
         .publish(kanade_shared::subjects::kill(id), "".into())
         .await
         .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
-    audit(&state.js, ACTOR, "exec.kill", Some(id.to_string()), None, json!({ "exec_id": id })).await?;
+    audit(
+        &state.js,
+        &caller.name,
+        "exec.kill",
+        Some(id.to_string()),
+        caller.source.clone(),
+        json!({ "exec_id": id }),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent" }))))
 }
 

@@ -9,7 +9,8 @@ use kanade_shared::wire::{self, AgentGroups, Heartbeat};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ACTOR, ApiError, AppState, broker};
+use super::{ApiError, AppState, broker};
+use crate::auth::Caller;
 use crate::db::queries;
 use crate::pipeline::audit;
 
@@ -53,6 +54,7 @@ pub struct GroupsBody {
 
 pub async fn set_groups(
     State(state): State<AppState>,
+    caller: Caller,
     Path(pc): Path<String>,
     Json(body): Json<GroupsBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -72,7 +74,8 @@ pub async fn set_groups(
     let value = AgentGroups { groups };
     let kv = state.js.get_key_value("agent_groups").await.map_err(broker)?;
     kv.put(pc.as_str(), serde_json::to_vec(&value).unwrap_or_default().into()).await.map_err(broker)?;
-    audit(&state.js, ACTOR, "agent.groups", Some(pc.to_string()), None, json!(value)).await?;
+    audit(&state.js, &caller.name, "agent.groups", Some(pc.to_string()), caller.source.clone(), json!(value))
+        .await?;
     Ok(Json(json!({ "pc_id": pc, "groups": value.groups })))
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP surface. `app(state)` builds the whole router so tests drive it without a socket.
 
+mod accounts;
 mod body;
 mod catalog;
 mod error;
@@ -9,6 +10,7 @@ mod metrics;
 mod ops;
 pub mod routes;
 mod schedules;
+mod session;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use serde_json::{Value, json};
 
 pub use error::ApiError;
 
+use crate::auth::Auth;
 use crate::db::Db;
 use crate::events::Bus;
 use crate::pipeline::Pipeline;
@@ -32,10 +35,17 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
     pub pipeline: Pipeline,
+    pub auth: Auth,
 }
 
-/// Who did it, for the audit log, until accounts exist.
-pub const ACTOR: &str = "anonymous";
+/// The pipeline origin of a call made by `caller`.
+pub fn origin(caller: &crate::auth::Caller) -> crate::pipeline::Origin {
+    crate::pipeline::Origin {
+        actor: caller.name.clone(),
+        source: caller.source.clone(),
+        ..Default::default()
+    }
+}
 
 /// A broker error as the API reports it.
 pub fn broker(e: impl std::fmt::Display) -> ApiError {
@@ -52,11 +62,20 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 }
 
 impl AppState {
-    pub fn new(nats: async_nats::Client, db: Db) -> Self {
+    pub fn new(nats: async_nats::Client, db: Db, auth: Auth) -> Self {
         let js = async_nats::jetstream::new(nats.clone());
         let bus = Bus::default();
         let pipeline = Pipeline { db: db.clone(), js: js.clone(), bus: bus.clone() };
-        Self { nats, js, db, bus, stats: Arc::new(Stats::default()), http_metrics: Arc::default(), pipeline }
+        Self {
+            nats,
+            js,
+            db,
+            bus,
+            stats: Arc::new(Stats::default()),
+            http_metrics: Arc::default(),
+            pipeline,
+            auth,
+        }
     }
 }
 
@@ -64,7 +83,9 @@ pub fn app(state: AppState) -> Router {
     let mut by_path: std::collections::BTreeMap<&str, axum::routing::MethodRouter<AppState>> =
         Default::default();
     for r in routes::table() {
-        let handler = (r.handler)();
+        let guard = (state.auth.clone(), state.db.clone(), r.access);
+        let handler =
+            (r.handler)().layer(axum::middleware::from_fn_with_state(guard, crate::auth::authorize));
         let merged = match by_path.remove(r.path) {
             Some(existing) => existing.merge(handler),
             None => handler,

@@ -15,9 +15,9 @@ use kanade_shared::wire::Shell;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ACTOR, ApiError, AppState, routes};
+use super::{ApiError, AppState, routes};
+use crate::auth::Caller;
 use crate::db::queries;
-use crate::pipeline::Origin;
 use crate::projector::Kind;
 
 #[derive(Deserialize)]
@@ -43,6 +43,7 @@ fn default_timeout() -> u64 {
 /// An ad-hoc script on named PCs, through the same pipeline (so it is projected and audited).
 pub async fn run(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<RunBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut problems = Vec::new();
@@ -76,7 +77,7 @@ pub async fn run(
         .map_err(|p| ApiError::invalid(p.messages()))?
         .manifest;
     let plan = Plan { target: Target { pcs, groups: Vec::new(), all: false }, jitter: None, rollout: None };
-    let launched = state.pipeline.exec(&manifest, &plan, &Origin::actor(ACTOR)).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 

@@ -1,155 +1,260 @@
 //! Every route, once: the router and the OpenAPI document are both built from this table, so
 //! they cannot disagree (a test walks the table against the router).
 
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
-use super::{AppState, catalog, executions, fleet, ops, schedules};
+use super::{AppState, accounts, catalog, executions, fleet, ops, schedules, session};
+use crate::auth::{Access, Role};
 
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
+    /// Who may call it; the router enforces it and a test walks every route against it.
+    pub access: Access,
     pub summary: &'static str,
     pub handler: fn() -> MethodRouter<AppState>,
 }
 
 macro_rules! route {
-    ($method:literal, $path:literal, $summary:literal, $make:expr) => {
-        Route { method: $method, path: $path, summary: $summary, handler: || $make }
+    ($method:literal, $path:literal, $access:expr, $summary:literal, $make:expr) => {
+        Route { method: $method, path: $path, access: $access, summary: $summary, handler: || $make }
     };
 }
 
+const PUBLIC: Access = Access::Public;
+const SIGNED_IN: Access = Access::SignedIn;
+const VIEWER: Access = Access::Role(Role::Viewer);
+const OPERATOR: Access = Access::Role(Role::Operator);
+const ADMIN: Access = Access::Role(Role::Admin);
+
 pub fn table() -> Vec<Route> {
     vec![
-        route!("GET", "/health", "Liveness and broker connectivity", get(super::health)),
-        route!("GET", "/metrics", "Prometheus metrics", get(ops::metrics)),
-        route!("GET", "/api/openapi.json", "This document", get(ops::openapi)),
+        route!(
+            "POST",
+            "/api/auth/login",
+            PUBLIC,
+            "Sign in with name and password; returns a session token",
+            post(session::login)
+        ),
+        route!(
+            "GET",
+            "/api/auth/me",
+            SIGNED_IN,
+            "The caller: name, role, how authenticated",
+            get(session::me)
+        ),
+        route!(
+            "POST",
+            "/api/auth/password",
+            SIGNED_IN,
+            "Change the caller's password (current, new)",
+            post(session::change_password)
+        ),
+        route!("GET", "/api/users", ADMIN, "Users (admin)", get(accounts::list_users)),
+        route!(
+            "POST",
+            "/api/users",
+            ADMIN,
+            "Create a user with a temporary password (admin)",
+            post(accounts::create_user)
+        ),
+        route!(
+            "PATCH",
+            "/api/users/{name}",
+            ADMIN,
+            "Change a user's role, disabled flag or password (admin)",
+            patch(accounts::update_user)
+        ),
+        route!("DELETE", "/api/users/{name}", ADMIN, "Delete a user (admin)", delete(accounts::delete_user)),
+        route!(
+            "GET",
+            "/api/tokens",
+            ADMIN,
+            "API tokens, without their secrets (admin)",
+            get(accounts::list_tokens)
+        ),
+        route!(
+            "POST",
+            "/api/tokens",
+            ADMIN,
+            "Create an API token; its secret is shown once (admin)",
+            post(accounts::create_token)
+        ),
+        route!(
+            "DELETE",
+            "/api/tokens/{id}",
+            ADMIN,
+            "Revoke an API token (admin)",
+            delete(accounts::revoke_token)
+        ),
+        route!("GET", "/health", PUBLIC, "Liveness and broker connectivity", get(super::health)),
+        route!("GET", "/metrics", VIEWER, "Prometheus metrics", get(ops::metrics)),
+        route!("GET", "/api/openapi.json", PUBLIC, "This document", get(ops::openapi)),
         route!(
             "GET",
             "/api/jetstream/status",
+            VIEWER,
             "Streams, buckets and stores with usage and limits",
             get(super::jetstream_status)
         ),
         route!(
             "GET",
             "/api/stream",
+            VIEWER,
             "Server-sent events: agents seen, results, executions",
             get(ops::stream)
         ),
-        route!("GET", "/api/agents", "Agents, paginated (group, cursor, limit)", get(executions::agents)),
+        route!(
+            "GET",
+            "/api/agents",
+            VIEWER,
+            "Agents, paginated (group, cursor, limit)",
+            get(executions::agents)
+        ),
         route!(
             "GET",
             "/api/agents/{pc}",
+            VIEWER,
             "One agent with inventory and recent results",
             get(fleet::show_agent)
         ),
         route!(
             "POST",
             "/api/agents/{pc}/ping",
+            OPERATOR,
             "Ping an agent; replies with a fresh heartbeat",
             post(fleet::ping)
         ),
         route!(
             "PUT",
             "/api/agents/{pc}/groups",
+            OPERATOR,
             "Set the operator-assigned groups of an agent",
             put(fleet::set_groups)
         ),
-        route!("GET", "/api/jobs", "The job catalog", get(catalog::list)),
-        route!("POST", "/api/jobs", "Add or replace a job (JSON or YAML manifest)", post(catalog::create)),
-        route!("GET", "/api/jobs/{id}", "One job's manifest and revoke state", get(catalog::show)),
+        route!("GET", "/api/jobs", VIEWER, "The job catalog", get(catalog::list)),
+        route!(
+            "POST",
+            "/api/jobs",
+            OPERATOR,
+            "Add or replace a job (JSON or YAML manifest)",
+            post(catalog::create)
+        ),
+        route!("GET", "/api/jobs/{id}", VIEWER, "One job's manifest and revoke state", get(catalog::show)),
         route!(
             "DELETE",
             "/api/jobs/{id}",
+            OPERATOR,
             "Delete a job (refused while a schedule uses it)",
             delete(catalog::delete)
         ),
-        route!("POST", "/api/jobs/{id}/revoke", "Revoke a job: agents skip it (126)", post(catalog::revoke)),
-        route!("POST", "/api/jobs/{id}/unrevoke", "Lift a revoke", post(catalog::unrevoke)),
+        route!(
+            "POST",
+            "/api/jobs/{id}/revoke",
+            OPERATOR,
+            "Revoke a job: agents skip it (126)",
+            post(catalog::revoke)
+        ),
+        route!("POST", "/api/jobs/{id}/unrevoke", OPERATOR, "Lift a revoke", post(catalog::unrevoke)),
         route!(
             "POST",
             "/api/jobs/{id}/kill",
+            OPERATOR,
             "Kill every unfinished execution of a job",
             post(catalog::kill)
         ),
         route!(
             "POST",
             "/api/exec/{job_id}",
+            OPERATOR,
             "Run a catalog job with a plan (JSON or YAML)",
             post(executions::exec)
         ),
         route!(
             "POST",
             "/api/deploy",
+            OPERATOR,
             "Register a manifest and run it with its plan",
             post(executions::deploy)
         ),
-        route!("POST", "/api/run", "Run an ad-hoc script on named pcs", post(ops::run)),
+        route!("POST", "/api/run", OPERATOR, "Run an ad-hoc script on named pcs", post(ops::run)),
         route!(
             "GET",
             "/api/executions",
+            VIEWER,
             "Executions, newest first (job, status, since, cursor, limit)",
             get(executions::list)
         ),
         route!(
             "GET",
             "/api/executions/{exec_id}",
+            VIEWER,
             "One execution with per-pc rows and waves",
             get(executions::show)
         ),
         route!(
             "POST",
             "/api/executions/{exec_id}/kill",
+            OPERATOR,
             "Kill an execution on every pc",
             post(executions::kill)
         ),
         route!(
             "GET",
             "/api/results",
+            VIEWER,
             "Results, newest first (pc, job, exec, status, since, cursor, limit)",
             get(fleet::results)
         ),
-        route!("GET", "/api/results/{result_id}", "One result", get(fleet::result)),
+        route!("GET", "/api/results/{result_id}", VIEWER, "One result", get(fleet::result)),
         route!(
             "GET",
             "/api/schedules",
+            VIEWER,
             "Schedules with next fire, last tick and 24 h outcomes",
             get(schedules::list)
         ),
         route!(
             "POST",
             "/api/schedules",
+            OPERATOR,
             "Create or replace a schedule (JSON or YAML); refused with every problem",
             post(schedules::create)
         ),
         route!(
             "GET",
             "/api/schedules/{id}",
+            VIEWER,
             "One schedule with its next 5 fires and status",
             get(schedules::show)
         ),
         route!(
             "DELETE",
             "/api/schedules/{id}",
+            OPERATOR,
             "Delete a schedule; it stops firing at once",
             delete(schedules::delete)
         ),
-        route!("POST", "/api/schedules/{id}/enable", "Enable a schedule", post(schedules::enable)),
+        route!("POST", "/api/schedules/{id}/enable", OPERATOR, "Enable a schedule", post(schedules::enable)),
         route!(
             "POST",
             "/api/schedules/{id}/disable",
+            OPERATOR,
             "Disable a schedule; it stops firing at once",
             post(schedules::disable)
         ),
         route!(
             "GET",
             "/api/schedules/{id}/preview",
+            VIEWER,
             "The next n fire times (n ≤ 100, default 10) in the schedule's time zone",
             get(schedules::preview)
         ),
         route!(
             "GET",
             "/api/audit",
+            VIEWER,
             "Audit log (actor, action, target, since, until, cursor, limit)",
             get(fleet::audit_log)
         ),
@@ -165,8 +270,9 @@ pub fn openapi() -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
-        let op = json!({
+        let mut op = json!({
             "summary": r.summary,
+            "x-kanade-access": r.access.describe(),
             "operationId": format!("{}_{}", r.method.to_lowercase(), r.path.trim_start_matches('/').replace(['/', '{', '}', '.'], "_")),
             "parameters": params,
             "responses": {
@@ -174,6 +280,9 @@ pub fn openapi() -> Value {
                 "default": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
             }
         });
+        if r.access != Access::Public {
+            op["security"] = json!([{ "bearer": [] }]);
+        }
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = op;
     }
@@ -181,7 +290,9 @@ pub fn openapi() -> Value {
         "openapi": "3.0.3",
         "info": { "title": "kanade-backend", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
-        "components": { "schemas": { "Error": {
+        "components": {
+        "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "a session token from POST /api/auth/login, or an API token" } },
+        "schemas": { "Error": {
             "type": "object",
             "required": ["error", "code"],
             "properties": {

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::parse_doc;
-use super::{ACTOR, ApiError, AppState, broker};
+use super::{ApiError, AppState, broker};
+use crate::auth::Caller;
 use crate::db::{now_ms, schedules};
 use crate::pipeline::{audit, catalog};
 use crate::scheduler::{self, times};
@@ -81,6 +82,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -103,10 +105,10 @@ pub async fn create(
             catalog::store(&state.js, m).await?;
             audit(
                 &state.js,
-                ACTOR,
+                &caller.name,
                 "job.create",
                 Some(m.id.to_string()),
-                None,
+                caller.source.clone(),
                 json!({ "version": m.version, "schedule": s.id }),
             )
             .await?;
@@ -119,10 +121,10 @@ pub async fn create(
     let action = if existed { "schedule.update" } else { "schedule.create" };
     audit(
         &state.js,
-        ACTOR,
+        &caller.name,
         action,
         Some(s.id.to_string()),
-        None,
+        caller.source.clone(),
         serde_json::to_value(&s).unwrap_or_default(),
     )
     .await?;
@@ -135,33 +137,53 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(describe(&state, &s, 5).await?))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = schedule_id(&id)?;
     load(&state, &id).await?;
     let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
     kv.delete(id.as_str()).await.map_err(broker)?;
     let key = id.to_string();
     state.db.write(move |tx| schedules::forget(tx, &key)).await.map_err(ApiError::from)?;
-    audit(&state.js, ACTOR, "schedule.delete", Some(id.to_string()), None, Value::Null).await?;
+    audit(
+        &state.js,
+        &caller.name,
+        "schedule.delete",
+        Some(id.to_string()),
+        caller.source.clone(),
+        Value::Null,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn toggle(state: AppState, id: String, enabled: bool) -> Result<Json<Value>, ApiError> {
+async fn toggle(state: AppState, caller: Caller, id: String, enabled: bool) -> Result<Json<Value>, ApiError> {
     let id = schedule_id(&id)?;
     let action = if enabled { "schedule.enable" } else { "schedule.disable" };
-    let changed = scheduler::set_enabled(&state.pipeline, id.as_str(), enabled, ACTOR, action).await?;
+    let changed = scheduler::set_enabled(&state.pipeline, id.as_str(), enabled, &caller.name, action).await?;
     let s = load(&state, &id).await?;
     let mut v = describe(&state, &s, 5).await?;
     v["changed"] = json!(changed);
     Ok(Json(v))
 }
 
-pub async fn enable(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    toggle(state, id, true).await
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    toggle(state, caller, id, true).await
 }
 
-pub async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    toggle(state, id, false).await
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    toggle(state, caller, id, false).await
 }
 
 #[derive(Debug, Deserialize)]

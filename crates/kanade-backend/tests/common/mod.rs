@@ -42,7 +42,7 @@ pub async fn stack(agents: &[(&str, &[&str])]) -> Stack {
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&dir.path().join("backend.db")).unwrap();
-    let state = AppState::new(client, db);
+    let state = AppState::new(client, db, kanade_backend::auth::Auth::disabled());
     let (stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let app = http::app(state.clone());

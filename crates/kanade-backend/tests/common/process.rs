@@ -9,6 +9,7 @@ pub struct BackendProcess {
     child: Child,
     pub config: PathBuf,
     pub db: PathBuf,
+    logs: PathBuf,
 }
 
 impl BackendProcess {
@@ -27,7 +28,7 @@ impl BackendProcess {
             ),
         )
         .unwrap();
-        Self { child: spawn(&config), config, db }
+        Self { child: spawn(&config), config, db, logs: dir.join("logs") }
     }
 
     /// Start the binary again on the same config (after `kill`).
@@ -59,5 +60,14 @@ fn spawn(config: &Path) -> Child {
 impl Drop for BackendProcess {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the backend said.
+        if std::thread::panicking() {
+            for entry in std::fs::read_dir(&self.logs).into_iter().flatten().flatten() {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("--- {} (last lines)", entry.path().display());
+                tail.iter().rev().for_each(|l| eprintln!("{l}"));
+            }
+        }
     }
 }

@@ -1,0 +1,306 @@
+//! Who is calling, and may they. Every `/api/*` route declares an `Access` in the route table;
+//! `authorize` (a layer on each route) resolves the bearer credential to a `Caller` — a session
+//! JWT from `POST /api/auth/login` or an API token — re-reading the account or token row on
+//! every request, so disabling a user or revoking a token takes effect at the next call.
+
+pub mod jwt;
+pub mod password;
+pub mod role;
+pub mod throttle;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::Digest;
+
+use crate::db::{Db, accounts, now_ms};
+use crate::http::ApiError;
+pub use role::{Access, Role};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// A user name, or `token:<name>` for an API token.
+    pub name: String,
+    pub role: Role,
+    pub via: Via,
+    pub must_change_password: bool,
+    /// The peer address, for the audit log.
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Password,
+    Token,
+    /// `KANADE_AUTH_DISABLE=1`: everyone is an admin.
+    AuthDisabled,
+}
+
+pub struct AuthConfig {
+    pub disabled: bool,
+    pub secret: Vec<u8>,
+    pub session_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    pub config: Arc<AuthConfig>,
+    pub throttle: Arc<Mutex<throttle::Throttle>>,
+}
+
+impl Auth {
+    pub fn new(config: AuthConfig) -> Self {
+        Self { config: Arc::new(config), throttle: Arc::default() }
+    }
+
+    /// Development mode: no credentials, every caller is an admin.
+    pub fn disabled() -> Self {
+        Self::new(AuthConfig { disabled: true, secret: Vec::new(), session_ttl: Duration::from_secs(3600) })
+    }
+
+    /// Real authentication with the given signing secret.
+    pub fn with_secret(secret: Vec<u8>, session_ttl: Duration) -> Self {
+        Self::new(AuthConfig { disabled: false, secret, session_ttl })
+    }
+}
+
+fn random_hex(bytes: usize) -> Result<String, String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).map_err(|e| format!("no randomness available: {e}"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The session signing secret: from config, else `jwt.secret` in the data dir, generated once
+/// (mode 0600). Never a built-in default.
+pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    if let Some(s) = configured {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = data_dir.join("jwt.secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let trimmed = existing.trim();
+        anyhow::ensure!(
+            trimmed.len() >= 32,
+            "{} is too short; delete it to have a new one generated",
+            path.display()
+        );
+        return Ok(trimmed.as_bytes().to_vec());
+    }
+    let secret = random_hex(32).map_err(anyhow::Error::msg)?;
+    write_private(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated the session signing secret");
+    Ok(secret.into_bytes())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// Create the first admin from `KANADE_BOOTSTRAP_ADMIN_PASSWORD` when no user exists yet.
+/// Returns whether one was created. A later start with users present changes nothing.
+pub async fn bootstrap_admin(db: &Db, password: Option<String>) -> anyhow::Result<bool> {
+    if db.read(accounts::user_count).await? > 0 {
+        return Ok(false);
+    }
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        tracing::warn!(
+            "no user exists yet: set KANADE_BOOTSTRAP_ADMIN_PASSWORD and restart to create the first admin (user \"admin\")"
+        );
+        return Ok(false);
+    };
+    password::check_new("admin", &password)
+        .map_err(|e| anyhow::anyhow!("KANADE_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
+    let hash = password::hash(&password).map_err(anyhow::Error::msg)?;
+    let now = now_ms();
+    let created = db.write(move |tx| accounts::create_user(tx, "admin", &hash, "admin", false, now)).await?;
+    if created {
+        tracing::info!("created the first admin, user \"admin\", from KANADE_BOOTSTRAP_ADMIN_PASSWORD");
+    }
+    Ok(created)
+}
+
+/// A new API token: (row to store, the secret to show once).
+pub fn new_token(name: &str, role: Role, created_by: &str) -> Result<(accounts::Token, String), String> {
+    let id = random_hex(6)?;
+    let secret = random_hex(32)?;
+    let shown = format!("kanade_{id}_{secret}");
+    let row = accounts::Token {
+        id,
+        name: name.to_owned(),
+        secret_sha256: sha256_hex(&secret),
+        role: role.as_str().to_owned(),
+        created_by: created_by.to_owned(),
+        created_ms: now_ms(),
+        revoked_ms: None,
+    };
+    Ok((row, shown))
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Resolve the request's credentials to a caller.
+pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller, ApiError> {
+    let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    if auth.config.disabled {
+        return Ok(Caller {
+            name: "dev".into(),
+            role: Role::Admin,
+            via: Via::AuthDisabled,
+            must_change_password: false,
+            source,
+        });
+    }
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let bearer = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
+        unauthorized("missing \"Authorization: Bearer <token>\"; sign in with POST /api/auth/login (kanade login) or use an API token")
+    })?;
+    if let Some(rest) = bearer.strip_prefix("kanade_") {
+        let (id, secret) = rest.split_once('_').ok_or_else(|| unauthorized("malformed API token"))?;
+        let key = id.to_owned();
+        let row = db.read(move |c| accounts::token(c, &key)).await?;
+        let row = row
+            .filter(|t| t.revoked_ms.is_none())
+            .ok_or_else(|| unauthorized("API token unknown or revoked"))?;
+        // Both sides are hashes of the same length; compare without an early exit.
+        let given = sha256_hex(secret);
+        let same = given.bytes().zip(row.secret_sha256.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            && given.len() == row.secret_sha256.len();
+        if !same {
+            return Err(unauthorized("API token unknown or revoked"));
+        }
+        let role =
+            row.role.parse().map_err(|e: String| unauthorized(format!("API token has a bad role: {e}")))?;
+        return Ok(Caller {
+            name: format!("token:{}", row.name),
+            role,
+            via: Via::Token,
+            must_change_password: false,
+            source,
+        });
+    }
+    let claims =
+        jwt::decode(bearer, &auth.config.secret, now_ms() / 1000).map_err(|e| unauthorized(e.to_string()))?;
+    let name = claims.sub.clone();
+    let user = db.read(move |c| accounts::user(c, &name)).await?;
+    let user = user.ok_or_else(|| unauthorized(format!("user {} no longer exists", claims.sub)))?;
+    if user.disabled {
+        return Err(unauthorized(format!("user {} is disabled", user.name)));
+    }
+    if user.password_changed_ms != claims.pwd {
+        return Err(unauthorized("the password changed since this session began; sign in again"));
+    }
+    let role = user.role.parse().map_err(|e: String| unauthorized(format!("user has a bad role: {e}")))?;
+    Ok(Caller {
+        name: user.name,
+        role,
+        via: Via::Password,
+        must_change_password: user.must_change_password,
+        source,
+    })
+}
+
+/// Why `caller` may not use a route with `access`, if it may not.
+pub fn refusal(caller: &Caller, access: Access) -> Option<String> {
+    match access {
+        Access::Public | Access::SignedIn => None,
+        _ if caller.must_change_password => {
+            Some("change your password first (POST /api/auth/password, or kanade login)".to_owned())
+        }
+        Access::Role(needed) if caller.role < needed => {
+            Some(format!("this needs the {needed} role; {} is {}", caller.name, caller.role))
+        }
+        Access::Role(_) => None,
+    }
+}
+
+/// The per-route layer: authenticate unless public, check the role, hand the caller on.
+pub async fn authorize(
+    State((auth, db, access)): State<(Auth, Db, Access)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if access == Access::Public {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let caller = match authenticate(&auth, &db, &parts).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(why) = refusal(&caller, access) {
+        return ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", why).into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| unauthorized("this route needs a signed-in caller"))
+    }
+}
+
+/// The peer address of a request (when served with connect info), for public routes.
+pub struct Peer(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(role: Role, must_change: bool) -> Caller {
+        Caller { name: "u".into(), role, via: Via::Password, must_change_password: must_change, source: None }
+    }
+
+    #[test]
+    fn role_rules() {
+        assert_eq!(refusal(&caller(Role::Viewer, false), Access::Role(Role::Viewer)), None);
+        assert_eq!(
+            refusal(&caller(Role::Viewer, false), Access::Role(Role::Operator)),
+            Some("this needs the operator role; u is viewer".into())
+        );
+        assert_eq!(refusal(&caller(Role::Admin, false), Access::Role(Role::Operator)), None);
+        assert_eq!(refusal(&caller(Role::Admin, true), Access::SignedIn), None);
+        assert!(
+            refusal(&caller(Role::Admin, true), Access::Role(Role::Viewer))
+                .unwrap()
+                .starts_with("change your password")
+        );
+    }
+}

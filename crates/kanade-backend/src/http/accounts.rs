@@ -1,0 +1,194 @@
+//! Admin-only account management: users and API tokens. All changes are audited.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::auth::{self, Caller, Role, password};
+use crate::db::{accounts, now_ms};
+use crate::pipeline::audit;
+
+fn role(text: &str) -> Result<Role, ApiError> {
+    text.parse().map_err(|e: String| ApiError::invalid(vec![format!("role: {e}")]))
+}
+
+fn user_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(vec![format!("name: {name:?} must be 1-64 of A-Z a-z 0-9 _ - . @")]))
+    }
+}
+
+pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let users = state.db.read(accounts::users).await?;
+    Ok(Json(json!({ "items": users })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    role: String,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewUser>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    user_name(&body.name)?;
+    let r = role(&body.role)?;
+    password::check_new(&body.name, &body.password).map_err(|e| ApiError::invalid(vec![e]))?;
+    let hash = password::hash(&body.password).map_err(ApiError::bad_request)?;
+    let (name, now) = (body.name.clone(), now_ms());
+    // An admin-set password is temporary: the user picks their own at first sign-in.
+    let created =
+        state.db.write(move |tx| accounts::create_user(tx, &name, &hash, r.as_str(), true, now)).await?;
+    if !created {
+        return Err(ApiError::conflict(format!("user {} already exists", body.name)));
+    }
+    audit(
+        &state.js,
+        &caller.name,
+        "user.create",
+        Some(body.name.clone()),
+        caller.source.clone(),
+        json!({ "role": r }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": body.name, "role": r, "must_change_password": true }))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    role: Option<String>,
+    disabled: Option<bool>,
+    /// A new temporary password (the user must change it at next sign-in).
+    password: Option<String>,
+}
+
+pub async fn update_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<UserChange>,
+) -> Result<Json<Value>, ApiError> {
+    let new_role = body.role.as_deref().map(role).transpose()?;
+    let key = name.clone();
+    let user = state
+        .db
+        .read(move |c| accounts::user(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {name} does not exist")))?;
+    let loses_admin = user.role == "admin"
+        && !user.disabled
+        && (new_role.is_some_and(|r| r != Role::Admin) || body.disabled == Some(true));
+    if loses_admin && state.db.read(accounts::active_admins).await? <= 1 {
+        return Err(ApiError::conflict(format!("{name} is the last active admin; make another admin first")));
+    }
+    let hash = match &body.password {
+        Some(p) => {
+            password::check_new(&name, p).map_err(|e| ApiError::invalid(vec![e]))?;
+            Some(password::hash(p).map_err(ApiError::bad_request)?)
+        }
+        None => None,
+    };
+    let (key, now, disabled) = (name.clone(), now_ms(), body.disabled);
+    state
+        .db
+        .write(move |tx| {
+            accounts::update_user(tx, &key, new_role.map(Role::as_str), disabled, now)?;
+            if let Some(hash) = hash {
+                accounts::set_password(tx, &key, &hash, true, now)?;
+            }
+            Ok(())
+        })
+        .await?;
+    let detail =
+        json!({ "role": new_role, "disabled": body.disabled, "password_reset": body.password.is_some() });
+    audit(&state.js, &caller.name, "user.update", Some(name.clone()), caller.source.clone(), detail).await?;
+    let key = name.clone();
+    let user = state.db.read(move |c| accounts::user(c, &key)).await?;
+    Ok(Json(serde_json::to_value(user).unwrap_or_default()))
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key = name.clone();
+    let user = state
+        .db
+        .read(move |c| accounts::user(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {name} does not exist")))?;
+    if user.role == "admin" && !user.disabled && state.db.read(accounts::active_admins).await? <= 1 {
+        return Err(ApiError::conflict(format!("{name} is the last active admin; make another admin first")));
+    }
+    let key = name.clone();
+    state.db.write(move |tx| accounts::delete_user(tx, &key)).await?;
+    audit(&state.js, &caller.name, "user.delete", Some(name), caller.source.clone(), Value::Null).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "items": state.db.read(accounts::tokens).await? })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    role: String,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    user_name(&body.name)?;
+    let r = role(&body.role)?;
+    let (row, secret) = auth::new_token(&body.name, r, &caller.name).map_err(ApiError::bad_request)?;
+    let stored = row.clone();
+    if !state.db.write(move |tx| accounts::create_token(tx, &stored)).await? {
+        return Err(ApiError::conflict(format!("a token named {} already exists", body.name)));
+    }
+    audit(
+        &state.js,
+        &caller.name,
+        "token.create",
+        Some(row.id.clone()),
+        caller.source.clone(),
+        json!({ "name": row.name, "role": r }),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "id": row.id, "name": row.name, "role": r, "token": secret, "note": "shown once: store it now" }),
+        ),
+    ))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (key, now) = (id.clone(), now_ms());
+    if !state.db.write(move |tx| accounts::revoke_token(tx, &key, now)).await? {
+        return Err(ApiError::not_found(format!("token {id} does not exist or is already revoked")));
+    }
+    audit(&state.js, &caller.name, "token.revoke", Some(id), caller.source.clone(), Value::Null).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
