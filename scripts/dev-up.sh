@@ -3,6 +3,7 @@
 # kanade-backend on SQLite and one kanade-agent, all in this terminal. Ctrl-C stops everything.
 #   --install-only   install prerequisites and exit
 # Ports: KANADE_DEV_NATS_PORT (4222), KANADE_DEV_HTTP_PORT (8080). State lives in .kanade-dev/.
+# First admin: admin / KANADE_DEV_ADMIN_PASSWORD (kanade-dev-admin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -13,6 +14,8 @@ ensure_nats_server
 
 NATS_PORT="${KANADE_DEV_NATS_PORT:-4222}"
 HTTP_PORT="${KANADE_DEV_HTTP_PORT:-8080}"
+# The first admin of a fresh dev database; later starts keep whatever password it has by then.
+ADMIN_PASSWORD="${KANADE_DEV_ADMIN_PASSWORD:-kanade-dev-admin}"
 DEV="$PWD/.kanade-dev"
 for port in "$NATS_PORT" "$HTTP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -70,7 +73,7 @@ start() {
   pids+=($!)
 }
 start "nats   " "$KANADE_NATS_SERVER" -c "$DEV/nats.conf"
-start "backend" "$BIN/kanade-backend" --config "$DEV/backend.toml"
+start "backend" env KANADE_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/kanade-backend" --config "$DEV/backend.toml"
 start "agent  " "$BIN/kanade-agent" --config "$DEV/agent.toml"
 
 for _ in $(seq 1 150); do
@@ -82,7 +85,7 @@ cat >&2 <<MSG
   kanade is running (state in $DEV, logs in $DEV/logs)
     API        http://127.0.0.1:$HTTP_PORT/api/agents  /api/executions  /api/openapi.json  /metrics
     dashboard  http://127.0.0.1:$HTTP_PORT/  once the dashboard is built (not yet)
-    login      none yet: accounts and login are not built, so the API is open (local use only)
+    login      admin / $ADMIN_PASSWORD  (POST /api/auth/login; set at the first start of this dev database)
     NATS       nats://127.0.0.1:$NATS_PORT
     agent      $AGENT_ID (group dev)
     CLI        $BIN/kanade --nats-url nats://127.0.0.1:$NATS_PORT jetstream status

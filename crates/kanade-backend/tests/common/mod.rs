@@ -36,13 +36,30 @@ impl Drop for Stack {
 }
 
 pub async fn stack(agents: &[(&str, &[&str])]) -> Stack {
+    stack_with(agents, kanade_backend::auth::Auth::disabled()).await
+}
+
+/// The signing secret of `secured()` stacks, so tests can mint tokens.
+pub const SECRET: &[u8] = b"test secret test secret test secret!";
+
+/// A stack with authentication on (no agents) and the bootstrap admin `admin` / `ADMIN_PASSWORD`.
+pub async fn secured() -> Stack {
+    let auth = kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), Duration::from_secs(600));
+    let s = stack_with(&[], auth).await;
+    assert!(kanade_backend::auth::bootstrap_admin(&s.state.db, Some(ADMIN_PASSWORD.into())).await.unwrap());
+    s
+}
+
+pub const ADMIN_PASSWORD: &str = "first admin password";
+
+pub async fn stack_with(agents: &[(&str, &[&str])], auth: kanade_backend::auth::Auth) -> Stack {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&dir.path().join("backend.db")).unwrap();
-    let state = AppState::new(client, db, kanade_backend::auth::Auth::disabled());
+    let state = AppState::new(client, db, auth);
     let (stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let app = http::app(state.clone());
@@ -53,7 +70,7 @@ pub async fn stack(agents: &[(&str, &[&str])]) -> Stack {
     }
     let want = agents.len();
     kanade_testkit::wait_until_async("every agent to be projected", Duration::from_secs(30), || async {
-        s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
+        want == 0 || s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
     })
     .await;
     s
@@ -88,6 +105,36 @@ impl Stack {
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A JSON request with a bearer token (`None`: no Authorization header).
+    pub async fn send_as(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
+        self.call(req.body(body).unwrap()).await
+    }
+
+    /// Sign in and return the session token.
+    pub async fn login(&self, name: &str, password: &str) -> String {
+        let (status, body) = self
+            .send_as(
+                "POST",
+                "/api/auth/login",
+                None,
+                serde_json::json!({ "name": name, "password": password }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {name}: {body:#}");
+        body["token"].as_str().unwrap().to_owned()
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -1,0 +1,251 @@
+//! Authentication and roles against the real router: every route of the table checked for 401
+//! (no, forged, expired credentials), 403 (a role too low) and admission (the right role);
+//! accounts, tokens, throttling and the audit trail.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{ADMIN_PASSWORD, SECRET, Stack};
+use kanade_backend::auth::{Access, Role, jwt};
+use kanade_backend::http::routes;
+use serde_json::{Value, json};
+
+/// A user with `role` and a permanent password; returns a session token.
+async fn user(s: &Stack, admin: &str, name: &str, role: &str) -> String {
+    let temp = format!("{name} temporary pw");
+    let (status, body) = s
+        .send_as("POST", "/api/users", Some(admin), json!({ "name": name, "password": temp, "role": role }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+    let first = s.login(name, &temp).await;
+    // A temporary password only lets the user change it.
+    let (status, body) = s.send_as("GET", "/api/jobs", Some(&first), Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:#}");
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/auth/password",
+            Some(&first),
+            json!({ "current": temp, "new": format!("{name} own password") }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    s.login(name, &format!("{name} own password")).await
+}
+
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| if seg.starts_with('{') { "nothing-here" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_route_enforces_its_declared_access() {
+    let s = common::secured().await;
+    let admin = s.login("admin", ADMIN_PASSWORD).await;
+    let operator = user(&s, &admin, "olivia", "operator").await;
+    let viewer = user(&s, &admin, "victor", "viewer").await;
+    let forged = jwt::encode(
+        &jwt::Claims { sub: "admin".into(), iat: 0, exp: i64::MAX / 2, pwd: 0 },
+        b"some other secret, not the backend's",
+    );
+    let now = kanade_backend::db::now_ms() / 1000;
+    let expired =
+        jwt::encode(&jwt::Claims { sub: "admin".into(), iat: now - 100, exp: now - 1, pwd: 0 }, SECRET);
+    let tokens =
+        [(Role::Viewer, viewer.as_str()), (Role::Operator, operator.as_str()), (Role::Admin, admin.as_str())];
+
+    let table = routes::table();
+    assert!(table.len() >= 40, "the table lost routes: {}", table.len());
+    for r in &table {
+        let path = concrete(r.path);
+        // Never stream forever: the live stream is only checked for its status line.
+        if r.path == "/api/stream" {
+            continue;
+        }
+        if r.access == Access::Public {
+            let (status, _) = s.send_as(r.method, &path, None, Value::Null).await;
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{} {} is public", r.method, r.path);
+            continue;
+        }
+        for (what, token) in
+            [("no", None), ("a forged", Some(forged.as_str())), ("an expired", Some(expired.as_str()))]
+        {
+            let (status, body) = s.send_as(r.method, &path, token, Value::Null).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {} with {what} token: {body}", r.method, r.path);
+            assert_eq!(body["code"], "unauthorized");
+        }
+        for (role, token) in tokens {
+            let allowed = match r.access {
+                Access::Role(needed) => role >= needed,
+                _ => true,
+            };
+            let (status, body) = s.send_as(r.method, &path, Some(token), Value::Null).await;
+            if allowed {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{} {} as {role}: {status} {body}",
+                    r.method,
+                    r.path
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{} {} as {role}: {body}", r.method, r.path);
+                assert!(body["error"].as_str().unwrap().starts_with("this needs the"), "{body}");
+            }
+        }
+    }
+    // The stream: 401 without a token, 200 with one (not read further).
+    let (status, _) = s.send_as("GET", "/api/stream", None, Value::Null).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn bootstrap_once_disable_revoke_and_throttle() {
+    let s = common::secured().await;
+    // A second start with another bootstrap password changes nothing.
+    assert!(
+        !kanade_backend::auth::bootstrap_admin(&s.state.db, Some("another password!".into())).await.unwrap()
+    );
+    let admin = s.login("admin", ADMIN_PASSWORD).await;
+    let (status, _) = s
+        .send_as("POST", "/api/auth/login", None, json!({ "name": "admin", "password": "another password!" }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Disabling a user locks their existing session out at the next request.
+    let olivia = user(&s, &admin, "olivia", "operator").await;
+    assert_eq!(s.send_as("GET", "/api/auth/me", Some(&olivia), Value::Null).await.0, StatusCode::OK);
+    let (status, body) =
+        s.send_as("PATCH", "/api/users/olivia", Some(&admin), json!({ "disabled": true })).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    let (status, body) = s.send_as("GET", "/api/auth/me", Some(&olivia), Value::Null).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("user olivia is disabled")));
+    // The last admin cannot lock everyone out.
+    let (status, body) =
+        s.send_as("PATCH", "/api/users/admin", Some(&admin), json!({ "role": "viewer" })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body:#}");
+
+    // API tokens: shown once, work with their role, stop at revocation.
+    let (status, created) = s
+        .send_as("POST", "/api/tokens", Some(&admin), json!({ "name": "prometheus", "role": "viewer" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created:#}");
+    let token = created["token"].as_str().unwrap();
+    assert_eq!(s.send_as("GET", "/metrics", Some(token), Value::Null).await.0, StatusCode::OK);
+    let (status, _) = s.send_as("POST", "/api/jobs/x/revoke", Some(token), Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, listed) = s.send_as("GET", "/api/tokens", Some(&admin), Value::Null).await;
+    assert!(
+        !listed.to_string().contains(token.rsplit('_').next().unwrap()),
+        "the secret is never listed again"
+    );
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        s.send_as("DELETE", &format!("/api/tokens/{id}"), Some(&admin), Value::Null).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = s.send_as("GET", "/metrics", Some(token), Value::Null).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("API token unknown or revoked"))
+    );
+
+    // Five wrong passwords (one above), then even the right one waits; every failure is audited.
+    for _ in 0..4 {
+        let (status, _) = s
+            .send_as("POST", "/api/auth/login", None, json!({ "name": "admin", "password": "guess guess" }))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = s
+        .send_as("POST", "/api/auth/login", None, json!({ "name": "admin", "password": ADMIN_PASSWORD }))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body:#}");
+    assert!(body["error"].as_str().unwrap().starts_with("too many failed sign-ins; try again in"), "{body}");
+    kanade_testkit::wait_until_async(
+        "the failures in the audit log",
+        std::time::Duration::from_secs(20),
+        || async {
+            let (_, audit) =
+                s.send_as("GET", "/api/audit?action=auth.login_failed", Some(&admin), Value::Null).await;
+            audit["items"].as_array().is_some_and(|i| i.len() >= 5)
+        },
+    )
+    .await;
+    let (_, audit) = s.send_as("GET", "/api/audit?action=user.update", Some(&admin), Value::Null).await;
+    assert_eq!(audit["items"][0]["actor"], "admin", "{audit:#}");
+}
+
+#[tokio::test]
+async fn a_password_change_ends_older_sessions() {
+    let s = common::secured().await;
+    let admin = s.login("admin", ADMIN_PASSWORD).await;
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/auth/password",
+            Some(&admin),
+            json!({ "current": "wrong one!!", "new": "brand new password" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:#}");
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/auth/password",
+            Some(&admin),
+            json!({ "current": ADMIN_PASSWORD, "new": "short" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("password: must be at least 10 characters"))
+    );
+    let (status, _) = s
+        .send_as(
+            "POST",
+            "/api/auth/password",
+            Some(&admin),
+            json!({ "current": ADMIN_PASSWORD, "new": "brand new password" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s.send_as("GET", "/api/auth/me", Some(&admin), Value::Null).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body:#}");
+    let fresh = s.login("admin", "brand new password").await;
+    let (_, me) = s.send_as("GET", "/api/auth/me", Some(&fresh), Value::Null).await;
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str(), me["via"].as_str()),
+        (Some("admin"), Some("admin"), Some("password"))
+    );
+}
+
+#[tokio::test]
+async fn dev_mode_says_so() {
+    let s = common::stack(&[]).await;
+    let (_, me) = s.get("/api/auth/me").await;
+    assert_eq!(me["auth_disabled"], true);
+    assert!(me["warning"].as_str().unwrap().contains("KANADE_AUTH_DISABLE=1"));
+}
+
+#[test]
+fn the_session_secret_is_generated_once_and_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = kanade_backend::auth::load_or_create_secret(None, dir.path()).unwrap();
+    let again = kanade_backend::auth::load_or_create_secret(None, dir.path()).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("jwt.secret")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let configured = kanade_backend::auth::load_or_create_secret(
+        Some("configured secret, long enough to use"),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(configured, b"configured secret, long enough to use");
+}
