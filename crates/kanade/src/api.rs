@@ -48,7 +48,8 @@ pub fn parse_base(url: &str) -> anyhow::Result<(String, String)> {
 impl Api {
     pub fn new(global: &Global) -> anyhow::Result<Self> {
         let (authority, prefix) = parse_base(&global.backend_url)?;
-        Ok(Self { url: global.backend_url.clone(), authority, prefix, token: global.token.clone() })
+        let token = global.token.clone().or_else(|| crate::credentials::token_for(&global.backend_url));
+        Ok(Self { url: global.backend_url.clone(), authority, prefix, token })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -57,6 +58,10 @@ impl Api {
 
     pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(Method::POST, path, Some(("application/json", body.to_string().into_bytes()))).await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(Method::PUT, path, Some(("application/json", body.to_string().into_bytes()))).await
     }
 
     pub async fn post(&self, path: &str) -> anyhow::Result<Value> {

@@ -13,7 +13,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// NATS server for the direct paths (jetstream, run, kill)
     #[arg(long, global = true, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -21,7 +21,7 @@ pub struct Global {
     /// kanade-backend base URL
     #[arg(long, global = true, env = "KANADE_BACKEND_URL", default_value = "http://127.0.0.1:8080")]
     pub backend_url: String,
-    /// API token or JWT for the backend
+    /// API token or session token for the backend (else the one `kanade login` kept)
     #[arg(long, global = true, env = "KANADE_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format: aligned tables for people, JSON for scripts
@@ -40,9 +40,96 @@ pub enum Command {
     /// Create and inspect the streams, buckets and object stores kanade needs
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
+    /// Sign in to the backend and keep the session for later commands
+    Login {
+        /// User name (asked when missing)
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the password from standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Run a script on one PC now and print its output; exits with the script's exit code
+    Run {
+        pc: String,
+        /// sh, bash, powershell, pwsh or cmd (default: powershell on Windows, else sh)
+        #[arg(long)]
+        shell: Option<String>,
+        /// Give up on the script after this long (e.g. 30s, 5m)
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+        /// Give up when the PC has not started the script within this long (it then skips it)
+        #[arg(long, default_value = "20s")]
+        start_within: String,
+        /// The script; put it after `--`
+        #[arg(last = true, required = true, num_args = 1..)]
+        script: Vec<String>,
+    },
+    /// Ask an agent for a fresh heartbeat
+    Ping { pc: String },
+    /// Stop a running execution on every PC
+    Kill { exec_id: String },
+    /// Revoke a job: agents skip it from now on
+    Revoke { job_id: String },
+    /// Lift a revoke
+    Unrevoke { job_id: String },
     /// Work with job manifests
     #[command(subcommand)]
     Job(JobCommand),
+    /// Run a catalog job with a target
+    Exec {
+        job_id: String,
+        /// Comma-separated PCs
+        #[arg(long, value_delimiter = ',')]
+        pcs: Vec<String>,
+        /// Comma-separated groups
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Every agent
+        #[arg(long)]
+        all: bool,
+        /// Spread starts over this long (e.g. 5m)
+        #[arg(long)]
+        jitter: Option<String>,
+        /// Follow progress until every PC reported; exit non-zero if any failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Register a manifest with its plan and run it
+    #[command(disable_version_flag = true)]
+    Deploy {
+        manifest: PathBuf,
+        /// Override the manifest's version
+        #[arg(long = "version", id = "manifest_version", value_name = "V")]
+        version: Option<String>,
+        /// Follow progress until every PC reported; exit non-zero if any failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Executions, newest first
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Results, newest first
+    Results {
+        #[arg(long)]
+        pc: Option<String>,
+        #[arg(long)]
+        job: Option<String>,
+        /// Only failed, timed out, killed or unknown runs
+        #[arg(long)]
+        failed: bool,
+        /// At most this many (1-500)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Agents and their groups
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Create, list and control cron schedules
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -93,4 +180,63 @@ pub enum JobCommand {
         /// Manifest YAML; `script_file:` is resolved relative to it
         file: PathBuf,
     },
+    /// Add a manifest to the catalog, or replace the one with the same id
+    Create {
+        /// Manifest YAML; `script_file:` is resolved relative to it and inlined
+        file: PathBuf,
+    },
+    /// The job catalog
+    List,
+    /// One job's manifest and revoke state
+    Show { id: String },
+    /// Delete a job (refused while a schedule uses it)
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// Executions, newest first
+    List {
+        #[arg(long)]
+        job: Option<String>,
+        /// pending, running, completed, failed, expired or aborted
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One execution: counters, waves and every PC's outcome and output
+    Show { exec_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Every agent with status, OS, version and groups
+    List {
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, default_value_t = 500)]
+        limit: u32,
+    },
+    /// One agent with inventory and recent results
+    Show { pc: String },
+    /// Operator-assigned groups
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// Replace a PC's operator-assigned groups (none clears them)
+    Set { pc: String, groups: Vec<String> },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

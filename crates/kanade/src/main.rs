@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod commands;
+mod credentials;
 mod output;
 
 use std::process::ExitCode;

@@ -1,66 +1,11 @@
 //! `kanade schedule …` end to end: the real CLI binary against a real backend (the library's
 //! router and workers on a real socket), a real nats-server and an in-process agent.
 
-use std::process::Output;
 use std::time::Duration;
 
-use kanade_backend::db::Db;
-use kanade_backend::http::{self, AppState};
-use kanade_testkit::NatsServer;
-use tokio::sync::watch;
+mod common;
 
-struct Backend {
-    _server: NatsServer,
-    url: String,
-    _stop: watch::Sender<bool>,
-}
-
-async fn backend(dir: &std::path::Path) -> Backend {
-    let server = NatsServer::start();
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
-    let state = AppState::new(
-        client,
-        Db::open(&dir.join("backend.db")).unwrap(),
-        kanade_backend::auth::Auth::disabled(),
-    );
-    let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, http::app(state)).await });
-    let settings = kanade_agent::runtime::Settings {
-        pc: "PC-1".parse().unwrap(),
-        groups: vec!["lab".parse().unwrap()],
-        nats_url: server.url(),
-        data_dir: dir.join("agent"),
-        max_concurrent_jobs: 4,
-        heartbeat_interval: Duration::from_millis(500),
-        inventory: None,
-        output_cap: 4096,
-    };
-    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
-    Backend { _server: server, url, _stop: stop }
-}
-
-async fn kanade(url: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kanade"))
-        .arg("--backend-url")
-        .arg(url)
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{backend, kanade, stderr, stdout};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_list_show_disable_delete() {

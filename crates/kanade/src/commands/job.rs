@@ -6,14 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use kanade_shared::manifest::{JobFile, ScriptSource, job_from_yaml};
 
-use crate::cli::{Global, JobCommand};
+use crate::cli::Global;
 use crate::output;
-
-pub fn run(cmd: JobCommand, global: &Global) -> anyhow::Result<ExitCode> {
-    match cmd {
-        JobCommand::Validate { file } => validate(&file, global),
-    }
-}
 
 /// Read a manifest and inline its `script_file`, as every command that sends one must.
 pub fn load_manifest(path: &Path) -> anyhow::Result<Result<JobFile, Vec<String>>> {
@@ -39,7 +33,7 @@ pub fn load_manifest(path: &Path) -> anyhow::Result<Result<JobFile, Vec<String>>
     Ok(Ok(file))
 }
 
-fn validate(path: &Path, global: &Global) -> anyhow::Result<ExitCode> {
+pub fn validate(path: &Path, global: &Global) -> anyhow::Result<ExitCode> {
     match load_manifest(path)? {
         Ok(file) => {
             let m = &file.manifest;

@@ -1,17 +1,74 @@
 //! One module per command group; each turns parsed arguments into IO and output.
 
+mod catalog;
+mod direct;
+mod exec;
+mod fleet;
 mod jetstream;
-mod job;
+pub mod job;
+mod login;
 mod schedule;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use clap::CommandFactory;
+use serde_json::Value;
+
+use crate::cli::{Cli, Command, Format, JobCommand};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
     match cli.command {
-        Command::Jetstream(cmd) => jetstream::run(cmd, &cli.global).await,
-        Command::Job(cmd) => job::run(cmd, &cli.global),
-        Command::Schedule(cmd) => schedule::run(cmd, &cli.global).await,
+        Command::Jetstream(cmd) => jetstream::run(cmd, g).await,
+        Command::Job(JobCommand::Validate { file }) => job::validate(&file, g),
+        Command::Job(JobCommand::Create { file }) => catalog::create(&file, g).await,
+        Command::Job(JobCommand::List) => catalog::list(g).await,
+        Command::Job(JobCommand::Show { id }) => catalog::show(&id, g).await,
+        Command::Job(JobCommand::Delete { id }) => catalog::delete(&id, g).await,
+        Command::Revoke { job_id } => catalog::revoke(&job_id, true, g).await,
+        Command::Unrevoke { job_id } => catalog::revoke(&job_id, false, g).await,
+        Command::Schedule(cmd) => schedule::run(cmd, g).await,
+        Command::Login { user, password_stdin } => login::run(user, password_stdin, g).await,
+        Command::Run { pc, shell, timeout, start_within, script } => {
+            direct::run(&pc, shell, (&timeout, &start_within), &script, g).await
+        }
+        Command::Kill { exec_id } => direct::kill(&exec_id, g).await,
+        Command::Ping { pc } => fleet::ping(&pc, g).await,
+        Command::Exec { job_id, pcs, groups, all, jitter, wait } => {
+            exec::exec(&job_id, exec::Target { pcs, groups, all, jitter }, wait, g).await
+        }
+        Command::Deploy { manifest, version, wait } => exec::deploy(&manifest, version, wait, g).await,
+        Command::Executions(cmd) => fleet::executions(cmd, g).await,
+        Command::Results { pc, job, failed, limit } => fleet::results(pc, job, failed, limit, g).await,
+        Command::Agents(cmd) => fleet::agents(cmd, g).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kanade", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A JSON value as a table cell.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Epoch ms as RFC 3339 UTC, or `-`.
+pub fn when(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// The outcome of a change: a sentence for people, the API's answer for scripts.
+pub fn done(format: Format, json: &Value, sentence: &str) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(json).unwrap_or_default()),
+        Format::Table => println!("{sentence}"),
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
+use super::{text, when};
 use crate::api::Api;
 use crate::cli::{Format, Global, ScheduleCommand};
 use crate::output;
@@ -81,22 +82,6 @@ fn load(path: &Path) -> anyhow::Result<Value> {
     Ok(json)
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Epoch ms as RFC 3339 UTC, or `-`.
-pub fn when(ms: &Value) -> String {
-    ms.as_i64()
-        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| "-".to_owned())
-}
-
 fn row(s: &Value) -> Vec<String> {
     let job =
         s.get("job_id").or_else(|| s.get("manifest").and_then(|m| m.get("id"))).map(text).unwrap_or_default();
@@ -148,8 +133,5 @@ fn show(format: Format, s: &Value) {
 }
 
 fn done(format: Format, id: &str, what: &str) {
-    match format {
-        Format::Json => println!("{}", serde_json::json!({ "id": id, "result": what })),
-        Format::Table => println!("schedule {id} {what}"),
-    }
+    super::done(format, &serde_json::json!({ "id": id, "result": what }), &format!("schedule {id} {what}"));
 }

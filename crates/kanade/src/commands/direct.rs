@@ -1,0 +1,98 @@
+//! The break-glass paths that talk to NATS directly, so they work with the backend down:
+//! `kanade run` (a command into EXEC, its result awaited on the results subject) and
+//! `kanade kill`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures::StreamExt;
+use kanade_shared::wire::{self, Command, ExecResult, ExecStatus, Shell, Timestamp};
+use kanade_shared::{ExecId, HumanDuration, JobId, PcId, subjects};
+
+use crate::cli::Global;
+
+async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
+    kanade_shared::nats::connect_once(&global.nats_url, "kanade-cli").await.map_err(|e| {
+        anyhow!(
+            "cannot reach NATS at {} ({e}); is nats-server running? (set --nats-url or KANADE_NATS_URL)",
+            global.nats_url
+        )
+    })
+}
+
+/// `limits`: (script timeout, how long the PC has to start it before `run` gives up and the
+/// agent would skip it).
+pub async fn run(
+    pc: &str,
+    shell: Option<String>,
+    limits: (&str, &str),
+    script: &[String],
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
+    let (timeout, start_within) = limits;
+    let start_within: HumanDuration = start_within.parse().map_err(|e| anyhow!("--start-within: {e}"))?;
+    let start_within = start_within.get();
+    let pc: PcId = pc.parse().map_err(|e| anyhow!("{e}"))?;
+    let shell_name = shell.unwrap_or_else(|| if cfg!(windows) { "powershell".into() } else { "sh".into() });
+    let shell = Shell::parse(&shell_name)
+        .ok_or_else(|| anyhow!("--shell {shell_name:?} is not one of {}", Shell::KNOWN.join(", ")))?;
+    let timeout: HumanDuration = timeout.parse().map_err(|e| anyhow!("--timeout: {e}"))?;
+    let mut cmd = Command::inline(
+        JobId::adhoc(kanade_shared::RequestId::new()),
+        "1".parse().expect("valid"),
+        shell,
+        script.join(" "),
+    );
+    cmd.timeout_secs = timeout.as_secs().max(1);
+    // A PC that comes back later must not run a command its operator gave up on.
+    cmd.deadline_at = Some(Timestamp::now_utc() + start_within);
+    let client = connect(global).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut results = client.subscribe(subjects::result(&pc, cmd.request_id)).await?;
+    let mut started = client.subscribe(subjects::event_started(&pc, cmd.exec_id)).await?;
+    let payload = wire::encode(&cmd).map_err(|e| anyhow!("{e}"))?;
+    js.publish(subjects::command_pc(&pc, &cmd.job_id), payload.into())
+        .await
+        .context("cannot publish the command")?
+        .await
+        .context("JetStream did not store the command (is stream EXEC set up? kanade jetstream setup)")?;
+    let answer = tokio::select! {
+        r = results.next() => r,
+        s = tokio::time::timeout(start_within, started.next()) => match s {
+            Err(_) => bail!("{pc} did not start the script within {}s; is it online? try `kanade ping {pc}`", start_within.as_secs()),
+            Ok(_) => tokio::time::timeout(Duration::from_secs(cmd.timeout_secs + 30), results.next())
+                .await
+                .map_err(|_| anyhow!("{pc} started the script but sent no result in time; see `kanade results --pc {pc}`"))?,
+        },
+    };
+    let msg = answer.ok_or_else(|| anyhow!("the connection to NATS closed while waiting for {pc}"))?;
+    let result: ExecResult =
+        wire::decode(&msg.payload).map_err(|e| anyhow!("{pc} sent a result this CLI cannot read: {e}"))?;
+    print!("{}", result.stdout);
+    eprint!("{}", result.stderr);
+    if result.truncated {
+        eprintln!("(output was truncated by the agent)");
+    }
+    Ok(match (result.status, result.exit_code) {
+        (ExecStatus::Succeeded | ExecStatus::Failed, Some(code)) => ExitCode::from(code.clamp(0, 255) as u8),
+        (status, _) => {
+            eprintln!(
+                "{pc}: {}{}",
+                status.as_str(),
+                result.message.map(|m| format!(": {m}")).unwrap_or_default()
+            );
+            ExitCode::FAILURE
+        }
+    })
+}
+
+pub async fn kill(exec: &str, global: &Global) -> anyhow::Result<ExitCode> {
+    let exec: ExecId =
+        exec.parse().map_err(|_| anyhow!("{exec:?} is not an execution id (see kanade executions list)"))?;
+    let client = connect(global).await?;
+    client.publish(subjects::kill(exec), "kill".into()).await?;
+    client.flush().await.context("cannot send the kill")?;
+    println!("kill sent for {exec}: every agent running it stops it");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,235 @@
+//! `kanade executions`, `results`, `agents`, `ping`: reading the fleet over HTTP.
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::catalog::items;
+use super::{done, text, when};
+use crate::api::Api;
+use crate::cli::{AgentsCommand, ExecutionsCommand, Format, Global, GroupsCommand};
+use crate::output;
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> =
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))).collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+pub fn progress_cell(e: &Value) -> String {
+    let done = ["succeeded", "failed", "skipped", "other"].iter().filter_map(|k| e[k].as_i64()).sum::<i64>();
+    format!("{done}/{}", e["target_count"].as_i64().unwrap_or(0))
+}
+
+pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Result<ExitCode> {
+    let api = Api::new(global)?;
+    match cmd {
+        ExecutionsCommand::List { job, status, limit } => {
+            let path = format!(
+                "/api/executions{}",
+                query(&[("job", job), ("status", status), ("limit", Some(limit.to_string()))])
+            );
+            let list = api.get(&path).await?;
+            let rows = items(&list)
+                .iter()
+                .map(|e| {
+                    vec![
+                        text(&e["exec_id"]),
+                        text(&e["job_id"]),
+                        text(&e["status"]),
+                        progress_cell(e),
+                        e["failed"].as_i64().unwrap_or(0).to_string(),
+                        when(&e["created_ms"]),
+                    ]
+                })
+                .collect();
+            output::print(
+                global.output,
+                &list,
+                &["EXEC", "JOB", "STATUS", "DONE", "FAILED", "CREATED"],
+                rows,
+            );
+        }
+        ExecutionsCommand::Show { exec_id } => {
+            let v = api.get(&format!("/api/executions/{exec_id}")).await?;
+            if global.output == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let e = &v["execution"];
+            println!(
+                "{}  {} v{}  {}  {} done, {} ok, {} failed{}",
+                text(&e["exec_id"]),
+                text(&e["job_id"]),
+                text(&e["version"]),
+                text(&e["status"]),
+                progress_cell(e),
+                e["succeeded"].as_i64().unwrap_or(0),
+                e["failed"].as_i64().unwrap_or(0) + e["other"].as_i64().unwrap_or(0),
+                e["message"].as_str().map(|m| format!("  ({m})")).unwrap_or_default()
+            );
+            for w in v["waves"].as_array().into_iter().flatten() {
+                println!("wave {}: {} (due {})", text(&w["wave"]), text(&w["status"]), when(&w["due_ms"]));
+            }
+            let rows: Vec<Vec<String>> = v["pcs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| vec![text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]), first_line(p)])
+                .collect();
+            print!("{}", output::table(&["PC", "STATUS", "EXIT", "OUTPUT"], &rows));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first line of stderr if the run failed, else of stdout.
+fn first_line(p: &Value) -> String {
+    let failed = p["status"] != "succeeded";
+    let stream = if failed && p["stderr"].as_str().is_some_and(|s| !s.trim().is_empty()) {
+        &p["stderr"]
+    } else {
+        &p["stdout"]
+    };
+    let text = stream.as_str().or(p["message"].as_str()).unwrap_or("");
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(80).collect()
+}
+
+pub async fn results(
+    pc: Option<String>,
+    job: Option<String>,
+    failed: bool,
+    limit: u32,
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
+    let path =
+        format!("/api/results{}", query(&[("pc", pc), ("job", job), ("limit", Some(limit.to_string()))]));
+    let mut list = Api::new(global)?.get(&path).await?;
+    if failed {
+        let kept: Vec<Value> = items(&list)
+            .into_iter()
+            .filter(|r| !matches!(r["status"].as_str(), Some("succeeded" | "skipped" | "running")))
+            .collect();
+        list["items"] = Value::Array(kept);
+    }
+    let rows = items(&list)
+        .iter()
+        .map(|r| {
+            vec![
+                text(&r["pc_id"]),
+                text(&r["job_id"]),
+                text(&r["status"]),
+                text(&r["exit_code"]),
+                when(&r["finished_ms"]),
+                first_line(r),
+            ]
+        })
+        .collect();
+    output::print(global.output, &list, &["PC", "JOB", "STATUS", "EXIT", "FINISHED", "OUTPUT"], rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitCode> {
+    let api = Api::new(global)?;
+    match cmd {
+        AgentsCommand::List { group, limit } => {
+            let list = api
+                .get(&format!(
+                    "/api/agents{}",
+                    query(&[("group", group), ("limit", Some(limit.to_string()))])
+                ))
+                .await?;
+            let rows = items(&list)
+                .iter()
+                .map(|a| {
+                    vec![
+                        text(&a["pc_id"]),
+                        if a["online"] == true { "online".into() } else { "offline".into() },
+                        format!("{} {}", text(&a["os_name"]), text(&a["os_version"])),
+                        text(&a["agent_version"]),
+                        a["groups"]
+                            .as_array()
+                            .map(|g| g.iter().map(text).collect::<Vec<_>>().join(","))
+                            .unwrap_or_default(),
+                        when(&a["last_seen_ms"]),
+                    ]
+                })
+                .collect();
+            output::print(
+                global.output,
+                &list,
+                &["PC", "STATUS", "OS", "AGENT", "GROUPS", "LAST HEARTBEAT"],
+                rows,
+            );
+        }
+        AgentsCommand::Show { pc } => {
+            let v = api.get(&format!("/api/agents/{pc}")).await?;
+            if global.output == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let a = &v["agent"];
+            for (k, val) in [
+                ("pc", text(&a["pc_id"])),
+                ("hostname", text(&a["hostname"])),
+                ("os", format!("{} {} ({})", text(&a["os_name"]), text(&a["os_version"]), text(&a["arch"]))),
+                ("agent", text(&a["agent_version"])),
+                (
+                    "groups",
+                    a["groups"]
+                        .as_array()
+                        .map(|g| g.iter().map(text).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default(),
+                ),
+                ("last heartbeat", when(&a["last_seen_ms"])),
+            ] {
+                println!("{k:<15} {val}");
+            }
+            let rows: Vec<Vec<String>> = v["recent_results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    vec![
+                        text(&r["job_id"]),
+                        text(&r["status"]),
+                        text(&r["exit_code"]),
+                        when(&r["finished_ms"]),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                println!();
+                print!("{}", output::table(&["JOB", "STATUS", "EXIT", "FINISHED"], &rows));
+            }
+        }
+        AgentsCommand::Groups(GroupsCommand::Set { pc, groups }) => {
+            let v = api
+                .put_json(&format!("/api/agents/{pc}/groups"), &serde_json::json!({ "groups": groups }))
+                .await?;
+            done(
+                global.output,
+                &v,
+                &format!(
+                    "{pc} groups: {}",
+                    if groups.is_empty() { "(none)".into() } else { groups.join(", ") }
+                ),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn ping(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
+    let v = Api::new(global)?.post(&format!("/api/agents/{pc}/ping")).await?;
+    done(
+        global.output,
+        &v,
+        &format!(
+            "{pc} answered in {} ms (agent {})",
+            text(&v["round_trip_ms"]),
+            text(&v["heartbeat"]["agent_version"])
+        ),
+    );
+    Ok(ExitCode::SUCCESS)
+}

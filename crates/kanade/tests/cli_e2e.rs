@@ -1,0 +1,191 @@
+//! The CLI end to end against a real stack, as an operator would use it: login, jobs, deploy
+//! and exec with --wait, executions, results, agents, ping, run, kill, revoke.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, backend, kanade, kanade_in, secured, stderr, stdout};
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operators_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path()).await;
+    let url = b.url.as_str();
+    let nats = b.server.url();
+
+    // Agents and ping.
+    let mut list = String::new();
+    for _ in 0..50 {
+        list = stdout(&kanade(url, &["agents", "list"]).await);
+        if list.contains("PC-1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(list.lines().next().unwrap().starts_with("PC  "), "{list}");
+    assert!(list.contains("PC-1") && list.contains("online") && list.contains("lab"), "{list}");
+    let out = kanade(url, &["ping", "PC-1"]).await;
+    assert!(stdout(&out).starts_with("PC-1 answered in "), "{}{}", stdout(&out), stderr(&out));
+    let out = kanade(url, &["agents", "show", "PC-1"]).await;
+    assert!(stdout(&out).contains("groups          lab"), "{}", stdout(&out));
+
+    // Jobs: create (script_file inlined), list, show.
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("scripts/hello.sh"), "echo hello from $0\n").unwrap();
+    let job = write(
+        dir.path(),
+        "hello.yaml",
+        "id: hello\nversion: '1'\nexecute: { shell: sh, script_file: scripts/hello.sh }\ntarget: { groups: [lab] }\n",
+    );
+    assert_eq!(stdout(&kanade(url, &["job", "create", &job]).await), "job hello version 1 stored\n");
+    let out = stdout(&kanade(url, &["job", "list"]).await);
+    assert!(out.contains("hello") && out.contains("sh"), "{out}");
+    let out = stdout(&kanade(url, &["job", "show", "hello"]).await);
+    assert!(out.contains("echo hello from $0"), "{out}");
+
+    // Deploy with --wait: exit 0, the summary line; a failing deploy exits non-zero.
+    let out = kanade(url, &["deploy", &job, "--version", "2", "--wait"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("completed: [####################] 1/1 done, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "id: boom\nversion: '1'\nexecute: { shell: sh, script: 'echo broken >&2; exit 7' }\ntarget: { pcs: [PC-1] }\n",
+    );
+    let out = kanade(url, &["deploy", &bad, "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("PC-1 failed (exit 7) broken"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("failed: [####################] 1/1 done, 1 failed"), "{}", stdout(&out));
+
+    // Exec of a catalog job, executions and results.
+    let out = kanade(url, &["exec", "hello", "--pcs", "PC-1", "--wait", "-o", "json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["execution"]["status"], "completed");
+    let exec_id = json["execution"]["exec_id"].as_str().unwrap().to_owned();
+    let out = stdout(&kanade(url, &["executions", "show", &exec_id]).await);
+    assert!(out.contains("completed") && out.contains("PC-1") && out.contains("hello from"), "{out}");
+    let out = stdout(&kanade(url, &["executions", "list", "--job", "hello"]).await);
+    assert_eq!(out.lines().count(), 3, "two hello executions: {out}");
+    let out = stdout(&kanade(url, &["results", "--failed"]).await);
+    assert!(out.contains("boom") && !out.contains("hello"), "{out}");
+    let out = kanade(url, &["exec", "hello"]).await;
+    assert_eq!(stderr(&out), "error: say where to run hello: --pcs a,b, --groups g or --all\n");
+
+    // Revoke: the agent skips the job; unrevoke lifts it.
+    assert_eq!(
+        stdout(&kanade(url, &["revoke", "hello"]).await),
+        "job hello revoked: agents skip it from now on\n"
+    );
+    let out = kanade(url, &["exec", "hello", "--pcs", "PC-1", "--wait", "-o", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["pcs"][0]["status"], "skipped", "{json:#}");
+    assert_eq!(stdout(&kanade(url, &["unrevoke", "hello"]).await), "job hello active again\n");
+
+    // run: the script's output and exit code, straight through NATS.
+    let out =
+        kanade(url, &["--nats-url", &nats, "run", "PC-1", "--", "echo out; echo err >&2; exit 3"]).await;
+    assert_eq!(
+        (stdout(&out).as_str(), stderr(&out).as_str(), out.status.code()),
+        ("out\n", "err\n", Some(3))
+    );
+    let out =
+        kanade(url, &["--nats-url", &nats, "run", "PC-404", "--start-within", "2s", "--", "true"]).await;
+    assert_eq!(
+        stderr(&out),
+        "error: PC-404 did not start the script within 2s; is it online? try `kanade ping PC-404`\n"
+    );
+
+    // kill: a long deploy stops.
+    let slow = write(
+        dir.path(),
+        "slow.yaml",
+        "id: slow\nversion: '1'\nexecute: { shell: sh, script: 'sleep 30' }\ntarget: { pcs: [PC-1] }\n",
+    );
+    let out = kanade(url, &["deploy", &slow, "-o", "json"]).await;
+    let launched: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let slow_id = launched["exec_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out = kanade(url, &["--nats-url", &nats, "kill", &slow_id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = stdout(&kanade(url, &["executions", "show", &slow_id, "-o", "json"]).await);
+    let mut status = String::new();
+    for _ in 0..50 {
+        let v: serde_json::Value = serde_json::from_str(&stdout(
+            &kanade(url, &["-o", "json", "executions", "show", &slow_id]).await,
+        ))
+        .unwrap();
+        status = v["pcs"][0]["status"].as_str().unwrap_or("").to_owned();
+        if status == "killed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, "killed", "{out}");
+
+    // Delete a job.
+    assert_eq!(stdout(&kanade(url, &["job", "delete", "boom"]).await), "job boom deleted\n");
+    let out = kanade(url, &["job", "show", "boom"]).await;
+    assert!(!out.status.success() && stderr(&out).starts_with("error: job boom"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_keeps_a_private_token_and_errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = secured(dir.path()).await;
+    let config = dir.path().join("cli-config");
+
+    let out = kanade_in(&config, &b.url, &["job", "list"], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: missing \"Authorization: Bearer <token>\""), "{err}");
+    assert!(err.trim_end().ends_with("run `kanade login`"), "{err}");
+
+    let out = kanade_in(
+        &config,
+        &b.url,
+        &["login", "--user", "admin", "--password-stdin"],
+        Some("wrong password\n"),
+    )
+    .await;
+    assert_eq!(
+        stderr(&out),
+        "error: wrong user name or password, or the account is disabled: not logged in or the token expired; run `kanade login`\n"
+    );
+
+    let out = kanade_in(
+        &config,
+        &b.url,
+        &["login", "--user", "admin", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("signed in to {} as admin (admin); token kept in ", b.url)),
+        "{}",
+        stdout(&out)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(config.join("credentials.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let out = kanade_in(&config, &b.url, &["job", "list"], None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A flag beats the stored session.
+    let out = kanade_in(&config, &b.url, &["--token", "kanade_nope_nope", "job", "list"], None).await;
+    assert!(stderr(&out).starts_with("error: API token unknown or revoked"), "{}", stderr(&out));
+}
