@@ -16,10 +16,22 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// NATS server for the direct paths (jetstream, run, kill)
-    #[arg(long, global = true, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        global = true,
+        env = "KANADE_NATS_URL",
+        hide_env_values = true,
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// kanade-backend base URL
-    #[arg(long, global = true, env = "KANADE_BACKEND_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "KANADE_BACKEND_URL",
+        hide_env_values = true,
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub backend_url: String,
     /// API token or session token for the backend (else the one `kanade login` kept)
     #[arg(long, global = true, env = "KANADE_AUTH_TOKEN", hide_env_values = true)]
@@ -51,6 +63,7 @@ pub enum Command {
     },
     /// Run a script on one PC now and print its output; exits with the script's exit code
     Run {
+        /// The PC's id
         pc: String,
         /// sh, bash, powershell, pwsh or cmd (default: powershell on Windows, else sh)
         #[arg(long)]
@@ -66,9 +79,15 @@ pub enum Command {
         script: Vec<String>,
     },
     /// Ask an agent for a fresh heartbeat
-    Ping { pc: String },
+    Ping {
+        /// The PC's id
+        pc: String,
+    },
     /// Stop a running execution on every PC
-    Kill { exec_id: String },
+    Kill {
+        /// From `kanade executions list`
+        exec_id: String,
+    },
     /// Revoke a job: agents skip it from now on
     Revoke { job_id: String },
     /// Lift a revoke
@@ -238,5 +257,38 @@ mod tests {
     #[test]
     fn the_command_tree_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every command's `--help` against `tests/snapshots/help/`; `KANADE_UPDATE_SNAPSHOTS=1`
+    /// rewrites them (review the diff).
+    #[test]
+    fn help_snapshots() {
+        fn walk(cmd: &mut clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+            out.push((path.to_owned(), cmd.render_help().to_string()));
+            let names: Vec<String> =
+                cmd.get_subcommands().map(|c| c.get_name().to_owned()).filter(|n| n != "help").collect();
+            for name in names {
+                let sub = cmd.find_subcommand_mut(&name).expect("listed");
+                walk(sub, &format!("{path} {name}"), out);
+            }
+        }
+        let mut root = super::Cli::command().term_width(100);
+        root.build();
+        let mut all = Vec::new();
+        walk(&mut root, "kanade", &mut all);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/help");
+        let update = std::env::var("KANADE_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+        let mut stale = Vec::new();
+        for (path, help) in &all {
+            let file = dir.join(format!("{}.txt", path.replace(' ', "_")));
+            if update {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&file, help).unwrap();
+            } else if std::fs::read_to_string(&file).ok().as_deref() != Some(help.as_str()) {
+                stale.push(file.display().to_string());
+            }
+        }
+        assert!(stale.is_empty(), "help changed (KANADE_UPDATE_SNAPSHOTS=1 to accept): {stale:#?}");
+        assert!(all.len() >= 30, "{} commands", all.len());
     }
 }

@@ -1,30 +1,70 @@
-//! Rendering: aligned plain tables for people, pretty JSON for scripts.
+//! Rendering: aligned plain tables for people (status words coloured only on a terminal, and
+//! never with `NO_COLOR` set), pretty JSON for scripts.
+
+use std::io::IsTerminal;
 
 use serde::Serialize;
 
 use crate::cli::Format;
 
-/// Print `rows` as a table (with `headers`) or as a JSON array of `json`.
+/// Print `rows` as a table (with `headers`) or as the JSON `json`.
 pub fn print<T: Serialize>(format: Format, json: &T, headers: &[&str], rows: Vec<Vec<String>>) {
     match format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(json).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         ),
-        Format::Table => print!("{}", table(headers, &rows)),
+        Format::Table => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let rows = if colour {
+                rows.into_iter().map(|r| r.into_iter().map(paint).collect()).collect()
+            } else {
+                rows
+            };
+            print!("{}", table(headers, &rows));
+        }
     }
+}
+
+/// Green for good outcomes, red for bad ones, yellow for in between; other cells unchanged.
+pub fn paint(cell: String) -> String {
+    let code = match cell.as_str() {
+        "succeeded" | "completed" | "online" | "yes" => "32",
+        "failed" | "killed" | "timed_out" | "unknown" | "offline" | "aborted" | "expired" => "31",
+        "running" | "pending" | "skipped" => "33",
+        _ => return cell,
+    };
+    format!("\x1b[{code}m{cell}\x1b[0m")
+}
+
+/// Characters a terminal shows (ANSI colour sequences take no room).
+fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
 }
 
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(visible_len(cell));
         }
     }
     let mut out = String::new();
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let parts: Vec<String> = cells.zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let parts: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(visible_len(c)))))
+            .collect();
         out.push_str(parts.join("  ").trim_end());
         out.push('\n');
     };
@@ -51,7 +91,7 @@ pub fn bytes(n: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     #[test]
@@ -59,6 +99,25 @@ mod tests {
         let out =
             table(&["NAME", "N"], &[vec!["EXEC".into(), "1".into()], vec!["KV_jobs".into(), "20".into()]]);
         assert_eq!(out, "NAME     N\nEXEC     1\nKV_jobs  20\n");
+    }
+
+    #[test]
+    fn colour_takes_no_width() {
+        let rows = vec![vec![paint("failed".into()), "x".into()], vec!["succeeded".into(), "y".into()]];
+        let out = table(&["STATUS", "N"], &rows);
+        assert_eq!(out, "STATUS     N\n\x1b[31mfailed\x1b[0m     x\nsucceeded  y\n");
+    }
+
+    /// Compare `text` with `tests/snapshots/<name>`; `KANADE_UPDATE_SNAPSHOTS=1` rewrites it.
+    pub fn assert_snapshot(name: &str, text: &str) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
+        if std::env::var("KANADE_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, text).unwrap();
+            return;
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(text, want, "{} changed (KANADE_UPDATE_SNAPSHOTS=1 to accept)", file.display());
     }
 
     #[test]

@@ -189,3 +189,25 @@ async fn login_keeps_a_private_token_and_errors_say_what_to_do() {
     let out = kanade_in(&config, &b.url, &["--token", "kanade_nope_nope", "job", "list"], None).await;
     assert!(stderr(&out).starts_with("error: API token unknown or revoked"), "{}", stderr(&out));
 }
+
+#[test]
+fn completions_for_every_shell() {
+    for (shell, marker) in [
+        ("bash", "_kanade()"),
+        ("zsh", "#compdef kanade"),
+        ("fish", "complete -c kanade"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kanade"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(marker) && text.contains("schedule"),
+            "{shell}: {}",
+            &text[..text.len().min(200)]
+        );
+    }
+}

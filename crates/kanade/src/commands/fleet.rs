@@ -21,6 +21,63 @@ pub fn progress_cell(e: &Value) -> String {
     format!("{done}/{}", e["target_count"].as_i64().unwrap_or(0))
 }
 
+pub const EXECUTION_HEADERS: [&str; 6] = ["EXEC", "JOB", "STATUS", "DONE", "FAILED", "CREATED"];
+
+pub fn execution_rows(list: &Value) -> Vec<Vec<String>> {
+    items(list)
+        .iter()
+        .map(|e| {
+            vec![
+                text(&e["exec_id"]),
+                text(&e["job_id"]),
+                text(&e["status"]),
+                progress_cell(e),
+                (e["failed"].as_i64().unwrap_or(0) + e["other"].as_i64().unwrap_or(0)).to_string(),
+                when(&e["created_ms"]),
+            ]
+        })
+        .collect()
+}
+
+pub const RESULT_HEADERS: [&str; 6] = ["PC", "JOB", "STATUS", "EXIT", "FINISHED", "OUTPUT"];
+
+pub fn result_rows(list: &Value) -> Vec<Vec<String>> {
+    items(list)
+        .iter()
+        .map(|r| {
+            vec![
+                text(&r["pc_id"]),
+                text(&r["job_id"]),
+                text(&r["status"]),
+                text(&r["exit_code"]),
+                when(&r["finished_ms"]),
+                first_line(r),
+            ]
+        })
+        .collect()
+}
+
+pub const AGENT_HEADERS: [&str; 6] = ["PC", "STATUS", "OS", "AGENT", "GROUPS", "LAST HEARTBEAT"];
+
+pub fn agent_rows(list: &Value) -> Vec<Vec<String>> {
+    items(list)
+        .iter()
+        .map(|a| {
+            vec![
+                text(&a["pc_id"]),
+                if a["online"] == true { "online".into() } else { "offline".into() },
+                format!("{} {}", text(&a["os_name"]), text(&a["os_version"])),
+                text(&a["agent_version"]),
+                a["groups"]
+                    .as_array()
+                    .map(|g| g.iter().map(text).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+                when(&a["last_seen_ms"]),
+            ]
+        })
+        .collect()
+}
+
 pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     match cmd {
@@ -30,25 +87,7 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
                 query(&[("job", job), ("status", status), ("limit", Some(limit.to_string()))])
             );
             let list = api.get(&path).await?;
-            let rows = items(&list)
-                .iter()
-                .map(|e| {
-                    vec![
-                        text(&e["exec_id"]),
-                        text(&e["job_id"]),
-                        text(&e["status"]),
-                        progress_cell(e),
-                        e["failed"].as_i64().unwrap_or(0).to_string(),
-                        when(&e["created_ms"]),
-                    ]
-                })
-                .collect();
-            output::print(
-                global.output,
-                &list,
-                &["EXEC", "JOB", "STATUS", "DONE", "FAILED", "CREATED"],
-                rows,
-            );
+            output::print(global.output, &list, &EXECUTION_HEADERS, execution_rows(&list));
         }
         ExecutionsCommand::Show { exec_id } => {
             let v = api.get(&format!("/api/executions/{exec_id}")).await?;
@@ -91,8 +130,9 @@ fn first_line(p: &Value) -> String {
     } else {
         &p["stdout"]
     };
-    let text = stream.as_str().or(p["message"].as_str()).unwrap_or("");
-    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(80).collect()
+    let line =
+        |v: &Value| v.as_str().and_then(|t| t.lines().find(|l| !l.trim().is_empty())).map(str::to_owned);
+    line(stream).or_else(|| line(&p["message"])).unwrap_or_default().chars().take(80).collect()
 }
 
 pub async fn results(
@@ -112,20 +152,7 @@ pub async fn results(
             .collect();
         list["items"] = Value::Array(kept);
     }
-    let rows = items(&list)
-        .iter()
-        .map(|r| {
-            vec![
-                text(&r["pc_id"]),
-                text(&r["job_id"]),
-                text(&r["status"]),
-                text(&r["exit_code"]),
-                when(&r["finished_ms"]),
-                first_line(r),
-            ]
-        })
-        .collect();
-    output::print(global.output, &list, &["PC", "JOB", "STATUS", "EXIT", "FINISHED", "OUTPUT"], rows);
+    output::print(global.output, &list, &RESULT_HEADERS, result_rows(&list));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,28 +166,7 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                     query(&[("group", group), ("limit", Some(limit.to_string()))])
                 ))
                 .await?;
-            let rows = items(&list)
-                .iter()
-                .map(|a| {
-                    vec![
-                        text(&a["pc_id"]),
-                        if a["online"] == true { "online".into() } else { "offline".into() },
-                        format!("{} {}", text(&a["os_name"]), text(&a["os_version"])),
-                        text(&a["agent_version"]),
-                        a["groups"]
-                            .as_array()
-                            .map(|g| g.iter().map(text).collect::<Vec<_>>().join(","))
-                            .unwrap_or_default(),
-                        when(&a["last_seen_ms"]),
-                    ]
-                })
-                .collect();
-            output::print(
-                global.output,
-                &list,
-                &["PC", "STATUS", "OS", "AGENT", "GROUPS", "LAST HEARTBEAT"],
-                rows,
-            );
+            output::print(global.output, &list, &AGENT_HEADERS, agent_rows(&list));
         }
         AgentsCommand::Show { pc } => {
             let v = api.get(&format!("/api/agents/{pc}")).await?;
@@ -232,4 +238,42 @@ pub async fn ping(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
         ),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::output::tests::assert_snapshot;
+
+    #[test]
+    fn table_snapshots() {
+        let executions = json!({ "items": [
+            { "exec_id": "01a20b95-b7b4-7177-8e7b-16c2e0aeb267", "job_id": "cleanup-disk-temp", "status": "running",
+              "target_count": 120, "succeeded": 80, "failed": 2, "skipped": 1, "other": 1, "created_ms": 1795490690996_i64 },
+            { "exec_id": "01a20b95-0000-7177-8e7b-16c2e0aeb267", "job_id": "hello", "status": "completed",
+              "target_count": 1, "succeeded": 1, "failed": 0, "skipped": 0, "other": 0, "created_ms": 1795490600000_i64 },
+        ]});
+        assert_snapshot(
+            "tables/executions.txt",
+            &output::table(&EXECUTION_HEADERS, &execution_rows(&executions)),
+        );
+        let agents = json!({ "items": [
+            { "pc_id": "PC-0001", "online": true, "os_name": "Windows 11 Pro", "os_version": "23H2", "agent_version": "0.1.0",
+              "groups": ["canary", "floor-3"], "last_seen_ms": 1795490668910_i64 },
+            { "pc_id": "LAB-SRV-2", "online": false, "os_name": "Debian GNU/Linux", "os_version": "12", "agent_version": "0.1.0",
+              "groups": [], "last_seen_ms": 1795400000000_i64 },
+        ]});
+        assert_snapshot("tables/agents.txt", &output::table(&AGENT_HEADERS, &agent_rows(&agents)));
+        let results = json!({ "items": [
+            { "pc_id": "PC-0001", "job_id": "boom", "status": "failed", "exit_code": 7, "finished_ms": 1795490691151_i64,
+              "stdout": "", "stderr": "\nbroken pipe\nmore" },
+            { "pc_id": "PC-0002", "job_id": "hello", "status": "succeeded", "exit_code": 0, "finished_ms": 1795490691151_i64,
+              "stdout": "hello\n", "stderr": "" },
+            { "pc_id": "PC-0003", "job_id": "hello", "status": "skipped", "exit_code": null, "finished_ms": 1795490691151_i64,
+              "stdout": "", "stderr": "", "message": "job revoked" },
+        ]});
+        assert_snapshot("tables/results.txt", &output::table(&RESULT_HEADERS, &result_rows(&results)));
+    }
 }

@@ -57,11 +57,12 @@ pub fn text(v: &Value) -> String {
     }
 }
 
-/// Epoch ms as RFC 3339 UTC, or `-`.
+/// Epoch ms as UTC to the second (`2026-11-24 03:00:00Z`), or `-`. JSON output keeps the ms.
 pub fn when(ms: &Value) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
     ms.as_i64()
         .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| "-".to_owned())
 }
 
