@@ -125,6 +125,10 @@ pub fn failure(status: StatusCode, body: &Value) -> String {
         StatusCode::UNAUTHORIZED => {
             format!("{message}: not logged in or the token expired; run `kanade login`")
         }
+        // The backend names the role needed; a bare 403 (a proxy) gets a hint.
+        StatusCode::FORBIDDEN if message.contains("role") || message.contains("password") => {
+            message.to_owned()
+        }
         StatusCode::FORBIDDEN => format!("{message}: your role does not allow this"),
         StatusCode::UNPROCESSABLE_ENTITY => {
             let problems: Vec<&str> = body["detail"]["problems"]

@@ -134,6 +134,26 @@ async fn an_operators_day() {
     }
     assert_eq!(status, "killed", "{out}");
 
+    // Ctrl-C while following leaves the execution running and says how to follow it.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kanade"))
+        .args(["--backend-url", url, "deploy", &slow, "--wait"])
+        .env("KANADE_CONFIG_DIR", dir.path().join("none"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("stopped following; execution ")
+            && err.contains("keeps running. Follow it with `kanade executions show "),
+        "{err}"
+    );
+
     // Delete a job.
     assert_eq!(stdout(&kanade(url, &["job", "delete", "boom"]).await), "job boom deleted\n");
     let out = kanade(url, &["job", "show", "boom"]).await;
@@ -185,6 +205,28 @@ async fn login_keeps_a_private_token_and_errors_say_what_to_do() {
     }
     let out = kanade_in(&config, &b.url, &["job", "list"], None).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    // A viewer is told which role a change needs.
+    let hash = kanade_backend::auth::password::hash("viewer password").unwrap();
+    let now = kanade_backend::db::now_ms();
+    b.db.write(move |tx| {
+        kanade_backend::db::accounts::create_user(tx, "victor", &hash, "viewer", false, now)
+    })
+    .await
+    .unwrap();
+    let viewer = dir.path().join("viewer-config");
+    let out = kanade_in(
+        &viewer,
+        &b.url,
+        &["login", "--user", "victor", "--password-stdin"],
+        Some("viewer password\n"),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kanade_in(&viewer, &b.url, &["revoke", "hello"], None).await;
+    assert_eq!(stderr(&out), "error: this needs the operator role; victor is viewer\n");
+    let out = kanade_in(&viewer, &b.url, &["job", "list"], None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
     // A flag beats the stored session.
     let out = kanade_in(&config, &b.url, &["--token", "kanade_nope_nope", "job", "list"], None).await;
     assert!(stderr(&out).starts_with("error: API token unknown or revoked"), "{}", stderr(&out));

@@ -75,10 +75,15 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
     let started = Instant::now();
     let mut reported = BTreeSet::new();
     let path = format!("/api/executions/{id}");
+    // One listener for the whole follow: a Ctrl-C between two polls must not be missed.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut first = true;
     loop {
+        let pause = if first { Duration::ZERO } else { Duration::from_millis(500) };
+        first = false;
         let v = tokio::select! {
-            v = api.get(&path) => v?,
-            _ = tokio::signal::ctrl_c() => {
+            v = async { tokio::time::sleep(pause).await; api.get(&path).await } => v?,
+            _ = &mut interrupted => {
                 if tty { eprintln!(); }
                 eprintln!("stopped following; execution {id} keeps running. Follow it with `kanade executions show {id}`");
                 return Ok(ExitCode::from(130));
@@ -115,7 +120,6 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
             }
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
