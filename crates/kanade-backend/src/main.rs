@@ -132,7 +132,8 @@ async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
         format!("cannot listen on {} (server.bind); is another process using it?", config.bind)
     })?;
     tracing::info!("listening on http://{}", config.bind);
-    let state = http::AppState::new(client, db, auth);
+    let signer = auth::load_or_create_signing_key(&config.data_dir)?;
+    let state = http::AppState::new(client, db, auth).with_signer(signer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx);
     let app = http::app(state);

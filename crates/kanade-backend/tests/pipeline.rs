@@ -115,3 +115,52 @@ async fn wipe_projector_rebuilds_executions_and_results_from_the_streams() {
     assert_eq!(after["pcs"], before["pcs"]);
     assert_eq!(after["pcs"][0]["stdout"], "kept\n");
 }
+
+#[tokio::test]
+async fn signed_commands_run_on_agents_that_pin_the_key_and_forgeries_do_not_count() {
+    let (s, key) = common::signed_stack(&[("PC-S", &["s"])]).await;
+    let (_, shown) = s.get("/api/signing-key").await;
+    assert_eq!(shown["public_key"], kanade_shared::signing::encode_public(&key.verifying_key()));
+    let exec = s
+        .deploy(
+            "id: signed\nversion: '1'\nexecute: { shell: sh, script: 'echo ok' }\ntarget: { groups: [s] }\n",
+        )
+        .await;
+    let body = s.wait_status(&exec, "completed").await;
+    assert_eq!(body["execution"]["succeeded"], 1);
+
+    // A rogue publishes an unsigned command reusing the exec id of a live execution: the agent
+    // refuses it, and the refusal does not count as that execution's result.
+    let live = s
+        .deploy(
+            "id: slowish\nversion: '1'\nexecute: { shell: sh, script: 'sleep 2' }\ntarget: { pcs: [PC-S] }\n",
+        )
+        .await;
+    let client = async_nats::connect(s.server.url()).await.unwrap();
+    let mut forged = kanade_shared::wire::Command::inline(
+        "slowish".parse().unwrap(),
+        "1".parse().unwrap(),
+        kanade_shared::wire::Shell::Sh,
+        "echo pwned",
+    );
+    forged.exec_id = live.parse().unwrap();
+    let subject = kanade_shared::subjects::command_pc(&"PC-S".parse().unwrap(), &forged.job_id);
+    async_nats::jetstream::new(client)
+        .publish(subject, kanade_shared::wire::encode(&forged).unwrap().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let body = s.wait_status(&live, "completed").await;
+    assert_eq!(
+        (body["execution"]["succeeded"].as_i64(), body["execution"]["failed"].as_i64()),
+        (Some(1), Some(0)),
+        "{body:#}"
+    );
+    kanade_testkit::wait_until_async("the refusal to be projected", Duration::from_secs(20), || async {
+        s.get("/api/results?pc=PC-S&status=failed").await.1["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|r| r["message"] == "refused: the command is not signed"))
+    })
+    .await;
+}

@@ -193,6 +193,15 @@ impl ResultId {
     }
 }
 
+impl ResultId {
+    /// The identity of a result reporting a *refused* command: derived from the command's own
+    /// request id, never from the exec id it claims, so a forged command cannot take the
+    /// place of the real result of that exec (JetStream would drop the real one as a duplicate).
+    pub fn refusal(request_id: RequestId, pc_id: &PcId) -> Self {
+        Self::derive(ExecId(request_id.0), pc_id)
+    }
+}
+
 /// FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`), which matters because
 /// result ids are persisted.
 fn fnv1a64(data: &[u8]) -> u64 {

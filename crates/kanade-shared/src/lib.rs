@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod nats;
 pub mod problems;
 pub mod shutdown;
+pub mod signing;
 pub mod subjects;
 pub mod wire;
 

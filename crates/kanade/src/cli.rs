@@ -36,6 +36,9 @@ pub struct Global {
     /// API token or session token for the backend (else the one `kanade login` kept)
     #[arg(long, global = true, env = "KANADE_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Private key file that `run` and `kill` sign with (see `kanade keygen`)
+    #[arg(long, global = true, env = "KANADE_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<PathBuf>,
     /// Output format: aligned tables for people, JSON for scripts
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -144,6 +147,11 @@ pub enum Command {
     /// Agents and their groups
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Create an operator signing key for `run` and `kill`, and print the public key agents pin
+    Keygen {
+        /// Where to write the private key (created with mode 0600; never overwritten)
+        file: PathBuf,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

@@ -253,3 +253,57 @@ fn completions_for_every_shell() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_signs_with_the_operators_key_when_agents_pin_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("operator.key");
+    let out = kanade("http://127.0.0.1:1", &["-o", "json", "keygen", key_file.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = kanade("http://127.0.0.1:1", &["keygen", key_file.to_str().unwrap()]).await;
+    assert!(stderr(&again).contains("an existing key is never overwritten"), "{}", stderr(&again));
+
+    let server = kanade_testkit::NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    kanade_shared::jetstream::ensure_jetstream_resources(&async_nats::jetstream::new(client), 1)
+        .await
+        .unwrap();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let settings = kanade_agent::runtime::Settings {
+        pc: "PC-K".parse().unwrap(),
+        groups: Vec::new(),
+        nats_url: server.url(),
+        data_dir: dir.path().join("agent"),
+        max_concurrent_jobs: 2,
+        heartbeat_interval: Duration::from_secs(1),
+        inventory: None,
+        output_cap: 4096,
+        trusted_keys: vec![
+            kanade_shared::signing::decode_public(public["public_key"].as_str().unwrap()).unwrap(),
+        ],
+    };
+    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let nats = server.url();
+
+    let out = kanade(
+        "http://127.0.0.1:1",
+        &[
+            "--nats-url",
+            &nats,
+            "--signing-key",
+            key_file.to_str().unwrap(),
+            "run",
+            "PC-K",
+            "--",
+            "echo signed",
+        ],
+    )
+    .await;
+    assert_eq!((stdout(&out).as_str(), out.status.code()), ("signed\n", Some(0)), "{}", stderr(&out));
+    let out =
+        kanade("http://127.0.0.1:1", &["--nats-url", &nats, "run", "PC-K", "--", "echo unsigned"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "PC-K: failed: refused: the command is not signed\n");
+}

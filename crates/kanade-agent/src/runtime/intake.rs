@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
 use futures::StreamExt;
-use kanade_shared::subjects;
 use kanade_shared::wire::{self, Command};
+use kanade_shared::{signing, subjects};
 use tokio::sync::{Notify, oneshot};
 
 use super::{Ctx, now_ms, runner};
@@ -48,7 +48,7 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Send
         loop {
             tokio::select! {
                 Some(msg) = merged.next() => {
-                    if let Err(e) = admit(&ctx, msg.subject.as_str(), &msg.payload).await {
+                    if let Err(e) = admit(&ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload).await {
                         // A live message has no redelivery; the next catch-up replays it.
                         tracing::error!(error = %e, subject = %msg.subject, "cannot record command; it will be replayed");
                     }
@@ -148,7 +148,7 @@ async fn drain(ctx: &Arc<Ctx>, consumer: &Consumer<pull::Config>) -> anyhow::Res
             let info = msg.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
             let (seq, left) = (info.stream_sequence, info.pending);
             // Ack only after the ledger has it: a failure here means redelivery, not loss.
-            admit(ctx, msg.subject.as_str(), &msg.payload).await?;
+            admit(ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload).await?;
             msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
             ctx.store.set_meta(WATERMARK, &seq.to_string())?;
             got += 1;
@@ -161,10 +161,15 @@ async fn drain(ctx: &Arc<Ctx>, consumer: &Consumer<pull::Config>) -> anyhow::Res
     }
 }
 
-/// Addressed to me → well-formed → ledger → run. Command signature verification belongs between
-/// the shape checks and the ledger write, so a forged command is never recorded. Errors only when
+/// Addressed to me → well-formed → signed by a trusted key → ledger → run. A refused command is
+/// never recorded or run; it is answered with a `failed` result saying why. Errors only when
 /// the ledger could not be written (the caller must then not ack).
-pub(crate) async fn admit(ctx: &Arc<Ctx>, subject: &str, payload: &[u8]) -> Result<(), StoreError> {
+pub(crate) async fn admit(
+    ctx: &Arc<Ctx>,
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Result<(), StoreError> {
     let (target, job) = match subjects::parse_command(subject) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -187,6 +192,13 @@ pub(crate) async fn admit(ctx: &Arc<Ctx>, subject: &str, payload: &[u8]) -> Resu
     if cmd.job_id != job {
         tracing::warn!(subject, job_id = %cmd.job_id, "refusing command whose job_id does not match its subject");
         return Ok(());
+    }
+    if !ctx.settings.trusted_keys.is_empty()
+        && let Err(refusal) =
+            signing::verify_message(&ctx.settings.trusted_keys, subject, payload, headers, now_ms())
+    {
+        tracing::warn!(subject, exec_id = %cmd.exec_id, reason = %refusal, "refusing command");
+        return runner::report_refusal(ctx, &cmd, &refusal.to_string());
     }
     match ctx.store.admit(
         cmd.exec_id,

@@ -43,6 +43,8 @@ pub struct Settings {
     /// `None` when inventory is disabled; otherwise the interval and the jitter added to it.
     pub inventory: Option<(Duration, Duration)>,
     pub output_cap: usize,
+    /// Keys whose signatures commands must carry; empty accepts unsigned commands.
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 impl Settings {
@@ -59,6 +61,7 @@ impl Settings {
                 .enabled
                 .then(|| (config.inventory.interval.get(), config.inventory.jitter.get())),
             output_cap: OUTPUT_CAP,
+            trusted_keys: config.trusted_keys.clone(),
         }
     }
 }
@@ -133,6 +136,11 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     tasks.spawn(presence::inventory_loop(ctx.clone()));
     tasks.spawn(intake::intake_loop(ctx.clone()));
     tracing::info!(pc = %ctx.settings.pc, "agent running");
+    if ctx.settings.trusted_keys.is_empty() {
+        tracing::warn!(
+            "COMMANDS ARE NOT VERIFIED: no security.trusted_keys configured, so anyone who can publish to the broker can run scripts here; pin the backend's key (GET /api/signing-key)"
+        );
+    }
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {
             tracing::error!(error = %e, "agent task failed");

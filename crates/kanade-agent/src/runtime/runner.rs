@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::{Ctx, now_ms, view};
 use crate::exec::{self, Ending, RunSpec};
 use crate::gates;
-use crate::store::Outgoing;
+use crate::store::{Outgoing, StoreError};
 
 /// Runs interrupted by a crash are reported `unknown`, never relaunched; runs admitted but never
 /// started are started now.
@@ -53,11 +53,32 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
 pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command) {
     let (kill_tx, kill_rx) = watch::channel(false);
     let kill_watch = match ctx.client.subscribe(subjects::kill(cmd.exec_id)).await {
-        Ok(mut sub) => Some(tokio::spawn(async move {
-            if sub.next().await.is_some() {
-                let _ = kill_tx.send(true);
-            }
-        })),
+        Ok(mut sub) => {
+            let trusted = ctx.settings.trusted_keys.clone();
+            Some(tokio::spawn(async move {
+                while let Some(msg) = sub.next().await {
+                    // With pinned keys a kill must be signed too, or anyone could stop any run.
+                    let check = |m: &async_nats::Message| {
+                        kanade_shared::signing::verify_message(
+                            &trusted,
+                            m.subject.as_str(),
+                            &m.payload,
+                            m.headers.as_ref(),
+                            now_ms(),
+                        )
+                    };
+                    match if trusted.is_empty() { Ok(()) } else { check(&msg) } {
+                        Ok(()) => {
+                            let _ = kill_tx.send(true);
+                            return;
+                        }
+                        Err(refusal) => {
+                            tracing::warn!(subject = %msg.subject, reason = %refusal, "ignoring kill")
+                        }
+                    }
+                }
+            }))
+        }
         Err(e) => {
             tracing::error!(exec_id = %cmd.exec_id, error = %e, "cannot subscribe to the kill switch");
             None
@@ -190,6 +211,17 @@ fn announce_start(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp)
         tracing::warn!(error = %e, "cannot queue the started event");
     }
     ctx.outbox_wake.notify_one();
+}
+
+/// Answer a refused command with a `failed` result under the refusal identity (see
+/// `ResultId::refusal`), so operators see why and the real exec's result is never displaced.
+pub(crate) fn report_refusal(ctx: &Ctx, cmd: &Command, why: &str) -> Result<(), StoreError> {
+    let mut result = base_result(ctx, cmd, ExecStatus::Failed, 0);
+    result.result_id = ResultId::refusal(cmd.request_id, &ctx.settings.pc);
+    result.message = Some(why.to_owned());
+    ctx.store.enqueue(&outgoing(ctx, &result))?;
+    ctx.outbox_wake.notify_one();
+    Ok(())
 }
 
 fn base_result(ctx: &Ctx, cmd: &Command, status: ExecStatus, attempt: u32) -> ExecResult {

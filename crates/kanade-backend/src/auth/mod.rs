@@ -105,6 +105,27 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
     Ok(secret.into_bytes())
 }
 
+/// The key every published command is signed with: `command-signing.key` in the data dir,
+/// generated once (mode 0600). Agents pin its public half (`GET /api/signing-key`).
+pub fn load_or_create_signing_key(data_dir: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    use anyhow::Context;
+    let path = data_dir.join("command-signing.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return kanade_shared::signing::decode_secret(&text).map_err(|e| {
+            anyhow::anyhow!("{}: {e}; restore it from a backup (agents pin its public key)", path.display())
+        });
+    }
+    let key = kanade_shared::signing::generate().map_err(anyhow::Error::msg)?;
+    write_private(&path, &kanade_shared::signing::encode_secret(&key))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(
+        path = %path.display(),
+        public_key = %kanade_shared::signing::encode_public(&key.verifying_key()),
+        "generated the command signing key; put the public key in every agent's security.trusted_keys"
+    );
+    Ok(key)
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();

@@ -153,7 +153,7 @@ pub async fn kill(
     let live = state.db.read(move |c| queries::unfinished_executions(c, &job)).await?;
     for exec in &live {
         if let Ok(exec_id) = exec.parse() {
-            state.nats.publish(kanade_shared::subjects::kill(exec_id), "".into()).await.map_err(broker)?;
+            state.pipeline.kill(&state.nats, exec_id).await?;
         }
     }
     audit(

@@ -100,11 +100,7 @@ pub async fn kill(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
-    state
-        .nats
-        .publish(kanade_shared::subjects::kill(id), "".into())
-        .await
-        .map_err(|e| ApiError::unavailable("nats_unavailable", e.to_string()))?;
+    state.pipeline.kill(&state.nats, id).await?;
     audit(
         &state.js,
         &caller.name,

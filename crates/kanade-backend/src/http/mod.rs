@@ -65,7 +65,7 @@ impl AppState {
     pub fn new(nats: async_nats::Client, db: Db, auth: Auth) -> Self {
         let js = async_nats::jetstream::new(nats.clone());
         let bus = Bus::default();
-        let pipeline = Pipeline { db: db.clone(), js: js.clone(), bus: bus.clone() };
+        let pipeline = Pipeline { db: db.clone(), js: js.clone(), bus: bus.clone(), signer: None };
         Self {
             nats,
             js,
@@ -77,6 +77,23 @@ impl AppState {
             auth,
         }
     }
+}
+
+impl AppState {
+    /// Sign every command this backend publishes with `key`.
+    pub fn with_signer(mut self, key: ed25519_dalek::SigningKey) -> Self {
+        self.pipeline.signer = Some(Arc::new(key));
+        self
+    }
+}
+
+/// The public half of the command signing key, for agents' `security.trusted_keys`.
+async fn signing_key(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let key = state.pipeline.signer.as_ref().ok_or_else(|| {
+        ApiError::not_found("this backend does not sign commands (it runs without a signing key)")
+    })?;
+    let public = kanade_shared::signing::encode_public(&key.verifying_key());
+    Ok(Json(json!({ "public_key": public, "config": format!("[security]\ntrusted_keys = [\"{public}\"]") })))
 }
 
 pub fn app(state: AppState) -> Router {

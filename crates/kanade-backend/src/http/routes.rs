@@ -89,6 +89,13 @@ pub fn table() -> Vec<Route> {
             delete(accounts::revoke_token)
         ),
         route!("GET", "/health", PUBLIC, "Liveness and broker connectivity", get(super::health)),
+        route!(
+            "GET",
+            "/api/signing-key",
+            PUBLIC,
+            "The public key commands are signed with, for agents' security.trusted_keys",
+            get(super::signing_key)
+        ),
         route!("GET", "/metrics", VIEWER, "Prometheus metrics", get(ops::metrics)),
         route!("GET", "/api/openapi.json", PUBLIC, "This document", get(ops::openapi)),
         route!(

@@ -70,6 +70,9 @@ pub struct Pipeline {
     pub db: Db,
     pub js: jetstream::Context,
     pub bus: Bus,
+    /// Signs every published command; `None` publishes unsigned (only agents without pinned
+    /// keys accept those).
+    pub signer: Option<std::sync::Arc<ed25519_dalek::SigningKey>>,
 }
 
 impl Pipeline {
@@ -142,7 +145,7 @@ impl Pipeline {
             })
             .await?;
         self.pin_version(manifest).await?;
-        publish_commands(&self.js, &template, &first).await?;
+        publish_commands(&self.js, self.signer.as_deref(), &template, &first).await?;
         audit(
             &self.js,
             &origin.actor,
@@ -160,6 +163,20 @@ impl Pipeline {
             target_count: targets.len(),
             waves: later.len().max(1),
         })
+    }
+
+    /// Tell every agent running `exec_id` to stop it (signed like commands).
+    pub async fn kill(&self, nats: &async_nats::Client, exec_id: ExecId) -> Result<(), ExecError> {
+        let subject = subjects::kill(exec_id);
+        let payload = b"kill".to_vec();
+        let headers = match &self.signer {
+            Some(key) => kanade_shared::signing::signed_headers(key, &subject, &payload, now_ms()),
+            None => async_nats::HeaderMap::new(),
+        };
+        nats.publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| ExecError::Broker(e.to_string()))?;
+        nats.flush().await.map_err(|e| ExecError::Broker(e.to_string()))
     }
 
     /// The fleet must run this version from now on (layer 2 of stop-the-bleed).
@@ -213,6 +230,7 @@ impl Pipeline {
 /// wait for every JetStream ack.
 pub async fn publish_commands(
     js: &jetstream::Context,
+    signer: Option<&ed25519_dalek::SigningKey>,
     template: &Command,
     target: &Target,
 ) -> Result<usize, ExecError> {
@@ -221,8 +239,13 @@ pub async fn publish_commands(
         let mut cmd = template.clone();
         cmd.request_id = kanade_shared::RequestId::new();
         let payload = wire::encode(&cmd).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let subject = subjects::command(&t, &cmd.job_id);
+        let headers = match signer {
+            Some(key) => kanade_shared::signing::signed_headers(key, &subject, &payload, crate::db::now_ms()),
+            None => async_nats::HeaderMap::new(),
+        };
         let ack = js
-            .publish(subjects::command(&t, &cmd.job_id), payload.into())
+            .publish_with_headers(subject, headers, payload.into())
             .await
             .map_err(|e| ExecError::Broker(e.to_string()))?;
         acks.push(ack);

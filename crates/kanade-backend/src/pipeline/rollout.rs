@@ -72,7 +72,7 @@ async fn tick(p: &Pipeline) -> Result<(), ExecError> {
         let agents = p.db.read(queries::known_agents).await?;
         let pcs: Vec<String> =
             plan::expected_pcs(&target, &agents, now).into_iter().map(|p| p.to_string()).collect();
-        publish_commands(&p.js, &stored.command, &target).await?;
+        publish_commands(&p.js, p.signer.as_deref(), &stored.command, &target).await?;
         let step =
             ExecStep { exec_id: due.exec_id.clone(), wave: Some(due.wave), targets: pcs, message: None };
         let detail = serde_json::to_value(&step).unwrap_or_default();

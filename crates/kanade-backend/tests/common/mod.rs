@@ -26,6 +26,8 @@ pub struct Stack {
     pub stop: watch::Sender<bool>,
     /// Stops the agents.
     agents_stop: watch::Sender<bool>,
+    /// Keys agents started from now on pin.
+    pub trusted: std::sync::Mutex<Vec<ed25519_dalek::VerifyingKey>>,
 }
 
 impl Drop for Stack {
@@ -52,27 +54,54 @@ pub async fn secured() -> Stack {
 
 pub const ADMIN_PASSWORD: &str = "first admin password";
 
+/// A backend that signs every command with a fresh key, and agents that pin it.
+pub async fn signed_stack(agents: &[(&str, &[&str])]) -> (Stack, ed25519_dalek::SigningKey) {
+    let key = kanade_shared::signing::generate().unwrap();
+    let s = build(&[], kanade_backend::auth::Auth::disabled(), Some(key.clone())).await;
+    *s.trusted.lock().unwrap() = vec![key.verifying_key()];
+    for (pc, groups) in agents {
+        s.spawn_agent(pc, groups);
+    }
+    wait_for_agents(&s, agents.len()).await;
+    (s, key)
+}
+
 pub async fn stack_with(agents: &[(&str, &[&str])], auth: kanade_backend::auth::Auth) -> Stack {
+    let s = build(agents, auth, None).await;
+    wait_for_agents(&s, agents.len()).await;
+    s
+}
+
+async fn wait_for_agents(s: &Stack, want: usize) {
+    kanade_testkit::wait_until_async("every agent to be projected", Duration::from_secs(30), || async {
+        want == 0 || s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
+    })
+    .await;
+}
+
+async fn build(
+    agents: &[(&str, &[&str])],
+    auth: kanade_backend::auth::Auth,
+    signer: Option<ed25519_dalek::SigningKey>,
+) -> Stack {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&dir.path().join("backend.db")).unwrap();
-    let state = AppState::new(client, db, auth);
+    let mut state = AppState::new(client, db, auth);
+    if let Some(key) = signer {
+        state = state.with_signer(key);
+    }
     let (stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let app = http::app(state.clone());
     let agents_stop = watch::channel(false).0;
-    let s = Stack { server, dir, app, state, stop, agents_stop };
+    let s = Stack { server, dir, app, state, stop, agents_stop, trusted: Default::default() };
     for (pc, groups) in agents {
         s.spawn_agent(pc, groups);
     }
-    let want = agents.len();
-    kanade_testkit::wait_until_async("every agent to be projected", Duration::from_secs(30), || async {
-        want == 0 || s.get("/api/agents").await.1["items"].as_array().map_or(0, |a| a.len()) == want
-    })
-    .await;
     s
 }
 
@@ -88,6 +117,7 @@ impl Stack {
             heartbeat_interval: Duration::from_millis(500),
             inventory: None,
             output_cap: 4096,
+            trusted_keys: self.trusted.lock().unwrap().clone(),
         };
         tokio::spawn(kanade_agent::runtime::run(settings, self.agents_stop.subscribe()));
     }

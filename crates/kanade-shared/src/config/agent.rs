@@ -19,6 +19,9 @@ pub struct AgentConfig {
     pub heartbeat_interval: HumanDuration,
     pub max_concurrent_jobs: u32,
     pub inventory: InventoryConfig,
+    /// Public keys whose command signatures this agent accepts. Empty: commands are not
+    /// verified (development only; the agent says so loudly at start).
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
     pub log: LogConfig,
 }
 
@@ -34,7 +37,13 @@ pub struct InventoryConfig {
 struct RawAgentFile {
     agent: Option<RawAgent>,
     inventory: Option<RawInventory>,
+    security: Option<RawSecurity>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawSecurity {
+    trusted_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +93,12 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         interval: duration(inv.interval, "24h", "inventory.interval", &mut c),
         jitter: duration(inv.jitter, "10m", "inventory.jitter", &mut c),
     };
+    let mut trusted_keys = Vec::new();
+    for (i, k) in raw.security.unwrap_or_default().trusted_keys.unwrap_or_default().iter().enumerate() {
+        if let Some(key) = c.check(&index("security.trusted_keys", i), crate::signing::decode_public(k)) {
+            trusted_keys.push(key);
+        }
+    }
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = id.map(|id| AgentConfig {
         id,
@@ -93,6 +108,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         heartbeat_interval,
         max_concurrent_jobs,
         inventory,
+        trusted_keys,
         log,
     });
     c.finish(config)

@@ -2,15 +2,56 @@
 //! `kanade run` (a command into EXEC, its result awaited on the results subject) and
 //! `kanade kill`.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
 use kanade_shared::wire::{self, Command, ExecResult, ExecStatus, Shell, Timestamp};
-use kanade_shared::{ExecId, HumanDuration, JobId, PcId, subjects};
+use kanade_shared::{ExecId, HumanDuration, JobId, PcId, signing, subjects};
 
 use crate::cli::Global;
+
+/// The operator's signing key, when one is configured.
+fn signer(global: &Global) -> anyhow::Result<Option<ed25519_dalek::SigningKey>> {
+    let Some(path) = &global.signing_key else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read the signing key {} (--signing-key / KANADE_SIGNING_KEY)", path.display())
+    })?;
+    signing::decode_secret(&text).map(Some).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+fn headers(key: Option<&ed25519_dalek::SigningKey>, subject: &str, payload: &[u8]) -> async_nats::HeaderMap {
+    match key {
+        Some(k) => signing::signed_headers(k, subject, payload, Timestamp::now_utc().unix_timestamp() * 1000),
+        None => async_nats::HeaderMap::new(),
+    }
+}
+
+pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
+    let key = signing::generate().map_err(anyhow::Error::msg)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(file).with_context(|| {
+        format!("cannot create {} (an existing key is never overwritten)", file.display())
+    })?;
+    std::io::Write::write_all(&mut f, signing::encode_secret(&key).as_bytes())?;
+    let public = signing::encode_public(&key.verifying_key());
+    match global.output {
+        crate::cli::Format::Json => println!("{}", serde_json::json!({ "file": file, "public_key": public })),
+        crate::cli::Format::Table => println!(
+            "wrote {}; keep it private. Agents that should accept your run/kill add:\n[security]\ntrusted_keys = [\"<backend key>\", \"{public}\"]",
+            file.display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
     kanade_shared::nats::connect_once(&global.nats_url, "kanade-cli").await.map_err(|e| {
@@ -47,12 +88,15 @@ pub async fn run(
     cmd.timeout_secs = timeout.as_secs().max(1);
     // A PC that comes back later must not run a command its operator gave up on.
     cmd.deadline_at = Some(Timestamp::now_utc() + start_within);
+    let key = signer(global)?;
     let client = connect(global).await?;
     let js = async_nats::jetstream::new(client.clone());
     let mut results = client.subscribe(subjects::result(&pc, cmd.request_id)).await?;
     let mut started = client.subscribe(subjects::event_started(&pc, cmd.exec_id)).await?;
     let payload = wire::encode(&cmd).map_err(|e| anyhow!("{e}"))?;
-    js.publish(subjects::command_pc(&pc, &cmd.job_id), payload.into())
+    let subject = subjects::command_pc(&pc, &cmd.job_id);
+    let signed = headers(key.as_ref(), &subject, &payload);
+    js.publish_with_headers(subject, signed, payload.into())
         .await
         .context("cannot publish the command")?
         .await
@@ -90,8 +134,11 @@ pub async fn run(
 pub async fn kill(exec: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let exec: ExecId =
         exec.parse().map_err(|_| anyhow!("{exec:?} is not an execution id (see kanade executions list)"))?;
+    let key = signer(global)?;
     let client = connect(global).await?;
-    client.publish(subjects::kill(exec), "kill".into()).await?;
+    let subject = subjects::kill(exec);
+    let signed = headers(key.as_ref(), &subject, b"kill");
+    client.publish_with_headers(subject, signed, "kill".into()).await?;
     client.flush().await.context("cannot send the kill")?;
     println!("kill sent for {exec}: every agent running it stops it");
     Ok(ExitCode::SUCCESS)

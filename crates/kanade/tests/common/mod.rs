@@ -58,6 +58,7 @@ pub async fn backend_with(dir: &std::path::Path, auth: Auth) -> Backend {
         heartbeat_interval: Duration::from_millis(500),
         inventory: None,
         output_cap: 4096,
+        trusted_keys: Vec::new(),
     };
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     Backend { server, url, db, _stop: stop }

@@ -55,7 +55,9 @@ pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) 
         ];
         // The common case is a new row; otherwise only a `running` row may take the result.
         let changed = insert.execute(values)? == 1 || finish.execute(values)? == 1;
-        if changed {
+        // A refused command's answer is kept for operators but is not a run of that exec.
+        let own = r.result_id == kanade_shared::ResultId::derive(r.exec_id, &r.pc_id);
+        if changed && own {
             deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
         }
     }

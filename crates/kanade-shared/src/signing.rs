@@ -1,0 +1,189 @@
+//! Command signatures. The backend (and an operator's CLI) sign every command they publish with
+//! ed25519 over a domain tag, the subject, the signing time and the exact payload bytes; the
+//! signature, time and public key travel in message headers. Agents accept a command only when
+//! it is signed by a key they pin in their config, recently enough, for the subject it arrived
+//! on. A replayed command is stopped by the agent's ledger (one run per exec id); the age limit
+//! stops replays of anything older than the EXEC stream could still hold.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+pub const HEADER_SIGNATURE: &str = "Kanade-Signature";
+pub const HEADER_SIGNED_AT: &str = "Kanade-Signed-At";
+pub const HEADER_KEY: &str = "Kanade-Key";
+
+/// EXEC keeps commands 7 days and a new agent replays them; older signatures are refused.
+pub const MAX_AGE_MS: i64 = 8 * 24 * 3_600_000;
+/// Clocks differ; a signature this far in the future is still accepted.
+pub const MAX_SKEW_MS: i64 = 5 * 60_000;
+
+fn message(subject: &str, signed_at_ms: i64, payload: &[u8]) -> Vec<u8> {
+    let mut m = format!("kanade-command-v1\n{subject}\n{signed_at_ms}\n").into_bytes();
+    m.extend_from_slice(payload);
+    m
+}
+
+/// A new signing key from the OS's randomness.
+pub fn generate() -> Result<SigningKey, String> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness for a key: {e}"))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// A key as kept on disk: the 32-byte seed, base64.
+pub fn encode_secret(key: &SigningKey) -> String {
+    B64.encode(key.to_bytes())
+}
+
+pub fn decode_secret(text: &str) -> Result<SigningKey, String> {
+    let bytes = B64.decode(text.trim()).map_err(|_| "a signing key must be base64".to_owned())?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|_| "a signing key must be 32 bytes".to_owned())?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// A public key as configured and shown: base64 of its 32 bytes.
+pub fn encode_public(key: &VerifyingKey) -> String {
+    B64.encode(key.to_bytes())
+}
+
+pub fn decode_public(text: &str) -> Result<VerifyingKey, String> {
+    let bytes = B64.decode(text.trim()).map_err(|_| format!("{text:?} is not base64"))?;
+    let raw: [u8; 32] =
+        bytes.try_into().map_err(|_| format!("{text:?} is not a 32-byte ed25519 public key"))?;
+    VerifyingKey::from_bytes(&raw).map_err(|_| format!("{text:?} is not a valid ed25519 public key"))
+}
+
+/// The three headers to publish with a command.
+pub fn sign(key: &SigningKey, subject: &str, payload: &[u8], now_ms: i64) -> [(&'static str, String); 3] {
+    let sig = key.sign(&message(subject, now_ms, payload));
+    [
+        (HEADER_SIGNATURE, B64.encode(sig.to_bytes())),
+        (HEADER_SIGNED_AT, now_ms.to_string()),
+        (HEADER_KEY, encode_public(&key.verifying_key())),
+    ]
+}
+
+/// `sign` as NATS headers.
+pub fn signed_headers(key: &SigningKey, subject: &str, payload: &[u8], now_ms: i64) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, value) in sign(key, subject, payload, now_ms) {
+        headers.insert(name, value.as_str());
+    }
+    headers
+}
+
+/// `verify` for a received NATS message.
+pub fn verify_message(
+    trusted: &[VerifyingKey],
+    subject: &str,
+    payload: &[u8],
+    headers: Option<&async_nats::HeaderMap>,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    verify(trusted, subject, payload, [get(HEADER_SIGNATURE), get(HEADER_SIGNED_AT), get(HEADER_KEY)], now_ms)
+}
+
+/// Why a command is refused. The text goes into the `failed` result the agent publishes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("refused: the command is not signed")]
+    Unsigned,
+    #[error("refused: signed by a key this agent does not trust ({0})")]
+    UntrustedKey(String),
+    #[error("refused: the signature does not match the command (forged or altered)")]
+    Forged,
+    #[error("refused: the signature is {0} hours old, older than the command stream keeps")]
+    Expired(i64),
+    #[error("refused: the signature is dated in the future")]
+    FromTheFuture,
+}
+
+/// Check a command's headers (`None` when absent) against the pinned keys.
+pub fn verify(
+    trusted: &[VerifyingKey],
+    subject: &str,
+    payload: &[u8],
+    headers: [Option<&str>; 3],
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    let [Some(sig), Some(at), Some(key)] = headers else { return Err(Refusal::Unsigned) };
+    let key_text = key.to_owned();
+    let key = decode_public(key).map_err(|_| Refusal::UntrustedKey(key_text.clone()))?;
+    if !trusted.contains(&key) {
+        return Err(Refusal::UntrustedKey(key_text));
+    }
+    let at: i64 = at.trim().parse().map_err(|_| Refusal::Forged)?;
+    let sig =
+        B64.decode(sig.trim()).ok().and_then(|b| Signature::from_slice(&b).ok()).ok_or(Refusal::Forged)?;
+    key.verify(&message(subject, at, payload), &sig).map_err(|_| Refusal::Forged)?;
+    if at > now_ms + MAX_SKEW_MS {
+        return Err(Refusal::FromTheFuture);
+    }
+    if now_ms - at > MAX_AGE_MS {
+        return Err(Refusal::Expired((now_ms - at) / 3_600_000));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn headers<'a>(h: &'a [(&'static str, String); 3]) -> [Option<&'a str>; 3] {
+        [Some(h[0].1.as_str()), Some(h[1].1.as_str()), Some(h[2].1.as_str())]
+    }
+
+    #[test]
+    fn signed_commands_verify_and_everything_else_is_refused() {
+        let backend = generate().unwrap();
+        let rogue = generate().unwrap();
+        let trusted = [backend.verifying_key()];
+        let subject = "commands.pc.PC-1.hello";
+        let payload = br#"{"job_id":"hello"}"#;
+        let h = sign(&backend, subject, payload, NOW);
+        assert_eq!(verify(&trusted, subject, payload, headers(&h), NOW + 1000), Ok(()));
+        // Altered payload, another subject, a lying timestamp.
+        assert_eq!(
+            verify(&trusted, subject, br#"{"job_id":"evil"}"#, headers(&h), NOW),
+            Err(Refusal::Forged)
+        );
+        assert_eq!(verify(&trusted, "commands.all.hello", payload, headers(&h), NOW), Err(Refusal::Forged));
+        let mut later = headers(&h);
+        let fake_at = (NOW + 1).to_string();
+        later[1] = Some(&fake_at);
+        assert_eq!(verify(&trusted, subject, payload, later, NOW), Err(Refusal::Forged));
+        // Unsigned, signed by someone else, or with the pinned key claimed but another's signature.
+        assert_eq!(verify(&trusted, subject, payload, [None, None, None], NOW), Err(Refusal::Unsigned));
+        let r = sign(&rogue, subject, payload, NOW);
+        assert_eq!(
+            verify(&trusted, subject, payload, headers(&r), NOW),
+            Err(Refusal::UntrustedKey(encode_public(&rogue.verifying_key())))
+        );
+        let claimed = encode_public(&backend.verifying_key());
+        let mixed = [Some(r[0].1.as_str()), Some(r[1].1.as_str()), Some(claimed.as_str())];
+        assert_eq!(verify(&trusted, subject, payload, mixed, NOW), Err(Refusal::Forged));
+        // Age limits.
+        assert_eq!(verify(&trusted, subject, payload, headers(&h), NOW + MAX_AGE_MS), Ok(()));
+        assert_eq!(
+            verify(&trusted, subject, payload, headers(&h), NOW + MAX_AGE_MS + 1),
+            Err(Refusal::Expired(192))
+        );
+        assert_eq!(
+            verify(&trusted, subject, payload, headers(&h), NOW - MAX_SKEW_MS - 1),
+            Err(Refusal::FromTheFuture)
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_as_text() {
+        let key = generate().unwrap();
+        assert_eq!(decode_secret(&encode_secret(&key)).unwrap().to_bytes(), key.to_bytes());
+        assert_eq!(decode_public(&encode_public(&key.verifying_key())).unwrap(), key.verifying_key());
+        assert_eq!(decode_public("abcd").unwrap_err(), r#""abcd" is not a 32-byte ed25519 public key"#);
+        assert_eq!(decode_public("!!").unwrap_err(), r#""!!" is not base64"#);
+    }
+}
