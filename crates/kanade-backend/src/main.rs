@@ -120,7 +120,7 @@ async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
         Auth::with_secret(secret, config.auth.token_ttl.get())
     };
     let client = tokio::select! {
-        client = kanade_shared::nats::connect_forever(&config.nats_url, "kanade-backend") => client,
+        client = kanade_shared::nats::connect_forever(&config.nats_url, &config.broker, "kanade-backend") => client,
         () = kanade_shared::shutdown::signal() => return Ok(()),
     };
     let js = async_nats::jetstream::new(client.clone());

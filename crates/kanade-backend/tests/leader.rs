@@ -74,6 +74,7 @@ async fn one_backend_fires_each_tick_and_another_takes_over_when_it_dies() {
         inventory: None,
         output_cap: 4096,
         trusted_keys: Vec::new(),
+        broker: Default::default(),
     };
     tokio::spawn(kanade_agent::runtime::run(settings, agent_stop_rx));
 

@@ -1,20 +1,56 @@
 //! Connecting to the broker the way every kanade daemon must: keep trying, never give up, say
 //! what is wrong. After the first connection the client reconnects on its own, forever.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions};
+
+/// How to authenticate to the broker and verify it: user/password or token, and TLS (a CA to
+/// trust, optionally a client certificate). Empty: plain, anonymous.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerAuth {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Inbox prefix for replies; per-user broker permissions allow each client only its own.
+    pub inbox_prefix: Option<String>,
+}
+
+impl BrokerAuth {
+    fn apply(&self, mut o: ConnectOptions) -> ConnectOptions {
+        if let (Some(u), Some(p)) = (&self.user, &self.password) {
+            o = o.user_and_password(u.clone(), p.clone());
+        }
+        if let Some(t) = &self.token {
+            o = o.token(t.clone());
+        }
+        if let Some(ca) = &self.ca_file {
+            o = o.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            o = o.add_client_certificate(cert.clone(), key.clone());
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            o = o.custom_inbox_prefix(prefix);
+        }
+        o
+    }
+}
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// Connect, retrying with capped exponential backoff until it works. Used by daemons, which
 /// must survive starting before the broker.
-pub async fn connect_forever(url: &str, client_name: &str) -> Client {
+pub async fn connect_forever(url: &str, auth: &BrokerAuth, client_name: &str) -> Client {
     let mut delay = FIRST_RETRY;
     let mut attempt = 1u64;
     loop {
-        match options(client_name).connect(url).await {
+        match auth.apply(options(client_name)).connect(url).await {
             Ok(client) => {
                 tracing::info!(url, attempt, "connected to NATS");
                 return client;
@@ -30,8 +66,8 @@ pub async fn connect_forever(url: &str, client_name: &str) -> Client {
 }
 
 /// Connect once, failing fast with a message that names the URL. Used by the CLI.
-pub async fn connect_once(url: &str, client_name: &str) -> Result<Client, ConnectError> {
-    options(client_name)
+pub async fn connect_once(url: &str, auth: &BrokerAuth, client_name: &str) -> Result<Client, ConnectError> {
+    auth.apply(options(client_name))
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await

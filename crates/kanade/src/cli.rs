@@ -24,6 +24,15 @@ pub struct Global {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// NATS user for the direct paths (with --nats-password)
+    #[arg(long, global = true, env = "KANADE_NATS_USER", hide_env_values = true)]
+    pub nats_user: Option<String>,
+    /// NATS password
+    #[arg(long, global = true, env = "KANADE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// CA certificate to verify a tls:// NATS server with
+    #[arg(long, global = true, env = "KANADE_NATS_CA", hide_env_values = true)]
+    pub nats_ca: Option<PathBuf>,
     /// kanade-backend base URL
     #[arg(
         long,
@@ -42,6 +51,18 @@ pub struct Global {
     /// Output format: aligned tables for people, JSON for scripts
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+}
+
+impl Global {
+    pub fn broker(&self) -> kanade_shared::nats::BrokerAuth {
+        kanade_shared::nats::BrokerAuth {
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            inbox_prefix: self.nats_user.as_ref().map(|u| format!("_INBOX_{u}")),
+            ca_file: self.nats_ca.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

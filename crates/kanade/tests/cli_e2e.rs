@@ -282,6 +282,7 @@ async fn run_signs_with_the_operators_key_when_agents_pin_it() {
         trusted_keys: vec![
             kanade_shared::signing::decode_public(public["public_key"].as_str().unwrap()).unwrap(),
         ],
+        broker: Default::default(),
     };
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -45,6 +45,8 @@ pub struct Settings {
     pub output_cap: usize,
     /// Keys whose signatures commands must carry; empty accepts unsigned commands.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// Credentials and TLS for the broker.
+    pub broker: kanade_shared::nats::BrokerAuth,
 }
 
 impl Settings {
@@ -62,6 +64,7 @@ impl Settings {
                 .then(|| (config.inventory.interval.get(), config.inventory.jitter.get())),
             output_cap: OUTPUT_CAP,
             trusted_keys: config.trusted_keys.clone(),
+            broker: config.broker.clone(),
         }
     }
 }
@@ -104,7 +107,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     let name = format!("kanade-agent/{}", settings.pc);
     let mut stop = shutdown.clone();
     let client = tokio::select! {
-        client = kanade_shared::nats::connect_forever(&settings.nats_url, &name) => client,
+        client = kanade_shared::nats::connect_forever(&settings.nats_url, &settings.broker, &name) => client,
         () = stopped(&mut stop) => return Ok(()),
     };
     let js = async_nats::jetstream::new(client.clone());

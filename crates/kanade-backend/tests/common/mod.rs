@@ -118,6 +118,7 @@ impl Stack {
             inventory: None,
             output_cap: 4096,
             trusted_keys: self.trusted.lock().unwrap().clone(),
+            broker: Default::default(),
         };
         tokio::spawn(kanade_agent::runtime::run(settings, self.agents_stop.subscribe()));
     }

@@ -22,6 +22,8 @@ pub struct AgentConfig {
     /// Public keys whose command signatures this agent accepts. Empty: commands are not
     /// verified (development only; the agent says so loudly at start).
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// `[nats]`: credentials and TLS for the broker.
+    pub broker: crate::nats::BrokerAuth,
     pub log: LogConfig,
 }
 
@@ -38,6 +40,7 @@ struct RawAgentFile {
     agent: Option<RawAgent>,
     inventory: Option<RawInventory>,
     security: Option<RawSecurity>,
+    nats: Option<super::RawBroker>,
     log: Option<RawLog>,
 }
 
@@ -99,6 +102,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
             trusted_keys.push(key);
         }
     }
+    let broker = super::broker_auth(raw.nats.unwrap_or_default(), &mut c);
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = id.map(|id| AgentConfig {
         id,
@@ -109,6 +113,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         max_concurrent_jobs,
         inventory,
         trusted_keys,
+        broker,
         log,
     });
     c.finish(config)

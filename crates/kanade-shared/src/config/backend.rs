@@ -15,6 +15,8 @@ pub struct BackendConfig {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub nats_url: String,
+    /// Credentials and TLS for the broker (`[nats]`).
+    pub broker: crate::nats::BrokerAuth,
     /// JetStream replicas for every stream, bucket and store (3 in a cluster).
     pub replicas: usize,
     pub db: DbConfig,
@@ -92,6 +94,13 @@ struct RawServer {
 struct RawNats {
     url: Option<String>,
     replicas: Option<usize>,
+    // The broker credentials, spelled out: `#[serde(flatten)]` would hide unknown keys.
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +130,15 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
     let data_dir = server.data_dir.map(PathBuf::from).unwrap_or_else(|| defaults.data_dir.clone());
     let nats = raw.nats.unwrap_or_default();
     let nats_url = nats_url(nats.url, "nats.url", &mut c);
+    let raw_broker = super::RawBroker {
+        user: nats.user,
+        password: nats.password,
+        token: nats.token,
+        ca_file: nats.ca_file,
+        cert_file: nats.cert_file,
+        key_file: nats.key_file,
+    };
+    let broker = super::broker_auth(raw_broker, &mut c);
     let replicas = nats.replicas.unwrap_or(1);
     if !matches!(replicas, 1 | 3 | 5) {
         c.push("nats.replicas", format!("{replicas} is not 1, 3 or 5"));
@@ -163,7 +181,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = match (bind, db) {
         (Some(bind), Some(db)) => {
-            Some(BackendConfig { bind, data_dir, nats_url, replicas, db, auth, retention, log })
+            Some(BackendConfig { bind, data_dir, nats_url, broker, replicas, db, auth, retention, log })
         }
         _ => None,
     };

@@ -113,5 +113,47 @@ pub(crate) fn nats_url(raw: Option<String>, path: &str, c: &mut Collector) -> St
     url
 }
 
+/// `[nats]` credentials and TLS, shared by the agent and backend configs.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RawBroker {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+pub(crate) fn broker_auth(raw: RawBroker, c: &mut Collector) -> crate::nats::BrokerAuth {
+    if raw.user.is_some() != raw.password.is_some() {
+        c.push("nats.user", "user and password go together; set both or neither");
+    }
+    if raw.token.is_some() && raw.user.is_some() {
+        c.push("nats.token", "set either a token or user/password, not both");
+    }
+    if raw.cert_file.is_some() != raw.key_file.is_some() {
+        c.push("nats.cert_file", "a client certificate needs its key_file (and the other way round)");
+    }
+    for (path, file) in
+        [("nats.ca_file", &raw.ca_file), ("nats.cert_file", &raw.cert_file), ("nats.key_file", &raw.key_file)]
+    {
+        if let Some(f) = file
+            && !std::path::Path::new(f).is_file()
+        {
+            c.push(path, format!("{f:?} is not a readable file"));
+        }
+    }
+    let inbox_prefix = raw.user.as_ref().map(|u| format!("_INBOX_{u}"));
+    crate::nats::BrokerAuth {
+        user: raw.user,
+        password: raw.password,
+        token: raw.token,
+        ca_file: raw.ca_file.map(Into::into),
+        cert_file: raw.cert_file.map(Into::into),
+        key_file: raw.key_file.map(Into::into),
+        inbox_prefix,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -172,3 +172,30 @@ fn load_reads_renders_and_validates_a_real_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn broker_credentials_and_tls_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "pem").unwrap();
+    let text =
+        format!("[agent]\nid = \"PC-1\"\n[nats]\nuser = \"PC-1\"\npassword = \"secret\"\nca_file = {ca:?}\n");
+    let config = agent::parse(&text, &linux()).unwrap();
+    assert_eq!(config.broker.user.as_deref(), Some("PC-1"));
+    assert_eq!(config.broker.inbox_prefix.as_deref(), Some("_INBOX_PC-1"));
+    assert_eq!(config.broker.ca_file.as_deref(), Some(ca.as_path()));
+    let problems = agent_problems(
+        "[agent]\nid = \"PC-1\"\n[nats]\ntoken = \"t\"\nuser = \"u\"\ncert_file = \"/nonexistent/cert.pem\"\nport = 1\n",
+        &linux(),
+    );
+    assert_eq!(
+        problems,
+        [
+            "nats.port: unknown key",
+            "nats.user: user and password go together; set both or neither",
+            "nats.token: set either a token or user/password, not both",
+            "nats.cert_file: a client certificate needs its key_file (and the other way round)",
+            r#"nats.cert_file: "/nonexistent/cert.pem" is not a readable file"#,
+        ]
+    );
+}

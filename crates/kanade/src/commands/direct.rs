@@ -54,7 +54,7 @@ pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
-    kanade_shared::nats::connect_once(&global.nats_url, "kanade-cli").await.map_err(|e| {
+    kanade_shared::nats::connect_once(&global.nats_url, &global.broker(), "kanade-cli").await.map_err(|e| {
         anyhow!(
             "cannot reach NATS at {} ({e}); is nats-server running? (set --nats-url or KANADE_NATS_URL)",
             global.nats_url

@@ -10,7 +10,7 @@ use crate::cli::{Global, JetstreamCommand};
 use crate::output;
 
 pub async fn run(cmd: JetstreamCommand, global: &Global) -> anyhow::Result<ExitCode> {
-    let client = kanade_shared::nats::connect_once(&global.nats_url, "kanade-cli").await?;
+    let client = kanade_shared::nats::connect_once(&global.nats_url, &global.broker(), "kanade-cli").await?;
     let js = jetstream::new(client);
     match cmd {
         JetstreamCommand::Setup { replicas } => setup(&js, replicas, global).await,

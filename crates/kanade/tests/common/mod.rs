@@ -59,6 +59,7 @@ pub async fn backend_with(dir: &std::path::Path, auth: Auth) -> Backend {
         inventory: None,
         output_cap: 4096,
         trusted_keys: Vec::new(),
+        broker: Default::default(),
     };
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     Backend { server, url, db, _stop: stop }
