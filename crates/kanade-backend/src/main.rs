@@ -27,6 +27,19 @@ struct Cli {
 enum Command {
     /// Validate the config (after template rendering) and exit
     CheckConfig,
+    /// Write nats-server accounts (backend, operators, one per agent) and each account's
+    /// `[nats]` config section. New passwords every run: update the configs it writes.
+    NatsConfig {
+        /// Agents (PC ids), comma-separated
+        #[arg(long, value_delimiter = ',')]
+        agents: Vec<String>,
+        /// Operator accounts for the CLI's NATS paths, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "operator")]
+        operators: Vec<String>,
+        /// Directory to write `auth.conf` and `credentials/<user>.toml` into
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Empty the projection (agents, executions, results, audit, inventory) so the next start
     /// rebuilds it from the streams. Run it with the backend stopped.
     WipeProjector,
@@ -52,6 +65,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::NatsConfig { agents, operators, out }) => {
+            match nats_config(&agents, &operators, &out) {
+                Ok(n) => {
+                    println!(
+                        "wrote {} ({n} accounts) and {}/*.toml; add `include auth.conf` to nats-server.conf and give each daemon its [nats] section",
+                        out.join("auth.conf").display(),
+                        out.join("credentials").display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::WipeProjector) => {
             match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| wipe(&config)) {
                 Ok(()) => {
@@ -96,6 +125,42 @@ fn open_db(config: &BackendConfig) -> anyhow::Result<Db> {
             anyhow::bail!("db.url (Postgres) is not supported by this build yet; set db.sqlite_path instead")
         }
     }
+}
+
+fn nats_config(agents: &[String], operators: &[String], out: &std::path::Path) -> anyhow::Result<usize> {
+    let pcs = agents
+        .iter()
+        .map(|a| a.parse().map_err(|e| anyhow::anyhow!("--agents: {e}")))
+        .collect::<anyhow::Result<Vec<kanade_shared::PcId>>>()?;
+    let mut failed = None;
+    let (conf, files) = kanade_backend::broker::bundle(&pcs, operators, || {
+        let mut bytes = [0u8; 24];
+        if let Err(e) = getrandom::getrandom(&mut bytes) {
+            failed = Some(e);
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    });
+    if let Some(e) = failed {
+        anyhow::bail!("no randomness for passwords: {e}");
+    }
+    let dir = out.join("credentials");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_secret(&out.join("auth.conf"), &conf)?;
+    for (user, toml) in &files {
+        write_secret(&dir.join(format!("{user}.toml")), toml)?;
+    }
+    Ok(files.len())
+}
+
+/// Passwords inside: readable by the owner only.
+fn write_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 fn wipe(config: &BackendConfig) -> anyhow::Result<()> {

@@ -16,6 +16,8 @@ pub struct NatsServer {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Appended to the generated config (authorization, tls).
+    extra: String,
 }
 
 impl NatsServer {
@@ -25,12 +27,22 @@ impl NatsServer {
     }
 
     pub fn try_start() -> Result<Self, String> {
+        Self::try_start_with(String::new())
+    }
+
+    /// Start with `extra` appended to the config, e.g. an `authorization { … }` or `tls { … }`
+    /// block.
+    pub fn start_with(extra: &str) -> Self {
+        Self::try_start_with(extra.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_with(extra: String) -> Result<Self, String> {
         let binary = find_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("kanade-nats-")
             .tempdir()
             .map_err(|e| format!("cannot create a temp dir for nats-server: {e}"))?;
-        let mut server = Self { binary, port: free_port()?, dir, child: None };
+        let mut server = Self { binary, port: free_port()?, dir, child: None, extra };
         server.spawn()?;
         Ok(server)
     }
@@ -73,8 +85,9 @@ impl NatsServer {
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:{port}\nlog_file: {log:?}\njetstream {{\n  store_dir: {store:?}\n  max_file_store: 32GB\n  max_memory_store: 256MB\n}}\n",
+                "listen: 127.0.0.1:{port}\nlog_file: {log:?}\njetstream {{\n  store_dir: {store:?}\n  max_file_store: 32GB\n  max_memory_store: 256MB\n}}\n{extra}\n",
                 port = self.port,
+                extra = self.extra,
             ),
         )
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;

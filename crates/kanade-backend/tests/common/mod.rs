@@ -17,6 +17,30 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// The router alone, for tests that assemble their own backend.
+pub struct Client(pub axum::Router);
+
+impl Client {
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        send(&self.0, Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn post_yaml(&self, path: &str, yaml: &str) -> (StatusCode, Value) {
+        let req = Request::post(path)
+            .header("content-type", "application/yaml")
+            .body(Body::from(yaml.to_owned()))
+            .unwrap();
+        send(&self.0, req).await
+    }
+}
+
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
 pub struct Stack {
     pub server: NatsServer,
     pub dir: tempfile::TempDir,
@@ -124,10 +148,7 @@ impl Stack {
     }
 
     pub async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let response = self.app.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        send(&self.app, req).await
     }
 
     pub async fn get_text(&self, path: &str) -> (StatusCode, String) {

@@ -1,0 +1,144 @@
+//! A real nats-server running the generated accounts: an agent's credentials are refused by
+//! the server (an error, not a timeout) when they publish commands or another PC's results,
+//! while the normal flow — backend deploys, agent runs, result projected — works.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use kanade_backend::broker;
+use kanade_backend::db::Db;
+use kanade_backend::http::{self, AppState};
+use kanade_shared::nats::BrokerAuth;
+use kanade_testkit::NatsServer;
+use tokio::sync::{mpsc, watch};
+
+fn creds(user: &str, password: &str) -> BrokerAuth {
+    BrokerAuth {
+        user: Some(user.into()),
+        password: Some(password.into()),
+        inbox_prefix: Some(format!("_INBOX_{user}")),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_publish_only_as_themselves() {
+    let accounts = [
+        broker::backend("backend", "backend-pw"),
+        broker::agent(&"PC-1".parse().unwrap(), "pc1-pw"),
+        broker::agent(&"PC-2".parse().unwrap(), "pc2-pw"),
+    ];
+    let server = NatsServer::start_with(&broker::render(&accounts));
+    let url = server.url();
+
+    // Anonymous clients are turned away.
+    assert!(kanade_shared::nats::connect_once(&url, &BrokerAuth::default(), "anon").await.is_err());
+
+    let backend =
+        kanade_shared::nats::connect_once(&url, &creds("backend", "backend-pw"), "backend").await.unwrap();
+    let js = async_nats::jetstream::new(backend.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+
+    // PC-1's credentials: publishing a command or PC-2's result is a server error.
+    let (tx, mut errors) = mpsc::unbounded_channel();
+    let rogue = async_nats::ConnectOptions::with_user_and_password("PC-1".into(), "pc1-pw".into())
+        .custom_inbox_prefix("_INBOX_PC-1")
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = e {
+                    let _ = tx.send(e.to_string());
+                }
+            }
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    for subject in ["commands.all.evil", "commands.pc.PC-2.evil", "results.PC-2.x", "kill.x"] {
+        rogue.publish(subject, "x".into()).await.unwrap();
+        rogue.flush().await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), errors.recv())
+            .await
+            .expect("no server error")
+            .unwrap();
+        assert!(
+            err.contains("Permissions Violation for Publish") && err.contains(subject),
+            "{subject}: {err}"
+        );
+    }
+    // Through JetStream the command is refused too, not silently stored.
+    let rogue_js = async_nats::jetstream::new(rogue.clone());
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        match rogue_js.publish("commands.all.evil", "x".into()).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    assert!(matches!(refused, Ok(Err(_)) | Err(_)), "a command from an agent was stored: {refused:?}");
+    let exec = js.get_stream("EXEC").await.unwrap().info().await.unwrap().state.messages;
+    assert_eq!(exec, 0, "the rogue command reached EXEC");
+
+    // The normal flow with the same restricted credentials.
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::new(
+        backend,
+        Db::open(&dir.path().join("backend.db")).unwrap(),
+        kanade_backend::auth::Auth::disabled(),
+    );
+    let (_stop, stop_rx) = watch::channel(false);
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
+    let settings = kanade_agent::runtime::Settings {
+        pc: "PC-1".parse().unwrap(),
+        groups: vec!["lab".parse().unwrap()],
+        nats_url: url.clone(),
+        data_dir: dir.path().join("agent"),
+        max_concurrent_jobs: 2,
+        heartbeat_interval: Duration::from_millis(500),
+        inventory: Some((Duration::from_secs(3600), Duration::ZERO)),
+        output_cap: 4096,
+        trusted_keys: Vec::new(),
+        broker: creds("PC-1", "pc1-pw"),
+    };
+    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
+    let app = http::app(state);
+    let s = common::Client(app);
+    kanade_testkit::wait_until_async("the agent to heartbeat", Duration::from_secs(30), || async {
+        s.get("/api/agents").await.1["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    let (status, body) = s
+        .post_yaml("/api/deploy", "id: allowed\nversion: '1'\nexecute: { shell: sh, script: 'echo fine' }\ntarget: { groups: [lab] }\n")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+    let exec = body["exec_id"].as_str().unwrap().to_owned();
+    kanade_testkit::wait_until_async("the result", Duration::from_secs(30), || async {
+        s.get(&format!("/api/executions/{exec}")).await.1["execution"]["status"] == "completed"
+    })
+    .await;
+    let (_, body) = s.get(&format!("/api/executions/{exec}")).await;
+    assert_eq!(body["pcs"][0]["stdout"], "fine\n", "{body:#}");
+    // Inventory went through the agent's outbox too.
+    kanade_testkit::wait_until_async("the inventory", Duration::from_secs(30), || async {
+        !s.get("/api/agents/PC-1").await.1["inventory"].is_null()
+    })
+    .await;
+    // The agent's own flows (intake, catch-up, results, events, heartbeats, inventory, KV reads)
+    // never tripped a permission: the only violations are the rogue publishes above.
+    let log = server.log();
+    let violations: Vec<&str> =
+        log.lines().filter(|l| l.contains("Violation")).filter_map(|l| l.rsplit("Subject ").next()).collect();
+    assert_eq!(
+        violations,
+        [
+            "\"commands.all.evil\"",
+            "\"commands.pc.PC-2.evil\"",
+            "\"results.PC-2.x\"",
+            "\"kill.x\"",
+            "\"commands.all.evil\""
+        ],
+        "{log}"
+    );
+}
