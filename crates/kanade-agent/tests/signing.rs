@@ -78,6 +78,20 @@ async fn only_commands_signed_by_a_pinned_key_run() {
         "{r:?}"
     );
 
+    // A rogue broadcast on commands.all, signed with its own key: refused as well.
+    let broadcast = command("forged-all", &script);
+    let subject = subjects::command(&all(), &broadcast.job_id);
+    let payload = wire::encode(&broadcast).unwrap();
+    let now = kanade_shared::wire::Timestamp::now_utc().unix_timestamp() * 1000;
+    let headers = signing::signed_headers(&rogue, &subject, &payload, now);
+    fleet.js.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
+    let r = fleet.wait_result(broadcast.exec_id, WAIT).await;
+    assert_eq!(r.status, ExecStatus::Failed);
+    assert!(
+        r.message.as_deref().unwrap().starts_with("refused: signed by a key this agent does not trust"),
+        "{r:?}"
+    );
+
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(runs(&marker), 1, "{}", agent.log());
     assert_eq!(fleet.results_for(good.exec_id).await.len(), 1);

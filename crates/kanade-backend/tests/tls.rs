@@ -1,0 +1,112 @@
+//! TLS to the broker with a CA made in the test: nats-server requires client certificates; the
+//! backend and an agent connect with the CA and their certificates and a deploy runs end to
+//! end; a client that does not trust the CA is refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use kanade_backend::db::Db;
+use kanade_backend::http::{self, AppState};
+use kanade_shared::nats::BrokerAuth;
+use kanade_testkit::NatsServer;
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
+use tokio::sync::watch;
+
+struct Pki {
+    ca: PathBuf,
+    server: (PathBuf, PathBuf),
+    client: (PathBuf, PathBuf),
+}
+
+fn issue(
+    dir: &Path,
+    name: &str,
+    sans: Vec<String>,
+    ca: &Certificate,
+    ca_key: &KeyPair,
+) -> (PathBuf, PathBuf) {
+    let mut params = CertificateParams::new(sans).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, ca, ca_key).unwrap();
+    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn pki(dir: &Path) -> Pki {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "kanade test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    Pki {
+        server: issue(dir, "server", vec!["127.0.0.1".into(), "localhost".into()], &ca, &ca_key),
+        client: issue(dir, "client", vec!["kanade-client".into()], &ca, &ca_key),
+        ca: ca_path,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_and_backend_reach_a_tls_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let server = NatsServer::start_with(&format!(
+        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n}}\n",
+        p.server.0, p.server.1, p.ca
+    ));
+    let url = format!("tls://127.0.0.1:{}", server.port());
+    let auth = BrokerAuth {
+        ca_file: Some(p.ca.clone()),
+        cert_file: Some(p.client.0.clone()),
+        key_file: Some(p.client.1.clone()),
+        ..Default::default()
+    };
+
+    // Without the CA (and a client certificate) the connection is refused.
+    assert!(kanade_shared::nats::connect_once(&url, &BrokerAuth::default(), "stranger").await.is_err());
+
+    let backend = kanade_shared::nats::connect_once(&url, &auth, "backend").await.unwrap();
+    let js = async_nats::jetstream::new(backend.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let state = AppState::new(
+        backend,
+        Db::open(&dir.path().join("backend.db")).unwrap(),
+        kanade_backend::auth::Auth::disabled(),
+    );
+    let (_stop, stop_rx) = watch::channel(false);
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
+    let settings = kanade_agent::runtime::Settings {
+        pc: "PC-T".parse().unwrap(),
+        groups: Vec::new(),
+        nats_url: url.clone(),
+        data_dir: dir.path().join("agent"),
+        max_concurrent_jobs: 2,
+        heartbeat_interval: Duration::from_millis(500),
+        inventory: None,
+        output_cap: 4096,
+        trusted_keys: Vec::new(),
+        broker: auth,
+    };
+    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
+    let s = common::Client(http::app(state));
+    kanade_testkit::wait_until_async("the agent over TLS", Duration::from_secs(30), || async {
+        s.get("/api/agents").await.1["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    let (status, body) = s
+        .post_yaml("/api/deploy", "id: over-tls\nversion: '1'\nexecute: { shell: sh, script: 'echo secure' }\ntarget: { pcs: [PC-T] }\n")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+    let exec = body["exec_id"].as_str().unwrap().to_owned();
+    kanade_testkit::wait_until_async("the result over TLS", Duration::from_secs(30), || async {
+        s.get(&format!("/api/executions/{exec}")).await.1["execution"]["status"] == "completed"
+    })
+    .await;
+}
