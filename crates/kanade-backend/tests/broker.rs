@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use kanade_backend::broker;
 use kanade_backend::db::Db;
 use kanade_backend::http::{self, AppState};
@@ -90,35 +89,19 @@ async fn agents_publish_only_as_themselves() {
     );
     let (_stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
-    let settings = kanade_agent::runtime::Settings {
-        pc: "PC-1".parse().unwrap(),
-        groups: vec!["lab".parse().unwrap()],
-        nats_url: url.clone(),
-        data_dir: dir.path().join("agent"),
-        max_concurrent_jobs: 2,
-        heartbeat_interval: Duration::from_millis(500),
-        inventory: Some((Duration::from_secs(3600), Duration::ZERO)),
-        output_cap: 4096,
-        trusted_keys: Vec::new(),
-        broker: creds("PC-1", "pc1-pw"),
-    };
+    let mut settings =
+        kanade_agent::runtime::Settings::new("PC-1".parse().unwrap(), url.clone(), dir.path().join("agent"));
+    settings.groups = vec!["lab".parse().unwrap()];
+    settings.max_concurrent_jobs = 2;
+    settings.heartbeat_interval = Duration::from_millis(500);
+    settings.inventory = Some((Duration::from_secs(3600), Duration::ZERO));
+    settings.broker = creds("PC-1", "pc1-pw");
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     let app = http::app(state);
     let s = common::Client(app);
-    kanade_testkit::wait_until_async("the agent to heartbeat", Duration::from_secs(30), || async {
-        s.get("/api/agents").await.1["items"].as_array().is_some_and(|i| !i.is_empty())
-    })
-    .await;
-    let (status, body) = s
-        .post_yaml("/api/deploy", "id: allowed\nversion: '1'\nexecute: { shell: sh, script: 'echo fine' }\ntarget: { groups: [lab] }\n")
+    let body = s
+        .deploy_and_wait("id: allowed\nversion: '1'\nexecute: { shell: sh, script: 'echo fine' }\ntarget: { groups: [lab] }\n")
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body:#}");
-    let exec = body["exec_id"].as_str().unwrap().to_owned();
-    kanade_testkit::wait_until_async("the result", Duration::from_secs(30), || async {
-        s.get(&format!("/api/executions/{exec}")).await.1["execution"]["status"] == "completed"
-    })
-    .await;
-    let (_, body) = s.get(&format!("/api/executions/{exec}")).await;
     assert_eq!(body["pcs"][0]["stdout"], "fine\n", "{body:#}");
     // Inventory went through the agent's outbox too.
     kanade_testkit::wait_until_async("the inventory", Duration::from_secs(30), || async {

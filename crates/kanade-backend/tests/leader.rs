@@ -64,18 +64,9 @@ async fn one_backend_fires_each_tick_and_another_takes_over_when_it_dies() {
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (_agent_stop, agent_stop_rx) = tokio::sync::watch::channel(false);
-    let settings = kanade_agent::runtime::Settings {
-        pc: "PC-1".parse().unwrap(),
-        groups: Vec::new(),
-        nats_url: server.url(),
-        data_dir: dir.path().join("agent"),
-        max_concurrent_jobs: 4,
-        heartbeat_interval: Duration::from_millis(500),
-        inventory: None,
-        output_cap: 4096,
-        trusted_keys: Vec::new(),
-        broker: Default::default(),
-    };
+    let mut settings =
+        kanade_agent::runtime::Settings::new("PC-1".parse().unwrap(), server.url(), dir.path().join("agent"));
+    settings.heartbeat_interval = Duration::from_millis(500);
     tokio::spawn(kanade_agent::runtime::run(settings, agent_stop_rx));
 
     let job =

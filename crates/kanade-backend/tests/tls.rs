@@ -7,7 +7,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use kanade_backend::db::Db;
 use kanade_backend::http::{self, AppState};
 use kanade_shared::nats::BrokerAuth;
@@ -82,31 +81,15 @@ async fn agent_and_backend_reach_a_tls_broker() {
     );
     let (_stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
-    let settings = kanade_agent::runtime::Settings {
-        pc: "PC-T".parse().unwrap(),
-        groups: Vec::new(),
-        nats_url: url.clone(),
-        data_dir: dir.path().join("agent"),
-        max_concurrent_jobs: 2,
-        heartbeat_interval: Duration::from_millis(500),
-        inventory: None,
-        output_cap: 4096,
-        trusted_keys: Vec::new(),
-        broker: auth,
-    };
+    let mut settings =
+        kanade_agent::runtime::Settings::new("PC-T".parse().unwrap(), url.clone(), dir.path().join("agent"));
+    settings.max_concurrent_jobs = 2;
+    settings.heartbeat_interval = Duration::from_millis(500);
+    settings.broker = auth;
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     let s = common::Client(http::app(state));
-    kanade_testkit::wait_until_async("the agent over TLS", Duration::from_secs(30), || async {
-        s.get("/api/agents").await.1["items"].as_array().is_some_and(|i| !i.is_empty())
-    })
-    .await;
-    let (status, body) = s
-        .post_yaml("/api/deploy", "id: over-tls\nversion: '1'\nexecute: { shell: sh, script: 'echo secure' }\ntarget: { pcs: [PC-T] }\n")
+    let body = s
+        .deploy_and_wait("id: over-tls\nversion: '1'\nexecute: { shell: sh, script: 'echo secure' }\ntarget: { pcs: [PC-T] }\n")
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body:#}");
-    let exec = body["exec_id"].as_str().unwrap().to_owned();
-    kanade_testkit::wait_until_async("the result over TLS", Duration::from_secs(30), || async {
-        s.get(&format!("/api/executions/{exec}")).await.1["execution"]["status"] == "completed"
-    })
-    .await;
+    assert_eq!(body["pcs"][0]["stdout"], "secure\n", "{body:#}");
 }

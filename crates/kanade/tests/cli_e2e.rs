@@ -270,20 +270,12 @@ async fn run_signs_with_the_operators_key_when_agents_pin_it() {
         .await
         .unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let settings = kanade_agent::runtime::Settings {
-        pc: "PC-K".parse().unwrap(),
-        groups: Vec::new(),
-        nats_url: server.url(),
-        data_dir: dir.path().join("agent"),
-        max_concurrent_jobs: 2,
-        heartbeat_interval: Duration::from_secs(1),
-        inventory: None,
-        output_cap: 4096,
-        trusted_keys: vec![
-            kanade_shared::signing::decode_public(public["public_key"].as_str().unwrap()).unwrap(),
-        ],
-        broker: Default::default(),
-    };
+    let mut settings =
+        kanade_agent::runtime::Settings::new("PC-K".parse().unwrap(), server.url(), dir.path().join("agent"));
+    settings.max_concurrent_jobs = 2;
+    settings.heartbeat_interval = Duration::from_secs(1);
+    settings.trusted_keys =
+        vec![kanade_shared::signing::decode_public(public["public_key"].as_str().unwrap()).unwrap()];
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let nats = server.url();

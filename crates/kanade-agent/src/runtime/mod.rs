@@ -50,6 +50,24 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The defaults for `pc` on `nats_url` keeping its state in `data_dir`: no groups, four
+    /// concurrent jobs, 30 s heartbeats, no inventory, unsigned commands accepted, anonymous
+    /// plain broker connection. Callers adjust the fields they care about.
+    pub fn new(pc: PcId, nats_url: String, data_dir: PathBuf) -> Self {
+        Self {
+            pc,
+            groups: Vec::new(),
+            nats_url,
+            data_dir,
+            max_concurrent_jobs: 4,
+            heartbeat_interval: Duration::from_secs(30),
+            inventory: None,
+            output_cap: OUTPUT_CAP,
+            trusted_keys: Vec::new(),
+            broker: Default::default(),
+        }
+    }
+
     pub fn from_config(config: &AgentConfig) -> Self {
         Self {
             pc: config.id.clone(),

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use futures::StreamExt;
 use kanade_shared::JobId;
 use kanade_shared::manifest;
 use serde_json::{Value, json};
@@ -21,22 +20,14 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
-    let mut keys = kv.keys().await.map_err(broker)?;
-    let mut items = Vec::new();
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(broker)?;
-        if let Some(bytes) = kv.get(&key).await.map_err(broker)? {
-            match manifest::job_from_json(&bytes) {
-                Ok(file) => items.push(json!({ "id": file.manifest.id, "version": file.manifest.version,
-                    "description": file.manifest.description, "shell": file.manifest.execute.shell })),
-                Err(p) => {
-                    tracing::warn!(job_id = key, problems = %p, "stored job does not validate; left out of the list")
-                }
-            }
-        }
-    }
-    items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    let items: Vec<Value> = super::stored(&state.js, "jobs", manifest::job_from_json)
+        .await?
+        .into_iter()
+        .map(|(_, f)| {
+            let m = f.manifest;
+            json!({ "id": m.id, "version": m.version, "description": m.description, "shell": m.execute.shell })
+        })
+        .collect();
     Ok(Json(json!({ "items": items })))
 }
 
@@ -94,18 +85,14 @@ pub async fn delete(
     if jobs.get(id.as_str()).await.map_err(broker)?.is_none() {
         return Err(ApiError::not_found(format!("job {id} not found")));
     }
-    let schedules = state.js.get_key_value("schedules").await.map_err(broker)?;
-    let mut keys = schedules.keys().await.map_err(broker)?;
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(broker)?;
-        let Some(bytes) = schedules.get(&key).await.map_err(broker)? else { continue };
-        if let Ok(s) = manifest::schedule_from_json(&bytes)
-            && s.job.job_id() == &id
-        {
-            return Err(ApiError::conflict(format!(
-                "job {id} is used by schedule {key}; delete or change the schedule first"
-            )));
-        }
+    if let Some((key, _)) = super::stored(&state.js, "schedules", manifest::schedule_from_json)
+        .await?
+        .into_iter()
+        .find(|(_, s)| s.job.job_id() == &id)
+    {
+        return Err(ApiError::conflict(format!(
+            "job {id} is used by schedule {key}; delete or change the schedule first"
+        )));
     }
     jobs.delete(id.as_str()).await.map_err(broker)?;
     audit(&state.js, &caller.name, "job.delete", Some(id.to_string()), caller.source.clone(), Value::Null)

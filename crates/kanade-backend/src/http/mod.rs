@@ -47,6 +47,29 @@ pub fn origin(caller: &crate::auth::Caller) -> crate::pipeline::Origin {
     }
 }
 
+/// Every stored document of a bucket that validates, sorted by key. One that does not is
+/// logged with its key and problems and left out, so a bad entry never hides the others.
+pub async fn stored<T>(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    parse: impl Fn(&[u8]) -> Result<T, kanade_shared::manifest::Problems>,
+) -> Result<Vec<(String, T)>, ApiError> {
+    use futures::StreamExt;
+    let kv = js.get_key_value(bucket).await.map_err(broker)?;
+    let mut keys = kv.keys().await.map_err(broker)?;
+    let mut out = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(broker)?;
+        let Some(bytes) = kv.get(&key).await.map_err(broker)? else { continue };
+        match parse(&bytes) {
+            Ok(v) => out.push((key, v)),
+            Err(p) => tracing::warn!(bucket, key, problems = %p, "stored entry does not validate; left out"),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// A broker error as the API reports it.
 pub fn broker(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable("nats_unavailable", format!("the broker did not answer: {e}"))

@@ -1,13 +1,10 @@
 //! `/api/schedules`: schedules live in KV `schedules` (the scheduler follows it); these routes
 //! validate, store, toggle and explain them. Every change is audited.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use futures::StreamExt;
 use kanade_shared::ScheduleId;
 use kanade_shared::manifest::{self, Schedule, ScheduleJob};
 use serde::Deserialize;
@@ -58,24 +55,9 @@ async fn describe(state: &AppState, s: &Schedule, fires: usize) -> Result<Value,
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
-    let mut keys = kv.keys().await.map_err(broker)?;
-    let mut found = BTreeMap::new();
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(broker)?;
-        let Some(bytes) = kv.get(&key).await.map_err(broker)? else { continue };
-        match manifest::schedule_from_json(&bytes) {
-            Ok(s) => {
-                found.insert(key, s);
-            }
-            Err(p) => {
-                tracing::warn!(schedule = key, problems = %p, "stored schedule does not validate; left out")
-            }
-        }
-    }
-    let mut items = Vec::with_capacity(found.len());
-    for s in found.values() {
-        items.push(describe(&state, s, 1).await?);
+    let mut items = Vec::new();
+    for (_, s) in super::stored(&state.js, "schedules", manifest::schedule_from_json).await? {
+        items.push(describe(&state, &s, 1).await?);
     }
     Ok(Json(json!({ "items": items })))
 }

@@ -21,6 +21,22 @@ use tower::ServiceExt;
 pub struct Client(pub axum::Router);
 
 impl Client {
+    /// Wait for an agent to show up, deploy `yaml`, and return the completed execution.
+    pub async fn deploy_and_wait(&self, yaml: &str) -> Value {
+        kanade_testkit::wait_until_async("an agent to heartbeat", Duration::from_secs(30), || async {
+            self.get("/api/agents").await.1["items"].as_array().is_some_and(|i| !i.is_empty())
+        })
+        .await;
+        let (status, body) = self.post_yaml("/api/deploy", yaml).await;
+        assert_eq!(status, StatusCode::CREATED, "{body:#}");
+        let path = format!("/api/executions/{}", body["exec_id"].as_str().unwrap());
+        kanade_testkit::wait_until_async("the execution to complete", Duration::from_secs(30), || async {
+            self.get(&path).await.1["execution"]["status"] == "completed"
+        })
+        .await;
+        self.get(&path).await.1
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         send(&self.0, Request::get(path).body(Body::empty()).unwrap()).await
     }
@@ -132,18 +148,14 @@ async fn build(
 impl Stack {
     /// An in-process agent (the real kanade-agent runtime) with its own data dir.
     pub fn spawn_agent(&self, pc: &str, groups: &[&str]) {
-        let settings = kanade_agent::runtime::Settings {
-            pc: pc.parse().unwrap(),
-            groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
-            nats_url: self.server.url(),
-            data_dir: self.dir.path().join(pc),
-            max_concurrent_jobs: 4,
-            heartbeat_interval: Duration::from_millis(500),
-            inventory: None,
-            output_cap: 4096,
-            trusted_keys: self.trusted.lock().unwrap().clone(),
-            broker: Default::default(),
-        };
+        let mut settings = kanade_agent::runtime::Settings::new(
+            pc.parse().unwrap(),
+            self.server.url(),
+            self.dir.path().join(pc),
+        );
+        settings.groups = groups.iter().map(|g| g.parse().unwrap()).collect();
+        settings.heartbeat_interval = Duration::from_millis(500);
+        settings.trusted_keys = self.trusted.lock().unwrap().clone();
         tokio::spawn(kanade_agent::runtime::run(settings, self.agents_stop.subscribe()));
     }
 

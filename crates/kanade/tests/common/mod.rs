@@ -49,18 +49,10 @@ pub async fn backend_with(dir: &std::path::Path, auth: Auth) -> Backend {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, http::app(state)).await });
-    let settings = kanade_agent::runtime::Settings {
-        pc: "PC-1".parse().unwrap(),
-        groups: vec!["lab".parse().unwrap()],
-        nats_url: server.url(),
-        data_dir: dir.join("agent"),
-        max_concurrent_jobs: 4,
-        heartbeat_interval: Duration::from_millis(500),
-        inventory: None,
-        output_cap: 4096,
-        trusted_keys: Vec::new(),
-        broker: Default::default(),
-    };
+    let mut settings =
+        kanade_agent::runtime::Settings::new("PC-1".parse().unwrap(), server.url(), dir.join("agent"));
+    settings.groups = vec!["lab".parse().unwrap()];
+    settings.heartbeat_interval = Duration::from_millis(500);
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     Backend { server, url, db, _stop: stop }
 }
