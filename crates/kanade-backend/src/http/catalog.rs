@@ -39,9 +39,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let file = parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
     let m = file.manifest;
-    let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
-    let bytes = serde_json::to_vec(&m).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    kv.put(m.id.as_str(), bytes.into()).await.map_err(broker)?;
+    crate::pipeline::catalog::store(&state.js, &m).await?;
     audit(
         &state.js,
         &caller.name,
