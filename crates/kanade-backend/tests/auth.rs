@@ -9,6 +9,7 @@ use common::{ADMIN_PASSWORD, SECRET, Stack};
 use kanade_backend::auth::{Access, Role, jwt};
 use kanade_backend::http::routes;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 /// A user with `role` and a permanent password; returns a session token.
 async fn user(s: &Stack, admin: &str, name: &str, role: &str) -> String {
@@ -95,9 +96,17 @@ async fn every_route_enforces_its_declared_access() {
             }
         }
     }
-    // The stream: 401 without a token, 200 with one (not read further).
+    // The stream: 401 without a token; a browser passes it as ?access_token= (only here).
     let (status, _) = s.send_as("GET", "/api/stream", None, Value::Null).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let response = s.app.clone().oneshot(
+        axum::http::Request::get(format!("/api/stream?access_token={viewer}"))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    );
+    assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+    let (status, _) = s.send_as("GET", &format!("/api/jobs?access_token={viewer}"), None, Value::Null).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "tokens in URLs are only for the stream");
 }
 
 #[tokio::test]

@@ -195,7 +195,14 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
         });
     }
     let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let bearer = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
+    let bearer = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    // A browser's EventSource cannot send headers: the live stream alone takes the token as
+    // `?access_token=` (it is read-only, and the token still goes through every check below).
+    let from_query = (parts.uri.path() == "/api/stream")
+        .then(|| parts.uri.query())
+        .flatten()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
+    let bearer = bearer.or(from_query).ok_or_else(|| {
         unauthorized("missing \"Authorization: Bearer <token>\"; sign in with POST /api/auth/login (kanade login) or use an API token")
     })?;
     if let Some(rest) = bearer.strip_prefix("kanade_") {
