@@ -6,3 +6,4 @@ pub mod gates;
 pub mod inventory;
 pub mod runtime;
 pub mod store;
+pub mod update;
