@@ -14,6 +14,7 @@ pub mod logging;
 pub mod manifest;
 pub mod nats;
 pub mod problems;
+pub mod release;
 pub mod shutdown;
 pub mod signing;
 pub mod subjects;

@@ -64,6 +64,10 @@ impl Api {
         self.call(Method::PUT, path, Some(("application/json", body.to_string().into_bytes()))).await
     }
 
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(("application/octet-stream", body))).await
+    }
+
     pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
         self.call(Method::POST, path, None).await
     }

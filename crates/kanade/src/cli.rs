@@ -168,6 +168,9 @@ pub enum Command {
     /// Agents and their groups
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Agent releases and self-update rollouts
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Create an operator signing key for `run` and `kill`, and print the public key agents pin
     Keygen {
         /// Where to write the private key (created with mode 0600; never overwritten)
@@ -271,6 +274,35 @@ pub enum AgentsCommand {
     /// Operator-assigned groups
     #[command(subcommand)]
     Groups(GroupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Upload an agent binary as a release
+    #[command(disable_version_flag = true)]
+    Publish {
+        binary: PathBuf,
+        /// The version it is (checked against `<binary> --version` when it runs here)
+        #[arg(long = "version", id = "release_version", value_name = "V")]
+        version: String,
+        /// Target triple (detected from the binary when absent)
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Published releases
+    Releases,
+    /// Ask the fleet, a group or one PC to run a published version
+    Rollout {
+        /// A published version
+        #[arg(id = "target_version", value_name = "VERSION")]
+        version: String,
+        #[arg(long, conflicts_with = "pc")]
+        group: Option<String>,
+        #[arg(long)]
+        pc: Option<String>,
+    },
+    /// What each scope asks for and which versions the fleet runs
+    Current,
 }
 
 #[derive(Debug, Subcommand)]

@@ -300,3 +300,48 @@ async fn run_signs_with_the_operators_key_when_agents_pin_it() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), "PC-K: failed: refused: the command is not signed\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_releases_and_rollout_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path()).await;
+    let url = b.url.as_str();
+    // Any executable that answers --version with this version will do: the CLI itself.
+    let binary = env!("CARGO_BIN_EXE_kanade");
+    let version = env!("CARGO_PKG_VERSION");
+    let out = kanade(url, &["agent", "publish", binary, "--version", "9.9.9"]).await;
+    assert!(stderr(&out).contains("not version 9.9.9"), "{}", stderr(&out));
+    let out = kanade(url, &["agent", "rollout", version]).await;
+    assert!(stderr(&out).contains("has no published release"), "{}", stderr(&out));
+
+    let out = kanade(url, &["agent", "publish", binary, "--version", version]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("published {version}/x86_64-unknown-linux-gnu (")),
+        "{}",
+        stdout(&out)
+    );
+    let out = stdout(&kanade(url, &["agent", "releases"]).await);
+    assert!(out.contains(version) && out.contains("x86_64-unknown-linux-gnu"), "{out}");
+
+    assert_eq!(
+        stdout(&kanade(url, &["agent", "rollout", version, "--pc", "PC-1"]).await),
+        format!("pcs.PC-1 now asks for {version}\n")
+    );
+    assert_eq!(
+        stdout(&kanade(url, &["agent", "rollout", version, "--group", "lab"]).await),
+        format!("groups.lab now asks for {version}\n")
+    );
+    let mut v = serde_json::Value::Null;
+    for _ in 0..50 {
+        v = serde_json::from_slice(&kanade(url, &["-o", "json", "agent", "current"]).await.stdout).unwrap();
+        if !v["running"][version].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(v["target_versions"]["pcs.PC-1"], version);
+    assert_eq!(v["target_versions"]["groups.lab"], version);
+    // The in-process agent heartbeats its own version.
+    assert_eq!(v["running"][version], 1, "{v:#}");
+}

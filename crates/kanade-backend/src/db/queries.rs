@@ -8,6 +8,13 @@ use serde::Serialize;
 use super::DbError;
 use crate::pipeline::plan::KnownAgent;
 
+/// The agent version each known agent last reported.
+pub fn known_agent_versions(c: &Connection) -> Result<Vec<String>, DbError> {
+    let mut stmt = c.prepare_cached("SELECT agent_version FROM agents")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn known_agents(c: &Connection) -> Result<Vec<KnownAgent>, DbError> {
     let mut stmt = c.prepare_cached("SELECT pc_id, groups_json, last_seen_ms FROM agents")?;
     let rows =

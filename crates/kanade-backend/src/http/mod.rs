@@ -8,6 +8,7 @@ mod executions;
 mod fleet;
 mod metrics;
 mod ops;
+mod releases;
 pub mod routes;
 mod schedules;
 mod session;

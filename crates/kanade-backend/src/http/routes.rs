@@ -4,7 +4,7 @@
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
-use super::{AppState, accounts, catalog, executions, fleet, ops, schedules, session};
+use super::{AppState, accounts, catalog, executions, fleet, ops, releases, schedules, session};
 use crate::auth::{Access, Role};
 
 pub struct Route {
@@ -139,6 +139,34 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Set the operator-assigned groups of an agent",
             put(fleet::set_groups)
+        ),
+        route!(
+            "GET",
+            "/api/agent/releases",
+            VIEWER,
+            "Published agent releases (version, target, size, digest)",
+            get(releases::list)
+        ),
+        route!(
+            "POST",
+            "/api/agent/releases",
+            OPERATOR,
+            "Publish an agent binary (raw body; ?version=V[&target=T], target detected when absent)",
+            post(releases::publish).layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024))
+        ),
+        route!(
+            "PUT",
+            "/api/agent/rollout",
+            OPERATOR,
+            "Ask a scope (global, group or pc) to run a published version",
+            put(releases::rollout)
+        ),
+        route!(
+            "GET",
+            "/api/agent/current",
+            VIEWER,
+            "target_version per scope and the versions agents run",
+            get(releases::current)
         ),
         route!("GET", "/api/jobs", VIEWER, "The job catalog", get(catalog::list)),
         route!(

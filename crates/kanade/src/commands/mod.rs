@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into IO and output.
 
+mod agent;
 mod catalog;
 mod direct;
 mod exec;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Executions(cmd) => fleet::executions(cmd, g).await,
         Command::Results { pc, job, failed, limit } => fleet::results(pc, job, failed, limit, g).await,
         Command::Agents(cmd) => fleet::agents(cmd, g).await,
+        Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kanade", &mut std::io::stdout());

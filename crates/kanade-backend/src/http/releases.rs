@@ -1,0 +1,176 @@
+//! `/api/agent/*`: agent releases in the `agent_releases` object store, the `target_version`
+//! each scope of `agent_config` asks for, and what the fleet actually runs.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use futures::StreamExt;
+use kanade_shared::wire::AgentConfigPatch;
+use kanade_shared::{GroupName, PcId, Version, release};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, broker};
+use crate::auth::Caller;
+use crate::db::queries;
+use crate::pipeline::audit;
+
+#[derive(Debug, Deserialize)]
+pub struct PublishQuery {
+    version: String,
+    /// Detected from the binary when absent.
+    target: Option<String>,
+}
+
+/// Upload a binary (raw body) as release `<version>/<target>`.
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PublishQuery>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let version: Version = q
+        .version
+        .parse()
+        .map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("version: {e}")]))?;
+    if body.is_empty() {
+        return Err(ApiError::invalid(vec!["body: empty; send the agent binary".into()]));
+    }
+    let target = match q.target {
+        Some(t) => {
+            release::check_target(&t).map_err(|e| ApiError::invalid(vec![format!("target: {e}")]))?;
+            t
+        }
+        None => release::detect_target(&body)
+            .ok_or_else(|| {
+                ApiError::invalid(vec![
+                    "target: not an executable this backend recognises; pass target=<triple>".into(),
+                ])
+            })?
+            .to_owned(),
+    };
+    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
+    let key = release::key(&version, &target);
+    let info = store.put(key.as_str(), &mut body.as_ref()).await.map_err(broker)?;
+    let detail = json!({ "version": version, "target": target, "size": info.size, "digest": info.digest });
+    audit(
+        &state.js,
+        &caller.name,
+        "agent.release_published",
+        Some(key.clone()),
+        caller.source.clone(),
+        detail.clone(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(detail)))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
+    let mut objects = store.list().await.map_err(broker)?;
+    let mut items = Vec::new();
+    while let Some(info) = objects.next().await {
+        let info = info.map_err(broker)?;
+        if info.deleted {
+            continue;
+        }
+        let (version, target) = info.name.split_once('/').unwrap_or((info.name.as_str(), ""));
+        items.push(json!({ "version": version, "target": target, "size": info.size, "digest": info.digest,
+            "published": info.modified.map(|t| t.to_string()) }));
+    }
+    items.sort_by(|a, b| {
+        (a["version"].as_str(), a["target"].as_str()).cmp(&(b["version"].as_str(), b["target"].as_str()))
+    });
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    version: String,
+    group: Option<String>,
+    pc: Option<String>,
+}
+
+/// The `agent_config` key of a scope: `global`, `groups.<g>` or `pcs.<pc>`.
+fn scope_key(group: Option<&str>, pc: Option<&str>) -> Result<String, ApiError> {
+    match (group, pc) {
+        (None, None) => Ok("global".into()),
+        (Some(g), None) => g
+            .parse::<GroupName>()
+            .map(|g| format!("groups.{g}"))
+            .map_err(|e| ApiError::invalid(vec![format!("group: {e}")])),
+        (None, Some(p)) => p
+            .parse::<PcId>()
+            .map(|p| format!("pcs.{p}"))
+            .map_err(|e| ApiError::invalid(vec![format!("pc: {e}")])),
+        (Some(_), Some(_)) => Err(ApiError::invalid(vec!["name a group or a pc, not both".into()])),
+    }
+}
+
+/// Ask a scope to run `version` (it must have been published).
+pub async fn rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Rollout>,
+) -> Result<Json<Value>, ApiError> {
+    let version: Version = body
+        .version
+        .parse()
+        .map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("version: {e}")]))?;
+    let key = scope_key(body.group.as_deref(), body.pc.as_deref())?;
+    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
+    let mut objects = store.list().await.map_err(broker)?;
+    let prefix = format!("{version}/");
+    let mut published = false;
+    while let Some(info) = objects.next().await {
+        published |= info.map_err(broker)?.name.starts_with(&prefix);
+    }
+    if !published {
+        return Err(ApiError::invalid(vec![format!(
+            "version: {version} has no published release; kanade agent publish it first"
+        )]));
+    }
+    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let mut patch: AgentConfigPatch = match kv.get(&key).await.map_err(broker)? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => AgentConfigPatch::default(),
+    };
+    patch.target_version = Some(version.clone());
+    kv.put(&key, serde_json::to_vec(&patch).unwrap_or_default().into()).await.map_err(broker)?;
+    audit(
+        &state.js,
+        &caller.name,
+        "agent.rollout",
+        Some(key.clone()),
+        caller.source.clone(),
+        json!({ "version": version }),
+    )
+    .await?;
+    Ok(Json(json!({ "scope": key, "target_version": version })))
+}
+
+/// What each scope asks for, and the versions the fleet reports in its heartbeats.
+pub async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let mut keys = kv.keys().await.map_err(broker)?;
+    let mut scopes = BTreeMap::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(broker)?;
+        if let Some(bytes) = kv.get(&key).await.map_err(broker)?
+            && let Ok(patch) = serde_json::from_slice::<AgentConfigPatch>(&bytes)
+            && let Some(v) = patch.target_version
+        {
+            scopes.insert(key, v.to_string());
+        }
+    }
+    let agents = state.db.read(queries::known_agent_versions).await?;
+    let mut running: BTreeMap<String, u64> = BTreeMap::new();
+    for v in agents {
+        *running.entry(v).or_default() += 1;
+    }
+    Ok(Json(json!({ "target_versions": scopes, "running": running })))
+}
