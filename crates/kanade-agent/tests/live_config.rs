@@ -90,3 +90,19 @@ async fn inventory_is_published_at_start() {
     assert_eq!(inv.pc_id.as_str(), "PC-I");
     assert!(inv.cpu.cores >= 1 && inv.memory_total_bytes > 0);
 }
+
+#[tokio::test]
+async fn a_group_change_is_heartbeated_at_once() {
+    let fleet = Fleet::start().await;
+    // An hour between heartbeats: only the immediate one can carry the change in time.
+    let agent = fleet.agent_with_heartbeat("PC-G", "1h").start();
+    ready(&agent).await;
+    let mut beats = fleet.client.subscribe("heartbeat.PC-G").await.unwrap();
+    fleet.kv_put("agent_groups", "PC-G", r#"{"groups":["fresh"]}"#).await;
+    let beat = tokio::time::timeout(Duration::from_secs(10), beats.next())
+        .await
+        .expect("no heartbeat after the group change")
+        .unwrap();
+    let beat: Heartbeat = wire::decode(&beat.payload).unwrap();
+    assert_eq!(beat.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["fresh"]);
+}

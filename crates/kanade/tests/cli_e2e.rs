@@ -68,6 +68,11 @@ async fn an_operators_day() {
     assert!(stderr(&out).contains("PC-1 failed (exit 7) broken"), "{}", stderr(&out));
     assert!(stdout(&out).contains("failed: [####################] 1/1 done, 1 failed"), "{}", stdout(&out));
 
+    // Nobody online in the target: --wait says so at once instead of waiting forever.
+    let out = kanade(url, &["exec", "hello", "--groups", "nobody", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("no online agent matches the target of execution "), "{}", stderr(&out));
+
     // Exec of a catalog job, executions and results.
     let out = kanade(url, &["exec", "hello", "--pcs", "PC-1", "--wait", "-o", "json"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -77,7 +82,7 @@ async fn an_operators_day() {
     let out = stdout(&kanade(url, &["executions", "show", &exec_id]).await);
     assert!(out.contains("completed") && out.contains("PC-1") && out.contains("hello from"), "{out}");
     let out = stdout(&kanade(url, &["executions", "list", "--job", "hello"]).await);
-    assert_eq!(out.lines().count(), 3, "two hello executions: {out}");
+    assert_eq!(out.lines().count(), 4, "three hello executions (one to nobody): {out}");
     let out = stdout(&kanade(url, &["results", "--failed"]).await);
     assert!(out.contains("boom") && !out.contains("hello"), "{out}");
     let out = kanade(url, &["exec", "hello"]).await;

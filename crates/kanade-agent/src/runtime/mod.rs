@@ -94,6 +94,8 @@ pub(crate) struct Ctx {
     pub groups: RwLock<Vec<GroupName>>,
     /// Fired when group membership changed: resubscribe and catch up on the new subjects.
     pub groups_changed: Notify,
+    /// Send a heartbeat now (the backend targets groups by what heartbeats report).
+    pub beat_now: Notify,
     /// Settings operators push through `agent_config` (pc beats group beats global).
     pub live_config: watch::Sender<AgentConfigPatch>,
     pub store: Store,
@@ -133,6 +135,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     let ctx = Arc::new(Ctx {
         groups: RwLock::new(settings.groups.clone()),
         groups_changed: Notify::new(),
+        beat_now: Notify::new(),
         live_config: watch::Sender::new(AgentConfigPatch::default()),
         slots: Semaphore::new(settings.max_concurrent_jobs.max(1)),
         settings,

@@ -26,6 +26,7 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            () = ctx.beat_now.notified() => {}
             Ok(()) = live.changed() => {
                 let next = interval(&live.borrow_and_update());
                 if next != period {

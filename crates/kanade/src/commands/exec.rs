@@ -60,6 +60,16 @@ pub async fn deploy(
 
 async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
     let id = text(&launched["exec_id"]);
+    if launched["target_count"] == 0 && launched["waves"].as_i64().unwrap_or(1) <= 1 {
+        // Nothing to wait for: no online agent matched. Agents that come online later still
+        // catch the command up from EXEC.
+        eprintln!(
+            "no online agent matches the target of execution {id}; agents that join later will run it. Check the target (kanade agents list)"
+        );
+        if wait {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     if !wait {
         done(
             global.output,
