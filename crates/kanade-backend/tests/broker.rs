@@ -7,11 +7,9 @@ mod common;
 use std::time::Duration;
 
 use kanade_backend::broker;
-use kanade_backend::db::Db;
-use kanade_backend::http::{self, AppState};
 use kanade_shared::nats::BrokerAuth;
 use kanade_testkit::NatsServer;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 fn creds(user: &str, password: &str) -> BrokerAuth {
     BrokerAuth {
@@ -82,13 +80,6 @@ async fn agents_publish_only_as_themselves() {
 
     // The normal flow with the same restricted credentials.
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::new(
-        backend,
-        Db::open(&dir.path().join("backend.db")).unwrap(),
-        kanade_backend::auth::Auth::disabled(),
-    );
-    let (_stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let mut settings =
         kanade_agent::runtime::Settings::new("PC-1".parse().unwrap(), url.clone(), dir.path().join("agent"));
     settings.groups = vec!["lab".parse().unwrap()];
@@ -96,9 +87,7 @@ async fn agents_publish_only_as_themselves() {
     settings.heartbeat_interval = Duration::from_millis(500);
     settings.inventory = Some((Duration::from_secs(3600), Duration::ZERO));
     settings.broker = creds("PC-1", "pc1-pw");
-    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
-    let app = http::app(state);
-    let s = common::Client(app);
+    let (s, _stop) = common::backend_and_agent(backend, dir.path(), settings);
     let body = s
         .deploy_and_wait("id: allowed\nversion: '1'\nexecute: { shell: sh, script: 'echo fine' }\ntarget: { groups: [lab] }\n")
         .await;

@@ -7,12 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kanade_backend::db::Db;
-use kanade_backend::http::{self, AppState};
 use kanade_shared::nats::BrokerAuth;
 use kanade_testkit::NatsServer;
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
-use tokio::sync::watch;
 
 struct Pki {
     ca: PathBuf,
@@ -74,20 +71,12 @@ async fn agent_and_backend_reach_a_tls_broker() {
     let backend = kanade_shared::nats::connect_once(&url, &auth, "backend").await.unwrap();
     let js = async_nats::jetstream::new(backend.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
-    let state = AppState::new(
-        backend,
-        Db::open(&dir.path().join("backend.db")).unwrap(),
-        kanade_backend::auth::Auth::disabled(),
-    );
-    let (_stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
     let mut settings =
         kanade_agent::runtime::Settings::new("PC-T".parse().unwrap(), url.clone(), dir.path().join("agent"));
     settings.max_concurrent_jobs = 2;
     settings.heartbeat_interval = Duration::from_millis(500);
     settings.broker = auth;
-    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
-    let s = common::Client(http::app(state));
+    let (s, _stop) = common::backend_and_agent(backend, dir.path(), settings);
     let body = s
         .deploy_and_wait("id: over-tls\nversion: '1'\nexecute: { shell: sh, script: 'echo secure' }\ntarget: { pcs: [PC-T] }\n")
         .await;

@@ -20,6 +20,22 @@ use tower::ServiceExt;
 /// The router alone, for tests that assemble their own backend.
 pub struct Client(pub axum::Router);
 
+/// A backend (workers and router, auth off) over an already connected `client`, with its
+/// database in `dir`, and one agent with `settings` (its broker settings are the test's
+/// business). Both run until the returned sender is dropped.
+pub fn backend_and_agent(
+    client: async_nats::Client,
+    dir: &std::path::Path,
+    settings: kanade_agent::runtime::Settings,
+) -> (Client, watch::Sender<bool>) {
+    let db = Db::open(&dir.join("backend.db")).unwrap();
+    let state = AppState::new(client, db, kanade_backend::auth::Auth::disabled());
+    let (stop, stop_rx) = watch::channel(false);
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
+    tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
+    (Client(http::app(state)), stop)
+}
+
 impl Client {
     /// Wait for an agent to show up, deploy `yaml`, and return the completed execution.
     pub async fn deploy_and_wait(&self, yaml: &str) -> Value {
