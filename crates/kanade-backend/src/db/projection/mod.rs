@@ -30,6 +30,12 @@ pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) 
     // final status exactly once, and a final row is never touched again, so a redelivered
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.
     let mut deltas: BTreeMap<String, Counts> = BTreeMap::new();
+    // A PC that was not expected (it joined a group, or came online, after the exec was
+    // published) but ran it through catch-up becomes one of its targets.
+    let mut late = tx.prepare_cached(
+        "INSERT INTO execution_targets (exec_id, pc_id, wave)
+         SELECT ?1, ?2, 0 WHERE EXISTS (SELECT 1 FROM executions WHERE exec_id = ?1) ON CONFLICT DO NOTHING",
+    )?;
     for r in results {
         let skip = r
             .skip_reason
@@ -58,11 +64,13 @@ pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) 
         // A refused command's answer is kept for operators but is not a run of that exec.
         let own = r.result_id == kanade_shared::ResultId::derive(r.exec_id, &r.pc_id);
         if changed && own {
+            late.execute(params![r.exec_id.to_string(), r.pc_id.as_str()])?;
             deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
         }
     }
     let mut bump = tx.prepare_cached(
-        "UPDATE executions SET succeeded = succeeded + ?2, failed = failed + ?3, skipped = skipped + ?4, other = other + ?5
+        "UPDATE executions SET succeeded = succeeded + ?2, failed = failed + ?3, skipped = skipped + ?4, other = other + ?5,
+             target_count = (SELECT COUNT(*) FROM execution_targets WHERE exec_id = ?1)
          WHERE exec_id = ?1 RETURNING status, target_count, succeeded, failed, skipped, other",
     )?;
     for (exec_id, d) in deltas {
@@ -144,14 +152,32 @@ pub fn apply_started(tx: &Transaction<'_>, events: &[StartedEvent], now_ms: i64)
 /// Recompute an execution's counters and status from all its result rows (when it is created
 /// or a wave goes out; batches of results move the counters incrementally instead).
 pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Result<(), DbError> {
-    let Some((status, target_count)): Option<(String, i64)> = tx
-        .query_row("SELECT status, target_count FROM executions WHERE exec_id = ?1", [exec_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let Some(status): Option<String> = tx
+        .query_row("SELECT status FROM executions WHERE exec_id = ?1", [exec_id], |r| r.get(0))
         .optional()?
     else {
         return Ok(());
     };
+    // Results that arrived before the execution row (a replay after a wipe) add their PCs now.
+    let reported: Vec<(String, String)> = tx
+        .prepare_cached("SELECT result_id, pc_id FROM execution_results WHERE exec_id = ?1")?
+        .query_map([exec_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if let Ok(exec) = exec_id.parse::<kanade_shared::ExecId>() {
+        let mut late = tx.prepare_cached(
+            "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING",
+        )?;
+        for (result_id, pc) in &reported {
+            let own = pc
+                .parse()
+                .is_ok_and(|pc| kanade_shared::ResultId::derive(exec, &pc).to_string() == *result_id);
+            if own {
+                late.execute(params![exec_id, pc])?;
+            }
+        }
+    }
+    let target_count: i64 =
+        tx.query_row("SELECT COUNT(*) FROM execution_targets WHERE exec_id = ?1", [exec_id], |r| r.get(0))?;
     let mut counts = Counts::default();
     let mut running = false;
     let mut stmt = tx.prepare_cached(
@@ -166,8 +192,8 @@ pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Re
         }
     }
     tx.execute(
-        "UPDATE executions SET succeeded = ?2, failed = ?3, skipped = ?4, other = ?5 WHERE exec_id = ?1",
-        params![exec_id, counts.succeeded, counts.failed, counts.skipped, counts.other],
+        "UPDATE executions SET succeeded = ?2, failed = ?3, skipped = ?4, other = ?5, target_count = ?6 WHERE exec_id = ?1",
+        params![exec_id, counts.succeeded, counts.failed, counts.skipped, counts.other, target_count],
     )?;
     settle(tx, exec_id, &status, target_count, &counts, running, now_ms)
 }

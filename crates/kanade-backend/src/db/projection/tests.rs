@@ -179,3 +179,58 @@ fn status_rule_table() {
     check("expired", 3, 1, 0, 0, false, "expired");
     check("pending", 0, 0, 0, 0, false, "pending");
 }
+
+#[tokio::test]
+async fn a_late_pc_becomes_a_target_in_any_order() {
+    let exec = ExecId::new();
+    let target_count = |db: &Db| {
+        let db = db.clone();
+        async move {
+            db.read(|c| {
+                Ok(c.query_row("SELECT target_count, status FROM executions", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // PC-C was not expected (it came online later) and ran the exec through catch-up.
+    let (_d, db) = fresh(exec).await;
+    apply(
+        &db,
+        vec![result(exec, "PC-C", ExecStatus::Succeeded), result(exec, "PC-A", ExecStatus::Succeeded)],
+    )
+    .await;
+    assert_eq!(target_count(&db).await, (3, "running".to_owned()));
+    apply(
+        &db,
+        vec![result(exec, "PC-B", ExecStatus::Succeeded), result(exec, "PC-C", ExecStatus::Succeeded)],
+    )
+    .await;
+    assert_eq!(target_count(&db).await, (3, "completed".to_owned()));
+
+    // The same results replayed before the execution row exists (a rebuild) end the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("backend.db")).unwrap();
+    apply(&db, ["PC-C", "PC-A", "PC-B"].map(|pc| result(exec, pc, ExecStatus::Succeeded)).to_vec()).await;
+    let exec_id = exec.to_string();
+    db.write(move |tx| {
+        let targets = [("PC-A".to_owned(), 0), ("PC-B".to_owned(), 0)];
+        let new = NewExecution {
+            exec_id: &exec_id,
+            job_id: "j",
+            version: "1",
+            created_by: "test",
+            plan_json: "{}",
+            targets: &targets,
+            waves: &[],
+            target_count: 2,
+            schedule_id: None,
+        };
+        insert_execution(tx, &new, NOW)
+    })
+    .await
+    .unwrap();
+    assert_eq!(target_count(&db).await, (3, "completed".to_owned()));
+}
