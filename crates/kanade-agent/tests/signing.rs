@@ -21,7 +21,7 @@ async fn publish_signed(
     let subject = subjects::command_pc(&"PC-1".parse().unwrap(), &cmd.job_id);
     let payload = wire::encode(cmd).unwrap();
     let headers = signing::signed_headers(
-        key,
+        Some(key),
         &subject,
         &payload,
         kanade_shared::wire::Timestamp::now_utc().unix_timestamp() * 1000,
@@ -83,7 +83,7 @@ async fn only_commands_signed_by_a_pinned_key_run() {
     let subject = subjects::command(&all(), &broadcast.job_id);
     let payload = wire::encode(&broadcast).unwrap();
     let now = kanade_shared::wire::Timestamp::now_utc().unix_timestamp() * 1000;
-    let headers = signing::signed_headers(&rogue, &subject, &payload, now);
+    let headers = signing::signed_headers(Some(&rogue), &subject, &payload, now);
     fleet.js.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
     let r = fleet.wait_result(broadcast.exec_id, WAIT).await;
     assert_eq!(r.status, ExecStatus::Failed);
@@ -109,7 +109,7 @@ async fn only_commands_signed_by_a_pinned_key_run() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(fleet.results_for(long.exec_id).await.is_empty(), "an unsigned kill stopped the run");
     let now = kanade_shared::wire::Timestamp::now_utc().unix_timestamp() * 1000;
-    let headers = signing::signed_headers(&backend, &kill, b"kill", now);
+    let headers = signing::signed_headers(Some(&backend), &kill, b"kill", now);
     fleet.client.publish_with_headers(kill, headers, "kill".into()).await.unwrap();
     let r = fleet.wait_result(long.exec_id, WAIT).await;
     assert_eq!(r.status, ExecStatus::Killed, "{r:?}");

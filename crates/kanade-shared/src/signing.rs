@@ -64,10 +64,15 @@ pub fn sign(key: &SigningKey, subject: &str, payload: &[u8], now_ms: i64) -> [(&
     ]
 }
 
-/// `sign` as NATS headers.
-pub fn signed_headers(key: &SigningKey, subject: &str, payload: &[u8], now_ms: i64) -> async_nats::HeaderMap {
+/// `sign` as NATS headers; no key, no headers (an unsigned message).
+pub fn signed_headers(
+    key: Option<&SigningKey>,
+    subject: &str,
+    payload: &[u8],
+    now_ms: i64,
+) -> async_nats::HeaderMap {
     let mut headers = async_nats::HeaderMap::new();
-    for (name, value) in sign(key, subject, payload, now_ms) {
+    for (name, value) in key.map(|k| sign(k, subject, payload, now_ms)).into_iter().flatten() {
         headers.insert(name, value.as_str());
     }
     headers

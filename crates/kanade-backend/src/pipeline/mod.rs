@@ -169,10 +169,8 @@ impl Pipeline {
     pub async fn kill(&self, nats: &async_nats::Client, exec_id: ExecId) -> Result<(), ExecError> {
         let subject = subjects::kill(exec_id);
         let payload = b"kill".to_vec();
-        let headers = match &self.signer {
-            Some(key) => kanade_shared::signing::signed_headers(key, &subject, &payload, now_ms()),
-            None => async_nats::HeaderMap::new(),
-        };
+        let headers =
+            kanade_shared::signing::signed_headers(self.signer.as_deref(), &subject, &payload, now_ms());
         nats.publish_with_headers(subject, headers, payload.into())
             .await
             .map_err(|e| ExecError::Broker(e.to_string()))?;
@@ -240,10 +238,7 @@ pub async fn publish_commands(
         cmd.request_id = kanade_shared::RequestId::new();
         let payload = wire::encode(&cmd).map_err(|e| ExecError::Invalid(e.to_string()))?;
         let subject = subjects::command(&t, &cmd.job_id);
-        let headers = match signer {
-            Some(key) => kanade_shared::signing::signed_headers(key, &subject, &payload, crate::db::now_ms()),
-            None => async_nats::HeaderMap::new(),
-        };
+        let headers = kanade_shared::signing::signed_headers(signer, &subject, &payload, now_ms());
         let ack = js
             .publish_with_headers(subject, headers, payload.into())
             .await

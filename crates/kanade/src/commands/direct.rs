@@ -22,13 +22,6 @@ fn signer(global: &Global) -> anyhow::Result<Option<ed25519_dalek::SigningKey>> 
     signing::decode_secret(&text).map(Some).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
-fn headers(key: Option<&ed25519_dalek::SigningKey>, subject: &str, payload: &[u8]) -> async_nats::HeaderMap {
-    match key {
-        Some(k) => signing::signed_headers(k, subject, payload, Timestamp::now_utc().unix_timestamp() * 1000),
-        None => async_nats::HeaderMap::new(),
-    }
-}
-
 pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
     let key = signing::generate().map_err(anyhow::Error::msg)?;
     let mut options = std::fs::OpenOptions::new();
@@ -51,6 +44,10 @@ pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn now_ms() -> i64 {
+    (Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
@@ -95,7 +92,7 @@ pub async fn run(
     let mut started = client.subscribe(subjects::event_started(&pc, cmd.exec_id)).await?;
     let payload = wire::encode(&cmd).map_err(|e| anyhow!("{e}"))?;
     let subject = subjects::command_pc(&pc, &cmd.job_id);
-    let signed = headers(key.as_ref(), &subject, &payload);
+    let signed = signing::signed_headers(key.as_ref(), &subject, &payload, now_ms());
     js.publish_with_headers(subject, signed, payload.into())
         .await
         .context("cannot publish the command")?
@@ -137,7 +134,7 @@ pub async fn kill(exec: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let key = signer(global)?;
     let client = connect(global).await?;
     let subject = subjects::kill(exec);
-    let signed = headers(key.as_ref(), &subject, b"kill");
+    let signed = signing::signed_headers(key.as_ref(), &subject, b"kill", now_ms());
     client.publish_with_headers(subject, signed, "kill".into()).await?;
     client.flush().await.context("cannot send the kill")?;
     println!("kill sent for {exec}: every agent running it stops it");
