@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use kanade_backend::auth::{self, Auth};
 use kanade_backend::db::Db;
 use kanade_shared::config::{BackendConfig, DbConfig, Environment, load_backend};
+use kanade_shared::files::{Existing, write_private};
 
 #[derive(Debug, Parser)]
 #[command(name = "kanade-backend", version, about = "kanade API server, projector and scheduler")]
@@ -145,22 +146,16 @@ fn nats_config(agents: &[String], operators: &[String], out: &std::path::Path) -
     }
     let dir = out.join("credentials");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_secret(&out.join("auth.conf"), &conf)?;
+    // Passwords inside: readable by the owner only; a rerun replaces them.
+    let write = |path: std::path::PathBuf, text: &str| {
+        write_private(&path, text.as_bytes(), Existing::Replace)
+            .with_context(|| format!("cannot write {}", path.display()))
+    };
+    write(out.join("auth.conf"), &conf)?;
     for (user, toml) in &files {
-        write_secret(&dir.join(format!("{user}.toml")), toml)?;
+        write(dir.join(format!("{user}.toml")), toml)?;
     }
     Ok(files.len())
-}
-
-/// Passwords inside: readable by the owner only.
-fn write_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
 }
 
 fn wipe(config: &BackendConfig) -> anyhow::Result<()> {

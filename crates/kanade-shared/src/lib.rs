@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod files;
 pub mod ids;
 pub mod jetstream;
 pub mod logging;

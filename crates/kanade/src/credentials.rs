@@ -55,22 +55,9 @@ pub fn save(c: &Credentials) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
     let text = serde_json::to_vec_pretty(c)?;
-    // Written to a private temp file and renamed, so the token is never world-readable.
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    {
-        use std::io::Write;
-        let mut f = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(&text)?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    // Never world-readable, not even for a moment.
+    kanade_shared::files::write_private(&path, &text, kanade_shared::files::Existing::Replace)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 

@@ -17,6 +17,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use kanade_shared::files::{Existing, write_private};
 use sha2::Digest;
 
 use crate::db::{Db, accounts, now_ms};
@@ -100,7 +101,8 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
         return Ok(trimmed.as_bytes().to_vec());
     }
     let secret = random_hex(32).map_err(anyhow::Error::msg)?;
-    write_private(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, secret.as_bytes(), Existing::Keep)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated the session signing secret");
     Ok(secret.into_bytes())
 }
@@ -116,7 +118,7 @@ pub fn load_or_create_signing_key(data_dir: &Path) -> anyhow::Result<ed25519_dal
         });
     }
     let key = kanade_shared::signing::generate().map_err(anyhow::Error::msg)?;
-    write_private(&path, &kanade_shared::signing::encode_secret(&key))
+    write_private(&path, kanade_shared::signing::encode_secret(&key).as_bytes(), Existing::Keep)
         .with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(
         path = %path.display(),
@@ -124,18 +126,6 @@ pub fn load_or_create_signing_key(data_dir: &Path) -> anyhow::Result<ed25519_dal
         "generated the command signing key; put the public key in every agent's security.trusted_keys"
     );
     Ok(key)
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// Create the first admin from `KANADE_BOOTSTRAP_ADMIN_PASSWORD` when no user exists yet.

@@ -24,17 +24,11 @@ fn signer(global: &Global) -> anyhow::Result<Option<ed25519_dalek::SigningKey>> 
 
 pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
     let key = signing::generate().map_err(anyhow::Error::msg)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(file).with_context(|| {
-        format!("cannot create {} (an existing key is never overwritten)", file.display())
-    })?;
-    std::io::Write::write_all(&mut f, signing::encode_secret(&key).as_bytes())?;
+    let secret = signing::encode_secret(&key);
+    kanade_shared::files::write_private(file, secret.as_bytes(), kanade_shared::files::Existing::Keep)
+        .with_context(|| {
+            format!("cannot create {} (an existing key is never overwritten)", file.display())
+        })?;
     let public = signing::encode_public(&key.verifying_key());
     match global.output {
         crate::cli::Format::Json => println!("{}", serde_json::json!({ "file": file, "public_key": public })),
