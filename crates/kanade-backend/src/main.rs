@@ -135,14 +135,13 @@ fn nats_config(agents: &[String], operators: &[String], out: &std::path::Path) -
         .collect::<anyhow::Result<Vec<kanade_shared::PcId>>>()?;
     let mut failed = None;
     let (conf, files) = kanade_backend::broker::bundle(&pcs, operators, || {
-        let mut bytes = [0u8; 24];
-        if let Err(e) = getrandom::getrandom(&mut bytes) {
+        auth::random_hex(24).unwrap_or_else(|e| {
             failed = Some(e);
-        }
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+            String::new()
+        })
     });
     if let Some(e) = failed {
-        anyhow::bail!("no randomness for passwords: {e}");
+        anyhow::bail!("cannot make passwords: {e}");
     }
     let dir = out.join("credentials");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -73,7 +73,8 @@ impl Auth {
     }
 }
 
-fn random_hex(bytes: usize) -> Result<String, String> {
+/// `bytes` random bytes from the OS, as hex.
+pub fn random_hex(bytes: usize) -> Result<String, String> {
     let mut buf = vec![0u8; bytes];
     getrandom::getrandom(&mut buf).map_err(|e| format!("no randomness available: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::auth::{self, Caller, Role, password};
 use crate::db::{accounts, now_ms};
-use crate::pipeline::audit;
 
 fn role(text: &str) -> Result<Role, ApiError> {
     text.parse().map_err(|e: String| ApiError::invalid(vec![format!("role: {e}")]))
@@ -23,6 +22,12 @@ fn user_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::invalid(vec![format!("name: {name:?} must be 1-64 of A-Z a-z 0-9 _ - . @")]))
     }
+}
+
+/// A new password for `name`: 422 when it breaks the rule, else its hash.
+pub fn new_password_hash(name: &str, new: &str) -> Result<String, ApiError> {
+    password::check_new(name, new).map_err(|e| ApiError::invalid(vec![e]))?;
+    password::hash(new).map_err(ApiError::bad_request)
 }
 
 pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -45,8 +50,7 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     user_name(&body.name)?;
     let r = role(&body.role)?;
-    password::check_new(&body.name, &body.password).map_err(|e| ApiError::invalid(vec![e]))?;
-    let hash = password::hash(&body.password).map_err(ApiError::bad_request)?;
+    let hash = new_password_hash(&body.name, &body.password)?;
     let (name, now) = (body.name.clone(), now_ms());
     // An admin-set password is temporary: the user picks their own at first sign-in.
     let created =
@@ -54,15 +58,7 @@ pub async fn create_user(
     if !created {
         return Err(ApiError::conflict(format!("user {} already exists", body.name)));
     }
-    audit(
-        &state.js,
-        &caller.name,
-        "user.create",
-        Some(body.name.clone()),
-        caller.source.clone(),
-        json!({ "role": r }),
-    )
-    .await?;
+    super::audit_as(&state, &caller, "user.create", Some(body.name.clone()), json!({ "role": r })).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": body.name, "role": r, "must_change_password": true }))))
 }
 
@@ -94,13 +90,7 @@ pub async fn update_user(
     if loses_admin && state.db.read(accounts::active_admins).await? <= 1 {
         return Err(ApiError::conflict(format!("{name} is the last active admin; make another admin first")));
     }
-    let hash = match &body.password {
-        Some(p) => {
-            password::check_new(&name, p).map_err(|e| ApiError::invalid(vec![e]))?;
-            Some(password::hash(p).map_err(ApiError::bad_request)?)
-        }
-        None => None,
-    };
+    let hash = body.password.as_deref().map(|p| new_password_hash(&name, p)).transpose()?;
     let (key, now, disabled) = (name.clone(), now_ms(), body.disabled);
     state
         .db
@@ -114,7 +104,7 @@ pub async fn update_user(
         .await?;
     let detail =
         json!({ "role": new_role, "disabled": body.disabled, "password_reset": body.password.is_some() });
-    audit(&state.js, &caller.name, "user.update", Some(name.clone()), caller.source.clone(), detail).await?;
+    super::audit_as(&state, &caller, "user.update", Some(name.clone()), detail).await?;
     let key = name.clone();
     let user = state.db.read(move |c| accounts::user(c, &key)).await?;
     Ok(Json(serde_json::to_value(user).unwrap_or_default()))
@@ -136,7 +126,7 @@ pub async fn delete_user(
     }
     let key = name.clone();
     state.db.write(move |tx| accounts::delete_user(tx, &key)).await?;
-    audit(&state.js, &caller.name, "user.delete", Some(name), caller.source.clone(), Value::Null).await?;
+    super::audit_as(&state, &caller, "user.delete", Some(name), Value::Null).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -163,12 +153,11 @@ pub async fn create_token(
     if !state.db.write(move |tx| accounts::create_token(tx, &stored)).await? {
         return Err(ApiError::conflict(format!("a token named {} already exists", body.name)));
     }
-    audit(
-        &state.js,
-        &caller.name,
+    super::audit_as(
+        &state,
+        &caller,
         "token.create",
         Some(row.id.clone()),
-        caller.source.clone(),
         json!({ "name": row.name, "role": r }),
     )
     .await?;
@@ -189,6 +178,6 @@ pub async fn revoke_token(
     if !state.db.write(move |tx| accounts::revoke_token(tx, &key, now)).await? {
         return Err(ApiError::not_found(format!("token {id} does not exist or is already revoked")));
     }
-    audit(&state.js, &caller.name, "token.revoke", Some(id), caller.source.clone(), Value::Null).await?;
+    super::audit_as(&state, &caller, "token.revoke", Some(id), Value::Null).await?;
     Ok(StatusCode::NO_CONTENT)
 }

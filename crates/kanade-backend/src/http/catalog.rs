@@ -13,7 +13,6 @@ use super::body::parse_doc;
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
 use crate::db::queries;
-use crate::pipeline::audit;
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
@@ -40,15 +39,8 @@ pub async fn create(
     let file = parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
     let m = file.manifest;
     crate::pipeline::catalog::store(&state.js, &m).await?;
-    audit(
-        &state.js,
-        &caller.name,
-        "job.create",
-        Some(m.id.to_string()),
-        caller.source.clone(),
-        json!({ "version": m.version }),
-    )
-    .await?;
+    super::audit_as(&state, &caller, "job.create", Some(m.id.to_string()), json!({ "version": m.version }))
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": m.id, "version": m.version }))))
 }
 
@@ -93,8 +85,7 @@ pub async fn delete(
         )));
     }
     jobs.delete(id.as_str()).await.map_err(broker)?;
-    audit(&state.js, &caller.name, "job.delete", Some(id.to_string()), caller.source.clone(), Value::Null)
-        .await?;
+    super::audit_as(&state, &caller, "job.delete", Some(id.to_string()), Value::Null).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -107,7 +98,7 @@ async fn set_status(
 ) -> Result<Json<Value>, ApiError> {
     let kv = state.js.get_key_value("script_status").await.map_err(broker)?;
     kv.put(id.as_str(), value.to_owned().into()).await.map_err(broker)?;
-    audit(&state.js, &caller.name, action, Some(id.to_string()), caller.source.clone(), Value::Null).await?;
+    super::audit_as(state, caller, action, Some(id.to_string()), Value::Null).await?;
     Ok(Json(json!({ "id": id, "status": value })))
 }
 
@@ -141,14 +132,6 @@ pub async fn kill(
             state.pipeline.kill(&state.nats, exec_id).await?;
         }
     }
-    audit(
-        &state.js,
-        &caller.name,
-        "job.kill",
-        Some(id.to_string()),
-        caller.source.clone(),
-        json!({ "executions": live }),
-    )
-    .await?;
+    super::audit_as(&state, &caller, "job.kill", Some(id.to_string()), json!({ "executions": live })).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "killed": live }))))
 }

@@ -15,7 +15,7 @@ use super::{ApiError, AppState, check_limit};
 use crate::auth::Caller;
 use crate::db::{now_ms, queries};
 use crate::pipeline::catalog;
-use crate::pipeline::{audit, plan::ALIVE_WINDOW_MS};
+use crate::pipeline::plan::ALIVE_WINDOW_MS;
 
 pub async fn deploy(
     State(state): State<AppState>,
@@ -101,15 +101,7 @@ pub async fn kill(
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     state.pipeline.kill(&state.nats, id).await?;
-    audit(
-        &state.js,
-        &caller.name,
-        "exec.kill",
-        Some(id.to_string()),
-        caller.source.clone(),
-        json!({ "exec_id": id }),
-    )
-    .await?;
+    super::audit_as(&state, &caller, "exec.kill", Some(id.to_string()), json!({ "exec_id": id })).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent" }))))
 }
 

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
 use crate::db::queries;
-use crate::pipeline::audit;
 
 fn pc_id(raw: &str) -> Result<PcId, ApiError> {
     raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
@@ -74,8 +73,7 @@ pub async fn set_groups(
     let value = AgentGroups { groups };
     let kv = state.js.get_key_value("agent_groups").await.map_err(broker)?;
     kv.put(pc.as_str(), serde_json::to_vec(&value).unwrap_or_default().into()).await.map_err(broker)?;
-    audit(&state.js, &caller.name, "agent.groups", Some(pc.to_string()), caller.source.clone(), json!(value))
-        .await?;
+    super::audit_as(&state, &caller, "agent.groups", Some(pc.to_string()), json!(value)).await?;
     Ok(Json(json!({ "pc_id": pc, "groups": value.groups })))
 }
 

@@ -39,6 +39,17 @@ pub struct AppState {
     pub auth: Auth,
 }
 
+/// Record a change `caller` made, with their name and address.
+pub async fn audit_as(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    action: &str,
+    target: Option<String>,
+    detail: Value,
+) -> Result<(), crate::pipeline::ExecError> {
+    crate::pipeline::audit(&state.js, &caller.name, action, target, caller.source.clone(), detail).await
+}
+
 /// The pipeline origin of a call made by `caller`.
 pub fn origin(caller: &crate::auth::Caller) -> crate::pipeline::Origin {
     crate::pipeline::Origin {

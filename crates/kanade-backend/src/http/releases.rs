@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
 use crate::db::queries;
-use crate::pipeline::audit;
 
 #[derive(Debug, Deserialize)]
 pub struct PublishQuery {
@@ -56,15 +55,7 @@ pub async fn publish(
     let key = release::key(&version, &target);
     let info = store.put(key.as_str(), &mut body.as_ref()).await.map_err(broker)?;
     let detail = json!({ "version": version, "target": target, "size": info.size, "digest": info.digest });
-    audit(
-        &state.js,
-        &caller.name,
-        "agent.release_published",
-        Some(key.clone()),
-        caller.source.clone(),
-        detail.clone(),
-    )
-    .await?;
+    super::audit_as(&state, &caller, "agent.release_published", Some(key.clone()), detail.clone()).await?;
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
@@ -141,15 +132,8 @@ pub async fn rollout(
     };
     patch.target_version = Some(version.clone());
     kv.put(&key, serde_json::to_vec(&patch).unwrap_or_default().into()).await.map_err(broker)?;
-    audit(
-        &state.js,
-        &caller.name,
-        "agent.rollout",
-        Some(key.clone()),
-        caller.source.clone(),
-        json!({ "version": version }),
-    )
-    .await?;
+    super::audit_as(&state, &caller, "agent.rollout", Some(key.clone()), json!({ "version": version }))
+        .await?;
     Ok(Json(json!({ "scope": key, "target_version": version })))
 }
 

@@ -14,7 +14,7 @@ use super::body::parse_doc;
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
 use crate::db::{now_ms, schedules};
-use crate::pipeline::{audit, catalog};
+use crate::pipeline::catalog;
 use crate::scheduler::{self, times};
 
 const DAY_MS: i64 = 86_400_000;
@@ -85,12 +85,11 @@ pub async fn create(
         }
         ScheduleJob::Inline(m) => {
             catalog::store(&state.js, m).await?;
-            audit(
-                &state.js,
-                &caller.name,
+            super::audit_as(
+                &state,
+                &caller,
                 "job.create",
                 Some(m.id.to_string()),
-                caller.source.clone(),
                 json!({ "version": m.version, "schedule": s.id }),
             )
             .await?;
@@ -101,12 +100,11 @@ pub async fn create(
     let bytes = serde_json::to_vec(&s).map_err(|e| ApiError::bad_request(e.to_string()))?;
     kv.put(s.id.as_str(), bytes.into()).await.map_err(broker)?;
     let action = if existed { "schedule.update" } else { "schedule.create" };
-    audit(
-        &state.js,
-        &caller.name,
+    super::audit_as(
+        &state,
+        &caller,
         action,
         Some(s.id.to_string()),
-        caller.source.clone(),
         serde_json::to_value(&s).unwrap_or_default(),
     )
     .await?;
@@ -130,15 +128,7 @@ pub async fn delete(
     kv.delete(id.as_str()).await.map_err(broker)?;
     let key = id.to_string();
     state.db.write(move |tx| schedules::forget(tx, &key)).await.map_err(ApiError::from)?;
-    audit(
-        &state.js,
-        &caller.name,
-        "schedule.delete",
-        Some(id.to_string()),
-        caller.source.clone(),
-        Value::Null,
-    )
-    .await?;
+    super::audit_as(&state, &caller, "schedule.delete", Some(id.to_string()), Value::Null).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

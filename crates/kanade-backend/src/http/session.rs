@@ -116,34 +116,18 @@ pub async fn change_password(
         .await?
         .ok_or_else(|| ApiError::not_found("user gone"))?;
     if !password::verify(&body.current, &user.password_hash) {
-        audit(
-            &state.js,
-            &caller.name,
-            "auth.password_failed",
-            Some(caller.name.clone()),
-            caller.source.clone(),
-            Value::Null,
-        )
-        .await?;
+        super::audit_as(&state, &caller, "auth.password_failed", Some(caller.name.clone()), Value::Null)
+            .await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "current: the current password is wrong",
         ));
     }
-    password::check_new(&caller.name, &body.new).map_err(|e| ApiError::invalid(vec![e]))?;
-    let hash = password::hash(&body.new).map_err(ApiError::bad_request)?;
+    let hash = super::accounts::new_password_hash(&caller.name, &body.new)?;
     let (name, now) = (caller.name.clone(), now_ms());
     state.db.write(move |tx| accounts::set_password(tx, &name, &hash, false, now)).await?;
-    audit(
-        &state.js,
-        &caller.name,
-        "auth.password_changed",
-        Some(caller.name.clone()),
-        caller.source.clone(),
-        Value::Null,
-    )
-    .await?;
+    super::audit_as(&state, &caller, "auth.password_changed", Some(caller.name.clone()), Value::Null).await?;
     Ok(Json(
         json!({ "changed": true, "note": "sessions from before the change are no longer valid; sign in again" }),
     ))
