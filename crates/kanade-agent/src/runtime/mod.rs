@@ -14,7 +14,7 @@ mod view;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -47,6 +47,25 @@ pub struct Settings {
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
     /// Credentials and TLS for the broker.
     pub broker: kanade_shared::nats::BrokerAuth,
+    /// The version this agent reports and compares `target_version` with.
+    pub version: Version,
+    /// `None`: do not self-update (agents run in-process by tests and the simulator).
+    pub update: Option<UpdateSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateSettings {
+    /// The installed binary that an update replaces.
+    pub exe: PathBuf,
+    pub jitter: Duration,
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Stopped,
+    /// A new binary was swapped in: start it.
+    Restart,
 }
 
 impl Settings {
@@ -65,24 +84,28 @@ impl Settings {
             output_cap: OUTPUT_CAP,
             trusted_keys: Vec::new(),
             broker: Default::default(),
+            version: crate::update::stamp::version().parse().expect("the agent's own version is valid"),
+            update: None,
         }
     }
 
-    pub fn from_config(config: &AgentConfig) -> Self {
+    /// From agent.toml; `exe` is the installed binary (self-update replaces it), `None` when
+    /// it cannot be known.
+    pub fn from_config(config: &AgentConfig, exe: Option<PathBuf>) -> Self {
         Self {
-            pc: config.id.clone(),
             groups: config.groups.clone(),
-            nats_url: config.nats_url.clone(),
-            data_dir: config.data_dir.clone(),
             max_concurrent_jobs: config.max_concurrent_jobs as usize,
             heartbeat_interval: config.heartbeat_interval.get(),
             inventory: config
                 .inventory
                 .enabled
                 .then(|| (config.inventory.interval.get(), config.inventory.jitter.get())),
-            output_cap: OUTPUT_CAP,
             trusted_keys: config.trusted_keys.clone(),
             broker: config.broker.clone(),
+            update: exe
+                .filter(|_| config.update.enabled)
+                .map(|exe| UpdateSettings { exe, jitter: config.update.jitter.get() }),
+            ..Self::new(config.id.clone(), config.nats_url.clone(), config.data_dir.clone())
         }
     }
 }
@@ -105,7 +128,20 @@ pub(crate) struct Ctx {
     pub outbox_wake: Notify,
     pub running: AtomicU32,
     pub started: Instant,
+    /// Heartbeats published since start (a version on trial needs one to be confirmed).
+    pub beats_sent: AtomicU64,
+    /// Quarantined versions and the update status, as heartbeats report them.
+    pub update: std::sync::Mutex<UpdateView>,
+    /// Stops every task (the caller's shutdown, or a restart into a new binary).
+    pub stop: watch::Sender<bool>,
+    pub restart: AtomicBool,
     pub shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct UpdateView {
+    pub boot: kanade_shared::boot::BootState,
+    pub status: Option<String>,
 }
 
 impl Ctx {
@@ -114,8 +150,9 @@ impl Ctx {
     }
 }
 
-/// Run one agent until `shutdown` turns true. Never returns because the broker is down.
-pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// Run one agent until `shutdown` turns true or a new binary was installed. Never returns because
+/// the broker is down.
+pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<Exit> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let db = settings.data_dir.join("agent.db");
@@ -124,29 +161,41 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     let cutoff = now - LEDGER_RETENTION;
     store.prune((cutoff.unix_timestamp_nanos() / 1_000_000) as i64)?;
 
+    let boot_state = crate::update::install::Layout::new(&settings.data_dir).boot_state();
+    let boot = kanade_shared::boot::BootState::load(&boot_state).unwrap_or_default();
+
     let name = format!("kanade-agent/{}", settings.pc);
-    let mut stop = shutdown.clone();
     let client = tokio::select! {
         client = kanade_shared::nats::connect_forever(&settings.nats_url, &settings.broker, &name) => client,
-        () = stopped(&mut stop) => return Ok(()),
+        () = stopped(&mut shutdown) => return Ok(Exit::Stopped),
     };
     let js = async_nats::jetstream::new(client.clone());
-    let version = env!("CARGO_PKG_VERSION").parse().context("agent version is not a valid version")?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut outer = shutdown;
+    let forward = stop.clone();
+    tokio::spawn(async move {
+        stopped(&mut outer).await;
+        let _ = forward.send(true);
+    });
     let ctx = Arc::new(Ctx {
         groups: RwLock::new(settings.groups.clone()),
         groups_changed: Notify::new(),
         beat_now: Notify::new(),
         live_config: watch::Sender::new(AgentConfigPatch::default()),
         slots: Semaphore::new(settings.max_concurrent_jobs.max(1)),
+        version: settings.version.clone(),
         settings,
-        version,
         store,
         client,
         js,
         outbox_wake: Notify::new(),
         running: AtomicU32::new(0),
         started: Instant::now(),
-        shutdown,
+        beats_sent: AtomicU64::new(0),
+        update: std::sync::Mutex::new(UpdateView { boot, status: None }),
+        stop,
+        restart: AtomicBool::new(false),
+        shutdown: stop_rx,
     });
 
     // Groups from agent_groups must be known before intake subscribes and catches up.
@@ -159,6 +208,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     tasks.spawn(presence::ping_responder(ctx.clone()));
     tasks.spawn(presence::inventory_loop(ctx.clone()));
     tasks.spawn(intake::intake_loop(ctx.clone()));
+    tasks.spawn(crate::update::follow::update_loop(ctx.clone()));
     tracing::info!(pc = %ctx.settings.pc, "agent running");
     if ctx.settings.trusted_keys.is_empty() {
         tracing::warn!(
@@ -172,7 +222,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     }
     // Let the outbox flush what it can within a moment; the rest is sent at next start.
     let _ = tokio::time::timeout(Duration::from_secs(2), ctx.client.flush()).await;
-    Ok(())
+    Ok(if ctx.restart.load(Ordering::SeqCst) { Exit::Restart } else { Exit::Stopped })
 }
 
 pub(crate) fn now_ms() -> i64 {

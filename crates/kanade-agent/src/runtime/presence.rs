@@ -42,7 +42,9 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
         let beat = heartbeat(&ctx, &mut probe).await;
         if let Ok(payload) = wire::encode(&beat) {
             // Core NATS: a heartbeat lost during an outage is replaced by the next one.
-            let _ = ctx.client.publish(subjects::heartbeat(&ctx.settings.pc), payload.into()).await;
+            if ctx.client.publish(subjects::heartbeat(&ctx.settings.pc), payload.into()).await.is_ok() {
+                ctx.beats_sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -72,6 +74,10 @@ pub(crate) async fn ping_responder(ctx: Arc<Ctx>) {
 
 async fn heartbeat(ctx: &Ctx, probe: &mut Probe) -> Heartbeat {
     let (rss, cpu) = probe.sample();
+    let update = {
+        let view = ctx.update.lock().unwrap();
+        super::UpdateView { boot: view.boot.clone(), status: view.status.clone() }
+    };
     Heartbeat {
         schema: wire::SCHEMA,
         pc_id: ctx.settings.pc.clone(),
@@ -85,6 +91,8 @@ async fn heartbeat(ctx: &Ctx, probe: &mut Probe) -> Heartbeat {
         agent_rss_bytes: rss,
         agent_cpu_pct: cpu,
         running_jobs: ctx.running.load(Ordering::Relaxed),
+        quarantined: update.boot.quarantined,
+        update_status: update.status,
     }
 }
 

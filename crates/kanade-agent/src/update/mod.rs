@@ -1,5 +1,10 @@
-//! Self-update decisions (the functional core; the download/swap/restart shell that applies
-//! them is not built yet). `policy.rs` decides whether to install a version, what a boot means
-//! for a version on trial, and checks a downloaded binary against its release.
+//! Self-update. `policy.rs` decides (install or not, waits, digest check), `stamp.rs` knows the
+//! binary's own version and target, `install.rs` stages and swaps files, `boot.rs` applies the
+//! boot sentinel before the runtime starts, and `follow.rs` is the runtime task that watches
+//! `target_version` and drives an install.
 
+pub mod boot;
+pub(crate) mod follow;
+pub mod install;
 pub mod policy;
+pub mod stamp;

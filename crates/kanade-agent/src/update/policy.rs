@@ -1,21 +1,12 @@
-//! Pure self-update rules.
-//!
-//! A version is installed when the fleet asks for one this agent does not run and has not
-//! quarantined. The new binary boots "on trial": a sentinel in the data dir counts its starts;
-//! once it has been connected and heartbeating for `HEALTHY_AFTER` it is confirmed. A version
-//! that fails `MAX_BOOT_ATTEMPTS` starts without confirming is rolled back to the last good
-//! binary and quarantined, and never installed again until an operator clears it. A swap that
-//! comes back still running the old version stops there and reports, instead of looping.
+//! Pure self-update rules: whether to install the version the fleet asks for, how long to wait
+//! before downloading, how long to back off after a failure, and whether a download is the
+//! release it claims to be. (Boot trials and quarantine: `kanade_shared::boot`.)
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kanade_shared::Version;
-use serde::{Deserialize, Serialize};
+use kanade_shared::boot::BootState;
 use sha2::Digest;
-
-pub const MAX_BOOT_ATTEMPTS: u32 = 3;
-pub const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wish {
@@ -27,56 +18,29 @@ pub enum Wish {
 }
 
 /// What to do about the effective `target_version` (pc beats group beats global).
-pub fn wanted(target: Option<&Version>, running: &Version, quarantined: &BTreeSet<Version>) -> Wish {
+pub fn wanted(target: Option<&Version>, running: &Version, boot: &BootState) -> Wish {
     match target {
         None => Wish::Stay,
         Some(t) if t == running => Wish::Stay,
-        Some(t) if quarantined.contains(t) => Wish::Refuse(
-            t.clone(),
-            format!("version {t} is quarantined on this PC (it failed to start); an operator must clear it"),
-        ),
-        Some(t) => Wish::Install(t.clone()),
+        Some(t) => match boot.quarantined(t) {
+            Some(q) => Wish::Refuse(
+                t.clone(),
+                format!(
+                    "version {t} is quarantined on this PC ({}); not installing it until an operator runs `kanade agent clear-quarantine`",
+                    q.reason
+                ),
+            ),
+            None => Wish::Install(t.clone()),
+        },
     }
 }
 
-/// Kept in the data dir across the restart that a swap causes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sentinel {
-    /// The version on trial.
-    pub version: Version,
-    /// The last good version, whose binary was kept.
-    pub previous: Version,
-    /// Starts of `version` so far.
-    pub attempts: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Boot {
-    /// No update pending.
-    Normal,
-    /// The new version's n-th start: record it, then confirm after `HEALTHY_AFTER`.
-    Trial { attempts: u32 },
-    /// Too many starts without confirming: restore `to` and quarantine `bad`.
-    RollBack { bad: Version, to: Version },
-    /// The swap did not take (the old binary started again): stop trying `wanted`, report it.
-    SwapDidNotTake { wanted: Version },
-}
-
-pub fn on_boot(sentinel: Option<&Sentinel>, running: &Version) -> Boot {
-    let Some(s) = sentinel else { return Boot::Normal };
-    if &s.version != running {
-        return if &s.previous == running {
-            Boot::SwapDidNotTake { wanted: s.version.clone() }
-        } else {
-            // Someone installed another version by hand; the trial no longer applies.
-            Boot::Normal
-        };
-    }
-    if s.attempts >= MAX_BOOT_ATTEMPTS {
-        Boot::RollBack { bad: s.version.clone(), to: s.previous.clone() }
-    } else {
-        Boot::Trial { attempts: s.attempts + 1 }
-    }
+/// How long to wait before trying again after `failures` failed attempts in a row (a missing
+/// release, a bad download, a full disk): 1 min doubling to 1 h, so a fixed problem is picked up
+/// soon and a lasting one costs little.
+pub fn retry_after(failures: u32) -> Duration {
+    let base = Duration::from_secs(60);
+    base.saturating_mul(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(3600))
 }
 
 /// A random wait within `max` (so a fleet does not download at once); `unit` is in [0, 1).
@@ -114,26 +78,25 @@ mod tests {
 
     #[test]
     fn what_the_fleet_asks_for() {
-        let quarantined: BTreeSet<Version> = [v("3")].into();
+        let mut quarantined = BootState::default();
+        quarantined.quarantine(v("3"), kanade_shared::wire::Timestamp::now_utc(), "crashed".into());
         assert_eq!(wanted(None, &v("1"), &quarantined), Wish::Stay);
         assert_eq!(wanted(Some(&v("1")), &v("1"), &quarantined), Wish::Stay);
         assert_eq!(wanted(Some(&v("2")), &v("1"), &quarantined), Wish::Install(v("2")));
         // Downgrades are installs too: the operator decides.
         assert_eq!(wanted(Some(&v("0.9")), &v("1"), &quarantined), Wish::Install(v("0.9")));
         assert!(
-            matches!(wanted(Some(&v("3")), &v("2"), &quarantined), Wish::Refuse(ref x, _) if *x == v("3"))
+            matches!(wanted(Some(&v("3")), &v("2"), &quarantined), Wish::Refuse(ref x, ref why) if *x == v("3") && why.contains("crashed"))
         );
     }
 
     #[test]
-    fn boots_on_trial_roll_back_after_three() {
-        let s = |attempts| Sentinel { version: v("3"), previous: v("2"), attempts };
-        assert_eq!(on_boot(None, &v("2")), Boot::Normal);
-        assert_eq!(on_boot(Some(&s(0)), &v("3")), Boot::Trial { attempts: 1 });
-        assert_eq!(on_boot(Some(&s(2)), &v("3")), Boot::Trial { attempts: 3 });
-        assert_eq!(on_boot(Some(&s(3)), &v("3")), Boot::RollBack { bad: v("3"), to: v("2") });
-        assert_eq!(on_boot(Some(&s(1)), &v("2")), Boot::SwapDidNotTake { wanted: v("3") });
-        assert_eq!(on_boot(Some(&s(1)), &v("4")), Boot::Normal);
+    fn retries_back_off_to_an_hour() {
+        assert_eq!(retry_after(1), Duration::from_secs(60));
+        assert_eq!(retry_after(2), Duration::from_secs(120));
+        assert_eq!(retry_after(6), Duration::from_secs(1920));
+        assert_eq!(retry_after(7), Duration::from_secs(3600));
+        assert_eq!(retry_after(500), Duration::from_secs(3600));
     }
 
     #[test]

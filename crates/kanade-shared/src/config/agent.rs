@@ -24,8 +24,34 @@ pub struct AgentConfig {
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
     /// `[nats]`: credentials and TLS for the broker.
     pub broker: crate::nats::BrokerAuth,
+    /// `[update]`: self-update.
+    pub update: UpdateConfig,
     pub log: LogConfig,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateConfig {
+    /// Follow `target_version` from `agent_config` (default true).
+    pub enabled: bool,
+    /// Random wait before downloading a new version, so a fleet does not download at once.
+    pub jitter: HumanDuration,
+    pub restart: RestartMode,
+}
+
+/// How the agent restarts into a new binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartMode {
+    /// `exit` under systemd (it sets `INVOCATION_ID`), `exec` otherwise.
+    Auto,
+    /// Replace the process with the new binary (same pid, same arguments): foreground runs.
+    Exec,
+    /// Exit with [`RESTART_EXIT_CODE`] and let the service manager start the new binary.
+    Exit,
+}
+
+/// The exit code that asks a service manager to start the agent again (systemd:
+/// `RestartForceExitStatus=75`; Windows: a restart recovery action).
+pub const RESTART_EXIT_CODE: u8 = 75;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventoryConfig {
@@ -41,7 +67,15 @@ struct RawAgentFile {
     inventory: Option<RawInventory>,
     security: Option<RawSecurity>,
     nats: Option<super::RawBroker>,
+    update: Option<RawUpdate>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawUpdate {
+    enabled: Option<bool>,
+    jitter: Option<String>,
+    restart: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +137,18 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         }
     }
     let broker = super::broker_auth(raw.nats.unwrap_or_default(), &mut c);
+    let up = raw.update.unwrap_or_default();
+    let jitter = duration(up.jitter, "10m", "update.jitter", &mut c);
+    let restart = match up.restart.as_deref() {
+        None | Some("auto") => RestartMode::Auto,
+        Some("exec") => RestartMode::Exec,
+        Some("exit") => RestartMode::Exit,
+        Some(other) => {
+            c.push("update.restart", format!("{other:?} is not one of \"auto\", \"exec\", \"exit\""));
+            RestartMode::Auto
+        }
+    };
+    let update = UpdateConfig { enabled: up.enabled.unwrap_or(true), jitter, restart };
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = id.map(|id| AgentConfig {
         id,
@@ -114,6 +160,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         inventory,
         trusted_keys,
         broker,
+        update,
         log,
     });
     c.finish(config)

@@ -13,7 +13,7 @@ mod template;
 
 use std::path::{Path, PathBuf};
 
-pub use agent::{AgentConfig, InventoryConfig};
+pub use agent::{AgentConfig, InventoryConfig, RESTART_EXIT_CODE, RestartMode, UpdateConfig};
 pub use backend::{AuthConfig, BackendConfig, DbConfig, RetentionConfig};
 pub use discover::{Discovered, Role, Source, discover};
 pub use environment::{Environment, OsKind};

@@ -86,6 +86,17 @@ fn agent_config_defaults_and_rules() {
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/kanade"));
     assert_eq!(config.heartbeat_interval.as_secs(), 30);
     assert_eq!(config.inventory.interval.as_secs(), 86_400);
+    assert_eq!(
+        config.update,
+        UpdateConfig { enabled: true, jitter: "10m".parse().unwrap(), restart: RestartMode::Auto }
+    );
+    let config = agent::parse(
+        "[update]
+jitter = \"0s\"\nrestart = \"exec\"\n",
+        &linux(),
+    )
+    .unwrap();
+    assert_eq!((config.update.jitter.as_secs(), config.update.restart), (0, RestartMode::Exec));
 
     let cases: &[(&str, &[&str])] = &[
         (
@@ -108,6 +119,13 @@ fn agent_config_defaults_and_rules() {
             &["agent.idd: unknown key", "inventroy: unknown key"],
         ),
         ("[log]\nkeep_days = 0\n", &["log.keep_days: must be at least 1"]),
+        (
+            "[update]\nrestart = \"reboot\"\njitter = \"soon\"\n",
+            &[
+                r#"update.jitter: "soon" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
+                r#"update.restart: "reboot" is not one of "auto", "exec", "exit""#,
+            ],
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(agent_problems(text, &linux()), *expected, "{text}");

@@ -22,6 +22,10 @@ pub struct AgentConfigPatch {
     pub inventory_interval: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_version: Option<Version>,
+    /// Quarantined versions recorded at or before this instant are forgotten (an operator
+    /// cleared them). Unlike the other fields, the latest instant of any scope applies.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub clear_quarantine: Option<super::Timestamp>,
 }
 
 impl AgentConfigPatch {
@@ -31,6 +35,7 @@ impl AgentConfigPatch {
             heartbeat_interval: p.heartbeat_interval.or(acc.heartbeat_interval),
             inventory_interval: p.inventory_interval.or(acc.inventory_interval),
             target_version: p.target_version.clone().or(acc.target_version),
+            clear_quarantine: acc.clear_quarantine.max(p.clear_quarantine),
         })
     }
 }
@@ -52,5 +57,16 @@ mod tests {
         assert_eq!(merged.heartbeat_interval.map(|d| d.as_secs()), Some(10));
         assert_eq!(merged.inventory_interval.map(|d| d.as_secs()), Some(86_400));
         assert_eq!(merged.target_version.unwrap().as_str(), "1.1.0");
+        assert_eq!(merged.clear_quarantine, None);
+    }
+
+    #[test]
+    fn the_latest_quarantine_clearing_applies() {
+        let global: AgentConfigPatch =
+            serde_json::from_str(r#"{"clear_quarantine":"2026-11-24T10:00:00Z"}"#).unwrap();
+        let pc: AgentConfigPatch =
+            serde_json::from_str(r#"{"clear_quarantine":"2026-11-20T10:00:00Z"}"#).unwrap();
+        let merged = AgentConfigPatch::merge([&global, &AgentConfigPatch::default(), &pc]);
+        assert_eq!(merged.clear_quarantine, global.clear_quarantine);
     }
 }

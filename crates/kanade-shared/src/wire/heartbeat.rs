@@ -26,6 +26,13 @@ pub struct Heartbeat {
     pub agent_cpu_pct: f32,
     #[serde(default)]
     pub running_jobs: u32,
+    /// Versions this agent refuses to install again (they failed to start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<crate::boot::Quarantine>,
+    /// Why the version the fleet asks for is not running yet, while that lasts (a missing
+    /// release, a refused download, a wait for jitter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
