@@ -69,7 +69,7 @@ pub(crate) async fn update_loop(ctx: Arc<Ctx>) {
                         failures = 0;
                         let max = ctx.settings.update.as_ref().map_or(Duration::ZERO, |u| u.jitter);
                         let delay = policy::jitter(max, fastrand::f64());
-                        tracing::info!(%version, ?delay, "new version wanted; waiting the update jitter before downloading");
+                        tracing::info!(%version, delay_ms = delay.as_millis() as u64, "new version wanted; waiting the update jitter before downloading");
                         let due = Instant::now() + delay;
                         pending = Some((version.clone(), due));
                         due
@@ -83,7 +83,14 @@ pub(crate) async fn update_loop(ctx: Arc<Ctx>) {
                     wake = Some(wake.map_or(busy_until, |w| w.min(busy_until)));
                 } else {
                     set_status(&ctx, Some(format!("installing {version}")));
-                    match install(&ctx, &exe, &layout, &version).await {
+                    // In its own task, so even a panic deep in a download ends as a retry.
+                    let attempt = tokio::spawn({
+                        let (ctx, exe, version) = (ctx.clone(), exe.clone(), version.clone());
+                        async move { install(&ctx, &exe, &Layout::new(&ctx.settings.data_dir), &version).await }
+                    });
+                    let outcome =
+                        attempt.await.unwrap_or_else(|e| Err(anyhow!("the update task failed: {e}")));
+                    match outcome {
                         Ok(()) => {
                             tracing::info!(%version, "update installed; restarting into it");
                             ctx.restart.store(true, Ordering::SeqCst);
@@ -144,9 +151,17 @@ async fn install(ctx: &Ctx, exe: &Path, layout: &Layout, version: &Version) -> a
         info.digest.clone().ok_or_else(|| anyhow!("release {key} has no digest; refusing to install"))?;
     let mut body = Vec::with_capacity(info.size);
     // The object store checks the digest at the end of the read as well; either check refuses.
+    // (Read in chunks: the object reader can fail after filling the buffer, which
+    // `read_to_end` treats as a bug and panics on.)
     let read = async {
         let mut object = store.get(&key).await?;
-        object.read_to_end(&mut body).await?;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match object.read(&mut chunk).await? {
+                0 => break,
+                n => body.extend_from_slice(&chunk[..n]),
+            }
+        }
         anyhow::Ok(())
     };
     if let Err(e) = read.await {

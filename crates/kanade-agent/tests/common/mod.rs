@@ -125,7 +125,7 @@ pub fn runs(marker: &Path) -> usize {
 /// A real `kanade-agent` process. Killed on drop.
 pub struct Agent {
     pub id: String,
-    config: PathBuf,
+    pub config: PathBuf,
     pub data_dir: PathBuf,
     child: Option<Child>,
 }

@@ -1,0 +1,286 @@
+//! Self-update with the real agent binary and a real nats-server. Versions are the test build
+//! copied and stamped (`update::stamp`); each agent runs its own copy under a small supervisor
+//! that starts it again whenever it exits, as a service manager would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use kanade_agent::update::stamp::{TARGET, stamp};
+use kanade_shared::wire::{self, Heartbeat};
+
+const FAIL_AT_START: &str = "3.0.0";
+
+fn build(version: &str) -> Vec<u8> {
+    stamp(&std::fs::read(env!("CARGO_BIN_EXE_kanade-agent")).unwrap(), version).unwrap()
+}
+
+async fn publish(fleet: &Fleet, version: &str, binary: Vec<u8>) {
+    let store = fleet.js.get_object_store("agent_releases").await.unwrap();
+    store.put(format!("{version}/{TARGET}").as_str(), &mut binary.as_slice()).await.unwrap();
+}
+
+/// One agent installed at its own path, restarted whenever it exits.
+struct Installed {
+    exe: PathBuf,
+    agent: Agent,
+    child: Arc<Mutex<Option<Child>>>,
+    starts: Arc<AtomicU32>,
+    done: Arc<AtomicBool>,
+}
+
+impl Installed {
+    fn start(fleet: &Fleet, id: &str, jitter: &str, version: &str) -> Self {
+        let agent = fleet.agent_with(id, "");
+        let text = std::fs::read_to_string(&agent.config).unwrap();
+        std::fs::write(&agent.config, format!("{text}[update]\njitter = {jitter:?}\nrestart = \"exec\"\n"))
+            .unwrap();
+        let exe = agent.data_dir.parent().unwrap().join("bin").join("kanade-agent");
+        kanade_agent::update::install::write_complete(&exe, &build(version)).unwrap();
+        let installed =
+            Self { exe, agent, child: Arc::default(), starts: Arc::default(), done: Arc::default() };
+        let (exe, config) = (installed.exe.clone(), installed.agent.config.clone());
+        let (child, starts, done) =
+            (installed.child.clone(), installed.starts.clone(), installed.done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                let spawned = Process::new(&exe)
+                    .arg("--config")
+                    .arg(&config)
+                    .env("KANADE_AGENT_TEST_FAIL_AT_START", FAIL_AT_START)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                starts.fetch_add(1, Ordering::SeqCst);
+                *child.lock().unwrap() = Some(spawned);
+                loop {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let mut guard = child.lock().unwrap();
+                    match guard.as_mut().map(|c| c.try_wait()) {
+                        Some(Ok(None)) => continue,
+                        _ => break,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        installed
+    }
+
+    fn installed_version(&self) -> String {
+        let out = Process::new(&self.exe).arg("--version").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("kanade-agent ").to_owned()
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Heartbeats of `pc` until one satisfies `ok`; on timeout, fail with the agent's log.
+async fn heartbeat_where(
+    fleet: &Fleet,
+    pc: &Installed,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&Heartbeat) -> bool,
+) -> Heartbeat {
+    let id = &pc.agent.id;
+    let mut sub = fleet.client.subscribe(format!("heartbeat.{id}")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no heartbeat from {id} with {what} within {within:?}; log:\n{}", pc.agent.log())
+            })
+            .unwrap();
+        let beat: Heartbeat = wire::decode(&msg.payload).unwrap();
+        if ok(&beat) {
+            return beat;
+        }
+    }
+}
+
+fn log_of(installed: &Installed) -> String {
+    installed.agent.log()
+}
+
+#[tokio::test]
+async fn rollout_updates_the_scope_only_and_a_crashing_version_is_rolled_back_and_quarantined() {
+    let fleet = Fleet::start().await;
+    let a = Installed::start(&fleet, "PC-UPA", "0s", "1.0.0");
+    let b = Installed::start(&fleet, "PC-UPB", "0s", "1.0.0");
+    for pc in [&a, &b] {
+        heartbeat_where(&fleet, pc, "version 1.0.0", Duration::from_secs(30), |h| {
+            h.agent_version.as_str() == "1.0.0"
+        })
+        .await;
+    }
+
+    // v2 to one PC's scope: it restarts on v2 (same process: re-exec), the other stays on v1.
+    publish(&fleet, "2.0.0", build("2.0.0")).await;
+    fleet.kv_put("agent_config", "pcs.PC-UPA", r#"{"target_version":"2.0.0"}"#).await;
+    heartbeat_where(&fleet, &a, "version 2.0.0", Duration::from_secs(60), |h| {
+        h.agent_version.as_str() == "2.0.0"
+    })
+    .await;
+    assert_eq!(a.installed_version(), "2.0.0");
+    assert_eq!(a.starts.load(Ordering::SeqCst), 1, "re-exec keeps the process:\n{}", log_of(&a));
+    assert!(log_of(&a).contains("delay_ms=0"), "jitter 0 installs at once:\n{}", log_of(&a));
+    let other = heartbeat_where(&fleet, &b, "any version", Duration::from_secs(10), |_| true).await;
+    assert_eq!(other.agent_version.as_str(), "1.0.0");
+    assert_eq!(b.installed_version(), "1.0.0");
+
+    // v3 dies at every start: after 3 starts the agent is back on v2, v3 quarantined and reported.
+    publish(&fleet, FAIL_AT_START, build(FAIL_AT_START)).await;
+    fleet.kv_put("agent_config", "pcs.PC-UPA", r#"{"target_version":"3.0.0"}"#).await;
+    let beat = heartbeat_where(&fleet, &a, "v3 quarantined", Duration::from_secs(90), |h| {
+        h.agent_version.as_str() == "2.0.0"
+            && h.quarantined.iter().any(|q| q.version.as_str() == FAIL_AT_START)
+    })
+    .await;
+    let status = beat.update_status.unwrap_or_default();
+    assert!(status.contains("3.0.0 is quarantined"), "{status}");
+    assert_eq!(a.installed_version(), "2.0.0");
+    // Three failed starts of v3 (the supervisor restarted it twice after the first re-exec),
+    // then the fourth start rolled back.
+    let starts = a.starts.load(Ordering::SeqCst);
+    assert_eq!(starts, 4, "{}", log_of(&a));
+
+    // Not reinstalled while it stays the target.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!((a.starts.load(Ordering::SeqCst), a.installed_version()), (starts, "2.0.0".to_owned()));
+
+    // An operator clears the quarantine (and points the PC back at v2): nothing is reported.
+    let now = kanade_shared::wire::Timestamp::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    fleet
+        .kv_put(
+            "agent_config",
+            "pcs.PC-UPA",
+            &format!(r#"{{"target_version":"2.0.0","clear_quarantine":"{now}"}}"#),
+        )
+        .await;
+    heartbeat_where(&fleet, &a, "no quarantine", Duration::from_secs(30), |h| {
+        h.quarantined.is_empty() && h.update_status.is_none()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_corrupted_release_is_refused_and_the_binary_untouched() {
+    let fleet = Fleet::start().await;
+    let c = Installed::start(&fleet, "PC-UPC", "0s", "1.0.0");
+    heartbeat_where(&fleet, &c, "version 1.0.0", Duration::from_secs(30), |h| {
+        h.agent_version.as_str() == "1.0.0"
+    })
+    .await;
+    let before = std::fs::read(&c.exe).unwrap();
+
+    // A version nobody published: reported, retried later, not a dead end.
+    fleet.kv_put("agent_config", "global", r#"{"target_version":"9.9.9"}"#).await;
+    let beat = heartbeat_where(&fleet, &c, "a missing-release status", Duration::from_secs(30), |h| {
+        h.update_status.is_some_and_failed()
+    })
+    .await;
+    let status = beat.update_status.unwrap();
+    assert!(status.contains(&format!("release 9.9.9/{TARGET} is not published")), "{status}");
+
+    publish(&fleet, "2.0.0", build("2.0.0")).await;
+    corrupt_digest(&fleet, &format!("2.0.0/{TARGET}")).await;
+    fleet.kv_put("agent_config", "global", r#"{"target_version":"2.0.0"}"#).await;
+    let beat = heartbeat_where(&fleet, &c, "a refused download", Duration::from_secs(30), |h| {
+        h.update_status.as_deref().is_some_and(|s| s.contains("2.0.0") && s.contains("retrying"))
+    })
+    .await;
+    let status = beat.update_status.unwrap();
+    assert!(status.contains("does not match its sha256") && status.contains("retrying in"), "{status}");
+    assert_eq!(beat.agent_version.as_str(), "1.0.0");
+    assert_eq!(std::fs::read(&c.exe).unwrap(), before);
+    assert_eq!(c.starts.load(Ordering::SeqCst), 1);
+    assert!(
+        !stage_dir(&c.agent.data_dir)
+            .join(format!("kanade-agent-2.0.0{}", std::env::consts::EXE_SUFFIX))
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn jitter_delays_the_download_within_the_window() {
+    let fleet = Fleet::start().await;
+    let d = Installed::start(&fleet, "PC-UPD", "6s", "1.0.0");
+    heartbeat_where(&fleet, &d, "version 1.0.0", Duration::from_secs(30), |h| {
+        h.agent_version.as_str() == "1.0.0"
+    })
+    .await;
+    publish(&fleet, "2.0.0", build("2.0.0")).await;
+    let rolled_out = Instant::now();
+    fleet.kv_put("agent_config", "global", r#"{"target_version":"2.0.0"}"#).await;
+    heartbeat_where(&fleet, &d, "version 2.0.0", Duration::from_secs(60), |h| {
+        h.agent_version.as_str() == "2.0.0"
+    })
+    .await;
+    let took = rolled_out.elapsed();
+    let log = log_of(&d);
+    let delay_ms: u64 = log
+        .split("delay_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no jitter logged:\n{log}"));
+    assert!(delay_ms <= 6_000, "jitter {delay_ms} ms exceeds the 6 s window");
+    assert!(
+        took >= Duration::from_millis(delay_ms),
+        "updated after {took:?}, before its {delay_ms} ms jitter"
+    );
+}
+
+trait FailedStatus {
+    fn is_some_and_failed(&self) -> bool;
+}
+
+impl FailedStatus for Option<String> {
+    fn is_some_and_failed(&self) -> bool {
+        self.as_deref().is_some_and(|s| s.contains("retrying"))
+    }
+}
+
+fn stage_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("update").join("staging")
+}
+
+/// Rewrite the release's recorded digest so it no longer matches its content, as a corrupted
+/// or altered upload would look to an agent.
+async fn corrupt_digest(fleet: &Fleet, key: &str) {
+    use base64::Engine;
+    let subject = format!("$O.agent_releases.M.{}", base64::engine::general_purpose::URL_SAFE.encode(key));
+    let stream = fleet.js.get_stream("OBJ_agent_releases").await.unwrap();
+    let msg = stream.get_last_raw_message_by_subject(&subject).await.unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    let forged = base64::engine::general_purpose::URL_SAFE.encode([7u8; 32]);
+    meta["digest"] = format!("SHA-256={forged}").into();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Rollup", "sub");
+    fleet
+        .js
+        .publish_with_headers(subject, headers, serde_json::to_vec(&meta).unwrap().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
