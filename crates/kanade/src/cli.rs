@@ -301,8 +301,15 @@ pub enum AgentCommand {
         #[arg(long)]
         pc: Option<String>,
     },
-    /// What each scope asks for and which versions the fleet runs
+    /// What each scope asks for, which versions the fleet runs, quarantines and pending updates
     Current,
+    /// Let the fleet, a group or one PC install versions it quarantined so far again
+    ClearQuarantine {
+        #[arg(long, conflicts_with = "pc")]
+        group: Option<String>,
+        #[arg(long)]
+        pc: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -349,4 +349,38 @@ async fn agent_releases_and_rollout_scopes() {
     assert_eq!(v["target_versions"]["groups.lab"], version);
     // The in-process agent heartbeats its own version.
     assert_eq!(v["running"][version], 1, "{v:#}");
+
+    // A PC that quarantined a version and cannot install another one: both shown.
+    let client = async_nats::connect(b.server.url()).await.unwrap();
+    let beat = serde_json::json!({
+        "pc_id": "PC-Q", "hostname": "q", "os": {"family": "linux"}, "arch": "x86_64",
+        "agent_version": "2.0.0", "at": "2026-11-24T10:00:00Z",
+        "quarantined": [{"version": "3.0.0", "at": "2026-11-24T09:00:00Z", "reason": "did not run healthy within 3 starts"}],
+        "update_status": "version 3.0.0 is quarantined on this PC",
+    });
+    client.publish("heartbeat.PC-Q", serde_json::to_vec(&beat).unwrap().into()).await.unwrap();
+    client.flush().await.unwrap();
+    let mut table = String::new();
+    for _ in 0..50 {
+        table = stdout(&kanade(url, &["agent", "current"]).await);
+        if table.contains("QUARANTINED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(table.contains("3.0.0        PC-Q"), "{table}");
+    assert!(table.contains("PC-Q  version 3.0.0 is quarantined on this PC"), "{table}");
+    let agents: serde_json::Value =
+        serde_json::from_slice(&kanade(url, &["-o", "json", "agents", "list"]).await.stdout).unwrap();
+    let q = agents["items"].as_array().unwrap().iter().find(|a| a["pc_id"] == "PC-Q").unwrap().clone();
+    assert_eq!(q["quarantined"][0]["version"], "3.0.0", "{q:#}");
+
+    let out = stdout(&kanade(url, &["agent", "clear-quarantine", "--pc", "PC-Q"]).await);
+    assert!(out.starts_with("pcs.PC-Q: versions quarantined before 20"), "{out}");
+    // The rollout of the same scope is kept.
+    let out = stdout(&kanade(url, &["agent", "clear-quarantine", "--pc", "PC-1"]).await);
+    assert!(out.starts_with("pcs.PC-1: versions quarantined before"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&kanade(url, &["-o", "json", "agent", "current"]).await.stdout).unwrap();
+    assert_eq!(v["target_versions"]["pcs.PC-1"], version);
 }

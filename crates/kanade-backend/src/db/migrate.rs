@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "projection", include_str!("migrations/0001_projection.sql")),
     (2, "schedules", include_str!("migrations/0002_schedules.sql")),
     (3, "accounts", include_str!("migrations/0003_accounts.sql")),
+    (4, "agent_updates", include_str!("migrations/0004_agent_updates.sql")),
 ];
 
 pub fn run(conn: &Connection) -> Result<(), DbError> {

@@ -8,10 +8,27 @@ use serde::Serialize;
 use super::DbError;
 use crate::pipeline::plan::KnownAgent;
 
-/// The agent version each known agent last reported.
-pub fn known_agent_versions(c: &Connection) -> Result<Vec<String>, DbError> {
-    let mut stmt = c.prepare_cached("SELECT agent_version FROM agents")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
+/// Self-update as one agent last reported it.
+#[derive(Debug)]
+pub struct AgentUpdateState {
+    pub pc_id: String,
+    pub agent_version: String,
+    pub quarantined: Vec<kanade_shared::boot::Quarantine>,
+    pub update_status: Option<String>,
+}
+
+pub fn agent_update_states(c: &Connection) -> Result<Vec<AgentUpdateState>, DbError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT pc_id, agent_version, quarantined_json, update_status FROM agents ORDER BY pc_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AgentUpdateState {
+            pc_id: r.get(0)?,
+            agent_version: r.get(1)?,
+            quarantined: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+            update_status: r.get(3)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -219,6 +236,9 @@ pub struct AgentRow {
     pub groups: Vec<String>,
     pub running_jobs: i64,
     pub last_seen_ms: i64,
+    /// Versions this agent refuses to install again (`{version, at, reason}`).
+    pub quarantined: serde_json::Value,
+    pub update_status: Option<String>,
 }
 
 pub fn list_agents(
@@ -229,7 +249,8 @@ pub fn list_agents(
     limit: i64,
 ) -> Result<Vec<AgentRow>, DbError> {
     let mut stmt = c.prepare_cached(
-        "SELECT pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json, running_jobs, last_seen_ms
+        "SELECT pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json, running_jobs, last_seen_ms,
+             quarantined_json, update_status
          FROM agents
          WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups_json) WHERE value = ?1)) AND (?2 IS NULL OR pc_id > ?2)
            AND (?4 IS NULL OR pc_id = ?4)
@@ -248,6 +269,8 @@ pub fn list_agents(
             groups: serde_json::from_str(&groups).unwrap_or_default(),
             running_jobs: r.get(8)?,
             last_seen_ms: r.get(9)?,
+            quarantined: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+            update_status: r.get(11)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -125,16 +125,48 @@ pub async fn rollout(
             "version: {version} has no published release; kanade agent publish it first"
         )]));
     }
-    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
-    let mut patch: AgentConfigPatch = match kv.get(&key).await.map_err(broker)? {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        None => AgentConfigPatch::default(),
-    };
-    patch.target_version = Some(version.clone());
-    kv.put(&key, serde_json::to_vec(&patch).unwrap_or_default().into()).await.map_err(broker)?;
+    let key = edit_scope(&state, &key, |p| p.target_version = Some(version.clone())).await?;
     super::audit_as(&state, &caller, "agent.rollout", Some(key.clone()), json!({ "version": version }))
         .await?;
     Ok(Json(json!({ "scope": key, "target_version": version })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    group: Option<String>,
+    pc: Option<String>,
+}
+
+/// Let a scope's agents install the versions they quarantined until now again.
+pub async fn clear_quarantine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Scope>,
+) -> Result<Json<Value>, ApiError> {
+    let key = scope_key(body.group.as_deref(), body.pc.as_deref())?;
+    let now = kanade_shared::wire::Timestamp::now_utc();
+    let key = edit_scope(&state, &key, |p| p.clear_quarantine = Some(now)).await?;
+    let at = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    super::audit_as(&state, &caller, "agent.clear_quarantine", Some(key.clone()), json!({ "before": at }))
+        .await?;
+    Ok(Json(json!({ "scope": key, "clear_quarantine": at })))
+}
+
+/// Read-modify-write one `agent_config` scope, keeping the fields this edit does not touch.
+async fn edit_scope(
+    state: &AppState,
+    key: &str,
+    edit: impl FnOnce(&mut AgentConfigPatch),
+) -> Result<String, ApiError> {
+    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let mut patch: AgentConfigPatch = match kv.get(key).await.map_err(broker)? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => AgentConfigPatch::default(),
+    };
+    edit(&mut patch);
+    kv.put(key, serde_json::to_vec(&patch).unwrap_or_default().into()).await.map_err(broker)?;
+    Ok(key.to_owned())
 }
 
 /// What each scope asks for, and the versions the fleet reports in its heartbeats.
@@ -151,10 +183,23 @@ pub async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             scopes.insert(key, v.to_string());
         }
     }
-    let agents = state.db.read(queries::known_agent_versions).await?;
+    let agents = state.db.read(queries::agent_update_states).await?;
     let mut running: BTreeMap<String, u64> = BTreeMap::new();
-    for v in agents {
-        *running.entry(v).or_default() += 1;
+    let mut quarantined: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut pending = Vec::new();
+    for a in agents {
+        *running.entry(a.agent_version).or_default() += 1;
+        for q in a.quarantined {
+            quarantined.entry(q.version.to_string()).or_default().push(a.pc_id.clone());
+        }
+        if let Some(status) = a.update_status {
+            pending.push(json!({ "pc_id": a.pc_id, "status": status }));
+        }
     }
-    Ok(Json(json!({ "target_versions": scopes, "running": running })))
+    Ok(Json(json!({
+        "target_versions": scopes,
+        "running": running,
+        "quarantined": quarantined,
+        "update_status": pending,
+    })))
 }

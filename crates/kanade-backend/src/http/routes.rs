@@ -162,10 +162,17 @@ pub fn table() -> Vec<Route> {
             put(releases::rollout)
         ),
         route!(
+            "POST",
+            "/api/agent/clear-quarantine",
+            OPERATOR,
+            "Let a scope's agents install the versions they quarantined so far again",
+            post(releases::clear_quarantine)
+        ),
+        route!(
             "GET",
             "/api/agent/current",
             VIEWER,
-            "target_version per scope and the versions agents run",
+            "target_version per scope, the versions agents run, quarantines and pending updates",
             get(releases::current)
         ),
         route!("GET", "/api/jobs", VIEWER, "The job catalog", get(catalog::list)),

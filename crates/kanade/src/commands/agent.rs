@@ -1,4 +1,5 @@
-//! `kanade agent publish|releases|rollout|current`: self-update through the backend.
+//! `kanade agent publish|releases|rollout|current|clear-quarantine`: self-update through the
+//! backend.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -67,9 +68,46 @@ pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode>
             println!();
             let running: Vec<Vec<String>> = obj(&v["running"]).map(|(k, n)| vec![k, n]).collect();
             print!("{}", output::table(&["RUNNING", "AGENTS"], &running));
+            let quarantined: Vec<Vec<String>> = v["quarantined"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(version, pcs)| {
+                    vec![version.clone(), array(pcs).iter().map(text).collect::<Vec<_>>().join(", ")]
+                })
+                .collect();
+            if !quarantined.is_empty() {
+                println!();
+                print!("{}", output::table(&["QUARANTINED", "ON"], &quarantined));
+            }
+            let pending: Vec<Vec<String>> = array(&v["update_status"])
+                .iter()
+                .map(|p| vec![text(&p["pc_id"]), text(&p["status"])])
+                .collect();
+            if !pending.is_empty() {
+                println!();
+                print!("{}", output::table(&["PC", "UPDATE STATUS"], &pending));
+            }
+        }
+        AgentCommand::ClearQuarantine { group, pc } => {
+            let v =
+                api.post_json("/api/agent/clear-quarantine", &json!({ "group": group, "pc": pc })).await?;
+            done(
+                global.output,
+                &v,
+                &format!(
+                    "{}: versions quarantined before {} may be installed again",
+                    text(&v["scope"]),
+                    text(&v["clear_quarantine"])
+                ),
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn array(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
 }
 
 fn obj(v: &Value) -> impl Iterator<Item = (String, String)> + '_ {

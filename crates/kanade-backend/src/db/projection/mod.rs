@@ -254,13 +254,15 @@ pub fn next_status(
 pub fn apply_heartbeats(tx: &Transaction<'_>, beats: &[Heartbeat], now_ms: i64) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO agents (pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json,
-             uptime_secs, rss_bytes, cpu_pct, running_jobs, first_seen_ms, last_seen_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+             uptime_secs, rss_bytes, cpu_pct, running_jobs, first_seen_ms, last_seen_ms, quarantined_json,
+             update_status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)
          ON CONFLICT(pc_id) DO UPDATE SET hostname = excluded.hostname, os_family = excluded.os_family,
              os_name = excluded.os_name, os_version = excluded.os_version, arch = excluded.arch,
              agent_version = excluded.agent_version, groups_json = excluded.groups_json,
              uptime_secs = excluded.uptime_secs, rss_bytes = excluded.rss_bytes, cpu_pct = excluded.cpu_pct,
-             running_jobs = excluded.running_jobs, last_seen_ms = excluded.last_seen_ms
+             running_jobs = excluded.running_jobs, last_seen_ms = excluded.last_seen_ms,
+             quarantined_json = excluded.quarantined_json, update_status = excluded.update_status
          WHERE excluded.last_seen_ms >= agents.last_seen_ms",
     )?;
     let _ = now_ms;
@@ -280,6 +282,8 @@ pub fn apply_heartbeats(tx: &Transaction<'_>, beats: &[Heartbeat], now_ms: i64) 
             f64::from(b.agent_cpu_pct),
             b.running_jobs,
             ts_ms(b.at),
+            serde_json::to_string(&b.quarantined).unwrap_or_else(|_| "[]".into()),
+            b.update_status,
         ])?;
     }
     Ok(())
