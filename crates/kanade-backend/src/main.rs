@@ -1,6 +1,6 @@
-//! `kanade-backend`: the API server. Start-up order: config → logging → NATS (retrying) →
-//! JetStream bootstrap → HTTP. Projectors, the exec pipeline, the scheduler and auth hang off
-//! this skeleton as they are built.
+//! `kanade-backend`: the API server. Start-up order: config → logging → boot sentinel (an
+//! upgraded version starts on trial; a quarantined one refuses) → NATS (retrying) → JetStream
+//! bootstrap → HTTP, projectors, pipeline, scheduler.
 
 use kanade_backend::http;
 
@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kanade_backend::auth::{self, Auth};
 use kanade_backend::db::Db;
+use kanade_shared::Version;
 use kanade_shared::config::{BackendConfig, DbConfig, Environment, load_backend};
 use kanade_shared::files::{Existing, write_private};
 
@@ -44,6 +45,17 @@ enum Command {
     /// Empty the projection (agents, executions, results, audit, inventory) so the next start
     /// rebuilds it from the streams. Run it with the backend stopped.
     WipeProjector,
+    /// Exit 1 when VERSION failed to start after an upgrade and is quarantined (ask before
+    /// installing it), 0 otherwise
+    CheckQuarantine {
+        #[arg(value_name = "VERSION")]
+        version: String,
+    },
+    /// Let a quarantined VERSION start again (on trial)
+    ClearQuarantine {
+        #[arg(value_name = "VERSION")]
+        version: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +106,46 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::CheckQuarantine { version }) => {
+            let checked = loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
+                let version: Version = version.parse()?;
+                Ok((kanade_backend::boot::check(&config.data_dir, &version)?, version))
+            });
+            match checked {
+                Ok((Some(q), v)) => {
+                    println!("kanade-backend {v} is quarantined since {}: {}", q.at, q.reason);
+                    ExitCode::FAILURE
+                }
+                Ok((None, v)) => {
+                    println!("kanade-backend {v} is not quarantined");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Some(Command::ClearQuarantine { version }) => {
+            let cleared = loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
+                let version: Version = version.parse()?;
+                Ok((kanade_backend::boot::clear(&config.data_dir, &version)?, version))
+            });
+            match cleared {
+                Ok((true, v)) => {
+                    println!("kanade-backend {v} may start again (on trial)");
+                    ExitCode::SUCCESS
+                }
+                Ok((false, v)) => {
+                    println!("kanade-backend {v} was not quarantined");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| serve(config, env)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -109,6 +161,11 @@ fn serve(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
         kanade_shared::logging::init_daemon(&config.log, "kanade-backend").map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let version: Version = env!("CARGO_PKG_VERSION").parse().context("this binary's version is invalid")?;
+    if let Err(refused) = kanade_backend::boot::on_start(&config.data_dir, &version)? {
+        tracing::error!("{refused}");
+        anyhow::bail!(refused);
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(run(config, env))
 }
@@ -157,6 +214,23 @@ fn nats_config(agents: &[String], operators: &[String], out: &std::path::Path) -
     Ok(files.len())
 }
 
+/// Serving and connected to the broker for a while: this version is good (it ends a trial).
+fn confirm_when_healthy(state: &http::AppState, data_dir: PathBuf) {
+    let client = state.nats.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(kanade_shared::boot::HEALTHY_AFTER).await;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let version: Result<Version, _> = env!("CARGO_PKG_VERSION").parse();
+        if let Ok(v) = version
+            && let Err(e) = kanade_backend::boot::confirm(&data_dir, &v)
+        {
+            tracing::error!(error = %e, "cannot record this version as healthy");
+        }
+    });
+}
+
 fn wipe(config: &BackendConfig) -> anyhow::Result<()> {
     let db = open_db(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -194,6 +268,7 @@ async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
     let signer = auth::load_or_create_signing_key(&config.data_dir)?;
     let state = http::AppState::new(client, db, auth).with_signer(signer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    confirm_when_healthy(&state, config.data_dir.clone());
     let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx);
     let app = http::app(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
