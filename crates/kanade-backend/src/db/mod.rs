@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod maintenance;
 mod migrate;
+pub mod overview;
 pub mod projection;
 pub mod queries;
 pub mod schedules;

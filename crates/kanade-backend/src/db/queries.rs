@@ -241,39 +241,94 @@ pub struct AgentRow {
     pub update_status: Option<String>,
 }
 
-pub fn list_agents(
-    c: &Connection,
-    pc: Option<&str>,
-    group: Option<&str>,
-    before: Option<&str>,
-    limit: i64,
-) -> Result<Vec<AgentRow>, DbError> {
-    let mut stmt = c.prepare_cached(
+/// Which agents, in which order, which page: the agents list at fleet scale is filtered,
+/// sorted and paged in SQL.
+#[derive(Debug, Default, Clone)]
+pub struct AgentFilter {
+    pub pc: Option<String>,
+    pub group: Option<String>,
+    /// Substring of the pc id or host name (case-insensitive).
+    pub text: Option<String>,
+    /// `Some(true)`: heartbeat at or after `alive_since_ms`; `Some(false)`: before.
+    pub online: Option<bool>,
+    pub alive_since_ms: i64,
+    pub sort: AgentSort,
+    pub descending: bool,
+    /// Keyset cursor for the default order (pc id).
+    pub after: Option<String>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum AgentSort {
+    #[default]
+    PcId,
+    Hostname,
+    Version,
+    LastSeen,
+}
+
+impl AgentSort {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pc_id" => Self::PcId,
+            "hostname" => Self::Hostname,
+            "agent_version" => Self::Version,
+            "last_seen" => Self::LastSeen,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::PcId => "pc_id",
+            Self::Hostname => "hostname",
+            Self::Version => "agent_version",
+            Self::LastSeen => "last_seen_ms",
+        }
+    }
+}
+
+/// One page of agents and how many match in all.
+pub fn list_agents(c: &Connection, f: &AgentFilter) -> Result<(Vec<AgentRow>, i64), DbError> {
+    let filter = "(?1 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups_json) WHERE value = ?1))
+           AND (?2 IS NULL OR pc_id = ?2)
+           AND (?3 IS NULL OR instr(lower(pc_id), lower(?3)) > 0 OR instr(lower(hostname), lower(?3)) > 0)
+           AND (?4 IS NULL OR (?4 = 1 AND last_seen_ms >= ?5) OR (?4 = 0 AND last_seen_ms < ?5))";
+    let args = params![f.group, f.pc, f.text, f.online, f.alive_since_ms];
+    let total: i64 =
+        c.query_row(&format!("SELECT COUNT(*) FROM agents WHERE {filter}"), args, |r| r.get(0))?;
+    // The column comes from a closed enum, never from the request.
+    let order = format!("{} {}, pc_id", f.sort.column(), if f.descending { "DESC" } else { "ASC" });
+    let sql = format!(
         "SELECT pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json, running_jobs, last_seen_ms,
              quarantined_json, update_status
-         FROM agents
-         WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups_json) WHERE value = ?1)) AND (?2 IS NULL OR pc_id > ?2)
-           AND (?4 IS NULL OR pc_id = ?4)
-         ORDER BY pc_id LIMIT ?3",
+         FROM agents WHERE {filter} AND (?6 IS NULL OR pc_id > ?6)
+         ORDER BY {order} LIMIT ?7 OFFSET ?8"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![f.group, f.pc, f.text, f.online, f.alive_since_ms, f.after, f.limit, f.offset],
+        |r| {
+            let groups: String = r.get(7)?;
+            Ok(AgentRow {
+                pc_id: r.get(0)?,
+                hostname: r.get(1)?,
+                os_family: r.get(2)?,
+                os_name: r.get(3)?,
+                os_version: r.get(4)?,
+                arch: r.get(5)?,
+                agent_version: r.get(6)?,
+                groups: serde_json::from_str(&groups).unwrap_or_default(),
+                running_jobs: r.get(8)?,
+                last_seen_ms: r.get(9)?,
+                quarantined: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+                update_status: r.get(11)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map(params![group, before, limit, pc], |r| {
-        let groups: String = r.get(7)?;
-        Ok(AgentRow {
-            pc_id: r.get(0)?,
-            hostname: r.get(1)?,
-            os_family: r.get(2)?,
-            os_name: r.get(3)?,
-            os_version: r.get(4)?,
-            arch: r.get(5)?,
-            agent_version: r.get(6)?,
-            groups: serde_json::from_str(&groups).unwrap_or_default(),
-            running_jobs: r.get(8)?,
-            last_seen_ms: r.get(9)?,
-            quarantined: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
-            update_status: r.get(11)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok((rows.collect::<Result<_, _>>()?, total))
 }
 
 pub fn unfinished_executions(c: &Connection, job: &str) -> Result<Vec<String>, DbError> {
@@ -362,7 +417,8 @@ pub fn get_result(c: &Connection, id: &str) -> Result<Option<ResultRow>, DbError
 pub type AgentDetail = (AgentRow, Option<serde_json::Value>, Vec<ResultRow>);
 
 pub fn get_agent(c: &Connection, pc: &str) -> Result<Option<AgentDetail>, DbError> {
-    let Some(agent) = list_agents(c, Some(pc), None, None, 1)?.into_iter().next() else { return Ok(None) };
+    let filter = AgentFilter { pc: Some(pc.to_owned()), limit: 1, ..Default::default() };
+    let Some(agent) = list_agents(c, &filter)?.0.into_iter().next() else { return Ok(None) };
     let inventory: Option<String> =
         c.query_row("SELECT body_json FROM inventory WHERE pc_id = ?1", [pc], |r| r.get(0)).optional()?;
     let recent = list_results(c, &ResultFilter { pc: Some(pc.to_owned()), limit: 20, ..Default::default() })?;

@@ -44,6 +44,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "id": m.id, "version": m.version }))))
 }
 
+/// Check a manifest (and its plan, if any) without storing it: the dashboard's editor shows
+/// every problem next to the text.
+pub async fn validate(headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let file = parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
+    Ok(Json(json!({ "valid": true, "id": file.manifest.id, "version": file.manifest.version })))
+}
+
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = job_id(&id)?;
     let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
@@ -62,7 +69,8 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         .await
         .map_err(broker)?;
     let revoked = status.is_some_and(|s| s.as_ref().eq_ignore_ascii_case(b"REVOKED"));
-    Ok(Json(json!({ "manifest": manifest, "revoked": revoked })))
+    let yaml = serde_yaml_ng::to_string(&manifest).unwrap_or_default();
+    Ok(Json(json!({ "manifest": manifest, "yaml": yaml, "revoked": revoked })))
 }
 
 pub async fn delete(

@@ -58,7 +58,6 @@ pub struct ListQuery {
     status: Option<String>,
     /// Epoch milliseconds.
     since: Option<i64>,
-    group: Option<String>,
 }
 
 pub async fn list(
@@ -105,16 +104,68 @@ pub async fn kill(
     Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent" }))))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct AgentsQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    group: Option<String>,
+    /// Substring of the pc id or host name.
+    q: Option<String>,
+    /// `online` or `offline`.
+    status: Option<String>,
+    /// `pc_id` (default), `hostname`, `agent_version`, `last_seen`.
+    sort: Option<String>,
+    #[serde(default)]
+    desc: bool,
+    offset: Option<i64>,
+}
+
 pub async fn agents(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<AgentsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let n = check_limit(q.limit)?;
-    let (group, cursor) = (q.group.clone(), q.cursor.clone());
-    let rows =
-        state.db.read(move |c| queries::list_agents(c, None, group.as_deref(), cursor.as_deref(), n)).await?;
     let now = now_ms();
-    let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.pc_id.clone())).flatten();
+    let mut problems = Vec::new();
+    let online = match q.status.as_deref() {
+        None | Some("") => None,
+        Some("online") => Some(true),
+        Some("offline") => Some(false),
+        Some(other) => {
+            problems.push(format!("status: {other:?} is not online or offline"));
+            None
+        }
+    };
+    let sort = match q.sort.as_deref() {
+        None | Some("") => queries::AgentSort::PcId,
+        Some(s) => queries::AgentSort::parse(s).unwrap_or_else(|| {
+            problems.push(format!("sort: {s:?} is not one of pc_id, hostname, agent_version, last_seen"));
+            queries::AgentSort::PcId
+        }),
+    };
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        problems.push("offset: must not be negative".into());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let filter = queries::AgentFilter {
+        pc: None,
+        group: q.group.clone(),
+        text: q.q.clone().filter(|t| !t.is_empty()),
+        online,
+        alive_since_ms: now - ALIVE_WINDOW_MS,
+        sort,
+        descending: q.desc,
+        after: q.cursor.clone(),
+        offset,
+        limit: n,
+    };
+    let (rows, total) = state.db.read(move |c| queries::list_agents(c, &filter)).await?;
+    let next = (rows.len() as i64 == n && sort == queries::AgentSort::PcId && !q.desc)
+        .then(|| rows.last().map(|r| r.pc_id.clone()))
+        .flatten();
     let items: Vec<Value> = rows
         .into_iter()
         .map(|a| {
@@ -124,5 +175,5 @@ pub async fn agents(
             v
         })
         .collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(json!({ "items": items, "total": total, "next_cursor": next })))
 }

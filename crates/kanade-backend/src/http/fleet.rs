@@ -147,3 +147,13 @@ pub async fn audit_log(
     let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
+
+pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = crate::db::now_ms();
+    let since = now - 24 * 3_600_000;
+    let alive = now - crate::pipeline::plan::ALIVE_WINDOW_MS;
+    let o = state.db.read(move |c| crate::db::overview::overview(c, since, alive)).await?;
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    v["since_ms"] = json!(since);
+    Ok(Json(v))
+}

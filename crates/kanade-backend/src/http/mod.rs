@@ -3,6 +3,7 @@
 mod accounts;
 mod body;
 mod catalog;
+mod dashboard;
 mod error;
 mod executions;
 mod fleet;

@@ -4,7 +4,7 @@
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
-use super::{AppState, accounts, catalog, executions, fleet, ops, releases, schedules, session};
+use super::{AppState, accounts, catalog, dashboard, executions, fleet, ops, releases, schedules, session};
 use crate::auth::{Access, Role};
 
 pub struct Route {
@@ -89,6 +89,15 @@ pub fn table() -> Vec<Route> {
             delete(accounts::revoke_token)
         ),
         route!("GET", "/health", PUBLIC, "Liveness and broker connectivity", get(super::health)),
+        route!("GET", "/", PUBLIC, "The web dashboard", get(dashboard::index)),
+        route!("GET", "/ui/{*path}", PUBLIC, "The dashboard's scripts and styles", get(dashboard::asset)),
+        route!(
+            "GET",
+            "/api/overview",
+            VIEWER,
+            "Fleet overview: agents online, executions and results of the last 24 h, recent failures",
+            get(fleet::overview)
+        ),
         route!(
             "GET",
             "/api/signing-key",
@@ -176,6 +185,13 @@ pub fn table() -> Vec<Route> {
             get(releases::current)
         ),
         route!("GET", "/api/jobs", VIEWER, "The job catalog", get(catalog::list)),
+        route!(
+            "POST",
+            "/api/jobs/validate",
+            VIEWER,
+            "Check a job manifest (JSON or YAML) without storing it; 422 lists every problem",
+            post(catalog::validate)
+        ),
         route!(
             "POST",
             "/api/jobs",

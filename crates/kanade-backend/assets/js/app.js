@@ -1,0 +1,91 @@
+// The router: hash routes (#/agents/PC-1) map to page modules; each page renders into <main>
+// and may return a cleanup function (live subscriptions), called when the route changes.
+
+import { session, can, h, api } from './core.js';
+import { disconnect } from './live.js';
+import * as login from './pages/login.js';
+import * as overview from './pages/overview.js';
+import * as agents from './pages/agents.js';
+import * as jobs from './pages/jobs.js';
+import * as executions from './pages/executions.js';
+import * as schedules from './pages/schedules.js';
+import * as audit from './pages/audit.js';
+import * as admin from './pages/admin.js';
+
+const routes = [
+  [/^\/login$/, login.render, 'Sign in'],
+  [/^\/$/, overview.render, 'Overview'],
+  [/^\/agents$/, agents.list, 'Agents'],
+  [/^\/agents\/([^/]+)$/, agents.detail, 'Agent'],
+  [/^\/jobs$/, jobs.list, 'Jobs'],
+  [/^\/jobs\/new$/, jobs.editor, 'New job'],
+  [/^\/jobs\/([^/]+)$/, jobs.detail, 'Job'],
+  [/^\/executions$/, executions.list, 'Executions'],
+  [/^\/executions\/([^/]+)$/, executions.detail, 'Execution'],
+  [/^\/schedules$/, schedules.list, 'Schedules'],
+  [/^\/audit$/, audit.list, 'Audit log'],
+  [/^\/admin$/, admin.render, 'Users and tokens', 'admin'],
+];
+
+const NAV = [
+  ['#/', 'Overview'], ['#/agents', 'Agents'], ['#/jobs', 'Jobs'], ['#/executions', 'Executions'],
+  ['#/schedules', 'Schedules'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
+];
+
+let cleanup = null;
+
+function header(path) {
+  const top = document.getElementById('top');
+  top.replaceChildren();
+  const user = session.user;
+  if (!user) return;
+  const current = (href) => {
+    const p = href.slice(1);
+    return p === '/' ? path === '/' : path === p || path.startsWith(`${p}/`);
+  };
+  top.append(
+    h('a', { class: 'brand', href: '#/' }, 'kanade'),
+    h('nav', { 'aria-label': 'Main' },
+      NAV.filter(([, , role]) => !role || can(role))
+        .map(([href, label]) => h('a', { href, 'aria-current': current(href) ? 'page' : undefined }, label))),
+    h('div', { class: 'who' },
+      h('span', { 'data-testid': 'whoami' }, `${user.name} (${user.role})`),
+      h('button', { type: 'button', id: 'logout', onclick: logout }, 'Sign out')),
+  );
+}
+
+export function logout() {
+  disconnect();
+  session.clear();
+  location.hash = '#/login';
+}
+
+async function show() {
+  const path = location.hash.replace(/^#/, '') || '/';
+  if (cleanup) { try { cleanup(); } catch { /* a page's cleanup must not block navigation */ } cleanup = null; }
+  if (!session.token && path !== '/login') { location.hash = '#/login'; return; }
+  const main = document.getElementById('main');
+  for (const [re, render, title, role] of routes) {
+    const m = path.match(re);
+    if (!m) continue;
+    header(path);
+    document.title = `${title} · kanade`;
+    main.replaceChildren();
+    if (role && !can(role)) { main.append(h('h1', {}, title), h('p', {}, `This page needs the ${role} role.`)); return; }
+    try {
+      cleanup = (await render(main, ...m.slice(1).map(decodeURIComponent))) || null;
+    } catch (e) {
+      if (e.status !== 401) main.append(h('p', { class: 'errors', role: 'alert' }, `Could not load this page: ${e.message}`));
+    }
+    main.focus({ preventScroll: true });
+    return;
+  }
+  main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview')));
+}
+
+window.addEventListener('hashchange', show);
+window.addEventListener('DOMContentLoaded', async () => {
+  // A stored session may have expired while the tab slept: check it once.
+  if (session.token) { try { await api('GET', '/api/auth/me'); } catch { /* api() handled a 401 */ } }
+  show();
+});

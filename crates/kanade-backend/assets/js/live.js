@@ -1,0 +1,40 @@
+// One EventSource on /api/stream for the whole app; pages subscribe to event types and
+// unsubscribe when they are left. EventSource cannot send headers, so the session token
+// travels as ?access_token= (accepted on this route only).
+
+import { session } from './core.js';
+
+let source = null;
+const listeners = new Map(); // type -> Set<fn>
+
+function connect() {
+  if (source || !session.token) return;
+  source = new EventSource(`/api/stream?access_token=${encodeURIComponent(session.token)}`);
+  for (const type of ['agent_up', 'agent_down', 'result', 'execution', 'lagged']) {
+    source.addEventListener(type, (e) => {
+      let data = {};
+      try { data = JSON.parse(e.data); } catch { /* lagged carries a number */ }
+      for (const fn of listeners.get(type) || []) fn(data);
+      // After a gap, everything shown may be stale: let every page re-read.
+      if (type === 'lagged') for (const fns of listeners.values()) for (const fn of fns) fn({ lagged: true });
+    });
+  }
+  source.onopen = () => document.body.dataset.live = 'on';
+  source.onerror = () => { document.body.dataset.live = 'off'; };
+}
+
+export function disconnect() {
+  if (source) source.close();
+  source = null;
+  delete document.body.dataset.live;
+}
+
+/** Call `fn` for each event of `types`; returns the unsubscribe function. */
+export function onLive(types, fn) {
+  connect();
+  for (const t of types) {
+    if (!listeners.has(t)) listeners.set(t, new Set());
+    listeners.get(t).add(fn);
+  }
+  return () => { for (const t of types) listeners.get(t)?.delete(fn); };
+}

@@ -1,0 +1,79 @@
+import { api, h, badge, table, link, time, debounce, query, can, toast } from '../core.js';
+import { onLive } from '../live.js';
+
+export async function list(main) {
+  const state = { status: '', job: '' };
+  const status = h('select', { id: 'exec-status', onchange: () => { state.status = status.value; load(); } },
+    ['', 'pending', 'running', 'completed', 'failed', 'aborted', 'expired'].map((s) => h('option', { value: s }, s || 'all')));
+  const job = h('input', { id: 'exec-job', placeholder: 'job id', onchange: () => { state.job = job.value.trim(); load(); } });
+  const out = h('div');
+  main.append(h('h1', {}, 'Executions'),
+    h('form', { class: 'inline', onsubmit: (e) => e.preventDefault() },
+      h('label', { for: 'exec-status' }, 'Status', status), h('label', { for: 'exec-job' }, 'Job', job)), out);
+  async function load() {
+    const r = await api('GET', `/api/executions${query({ status: state.status, job: state.job, limit: 100 })}`);
+    out.replaceChildren(table([
+      { label: 'Execution', cell: (e) => link(`#/executions/${e.exec_id}`, e.exec_id.slice(0, 8)) },
+      { label: 'Job', cell: (e) => `${e.job_id} v${e.version}` },
+      { label: 'Status', cell: (e) => badge(e.status) },
+      { label: 'Progress', cell: (e) => `${done(e)}/${e.target_count}` },
+      { label: 'Failed', num: true, cell: (e) => e.failed },
+      { label: 'Started', cell: (e) => time(e.created_ms) },
+    ], r.items, { empty: 'No executions match.', caption: 'Executions' }));
+  }
+  await load();
+  return onLive(['execution', 'result'], debounce(load, 600));
+}
+
+function done(e) { return e.succeeded + e.failed + e.skipped + e.other; }
+
+function progress(e) {
+  const n = Math.max(1, e.target_count);
+  const pct = (x) => `${(100 * x) / n}%`;
+  return h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': e.target_count, 'aria-valuenow': done(e), 'aria-label': 'Progress' },
+    h('span', { class: 'ok', style: `width:${pct(e.succeeded)}` }), h('span', { class: 'bad', style: `width:${pct(e.failed)}` }),
+    h('span', { class: 'other', style: `width:${pct(e.skipped + e.other)}` }));
+}
+
+export async function detail(main, id) {
+  const body = h('div');
+  main.append(h('h1', {}, `Execution ${id.slice(0, 8)}`), body);
+  const open = new Set(); // PCs whose output is shown, kept across live refreshes
+  const load = async () => draw(body, id, await api('GET', `/api/executions/${encodeURIComponent(id)}`), open, load);
+  await load();
+  return onLive(['execution', 'result'], debounce((e) => { if (!e.exec_id || e.exec_id === id || e.lagged) load(); }, 300));
+}
+
+function draw(body, id, d, open, reload) {
+  const e = d.execution;
+  const running = e.status === 'pending' || e.status === 'running';
+  body.replaceChildren(
+    h('div', { class: 'cards' },
+      h('div', { class: 'card' }, h('div', { class: 'n', 'data-testid': 'exec-status' }, badge(e.status)), h('div', { class: 'muted' }, `${e.job_id} v${e.version}`)),
+      h('div', { class: 'card' }, h('div', { class: 'n', 'data-testid': 'exec-progress' }, `${done(e)}/${e.target_count}`), h('div', { class: 'muted' }, 'PCs done'), progress(e)),
+      h('div', { class: 'card' }, h('div', { class: 'n' }, `${e.succeeded} / ${e.failed}`), h('div', { class: 'muted' }, 'succeeded / failed')),
+      h('div', { class: 'card' }, h('div', {}, 'Started ', time(e.created_ms)), e.finished_ms ? h('div', {}, 'Finished ', time(e.finished_ms)) : null)),
+    e.message ? h('p', { class: 'muted' }, e.message) : null,
+    running && can('operator') ? h('div', { class: 'toolbar' }, h('button', { type: 'button', class: 'danger', id: 'kill', onclick: async () => {
+      try { await api('POST', `/api/executions/${encodeURIComponent(id)}/kill`); toast('Kill sent to every PC still running it'); reload(); }
+      catch (err) { toast(err.message, true); }
+    } }, 'Kill')) : null,
+    d.waves.length ? [h('h2', {}, 'Rollout waves'), table([
+      { label: 'Wave', num: true, cell: (w) => w.wave },
+      { label: 'State', cell: (w) => badge(w.status) },
+      { label: 'Due', cell: (w) => time(w.due_ms) },
+      { label: 'Published', cell: (w) => time(w.published_ms) },
+    ], d.waves, { caption: 'Rollout waves' })] : null,
+    h('h2', {}, 'PCs'),
+    table([
+      { label: 'PC', cell: (p) => link(`#/agents/${encodeURIComponent(p.pc_id)}`, p.pc_id) },
+      { label: 'Status', cell: (p) => badge(p.status) },
+      { label: 'Exit', num: true, cell: (p) => p.exit_code ?? '' },
+      { label: 'Wave', num: true, cell: (p) => p.wave ?? '' },
+      { label: 'Output', cell: (p) => p.result_id ? h('button', { type: 'button', class: 'show-output', 'data-pc': p.pc_id, 'aria-expanded': open.has(p.pc_id) ? 'true' : 'false', onclick: () => { open.has(p.pc_id) ? open.delete(p.pc_id) : open.add(p.pc_id); reload(); } }, open.has(p.pc_id) ? 'Hide' : 'Show') : '' },
+      { label: 'Message', cell: (p) => p.message || '' },
+    ], d.pcs, { empty: 'No target PCs.', caption: 'PCs of this execution' }),
+    d.pcs.filter((p) => open.has(p.pc_id)).map((p) => h('section', { class: 'output', 'aria-label': `Output of ${p.pc_id}` },
+      h('h3', {}, `${p.pc_id}: stdout${p.truncated ? ' (truncated)' : ''}`), h('pre', { 'data-testid': `stdout-${p.pc_id}` }, p.stdout || ''),
+      p.stderr ? [h('h3', {}, 'stderr'), h('pre', {}, p.stderr)] : null)));
+}

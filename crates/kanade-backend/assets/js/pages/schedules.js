@@ -1,0 +1,50 @@
+import { api, h, badge, table, time, can, problems, toast } from '../core.js';
+
+const TEMPLATE = `id: nightly-hello
+cron: "0 2 * * *"
+timezone: UTC
+job_id: hello
+plan:
+  target: { all: true }
+mode: every_time
+`;
+
+export async function list(main) {
+  const out = h('div');
+  main.append(h('h1', {}, 'Schedules'), out);
+  const load = async () => {
+    const r = await api('GET', '/api/schedules');
+    out.replaceChildren(table([
+      { label: 'Schedule', cell: (s) => s.id },
+      { label: 'Cron', cell: (s) => `${s.cron} (${s.timezone})` },
+      { label: 'Job', cell: (s) => s.job_id || (s.manifest && s.manifest.id) || '' },
+      { label: 'State', cell: (s) => badge(s.enabled ? 'enabled' : 'disabled') },
+      { label: 'Next fire', cell: (s) => (s.next_fires_ms && s.next_fires_ms.length ? time(s.next_fires_ms[0]) : '—') },
+      { label: 'Last 24 h', cell: (s) => outcomes(s.last_24h) },
+      { label: '', cell: (s) => (can('operator') ? h('button', { type: 'button', onclick: async () => {
+        try { await api('POST', `/api/schedules/${encodeURIComponent(s.id)}/${s.enabled ? 'disable' : 'enable'}`); load(); }
+        catch (e) { toast(e.message, true); }
+      } }, s.enabled ? 'Disable' : 'Enable') : '') },
+    ], r.items, { empty: 'No schedules yet.', caption: 'Schedules' }));
+  };
+  await load();
+  if (can('operator')) main.append(creator(load));
+}
+
+function outcomes(o) {
+  if (!o || typeof o !== 'object') return '';
+  const parts = Object.entries(o).filter(([, n]) => typeof n === 'number' && n > 0);
+  return parts.length ? parts.map(([k, n]) => `${k} ${n}`).join(', ') : 'none';
+}
+
+function creator(reload) {
+  const text = h('textarea', { id: 'schedule-yaml', spellcheck: 'false' }, TEMPLATE);
+  const errors = h('div', { 'aria-live': 'polite' });
+  return h('section', { 'aria-labelledby': 'new-schedule-h' }, h('h2', { id: 'new-schedule-h' }, 'Create a schedule'),
+    h('label', { for: 'schedule-yaml' }, 'Schedule (YAML)', text), errors,
+    h('div', { class: 'toolbar' }, h('button', { type: 'button', class: 'primary', onclick: async () => {
+      errors.replaceChildren();
+      try { const r = await api('POST', '/api/schedules', undefined, { yaml: text.value }); toast(`Schedule ${r.id || ''} saved`); reload(); }
+      catch (e) { errors.append(problems(e)); }
+    } }, 'Create')));
+}

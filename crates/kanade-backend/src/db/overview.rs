@@ -1,0 +1,73 @@
+//! The dashboard's fleet overview: one read of counts, a results-per-hour series and the
+//! latest failures.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::DbError;
+
+const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub agents_total: i64,
+    pub agents_online: i64,
+    /// Executions created in the window, by status.
+    pub executions: Vec<(String, i64)>,
+    /// Results received per hour in the window: `(hour start ms, status, count)`.
+    pub results_per_hour: Vec<(i64, String, i64)>,
+    pub recent_failures: Vec<Failure>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Failure {
+    pub result_id: String,
+    pub exec_id: String,
+    pub pc_id: String,
+    pub job_id: String,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub message: Option<String>,
+    pub received_ms: i64,
+}
+
+/// Everything from `since_ms` on; agents count as online with a heartbeat at or after
+/// `alive_since_ms`.
+pub fn overview(c: &Connection, since_ms: i64, alive_since_ms: i64) -> Result<Overview, DbError> {
+    let (agents_total, agents_online) = c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(last_seen_ms >= ?1), 0) FROM agents",
+        [alive_since_ms],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut stmt = c.prepare_cached(
+        "SELECT status, COUNT(*) FROM executions WHERE created_ms >= ?1 GROUP BY status ORDER BY status",
+    )?;
+    let executions = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT (received_ms / ?2) * ?2 AS hour, status, COUNT(*) FROM execution_results
+         WHERE received_ms >= ?1 GROUP BY hour, status ORDER BY hour, status",
+    )?;
+    let results_per_hour = stmt
+        .query_map(params![since_ms, HOUR_MS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT result_id, exec_id, pc_id, job_id, status, exit_code, message, received_ms FROM execution_results
+         WHERE received_ms >= ?1 AND status IN ('failed', 'timed_out', 'killed', 'unknown')
+         ORDER BY received_ms DESC LIMIT 10",
+    )?;
+    let recent_failures = stmt
+        .query_map([since_ms], |r| {
+            Ok(Failure {
+                result_id: r.get(0)?,
+                exec_id: r.get(1)?,
+                pc_id: r.get(2)?,
+                job_id: r.get(3)?,
+                status: r.get(4)?,
+                exit_code: r.get(5)?,
+                message: r.get(6)?,
+                received_ms: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Overview { agents_total, agents_online, executions, results_per_hour, recent_failures })
+}
