@@ -63,6 +63,13 @@ ensure_windows_target() {
   command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64
 }
 
+# The dashboard's browser tests drive Debian's Chromium through chromedriver.
+ensure_chromium() {
+  if [ ! -x "${KANADE_CHROMIUM:-/usr/bin/chromium}" ] || ! command -v "${KANADE_CHROMEDRIVER:-chromedriver}" >/dev/null; then
+    apt_install chromium chromium-driver
+  fi
+}
+
 ensure_cargo() {
   command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain with rustup first"
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

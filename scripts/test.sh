@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full gate, exactly what CI runs: fmt check, clippy, the Windows check of agent + shared,
-# and the whole test suite against a real nats-server.
+# and the whole test suite against a real nats-server (and the dashboard in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 ensure_nats_server
 ensure_windows_target
+ensure_chromium
 say "nats-server: $KANADE_NATS_SERVER ($(nats_version "$KANADE_NATS_SERVER")); target dir: $CARGO_TARGET_DIR"
 
 say "cargo fmt --check"

@@ -1,11 +1,13 @@
-//! Test support: a real `nats-server` with JetStream per test, and waiting on conditions with a
-//! deadline instead of bare sleeps.
+//! Test support: a real `nats-server` with JetStream per test, a real headless Chromium for the
+//! dashboard, and waiting on conditions with a deadline instead of bare sleeps.
 //!
 //! **Invariant:** no mock broker. Every test that touches NATS gets its own server on a free
 //! loopback port with its own store directory, killed when the handle drops.
 
+mod browser;
 mod nats;
 mod wait;
 
+pub use browser::{Browser, Element};
 pub use nats::{NatsServer, free_port};
 pub use wait::{process_running, wait_until, wait_until_async};

@@ -1,7 +1,7 @@
 // The router: hash routes (#/agents/PC-1) map to page modules; each page renders into <main>
 // and may return a cleanup function (live subscriptions), called when the route changes.
 
-import { session, can, h, api } from './core.js';
+import { session, can, h, api, fill } from './core.js';
 import { disconnect } from './live.js';
 import * as login from './pages/login.js';
 import * as overview from './pages/overview.js';
@@ -36,7 +36,7 @@ let cleanup = null;
 
 function header(path) {
   const top = document.getElementById('top');
-  top.replaceChildren();
+  fill(top);
   const user = session.user;
   if (!user) return;
   const current = (href) => {
@@ -70,7 +70,7 @@ async function show() {
     if (!m) continue;
     header(path);
     document.title = `${title} · kanade`;
-    main.replaceChildren();
+    fill(main);
     if (role && !can(role)) { main.append(h('h1', {}, title), h('p', {}, `This page needs the ${role} role.`)); return; }
     try {
       cleanup = (await render(main, ...m.slice(1).map(decodeURIComponent))) || null;
@@ -80,7 +80,7 @@ async function show() {
     main.focus({ preventScroll: true });
     return;
   }
-  main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview')));
+  fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview')));
 }
 
 window.addEventListener('hashchange', show);

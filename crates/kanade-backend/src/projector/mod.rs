@@ -213,7 +213,14 @@ async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
                 p.bus.result(exec_id, pc, status);
             }
         }
-        Decoded::Events(items) => p.db.write(move |tx| projection::apply_started(tx, &items, now)).await?,
+        Decoded::Events(items) => {
+            // A PC started a run: the execution's page shows it running without a reload.
+            let mut started: Vec<_> = items.iter().map(|e| e.exec_id).collect();
+            started.sort_unstable();
+            started.dedup();
+            p.db.write(move |tx| projection::apply_started(tx, &items, now)).await?;
+            started.into_iter().for_each(|exec_id| p.bus.execution(exec_id));
+        }
         Decoded::Audit(items) => p.db.write(move |tx| projection::apply_audit(tx, &items, now)).await?,
         Decoded::Inventory(items) => p.db.write(move |tx| projection::apply_inventory(tx, &items)).await?,
     }

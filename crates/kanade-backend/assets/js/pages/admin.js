@@ -1,4 +1,4 @@
-import { api, h, table, time, problems, toast, badge, session } from '../core.js';
+import { api, h, table, time, problems, toast, badge, session, fill } from '../core.js';
 
 const ROLES = ['viewer', 'operator', 'admin'];
 
@@ -13,7 +13,7 @@ export async function render(main) {
 
   async function loadUsers() {
     const r = await api('GET', '/api/users');
-    users.replaceChildren(table([
+    fill(users, table([
       { label: 'User', cell: (u) => u.name },
       { label: 'Role', cell: (u) => {
         const sel = roleSelect(`role-${u.name}`, u.role);
@@ -46,7 +46,7 @@ export async function render(main) {
     const errors = h('div');
     return h('form', { class: 'inline', onsubmit: async (e) => {
       e.preventDefault();
-      errors.replaceChildren();
+      fill(errors);
       try {
         await api('POST', '/api/users', { name: name.value, password: password.value, role: role.value });
         toast(`${name.value} created; they choose their own password at first sign-in`);
@@ -59,7 +59,7 @@ export async function render(main) {
 
   async function loadTokens() {
     const r = await api('GET', '/api/tokens');
-    tokens.replaceChildren(table([
+    fill(tokens, table([
       { label: 'Token', cell: (t) => t.name },
       { label: 'Role', cell: (t) => t.role },
       { label: 'Created by', cell: (t) => t.created_by },
@@ -77,7 +77,7 @@ export async function render(main) {
     const shown = h('div', { 'aria-live': 'polite' });
     return h('div', {}, h('form', { class: 'inline', onsubmit: async (e) => {
       e.preventDefault();
-      shown.replaceChildren();
+      fill(shown);
       try {
         const r = await api('POST', '/api/tokens', { name: name.value, role: role.value });
         shown.append(h('p', {}, 'Copy this token now; it is not shown again:'), h('pre', { 'data-testid': 'new-token' }, r.token));

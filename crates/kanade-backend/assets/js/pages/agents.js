@@ -1,4 +1,4 @@
-import { api, h, badge, table, link, time, ago, debounce, query, can, problems, toast } from '../core.js';
+import { api, h, badge, table, link, time, ago, debounce, query, can, problems, toast, fill } from '../core.js';
 import { onLive } from '../live.js';
 
 const PAGE = 50;
@@ -23,7 +23,7 @@ export async function list(main) {
     const sorted = { key: state.sort, desc: state.desc, onSort: (k) => { state.desc = state.sort === k ? !state.desc : false; state.sort = k; state.offset = 0; load(); } };
     const first = r.total ? state.offset + 1 : 0;
     const last = state.offset + r.items.length;
-    out.replaceChildren(
+    fill(out,
       table([
         { label: 'PC', sort: 'pc_id', cell: (a) => link(`#/agents/${encodeURIComponent(a.pc_id)}`, a.pc_id) },
         { label: 'Status', cell: (a) => badge(a.online ? 'online' : 'offline') },
@@ -57,7 +57,7 @@ function draw(body, pc, d) {
   const pingOut = h('span', { role: 'status' });
   const groups = h('input', { id: 'agent-groups', value: a.groups.join(', ') });
   const groupsError = h('div');
-  body.replaceChildren(
+  fill(body,
     h('div', { class: 'split' },
       h('section', { class: 'panel', 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h' }, 'Facts'),
         h('dl', { class: 'facts' },
@@ -77,7 +77,7 @@ function draw(body, pc, d) {
         can('operator')
           ? h('form', { onsubmit: async (e) => {
             e.preventDefault();
-            groupsError.replaceChildren();
+            fill(groupsError);
             const list = groups.value.split(',').map((g) => g.trim()).filter(Boolean);
             try { await api('PUT', `/api/agents/${encodeURIComponent(pc)}/groups`, { groups: list }); toast(`Groups of ${pc} saved`); }
             catch (err) { groupsError.append(problems(err)); }

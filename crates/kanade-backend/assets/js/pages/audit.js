@@ -1,4 +1,4 @@
-import { api, h, table, time, query } from '../core.js';
+import { api, h, table, time, query, fill } from '../core.js';
 
 export async function list(main) {
   const actor = h('input', { id: 'audit-actor' });
@@ -21,7 +21,7 @@ export async function list(main) {
     })}`);
     rows = append ? rows.concat(r.items) : r.items;
     cursor = r.next_cursor;
-    out.replaceChildren(table([
+    fill(out, table([
       { label: 'When', cell: (a) => time(a.at_ms) },
       { label: 'Actor', cell: (a) => a.actor },
       { label: 'Action', cell: (a) => a.action },

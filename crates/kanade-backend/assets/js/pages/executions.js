@@ -1,4 +1,4 @@
-import { api, h, badge, table, link, time, debounce, query, can, toast } from '../core.js';
+import { api, h, badge, table, link, time, debounce, query, can, toast, fill } from '../core.js';
 import { onLive } from '../live.js';
 
 export async function list(main) {
@@ -12,7 +12,7 @@ export async function list(main) {
       h('label', { for: 'exec-status' }, 'Status', status), h('label', { for: 'exec-job' }, 'Job', job)), out);
   async function load() {
     const r = await api('GET', `/api/executions${query({ status: state.status, job: state.job, limit: 100 })}`);
-    out.replaceChildren(table([
+    fill(out, table([
       { label: 'Execution', cell: (e) => link(`#/executions/${e.exec_id}`, e.exec_id.slice(0, 8)) },
       { label: 'Job', cell: (e) => `${e.job_id} v${e.version}` },
       { label: 'Status', cell: (e) => badge(e.status) },
@@ -47,7 +47,7 @@ export async function detail(main, id) {
 function draw(body, id, d, open, reload) {
   const e = d.execution;
   const running = e.status === 'pending' || e.status === 'running';
-  body.replaceChildren(
+  fill(body,
     h('div', { class: 'cards' },
       h('div', { class: 'card' }, h('div', { class: 'n', 'data-testid': 'exec-status' }, badge(e.status)), h('div', { class: 'muted' }, `${e.job_id} v${e.version}`)),
       h('div', { class: 'card' }, h('div', { class: 'n', 'data-testid': 'exec-progress' }, `${done(e)}/${e.target_count}`), h('div', { class: 'muted' }, 'PCs done'), progress(e)),

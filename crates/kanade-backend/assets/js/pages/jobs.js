@@ -1,4 +1,4 @@
-import { api, h, table, link, can, problems, toast, badge } from '../core.js';
+import { api, h, table, link, can, problems, toast, badge, fill } from '../core.js';
 
 export async function list(main) {
   const r = await api('GET', '/api/jobs');
@@ -26,12 +26,12 @@ function yamlEditor(initial, { onSaved, readOnly }) {
   const text = h('textarea', { id: 'job-yaml', spellcheck: 'false', 'aria-describedby': 'job-yaml-status', readonly: readOnly || undefined }, initial);
   const status = h('div', { id: 'job-yaml-status', 'aria-live': 'polite' });
   const check = async () => {
-    status.replaceChildren();
+    fill(status);
     try { const r = await api('POST', '/api/jobs/validate', undefined, { yaml: text.value }); status.append(h('p', { class: 's-succeeded' }, `Valid: ${r.id} version ${r.version}`)); return true; }
     catch (e) { status.append(problems(e)); return false; }
   };
   const save = async () => {
-    status.replaceChildren();
+    fill(status);
     try { const r = await api('POST', '/api/jobs', undefined, { yaml: text.value }); toast(`Saved ${r.id} version ${r.version}`); onSaved(r); }
     catch (e) { status.append(problems(e)); }
   };
@@ -79,7 +79,7 @@ function execForm(id) {
   const errors = h('div');
   const submit = async (e) => {
     e.preventDefault();
-    errors.replaceChildren();
+    fill(errors);
     const plan = {};
     const lines = waves.value.split('\n').map((l) => l.trim()).filter(Boolean);
     if (lines.length) {

@@ -1,4 +1,4 @@
-import { api, session, h, problems } from '../core.js';
+import { api, session, h, problems, fill } from '../core.js';
 
 export async function render(main) {
   const error = h('div');
@@ -14,7 +14,7 @@ export async function render(main) {
 
   async function submit(e) {
     e.preventDefault();
-    error.replaceChildren();
+    fill(error);
     try {
       const r = await api('POST', '/api/auth/login', { name: name.value, password: password.value });
       session.set(r.token, r.user);
@@ -29,12 +29,12 @@ export async function render(main) {
 function changePassword(main, current) {
   const error = h('div');
   const fresh = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true });
-  main.replaceChildren(h('div', { class: 'login panel' },
+  fill(main, h('div', { class: 'login panel' },
     h('h1', {}, 'Choose a new password'),
     h('p', { class: 'muted' }, 'Your password was set by an administrator; pick your own to continue.'),
     h('form', { onsubmit: async (e) => {
       e.preventDefault();
-      error.replaceChildren();
+      fill(error);
       try {
         await api('POST', '/api/auth/password', { current, new: fresh.value });
         const r = await api('POST', '/api/auth/login', { name: session.user.name, password: fresh.value });

@@ -1,4 +1,4 @@
-import { api, h, badge, table, link, time, debounce } from '../core.js';
+import { api, h, badge, table, link, time, debounce, fill } from '../core.js';
 import { onLive } from '../live.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -15,7 +15,7 @@ export async function render(main) {
 function draw(body, o) {
   const execs = Object.fromEntries(o.executions);
   const execTotal = o.executions.reduce((n, [, c]) => n + c, 0);
-  body.replaceChildren(
+  fill(body,
     h('div', { class: 'cards' },
       card('Agents online', o.agents_online, 'agents-online'),
       card('Offline', o.agents_total - o.agents_online, 'agents-offline'),
@@ -57,7 +57,7 @@ function chart(rows, since) {
     else slot.other += n;
   }
   const max = Math.max(1, ...hours.map((s) => s.ok + s.bad + s.other));
-  const W = 600, H = 160, bw = W / hours.length;
+  const W = 960, H = 200, bw = W / hours.length;
   const svg = document.createElementNS(SVG, 'svg');
   svg.setAttribute('viewBox', `0 0 ${W} ${H + 16}`);
   svg.setAttribute('class', 'chart');
@@ -80,7 +80,7 @@ function chart(rows, since) {
     if (i % 6 === 0) {
       const t = document.createElementNS(SVG, 'text');
       t.setAttribute('x', i * bw + 2);
-      t.setAttribute('y', H + 12);
+      t.setAttribute('y', H + 13);
       t.textContent = new Date(s.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
       svg.append(t);
     }

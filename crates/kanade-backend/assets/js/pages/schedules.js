@@ -1,4 +1,4 @@
-import { api, h, badge, table, time, can, problems, toast } from '../core.js';
+import { api, h, badge, table, time, can, problems, toast, fill } from '../core.js';
 
 const TEMPLATE = `id: nightly-hello
 cron: "0 2 * * *"
@@ -14,7 +14,7 @@ export async function list(main) {
   main.append(h('h1', {}, 'Schedules'), out);
   const load = async () => {
     const r = await api('GET', '/api/schedules');
-    out.replaceChildren(table([
+    fill(out, table([
       { label: 'Schedule', cell: (s) => s.id },
       { label: 'Cron', cell: (s) => `${s.cron} (${s.timezone})` },
       { label: 'Job', cell: (s) => s.job_id || (s.manifest && s.manifest.id) || '' },
@@ -43,7 +43,7 @@ function creator(reload) {
   return h('section', { 'aria-labelledby': 'new-schedule-h' }, h('h2', { id: 'new-schedule-h' }, 'Create a schedule'),
     h('label', { for: 'schedule-yaml' }, 'Schedule (YAML)', text), errors,
     h('div', { class: 'toolbar' }, h('button', { type: 'button', class: 'primary', onclick: async () => {
-      errors.replaceChildren();
+      fill(errors);
       try { const r = await api('POST', '/api/schedules', undefined, { yaml: text.value }); toast(`Schedule ${r.id || ''} saved`); reload(); }
       catch (e) { errors.append(problems(e)); }
     } }, 'Create')));

@@ -1,0 +1,178 @@
+//! The dashboard in a real headless Chromium against a real stack (nats-server, SQLite,
+//! two in-process agents, the backend on a socket): sign in, see the fleet, deploy from the
+//! UI and watch it finish live, read a PC's output, kill a long run, and a viewer sees no
+//! buttons that change anything. Screenshots of every page at desktop and phone sizes go to
+//! `target/screenshots/`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, secured};
+use kanade_testkit::Browser;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
+}
+
+const HELLO: &str = "id: hello-ui
+version: \"1\"
+description: Say hello from the dashboard
+execute:
+  shell: sh
+  script: echo hello from $(hostname)
+  timeout: 60s
+";
+
+fn sign_in(b: &Browser, base: &str, name: &str, password: &str) {
+    b.goto(&format!("{base}/#/login")).unwrap();
+    let field = b.wait_for("#login-name", WAIT).unwrap();
+    b.type_into(&field, name).unwrap();
+    b.type_into(&b.find("#login-password").unwrap(), password).unwrap();
+    b.click(&b.find("#login-submit").unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_run_the_fleet_from_the_browser() {
+    let s = secured().await;
+    s.spawn_agent("PC-A", &["lab"]);
+    s.spawn_agent("PC-B", &["lab"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = s.app.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    });
+    let admin = s.login("admin", ADMIN_PASSWORD).await;
+    // A long job for the kill, and a viewer account.
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/jobs",
+            Some(&admin),
+            json!({ "id": "long-sleep", "version": "1", "execute": { "shell": "sh", "script": "echo started; sleep 120", "timeout": "300s" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            json!({ "name": "vera", "password": "temporary pass 1", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let base2 = base.clone();
+    tokio::task::spawn_blocking(move || browse(&base2)).await.unwrap();
+}
+
+fn browse(base: &str) {
+    let b = Browser::start(1280, 800).unwrap();
+
+    // Unauthenticated: the app sends us to the login page; a wrong password says so.
+    b.goto(&format!("{base}/#/agents")).unwrap();
+    b.wait_for("#login-name", WAIT).unwrap();
+    sign_in(&b, base, "admin", "not the password");
+    b.wait_text(".errors", WAIT, |t| t.contains("wrong user name or password")).unwrap();
+
+    // Sign in: 2 agents online on the overview.
+    sign_in(&b, base, "admin", ADMIN_PASSWORD);
+    b.wait_text("[data-testid=agents-online]", WAIT, |t| t == "2").unwrap();
+
+    // Deploy from the UI: write the job, validate (a broken one shows its problems), save, run.
+    b.goto(&format!("{base}/#/jobs/new")).unwrap();
+    let yaml = b.wait_for("#job-yaml", WAIT).unwrap();
+    b.type_into(&yaml, "id: bad id\nversion: \"1\"\n").unwrap();
+    b.click(&b.find("#validate").unwrap()).unwrap();
+    let problems = b.wait_text("#job-yaml-status .errors", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(problems.contains("id") && problems.contains("execute"), "{problems}");
+    b.type_into(&yaml, HELLO).unwrap();
+    b.click(&b.find("#save-job").unwrap()).unwrap();
+    b.wait_for("#exec-submit", WAIT).unwrap();
+    let mode = b.find("#exec-target-mode").unwrap();
+    b.click(&mode).unwrap();
+    b.execute("const s = document.getElementById('exec-target-mode'); s.value = 'groups'; s.dispatchEvent(new Event('change'));")
+        .unwrap();
+    b.type_into(&b.find("#exec-target-names").unwrap(), "lab").unwrap();
+    b.click(&b.find("#exec-submit").unwrap()).unwrap();
+    // The execution page updates itself from the live stream: no reload.
+    b.execute("window.__kanadeNoReload = true").unwrap();
+    b.wait_text("[data-testid=exec-status]", WAIT, |t| t == "completed").unwrap();
+    assert_eq!(b.text(&b.find("[data-testid=exec-progress]").unwrap()).unwrap(), "2/2");
+    assert_eq!(
+        b.execute("return window.__kanadeNoReload === true").unwrap(),
+        json!(true),
+        "the page reloaded"
+    );
+    b.click(&b.find("button.show-output[data-pc=PC-A]").unwrap()).unwrap();
+    let out = b.wait_text("[data-testid=stdout-PC-A]", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(out.starts_with("hello from "), "{out}");
+    b.screenshot(&screenshots().join("execution-completed-1280x800.png")).unwrap();
+
+    // A long run, killed from the UI.
+    b.goto(&format!("{base}/#/jobs/long-sleep")).unwrap();
+    b.click(&b.wait_for("#exec-submit", WAIT).unwrap()).unwrap();
+    b.wait_text("[data-testid=exec-status]", WAIT, |t| t == "running").unwrap();
+    b.screenshot(&screenshots().join("execution-running-1280x800.png")).unwrap();
+    b.click(&b.wait_for("#kill", WAIT).unwrap()).unwrap();
+    let end = b
+        .wait_text("[data-testid=exec-status]", WAIT, |t| !t.is_empty() && t != "running" && t != "pending")
+        .unwrap();
+    assert_eq!(end, "failed");
+    let rows = b.page_text();
+    assert_eq!(rows.matches("killed").count(), 2, "{rows}");
+
+    // Every page, at desktop and phone sizes.
+    let pages = [
+        ("overview", "#/"),
+        ("agents", "#/agents"),
+        ("agent-detail", "#/agents/PC-A"),
+        ("jobs", "#/jobs"),
+        ("job-detail", "#/jobs/hello-ui"),
+        ("job-new", "#/jobs/new"),
+        ("executions", "#/executions"),
+        ("schedules", "#/schedules"),
+        ("audit", "#/audit"),
+        ("admin", "#/admin"),
+    ];
+    for (w, h) in [(1280, 800), (390, 844)] {
+        b.resize(w, h).unwrap();
+        for (name, route) in pages {
+            b.goto(&format!("{base}/{route}")).unwrap();
+            b.wait_for("main h1", WAIT).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            b.screenshot(&screenshots().join(format!("{name}-{w}x{h}.png"))).unwrap();
+        }
+    }
+    b.resize(1280, 800).unwrap();
+
+    // Sign out; the viewer signs in (choosing their own password first) and sees no buttons
+    // that change anything.
+    b.click(&b.find("#logout").unwrap()).unwrap();
+    b.wait_for("#login-name", WAIT).unwrap();
+    for (w, h) in [(1280, 800), (390, 844)] {
+        b.resize(w, h).unwrap();
+        b.screenshot(&screenshots().join(format!("login-{w}x{h}.png"))).unwrap();
+    }
+    b.resize(1280, 800).unwrap();
+    sign_in(&b, base, "vera", "temporary pass 1");
+    let fresh = b.wait_for("#new-password", WAIT).unwrap();
+    b.type_into(&fresh, "vera's own password").unwrap();
+    b.click(&b.find("button[type=submit]").unwrap()).unwrap();
+    b.wait_text("[data-testid=whoami]", WAIT, |t| t == "vera (viewer)").unwrap();
+    b.goto(&format!("{base}/#/jobs/hello-ui")).unwrap();
+    b.wait_for("#job-yaml", WAIT).unwrap();
+    assert!(b.find_all("#exec-submit, #save-job").unwrap().is_empty(), "a viewer sees exec or save");
+    b.goto(&format!("{base}/#/executions")).unwrap();
+    b.click(&b.wait_for("main table a", WAIT).unwrap()).unwrap();
+    b.wait_for("[data-testid=exec-status]", WAIT).unwrap();
+    assert!(b.find_all("#kill").unwrap().is_empty(), "a viewer sees the kill button");
+    b.goto(&format!("{base}/#/admin")).unwrap();
+    b.wait_text("main", WAIT, |t| t.contains("needs the admin role")).unwrap();
+}

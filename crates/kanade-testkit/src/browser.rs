@@ -1,0 +1,269 @@
+//! A real headless Chromium, driven over WebDriver through `chromedriver` (Debian packages
+//! `chromium` and `chromium-driver`). A small blocking client: the W3C endpoints the dashboard
+//! tests use, over plain HTTP/1.1 on loopback, so no browser-automation crate is needed.
+//!
+//! Calls block the calling thread; run browser tests on a multi-threaded runtime with spare
+//! workers so the backend under test keeps serving.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+}
+
+/// An element handle of the current page.
+#[derive(Debug, Clone)]
+pub struct Element(String);
+
+impl Browser {
+    /// Start chromedriver and a headless Chromium with a fresh profile, window `width`×`height`.
+    pub fn start(width: u32, height: u32) -> Result<Self, String> {
+        let driver_bin = std::env::var("KANADE_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let chromium = std::env::var("KANADE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let port = crate::free_port()?;
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start {driver_bin} ({e}); install it with `apt-get install chromium chromium-driver`")
+            })?;
+        let mut browser = Self { driver, port, session: String::new() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !browser.call("GET", "/status", None).is_ok_and(|v| v["ready"] == true) {
+            if Instant::now() > deadline {
+                return Err("chromedriver did not become ready within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = std::env::temp_dir().join(format!("kanade-chromium-{port}"));
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--disable-quic", "--hide-scrollbars",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        } } });
+        let created = browser.call("POST", "/session", Some(caps))?;
+        browser.session = created["sessionId"]
+            .as_str()
+            .ok_or_else(|| format!("chromedriver gave no session: {created}"))?
+            .to_owned();
+        browser.resize(width, height)?;
+        Ok(browser)
+    }
+
+    /// Set the viewport (not the window) to exactly `width`×`height` CSS pixels; narrow ones
+    /// are emulated as a phone.
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), String> {
+        let params =
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600 });
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": params }),
+        )
+        .map(|_| ())
+    }
+
+    pub fn goto(&self, url: &str) -> Result<(), String> {
+        self.cmd("POST", "/url", json!({ "url": url })).map(|_| ())
+    }
+
+    pub fn find(&self, css: &str) -> Result<Element, String> {
+        let v = self.cmd("POST", "/element", json!({ "using": "css selector", "value": css }))?;
+        v[ELEMENT].as_str().map(|id| Element(id.to_owned())).ok_or_else(|| format!("no element {css:?}"))
+    }
+
+    pub fn find_all(&self, css: &str) -> Result<Vec<Element>, String> {
+        let v = self.cmd("POST", "/elements", json!({ "using": "css selector", "value": css }))?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e[ELEMENT].as_str().map(|id| Element(id.to_owned())))
+            .collect())
+    }
+
+    /// Wait until `css` matches an element (the dashboard renders asynchronously).
+    pub fn wait_for(&self, css: &str, within: Duration) -> Result<Element, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.find(css) {
+                Ok(e) => return Ok(e),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(format!("{e} within {within:?}; page text:\n{}", self.page_text())),
+            }
+        }
+    }
+
+    /// Wait until the text of `css` satisfies `ok`; returns it.
+    pub fn wait_text(
+        &self,
+        css: &str,
+        within: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        loop {
+            if let Ok(e) = self.find(css) {
+                last = self.text(&e).unwrap_or_default();
+                if ok(&last) {
+                    return Ok(last);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{css:?} still reads {last:?} after {within:?}; page text:\n{}",
+                    self.page_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn click(&self, e: &Element) -> Result<(), String> {
+        self.cmd("POST", &format!("/element/{}/click", e.0), json!({})).map(|_| ())
+    }
+
+    pub fn type_into(&self, e: &Element, text: &str) -> Result<(), String> {
+        self.cmd("POST", &format!("/element/{}/clear", e.0), json!({}))?;
+        self.cmd("POST", &format!("/element/{}/value", e.0), json!({ "text": text })).map(|_| ())
+    }
+
+    pub fn text(&self, e: &Element) -> Result<String, String> {
+        Ok(self
+            .cmd("GET", &format!("/element/{}/text", e.0), Value::Null)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Run a script in the page and return its value.
+    pub fn execute(&self, script: &str) -> Result<Value, String> {
+        self.cmd("POST", "/execute/sync", json!({ "script": script, "args": [] }))
+    }
+
+    pub fn page_text(&self) -> String {
+        self.execute("return document.body ? document.body.innerText : ''")
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Save a PNG of the viewport.
+    pub fn screenshot(&self, path: &Path) -> Result<(), String> {
+        use base64::Engine;
+        let v = self.cmd("GET", "/screenshot", Value::Null)?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .map_err(|e| format!("screenshot is not base64: {e}"))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(path, png).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
+        let body = (!body.is_null()).then_some(body);
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{payload}",
+            port = self.port,
+            len = payload.len()
+        );
+        stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+        // Read the head, then exactly the body: chromedriver may keep the connection open.
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        let split = loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("chromedriver closed the connection mid-response".into());
+            }
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        let mut body = raw[split + 4..].to_vec();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let chunked = head.contains("transfer-encoding: chunked");
+        loop {
+            let complete = match length {
+                Some(n) => body.len() >= n,
+                None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+                None => false,
+            };
+            if complete {
+                break;
+            }
+            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        if chunked {
+            body = dechunk(&body);
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|e| format!("{method} {path}: {e}"))?;
+        let value = v.get("value").cloned().unwrap_or(Value::Null);
+        if let Some(err) = value.get("error").and_then(Value::as_str) {
+            return Err(format!("{method} {path}: {err}: {}", value["message"].as_str().unwrap_or_default()));
+        }
+        Ok(value)
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
+        body = &body[(start + size + 2).min(body.len())..];
+    }
+    out
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.call("DELETE", &format!("/session/{}", self.session), None);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("kanade-chromium-{}", self.port)));
+    }
+}
