@@ -151,6 +151,15 @@ fn browse(base: &str) {
         }
     }
     b.resize(1280, 800).unwrap();
+    // Dark mode follows the OS.
+    b.prefer_dark(true).unwrap();
+    for (name, route) in [("overview", "#/"), ("agents", "#/agents")] {
+        b.goto(&format!("{base}/{route}")).unwrap();
+        b.wait_for("main h1", WAIT).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        b.screenshot(&screenshots().join(format!("{name}-dark-1280x800.png"))).unwrap();
+    }
+    b.prefer_dark(false).unwrap();
 
     // Sign out; the viewer signs in (choosing their own password first) and sees no buttons
     // that change anything.
@@ -175,4 +184,40 @@ fn browse(base: &str) {
     assert!(b.find_all("#kill").unwrap().is_empty(), "a viewer sees the kill button");
     b.goto(&format!("{base}/#/admin")).unwrap();
     b.wait_text("main", WAIT, |t| t.contains("needs the admin role")).unwrap();
+}
+
+#[tokio::test]
+async fn assets_are_compressed_cached_and_locked_down() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let s = common::stack(&[]).await;
+    let get = |path: &str, headers: &[(header::HeaderName, &str)]| {
+        let mut req = Request::get(path);
+        for (k, v) in headers {
+            req = req.header(k, *v);
+        }
+        s.app.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let plain = get("/", &[]).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    let csp = plain.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    let etag = plain.headers()[header::ETAG].to_str().unwrap().to_owned();
+    let html = plain.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&html).contains("/ui/js/app.js"));
+
+    let gz = get("/ui/js/core.js", &[(header::ACCEPT_ENCODING, "gzip, br")]).await.unwrap();
+    assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
+    assert!(gz.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    let zipped = gz.into_body().collect().await.unwrap().to_bytes();
+    let raw = get("/ui/js/core.js", &[]).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    assert!(zipped.len() * 2 < raw.len(), "gzip {} vs {} bytes", zipped.len(), raw.len());
+
+    let again = get("/", &[(header::IF_NONE_MATCH, &etag)]).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(get("/ui/../Cargo.toml", &[]).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(get("/ui/nope.js", &[]).await.unwrap().status(), StatusCode::NOT_FOUND);
 }

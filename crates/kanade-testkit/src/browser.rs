@@ -83,6 +83,18 @@ impl Browser {
         .map(|_| ())
     }
 
+    /// Emulate the OS colour scheme (`prefers-color-scheme`).
+    pub fn prefer_dark(&self, dark: bool) -> Result<(), String> {
+        let value = if dark { "dark" } else { "light" };
+        let params = json!({ "features": [{ "name": "prefers-color-scheme", "value": value }] });
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setEmulatedMedia", "params": params }),
+        )
+        .map(|_| ())
+    }
+
     pub fn goto(&self, url: &str) -> Result<(), String> {
         self.cmd("POST", "/url", json!({ "url": url })).map(|_| ())
     }

@@ -97,6 +97,9 @@ export function ago(ms) {
 
 export function link(href, text) { return h('a', { href }, text); }
 
+/** Execution ids are time-ordered UUIDs: their start repeats, so show the tail (full id on hover). */
+export function execLink(id) { return h('a', { href: `#/executions/${id}`, title: id }, `…${id.slice(-8)}`); }
+
 /**
  * A table. `columns`: [{ label, cell(row) → node/text, num?, sort? }]. When `sorted` is given
  * ({key, desc, onSort}), headers with a `sort` key become buttons.

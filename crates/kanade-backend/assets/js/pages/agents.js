@@ -1,4 +1,4 @@
-import { api, h, badge, table, link, time, ago, debounce, query, can, problems, toast, fill } from '../core.js';
+import { api, h, badge, table, link, time, ago, debounce, query, can, problems, toast, fill, execLink } from '../core.js';
 import { onLive } from '../live.js';
 
 const PAGE = 50;
@@ -90,7 +90,7 @@ function draw(body, pc, d) {
       { label: 'Job', cell: (r) => r.job_id },
       { label: 'Status', cell: (r) => badge(r.status) },
       { label: 'Exit', num: true, cell: (r) => r.exit_code ?? '' },
-      { label: 'Execution', cell: (r) => link(`#/executions/${r.exec_id}`, r.exec_id.slice(0, 8)) },
+      { label: 'Execution', cell: (r) => execLink(r.exec_id) },
     ], d.recent_results || [], { empty: 'No results from this PC yet.', caption: 'Recent results' }),
     h('h2', {}, 'Inventory'),
     inv ? inventory(inv) : h('p', { class: 'muted' }, 'No inventory reported yet.'));

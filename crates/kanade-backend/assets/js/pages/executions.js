@@ -1,4 +1,4 @@
-import { api, h, badge, table, link, time, debounce, query, can, toast, fill } from '../core.js';
+import { api, h, badge, table, link, time, debounce, query, can, toast, fill, execLink } from '../core.js';
 import { onLive } from '../live.js';
 
 export async function list(main) {
@@ -13,7 +13,7 @@ export async function list(main) {
   async function load() {
     const r = await api('GET', `/api/executions${query({ status: state.status, job: state.job, limit: 100 })}`);
     fill(out, table([
-      { label: 'Execution', cell: (e) => link(`#/executions/${e.exec_id}`, e.exec_id.slice(0, 8)) },
+      { label: 'Execution', cell: (e) => execLink(e.exec_id) },
       { label: 'Job', cell: (e) => `${e.job_id} v${e.version}` },
       { label: 'Status', cell: (e) => badge(e.status) },
       { label: 'Progress', cell: (e) => `${done(e)}/${e.target_count}` },
@@ -37,7 +37,7 @@ function progress(e) {
 
 export async function detail(main, id) {
   const body = h('div');
-  main.append(h('h1', {}, `Execution ${id.slice(0, 8)}`), body);
+  main.append(h('h1', {}, 'Execution ', h('span', { class: 'id' }, id)), body);
   const open = new Set(); // PCs whose output is shown, kept across live refreshes
   const load = async () => draw(body, id, await api('GET', `/api/executions/${encodeURIComponent(id)}`), open, load);
   await load();

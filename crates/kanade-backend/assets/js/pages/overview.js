@@ -1,4 +1,4 @@
-import { api, h, badge, table, link, time, debounce, fill } from '../core.js';
+import { api, h, badge, table, link, time, debounce, fill, execLink } from '../core.js';
 import { onLive } from '../live.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -35,7 +35,7 @@ function draw(body, o) {
       { label: 'PC', cell: (f) => link(`#/agents/${encodeURIComponent(f.pc_id)}`, f.pc_id) },
       { label: 'Job', cell: (f) => f.job_id },
       { label: 'Status', cell: (f) => badge(f.status) },
-      { label: 'Execution', cell: (f) => link(`#/executions/${f.exec_id}`, f.exec_id.slice(0, 8)) },
+      { label: 'Execution', cell: (f) => execLink(f.exec_id) },
       { label: 'Message', cell: (f) => f.message || (f.exit_code !== null ? `exit ${f.exit_code}` : '') },
     ], o.recent_failures, { empty: 'No failures in the last 24 hours.', caption: 'Recent failures' }),
   );
