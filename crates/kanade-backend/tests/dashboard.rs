@@ -128,6 +128,25 @@ fn browse(base: &str) {
     let rows = b.page_text();
     assert_eq!(rows.matches("killed").count(), 2, "{rows}");
 
+    // A schedule from YAML: a broken one says why, a good one shows its next fire; disable it.
+    b.goto(&format!("{base}/#/schedules")).unwrap();
+    let yaml = b.wait_for("#schedule-yaml", WAIT).unwrap();
+    let good = b.execute("return document.getElementById('schedule-yaml').value").unwrap();
+    let good = good.as_str().unwrap().to_owned();
+    b.type_into(&yaml, &good.replace("0 2 * * *", "every night")).unwrap();
+    b.click(&b.find("#create-schedule").unwrap()).unwrap();
+    let why = b.wait_text("main .errors", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(why.contains("cron"), "{why}");
+    b.type_into(&yaml, &good).unwrap();
+    b.click(&b.find("#create-schedule").unwrap()).unwrap();
+    b.wait_for("[data-schedule=nightly-hello]", WAIT).unwrap();
+    let row = b.wait_text("main table tbody tr", WAIT, |t| t.contains("enabled")).unwrap();
+    assert!(row.contains("0 2 * * * (UTC)") && row.contains("never"), "{row}");
+    b.click(&b.find("[data-toggle=nightly-hello]").unwrap()).unwrap();
+    b.wait_text("main table tbody tr", WAIT, |t| t.contains("disabled")).unwrap();
+    b.click(&b.find("[data-toggle=nightly-hello]").unwrap()).unwrap();
+    b.wait_text("main table tbody tr", WAIT, |t| t.contains("enabled")).unwrap();
+
     // Every page, at desktop and phone sizes.
     let pages = [
         ("overview", "#/"),
