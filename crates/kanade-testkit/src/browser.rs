@@ -5,8 +5,6 @@
 //! Calls block the calling thread; run browser tests on a multi-threaded runtime with spare
 //! workers so the backend under test keeps serving.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -200,52 +198,8 @@ impl Browser {
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{payload}",
-            port = self.port,
-            len = payload.len()
-        );
-        stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-        // Read the head, then exactly the body: chromedriver may keep the connection open.
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 8192];
-        let split = loop {
-            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at;
-            }
-            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("chromedriver closed the connection mid-response".into());
-            }
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
-        let mut body = raw[split + 4..].to_vec();
-        let length = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        let chunked = head.contains("transfer-encoding: chunked");
-        loop {
-            let complete = match length {
-                Some(n) => body.len() >= n,
-                None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
-                None => false,
-            };
-            if complete {
-                break;
-            }
-            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&buf[..n]);
-        }
-        if chunked {
-            body = dechunk(&body);
-        }
+        let (_, body) =
+            crate::http::request(self.port, method, path, payload.as_bytes(), "application/json")?;
         let v: Value = serde_json::from_slice(&body).map_err(|e| format!("{method} {path}: {e}"))?;
         let value = v.get("value").cloned().unwrap_or(Value::Null);
         if let Some(err) = value.get("error").and_then(Value::as_str) {
@@ -253,20 +207,6 @@ impl Browser {
         }
         Ok(value)
     }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
-        body = &body[(start + size + 2).min(body.len())..];
-    }
-    out
 }
 
 impl Drop for Browser {

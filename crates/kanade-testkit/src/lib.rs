@@ -5,6 +5,7 @@
 //! loopback port with its own store directory, killed when the handle drops.
 
 mod browser;
+pub mod http;
 mod nats;
 mod wait;
 

@@ -55,6 +55,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The running server's process id (for benchmarks that sample its CPU and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("jetstream")
     }

@@ -4,7 +4,10 @@
 //! the run. A run owns its tree: whatever is still in it when the run is over is ended too
 //! (long-lived things belong to the service manager, not to a job).
 
+mod fake;
 mod tree;
+
+pub use fake::{FakeExecutor, RunLog};
 
 use std::collections::BTreeMap;
 use std::future::Future;

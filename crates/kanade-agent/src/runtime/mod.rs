@@ -51,6 +51,8 @@ pub struct Settings {
     pub version: Version,
     /// `None`: do not self-update (agents run in-process by tests and the simulator).
     pub update: Option<UpdateSettings>,
+    /// The simulator's stand-in for running scripts; `None` runs them for real.
+    pub fake_executor: Option<crate::exec::FakeExecutor>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +88,7 @@ impl Settings {
             broker: Default::default(),
             version: crate::update::stamp::version().parse().expect("the agent's own version is valid"),
             update: None,
+            fake_executor: None,
         }
     }
 

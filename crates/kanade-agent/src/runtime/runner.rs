@@ -152,7 +152,10 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, kill: watch::Receiver<bool
             name: &cmd.exec_id.to_string(),
             output_cap: ctx.settings.output_cap,
         };
-        let outcome = exec::run(spec, killed()).await;
+        let outcome = match &ctx.settings.fake_executor {
+            None => exec::run(spec, killed()).await,
+            Some(fake) => Ok(fake.run(cmd.exec_id, &ctx.settings.pc, spec.timeout, killed()).await),
+        };
         ctx.running.fetch_sub(1, Ordering::Relaxed);
         let mut result = base_result(ctx, cmd, ExecStatus::Failed, attempt);
         result.started_at = Some(started_at);

@@ -1,0 +1,237 @@
+//! `kanade-bench`: starts nats-server, the release backend and the fleet simulator, runs the
+//! fleet scenarios and writes a markdown report (`scripts/bench.sh` adds the ingest and real
+//! agent benches and writes `BENCHMARKS.md`). Figures are as measured; targets say met/missed.
+
+mod api;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use procs::{Backend, Sim};
+use report::{ms, percentile, table, verdict};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kanade-bench",
+    about = "kanade fleet benchmarks (simulated agents, real broker and backend)"
+)]
+struct Cli {
+    /// Simulated agents
+    #[arg(long, default_value_t = 10_000)]
+    agents: usize,
+    /// Fan-out sizes (each at most --agents), comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+    sizes: Vec<usize>,
+    /// Broadcasts per size (the median is reported)
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Where the simulated agents keep their state
+    #[arg(long, default_value = "/dev/shm/kanade-bench")]
+    data_dir: PathBuf,
+    /// Write the report here (stdout too)
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sizes: Vec<usize> = cli.sizes.iter().copied().filter(|&s| s <= cli.agents).collect();
+    let work = tempfile_dir()?;
+    let mut nats = kanade_testkit::NatsServer::try_start().map_err(anyhow::Error::msg)?;
+    let backend = Backend::start(&work, &nats.url())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = rt.block_on(async_nats::connect(nats.url()))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut out = String::new();
+
+    eprintln!("starting {} simulated agents", cli.agents);
+    let sim = Sim::start(&nats.url(), cli.agents, &sizes, &cli.data_dir)?;
+    let connect = sim.wait_heartbeating(cli.agents, Duration::from_secs(900))?;
+    wait_projected(backend.port, cli.agents)?;
+    out.push_str(&format!(
+        "Simulated agents: {} (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s).\n\n",
+        cli.agents,
+        ms(connect)
+    ));
+
+    // 1. Broadcast fan-out.
+    eprintln!("fan-out");
+    api::post(
+        backend.port,
+        "/api/jobs",
+        &json!({ "id": "bench-noop", "version": "1", "execute": { "shell": "sh", "script": "true", "timeout": "60s" } }),
+    )?;
+    let mut rows = Vec::new();
+    let mut last_exec = String::new();
+    for &n in &sizes {
+        let target = if n == cli.agents {
+            json!({ "all": true })
+        } else {
+            json!({ "groups": [format!("first-{n}")] })
+        };
+        let mut times = Vec::new();
+        for _ in 0..cli.repeat {
+            let (took, id) = broadcast(backend.port, &target, n)?;
+            times.push(took);
+            last_exec = id;
+        }
+        let median = percentile(&times, 50.0).unwrap_or_default();
+        let (lo, hi) = (
+            times.iter().min().copied().unwrap_or_default(),
+            times.iter().max().copied().unwrap_or_default(),
+        );
+        let target_note = if n == 10_000 {
+            format!("≤ 2 s: {}", verdict(median <= Duration::from_secs(2)))
+        } else {
+            String::new()
+        };
+        rows.push(vec![format!("{n}"), ms(median), format!("{} – {}", ms(lo), ms(hi)), target_note]);
+    }
+    out.push_str("### 1. Broadcast fan-out (no-op job → execution `completed` in the database)\n\n");
+    out.push_str(&table(&["agents", "median of runs", "min – max", "target"], &rows));
+
+    // 4. API under load.
+    eprintln!("api latency");
+    let paths = [
+        ("/api/agents?limit=50".to_owned(), "agents page 1"),
+        (
+            format!("/api/agents?limit=50&sort=last_seen&desc=true&offset={}", cli.agents / 2),
+            "agents, sorted, middle page",
+        ),
+        (format!("/api/executions/{last_exec}"), "one execution (largest)"),
+    ];
+    let mut rows = Vec::new();
+    for (path, label) in &paths {
+        let mut times = Vec::new();
+        for _ in 0..300 {
+            let t0 = Instant::now();
+            api::get(backend.port, path)?;
+            times.push(t0.elapsed());
+        }
+        let p99 = percentile(&times, 99.0).unwrap_or_default();
+        rows.push(vec![
+            label.to_string(),
+            ms(percentile(&times, 50.0).unwrap_or_default()),
+            ms(p99),
+            format!("p99 ≤ 50 ms: {}", verdict(p99 <= Duration::from_millis(50))),
+        ]);
+    }
+    out.push_str(&format!(
+        "\n### 4. API with {} agents registered (300 sequential requests each)\n\n",
+        cli.agents
+    ));
+    out.push_str(&table(&["request", "p50", "p99", "target"], &rows));
+
+    // 3. Heartbeat load at 30 s, then 1 s (pushed live through agent_config).
+    eprintln!("heartbeat load");
+    let nats_pid = nats.pid().context("nats-server is not running")?;
+    let pids = [backend.pid(), nats_pid, sim.pid()];
+    let mut rows = Vec::new();
+    for (cadence, settle) in [("30s", 5), ("1s", 10)] {
+        rt.block_on(async {
+            let kv = js.get_key_value("agent_config").await?;
+            kv.put("global", format!("{{\"heartbeat_interval\":\"{cadence}\"}}").into()).await?;
+            anyhow::Ok(())
+        })?;
+        std::thread::sleep(Duration::from_secs(settle));
+        let u = procs::usage(&pids, Duration::from_secs(30));
+        for (name, (cpu, rss)) in ["kanade-backend", "nats-server", "kanade-sim (all agents)"].iter().zip(u) {
+            rows.push(vec![
+                cadence.to_owned(),
+                name.to_string(),
+                format!("{cpu:.1} %"),
+                format!("{rss:.0} MiB"),
+            ]);
+        }
+    }
+    out.push_str(&format!(
+        "\n### 3. Heartbeats of {} agents (CPU % of one core, averaged over 30 s; peak RSS)\n\n",
+        cli.agents
+    ));
+    out.push_str(&table(&["cadence", "process", "CPU", "RSS"], &rows));
+
+    // 5. Reconnect storm (agents still on the 1 s cadence, so "back" is seen within a second).
+    eprintln!("reconnect storm");
+    let runs_before = sim.now().runs;
+    nats.restart();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let back = sim.wait_heartbeating(cli.agents, Duration::from_secs(600)).map(|_| t0.elapsed());
+    let back_text = match &back {
+        Ok(d) => format!("{} (≤ 30 s: {})", ms(*d), verdict(*d <= Duration::from_secs(30))),
+        Err(e) => format!("not all back: {e}"),
+    };
+    wait_projected(backend.port, cli.agents)?;
+    let target = json!({ "all": true });
+    let after = broadcast(backend.port, &target, cli.agents)
+        .map(|(d, _)| ms(d))
+        .unwrap_or_else(|e| format!("failed: {e}"));
+    std::thread::sleep(Duration::from_secs(2));
+    let s = sim.now();
+    out.push_str(&format!("\n### 5. Reconnect storm: nats-server restarted under {} agents\n\n", cli.agents));
+    out.push_str(&table(
+        &["all heartbeating again after", "broadcast after the storm", "runs before → after", "double runs"],
+        &[vec![
+            back_text,
+            after,
+            format!("{runs_before} → {}", s.runs),
+            format!("{} ({})", s.doubles, verdict(s.doubles == 0)),
+        ]],
+    ));
+
+    print!("{out}");
+    if let Some(path) = cli.out {
+        std::fs::write(&path, &out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    drop(sim);
+    drop(backend);
+    Ok(())
+}
+
+/// Exec the no-op job on `target`; time until the execution is `completed` with `n` results.
+fn broadcast(port: u16, target: &serde_json::Value, n: usize) -> anyhow::Result<(Duration, String)> {
+    let t0 = Instant::now();
+    let launched = api::post(port, "/api/exec/bench-noop", &json!({ "target": target }))?;
+    let id = launched["exec_id"].as_str().context("no exec_id")?.to_owned();
+    loop {
+        let e = api::get(port, &format!("/api/executions/{id}"))?;
+        let status = e["execution"]["status"].as_str().unwrap_or_default().to_owned();
+        if status == "completed" || status == "failed" {
+            let done = e["execution"]["succeeded"].as_u64().unwrap_or(0) as usize;
+            if done != n {
+                bail!("execution {id} ended {status} with {done} of {n} succeeded");
+            }
+            return Ok((t0.elapsed(), id));
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            bail!("execution {id} still {status} after 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait until the backend's projection shows `n` agents online.
+fn wait_projected(port: u16, n: usize) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let v = api::get(port, "/api/agents?limit=1&status=online")?;
+        if v["total"].as_u64().unwrap_or(0) as usize >= n {
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            bail!("the backend sees {} of {n} agents online after 300 s", v["total"]);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("kanade-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

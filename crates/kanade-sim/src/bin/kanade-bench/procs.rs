@@ -1,0 +1,185 @@
+//! The processes a benchmark runs: the release `kanade-backend` and `kanade-sim`, their
+//! output, and CPU / memory samples read from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A binary next to this one (all are built into the same target dir).
+pub fn sibling(name: &str) -> PathBuf {
+    let me = std::env::current_exe().expect("own path");
+    me.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+pub struct Backend {
+    child: Child,
+    pub port: u16,
+}
+
+impl Backend {
+    pub fn start(dir: &Path, nats_url: &str) -> anyhow::Result<Self> {
+        let port = kanade_testkit::free_port().map_err(anyhow::Error::msg)?;
+        let config = dir.join("backend.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\n[db]\nsqlite_path = {db:?}\n[log]\npath = {logs:?}\nlevel = \"warn\"\n",
+                data = dir.join("data"),
+                db = dir.join("backend.db"),
+                logs = dir.join("logs"),
+            ),
+        )?;
+        let child = Command::new(sibling("kanade-backend"))
+            .arg("--config")
+            .arg(&config)
+            .env("KANADE_AUTH_DISABLE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start kanade-backend (build it with --release first)")?;
+        let backend = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while crate::api::get(port, "/health").is_err() {
+            if Instant::now() > deadline {
+                bail!("kanade-backend did not answer /health within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(backend)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the simulator last reported.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SimState {
+    pub heartbeating: usize,
+    pub runs: u64,
+    pub doubles: u64,
+    pub started: bool,
+}
+
+pub struct Sim {
+    child: Child,
+    pub state: Arc<Mutex<SimState>>,
+    data_dir: PathBuf,
+}
+
+impl Sim {
+    pub fn start(nats_url: &str, agents: usize, sizes: &[usize], data_dir: &Path) -> anyhow::Result<Self> {
+        let _ = std::fs::remove_dir_all(data_dir);
+        let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
+        let mut child = Command::new(sibling("kanade-sim"))
+            .args(["--nats-url", nats_url, "--agents", &agents.to_string(), "--heartbeat", "30s"])
+            .args(["--report", "1s", "--start-rate", "1000", "--size-groups", &sizes.join(",")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start kanade-sim (build it with --release first)")?;
+        let state = Arc::new(Mutex::new(SimState::default()));
+        let out = child.stdout.take().expect("piped");
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut s = shared.lock().unwrap();
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.as_slice() {
+                    ["started", _] => s.started = true,
+                    ["heartbeating", n, "runs", r, "doubles", d] => {
+                        s.heartbeating = n.split('/').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                        s.runs = r.parse().unwrap_or(0);
+                        s.doubles = d.parse().unwrap_or(0);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(Self { child, state, data_dir: data_dir.to_path_buf() })
+    }
+
+    pub fn now(&self) -> SimState {
+        *self.state.lock().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait until `agents` heartbeat within one report window.
+    pub fn wait_heartbeating(&self, agents: usize, within: Duration) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        while self.now().heartbeating < agents {
+            if t0.elapsed() > within {
+                bail!(
+                    "only {} of {agents} simulated agents heartbeating after {within:?}",
+                    self.now().heartbeating
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(t0.elapsed())
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// CPU (user + system clock ticks) and resident memory of a process.
+fn sample(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some((ticks, rss_kib))
+}
+
+/// Average CPU % (of one core) and peak RSS (MiB) of each pid over `span`.
+pub fn usage(pids: &[u32], span: Duration) -> Vec<(f64, f64)> {
+    const TICKS_PER_SEC: f64 = 100.0;
+    let before: Vec<_> = pids.iter().map(|&p| sample(p)).collect();
+    let mut peak = vec![0u64; pids.len()];
+    let t0 = Instant::now();
+    while t0.elapsed() < span {
+        std::thread::sleep(Duration::from_millis(500));
+        for (i, &p) in pids.iter().enumerate() {
+            if let Some((_, rss)) = sample(p) {
+                peak[i] = peak[i].max(rss);
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    pids.iter()
+        .enumerate()
+        .map(|(i, &p)| match (before[i], sample(p)) {
+            (Some((a, _)), Some((b, _))) => {
+                (100.0 * (b.saturating_sub(a)) as f64 / TICKS_PER_SEC / secs, peak[i] as f64 / 1024.0)
+            }
+            _ => (f64::NAN, f64::NAN),
+        })
+        .collect()
+}

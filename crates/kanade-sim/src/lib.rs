@@ -1,0 +1,126 @@
+//! The fleet simulator: N agents in one process, each the real `kanade-agent` runtime (its own
+//! NATS connection, subscriptions, catch-up, ledger, gates, outbox, heartbeats) with a fake
+//! executor in place of processes. Agents start paced, so a big fleet does not hit the broker
+//! with a connect storm of its own making.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kanade_agent::exec::FakeExecutor;
+use kanade_agent::runtime::Settings;
+use kanade_shared::{GroupName, PcId};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nats_url: String,
+    pub count: usize,
+    /// Ids are `<prefix>-00001` …
+    pub prefix: String,
+    /// Every agent is in `fleet`; this share of them (evenly spread) also in `canary`.
+    pub canary_share: f64,
+    /// For each size s, the first s agents are also in group `first-<s>` (benchmarks address
+    /// 1,000 of 10,000 agents this way).
+    pub size_groups: Vec<usize>,
+    pub heartbeat: Duration,
+    /// Parent of the agents' data dirs (a tmpfs keeps a 10,000-agent run off the disk).
+    pub data_dir: PathBuf,
+    /// Agents started per second.
+    pub start_rate: u32,
+    pub executor: FakeExecutor,
+}
+
+/// `sim-00001`, `sim-00002`, …
+pub fn agent_id(prefix: &str, i: usize) -> PcId {
+    format!("{prefix}-{:05}", i + 1).parse().expect("simulator ids are valid pc ids")
+}
+
+/// Groups of agent `i` of `n`: all are in `fleet`; `canary_share` of them, evenly spread, also
+/// in `canary`.
+pub fn groups_of(i: usize, n: usize, canary_share: f64) -> Vec<GroupName> {
+    let mut groups = vec!["fleet".parse().expect("valid group")];
+    let canaries = (n as f64 * canary_share.clamp(0.0, 1.0)).round() as usize;
+    // Agent i is a canary when the running count of canaries steps up at i.
+    if canaries > 0 && (i * canaries) / n != ((i + 1) * canaries) / n {
+        groups.push("canary".parse().expect("valid group"));
+    }
+    groups
+}
+
+/// Start the fleet; agents run until `stop` turns true. Returns once every agent was started.
+pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let pause = Duration::from_secs_f64(1.0 / f64::from(config.start_rate.max(1)));
+    let mut next = tokio::time::Instant::now();
+    for i in 0..config.count {
+        let pc = agent_id(&config.prefix, i);
+        let mut settings =
+            Settings::new(pc.clone(), config.nats_url.clone(), config.data_dir.join(pc.as_str()));
+        settings.groups = groups_of(i, config.count, config.canary_share);
+        for &size in config.size_groups.iter().filter(|&&s| i < s) {
+            settings.groups.push(format!("first-{size}").parse()?);
+        }
+        settings.heartbeat_interval = config.heartbeat;
+        settings.max_concurrent_jobs = 2;
+        settings.fake_executor = Some(config.executor.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = kanade_agent::runtime::run(settings, stop).await {
+                tracing::error!(%pc, error = %format!("{e:#}"), "simulated agent stopped");
+            }
+        });
+        next += pause;
+        tokio::time::sleep_until(next).await;
+    }
+    Ok(())
+}
+
+/// Distinct agents with `prefix` that heartbeated within each `window`, reported through
+/// `report` until `stop`.
+pub async fn count_heartbeating(
+    client: async_nats::Client,
+    prefix: String,
+    window: Duration,
+    report: impl Fn(usize) + Send + 'static,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut sub = client.subscribe("heartbeat.*").await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(window);
+    tick.tick().await;
+    let own = format!("heartbeat.{prefix}-");
+    loop {
+        tokio::select! {
+            Some(msg) = sub.next() => {
+                if let Some(id) = msg.subject.as_str().strip_prefix(&own) {
+                    seen.insert(id.to_owned());
+                }
+            }
+            _ = tick.tick() => {
+                report(seen.len());
+                seen.clear();
+            }
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_canary_groups() {
+        assert_eq!(agent_id("sim", 0).as_str(), "sim-00001");
+        assert_eq!(agent_id("sim", 9_999).as_str(), "sim-10000");
+        let n = 1_000;
+        let canaries = (0..n).filter(|&i| groups_of(i, n, 0.05).len() == 2).count();
+        assert_eq!(canaries, 50);
+        assert!((0..n).all(|i| groups_of(i, n, 0.05)[0].as_str() == "fleet"));
+        // Spread out, not the first 50.
+        assert!(groups_of(999, n, 0.05).len() == 2 && groups_of(1, n, 0.05).len() == 1);
+        assert_eq!((0..10).filter(|&i| groups_of(i, 10, 0.0).len() == 2).count(), 0);
+        assert_eq!((0..10).filter(|&i| groups_of(i, 10, 1.0).len() == 2).count(), 10);
+    }
+}

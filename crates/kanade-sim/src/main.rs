@@ -1,0 +1,86 @@
+//! `kanade-sim`: run N simulated agents against a broker and report how many are heartbeating.
+//! Lines on stdout: `started N`, then `heartbeating N/M` every report interval.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use kanade_agent::exec::FakeExecutor;
+use kanade_sim::SimConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "kanade-sim", version, about = "Simulated kanade agents (real runtime, fake executor)")]
+struct Cli {
+    #[arg(long, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// How many agents
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// Share of agents also in group `canary` (all are in `fleet`)
+    #[arg(long, default_value_t = 0.05)]
+    canary_share: f64,
+    /// Sizes s for groups `first-<s>` (the first s agents), comma-separated
+    #[arg(long, value_delimiter = ',')]
+    size_groups: Vec<usize>,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// Agents started per second
+    #[arg(long, default_value_t = 500)]
+    start_rate: u32,
+    /// Where the agents keep their state (one dir each)
+    #[arg(long, default_value = "/dev/shm/kanade-sim")]
+    data_dir: PathBuf,
+    /// How long a fake run takes
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    run_time: Duration,
+    /// Share of fake runs that exit 1
+    #[arg(long, default_value_t = 0.0)]
+    failure_rate: f64,
+    /// Bytes of stdout per fake run
+    #[arg(long, default_value_t = 16)]
+    output_bytes: usize,
+    /// How often to report the heartbeating count
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    report: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = SimConfig {
+        nats_url: cli.nats_url.clone(),
+        count: cli.agents,
+        prefix: cli.prefix.clone(),
+        canary_share: cli.canary_share,
+        size_groups: cli.size_groups.clone(),
+        heartbeat: cli.heartbeat,
+        data_dir: cli.data_dir.clone(),
+        start_rate: cli.start_rate,
+        executor: FakeExecutor {
+            duration: cli.run_time,
+            failure_rate: cli.failure_rate,
+            output_bytes: cli.output_bytes,
+            ..Default::default()
+        },
+    };
+    let runs = config.executor.runs.clone();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = async_nats::connect(&cli.nats_url).await.context("cannot connect to count heartbeats")?;
+    let total = cli.agents;
+    tokio::spawn(kanade_sim::count_heartbeating(
+        watcher,
+        cli.prefix.clone(),
+        cli.report,
+        move |n| println!("heartbeating {n}/{total} runs {} doubles {}", runs.total(), runs.doubles()),
+        stop.clone(),
+    ));
+    kanade_sim::start(&config, stop).await?;
+    println!("started {}", cli.agents);
+    kanade_shared::shutdown::signal().await;
+    let _ = stop_tx.send(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
