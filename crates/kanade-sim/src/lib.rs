@@ -75,31 +75,37 @@ pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::R
     Ok(())
 }
 
-/// Distinct agents with `prefix` that heartbeated within each `window`, reported through
-/// `report` until `stop`.
+/// How many agents heartbeat: `(alive, recent)` = distinct agents heard from within `alive`
+/// and within the last 3 s.
+pub const RECENT: Duration = Duration::from_secs(3);
+
+/// Report heartbeating agents with `prefix` every `every` through `report(alive, recent)` until
+/// `stop`.
 pub async fn count_heartbeating(
     client: async_nats::Client,
     prefix: String,
-    window: Duration,
-    report: impl Fn(usize) + Send + 'static,
+    every: Duration,
+    alive: Duration,
+    report: impl Fn(usize, usize) + Send + 'static,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
+    use tokio::time::Instant;
     let mut sub = client.subscribe("heartbeat.*").await?;
-    let mut seen = std::collections::HashSet::new();
-    let mut tick = tokio::time::interval(window);
-    tick.tick().await;
+    let mut last_seen: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(every);
     let own = format!("heartbeat.{prefix}-");
     loop {
         tokio::select! {
             Some(msg) = sub.next() => {
                 if let Some(id) = msg.subject.as_str().strip_prefix(&own) {
-                    seen.insert(id.to_owned());
+                    last_seen.insert(id.to_owned(), Instant::now());
                 }
             }
             _ = tick.tick() => {
-                report(seen.len());
-                seen.clear();
+                let now = Instant::now();
+                let within = |d: Duration| last_seen.values().filter(|&&t| now - t <= d).count();
+                report(within(alive), within(RECENT));
             }
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }

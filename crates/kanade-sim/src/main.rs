@@ -1,5 +1,7 @@
 //! `kanade-sim`: run N simulated agents against a broker and report how many are heartbeating.
-//! Lines on stdout: `started N`, then `heartbeating N/M` every report interval.
+//! Lines on stdout: `started N`, then every report interval `heartbeating N/M recent R runs X
+//! doubles D` (heard from within `--alive`; within the last 3 s; fake runs so far; runs of an
+//! exec on a PC beyond its first).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +47,9 @@ struct Cli {
     /// How often to report the heartbeating count
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     report: Duration,
+    /// An agent counts as heartbeating when heard from within this window
+    #[arg(long, default_value = "65s", value_parser = humantime::parse_duration)]
+    alive: Duration,
 }
 
 #[tokio::main]
@@ -74,7 +79,14 @@ async fn main() -> anyhow::Result<()> {
         watcher,
         cli.prefix.clone(),
         cli.report,
-        move |n| println!("heartbeating {n}/{total} runs {} doubles {}", runs.total(), runs.doubles()),
+        cli.alive,
+        move |n, recent| {
+            println!(
+                "heartbeating {n}/{total} recent {recent} runs {} doubles {}",
+                runs.total(),
+                runs.doubles()
+            )
+        },
         stop.clone(),
     ));
     kanade_sim::start(&config, stop).await?;

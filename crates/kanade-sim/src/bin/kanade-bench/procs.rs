@@ -68,6 +68,8 @@ impl Drop for Backend {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SimState {
     pub heartbeating: usize,
+    /// Heard from within the last 3 s.
+    pub recent: usize,
     pub runs: u64,
     pub doubles: u64,
     pub started: bool,
@@ -101,8 +103,9 @@ impl Sim {
                 let words: Vec<&str> = line.split_whitespace().collect();
                 match words.as_slice() {
                     ["started", _] => s.started = true,
-                    ["heartbeating", n, "runs", r, "doubles", d] => {
+                    ["heartbeating", n, "recent", recent, "runs", r, "doubles", d] => {
                         s.heartbeating = n.split('/').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                        s.recent = recent.parse().unwrap_or(0);
                         s.runs = r.parse().unwrap_or(0);
                         s.doubles = d.parse().unwrap_or(0);
                     }
@@ -121,14 +124,21 @@ impl Sim {
         self.child.id()
     }
 
-    /// Wait until `agents` heartbeat within one report window.
-    pub fn wait_heartbeating(&self, agents: usize, within: Duration) -> anyhow::Result<Duration> {
+    /// Wait until `agents` heartbeat (`recent`: within the last 3 s, else within the alive
+    /// window).
+    pub fn wait_heartbeating(
+        &self,
+        agents: usize,
+        recent: bool,
+        within: Duration,
+    ) -> anyhow::Result<Duration> {
         let t0 = Instant::now();
-        while self.now().heartbeating < agents {
+        let count = |s: SimState| if recent { s.recent } else { s.heartbeating };
+        while count(self.now()) < agents {
             if t0.elapsed() > within {
                 bail!(
                     "only {} of {agents} simulated agents heartbeating after {within:?}",
-                    self.now().heartbeating
+                    count(self.now())
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
