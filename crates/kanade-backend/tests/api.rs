@@ -71,6 +71,12 @@ async fn catalog_revoke_and_delete_rules() {
     let body = s.wait_status(exec, "completed").await;
     assert_eq!(body["pcs"][0]["status"], "skipped");
     assert_eq!(body["pcs"][0]["exit_code"], 126);
+    // Status only: the same counters, no per-pc rows.
+    let (_, brief) = s.get(&format!("/api/executions/{exec}?pcs=false")).await;
+    assert_eq!(
+        (brief["execution"]["skipped"].as_i64(), brief["pcs"].as_array().map(Vec::len)),
+        (Some(1), Some(0))
+    );
 
     let (_, failed) = s.get("/api/results?status=skipped&pc=PC-C").await;
     assert_eq!(failed["items"].as_array().unwrap().len(), 1);

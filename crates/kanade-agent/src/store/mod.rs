@@ -142,13 +142,16 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             let existing: Option<String> = tx
-                .query_row("SELECT fingerprint FROM ledger WHERE exec_id = ?1", [exec_id.to_string()], |r| r.get(0))
+                .prepare_cached("SELECT fingerprint FROM ledger WHERE exec_id = ?1")?
+                .query_row([exec_id.to_string()], |r| r.get(0))
                 .optional()?;
             let decision = decide_admission(existing.as_deref(), fingerprint);
             if decision == Admission::New {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO ledger (exec_id, request_id, fingerprint, subject, command, state, admitted_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'admitted', ?6)",
+                )?
+                .execute(
                     params![exec_id.to_string(), request_id, fingerprint, subject, command, now_ms],
                 )?;
             }
@@ -160,11 +163,9 @@ impl Store {
     /// Mark a run as started. Must happen before the process is spawned.
     pub fn mark_running(&self, exec_id: ExecId, now_ms: i64) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "UPDATE ledger SET state = 'running', started_at = ?2 WHERE exec_id = ?1",
-                params![exec_id.to_string(), now_ms],
-            )
-            .map(drop)
+            c.prepare_cached("UPDATE ledger SET state = 'running', started_at = ?2 WHERE exec_id = ?1")?
+                .execute(params![exec_id.to_string(), now_ms])
+                .map(drop)
         })
     }
 
@@ -172,10 +173,8 @@ impl Store {
     pub fn finish(&self, exec_id: ExecId, result: &Outgoing, now_ms: i64) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE ledger SET state = 'done', finished_at = ?2 WHERE exec_id = ?1",
-                params![exec_id.to_string(), now_ms],
-            )?;
+            tx.prepare_cached("UPDATE ledger SET state = 'done', finished_at = ?2 WHERE exec_id = ?1")?
+                .execute(params![exec_id.to_string(), now_ms])?;
             insert_outgoing(&tx, result)?;
             tx.commit()
         })
@@ -189,7 +188,8 @@ impl Store {
     pub fn state(&self, exec_id: ExecId) -> Result<Option<RunState>, StoreError> {
         self.with(|c| {
             let state: Option<String> = c
-                .query_row("SELECT state FROM ledger WHERE exec_id = ?1", [exec_id.to_string()], |r| r.get(0))
+                .prepare_cached("SELECT state FROM ledger WHERE exec_id = ?1")?
+                .query_row([exec_id.to_string()], |r| r.get(0))
                 .optional()?;
             Ok(state.map(|s| match s.as_str() {
                 "admitted" => RunState::Admitted,
@@ -204,7 +204,7 @@ impl Store {
     pub fn recover(&self) -> Result<(Vec<Pending>, Vec<Interrupted>), StoreError> {
         self.with(|c| {
             let mut pending = Vec::new();
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT subject, command FROM ledger WHERE state = ?1 ORDER BY admitted_at, exec_id",
             )?;
             let rows = stmt.query_map([RunState::Admitted.as_str()], |r| {
@@ -214,7 +214,7 @@ impl Store {
                 pending.push(row?);
             }
             let mut interrupted = Vec::new();
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT exec_id, command, started_at FROM ledger WHERE state = ?1 ORDER BY admitted_at, exec_id",
             )?;
             let rows = stmt.query_map([RunState::Running.as_str()], |r| {
@@ -231,7 +231,7 @@ impl Store {
     pub fn outbox(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
         self.with(|c| {
             let mut stmt =
-                c.prepare("SELECT seq, msg_id, subject, payload FROM outbox ORDER BY seq LIMIT ?1")?;
+                c.prepare_cached("SELECT seq, msg_id, subject, payload FROM outbox ORDER BY seq LIMIT ?1")?;
             let rows = stmt.query_map([limit as i64], |r| {
                 Ok(Outgoing { seq: r.get(0)?, msg_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
             })?;
@@ -241,23 +241,32 @@ impl Store {
 
     /// Drop a message the broker has acked.
     pub fn acked(&self, seq: i64) -> Result<(), StoreError> {
-        self.with(|c| c.execute("DELETE FROM outbox WHERE seq = ?1", [seq]).map(drop))
+        self.with(|c| c.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([seq]).map(drop))
     }
 
     /// Forget finished runs older than `before_ms`. Must stay longer than the EXEC stream's
     /// retention, or a replayed command could be admitted again.
     pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
-        self.with(|c| c.execute("DELETE FROM ledger WHERE state = 'done' AND finished_at < ?1", [before_ms]))
+        self.with(|c| {
+            c.prepare_cached("DELETE FROM ledger WHERE state = 'done' AND finished_at < ?1")?
+                .execute([before_ms])
+        })
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.with(|c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional())
+        self.with(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()
+        })
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(
                 params![key, value],
             )
             .map(drop)
@@ -267,10 +276,10 @@ impl Store {
 
 fn insert_outgoing(c: &Connection, m: &Outgoing) -> rusqlite::Result<()> {
     // A msg_id already queued means this exact message is already on its way.
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO outbox (msg_id, subject, payload) VALUES (?1, ?2, ?3) ON CONFLICT(msg_id) DO NOTHING",
-        params![m.msg_id, m.subject, m.payload],
-    )
+    )?
+    .execute(params![m.msg_id, m.subject, m.payload])
     .map(drop)
 }
 

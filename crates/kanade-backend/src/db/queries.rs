@@ -179,9 +179,17 @@ pub struct WaveRow {
 /// One execution with its per-pc rows and its rollout waves.
 pub type ExecutionDetail = (ExecutionRow, Vec<PcRow>, Vec<WaveRow>);
 
-pub fn get_execution(c: &Connection, exec_id: &str) -> Result<Option<ExecutionDetail>, DbError> {
+/// One execution; its per-pc rows only when `with_pcs` (10,000 of them are megabytes).
+pub fn get_execution(
+    c: &Connection,
+    exec_id: &str,
+    with_pcs: bool,
+) -> Result<Option<ExecutionDetail>, DbError> {
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE exec_id = ?1");
     let Some(exec) = c.query_row(&sql, [exec_id], execution_row).optional()? else { return Ok(None) };
+    if !with_pcs {
+        return Ok(Some((exec, Vec::new(), waves_of(c, exec_id)?)));
+    }
     // Expected pcs without a row yet, plus every pc that reported (expected or not).
     let mut stmt = c.prepare_cached(
         "SELECT t.pc_id, t.wave, COALESCE(r.status, 'pending'), r.result_id, r.exit_code, r.message, r.stdout, r.stderr,
@@ -213,6 +221,10 @@ pub fn get_execution(c: &Connection, exec_id: &str) -> Result<Option<ExecutionDe
             })
         })?
         .collect::<Result<_, _>>()?;
+    Ok(Some((exec, pcs, waves_of(c, exec_id)?)))
+}
+
+fn waves_of(c: &Connection, exec_id: &str) -> Result<Vec<WaveRow>, DbError> {
     let mut stmt = c.prepare_cached(
         "SELECT wave, status, due_ms, published_ms FROM rollout_waves WHERE exec_id = ?1 ORDER BY wave",
     )?;
@@ -221,7 +233,7 @@ pub fn get_execution(c: &Connection, exec_id: &str) -> Result<Option<ExecutionDe
             Ok(WaveRow { wave: r.get(0)?, status: r.get(1)?, due_ms: r.get(2)?, published_ms: r.get(3)? })
         })?
         .collect::<Result<_, _>>()?;
-    Ok(Some((exec, pcs, waves)))
+    Ok(waves)
 }
 
 #[derive(Debug, Serialize)]

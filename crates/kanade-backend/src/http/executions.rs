@@ -77,16 +77,24 @@ pub async fn list(
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ShowQuery {
+    /// `false`: the status, counters and waves without the per-pc rows.
+    pcs: Option<bool>,
+}
+
 pub async fn show(
     State(state): State<AppState>,
     Path(exec_id): Path<String>,
+    Query(q): Query<ShowQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let key = id.to_string();
+    let with_pcs = q.pcs.unwrap_or(true);
     let (exec, pcs, waves) = state
         .db
-        .read(move |c| queries::get_execution(c, &key))
+        .read(move |c| queries::get_execution(c, &key, with_pcs))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
     Ok(Json(json!({ "execution": exec, "pcs": pcs, "waves": waves })))

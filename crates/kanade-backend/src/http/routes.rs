@@ -248,7 +248,7 @@ pub fn table() -> Vec<Route> {
             "GET",
             "/api/executions/{exec_id}",
             VIEWER,
-            "One execution with per-pc rows and waves",
+            "One execution with per-pc rows and waves (?pcs=false: status, counters and waves only)",
             get(executions::show)
         ),
         route!(
