@@ -14,7 +14,11 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub nats_url: String,
+    /// Agents this process runs: indexes `first .. first + count` of a fleet of `fleet`
+    /// (several processes share one fleet: a process can only hold so many open files).
+    pub first: usize,
     pub count: usize,
+    pub fleet: usize,
     /// Ids are `<prefix>-00001` …
     pub prefix: String,
     /// Every agent is in `fleet`; this share of them (evenly spread) also in `canary`.
@@ -52,11 +56,11 @@ pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::R
     std::fs::create_dir_all(&config.data_dir)?;
     let pause = Duration::from_secs_f64(1.0 / f64::from(config.start_rate.max(1)));
     let mut next = tokio::time::Instant::now();
-    for i in 0..config.count {
+    for i in config.first..config.first + config.count {
         let pc = agent_id(&config.prefix, i);
         let mut settings =
             Settings::new(pc.clone(), config.nats_url.clone(), config.data_dir.join(pc.as_str()));
-        settings.groups = groups_of(i, config.count, config.canary_share);
+        settings.groups = groups_of(i, config.fleet.max(config.first + config.count), config.canary_share);
         for &size in config.size_groups.iter().filter(|&&s| i < s) {
             settings.groups.push(format!("first-{size}").parse()?);
         }

@@ -19,6 +19,12 @@ struct Cli {
     /// How many agents
     #[arg(long, default_value_t = 1000)]
     agents: usize,
+    /// Index of this process's first agent in the fleet (several processes share a fleet)
+    #[arg(long, default_value_t = 0)]
+    first: usize,
+    /// Size of the whole fleet (default: first + agents); canary and size groups use it
+    #[arg(long)]
+    fleet: Option<usize>,
     #[arg(long, default_value = "sim")]
     prefix: String,
     /// Share of agents also in group `canary` (all are in `fleet`)
@@ -57,7 +63,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = SimConfig {
         nats_url: cli.nats_url.clone(),
+        first: cli.first,
         count: cli.agents,
+        fleet: cli.fleet.unwrap_or(cli.first + cli.agents),
         prefix: cli.prefix.clone(),
         canary_share: cli.canary_share,
         size_groups: cli.size_groups.clone(),
@@ -74,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
     let runs = config.executor.runs.clone();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let watcher = async_nats::connect(&cli.nats_url).await.context("cannot connect to count heartbeats")?;
-    let total = cli.agents;
+    let total = cli.fleet.unwrap_or(cli.first + cli.agents);
     tokio::spawn(kanade_sim::count_heartbeating(
         watcher,
         cli.prefix.clone(),

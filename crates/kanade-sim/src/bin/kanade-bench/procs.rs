@@ -82,11 +82,18 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn start(nats_url: &str, agents: usize, sizes: &[usize], data_dir: &Path) -> anyhow::Result<Self> {
+    /// Agents `first .. first + agents` of a fleet of `fleet`.
+    pub fn start(
+        nats_url: &str,
+        (first, agents, fleet): (usize, usize, usize),
+        sizes: &[usize],
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let _ = std::fs::remove_dir_all(data_dir);
         let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
         let mut child = Command::new(sibling("kanade-sim"))
             .args(["--nats-url", nats_url, "--agents", &agents.to_string(), "--heartbeat", "30s"])
+            .args(["--first", &first.to_string(), "--fleet", &fleet.to_string()])
             .args(["--report", "1s", "--start-rate", "1000", "--size-groups", &sizes.join(",")])
             .arg("--data-dir")
             .arg(data_dir)
