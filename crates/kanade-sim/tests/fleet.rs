@@ -1,0 +1,71 @@
+//! The simulator against a real nats-server: its agents connect, heartbeat, and run each
+//! command addressed to them exactly once through the real intake path, reporting to RESULTS.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kanade_agent::exec::FakeExecutor;
+use kanade_shared::subjects::{self, CommandTarget};
+use kanade_shared::wire::{self, Command, Shell};
+use kanade_sim::SimConfig;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_agents_run_each_command_once() {
+    let server = kanade_testkit::NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let executor = FakeExecutor { output_bytes: 5, ..Default::default() };
+    let runs = executor.runs.clone();
+    let config = SimConfig {
+        nats_url: server.url(),
+        first: 0,
+        count: 20,
+        fleet: 20,
+        prefix: "sim".into(),
+        canary_share: 0.1,
+        size_groups: vec![5],
+        heartbeat: Duration::from_millis(500),
+        data_dir: dir.path().to_path_buf(),
+        start_rate: 200,
+        executor,
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let seen = Arc::new(Mutex::new((0, 0)));
+    let report = seen.clone();
+    tokio::spawn(kanade_sim::count_heartbeating(
+        client.clone(),
+        "sim".into(),
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+        move |alive, recent| *report.lock().unwrap() = (alive, recent),
+        stop.clone(),
+    ));
+    kanade_sim::start(&config, stop).await.unwrap();
+    kanade_testkit::wait_until_async("20 agents heartbeating", Duration::from_secs(30), || async {
+        seen.lock().unwrap().0 == 20
+    })
+    .await;
+
+    // One command for the group of the first 5, one for everyone: 25 runs.
+    for (target, job) in
+        [(CommandTarget::Group("first-5".parse().unwrap()), "five"), (CommandTarget::All, "all")]
+    {
+        let mut cmd = Command::inline(job.parse().unwrap(), "1".parse().unwrap(), Shell::Sh, "true");
+        cmd.timeout_secs = 60;
+        js.publish(subjects::command(&target, &cmd.job_id), wire::encode(&cmd).unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    kanade_testkit::wait_until_async("25 results in RESULTS", Duration::from_secs(30), || {
+        let js = js.clone();
+        async move { js.get_stream("RESULTS").await.unwrap().info().await.unwrap().state.messages >= 25 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((runs.total(), runs.doubles()), (25, 0));
+    let _ = stop_tx.send(true);
+}
