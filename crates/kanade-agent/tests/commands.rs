@@ -125,10 +125,7 @@ async fn a_result_survives_a_broker_outage_and_arrives_once() {
     fleet.server.stop();
     // The job finishes while the broker is away; its result waits in the outbox.
     tokio::time::sleep(Duration::from_secs(30)).await;
-    fleet.server.restart();
-    let client = async_nats::connect(fleet.server.url()).await.unwrap();
-    fleet.js = async_nats::jetstream::new(client.clone());
-    fleet.client = client;
+    fleet.restart_server().await;
     let r = fleet.wait_result(cmd.exec_id, Duration::from_secs(60)).await;
     assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, "done\n"));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -218,10 +215,7 @@ async fn an_agent_started_while_the_broker_is_down_connects_when_it_returns() {
     fleet.server.stop();
     let agent = fleet.agent("PC-D", &[]).start();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    fleet.server.restart();
-    let client = async_nats::connect(fleet.server.url()).await.unwrap();
-    fleet.js = async_nats::jetstream::new(client.clone());
-    fleet.client = client;
+    fleet.restart_server().await;
     ready(&agent).await;
     let cmd = command("after-outage", "echo back");
     fleet.publish(pc("PC-D"), &cmd).await;

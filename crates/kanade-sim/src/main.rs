@@ -61,6 +61,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Warnings from 10,000 agents are the point when something goes wrong; KANADE_LOG for more.
+    kanade_shared::logging::init_cli("warn");
     let config = SimConfig {
         nats_url: cli.nats_url.clone(),
         first: cli.first,

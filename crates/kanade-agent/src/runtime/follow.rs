@@ -16,7 +16,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn follow_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
-    let mut was_connected = true;
+    let mut reconnects = kanade_shared::nats::Reconnects::new(ctx.connects.clone());
     loop {
         let groups = ctx.groups.read().await.clone();
         let mut notify_subjects = vec![subjects::notify_agent_groups(&ctx.settings.pc)];
@@ -31,17 +31,13 @@ pub(crate) async fn follow_loop(ctx: Arc<Ctx>) {
         }
         let mut changes = futures::stream::select_all(subs);
         loop {
-            let reread = tokio::select! {
-                Some(_) = changes.next() => true,
-                () = tokio::time::sleep(Duration::from_millis(500)) => {
-                    let connected = ctx.client.connection_state() == async_nats::connection::State::Connected;
-                    let back = connected && !was_connected;
-                    was_connected = connected;
-                    back
-                }
+            tokio::select! {
+                Some(_) = changes.next() => {}
+                // Changes made while disconnected were not heard.
+                () = reconnects.next() => {}
                 () = super::stopped(&mut stop) => return,
-            };
-            if reread && refresh(&ctx).await {
+            }
+            if refresh(&ctx).await {
                 // New groups: follow their config keys too.
                 break;
             }
@@ -93,7 +89,7 @@ pub(crate) async fn refresh(ctx: &Ctx) -> bool {
 /// agent.toml's groups first, then the operator-assigned ones, without repeats. `None` when the
 /// stored value is malformed (logged; the current groups stay).
 async fn read_groups(ctx: &Ctx) -> anyhow::Result<Option<Vec<GroupName>>> {
-    let kv = ctx.js.get_key_value("agent_groups").await?;
+    let kv = ctx.kv_groups.get_or_try_init(|| ctx.js.get_key_value("agent_groups")).await?;
     let assigned = match kv.get(ctx.settings.pc.as_str()).await? {
         None => AgentGroups::default(),
         Some(bytes) if bytes.is_empty() => AgentGroups::default(),
@@ -115,7 +111,7 @@ async fn read_groups(ctx: &Ctx) -> anyhow::Result<Option<Vec<GroupName>>> {
 }
 
 async fn read_config(ctx: &Ctx) -> anyhow::Result<AgentConfigPatch> {
-    let kv = ctx.js.get_key_value("agent_config").await?;
+    let kv = ctx.kv_config.get_or_try_init(|| ctx.js.get_key_value("agent_config")).await?;
     let groups = ctx.groups.read().await.clone();
     let mut patches = Vec::new();
     for (_, key) in subjects::agent_config_keys(&ctx.settings.pc, &groups) {

@@ -1,21 +1,19 @@
 //! Command intake. Live commands arrive on core subscriptions (cheap, interest-based); what was
-//! missed while offline is replayed by a consumer on EXEC that exists only while catching up,
-//! filtered to exactly this agent's subjects, starting after the last stream sequence it
-//! processed. Both paths go through [`admit`]; the ledger makes the overlap harmless.
+//! missed while offline is replayed from EXEC by [`catch_up`](super::catch_up), starting after
+//! the last stream sequence it processed. Both paths go through [`admit`]; the ledger makes the
+//! overlap harmless.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
 use futures::StreamExt;
 use kanade_shared::wire::{self, Command};
 use kanade_shared::{signing, subjects};
 use tokio::sync::{Notify, oneshot};
 
+use super::catch_up::catch_up;
 use super::{Ctx, now_ms, runner};
 use crate::store::{Admission, StoreError};
-
-const WATERMARK: &str = "exec_stream_seq";
 
 pub(crate) async fn intake_loop(ctx: Arc<Ctx>) {
     let resubscribe = Arc::new(Notify::new());
@@ -63,8 +61,8 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Send
 /// Catch up at start and after every reconnect (or group change), retrying until it succeeds.
 async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
     let mut stop = ctx.shutdown.clone();
+    let mut reconnects = kanade_shared::nats::Reconnects::new(ctx.connects.clone());
     let mut needed = true;
-    let mut was_connected = true;
     let mut backoff = Duration::from_millis(250);
     let mut announced = false;
     loop {
@@ -87,76 +85,21 @@ async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
                 }
             }
         }
-        let wait = if needed { backoff } else { Duration::from_millis(500) };
+        let retry = async {
+            if needed {
+                tokio::time::sleep(backoff).await
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = retry => {}
+            () = reconnects.next() => needed = true,
             () = ctx.groups_changed.notified() => {
                 resubscribe.notify_one();
                 needed = true;
             }
             () = super::stopped(&mut stop) => return,
-        }
-        let connected = ctx.client.connection_state() == async_nats::connection::State::Connected;
-        if connected && !was_connected {
-            needed = true;
-        }
-        was_connected = connected;
-    }
-}
-
-async fn catch_up(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
-    let groups = ctx.groups.read().await.clone();
-    let filters = subjects::agent_command_filters(&ctx.settings.pc, &groups);
-    let deliver_policy = match ctx.store.meta(WATERMARK)?.and_then(|s| s.parse::<u64>().ok()) {
-        Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
-        None => DeliverPolicy::All,
-    };
-    let stream = ctx.js.get_stream("EXEC").await.map_err(|e| anyhow::anyhow!("EXEC stream: {e}"))?;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subjects: filters,
-            deliver_policy,
-            ack_policy: AckPolicy::Explicit,
-            // An agent that dies mid catch-up leaves nothing behind on the broker for long.
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the catch-up consumer: {e}"))?;
-    let name = consumer.cached_info().name.clone();
-    let result = drain(ctx, &consumer).await;
-    if let Err(e) = stream.delete_consumer(&name).await {
-        tracing::debug!(error = %e, "catch-up consumer not deleted; it expires on its own");
-    }
-    result
-}
-
-async fn drain(ctx: &Arc<Ctx>, consumer: &Consumer<pull::Config>) -> anyhow::Result<usize> {
-    let mut total = 0;
-    loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(256)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!("fetching from EXEC: {e}"))?;
-        let mut got = 0;
-        let mut pending = None;
-        while let Some(msg) = batch.next().await {
-            let msg = msg.map_err(|e| anyhow::anyhow!("reading from EXEC: {e}"))?;
-            let info = msg.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
-            let (seq, left) = (info.stream_sequence, info.pending);
-            // Ack only after the ledger has it: a failure here means redelivery, not loss.
-            admit(ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload).await?;
-            msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-            ctx.store.set_meta(WATERMARK, &seq.to_string())?;
-            got += 1;
-            pending = Some(left);
-        }
-        total += got;
-        if got == 0 || pending == Some(0) {
-            return Ok(total);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! bounded by the concurrency cap), the outbox publisher, and presence (heartbeat + ping).
 //! Each task ends when the shutdown signal fires.
 
+mod catch_up;
 mod follow;
 mod intake;
 mod outbox;
@@ -126,7 +127,13 @@ pub(crate) struct Ctx {
     pub live_config: watch::Sender<AgentConfigPatch>,
     pub store: Store,
     pub client: async_nats::Client,
+    /// Counts the client's connections; see [`kanade_shared::nats::Reconnects`].
+    pub connects: watch::Receiver<u64>,
     pub js: async_nats::jetstream::Context,
+    /// Bucket handles, looked up once: each lookup is a call through the broker's JetStream
+    /// API, which a fleet reconnecting at once would otherwise flood.
+    pub kv_groups: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+    pub kv_config: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     pub slots: Semaphore,
     pub outbox_wake: Notify,
     pub running: AtomicU32,
@@ -168,8 +175,8 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     let boot = kanade_shared::boot::BootState::load(&boot_state).unwrap_or_default();
 
     let name = format!("kanade-agent/{}", settings.pc);
-    let client = tokio::select! {
-        client = kanade_shared::nats::connect_forever(&settings.nats_url, &settings.broker, &name) => client,
+    let (client, connects) = tokio::select! {
+        connected = kanade_shared::nats::connect_forever_counted(&settings.nats_url, &settings.broker, &name) => connected,
         () = stopped(&mut shutdown) => return Ok(Exit::Stopped),
     };
     let js = async_nats::jetstream::new(client.clone());
@@ -190,7 +197,10 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         settings,
         store,
         client,
+        connects,
         js,
+        kv_groups: Default::default(),
+        kv_config: Default::default(),
         outbox_wake: Notify::new(),
         running: AtomicU32::new(0),
         started: Instant::now(),

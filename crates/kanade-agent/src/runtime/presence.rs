@@ -15,6 +15,7 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
     let mut probe = Probe::new();
     let mut live = ctx.live_config.subscribe();
+    let mut reconnects = kanade_shared::nats::Reconnects::new(ctx.connects.clone());
     let interval = |c: &kanade_shared::wire::AgentConfigPatch| {
         c.heartbeat_interval
             .map_or(ctx.settings.heartbeat_interval, |d| d.get())
@@ -27,6 +28,8 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
         tokio::select! {
             _ = tick.tick() => {}
             () = ctx.beat_now.notified() => {}
+            // Back after an outage: say so now rather than up to an interval later.
+            () = reconnects.next() => {}
             Ok(()) = live.changed() => {
                 let next = interval(&live.borrow_and_update());
                 if next != period {

@@ -30,6 +30,14 @@ impl Fleet {
         Self { server, client, js, dir: tempfile::tempdir().unwrap() }
     }
 
+    /// Start the stopped (or running) server again and reconnect the test's own client.
+    pub async fn restart_server(&mut self) {
+        self.server.restart();
+        let client = async_nats::connect(self.server.url()).await.unwrap();
+        self.js = jetstream::new(client.clone());
+        self.client = client;
+    }
+
     pub fn agent(&self, id: &str, groups: &[&str]) -> Agent {
         Agent::new(self, id, groups, "1s")
     }

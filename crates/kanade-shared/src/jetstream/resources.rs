@@ -50,6 +50,9 @@ pub struct Resource {
     /// agent hears about its own keys on a core subscription instead of holding a watcher
     /// (a JetStream consumer) per bucket.
     pub notify: bool,
+    /// Plain streams agents read directly: answered with direct gets (no consumer, no call
+    /// through the server's JetStream API queue), which is how an agent catches up on EXEC.
+    pub direct: bool,
 }
 
 impl Resource {
@@ -92,6 +95,7 @@ impl Resource {
             discard: self.discard(),
             storage: StorageType::File,
             num_replicas: self.replicas,
+            allow_direct: self.direct,
             ..Default::default()
         }
     }
@@ -111,6 +115,10 @@ impl Resource {
         }
         config.discard = self.discard();
         config.num_replicas = self.replicas;
+        // Buckets and stores get direct gets from the client library already; only turn it on.
+        if self.direct {
+            config.allow_direct = true;
+        }
         config
     }
 }
@@ -129,6 +137,7 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         duplicate_window: None,
         replicas,
         notify: false,
+        direct: false,
     };
     let kv = |name, description, history, max_age| Resource {
         kind: ResourceKind::KeyValue,
@@ -141,6 +150,7 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         duplicate_window: None,
         replicas,
         notify: false,
+        direct: false,
     };
     let store = |name, description, max_bytes| Resource {
         kind: ResourceKind::ObjectStore,
@@ -153,6 +163,7 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         duplicate_window: None,
         replicas,
         notify: false,
+        direct: false,
     };
     let mut results = stream(
         "RESULTS",
@@ -164,14 +175,17 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
     );
     results.duplicate_window = Some(Duration::from_secs(300));
     vec![
-        stream(
-            "EXEC",
-            "commands; one message per subject so a newer exec replaces a stale one",
-            "commands.>",
-            7 * DAY,
-            GIB,
-            1,
-        ),
+        Resource {
+            direct: true,
+            ..stream(
+                "EXEC",
+                "commands; one message per subject so a newer exec replaces a stale one",
+                "commands.>",
+                7 * DAY,
+                GIB,
+                1,
+            )
+        },
         results,
         stream("EVENTS", "run lifecycle events", "events.>", 7 * DAY, GIB, 0),
         stream("INVENTORY", "latest inventory per pc", "inventory.>", 90 * DAY, GIB, 1),
@@ -212,6 +226,7 @@ pub fn drift(wanted: &Resource, existing: &stream::Config) -> Vec<String> {
     check("duplicate_window", fmt_age(existing.duplicate_window), fmt_age(target.duplicate_window));
     check("discard", format!("{:?}", existing.discard), format!("{:?}", target.discard));
     check("replicas", existing.num_replicas.to_string(), target.num_replicas.to_string());
+    check("allow_direct", existing.allow_direct.to_string(), target.allow_direct.to_string());
     let republish = |r: &Option<stream::Republish>| {
         r.as_ref().map_or("none".to_owned(), |r| format!("{} => {}", r.source, r.destination))
     };
@@ -304,5 +319,20 @@ mod tests {
         let updated = exec.apply_to(&existing);
         assert_eq!(updated.max_consumers, 50);
         assert_eq!(updated.max_age, 7 * DAY);
+    }
+
+    #[test]
+    fn exec_answers_direct_gets_and_an_old_exec_is_updated() {
+        let defs = definitions(1);
+        let exec = defs.iter().find(|r| r.name == "EXEC").unwrap();
+        assert!(exec.stream_config().allow_direct);
+        let mut old = exec.stream_config();
+        old.allow_direct = false;
+        assert_eq!(drift(exec, &old), ["allow_direct: false -> true"]);
+        // Others keep whatever they have.
+        let results = defs.iter().find(|r| r.name == "RESULTS").unwrap();
+        let mut existing = results.stream_config();
+        existing.allow_direct = true;
+        assert!(drift(results, &existing).is_empty());
     }
 }
