@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use kanade_agent::exec::FakeExecutor;
 use kanade_agent::runtime::Settings;
 use kanade_shared::{GroupName, PcId};
@@ -79,24 +80,55 @@ pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::R
     Ok(())
 }
 
-/// How many agents heartbeat: `(alive, recent)` = distinct agents heard from within `alive`
-/// and within the last 3 s.
+/// Heartbeats counted within this window are "recent".
 pub const RECENT: Duration = Duration::from_secs(3);
 
-/// Report heartbeating agents with `prefix` every `every` through `report(alive, recent)` until
-/// `stop`.
+/// What the heartbeat watcher heard: distinct agents heard within the alive window, within the
+/// last [`RECENT`], and since the watcher's own connection last came back (after a broker
+/// restart: the agents that are back, as each says so once it has reconnected).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heard {
+    pub alive: usize,
+    pub recent: usize,
+    pub back: usize,
+}
+
+/// A connection for [`count_heartbeating`]: it retries every 20 ms after an outage so it is back
+/// before the agents (whose reconnect heartbeat it would otherwise miss).
+pub async fn watcher(url: &str) -> anyhow::Result<(async_nats::Client, kanade_shared::nats::Reconnects)> {
+    let (tx, rx) = watch::channel(0u64);
+    let tx = std::sync::Arc::new(tx);
+    let client = async_nats::ConnectOptions::new()
+        .name("kanade-sim watcher")
+        .reconnect_delay_callback(|_| Duration::from_millis(20))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if matches!(event, async_nats::Event::Connected) {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {url} to count heartbeats"))?;
+    Ok((client, kanade_shared::nats::Reconnects::new(rx)))
+}
+
+/// Report the agents with `prefix` heard from every `every` until `stop`.
 pub async fn count_heartbeating(
-    client: async_nats::Client,
+    (client, mut reconnects): (async_nats::Client, kanade_shared::nats::Reconnects),
     prefix: String,
     every: Duration,
     alive: Duration,
-    report: impl Fn(usize, usize) + Send + 'static,
+    report: impl Fn(Heard) + Send + 'static,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
     use tokio::time::Instant;
     let mut sub = client.subscribe("heartbeat.*").await?;
     let mut last_seen: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    let mut back_since = Instant::now();
     let mut tick = tokio::time::interval(every);
     let own = format!("heartbeat.{prefix}-");
     loop {
@@ -106,10 +138,12 @@ pub async fn count_heartbeating(
                     last_seen.insert(id.to_owned(), Instant::now());
                 }
             }
+            () = reconnects.next() => back_since = Instant::now(),
             _ = tick.tick() => {
                 let now = Instant::now();
                 let within = |d: Duration| last_seen.values().filter(|&&t| now - t <= d).count();
-                report(within(alive), within(RECENT));
+                let back = last_seen.values().filter(|&&t| t >= back_since).count();
+                report(Heard { alive: within(alive), recent: within(RECENT), back });
             }
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }

@@ -1,12 +1,11 @@
 //! `kanade-sim`: run N simulated agents against a broker and report how many are heartbeating.
-//! Lines on stdout: `started N`, then every report interval `heartbeating N/M recent R runs X
-//! doubles D` (heard from within `--alive`; within the last 3 s; fake runs so far; runs of an
-//! exec on a PC beyond its first).
+//! Lines on stdout: `started N`, then every report interval `heartbeating N/M recent R back B
+//! runs X doubles D` (heard from within `--alive`; within the last 3 s; since the watcher's
+//! connection last came back; fake runs so far; runs of an exec on a PC beyond its first).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use kanade_agent::exec::FakeExecutor;
 use kanade_sim::SimConfig;
@@ -83,16 +82,19 @@ async fn main() -> anyhow::Result<()> {
     };
     let runs = config.executor.runs.clone();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = async_nats::connect(&cli.nats_url).await.context("cannot connect to count heartbeats")?;
+    let watcher = kanade_sim::watcher(&cli.nats_url).await?;
     let total = cli.fleet.unwrap_or(cli.first + cli.agents);
     tokio::spawn(kanade_sim::count_heartbeating(
         watcher,
         cli.prefix.clone(),
         cli.report,
         cli.alive,
-        move |n, recent| {
+        move |heard| {
             println!(
-                "heartbeating {n}/{total} recent {recent} runs {} doubles {}",
+                "heartbeating {}/{total} recent {} back {} runs {} doubles {}",
+                heard.alive,
+                heard.recent,
+                heard.back,
                 runs.total(),
                 runs.doubles()
             )

@@ -11,7 +11,7 @@ use kanade_sim::SimConfig;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn simulated_agents_run_each_command_once() {
-    let server = kanade_testkit::NatsServer::start();
+    let mut server = kanade_testkit::NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
@@ -32,34 +32,25 @@ async fn simulated_agents_run_each_command_once() {
         executor,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let seen = Arc::new(Mutex::new((0, 0)));
+    let seen = Arc::new(Mutex::new(kanade_sim::Heard::default()));
     let report = seen.clone();
     tokio::spawn(kanade_sim::count_heartbeating(
-        client.clone(),
+        kanade_sim::watcher(&server.url()).await.unwrap(),
         "sim".into(),
         Duration::from_millis(200),
         Duration::from_secs(5),
-        move |alive, recent| *report.lock().unwrap() = (alive, recent),
+        move |heard| *report.lock().unwrap() = heard,
         stop.clone(),
     ));
     kanade_sim::start(&config, stop).await.unwrap();
     kanade_testkit::wait_until_async("20 agents heartbeating", Duration::from_secs(30), || async {
-        seen.lock().unwrap().0 == 20
+        seen.lock().unwrap().alive == 20
     })
     .await;
 
     // One command for the group of the first 5, one for everyone: 25 runs.
-    for (target, job) in
-        [(CommandTarget::Group("first-5".parse().unwrap()), "five"), (CommandTarget::All, "all")]
-    {
-        let mut cmd = Command::inline(job.parse().unwrap(), "1".parse().unwrap(), Shell::Sh, "true");
-        cmd.timeout_secs = 60;
-        js.publish(subjects::command(&target, &cmd.job_id), wire::encode(&cmd).unwrap().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    publish(&js, CommandTarget::Group("first-5".parse().unwrap()), "five").await;
+    publish(&js, CommandTarget::All, "all").await;
     kanade_testkit::wait_until_async("25 results in RESULTS", Duration::from_secs(30), || {
         let js = js.clone();
         async move { js.get_stream("RESULTS").await.unwrap().info().await.unwrap().state.messages >= 25 }
@@ -67,5 +58,32 @@ async fn simulated_agents_run_each_command_once() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((runs.total(), runs.doubles()), (25, 0));
+
+    // A broker crash: every agent says it is back (the 500 ms cadence alone would not prove it,
+    // so the watcher counts only what it heard since its own reconnect) and nothing reruns.
+    server.restart();
+    kanade_testkit::wait_until_async("20 agents back after the restart", Duration::from_secs(30), || async {
+        seen.lock().unwrap().back == 20
+    })
+    .await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    publish(&js, CommandTarget::All, "again").await;
+    kanade_testkit::wait_until_async("20 more runs", Duration::from_secs(30), || async {
+        runs.total() >= 45
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((runs.total(), runs.doubles()), (45, 0));
     let _ = stop_tx.send(true);
+}
+
+async fn publish(js: &async_nats::jetstream::Context, target: CommandTarget, job: &str) {
+    let mut cmd = Command::inline(job.parse().unwrap(), "1".parse().unwrap(), Shell::Sh, "true");
+    cmd.timeout_secs = 60;
+    js.publish(subjects::command(&target, &cmd.job_id), wire::encode(&cmd).unwrap().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_nats::StatusCode;
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
-use async_nats::StatusCode;
 use futures::StreamExt;
 use kanade_shared::subjects;
 
@@ -57,7 +57,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 /// Merge the filters' messages by sequence: hold the next message of each filter, admit the
 /// lowest, fetch that filter's following one.
-async fn direct(ctx: &Arc<Ctx>, stream: &Stream<()>, filters: &[String], from: u64) -> Result<usize, Failure> {
+async fn direct(
+    ctx: &Arc<Ctx>,
+    stream: &Stream<()>,
+    filters: &[String],
+    from: u64,
+) -> Result<usize, Failure> {
     let mut heads = Vec::with_capacity(filters.len());
     for filter in filters {
         heads.push(next(stream, filter, from).await?);

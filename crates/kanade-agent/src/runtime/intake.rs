@@ -87,7 +87,9 @@ async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
         }
         let retry = async {
             if needed {
-                tokio::time::sleep(backoff).await
+                // Jittered, so agents that failed together (a congested broker) do not retry
+                // together.
+                tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await
             } else {
                 std::future::pending().await
             }

@@ -28,8 +28,11 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
         tokio::select! {
             _ = tick.tick() => {}
             () = ctx.beat_now.notified() => {}
-            // Back after an outage: say so now rather than up to an interval later.
-            () = reconnects.next() => {}
+            // Back after an outage: say so now rather than up to an interval later, spread over
+            // a second so a fleet coming back together does not beat in the same instant.
+            () = reconnects.next() => {
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..1_000))).await;
+            }
             Ok(()) = live.changed() => {
                 let next = interval(&live.borrow_and_update());
                 if next != period {

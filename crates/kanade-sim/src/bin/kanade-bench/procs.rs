@@ -64,12 +64,23 @@ impl Drop for Backend {
     }
 }
 
+/// Which count of heard agents to wait on.
+#[derive(Debug, Clone, Copy)]
+pub enum Window {
+    /// Within the simulator's alive window.
+    Alive,
+    /// Since the watcher's connection came back.
+    SinceReconnect,
+}
+
 /// What the simulator last reported.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SimState {
     pub heartbeating: usize,
     /// Heard from within the last 3 s.
     pub recent: usize,
+    /// Heard from since the simulator's watcher reconnected (after a broker restart).
+    pub back: usize,
     pub runs: u64,
     pub doubles: u64,
     pub started: bool,
@@ -110,9 +121,10 @@ impl Sim {
                 let words: Vec<&str> = line.split_whitespace().collect();
                 match words.as_slice() {
                     ["started", _] => s.started = true,
-                    ["heartbeating", n, "recent", recent, "runs", r, "doubles", d] => {
+                    ["heartbeating", n, "recent", recent, "back", back, "runs", r, "doubles", d] => {
                         s.heartbeating = n.split('/').next().and_then(|x| x.parse().ok()).unwrap_or(0);
                         s.recent = recent.parse().unwrap_or(0);
+                        s.back = back.parse().unwrap_or(0);
                         s.runs = r.parse().unwrap_or(0);
                         s.doubles = d.parse().unwrap_or(0);
                     }
@@ -131,16 +143,18 @@ impl Sim {
         self.child.id()
     }
 
-    /// Wait until `agents` heartbeat (`recent`: within the last 3 s, else within the alive
-    /// window).
+    /// Wait until `agents` are heard from (within `window`).
     pub fn wait_heartbeating(
         &self,
         agents: usize,
-        recent: bool,
+        window: Window,
         within: Duration,
     ) -> anyhow::Result<Duration> {
         let t0 = Instant::now();
-        let count = |s: SimState| if recent { s.recent } else { s.heartbeating };
+        let count = |s: SimState| match window {
+            Window::Alive => s.heartbeating,
+            Window::SinceReconnect => s.back,
+        };
         while count(self.now()) < agents {
             if t0.elapsed() > within {
                 bail!(
