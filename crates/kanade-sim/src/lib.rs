@@ -84,17 +84,22 @@ pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::R
 pub const RECENT: Duration = Duration::from_secs(3);
 
 /// What the heartbeat watcher heard: distinct agents heard within the alive window, within the
-/// last [`RECENT`], and since the watcher's own connection last came back (after a broker
-/// restart: the agents that are back, as each says so once it has reconnected).
+/// last [`RECENT`], and since the watcher's own connection last came back (`back`: after a
+/// broker restart, the agents that are back); `reconnects` counts the watcher's reconnects, so a
+/// reader knows `back` is counting since the restart it caused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Heard {
     pub alive: usize,
     pub recent: usize,
     pub back: usize,
+    pub reconnects: u64,
 }
 
-/// A connection for [`count_heartbeating`]: it retries every 20 ms after an outage so it is back
-/// before the agents (whose reconnect heartbeat it would otherwise miss).
+/// After its own reconnect the watcher waits this long for heartbeats, then pings the agents it
+/// has not heard from: one that reconnected before the watcher did said so into the void.
+const PING_AFTER: Duration = Duration::from_secs(3);
+
+/// A connection for [`count_heartbeating`], retrying every 20 ms after an outage.
 pub async fn watcher(url: &str) -> anyhow::Result<(async_nats::Client, kanade_shared::nats::Reconnects)> {
     let (tx, rx) = watch::channel(0u64);
     let tx = std::sync::Arc::new(tx);
@@ -115,7 +120,8 @@ pub async fn watcher(url: &str) -> anyhow::Result<(async_nats::Client, kanade_sh
     Ok((client, kanade_shared::nats::Reconnects::new(rx)))
 }
 
-/// Report the agents with `prefix` heard from every `every` until `stop`.
+/// Report the agents with `prefix` heard from every `every` until `stop`. Heartbeats and ping
+/// replies (a fresh heartbeat) both count.
 pub async fn count_heartbeating(
     (client, mut reconnects): (async_nats::Client, kanade_shared::nats::Reconnects),
     prefix: String,
@@ -126,26 +132,51 @@ pub async fn count_heartbeating(
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
     use tokio::time::Instant;
-    let mut sub = client.subscribe("heartbeat.*").await?;
+    let mut beats = client.subscribe("heartbeat.*").await?;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await?;
     let mut last_seen: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
     let mut back_since = Instant::now();
+    let mut count = 0u64;
+    let ping_at = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(ping_at);
     let mut tick = tokio::time::interval(every);
     let own = format!("heartbeat.{prefix}-");
+    let own_reply = format!("{inbox}.{prefix}-");
     loop {
         tokio::select! {
-            Some(msg) = sub.next() => {
+            Some(msg) = beats.next() => {
                 if let Some(id) = msg.subject.as_str().strip_prefix(&own) {
                     last_seen.insert(id.to_owned(), Instant::now());
                 }
             }
-            () = reconnects.next() => back_since = Instant::now(),
+            Some(msg) = replies.next() => {
+                if let Some(id) = msg.subject.as_str().strip_prefix(&own_reply) {
+                    last_seen.insert(id.to_owned(), Instant::now());
+                }
+            }
+            () = reconnects.next() => {
+                back_since = Instant::now();
+                count += 1;
+                ping_at.as_mut().reset(back_since + PING_AFTER);
+            }
+            () = &mut ping_at => {
+                ping_at.as_mut().reset(Instant::now() + Duration::MAX / 4);
+                for (id, _) in last_seen.iter().filter(|&(_, &t)| t < back_since) {
+                    let pc = format!("{prefix}-{id}");
+                    let Ok(pc) = pc.parse() else { continue };
+                    let reply = format!("{inbox}.{prefix}-{id}");
+                    let _ = client.publish_with_reply(kanade_shared::subjects::ping(&pc), reply, "".into()).await;
+                }
+            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 let within = |d: Duration| last_seen.values().filter(|&&t| now - t <= d).count();
                 let back = last_seen.values().filter(|&&t| t >= back_since).count();
-                report(Heard { alive: within(alive), recent: within(RECENT), back });
+                report(Heard { alive: within(alive), recent: within(RECENT), back, reconnects: count });
             }
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            // The guard wait_for returns is not Send: drop it inside.
+            () = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),
         }
     }
 }

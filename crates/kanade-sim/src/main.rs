@@ -1,7 +1,7 @@
 //! `kanade-sim`: run N simulated agents against a broker and report how many are heartbeating.
 //! Lines on stdout: `started N`, then every report interval `heartbeating N/M recent R back B
-//! runs X doubles D` (heard from within `--alive`; within the last 3 s; since the watcher's
-//! connection last came back; fake runs so far; runs of an exec on a PC beyond its first).
+//! reconnects K runs X doubles D` (heard from within `--alive`; within the last 3 s; since the
+//! watcher's connection last came back, which it did K times; fake runs so far; runs of an exec on a PC beyond its first).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,10 +91,11 @@ async fn main() -> anyhow::Result<()> {
         cli.alive,
         move |heard| {
             println!(
-                "heartbeating {}/{total} recent {} back {} runs {} doubles {}",
+                "heartbeating {}/{total} recent {} back {} reconnects {} runs {} doubles {}",
                 heard.alive,
                 heard.recent,
                 heard.back,
+                heard.reconnects,
                 runs.total(),
                 runs.doubles()
             )

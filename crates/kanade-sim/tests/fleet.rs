@@ -63,7 +63,8 @@ async fn simulated_agents_run_each_command_once() {
     // so the watcher counts only what it heard since its own reconnect) and nothing reruns.
     server.restart();
     kanade_testkit::wait_until_async("20 agents back after the restart", Duration::from_secs(30), || async {
-        seen.lock().unwrap().back == 20
+        let heard = *seen.lock().unwrap();
+        heard.reconnects == 1 && heard.back == 20
     })
     .await;
     let client = async_nats::connect(server.url()).await.unwrap();

@@ -81,6 +81,11 @@ impl Fleet {
         self.0.iter().map(Sim::now).fold((0, 0), |(r, d), s| (r + s.runs, d + s.doubles))
     }
 
+    /// The fewest reconnects any simulator's watcher has seen.
+    fn reconnects(&self) -> u64 {
+        self.0.iter().map(|s| s.now().reconnects).min().unwrap_or(0)
+    }
+
     fn pids(&self) -> Vec<u32> {
         self.0.iter().map(Sim::pid).collect()
     }
@@ -226,10 +231,11 @@ fn main() -> anyhow::Result<()> {
     })?;
     std::thread::sleep(Duration::from_secs(5));
     let runs_before = sim.runs().0;
+    let next = sim.reconnects() + 1;
     nats.restart();
     let t0 = Instant::now();
     let back = sim
-        .wait_heartbeating(cli.agents, Window::SinceReconnect, Duration::from_secs(180))
+        .wait_heartbeating(cli.agents, Window::SinceReconnect(next), Duration::from_secs(180))
         .map(|_| t0.elapsed());
     let back_text = match &back {
         Ok(d) => format!("{} (≤ 30 s: {})", ms(*d), verdict(*d <= Duration::from_secs(30))),
@@ -267,7 +273,17 @@ fn main() -> anyhow::Result<()> {
 /// Exec the no-op job on `target`; time until the execution is `completed` with `n` results.
 fn broadcast(port: u16, target: &serde_json::Value, n: usize) -> anyhow::Result<(Duration, String)> {
     let t0 = Instant::now();
-    let launched = api::post(port, "/api/exec/bench-noop", &json!({ "target": target }))?;
+    // Right after a broker restart the backend may not be reconnected yet: it refuses, retry.
+    let launched = loop {
+        match api::post(port, "/api/exec/bench-noop", &json!({ "target": target })) {
+            Ok(v) => break v,
+            Err(e) if t0.elapsed() < Duration::from_secs(60) => {
+                eprintln!("exec refused ({e:#}); retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let id = launched["exec_id"].as_str().context("no exec_id")?.to_owned();
     loop {
         let e = api::get(port, &format!("/api/executions/{id}?pcs=false"))?;

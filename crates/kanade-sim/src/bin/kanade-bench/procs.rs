@@ -69,8 +69,8 @@ impl Drop for Backend {
 pub enum Window {
     /// Within the simulator's alive window.
     Alive,
-    /// Since the watcher's connection came back.
-    SinceReconnect,
+    /// Since the watcher's connection came back for the `n`th time.
+    SinceReconnect(u64),
 }
 
 /// What the simulator last reported.
@@ -81,6 +81,8 @@ pub struct SimState {
     pub recent: usize,
     /// Heard from since the simulator's watcher reconnected (after a broker restart).
     pub back: usize,
+    /// How often the watcher's connection came back; `back` counts since the latest.
+    pub reconnects: u64,
     pub runs: u64,
     pub doubles: u64,
     pub started: bool,
@@ -121,7 +123,21 @@ impl Sim {
                 let words: Vec<&str> = line.split_whitespace().collect();
                 match words.as_slice() {
                     ["started", _] => s.started = true,
-                    ["heartbeating", n, "recent", recent, "back", back, "runs", r, "doubles", d] => {
+                    [
+                        "heartbeating",
+                        n,
+                        "recent",
+                        recent,
+                        "back",
+                        back,
+                        "reconnects",
+                        k,
+                        "runs",
+                        r,
+                        "doubles",
+                        d,
+                    ] => {
+                        s.reconnects = k.parse().unwrap_or(0);
                         s.heartbeating = n.split('/').next().and_then(|x| x.parse().ok()).unwrap_or(0);
                         s.recent = recent.parse().unwrap_or(0);
                         s.back = back.parse().unwrap_or(0);
@@ -153,7 +169,8 @@ impl Sim {
         let t0 = Instant::now();
         let count = |s: SimState| match window {
             Window::Alive => s.heartbeating,
-            Window::SinceReconnect => s.back,
+            Window::SinceReconnect(n) if s.reconnects >= n => s.back,
+            Window::SinceReconnect(_) => 0,
         };
         while count(self.now()) < agents {
             if t0.elapsed() > within {
