@@ -138,7 +138,9 @@ pub async fn count_heartbeating(
     let mut last_seen: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
     let mut back_since = Instant::now();
     let mut count = 0u64;
-    let ping_at = tokio::time::sleep(Duration::MAX / 4);
+    // "Not armed": far off, but not so far that adding it to now overflows.
+    const NEVER: Duration = Duration::from_secs(10 * 365 * 86_400);
+    let ping_at = tokio::time::sleep(NEVER);
     tokio::pin!(ping_at);
     let mut tick = tokio::time::interval(every);
     let own = format!("heartbeat.{prefix}-");
@@ -161,7 +163,7 @@ pub async fn count_heartbeating(
                 ping_at.as_mut().reset(back_since + PING_AFTER);
             }
             () = &mut ping_at => {
-                ping_at.as_mut().reset(Instant::now() + Duration::MAX / 4);
+                ping_at.as_mut().reset(Instant::now() + NEVER);
                 for (id, _) in last_seen.iter().filter(|&(_, &t)| t < back_since) {
                     let pc = format!("{prefix}-{id}");
                     let Ok(pc) = pc.parse() else { continue };

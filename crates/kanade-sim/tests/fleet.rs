@@ -32,19 +32,23 @@ async fn simulated_agents_run_each_command_once() {
         executor,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let seen = Arc::new(Mutex::new(kanade_sim::Heard::default()));
+    // The latest report and how many came.
+    let seen = Arc::new(Mutex::new((kanade_sim::Heard::default(), 0u64)));
     let report = seen.clone();
     tokio::spawn(kanade_sim::count_heartbeating(
         kanade_sim::watcher(&server.url()).await.unwrap(),
         "sim".into(),
         Duration::from_millis(200),
         Duration::from_secs(5),
-        move |heard| *report.lock().unwrap() = heard,
+        move |heard| {
+            let mut seen = report.lock().unwrap();
+            *seen = (heard, seen.1 + 1);
+        },
         stop.clone(),
     ));
     kanade_sim::start(&config, stop).await.unwrap();
     kanade_testkit::wait_until_async("20 agents heartbeating", Duration::from_secs(30), || async {
-        seen.lock().unwrap().alive == 20
+        seen.lock().unwrap().0.alive == 20
     })
     .await;
 
@@ -63,10 +67,15 @@ async fn simulated_agents_run_each_command_once() {
     // so the watcher counts only what it heard since its own reconnect) and nothing reruns.
     server.restart();
     kanade_testkit::wait_until_async("20 agents back after the restart", Duration::from_secs(30), || async {
-        let heard = *seen.lock().unwrap();
+        let heard = seen.lock().unwrap().0;
         heard.reconnects == 1 && heard.back == 20
     })
     .await;
+    // The watcher keeps reporting past its ping round (3 s after its reconnect).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let reports = seen.lock().unwrap().1;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(seen.lock().unwrap().1 > reports, "the watcher stopped reporting");
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     publish(&js, CommandTarget::All, "again").await;
