@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use async_nats::{Client, ConnectOptions};
-use tokio::sync::watch;
 
 /// How to authenticate to the broker and verify it: user/password or token, and TLS (a CA to
 /// trust, optionally a client certificate). Empty: plain, anonymous.
@@ -48,26 +50,13 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Connect, retrying with capped exponential backoff until it works. Used by daemons, which
 /// must survive starting before the broker.
 pub async fn connect_forever(url: &str, auth: &BrokerAuth, client_name: &str) -> Client {
-    connect_forever_counted(url, auth, client_name).await.0
-}
-
-/// [`connect_forever`], plus a counter of the connections the client has made since: it changes
-/// on every reconnect, however short the outage was, so a watcher never misses one (polling
-/// the connection state can).
-pub async fn connect_forever_counted(
-    url: &str,
-    auth: &BrokerAuth,
-    client_name: &str,
-) -> (Client, watch::Receiver<u64>) {
-    let (connects, watcher) = watch::channel(0u64);
-    let connects = std::sync::Arc::new(connects);
     let mut delay = FIRST_RETRY;
     let mut attempt = 1u64;
     loop {
-        match auth.apply(options(client_name, Some(connects.clone()))).connect(url).await {
+        match auth.apply(options(client_name)).connect(url).await {
             Ok(client) => {
                 tracing::info!(url, attempt, "connected to NATS");
-                return (client, watcher);
+                return client;
             }
             Err(err) => {
                 tracing::warn!(url, attempt, error = %err, retry_in = ?delay, "cannot reach NATS; is nats-server running at this address?");
@@ -81,7 +70,7 @@ pub async fn connect_forever_counted(
 
 /// Connect once, failing fast with a message that names the URL. Used by the CLI.
 pub async fn connect_once(url: &str, auth: &BrokerAuth, client_name: &str) -> Result<Client, ConnectError> {
-    auth.apply(options(client_name, None))
+    auth.apply(options(client_name))
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await
@@ -98,48 +87,49 @@ pub struct ConnectError {
     pub source: async_nats::ConnectError,
 }
 
-fn options(client_name: &str, connects: Option<std::sync::Arc<watch::Sender<u64>>>) -> ConnectOptions {
-    ConnectOptions::new().name(client_name).event_callback(move |event| {
-        let connects = connects.clone();
-        async move {
-            match event {
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
-                async_nats::Event::Connected => {
-                    tracing::info!("connected to NATS");
-                    if let Some(connects) = connects {
-                        connects.send_modify(|n| *n += 1);
-                    }
-                }
-                other => tracing::debug!(event = %other, "NATS client event"),
-            }
+fn options(client_name: &str) -> ConnectOptions {
+    ConnectOptions::new().name(client_name).event_callback(|event| async move {
+        match event {
+            async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+            async_nats::Event::Connected => tracing::info!("connected to NATS"),
+            other => tracing::debug!(event = %other, "NATS client event"),
         }
     })
 }
 
-/// Reconnects of one client, from the counter [`connect_forever_counted`] returns. The first
-/// connection is not a reconnect; one that happened while the caller was busy elsewhere is
-/// still reported on the next call.
+/// Reconnects of one client, read from its connection counter (which counts every connection
+/// established, unlike its connection events, which are dropped when their queue is full and
+/// which a state poll misses for an outage shorter than the poll). The first connection is not
+/// a reconnect; one that happened while the caller was busy elsewhere is still reported on the
+/// next call.
 #[derive(Debug, Clone)]
 pub struct Reconnects {
-    rx: watch::Receiver<u64>,
+    stats: Arc<async_nats::Statistics>,
     seen: u64,
 }
 
+/// How soon a reconnect is noticed.
+const RECONNECT_POLL: Duration = Duration::from_millis(250);
+
 impl Reconnects {
-    pub fn new(rx: watch::Receiver<u64>) -> Self {
-        let seen = (*rx.borrow()).max(1);
-        Self { rx, seen }
+    pub fn new(client: &Client) -> Self {
+        Self::from_statistics(client.statistics())
+    }
+
+    fn from_statistics(stats: Arc<async_nats::Statistics>) -> Self {
+        let seen = stats.connects.load(Ordering::Relaxed).max(1);
+        Self { stats, seen }
     }
 
     /// Resolves once the client has connected again since the last call (or since `new`).
-    /// Never resolves when the client is gone.
     pub async fn next(&mut self) {
-        let seen = self.seen;
-        // Copy the value out: the guard must not live across an await (it is not Send).
-        let now = self.rx.wait_for(|n| *n > seen).await.map(|n| *n);
-        match now {
-            Ok(n) => self.seen = n,
-            Err(_) => std::future::pending().await,
+        loop {
+            let connects = self.stats.connects.load(Ordering::Relaxed);
+            if connects > self.seen {
+                self.seen = connects;
+                return;
+            }
+            tokio::time::sleep(RECONNECT_POLL).await;
         }
     }
 }
@@ -148,21 +138,21 @@ impl Reconnects {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn reconnects_skip_the_first_connection_and_keep_what_happened_meanwhile() {
-        let (tx, rx) = watch::channel(0);
-        let mut reconnects = Reconnects::new(rx);
-        let first = tokio::time::timeout(Duration::from_millis(50), reconnects.next());
-        tx.send(1).unwrap();
-        assert!(first.await.is_err(), "the first connection is not a reconnect");
+        let stats = Arc::new(async_nats::Statistics::default());
+        let mut reconnects = Reconnects::from_statistics(stats.clone());
+        let wait = Duration::from_secs(1);
+        stats.connects.store(1, Ordering::Relaxed);
+        assert!(
+            tokio::time::timeout(wait, reconnects.next()).await.is_err(),
+            "the first connection is not a reconnect"
+        );
         // Two reconnects while nobody was waiting: reported once, then nothing until the next.
-        tx.send(2).unwrap();
-        tx.send(3).unwrap();
-        tokio::time::timeout(Duration::from_millis(50), reconnects.next()).await.unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(50), reconnects.next()).await.is_err());
-        tx.send(4).unwrap();
-        tokio::time::timeout(Duration::from_millis(50), reconnects.next()).await.unwrap();
-        drop(tx);
-        assert!(tokio::time::timeout(Duration::from_millis(50), reconnects.next()).await.is_err());
+        stats.connects.store(3, Ordering::Relaxed);
+        tokio::time::timeout(wait, reconnects.next()).await.unwrap();
+        assert!(tokio::time::timeout(wait, reconnects.next()).await.is_err());
+        stats.connects.store(4, Ordering::Relaxed);
+        tokio::time::timeout(wait, reconnects.next()).await.unwrap();
     }
 }

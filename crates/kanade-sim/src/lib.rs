@@ -101,23 +101,14 @@ const PING_AFTER: Duration = Duration::from_secs(3);
 
 /// A connection for [`count_heartbeating`], retrying every 20 ms after an outage.
 pub async fn watcher(url: &str) -> anyhow::Result<(async_nats::Client, kanade_shared::nats::Reconnects)> {
-    let (tx, rx) = watch::channel(0u64);
-    let tx = std::sync::Arc::new(tx);
     let client = async_nats::ConnectOptions::new()
         .name("kanade-sim watcher")
         .reconnect_delay_callback(|_| Duration::from_millis(20))
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                if matches!(event, async_nats::Event::Connected) {
-                    tx.send_modify(|n| *n += 1);
-                }
-            }
-        })
         .connect(url)
         .await
         .with_context(|| format!("cannot connect to {url} to count heartbeats"))?;
-    Ok((client, kanade_shared::nats::Reconnects::new(rx)))
+    let reconnects = kanade_shared::nats::Reconnects::new(&client);
+    Ok((client, reconnects))
 }
 
 /// Report the agents with `prefix` heard from every `every` until `stop`. Heartbeats and ping

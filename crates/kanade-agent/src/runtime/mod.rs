@@ -127,8 +127,6 @@ pub(crate) struct Ctx {
     pub live_config: watch::Sender<AgentConfigPatch>,
     pub store: Store,
     pub client: async_nats::Client,
-    /// Counts the client's connections; see [`kanade_shared::nats::Reconnects`].
-    pub connects: watch::Receiver<u64>,
     pub js: async_nats::jetstream::Context,
     /// Bucket handles, looked up once: each lookup is a call through the broker's JetStream
     /// API, which a fleet reconnecting at once would otherwise flood.
@@ -175,8 +173,8 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     let boot = kanade_shared::boot::BootState::load(&boot_state).unwrap_or_default();
 
     let name = format!("kanade-agent/{}", settings.pc);
-    let (client, connects) = tokio::select! {
-        connected = kanade_shared::nats::connect_forever_counted(&settings.nats_url, &settings.broker, &name) => connected,
+    let client = tokio::select! {
+        client = kanade_shared::nats::connect_forever(&settings.nats_url, &settings.broker, &name) => client,
         () = stopped(&mut shutdown) => return Ok(Exit::Stopped),
     };
     let js = async_nats::jetstream::new(client.clone());
@@ -197,7 +195,6 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         settings,
         store,
         client,
-        connects,
         js,
         kv_groups: Default::default(),
         kv_config: Default::default(),
