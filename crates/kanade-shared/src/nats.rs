@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_nats::{Client, ConnectOptions};
+use tokio::sync::watch;
 
 /// How to authenticate to the broker and verify it: user/password or token, and TLS (a CA to
 /// trust, optionally a client certificate). Empty: plain, anonymous.
@@ -97,39 +97,54 @@ fn options(client_name: &str) -> ConnectOptions {
     })
 }
 
-/// Reconnects of one client, read from its connection counter (which counts every connection
-/// established, unlike its connection events, which are dropped when their queue is full and
-/// which a state poll misses for an outage shorter than the poll). The first connection is not
-/// a reconnect; one that happened while the caller was busy elsewhere is still reported on the
-/// next call.
+/// How soon a reconnect is noticed.
+const RECONNECT_POLL: Duration = Duration::from_secs(1);
+
+/// The client's connection count, published by one task that reads the client's counter every
+/// second. The counter, unlike the client's connection events (dropped when their queue is
+/// full) or its state (an outage shorter than the poll is missed), counts every connection.
+/// The task ends once every receiver is gone.
+pub fn connection_count(client: &Client) -> watch::Receiver<u64> {
+    let stats = client.statistics();
+    let (tx, rx) = watch::channel(stats.connects.load(Ordering::Relaxed));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RECONNECT_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = tx.closed() => return,
+            }
+            let n = stats.connects.load(Ordering::Relaxed);
+            tx.send_if_modified(|v| std::mem::replace(v, n) != n);
+        }
+    });
+    rx
+}
+
+/// Reconnects, from a [`connection_count`]. The first connection is not a reconnect; one that
+/// happened while the caller was busy elsewhere is still reported on the next call.
 #[derive(Debug, Clone)]
 pub struct Reconnects {
-    stats: Arc<async_nats::Statistics>,
+    rx: watch::Receiver<u64>,
     seen: u64,
 }
 
-/// How soon a reconnect is noticed.
-const RECONNECT_POLL: Duration = Duration::from_millis(250);
-
 impl Reconnects {
-    pub fn new(client: &Client) -> Self {
-        Self::from_statistics(client.statistics())
-    }
-
-    fn from_statistics(stats: Arc<async_nats::Statistics>) -> Self {
-        let seen = stats.connects.load(Ordering::Relaxed).max(1);
-        Self { stats, seen }
+    pub fn new(rx: watch::Receiver<u64>) -> Self {
+        let seen = (*rx.borrow()).max(1);
+        Self { rx, seen }
     }
 
     /// Resolves once the client has connected again since the last call (or since `new`).
+    /// Never resolves once the count is no longer published.
     pub async fn next(&mut self) {
-        loop {
-            let connects = self.stats.connects.load(Ordering::Relaxed);
-            if connects > self.seen {
-                self.seen = connects;
-                return;
-            }
-            tokio::time::sleep(RECONNECT_POLL).await;
+        let seen = self.seen;
+        // Copy the value out: the guard must not live across an await (it is not Send).
+        let now = self.rx.wait_for(|n| *n > seen).await.map(|n| *n);
+        match now {
+            Ok(n) => self.seen = n,
+            Err(_) => std::future::pending().await,
         }
     }
 }
@@ -138,21 +153,24 @@ impl Reconnects {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn reconnects_skip_the_first_connection_and_keep_what_happened_meanwhile() {
-        let stats = Arc::new(async_nats::Statistics::default());
-        let mut reconnects = Reconnects::from_statistics(stats.clone());
-        let wait = Duration::from_secs(1);
-        stats.connects.store(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(0);
+        let mut reconnects = Reconnects::new(rx);
+        let wait = Duration::from_millis(50);
+        tx.send(1).unwrap();
         assert!(
             tokio::time::timeout(wait, reconnects.next()).await.is_err(),
             "the first connection is not a reconnect"
         );
         // Two reconnects while nobody was waiting: reported once, then nothing until the next.
-        stats.connects.store(3, Ordering::Relaxed);
+        tx.send(2).unwrap();
+        tx.send(3).unwrap();
         tokio::time::timeout(wait, reconnects.next()).await.unwrap();
         assert!(tokio::time::timeout(wait, reconnects.next()).await.is_err());
-        stats.connects.store(4, Ordering::Relaxed);
+        tx.send(4).unwrap();
         tokio::time::timeout(wait, reconnects.next()).await.unwrap();
+        drop(tx);
+        assert!(tokio::time::timeout(wait, reconnects.next()).await.is_err());
     }
 }

@@ -107,7 +107,7 @@ pub async fn watcher(url: &str) -> anyhow::Result<(async_nats::Client, kanade_sh
         .connect(url)
         .await
         .with_context(|| format!("cannot connect to {url} to count heartbeats"))?;
-    let reconnects = kanade_shared::nats::Reconnects::new(&client);
+    let reconnects = kanade_shared::nats::Reconnects::new(kanade_shared::nats::connection_count(&client));
     Ok((client, reconnects))
 }
 

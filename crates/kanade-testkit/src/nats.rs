@@ -155,12 +155,23 @@ fn find_binary_in(explicit: Option<OsString>, path: Option<OsString>) -> Result<
         .ok_or_else(|| format!("nats-server was not found on PATH; {INSTALL_HINT}"))
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, and never handed out before in this process:
+/// a test that stops its server for an outage and restarts it on the same port must not find
+/// a parallel test's server there.
 pub fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free loopback port: {e}"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("cannot find a free loopback port: {e}"))?;
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err("cannot find a loopback port not handed out before".to_owned())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn follow_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
-    let mut reconnects = kanade_shared::nats::Reconnects::new(&ctx.client);
+    let mut reconnects = kanade_shared::nats::Reconnects::new(ctx.connects.clone());
     loop {
         let groups = ctx.groups.read().await.clone();
         let mut notify_subjects = vec![subjects::notify_agent_groups(&ctx.settings.pc)];

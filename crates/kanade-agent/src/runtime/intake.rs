@@ -61,7 +61,7 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Send
 /// Catch up at start and after every reconnect (or group change), retrying until it succeeds.
 async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
     let mut stop = ctx.shutdown.clone();
-    let mut reconnects = kanade_shared::nats::Reconnects::new(&ctx.client);
+    let mut reconnects = kanade_shared::nats::Reconnects::new(ctx.connects.clone());
     let mut needed = true;
     let mut backoff = Duration::from_millis(250);
     let mut announced = false;

@@ -127,6 +127,8 @@ pub(crate) struct Ctx {
     pub live_config: watch::Sender<AgentConfigPatch>,
     pub store: Store,
     pub client: async_nats::Client,
+    /// The client's connection count; see [`kanade_shared::nats::Reconnects`].
+    pub connects: watch::Receiver<u64>,
     pub js: async_nats::jetstream::Context,
     /// Bucket handles, looked up once: each lookup is a call through the broker's JetStream
     /// API, which a fleet reconnecting at once would otherwise flood.
@@ -194,6 +196,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         version: settings.version.clone(),
         settings,
         store,
+        connects: kanade_shared::nats::connection_count(&client),
         client,
         js,
         kv_groups: Default::default(),
