@@ -25,7 +25,9 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         format!("heartbeat.{pc}"),
         format!("inventory.{pc}"),
         "$JS.API.INFO".into(),
-        // Catch-up: an ephemeral consumer on EXEC, fetched and acked, deleted when done.
+        // Catch-up: direct gets on EXEC; the ephemeral consumer (fetched, acked, deleted when
+        // done) only when EXEC does not answer direct gets. Neither reads more than the other.
+        "$JS.API.DIRECT.GET.EXEC".into(),
         "$JS.API.STREAM.INFO.EXEC".into(),
         "$JS.API.CONSUMER.CREATE.EXEC".into(),
         "$JS.API.CONSUMER.CREATE.EXEC.>".into(),
