@@ -2,9 +2,8 @@
 //! what is wrong. After the first connection the client reconnects on its own, forever.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions};
 use tokio::sync::watch;

@@ -128,7 +128,7 @@ pub async fn count_heartbeating(
     let mut replies = client.subscribe(format!("{inbox}.*")).await?;
     let mut last_seen: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
     let mut back_since = Instant::now();
-    let mut count = 0u64;
+    let mut reconnected = 0u64;
     // "Not armed": far off, but not so far that adding it to now overflows.
     const NEVER: Duration = Duration::from_secs(10 * 365 * 86_400);
     let ping_at = tokio::time::sleep(NEVER);
@@ -150,15 +150,14 @@ pub async fn count_heartbeating(
             }
             () = reconnects.next() => {
                 back_since = Instant::now();
-                count += 1;
+                reconnected += 1;
                 ping_at.as_mut().reset(back_since + PING_AFTER);
             }
             () = &mut ping_at => {
                 ping_at.as_mut().reset(Instant::now() + NEVER);
                 for (id, _) in last_seen.iter().filter(|&(_, &t)| t < back_since) {
-                    let pc = format!("{prefix}-{id}");
-                    let Ok(pc) = pc.parse() else { continue };
-                    let reply = format!("{inbox}.{prefix}-{id}");
+                    let Ok(pc) = format!("{prefix}-{id}").parse::<PcId>() else { continue };
+                    let reply = format!("{inbox}.{pc}");
                     let _ = client.publish_with_reply(kanade_shared::subjects::ping(&pc), reply, "".into()).await;
                 }
             }
@@ -166,7 +165,7 @@ pub async fn count_heartbeating(
                 let now = Instant::now();
                 let within = |d: Duration| last_seen.values().filter(|&&t| now - t <= d).count();
                 let back = last_seen.values().filter(|&&t| t >= back_since).count();
-                report(Heard { alive: within(alive), recent: within(RECENT), back, reconnects: count });
+                report(Heard { alive: within(alive), recent: within(RECENT), back, reconnects: reconnected });
             }
             // The guard wait_for returns is not Send: drop it inside.
             () = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),

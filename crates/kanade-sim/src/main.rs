@@ -1,7 +1,8 @@
 //! `kanade-sim`: run N simulated agents against a broker and report how many are heartbeating.
 //! Lines on stdout: `started N`, then every report interval `heartbeating N/M recent R back B
 //! reconnects K runs X doubles D` (heard from within `--alive`; within the last 3 s; since the
-//! watcher's connection last came back, which it did K times; fake runs so far; runs of an exec on a PC beyond its first).
+//! watcher's connection last came back, which it did K times; fake runs so far; runs of an exec
+//! on a PC beyond its first).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let runs = config.executor.runs.clone();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let watcher = kanade_sim::watcher(&cli.nats_url).await?;
-    let total = cli.fleet.unwrap_or(cli.first + cli.agents);
+    let total = config.fleet;
     tokio::spawn(kanade_sim::count_heartbeating(
         watcher,
         cli.prefix.clone(),

@@ -68,7 +68,7 @@ async fn direct(
         heads.push(next(stream, filter, from).await?);
     }
     let mut total = 0;
-    while let Some(i) = lowest(&heads.iter().map(|h| h.as_ref().map(|m| m.sequence)).collect::<Vec<_>>()) {
+    while let Some(i) = lowest(heads.iter().map(|h| h.as_ref().map(|m| m.sequence))) {
         let msg = heads[i].take().expect("lowest points at a held message");
         admit(ctx, msg.subject.as_str(), Some(&msg.headers), &msg.payload).await?;
         ctx.store.set_meta(WATERMARK, &msg.sequence.to_string())?;
@@ -91,8 +91,8 @@ async fn next(stream: &Stream<()>, filter: &str, seq: u64) -> Result<Option<Stre
 }
 
 /// Which of the held messages (by sequence) comes first in the stream.
-fn lowest(heads: &[Option<u64>]) -> Option<usize> {
-    heads.iter().enumerate().filter_map(|(i, seq)| seq.map(|s| (s, i))).min().map(|(_, i)| i)
+fn lowest(heads: impl IntoIterator<Item = Option<u64>>) -> Option<usize> {
+    heads.into_iter().enumerate().filter_map(|(i, seq)| seq.map(|s| (s, i))).min().map(|(_, i)| i)
 }
 
 async fn with_consumer(
@@ -156,9 +156,9 @@ mod tests {
 
     #[test]
     fn the_lowest_sequence_goes_first_and_exhausted_filters_are_skipped() {
-        assert_eq!(lowest(&[]), None);
-        assert_eq!(lowest(&[None, None]), None);
-        assert_eq!(lowest(&[Some(9), None, Some(4), Some(7)]), Some(2));
-        assert_eq!(lowest(&[None, Some(1)]), Some(1));
+        assert_eq!(lowest([]), None);
+        assert_eq!(lowest([None, None]), None);
+        assert_eq!(lowest([Some(9), None, Some(4), Some(7)]), Some(2));
+        assert_eq!(lowest([None, Some(1)]), Some(1));
     }
 }

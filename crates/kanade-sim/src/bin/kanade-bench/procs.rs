@@ -77,8 +77,6 @@ pub enum Window {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SimState {
     pub heartbeating: usize,
-    /// Heard from within the last 3 s.
-    pub recent: usize,
     /// Heard from since the simulator's watcher reconnected (after a broker restart).
     pub back: usize,
     /// How often the watcher's connection came back; `back` counts since the latest.
@@ -127,7 +125,7 @@ impl Sim {
                         "heartbeating",
                         n,
                         "recent",
-                        recent,
+                        _,
                         "back",
                         back,
                         "reconnects",
@@ -139,7 +137,6 @@ impl Sim {
                     ] => {
                         s.reconnects = k.parse().unwrap_or(0);
                         s.heartbeating = n.split('/').next().and_then(|x| x.parse().ok()).unwrap_or(0);
-                        s.recent = recent.parse().unwrap_or(0);
                         s.back = back.parse().unwrap_or(0);
                         s.runs = r.parse().unwrap_or(0);
                         s.doubles = d.parse().unwrap_or(0);
