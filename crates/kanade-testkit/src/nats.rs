@@ -1,7 +1,6 @@
 //! A `nats-server` child process owned by a test.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -78,9 +77,11 @@ impl NatsServer {
         self.spawn().unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// The server's log, for a failing test's message.
+    /// The server's log and what it wrote to stderr (a crash's trace), for a failing test's
+    /// message.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("nats.log"), read("nats.stderr"))
     }
 
     fn spawn(&mut self) -> Result<(), String> {
@@ -96,22 +97,25 @@ impl NatsServer {
             ),
         )
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        // A file, not a pipe: nobody reads a pipe while the server runs, and a full one would
+        // block it.
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.stderr"))
+            .map_err(|e| format!("cannot create nats-server's stderr file: {e}"))?;
         let mut child = Command::new(&self.binary)
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}; {INSTALL_HINT}", self.binary.display()))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut stderr);
-                }
-                return Err(format!("nats-server exited at start ({status}): {stderr}{}", self.log()));
+                return Err(format!("nats-server exited at start ({status}): {}", self.log()));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
                 break;

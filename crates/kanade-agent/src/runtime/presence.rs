@@ -118,6 +118,13 @@ struct Probe {
 
 impl Probe {
     fn new() -> Self {
+        // sysinfo keeps each probed process's `/proc/<pid>/stat` open (up to half the fd limit)
+        // to save an open per refresh. A heartbeat is seconds apart, and a simulator running
+        // thousands of agents in one process ran out of descriptors for their sockets.
+        static NO_CACHED_FILES: std::sync::Once = std::sync::Once::new();
+        NO_CACHED_FILES.call_once(|| {
+            sysinfo::set_open_files_limit(0);
+        });
         Self { system: System::new(), pid: sysinfo::get_current_pid().ok() }
     }
 
@@ -165,5 +172,27 @@ pub(crate) async fn inventory_loop(ctx: Arc<Ctx>) {
             () = tokio::time::sleep(wait) => {}
             () = super::stopped(&mut stop) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn probes_do_not_hold_proc_files_open() {
+        let stat = format!("/proc/{}/stat", std::process::id());
+        let mut probes: Vec<Probe> = (0..20).map(|_| Probe::new()).collect();
+        for p in &mut probes {
+            let (memory, _) = p.sample();
+            assert!(memory > 0, "the probe read no memory figure");
+        }
+        let held = std::fs::read_dir("/proc/self/fd")
+            .expect("list own fds")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_str() == Some(stat.as_str()))
+            .count();
+        assert_eq!(held, 0, "{held} descriptors of {stat} held by {} probes", probes.len());
     }
 }

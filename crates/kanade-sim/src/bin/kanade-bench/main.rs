@@ -40,6 +40,17 @@ struct Cli {
     /// process may only open so many files)
     #[arg(long, default_value_t = 4000)]
     per_process: usize,
+    /// Which scenarios to run, comma-separated (they always run in this order)
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "fanout,api,heartbeats,storm")]
+    scenarios: Vec<Scenario>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Fanout,
+    Api,
+    Heartbeats,
+    Storm,
 }
 
 /// The simulator processes of one fleet.
@@ -52,6 +63,7 @@ impl Fleet {
         per: usize,
         sizes: &[usize],
         dir: &std::path::Path,
+        logs: &std::path::Path,
     ) -> anyhow::Result<Self> {
         let mut sims = Vec::new();
         let mut first = 0;
@@ -62,6 +74,7 @@ impl Fleet {
                 (first, n, agents),
                 sizes,
                 &dir.join(format!("p{}", sims.len())),
+                &logs.join(format!("sim-{}.log", sims.len())),
             )?);
             first += n;
         }
@@ -91,55 +104,89 @@ impl Fleet {
     }
 }
 
+/// One benchmark run's moving parts.
+struct Rig {
+    nats: kanade_testkit::NatsServer,
+    backend: Backend,
+    sim: Fleet,
+    rt: tokio::runtime::Runtime,
+    js: async_nats::jetstream::Context,
+    agents: usize,
+    /// The latest (largest) broadcast, for the API scenario.
+    last_exec: Option<String>,
+}
+
+impl Rig {
+    fn set_heartbeat(&self, cadence: &str) -> anyhow::Result<()> {
+        self.rt.block_on(async {
+            let kv = self.js.get_key_value("agent_config").await?;
+            kv.put("global", format!("{{\"heartbeat_interval\":\"{cadence}\"}}").into()).await?;
+            anyhow::Ok(())
+        })
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sizes: Vec<usize> = cli.sizes.iter().copied().filter(|&s| s <= cli.agents).collect();
     let work = tempfile_dir()?;
-    let mut nats = kanade_testkit::NatsServer::try_start().map_err(anyhow::Error::msg)?;
+    let nats = kanade_testkit::NatsServer::try_start().map_err(anyhow::Error::msg)?;
     let backend = Backend::start(&work, &nats.url())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let _guard = rt.enter();
-    let client = rt.block_on(async_nats::connect(nats.url()))?;
-    let js = async_nats::jetstream::new(client.clone());
-    let mut out = String::new();
-    // Written after every scenario, so a run that fails late keeps what it measured.
-    let save = |out: &str| {
-        if let Some(path) = &cli.out {
-            let _ = std::fs::write(path, out);
-        }
-    };
-
-    eprintln!("starting {} simulated agents", cli.agents);
-    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, &sizes, &cli.data_dir)?;
+    // The context spawns a task: make it inside the runtime.
+    let js = rt
+        .block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats.url()).await?)) })?;
+    eprintln!("starting {} simulated agents (their logs: {}/sim-*.log)", cli.agents, work.display());
+    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, &sizes, &cli.data_dir, &work)?;
     let connect = sim.wait_heartbeating(cli.agents, Window::Alive, Duration::from_secs(900))?;
     wait_projected(backend.port, cli.agents)?;
-    out.push_str(&format!(
+    let mut rig = Rig { nats, backend, sim, rt, js, agents: cli.agents, last_exec: None };
+    let mut out = format!(
         "Simulated agents: {} in {} processes (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s per process).\n\n",
         cli.agents,
-        sim.0.len(),
+        rig.sim.0.len(),
         ms(connect)
-    ));
-
-    // 1. Broadcast fan-out.
-    eprintln!("fan-out");
+    );
     api::post(
-        backend.port,
+        rig.backend.port,
         "/api/jobs",
         &json!({ "id": "bench-noop", "version": "1", "execute": { "shell": "sh", "script": "true", "timeout": "60s" } }),
     )?;
+    for scenario in [Scenario::Fanout, Scenario::Api, Scenario::Heartbeats, Scenario::Storm] {
+        if !cli.scenarios.contains(&scenario) {
+            continue;
+        }
+        eprintln!("{scenario:?}");
+        let section = match scenario {
+            Scenario::Fanout => fanout(&mut rig, &sizes, cli.repeat)?,
+            Scenario::Api => api_latency(&mut rig)?,
+            Scenario::Heartbeats => heartbeats(&rig)?,
+            Scenario::Storm => storm(&mut rig, &work)?,
+        };
+        out.push_str(&section);
+        // Written after every scenario, so a run that fails late keeps what it measured.
+        if let Some(path) = &cli.out {
+            std::fs::write(path, &out).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// 1. Broadcast fan-out.
+fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<String> {
     let mut rows = Vec::new();
-    let mut last_exec = String::new();
-    for &n in &sizes {
-        let target = if n == cli.agents {
+    for &n in sizes {
+        let target = if n == rig.agents {
             json!({ "all": true })
         } else {
             json!({ "groups": [format!("first-{n}")] })
         };
         let mut times = Vec::new();
-        for _ in 0..cli.repeat {
-            let (took, id) = broadcast(backend.port, &target, n)?;
+        for _ in 0..repeat {
+            let (took, id) = broadcast(rig.backend.port, &target, n)?;
             times.push(took);
-            last_exec = id;
+            rig.last_exec = Some(id);
         }
         let median = percentile(&times, 50.0).unwrap_or_default();
         let (lo, hi) = (
@@ -153,27 +200,33 @@ fn main() -> anyhow::Result<()> {
         };
         rows.push(vec![format!("{n}"), ms(median), format!("{} – {}", ms(lo), ms(hi)), target_note]);
     }
-    out.push_str("### 1. Broadcast fan-out (no-op job → execution `completed` in the database)\n\n");
-    out.push_str(&table(&["agents", "median of runs", "min – max", "target"], &rows));
+    Ok(format!(
+        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database)\n\n{}",
+        table(&["agents", "median of runs", "min – max", "target"], &rows)
+    ))
+}
 
-    save(&out);
-    // 4. API under load.
-    eprintln!("api latency");
+/// 4. API under load, on the largest broadcast (one is made if fan-out did not run).
+fn api_latency(rig: &mut Rig) -> anyhow::Result<String> {
+    let exec = match rig.last_exec.clone() {
+        Some(id) => id,
+        None => broadcast(rig.backend.port, &json!({ "all": true }), rig.agents)?.1,
+    };
     let paths = [
         ("/api/agents?limit=50".to_owned(), "agents page 1"),
         (
-            format!("/api/agents?limit=50&sort=last_seen&desc=true&offset={}", cli.agents / 2),
+            format!("/api/agents?limit=50&sort=last_seen&desc=true&offset={}", rig.agents / 2),
             "agents, sorted, middle page",
         ),
-        (format!("/api/executions/{last_exec}?pcs=false"), "one execution's status (largest)"),
-        (format!("/api/executions/{last_exec}"), "one execution with every PC's row"),
+        (format!("/api/executions/{exec}?pcs=false"), "one execution's status (largest)"),
+        (format!("/api/executions/{exec}"), "one execution with every PC's row"),
     ];
     let mut rows = Vec::new();
     for (path, label) in &paths {
         let mut times = Vec::new();
         for _ in 0..300 {
             let t0 = Instant::now();
-            api::get(backend.port, path)?;
+            api::get(rig.backend.port, path)?;
             times.push(t0.elapsed());
         }
         let p99 = percentile(&times, 99.0).unwrap_or_default();
@@ -184,25 +237,21 @@ fn main() -> anyhow::Result<()> {
         };
         rows.push(vec![label.to_string(), ms(percentile(&times, 50.0).unwrap_or_default()), ms(p99), target]);
     }
-    out.push_str(&format!(
-        "\n### 4. API with {} agents registered (300 sequential requests each)\n\n",
-        cli.agents
-    ));
-    out.push_str(&table(&["request", "p50", "p99", "target"], &rows));
+    Ok(format!(
+        "\n### 4. API with {} agents registered (300 sequential requests each)\n\n{}",
+        rig.agents,
+        table(&["request", "p50", "p99", "target"], &rows)
+    ))
+}
 
-    save(&out);
-    // 3. Heartbeat load at 30 s, then 1 s (pushed live through agent_config).
-    eprintln!("heartbeat load");
-    let nats_pid = nats.pid().context("nats-server is not running")?;
-    let mut pids = vec![backend.pid(), nats_pid];
-    pids.extend(sim.pids());
+/// 3. Heartbeat load at 30 s, then 1 s (pushed live through agent_config).
+fn heartbeats(rig: &Rig) -> anyhow::Result<String> {
+    let nats_pid = rig.nats.pid().context("nats-server is not running")?;
+    let mut pids = vec![rig.backend.pid(), nats_pid];
+    pids.extend(rig.sim.pids());
     let mut rows = Vec::new();
     for (cadence, settle) in [("30s", 5), ("1s", 10)] {
-        rt.block_on(async {
-            let kv = js.get_key_value("agent_config").await?;
-            kv.put("global", format!("{{\"heartbeat_interval\":\"{cadence}\"}}").into()).await?;
-            anyhow::Ok(())
-        })?;
+        rig.set_heartbeat(cadence)?;
         std::thread::sleep(Duration::from_secs(settle));
         let u = procs::usage(&pids, Duration::from_secs(30));
         for (name, (cpu, rss)) in ["kanade-backend", "nats-server", "kanade-sim (all agents)"].iter().zip(u) {
@@ -214,60 +263,70 @@ fn main() -> anyhow::Result<()> {
             ]);
         }
     }
-    out.push_str(&format!(
-        "\n### 3. Heartbeats of {} agents (CPU % of one core, averaged over 30 s; peak RSS)\n\n",
-        cli.agents
-    ));
-    out.push_str(&table(&["cadence", "process", "CPU", "RSS"], &rows));
+    Ok(format!(
+        "\n### 3. Heartbeats of {} agents (CPU % of one core, averaged over 30 s; peak RSS)\n\n{}",
+        rig.agents,
+        table(&["cadence", "process", "CPU", "RSS"], &rows)
+    ))
+}
 
-    save(&out);
-    // 5. Reconnect storm, at the production cadence: a broker crash and restart; an agent is back
-    // once it reconnected and said so (it heartbeats on reconnect), catch-up included.
-    eprintln!("reconnect storm");
-    rt.block_on(async {
-        let kv = js.get_key_value("agent_config").await?;
-        kv.put("global", "{\"heartbeat_interval\":\"30s\"}".into()).await?;
-        anyhow::Ok(())
-    })?;
+/// Reconnect storm (5.), at the production cadence: a broker crash and restart; an agent is back
+/// once it reconnected and said so (it heartbeats on reconnect), catch-up included.
+fn storm(rig: &mut Rig, work: &std::path::Path) -> anyhow::Result<String> {
+    let agents = rig.agents;
+    rig.set_heartbeat("30s")?;
     std::thread::sleep(Duration::from_secs(5));
-    let runs_before = sim.runs().0;
-    let next = sim.reconnects() + 1;
-    nats.restart();
+    let runs_before = rig.sim.runs().0;
+    let next = rig.sim.reconnects() + 1;
+    rig.nats.restart();
     let t0 = Instant::now();
-    let back = sim
-        .wait_heartbeating(cli.agents, Window::SinceReconnect(next), Duration::from_secs(180))
+    let back = rig
+        .sim
+        .wait_heartbeating(agents, Window::SinceReconnect(next), Duration::from_secs(180))
         .map(|_| t0.elapsed());
     let back_text = match &back {
         Ok(d) => format!("{} (≤ 30 s: {})", ms(*d), verdict(*d <= Duration::from_secs(30))),
-        Err(e) => format!("**missed**: {e}"),
+        Err(e) => {
+            let seen: Vec<_> = rig.sim.0.iter().map(|s| (s.now().reconnects, s.now().back)).collect();
+            eprintln!(
+                "storm: {e:#}; (watcher reconnects, back) per simulator: {seen:?} (wanted reconnects ≥ {next}); logs in {}; nats-server log:\n{}",
+                work.display(),
+                tail(&rig.nats.log(), 40)
+            );
+            format!("**missed**: {e}")
+        }
     };
-    let after = if back.is_ok() && wait_projected(backend.port, cli.agents).is_ok() {
-        broadcast(backend.port, &json!({ "all": true }), cli.agents)
+    let after = if back.is_ok() && wait_projected(rig.backend.port, agents).is_ok() {
+        broadcast(rig.backend.port, &json!({ "all": true }), agents)
             .map(|(d, _)| ms(d))
             .unwrap_or_else(|e| format!("failed: {e}"))
     } else {
         "not run (the fleet was not back)".to_owned()
     };
     std::thread::sleep(Duration::from_secs(2));
-    let (runs_after, doubles) = sim.runs();
-    out.push_str(&format!("\n### 5. Reconnect storm: nats-server restarted under {} agents\n\n", cli.agents));
-    out.push_str(&table(
-        &["all heartbeating again after", "broadcast after the storm", "runs before → after", "double runs"],
-        &[vec![
-            back_text,
-            after,
-            format!("{runs_before} → {runs_after}"),
-            format!("{doubles} ({})", verdict(doubles == 0)),
-        ]],
-    ));
+    let (runs_after, doubles) = rig.sim.runs();
+    Ok(format!(
+        "\n### 5. Reconnect storm: nats-server restarted under {agents} agents\n\n{}",
+        table(
+            &[
+                "all heartbeating again after",
+                "broadcast after the storm",
+                "runs before → after",
+                "double runs"
+            ],
+            &[vec![
+                back_text,
+                after,
+                format!("{runs_before} → {runs_after}"),
+                format!("{doubles} ({})", verdict(doubles == 0)),
+            ]],
+        )
+    ))
+}
 
-    print!("{out}");
-    if let Some(path) = &cli.out {
-        std::fs::write(path, &out).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    drop(sim);
-    drop(backend);
-    Ok(())
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Exec the no-op job on `target`; time until the execution is `completed` with `n` results.

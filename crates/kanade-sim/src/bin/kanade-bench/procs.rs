@@ -1,7 +1,7 @@
 //! The processes a benchmark runs: the release `kanade-backend` and `kanade-sim`, their
 //! output, and CPU / memory samples read from `/proc`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -93,14 +93,20 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Agents `first .. first + agents` of a fleet of `fleet`.
+    /// Agents `first .. first + agents` of a fleet of `fleet`; the simulator's log goes to `log`,
+    /// a copy of its reports next to it (`.out`).
     pub fn start(
         nats_url: &str,
         (first, agents, fleet): (usize, usize, usize),
         sizes: &[usize],
         data_dir: &Path,
+        log: &Path,
     ) -> anyhow::Result<Self> {
         let _ = std::fs::remove_dir_all(data_dir);
+        let create =
+            |p: &Path| std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()));
+        let mut report_copy = create(&log.with_extension("out"))?;
+        let log = create(log)?;
         let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
         let mut child = Command::new(sibling("kanade-sim"))
             .args(["--nats-url", nats_url, "--agents", &agents.to_string(), "--heartbeat", "30s"])
@@ -109,7 +115,7 @@ impl Sim {
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("cannot start kanade-sim (build it with --release first)")?;
         let state = Arc::new(Mutex::new(SimState::default()));
@@ -117,6 +123,7 @@ impl Sim {
         let shared = state.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = writeln!(report_copy, "{line}");
                 let mut s = shared.lock().unwrap();
                 let words: Vec<&str> = line.split_whitespace().collect();
                 match words.as_slice() {
