@@ -8,6 +8,7 @@ pub mod plan;
 pub mod rollout;
 
 use async_nats::jetstream;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use kanade_shared::manifest::{Manifest, Plan, ScriptSource, Target};
 use kanade_shared::subjects;
 use kanade_shared::wire::{self, AuditEvent, Command, Timestamp};
@@ -224,32 +225,78 @@ impl Pipeline {
     }
 }
 
-/// Publish one copy of `template` per subject of `target`, each with its own request id, and
-/// wait for every JetStream ack.
+/// Publish one copy of `template` per subject of `target`, each with its own request id (also
+/// its `Nats-Msg-Id`), and wait for every JetStream ack.
 pub async fn publish_commands(
     js: &jetstream::Context,
     signer: Option<&ed25519_dalek::SigningKey>,
     template: &Command,
     target: &Target,
 ) -> Result<usize, ExecError> {
-    let mut acks = Vec::new();
+    let mut pending = Vec::new();
     for t in plan::subjects_for(target) {
         let mut cmd = template.clone();
         cmd.request_id = kanade_shared::RequestId::new();
-        let payload = wire::encode(&cmd).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let payload: bytes::Bytes = wire::encode(&cmd).map_err(|e| ExecError::Invalid(e.to_string()))?.into();
         let subject = subjects::command(&t, &cmd.job_id);
-        let headers = kanade_shared::signing::signed_headers(signer, &subject, &payload, now_ms());
-        let ack = js
-            .publish_with_headers(subject, headers, payload.into())
-            .await
-            .map_err(|e| ExecError::Broker(e.to_string()))?;
-        acks.push(ack);
+        let mut headers = kanade_shared::signing::signed_headers(signer, &subject, &payload, now_ms());
+        headers.insert("Nats-Msg-Id", cmd.request_id.to_string().as_str());
+        let message = Message { subject, headers, payload };
+        // Sent together, acks awaited after: one round trip for a target of many subjects.
+        pending.push((message.send(js).await, message));
     }
-    let n = acks.len();
-    for ack in acks {
-        ack.await.map_err(|e| ExecError::Broker(e.to_string()))?;
+    let n = pending.len();
+    for (sent, message) in pending {
+        if let Err(e) = acked(sent).await {
+            retry_publish(js, &message, e).await?;
+        }
     }
     Ok(n)
+}
+
+/// A message for a stream, kept for its retries.
+struct Message {
+    subject: String,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+}
+
+impl Message {
+    async fn send(&self, js: &jetstream::Context) -> Result<PublishAckFuture, PublishError> {
+        js.publish_with_headers(self.subject.clone(), self.headers.clone(), self.payload.clone()).await
+    }
+}
+
+async fn acked(sent: Result<PublishAckFuture, PublishError>) -> Result<(), PublishError> {
+    sent?.await.map(drop)
+}
+
+/// Publish attempts after the first that timed out or lost the connection.
+const PUBLISH_RETRIES: u32 = 3;
+
+/// After `first` failed: a lost ack does not mean a lost message (right after a broker restart
+/// the store may have it), so a timeout is retried with the same headers — the same
+/// `Nats-Msg-Id`, which the stream deduplicates — rather than reported to an operator who would
+/// then exec again and run the job twice.
+async fn retry_publish(
+    js: &jetstream::Context,
+    message: &Message,
+    first: PublishError,
+) -> Result<(), ExecError> {
+    use jetstream::context::PublishErrorKind::{BrokenPipe, TimedOut};
+    let mut last = first;
+    for attempt in 1..=PUBLISH_RETRIES {
+        if !matches!(last.kind(), TimedOut | BrokenPipe) {
+            break;
+        }
+        tracing::warn!(subject = %message.subject, attempt, error = %last, "publish not acknowledged; retrying");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        match acked(message.send(js).await).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(ExecError::Broker(format!("{} (subject {})", last, message.subject)))
 }
 
 pub async fn audit(
@@ -274,10 +321,9 @@ pub async fn audit(
     let payload = wire::encode(&event).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
-    js.publish_with_headers(subject, headers, payload.into())
-        .await
-        .map_err(|e| ExecError::Broker(e.to_string()))?
-        .await
-        .map_err(|e| ExecError::Broker(e.to_string()))?;
-    Ok(())
+    let message = Message { subject, headers, payload: payload.into() };
+    match acked(message.send(js).await).await {
+        Ok(()) => Ok(()),
+        Err(e) => retry_publish(js, &message, e).await,
+    }
 }
