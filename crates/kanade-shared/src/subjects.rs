@@ -39,6 +39,15 @@ pub fn kill(exec: ExecId) -> String {
     format!("kill.{exec}")
 }
 
+/// Every kill: an agent holds one subscription on it for its lifetime instead of one per run
+/// (a broadcast would otherwise add and remove 10,000 subscriptions on the broker).
+pub const KILL_ALL: &str = "kill.*";
+
+/// The exec a kill subject names; `None` for anything else.
+pub fn parse_kill(subject: &str) -> Option<ExecId> {
+    subject.strip_prefix("kill.")?.parse().ok()
+}
+
 pub fn result(pc: &PcId, request: RequestId) -> String {
     format!("results.{pc}.{request}")
 }
@@ -151,6 +160,9 @@ mod tests {
         assert_eq!(command_group(&group("canary"), &job("j")), "commands.group.canary.j");
         assert_eq!(command_pc(&pc("PC1"), &job("j")), "commands.pc.PC1.j");
         assert_eq!(kill(exec), "kill.0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e");
+        assert_eq!(parse_kill(&kill(exec)), Some(exec));
+        assert_eq!(parse_kill("kill.not-an-id"), None);
+        assert_eq!(parse_kill("results.0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e"), None);
         assert_eq!(result(&pc("PC1"), req), "results.PC1.0190f5c2-6c1f-7000-8000-000000000001");
         assert_eq!(event_started(&pc("PC1"), exec), format!("events.started.PC1.{exec}"));
         assert_eq!(heartbeat(&pc("PC1")), "heartbeat.PC1");

@@ -10,7 +10,7 @@ use kanade_shared::GroupName;
 use kanade_shared::subjects;
 use kanade_shared::wire::{AgentConfigPatch, AgentGroups};
 
-use super::Ctx;
+use super::{Ctx, kv};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,8 +89,7 @@ pub(crate) async fn refresh(ctx: &Ctx) -> bool {
 /// agent.toml's groups first, then the operator-assigned ones, without repeats. `None` when the
 /// stored value is malformed (logged; the current groups stay).
 async fn read_groups(ctx: &Ctx) -> anyhow::Result<Option<Vec<GroupName>>> {
-    let kv = ctx.kv_groups.get_or_try_init(|| ctx.js.get_key_value("agent_groups")).await?;
-    let assigned = match kv.get(ctx.settings.pc.as_str()).await? {
+    let assigned = match kv::get(ctx, "agent_groups", ctx.settings.pc.as_str()).await? {
         None => AgentGroups::default(),
         Some(bytes) if bytes.is_empty() => AgentGroups::default(),
         Some(bytes) => match kanade_shared::wire::decode::<AgentGroups>(&bytes) {
@@ -111,11 +110,10 @@ async fn read_groups(ctx: &Ctx) -> anyhow::Result<Option<Vec<GroupName>>> {
 }
 
 async fn read_config(ctx: &Ctx) -> anyhow::Result<AgentConfigPatch> {
-    let kv = ctx.kv_config.get_or_try_init(|| ctx.js.get_key_value("agent_config")).await?;
     let groups = ctx.groups.read().await.clone();
     let mut patches = Vec::new();
     for (_, key) in subjects::agent_config_keys(&ctx.settings.pc, &groups) {
-        if let Some(bytes) = kv.get(&key).await?.filter(|b| !b.is_empty()) {
+        if let Some(bytes) = kv::get(ctx, "agent_config", &key).await?.filter(|b| !b.is_empty()) {
             match kanade_shared::wire::decode::<AgentConfigPatch>(&bytes) {
                 Ok(p) => patches.push(p),
                 Err(e) => tracing::warn!(key, error = %e, "agent_config value is malformed; ignoring it"),

@@ -7,6 +7,8 @@
 mod catch_up;
 mod follow;
 mod intake;
+mod kill;
+mod kv;
 mod outbox;
 mod presence;
 pub use presence::os_info;
@@ -130,11 +132,9 @@ pub(crate) struct Ctx {
     /// The client's connection count; see [`kanade_shared::nats::Reconnects`].
     pub connects: watch::Receiver<u64>,
     pub js: async_nats::jetstream::Context,
-    /// Bucket handles, looked up once: each lookup is a call through the broker's JetStream
-    /// API, which a fleet reconnecting at once would otherwise flood.
-    pub kv_groups: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
-    pub kv_config: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     pub slots: Semaphore,
+    /// Runs a kill can reach, fed by the one `kill.*` subscription.
+    pub kills: kill::Kills,
     pub outbox_wake: Notify,
     pub running: AtomicU32,
     pub started: Instant,
@@ -199,8 +199,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         connects: kanade_shared::nats::connection_count(&client),
         client,
         js,
-        kv_groups: Default::default(),
-        kv_config: Default::default(),
+        kills: kill::Kills::default(),
         outbox_wake: Notify::new(),
         running: AtomicU32::new(0),
         started: Instant::now(),
@@ -211,10 +210,17 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         shutdown: stop_rx,
     });
 
+    // Kills are heard before any run can start, including the resumed ones.
+    let kills = ctx
+        .client
+        .subscribe(kanade_shared::subjects::KILL_ALL)
+        .await
+        .context("cannot subscribe to the kill switch")?;
     // Groups from agent_groups must be known before intake subscribes and catches up.
     follow::refresh(&ctx).await;
     runner::recover(&ctx).await?;
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(kill::listen(ctx.clone(), kills));
     tasks.spawn(follow::follow_loop(ctx.clone()));
     tasks.spawn(outbox::publish_loop(ctx.clone()));
     tasks.spawn(presence::heartbeat_loop(ctx.clone()));

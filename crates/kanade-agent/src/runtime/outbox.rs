@@ -1,5 +1,6 @@
-//! Drains the outbox in order: publish with `Nats-Msg-Id`, wait for the JetStream ack, delete.
-//! A failure stops the pass at that message, so order is kept across outages of any length.
+//! Drains the outbox in order: publish with `Nats-Msg-Id`, wait for the JetStream acks, delete.
+//! A failure stops the pass at that message and the rest is sent again after it, so nothing is
+//! lost across outages of any length and a message is never dropped for a later one's sake.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,29 +40,52 @@ pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
     }
 }
 
+/// One pass over the oldest queued messages: publish them all in order, then wait for their
+/// acks in order (one round trip for the batch instead of one per message), and delete the
+/// acked prefix. Everything from the first message without an ack is sent again next pass,
+/// under the same `Nats-Msg-Id`.
 async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
     let batch = ctx.store.outbox(64)?;
-    let mut delivered = 0;
-    for message in batch {
+    let mut pending = Vec::with_capacity(batch.len());
+    let mut failure = None;
+    for message in &batch {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", message.msg_id.as_str());
-        let ack = async {
-            ctx.js
-                .publish_with_headers(message.subject.clone(), headers, message.payload.clone().into())
-                .await?
-                .await
-                .map_err(anyhow::Error::from)
-        };
-        match tokio::time::timeout(ACK_TIMEOUT, ack).await {
-            Ok(Ok(_)) => {
-                ctx.store.acked(message.seq)?;
-                delivered += 1;
-            }
-            Ok(Err(e)) => anyhow::bail!("{} on {}: {e}", message.msg_id, message.subject),
-            Err(_) => {
-                anyhow::bail!("{} on {}: no ack within {ACK_TIMEOUT:?}", message.msg_id, message.subject)
+        match ctx
+            .js
+            .publish_with_headers(message.subject.clone(), headers, message.payload.clone().into())
+            .await
+        {
+            Ok(ack) => pending.push((message, ack)),
+            Err(e) => {
+                failure = Some(anyhow::anyhow!("{} on {}: {e}", message.msg_id, message.subject));
+                break;
             }
         }
     }
-    Ok(delivered)
+    let mut acked = Vec::with_capacity(pending.len());
+    for (message, ack) in pending {
+        match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+            Ok(Ok(_)) => acked.push(message.seq),
+            Ok(Err(e)) => {
+                failure = Some(anyhow::anyhow!("{} on {}: {e}", message.msg_id, message.subject));
+                break;
+            }
+            Err(_) => {
+                failure = Some(anyhow::anyhow!(
+                    "{} on {}: no ack within {ACK_TIMEOUT:?}",
+                    message.msg_id,
+                    message.subject
+                ));
+                break;
+            }
+        }
+    }
+    if !acked.is_empty() {
+        ctx.store.acked(&acked)?;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(acked.len()),
+    }
 }

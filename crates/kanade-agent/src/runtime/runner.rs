@@ -1,12 +1,11 @@
 //! One admitted run: gates → jitter → started event → execute (with retries) → result into the
-//! outbox. The kill subscription is made before anything else, so a kill sent at any point
-//! after admission is seen.
+//! outbox. The run is registered with the kill switch before anything else, so a kill sent at
+//! any point after admission is seen.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
 use kanade_shared::ResultId;
 use kanade_shared::subjects;
 use kanade_shared::wire::{self, Command, ExecResult, ExecStatus, StartedEvent, Timestamp};
@@ -51,43 +50,9 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command) {
-    let (kill_tx, kill_rx) = watch::channel(false);
-    let kill_watch = match ctx.client.subscribe(subjects::kill(cmd.exec_id)).await {
-        Ok(mut sub) => {
-            let trusted = ctx.settings.trusted_keys.clone();
-            Some(tokio::spawn(async move {
-                while let Some(msg) = sub.next().await {
-                    // With pinned keys a kill must be signed too, or anyone could stop any run.
-                    let check = |m: &async_nats::Message| {
-                        kanade_shared::signing::verify_message(
-                            &trusted,
-                            m.subject.as_str(),
-                            &m.payload,
-                            m.headers.as_ref(),
-                            now_ms(),
-                        )
-                    };
-                    match if trusted.is_empty() { Ok(()) } else { check(&msg) } {
-                        Ok(()) => {
-                            let _ = kill_tx.send(true);
-                            return;
-                        }
-                        Err(refusal) => {
-                            tracing::warn!(subject = %msg.subject, reason = %refusal, "ignoring kill")
-                        }
-                    }
-                }
-            }))
-        }
-        Err(e) => {
-            tracing::error!(exec_id = %cmd.exec_id, error = %e, "cannot subscribe to the kill switch");
-            None
-        }
-    };
-    let result = run_to_result(&ctx, &cmd, kill_rx).await;
-    if let Some(task) = kill_watch {
-        task.abort();
-    }
+    let registered = ctx.kills.register(cmd.exec_id);
+    let result = run_to_result(&ctx, &cmd, registered.killed.clone()).await;
+    drop(registered);
     if let Err(e) = ctx.store.finish(cmd.exec_id, &outgoing(&ctx, &result), now_ms()) {
         // The ledger still says running: at next start this run is reported `unknown`.
         tracing::error!(exec_id = %cmd.exec_id, error = %e, "cannot record the result");
@@ -131,16 +96,21 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, kill: watch::Receiver<bool
             return result;
         }
     };
-    if let Err(e) = ctx.store.mark_running(cmd.exec_id, now_ms()) {
+    let started_at = Timestamp::now_utc();
+    if let Err(e) =
+        ctx.store.mark_running(cmd.exec_id, now_ms(), started_event(ctx, cmd, 1, started_at).as_ref())
+    {
         let mut result = base_result(ctx, cmd, ExecStatus::Failed, 1);
         result.message = Some(format!("not run: cannot record its start ({e})"));
         return result;
     }
-    let started_at = Timestamp::now_utc();
+    ctx.outbox_wake.notify_one();
     let max_attempts = 1 + cmd.retry.map_or(0, |r| r.max);
     let mut attempt = 1;
     loop {
-        announce_start(ctx, cmd, attempt, started_at);
+        if attempt > 1 {
+            announce_retry(ctx, cmd, attempt, started_at);
+        }
         ctx.running.fetch_add(1, Ordering::Relaxed);
         let spec = RunSpec {
             shell: cmd.shell,
@@ -192,7 +162,15 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, kill: watch::Receiver<bool
     }
 }
 
-fn announce_start(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) {
+fn announce_retry(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) {
+    let Some(message) = started_event(ctx, cmd, attempt, started_at) else { return };
+    if let Err(e) = ctx.store.enqueue(&message) {
+        tracing::warn!(error = %e, "cannot queue the started event");
+    }
+    ctx.outbox_wake.notify_one();
+}
+
+fn started_event(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) -> Option<Outgoing> {
     let event = StartedEvent {
         schema: wire::SCHEMA,
         result_id: ResultId::derive(cmd.exec_id, &ctx.settings.pc),
@@ -203,17 +181,13 @@ fn announce_start(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp)
         attempt,
         started_at,
     };
-    let Ok(payload) = wire::encode(&event) else { return };
-    let message = Outgoing {
+    let payload = wire::encode(&event).ok()?;
+    Some(Outgoing {
         seq: 0,
         msg_id: format!("started-{}-{attempt}", event.result_id),
         subject: subjects::event_started(&ctx.settings.pc, cmd.exec_id),
         payload,
-    };
-    if let Err(e) = ctx.store.enqueue(&message) {
-        tracing::warn!(error = %e, "cannot queue the started event");
-    }
-    ctx.outbox_wake.notify_one();
+    })
 }
 
 /// Answer a refused command with a `failed` result under the refusal identity (see

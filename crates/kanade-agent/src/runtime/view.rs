@@ -11,12 +11,17 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
-use super::{Ctx, now_ms};
+use super::{Ctx, kv, now_ms};
 use crate::gates::FleetView;
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// An unchanged view is written back at most this often: every write is a synchronous commit,
+/// and one per command would double an idle job's disk flushes. The cost is that a strict
+/// staleness check made while the broker is unreachable sees the view up to this much older
+/// than it was.
+const REFRESH: Duration = Duration::from_secs(60);
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Cached {
     revoked: bool,
     current: Option<String>,
@@ -27,8 +32,9 @@ pub(crate) async fn read(ctx: &Ctx, job: &JobId) -> FleetView {
     let key = format!("view.{job}");
     match tokio::time::timeout(LIVE_TIMEOUT, read_live(ctx, job)).await {
         Ok(Ok((revoked, current))) => {
-            let cached = Cached { revoked, current: current.clone(), fetched_at_ms: now_ms() };
-            if let Ok(json) = serde_json::to_string(&cached)
+            let fresh = Cached { revoked, current: current.clone(), fetched_at_ms: now_ms() };
+            if needs_write(cached(ctx, &key).as_ref(), &fresh)
+                && let Ok(json) = serde_json::to_string(&fresh)
                 && let Err(e) = ctx.store.set_meta(&key, &json)
             {
                 tracing::warn!(error = %e, "cannot cache the fleet view");
@@ -43,9 +49,7 @@ pub(crate) async fn read(ctx: &Ctx, job: &JobId) -> FleetView {
             if let Ok(Err(e)) = live {
                 tracing::warn!(job_id = %job, error = %e, "cannot read the fleet view; using the cached one");
             }
-            let cached =
-                ctx.store.meta(&key).ok().flatten().and_then(|s| serde_json::from_str::<Cached>(&s).ok());
-            match cached {
+            match cached(ctx, &key) {
                 Some(c) => FleetView {
                     revoked: c.revoked,
                     current_version: c.current.and_then(|v| v.parse().ok()),
@@ -57,9 +61,25 @@ pub(crate) async fn read(ctx: &Ctx, job: &JobId) -> FleetView {
     }
 }
 
+fn cached(ctx: &Ctx, key: &str) -> Option<Cached> {
+    ctx.store.meta(key).ok().flatten().and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// Write the fresh view back when it differs from the stored one or the stored one is older
+/// than [`REFRESH`].
+fn needs_write(stored: Option<&Cached>, fresh: &Cached) -> bool {
+    stored.is_none_or(|old| {
+        old.revoked != fresh.revoked
+            || old.current != fresh.current
+            || fresh.fetched_at_ms.saturating_sub(old.fetched_at_ms) >= REFRESH.as_millis() as i64
+    })
+}
+
 async fn read_live(ctx: &Ctx, job: &JobId) -> anyhow::Result<(bool, Option<String>)> {
-    let status = ctx.js.get_key_value("script_status").await?.get(job.as_str()).await?;
-    let current = ctx.js.get_key_value("script_current").await?.get(job.as_str()).await?;
+    let (status, current) = tokio::try_join!(
+        kv::get(ctx, "script_status", job.as_str()),
+        kv::get(ctx, "script_current", job.as_str())
+    )?;
     let revoked = status.is_some_and(|v| v.as_ref().eq_ignore_ascii_case(b"REVOKED"));
     let current = current.map(|v| String::from_utf8_lossy(&v).trim().to_owned()).filter(|v| !v.is_empty());
     Ok((revoked, current))
@@ -92,4 +112,24 @@ pub(crate) async fn script(ctx: &Ctx, cmd: &Command) -> Result<String, String> {
         return Err(format!("script {key} has sha256 {got}, command expects {want}; not run"));
     }
     String::from_utf8(body).map_err(|_| format!("script {key} is not UTF-8 text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(revoked: bool, current: Option<&str>, at: i64) -> Cached {
+        Cached { revoked, current: current.map(str::to_owned), fetched_at_ms: at }
+    }
+
+    #[test]
+    fn an_unchanged_view_is_written_back_once_a_minute() {
+        let stored = view(false, Some("1.0"), 1_000);
+        assert!(needs_write(None, &view(false, None, 0)), "nothing stored yet");
+        assert!(!needs_write(Some(&stored), &view(false, Some("1.0"), 1_000 + 59_999)));
+        assert!(needs_write(Some(&stored), &view(false, Some("1.0"), 1_000 + 60_000)));
+        assert!(needs_write(Some(&stored), &view(true, Some("1.0"), 1_001)), "revoked");
+        assert!(needs_write(Some(&stored), &view(false, Some("1.1"), 1_001)), "new version");
+        assert!(needs_write(Some(&stored), &view(false, None, 1_001)), "pin removed");
+    }
 }

@@ -86,6 +86,10 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
 }
 
+// Every page a commit touches is written to the WAL again, so the schema keeps what a command
+// changes small: no index on `ledger.state` (only start-up reads by state, and a scan of three
+// weeks of runs is cheap), and no AUTOINCREMENT on the outbox (it rewrites `sqlite_sequence` on
+// every insert; a plain rowid is always above every queued row, which is all the order needs).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ledger (
     exec_id      TEXT PRIMARY KEY,
@@ -98,9 +102,9 @@ CREATE TABLE IF NOT EXISTS ledger (
     started_at   INTEGER,
     finished_at  INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ledger_state ON ledger(state);
+DROP INDEX IF EXISTS ledger_state;
 CREATE TABLE IF NOT EXISTS outbox (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq      INTEGER PRIMARY KEY,
     msg_id   TEXT NOT NULL UNIQUE,
     subject  TEXT NOT NULL,
     payload  BLOB NOT NULL
@@ -111,6 +115,22 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 ";
 
+/// Stores written before the outbox lost AUTOINCREMENT get their queued messages moved into
+/// the new table, same sequence numbers, in one transaction.
+const UPGRADE_OUTBOX: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE outbox_new (
+    seq      INTEGER PRIMARY KEY,
+    msg_id   TEXT NOT NULL UNIQUE,
+    subject  TEXT NOT NULL,
+    payload  BLOB NOT NULL
+);
+INSERT INTO outbox_new (seq, msg_id, subject, payload) SELECT seq, msg_id, subject, payload FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_new RENAME TO outbox;
+COMMIT;
+";
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
@@ -119,6 +139,14 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        let outbox_sql: String = conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+            [],
+            |r| r.get(0),
+        )?;
+        if outbox_sql.contains("AUTOINCREMENT") {
+            conn.execute_batch(UPGRADE_OUTBOX)?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -160,12 +188,22 @@ impl Store {
         })
     }
 
-    /// Mark a run as started. Must happen before the process is spawned.
-    pub fn mark_running(&self, exec_id: ExecId, now_ms: i64) -> Result<(), StoreError> {
+    /// Mark a run as started, and queue its `started` event in the same transaction (one
+    /// synchronous commit instead of two). Must happen before the process is spawned.
+    pub fn mark_running(
+        &self,
+        exec_id: ExecId,
+        now_ms: i64,
+        event: Option<&Outgoing>,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.prepare_cached("UPDATE ledger SET state = 'running', started_at = ?2 WHERE exec_id = ?1")?
-                .execute(params![exec_id.to_string(), now_ms])
-                .map(drop)
+            let tx = c.transaction()?;
+            tx.prepare_cached("UPDATE ledger SET state = 'running', started_at = ?2 WHERE exec_id = ?1")?
+                .execute(params![exec_id.to_string(), now_ms])?;
+            if let Some(event) = event {
+                insert_outgoing(&tx, event)?;
+            }
+            tx.commit()
         })
     }
 
@@ -239,9 +277,17 @@ impl Store {
         })
     }
 
-    /// Drop a message the broker has acked.
-    pub fn acked(&self, seq: i64) -> Result<(), StoreError> {
-        self.with(|c| c.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([seq]).map(drop))
+    /// Drop messages the broker has acked, in one transaction.
+    pub fn acked(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        // (Relaxing `synchronous` for this commit would save a flush, but changing that pragma
+        // expires every prepared statement: each following query would be parsed again.)
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for seq in seqs {
+                tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([seq])?;
+            }
+            tx.commit()
+        })
     }
 
     /// Forget finished runs older than `before_ms`. Must stay longer than the EXEC stream's

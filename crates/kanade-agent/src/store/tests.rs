@@ -19,6 +19,37 @@ fn open(dir: &tempfile::TempDir) -> Store {
 }
 
 #[test]
+fn a_store_with_the_old_outbox_keeps_its_queue_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    {
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE,
+                                  subject TEXT NOT NULL, payload BLOB NOT NULL);
+             CREATE TABLE ledger (exec_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                                  subject TEXT NOT NULL, command BLOB NOT NULL, state TEXT NOT NULL,
+                                  admitted_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER) WITHOUT ROWID;
+             CREATE INDEX ledger_state ON ledger(state);
+             INSERT INTO outbox (seq, msg_id, subject, payload) VALUES (7, 'result-7', 'results.pc.7', x'07');
+             INSERT INTO outbox (seq, msg_id, subject, payload) VALUES (9, 'result-9', 'results.pc.9', x'09');",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    store.enqueue(&result(10)).unwrap();
+    let queued: Vec<(i64, String)> =
+        store.outbox(10).unwrap().into_iter().map(|m| (m.seq, m.msg_id)).collect();
+    assert_eq!(queued, [(7, "result-7".into()), (9, "result-9".into()), (10, "result-10".into())]);
+    let sql: String = store
+        .with(|c| c.query_row("SELECT group_concat(sql, ';') FROM sqlite_master", [], |r| r.get(0)))
+        .unwrap();
+    assert!(!sql.contains("AUTOINCREMENT") && !sql.contains("ledger_state"), "{sql}");
+    drop(store);
+    Store::open(&path).expect("a second open finds nothing to upgrade");
+}
+
+#[test]
 fn admission_rule() {
     assert_eq!(decide_admission(None, "a"), Admission::New);
     assert_eq!(decide_admission(Some("a"), "a"), Admission::Duplicate);
@@ -36,13 +67,13 @@ fn a_run_goes_admitted_running_done_with_its_result_queued() {
     );
     assert_eq!(store.admit(exec(1), "r3", "other", "commands.all.j", b"{}", 3).unwrap(), Admission::Conflict);
     assert_eq!(store.state(exec(1)).unwrap(), Some(RunState::Admitted));
-    store.mark_running(exec(1), 4).unwrap();
+    store.mark_running(exec(1), 4, None).unwrap();
     store.finish(exec(1), &result(1), 5).unwrap();
     assert_eq!(store.state(exec(1)).unwrap(), Some(RunState::Done));
     let out = store.outbox(10).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].msg_id, "result-1");
-    store.acked(out[0].seq).unwrap();
+    store.acked(&[out[0].seq]).unwrap();
     assert!(store.outbox(10).unwrap().is_empty());
 }
 
@@ -62,7 +93,7 @@ fn recover_separates_never_started_from_interrupted() {
         let store = open(&dir);
         store.admit(exec(1), "r1", "fp", "commands.all.a", b"one", 1).unwrap();
         store.admit(exec(2), "r2", "fp", "commands.all.b", b"two", 2).unwrap();
-        store.mark_running(exec(2), 3).unwrap();
+        store.mark_running(exec(2), 3, None).unwrap();
     }
     let store = open(&dir);
     let (pending, interrupted) = store.recover().unwrap();
@@ -79,7 +110,7 @@ fn prune_keeps_unfinished_and_recent_runs() {
     for (n, finished) in [(1u8, Some(10)), (2, Some(100)), (3, None)] {
         store.admit(exec(n), "r", "fp", "s", b"", 1).unwrap();
         if let Some(at) = finished {
-            store.mark_running(exec(n), at).unwrap();
+            store.mark_running(exec(n), at, None).unwrap();
             store.finish(exec(n), &result(n), at).unwrap();
         }
     }
@@ -138,7 +169,7 @@ proptest! {
                 }
                 Op::Start(e) => {
                     if let Some((_, state @ RunState::Admitted)) = model.get_mut(&e) {
-                        store.mark_running(exec(e), 1).unwrap();
+                        store.mark_running(exec(e), 1, None).unwrap();
                         *state = RunState::Running;
                         *starts.entry(e).or_default() += 1;
                     }
@@ -154,7 +185,7 @@ proptest! {
                     let out = store.outbox(1).unwrap();
                     prop_assert_eq!(out.first().map(|o| o.msg_id.clone()), queued.front().cloned());
                     if let Some(first) = out.first() {
-                        store.acked(first.seq).unwrap();
+                        store.acked(&[first.seq]).unwrap();
                         delivered.push(queued.pop_front().unwrap());
                     }
                 }
