@@ -19,6 +19,7 @@ mkdir -p "$OUT"
 if [ -z "${KANADE_BENCH_REPORT_ONLY:-}" ]; then
 say "building release binaries"
 cargo build --release --locked -p kanade-backend -p kanade-sim -p kanade-agent -p kanade
+cargo build --profile agent --locked -p kanade-agent
 
 say "fleet scenarios with $AGENTS simulated agents"
 "$CARGO_TARGET_DIR/release/kanade-bench" --agents "$AGENTS" --sizes "$SIZES" --repeat "$REPEAT" --out "$OUT/fleet.md" \
