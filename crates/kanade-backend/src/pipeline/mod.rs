@@ -1,7 +1,7 @@
 //! The exec pipeline shared by `POST /api/exec`, `POST /api/deploy` and the scheduler:
-//! resolve the script → expected PCs → insert the execution → pin `script_current` → publish
-//! wave 0 → persist later waves with their due time → audit (`exec.create`, which also lets a
-//! wiped projection rebuild the execution).
+//! resolve the script → expected PCs → insert the execution (later waves with their due time)
+//! → pin `script_current` → audit (`exec.create`, which also lets a wiped projection rebuild
+//! the execution) → publish wave 0.
 
 pub mod catalog;
 pub mod plan;
@@ -83,8 +83,10 @@ impl Pipeline {
         plan: &Plan,
         origin: &Origin,
     ) -> Result<Launched, ExecError> {
+        let t0 = std::time::Instant::now();
         let script = self.resolve_script(manifest).await?;
         let agents = self.db.read(queries::known_agents).await?;
+        let t_agents = t0.elapsed();
         let now = now_ms();
         let exec_id = ExecId::new();
         let jitter = plan.jitter.or(manifest.jitter).map_or(0, |d| d.as_secs());
@@ -145,8 +147,13 @@ impl Pipeline {
                 )
             })
             .await?;
+        let t_insert = t0.elapsed();
         self.pin_version(manifest).await?;
-        publish_commands(&self.js, self.signer.as_deref(), &template, &first).await?;
+        let t_pin = t0.elapsed();
+        // Audited before the commands go out: the moment they do, the whole fleet answers at
+        // once and this event's ack would queue behind 10,000 agents' traffic (1.5 s at 10,000
+        // agents, all of it the operator waiting). It also means a broker failure here leaves
+        // nothing published, so an operator who retries never runs the job twice.
         audit(
             &self.js,
             &origin.actor,
@@ -156,6 +163,18 @@ impl Pipeline {
             serde_json::to_value(&created).unwrap_or_default(),
         )
         .await?;
+        let t_audit = t0.elapsed();
+        publish_commands(&self.js, self.signer.as_deref(), &template, &first).await?;
+        tracing::debug!(
+            %exec_id,
+            targets = targets.len(),
+            agents_ms = t_agents.as_millis(),
+            inserted_ms = t_insert.as_millis(),
+            pinned_ms = t_pin.as_millis(),
+            audited_ms = t_audit.as_millis(),
+            published_ms = t0.elapsed().as_millis(),
+            "exec launched (cumulative step times)"
+        );
         self.bus.execution(exec_id);
         Ok(Launched {
             exec_id,
