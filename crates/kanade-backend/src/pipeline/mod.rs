@@ -1,7 +1,7 @@
 //! The exec pipeline shared by `POST /api/exec`, `POST /api/deploy` and the scheduler:
 //! resolve the script → expected PCs → insert the execution (later waves with their due time)
-//! → pin `script_current` → audit (`exec.create`, which also lets a wiped projection rebuild
-//! the execution) → publish wave 0.
+//! → pin `script_current` → publish wave 0 → audit (`exec.create`, which also lets a wiped
+//! projection rebuild the execution; sent right before wave 0, confirmed after it).
 
 pub mod catalog;
 pub mod plan;
@@ -150,11 +150,11 @@ impl Pipeline {
         let t_insert = t0.elapsed();
         self.pin_version(manifest).await?;
         let t_pin = t0.elapsed();
-        // Audited before the commands go out: the moment they do, the whole fleet answers at
-        // once and this event's ack would queue behind 10,000 agents' traffic (1.5 s at 10,000
-        // agents, all of it the operator waiting). It also means a broker failure here leaves
-        // nothing published, so an operator who retries never runs the job twice.
-        audit(
+        // The audit event is sent just before the commands, on the same connection, and its ack
+        // awaited after theirs: sent after them, it reached the broker behind the whole fleet's
+        // answers and the operator waited for that (1.5 s at 10,000 agents). Its ack is still
+        // awaited before the operator is told the exec was created.
+        let audit = send_audit(
             &self.js,
             &origin.actor,
             "exec.create",
@@ -163,16 +163,17 @@ impl Pipeline {
             serde_json::to_value(&created).unwrap_or_default(),
         )
         .await?;
-        let t_audit = t0.elapsed();
         publish_commands(&self.js, self.signer.as_deref(), &template, &first).await?;
+        let t_publish = t0.elapsed();
+        audit.confirmed(&self.js).await?;
         tracing::debug!(
             %exec_id,
             targets = targets.len(),
             agents_ms = t_agents.as_millis(),
             inserted_ms = t_insert.as_millis(),
             pinned_ms = t_pin.as_millis(),
-            audited_ms = t_audit.as_millis(),
-            published_ms = t0.elapsed().as_millis(),
+            published_ms = t_publish.as_millis(),
+            audited_ms = t0.elapsed().as_millis(),
             "exec launched (cumulative step times)"
         );
         self.bus.execution(exec_id);
@@ -326,6 +327,34 @@ pub async fn audit(
     source: Option<String>,
     detail: serde_json::Value,
 ) -> Result<(), ExecError> {
+    send_audit(js, actor, action, target, source, detail).await?.confirmed(js).await
+}
+
+/// An audit event on its way whose ack has not been awaited yet.
+pub struct PendingAudit {
+    sent: Result<PublishAckFuture, PublishError>,
+    message: Message,
+}
+
+impl PendingAudit {
+    /// Wait for the ack, retrying a lost one under the same `Nats-Msg-Id`.
+    pub async fn confirmed(self, js: &jetstream::Context) -> Result<(), ExecError> {
+        match acked(self.sent).await {
+            Ok(()) => Ok(()),
+            Err(e) => retry_publish(js, &self.message, e).await,
+        }
+    }
+}
+
+/// Send an audit event without waiting for its ack.
+pub async fn send_audit(
+    js: &jetstream::Context,
+    actor: &str,
+    action: &str,
+    target: Option<String>,
+    source: Option<String>,
+    detail: serde_json::Value,
+) -> Result<PendingAudit, ExecError> {
     let event = AuditEvent {
         schema: wire::SCHEMA,
         id: AuditId::new(),
@@ -341,8 +370,5 @@ pub async fn audit(
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
     let message = Message { subject, headers, payload: payload.into() };
-    match acked(message.send(js).await).await {
-        Ok(()) => Ok(()),
-        Err(e) => retry_publish(js, &message, e).await,
-    }
+    Ok(PendingAudit { sent: message.send(js).await, message })
 }
