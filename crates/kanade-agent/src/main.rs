@@ -51,7 +51,14 @@ fn start(config: AgentConfig) -> anyhow::Result<ExitCode> {
     }
     fail_at_start_for_tests(&version)?;
     let settings = Settings::from_config(&config, exe.clone());
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Two workers whatever the core count: an agent mostly waits, its jobs are child processes
+    // and blocking work (inventory) has its own pool, while every extra worker is a thread with
+    // its own stack and allocator arena on each of thousands of endpoints.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let exit = runtime.block_on(async {
         tracing::info!(
             version = %version,
