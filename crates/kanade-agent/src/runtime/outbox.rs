@@ -40,31 +40,23 @@ pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
     }
 }
 
-/// One pass over the oldest queued messages: publish them all in order, then wait for their
-/// acks in order (one round trip for the batch instead of one per message), and delete the
-/// acked prefix. Everything from the first message without an ack is sent again next pass,
-/// under the same `Nats-Msg-Id`.
+/// One pass over the oldest queued messages: publish each and wait for its ack, in order, then
+/// delete the acked ones in one transaction. The first message without an ack ends the pass; it
+/// and everything after it are sent again next pass, under the same `Nats-Msg-Id`.
 async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
     let batch = ctx.store.outbox(64)?;
-    let mut pending = Vec::with_capacity(batch.len());
+    let mut acked = Vec::with_capacity(batch.len());
     let mut failure = None;
     for message in &batch {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", message.msg_id.as_str());
-        match ctx
-            .js
-            .publish_with_headers(message.subject.clone(), headers, message.payload.clone().into())
-            .await
-        {
-            Ok(ack) => pending.push((message, ack)),
-            Err(e) => {
-                failure = Some(anyhow::anyhow!("{} on {}: {e}", message.msg_id, message.subject));
-                break;
-            }
-        }
-    }
-    let mut acked = Vec::with_capacity(pending.len());
-    for (message, ack) in pending {
+        let ack = async {
+            ctx.js
+                .publish_with_headers(message.subject.clone(), headers, message.payload.clone().into())
+                .await?
+                .await
+                .map_err(anyhow::Error::from)
+        };
         match tokio::time::timeout(ACK_TIMEOUT, ack).await {
             Ok(Ok(_)) => acked.push(message.seq),
             Ok(Err(e)) => {
