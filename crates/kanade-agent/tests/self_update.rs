@@ -148,9 +148,12 @@ async fn rollout_updates_the_scope_only_and_a_crashing_version_is_rolled_back_an
     // v3 dies at every start: after 3 starts the agent is back on v2, v3 quarantined and reported.
     publish(&fleet, FAIL_AT_START, build(FAIL_AT_START)).await;
     fleet.kv_put("agent_config", "pcs.PC-UPA", r#"{"target_version":"3.0.0"}"#).await;
+    // The first heartbeat after the rollback can go out before the update task has looked at
+    // the target again, so wait for the one that also says why nothing is installed.
     let beat = heartbeat_where(&fleet, &a, "v3 quarantined", Duration::from_secs(90), |h| {
         h.agent_version.as_str() == "2.0.0"
             && h.quarantined.iter().any(|q| q.version.as_str() == FAIL_AT_START)
+            && h.update_status.as_deref().is_some_and(|s| s.contains("is quarantined"))
     })
     .await;
     let status = beat.update_status.unwrap_or_default();
