@@ -34,7 +34,7 @@ pub(crate) async fn follow_loop(ctx: Arc<Ctx>) {
             tokio::select! {
                 Some(_) = changes.next() => {}
                 // Changes made while disconnected were not heard.
-                () = reconnects.next() => {}
+                () = reconnects.next() => if !super::spread_after_reconnect(&mut stop).await { return },
                 () = super::stopped(&mut stop) => return,
             }
             if refresh(&ctx).await {

@@ -96,7 +96,12 @@ async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
         };
         tokio::select! {
             () = retry => {}
-            () = reconnects.next() => needed = true,
+            () = reconnects.next() => {
+                if !super::spread_after_reconnect(&mut stop).await {
+                    return;
+                }
+                needed = true;
+            }
             () = ctx.groups_changed.notified() => {
                 resubscribe.notify_one();
                 needed = true;

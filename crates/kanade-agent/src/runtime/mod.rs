@@ -244,6 +244,22 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     Ok(if ctx.restart.load(Ordering::SeqCst) { Exit::Restart } else { Exit::Stopped })
 }
 
+/// After a reconnect an agent heartbeats within a second; re-reading its bucket keys and
+/// catching up on EXEC wait a random point of the next few seconds. A fleet reconnecting
+/// together would otherwise send its ~10 direct gets per agent in the same second, and after a
+/// broker restart under 10,000 agents those queued long enough to time out for 15 s, holding
+/// the heartbeats up behind them.
+const RECONNECT_SPREAD: std::ops::Range<u64> = 1_000..4_000;
+
+/// Wait out this agent's share of [`RECONNECT_SPREAD`]; `false` when shutdown came first.
+pub(crate) async fn spread_after_reconnect(stop: &mut watch::Receiver<bool>) -> bool {
+    let wait = Duration::from_millis(fastrand::u64(RECONNECT_SPREAD));
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = stopped(stop) => false,
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
