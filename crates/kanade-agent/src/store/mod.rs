@@ -103,33 +103,22 @@ CREATE TABLE IF NOT EXISTS ledger (
     finished_at  INTEGER
 ) WITHOUT ROWID;
 DROP INDEX IF EXISTS ledger_state;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq      INTEGER PRIMARY KEY,
-    msg_id   TEXT NOT NULL UNIQUE,
-    subject  TEXT NOT NULL,
-    payload  BLOB NOT NULL
-);
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, msg_id TEXT NOT NULL UNIQUE,
+                                   subject TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 ) WITHOUT ROWID;
 ";
 
-/// Stores written before the outbox lost AUTOINCREMENT get their queued messages moved into
-/// the new table, same sequence numbers, in one transaction.
-const UPGRADE_OUTBOX: &str = "
-BEGIN IMMEDIATE;
-CREATE TABLE outbox_new (
-    seq      INTEGER PRIMARY KEY,
-    msg_id   TEXT NOT NULL UNIQUE,
-    subject  TEXT NOT NULL,
-    payload  BLOB NOT NULL
-);
-INSERT INTO outbox_new (seq, msg_id, subject, payload) SELECT seq, msg_id, subject, payload FROM outbox;
-DROP TABLE outbox;
-ALTER TABLE outbox_new RENAME TO outbox;
-COMMIT;
-";
+/// Stores written before the outbox lost AUTOINCREMENT: the old table is set aside, `SCHEMA`
+/// creates the new one, and the queued messages move over with their sequence numbers, all in
+/// one transaction.
+const UPGRADE_OUTBOX: [&str; 2] = [
+    "BEGIN IMMEDIATE; ALTER TABLE outbox RENAME TO outbox_old;",
+    "INSERT INTO outbox (seq, msg_id, subject, payload) SELECT seq, msg_id, subject, payload FROM outbox_old;
+     DROP TABLE outbox_old; COMMIT;",
+];
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -145,7 +134,10 @@ impl Store {
             |r| r.get(0),
         )?;
         if outbox_sql.contains("AUTOINCREMENT") {
-            conn.execute_batch(UPGRADE_OUTBOX)?;
+            // On any error the connection is dropped with the transaction open: rolled back.
+            conn.execute_batch(UPGRADE_OUTBOX[0])?;
+            conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(UPGRADE_OUTBOX[1])?;
         }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }

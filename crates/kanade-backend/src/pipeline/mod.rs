@@ -263,13 +263,11 @@ pub async fn publish_commands(
         headers.insert("Nats-Msg-Id", cmd.request_id.to_string().as_str());
         let message = Message { subject, headers, payload };
         // Sent together, acks awaited after: one round trip for a target of many subjects.
-        pending.push((message.send(js).await, message));
+        pending.push(message.send_pending(js).await);
     }
     let n = pending.len();
-    for (sent, message) in pending {
-        if let Err(e) = acked(sent).await {
-            retry_publish(js, &message, e).await?;
-        }
+    for sent in pending {
+        sent.confirmed(js).await?;
     }
     Ok(n)
 }
@@ -284,6 +282,27 @@ struct Message {
 impl Message {
     async fn send(&self, js: &jetstream::Context) -> Result<PublishAckFuture, PublishError> {
         js.publish_with_headers(self.subject.clone(), self.headers.clone(), self.payload.clone()).await
+    }
+
+    /// Send without waiting for the ack; [`Pending::confirmed`] waits (and retries).
+    async fn send_pending(self, js: &jetstream::Context) -> Pending {
+        Pending { sent: self.send(js).await, message: self }
+    }
+}
+
+/// A stream message on its way whose ack has not been awaited yet.
+pub struct Pending {
+    sent: Result<PublishAckFuture, PublishError>,
+    message: Message,
+}
+
+impl Pending {
+    /// Wait for the ack, retrying a lost one under the same `Nats-Msg-Id`.
+    pub async fn confirmed(self, js: &jetstream::Context) -> Result<(), ExecError> {
+        match acked(self.sent).await {
+            Ok(()) => Ok(()),
+            Err(e) => retry_publish(js, &self.message, e).await,
+        }
     }
 }
 
@@ -330,22 +349,6 @@ pub async fn audit(
     send_audit(js, actor, action, target, source, detail).await?.confirmed(js).await
 }
 
-/// An audit event on its way whose ack has not been awaited yet.
-pub struct PendingAudit {
-    sent: Result<PublishAckFuture, PublishError>,
-    message: Message,
-}
-
-impl PendingAudit {
-    /// Wait for the ack, retrying a lost one under the same `Nats-Msg-Id`.
-    pub async fn confirmed(self, js: &jetstream::Context) -> Result<(), ExecError> {
-        match acked(self.sent).await {
-            Ok(()) => Ok(()),
-            Err(e) => retry_publish(js, &self.message, e).await,
-        }
-    }
-}
-
 /// Send an audit event without waiting for its ack.
 pub async fn send_audit(
     js: &jetstream::Context,
@@ -354,7 +357,7 @@ pub async fn send_audit(
     target: Option<String>,
     source: Option<String>,
     detail: serde_json::Value,
-) -> Result<PendingAudit, ExecError> {
+) -> Result<Pending, ExecError> {
     let event = AuditEvent {
         schema: wire::SCHEMA,
         id: AuditId::new(),
@@ -370,5 +373,5 @@ pub async fn send_audit(
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
     let message = Message { subject, headers, payload: payload.into() };
-    Ok(PendingAudit { sent: message.send(js).await, message })
+    Ok(message.send_pending(js).await)
 }
