@@ -1,11 +1,13 @@
-//! Admission gates, in the order the spec fixes: deadline passed (125) → revoked (126) → version
-//! pin (124) → stale view under `staleness: strict` (127). Pure: the caller gathers the fleet
-//! view (live from KV, or the cached copy when the broker is unreachable) and the clock.
+//! Admission gates: killed by an operator (126) → deadline passed (125) → revoked (126) →
+//! version pin (124) → stale view under `staleness: strict` (127) → `run_as: user` with no user
+//! to run as (122). Pure: the caller gathers the fleet view (live from KV, or the cached copy
+//! when the broker is unreachable), whether a user is there to run as, and the clock. The runner
+//! checks them when a run is admitted and again right before it starts when it had to wait.
 
 use std::time::Duration;
 
 use kanade_shared::Version;
-use kanade_shared::wire::{Command, SkipReason, StalenessMode, Timestamp};
+use kanade_shared::wire::{Command, RunAs, SkipReason, StalenessMode, Timestamp};
 
 /// What the agent knows about a job's fleet-wide state, and how old that knowledge is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -16,6 +18,8 @@ pub struct FleetView {
     pub current_version: Option<Version>,
     /// Age of this view; `None` when the agent has never read it.
     pub age: Option<Duration>,
+    /// Why an operator killed this exec, when they did (`exec_kills`, or a kill heard here).
+    pub killed: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +28,11 @@ pub struct Skip {
     pub message: String,
 }
 
-pub fn check(cmd: &Command, view: &FleetView, now: Timestamp) -> Result<(), Skip> {
+/// `user`: whether this agent has a user to run `run_as: user` commands as.
+pub fn check(cmd: &Command, view: &FleetView, user: bool, now: Timestamp) -> Result<(), Skip> {
+    if let Some(why) = &view.killed {
+        return Err(Skip { reason: SkipReason::Killed, message: format!("killed before it started: {why}") });
+    }
     if let Some(deadline) = cmd.deadline_at.filter(|d| now > *d) {
         let deadline = deadline.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         return Err(Skip {
@@ -66,6 +74,22 @@ pub fn check(cmd: &Command, view: &FleetView, now: Timestamp) -> Result<(), Skip
             }
         }
     }
+    match cmd.run_as {
+        RunAs::System => {}
+        RunAs::User if user => {}
+        RunAs::User => {
+            return Err(Skip {
+                reason: SkipReason::NoUser,
+                message: "run_as: user, and this agent has no user to run it as (Unix: set [exec] user in agent.toml; Windows: nobody is signed in); it never runs a job as another identity".into(),
+            });
+        }
+        RunAs::Unknown => {
+            return Err(Skip {
+                reason: SkipReason::NoUser,
+                message: "run_as names an identity this agent does not know; not run".into(),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -83,7 +107,7 @@ mod tests {
     }
 
     fn check_case(cmd: &Command, view: FleetView, now: Timestamp, expected: Option<(i32, &str)>) {
-        let got = check(cmd, &view, now).err().map(|s| (s.reason.exit_code().unwrap(), s.message));
+        let got = check(cmd, &view, false, now).err().map(|s| (s.reason.exit_code().unwrap(), s.message));
         assert_eq!(got.as_ref().map(|(c, m)| (*c, m.as_str())), expected, "{view:?}");
     }
 
@@ -119,6 +143,28 @@ mod tests {
             Some((124, "fleet must run version 1 of j, command carries 2")),
         );
         check_case(&cmd, pinned("2"), before, None);
+        // A kill wins over everything: the operator said stop.
+        check_case(
+            &cmd,
+            FleetView { killed: Some("by alice".into()), revoked: true, ..pinned("1") },
+            after,
+            Some((126, "killed before it started: by alice")),
+        );
+    }
+
+    #[test]
+    fn run_as_user_needs_a_user_and_an_unknown_identity_never_runs() {
+        let now = datetime!(2026-11-24 01:00 UTC);
+        let mut cmd = command();
+        cmd.run_as = RunAs::User;
+        let skip = check(&cmd, &FleetView::default(), false, now).unwrap_err();
+        assert_eq!((skip.reason, skip.reason.exit_code()), (SkipReason::NoUser, Some(122)));
+        assert!(skip.message.contains("[exec] user"), "{}", skip.message);
+        assert_eq!(check(&cmd, &FleetView::default(), true, now), Ok(()));
+        cmd.run_as = RunAs::Unknown;
+        assert_eq!(check(&cmd, &FleetView::default(), true, now).unwrap_err().reason, SkipReason::NoUser);
+        cmd.run_as = RunAs::System;
+        assert_eq!(check(&cmd, &FleetView::default(), false, now), Ok(()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! kanade-agent as a library: the binary, the integration tests and the fleet simulator all drive
 //! the same intake, ledger, gates, executor and outbox.
 
+pub mod budget;
 pub mod exec;
 pub mod gates;
 pub mod inventory;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::stack;
+use serde_json::Value;
 
 #[tokio::test]
 async fn deploy_projects_every_result_and_completes() {
@@ -144,23 +145,116 @@ async fn signed_commands_run_on_agents_that_pin_the_key_and_forgeries_do_not_cou
         "echo pwned",
     );
     forged.exec_id = live.parse().unwrap();
+    let js = async_nats::jetstream::new(client);
     let subject = kanade_shared::subjects::command_pc(&"PC-S".parse().unwrap(), &forged.job_id);
-    async_nats::jetstream::new(client)
-        .publish(subject, kanade_shared::wire::encode(&forged).unwrap().into())
+    js.publish(subject.clone(), kanade_shared::wire::encode(&forged).unwrap().into())
         .await
         .unwrap()
         .await
         .unwrap();
+    // The same, with the live exec id as its request id too: a refusal identity derived from
+    // the request id would then be the real run's key and displace the real result.
+    forged.request_id = kanade_shared::RequestId::from_uuid(forged.exec_id.as_uuid());
+    js.publish(subject, kanade_shared::wire::encode(&forged).unwrap().into()).await.unwrap().await.unwrap();
     let body = s.wait_status(&live, "completed").await;
     assert_eq!(
         (body["execution"]["succeeded"].as_i64(), body["execution"]["failed"].as_i64()),
         (Some(1), Some(0)),
         "{body:#}"
     );
+    assert_eq!(body["pcs"][0]["stdout"], "", "the real run's result (sleep prints nothing): {body:#}");
+    assert_eq!(body["pcs"][0]["status"], "succeeded", "{body:#}");
     kanade_testkit::wait_until_async("the refusal to be projected", Duration::from_secs(20), || async {
         s.get("/api/results?pc=PC-S&status=failed").await.1["items"]
             .as_array()
             .is_some_and(|i| i.iter().any(|r| r["message"] == "refused: the command is not signed"))
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_result_naming_another_pc_than_its_subject_is_dropped_and_counted() {
+    let s = stack(&[("PC-B", &["b"])]).await;
+    let exec = s
+        .deploy("id: victim\nversion: '1'\nexecute: { shell: sh, script: 'sleep 1; echo real' }\ntarget: { pcs: [PC-B] }\n")
+        .await;
+    // PC-A (any agent: its broker account may publish under results.PC-A.>) claims PC-B failed,
+    // under PC-B's own run key so it would land first and take the row.
+    let exec_id: kanade_shared::ExecId = exec.parse().unwrap();
+    let pc_b: kanade_shared::PcId = "PC-B".parse().unwrap();
+    let forged = kanade_shared::wire::ExecResult {
+        schema: 1,
+        result_id: kanade_shared::ResultId::derive(exec_id, &pc_b),
+        request_id: kanade_shared::RequestId::new(),
+        exec_id,
+        job_id: "victim".parse().unwrap(),
+        version: "1".parse().unwrap(),
+        pc_id: pc_b,
+        exit_code: Some(1),
+        status: kanade_shared::wire::ExecStatus::Failed,
+        skip_reason: None,
+        message: Some("forged".into()),
+        stdout: "forged".into(),
+        stderr: String::new(),
+        truncated: false,
+        started_at: None,
+        finished_at: kanade_shared::wire::Timestamp::now_utc(),
+        attempt: 1,
+    };
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let subject = kanade_shared::subjects::result(&"PC-A".parse().unwrap(), forged.request_id);
+    js.publish(subject, kanade_shared::wire::encode(&forged).unwrap().into()).await.unwrap().await.unwrap();
+    let body = s.wait_status(&exec, "completed").await;
+    assert_eq!(body["pcs"][0]["stdout"], "real\n", "{body:#}");
+    assert_eq!(body["execution"]["failed"], 0, "{body:#}");
+    let (_, metrics) = s.get_text("/metrics").await;
+    assert!(metrics.contains("kanade_projector_forged_total{stream=\"RESULTS\"} 1\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_killed_rollout_never_sends_its_next_wave_and_an_absent_pc_skips_it_on_return() {
+    let s = stack(&[("PC-K1", &["first"]), ("PC-K2", &["second"])]).await;
+    // Wave 0 to PC-K1 and PC-AWAY (never heard from yet) by name; wave 1 three seconds in.
+    let exec = s
+        .deploy("id: to-kill\nversion: '1'\nexecute: { shell: sh, script: 'sleep 30' }\nrollout: { waves: [{ pcs: [PC-K1, PC-AWAY] }, { group: second, delay: 3s }] }\n")
+        .await;
+    kanade_testkit::wait_until_async("wave 0 to start", Duration::from_secs(20), || async {
+        s.get(&format!("/api/executions/{exec}")).await.1["execution"]["status"] == "running"
+    })
+    .await;
+    let (status, body) = s.send_as("POST", &format!("/api/executions/{exec}/kill"), None, Value::Null).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body:#}");
+    let body = s.wait_status(&exec, "killed").await;
+    assert_eq!(body["waves"][1]["status"], "cancelled", "{body:#}");
+    // Past wave 1's due time: nothing for its subject ever reached EXEC, PC-K2 never ran it.
+    let due = body["waves"][1]["due_ms"].as_i64().unwrap();
+    kanade_testkit::wait_until("wave 1's due time to pass", Duration::from_secs(10), || {
+        kanade_backend::db::now_ms() > due + 2_000
+    });
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let exec_stream = js.get_stream("EXEC").await.unwrap();
+    assert!(
+        exec_stream.direct_get_last_for_subject("commands.group.second.to-kill").await.is_err(),
+        "wave 1 was published"
+    );
+    let (_, body) = s.get(&format!("/api/executions/{exec}")).await;
+    let k1 = body["pcs"].as_array().unwrap().iter().find(|p| p["pc_id"] == "PC-K1").cloned();
+    assert_eq!(k1.map(|p| p["status"].clone()), Some(Value::from("killed")), "{body:#}");
+    assert!(body["pcs"].as_array().unwrap().iter().all(|p| p["pc_id"] != "PC-K2"), "{body:#}");
+    assert_eq!(body["execution"]["status"], "killed");
+    // A PC that was away during the kill comes back, catches the command up, and skips it.
+    s.spawn_agent("PC-AWAY", &[]);
+    kanade_testkit::wait_until_async("PC-AWAY to report", Duration::from_secs(30), || async {
+        let (_, body) = s.get(&format!("/api/executions/{exec}")).await;
+        body["pcs"].as_array().unwrap().iter().any(|p| p["pc_id"] == "PC-AWAY" && p["status"] == "skipped")
+    })
+    .await;
+    let (_, body) = s.get(&format!("/api/executions/{exec}")).await;
+    let away = body["pcs"].as_array().unwrap().iter().find(|p| p["pc_id"] == "PC-AWAY").unwrap().clone();
+    assert_eq!(
+        (away["exit_code"].as_i64(), away["skip_reason"].as_str()),
+        (Some(126), Some("killed")),
+        "{away:#}"
+    );
+    assert_eq!(body["execution"]["status"], "killed", "a late result does not revive it");
 }

@@ -194,11 +194,30 @@ impl ResultId {
 }
 
 impl ResultId {
-    /// The identity of a result reporting a *refused* command: derived from the command's own
-    /// request id, never from the exec id it claims, so a forged command cannot take the
-    /// place of the real result of that exec (JetStream would drop the real one as a duplicate).
-    pub fn refusal(request_id: RequestId, pc_id: &PcId) -> Self {
-        Self::derive(ExecId(request_id.0), pc_id)
+    /// The identity of a result reporting a *refused* command. It is a hash of the refused
+    /// message itself (subject and exact bytes) in a namespace real run keys never use (UUID
+    /// version 8; [`ResultId::derive`] keeps the exec's version 7), so whatever ids a forger
+    /// writes into the payload, the refusal can never take the place of a real result: neither
+    /// its outbox row nor its RESULTS dedup slot. The same refused message always maps to the
+    /// same id, so a redelivered forgery is answered once.
+    pub fn refusal(subject: &str, payload: &[u8], pc_id: &PcId) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for part in [subject.as_bytes(), payload, pc_id.as_str().as_bytes()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&h.finalize()[..16]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x80;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// Whether this id is the run key of (exec_id, pc_id), i.e. a real run's result rather than
+    /// a refusal's answer.
+    pub fn is_run_of(&self, exec_id: ExecId, pc_id: &PcId) -> bool {
+        *self == Self::derive(exec_id, pc_id)
     }
 }
 
@@ -263,6 +282,25 @@ mod tests {
         assert_eq!(ra.as_uuid().get_version_num(), 7);
         assert_eq!(ra.as_uuid().as_bytes()[..8], exec.as_uuid().as_bytes()[..8]);
         assert_eq!(ra.as_uuid().get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[test]
+    fn a_refusal_never_takes_a_run_key_whatever_ids_the_message_claims() {
+        let pc = PcId::new("PC-A").unwrap();
+        let exec = ExecId::new();
+        // The forger reuses the live exec id as its request id too.
+        let forged = format!(r#"{{"exec_id":"{exec}","request_id":"{exec}"}}"#);
+        let refusal = ResultId::refusal("commands.pc.PC-A.j", forged.as_bytes(), &pc);
+        assert_ne!(refusal, ResultId::derive(exec, &pc));
+        assert!(!refusal.is_run_of(exec, &pc));
+        assert!(ResultId::derive(exec, &pc).is_run_of(exec, &pc));
+        assert_eq!(refusal.as_uuid().get_version_num(), 8);
+        assert_eq!(refusal, ResultId::refusal("commands.pc.PC-A.j", forged.as_bytes(), &pc), "stable");
+        assert_ne!(refusal, ResultId::refusal("commands.all.j", forged.as_bytes(), &pc));
+        assert_ne!(
+            refusal,
+            ResultId::refusal("commands.pc.PC-A.j", forged.as_bytes(), &"PC-B".parse().unwrap())
+        );
     }
 
     #[test]

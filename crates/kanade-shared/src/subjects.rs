@@ -79,6 +79,22 @@ pub fn agent_config_keys(pc: &PcId, groups: &[GroupName]) -> Vec<(String, String
     keys.into_iter().map(|k| (format!("{NOTIFY_PREFIX}.agent_config.{k}"), k)).collect()
 }
 
+/// The PC an agent-published subject belongs to: `results.<pc>.…`, `events.<kind>.<pc>.…`,
+/// `inventory.<pc>`, `heartbeat.<pc>`. Broker permissions let an agent publish only under its
+/// own token, so this — not the body — says who sent a message. `None` for any other subject.
+pub fn sender_pc(subject: &str) -> Option<&str> {
+    let mut tokens = subject.split('.');
+    let pc = match tokens.next()? {
+        "results" | "inventory" | "heartbeat" => tokens.next()?,
+        "events" => {
+            tokens.next()?;
+            tokens.next()?
+        }
+        _ => return None,
+    };
+    Some(pc)
+}
+
 pub fn inventory(pc: &PcId) -> String {
     format!("inventory.{pc}")
 }
@@ -150,6 +166,23 @@ mod tests {
     }
     fn job(s: &str) -> JobId {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_sender_is_read_from_the_subject() {
+        let exec: ExecId = "0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e".parse().unwrap();
+        let req: RequestId = "0190f5c2-6c1f-7000-8000-000000000001".parse().unwrap();
+        for (subject, want) in [
+            (result(&pc("PC-1"), req), Some("PC-1")),
+            (event_started(&pc("PC-2"), exec), Some("PC-2")),
+            (inventory(&pc("PC-3")), Some("PC-3")),
+            (heartbeat(&pc("PC-4")), Some("PC-4")),
+            ("commands.pc.PC-1.j".to_owned(), None),
+            ("audit.exec.create".to_owned(), None),
+            ("events".to_owned(), None),
+        ] {
+            assert_eq!(sender_pc(&subject), want, "{subject}");
+        }
     }
 
     #[test]

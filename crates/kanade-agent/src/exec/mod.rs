@@ -81,8 +81,11 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     // Windows PowerShell 5.1 reads a BOM-less script in the legacy code page.
     let bytes =
         if ext == "ps1" { [&[0xEF, 0xBB, 0xBF][..], body.as_bytes()].concat() } else { body.into_bytes() };
-    std::fs::create_dir_all(spec.staging_dir)
-        .and_then(|()| std::fs::write(&path, bytes))
+    // Owner-only: a script can carry secrets, and the agent runs as root/SYSTEM.
+    kanade_shared::files::private_dir(spec.staging_dir)
+        .and_then(|()| {
+            kanade_shared::files::write_private(&path, &bytes, kanade_shared::files::Existing::Replace)
+        })
         .map_err(|source| ExecError::Stage { path: path.clone(), source })?;
     let _cleanup = RemoveOnDrop(path.clone());
 

@@ -18,6 +18,7 @@ use kanade_shared::subjects;
 
 use super::Ctx;
 use super::intake::admit;
+use super::runner::Via;
 
 /// The store key of the last EXEC sequence this agent processed.
 const WATERMARK: &str = "exec_stream_seq";
@@ -70,7 +71,7 @@ async fn direct(
     let mut total = 0;
     while let Some(i) = lowest(heads.iter().map(|h| h.as_ref().map(|m| m.sequence))) {
         let msg = heads[i].take().expect("lowest points at a held message");
-        admit(ctx, msg.subject.as_str(), Some(&msg.headers), &msg.payload).await?;
+        admit(ctx, msg.subject.as_str(), Some(&msg.headers), &msg.payload, Via::CatchUp).await?;
         ctx.store.set_meta(WATERMARK, &msg.sequence.to_string())?;
         total += 1;
         heads[i] = next(stream, &filters[i], msg.sequence + 1).await?;
@@ -137,7 +138,7 @@ async fn drain(ctx: &Arc<Ctx>, consumer: &Consumer<pull::Config>) -> anyhow::Res
             let info = msg.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
             let (seq, left) = (info.stream_sequence, info.pending);
             // Ack only after the ledger has it: a failure here means redelivery, not loss.
-            admit(ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload).await?;
+            admit(ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload, Via::CatchUp).await?;
             msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
             ctx.store.set_meta(WATERMARK, &seq.to_string())?;
             got += 1;

@@ -12,6 +12,7 @@ use kanade_shared::{signing, subjects};
 use tokio::sync::{Notify, oneshot};
 
 use super::catch_up::catch_up;
+use super::runner::Via;
 use super::{Ctx, now_ms, runner};
 use crate::store::{Admission, StoreError};
 
@@ -46,7 +47,7 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Send
         loop {
             tokio::select! {
                 Some(msg) = merged.next() => {
-                    if let Err(e) = admit(&ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload).await {
+                    if let Err(e) = admit(&ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload, Via::Live).await {
                         // A live message has no redelivery; the next catch-up replays it.
                         tracing::error!(error = %e, subject = %msg.subject, "cannot record command; it will be replayed");
                     }
@@ -119,6 +120,7 @@ pub(crate) async fn admit(
     subject: &str,
     headers: Option<&async_nats::HeaderMap>,
     payload: &[u8],
+    via: Via,
 ) -> Result<(), StoreError> {
     let (target, job) = match subjects::parse_command(subject) {
         Ok(parsed) => parsed,
@@ -148,7 +150,7 @@ pub(crate) async fn admit(
             signing::verify_message(&ctx.settings.trusted_keys, subject, payload, headers, now_ms())
     {
         tracing::warn!(subject, exec_id = %cmd.exec_id, reason = %refusal, "refusing command");
-        return runner::report_refusal(ctx, &cmd, &refusal.to_string());
+        return runner::report_refusal(ctx, &cmd, subject, payload, &refusal.to_string());
     }
     match ctx.store.admit(
         cmd.exec_id,
@@ -160,7 +162,7 @@ pub(crate) async fn admit(
     )? {
         Admission::New => {
             tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, "command admitted");
-            tokio::spawn(runner::execute(ctx.clone(), cmd));
+            tokio::spawn(runner::execute(ctx.clone(), cmd, via));
         }
         Admission::Duplicate => tracing::debug!(exec_id = %cmd.exec_id, subject, "already admitted"),
         Admission::Conflict => tracing::warn!(

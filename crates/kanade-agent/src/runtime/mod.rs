@@ -34,6 +34,9 @@ pub const OUTPUT_CAP: usize = 1024 * 1024;
 /// replayed command always finds its ledger row.
 pub const LEDGER_RETENTION: Duration = Duration::from_secs(21 * 86_400);
 
+/// Refused commands answered per minute; more are only logged.
+const REFUSALS_PER_MINUTE: u32 = 20;
+
 /// What the runtime needs, independent of where it came from (agent.toml or the simulator).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -136,6 +139,8 @@ pub(crate) struct Ctx {
     /// Runs a kill can reach, fed by the one `kill.*` subscription.
     pub kills: kill::Kills,
     pub outbox_wake: Notify,
+    /// Answers to refused commands (see `runner::report_refusal`).
+    pub refusals: std::sync::Mutex<crate::budget::Budget>,
     pub running: AtomicU32,
     pub started: Instant,
     /// Heartbeats published since start (a version on trial needs one to be confirmed).
@@ -163,9 +168,11 @@ impl Ctx {
 /// Run one agent until `shutdown` turns true or a new binary was installed. Never returns because
 /// the broker is down.
 pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<Exit> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    kanade_shared::files::private_dir(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {} (owner-only)", settings.data_dir.display()))?;
     let db = settings.data_dir.join("agent.db");
+    kanade_shared::files::private_file(&db)
+        .with_context(|| format!("cannot make the agent store {} owner-only", db.display()))?;
     let store = Store::open(&db).with_context(|| format!("cannot open agent store {}", db.display()))?;
     let now = kanade_shared::wire::Timestamp::now_utc();
     let cutoff = now - LEDGER_RETENTION;
@@ -201,6 +208,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         js,
         kills: kill::Kills::default(),
         outbox_wake: Notify::new(),
+        refusals: std::sync::Mutex::new(crate::budget::Budget::new(60_000, REFUSALS_PER_MINUTE)),
         running: AtomicU32::new(0),
         started: Instant::now(),
         beats_sent: AtomicU64::new(0),

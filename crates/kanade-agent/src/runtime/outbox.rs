@@ -1,15 +1,32 @@
 //! Drains the outbox in order: publish with `Nats-Msg-Id`, wait for the JetStream acks, delete.
-//! A failure stops the pass at that message and the rest is sent again after it, so nothing is
-//! lost across outages of any length and a message is never dropped for a later one's sake.
+//! A transient failure (no broker, no ack) stops the pass at that message and the rest is sent
+//! again after it, so nothing is lost across outages of any length. A permanent one (the message
+//! is larger than the broker accepts) never blocks what is behind it: a result is cut down to
+//! fit, or replaced by a small `failed` result saying why; anything else too large is dropped
+//! with an error in the log.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use kanade_shared::wire::{self, ExecResult};
+
 use super::Ctx;
+use crate::store::Outgoing;
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Room kept for the headers (`Nats-Msg-Id`) within the broker's `max_payload`, which counts
+/// headers and payload together.
+const HEADER_ROOM: usize = 1024;
+
+/// The most payload bytes one outbox message may carry: the connected server's `max_payload`
+/// (as the client last heard it; the protocol default before the first connect) less room for
+/// headers.
+pub(crate) fn payload_budget(ctx: &Ctx) -> usize {
+    ctx.client.max_payload().saturating_sub(HEADER_ROOM)
+}
 
 pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
@@ -48,27 +65,30 @@ async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
     let mut acked = Vec::with_capacity(batch.len());
     let mut failure = None;
     for message in &batch {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", message.msg_id.as_str());
-        let ack = async {
-            ctx.js
-                .publish_with_headers(message.subject.clone(), headers, message.payload.clone().into())
-                .await?
-                .await
-                .map_err(anyhow::Error::from)
-        };
-        match tokio::time::timeout(ACK_TIMEOUT, ack).await {
-            Ok(Ok(_)) => acked.push(message.seq),
-            Ok(Err(e)) => {
-                failure = Some(anyhow::anyhow!("{} on {}: {e}", message.msg_id, message.subject));
-                break;
+        let mut payload = message.payload.clone();
+        // At most twice: as queued, then (when the broker cannot take it) as fitted to its limit,
+        // so the fitted message still goes out before the ones behind it.
+        let outcome = loop {
+            match publish(ctx, message, &payload).await {
+                Err(Failure::TooLarge(e)) if payload == message.payload => {
+                    match settle_oversized(ctx, message, &e) {
+                        Ok(Some(fitted)) => payload = fitted,
+                        Ok(None) => break Ok(false),
+                        Err(store) => break Err(anyhow::anyhow!("{}: {store}", message.msg_id)),
+                    }
+                }
+                Err(Failure::TooLarge(e)) => {
+                    break Err(anyhow::anyhow!("{} still too large after fitting: {e}", message.msg_id));
+                }
+                Err(Failure::Transient(e)) => break Err(e),
+                Ok(()) => break Ok(true),
             }
-            Err(_) => {
-                failure = Some(anyhow::anyhow!(
-                    "{} on {}: no ack within {ACK_TIMEOUT:?}",
-                    message.msg_id,
-                    message.subject
-                ));
+        };
+        match outcome {
+            Ok(true) => acked.push(message.seq),
+            Ok(false) => {}
+            Err(e) => {
+                failure = Some(e);
                 break;
             }
         }
@@ -79,5 +99,69 @@ async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
     match failure {
         Some(e) => Err(e),
         None => Ok(acked.len()),
+    }
+}
+
+enum Failure {
+    /// The broker will never take this message as it is.
+    TooLarge(PublishError),
+    /// No broker, no ack: send it (and what follows) again later.
+    Transient(anyhow::Error),
+}
+
+async fn publish(ctx: &Ctx, message: &Outgoing, payload: &[u8]) -> Result<(), Failure> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", message.msg_id.as_str());
+    let ack = async {
+        ctx.js.publish_with_headers(message.subject.clone(), headers, payload.to_vec().into()).await?.await
+    };
+    match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == PublishErrorKind::MaxPayloadExceeded => Err(Failure::TooLarge(e)),
+        Ok(Err(e)) => {
+            Err(Failure::Transient(anyhow::anyhow!("{} on {}: {e}", message.msg_id, message.subject)))
+        }
+        Err(_) => Err(Failure::Transient(anyhow::anyhow!(
+            "{} on {}: no ack within {ACK_TIMEOUT:?}",
+            message.msg_id,
+            message.subject
+        ))),
+    }
+}
+
+/// A message the broker will never take as it is (written before the server's limit was known,
+/// or the limit shrank): a result is fitted to the current limit and rewritten in place, so it
+/// keeps its place and its `Nats-Msg-Id`; anything else is dropped (`None`).
+fn settle_oversized(
+    ctx: &Ctx,
+    message: &Outgoing,
+    error: &PublishError,
+) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+    let budget = payload_budget(ctx);
+    match wire::decode::<ExecResult>(&message.payload) {
+        Ok(mut result) if message.subject.starts_with("results.") => {
+            let payload = super::runner::fit_result(&mut result, budget);
+            tracing::warn!(
+                msg_id = message.msg_id,
+                size = message.payload.len(),
+                budget,
+                %error,
+                "result too large for the broker; output cut to fit"
+            );
+            ctx.store.replace_payload(message.seq, &payload)?;
+            Ok(Some(payload))
+        }
+        _ => {
+            tracing::error!(
+                msg_id = message.msg_id,
+                subject = message.subject,
+                size = message.payload.len(),
+                budget,
+                %error,
+                "message too large for the broker; dropped"
+            );
+            ctx.store.acked(&[message.seq])?;
+            Ok(None)
+        }
     }
 }

@@ -1,6 +1,10 @@
-//! One admitted run: gates → jitter → started event → execute (with retries) → result into the
-//! outbox. The run is registered with the kill switch before anything else, so a kill sent at
-//! any point after admission is seen.
+//! One admitted run: gates → jitter → concurrency slot → gates again → started event → execute
+//! (with retries) → result into the outbox. The run is registered with the kill switch before
+//! anything else, so a kill sent at any point after admission is seen; a kill heard before the
+//! run existed is remembered by the switch. Runs that did not arrive live (catch-up after an
+//! absence, resumed after a restart) also read `exec_kills`, where the backend records kills
+//! for PCs that were not listening. The jitter wait holds no concurrency slot, and revoke,
+//! version pin and kills are checked again after any wait, right before the start.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,7 +44,7 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     for run in pending {
         match wire::decode::<Command>(&run.command) {
             Ok(cmd) => {
-                tokio::spawn(execute(ctx.clone(), cmd));
+                tokio::spawn(execute(ctx.clone(), cmd, Via::Resumed));
             }
             Err(e) => tracing::error!(subject = run.subject, error = %e, "admitted command is unreadable"),
         }
@@ -49,9 +53,20 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command) {
-    let registered = ctx.kills.register(cmd.exec_id);
-    let result = run_to_result(&ctx, &cmd, registered.killed.clone()).await;
+/// How a run reached this agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// On a live subscription: a kill for it reaches the kill switch.
+    Live,
+    /// Replayed from EXEC after an absence: a kill may have gone out while this PC was away.
+    CatchUp,
+    /// Admitted before a restart and never started.
+    Resumed,
+}
+
+pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command, via: Via) {
+    let registered = ctx.kills.register(cmd.exec_id, now_ms());
+    let result = run_to_result(&ctx, &cmd, via, registered.killed.clone()).await;
     drop(registered);
     if let Err(e) = ctx.store.finish(cmd.exec_id, &outgoing(&ctx, &result), now_ms()) {
         // The ledger still says running: at next start this run is reported `unknown`.
@@ -61,33 +76,58 @@ pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command) {
     ctx.outbox_wake.notify_one();
 }
 
-async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, kill: watch::Receiver<bool>) -> ExecResult {
+/// A wait before the start longer than this (jitter, a full concurrency cap) reads the fleet
+/// view again, so a revoke or kill made meanwhile is obeyed.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// Read everything the gates judge, then judge. `Err` is the skipped result to send.
+async fn gate(
+    ctx: &Ctx,
+    cmd: &Command,
+    read_kills: bool,
+    kill: &watch::Receiver<bool>,
+) -> Result<(), ExecResult> {
+    let (mut fleet, record) = tokio::join!(view::read(ctx, &cmd.job_id), async {
+        if read_kills { view::kill_record(ctx, cmd.exec_id).await } else { None }
+    });
+    fleet.killed = record.or_else(|| (*kill.borrow()).then(|| "a kill for it reached this agent".to_owned()));
+    gates::check(cmd, &fleet, false, Timestamp::now_utc()).map_err(|skip| {
+        let mut result = base_result(ctx, cmd, ExecStatus::Skipped, 1);
+        result.exit_code = skip.reason.exit_code();
+        result.skip_reason = Some(skip.reason);
+        result.message = Some(skip.message);
+        result
+    })
+}
+
+async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Receiver<bool>) -> ExecResult {
     let killed = || {
         let mut rx = kill.clone();
         async move {
             let _ = rx.wait_for(|k| *k).await;
         }
     };
-    let _slot = ctx.slots.acquire().await;
-    let fleet = view::read(ctx, &cmd.job_id).await;
-    if let Err(skip) = gates::check(cmd, &fleet, Timestamp::now_utc()) {
-        let mut result = base_result(ctx, cmd, ExecStatus::Skipped, 1);
-        result.exit_code = skip.reason.exit_code();
-        result.skip_reason = Some(skip.reason);
-        result.message = Some(skip.message);
-        return result;
+    if let Err(skipped) = gate(ctx, cmd, via != Via::Live, &kill).await {
+        return skipped;
     }
+    let admitted = std::time::Instant::now();
     if cmd.jitter_secs > 0 {
         let delay = Duration::from_millis(fastrand::u64(0..cmd.jitter_secs * 1000));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = killed() => {
-                let mut result = base_result(ctx, cmd, ExecStatus::Killed, 1);
-                result.message = Some("killed before it started".into());
-                return result;
-            }
+            () = killed() => {}
         }
     }
+    // The slot is taken only now: a run sleeping out its jitter must not hold one.
+    let slot = tokio::select! {
+        slot = ctx.slots.acquire() => Some(slot),
+        () = killed() => None,
+    };
+    let waited = slot.is_none() || admitted.elapsed() >= RECHECK_AFTER || *kill.borrow();
+    if waited && let Err(skipped) = gate(ctx, cmd, true, &kill).await {
+        return skipped;
+    }
+    let _slot = slot;
     let script = match view::script(ctx, cmd).await {
         Ok(script) => script,
         Err(message) => {
@@ -191,10 +231,22 @@ fn started_event(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) 
 }
 
 /// Answer a refused command with a `failed` result under the refusal identity (see
-/// `ResultId::refusal`), so operators see why and the real exec's result is never displaced.
-pub(crate) fn report_refusal(ctx: &Ctx, cmd: &Command, why: &str) -> Result<(), StoreError> {
+/// `ResultId::refusal`: a hash of the refused message, never a run key), so operators see why
+/// and the real exec's result is never displaced. Answers are rate-limited per agent: a flood
+/// of forgeries must not turn into a flood of disk flushes and results.
+pub(crate) fn report_refusal(
+    ctx: &Ctx,
+    cmd: &Command,
+    subject: &str,
+    payload: &[u8],
+    why: &str,
+) -> Result<(), StoreError> {
+    if !ctx.refusals.lock().unwrap_or_else(|p| p.into_inner()).allow(now_ms()) {
+        tracing::debug!(exec_id = %cmd.exec_id, "refusal not answered: too many refusals this minute");
+        return Ok(());
+    }
     let mut result = base_result(ctx, cmd, ExecStatus::Failed, 0);
-    result.result_id = ResultId::refusal(cmd.request_id, &ctx.settings.pc);
+    result.result_id = ResultId::refusal(subject, payload, &ctx.settings.pc);
     result.message = Some(why.to_owned());
     ctx.store.enqueue(&outgoing(ctx, &result))?;
     ctx.outbox_wake.notify_one();
@@ -224,11 +276,27 @@ fn base_result(ctx: &Ctx, cmd: &Command, status: ExecStatus, attempt: u32) -> Ex
 }
 
 fn outgoing(ctx: &Ctx, result: &ExecResult) -> Outgoing {
+    let mut result = result.clone();
+    let payload = fit_result(&mut result, super::outbox::payload_budget(ctx));
     Outgoing {
         seq: 0,
         msg_id: result.result_id.to_string(),
         subject: subjects::result(&ctx.settings.pc, result.request_id),
-        // A result holds only known enum values, so encoding cannot fail.
-        payload: wire::encode(result).unwrap_or_default(),
+        payload,
     }
+}
+
+/// The result's bytes within `budget`: output cut to fit (see `ExecResult::encode_within`),
+/// or, when not even that fits, a bare `failed` result saying so.
+pub(crate) fn fit_result(result: &mut ExecResult, budget: usize) -> Vec<u8> {
+    if let Some(bytes) = result.encode_within(budget) {
+        return bytes;
+    }
+    result.stdout.clear();
+    result.stderr.clear();
+    result.status = ExecStatus::Failed;
+    result.message =
+        Some(format!("the result does not fit the broker's message size limit ({budget} bytes)"));
+    // A result holds only known enum values, so encoding cannot fail.
+    wire::encode(result).unwrap_or_default()
 }

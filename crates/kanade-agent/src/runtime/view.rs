@@ -43,6 +43,7 @@ pub(crate) async fn read(ctx: &Ctx, job: &JobId) -> FleetView {
                 revoked,
                 current_version: current.and_then(|v| v.parse().ok()),
                 age: Some(Duration::ZERO),
+                killed: None,
             }
         }
         live => {
@@ -54,10 +55,25 @@ pub(crate) async fn read(ctx: &Ctx, job: &JobId) -> FleetView {
                     revoked: c.revoked,
                     current_version: c.current.and_then(|v| v.parse().ok()),
                     age: Some(Duration::from_millis(now_ms().saturating_sub(c.fetched_at_ms).max(0) as u64)),
+                    killed: None,
                 },
                 None => FleetView::default(),
             }
         }
+    }
+}
+
+/// Why an operator killed `exec`, from `exec_kills`; `None` when they did not or the broker
+/// cannot say now (the run then goes ahead, as a live agent that missed nothing would).
+pub(crate) async fn kill_record(ctx: &Ctx, exec: kanade_shared::ExecId) -> Option<String> {
+    let key = exec.to_string();
+    match tokio::time::timeout(LIVE_TIMEOUT, kv::get(ctx, kanade_shared::jetstream::EXEC_KILLS, &key)).await {
+        Ok(Ok(value)) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+        Ok(Err(e)) => {
+            tracing::warn!(exec_id = %exec, error = %e, "cannot read exec_kills; assuming not killed");
+            None
+        }
+        Err(_) => None,
     }
 }
 

@@ -269,6 +269,16 @@ impl Store {
         })
     }
 
+    /// Rewrite a queued message's payload, keeping its place and id (a result cut to fit the
+    /// broker's size limit).
+    pub fn replace_payload(&self, seq: i64, payload: &[u8]) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached("UPDATE outbox SET payload = ?2 WHERE seq = ?1")?
+                .execute(params![seq, payload])
+                .map(drop)
+        })
+    }
+
     /// Drop messages the broker has acked, in one transaction.
     pub fn acked(&self, seqs: &[i64]) -> Result<(), StoreError> {
         // (Relaxing `synchronous` for this commit would save a flush, but changing that pragma

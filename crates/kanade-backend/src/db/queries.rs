@@ -63,7 +63,7 @@ pub fn due_waves(c: &Connection, now_ms: i64) -> Result<Vec<DueWave>, DbError> {
     let mut stmt = c.prepare_cached(
         "SELECT w.exec_id, w.wave, w.target_json, e.plan_json, e.succeeded + e.failed + e.skipped + e.other, e.failed, e.other
          FROM rollout_waves w JOIN executions e ON e.exec_id = w.exec_id
-         WHERE w.status = 'pending' AND w.due_ms <= ?1 AND e.status NOT IN ('aborted', 'expired')
+         WHERE w.status = 'pending' AND w.due_ms <= ?1 AND e.status NOT IN ('aborted', 'expired', 'killed')
          ORDER BY w.due_ms, w.exec_id, w.wave",
     )?;
     let rows = stmt.query_map([now_ms], |r| {
@@ -78,6 +78,16 @@ pub fn due_waves(c: &Connection, now_ms: i64) -> Result<Vec<DueWave>, DbError> {
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether wave `wave` of `exec_id` is still waiting to go out (not cancelled by a kill or an
+/// abort since it was read).
+pub fn wave_still_due(c: &Connection, exec_id: &str, wave: i64) -> Result<bool, DbError> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM rollout_waves w JOIN executions e ON e.exec_id = w.exec_id
+         WHERE w.exec_id = ?1 AND w.wave = ?2 AND w.status = 'pending' AND e.status IN ('pending', 'running'))",
+    )?
+    .query_row(rusqlite::params![exec_id, wave], |r| r.get(0))?)
 }
 
 pub fn parse_target(json: &str) -> Result<Target, String> {
@@ -159,6 +169,8 @@ pub struct PcRow {
     pub status: String,
     pub result_id: Option<String>,
     pub exit_code: Option<i64>,
+    /// Why a `skipped` run was not run (`revoked`, `killed`, `no_user`, …).
+    pub skip_reason: Option<String>,
     pub message: Option<String>,
     pub stdout: Option<String>,
     pub stderr: Option<String>,
@@ -166,6 +178,26 @@ pub struct PcRow {
     pub attempt: Option<i64>,
     pub started_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+}
+
+impl PcRow {
+    fn pending(pc_id: String, wave: i64) -> Self {
+        Self {
+            pc_id,
+            wave: Some(wave),
+            status: "pending".into(),
+            result_id: None,
+            exit_code: None,
+            skip_reason: None,
+            message: None,
+            stdout: None,
+            stderr: None,
+            truncated: false,
+            attempt: None,
+            started_ms: None,
+            finished_ms: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -193,12 +225,12 @@ pub fn get_execution(
     // Expected pcs without a row yet, plus every pc that reported (expected or not).
     let mut stmt = c.prepare_cached(
         "SELECT t.pc_id, t.wave, COALESCE(r.status, 'pending'), r.result_id, r.exit_code, r.message, r.stdout, r.stderr,
-                COALESCE(r.truncated, 0), r.attempt, r.started_ms, r.finished_ms
+                COALESCE(r.truncated, 0), r.attempt, r.started_ms, r.finished_ms, r.skip_reason
          FROM execution_targets t LEFT JOIN execution_results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
          WHERE t.exec_id = ?1
          UNION ALL
          SELECT r.pc_id, NULL, r.status, r.result_id, r.exit_code, r.message, r.stdout, r.stderr, r.truncated, r.attempt,
-                r.started_ms, r.finished_ms
+                r.started_ms, r.finished_ms, r.skip_reason
          FROM execution_results r
          WHERE r.exec_id = ?1 AND NOT EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = r.exec_id AND t.pc_id = r.pc_id)
          ORDER BY 1",
@@ -218,9 +250,31 @@ pub fn get_execution(
                 attempt: r.get(9)?,
                 started_ms: r.get(10)?,
                 finished_ms: r.get(11)?,
+                skip_reason: r.get(12)?,
             })
         })?
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    // A refused command's answer is not a run of this exec (it is listed with the results).
+    let exec_key: Option<kanade_shared::ExecId> = exec_id.parse().ok();
+    let is_run = |p: &PcRow| match (&p.result_id, exec_key, p.pc_id.parse::<kanade_shared::PcId>()) {
+        (None, ..) => true,
+        (Some(id), Some(exec), Ok(pc)) => {
+            id.parse::<kanade_shared::ResultId>().is_ok_and(|id| id.is_run_of(exec, &pc))
+        }
+        _ => false,
+    };
+    let mut pcs: Vec<PcRow> = pcs
+        .into_iter()
+        .filter_map(|p| match (is_run(&p), p.wave) {
+            (true, _) => Some(p),
+            // An expected PC whose only row is a refusal has not reported yet.
+            (false, Some(wave)) => Some(PcRow::pending(p.pc_id, wave)),
+            (false, None) => None,
+        })
+        .collect();
+    // One row per PC: its own result when there is one.
+    pcs.sort_by(|a, b| a.pc_id.cmp(&b.pc_id).then(a.result_id.is_none().cmp(&b.result_id.is_none())));
+    pcs.dedup_by(|later, first| later.pc_id == first.pc_id);
     Ok(Some((exec, pcs, waves_of(c, exec_id)?)))
 }
 

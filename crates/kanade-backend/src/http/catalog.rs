@@ -135,11 +135,12 @@ pub async fn kill(
     let id = job_id(&id)?;
     let job = id.to_string();
     let live = state.db.read(move |c| queries::unfinished_executions(c, &job)).await?;
+    // Audited first: the AUDIT stream is what rebuilds the killed states after a wipe.
+    super::audit_as(&state, &caller, "job.kill", Some(id.to_string()), json!({ "executions": live })).await?;
     for exec in &live {
         if let Ok(exec_id) = exec.parse() {
-            state.pipeline.kill(&state.nats, exec_id).await?;
+            state.pipeline.stop(&state.nats, exec_id, &caller.name).await?;
         }
     }
-    super::audit_as(&state, &caller, "job.kill", Some(id.to_string()), json!({ "executions": live })).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "killed": live }))))
 }

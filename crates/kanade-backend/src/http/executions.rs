@@ -107,9 +107,18 @@ pub async fn kill(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
-    state.pipeline.kill(&state.nats, id).await?;
-    super::audit_as(&state, &caller, "exec.kill", Some(id.to_string()), json!({ "exec_id": id })).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent" }))))
+    let message = format!("killed by {}", caller.name);
+    // Audited first: the AUDIT stream is what rebuilds the killed state after a wipe.
+    super::audit_as(
+        &state,
+        &caller,
+        "exec.kill",
+        Some(id.to_string()),
+        json!({ "exec_id": id, "message": message }),
+    )
+    .await?;
+    state.pipeline.stop(&state.nats, id, &caller.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent", "status": "killed" }))))
 }
 
 #[derive(Debug, Deserialize)]

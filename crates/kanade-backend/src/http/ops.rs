@@ -112,6 +112,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         per_stream(&s.malformed),
     );
     metric(
+        "kanade_projector_forged_total",
+        "counter",
+        "Messages dropped because their body names another PC than their subject.",
+        per_stream(&s.forged.count),
+    );
+    metric(
         "kanade_projector_batches_total",
         "counter",
         "Batches written (messages / batches = mean batch size).",

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
-use crate::db::projection::{self, ExecCreated, NewExecution};
+use crate::db::projection::{self, ExecCreated, ExecStep, NewExecution};
 use crate::db::{Db, DbError, now_ms, queries};
 use crate::events::Bus;
 
@@ -186,7 +186,35 @@ impl Pipeline {
         })
     }
 
-    /// Tell every agent running `exec_id` to stop it (signed like commands).
+    /// Stop an execution, not only the processes running now: mark it killed (its pending waves
+    /// cancelled, so the dispatcher never publishes them), record the kill in `exec_kills` for
+    /// agents that are away and check it when they come back, then tell every agent running
+    /// it. The caller has audited the kill (`exec.kill`), which rebuilds the first step after a
+    /// wipe; the record outlives every command of the exec in EXEC.
+    pub async fn stop(&self, nats: &async_nats::Client, exec_id: ExecId, by: &str) -> Result<(), ExecError> {
+        let step = ExecStep {
+            exec_id: exec_id.to_string(),
+            wave: None,
+            targets: Vec::new(),
+            message: Some(format!("killed by {by}")),
+        };
+        let now = now_ms();
+        self.db.write(move |tx| projection::ended_early(tx, &step, projection::Ended::Killed, now)).await?;
+        let kv = self
+            .js
+            .get_key_value(kanade_shared::jetstream::EXEC_KILLS)
+            .await
+            .map_err(|e| ExecError::Broker(e.to_string()))?;
+        kv.put(exec_id.to_string(), format!("killed by {by}").into())
+            .await
+            .map_err(|e| ExecError::Broker(e.to_string()))?;
+        self.kill(nats, exec_id).await?;
+        self.bus.execution(exec_id);
+        Ok(())
+    }
+
+    /// Tell every agent running `exec_id` to stop it (signed like commands). Agents that hear
+    /// it before the command remember it for a while.
     pub async fn kill(&self, nats: &async_nats::Client, exec_id: ExecId) -> Result<(), ExecError> {
         let subject = subjects::kill(exec_id);
         let payload = b"kill".to_vec();

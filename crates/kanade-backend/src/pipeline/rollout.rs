@@ -34,9 +34,35 @@ pub async fn dispatcher(p: Pipeline, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Every due wave, each on its own: one that can never be published (an unreadable plan or
+/// target) aborts its own execution with the reason and the others go on; a broker failure is
+/// retried at the next tick.
 async fn tick(p: &Pipeline) -> Result<(), ExecError> {
     let now = now_ms();
     for due in p.db.read(move |c| queries::due_waves(c, now)).await? {
+        let (exec_id, wave) = (due.exec_id.clone(), due.wave);
+        match one_wave(p, due, now).await {
+            Ok(()) => {}
+            Err(ExecError::Invalid(why)) => {
+                tracing::error!(exec_id, wave, why, "wave cannot be published; aborting its execution");
+                let step = ExecStep {
+                    exec_id: exec_id.clone(),
+                    wave: Some(wave),
+                    targets: Vec::new(),
+                    message: Some(format!("wave {wave} cannot be published: {why}")),
+                };
+                let detail = serde_json::to_value(&step).unwrap_or_default();
+                audit(&p.js, "rollout", "exec.aborted", Some(exec_id), None, detail).await?;
+                p.db.write(move |tx| projection::ended_early(tx, &step, Ended::Aborted, now)).await?;
+            }
+            Err(e) => tracing::warn!(exec_id, wave, error = %e, "wave not published; retrying next tick"),
+        }
+    }
+    Ok(())
+}
+
+async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), ExecError> {
+    {
         let stored: Stored = serde_json::from_str(&due.plan_json).map_err(|e| {
             ExecError::Invalid(format!("execution {} has an unreadable plan: {e}", due.exec_id))
         })?;
@@ -65,10 +91,16 @@ async fn tick(p: &Pipeline) -> Result<(), ExecError> {
             )
             .await?;
             p.db.write(move |tx| projection::ended_early(tx, &step, Ended::Aborted, now)).await?;
-            continue;
+            return Ok(());
         }
         let target: Target = queries::parse_target(&due.target_json)
             .map_err(|e| ExecError::Invalid(format!("execution {} wave {}: {e}", due.exec_id, due.wave)))?;
+        // A kill since the wave was read cancelled it: never publish it.
+        let exec_id = due.exec_id.clone();
+        let wave = due.wave;
+        if !p.db.read(move |c| queries::wave_still_due(c, &exec_id, wave)).await? {
+            return Ok(());
+        }
         let agents = p.db.read(queries::known_agents).await?;
         let pcs: Vec<String> =
             plan::expected_pcs(&target, &agents, now).into_iter().map(|p| p.to_string()).collect();

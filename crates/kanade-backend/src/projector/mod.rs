@@ -55,6 +55,8 @@ impl Kind {
 pub struct Stats {
     pub projected: [AtomicU64; 4],
     pub malformed: [AtomicU64; 4],
+    /// Bodies naming another PC than their subject; dropped.
+    pub forged: ForgeryLog,
     pub batches: [AtomicU64; 4],
     pub lag: [AtomicU64; 4],
     pub heartbeats: AtomicU64,
@@ -65,6 +67,28 @@ pub struct Projectors {
     pub js: jetstream::Context,
     pub stats: Arc<Stats>,
     pub bus: Bus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sent_by_own_pc;
+
+    #[test]
+    fn a_body_must_name_the_pc_of_its_subject() {
+        let pc = |s: &str| s.parse::<kanade_shared::PcId>().unwrap();
+        let cases = [
+            ("results.PC-A.0190f5c2-6c1f-7000-8000-000000000001", Some(pc("PC-A")), true),
+            ("results.PC-A.0190f5c2-6c1f-7000-8000-000000000001", Some(pc("PC-B")), false),
+            ("events.started.PC-A.x", Some(pc("PC-A")), true),
+            ("events.started.PC-A.x", Some(pc("pc-a")), false),
+            ("inventory.PC-A", Some(pc("PC-B")), false),
+            ("audit.exec.create", None, true),
+            ("something.else", Some(pc("PC-A")), false),
+        ];
+        for (subject, body, want) in cases {
+            assert_eq!(sent_by_own_pc(subject, body.as_ref()), want, "{subject} {body:?}");
+        }
+    }
 }
 
 /// Run one projector until shutdown, restarting it with backoff when it fails.
@@ -113,7 +137,7 @@ async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
             if messages.is_empty() {
                 continue;
             }
-            let batch = decode(kind, messages);
+            let batch = decode(kind, messages, &p.stats.forged);
             if batches.send(batch).await.is_err() {
                 return Ok::<(), anyhow::Error>(());
             }
@@ -128,8 +152,9 @@ async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
             }
             let count = batch.messages.len() as u64;
             let malformed = batch.malformed;
+            let forged = batch.forged;
             write(p, batch.decoded).await?;
-            p.stats.projected[i].fetch_add(count - malformed, Ordering::Relaxed);
+            p.stats.projected[i].fetch_add(count - malformed - forged, Ordering::Relaxed);
             p.stats.malformed[i].fetch_add(malformed, Ordering::Relaxed);
             p.stats.batches[i].fetch_add(1, Ordering::Relaxed);
             if written.send(batch.messages).await.is_err() {
@@ -156,6 +181,7 @@ struct Batch {
     messages: Vec<jetstream::Message>,
     decoded: Decoded,
     malformed: u64,
+    forged: u64,
 }
 
 enum Decoded {
@@ -165,41 +191,93 @@ enum Decoded {
     Inventory(Vec<Inventory>),
 }
 
-/// Decode a batch; a malformed message is logged, counted and skipped.
-fn decode(kind: Kind, messages: Vec<jetstream::Message>) -> Batch {
-    fn all<T: serde::de::DeserializeOwned>(kind: Kind, messages: &[jetstream::Message]) -> (Vec<T>, u64) {
+/// Decode a batch; a malformed message is logged, counted and skipped, and so is a message whose
+/// body names another PC than its subject: broker permissions hold an agent to its own subject
+/// token, never to what it writes in a body, so the subject says who sent it.
+fn decode(kind: Kind, messages: Vec<jetstream::Message>, forged: &ForgeryLog) -> Batch {
+    fn all<T: serde::de::DeserializeOwned>(
+        kind: Kind,
+        messages: &[jetstream::Message],
+        pc_of: impl Fn(&T) -> Option<&kanade_shared::PcId>,
+        forged: &ForgeryLog,
+    ) -> (Vec<T>, u64, u64) {
         let mut ok = Vec::with_capacity(messages.len());
-        let mut bad = 0;
+        let (mut bad, mut forgeries) = (0, 0);
         for m in messages {
             match wire::decode::<T>(&m.payload) {
-                Ok(v) => ok.push(v),
+                Ok(v) if sent_by_own_pc(m.subject.as_str(), pc_of(&v)) => ok.push(v),
+                Ok(v) => {
+                    forgeries += 1;
+                    forged.note(kind, m.subject.as_str(), pc_of(&v));
+                }
                 Err(e) => {
                     bad += 1;
                     tracing::warn!(stream = kind.stream(), subject = %m.subject, error = %e, "skipping malformed message");
                 }
             }
         }
-        (ok, bad)
+        (ok, bad, forgeries)
     }
-    let (decoded, malformed) = match kind {
+    let (decoded, malformed, forgeries) = match kind {
         Kind::Results => {
-            let (v, bad) = all(kind, &messages);
-            (Decoded::Results(v), bad)
+            let (v, bad, f) = all(kind, &messages, |r: &ExecResult| Some(&r.pc_id), forged);
+            (Decoded::Results(v), bad, f)
         }
         Kind::Events => {
-            let (v, bad) = all(kind, &messages);
-            (Decoded::Events(v), bad)
+            let (v, bad, f) = all(kind, &messages, |e: &StartedEvent| Some(&e.pc_id), forged);
+            (Decoded::Events(v), bad, f)
         }
         Kind::Audit => {
-            let (v, bad) = all(kind, &messages);
-            (Decoded::Audit(v), bad)
+            let (v, bad, f) = all(kind, &messages, |_: &AuditEvent| None, forged);
+            (Decoded::Audit(v), bad, f)
         }
         Kind::Inventory => {
-            let (v, bad) = all(kind, &messages);
-            (Decoded::Inventory(v), bad)
+            let (v, bad, f) = all(kind, &messages, |i: &Inventory| Some(&i.pc_id), forged);
+            (Decoded::Inventory(v), bad, f)
         }
     };
-    Batch { messages, decoded, malformed }
+    Batch { messages, decoded, malformed, forged: forgeries }
+}
+
+/// Pure: a body that names a PC must name the one its subject belongs to. Bodies without a PC
+/// (audit events, published by the backend itself) pass.
+pub fn sent_by_own_pc(subject: &str, body_pc: Option<&kanade_shared::PcId>) -> bool {
+    match body_pc {
+        None => true,
+        Some(pc) => kanade_shared::subjects::sender_pc(subject) == Some(pc.as_str()),
+    }
+}
+
+/// Forged messages are counted for `/metrics` and logged at most once per [`FORGERY_LOG_EVERY`]
+/// per stream, so a misbehaving endpoint cannot flood the log either.
+#[derive(Default)]
+pub struct ForgeryLog {
+    pub count: [AtomicU64; 4],
+    last_logged_ms: [std::sync::atomic::AtomicI64; 4],
+}
+
+const FORGERY_LOG_EVERY_MS: i64 = 10_000;
+
+impl ForgeryLog {
+    fn note(&self, kind: Kind, subject: &str, body_pc: Option<&kanade_shared::PcId>) {
+        let i = kind as usize;
+        let total = self.count[i].fetch_add(1, Ordering::Relaxed) + 1;
+        let now = now_ms();
+        let last = self.last_logged_ms[i].load(Ordering::Relaxed);
+        if now - last >= FORGERY_LOG_EVERY_MS
+            && self.last_logged_ms[i]
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                stream = kind.stream(),
+                subject,
+                body_pc = body_pc.map(|p| p.as_str()),
+                total,
+                "dropped a message whose body names another PC than its subject (counted in kanade_projector_forged_total)"
+            );
+        }
+    }
 }
 
 /// Write one decoded batch in one transaction.

@@ -194,6 +194,8 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         kv("schedules", "schedule id -> schedule", 5, Duration::ZERO),
         kv("script_current", "job id -> version the fleet must run", 1, Duration::ZERO),
         kv("script_status", "job id -> ACTIVE or REVOKED", 1, Duration::ZERO),
+        // Kept past EXEC's 7 days, so no replayed command outlives the record of its kill.
+        kv(super::EXEC_KILLS, "exec id -> why it was killed; a returning agent skips it", 1, 8 * DAY),
         Resource { notify: true, ..kv("agent_groups", "pc -> operator-assigned groups", 1, Duration::ZERO) },
         Resource {
             notify: true,
@@ -278,6 +280,7 @@ mod tests {
                 "KV_schedules",
                 "KV_script_current",
                 "KV_script_status",
+                "KV_exec_kills",
                 "KV_agent_groups",
                 "KV_agent_config",
                 "KV_scheduler_leader",

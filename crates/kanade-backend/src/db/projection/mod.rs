@@ -62,7 +62,7 @@ pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) 
         // The common case is a new row; otherwise only a `running` row may take the result.
         let changed = insert.execute(values)? == 1 || finish.execute(values)? == 1;
         // A refused command's answer is kept for operators but is not a run of that exec.
-        let own = r.result_id == kanade_shared::ResultId::derive(r.exec_id, &r.pc_id);
+        let own = r.result_id.is_run_of(r.exec_id, &r.pc_id);
         if changed && own {
             late.execute(params![r.exec_id.to_string(), r.pc_id.as_str()])?;
             deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
@@ -158,39 +158,30 @@ pub fn refresh_execution(tx: &Transaction<'_>, exec_id: &str, now_ms: i64) -> Re
     else {
         return Ok(());
     };
-    // Results that arrived before the execution row (a replay after a wipe) add their PCs now.
-    let reported: Vec<(String, String)> = tx
-        .prepare_cached("SELECT result_id, pc_id FROM execution_results WHERE exec_id = ?1")?
-        .query_map([exec_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+    // Only a run's own result counts (a refused command's answer is kept for operators but is
+    // not a run of this exec), exactly as in `apply_results`. Results that arrived before the
+    // execution row (a replay after a wipe) add their PCs as targets now.
+    let reported: Vec<(String, String, String)> = tx
+        .prepare_cached("SELECT result_id, pc_id, status FROM execution_results WHERE exec_id = ?1")?
+        .query_map([exec_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    if let Ok(exec) = exec_id.parse::<kanade_shared::ExecId>() {
-        let mut late = tx.prepare_cached(
-            "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING",
-        )?;
-        for (result_id, pc) in &reported {
-            let own = pc
-                .parse()
-                .is_ok_and(|pc| kanade_shared::ResultId::derive(exec, &pc).to_string() == *result_id);
-            if own {
-                late.execute(params![exec_id, pc])?;
-            }
-        }
+    let exec: Option<kanade_shared::ExecId> = exec_id.parse().ok();
+    let is_run = |result_id: &str, pc: &str| {
+        let (Some(exec), Ok(pc)) = (exec, pc.parse::<kanade_shared::PcId>()) else { return false };
+        result_id.parse::<kanade_shared::ResultId>().is_ok_and(|id| id.is_run_of(exec, &pc))
+    };
+    let mut late = tx.prepare_cached(
+        "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING",
+    )?;
+    let mut counts = Counts::default();
+    let mut running = false;
+    for (_, pc, status) in reported.iter().filter(|(id, pc, _)| is_run(id, pc)) {
+        late.execute(params![exec_id, pc])?;
+        running |= status == "running";
+        counts.add(status);
     }
     let target_count: i64 =
         tx.query_row("SELECT COUNT(*) FROM execution_targets WHERE exec_id = ?1", [exec_id], |r| r.get(0))?;
-    let mut counts = Counts::default();
-    let mut running = false;
-    let mut stmt = tx.prepare_cached(
-        "SELECT status, COUNT(*) FROM execution_results WHERE exec_id = ?1 GROUP BY status",
-    )?;
-    let rows = stmt.query_map([exec_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (s, n) = row?;
-        running |= s == "running";
-        for _ in 0..n {
-            counts.add(&s);
-        }
-    }
     tx.execute(
         "UPDATE executions SET succeeded = ?2, failed = ?3, skipped = ?4, other = ?5, target_count = ?6 WHERE exec_id = ?1",
         params![exec_id, counts.succeeded, counts.failed, counts.skipped, counts.other, target_count],
@@ -237,6 +228,7 @@ pub fn next_status(
     match current {
         "aborted" => "aborted",
         "expired" => "expired",
+        "killed" => "killed",
         _ if target_count > 0 && done >= target_count && waves_pending => "running",
         _ if target_count > 0 && done >= target_count => {
             if failures == 0 {
@@ -385,6 +377,19 @@ fn apply_exec_audit(tx: &Transaction<'_>, e: &AuditEvent, now_ms: i64) -> Result
             Ok(step) => ended_early(tx, &step, Ended::Expired, ts_ms(e.at)),
             Err(_) => Ok(()),
         },
+        "exec.kill" => match serde_json::from_value::<ExecStep>(e.detail.clone()) {
+            Ok(step) => ended_early(tx, &killed_step(step, &e.actor), Ended::Killed, ts_ms(e.at)),
+            Err(_) => Ok(()),
+        },
+        "job.kill" => {
+            let execs = e.detail["executions"].as_array().cloned().unwrap_or_default();
+            for exec_id in execs.iter().filter_map(|v| v.as_str()) {
+                let step =
+                    ExecStep { exec_id: exec_id.to_owned(), wave: None, targets: Vec::new(), message: None };
+                ended_early(tx, &killed_step(step, &e.actor), Ended::Killed, ts_ms(e.at))?;
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
@@ -408,19 +413,27 @@ pub fn wave_published(tx: &Transaction<'_>, s: &ExecStep, at_ms: i64, now_ms: i6
     refresh_execution(tx, &s.exec_id, now_ms)
 }
 
+fn killed_step(mut step: ExecStep, actor: &str) -> ExecStep {
+    step.message.get_or_insert_with(|| format!("killed by {actor}"));
+    step
+}
+
 /// How an execution can end before every result is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
+    /// An operator killed it: no later wave goes out, agents that come back skip it.
+    Killed,
     /// The rollout dispatcher stopped it (failure ratio).
     Aborted,
     /// Cleanup gave up on it (no progress for `retention.stall_after`).
     Expired,
 }
 
-/// Mark an unfinished execution aborted or expired and cancel its pending waves. An execution
+/// Mark an unfinished execution killed, aborted or expired and cancel its pending waves. An execution
 /// that already finished keeps its outcome (a replayed event must not overwrite it).
 pub fn ended_early(tx: &Transaction<'_>, s: &ExecStep, how: Ended, at_ms: i64) -> Result<(), DbError> {
     let status = match how {
+        Ended::Killed => "killed",
         Ended::Aborted => "aborted",
         Ended::Expired => "expired",
     };

@@ -1,0 +1,195 @@
+//! SPEC §14 on the real agent binary: a result always fits the broker and a permanent failure
+//! never blocks the outbox; revoke is checked again after the jitter wait; a kill heard before
+//! its command, or while the PC was away, stops the run before it starts; `run_as: user` is
+//! never run as someone else; the data dir is private.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kanade_shared::wire::{self, ExecResult, ExecStatus, SkipReason, Timestamp};
+use kanade_shared::{ResultId, subjects};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn outbox_len(agent: &Agent) -> usize {
+    kanade_agent::store::Store::open(&agent.data_dir.join("agent.db")).unwrap().outbox(1000).unwrap().len()
+}
+
+#[tokio::test]
+async fn big_and_binary_output_never_stops_the_results_behind_it() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-BIG", &[]).start();
+    ready(&agent).await;
+    // 1.1 MB of `a` on stdout and 900 KB of random bytes on stderr (mostly invalid UTF-8: each
+    // bad byte becomes three), then invalid UTF-8 alone, then a plain job behind both.
+    let big = command("big", "head -c 1100000 /dev/zero | tr '\\0' a; head -c 900000 /dev/urandom >&2");
+    let binary = command("binary", "head -c 700000 /dev/urandom");
+    let ok = command("ok", "echo ok");
+    for c in [&big, &binary, &ok] {
+        fleet.publish(pc("PC-BIG"), c).await;
+    }
+    let limit = fleet.client.max_payload();
+    for c in [&big, &binary] {
+        let r = fleet.wait_result(c.exec_id, WAIT).await;
+        assert_eq!(r.status, ExecStatus::Succeeded, "{}", r.message.unwrap_or_default());
+        assert!(r.truncated, "{} was not cut", c.job_id);
+        let size = wire::encode(&r).unwrap().len();
+        assert!(size <= limit && size > limit / 2, "{} bytes against a limit of {limit}", size);
+    }
+    let r = fleet.wait_result(big.exec_id, WAIT).await;
+    assert!(r.stdout.bytes().all(|b| b == b'a') && r.stdout.len() > 100_000, "{}", r.stdout.len());
+    assert_eq!(fleet.wait_result(ok.exec_id, WAIT).await.stdout, "ok\n");
+    kanade_testkit::wait_until("the outbox to drain", WAIT, || outbox_len(&agent) == 0);
+}
+
+#[tokio::test]
+async fn an_oversized_queued_result_is_cut_to_fit_and_the_next_one_still_goes() {
+    let fleet = Fleet::start().await;
+    let mut agent = fleet.agent("PC-OVER", &[]);
+    // Queued by an earlier life of the agent, before it knew the broker's limit.
+    std::fs::create_dir_all(&agent.data_dir).unwrap();
+    let store = kanade_agent::store::Store::open(&agent.data_dir.join("agent.db")).unwrap();
+    let pc: kanade_shared::PcId = "PC-OVER".parse().unwrap();
+    let queued: Vec<ExecResult> = [3_000_000, 10]
+        .iter()
+        .map(|n| {
+            let cmd = command("queued", "true");
+            ExecResult {
+                schema: 1,
+                result_id: ResultId::derive(cmd.exec_id, &pc),
+                request_id: cmd.request_id,
+                exec_id: cmd.exec_id,
+                job_id: cmd.job_id.clone(),
+                version: cmd.version.clone(),
+                pc_id: pc.clone(),
+                exit_code: Some(0),
+                status: ExecStatus::Succeeded,
+                skip_reason: None,
+                message: None,
+                stdout: "x".repeat(*n),
+                stderr: String::new(),
+                truncated: false,
+                started_at: None,
+                finished_at: Timestamp::now_utc(),
+                attempt: 1,
+            }
+        })
+        .collect();
+    for r in &queued {
+        store
+            .enqueue(&kanade_agent::store::Outgoing {
+                seq: 0,
+                msg_id: r.result_id.to_string(),
+                subject: subjects::result(&pc, r.request_id),
+                payload: wire::encode(r).unwrap(),
+            })
+            .unwrap();
+    }
+    drop(store);
+    agent.spawn();
+    let first = fleet.wait_result(queued[0].exec_id, WAIT).await;
+    assert!(first.truncated && first.stdout.len() < 1_100_000 && first.stdout.len() > 500_000);
+    assert_eq!(fleet.wait_result(queued[1].exec_id, WAIT).await.stdout, "x".repeat(10));
+    kanade_testkit::wait_until("the outbox to drain", WAIT, || outbox_len(&agent) == 0);
+    assert!(agent.log().contains("result too large for the broker; output cut to fit"));
+}
+
+#[tokio::test]
+async fn a_revoke_during_the_jitter_wait_stops_the_run() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent_with("PC-J", "max_concurrent_jobs = 1").start();
+    ready(&agent).await;
+    let marker = fleet.marker("jitter");
+    let mut jittered = command("jittered", &format!("echo ran >> {}", marker.display()));
+    jittered.jitter_secs = 4;
+    fleet.publish(pc("PC-J"), &jittered).await;
+    // The jitter wait holds no concurrency slot: another job runs meanwhile.
+    let other = command("meanwhile", "echo meanwhile");
+    fleet.publish(pc("PC-J"), &other).await;
+    let r = fleet.wait_result(other.exec_id, WAIT).await;
+    assert_eq!(r.stdout, "meanwhile\n");
+    assert!(fleet.results_for(jittered.exec_id).await.is_empty(), "the jittered run is still waiting");
+    fleet.kv_put("script_status", "jittered", "REVOKED").await;
+    let r = fleet.wait_result(jittered.exec_id, WAIT).await;
+    assert_eq!(
+        (r.status, r.skip_reason, r.exit_code),
+        (ExecStatus::Skipped, Some(SkipReason::Revoked), Some(126))
+    );
+    assert_eq!(runs(&marker), 0);
+}
+
+#[tokio::test]
+async fn a_kill_heard_before_its_command_stops_the_run_before_it_starts() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-EARLY", &[]).start();
+    ready(&agent).await;
+    let marker = fleet.marker("early");
+    let cmd = command("early", &format!("echo ran >> {}", marker.display()));
+    fleet.client.publish(subjects::kill(cmd.exec_id), "kill".into()).await.unwrap();
+    fleet.client.flush().await.unwrap();
+    kanade_testkit::wait_until_async("the agent to hear the kill", WAIT, || async {
+        agent.log().contains("kill for a run not seen yet")
+    })
+    .await;
+    fleet.publish(pc("PC-EARLY"), &cmd).await;
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!((r.status, r.skip_reason), (ExecStatus::Skipped, Some(SkipReason::Killed)), "{r:?}");
+    assert_eq!(runs(&marker), 0);
+}
+
+#[tokio::test]
+async fn a_pc_away_during_a_kill_skips_the_exec_when_it_returns() {
+    let fleet = Fleet::start().await;
+    let mut agent = fleet.agent("PC-AWAY", &[]).start();
+    ready(&agent).await;
+    agent.stop();
+    let marker = fleet.marker("away");
+    let cmd = command("away", &format!("echo ran >> {}", marker.display()));
+    fleet.publish(pc("PC-AWAY"), &cmd).await;
+    // What POST /api/executions/{id}/kill records for PCs that are not listening.
+    fleet.kv_put(kanade_shared::jetstream::EXEC_KILLS, &cmd.exec_id.to_string(), "killed by test").await;
+    agent.spawn();
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!(
+        (r.status, r.skip_reason, r.exit_code),
+        (ExecStatus::Skipped, Some(SkipReason::Killed), Some(126))
+    );
+    assert!(r.message.unwrap().contains("killed by test"));
+    assert_eq!(runs(&marker), 0);
+}
+
+#[tokio::test]
+async fn run_as_user_without_a_configured_user_is_skipped_never_run_as_the_agent() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-U", &[]).start();
+    ready(&agent).await;
+    let marker = fleet.marker("run-as");
+    let mut cmd = command("as-user", &format!("echo ran >> {}", marker.display()));
+    cmd.run_as = kanade_shared::wire::RunAs::User;
+    fleet.publish(pc("PC-U"), &cmd).await;
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!(
+        (r.status, r.skip_reason, r.exit_code),
+        (ExecStatus::Skipped, Some(SkipReason::NoUser), Some(122))
+    );
+    assert!(r.message.unwrap().contains("[exec] user"), "the reason names the fix");
+    assert_eq!(runs(&marker), 0);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_the_ledger_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-P", &[]).start();
+    ready(&agent).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&agent.data_dir), 0o700);
+    assert_eq!(mode(&agent.data_dir.join("agent.db")), 0o600);
+    // A staged script is private while it runs.
+    let cmd = command("staged", "stat -c %a \"$0\"");
+    fleet.publish(pc("PC-P"), &cmd).await;
+    assert_eq!(fleet.wait_result(cmd.exec_id, WAIT).await.stdout, "600\n");
+}
