@@ -258,3 +258,63 @@ fn the_session_secret_is_generated_once_and_private() {
     .unwrap();
     assert_eq!(configured, b"configured secret, long enough to use");
 }
+
+async fn audit_state(s: &Stack) -> (u64, u64, u64) {
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let info = js.get_stream("AUDIT").await.unwrap().info().await.unwrap().state.clone();
+    (info.messages, info.bytes, info.first_sequence)
+}
+
+#[tokio::test]
+async fn a_flood_of_throttled_logins_with_huge_names_barely_grows_the_audit_trail() {
+    let s = common::secured().await;
+    // History the flood must not push out.
+    let admin = s.login("admin", ADMIN_PASSWORD).await;
+    kanade_testkit::wait_until_async("the sign-in to be audited", std::time::Duration::from_secs(20), || async {
+        audit_state(&s).await.0 >= 1
+    })
+    .await;
+    let before = audit_state(&s).await;
+    let name = "n".repeat(300_000);
+    let (mut failed, mut throttled) = (0, 0);
+    for _ in 0..3_000 {
+        let (status, _) =
+            s.send_as("POST", "/api/auth/login", None, json!({ "name": name, "password": "guess guess" })).await;
+        match status {
+            StatusCode::UNAUTHORIZED => failed += 1,
+            StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!((failed, throttled), (5, 2_995));
+    // Wait for the audit events the flood did cause: 5 failures and one throttle summary.
+    kanade_testkit::wait_until_async("the flood's audit events", std::time::Duration::from_secs(20), || async {
+        audit_state(&s).await.0 >= before.0 + 6
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let after = audit_state(&s).await;
+    assert_eq!(after.0 - before.0, 6, "one event per failure, one per address per window for the rest");
+    assert!(after.1 - before.1 < 16 * 1024, "AUDIT grew by {} bytes", after.1 - before.1);
+    assert_eq!(after.2, before.2, "the first sequence moved: history was pushed out");
+    let req = axum::http::Request::get("/metrics")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = s.app.clone().oneshot(req).await.unwrap();
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    let metrics = String::from_utf8_lossy(&bytes);
+    assert!(metrics.contains("kanade_login_throttled_total 2995\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn concurrent_wrong_logins_for_one_user_reach_the_password_check_at_most_five_times() {
+    let s = common::secured().await;
+    let attempts = (0..200).map(|_| {
+        s.send_as("POST", "/api/auth/login", None, json!({ "name": "admin", "password": "guess guess" }))
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.into_iter().map(|(s, _)| s).collect();
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 195));
+}

@@ -45,32 +45,96 @@ pub enum Via {
     AuthDisabled,
 }
 
+#[derive(Clone)]
 pub struct AuthConfig {
     pub disabled: bool,
     pub secret: Vec<u8>,
     pub session_ttl: Duration,
+    /// See `[auth] trusted_proxies`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone)]
 pub struct Auth {
     pub config: Arc<AuthConfig>,
     pub throttle: Arc<Mutex<throttle::Throttle>>,
+    /// Password hashes checked at once: argon2 costs ~20 MiB and tens of milliseconds each, on
+    /// the blocking pool, so a login flood queues here instead of starving everything else.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// Sign-in attempts refused by the throttle (for `/metrics`).
+    pub throttled: Arc<std::sync::atomic::AtomicU64>,
 }
+
+const CONCURRENT_HASHES: usize = 2;
 
 impl Auth {
     pub fn new(config: AuthConfig) -> Self {
-        Self { config: Arc::new(config), throttle: Arc::default() }
+        Self {
+            config: Arc::new(config),
+            throttle: Arc::default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HASHES)),
+            throttled: Arc::default(),
+        }
     }
 
     /// Development mode: no credentials, every caller is an admin.
     pub fn disabled() -> Self {
-        Self::new(AuthConfig { disabled: true, secret: Vec::new(), session_ttl: Duration::from_secs(3600) })
+        Self::new(AuthConfig {
+            disabled: true,
+            secret: Vec::new(),
+            session_ttl: Duration::from_secs(3600),
+            trusted_proxies: Vec::new(),
+        })
     }
 
     /// Real authentication with the given signing secret.
     pub fn with_secret(secret: Vec<u8>, session_ttl: Duration) -> Self {
-        Self::new(AuthConfig { disabled: false, secret, session_ttl })
+        Self::new(AuthConfig { disabled: false, secret, session_ttl, trusted_proxies: Vec::new() })
     }
+
+    /// Believe `X-Forwarded-For` from these addresses.
+    pub fn with_trusted_proxies(self, proxies: Vec<std::net::IpAddr>) -> Self {
+        let mut config = (*self.config).clone();
+        config.trusted_proxies = proxies;
+        Self { config: Arc::new(config), ..self }
+    }
+
+    /// Check a password against its stored hash off the async workers, at most
+    /// [`CONCURRENT_HASHES`] at a time.
+    pub async fn verify_password(&self, password: String, stored: String) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else { return false };
+        tokio::task::spawn_blocking(move || password::verify(&password, &stored)).await.unwrap_or(false)
+    }
+
+    /// The client address of a request, as throttling and the audit log know it.
+    pub fn source(&self, parts: &Parts) -> Option<String> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        client_address(peer, forwarded, &self.config.trusted_proxies).map(|ip| ip.to_string())
+    }
+}
+
+/// Pure: the address a request came from. Only a trusted proxy's `X-Forwarded-For` is read, from
+/// the right (the entries a proxy appended), skipping further trusted proxies; anything else in
+/// the header could have been written by the client itself.
+pub fn client_address(
+    peer: Option<std::net::IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[std::net::IpAddr],
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    for hop in forwarded_for.unwrap_or("").rsplit(',').map(str::trim) {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => client = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(client)
 }
 
 /// `bytes` random bytes from the OS, as hex.
@@ -175,7 +239,7 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
 
 /// Resolve the request's credentials to a caller.
 pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller, ApiError> {
-    let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let source = auth.source(parts);
     if auth.config.disabled {
         return Ok(Caller {
             name: "dev".into(),
@@ -288,14 +352,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The peer address of a request (when served with connect info), for public routes.
+/// The client address of a request (when served with connect info; see [`Auth::source`]), for
+/// public routes.
 pub struct Peer(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
+impl<S: Send + Sync> FromRequestParts<S> for Peer
+where
+    Auth: axum::extract::FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(<Auth as axum::extract::FromRef<S>>::from_ref(state).source(parts)))
     }
 }
 
@@ -305,6 +373,24 @@ mod tests {
 
     fn caller(role: Role, must_change: bool) -> Caller {
         Caller { name: "u".into(), role, via: Via::Password, must_change_password: must_change, source: None }
+    }
+
+    #[test]
+    fn the_client_address_comes_from_a_trusted_proxy_only() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.2")];
+        let cases = [
+            // (peer, X-Forwarded-For, expected)
+            ("203.0.113.9", Some("1.2.3.4"), "203.0.113.9"), // not a proxy: the header is the client's word
+            ("10.0.0.1", None, "10.0.0.1"),
+            ("10.0.0.1", Some("198.51.100.7"), "198.51.100.7"),
+            ("10.0.0.1", Some("6.6.6.6, 198.51.100.7"), "198.51.100.7"), // a forged first entry is ignored
+            ("10.0.0.1", Some("198.51.100.7, 10.0.0.2"), "198.51.100.7"), // through two proxies
+            ("10.0.0.1", Some("garbage"), "10.0.0.1"),
+        ];
+        for (peer, xff, want) in cases {
+            assert_eq!(client_address(Some(ip(peer)), xff, &proxies), Some(ip(want)), "{peer} {xff:?}");
+        }
     }
 
     #[test]

@@ -40,6 +40,12 @@ pub struct AppState {
     pub auth: Auth,
 }
 
+impl axum::extract::FromRef<AppState> for crate::auth::Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
 /// Record a change `caller` made, with their name and address.
 pub async fn audit_as(
     state: &AppState,

@@ -130,6 +130,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         per_stream(&s.lag),
     );
     metric(
+        "kanade_login_throttled_total",
+        "counter",
+        "Sign-in attempts refused by the login throttle (audited once per address per window).",
+        vec![(String::new(), state.auth.throttled.load(Ordering::Relaxed) as f64)],
+    );
+    metric(
         "kanade_heartbeats_projected_total",
         "counter",
         "Heartbeats written.",

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::auth::{Caller, Peer, Via, jwt, password};
+use crate::auth::{Caller, Peer, Via, jwt, password, throttle};
 use crate::db::{accounts, now_ms};
 use crate::pipeline::audit;
 
@@ -24,48 +24,50 @@ pub async fn login(
     Json(body): Json<Login>,
 ) -> Result<Json<Value>, ApiError> {
     let source = peer.unwrap_or_else(|| "unknown".to_owned());
+    // Whatever was submitted as a name, logs and the audit trail get at most 64 characters.
+    let shown = throttle::loggable_name(&body.name);
     let now = now_ms();
-    let wait =
-        state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).blocked(&body.name, &source, now);
-    if let Some(ms) = wait {
-        audit(
-            &state.js,
-            &body.name,
-            "auth.login_throttled",
-            Some(body.name.clone()),
-            Some(source),
-            Value::Null,
-        )
-        .await?;
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            format!("too many failed sign-ins; try again in {} s", (ms + 999) / 1000),
-        ));
-    }
+    let attempt = state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(&body.name, &source, now);
+    let ticket = match attempt {
+        Ok(ticket) => ticket,
+        Err(refused) => {
+            state.auth.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // One audit event per address per window, not one per attempt: unauthenticated
+            // callers must not be able to grow (or, by pushing old events out, erase) the trail.
+            if let Some(unreported) = refused.report {
+                let detail = json!({ "unreported_in_previous_window": unreported });
+                audit(&state.js, &shown, "auth.login_throttled", Some(shown.clone()), Some(source), detail)
+                    .await?;
+            }
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!("too many failed sign-ins; try again in {} s", (refused.wait_ms + 999) / 1000),
+            ));
+        }
+    };
     let name = body.name.clone();
     let user = state.db.read(move |c| accounts::user(c, &name)).await?;
     // The same work and the same answer whether the user exists or not.
     let ok = match &user {
-        Some(u) => password::verify(&body.password, &u.password_hash) && !u.disabled,
+        Some(u) => state.auth.verify_password(body.password.clone(), u.password_hash.clone()).await && !u.disabled,
         None => {
             static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             let dummy = DUMMY.get_or_init(|| password::hash("no such user, same cost").unwrap_or_default());
-            let _ = password::verify(&body.password, dummy);
+            let _ = state.auth.verify_password(body.password.clone(), dummy.clone()).await;
             false
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).failed(&body.name, &source, now);
-        audit(&state.js, &body.name, "auth.login_failed", Some(body.name.clone()), Some(source), Value::Null)
-            .await?;
+        // The attempt was counted as a failure when the throttle let it through.
+        audit(&state.js, &shown, "auth.login_failed", Some(shown.clone()), Some(source), Value::Null).await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "wrong user name or password, or the account is disabled",
         ));
     };
-    state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).succeeded(&user.name);
+    state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).succeeded(&ticket);
     let ttl = state.auth.config.session_ttl.as_secs() as i64;
     let claims = jwt::Claims {
         sub: user.name.clone(),
@@ -115,7 +117,7 @@ pub async fn change_password(
         .read(move |c| accounts::user(c, &name))
         .await?
         .ok_or_else(|| ApiError::not_found("user gone"))?;
-    if !password::verify(&body.current, &user.password_hash) {
+    if !state.auth.verify_password(body.current.clone(), user.password_hash.clone()).await {
         super::audit_as(&state, &caller, "auth.password_failed", Some(caller.name.clone()), Value::Null)
             .await?;
         return Err(ApiError::new(

@@ -50,6 +50,9 @@ pub struct AuthConfig {
     /// When absent, a secret is generated once and kept in the data dir.
     pub jwt_secret: Option<String>,
     pub token_ttl: HumanDuration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these is
+    /// attributed (throttling, audit) to the last address in that header that is not a proxy.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +116,7 @@ struct RawDb {
 struct RawAuth {
     jwt_secret: Option<String>,
     token_ttl: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Problems> {
@@ -166,9 +170,23 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
             "is shorter than 32 characters; use a long random value or leave it out to have one generated",
         );
     }
+    let trusted_proxies = auth_raw
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ip)| {
+            c.check(
+                &format!("auth.trusted_proxies[{i}]"),
+                ip.parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("{ip:?} is not an IP address such as 127.0.0.1 or ::1")),
+            )
+        })
+        .collect();
     let auth = AuthConfig {
         jwt_secret: auth_raw.jwt_secret,
         token_ttl: duration(auth_raw.token_ttl, "12h", "auth.token_ttl", &mut c),
+        trusted_proxies,
     };
     let r = raw.retention.unwrap_or_default();
     let retention = RetentionConfig {
