@@ -250,7 +250,8 @@ async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
     } else {
         let secret = auth::load_or_create_secret(config.auth.jwt_secret.as_deref(), &config.data_dir)?;
         auth::bootstrap_admin(&db, env.var("KANADE_BOOTSTRAP_ADMIN_PASSWORD").map(str::to_owned)).await?;
-        Auth::with_secret(secret, config.auth.token_ttl.get()).with_trusted_proxies(config.auth.trusted_proxies.clone())
+        Auth::with_secret(secret, config.auth.token_ttl.get())
+            .with_trusted_proxies(config.auth.trusted_proxies.clone())
     };
     let client = tokio::select! {
         client = kanade_shared::nats::connect_forever(&config.nats_url, &config.broker, "kanade-backend") => client,

@@ -162,3 +162,35 @@ async fn agents_detail_ping_and_groups() {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
 }
+
+/// Peak resident memory of this process (the backend runs in it), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/self/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_yaml_alias_bomb_is_refused_without_being_expanded() {
+    let s = stack(&[]).await;
+    // Ten levels of ten aliases each: 10^10 scalars once expanded, ~1.3 MB written out with a
+    // long anchor at the bottom.
+    let mut yaml = format!("a0: &a0 [\"{}\"]\n", "x".repeat(1_300_000));
+    for level in 1..10 {
+        let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+        yaml.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+    }
+    yaml.push_str("id: bomb\nversion: '1'\nexecute: { shell: sh, script: *a9 }\n");
+    let before = peak_rss_kib();
+    for path in ["/api/jobs/validate", "/api/jobs", "/api/deploy", "/api/schedules"] {
+        let (status, body) = s.post_yaml(path, &yaml).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body:#}");
+        assert_eq!(
+            body["error"],
+            "malformed YAML: line 2 column 10: YAML aliases (*name) are not accepted; write the value out",
+            "{path}"
+        );
+    }
+    let grown_mib = (peak_rss_kib() - before) / 1024;
+    assert!(grown_mib < 64, "peak RSS grew by {grown_mib} MiB reading a 1.3 MB body");
+}

@@ -270,16 +270,19 @@ async fn a_flood_of_throttled_logins_with_huge_names_barely_grows_the_audit_trai
     let s = common::secured().await;
     // History the flood must not push out.
     let admin = s.login("admin", ADMIN_PASSWORD).await;
-    kanade_testkit::wait_until_async("the sign-in to be audited", std::time::Duration::from_secs(20), || async {
-        audit_state(&s).await.0 >= 1
-    })
+    kanade_testkit::wait_until_async(
+        "the sign-in to be audited",
+        std::time::Duration::from_secs(20),
+        || async { audit_state(&s).await.0 >= 1 },
+    )
     .await;
     let before = audit_state(&s).await;
     let name = "n".repeat(300_000);
     let (mut failed, mut throttled) = (0, 0);
     for _ in 0..3_000 {
-        let (status, _) =
-            s.send_as("POST", "/api/auth/login", None, json!({ "name": name, "password": "guess guess" })).await;
+        let (status, _) = s
+            .send_as("POST", "/api/auth/login", None, json!({ "name": name, "password": "guess guess" }))
+            .await;
         match status {
             StatusCode::UNAUTHORIZED => failed += 1,
             StatusCode::TOO_MANY_REQUESTS => throttled += 1,
@@ -288,9 +291,11 @@ async fn a_flood_of_throttled_logins_with_huge_names_barely_grows_the_audit_trai
     }
     assert_eq!((failed, throttled), (5, 2_995));
     // Wait for the audit events the flood did cause: 5 failures and one throttle summary.
-    kanade_testkit::wait_until_async("the flood's audit events", std::time::Duration::from_secs(20), || async {
-        audit_state(&s).await.0 >= before.0 + 6
-    })
+    kanade_testkit::wait_until_async(
+        "the flood's audit events",
+        std::time::Duration::from_secs(20),
+        || async { audit_state(&s).await.0 >= before.0 + 6 },
+    )
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let after = audit_state(&s).await;
@@ -313,7 +318,8 @@ async fn concurrent_wrong_logins_for_one_user_reach_the_password_check_at_most_f
     let attempts = (0..200).map(|_| {
         s.send_as("POST", "/api/auth/login", None, json!({ "name": "admin", "password": "guess guess" }))
     });
-    let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.into_iter().map(|(s, _)| s).collect();
+    let statuses: Vec<StatusCode> =
+        futures::future::join_all(attempts).await.into_iter().map(|(s, _)| s).collect();
     let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
     let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
     assert_eq!((checked, refused), (5, 195));

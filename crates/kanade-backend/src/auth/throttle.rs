@@ -199,14 +199,22 @@ mod tests {
             [1, 2, 3, 999].iter().map(|at| t.attempt("u", "s", *at).unwrap_err().report).collect();
         assert_eq!(reports, [Some(0), None, None, None]);
         fail(&mut t, "u", "s", 1001).unwrap();
-        assert_eq!(t.attempt("u", "s", 1002).unwrap_err().report, Some(3), "the next window tells how many were not reported");
+        assert_eq!(
+            t.attempt("u", "s", 1002).unwrap_err().report,
+            Some(3),
+            "the next window tells how many were not reported"
+        );
     }
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_names() {
         let mut t = Throttle::new(Limits { window_ms: 1000, per_user: 5, per_source: usize::MAX });
         for i in 0..(MAX_KEYS as i64 * 2) {
-            let _ = t.attempt(&format!("user-{i}"), &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255), i / 100);
+            let _ = t.attempt(
+                &format!("user-{i}"),
+                &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                i / 100,
+            );
         }
         let (users, sources) = t.tracked();
         assert!(users <= MAX_KEYS && sources <= MAX_KEYS, "{users} users, {sources} sources");

@@ -36,7 +36,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let file = parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
+    let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     let m = file.manifest;
     crate::pipeline::catalog::store(&state.js, &m).await?;
     super::audit_as(&state, &caller, "job.create", Some(m.id.to_string()), json!({ "version": m.version }))
@@ -47,7 +47,7 @@ pub async fn create(
 /// Check a manifest (and its plan, if any) without storing it: the dashboard's editor shows
 /// every problem next to the text.
 pub async fn validate(headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let file = parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
+    let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     Ok(Json(json!({ "valid": true, "id": file.manifest.id, "version": file.manifest.version })))
 }
 

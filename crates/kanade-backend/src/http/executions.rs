@@ -24,7 +24,7 @@ pub async fn deploy(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let JobFile { manifest, plan } =
-        parse_doc(&headers, &body, manifest::job_from_yaml, manifest::job_from_json)?;
+        parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     let plan = plan.ok_or_else(|| {
         ApiError::invalid(vec![
             "target: a deploy needs a plan: a target (pcs, groups or all: true) or rollout.waves".into(),
@@ -44,7 +44,7 @@ pub async fn exec(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let job: JobId =
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
-    let plan = parse_doc(&headers, &body, manifest::plan_from_yaml, manifest::plan_from_json)?;
+    let plan = parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?;
     let manifest = catalog::load(&state.js, &job).await?;
     let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))

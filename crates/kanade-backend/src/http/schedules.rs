@@ -68,7 +68,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let s = parse_doc(&headers, &body, manifest::schedule_from_yaml, manifest::schedule_from_json)?;
+    let s = parse_doc(&headers, body, manifest::schedule_from_yaml, manifest::schedule_from_json).await?;
     let tz = times::zone(&s.timezone).map_err(|why| ApiError::invalid(vec![format!("timezone: {why}")]))?;
     if times::next_after(&s.cron, &tz, now_ms()).is_none() {
         return Err(ApiError::invalid(vec![format!(

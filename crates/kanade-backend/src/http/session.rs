@@ -27,7 +27,8 @@ pub async fn login(
     // Whatever was submitted as a name, logs and the audit trail get at most 64 characters.
     let shown = throttle::loggable_name(&body.name);
     let now = now_ms();
-    let attempt = state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(&body.name, &source, now);
+    let attempt =
+        state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(&body.name, &source, now);
     let ticket = match attempt {
         Ok(ticket) => ticket,
         Err(refused) => {
@@ -50,7 +51,9 @@ pub async fn login(
     let user = state.db.read(move |c| accounts::user(c, &name)).await?;
     // The same work and the same answer whether the user exists or not.
     let ok = match &user {
-        Some(u) => state.auth.verify_password(body.password.clone(), u.password_hash.clone()).await && !u.disabled,
+        Some(u) => {
+            state.auth.verify_password(body.password.clone(), u.password_hash.clone()).await && !u.disabled
+        }
         None => {
             static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             let dummy = DUMMY.get_or_init(|| password::hash("no such user, same cost").unwrap_or_default());

@@ -65,7 +65,35 @@ fn from_yaml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(R, Vec<Probl
     {
         return Err(Problems(vec![Problem::new("", "the document is empty")]));
     }
+    refuse_aliases(text)?;
     parse_collecting(serde_yaml_ng::Deserializer::from_str(text))
+}
+
+/// Manifests and schedules may not use YAML aliases (`*name`). A parser expands every alias
+/// into a copy of its anchor, so a few kilobytes of nested aliases ask for gigabytes; refusing
+/// them keeps what a document costs to read proportional to its size. Checked on the parser's
+/// events, which never expand anything, before the document is deserialized.
+pub fn refuse_aliases(text: &str) -> Result<(), Problems> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        match parser.next_token() {
+            Ok((Event::Alias(_), at)) => {
+                return Err(Problems(vec![Problem::new(
+                    "",
+                    format!(
+                        "line {} column {}: YAML aliases (*name) are not accepted; write the value out",
+                        at.line(),
+                        at.col() + 1
+                    ),
+                )]));
+            }
+            Ok((Event::StreamEnd, _)) => return Ok(()),
+            Ok(_) => {}
+            // Malformed YAML: the deserializer reports it with its own words.
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 fn from_json<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(R, Vec<Problem>), Problems> {

@@ -317,3 +317,16 @@ fn json_documents_report_unknown_keys_too() {
     let err = plan_from_json(br#"{"target":{"all":true}} trailing"#).unwrap_err();
     assert!(err.messages()[0].starts_with("trailing characters"), "{err}");
 }
+
+#[test]
+fn yaml_aliases_are_refused_with_where_they_are() {
+    check_job(
+        "x: &big [1, 2]\nid: a\nversion: '1'\nexecute: { shell: sh, script: ok }\ntarget: { pcs: *big }\n",
+        &["line 5 column 16: YAML aliases (*name) are not accepted; write the value out"],
+    );
+    // An anchor alone is harmless, and so is an asterisk inside a quoted string.
+    check_job(
+        "id: &name a\nversion: '1'\nexecute: { shell: sh, script: 'ls *.log' }\ntarget: { all: true }\n",
+        &[],
+    );
+}
