@@ -13,20 +13,23 @@ async fn ten_thousand_agents_filter_sort_and_page() {
     let db = Db::open(&dir.path().join("backend.db")).unwrap();
     let golden: Heartbeat =
         wire::decode(include_bytes!("../../kanade-shared/test-data/wire/v1/heartbeat.json")).unwrap();
-    let beats: Vec<Heartbeat> = (0..10_000)
+    let beats: Vec<(i64, Heartbeat)> = (0..10_000)
         .map(|i| {
             let mut b = golden.clone();
             b.pc_id = format!("PC-{i:05}").parse().unwrap();
             b.hostname = format!("host{i:05}.corp");
             b.groups = if i % 20 == 0 { vec!["canary".parse().unwrap()] } else { vec![] };
             b.agent_version = if i % 2 == 0 { "1.0.0" } else { "1.1.0" }.parse().unwrap();
-            // Every third PC last heartbeated 10 minutes ago; the rest just now.
+            // Every third PC was last heard from 10 minutes ago; the rest just now.
             let age = if i % 3 == 0 { 600 } else { 0 };
             b.at = wire::Timestamp::from_unix_timestamp(NOW / 1000 - age).unwrap();
-            b
+            (age, b)
         })
         .collect();
-    db.write(move |tx| projection::apply_heartbeats(tx, &beats, NOW)).await.unwrap();
+    for age in [600, 0] {
+        let batch: Vec<Heartbeat> = beats.iter().filter(|(a, _)| *a == age).map(|(_, b)| b.clone()).collect();
+        db.write(move |tx| projection::apply_heartbeats(tx, &batch, NOW - age * 1000)).await.unwrap();
+    }
 
     let page = |f: AgentFilter| {
         let db = db.clone();

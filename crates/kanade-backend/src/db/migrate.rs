@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "schedules", include_str!("migrations/0002_schedules.sql")),
     (3, "accounts", include_str!("migrations/0003_accounts.sql")),
     (4, "agent_updates", include_str!("migrations/0004_agent_updates.sql")),
+    (5, "agent_clock", include_str!("migrations/0005_agent_clock.sql")),
 ];
 
 pub fn run(conn: &Connection) -> Result<(), DbError> {

@@ -305,6 +305,9 @@ pub struct AgentRow {
     /// Versions this agent refuses to install again (`{version, at, reason}`).
     pub quarantined: serde_json::Value,
     pub update_status: Option<String>,
+    /// The agent's clock minus the backend's at its last heartbeat (ms); shown, never used to
+    /// judge liveness.
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// Which agents, in which order, which page: the agents list at fleet scale is filtered,
@@ -369,7 +372,7 @@ pub fn list_agents(c: &Connection, f: &AgentFilter) -> Result<(Vec<AgentRow>, i6
     let order = format!("{} {}, pc_id", f.sort.column(), if f.descending { "DESC" } else { "ASC" });
     let sql = format!(
         "SELECT pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json, running_jobs, last_seen_ms,
-             quarantined_json, update_status
+             quarantined_json, update_status, clock_skew_ms
          FROM agents WHERE {filter} AND (?6 IS NULL OR pc_id > ?6)
          ORDER BY {order} LIMIT ?7 OFFSET ?8"
     );
@@ -391,6 +394,7 @@ pub fn list_agents(c: &Connection, f: &AgentFilter) -> Result<(Vec<AgentRow>, i6
                 last_seen_ms: r.get(9)?,
                 quarantined: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
                 update_status: r.get(11)?,
+                clock_skew_ms: r.get(12)?,
             })
         },
     )?;

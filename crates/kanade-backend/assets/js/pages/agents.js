@@ -50,6 +50,15 @@ export async function detail(main, pc) {
   return onLive(['agent_up', 'agent_down', 'result'], debounce((e) => { if (!e.pc_id || e.pc_id === pc || e.lagged) load(); }, 500));
 }
 
+// The agent's clock against the backend's at its last heartbeat. Under two seconds is the
+// heartbeat's own travel and batching, not a wrong clock.
+function skew(ms) {
+  if (Math.abs(ms) < 2000) return 'in step with the backend';
+  const s = Math.round(Math.abs(ms) / 1000);
+  const text = s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  return `${text} ${ms > 0 ? 'ahead of' : 'behind'} the backend`;
+}
+
 function draw(body, pc, d) {
   const a = d.agent;
   const online = Date.now() - a.last_seen_ms <= ALIVE_MS;
@@ -65,6 +74,7 @@ function draw(body, pc, d) {
           fact('OS', `${a.os_name || a.os_family} ${a.os_version}`), fact('Arch', a.arch),
           fact('Agent version', a.agent_version), fact('Running jobs', a.running_jobs),
           fact('Last heartbeat', h('span', {}, time(a.last_seen_ms), ` (${ago(a.last_seen_ms)})`)),
+          a.clock_skew_ms == null ? null : fact('Clock offset', skew(a.clock_skew_ms)),
           a.update_status ? fact('Update', a.update_status) : null,
           (a.quarantined || []).length ? fact('Quarantined', a.quarantined.map((q) => `${q.version}: ${q.reason}`).join('; ')) : null),
         h('div', { class: 'toolbar' },

@@ -243,21 +243,25 @@ pub fn next_status(
     }
 }
 
-pub fn apply_heartbeats(tx: &Transaction<'_>, beats: &[Heartbeat], now_ms: i64) -> Result<(), DbError> {
+/// `received_ms`: when the backend received these beats, by its own clock. That, never the
+/// agent's `at`, is the agent's last sign of life: a slow agent clock would show it offline (and
+/// leave it out of targets), and one that once ran ahead would pin it online and make its later
+/// beats look older than the stored one. The agent's clock is kept as its offset from ours.
+pub fn apply_heartbeats(tx: &Transaction<'_>, beats: &[Heartbeat], received_ms: i64) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO agents (pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json,
              uptime_secs, rss_bytes, cpu_pct, running_jobs, first_seen_ms, last_seen_ms, quarantined_json,
-             update_status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)
+             update_status, clock_skew_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16)
          ON CONFLICT(pc_id) DO UPDATE SET hostname = excluded.hostname, os_family = excluded.os_family,
              os_name = excluded.os_name, os_version = excluded.os_version, arch = excluded.arch,
              agent_version = excluded.agent_version, groups_json = excluded.groups_json,
              uptime_secs = excluded.uptime_secs, rss_bytes = excluded.rss_bytes, cpu_pct = excluded.cpu_pct,
              running_jobs = excluded.running_jobs, last_seen_ms = excluded.last_seen_ms,
-             quarantined_json = excluded.quarantined_json, update_status = excluded.update_status
+             quarantined_json = excluded.quarantined_json, update_status = excluded.update_status,
+             clock_skew_ms = excluded.clock_skew_ms
          WHERE excluded.last_seen_ms >= agents.last_seen_ms",
     )?;
-    let _ = now_ms;
     for b in beats {
         let groups = serde_json::to_string(&b.groups).unwrap_or_else(|_| "[]".into());
         stmt.execute(params![
@@ -273,19 +277,21 @@ pub fn apply_heartbeats(tx: &Transaction<'_>, beats: &[Heartbeat], now_ms: i64) 
             b.agent_rss_bytes as i64,
             f64::from(b.agent_cpu_pct),
             b.running_jobs,
-            ts_ms(b.at),
+            received_ms,
             serde_json::to_string(&b.quarantined).unwrap_or_else(|_| "[]".into()),
             b.update_status,
+            ts_ms(b.at) - received_ms,
         ])?;
     }
     Ok(())
 }
 
+/// The newest inventory per PC wins by stream order (INVENTORY delivers in order and keeps the
+/// latest per PC), never by the agent's clock: one that once ran ahead would freeze the row.
 pub fn apply_inventory(tx: &Transaction<'_>, items: &[Inventory]) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO inventory (pc_id, collected_ms, body_json) VALUES (?1, ?2, ?3)
-         ON CONFLICT(pc_id) DO UPDATE SET collected_ms = excluded.collected_ms, body_json = excluded.body_json
-         WHERE excluded.collected_ms >= inventory.collected_ms",
+         ON CONFLICT(pc_id) DO UPDATE SET collected_ms = excluded.collected_ms, body_json = excluded.body_json",
     )?;
     for inv in items {
         let body = serde_json::to_string(inv).unwrap_or_default();

@@ -234,3 +234,34 @@ async fn a_late_pc_becomes_a_target_in_any_order() {
     .unwrap();
     assert_eq!(target_count(&db).await, (3, "completed".to_owned()));
 }
+
+#[tokio::test]
+async fn liveness_follows_the_backends_clock_whatever_the_agents_says() {
+    let (_dir, db) = fresh(ExecId::new()).await;
+    let golden: kanade_shared::wire::Heartbeat = kanade_shared::wire::decode(include_bytes!(
+        "../../../../kanade-shared/test-data/wire/v1/heartbeat.json"
+    ))
+    .unwrap();
+    // (received by us, the agent's clock offset in seconds) -> last_seen, skew
+    let steps = [(NOW, -3_600), (NOW + 30_000, 86_400), (NOW + 60_000, 0)];
+    for (received, offset) in steps {
+        let mut beat = golden.clone();
+        beat.pc_id = "PC-A".parse().unwrap();
+        beat.at =
+            Timestamp::from_unix_timestamp_nanos(i128::from(received + offset * 1000) * 1_000_000).unwrap();
+        db.write(move |tx| apply_heartbeats(tx, &[beat], received)).await.unwrap();
+        let row = db
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT last_seen_ms, clock_skew_ms FROM agents WHERE pc_id = 'PC-A'",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        // A clock an hour slow is still online now; one that ran a day ahead does not freeze
+        // the next, correct, beats.
+        assert_eq!(row, (received, offset * 1000));
+    }
+}
