@@ -267,7 +267,9 @@ async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
     })?;
     tracing::info!("listening on http://{}", config.bind);
     let signer = auth::load_or_create_signing_key(&config.data_dir)?;
-    let state = http::AppState::new(client, db, auth).with_signer(signer);
+    let state = http::AppState::new(client, db, auth)
+        .with_signer(signer)
+        .with_start_within(config.exec.start_within.get());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     confirm_when_healthy(&state, config.data_dir.clone());
     let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx);

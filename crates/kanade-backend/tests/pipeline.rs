@@ -258,3 +258,50 @@ async fn a_killed_rollout_never_sends_its_next_wave_and_an_absent_pc_skips_it_on
     );
     assert_eq!(body["execution"]["status"], "killed", "a late result does not revive it");
 }
+
+#[tokio::test]
+async fn every_published_command_has_a_start_deadline_and_a_late_pc_skips_it() {
+    let s = stack(&[("PC-D1", &["d"])]).await;
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let exec_stream = js.get_stream("EXEC").await.unwrap();
+    let command_on = |subject: &'static str| {
+        let exec_stream = exec_stream.clone();
+        async move {
+            let msg = exec_stream.direct_get_last_for_subject(subject).await.unwrap();
+            kanade_shared::wire::decode::<kanade_shared::wire::Command>(&msg.payload).unwrap()
+        }
+    };
+    // The default (`[exec] start_within`, 7 days here) and a plan's own window.
+    let before = kanade_shared::wire::Timestamp::now_utc();
+    s.deploy(
+        "id: dl-default\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { groups: [d] }\n",
+    )
+    .await;
+    let cmd = command_on("commands.group.d.dl-default").await;
+    let deadline = cmd.deadline_at.expect("a deadline");
+    assert!(
+        deadline >= before + time::Duration::days(7) && deadline <= cmd.issued_at + time::Duration::days(7)
+    );
+    // Ad-hoc runs: ten minutes.
+    let (status, body) =
+        s.send_as("POST", "/api/run", None, serde_json::json!({ "pcs": ["PC-D1"], "script": "true" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+    let job = format!("commands.pc.PC-D1.{}", body["job_id"].as_str().unwrap());
+    let msg = exec_stream.direct_get_last_for_subject(job).await.unwrap();
+    let cmd: kanade_shared::wire::Command = kanade_shared::wire::decode(&msg.payload).unwrap();
+    assert_eq!(cmd.deadline_at, Some(cmd.issued_at + time::Duration::minutes(10)));
+
+    // A PC that starts (fresh, like a re-imaged one) after the window skips the command.
+    let exec = s
+        .deploy("id: dl-short\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [PC-LATE] }\nstart_within: 1s\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    s.spawn_agent("PC-LATE", &[]);
+    let body = s.wait_status(&exec, "completed").await;
+    let late = &body["pcs"][0];
+    assert_eq!(
+        (late["status"].as_str(), late["exit_code"].as_i64()),
+        (Some("skipped"), Some(125)),
+        "{body:#}"
+    );
+}

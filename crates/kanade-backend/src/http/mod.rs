@@ -107,7 +107,13 @@ impl AppState {
     pub fn new(nats: async_nats::Client, db: Db, auth: Auth) -> Self {
         let js = async_nats::jetstream::new(nats.clone());
         let bus = Bus::default();
-        let pipeline = Pipeline { db: db.clone(), js: js.clone(), bus: bus.clone(), signer: None };
+        let pipeline = Pipeline {
+            db: db.clone(),
+            js: js.clone(),
+            bus: bus.clone(),
+            signer: None,
+            start_within: kanade_shared::manifest::MAX_START_WITHIN,
+        };
         Self {
             nats,
             js,
@@ -125,6 +131,12 @@ impl AppState {
     /// Sign every command this backend publishes with `key`.
     pub fn with_signer(mut self, key: ed25519_dalek::SigningKey) -> Self {
         self.pipeline.signer = Some(Arc::new(key));
+        self
+    }
+
+    /// The start deadline of commands whose plan names none (`[exec] start_within`).
+    pub fn with_start_within(mut self, start_within: std::time::Duration) -> Self {
+        self.pipeline.start_within = start_within;
         self
     }
 }

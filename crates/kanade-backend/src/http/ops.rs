@@ -32,6 +32,9 @@ pub struct RunBody {
     timeout: u64,
 }
 
+/// How long an ad-hoc `POST /api/run` command may wait for its PCs.
+const ADHOC_START_WITHIN_SECS: u64 = 600;
+
 fn default_shell() -> String {
     if cfg!(windows) { "powershell".into() } else { "sh".into() }
 }
@@ -76,7 +79,13 @@ pub async fn run(
     let manifest = manifest::job_from_json(yaml.to_string().as_bytes())
         .map_err(|p| ApiError::invalid(p.messages()))?
         .manifest;
-    let plan = Plan { target: Target { pcs, groups: Vec::new(), all: false }, jitter: None, rollout: None };
+    // An ad-hoc script is for now: a PC that comes back later than this skips it.
+    let plan = Plan {
+        target: Target { pcs, groups: Vec::new(), all: false },
+        jitter: None,
+        rollout: None,
+        start_within: Some(kanade_shared::HumanDuration::from_secs(ADHOC_START_WITHIN_SECS)),
+    };
     let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }

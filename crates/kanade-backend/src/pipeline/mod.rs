@@ -74,6 +74,9 @@ pub struct Pipeline {
     /// Signs every published command; `None` publishes unsigned (only agents without pinned
     /// keys accept those).
     pub signer: Option<std::sync::Arc<ed25519_dalek::SigningKey>>,
+    /// How long after issue a command may still start when its plan does not say
+    /// (`[exec] start_within`).
+    pub start_within: std::time::Duration,
 }
 
 impl Pipeline {
@@ -90,7 +93,9 @@ impl Pipeline {
         let now = now_ms();
         let exec_id = ExecId::new();
         let jitter = plan.jitter.or(manifest.jitter).map_or(0, |d| d.as_secs());
-        let template = plan::command(manifest, exec_id, script, jitter, origin.retry, Timestamp::now_utc());
+        let issued_at = Timestamp::now_utc();
+        let mut template = plan::command(manifest, exec_id, script, jitter, origin.retry, issued_at);
+        template.deadline_at = Some(plan::deadline(plan, self.start_within, issued_at));
 
         let (first, later): (Target, Vec<(i64, i64, Target)>) = match &plan.rollout {
             Some(rollout) => {

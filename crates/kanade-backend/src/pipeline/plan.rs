@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use kanade_shared::manifest::{Manifest, Target};
+use kanade_shared::manifest::{Manifest, Plan, Target};
 use kanade_shared::subjects::CommandTarget;
 use kanade_shared::wire::{Command, Retry, Timestamp};
 use kanade_shared::{ExecId, GroupName, PcId, RequestId};
@@ -78,6 +78,18 @@ pub fn command(
     }
 }
 
+/// When the commands of an exec stop being startable: `start_within` (the plan's, else the
+/// backend's default) after issue, counted from the last wave's publication so every wave gets
+/// the whole window. One instant for every wave, because every subject of one exec must carry
+/// the same command (the agents' fingerprint). A re-imaged PC therefore never replays old
+/// commands from EXEC.
+pub fn deadline(plan: &Plan, default: std::time::Duration, issued_at: Timestamp) -> Timestamp {
+    let window = plan.start_within.map_or(default, |d| d.get());
+    let last_wave =
+        plan.rollout.as_ref().and_then(|r| r.waves.iter().map(|w| w.delay.get()).max()).unwrap_or_default();
+    issued_at + window + last_wave
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +130,22 @@ mod tests {
         check(target(&[], &["wave1"], false), &["B"]);
         check(target(&["C", "Z"], &[], false), &["C", "Z"]);
         check(target(&["A"], &["canary"], false), &["A", "B"]);
+    }
+
+    #[test]
+    fn every_command_has_a_start_deadline() {
+        let issued = time::macros::datetime!(2026-12-01 12:00 UTC);
+        let day = std::time::Duration::from_secs(86_400);
+        let check = |yaml: &str, want: Timestamp| {
+            let plan = kanade_shared::manifest::plan_from_yaml(yaml).unwrap();
+            assert_eq!(deadline(&plan, 7 * day, issued), want, "{yaml}");
+        };
+        check("target: { all: true }\n", issued + 7 * day);
+        check("target: { all: true }\nstart_within: 10m\n", issued + std::time::Duration::from_secs(600));
+        check(
+            "rollout: { waves: [{ group: a }, { group: b, delay: 1h }] }\nstart_within: 10m\n",
+            issued + std::time::Duration::from_secs(4_200),
+        );
     }
 
     #[test]

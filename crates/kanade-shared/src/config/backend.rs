@@ -22,7 +22,15 @@ pub struct BackendConfig {
     pub db: DbConfig,
     pub auth: AuthConfig,
     pub retention: RetentionConfig,
+    pub exec: ExecConfig,
     pub log: LogConfig,
+}
+
+/// `[exec]`: defaults for the commands the backend publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// A command not started this long after issue is skipped (a plan's `start_within` wins).
+    pub start_within: HumanDuration,
 }
 
 /// How long the projection keeps what it holds. Streams have their own limits; rows outlive
@@ -62,7 +70,13 @@ struct RawBackendFile {
     db: Option<RawDb>,
     auth: Option<RawAuth>,
     retention: Option<RawRetention>,
+    exec: Option<RawExec>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawExec {
+    start_within: Option<String>,
 }
 
 impl Default for RetentionConfig {
@@ -196,10 +210,18 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         audit: retention(r.audit, "365d", "retention.audit", &mut c),
         agents: retention(r.agents, "90d", "retention.agents", &mut c),
     };
+    let start_within = duration(raw.exec.unwrap_or_default().start_within, "7d", "exec.start_within", &mut c);
+    if start_within.get().is_zero() || start_within.get() > crate::manifest::MAX_START_WITHIN {
+        c.push(
+            "exec.start_within",
+            format!("{start_within} is not between 1s and 7d (EXEC keeps a command 7 days)"),
+        );
+    }
+    let exec = ExecConfig { start_within };
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = match (bind, db) {
         (Some(bind), Some(db)) => {
-            Some(BackendConfig { bind, data_dir, nats_url, broker, replicas, db, auth, retention, log })
+            Some(BackendConfig { bind, data_dir, nats_url, broker, replicas, db, auth, retention, exec, log })
         }
         _ => None,
     };

@@ -115,7 +115,7 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
         (None, None) => None,
     };
     let plan = if raw.target.is_some() || raw.rollout.is_some() {
-        validate_plan_parts(raw.target, None, raw.rollout, at, c)
+        validate_plan_parts(raw.target, None, raw.rollout, raw.start_within, at, c)
     } else {
         None
     };

@@ -14,7 +14,7 @@ mod schedule;
 pub use crate::problems::{Problem, Problems};
 pub use cron::{CronExpr, CronSpec, parse_cron};
 pub use job::{DEFAULT_TIMEOUT, Execute, JobFile, Manifest, ScriptSource, StalenessSpec};
-pub use plan::{Plan, Rollout, Target, Wave};
+pub use plan::{MAX_START_WITHIN, Plan, Rollout, Target, Wave};
 pub use schedule::{FireMode, OnFailure, RetrySpec, Schedule, ScheduleJob};
 
 use crate::problems::{Collector, parse_collecting};
@@ -32,13 +32,13 @@ pub fn job_from_json(bytes: &[u8]) -> Result<JobFile, Problems> {
 /// A plan on its own: the body of `POST /api/exec/{job_id}`.
 pub fn plan_from_yaml(text: &str) -> Result<Plan, Problems> {
     finish(from_yaml::<RawPlan>(text)?, |raw, c| {
-        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, "", c)
+        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, raw.start_within, "", c)
     })
 }
 
 pub fn plan_from_json(bytes: &[u8]) -> Result<Plan, Problems> {
     finish(from_json::<RawPlan>(bytes)?, |raw, c| {
-        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, "", c)
+        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, raw.start_within, "", c)
     })
 }
 

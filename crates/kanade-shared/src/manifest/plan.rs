@@ -18,7 +18,14 @@ pub struct Plan {
     pub jitter: Option<HumanDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// A PC that has not started the run this long after it was issued (plus the last wave's
+    /// delay) skips it; unset: the backend's `[exec] start_within`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_within: Option<HumanDuration>,
 }
+
+/// The longest `start_within` there is: EXEC keeps a command 7 days, so no PC can start one later.
+pub const MAX_START_WITHIN: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Target {
@@ -60,10 +67,18 @@ pub(crate) fn validate_plan_parts(
     target: Option<RawTarget>,
     jitter: Option<Scalar>,
     rollout: Option<RawRollout>,
+    start_within: Option<Scalar>,
     at: &str,
     c: &mut Collector,
 ) -> Option<Plan> {
     let before = c.0.len();
+    let start_path = join(at, "start_within");
+    let start_within = start_within.and_then(|s| c.check(&start_path, s.duration()));
+    if let Some(s) = start_within
+        && (s.get().is_zero() || s.get() > MAX_START_WITHIN)
+    {
+        c.push(&start_path, format!("{s} is not between 1s and 7d (EXEC keeps a command 7 days)"));
+    }
     let has_target = target.is_some();
     let target = target.map(|t| validate_target(t, &join(at, "target"), c)).unwrap_or_default();
     let jitter = jitter.and_then(|j| c.check(&join(at, "jitter"), j.duration()));
@@ -73,7 +88,7 @@ pub(crate) fn validate_plan_parts(
     } else if c.0.len() == before && target.is_empty() && rollout.is_none() {
         c.push(join(at, "target"), "a plan must name a target (pcs, groups or all: true) or rollout.waves");
     }
-    (c.0.len() == before).then_some(Plan { target, jitter, rollout })
+    (c.0.len() == before).then_some(Plan { target, jitter, rollout, start_within })
 }
 
 fn validate_target(raw: RawTarget, at: &str, c: &mut Collector) -> Target {

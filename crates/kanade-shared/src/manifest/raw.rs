@@ -18,6 +18,7 @@ pub(crate) struct RawManifest {
     pub target: Option<RawTarget>,
     pub jitter: Option<Scalar>,
     pub rollout: Option<RawRollout>,
+    pub start_within: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,11 +44,12 @@ pub(crate) struct RawStaleness {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(expecting = "a plan (a mapping with target, jitter, rollout)")]
+#[serde(expecting = "a plan (a mapping with target, jitter, rollout, start_within)")]
 pub(crate) struct RawPlan {
     pub target: Option<RawTarget>,
     pub jitter: Option<Scalar>,
     pub rollout: Option<RawRollout>,
+    pub start_within: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

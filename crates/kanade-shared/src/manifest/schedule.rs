@@ -111,7 +111,7 @@ pub(crate) fn validate_schedule(raw: RawSchedule, c: &mut Collector) -> Option<S
             c.push("plan", "is required: a schedule needs a target (plan: { target: { groups: [...] } })");
             None
         }
-        Some(p) => validate_plan_parts(p.target, p.jitter, p.rollout, "plan", c),
+        Some(p) => validate_plan_parts(p.target, p.jitter, p.rollout, p.start_within, "plan", c),
     };
     let mode = match raw.mode.as_deref() {
         None => Some(FireMode::EveryTick),
