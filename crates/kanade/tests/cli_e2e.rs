@@ -105,6 +105,11 @@ async fn an_operators_day() {
         (stdout(&out).as_str(), stderr(&out).as_str(), out.status.code()),
         ("out\n", "err\n", Some(3))
     );
+    // Words after `--` keep their boundaries; a crash code never becomes success.
+    let out = kanade(url, &["--nats-url", &nats, "run", "PC-1", "--", "printf", "[%s]", "b c", "it's"]).await;
+    assert_eq!((stdout(&out).as_str(), out.status.code()), ("[b c][it's]", Some(0)), "{}", stderr(&out));
+    let out = kanade(url, &["--nats-url", &nats, "run", "PC-1", "--", "kill -SEGV $$"]).await;
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
     let out =
         kanade(url, &["--nats-url", &nats, "run", "PC-404", "--start-within", "2s", "--", "true"]).await;
     assert_eq!(

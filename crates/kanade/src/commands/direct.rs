@@ -74,7 +74,7 @@ pub async fn run(
         JobId::adhoc(kanade_shared::RequestId::new()),
         "1".parse().expect("valid"),
         shell,
-        script.join(" "),
+        script_line(shell, script),
     );
     cmd.timeout_secs = timeout.as_secs().max(1);
     // A PC that comes back later must not run a command its operator gave up on.
@@ -110,7 +110,15 @@ pub async fn run(
         eprintln!("(output was truncated by the agent)");
     }
     Ok(match (result.status, result.exit_code) {
-        (ExecStatus::Succeeded | ExecStatus::Failed, Some(code)) => ExitCode::from(code.clamp(0, 255) as u8),
+        (ExecStatus::Succeeded | ExecStatus::Failed, Some(code)) => {
+            let status = exit_status(code);
+            if i32::from(status) != code {
+                eprintln!(
+                    "{pc}: the script exited with {code} ({code:#010X}), which no exit status can carry; exiting {status}"
+                );
+            }
+            ExitCode::from(status)
+        }
         (status, _) => {
             eprintln!(
                 "{pc}: {}{}",
@@ -122,15 +130,86 @@ pub async fn run(
     })
 }
 
+/// The script `kanade run pc -- a "b c"` means: one argument is the script as written; several
+/// are words, each quoted for `shell` when it needs it, so `"b c"` stays one word.
+pub fn script_line(shell: Shell, words: &[String]) -> String {
+    if let [one] = words {
+        return one.clone();
+    }
+    let plain =
+        |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    let quote = |w: &String| -> String {
+        if plain(w) {
+            return w.clone();
+        }
+        match shell {
+            Shell::Cmd => format!("\"{}\"", w.replace('"', "\"\"")),
+            Shell::Powershell | Shell::Pwsh => format!("'{}'", w.replace('\'', "''")),
+            _ => format!("'{}'", w.replace('\'', "'\\''")),
+        }
+    };
+    words.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+/// The process exit status for a script's exit code: the code itself when it fits, otherwise
+/// (Windows crash codes such as 0xC0000005 are negative, others exceed 255) 1, never 0: a
+/// crashed script must not look like a success.
+pub fn exit_status(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(1)
+}
+
 pub async fn kill(exec: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let exec: ExecId =
         exec.parse().map_err(|_| anyhow!("{exec:?} is not an execution id (see kanade executions list)"))?;
     let key = signer(global)?;
     let client = connect(global).await?;
+    // Recorded first, for PCs that are away now: they skip the exec when they come back.
+    let js = async_nats::jetstream::new(client.clone());
+    let recorded = match js.get_key_value(kanade_shared::jetstream::EXEC_KILLS).await {
+        Ok(kv) => kv
+            .put(exec.to_string(), "killed with kanade kill".into())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let subject = subjects::kill(exec);
     let signed = signing::signed_headers(key.as_ref(), &subject, b"kill", now_ms());
     client.publish_with_headers(subject, signed, "kill".into()).await?;
     client.flush().await.context("cannot send the kill")?;
     println!("kill sent for {exec}: every agent running it stops it");
+    match recorded {
+        Ok(()) => println!("recorded in exec_kills: PCs that are offline now skip it when they return"),
+        Err(e) => eprintln!(
+            "warning: the kill could not be recorded in exec_kills ({e}); PCs offline now may still run it when they return (POST /api/executions/{exec}/kill records it)"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_keep_their_boundaries_in_every_shell() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (Shell::Sh, words(&["echo hello; ls"]), "echo hello; ls"),
+            (Shell::Sh, words(&["printf", "%s|", "b c", "it's"]), "printf '%s|' 'b c' 'it'\\''s'"),
+            (Shell::Bash, words(&["echo", "", "$HOME"]), "echo '' '$HOME'"),
+            (Shell::Powershell, words(&["Write-Output", "b c", "it's"]), "Write-Output 'b c' 'it''s'"),
+            (Shell::Cmd, words(&["echo", "b c", "say \"hi\""]), "echo \"b c\" \"say \"\"hi\"\"\""),
+        ];
+        for (shell, input, want) in cases {
+            assert_eq!(script_line(shell, &input), want, "{shell:?} {input:?}");
+        }
+    }
+
+    #[test]
+    fn a_crashed_script_never_exits_zero() {
+        for (code, want) in [(0, 0), (7, 7), (255, 255), (256, 1), (-1, 1), (0xC000_0005_u32 as i32, 1)] {
+            assert_eq!(exit_status(code), want, "{code}");
+        }
+    }
 }

@@ -119,7 +119,7 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
             eprint!("\r\x1b[2K{line}");
             std::io::stderr().flush()?;
         }
-        if matches!(status, "completed" | "failed" | "expired" | "aborted") {
+        if matches!(status, "completed" | "failed" | "expired" | "aborted" | "killed") {
             if tty {
                 eprintln!();
             }

@@ -4,7 +4,7 @@ import { onLive } from '../live.js';
 export async function list(main) {
   const state = { status: '', job: '' };
   const status = h('select', { id: 'exec-status', onchange: () => { state.status = status.value; load(); } },
-    ['', 'pending', 'running', 'completed', 'failed', 'aborted', 'expired'].map((s) => h('option', { value: s }, s || 'all')));
+    ['', 'pending', 'running', 'completed', 'failed', 'killed', 'aborted', 'expired'].map((s) => h('option', { value: s }, s || 'all')));
   const job = h('input', { id: 'exec-job', placeholder: 'job id', onchange: () => { state.job = job.value.trim(); load(); } });
   const out = h('div');
   main.append(h('h1', {}, 'Executions'),
@@ -55,7 +55,7 @@ function draw(body, id, d, open, reload) {
       h('div', { class: 'card' }, h('div', {}, 'Started ', time(e.created_ms)), e.finished_ms ? h('div', {}, 'Finished ', time(e.finished_ms)) : null)),
     e.message ? h('p', { class: 'muted' }, e.message) : null,
     running && can('operator') ? h('div', { class: 'toolbar' }, h('button', { type: 'button', class: 'danger', id: 'kill', onclick: async () => {
-      try { await api('POST', `/api/executions/${encodeURIComponent(id)}/kill`); toast('Kill sent to every PC still running it'); reload(); }
+      try { await api('POST', `/api/executions/${encodeURIComponent(id)}/kill`); toast('Killed: running PCs stop it, later waves are cancelled, PCs that come back skip it'); reload(); }
       catch (err) { toast(err.message, true); }
     } }, 'Kill')) : null,
     d.waves.length ? [h('h2', {}, 'Rollout waves'), table([
@@ -71,7 +71,7 @@ function draw(body, id, d, open, reload) {
       { label: 'Exit', num: true, cell: (p) => p.exit_code ?? '' },
       { label: 'Wave', num: true, cell: (p) => p.wave ?? '' },
       { label: 'Output', cell: (p) => p.result_id ? h('button', { type: 'button', class: 'show-output', 'data-pc': p.pc_id, 'aria-expanded': open.has(p.pc_id) ? 'true' : 'false', onclick: () => { open.has(p.pc_id) ? open.delete(p.pc_id) : open.add(p.pc_id); reload(); } }, open.has(p.pc_id) ? 'Hide' : 'Show') : '' },
-      { label: 'Message', cell: (p) => p.message || '' },
+      { label: 'Message', cell: (p) => p.message || (p.skip_reason ? `skipped: ${p.skip_reason}` : '') },
     ], d.pcs, { empty: 'No target PCs.', caption: 'PCs of this execution' }),
     d.pcs.filter((p) => open.has(p.pc_id)).map((p) => h('section', { class: 'output', 'aria-label': `Output of ${p.pc_id}` },
       h('h3', {}, `${p.pc_id}: stdout${p.truncated ? ' (truncated)' : ''}`), h('pre', { 'data-testid': `stdout-${p.pc_id}` }, p.stdout || ''),
