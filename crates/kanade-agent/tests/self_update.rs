@@ -26,6 +26,18 @@ async fn publish(fleet: &Fleet, version: &str, binary: Vec<u8>) {
     store.put(format!("{version}/{TARGET}").as_str(), &mut binary.as_slice()).await.unwrap();
 }
 
+/// As `kanade agent publish` does through the backend: signed with the command key.
+async fn publish_signed(fleet: &Fleet, version: &str, binary: Vec<u8>, key: &ed25519_dalek::SigningKey) {
+    let store = fleet.js.get_object_store("agent_releases").await.unwrap();
+    let name = format!("{version}/{TARGET}");
+    let metadata = kanade_shared::signing::sign_release(key, &name, &binary)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let meta = async_nats::jetstream::object_store::ObjectMetadata { name, metadata, ..Default::default() };
+    store.put(meta, &mut binary.as_slice()).await.unwrap();
+}
+
 /// One agent installed at its own path, restarted whenever it exits.
 struct Installed {
     exe: PathBuf,
@@ -37,7 +49,12 @@ struct Installed {
 
 impl Installed {
     fn start(fleet: &Fleet, id: &str, jitter: &str, version: &str) -> Self {
-        let agent = fleet.agent_with(id, "");
+        Self::start_with(fleet, id, jitter, version, "")
+    }
+
+    /// With `extra` sections in agent.toml.
+    fn start_with(fleet: &Fleet, id: &str, jitter: &str, version: &str, extra: &str) -> Self {
+        let agent = fleet.agent_with(id, extra);
         let text = std::fs::read_to_string(&agent.config).unwrap();
         std::fs::write(&agent.config, format!("{text}[update]\njitter = {jitter:?}\nrestart = \"exec\"\n"))
             .unwrap();
@@ -286,4 +303,47 @@ async fn corrupt_digest(fleet: &Fleet, key: &str) {
         .unwrap()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_that_pins_keys_installs_only_releases_signed_with_them() {
+    let fleet = Fleet::start().await;
+    let backend = kanade_shared::signing::generate().unwrap();
+    let pinned = kanade_shared::signing::encode_public(&backend.verifying_key());
+    let pc = Installed::start_with(
+        &fleet,
+        "PC-UPS",
+        "0s",
+        "1.0.0",
+        &format!("[security]\ntrusted_keys = [{pinned:?}]"),
+    );
+    heartbeat_where(&fleet, &pc, "version 1.0.0", Duration::from_secs(30), |h| {
+        h.agent_version.as_str() == "1.0.0"
+    })
+    .await;
+    // Put straight into the store by someone with broker credentials but not the key.
+    publish(&fleet, "2.0.0", build("2.0.0")).await;
+    fleet.kv_put("agent_config", "pcs.PC-UPS", r#"{"target_version":"2.0.0"}"#).await;
+    heartbeat_where(&fleet, &pc, "the refusal", Duration::from_secs(30), |h| {
+        h.update_status.as_deref().is_some_and(|s| s.contains("the release is not signed"))
+    })
+    .await;
+    assert_eq!(pc.installed_version(), "1.0.0");
+    // Signed with a key the agent does not pin: refused too.
+    let rogue = kanade_shared::signing::generate().unwrap();
+    publish_signed(&fleet, "2.0.1", build("2.0.1"), &rogue).await;
+    fleet.kv_put("agent_config", "pcs.PC-UPS", r#"{"target_version":"2.0.1"}"#).await;
+    heartbeat_where(&fleet, &pc, "the refusal", Duration::from_secs(30), |h| {
+        h.update_status.as_deref().is_some_and(|s| s.contains("does not trust"))
+    })
+    .await;
+    assert_eq!(pc.installed_version(), "1.0.0");
+    // Signed with the pinned key: installed.
+    publish_signed(&fleet, "2.1.0", build("2.1.0"), &backend).await;
+    fleet.kv_put("agent_config", "pcs.PC-UPS", r#"{"target_version":"2.1.0"}"#).await;
+    heartbeat_where(&fleet, &pc, "version 2.1.0", Duration::from_secs(60), |h| {
+        h.agent_version.as_str() == "2.1.0"
+    })
+    .await;
+    assert_eq!(pc.installed_version(), "2.1.0");
 }

@@ -42,3 +42,59 @@ async fn live_events_follow_agents_and_executions() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_stream_closes_when_its_caller_is_disabled() {
+    let auth = kanade_backend::auth::Auth::with_secret(common::SECRET.to_vec(), Duration::from_secs(600))
+        .with_recheck(Duration::from_millis(300));
+    let s = common::stack_with(&[], auth).await;
+    assert!(
+        kanade_backend::auth::bootstrap_admin(&s.state.db, Some(common::ADMIN_PASSWORD.into()))
+            .await
+            .unwrap()
+    );
+    let admin = s.login("admin", common::ADMIN_PASSWORD).await;
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            serde_json::json!({ "name": "vera", "role": "viewer", "password": "vera's first password" }),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{body:#}");
+    let first = s.login("vera", "vera's first password").await;
+    let change = serde_json::json!({ "current": "vera's first password", "new": "vera's own password" });
+    assert_eq!(
+        s.send_as("POST", "/api/auth/password", Some(&first), change).await.0,
+        axum::http::StatusCode::OK
+    );
+    let vera = s.login("vera", "vera's own password").await;
+    let response = s
+        .app
+        .clone()
+        .oneshot(Request::get(format!("/api/stream?access_token={vera}")).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let (status, _) =
+        s.send_as("PATCH", "/api/users/vera", Some(&admin), serde_json::json!({ "disabled": true })).await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame.unwrap().data_ref() {
+                seen.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream stayed open; got:\n{seen}");
+    assert!(
+        seen.contains(
+            "event: session_ended\ndata: {\"error\":\"user vera is disabled\",\"type\":\"session_ended\"}"
+        ),
+        "{seen}"
+    );
+}

@@ -24,6 +24,54 @@ fn message(subject: &str, signed_at_ms: i64, payload: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Object metadata keys of a signed agent release.
+pub const RELEASE_SIGNATURE: &str = "kanade-signature";
+pub const RELEASE_KEY: &str = "kanade-key";
+
+fn release_message(release: &str, body: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
+    format!("kanade-release-v1\n{release}\n{digest}").into_bytes()
+}
+
+/// The metadata that makes `body` a signed release `release` (`<version>/<triple>`): an ed25519
+/// signature over the release key and the binary's sha256, with the key's public half. Unlike a
+/// command's, it has no age: a release stays valid as long as it is published.
+pub fn sign_release(key: &SigningKey, release: &str, body: &[u8]) -> [(&'static str, String); 2] {
+    let sig = key.sign(&release_message(release, body));
+    [(RELEASE_SIGNATURE, B64.encode(sig.to_bytes())), (RELEASE_KEY, encode_public(&key.verifying_key()))]
+}
+
+/// Why an agent that pins keys refuses a release.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseRefusal {
+    #[error("the release is not signed (publish it through the backend: kanade agent publish)")]
+    Unsigned,
+    #[error("the release is signed by a key this agent does not trust ({0})")]
+    UntrustedKey(String),
+    #[error("the release's signature does not match its name or bytes (forged or altered)")]
+    Forged,
+}
+
+/// Check a downloaded release against its metadata and the pinned keys.
+pub fn verify_release(
+    trusted: &[VerifyingKey],
+    release: &str,
+    body: &[u8],
+    metadata: &std::collections::HashMap<String, String>,
+) -> Result<(), ReleaseRefusal> {
+    let (Some(sig), Some(key_text)) = (metadata.get(RELEASE_SIGNATURE), metadata.get(RELEASE_KEY)) else {
+        return Err(ReleaseRefusal::Unsigned);
+    };
+    let key = decode_public(key_text).map_err(|_| ReleaseRefusal::UntrustedKey(key_text.clone()))?;
+    if !trusted.contains(&key) {
+        return Err(ReleaseRefusal::UntrustedKey(key_text.clone()));
+    }
+    let sig: [u8; 64] = B64.decode(sig).ok().and_then(|b| b.try_into().ok()).ok_or(ReleaseRefusal::Forged)?;
+    key.verify(&release_message(release, body), &Signature::from_bytes(&sig))
+        .map_err(|_| ReleaseRefusal::Forged)
+}
+
 /// A new signing key from the OS's randomness.
 pub fn generate() -> Result<SigningKey, String> {
     let mut seed = [0u8; 32];
@@ -135,6 +183,36 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_release_is_valid_only_as_signed_by_a_pinned_key() {
+        let backend = generate().unwrap();
+        let rogue = generate().unwrap();
+        let trusted = [backend.verifying_key()];
+        let meta = |key: &SigningKey, release: &str, body: &[u8]| {
+            sign_release(key, release, body).into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        let good = meta(&backend, "2.0.0/x86_64-unknown-linux-gnu", b"binary");
+        assert_eq!(verify_release(&trusted, "2.0.0/x86_64-unknown-linux-gnu", b"binary", &good), Ok(()));
+        assert_eq!(
+            verify_release(&trusted, "2.0.0/x86_64-unknown-linux-gnu", b"binarY", &good),
+            Err(ReleaseRefusal::Forged)
+        );
+        assert_eq!(
+            verify_release(&trusted, "3.0.0/x86_64-unknown-linux-gnu", b"binary", &good),
+            Err(ReleaseRefusal::Forged),
+            "a signature does not move to another version"
+        );
+        let theirs = meta(&rogue, "2.0.0/x86_64-unknown-linux-gnu", b"binary");
+        assert!(matches!(
+            verify_release(&trusted, "2.0.0/x86_64-unknown-linux-gnu", b"binary", &theirs),
+            Err(ReleaseRefusal::UntrustedKey(_))
+        ));
+        assert_eq!(
+            verify_release(&trusted, "2.0.0/x86_64-unknown-linux-gnu", b"binary", &Default::default()),
+            Err(ReleaseRefusal::Unsigned)
+        );
+    }
 
     const NOW: i64 = 1_800_000_000_000;
 

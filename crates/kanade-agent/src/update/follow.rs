@@ -173,6 +173,13 @@ async fn install(ctx: &Ctx, exe: &Path, layout: &Layout, version: &Version) -> a
         return Err(e.context(format!("cannot download release {key}")));
     }
     policy::verify_digest(&digest, &body).map_err(|e| anyhow!("release {key}: {e}"))?;
+    // With pinned keys only a release the backend signed is installed: whoever holds broker
+    // credentials that can write the store still cannot ship a binary to the fleet.
+    let trusted = &ctx.settings.trusted_keys;
+    if !trusted.is_empty() {
+        kanade_shared::signing::verify_release(trusted, &key, &body, &info.metadata)
+            .map_err(|e| anyhow!("release {key}: {e}; not installed"))?;
+    }
 
     let staged = layout.staged(version);
     install::write_complete(&staged, &body).with_context(|| {

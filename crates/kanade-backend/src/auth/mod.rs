@@ -52,6 +52,9 @@ pub struct AuthConfig {
     pub session_ttl: Duration,
     /// See `[auth] trusted_proxies`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often a long-lived response (`/api/stream`) checks its caller again, so an expired
+    /// session, a disabled user or a changed password closes it.
+    pub recheck: Duration,
 }
 
 #[derive(Clone)]
@@ -66,6 +69,7 @@ pub struct Auth {
 }
 
 const CONCURRENT_HASHES: usize = 2;
+const RECHECK: Duration = Duration::from_secs(30);
 
 impl Auth {
     pub fn new(config: AuthConfig) -> Self {
@@ -84,12 +88,26 @@ impl Auth {
             secret: Vec::new(),
             session_ttl: Duration::from_secs(3600),
             trusted_proxies: Vec::new(),
+            recheck: RECHECK,
         })
     }
 
     /// Real authentication with the given signing secret.
     pub fn with_secret(secret: Vec<u8>, session_ttl: Duration) -> Self {
-        Self::new(AuthConfig { disabled: false, secret, session_ttl, trusted_proxies: Vec::new() })
+        Self::new(AuthConfig {
+            disabled: false,
+            secret,
+            session_ttl,
+            trusted_proxies: Vec::new(),
+            recheck: RECHECK,
+        })
+    }
+
+    /// Check long-lived responses' callers this often.
+    pub fn with_recheck(self, recheck: Duration) -> Self {
+        let mut config = (*self.config).clone();
+        config.recheck = recheck;
+        Self { config: Arc::new(config), ..self }
     }
 
     /// Believe `X-Forwarded-For` from these addresses.

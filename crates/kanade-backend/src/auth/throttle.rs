@@ -23,9 +23,12 @@ impl Default for Limits {
     }
 }
 
-/// Users and addresses tracked at most (each); past it, expired entries are dropped and, if that
-/// is not enough, new users are not tracked (addresses always are, oldest forgotten first).
+/// Users and addresses tracked at most (each). Expired entries are swept after every
+/// `MAX_KEYS / 4` new names (so a sweep costs each attempt a constant share); when a map is
+/// still full of live entries, new names are not tracked until a sweep makes room (the other
+/// limit still applies to them). Never a lockout of everyone, never unbounded memory.
 pub const MAX_KEYS: usize = 50_000;
+const SWEEP_EVERY: usize = MAX_KEYS / 4;
 
 #[derive(Debug, Default)]
 pub struct Throttle {
@@ -34,6 +37,8 @@ pub struct Throttle {
     sources: HashMap<String, VecDeque<i64>>,
     /// source -> (start of its current refusal window, refusals in it).
     refused: HashMap<String, (i64, u64)>,
+    /// Names seen that no map held, since the last sweep.
+    new_since_sweep: usize,
 }
 
 /// An attempt let through to the password check, counted as a failure until [`Throttle::succeeded`].
@@ -74,17 +79,13 @@ impl Throttle {
         if let Some(wait_ms) = u.into_iter().chain(s).max() {
             return Err(Refused { wait_ms, report: self.refusal(source, now_ms) });
         }
-        self.prune(now_ms);
+        self.note_new(!self.users.contains_key(user) || !self.sources.contains_key(source), now_ms);
         if self.users.len() < MAX_KEYS || self.users.contains_key(user) {
             self.users.entry(user.to_owned()).or_default().push_back(now_ms);
         }
-        if self.sources.len() >= MAX_KEYS
-            && !self.sources.contains_key(source)
-            && let Some(oldest) = self.oldest_source()
-        {
-            self.sources.remove(&oldest);
+        if self.sources.len() < MAX_KEYS || self.sources.contains_key(source) {
+            self.sources.entry(source.to_owned()).or_default().push_back(now_ms);
         }
-        self.sources.entry(source.to_owned()).or_default().push_back(now_ms);
         Ok(Ticket { user: user.to_owned(), source: source.to_owned(), at_ms: now_ms })
     }
 
@@ -106,8 +107,13 @@ impl Throttle {
 
     fn refusal(&mut self, source: &str, now_ms: i64) -> Option<u64> {
         let window = self.limits.window_ms;
-        if self.refused.len() >= MAX_KEYS && !self.refused.contains_key(source) {
-            self.refused.retain(|_, (start, _)| now_ms - *start < window);
+        if !self.refused.contains_key(source) {
+            self.note_new(true, now_ms);
+            if self.refused.len() >= MAX_KEYS {
+                // Untracked: only counted (the caller's metric), never audited, so a flood from
+                // more addresses than we track cannot grow the trail either.
+                return None;
+            }
         }
         let entry = self.refused.entry(source.to_owned()).or_insert((i64::MIN / 2, 0));
         if now_ms - entry.0 >= window {
@@ -119,20 +125,21 @@ impl Throttle {
         None
     }
 
-    /// Drop entries whose failures all left the window, when the maps have grown.
-    fn prune(&mut self, now_ms: i64) {
+    /// Count a name no map knew; sweep expired entries from every map every [`SWEEP_EVERY`].
+    fn note_new(&mut self, new: bool, now_ms: i64) {
+        if !new {
+            return;
+        }
+        self.new_since_sweep += 1;
+        if self.new_since_sweep < SWEEP_EVERY {
+            return;
+        }
+        self.new_since_sweep = 0;
         let window = self.limits.window_ms;
         let live = |q: &VecDeque<i64>| q.back().is_some_and(|t| now_ms - t < window);
-        if self.users.len() >= MAX_KEYS / 2 {
-            self.users.retain(|_, q| live(q));
-        }
-        if self.sources.len() >= MAX_KEYS / 2 {
-            self.sources.retain(|_, q| live(q));
-        }
-    }
-
-    fn oldest_source(&self) -> Option<String> {
-        self.sources.iter().min_by_key(|(_, q)| q.back().copied().unwrap_or(i64::MIN)).map(|(k, _)| k.clone())
+        self.users.retain(|_, q| live(q));
+        self.sources.retain(|_, q| live(q));
+        self.refused.retain(|_, (start, _)| now_ms - *start < window);
     }
 }
 

@@ -176,22 +176,45 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 }
 
 /// Server-sent events: agent up/down, new result, execution changed. The SSE event name is the
-/// event's `type`, and its data the JSON of the whole event.
-pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// event's `type`, and its data the JSON of the whole event. The caller is checked again every
+/// `auth.recheck`: when their session expired, their account was disabled or their password
+/// changed, a last `session_ended` event says why and the stream closes.
+pub async fn stream(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.bus.subscribe();
-    let events = futures::stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
-            Ok(event) => {
-                Event::default().event(event.kind()).data(serde_json::to_string(&event).unwrap_or_default())
+    let mut recheck = tokio::time::interval(state.auth.config.recheck);
+    recheck.tick().await;
+    let events = futures::stream::unfold(
+        (rx, recheck, state, parts, false),
+        |(mut rx, mut recheck, state, parts, ended)| async move {
+            if ended {
+                return None;
             }
-            // A slow client skipped some events; it should re-read what it shows.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                Event::default().event("lagged").data(n.to_string())
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(event), rx))
-    });
+            let event = tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(event) => {
+                        Event::default().event(event.kind()).data(serde_json::to_string(&event).unwrap_or_default())
+                    }
+                    // A slow client skipped some events; it should re-read what it shows.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        Event::default().event("lagged").data(n.to_string())
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = recheck.tick() => match crate::auth::authenticate(&state.auth, &state.db, &parts).await {
+                    Ok(_) => Event::default().comment("still signed in"),
+                    Err(e) => {
+                        let why = serde_json::json!({ "type": "session_ended", "error": e.message });
+                        let last = Event::default().event("session_ended").data(why.to_string());
+                        return Some((Ok(last), (rx, recheck, state, parts, true)));
+                    }
+                },
+            };
+            Some((Ok(event), (rx, recheck, state, parts, false)))
+        },
+    );
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -53,8 +53,25 @@ pub async fn publish(
     };
     let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
     let key = release::key(&version, &target);
-    let info = store.put(key.as_str(), &mut body.as_ref()).await.map_err(broker)?;
-    let detail = json!({ "version": version, "target": target, "size": info.size, "digest": info.digest });
+    // Signed with the command key: agents that pin it install nothing else, so broker
+    // credentials alone cannot ship a binary to the fleet.
+    let metadata = state
+        .pipeline
+        .signer
+        .as_deref()
+        .map(|k| kanade_shared::signing::sign_release(k, &key, &body))
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let meta = async_nats::jetstream::object_store::ObjectMetadata {
+        name: key.clone(),
+        metadata,
+        ..Default::default()
+    };
+    let info = store.put(meta, &mut body.as_ref()).await.map_err(broker)?;
+    let signed = info.metadata.contains_key(kanade_shared::signing::RELEASE_SIGNATURE);
+    let detail = json!({ "version": version, "target": target, "size": info.size, "digest": info.digest, "signed": signed });
     super::audit_as(&state, &caller, "agent.release_published", Some(key.clone()), detail.clone()).await?;
     Ok((StatusCode::CREATED, Json(detail)))
 }
