@@ -124,9 +124,10 @@ fn browse(base: &str) {
     let end = b
         .wait_text("[data-testid=exec-status]", WAIT, |t| !t.is_empty() && t != "running" && t != "pending")
         .unwrap();
-    assert_eq!(end, "failed");
-    let rows = b.page_text();
-    assert_eq!(rows.matches("killed").count(), 2, "{rows}");
+    assert_eq!(end, "killed");
+    // The status, who killed it, and both PCs' runs, once they reported.
+    let page = b.wait_text("main", WAIT, |t| t.matches("killed").count() == 4).unwrap();
+    assert!(page.contains("killed by admin"), "{page}");
 
     // A schedule from YAML: a broken one says why, a good one shows its next fire; disable it.
     b.goto(&format!("{base}/#/schedules")).unwrap();
