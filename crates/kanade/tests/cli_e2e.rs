@@ -129,6 +129,12 @@ async fn an_operators_day() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let out = kanade(url, &["--nats-url", &nats, "kill", &slow_id]).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "execution {slow_id} killed: running PCs stop it, later waves are cancelled, PCs that come back skip it\n"
+        )
+    );
     let out = stdout(&kanade(url, &["executions", "show", &slow_id, "-o", "json"]).await);
     let mut status = String::new();
     for _ in 0..50 {
@@ -143,6 +149,10 @@ async fn an_operators_day() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status, "killed", "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&kanade(url, &["-o", "json", "executions", "show", &slow_id]).await))
+            .unwrap();
+    assert_eq!(v["execution"]["status"], "killed");
 
     // Ctrl-C while following leaves the execution running and says how to follow it.
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kanade"))

@@ -158,9 +158,27 @@ pub fn exit_status(code: i32) -> u8 {
     u8::try_from(code).unwrap_or(1)
 }
 
+/// Through the backend (the execution is marked killed, its later waves cancelled, and the kill
+/// recorded for PCs that are away); straight over NATS when the backend refuses or cannot be
+/// reached (break-glass: runs stop and the kill is recorded, but the backend's status is not
+/// changed).
 pub async fn kill(exec: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let exec: ExecId =
         exec.parse().map_err(|_| anyhow!("{exec:?} is not an execution id (see kanade executions list)"))?;
+    let api = crate::api::Api::new(global)?;
+    match api.post(&format!("/api/executions/{exec}/kill")).await {
+        Ok(answer) => {
+            crate::commands::done(
+                global.output,
+                &answer,
+                &format!(
+                    "execution {exec} killed: running PCs stop it, later waves are cancelled, PCs that come back skip it"
+                ),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => eprintln!("warning: {e:#}; sending the kill over NATS instead"),
+    }
     let key = signer(global)?;
     let client = connect(global).await?;
     // Recorded first, for PCs that are away now: they skip the exec when they come back.
