@@ -305,3 +305,21 @@ async fn every_published_command_has_a_start_deadline_and_a_late_pc_skips_it() {
         "{body:#}"
     );
 }
+
+#[tokio::test]
+async fn a_forger_cannot_take_a_real_results_dedup_slot() {
+    let s = stack(&[("PC-V", &["v"])]).await;
+    let exec = s
+        .deploy("id: slot\nversion: '1'\nexecute: { shell: sh, script: 'sleep 1; echo real' }\ntarget: { pcs: [PC-V] }\n")
+        .await;
+    // Published first, under its own subject, with the victim's derivable result id as its
+    // Nats-Msg-Id: the body is dropped by the projector, and the real result must still land.
+    let exec_id: kanade_shared::ExecId = exec.parse().unwrap();
+    let victim = kanade_shared::ResultId::derive(exec_id, &"PC-V".parse().unwrap());
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", victim.to_string().as_str());
+    js.publish_with_headers("results.PC-EVIL.x", headers, "{}".into()).await.unwrap().await.unwrap();
+    let body = s.wait_status(&exec, "completed").await;
+    assert_eq!(body["pcs"][0]["stdout"], "real\n", "{body:#}");
+}

@@ -139,6 +139,10 @@ pub(crate) struct Ctx {
     /// Runs a kill can reach, fed by the one `kill.*` subscription.
     pub kills: kill::Kills,
     pub outbox_wake: Notify,
+    /// Random, kept in the store: the suffix of every `Nats-Msg-Id` this agent publishes. Result
+    /// ids can be derived by anyone; a forger who published first under a derived id would make
+    /// JetStream drop the real result as a duplicate. Nobody else knows this suffix.
+    pub msg_secret: String,
     /// Answers to refused commands (see `runner::report_refusal`).
     pub refusals: std::sync::Mutex<crate::budget::Budget>,
     pub running: AtomicU32,
@@ -178,6 +182,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     let cutoff = now - LEDGER_RETENTION;
     store.prune((cutoff.unix_timestamp_nanos() / 1_000_000) as i64)?;
 
+    let msg_secret = msg_secret(&store)?;
     let boot_state = crate::update::install::Layout::new(&settings.data_dir).boot_state();
     let boot = kanade_shared::boot::BootState::load(&boot_state).unwrap_or_default();
 
@@ -208,6 +213,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         js,
         kills: kill::Kills::default(),
         outbox_wake: Notify::new(),
+        msg_secret,
         refusals: std::sync::Mutex::new(crate::budget::Budget::new(60_000, REFUSALS_PER_MINUTE)),
         running: AtomicU32::new(0),
         started: Instant::now(),
@@ -250,6 +256,20 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     // Let the outbox flush what it can within a moment; the rest is sent at next start.
     let _ = tokio::time::timeout(Duration::from_secs(2), ctx.client.flush()).await;
     Ok(if ctx.restart.load(Ordering::SeqCst) { Exit::Restart } else { Exit::Stopped })
+}
+
+/// This agent's `Nats-Msg-Id` suffix (see `Ctx::msg_secret`), made once per data dir.
+fn msg_secret(store: &Store) -> anyhow::Result<String> {
+    const KEY: &str = "msg_id_secret";
+    if let Some(secret) = store.meta(KEY)? {
+        return Ok(secret);
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the message id secret: {e}"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    store.set_meta(KEY, &secret)?;
+    Ok(secret)
 }
 
 /// After a reconnect an agent heartbeats within a second; re-reading its bucket keys and

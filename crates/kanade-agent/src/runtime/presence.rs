@@ -152,9 +152,10 @@ pub(crate) async fn inventory_loop(ctx: Arc<Ctx>) {
                 let message = crate::store::Outgoing {
                     seq: 0,
                     msg_id: format!(
-                        "inventory-{}-{}",
+                        "inventory-{}-{}.{}",
                         ctx.settings.pc,
-                        inventory.collected_at.unix_timestamp()
+                        inventory.collected_at.unix_timestamp(),
+                        ctx.msg_secret
                     ),
                     subject: subjects::inventory(&ctx.settings.pc),
                     payload: wire::encode(&inventory).unwrap_or_default(),

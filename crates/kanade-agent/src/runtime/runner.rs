@@ -224,7 +224,7 @@ fn started_event(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) 
     let payload = wire::encode(&event).ok()?;
     Some(Outgoing {
         seq: 0,
-        msg_id: format!("started-{}-{attempt}", event.result_id),
+        msg_id: format!("started-{}-{attempt}.{}", event.result_id, ctx.msg_secret),
         subject: subjects::event_started(&ctx.settings.pc, cmd.exec_id),
         payload,
     })
@@ -280,7 +280,7 @@ fn outgoing(ctx: &Ctx, result: &ExecResult) -> Outgoing {
     let payload = fit_result(&mut result, super::outbox::payload_budget(ctx));
     Outgoing {
         seq: 0,
-        msg_id: result.result_id.to_string(),
+        msg_id: format!("{}.{}", result.result_id, ctx.msg_secret),
         subject: subjects::result(&ctx.settings.pc, result.request_id),
         payload,
     }
