@@ -63,6 +63,12 @@ ensure_windows_target() {
   command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64
 }
 
+# The Windows agent's tests run it under wine (Debian's wine 8; its missing ProcessPrng is
+# supplied by a shim the tests build with MinGW).
+ensure_wine() {
+  command -v wine >/dev/null && command -v wineserver >/dev/null || apt_install wine wine64
+}
+
 # The dashboard's browser tests drive Debian's Chromium through chromedriver.
 ensure_chromium() {
   if [ ! -x "${KANADE_CHROMIUM:-/usr/bin/chromium}" ] || ! command -v "${KANADE_CHROMEDRIVER:-chromedriver}" >/dev/null; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The full gate, exactly what CI runs: fmt check, clippy, the Windows check of agent + shared,
-# and the whole test suite against a real nats-server (and the dashboard in headless Chromium).
+# The full gate, exactly what CI runs: fmt check, clippy (Linux and Windows), the Windows build
+# of every binary (the wine tests run that agent), and the whole test suite against a real
+# nats-server (the dashboard in headless Chromium, the Windows agent under wine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 ensure_nats_server
 ensure_windows_target
+ensure_wine
 ensure_chromium
 say "nats-server: $KANADE_NATS_SERVER ($(nats_version "$KANADE_NATS_SERVER")); target dir: $CARGO_TARGET_DIR"
 
@@ -17,8 +19,13 @@ cargo fmt --all -- --check
 say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-say "cargo check for x86_64-pc-windows-gnu (agent + shared)"
-cargo check --locked --target x86_64-pc-windows-gnu -p kanade-agent -p kanade-shared
+say "cargo clippy for x86_64-pc-windows-gnu (the Windows-only code)"
+cargo clippy --locked --target x86_64-pc-windows-gnu -p kanade-agent -p kanade-shared -p kanade-backend -p kanade \
+  --bins --lib -- -D warnings
+
+# Built once here; tests/wine.rs runs this kanade-agent.exe under wine.
+say "cargo build for x86_64-pc-windows-gnu (agent, backend, CLI)"
+cargo build --locked --target x86_64-pc-windows-gnu -p kanade-agent -p kanade-backend -p kanade --bins
 
 say "cargo test --workspace"
 cargo test --workspace --locked

@@ -1,8 +1,10 @@
 //! `kanade-agent`: the endpoint daemon. Start-up: config (an invalid pc_id stops here, naming the
 //! value and the rule) → logging → the boot sentinel (a version on trial counts a start; one
 //! that failed too often is rolled back) → the runtime (store, NATS retried forever, intake,
-//! runners, outbox, presence, self-update) until Ctrl-C or SIGTERM, or until a new binary is
-//! installed and the agent restarts into it. A broker outage never makes the agent exit.
+//! runners, outbox, presence, self-update) until Ctrl-C, SIGTERM or the Windows SCM's Stop, or
+//! until a new binary is installed and the agent restarts into it. A broker outage never makes
+//! the agent exit. `service install|uninstall` registers it with the Windows SCM; the SCM starts
+//! it as `service run`, which runs the same start-up as a console run.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,15 +20,47 @@ use kanade_shared::config::{AgentConfig, Environment, RESTART_EXIT_CODE, Restart
 #[command(name = "kanade-agent", version = kanade_agent::update::stamp::version(), about = "kanade endpoint agent")]
 struct Cli {
     /// Config file (else KANADE_AGENT_CONFIG, else the OS config dir)
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Windows: run the agent as a service of the Service Control Manager
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ServiceCommand {
+    /// Register (automatic start, restart on failure) and start the service, with this config
+    Install,
+    /// Stop and remove the service
+    Uninstall,
+    /// The service's entry point; the SCM starts the agent this way
+    #[command(hide = true)]
+    Run,
+}
+
+const SERVICE: &str = "kanade-agent";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let env = Environment::from_process();
-    let result =
-        load_agent(cli.config.as_deref(), &env).map_err(anyhow::Error::from).and_then(|(c, _)| start(c));
+    let result = match cli.command {
+        None => config(&cli).and_then(|c| start(c, Stop::Signals)).map(ExitCode::from),
+        Some(Command::Service(ServiceCommand::Install)) => install(&cli),
+        Some(Command::Service(ServiceCommand::Uninstall)) => kanade_shared::service::uninstall(SERVICE)
+            .map(|()| {
+                println!("service {SERVICE} stopped and removed");
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
+        Some(Command::Service(ServiceCommand::Run)) => kanade_shared::service::run(SERVICE, service_body)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| anyhow::Error::from(e).context("`service run` is how the SCM starts the agent; run `kanade-agent --config …` in a console instead")),
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -36,7 +70,58 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(config: AgentConfig) -> anyhow::Result<ExitCode> {
+fn config(cli: &Cli) -> anyhow::Result<AgentConfig> {
+    let env = Environment::from_process();
+    Ok(load_agent(cli.config.as_deref(), &env)?.0)
+}
+
+/// Register the service to start this binary with the config found now (checked first, so a
+/// broken config fails here and not at the next boot).
+fn install(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let env = Environment::from_process();
+    let (_, found) = load_agent(cli.config.as_deref(), &env)?;
+    let config = std::path::absolute(&found.path)
+        .with_context(|| format!("cannot make {} absolute", found.path.display()))?;
+    let exe = std::env::current_exe().context("cannot tell where this binary is")?;
+    let spec = kanade_shared::service::ServiceSpec {
+        name: SERVICE,
+        display_name: "kanade agent",
+        description: "kanade fleet agent: runs the jobs the kanade backend sends this PC",
+        exe: exe.clone(),
+        args: vec!["service".into(), "run".into(), "--config".into(), config.clone().into()],
+    };
+    kanade_shared::service::install(&spec)?;
+    println!(
+        "service {SERVICE} installed and started: {} service run --config {}",
+        exe.display(),
+        config.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The service's body: the console start-up, stopped by the SCM, with a self-update restart
+/// turned into exit 75 for the recovery actions.
+fn service_body(stop: kanade_shared::service::StopSignal) -> u32 {
+    let cli = Cli::parse();
+    match config(&cli).and_then(|c| start(c, Stop::Scm(stop))) {
+        Ok(code) => u32::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            tracing::error!(error = %format!("{e:#}"), "kanade-agent service failed");
+            1
+        }
+    }
+}
+
+/// What ends a run.
+enum Stop {
+    /// Ctrl-C or SIGTERM (console, systemd).
+    Signals,
+    /// The Windows SCM's Stop or Shutdown.
+    Scm(kanade_shared::service::StopSignal),
+}
+
+fn start(config: AgentConfig, stop: Stop) -> anyhow::Result<u8> {
     let log_guard =
         kanade_shared::logging::init_daemon(&config.log, "kanade-agent").map_err(anyhow::Error::msg)?;
     let version: Version =
@@ -47,7 +132,7 @@ fn start(config: AgentConfig) -> anyhow::Result<ExitCode> {
         && update::boot::guard(&config.data_dir, exe, &version)? == BootAction::Restart
     {
         drop(log_guard);
-        return restart(exe, config.update.restart);
+        return restart(exe, restart_mode(&config, &stop));
     }
     fail_at_start_for_tests(&version)?;
     let settings = Settings::from_config(&config, exe.clone());
@@ -59,6 +144,7 @@ fn start(config: AgentConfig) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let mode = restart_mode(&config, &stop);
     let exit = runtime.block_on(async {
         tracing::info!(
             version = %version,
@@ -70,7 +156,12 @@ fn start(config: AgentConfig) -> anyhow::Result<ExitCode> {
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            kanade_shared::shutdown::signal().await;
+            match stop {
+                Stop::Signals => kanade_shared::shutdown::signal().await,
+                Stop::Scm(scm) => {
+                    let _ = tokio::task::spawn_blocking(move || scm.recv()).await;
+                }
+            }
             tracing::info!("stopping");
             let _ = stop_tx.send(true);
         });
@@ -81,16 +172,24 @@ fn start(config: AgentConfig) -> anyhow::Result<ExitCode> {
     drop(runtime);
     drop(log_guard);
     match (exit, exe) {
-        (Exit::Restart, Some(exe)) => restart(&exe, config.update.restart),
-        _ => Ok(ExitCode::SUCCESS),
+        (Exit::Restart, Some(exe)) => restart(&exe, mode),
+        _ => Ok(0),
+    }
+}
+
+/// Under the SCM a restart is always an exit (75): the recovery actions start the new binary.
+fn restart_mode(config: &AgentConfig, stop: &Stop) -> RestartMode {
+    match stop {
+        Stop::Scm(_) => RestartMode::Exit,
+        Stop::Signals => config.update.restart,
     }
 }
 
 /// Start the binary now installed at `exe`.
-fn restart(exe: &Path, mode: RestartMode) -> anyhow::Result<ExitCode> {
+fn restart(exe: &Path, mode: RestartMode) -> anyhow::Result<u8> {
     let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
     if mode == RestartMode::Exit || (mode == RestartMode::Auto && under_systemd) {
-        return Ok(ExitCode::from(RESTART_EXIT_CODE));
+        return Ok(RESTART_EXIT_CODE);
     }
     let mut next = std::process::Command::new(exe);
     next.args(std::env::args_os().skip(1));
@@ -104,7 +203,7 @@ fn restart(exe: &Path, mode: RestartMode) -> anyhow::Result<ExitCode> {
     #[cfg(not(unix))]
     {
         next.spawn().with_context(|| format!("cannot restart into {}", exe.display()))?;
-        Ok(ExitCode::SUCCESS)
+        Ok(0)
     }
 }
 

@@ -8,6 +8,7 @@ mod browser;
 pub mod http;
 mod nats;
 mod wait;
+pub mod wine;
 
 pub use browser::{Browser, Element};
 pub use nats::{NatsServer, free_port};

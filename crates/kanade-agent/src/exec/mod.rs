@@ -63,7 +63,7 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}: {source} (is {program} installed and on the agent's PATH?)")]
     Spawn {
         program: String,
         #[source]
@@ -142,6 +142,8 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     })
 }
 
+const CMD_PRELUDE: &str = "@echo off\r\nchcp 65001 >nul 2>&1\r\n(call )\r\n";
+
 fn invocation(
     shell: Shell,
 ) -> Result<(&'static str, &'static [&'static str], &'static str, &'static str), ExecError> {
@@ -156,7 +158,10 @@ fn invocation(
             UTF8_PS,
         ),
         Shell::Pwsh => ("pwsh", &["-NoProfile", "-NonInteractive", "-File"], "ps1", UTF8_PS),
-        Shell::Cmd => ("cmd", &["/D", "/C"], "cmd", "@chcp 65001 >nul\r\n"),
+        // Echo off, or every command is printed with its prompt; UTF-8 output where the code page
+        // can be switched; then `(call )` clears ERRORLEVEL, so a failed `chcp` (wine has none)
+        // never becomes the exit code of a script whose own commands leave it alone (`echo`).
+        Shell::Cmd => ("cmd", &["/D", "/C"], "cmd", CMD_PRELUDE),
         Shell::Unknown => return Err(ExecError::UnsupportedShell(shell)),
     })
 }
