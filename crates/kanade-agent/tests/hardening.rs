@@ -193,3 +193,35 @@ async fn the_data_dir_and_the_ledger_are_private() {
     fleet.publish(pc("PC-P"), &cmd).await;
     assert_eq!(fleet.wait_result(cmd.exec_id, WAIT).await.stdout, "600\n");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn run_as_user_runs_as_the_configured_account() {
+    let fleet = Fleet::start().await;
+    // `[exec] user` is a section of its own, after [agent].
+    let mut agent = fleet.agent_with("PC-AS2", "");
+    let text = std::fs::read_to_string(&agent.config).unwrap().replacen(
+        "[log]",
+        "[exec]\nuser = \"nobody\"\n[log]",
+        1,
+    );
+    std::fs::write(&agent.config, text).unwrap();
+    agent.spawn();
+    ready(&agent).await;
+    let mut cmd = command("as-nobody", "id -un; echo \"$HOME\"; test -r \"$0\" && echo readable");
+    cmd.run_as = kanade_shared::wire::RunAs::User;
+    fleet.publish(pc("PC-AS2"), &cmd).await;
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(r.status, ExecStatus::Succeeded, "{r:?}");
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(r.stdout, format!("nobody\n{}\nreadable\n", nobody.dir.display()), "{r:?}");
+    } else {
+        // Only root can become another user: the run fails saying so, it never runs as us.
+        assert_eq!(r.status, ExecStatus::Failed, "{r:?}");
+        assert!(r.message.unwrap_or_default().contains("Operation not permitted"));
+    }
+    // The run's staging directory is gone afterwards.
+    let staged = std::env::temp_dir().join(format!("kanade-run-{}", cmd.exec_id));
+    assert!(!staged.exists(), "{} was left behind", staged.display());
+}

@@ -56,7 +56,23 @@ enum Command {
         #[arg(value_name = "VERSION")]
         version: String,
     },
+    /// Windows: run the backend as a service of the Service Control Manager
+    #[command(subcommand)]
+    Service(ServiceCommand),
 }
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Register (automatic start, restart on failure) and start the service, with this config
+    Install,
+    /// Stop and remove the service
+    Uninstall,
+    /// The service's entry point; the SCM starts the backend this way
+    #[command(hide = true)]
+    Run,
+}
+
+const SERVICE: &str = "kanade-backend";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -146,7 +162,38 @@ fn main() -> ExitCode {
                 }
             }
         }
-        None => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| serve(config, env)) {
+        Some(Command::Service(ServiceCommand::Install)) => {
+            match loaded.map_err(anyhow::Error::from).and_then(|(_, found)| install(&found.path)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Service(ServiceCommand::Uninstall)) => match kanade_shared::service::uninstall(SERVICE)
+        {
+            Ok(()) => {
+                println!("service {SERVICE} stopped and removed");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {:#}", anyhow::Error::from(e));
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Service(ServiceCommand::Run)) => {
+            match kanade_shared::service::run(SERVICE, service_body) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "error: {e}; `service run` is how the SCM starts the backend: run kanade-backend in a console instead"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| serve(config, env, None)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -156,7 +203,48 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
+/// Register the service to start this binary with the config found now.
+fn install(config: &std::path::Path) -> anyhow::Result<()> {
+    let config =
+        std::path::absolute(config).with_context(|| format!("cannot make {} absolute", config.display()))?;
+    let exe = std::env::current_exe().context("cannot tell where this binary is")?;
+    kanade_shared::service::install(&kanade_shared::service::ServiceSpec {
+        name: SERVICE,
+        display_name: "kanade backend",
+        description: "kanade fleet manager: API, dashboard, projector and scheduler",
+        exe: exe.clone(),
+        args: vec!["service".into(), "run".into(), "--config".into(), config.clone().into()],
+    })?;
+    println!(
+        "service {SERVICE} installed and started: {} service run --config {}",
+        exe.display(),
+        config.display()
+    );
+    Ok(())
+}
+
+/// The service's body: the console start-up, stopped by the SCM.
+fn service_body(stop: kanade_shared::service::StopSignal) -> u32 {
+    let cli = Cli::parse();
+    let env = Environment::from_process();
+    let served = load_backend(cli.config.as_deref(), &env)
+        .map_err(anyhow::Error::from)
+        .and_then(|(config, _)| serve(config, env, Some(stop)));
+    match served {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "kanade-backend service failed");
+            1
+        }
+    }
+}
+
+/// `scm`: the SCM's stop signal when running as a Windows service; Ctrl-C / SIGTERM otherwise.
+fn serve(
+    config: BackendConfig,
+    env: Environment,
+    scm: Option<kanade_shared::service::StopSignal>,
+) -> anyhow::Result<()> {
     let _log_guard =
         kanade_shared::logging::init_daemon(&config.log, "kanade-backend").map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.data_dir)
@@ -167,7 +255,24 @@ fn serve(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
         anyhow::bail!(refused);
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(run(config, env))
+    runtime.block_on(async {
+        let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            match scm {
+                None => kanade_shared::shutdown::signal().await,
+                Some(scm) => {
+                    let _ = tokio::task::spawn_blocking(move || scm.recv()).await;
+                }
+            }
+            let _ = quit_tx.send(true);
+        });
+        run(config, env, quit_rx).await
+    })
+}
+
+/// Resolves once the backend is told to stop.
+async fn quit(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|q| *q).await;
 }
 
 fn open_db(config: &BackendConfig) -> anyhow::Result<Db> {
@@ -238,7 +343,11 @@ fn wipe(config: &BackendConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
+async fn run(
+    config: BackendConfig,
+    env: Environment,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), bind = %config.bind, nats = %config.nats_url, "kanade-backend starting");
     let db = open_db(&config)?;
     let auth = if env.var("KANADE_AUTH_DISABLE") == Some("1") {
@@ -255,7 +364,7 @@ async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
     };
     let client = tokio::select! {
         client = kanade_shared::nats::connect_forever(&config.nats_url, &config.broker, "kanade-backend") => client,
-        () = kanade_shared::shutdown::signal() => return Ok(()),
+        () = quit(stop.clone()) => return Ok(()),
     };
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, config.replicas)
@@ -275,7 +384,7 @@ async fn run(config: BackendConfig, env: Environment) -> anyhow::Result<()> {
     let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx);
     let app = http::app(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(kanade_shared::shutdown::signal())
+        .with_graceful_shutdown(quit(stop))
         .await
         .context("HTTP server failed")?;
     let _ = stop_tx.send(true);

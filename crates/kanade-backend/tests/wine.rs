@@ -142,6 +142,19 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     })
     .await;
 
+    // Inventory from the registry and the firmware table (wine reports its own build).
+    kanade_testkit::wait_until_async("the Windows inventory", WAIT, || async {
+        !s.get("/api/agents/WIN-1").await.1["inventory"]["os_build"].as_str().unwrap_or("").is_empty()
+    })
+    .await;
+    let (_, detail) = s.get("/api/agents/WIN-1").await;
+    let inventory = &detail["inventory"];
+    assert!(
+        inventory["os_build"].as_str().unwrap().chars().next().unwrap().is_ascii_digit(),
+        "{inventory:#}"
+    );
+    assert!(inventory["hardware"].is_object(), "{inventory:#}");
+
     // A cmd job: its own output, no echoed prompts, exit code 0 although `chcp` fails under wine.
     let exec = s
         .deploy("id: win-hello\nversion: '1'\nexecute: { shell: cmd, script: 'echo hello %COMPUTERNAME% & ver' }\ntarget: { pcs: [WIN-1] }\n")

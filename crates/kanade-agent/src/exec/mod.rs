@@ -34,6 +34,8 @@ pub struct RunSpec<'a> {
     pub name: &'a str,
     /// Bytes kept per stream; the rest is read and dropped.
     pub output_cap: usize,
+    /// Unix: run as this account (`run_as: user` with `[exec] user`); `None`: as the agent.
+    pub user: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,23 +73,33 @@ pub enum ExecError {
     },
     #[error("cannot wait for the script: {0}")]
     Wait(#[source] std::io::Error),
+    #[error("cannot run as user {user:?}: {why}")]
+    User { user: String, why: String },
 }
 
 /// Run to completion, timeout, or until `kill` resolves.
 pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<RunOutcome, ExecError> {
     let (program, args, ext, prelude) = invocation(spec.shell)?;
-    let path = spec.staging_dir.join(format!("{}.{ext}", spec.name));
+    let user = spec.user.map(identity::lookup).transpose()?;
+    // A script run as another account is staged where that account can reach it: a private
+    // directory of its own under the system temp dir (the data dir is the agent's alone).
+    let staging = match &user {
+        None => spec.staging_dir.to_path_buf(),
+        Some(_) => std::env::temp_dir().join(format!("kanade-run-{}", spec.name)),
+    };
+    let path = staging.join(format!("{}.{ext}", spec.name));
     let body = format!("{prelude}{}", spec.script);
     // Windows PowerShell 5.1 reads a BOM-less script in the legacy code page.
     let bytes =
         if ext == "ps1" { [&[0xEF, 0xBB, 0xBF][..], body.as_bytes()].concat() } else { body.into_bytes() };
     // Owner-only: a script can carry secrets, and the agent runs as root/SYSTEM.
-    kanade_shared::files::private_dir(spec.staging_dir)
+    kanade_shared::files::private_dir(&staging)
         .and_then(|()| {
             kanade_shared::files::write_private(&path, &bytes, kanade_shared::files::Existing::Replace)
         })
+        .and_then(|()| user.as_ref().map_or(Ok(()), |u| identity::hand_over(&[&staging, &path], u)))
         .map_err(|source| ExecError::Stage { path: path.clone(), source })?;
-    let _cleanup = RemoveOnDrop(path.clone());
+    let _cleanup = RemoveOnDrop(path.clone(), user.is_some().then(|| staging.clone()));
 
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -99,6 +111,9 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     cmd.kill_on_drop(true);
     if let Some(cwd) = spec.cwd {
         cmd.current_dir(cwd);
+    }
+    if let Some(user) = &user {
+        identity::apply(&mut cmd, user);
     }
     tree::prepare(&mut cmd);
     let mut child = cmd.spawn().map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
@@ -184,12 +199,74 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: usize) -> (Vec<u
     (kept, cut)
 }
 
-struct RemoveOnDrop(PathBuf);
+/// The staged script, and the per-run directory when one was made for it.
+struct RemoveOnDrop(PathBuf, Option<PathBuf>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        if let Some(dir) = &self.1 {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
+}
+
+/// Who a `run_as: user` job runs as (Unix: `[exec] user`, its uid, gid and environment).
+#[cfg(unix)]
+mod identity {
+    use std::path::Path;
+
+    use super::ExecError;
+
+    pub struct User(nix::unistd::User);
+
+    pub fn lookup(name: &str) -> Result<User, ExecError> {
+        let fail = |why: String| ExecError::User { user: name.to_owned(), why };
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(user)) => Ok(User(user)),
+            Ok(None) => Err(fail("no such account on this machine ([exec] user in agent.toml)".into())),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
+    /// Make the staged files the user's own, still private to them.
+    pub fn hand_over(paths: &[&Path], user: &User) -> std::io::Result<()> {
+        for path in paths {
+            std::os::unix::fs::chown(path, Some(user.0.uid.as_raw()), Some(user.0.gid.as_raw()))?;
+        }
+        Ok(())
+    }
+
+    /// The child drops to the user's uid and gid before it execs, with their home and name.
+    pub fn apply(cmd: &mut tokio::process::Command, user: &User) {
+        let u = &user.0;
+        cmd.uid(u.uid.as_raw())
+            .gid(u.gid.as_raw())
+            .env("HOME", &u.dir)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name);
+    }
+}
+
+/// Windows runs no job as another account yet: the gate skips `run_as: user` (122) before a
+/// run gets here.
+#[cfg(windows)]
+mod identity {
+    use std::path::Path;
+
+    use super::ExecError;
+
+    pub struct User;
+
+    pub fn lookup(name: &str) -> Result<User, ExecError> {
+        Err(ExecError::User { user: name.to_owned(), why: "not supported on Windows by this agent".into() })
+    }
+
+    pub fn hand_over(_paths: &[&Path], _user: &User) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub fn apply(_cmd: &mut tokio::process::Command, _user: &User) {}
 }
 
 #[cfg(all(test, unix))]

@@ -1,6 +1,7 @@
 //! Hardware and software facts for `inventory.<pc>`: OS, CPU, memory, disks, network
 //! interfaces (sysinfo, cross-platform) and installed software (see [`software`]).
 
+pub mod hardware;
 mod software;
 
 use kanade_shared::PcId;
@@ -43,14 +44,64 @@ pub fn collect(pc: &PcId) -> Inventory {
         collected_at: Timestamp::now_utc(),
         hostname: System::host_name().unwrap_or_default(),
         os: crate::runtime::os_info(),
-        os_build: System::kernel_version().unwrap_or_default(),
+        os_build: os_build(),
         boot_time: Timestamp::from_unix_timestamp(System::boot_time() as i64).ok(),
         cpu,
         memory_total_bytes: system.total_memory(),
         disks,
         network,
         software: software::installed(),
+        hardware: hardware::collect(),
+        os_edition: os_edition(),
     }
+}
+
+/// Windows: edition and release from the registry (`Professional 23H2`, build with its update
+/// revision goes in `os_build`); empty elsewhere.
+#[cfg(windows)]
+fn os_edition() -> String {
+    use winreg::RegKey;
+    use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_READ};
+    let Ok(key) = RegKey::predef(HKEY_LOCAL_MACHINE)
+        .open_subkey_with_flags(r"SOFTWARE\Microsoft\Windows NT\CurrentVersion", KEY_READ)
+    else {
+        return String::new();
+    };
+    let get = |name: &str| key.get_value::<String, _>(name).unwrap_or_default();
+    [get("EditionID"), get("DisplayVersion")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(not(windows))]
+fn os_edition() -> String {
+    String::new()
+}
+
+/// The OS build: on Windows `CurrentBuild.UBR` from the registry (`22631.4460`), elsewhere the
+/// kernel version.
+#[cfg(windows)]
+fn os_build() -> String {
+    use winreg::RegKey;
+    use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_READ};
+    let Ok(key) = RegKey::predef(HKEY_LOCAL_MACHINE)
+        .open_subkey_with_flags(r"SOFTWARE\Microsoft\Windows NT\CurrentVersion", KEY_READ)
+    else {
+        return System::kernel_version().unwrap_or_default();
+    };
+    let build = key.get_value::<String, _>("CurrentBuild").unwrap_or_default();
+    match key.get_value::<u32, _>("UBR") {
+        Ok(ubr) if !build.is_empty() => format!("{build}.{ubr}"),
+        _ if !build.is_empty() => build,
+        _ => System::kernel_version().unwrap_or_default(),
+    }
+}
+
+#[cfg(not(windows))]
+fn os_build() -> String {
+    System::kernel_version().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -49,16 +49,25 @@ pub fn parse_dpkg(text: &str) -> Vec<Software> {
 #[cfg(windows)]
 pub fn installed() -> Vec<Software> {
     use winreg::RegKey;
-    use winreg::enums::{HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE, KEY_READ};
+    use winreg::enums::{HKEY_LOCAL_MACHINE, HKEY_USERS, KEY_READ};
 
-    const ROOTS: [(winreg::HKEY, &str); 3] = [
-        (HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall"),
-        (HKEY_LOCAL_MACHINE, r"SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall"),
-        (HKEY_CURRENT_USER, r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall"),
+    const UNINSTALL: &str = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
+    // Machine-wide installs in both registry views (64- and 32-bit), and per-user installs of
+    // every user whose hive is loaded (signed in, or a service account), as far as readable.
+    let mut roots = vec![
+        (RegKey::predef(HKEY_LOCAL_MACHINE), UNINSTALL.to_owned()),
+        (
+            RegKey::predef(HKEY_LOCAL_MACHINE),
+            r"SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall".to_owned(),
+        ),
     ];
+    let users = RegKey::predef(HKEY_USERS);
+    for sid in users.enum_keys().flatten().filter(|s| !s.ends_with("_Classes")) {
+        roots.push((RegKey::predef(HKEY_USERS), format!(r"{sid}\{UNINSTALL}")));
+    }
     let mut out = Vec::new();
-    for (hive, path) in ROOTS {
-        let Ok(key) = RegKey::predef(hive).open_subkey_with_flags(path, KEY_READ) else { continue };
+    for (hive, path) in roots {
+        let Ok(key) = hive.open_subkey_with_flags(&path, KEY_READ) else { continue };
         for name in key.enum_keys().flatten() {
             let Ok(entry) = key.open_subkey_with_flags(&name, KEY_READ) else { continue };
             let Ok(display) = entry.get_value::<String, _>("DisplayName") else { continue };

@@ -59,6 +59,8 @@ pub struct Settings {
     pub update: Option<UpdateSettings>,
     /// The simulator's stand-in for running scripts; `None` runs them for real.
     pub fake_executor: Option<crate::exec::FakeExecutor>,
+    /// `[exec] user`: who `run_as: user` jobs run as on Unix; `None` skips them (122).
+    pub exec_user: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,7 @@ impl Settings {
             version: crate::update::stamp::version().parse().expect("the agent's own version is valid"),
             update: None,
             fake_executor: None,
+            exec_user: None,
         }
     }
 
@@ -114,6 +117,7 @@ impl Settings {
             update: exe
                 .filter(|_| config.update.enabled)
                 .map(|exe| UpdateSettings { exe, jitter: config.update.jitter.get() }),
+            exec_user: config.exec_user.clone(),
             ..Self::new(config.id.clone(), config.nats_url.clone(), config.data_dir.clone())
         }
     }

@@ -91,7 +91,9 @@ async fn gate(
         if read_kills { view::kill_record(ctx, cmd.exec_id).await } else { None }
     });
     fleet.killed = record.or_else(|| (*kill.borrow()).then(|| "a kill for it reached this agent".to_owned()));
-    gates::check(cmd, &fleet, false, Timestamp::now_utc()).map_err(|skip| {
+    // Only Unix agents run jobs as another account yet (`[exec] user`).
+    let user = cfg!(unix) && ctx.settings.exec_user.is_some();
+    gates::check(cmd, &fleet, user, Timestamp::now_utc()).map_err(|skip| {
         let mut result = base_result(ctx, cmd, ExecStatus::Skipped, 1);
         result.exit_code = skip.reason.exit_code();
         result.skip_reason = Some(skip.reason);
@@ -161,6 +163,10 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
             staging_dir: &ctx.staging_dir(),
             name: &cmd.exec_id.to_string(),
             output_cap: ctx.settings.output_cap,
+            user: match cmd.run_as {
+                kanade_shared::wire::RunAs::User => ctx.settings.exec_user.as_deref(),
+                _ => None,
+            },
         };
         let outcome = match &ctx.settings.fake_executor {
             None => exec::run(spec, killed()).await,

@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub broker: crate::nats::BrokerAuth,
     /// `[update]`: self-update.
     pub update: UpdateConfig,
+    /// `[exec] user` (Unix): the account `run_as: user` jobs run as; `None` skips them (122).
+    pub exec_user: Option<String>,
     pub log: LogConfig,
 }
 
@@ -68,7 +70,13 @@ struct RawAgentFile {
     security: Option<RawSecurity>,
     nats: Option<super::RawBroker>,
     update: Option<RawUpdate>,
+    exec: Option<RawExec>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawExec {
+    user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +157,12 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         }
     };
     let update = UpdateConfig { enabled: up.enabled.unwrap_or(true), jitter, restart };
+    let exec_user = raw.exec.unwrap_or_default().user;
+    if let Some(user) = &exec_user
+        && (user.is_empty() || user.contains(['/', ':', ' ']))
+    {
+        c.push("exec.user", format!("{user:?} is not an account name"));
+    }
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = id.map(|id| AgentConfig {
         id,
@@ -161,6 +175,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         trusted_keys,
         broker,
         update,
+        exec_user,
         log,
     });
     c.finish(config)

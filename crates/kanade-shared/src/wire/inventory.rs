@@ -26,6 +26,26 @@ pub struct Inventory {
     pub network: Vec<NetworkInterface>,
     #[serde(default)]
     pub software: Vec<Software>,
+    /// Firmware facts (SMBIOS on Windows, /sys/class/dmi on Linux); empty strings when unknown.
+    #[serde(default)]
+    pub hardware: Hardware,
+    /// Windows edition and release (`Professional 23H2`); empty elsewhere.
+    #[serde(default)]
+    pub os_edition: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Hardware {
+    #[serde(default)]
+    pub manufacturer: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub serial_number: String,
+    #[serde(default)]
+    pub bios_version: String,
+    #[serde(default)]
+    pub bios_date: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ pub use audit::AuditEvent;
 pub use command::{Command, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;
 pub use heartbeat::{Heartbeat, OsInfo};
-pub use inventory::{Cpu, Disk, Inventory, NetworkInterface, Software};
+pub use inventory::{Cpu, Disk, Hardware, Inventory, NetworkInterface, Software};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};
 
 pub use time::OffsetDateTime as Timestamp;

@@ -70,33 +70,11 @@ fn read_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-/// Read a secret without echo when the input is a terminal.
+/// Read a secret without echo when the input is a terminal (rpassword: termios on Unix, the
+/// console mode on Windows).
 fn secret(label: &str) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         return prompt(label);
     }
-    eprint!("{label}");
-    std::io::stderr().flush()?;
-    let value = no_echo(read_line);
-    eprintln!();
-    value
-}
-
-#[cfg(unix)]
-fn no_echo<T>(f: impl FnOnce() -> T) -> T {
-    // `stty` keeps this free of terminal FFI; if it is missing, input simply echoes.
-    let run = |arg: &str| {
-        std::process::Command::new("stty").arg(arg).stdin(std::process::Stdio::inherit()).status().is_ok()
-    };
-    let hidden = run("-echo");
-    let out = f();
-    if hidden {
-        run("echo");
-    }
-    out
-}
-
-#[cfg(not(unix))]
-fn no_echo<T>(f: impl FnOnce() -> T) -> T {
-    f()
+    rpassword::prompt_password(label).context("cannot read the password from the terminal")
 }
