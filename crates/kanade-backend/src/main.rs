@@ -247,8 +247,10 @@ fn serve(
 ) -> anyhow::Result<()> {
     let _log_guard =
         kanade_shared::logging::init_daemon(&config.log, "kanade-backend").map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    // Private: it holds the JWT secret and the command-signing key (SYSTEM and Administrators
+    // only on Windows, 0700 on Unix).
+    kanade_shared::files::private_dir(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {} (owner-only)", config.data_dir.display()))?;
     let version: Version = env!("CARGO_PKG_VERSION").parse().context("this binary's version is invalid")?;
     if let Err(refused) = kanade_backend::boot::on_start(&config.data_dir, &version)? {
         tracing::error!("{refused}");

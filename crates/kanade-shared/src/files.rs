@@ -35,16 +35,212 @@ pub fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> std::io::
     Ok(())
 }
 
-/// Create `path` (and missing parents) and make it private to its owner (0700 on Unix), whether
-/// it existed or not: it holds command bodies, their `env` and staged scripts.
+/// Create `path` (and missing parents) and make it private: 0700 on Unix, whether it existed or
+/// not; on Windows an ACL of SYSTEM and Administrators only, protected from inheritance and
+/// inherited by everything created inside, set when the directory is created (a directory that
+/// already exists is checked instead, see [`writable_by_others`]). It holds command bodies,
+/// their `env`, staged scripts and keys.
 pub fn private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)?;
     #[cfg(unix)]
     {
+        std::fs::create_dir_all(path)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
     }
+    #[cfg(windows)]
+    windows::create_private_dir(path)?;
     Ok(())
+}
+
+/// Who an allow-ACE on a directory names, as far as the check cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trustee {
+    /// Everyone, Users, Authenticated Users, Interactive, Creator Owner.
+    Ordinary,
+    /// SYSTEM, Administrators, or any specific account.
+    Other,
+}
+
+/// Access bits that let a holder change what is in a directory or who may.
+pub const WRITE_BITS: u32 = 0x2 /* write data / add file */
+    | 0x4 /* append data / add subdirectory */
+    | 0x40 /* delete child */
+    | 0x1_0000 /* delete */
+    | 0x4_0000 /* write DAC */
+    | 0x8_0000 /* write owner */
+    | 0x4000_0000 /* generic write */
+    | 0x1000_0000 /* generic all */;
+
+/// Pure: whether allow-ACEs (`trustee`, access mask; inherit-only ones already left out) let
+/// ordinary users write.
+pub fn grants_ordinary_write(aces: &[(Trustee, u32)]) -> bool {
+    aces.iter().any(|(who, mask)| *who == Trustee::Ordinary && mask & WRITE_BITS != 0)
+}
+
+/// Whether ordinary users may write into `path` (Windows: its DACL; Unix: group or other write
+/// bits). An agent refuses to start on such a data dir.
+pub fn writable_by_others(path: &Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(std::fs::metadata(path)?.permissions().mode() & 0o022 != 0)
+    }
+    #[cfg(windows)]
+    {
+        windows::writable_by_others(path)
+    }
+}
+
+#[cfg(windows)]
+#[allow(unsafe_code)]
+mod windows {
+    //! The Win32 calls behind [`super::private_dir`] and [`super::writable_by_others`].
+    use std::os::windows::ffi::OsStrExt;
+    use std::path::Path;
+
+    use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, SDDL_REVISION_1,
+        SE_FILE_OBJECT,
+    };
+    use windows_sys::Win32::Security::{
+        ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, AclSizeInformation, DACL_SECURITY_INFORMATION, GetAce,
+        GetAclInformation, INHERIT_ONLY_ACE, IsWellKnownSid, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
+        WinAuthenticatedUserSid, WinBuiltinUsersSid, WinCreatorOwnerSid, WinInteractiveSid, WinWorldSid,
+    };
+    use windows_sys::Win32::Storage::FileSystem::CreateDirectoryW;
+    use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
+
+    use super::Trustee;
+
+    /// SYSTEM and Administrators, full control, inherited by files and subdirectories, and
+    /// protected (`P`) from what the parent (`C:\ProgramData`) grants ordinary users.
+    const PRIVATE_SDDL: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+
+    fn wide(text: &str) -> Vec<u16> {
+        text.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+
+    fn wide_path(path: &Path) -> Vec<u16> {
+        path.as_os_str().encode_wide().chain(std::iter::once(0)).collect()
+    }
+
+    pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+        if path.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let sddl = wide(PRIVATE_SDDL);
+        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: `sddl` is NUL-terminated; on success `descriptor` points to memory we free
+        // with LocalFree below.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let attributes = SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: descriptor,
+            bInheritHandle: 0,
+        };
+        let name = wide_path(path);
+        // SAFETY: `name` is NUL-terminated and `attributes` outlives the call.
+        let created = unsafe { CreateDirectoryW(name.as_ptr(), &attributes) };
+        let error = std::io::Error::last_os_error();
+        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW above.
+        unsafe { LocalFree(descriptor) };
+        if created == 0 && error.raw_os_error() != Some(ERROR_ALREADY_EXISTS as i32) {
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    pub fn writable_by_others(path: &Path) -> std::io::Result<bool> {
+        let name = wide_path(path);
+        let mut dacl: *mut ACL = std::ptr::null_mut();
+        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: out-pointers to locals; the descriptor is freed with LocalFree below and the
+        // DACL points into it.
+        let status = unsafe {
+            GetNamedSecurityInfoW(
+                name.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut dacl,
+                std::ptr::null_mut(),
+                &mut descriptor,
+            )
+        };
+        if status != 0 {
+            return Err(std::io::Error::from_raw_os_error(status as i32));
+        }
+        let result = if dacl.is_null() {
+            // No DACL at all: everyone has full access.
+            Ok(true)
+        } else {
+            aces(dacl).map(|aces| super::grants_ordinary_write(&aces))
+        };
+        // SAFETY: allocated by GetNamedSecurityInfoW.
+        unsafe { LocalFree(descriptor) };
+        result
+    }
+
+    fn aces(dacl: *mut ACL) -> std::io::Result<Vec<(Trustee, u32)>> {
+        let mut size = ACL_SIZE_INFORMATION::default();
+        // SAFETY: `dacl` is a valid ACL from GetNamedSecurityInfoW; `size` is the struct the
+        // AclSizeInformation class fills.
+        let ok = unsafe {
+            GetAclInformation(
+                dacl,
+                (&mut size as *mut ACL_SIZE_INFORMATION).cast(),
+                std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+                AclSizeInformation,
+            )
+        };
+        if ok == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut out = Vec::new();
+        for index in 0..size.AceCount {
+            let mut ace: *mut core::ffi::c_void = std::ptr::null_mut();
+            // SAFETY: index < AceCount; `ace` then points into the DACL.
+            if unsafe { GetAce(dacl, index, &mut ace) } == 0 || ace.is_null() {
+                continue;
+            }
+            // SAFETY: every ACE starts with an ACE_HEADER; only allow-ACEs are read further,
+            // and those have the ACCESS_ALLOWED_ACE layout.
+            let allowed = unsafe { &*(ace as *const ACCESS_ALLOWED_ACE) };
+            if u32::from(allowed.Header.AceType) != ACCESS_ALLOWED_ACE_TYPE
+                || u32::from(allowed.Header.AceFlags) & INHERIT_ONLY_ACE != 0
+            {
+                continue;
+            }
+            let sid = (&allowed.SidStart as *const u32) as PSID;
+            let ordinary = [
+                WinWorldSid,
+                WinBuiltinUsersSid,
+                WinAuthenticatedUserSid,
+                WinInteractiveSid,
+                WinCreatorOwnerSid,
+            ]
+            .into_iter()
+            // SAFETY: `sid` points at the SID stored in the ACE.
+            .any(|kind| unsafe { IsWellKnownSid(sid, kind) } != 0);
+            out.push((if ordinary { Trustee::Ordinary } else { Trustee::Other }, allowed.Mask));
+        }
+        Ok(out)
+    }
 }
 
 /// Make sure the file at `path` exists and is readable by its owner only (0600 on Unix), before
@@ -83,6 +279,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_write_access_for_ordinary_users_counts() {
+        use Trustee::{Ordinary, Other};
+        let cases: [(&[(Trustee, u32)], bool); 6] = [
+            (&[], false),
+            (&[(Other, 0x1F01FF)], false),    // SYSTEM: full control
+            (&[(Ordinary, 0x1200A9)], false), // Users: read and execute
+            (&[(Ordinary, 0x2)], true),       // Users: create files
+            (&[(Other, 0x1F01FF), (Ordinary, 0x4_0000)], true), // Users: change permissions
+            (&[(Ordinary, 0x1000_0000)], true), // Everyone: generic all
+        ];
+        for (aces, want) in cases {
+            assert_eq!(grants_ordinary_write(aces), want, "{aces:?}");
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn private_dirs_and_files_are_owner_only_even_when_they_existed() {
@@ -91,9 +303,12 @@ mod tests {
         let data = dir.path().join("a/data");
         std::fs::create_dir_all(&data).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(writable_by_others(&data).unwrap());
         private_dir(&data).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
+        assert!(!writable_by_others(&data).unwrap());
         let db = data.join("agent.db");
         std::fs::write(&db, b"kept").unwrap();
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -178,6 +178,15 @@ impl Ctx {
 pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<Exit> {
     kanade_shared::files::private_dir(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {} (owner-only)", settings.data_dir.display()))?;
+    // A data dir ordinary users can write (Windows: one made by hand under C:\ProgramData
+    // keeps its inherited ACL) would let them plant commands in the ledger or swap binaries.
+    if kanade_shared::files::writable_by_others(&settings.data_dir).unwrap_or(false) {
+        anyhow::bail!(
+            "data dir {} is writable by ordinary users; restrict it to SYSTEM and Administrators (icacls \"{}\" /inheritance:r /grant:r SYSTEM:(OI)(CI)F Administrators:(OI)(CI)F) or delete it to have the agent create it locked down",
+            settings.data_dir.display(),
+            settings.data_dir.display()
+        );
+    }
     let db = settings.data_dir.join("agent.db");
     kanade_shared::files::private_file(&db)
         .with_context(|| format!("cannot make the agent store {} owner-only", db.display()))?;
