@@ -102,22 +102,43 @@ async fn a_revoke_during_the_jitter_wait_stops_the_run() {
     let agent = fleet.agent_with("PC-J", "max_concurrent_jobs = 1").start();
     ready(&agent).await;
     let marker = fleet.marker("jitter");
-    let mut jittered = command("jittered", &format!("echo ran >> {}", marker.display()));
-    jittered.jitter_secs = 4;
-    fleet.publish(pc("PC-J"), &jittered).await;
-    // The jitter wait holds no concurrency slot: another job runs meanwhile.
-    let other = command("meanwhile", "echo meanwhile");
-    fleet.publish(pc("PC-J"), &other).await;
-    let r = fleet.wait_result(other.exec_id, WAIT).await;
-    assert_eq!(r.stdout, "meanwhile\n");
-    assert!(fleet.results_for(jittered.exec_id).await.is_empty(), "the jittered run is still waiting");
-    fleet.kv_put("script_status", "jittered", "REVOKED").await;
-    let r = fleet.wait_result(jittered.exec_id, WAIT).await;
-    assert_eq!(
-        (r.status, r.skip_reason, r.exit_code),
-        (ExecStatus::Skipped, Some(SkipReason::Revoked), Some(126))
-    );
-    assert_eq!(runs(&marker), 0);
+    // The delay is random in [0, jitter): a draw too short to revoke within is run and the test
+    // tries again with a new job (five short draws in a row: about one run in a thousand).
+    for attempt in 0..5 {
+        let job = format!("jittered-{attempt}");
+        let mut jittered = command(&job, &format!("echo ran >> {}", marker.display()));
+        jittered.jitter_secs = 8;
+        fleet.publish(pc("PC-J"), &jittered).await;
+        let id = jittered.exec_id.to_string();
+        let draw = |log: String| {
+            log.lines()
+                .find(|l| l.contains("waiting out the jitter") && l.contains(&id))
+                .and_then(|l| l.split("delay_ms=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        kanade_testkit::wait_until_async("the jitter draw", WAIT, || async { draw(agent.log()).is_some() })
+            .await;
+        let delay_ms = draw(agent.log()).unwrap();
+        if delay_ms < 3_000 {
+            fleet.wait_result(jittered.exec_id, WAIT).await;
+            continue;
+        }
+        // The jitter wait holds no concurrency slot: another job runs meanwhile.
+        let other = command("meanwhile", "echo meanwhile");
+        fleet.publish(pc("PC-J"), &other).await;
+        let r = fleet.wait_result(other.exec_id, WAIT).await;
+        assert_eq!(r.stdout, "meanwhile\n");
+        assert!(fleet.results_for(jittered.exec_id).await.is_empty(), "the jittered run is still waiting");
+        let runs_before = runs(&marker);
+        fleet.kv_put("script_status", &job, "REVOKED").await;
+        let r = fleet.wait_result(jittered.exec_id, WAIT).await;
+        assert_eq!(
+            (r.status, r.skip_reason, r.exit_code),
+            (ExecStatus::Skipped, Some(SkipReason::Revoked), Some(126))
+        );
+        assert_eq!(runs(&marker), runs_before, "the revoked run ran");
+        return;
+    }
+    panic!("five jitter draws in a row were too short to revoke within");
 }
 
 #[tokio::test]

@@ -115,6 +115,7 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
     let admitted = std::time::Instant::now();
     if cmd.jitter_secs > 0 {
         let delay = Duration::from_millis(fastrand::u64(0..cmd.jitter_secs * 1000));
+        tracing::debug!(exec_id = %cmd.exec_id, delay_ms = delay.as_millis() as u64, "waiting out the jitter");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = killed() => {}
