@@ -159,7 +159,15 @@ fn start(config: AgentConfig, stop: Stop) -> anyhow::Result<u8> {
             match stop {
                 Stop::Signals => kanade_shared::shutdown::signal().await,
                 Stop::Scm(scm) => {
-                    let _ = tokio::task::spawn_blocking(move || scm.recv()).await;
+                    // A detached thread, not the blocking pool: a pool thread still waiting
+                    // for the SCM would keep the runtime (and the process) from ending when
+                    // the run ends on its own (a self-update restart, a start-up error).
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    std::thread::spawn(move || {
+                        let _ = scm.recv();
+                        let _ = tx.send(());
+                    });
+                    let _ = rx.await;
                 }
             }
             tracing::info!("stopping");

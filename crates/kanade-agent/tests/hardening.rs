@@ -243,6 +243,11 @@ async fn run_as_user_runs_as_the_configured_account() {
         assert!(r.message.unwrap_or_default().contains("Operation not permitted"));
     }
     // The run's staging directory is gone afterwards.
-    let staged = std::env::temp_dir().join(format!("kanade-run-{}", cmd.exec_id));
-    assert!(!staged.exists(), "{} was left behind", staged.display());
+    let prefix = format!("kanade-run-{}-", cmd.exec_id);
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{left:?} was left behind");
 }

@@ -44,8 +44,27 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         "$JS.API.CONSUMER.DELETE.OBJ_scripts.>".into(),
         "$JS.ACK.OBJ_scripts.>".into(),
     ];
-    // The fleet view and its own groups and config, read only.
-    for bucket in ["script_current", "script_status", "agent_groups", "agent_config"] {
+    // Agent releases (self-update downloads), read only.
+    publish.extend(
+        [
+            "$JS.API.STREAM.INFO.OBJ_agent_releases",
+            "$JS.API.DIRECT.GET.OBJ_agent_releases.>",
+            "$JS.API.STREAM.MSG.GET.OBJ_agent_releases",
+            "$JS.API.CONSUMER.CREATE.OBJ_agent_releases.>",
+            "$JS.API.CONSUMER.MSG.NEXT.OBJ_agent_releases.>",
+            "$JS.API.CONSUMER.DELETE.OBJ_agent_releases.>",
+            "$JS.ACK.OBJ_agent_releases.>",
+        ]
+        .map(String::from),
+    );
+    // The fleet view, kills recorded for returning agents, its own groups and config, read only.
+    for bucket in [
+        "script_current",
+        "script_status",
+        kanade_shared::jetstream::EXEC_KILLS,
+        "agent_groups",
+        "agent_config",
+    ] {
         publish.push(format!("$JS.API.STREAM.INFO.KV_{bucket}"));
         publish.push(format!("$JS.API.DIRECT.GET.KV_{bucket}.>"));
         publish.push(format!("$JS.API.STREAM.MSG.GET.KV_{bucket}"));

@@ -263,7 +263,15 @@ fn serve(
             match scm {
                 None => kanade_shared::shutdown::signal().await,
                 Some(scm) => {
-                    let _ = tokio::task::spawn_blocking(move || scm.recv()).await;
+                    // A detached thread, not the blocking pool: a pool thread still waiting
+                    // for the SCM would keep the runtime (and the process) from ending when
+                    // the run ends on its own (a self-update restart, a start-up error).
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    std::thread::spawn(move || {
+                        let _ = scm.recv();
+                        let _ = tx.send(());
+                    });
+                    let _ = rx.await;
                 }
             }
             let _ = quit_tx.send(true);

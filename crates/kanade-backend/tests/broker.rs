@@ -92,6 +92,11 @@ async fn agents_publish_only_as_themselves() {
         .deploy_and_wait("id: allowed\nversion: '1'\nexecute: { shell: sh, script: 'echo fine' }\ntarget: { groups: [lab] }\n")
         .await;
     assert_eq!(body["pcs"][0]["stdout"], "fine\n", "{body:#}");
+    // A run that waited out a jitter reads the fleet view and exec_kills again before it starts.
+    let body = s
+        .deploy_and_wait("id: waited\nversion: '1'\nexecute: { shell: sh, script: 'echo waited' }\ntarget: { groups: [lab] }\njitter: 1s\n")
+        .await;
+    assert_eq!(body["pcs"][0]["stdout"], "waited\n", "{body:#}");
     // Inventory went through the agent's outbox too.
     kanade_testkit::wait_until_async("the inventory", Duration::from_secs(30), || async {
         !s.get("/api/agents/PC-1").await.1["inventory"].is_null()

@@ -55,9 +55,9 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
 /// Who an allow-ACE on a directory names, as far as the check cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trustee {
-    /// Everyone, Users, Authenticated Users, Interactive, Creator Owner.
+    /// Anyone but SYSTEM and Administrators: a group, a named account, Creator Owner.
     Ordinary,
-    /// SYSTEM, Administrators, or any specific account.
+    /// SYSTEM or Administrators.
     Other,
 }
 
@@ -106,7 +106,7 @@ mod windows {
     use windows_sys::Win32::Security::{
         ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, AclSizeInformation, DACL_SECURITY_INFORMATION, GetAce,
         GetAclInformation, INHERIT_ONLY_ACE, IsWellKnownSid, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
-        WinAuthenticatedUserSid, WinBuiltinUsersSid, WinCreatorOwnerSid, WinInteractiveSid, WinWorldSid,
+        WinBuiltinAdministratorsSid, WinLocalSystemSid,
     };
     use windows_sys::Win32::Storage::FileSystem::CreateDirectoryW;
     use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
@@ -227,17 +227,13 @@ mod windows {
                 continue;
             }
             let sid = (&allowed.SidStart as *const u32) as PSID;
-            let ordinary = [
-                WinWorldSid,
-                WinBuiltinUsersSid,
-                WinAuthenticatedUserSid,
-                WinInteractiveSid,
-                WinCreatorOwnerSid,
-            ]
-            .into_iter()
-            // SAFETY: `sid` points at the SID stored in the ACE.
-            .any(|kind| unsafe { IsWellKnownSid(sid, kind) } != 0);
-            out.push((if ordinary { Trustee::Ordinary } else { Trustee::Other }, allowed.Mask));
+            // Only SYSTEM and Administrators may write; any other SID (a group, an account that
+            // made the directory beforehand) counts as an ordinary user.
+            let trusted = [WinLocalSystemSid, WinBuiltinAdministratorsSid]
+                .into_iter()
+                // SAFETY: `sid` points at the SID stored in the ACE.
+                .any(|kind| unsafe { IsWellKnownSid(sid, kind) } != 0);
+            out.push((if trusted { Trustee::Other } else { Trustee::Ordinary }, allowed.Mask));
         }
         Ok(out)
     }

@@ -85,7 +85,8 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     // directory of its own under the system temp dir (the data dir is the agent's alone).
     let staging = match &user {
         None => spec.staging_dir.to_path_buf(),
-        Some(_) => std::env::temp_dir().join(format!("kanade-run-{}", spec.name)),
+        Some(_) => identity::fresh_dir(spec.name)
+            .map_err(|source| ExecError::Stage { path: std::env::temp_dir(), source })?,
     };
     let path = staging.join(format!("{}.{ext}", spec.name));
     let body = format!("{prelude}{}", spec.script);
@@ -93,12 +94,12 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     let bytes =
         if ext == "ps1" { [&[0xEF, 0xBB, 0xBF][..], body.as_bytes()].concat() } else { body.into_bytes() };
     // Owner-only: a script can carry secrets, and the agent runs as root/SYSTEM.
-    kanade_shared::files::private_dir(&staging)
-        .and_then(|()| {
-            kanade_shared::files::write_private(&path, &bytes, kanade_shared::files::Existing::Replace)
-        })
-        .and_then(|()| user.as_ref().map_or(Ok(()), |u| identity::hand_over(&[&staging, &path], u)))
-        .map_err(|source| ExecError::Stage { path: path.clone(), source })?;
+    let made = if user.is_some() { Ok(()) } else { kanade_shared::files::private_dir(&staging) };
+    made.and_then(|()| {
+        kanade_shared::files::write_private(&path, &bytes, kanade_shared::files::Existing::Replace)
+    })
+    .and_then(|()| user.as_ref().map_or(Ok(()), |u| identity::hand_over(&[&staging, &path], u)))
+    .map_err(|source| ExecError::Stage { path: path.clone(), source })?;
     let _cleanup = RemoveOnDrop(path.clone(), user.is_some().then(|| staging.clone()));
 
     let mut cmd = tokio::process::Command::new(program);
@@ -229,6 +230,18 @@ mod identity {
         }
     }
 
+    /// A new directory for one run under the system temp dir, 0700, with a random name and
+    /// created exclusively: nobody can have prepared it (or a link in its place) beforehand.
+    pub fn fresh_dir(name: &str) -> std::io::Result<std::path::PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut random = [0u8; 8];
+        getrandom::getrandom(&mut random).map_err(std::io::Error::other)?;
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("kanade-run-{name}-{suffix}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(dir)
+    }
+
     /// Make the staged files the user's own, still private to them.
     pub fn hand_over(paths: &[&Path], user: &User) -> std::io::Result<()> {
         for path in paths {
@@ -264,6 +277,10 @@ mod identity {
 
     pub fn hand_over(_paths: &[&Path], _user: &User) -> std::io::Result<()> {
         Ok(())
+    }
+
+    pub fn fresh_dir(_name: &str) -> std::io::Result<std::path::PathBuf> {
+        Err(std::io::Error::other("not supported on Windows by this agent"))
     }
 
     pub fn apply(_cmd: &mut tokio::process::Command, _user: &User) {}

@@ -180,7 +180,9 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         .with_context(|| format!("cannot create data dir {} (owner-only)", settings.data_dir.display()))?;
     // A data dir ordinary users can write (Windows: one made by hand under C:\ProgramData
     // keeps its inherited ACL) would let them plant commands in the ledger or swap binaries.
-    if kanade_shared::files::writable_by_others(&settings.data_dir).unwrap_or(false) {
+    let open = kanade_shared::files::writable_by_others(&settings.data_dir)
+        .with_context(|| format!("cannot read who may write the data dir {}", settings.data_dir.display()))?;
+    if open {
         anyhow::bail!(
             "data dir {} is writable by ordinary users; restrict it to SYSTEM and Administrators (icacls \"{}\" /inheritance:r /grant:r SYSTEM:(OI)(CI)F Administrators:(OI)(CI)F) or delete it to have the agent create it locked down",
             settings.data_dir.display(),

@@ -126,7 +126,8 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
         slot = ctx.slots.acquire() => Some(slot),
         () = killed() => None,
     };
-    let waited = slot.is_none() || admitted.elapsed() >= RECHECK_AFTER || *kill.borrow();
+    let waited =
+        slot.is_none() || cmd.jitter_secs > 0 || admitted.elapsed() >= RECHECK_AFTER || *kill.borrow();
     if waited && let Err(skipped) = gate(ctx, cmd, true, &kill).await {
         return skipped;
     }

@@ -27,8 +27,9 @@ pub async fn login(
     // Whatever was submitted as a name, logs and the audit trail get at most 64 characters.
     let shown = throttle::loggable_name(&body.name);
     let now = now_ms();
-    let attempt =
-        state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(&body.name, &source, now);
+    // Counted under the cut name too: a name longer than any account can be is only a guess,
+    // and must not make the throttle's memory grow with its length.
+    let attempt = state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(&shown, &source, now);
     let ticket = match attempt {
         Ok(ticket) => ticket,
         Err(refused) => {

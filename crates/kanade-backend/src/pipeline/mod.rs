@@ -205,17 +205,21 @@ impl Pipeline {
         };
         let now = now_ms();
         self.db.write(move |tx| projection::ended_early(tx, &step, projection::Ended::Killed, now)).await?;
-        let kv = self
-            .js
-            .get_key_value(kanade_shared::jetstream::EXEC_KILLS)
-            .await
-            .map_err(|e| ExecError::Broker(e.to_string()))?;
-        kv.put(exec_id.to_string(), format!("killed by {by}").into())
-            .await
-            .map_err(|e| ExecError::Broker(e.to_string()))?;
-        self.kill(nats, exec_id).await?;
         self.bus.execution(exec_id);
-        Ok(())
+        // The runs going now are stopped whatever happens to the record below.
+        let sent = self.kill(nats, exec_id).await;
+        let recorded = async {
+            let kv = self.js.get_key_value(kanade_shared::jetstream::EXEC_KILLS).await?;
+            kv.put(exec_id.to_string(), format!("killed by {by}").into()).await?;
+            Ok::<(), async_nats::Error>(())
+        }
+        .await
+        .map_err(|e| {
+            ExecError::Broker(format!(
+                "the kill was sent but not recorded for PCs that are away ({e}); kill it again to record it"
+            ))
+        });
+        sent.and(recorded)
     }
 
     /// Tell every agent running `exec_id` to stop it (signed like commands). Agents that hear
