@@ -251,3 +251,24 @@ async fn run_as_user_runs_as_the_configured_account() {
         .collect();
     assert!(left.is_empty(), "{left:?} was left behind");
 }
+
+#[tokio::test]
+async fn a_kill_sent_while_the_agent_was_disconnected_still_stops_its_run() {
+    let mut fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-GAP", &[]).start();
+    ready(&agent).await;
+    let marker = fleet.marker("gap");
+    let cmd = command("long-gap", &format!("echo started >> {}; sleep 120", marker.display()));
+    fleet.publish(pc("PC-GAP"), &cmd).await;
+    kanade_testkit::wait_until_async("the script to start", WAIT, || async { runs(&marker) == 1 }).await;
+    // The broker goes away; the kill is recorded while the agent cannot hear it (its core
+    // `kill.*` message would be lost), before it has reconnected and looked.
+    fleet.server.stop();
+    fleet.restart_server().await;
+    fleet
+        .kv_put(kanade_shared::jetstream::EXEC_KILLS, &cmd.exec_id.to_string(), "killed during the gap")
+        .await;
+    let r = fleet.wait_result(cmd.exec_id, WAIT).await;
+    assert_eq!(r.status, ExecStatus::Killed, "{r:?}");
+    assert!(agent.log().contains("kill missed while disconnected"), "{}", agent.log());
+}

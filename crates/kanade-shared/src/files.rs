@@ -55,9 +55,11 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
 /// Who an allow-ACE on a directory names, as far as the check cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trustee {
-    /// Anyone but SYSTEM and Administrators: a group, a named account, Creator Owner.
+    /// Anyone but SYSTEM, Administrators and the account the process runs as: a group, another
+    /// account, Creator Owner.
     Ordinary,
-    /// SYSTEM or Administrators.
+    /// SYSTEM, Administrators, or this process's own account (SYSTEM for the service; under
+    /// wine, the prefix's user).
     Other,
 }
 
@@ -98,18 +100,20 @@ mod windows {
     use std::os::windows::ffi::OsStrExt;
     use std::path::Path;
 
-    use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, LocalFree};
+    use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ALREADY_EXISTS, HANDLE, LocalFree};
     use windows_sys::Win32::Security::Authorization::{
         ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, SDDL_REVISION_1,
         SE_FILE_OBJECT,
     };
     use windows_sys::Win32::Security::{
-        ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, AclSizeInformation, DACL_SECURITY_INFORMATION, GetAce,
-        GetAclInformation, INHERIT_ONLY_ACE, IsWellKnownSid, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
+        ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, AclSizeInformation, DACL_SECURITY_INFORMATION,
+        EqualSid, GetAce, GetAclInformation, GetTokenInformation, INHERIT_ONLY_ACE, IsWellKnownSid,
+        PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER, TokenUser,
         WinBuiltinAdministratorsSid, WinLocalSystemSid,
     };
     use windows_sys::Win32::Storage::FileSystem::CreateDirectoryW;
     use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
     use super::Trustee;
 
@@ -196,7 +200,41 @@ mod windows {
         result
     }
 
+    /// This process's own user SID, kept in the buffer `GetTokenInformation` filled.
+    struct OwnSid(Vec<u64>);
+
+    impl OwnSid {
+        fn current() -> Option<Self> {
+            let mut token: HANDLE = std::ptr::null_mut();
+            // SAFETY: the pseudo-handle needs no closing; `token` is closed below.
+            if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+                return None;
+            }
+            let mut buf = vec![0u64; 64];
+            let mut needed = 0u32;
+            // SAFETY: `buf` is 512 bytes, 8-aligned, which TOKEN_USER plus a SID fits.
+            let ok = unsafe {
+                GetTokenInformation(
+                    token,
+                    TokenUser,
+                    buf.as_mut_ptr().cast(),
+                    (buf.len() * 8) as u32,
+                    &mut needed,
+                )
+            };
+            // SAFETY: opened above.
+            unsafe { CloseHandle(token) };
+            (ok != 0).then_some(Self(buf))
+        }
+
+        fn sid(&self) -> PSID {
+            // SAFETY: the buffer starts with the TOKEN_USER GetTokenInformation wrote.
+            unsafe { (*(self.0.as_ptr() as *const TOKEN_USER)).User.Sid }
+        }
+    }
+
     fn aces(dacl: *mut ACL) -> std::io::Result<Vec<(Trustee, u32)>> {
+        let own = OwnSid::current();
         let mut size = ACL_SIZE_INFORMATION::default();
         // SAFETY: `dacl` is a valid ACL from GetNamedSecurityInfoW; `size` is the struct the
         // AclSizeInformation class fills.
@@ -227,12 +265,14 @@ mod windows {
                 continue;
             }
             let sid = (&allowed.SidStart as *const u32) as PSID;
-            // Only SYSTEM and Administrators may write; any other SID (a group, an account that
-            // made the directory beforehand) counts as an ordinary user.
+            // Only SYSTEM, Administrators and this process's own account may write; any other
+            // SID (a group, an account that made the directory beforehand) counts as ordinary.
             let trusted = [WinLocalSystemSid, WinBuiltinAdministratorsSid]
                 .into_iter()
                 // SAFETY: `sid` points at the SID stored in the ACE.
-                .any(|kind| unsafe { IsWellKnownSid(sid, kind) } != 0);
+                .any(|kind| unsafe { IsWellKnownSid(sid, kind) } != 0)
+                // SAFETY: both point at valid SIDs (`own` lives in the buffer below).
+                || own.as_ref().is_some_and(|own| unsafe { EqualSid(sid, own.sid()) } != 0);
             out.push((if trusted { Trustee::Other } else { Trustee::Ordinary }, allowed.Mask));
         }
         Ok(out)

@@ -66,6 +66,11 @@ impl Kills {
         false
     }
 
+    /// The execs with a run here now.
+    pub fn registered(&self) -> Vec<ExecId> {
+        self.lock().runs.keys().copied().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A poisoned map is still a valid map: a panic cannot leave an insert half done.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -79,12 +84,25 @@ impl Drop for Registered<'_> {
 }
 
 /// Hand every trusted kill to its run. With pinned keys a kill must be signed too, or anyone
-/// who can publish could stop any run.
+/// who can publish could stop any run. Kills are core messages: one sent while this agent was
+/// disconnected is lost, so after every reconnect the runs going here look their exec up in
+/// `exec_kills`, where the backend records every kill.
 pub(crate) async fn listen(ctx: Arc<Ctx>, mut sub: async_nats::Subscriber) {
     let mut stop = ctx.shutdown.clone();
+    let mut reconnects = kanade_shared::nats::Reconnects::new(ctx.connects.clone());
     loop {
         let msg = tokio::select! {
             Some(msg) = sub.next() => msg,
+            () = reconnects.next() => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let mut stop = ctx.shutdown.clone();
+                    if super::spread_after_reconnect(&mut stop).await {
+                        recheck(&ctx).await;
+                    }
+                });
+                continue;
+            }
             () = super::stopped(&mut stop) => return,
             else => return,
         };
@@ -109,6 +127,17 @@ pub(crate) async fn listen(ctx: Arc<Ctx>, mut sub: async_nats::Subscriber) {
             tracing::info!(exec_id = %exec, "kill received");
         } else {
             tracing::info!(exec_id = %exec, "kill for a run not seen yet; remembered");
+        }
+    }
+}
+
+/// Stop every run here whose exec was killed while this agent could not hear it.
+async fn recheck(ctx: &Ctx) {
+    for exec in ctx.kills.registered() {
+        if let Some(why) = super::view::kill_record(ctx, exec).await
+            && ctx.kills.kill(exec, now_ms())
+        {
+            tracing::info!(exec_id = %exec, why, "kill missed while disconnected; stopping the run");
         }
     }
 }
