@@ -15,12 +15,20 @@ function connect() {
       let data = {};
       try { data = JSON.parse(e.data); } catch { /* lagged carries a number */ }
       for (const fn of listeners.get(type) || []) fn(data);
-      // After a gap, everything shown may be stale: let every page re-read.
-      if (type === 'lagged') for (const fns of listeners.values()) for (const fn of fns) fn({ lagged: true });
+      if (type === 'lagged') resync();
     });
   }
-  source.onopen = () => document.body.dataset.live = 'on';
+  // Events sent before this (re)connection never reach us — the page may have been
+  // drawn before the stream opened, or the link dropped: re-read as after a gap.
+  source.onopen = () => { document.body.dataset.live = 'on'; resync(); };
   source.onerror = () => { document.body.dataset.live = 'off'; };
+}
+
+/** After a gap, everything shown may be stale: let every page re-read (once each). */
+function resync() {
+  const fns = new Set();
+  for (const set of listeners.values()) for (const fn of set) fns.add(fn);
+  for (const fn of fns) fn({ lagged: true });
 }
 
 export function disconnect() {
