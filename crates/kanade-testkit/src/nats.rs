@@ -117,7 +117,7 @@ impl NatsServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("nats-server exited at start ({status}): {}", self.log()));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            if greets(&addr) {
                 break;
             }
             if Instant::now() > deadline {
@@ -135,6 +135,18 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether a nats-server answers on `addr`: it greets every connection with `INFO`. A bare
+/// connect is not enough: a client connecting to a loopback port nobody listens on yet can be
+/// given that same port as its own source port, and then connects to itself.
+fn greets(addr: &SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(100)) else { return false };
+    let mut head = [0u8; 4];
+    stream.set_read_timeout(Some(Duration::from_secs(2))).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && &head == b"INFO"
 }
 
 fn find_binary() -> Result<PathBuf, String> {
