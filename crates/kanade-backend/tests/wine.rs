@@ -7,8 +7,10 @@
 //! Then the same agent is installed as a Windows service (`service install`), runs under wine's
 //! Service Control Manager, and stops and is removed with `service uninstall`.
 //!
-//! What wine cannot show (a signed-in user's session for `run_as: user`, ACLs being enforced,
-//! SCM recovery actions firing) is covered by unit tests of the decision code instead.
+//! `run_as: user` runs as wine's one user, whom wine reports signed in at the console.
+//!
+//! What wine cannot show (a second account, so that the token really changes identity; ACLs
+//! being enforced; SCM recovery actions firing) is covered by unit tests of the decision code.
 
 mod common;
 
@@ -180,6 +182,28 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     })
     .await;
     eprintln!("kill to process tree gone under wine: {gone:?}");
+
+    // run_as: user starts the script with the signed-in console user's token in their session
+    // (CreateProcessAsUserW, created suspended inside a job object), with their environment
+    // and the job's env on top; a kill still ends the tree it starts.
+    let exec = s
+        .deploy("id: win-user\nversion: '1'\nexecute: { shell: cmd, run_as: user, env: { KANADE_MARK: here }, script: 'echo user=%USERNAME% mark=%KANADE_MARK% profile=%USERPROFILE%' }\ntarget: { pcs: [WIN-1] }\n")
+        .await;
+    let body = s.wait_status(&exec, "completed").await;
+    let out = body["pcs"][0]["stdout"].as_str().unwrap().to_owned();
+    // An unset variable would be echoed as written, %NAME%.
+    assert!(
+        out.starts_with("user=") && out.contains(" mark=here profile=") && !out.contains('%'),
+        "{body:#}\n{}",
+        agent.log()
+    );
+    let exec = s
+        .deploy("id: win-user-ping\nversion: '1'\nexecute: { shell: cmd, run_as: user, script: 'ping -n 60 127.0.0.1' }\ntarget: { pcs: [WIN-1] }\n")
+        .await;
+    kanade_testkit::wait_until("the user's ping.exe to run", WAIT, || wine.runs("ping.exe"));
+    let (status, _) = s.send_as("POST", &format!("/api/executions/{exec}/kill"), None, Value::Null).await;
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED);
+    kanade_testkit::wait_until("the user's ping.exe to be gone", Duration::from_secs(10), || !wine.runs("ping.exe"));
 
     // PowerShell is not there (wine's stub would exit 0 doing nothing): a clear failure.
     assert!(wine.remove_program("powershell.exe").unwrap() > 0, "no powershell.exe stub to remove");

@@ -52,6 +52,13 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Windows: a new directory (it must not exist) for SYSTEM, Administrators and the account
+/// `sid` only, inherited by what is created inside — where a job run as that user is staged.
+#[cfg(windows)]
+pub fn create_dir_for(path: &Path, sid: &str) -> std::io::Result<()> {
+    windows::create_dir_for(path, sid)
+}
+
 /// Who an allow-ACE on a directory names, as far as the check cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trustee {
@@ -136,7 +143,23 @@ mod windows {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let sddl = wide(PRIVATE_SDDL);
+        match create_dir_with(path, PRIVATE_SDDL) {
+            Err(e) if e.raw_os_error() == Some(ERROR_ALREADY_EXISTS as i32) => Ok(()),
+            made => made,
+        }
+    }
+
+    /// A new directory (it must not exist) that SYSTEM, Administrators and the account `sid`
+    /// may use, protected from what its parent grants.
+    pub fn create_dir_for(path: &Path, sid: &str) -> std::io::Result<()> {
+        if !sid.starts_with("S-") || !sid[2..].chars().all(|c| c.is_ascii_digit() || c == '-') {
+            return Err(std::io::Error::other(format!("{sid:?} is not a SID")));
+        }
+        create_dir_with(path, &format!("{PRIVATE_SDDL}(A;OICI;FA;;;{sid})"))
+    }
+
+    fn create_dir_with(path: &Path, sddl: &str) -> std::io::Result<()> {
+        let sddl = wide(sddl);
         let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: `sddl` is NUL-terminated; on success `descriptor` points to memory we free
         // with LocalFree below.
@@ -162,7 +185,7 @@ mod windows {
         let error = std::io::Error::last_os_error();
         // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW above.
         unsafe { LocalFree(descriptor) };
-        if created == 0 && error.raw_os_error() != Some(ERROR_ALREADY_EXISTS as i32) {
+        if created == 0 {
             return Err(error);
         }
         Ok(())

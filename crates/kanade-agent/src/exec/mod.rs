@@ -4,6 +4,8 @@
 //! the run. A run owns its tree: whatever is still in it when the run is over is ended too
 //! (long-lived things belong to the service manager, not to a job).
 
+#[cfg(windows)]
+mod console_user;
 mod fake;
 mod tree;
 
@@ -12,6 +14,7 @@ pub use fake::{FakeExecutor, RunLog};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -34,8 +37,26 @@ pub struct RunSpec<'a> {
     pub name: &'a str,
     /// Bytes kept per stream; the rest is read and dropped.
     pub output_cap: usize,
-    /// Unix: run as this account (`run_as: user` with `[exec] user`); `None`: as the agent.
-    pub user: Option<&'a str>,
+    pub identity: Identity<'a>,
+}
+
+/// Whom a script runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity<'a> {
+    /// The agent's own account (root, SYSTEM).
+    Agent,
+    /// `run_as: user` on Unix: the account named by `[exec] user`.
+    Account(&'a str),
+    /// `run_as: user` on Windows: whoever is signed in at the console, in their session.
+    ConsoleUser,
+}
+
+/// Whether someone is signed in at the console to run `run_as: user` jobs as (Windows).
+pub fn console_user_present() -> bool {
+    #[cfg(windows)]
+    return console_user::present();
+    #[cfg(not(windows))]
+    false
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +101,12 @@ pub enum ExecError {
 /// Run to completion, timeout, or until `kill` resolves.
 pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<RunOutcome, ExecError> {
     let (program, args, ext, prelude) = invocation(spec.shell)?;
-    let user = spec.user.map(identity::lookup).transpose()?;
+    let user = identity::lookup(spec.identity)?;
     // A script run as another account is staged where that account can reach it: a private
     // directory of its own under the system temp dir (the data dir is the agent's alone).
     let staging = match &user {
         None => spec.staging_dir.to_path_buf(),
-        Some(_) => identity::fresh_dir(spec.name)
+        Some(user) => identity::fresh_dir(spec.name, user)
             .map_err(|source| ExecError::Stage { path: std::env::temp_dir(), source })?,
     };
     let path = staging.join(format!("{}.{ext}", spec.name));
@@ -102,36 +123,25 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     .map_err(|source| ExecError::Stage { path: path.clone(), source })?;
     let _cleanup = RemoveOnDrop(path.clone(), user.is_some().then(|| staging.clone()));
 
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .arg(&path)
-        .envs(spec.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.kill_on_drop(true);
-    if let Some(cwd) = spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    if let Some(user) = &user {
-        identity::apply(&mut cmd, user);
-    }
-    tree::prepare(&mut cmd);
-    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
-    let mut tree = tree::Tree::attach(&child);
+    let Started { stdout, stderr, mut exit, mut tree } =
+        start(program, args, &path, &spec, user.as_ref())
+            .map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
+    let out = tokio::spawn(read_capped(stdout, spec.output_cap));
+    let err = tokio::spawn(read_capped(stderr, spec.output_cap));
 
-    let out = tokio::spawn(read_capped(child.stdout.take(), spec.output_cap));
-    let err = tokio::spawn(read_capped(child.stderr.take(), spec.output_cap));
-
+    let mut exited = None;
     let ending = tokio::select! {
-        status = child.wait() => { status.map_err(ExecError::Wait)?; Ending::Exited }
+        code = &mut exit => { exited = Some(code.map_err(ExecError::Wait)?); Ending::Exited }
         () = tokio::time::sleep(spec.timeout) => Ending::TimedOut,
         () = kill => Ending::Killed,
     };
     if ending != Ending::Exited {
         tree.kill();
     }
-    let status = child.wait().await.map_err(ExecError::Wait)?;
+    let exit_code = match exited {
+        Some(code) => code,
+        None => exit.await.map_err(ExecError::Wait)?,
+    };
     let readers = async { (out.await.unwrap_or_default(), err.await.unwrap_or_default()) };
     tokio::pin!(readers);
     // Normally the pipes close with the script. If something it left behind holds them, end the
@@ -151,11 +161,58 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     tree.kill();
     Ok(RunOutcome {
         ending,
-        exit_code: status.code(),
+        exit_code,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         truncated: out_cut || err_cut,
     })
+}
+
+type Pipe = Box<dyn AsyncRead + Unpin + Send>;
+
+/// A started script: its output pipes, its exit code (`None`: ended by a signal), and the
+/// process tree it runs in.
+struct Started {
+    stdout: Option<Pipe>,
+    stderr: Option<Pipe>,
+    exit: Pin<Box<dyn Future<Output = std::io::Result<Option<i32>>> + Send>>,
+    tree: tree::Tree,
+}
+
+fn start(
+    program: &str,
+    args: &[&str],
+    script: &Path,
+    spec: &RunSpec<'_>,
+    user: Option<&identity::User>,
+) -> std::io::Result<Started> {
+    // Windows starts a user's process in their session with their token, which std cannot.
+    #[cfg(windows)]
+    if let Some(user) = user {
+        return console_user::start(user, program, args, script, spec.env, spec.cwd);
+    }
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .arg(script)
+        .envs(spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.kill_on_drop(true);
+    if let Some(cwd) = spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    #[cfg(unix)]
+    if let Some(user) = user {
+        identity::apply(&mut cmd, user);
+    }
+    tree::prepare(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let tree = tree::Tree::attach(&child);
+    let stdout = child.stdout.take().map(|p| Box::new(p) as Pipe);
+    let stderr = child.stderr.take().map(|p| Box::new(p) as Pipe);
+    let exit = Box::pin(async move { child.wait().await.map(|status| status.code()) });
+    Ok(Started { stdout, stderr, exit, tree })
 }
 
 const CMD_PRELUDE: &str = "@echo off\r\nchcp 65001 >nul 2>&1\r\n(call )\r\n";
@@ -200,6 +257,53 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: usize) -> (Vec<u
     (kept, cut)
 }
 
+/// A Windows command line for `words`, each one read back as itself by the usual argument
+/// parsing (MSVC rules): quoted when it holds a space, tab or quote, with backslashes doubled
+/// only where they precede a quote.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn command_line(words: &[&str]) -> String {
+    let mut line = String::new();
+    for word in words {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        if !word.is_empty() && !word.contains([' ', '\t', '"']) {
+            line.push_str(word);
+            continue;
+        }
+        line.push('"');
+        let mut backslashes = 0;
+        for c in word.chars() {
+            match c {
+                '\\' => backslashes += 1,
+                '"' => {
+                    line.extend(std::iter::repeat_n('\\', backslashes * 2 + 1));
+                    backslashes = 0;
+                }
+                _ => {
+                    line.extend(std::iter::repeat_n('\\', backslashes));
+                    backslashes = 0;
+                }
+            }
+            if c != '\\' {
+                line.push(c);
+            }
+        }
+        line.extend(std::iter::repeat_n('\\', backslashes * 2));
+        line.push('"');
+    }
+    line
+}
+
+/// An unguessable path for one run's own staging directory under the system temp dir; the
+/// caller creates it exclusively, so nobody can have prepared it (or a link in its place).
+fn fresh_run_path(name: &str) -> std::io::Result<PathBuf> {
+    let mut random = [0u8; 8];
+    getrandom::getrandom(&mut random).map_err(std::io::Error::other)?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(std::env::temp_dir().join(format!("kanade-run-{name}-{suffix}")))
+}
+
 /// The staged script, and the per-run directory when one was made for it.
 struct RemoveOnDrop(PathBuf, Option<PathBuf>);
 
@@ -219,12 +323,25 @@ mod identity {
 
     use super::ExecError;
 
+    use super::Identity;
+
     pub struct User(nix::unistd::User);
 
-    pub fn lookup(name: &str) -> Result<User, ExecError> {
+    /// `None`: run as the agent.
+    pub fn lookup(identity: Identity<'_>) -> Result<Option<User>, ExecError> {
+        let name = match identity {
+            Identity::Agent => return Ok(None),
+            Identity::Account(name) => name,
+            Identity::ConsoleUser => {
+                return Err(ExecError::User {
+                    user: "the console user".into(),
+                    why: "Unix agents run run_as: user jobs as [exec] user only".into(),
+                });
+            }
+        };
         let fail = |why: String| ExecError::User { user: name.to_owned(), why };
         match nix::unistd::User::from_name(name) {
-            Ok(Some(user)) => Ok(User(user)),
+            Ok(Some(user)) => Ok(Some(User(user))),
             Ok(None) => Err(fail("no such account on this machine ([exec] user in agent.toml)".into())),
             Err(e) => Err(fail(e.to_string())),
         }
@@ -232,12 +349,9 @@ mod identity {
 
     /// A new directory for one run under the system temp dir, 0700, with a random name and
     /// created exclusively: nobody can have prepared it (or a link in its place) beforehand.
-    pub fn fresh_dir(name: &str) -> std::io::Result<std::path::PathBuf> {
+    pub fn fresh_dir(name: &str, _user: &User) -> std::io::Result<std::path::PathBuf> {
         use std::os::unix::fs::DirBuilderExt;
-        let mut random = [0u8; 8];
-        getrandom::getrandom(&mut random).map_err(std::io::Error::other)?;
-        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("kanade-run-{name}-{suffix}"));
+        let dir = super::fresh_run_path(name)?;
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         Ok(dir)
     }
@@ -261,30 +375,8 @@ mod identity {
     }
 }
 
-/// Windows runs no job as another account yet: the gate skips `run_as: user` (122) before a
-/// run gets here.
 #[cfg(windows)]
-mod identity {
-    use std::path::Path;
-
-    use super::ExecError;
-
-    pub struct User;
-
-    pub fn lookup(name: &str) -> Result<User, ExecError> {
-        Err(ExecError::User { user: name.to_owned(), why: "not supported on Windows by this agent".into() })
-    }
-
-    pub fn hand_over(_paths: &[&Path], _user: &User) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    pub fn fresh_dir(_name: &str) -> std::io::Result<std::path::PathBuf> {
-        Err(std::io::Error::other("not supported on Windows by this agent"))
-    }
-
-    pub fn apply(_cmd: &mut tokio::process::Command, _user: &User) {}
-}
+use console_user as identity;
 
 #[cfg(all(test, unix))]
 mod tests;

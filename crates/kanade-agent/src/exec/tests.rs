@@ -25,7 +25,7 @@ impl Case {
             staging_dir: self.dir.path(),
             name: "exec-test",
             output_cap: 64,
-            user: None,
+            identity: Identity::Agent,
         }
     }
 }
@@ -117,4 +117,18 @@ async fn a_missing_shell_is_a_spawn_error_naming_it() {
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "shell Unknown is not supported by this agent");
+}
+
+#[test]
+fn windows_command_lines_read_back_word_for_word() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["cmd", "/D", "/C", r"C:\Windows\Temp\x.cmd"], r"cmd /D /C C:\Windows\Temp\x.cmd"),
+        (&[r"C:\Program Files\a b\"], r#""C:\Program Files\a b\\""#),
+        (&[r#"say "hi""#], r#""say \"hi\"""#),
+        (&[r#"a\"b"#], r#""a\\\"b""#),
+        (&["", "x"], r#""" x"#),
+    ];
+    for (words, line) in cases {
+        assert_eq!(super::command_line(words), *line, "{words:?}");
+    }
 }

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use kanade_shared::ResultId;
 use kanade_shared::subjects;
-use kanade_shared::wire::{self, Command, ExecResult, ExecStatus, StartedEvent, Timestamp};
+use kanade_shared::wire::{self, Command, ExecResult, ExecStatus, RunAs, StartedEvent, Timestamp};
 use tokio::sync::watch;
 
 use super::{Ctx, now_ms, view};
-use crate::exec::{self, Ending, RunSpec};
+use crate::exec::{self, Ending, Identity, RunSpec};
 use crate::gates;
 use crate::store::{Outgoing, StoreError};
 
@@ -91,8 +91,12 @@ async fn gate(
         if read_kills { view::kill_record(ctx, cmd.exec_id).await } else { None }
     });
     fleet.killed = record.or_else(|| (*kill.borrow()).then(|| "a kill for it reached this agent".to_owned()));
-    // Only Unix agents run jobs as another account yet (`[exec] user`).
-    let user = cfg!(unix) && ctx.settings.exec_user.is_some();
+    // Unix: the account named by `[exec] user`; Windows: whoever is signed in at the console.
+    let user = match cmd.run_as {
+        RunAs::User if cfg!(windows) => exec::console_user_present(),
+        RunAs::User => ctx.settings.exec_user.is_some(),
+        _ => false,
+    };
     gates::check(cmd, &fleet, user, Timestamp::now_utc()).map_err(|skip| {
         let mut result = base_result(ctx, cmd, ExecStatus::Skipped, 1);
         result.exit_code = skip.reason.exit_code();
@@ -165,9 +169,11 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
             staging_dir: &ctx.staging_dir(),
             name: &cmd.exec_id.to_string(),
             output_cap: ctx.settings.output_cap,
-            user: match cmd.run_as {
-                kanade_shared::wire::RunAs::User => ctx.settings.exec_user.as_deref(),
-                _ => None,
+            identity: match (cmd.run_as, ctx.settings.exec_user.as_deref()) {
+                (RunAs::System, _) => Identity::Agent,
+                (RunAs::User, Some(name)) if cfg!(unix) => Identity::Account(name),
+                // Windows; and anything but `system` never falls back to the agent's account.
+                _ => Identity::ConsoleUser,
             },
         };
         let outcome = match &ctx.settings.fake_executor {
