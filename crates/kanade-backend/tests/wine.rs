@@ -193,7 +193,10 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     let out = body["pcs"][0]["stdout"].as_str().unwrap().to_owned();
     // An unset variable would be echoed as written, %NAME%.
     assert!(
-        out.starts_with("user=") && out.contains(" mark=here profile=") && !out.contains('%'),
+        out.starts_with("user=")
+            && out.contains(" mark=here profile=")
+            && !out.contains('%')
+            && agent.log().contains("started as the signed-in console user"),
         "{body:#}\n{}",
         agent.log()
     );
@@ -203,7 +206,9 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     kanade_testkit::wait_until("the user's ping.exe to run", WAIT, || wine.runs("ping.exe"));
     let (status, _) = s.send_as("POST", &format!("/api/executions/{exec}/kill"), None, Value::Null).await;
     assert_eq!(status, axum::http::StatusCode::ACCEPTED);
-    kanade_testkit::wait_until("the user's ping.exe to be gone", Duration::from_secs(10), || !wine.runs("ping.exe"));
+    kanade_testkit::wait_until("the user's ping.exe to be gone", Duration::from_secs(10), || {
+        !wine.runs("ping.exe")
+    });
 
     // PowerShell is not there (wine's stub would exit 0 doing nothing): a clear failure.
     assert!(wine.remove_program("powershell.exe").unwrap() > 0, "no powershell.exe stub to remove");

@@ -21,9 +21,8 @@ use windows_sys::Win32::System::RemoteDesktop::{WTSGetActiveConsoleSessionId, WT
 use windows_sys::Win32::System::Threading::{
     CREATE_NO_WINDOW, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, CreateProcessAsUserW,
     DeleteProcThreadAttributeList, EXTENDED_STARTUPINFO_PRESENT, GetExitCodeProcess, INFINITE,
-    InitializeProcThreadAttributeList, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROCESS_INFORMATION,
-    ResumeThread, STARTF_USESTDHANDLES, STARTUPINFOEXW, TerminateProcess, UpdateProcThreadAttribute,
-    WaitForSingleObject,
+    InitializeProcThreadAttributeList, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROCESS_INFORMATION, ResumeThread,
+    STARTF_USESTDHANDLES, STARTUPINFOEXW, TerminateProcess, UpdateProcThreadAttribute, WaitForSingleObject,
 };
 
 use super::{ExecError, Identity, Pipe, Started, tree};
@@ -180,7 +179,9 @@ fn pipe(child_writes: bool) -> std::io::Result<(OwnedHandle, OwnedHandle)> {
 
 fn inheritable(handle: &OwnedHandle) -> std::io::Result<()> {
     // SAFETY: a valid handle we own.
-    if unsafe { SetHandleInformation(handle.as_raw_handle(), HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) } == FALSE {
+    if unsafe { SetHandleInformation(handle.as_raw_handle(), HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) }
+        == FALSE
+    {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -309,6 +310,7 @@ pub fn start(
         unsafe { TerminateProcess(process.as_raw_handle(), 1) };
         return Err(error);
     }
+    tracing::info!(sid = %user.sid, "started as the signed-in console user");
     let reader = |h: OwnedHandle| -> Option<Pipe> {
         Some(Box::new(tokio::fs::File::from_std(std::fs::File::from(h))))
     };

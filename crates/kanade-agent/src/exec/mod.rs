@@ -123,9 +123,8 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
     .map_err(|source| ExecError::Stage { path: path.clone(), source })?;
     let _cleanup = RemoveOnDrop(path.clone(), user.is_some().then(|| staging.clone()));
 
-    let Started { stdout, stderr, mut exit, mut tree } =
-        start(program, args, &path, &spec, user.as_ref())
-            .map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
+    let Started { stdout, stderr, mut exit, mut tree } = start(program, args, &path, &spec, user.as_ref())
+        .map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
     let out = tokio::spawn(read_capped(stdout, spec.output_cap));
     let err = tokio::spawn(read_capped(stderr, spec.output_cap));
 

@@ -19,6 +19,30 @@ mod unix {
 
     impl Tree {
         pub fn attach(child: &tokio::process::Child) -> Self {
+            Self(child.id().and_then(|id| i32::try_from(id).ok()))
+        }
+
+        pub fn kill(&mut self) {
+            if let Some(pgid) = self.0 {
+                // ESRCH (group already gone) is the outcome we want anyway.
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    use win32job::{ExtendedLimitInfo, Job};
+
+    pub fn prepare(_cmd: &mut tokio::process::Command) {}
+
+    /// A job object with kill-on-close: closing it ends every process assigned to it, including
+    /// the ones they started after assignment.
+    pub struct Tree(Option<Job>);
+
+    impl Tree {
+        pub fn attach(child: &tokio::process::Child) -> Self {
             let tree = child.raw_handle().map_or(Self(None), Self::attach_handle);
             if !tree.attached() {
                 tracing::warn!(
