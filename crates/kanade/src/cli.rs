@@ -134,9 +134,13 @@ pub enum Command {
         /// Spread starts over this long (e.g. 5m)
         #[arg(long)]
         jitter: Option<String>,
-        /// Follow progress until every PC reported; exit non-zero if any failed
+        /// Follow progress until every PC reported or the rest are offline; exit non-zero if
+        /// any failed or never answered
         #[arg(long)]
         wait: bool,
+        /// Accept PCs that have never sent a heartbeat (not installed yet)
+        #[arg(long)]
+        allow_unknown: bool,
     },
     /// Register a manifest with its plan and run it
     #[command(disable_version_flag = true)]
@@ -145,9 +149,13 @@ pub enum Command {
         /// Override the manifest's version
         #[arg(long = "version", id = "manifest_version", value_name = "V")]
         version: Option<String>,
-        /// Follow progress until every PC reported; exit non-zero if any failed
+        /// Follow progress until every PC reported or the rest are offline; exit non-zero if
+        /// any failed or never answered
         #[arg(long)]
         wait: bool,
+        /// Accept PCs that have never sent a heartbeat (not installed yet)
+        #[arg(long)]
+        allow_unknown: bool,
     },
     /// Executions, newest first
     #[command(subcommand)]

@@ -73,6 +73,39 @@ async fn an_operators_day() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with("no online agent matches the target of execution "), "{}", stderr(&out));
 
+    // A PC name nobody has heard of is refused with the name, at once; accepted with
+    // --allow-unknown, --wait then stops on its own, naming the PC that never answered.
+    let out = kanade(url, &["exec", "hello", "--pcs", "PC-1,nosuchpc", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("never seen by this backend (no heartbeat yet): nosuchpc.")
+            && stderr(&out).contains("--allow-unknown"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kanade(url, &["exec", "hello", "--pcs", "ghost", "--allow-unknown", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ghost never answered: this backend has never heard from it")
+            && stdout(&out).contains("1 never answered"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // A run that cannot start says why on the --wait line, not only in `executions show`.
+    let nocwd = write(
+        dir.path(),
+        "nocwd.yaml",
+        "id: nocwd\nversion: '1'\nexecute: { shell: sh, script: 'true', cwd: /no/such/dir }\ntarget: { pcs: [PC-1] }\n",
+    );
+    let out = kanade(url, &["deploy", &nocwd, "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("PC-1 failed (exit -) working directory /no/such/dir does not exist on this PC"),
+        "{}",
+        stderr(&out)
+    );
+
     // Exec of a catalog job, executions and results.
     let out = kanade(url, &["exec", "hello", "--pcs", "PC-1", "--wait", "-o", "json"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -82,7 +115,7 @@ async fn an_operators_day() {
     let out = stdout(&kanade(url, &["executions", "show", &exec_id]).await);
     assert!(out.contains("completed") && out.contains("PC-1") && out.contains("hello from"), "{out}");
     let out = stdout(&kanade(url, &["executions", "list", "--job", "hello"]).await);
-    assert_eq!(out.lines().count(), 4, "three hello executions (one to nobody): {out}");
+    assert_eq!(out.lines().count(), 5, "four hello executions (one to nobody, one to a PC never seen): {out}");
     let out = stdout(&kanade(url, &["results", "--failed"]).await);
     assert!(out.contains("boom") && !out.contains("hello"), "{out}");
     let out = kanade(url, &["exec", "hello"]).await;
@@ -110,12 +143,16 @@ async fn an_operators_day() {
     assert_eq!((stdout(&out).as_str(), out.status.code()), ("[b c][it's]", Some(0)), "{}", stderr(&out));
     let out = kanade(url, &["--nats-url", &nats, "run", "PC-1", "--", "kill -SEGV $$"]).await;
     assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out =
-        kanade(url, &["--nats-url", &nats, "run", "PC-404", "--start-within", "2s", "--", "true"]).await;
+    // A PC that never connected is named at once, not after the start timeout.
+    let started = std::time::Instant::now();
+    let out = kanade(url, &["--nats-url", &nats, "run", "PC-404", "--", "true"]).await;
     assert_eq!(
         stderr(&out),
-        "error: PC-404 did not start the script within 2s; is it online? try `kanade ping PC-404`\n"
+        "error: PC-404 has never connected to this fleet (no inventory from it); check the name with `kanade agents list` (names are case-sensitive)\n"
     );
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let out = kanade(url, &["ping", "PC-404"]).await;
+    assert!(stderr(&out).contains("agent PC-404 has never sent a heartbeat"), "{}", stderr(&out));
 
     // kill: a long deploy stops.
     let slow = write(

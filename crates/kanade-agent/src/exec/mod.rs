@@ -92,6 +92,8 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
+    #[error("working directory {0} does not exist on this PC (execute.cwd)")]
+    NoCwd(PathBuf),
     #[error("cannot wait for the script: {0}")]
     Wait(#[source] std::io::Error),
     #[error("cannot run as user {user:?}: {why}")]
@@ -101,6 +103,10 @@ pub enum ExecError {
 /// Run to completion, timeout, or until `kill` resolves.
 pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<RunOutcome, ExecError> {
     let (program, args, ext, prelude) = invocation(spec.shell)?;
+    // Checked here, or the spawn fails with ENOENT and blames the shell.
+    if let Some(cwd) = spec.cwd.filter(|c| !c.is_dir()) {
+        return Err(ExecError::NoCwd(cwd.to_path_buf()));
+    }
     let user = identity::lookup(spec.identity)?;
     // A script run as another account is staged where that account can reach it: a private
     // directory of its own under the system temp dir (the data dir is the agent's alone).

@@ -49,6 +49,16 @@ pub fn known_agents(c: &Connection) -> Result<Vec<KnownAgent>, DbError> {
     Ok(out)
 }
 
+/// When the backend last heard from `pc` and the groups it reported then; `None`: never.
+pub fn agent_presence(c: &Connection, pc: &str) -> Result<Option<(i64, Vec<String>)>, DbError> {
+    let row: Option<(i64, String)> = c
+        .query_row("SELECT last_seen_ms, groups_json FROM agents WHERE pc_id = ?1", [pc], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(row.map(|(seen, groups)| (seen, serde_json::from_str(&groups).unwrap_or_default())))
+}
+
 pub struct DueWave {
     pub exec_id: String,
     pub wave: i64,
@@ -178,10 +188,14 @@ pub struct PcRow {
     pub attempt: Option<i64>,
     pub started_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// When the backend last heard from this PC's agent; `None`: never.
+    pub last_seen_ms: Option<i64>,
+    /// Whether it is heard from now (set by the API from `last_seen_ms`).
+    pub online: Option<bool>,
 }
 
 impl PcRow {
-    fn pending(pc_id: String, wave: i64) -> Self {
+    fn pending(pc_id: String, wave: i64, last_seen_ms: Option<i64>) -> Self {
         Self {
             pc_id,
             wave: Some(wave),
@@ -196,6 +210,8 @@ impl PcRow {
             attempt: None,
             started_ms: None,
             finished_ms: None,
+            last_seen_ms,
+            online: None,
         }
     }
 }
@@ -225,12 +241,14 @@ pub fn get_execution(
     // Expected pcs without a row yet, plus every pc that reported (expected or not).
     let mut stmt = c.prepare_cached(
         "SELECT t.pc_id, t.wave, COALESCE(r.status, 'pending'), r.result_id, r.exit_code, r.message, r.stdout, r.stderr,
-                COALESCE(r.truncated, 0), r.attempt, r.started_ms, r.finished_ms, r.skip_reason
+                COALESCE(r.truncated, 0), r.attempt, r.started_ms, r.finished_ms, r.skip_reason,
+                (SELECT a.last_seen_ms FROM agents a WHERE a.pc_id = t.pc_id)
          FROM execution_targets t LEFT JOIN execution_results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
          WHERE t.exec_id = ?1
          UNION ALL
          SELECT r.pc_id, NULL, r.status, r.result_id, r.exit_code, r.message, r.stdout, r.stderr, r.truncated, r.attempt,
-                r.started_ms, r.finished_ms, r.skip_reason
+                r.started_ms, r.finished_ms, r.skip_reason,
+                (SELECT a.last_seen_ms FROM agents a WHERE a.pc_id = r.pc_id)
          FROM execution_results r
          WHERE r.exec_id = ?1 AND NOT EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = r.exec_id AND t.pc_id = r.pc_id)
          ORDER BY 1",
@@ -251,6 +269,8 @@ pub fn get_execution(
                 started_ms: r.get(10)?,
                 finished_ms: r.get(11)?,
                 skip_reason: r.get(12)?,
+                last_seen_ms: r.get(13)?,
+                online: None,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -268,7 +288,7 @@ pub fn get_execution(
         .filter_map(|p| match (is_run(&p), p.wave) {
             (true, _) => Some(p),
             // An expected PC whose only row is a refusal has not reported yet.
-            (false, Some(wave)) => Some(PcRow::pending(p.pc_id, wave)),
+            (false, Some(wave)) => Some(PcRow::pending(p.pc_id, wave, p.last_seen_ms)),
             (false, None) => None,
         })
         .collect();

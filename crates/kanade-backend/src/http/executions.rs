@@ -17,9 +17,21 @@ use crate::db::{now_ms, queries};
 use crate::pipeline::catalog;
 use crate::pipeline::plan::ALIVE_WINDOW_MS;
 
+/// `?allow_unknown=true`: accept explicit PCs that have never sent a heartbeat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchQuery {
+    allow_unknown: Option<bool>,
+}
+
+pub(super) fn launch_origin(caller: &Caller, q: &LaunchQuery) -> crate::pipeline::Origin {
+    crate::pipeline::Origin { allow_unknown: q.allow_unknown.unwrap_or(false), ..super::origin(caller) }
+}
+
 pub async fn deploy(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<LaunchQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -31,7 +43,7 @@ pub async fn deploy(
         ])
     })?;
     catalog::store(&state.js, &manifest).await?;
-    let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 
@@ -39,6 +51,7 @@ pub async fn exec(
     State(state): State<AppState>,
     caller: Caller,
     Path(job_id): Path<String>,
+    Query(q): Query<LaunchQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -46,7 +59,7 @@ pub async fn exec(
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let plan = parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?;
     let manifest = catalog::load(&state.js, &job).await?;
-    let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 
@@ -92,11 +105,15 @@ pub async fn show(
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let key = id.to_string();
     let with_pcs = q.pcs.unwrap_or(true);
-    let (exec, pcs, waves) = state
+    let (exec, mut pcs, waves) = state
         .db
         .read(move |c| queries::get_execution(c, &key, with_pcs))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
+    let now = now_ms();
+    for p in &mut pcs {
+        p.online = Some(p.last_seen_ms.is_some_and(|seen| now - seen <= ALIVE_WINDOW_MS));
+    }
     Ok(Json(json!({ "execution": exec, "pcs": pcs, "waves": waves })))
 }
 

@@ -31,16 +31,43 @@ pub async fn show_agent(
     Ok(Json(json!({ "agent": agent, "inventory": inventory, "recent_results": recent })))
 }
 
+async fn presence(state: &AppState, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, ApiError> {
+    let key = pc.to_string();
+    Ok(state.db.read(move |c| queries::agent_presence(c, &key)).await?)
+}
+
+/// `3m20s ago` for a past epoch-ms instant.
+fn ago(ms: i64) -> String {
+    let secs = (crate::db::now_ms() - ms).max(0) / 1000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m{}s ago", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h{}m ago", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{}h ago", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
 pub async fn ping(State(state): State<AppState>, Path(pc): Path<String>) -> Result<Json<Value>, ApiError> {
     let pc = pc_id(&pc)?;
+    let Some((seen, _)) = presence(&state, &pc).await? else {
+        return Err(ApiError::not_found(format!(
+            "agent {pc} has never sent a heartbeat; `kanade agents list` shows the fleet (names are case-sensitive)"
+        )));
+    };
+    let unreachable = |why: String| {
+        ApiError::unavailable("agent_unreachable", format!("agent {pc} {why}; last heard from {}", ago(seen)))
+    };
     let started = std::time::Instant::now();
     let reply = tokio::time::timeout(
         Duration::from_secs(5),
         state.nats.request(kanade_shared::subjects::ping(&pc), "".into()),
     )
     .await
-    .map_err(|_| ApiError::unavailable("agent_unreachable", format!("agent {pc} did not answer within 5s")))?
-    .map_err(|e| ApiError::unavailable("agent_unreachable", format!("agent {pc} did not answer: {e}")))?;
+    .map_err(|_| unreachable("did not answer within 5s".into()))?
+    .map_err(|e| match e.kind() {
+        async_nats::RequestErrorKind::NoResponders => unreachable("is not connected".into()),
+        _ => unreachable(format!("did not answer: {e}")),
+    })?;
     let beat: Heartbeat =
         wire::decode(&reply.payload).map_err(|e| ApiError::unavailable("agent_reply", e.to_string()))?;
     Ok(Json(json!({ "heartbeat": beat, "round_trip_ms": started.elapsed().as_millis() as u64 })))
@@ -74,7 +101,9 @@ pub async fn set_groups(
     let kv = state.js.get_key_value("agent_groups").await.map_err(broker)?;
     kv.put(pc.as_str(), serde_json::to_vec(&value).unwrap_or_default().into()).await.map_err(broker)?;
     super::audit_as(&state, &caller, "agent.groups", Some(pc.to_string()), json!(value)).await?;
-    Ok(Json(json!({ "pc_id": pc, "groups": value.groups })))
+    // What the agent reported last: these groups plus its agent.toml's own.
+    let reported = presence(&state, &pc).await?.map(|(_, groups)| groups);
+    Ok(Json(json!({ "pc_id": pc, "groups": value.groups, "known": reported.is_some(), "reported_groups": reported })))
 }
 
 #[derive(Debug, Deserialize)]

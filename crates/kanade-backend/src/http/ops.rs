@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -47,6 +47,7 @@ fn default_timeout() -> u64 {
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<super::executions::LaunchQuery>,
     Json(body): Json<RunBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut problems = Vec::new();
@@ -86,7 +87,7 @@ pub async fn run(
         rollout: None,
         start_within: Some(kanade_shared::HumanDuration::from_secs(ADHOC_START_WITHIN_SECS)),
     };
-    let launched = state.pipeline.exec(&manifest, &plan, &super::origin(&caller)).await?;
+    let launched = state.pipeline.exec(&manifest, &plan, &super::executions::launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 

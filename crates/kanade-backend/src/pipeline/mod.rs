@@ -58,6 +58,10 @@ pub struct Origin {
     pub schedule_id: Option<String>,
     /// Stamped onto the command (a schedule's `on_failure.retry`).
     pub retry: Option<kanade_shared::wire::Retry>,
+    /// Accept explicit PCs that have never sent a heartbeat (a PC not installed yet). Without
+    /// it such a target is refused with their names: a typo must not make an execution that
+    /// waits for nobody.
+    pub allow_unknown: bool,
 }
 
 impl Origin {
@@ -90,6 +94,14 @@ impl Pipeline {
         let script = self.resolve_script(manifest).await?;
         let agents = self.db.read(queries::known_agents).await?;
         let t_agents = t0.elapsed();
+        let unknown = plan::unknown_pcs(plan, &agents);
+        if !unknown.is_empty() && !origin.allow_unknown {
+            let names: Vec<&str> = unknown.iter().map(|p| p.as_str()).collect();
+            return Err(ExecError::Invalid(format!(
+                "target.pcs: never seen by this backend (no heartbeat yet): {}. Check the names with `kanade agents list`; to target a PC that is not installed yet, pass --allow-unknown (API: ?allow_unknown=true)",
+                names.join(", ")
+            )));
+        }
         let now = now_ms();
         let exec_id = ExecId::new();
         let jitter = plan.jitter.or(manifest.jitter).map_or(0, |d| d.as_secs());

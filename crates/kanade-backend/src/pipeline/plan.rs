@@ -32,6 +32,14 @@ pub fn expected_pcs(target: &Target, agents: &[KnownAgent], now_ms: i64) -> Vec<
     out.into_iter().collect()
 }
 
+/// The PCs a plan names one by one (its target and every wave) that have never sent a
+/// heartbeat, sorted.
+pub fn unknown_pcs(plan: &Plan, agents: &[KnownAgent]) -> Vec<PcId> {
+    let waves = plan.rollout.iter().flat_map(|r| r.waves.iter().flat_map(|w| w.pcs.iter()));
+    let named: BTreeSet<&PcId> = plan.target.pcs.iter().chain(waves).collect();
+    named.into_iter().filter(|pc| !agents.iter().any(|a| &a.pc == *pc)).cloned().collect()
+}
+
 /// The subjects a target is published on: one for `all`, one per group, one per pc.
 pub fn subjects_for(target: &Target) -> Vec<CommandTarget> {
     if target.all {
@@ -112,6 +120,26 @@ mod tests {
 
     fn names(pcs: Vec<PcId>) -> Vec<String> {
         pcs.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn explicit_pcs_never_seen_are_named_wherever_the_plan_names_them() {
+        let agents = [agent("A", &["canary"], 0), agent("B", &[], 1)];
+        let cases: &[(&str, &[&str])] = &[
+            ("target: { pcs: [A, B] }", &[]),
+            ("target: { pcs: [A, nosuchpc] }", &["nosuchpc"]),
+            // Groups and `all` name nobody in particular: an empty group is not a typo here.
+            ("target: { groups: [nosuchgroup], all: false }", &[]),
+            ("target: { all: true }", &[]),
+            (
+                "rollout: { waves: [{ group: canary, delay: 0s }, { pcs: [zz, B, aa], delay: 1m }, { pcs: [zz], delay: 2m }] }",
+                &["aa", "zz"],
+            ),
+        ];
+        for (yaml, want) in cases {
+            let plan = kanade_shared::manifest::plan_from_yaml(yaml).unwrap();
+            assert_eq!(names(unknown_pcs(&plan, &agents)), *want, "{yaml}");
+        }
     }
 
     #[test]

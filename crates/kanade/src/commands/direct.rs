@@ -53,6 +53,20 @@ async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
     })
 }
 
+/// Every agent publishes its inventory when it starts, kept 90 days: a PC without one has
+/// never connected (a typo), and waiting for it to start the script would be waiting for
+/// nobody. Anything else that stops the check leaves the decision to the start timeout.
+async fn known(js: &async_nats::jetstream::Context, pc: &PcId) -> anyhow::Result<()> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let Ok(stream) = js.get_stream("INVENTORY").await else { return Ok(()) };
+    match stream.get_last_raw_message_by_subject(&subjects::inventory(pc)).await {
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => bail!(
+            "{pc} has never connected to this fleet (no inventory from it); check the name with `kanade agents list` (names are case-sensitive)"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// `limits`: (script timeout, how long the PC has to start it before `run` gives up and the
 /// agent would skip it).
 pub async fn run(
@@ -82,6 +96,7 @@ pub async fn run(
     let key = signer(global)?;
     let client = connect(global).await?;
     let js = async_nats::jetstream::new(client.clone());
+    known(&js, &pc).await?;
     let mut results = client.subscribe(subjects::result(&pc, cmd.request_id)).await?;
     let mut started = client.subscribe(subjects::event_started(&pc, cmd.exec_id)).await?;
     let payload = wire::encode(&cmd).map_err(|e| anyhow!("{e}"))?;

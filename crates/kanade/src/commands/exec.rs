@@ -20,6 +20,15 @@ pub struct Target {
     pub groups: Vec<String>,
     pub all: bool,
     pub jitter: Option<String>,
+    /// Accept explicit PCs that have never sent a heartbeat.
+    pub allow_unknown: bool,
+}
+
+/// How long `--wait` keeps waiting once every PC still to answer is offline (or never seen).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+
+fn launch_path(path: &str, allow_unknown: bool) -> String {
+    if allow_unknown { format!("{path}?allow_unknown=true") } else { path.to_owned() }
 }
 
 pub async fn exec(job: &str, t: Target, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
@@ -31,14 +40,14 @@ pub async fn exec(job: &str, t: Target, wait: bool, global: &Global) -> anyhow::
         plan["jitter"] = json!(j);
     }
     let api = Api::new(global)?;
-    let launched = api.post_json(&format!("/api/exec/{job}"), &plan).await?;
+    let launched = api.post_json(&launch_path(&format!("/api/exec/{job}"), t.allow_unknown), &plan).await?;
     follow(&api, &launched, wait, global).await
 }
 
 pub async fn deploy(
     file: &Path,
     version: Option<String>,
-    wait: bool,
+    (wait, allow_unknown): (bool, bool),
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     let job = manifest_json(file)?;
@@ -54,7 +63,7 @@ pub async fn deploy(
         body["version"] = json!(v);
     }
     let api = Api::new(global)?;
-    let launched = api.post_json("/api/deploy", &body).await?;
+    let launched = api.post_json(&launch_path("/api/deploy", allow_unknown), &body).await?;
     follow(&api, &launched, wait, global).await
 }
 
@@ -88,6 +97,7 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
     // One listener for the whole follow: a Ctrl-C between two polls must not be missed.
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     let mut first = true;
+    let mut offline_since: Option<Instant> = None;
     loop {
         let pause = if first { Duration::ZERO } else { Duration::from_millis(500) };
         first = false;
@@ -108,9 +118,7 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
-                let why =
-                    p["stderr"].as_str().and_then(|s| s.lines().find(|l| !l.trim().is_empty())).unwrap_or("");
-                eprintln!("{} {status} (exit {}) {why}", text(&p["pc_id"]), text(&p["exit_code"]));
+                eprintln!("{} {status} (exit {}) {}", text(&p["pc_id"]), text(&p["exit_code"]), reason(p));
             }
         }
         let status = e["status"].as_str().unwrap_or("");
@@ -118,6 +126,28 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
         if tty {
             eprint!("\r\x1b[2K{line}");
             std::io::stderr().flush()?;
+        }
+        let gone = unanswered(&v);
+        match (&gone, offline_since) {
+            (None, _) => offline_since = None,
+            (Some(_), None) => offline_since = Some(Instant::now()),
+            (Some(gone), Some(since)) if since.elapsed() >= GIVE_UP_AFTER => {
+                if tty {
+                    eprintln!();
+                }
+                for pc in gone {
+                    eprintln!("{pc} never answered: {}", pc_state(&v, pc));
+                }
+                eprintln!(
+                    "stopped waiting: every PC still to answer is offline. They run it if they come back before its start deadline; `kanade kill {id}` stops that"
+                );
+                match global.output {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                    Format::Table => println!("execution {id} {status}: {line}, {} never answered", gone.len()),
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            (Some(_), Some(_)) => {}
         }
         if matches!(status, "completed" | "failed" | "expired" | "aborted" | "killed") {
             if tty {
@@ -130,6 +160,42 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
             }
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
+    }
+}
+
+/// Why a PC's run did not succeed, in one line: the agent's message (a shell that cannot
+/// start, a skip reason), else the first line of its stderr.
+fn reason(p: &Value) -> String {
+    let first_line = |k: &str| p[k].as_str().and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()));
+    match (first_line("message"), first_line("stderr")) {
+        (Some(m), Some(e)) => format!("{m}: {e}"),
+        (Some(one), None) | (None, Some(one)) => one.to_owned(),
+        (None, None) => String::new(),
+    }
+}
+
+/// The PCs still to answer when every one of them is offline and no wave is still to go
+/// out; `None` while any of them is online (or a wave is pending) — worth waiting for.
+fn unanswered(v: &Value) -> Option<Vec<String>> {
+    let rows = v["pcs"].as_array()?;
+    if v["waves"].as_array().into_iter().flatten().any(|w| w["status"] == "pending") {
+        return None;
+    }
+    let mut gone = Vec::new();
+    for p in rows.iter().filter(|p| matches!(p["status"].as_str(), Some("pending" | "running"))) {
+        if p["online"] != false {
+            return None;
+        }
+        gone.push(text(&p["pc_id"]));
+    }
+    (!gone.is_empty()).then_some(gone)
+}
+
+fn pc_state(v: &Value, pc: &str) -> String {
+    let row = v["pcs"].as_array().into_iter().flatten().find(|p| text(&p["pc_id"]) == pc);
+    match row.map(|p| &p["last_seen_ms"]) {
+        Some(seen) if seen.is_i64() => format!("offline, last heard from {}", super::when(seen)),
+        _ => "this backend has never heard from it".to_owned(),
     }
 }
 
@@ -152,6 +218,37 @@ pub fn progress(e: &Value, elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_says_why_in_one_line() {
+        let cases = [
+            (json!({ "message": "cannot start pwsh: No such file or directory" }), "cannot start pwsh: No such file or directory"),
+            (json!({ "stderr": "\n  broken\nmore" }), "broken"),
+            (json!({ "message": "timed out after 5s", "stderr": "partial\n" }), "timed out after 5s: partial"),
+            (json!({ "stdout": "ok" }), ""),
+        ];
+        for (row, want) in cases {
+            assert_eq!(reason(&row), want, "{row}");
+        }
+    }
+
+    #[test]
+    fn waiting_stops_only_when_everyone_left_is_offline_and_no_wave_is_due() {
+        let pc = |id: &str, status: &str, online: bool| json!({ "pc_id": id, "status": status, "online": online });
+        let exec = |pcs: Vec<Value>, wave: &str| json!({ "pcs": pcs, "waves": [{ "wave": 1, "status": wave }] });
+        let cases = [
+            (exec(vec![pc("A", "succeeded", false), pc("B", "pending", false)], "published"), Some(vec!["B"])),
+            (exec(vec![pc("A", "running", false), pc("B", "pending", false)], "published"), Some(vec!["A", "B"])),
+            (exec(vec![pc("A", "pending", true), pc("B", "pending", false)], "published"), None),
+            (exec(vec![pc("B", "pending", false)], "pending"), None),
+            (exec(vec![pc("A", "failed", false)], "published"), None),
+            (json!({ "pcs": [{ "pc_id": "A", "status": "pending" }] }), None),
+        ];
+        for (v, want) in cases {
+            let want = want.map(|w| w.into_iter().map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(unanswered(&v), want, "{v}");
+        }
+    }
 
     #[test]
     fn progress_line() {

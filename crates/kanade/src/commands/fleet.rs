@@ -213,14 +213,20 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
             let v = api
                 .put_json(&format!("/api/agents/{pc}/groups"), &serde_json::json!({ "groups": groups }))
                 .await?;
-            done(
-                global.output,
-                &v,
-                &format!(
-                    "{pc} groups: {}",
-                    if groups.is_empty() { "(none)".into() } else { groups.join(", ") }
+            let list = |g: &[String]| if g.is_empty() { "(none)".to_owned() } else { g.join(", ") };
+            let reported: Option<Vec<String>> = serde_json::from_value(v["reported_groups"].clone()).unwrap_or(None);
+            let sentence = match reported {
+                None => format!(
+                    "{pc} groups assigned: {}. {pc} has never sent a heartbeat: they apply when it first connects (check the name with `kanade agents list`)",
+                    list(&groups)
                 ),
-            );
+                Some(reported) => format!(
+                    "{pc} groups assigned: {}. Its last heartbeat reported: {} (its agent.toml groups add to the assigned ones; the next heartbeat shows the change)",
+                    list(&groups),
+                    list(&reported)
+                ),
+            };
+            done(global.output, &v, &sentence);
         }
     }
     Ok(ExitCode::SUCCESS)

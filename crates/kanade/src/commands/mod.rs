@@ -35,10 +35,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Kill { exec_id } => direct::kill(&exec_id, g).await,
         Command::Ping { pc } => fleet::ping(&pc, g).await,
-        Command::Exec { job_id, pcs, groups, all, jitter, wait } => {
-            exec::exec(&job_id, exec::Target { pcs, groups, all, jitter }, wait, g).await
+        Command::Exec { job_id, pcs, groups, all, jitter, wait, allow_unknown } => {
+            let target = exec::Target { pcs, groups, all, jitter, allow_unknown };
+            exec::exec(&job_id, target, wait, g).await
         }
-        Command::Deploy { manifest, version, wait } => exec::deploy(&manifest, version, wait, g).await,
+        Command::Deploy { manifest, version, wait, allow_unknown } => {
+            exec::deploy(&manifest, version, (wait, allow_unknown), g).await
+        }
         Command::Executions(cmd) => fleet::executions(cmd, g).await,
         Command::Results { pc, job, failed, limit } => fleet::results(pc, job, failed, limit, g).await,
         Command::Agents(cmd) => fleet::agents(cmd, g).await,
