@@ -101,7 +101,8 @@ async fn an_operators_day() {
     let out = kanade(url, &["deploy", &nocwd, "--wait"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("PC-1 failed (exit -) working directory /no/such/dir does not exist on this PC"),
+        stderr(&out)
+            .contains("PC-1 failed (exit -) working directory /no/such/dir does not exist on this PC"),
         "{}",
         stderr(&out)
     );
@@ -115,7 +116,11 @@ async fn an_operators_day() {
     let out = stdout(&kanade(url, &["executions", "show", &exec_id]).await);
     assert!(out.contains("completed") && out.contains("PC-1") && out.contains("hello from"), "{out}");
     let out = stdout(&kanade(url, &["executions", "list", "--job", "hello"]).await);
-    assert_eq!(out.lines().count(), 5, "four hello executions (one to nobody, one to a PC never seen): {out}");
+    assert_eq!(
+        out.lines().count(),
+        5,
+        "four hello executions (one to nobody, one to a PC never seen): {out}"
+    );
     let out = stdout(&kanade(url, &["results", "--failed"]).await);
     assert!(out.contains("boom") && !out.contains("hello"), "{out}");
     let out = kanade(url, &["exec", "hello"]).await;

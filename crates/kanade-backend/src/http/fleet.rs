@@ -103,7 +103,9 @@ pub async fn set_groups(
     super::audit_as(&state, &caller, "agent.groups", Some(pc.to_string()), json!(value)).await?;
     // What the agent reported last: these groups plus its agent.toml's own.
     let reported = presence(&state, &pc).await?.map(|(_, groups)| groups);
-    Ok(Json(json!({ "pc_id": pc, "groups": value.groups, "known": reported.is_some(), "reported_groups": reported })))
+    Ok(Json(
+        json!({ "pc_id": pc, "groups": value.groups, "known": reported.is_some(), "reported_groups": reported }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

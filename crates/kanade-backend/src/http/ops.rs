@@ -87,7 +87,8 @@ pub async fn run(
         rollout: None,
         start_within: Some(kanade_shared::HumanDuration::from_secs(ADHOC_START_WITHIN_SECS)),
     };
-    let launched = state.pipeline.exec(&manifest, &plan, &super::executions::launch_origin(&caller, &q)).await?;
+    let launched =
+        state.pipeline.exec(&manifest, &plan, &super::executions::launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 

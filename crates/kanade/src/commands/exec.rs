@@ -143,7 +143,9 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
                 );
                 match global.output {
                     Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-                    Format::Table => println!("execution {id} {status}: {line}, {} never answered", gone.len()),
+                    Format::Table => {
+                        println!("execution {id} {status}: {line}, {} never answered", gone.len())
+                    }
                 }
                 return Ok(ExitCode::FAILURE);
             }
@@ -222,9 +224,15 @@ mod tests {
     #[test]
     fn a_failure_says_why_in_one_line() {
         let cases = [
-            (json!({ "message": "cannot start pwsh: No such file or directory" }), "cannot start pwsh: No such file or directory"),
+            (
+                json!({ "message": "cannot start pwsh: No such file or directory" }),
+                "cannot start pwsh: No such file or directory",
+            ),
             (json!({ "stderr": "\n  broken\nmore" }), "broken"),
-            (json!({ "message": "timed out after 5s", "stderr": "partial\n" }), "timed out after 5s: partial"),
+            (
+                json!({ "message": "timed out after 5s", "stderr": "partial\n" }),
+                "timed out after 5s: partial",
+            ),
             (json!({ "stdout": "ok" }), ""),
         ];
         for (row, want) in cases {
@@ -234,11 +242,19 @@ mod tests {
 
     #[test]
     fn waiting_stops_only_when_everyone_left_is_offline_and_no_wave_is_due() {
-        let pc = |id: &str, status: &str, online: bool| json!({ "pc_id": id, "status": status, "online": online });
-        let exec = |pcs: Vec<Value>, wave: &str| json!({ "pcs": pcs, "waves": [{ "wave": 1, "status": wave }] });
+        let pc =
+            |id: &str, status: &str, online: bool| json!({ "pc_id": id, "status": status, "online": online });
+        let exec =
+            |pcs: Vec<Value>, wave: &str| json!({ "pcs": pcs, "waves": [{ "wave": 1, "status": wave }] });
         let cases = [
-            (exec(vec![pc("A", "succeeded", false), pc("B", "pending", false)], "published"), Some(vec!["B"])),
-            (exec(vec![pc("A", "running", false), pc("B", "pending", false)], "published"), Some(vec!["A", "B"])),
+            (
+                exec(vec![pc("A", "succeeded", false), pc("B", "pending", false)], "published"),
+                Some(vec!["B"]),
+            ),
+            (
+                exec(vec![pc("A", "running", false), pc("B", "pending", false)], "published"),
+                Some(vec!["A", "B"]),
+            ),
             (exec(vec![pc("A", "pending", true), pc("B", "pending", false)], "published"), None),
             (exec(vec![pc("B", "pending", false)], "pending"), None),
             (exec(vec![pc("A", "failed", false)], "published"), None),

@@ -214,7 +214,8 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 .put_json(&format!("/api/agents/{pc}/groups"), &serde_json::json!({ "groups": groups }))
                 .await?;
             let list = |g: &[String]| if g.is_empty() { "(none)".to_owned() } else { g.join(", ") };
-            let reported: Option<Vec<String>> = serde_json::from_value(v["reported_groups"].clone()).unwrap_or(None);
+            let reported: Option<Vec<String>> =
+                serde_json::from_value(v["reported_groups"].clone()).unwrap_or(None);
             let sentence = match reported {
                 None => format!(
                     "{pc} groups assigned: {}. {pc} has never sent a heartbeat: they apply when it first connects (check the name with `kanade agents list`)",
