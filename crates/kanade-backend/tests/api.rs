@@ -116,8 +116,23 @@ async fn agents_detail_ping_and_groups() {
     let (status, ping) = s.call(Request::post("/api/agents/PC-Q/ping").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ping["heartbeat"]["pc_id"], "PC-Q");
+    // A PC never heard from is not found (not "unavailable"), by name.
     let (status, body) = s.call(Request::post("/api/agents/PC-GONE/ping").body(Body::empty()).unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("agent_unreachable")));
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("agent PC-GONE has never sent a heartbeat"),
+        "{body}"
+    );
+    // Groups for a PC not seen yet are kept (it may be installed later), and the answer says so.
+    let req = Request::put("/api/agents/PC-LATER/groups")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"groups":["late"]}"#))
+        .unwrap();
+    let (status, body) = s.call(req).await;
+    assert_eq!(
+        (status, &body["known"], &body["reported_groups"]),
+        (StatusCode::OK, &Value::Bool(false), &Value::Null)
+    );
 
     let req = Request::put("/api/agents/PC-Q/groups")
         .header("content-type", "application/json")
@@ -150,6 +165,15 @@ async fn agents_detail_ping_and_groups() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, list) = s.get("/api/agents?group=late").await;
     assert_eq!(list["items"][0]["online"], true);
+    let req = Request::put("/api/agents/PC-Q/groups")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"groups":["late"]}"#))
+        .unwrap();
+    let (_, body) = s.call(req).await;
+    assert_eq!(
+        (&body["known"], &body["reported_groups"]),
+        (&Value::Bool(true), &serde_json::json!(["base", "late"]))
+    );
 
     let (status, metrics) = s.get_text("/metrics").await;
     assert_eq!(status, StatusCode::OK);
@@ -161,6 +185,23 @@ async fn agents_detail_ping_and_groups() {
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
+
+    // A PC that was seen and is gone: unavailable, with when it was last heard from.
+    s.agents_stop.send(true).unwrap();
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        let (status, b) = s.call(Request::post("/api/agents/PC-Q/ping").body(Body::empty()).unwrap()).await;
+        body = b;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("agent PC-Q is not connected; last heard from ") && error.ends_with("s ago"),
+        "{body}"
+    );
 }
 
 /// Peak resident memory of this process (the backend runs in it), in KiB.

@@ -17,7 +17,7 @@ async fn stalled_executions_expire_and_retention_prunes_every_table() {
         .deploy("id: fine\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [PC-1] }\n")
         .await;
     s.wait_status(&done, "completed").await;
-    let ghost = s.deploy("id: lost\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [PC-1, GHOST] }\n").await;
+    let ghost = s.deploy_allowing_unknown("id: lost\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [PC-1, GHOST] }\n").await;
     s.wait_status(&ghost, "running").await;
     let c = Cleanup {
         db: s.state.db.clone(),
@@ -62,7 +62,9 @@ async fn stalled_executions_expire_and_retention_prunes_every_table() {
 async fn an_expired_execution_stays_expired_when_the_projection_is_rebuilt() {
     let s = common::stack(&[("PC-1", &[])]).await;
     let ghost = s
-        .deploy("id: lost\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [GHOST] }\n")
+        .deploy_allowing_unknown(
+            "id: lost\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [GHOST] }\n",
+        )
         .await;
     let c = Cleanup {
         db: s.state.db.clone(),

@@ -117,7 +117,7 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     let query = wine.run(&["sc", "query", "kanade-agent"]).unwrap();
     assert!(query.contains("RUNNING"), "{query}");
     let exec = s
-        .deploy("id: win-service\nversion: '1'\nexecute: { shell: cmd, script: 'echo from the service' }\ntarget: { pcs: [WIN-1] }\n")
+        .deploy_allowing_unknown("id: win-service\nversion: '1'\nexecute: { shell: cmd, script: 'echo from the service' }\ntarget: { pcs: [WIN-1] }\n")
         .await;
     let body = s.wait_status(&exec, "completed").await;
     assert_eq!(body["pcs"][0]["stdout"], "from the service\r\n", "{body:#}");

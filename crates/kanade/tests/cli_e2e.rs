@@ -153,7 +153,7 @@ async fn an_operators_day() {
     let out = kanade(url, &["--nats-url", &nats, "run", "PC-404", "--", "true"]).await;
     assert_eq!(
         stderr(&out),
-        "error: PC-404 has never connected to this fleet (no inventory from it); check the name with `kanade agents list` (names are case-sensitive)\n"
+        "error: PC-404 is not connected and has never connected to this fleet (no inventory from it); check the name with `kanade agents list` (names are case-sensitive)\n"
     );
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let out = kanade(url, &["ping", "PC-404"]).await;

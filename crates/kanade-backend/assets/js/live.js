@@ -2,7 +2,7 @@
 // unsubscribe when they are left. EventSource cannot send headers, so the session token
 // travels as ?access_token= (accepted on this route only).
 
-import { session } from './core.js';
+import { debounce, session } from './core.js';
 
 let source = null;
 const listeners = new Map(); // type -> Set<fn>
@@ -45,4 +45,17 @@ export function onLive(types, fn) {
     listeners.get(t).add(fn);
   }
   return () => { for (const t of types) listeners.get(t)?.delete(fn); };
+}
+
+/**
+ * Draw with `load` now, and again (debounced) on every event of `types` that `relevant` keeps.
+ * The subscription comes before the first load, so nothing that happens while that load is in
+ * flight is missed; the filter runs before the debounce, so an unrelated event arriving last
+ * cannot swallow a relevant one. Returns the unsubscribe function.
+ */
+export async function follow(types, load, ms, relevant = () => true) {
+  const again = debounce(load, ms);
+  const stop = onLive(types, (e) => { if (e.lagged || relevant(e)) again(); });
+  try { await load(); } catch (err) { stop(); throw err; }
+  return stop;
 }

@@ -81,7 +81,7 @@ pub struct Stack {
     /// Stops the backend's workers (projectors, dispatcher, scheduler…).
     pub stop: watch::Sender<bool>,
     /// Stops the agents.
-    agents_stop: watch::Sender<bool>,
+    pub agents_stop: watch::Sender<bool>,
     /// Keys agents started from now on pin.
     pub trusted: std::sync::Mutex<Vec<ed25519_dalek::VerifyingKey>>,
 }
@@ -230,7 +230,16 @@ impl Stack {
     }
 
     pub async fn deploy(&self, yaml: &str) -> String {
-        let (status, body) = self.post_yaml("/api/deploy", yaml).await;
+        self.deploy_to("/api/deploy", yaml).await
+    }
+
+    /// A deploy whose explicit PCs may never have been seen (`?allow_unknown=true`).
+    pub async fn deploy_allowing_unknown(&self, yaml: &str) -> String {
+        self.deploy_to("/api/deploy?allow_unknown=true", yaml).await
+    }
+
+    async fn deploy_to(&self, path: &str, yaml: &str) -> String {
+        let (status, body) = self.post_yaml(path, yaml).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["exec_id"].as_str().unwrap().to_owned()
     }

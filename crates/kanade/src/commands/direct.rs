@@ -53,17 +53,29 @@ async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
     })
 }
 
-/// Every agent publishes its inventory when it starts, kept 90 days: a PC without one has
-/// never connected (a typo), and waiting for it to start the script would be waiting for
-/// nobody. Anything else that stops the check leaves the decision to the start timeout.
-async fn known(js: &async_nats::jetstream::Context, pc: &PcId) -> anyhow::Result<()> {
+/// Whether `pc` can be waited for: connected now (it answers a ping), or away but known (agents
+/// publish their inventory at start, kept 90 days). A PC that is neither has never connected —
+/// a typo — and waiting for it to start the script would be waiting for nobody. Anything else
+/// that stops the check leaves the decision to the start timeout.
+async fn known(client: &async_nats::Client, pc: &PcId, start_within: Duration) -> anyhow::Result<()> {
     use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let ping = client.request(subjects::ping(pc), "".into());
+    if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), ping).await {
+        return Ok(());
+    }
+    let js = async_nats::jetstream::new(client.clone());
     let Ok(stream) = js.get_stream("INVENTORY").await else { return Ok(()) };
     match stream.get_last_raw_message_by_subject(&subjects::inventory(pc)).await {
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => bail!(
-            "{pc} has never connected to this fleet (no inventory from it); check the name with `kanade agents list` (names are case-sensitive)"
+            "{pc} is not connected and has never connected to this fleet (no inventory from it); check the name with `kanade agents list` (names are case-sensitive)"
         ),
-        _ => Ok(()),
+        _ => {
+            eprintln!(
+                "{pc} is not connected now; waiting up to {}s for it to start the script",
+                start_within.as_secs()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -96,7 +108,7 @@ pub async fn run(
     let key = signer(global)?;
     let client = connect(global).await?;
     let js = async_nats::jetstream::new(client.clone());
-    known(&js, &pc).await?;
+    known(&client, &pc, start_within).await?;
     let mut results = client.subscribe(subjects::result(&pc, cmd.request_id)).await?;
     let mut started = client.subscribe(subjects::event_started(&pc, cmd.exec_id)).await?;
     let payload = wire::encode(&cmd).map_err(|e| anyhow!("{e}"))?;

@@ -1,5 +1,5 @@
 import { api, h, badge, table, link, time, ago, debounce, query, can, problems, toast, fill, execLink } from '../core.js';
-import { onLive } from '../live.js';
+import { follow } from '../live.js';
 
 const PAGE = 50;
 const ALIVE_MS = 120000;
@@ -38,16 +38,14 @@ export async function list(main) {
         h('span', { 'data-testid': 'agents-range' }, `${first}–${last} of ${r.total}`),
         h('button', { type: 'button', disabled: last >= r.total, onclick: () => { state.offset += PAGE; load(); } }, 'Next')));
   }
-  await load();
-  return onLive(['agent_up', 'agent_down'], debounce(load, 500));
+  return follow(['agent_up', 'agent_down'], load, 500);
 }
 
 export async function detail(main, pc) {
   const body = h('div');
   main.append(h('h1', {}, `Agent ${pc}`), body);
   const load = async () => draw(body, pc, await api('GET', `/api/agents/${encodeURIComponent(pc)}`));
-  await load();
-  return onLive(['agent_up', 'agent_down', 'result'], debounce((e) => { if (!e.pc_id || e.pc_id === pc || e.lagged) load(); }, 500));
+  return follow(['agent_up', 'agent_down', 'result'], load, 500, (e) => !e.pc_id || e.pc_id === pc);
 }
 
 // The agent's clock against the backend's at its last heartbeat. Under two seconds is the

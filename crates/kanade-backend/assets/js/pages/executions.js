@@ -1,5 +1,5 @@
-import { api, h, badge, table, link, time, debounce, query, can, toast, fill, execLink } from '../core.js';
-import { onLive } from '../live.js';
+import { api, h, badge, table, link, time, query, can, toast, fill, execLink } from '../core.js';
+import { follow } from '../live.js';
 
 export async function list(main) {
   const state = { status: '', job: '' };
@@ -21,8 +21,7 @@ export async function list(main) {
       { label: 'Started', cell: (e) => time(e.created_ms) },
     ], r.items, { empty: 'No executions match.', caption: 'Executions' }));
   }
-  await load();
-  return onLive(['execution', 'result'], debounce(load, 600));
+  return follow(['execution', 'result'], load, 600);
 }
 
 function done(e) { return e.succeeded + e.failed + e.skipped + e.other; }
@@ -40,8 +39,7 @@ export async function detail(main, id) {
   main.append(h('h1', {}, 'Execution ', h('span', { class: 'id' }, id)), body);
   const open = new Set(); // PCs whose output is shown, kept across live refreshes
   const load = async () => draw(body, id, await api('GET', `/api/executions/${encodeURIComponent(id)}`), open, load);
-  await load();
-  return onLive(['execution', 'result'], debounce((e) => { if (!e.exec_id || e.exec_id === id || e.lagged) load(); }, 300));
+  return follow(['execution', 'result'], load, 300, (e) => !e.exec_id || e.exec_id === id);
 }
 
 function draw(body, id, d, open, reload) {

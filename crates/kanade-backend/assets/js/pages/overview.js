@@ -1,5 +1,5 @@
-import { api, h, badge, table, link, time, debounce, fill, execLink } from '../core.js';
-import { onLive } from '../live.js';
+import { api, h, badge, table, link, time, fill, execLink } from '../core.js';
+import { follow } from '../live.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const HOUR = 3600000;
@@ -8,8 +8,7 @@ export async function render(main) {
   const body = h('div');
   main.append(h('h1', {}, 'Fleet overview'), body);
   const load = async () => draw(body, await api('GET', '/api/overview'));
-  await load();
-  return onLive(['agent_up', 'agent_down', 'result', 'execution'], debounce(load, 800));
+  return follow(['agent_up', 'agent_down', 'result', 'execution'], load, 800);
 }
 
 function draw(body, o) {
