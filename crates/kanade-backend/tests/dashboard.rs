@@ -110,7 +110,7 @@ fn browse(base: &str) {
         json!(true),
         "the page reloaded"
     );
-    b.click(&b.find("button.show-output[data-pc=PC-A]").unwrap()).unwrap();
+    b.click_on("button.show-output[data-pc=PC-A]", WAIT).unwrap();
     let out = b.wait_text("[data-testid=stdout-PC-A]", WAIT, |t| !t.is_empty()).unwrap();
     assert!(out.starts_with("hello from "), "{out}");
     b.screenshot(&screenshots().join("execution-completed-1280x800.png")).unwrap();
@@ -120,7 +120,7 @@ fn browse(base: &str) {
     b.click(&b.wait_for("#exec-submit", WAIT).unwrap()).unwrap();
     b.wait_text("[data-testid=exec-status]", WAIT, |t| t == "running").unwrap();
     b.screenshot(&screenshots().join("execution-running-1280x800.png")).unwrap();
-    b.click(&b.wait_for("#kill", WAIT).unwrap()).unwrap();
+    b.click_on("#kill", WAIT).unwrap();
     let end = b
         .wait_text("[data-testid=exec-status]", WAIT, |t| !t.is_empty() && t != "running" && t != "pending")
         .unwrap();
@@ -199,7 +199,7 @@ fn browse(base: &str) {
     b.wait_for("#job-yaml", WAIT).unwrap();
     assert!(b.find_all("#exec-submit, #save-job").unwrap().is_empty(), "a viewer sees exec or save");
     b.goto(&format!("{base}/#/executions")).unwrap();
-    b.click(&b.wait_for("main table a", WAIT).unwrap()).unwrap();
+    b.click_on("main table a", WAIT).unwrap();
     b.wait_for("[data-testid=exec-status]", WAIT).unwrap();
     assert!(b.find_all("#kill").unwrap().is_empty(), "a viewer sees the kill button");
     b.goto(&format!("{base}/#/admin")).unwrap();

@@ -149,6 +149,19 @@ impl Browser {
         }
     }
 
+    /// Find `css` and click it, again while the element goes stale between the two: a live
+    /// page redraws itself when an event arrives.
+    pub fn click_on(&self, css: &str, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.wait_for(css, within).and_then(|e| self.click(&e)) {
+                Ok(()) => return Ok(()),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub fn click(&self, e: &Element) -> Result<(), String> {
         self.cmd("POST", &format!("/element/{}/click", e.0), json!({})).map(|_| ())
     }
