@@ -45,24 +45,25 @@ sqlite_path = "$DEV/backend/backend.db"
 [log]
 path = "$DEV/logs"
 CONF
-cat > "$DEV/agent.toml" <<CONF
-[agent]
-id = "$AGENT_ID"
-nats_url = "nats://127.0.0.1:$NATS_PORT"
-groups = ["dev"]
-data_dir = "$DEV/agent"
-[log]
-path = "$DEV/logs"
-CONF
+echo "$AGENT_ID" > "$DEV/agent-id"
+# A dev operator key for `kanade run` / `kanade kill` over NATS (README: KANADE_SIGNING_KEY).
+if [ ! -f "$DEV/operator.pub" ]; then
+  rm -f "$DEV/operator.key"
+  "$BIN/kanade" -o json keygen "$DEV/operator.key" | sed -n 's/.*"public_key":"\([^"]*\)".*/\1/p' > "$DEV/operator.pub"
+fi
 
 pids=()
 stopping=0
+# Newest first: the agent, then the backend, then the broker they both talk to, each waited
+# for, so nobody logs the others going away.
 cleanup() {
   trap - INT TERM EXIT
   stopping=1
   say "stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
 }
 trap cleanup INT TERM EXIT
 
@@ -72,22 +73,45 @@ start() {
   "$@" > >(sed -u "s/^/[$tag] /") 2>&1 &
   pids+=($!)
 }
+# Wait until something listens on a port (30 s), or stop with what did not come up.
+wait_port() {
+  for _ in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  die "$2 did not listen on port $1 within 30 s; see the lines above"
+}
+# In order, each once the one before listens: nobody starts by failing to reach the other.
 start "nats   " "$KANADE_NATS_SERVER" -c "$DEV/nats.conf"
+wait_port "$NATS_PORT" nats-server
 start "backend" env KANADE_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/kanade-backend" --config "$DEV/backend.toml"
+wait_port "$HTTP_PORT" kanade-backend
+# Signed end to end: the agent pins the backend's key and the dev operator key.
+BACKEND_KEY=$(exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT" \
+  && printf 'GET /api/signing-key HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 \
+  && sed -n 's/.*"public_key":"\([^"]*\)".*/\1/p' <&3)
+[ -n "$BACKEND_KEY" ] || die "the backend did not give its signing key (GET /api/signing-key)"
+cat > "$DEV/agent.toml" <<CONF
+[agent]
+id = "$AGENT_ID"
+nats_url = "nats://127.0.0.1:$NATS_PORT"
+groups = ["dev"]
+data_dir = "$DEV/agent"
+[security]
+trusted_keys = ["$BACKEND_KEY", "$(cat "$DEV/operator.pub")"]
+[log]
+path = "$DEV/logs"
+CONF
 start "agent  " "$BIN/kanade-agent" --config "$DEV/agent.toml"
-
-for _ in $(seq 1 150); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null && break
-  sleep 0.2
-done
 cat >&2 <<MSG
 
   kanade is running (state in $DEV, logs in $DEV/logs)
     API        http://127.0.0.1:$HTTP_PORT/api/agents  /api/executions  /api/openapi.json  /metrics
-    dashboard  http://127.0.0.1:$HTTP_PORT/  once the dashboard is built (not yet)
+    dashboard  http://127.0.0.1:$HTTP_PORT/  (sign in with the login below)
     login      admin / $ADMIN_PASSWORD  (POST /api/auth/login; set at the first start of this dev database)
     NATS       nats://127.0.0.1:$NATS_PORT
-    agent      $AGENT_ID (group dev)
+    agent      $AGENT_ID (group dev), pinning the backend's key and the dev operator key
+    signing    export KANADE_SIGNING_KEY=$DEV/operator.key  (for kanade run / kill over NATS)
     CLI        $BIN/kanade --nats-url nats://127.0.0.1:$NATS_PORT jetstream status
   Ctrl-C stops everything.
 

@@ -115,9 +115,15 @@ fn browse(base: &str) {
     assert!(out.starts_with("hello from "), "{out}");
     b.screenshot(&screenshots().join("execution-completed-1280x800.png")).unwrap();
 
-    // A long run, killed from the UI.
+    // A long run, killed from the UI. Nothing is targeted until the operator says so.
     b.goto(&format!("{base}/#/jobs/long-sleep")).unwrap();
     b.click(&b.wait_for("#exec-submit", WAIT).unwrap()).unwrap();
+    let why = b.wait_text(".errors", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(why.starts_with("Choose a target"), "{why}");
+    b.execute("const s = document.getElementById('exec-target-mode'); s.value = 'groups'; s.dispatchEvent(new Event('change'));")
+        .unwrap();
+    b.type_into(&b.find("#exec-target-names").unwrap(), "lab").unwrap();
+    b.click(&b.find("#exec-submit").unwrap()).unwrap();
     b.wait_text("[data-testid=exec-status]", WAIT, |t| t == "running").unwrap();
     b.screenshot(&screenshots().join("execution-running-1280x800.png")).unwrap();
     b.click_on("#kill", WAIT).unwrap();

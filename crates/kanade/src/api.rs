@@ -126,6 +126,7 @@ impl Api {
 pub fn failure(status: StatusCode, body: &Value) -> String {
     let message = body["error"].as_str().unwrap_or_else(|| status.canonical_reason().unwrap_or("error"));
     match status {
+        StatusCode::UNAUTHORIZED if body["code"] == "bad_credentials" => message.to_owned(),
         StatusCode::UNAUTHORIZED => {
             format!("{message}: not logged in or the token expired; run `kanade login`")
         }
@@ -178,6 +179,8 @@ mod tests {
             failure(StatusCode::UNAUTHORIZED, &body),
             "token expired: not logged in or the token expired; run `kanade login`"
         );
+        let body = serde_json::json!({ "error": "wrong user name or password", "code": "bad_credentials" });
+        assert_eq!(failure(StatusCode::UNAUTHORIZED, &body), "wrong user name or password");
         assert_eq!(
             failure(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "schedule x does not exist" })),
             "schedule x does not exist (404)"

@@ -13,7 +13,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Connection and output flags, accepted by every subcommand; listed under their own heading so
+/// each subcommand's help starts with its own options.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// NATS server for the direct paths (jetstream, run, kill)
     #[arg(
@@ -162,8 +165,10 @@ pub enum Command {
     Executions(ExecutionsCommand),
     /// Results, newest first
     Results {
+        /// Only this PC's results
         #[arg(long)]
         pc: Option<String>,
+        /// Only this job's results
         #[arg(long)]
         job: Option<String>,
         /// Only failed, timed out, killed or unknown runs
@@ -256,16 +261,23 @@ pub enum JobCommand {
 pub enum ExecutionsCommand {
     /// Executions, newest first
     List {
+        /// Only executions of this job
         #[arg(long)]
         job: Option<String>,
-        /// pending, running, completed, failed, expired or aborted
+        /// pending, running, completed, failed, expired, aborted or killed
         #[arg(long)]
         status: Option<String>,
+        /// At most this many (1-500)
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// One execution: counters, waves and every PC's outcome and output
-    Show { exec_id: String },
+    Show {
+        exec_id: String,
+        /// Every PC's whole stdout and stderr, not only their first line
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,8 +316,10 @@ pub enum AgentCommand {
         /// A published version
         #[arg(id = "target_version", value_name = "VERSION")]
         version: String,
+        /// Only this group
         #[arg(long, conflicts_with = "pc")]
         group: Option<String>,
+        /// Only this PC
         #[arg(long)]
         pc: Option<String>,
     },
@@ -313,8 +327,10 @@ pub enum AgentCommand {
     Current,
     /// Let the fleet, a group or one PC install versions it quarantined so far again
     ClearQuarantine {
+        /// Only this group
         #[arg(long, conflicts_with = "pc")]
         group: Option<String>,
+        /// Only this PC
         #[arg(long)]
         pc: Option<String>,
     },
@@ -322,7 +338,7 @@ pub enum AgentCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupsCommand {
-    /// Replace a PC's operator-assigned groups (none clears them)
+    /// Replace the groups assigned to a PC here (none clears them); its agent.toml groups add to them
     Set { pc: String, groups: Vec<String> },
 }
 

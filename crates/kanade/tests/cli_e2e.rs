@@ -115,6 +115,8 @@ async fn an_operators_day() {
     let exec_id = json["execution"]["exec_id"].as_str().unwrap().to_owned();
     let out = stdout(&kanade(url, &["executions", "show", &exec_id]).await);
     assert!(out.contains("completed") && out.contains("PC-1") && out.contains("hello from"), "{out}");
+    let out = stdout(&kanade(url, &["executions", "show", &exec_id, "--full"]).await);
+    assert!(out.contains("\n== PC-1 succeeded (exit 0) ==\n-- stdout --\nhello from "), "{out}");
     let out = stdout(&kanade(url, &["executions", "list", "--job", "hello"]).await);
     assert_eq!(
         out.lines().count(),
@@ -243,7 +245,7 @@ async fn login_keeps_a_private_token_and_errors_say_what_to_do() {
     .await;
     assert_eq!(
         stderr(&out),
-        "error: wrong user name or password, or the account is disabled: not logged in or the token expired; run `kanade login`\n"
+        "error: wrong user name or password, or the account is disabled\n"
     );
 
     let out = kanade_in(

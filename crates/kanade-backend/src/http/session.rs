@@ -67,7 +67,8 @@ pub async fn login(
         audit(&state.js, &shown, "auth.login_failed", Some(shown.clone()), Some(source), Value::Null).await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            // Not `unauthorized`: the caller has no token to renew, only a password to retype.
+            "bad_credentials",
             "wrong user name or password, or the account is disabled",
         ));
     };

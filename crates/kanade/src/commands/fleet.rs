@@ -89,7 +89,7 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
             let list = api.get(&path).await?;
             output::print(global.output, &list, &EXECUTION_HEADERS, execution_rows(&list));
         }
-        ExecutionsCommand::Show { exec_id } => {
+        ExecutionsCommand::Show { exec_id, full } => {
             let v = api.get(&format!("/api/executions/{exec_id}")).await?;
             if global.output == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -114,9 +114,14 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|p| vec![text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]), first_line(p)])
+                .map(|p| vec![text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]), output_cell(p, full)])
                 .collect();
             print!("{}", output::table(&["PC", "STATUS", "EXIT", "OUTPUT"], &rows));
+            if full {
+                for p in v["pcs"].as_array().into_iter().flatten() {
+                    print!("{}", full_output(p));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -133,6 +138,40 @@ fn first_line(p: &Value) -> String {
     let line =
         |v: &Value| v.as_str().and_then(|t| t.lines().find(|l| !l.trim().is_empty())).map(str::to_owned);
     line(stream).or_else(|| line(&p["message"])).unwrap_or_default().chars().take(80).collect()
+}
+
+/// The table's OUTPUT cell: the first line, and how much more there is when it is not all.
+fn output_cell(p: &Value, full: bool) -> String {
+    let line = first_line(p);
+    let lines = |k: &str| p[k].as_str().map_or(0, |s| s.lines().filter(|l| !l.trim().is_empty()).count());
+    let more = (lines("stdout") + lines("stderr")).saturating_sub(usize::from(!line.is_empty()));
+    let cut = p["truncated"] == true;
+    match (more, cut, full) {
+        (_, _, true) | (0, false, _) => line,
+        (0, true, false) => format!("{line} (cut by the agent)"),
+        (n, _, false) => format!("{line} (+{n} lines: --full)"),
+    }
+}
+
+/// One PC's whole output under a heading, for `executions show --full`.
+fn full_output(p: &Value) -> String {
+    let mut out = format!("\n== {} {} (exit {}) ==\n", text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]));
+    if let Some(m) = p["message"].as_str() {
+        out.push_str(&format!("{m}\n"));
+    }
+    for (name, key) in [("stdout", "stdout"), ("stderr", "stderr")] {
+        let body = p[key].as_str().unwrap_or_default();
+        if !body.is_empty() {
+            out.push_str(&format!("-- {name} --\n{body}"));
+            if !body.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    if p["truncated"] == true {
+        out.push_str("(output cut by the agent to fit a result message)\n");
+    }
+    out
 }
 
 pub async fn results(
@@ -253,6 +292,25 @@ mod tests {
 
     use super::*;
     use crate::output::tests::assert_snapshot;
+
+    #[test]
+    fn output_cells_say_when_there_is_more() {
+        let cases = [
+            (json!({ "status": "succeeded", "stdout": "one\n" }), false, "one"),
+            (json!({ "status": "succeeded", "stdout": "one\ntwo\n\nthree\n" }), false, "one (+2 lines: --full)"),
+            (json!({ "status": "failed", "stdout": "a\n", "stderr": "bad\n" }), false, "bad (+1 lines: --full)"),
+            (json!({ "status": "succeeded", "stdout": "aaaa", "truncated": true }), false, "aaaa (cut by the agent)"),
+            (json!({ "status": "succeeded", "stdout": "one\ntwo\n" }), true, "one"),
+        ];
+        for (p, full, want) in cases {
+            assert_eq!(output_cell(&p, full), want, "{p}");
+        }
+        let p = json!({ "pc_id": "PC-1", "status": "failed", "exit_code": 2, "stdout": "x\ny", "stderr": "", "truncated": true });
+        assert_eq!(
+            full_output(&p),
+            "\n== PC-1 failed (exit 2) ==\n-- stdout --\nx\ny\n(output cut by the agent to fit a result message)\n"
+        );
+    }
 
     #[test]
     fn table_snapshots() {

@@ -48,8 +48,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kanade", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kanade", &mut script);
+            // `kanade completions bash | head` closes the pipe early: that is not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
     }
 }

@@ -70,8 +70,10 @@ export async function detail(main, id) {
 
 /** Target picker (all / groups / PCs), jitter and optional waves → POST /api/exec/{job}. */
 function execForm(id) {
+  // Nothing chosen at first: running on every agent is never one click away.
   const mode = h('select', { id: 'exec-target-mode' },
-    h('option', { value: 'all' }, 'all agents'), h('option', { value: 'groups' }, 'groups'), h('option', { value: 'pcs' }, 'PCs'));
+    h('option', { value: '' }, 'choose…'), h('option', { value: 'groups' }, 'groups'), h('option', { value: 'pcs' }, 'PCs'),
+    h('option', { value: 'all' }, 'all agents'));
   const names = h('input', { id: 'exec-target-names', placeholder: 'comma-separated' });
   const jitter = h('input', { id: 'exec-jitter', placeholder: 'e.g. 30s', size: 8 });
   const waves = h('textarea', { id: 'exec-waves', rows: 3, style: 'min-height:4rem', placeholder: 'one wave per line: <group> <delay>, e.g.\ncanary 0s\nall-pcs 30m' });
@@ -87,6 +89,11 @@ function execForm(id) {
       if (ratio.value.trim()) plan.rollout.max_failure_ratio = Number(ratio.value);
     } else {
       const list = names.value.split(',').map((s) => s.trim()).filter(Boolean);
+      if (!mode.value || (mode.value !== 'all' && !list.length)) {
+        errors.append(h('p', { class: 'errors', role: 'alert' }, 'Choose a target: groups or PCs (with their names), all agents, or waves.'));
+        return;
+      }
+      if (mode.value === 'all' && !confirm(`Run ${id} on every agent in the fleet?`)) return;
       plan.target = mode.value === 'all' ? { all: true } : { [mode.value]: list };
     }
     if (jitter.value.trim()) plan.jitter = jitter.value.trim();
