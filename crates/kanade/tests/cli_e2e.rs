@@ -243,10 +243,7 @@ async fn login_keeps_a_private_token_and_errors_say_what_to_do() {
         Some("wrong password\n"),
     )
     .await;
-    assert_eq!(
-        stderr(&out),
-        "error: wrong user name or password, or the account is disabled\n"
-    );
+    assert_eq!(stderr(&out), "error: wrong user name or password, or the account is disabled\n");
 
     let out = kanade_in(
         &config,

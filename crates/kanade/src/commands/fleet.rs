@@ -114,7 +114,9 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|p| vec![text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]), output_cell(p, full)])
+                .map(|p| {
+                    vec![text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]), output_cell(p, full)]
+                })
                 .collect();
             print!("{}", output::table(&["PC", "STATUS", "EXIT", "OUTPUT"], &rows));
             if full {
@@ -155,7 +157,8 @@ fn output_cell(p: &Value, full: bool) -> String {
 
 /// One PC's whole output under a heading, for `executions show --full`.
 fn full_output(p: &Value) -> String {
-    let mut out = format!("\n== {} {} (exit {}) ==\n", text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]));
+    let mut out =
+        format!("\n== {} {} (exit {}) ==\n", text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]));
     if let Some(m) = p["message"].as_str() {
         out.push_str(&format!("{m}\n"));
     }
@@ -297,9 +300,21 @@ mod tests {
     fn output_cells_say_when_there_is_more() {
         let cases = [
             (json!({ "status": "succeeded", "stdout": "one\n" }), false, "one"),
-            (json!({ "status": "succeeded", "stdout": "one\ntwo\n\nthree\n" }), false, "one (+2 lines: --full)"),
-            (json!({ "status": "failed", "stdout": "a\n", "stderr": "bad\n" }), false, "bad (+1 lines: --full)"),
-            (json!({ "status": "succeeded", "stdout": "aaaa", "truncated": true }), false, "aaaa (cut by the agent)"),
+            (
+                json!({ "status": "succeeded", "stdout": "one\ntwo\n\nthree\n" }),
+                false,
+                "one (+2 lines: --full)",
+            ),
+            (
+                json!({ "status": "failed", "stdout": "a\n", "stderr": "bad\n" }),
+                false,
+                "bad (+1 lines: --full)",
+            ),
+            (
+                json!({ "status": "succeeded", "stdout": "aaaa", "truncated": true }),
+                false,
+                "aaaa (cut by the agent)",
+            ),
             (json!({ "status": "succeeded", "stdout": "one\ntwo\n" }), true, "one"),
         ];
         for (p, full, want) in cases {
