@@ -313,6 +313,21 @@ fn completions_for_every_shell() {
             &text[..text.len().min(200)]
         );
     }
+    // `kanade completions bash | head -1`: the reader leaves early; no panic, exit 0.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kanade"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
