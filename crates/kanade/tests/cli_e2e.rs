@@ -68,6 +68,17 @@ async fn an_operators_day() {
     assert!(stderr(&out).contains("PC-1 failed (exit 7) broken"), "{}", stderr(&out));
     assert!(stdout(&out).contains("failed: [####################] 1/1 done, 1 failed"), "{}", stdout(&out));
 
+    // A group just assigned is in effect when `groups set` returns: a deploy to it finds the PC.
+    let out = kanade(url, &["agents", "groups", "set", "PC-1", "fresh"]).await;
+    assert!(
+        stdout(&out).starts_with("PC-1 groups assigned: fresh. It is now in: "),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = kanade(url, &["exec", "hello", "--groups", "fresh", "--wait"]).await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
     // Nobody online in the target: --wait says so at once instead of waiting forever.
     let out = kanade(url, &["exec", "hello", "--groups", "nobody", "--wait"]).await;
     assert_eq!(out.status.code(), Some(1));
@@ -120,8 +131,8 @@ async fn an_operators_day() {
     let out = stdout(&kanade(url, &["executions", "list", "--job", "hello"]).await);
     assert_eq!(
         out.lines().count(),
-        5,
-        "four hello executions (one to nobody, one to a PC never seen): {out}"
+        6,
+        "five hello executions (one to nobody, one to a PC never seen): {out}"
     );
     let out = stdout(&kanade(url, &["results", "--failed"]).await);
     assert!(out.contains("boom") && !out.contains("hello"), "{out}");

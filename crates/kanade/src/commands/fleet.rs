@@ -256,12 +256,27 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 .put_json(&format!("/api/agents/{pc}/groups"), &serde_json::json!({ "groups": groups }))
                 .await?;
             let list = |g: &[String]| if g.is_empty() { "(none)".to_owned() } else { g.join(", ") };
-            let reported: Option<Vec<String>> =
+            let mut reported: Option<Vec<String>> =
                 serde_json::from_value(v["reported_groups"].clone()).unwrap_or(None);
+            // A connected agent heartbeats the change at once: wait for it (5 s at most), so a
+            // deploy to a group just added finds the PC in it.
+            let has_all =
+                |r: &Option<Vec<String>>| r.as_ref().is_some_and(|r| groups.iter().all(|g| r.contains(g)));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while reported.is_some() && !has_all(&reported) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let now = api.get(&format!("/api/agents/{pc}")).await?;
+                reported = serde_json::from_value(now["agent"]["groups"].clone()).ok().or(reported);
+            }
             let sentence = match reported {
                 None => format!(
                     "{pc} groups assigned: {}. {pc} has never sent a heartbeat: they apply when it first connects (check the name with `kanade agents list`)",
                     list(&groups)
+                ),
+                Some(reported) if has_all(&Some(reported.clone())) => format!(
+                    "{pc} groups assigned: {}. It is now in: {} (its agent.toml groups add to the assigned ones)",
+                    list(&groups),
+                    list(&reported)
                 ),
                 Some(reported) => format!(
                     "{pc} groups assigned: {}. Its last heartbeat reported: {} (its agent.toml groups add to the assigned ones; the next heartbeat shows the change)",
