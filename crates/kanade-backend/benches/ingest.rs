@@ -167,6 +167,7 @@ async fn create_executions(db: &Db, results: &[(String, String)]) {
                 waves: &[],
                 target_count: targets.len() as i64,
                 schedule_id: None,
+                title: None,
             };
             projection::insert_execution(tx, &new, now_ms())?;
         }

@@ -333,3 +333,41 @@ async fn a_forger_cannot_take_a_real_results_dedup_slot() {
     let body = s.wait_status(&exec, "completed").await;
     assert_eq!(body["pcs"][0]["stdout"], "real\n", "{body:#}");
 }
+
+#[tokio::test]
+async fn adhoc_runs_are_executions_named_by_what_ran() {
+    let s = stack(&[("PC-H", &[])]).await;
+    // `kanade run` publishes straight to the agent: the projector makes the execution from its
+    // run, so links to it resolve and its output shows.
+    let request = kanade_shared::RequestId::new();
+    let cmd = kanade_shared::wire::Command::inline(
+        kanade_shared::JobId::adhoc(request),
+        "1".parse().unwrap(),
+        kanade_shared::wire::Shell::Sh,
+        "echo direct",
+    );
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let subject = kanade_shared::subjects::command_pc(&"PC-H".parse().unwrap(), &cmd.job_id);
+    js.publish(subject, kanade_shared::wire::encode(&cmd).unwrap().into()).await.unwrap().await.unwrap();
+    let body = s.wait_status(&cmd.exec_id.to_string(), "completed").await;
+    assert_eq!(body["execution"]["title"], "kanade run on PC-H", "{body:#}");
+    assert_eq!((&body["execution"]["target_count"], &body["pcs"][0]["stdout"]), (&1.into(), &"direct\n".into()));
+    let (_, list) = s.get("/api/results?pc=PC-H").await;
+    assert_eq!(list["items"][0]["title"], "kanade run on PC-H", "{list:#}");
+
+    // POST /api/run: named by its script's first line.
+    let (status, launched) = s
+        .send_as("POST", "/api/run", None, serde_json::json!({ "pcs": ["PC-H"], "script": "\n echo via api\necho more" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{launched:#}");
+    let body = s.wait_status(launched["exec_id"].as_str().unwrap(), "completed").await;
+    assert_eq!(body["execution"]["title"], "echo via api", "{body:#}");
+    assert_eq!(body["pcs"][0]["stdout"], "via api\nmore\n");
+
+    // A rebuild keeps both, each with its name.
+    let _workers = common::wipe_and_restart(&s).await;
+    let body = s.wait_status(&cmd.exec_id.to_string(), "completed").await;
+    assert_eq!(body["execution"]["title"], "kanade run on PC-H", "{body:#}");
+    let body = s.wait_status(launched["exec_id"].as_str().unwrap(), "completed").await;
+    assert_eq!(body["execution"]["title"], "echo via api", "{body:#}");
+}

@@ -110,6 +110,11 @@ impl JobId {
     pub fn adhoc(request_id: RequestId) -> Self {
         Self(format!("adhoc-{}", request_id.0.simple()))
     }
+
+    /// Whether this is the job token of an ad-hoc run (see [`JobId::adhoc`]).
+    pub fn is_adhoc(&self) -> bool {
+        self.0.strip_prefix("adhoc-").is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
 }
 
 macro_rules! uuid_id {

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "accounts", include_str!("migrations/0003_accounts.sql")),
     (4, "agent_updates", include_str!("migrations/0004_agent_updates.sql")),
     (5, "agent_clock", include_str!("migrations/0005_agent_clock.sql")),
+    (6, "execution_title", include_str!("migrations/0006_execution_title.sql")),
 ];
 
 pub fn run(conn: &Connection) -> Result<(), DbError> {

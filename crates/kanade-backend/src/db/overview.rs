@@ -29,6 +29,8 @@ pub struct Failure {
     pub exit_code: Option<i64>,
     pub message: Option<String>,
     pub received_ms: i64,
+    /// The execution's title (what an ad-hoc run ran).
+    pub title: Option<String>,
 }
 
 /// Everything from `since_ms` on; agents count as online with a heartbeat at or after
@@ -51,7 +53,8 @@ pub fn overview(c: &Connection, since_ms: i64, alive_since_ms: i64) -> Result<Ov
         .query_map(params![since_ms, HOUR_MS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     let mut stmt = c.prepare_cached(
-        "SELECT result_id, exec_id, pc_id, job_id, status, exit_code, message, received_ms FROM execution_results
+        "SELECT result_id, exec_id, pc_id, job_id, status, exit_code, message, received_ms,
+                (SELECT e.title FROM executions e WHERE e.exec_id = execution_results.exec_id) FROM execution_results
          WHERE received_ms >= ?1 AND status IN ('failed', 'timed_out', 'killed', 'unknown')
          ORDER BY received_ms DESC LIMIT 10",
     )?;
@@ -66,6 +69,7 @@ pub fn overview(c: &Connection, since_ms: i64, alive_since_ms: i64) -> Result<Ov
                 exit_code: r.get(5)?,
                 message: r.get(6)?,
                 received_ms: r.get(7)?,
+                title: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -128,9 +128,11 @@ pub struct ExecutionRow {
     pub message: Option<String>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// What ran, where the job id does not say (ad-hoc runs).
+    pub title: Option<String>,
 }
 
-const EXECUTION_COLUMNS: &str = "exec_id, job_id, version, status, target_count, succeeded, failed, skipped, other, message, created_ms, finished_ms";
+const EXECUTION_COLUMNS: &str = "exec_id, job_id, version, status, target_count, succeeded, failed, skipped, other, message, created_ms, finished_ms, title";
 
 fn execution_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
     Ok(ExecutionRow {
@@ -146,6 +148,7 @@ fn execution_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
         message: r.get(9)?,
         created_ms: r.get(10)?,
         finished_ms: r.get(11)?,
+        title: r.get(12)?,
     })
 }
 
@@ -446,11 +449,14 @@ pub struct ResultRow {
     pub attempt: i64,
     pub started_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// The execution's title (what an ad-hoc run ran).
+    pub title: Option<String>,
 }
 
 const RESULT_COLUMNS: &str =
     "result_id, exec_id, pc_id, job_id, version, status, exit_code, skip_reason, message, stdout, stderr,
-    truncated, attempt, started_ms, finished_ms";
+    truncated, attempt, started_ms, finished_ms,
+    (SELECT e.title FROM executions e WHERE e.exec_id = execution_results.exec_id)";
 
 fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
     Ok(ResultRow {
@@ -469,6 +475,7 @@ fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
         attempt: r.get(12)?,
         started_ms: r.get(13)?,
         finished_ms: r.get(14)?,
+        title: r.get(15)?,
     })
 }
 

@@ -141,6 +141,8 @@ impl Pipeline {
             targets: targets.clone(),
             waves: waves.clone(),
             schedule_id: origin.schedule_id.clone(),
+            // An ad-hoc job's id says nothing: name it by its script.
+            title: manifest.id.is_adhoc().then(|| plan::adhoc_title(template.script.as_deref().unwrap_or_default())),
         };
         let row = created.clone();
         let actor = origin.actor.clone();
@@ -159,6 +161,7 @@ impl Pipeline {
                         waves: &row.waves,
                         target_count: row.target_count,
                         schedule_id: row.schedule_id.as_deref(),
+                        title: row.title.as_deref(),
                     },
                     now,
                 )

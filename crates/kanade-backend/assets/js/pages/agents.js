@@ -95,7 +95,7 @@ function draw(body, pc, d) {
     h('h2', {}, 'Recent results'),
     table([
       { label: 'Finished', cell: (r) => time(r.finished_ms) },
-      { label: 'Job', cell: (r) => r.job_id },
+      { label: 'Job', cell: (r) => r.title || r.job_id },
       { label: 'Status', cell: (r) => badge(r.status) },
       { label: 'Exit', num: true, cell: (r) => r.exit_code ?? '' },
       { label: 'Execution', cell: (r) => execLink(r.exec_id) },

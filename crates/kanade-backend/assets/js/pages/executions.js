@@ -14,7 +14,7 @@ export async function list(main) {
     const r = await api('GET', `/api/executions${query({ status: state.status, job: state.job, limit: 100 })}`);
     fill(out, table([
       { label: 'Execution', cell: (e) => execLink(e.exec_id) },
-      { label: 'Job', cell: (e) => `${e.job_id} v${e.version}` },
+      { label: 'Job', cell: (e) => e.title || `${e.job_id} v${e.version}` },
       { label: 'Status', cell: (e) => badge(e.status) },
       { label: 'Progress', cell: (e) => `${done(e)}/${e.target_count}` },
       { label: 'Failed', num: true, cell: (e) => e.failed },
@@ -47,7 +47,7 @@ function draw(body, id, d, open, reload) {
   const running = e.status === 'pending' || e.status === 'running';
   fill(body,
     h('div', { class: 'cards' },
-      h('div', { class: 'card' }, h('div', { class: 'n', 'data-testid': 'exec-status' }, badge(e.status)), h('div', { class: 'muted' }, `${e.job_id} v${e.version}`)),
+      h('div', { class: 'card' }, h('div', { class: 'n', 'data-testid': 'exec-status' }, badge(e.status)), h('div', { class: 'muted', 'data-testid': 'exec-job' }, e.title || `${e.job_id} v${e.version}`)),
       h('div', { class: 'card' }, h('div', { class: 'n', 'data-testid': 'exec-progress' }, `${done(e)}/${e.target_count}`), h('div', { class: 'muted' }, 'PCs done'), progress(e)),
       h('div', { class: 'card' }, h('div', { class: 'n' }, `${e.succeeded} / ${e.failed}`), h('div', { class: 'muted' }, 'succeeded / failed')),
       h('div', { class: 'card' }, h('div', {}, 'Started ', time(e.created_ms)), e.finished_ms ? h('div', {}, 'Finished ', time(e.finished_ms)) : null)),

@@ -32,7 +32,7 @@ function draw(body, o) {
     table([
       { label: 'When', cell: (f) => time(f.received_ms) },
       { label: 'PC', cell: (f) => link(`#/agents/${encodeURIComponent(f.pc_id)}`, f.pc_id) },
-      { label: 'Job', cell: (f) => f.job_id },
+      { label: 'Job', cell: (f) => f.title || f.job_id },
       { label: 'Status', cell: (f) => badge(f.status) },
       { label: 'Execution', cell: (f) => execLink(f.exec_id) },
       { label: 'Message', cell: (f) => f.message || (f.exit_code !== null ? `exit ${f.exit_code}` : '') },

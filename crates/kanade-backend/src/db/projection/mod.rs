@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
+use kanade_shared::{ExecId, JobId, PcId};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{DbError, ts_ms};
@@ -36,6 +37,10 @@ pub fn apply_results(tx: &Transaction<'_>, results: &[ExecResult], now_ms: i64) 
         "INSERT INTO execution_targets (exec_id, pc_id, wave)
          SELECT ?1, ?2, 0 WHERE EXISTS (SELECT 1 FROM executions WHERE exec_id = ?1) ON CONFLICT DO NOTHING",
     )?;
+    for r in results.iter().filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id)) {
+        let at = r.started_at.map_or(ts_ms(r.finished_at), ts_ms);
+        adhoc_execution(tx, r.exec_id, &r.job_id, r.version.as_str(), &r.pc_id, at)?;
+    }
     for r in results {
         let skip = r
             .skip_reason
@@ -117,6 +122,33 @@ impl Counts {
     }
 }
 
+/// `kanade run` goes straight to the agent over NATS, so no execution is created for it: the
+/// first word from its run (started or result) makes one, with the PC as its only target, so
+/// links to it work and its output shows like any other. Only for ad-hoc job ids; idempotent.
+fn adhoc_execution(
+    tx: &Transaction<'_>,
+    exec_id: ExecId,
+    job: &JobId,
+    version: &str,
+    pc: &PcId,
+    at_ms: i64,
+) -> Result<(), DbError> {
+    if !job.is_adhoc() {
+        return Ok(());
+    }
+    let made = tx.prepare_cached(
+        "INSERT INTO executions (exec_id, job_id, version, status, target_count, created_by, plan_json, created_ms,
+             updated_ms, title)
+         VALUES (?1, ?2, ?3, 'pending', 1, 'kanade run', 'null', ?4, ?4, ?5) ON CONFLICT(exec_id) DO NOTHING",
+    )?
+    .execute(params![exec_id.to_string(), job.as_str(), version, at_ms, format!("kanade run on {pc}")])?;
+    if made == 1 {
+        tx.prepare_cached("INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING")?
+            .execute(params![exec_id.to_string(), pc.as_str()])?;
+    }
+    Ok(())
+}
+
 pub fn apply_started(tx: &Transaction<'_>, events: &[StartedEvent], now_ms: i64) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status, attempt,
@@ -126,6 +158,10 @@ pub fn apply_started(tx: &Transaction<'_>, events: &[StartedEvent], now_ms: i64)
          WHERE execution_results.status = 'running'",
     )?;
     let mut touched = BTreeSet::new();
+    for e in events.iter().filter(|e| e.result_id.is_run_of(e.exec_id, &e.pc_id)) {
+        // A started event carries no version; `kanade run` always sends version 1.
+        adhoc_execution(tx, e.exec_id, &e.job_id, "1", &e.pc_id, ts_ms(e.started_at))?;
+    }
     for e in events {
         stmt.execute(params![
             e.result_id.to_string(),
@@ -315,6 +351,8 @@ pub struct ExecCreated {
     pub waves: Vec<(i64, i64, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 /// `exec.wave_published`, `exec.aborted` and `exec.expired` carry this.
@@ -368,6 +406,7 @@ fn apply_exec_audit(tx: &Transaction<'_>, e: &AuditEvent, now_ms: i64) -> Result
                 waves: &c.waves,
                 target_count: c.target_count,
                 schedule_id: c.schedule_id.as_deref(),
+                title: c.title.as_deref(),
             };
             insert_execution(tx, &new, ts_ms(e.at))
         }
@@ -468,14 +507,21 @@ pub struct NewExecution<'a> {
     pub waves: &'a [(i64, i64, String)],
     pub target_count: i64,
     pub schedule_id: Option<&'a str>,
+    /// What ran, where the job id does not say (ad-hoc runs).
+    pub title: Option<&'a str>,
 }
 
 pub fn insert_execution(tx: &Transaction<'_>, e: &NewExecution<'_>, now_ms: i64) -> Result<(), DbError> {
+    // A row the projector made up from an ad-hoc run's result (its plan is `null`) gives way to
+    // the real one, which a rebuild may replay after that result.
     tx.execute(
         "INSERT INTO executions (exec_id, job_id, version, status, target_count, created_by, plan_json, created_ms,
-             updated_ms, schedule_id)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7, ?8) ON CONFLICT(exec_id) DO NOTHING",
-        params![e.exec_id, e.job_id, e.version, e.target_count, e.created_by, e.plan_json, now_ms, e.schedule_id],
+             updated_ms, schedule_id, title)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7, ?8, ?9)
+         ON CONFLICT(exec_id) DO UPDATE SET created_by = excluded.created_by, plan_json = excluded.plan_json,
+             created_ms = excluded.created_ms, schedule_id = excluded.schedule_id, title = excluded.title
+         WHERE executions.plan_json = 'null'",
+        params![e.exec_id, e.job_id, e.version, e.target_count, e.created_by, e.plan_json, now_ms, e.schedule_id, e.title],
     )?;
     let mut target = tx.prepare_cached(
         "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",

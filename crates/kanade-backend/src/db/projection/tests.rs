@@ -69,6 +69,7 @@ async fn fresh(exec: ExecId) -> (tempfile::TempDir, Db) {
                 waves: &[],
                 target_count: 2,
                 schedule_id: None,
+                title: None,
             },
             NOW,
         )
@@ -227,6 +228,7 @@ async fn a_late_pc_becomes_a_target_in_any_order() {
             waves: &[],
             target_count: 2,
             schedule_id: None,
+            title: None,
         };
         insert_execution(tx, &new, NOW)
     })

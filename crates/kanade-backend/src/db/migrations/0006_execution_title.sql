@@ -1,0 +1,2 @@
+-- What ran, for executions whose job id says nothing (ad-hoc runs: adhoc-<request id>).
+ALTER TABLE executions ADD COLUMN title TEXT
