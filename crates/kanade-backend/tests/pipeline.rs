@@ -351,13 +351,21 @@ async fn adhoc_runs_are_executions_named_by_what_ran() {
     js.publish(subject, kanade_shared::wire::encode(&cmd).unwrap().into()).await.unwrap().await.unwrap();
     let body = s.wait_status(&cmd.exec_id.to_string(), "completed").await;
     assert_eq!(body["execution"]["title"], "kanade run on PC-H", "{body:#}");
-    assert_eq!((&body["execution"]["target_count"], &body["pcs"][0]["stdout"]), (&1.into(), &"direct\n".into()));
+    assert_eq!(
+        (&body["execution"]["target_count"], &body["pcs"][0]["stdout"]),
+        (&1.into(), &"direct\n".into())
+    );
     let (_, list) = s.get("/api/results?pc=PC-H").await;
     assert_eq!(list["items"][0]["title"], "kanade run on PC-H", "{list:#}");
 
     // POST /api/run: named by its script's first line.
     let (status, launched) = s
-        .send_as("POST", "/api/run", None, serde_json::json!({ "pcs": ["PC-H"], "script": "\n echo via api\necho more" }))
+        .send_as(
+            "POST",
+            "/api/run",
+            None,
+            serde_json::json!({ "pcs": ["PC-H"], "script": "\n echo via api\necho more" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{launched:#}");
     let body = s.wait_status(launched["exec_id"].as_str().unwrap(), "completed").await;

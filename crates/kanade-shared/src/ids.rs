@@ -113,7 +113,9 @@ impl JobId {
 
     /// Whether this is the job token of an ad-hoc run (see [`JobId::adhoc`]).
     pub fn is_adhoc(&self) -> bool {
-        self.0.strip_prefix("adhoc-").is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+        self.0
+            .strip_prefix("adhoc-")
+            .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
     }
 }
 

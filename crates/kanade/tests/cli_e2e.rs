@@ -156,6 +156,16 @@ async fn an_operators_day() {
         (stdout(&out).as_str(), stderr(&out).as_str(), out.status.code()),
         ("out\n", "err\n", Some(3))
     );
+    // The run is an execution like any other, named by what ran, not by its ad-hoc job id.
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = stdout(&kanade(url, &["results", "--pc", "PC-1"]).await);
+        if out.contains("kanade run on PC-1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(out.contains("kanade run on PC-1") && !out.contains("adhoc-"), "{out}");
     // Words after `--` keep their boundaries; a crash code never becomes success.
     let out = kanade(url, &["--nats-url", &nats, "run", "PC-1", "--", "printf", "[%s]", "b c", "it's"]).await;
     assert_eq!((stdout(&out).as_str(), out.status.code()), ("[b c][it's]", Some(0)), "{}", stderr(&out));

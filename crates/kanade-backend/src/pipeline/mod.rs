@@ -142,7 +142,10 @@ impl Pipeline {
             waves: waves.clone(),
             schedule_id: origin.schedule_id.clone(),
             // An ad-hoc job's id says nothing: name it by its script.
-            title: manifest.id.is_adhoc().then(|| plan::adhoc_title(template.script.as_deref().unwrap_or_default())),
+            title: manifest
+                .id
+                .is_adhoc()
+                .then(|| plan::adhoc_title(template.script.as_deref().unwrap_or_default())),
         };
         let row = created.clone();
         let actor = origin.actor.clone();

@@ -29,7 +29,7 @@ pub fn execution_rows(list: &Value) -> Vec<Vec<String>> {
         .map(|e| {
             vec![
                 text(&e["exec_id"]),
-                text(&e["job_id"]),
+                job_cell(e),
                 text(&e["status"]),
                 progress_cell(e),
                 (e["failed"].as_i64().unwrap_or(0) + e["other"].as_i64().unwrap_or(0)).to_string(),
@@ -37,6 +37,11 @@ pub fn execution_rows(list: &Value) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// The job, or what ran for an ad-hoc run (whose job id says nothing).
+fn job_cell(row: &Value) -> String {
+    row["title"].as_str().map_or_else(|| text(&row["job_id"]), |t| t.chars().take(40).collect())
 }
 
 pub const RESULT_HEADERS: [&str; 6] = ["PC", "JOB", "STATUS", "EXIT", "FINISHED", "OUTPUT"];
@@ -47,7 +52,7 @@ pub fn result_rows(list: &Value) -> Vec<Vec<String>> {
         .map(|r| {
             vec![
                 text(&r["pc_id"]),
-                text(&r["job_id"]),
+                job_cell(r),
                 text(&r["status"]),
                 text(&r["exit_code"]),
                 when(&r["finished_ms"]),

@@ -143,8 +143,10 @@ fn adhoc_execution(
     )?
     .execute(params![exec_id.to_string(), job.as_str(), version, at_ms, format!("kanade run on {pc}")])?;
     if made == 1 {
-        tx.prepare_cached("INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING")?
-            .execute(params![exec_id.to_string(), pc.as_str()])?;
+        tx.prepare_cached(
+            "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![exec_id.to_string(), pc.as_str()])?;
     }
     Ok(())
 }
