@@ -60,6 +60,10 @@ impl Api {
         self.call(Method::POST, path, Some(("application/json", body.to_string().into_bytes()))).await
     }
 
+    pub async fn post_yaml(&self, path: &str, text: &str) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(("application/yaml", text.as_bytes().to_vec()))).await
+    }
+
     pub async fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(Method::PUT, path, Some(("application/json", body.to_string().into_bytes()))).await
     }

@@ -122,7 +122,7 @@ pub enum Command {
     /// Work with job manifests
     #[command(subcommand)]
     Job(JobCommand),
-    /// Run a catalog job with a target
+    /// Run a catalog job: on the target given, or on the one stored with it
     Exec {
         job_id: String,
         /// Comma-separated PCs

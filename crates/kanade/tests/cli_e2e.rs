@@ -44,7 +44,13 @@ async fn an_operators_day() {
         "hello.yaml",
         "id: hello\nversion: '1'\nexecute: { shell: sh, script_file: scripts/hello.sh }\ntarget: { groups: [lab] }\n",
     );
-    assert_eq!(stdout(&kanade(url, &["job", "create", &job]).await), "job hello version 1 stored\n");
+    // Its target is kept with it, and the file as written (comments too).
+    let job_text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, format!("# says hello\n{job_text}")).unwrap();
+    assert_eq!(
+        stdout(&kanade(url, &["job", "create", &job]).await),
+        "job hello version 1 stored with its target (`kanade exec hello` runs it there)\n"
+    );
     let out = stdout(&kanade(url, &["job", "list"]).await);
     assert!(out.contains("hello") && out.contains("sh"), "{out}");
     let out = stdout(&kanade(url, &["job", "show", "hello"]).await);
@@ -136,8 +142,18 @@ async fn an_operators_day() {
     );
     let out = stdout(&kanade(url, &["results", "--failed"]).await);
     assert!(out.contains("boom") && !out.contains("hello"), "{out}");
-    let out = kanade(url, &["exec", "hello"]).await;
-    assert_eq!(stderr(&out), "error: say where to run hello: --pcs a,b, --groups g or --all\n");
+    // Without a target, `exec` runs the job where its file said; a job without one says so.
+    let out = kanade(url, &["exec", "hello", "--wait"]).await;
+    assert!(out.status.success() && stdout(&out).contains("1/1 done"), "{}{}", stdout(&out), stderr(&out));
+    let bare_yaml = "# kept as written\nid: bare\nversion: '1'\nexecute: { shell: sh, script: 'true', timeout: 60s }\n";
+    let bare = write(dir.path(), "bare.yaml", bare_yaml);
+    assert_eq!(stdout(&kanade(url, &["job", "create", &bare]).await), "job bare version 1 stored\n");
+    assert_eq!(stdout(&kanade(url, &["job", "show", "bare"]).await), bare_yaml);
+    let out = kanade(url, &["exec", "bare"]).await;
+    assert_eq!(
+        stderr(&out),
+        "error: job bare has no stored target; say where to run it: --pcs a,b, --groups g or --all\n"
+    );
 
     // Revoke: the agent skips the job; unrevoke lifts it.
     assert_eq!(

@@ -17,6 +17,12 @@ pub fn text(bytes: &[u8]) -> Result<&str, super::ApiError> {
     std::str::from_utf8(bytes).map_err(|_| super::ApiError::bad_request("request body is not UTF-8"))
 }
 
+/// A YAML body as written, to keep next to what it parses to (JSON bodies are machine-made:
+/// the parsed form says all they do).
+pub fn source(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, super::ApiError> {
+    if is_yaml(headers) { text(body).map(|t| Some(t.to_owned())) } else { Ok(None) }
+}
+
 /// 400 when the body is not JSON/YAML at all (or uses YAML aliases); 422 (every problem) when
 /// it is but does not validate.
 pub async fn parse_doc<T: Send + 'static>(

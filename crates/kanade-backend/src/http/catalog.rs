@@ -13,18 +13,20 @@ use super::body::parse_doc;
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
 use crate::db::queries;
+use crate::pipeline::catalog;
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = super::stored(&state.js, "jobs", manifest::job_from_json)
+    let items: Vec<Value> = super::stored(&state.js, "jobs", catalog::parse)
         .await?
         .into_iter()
-        .map(|(_, f)| {
-            let m = f.manifest;
-            json!({ "id": m.id, "version": m.version, "description": m.description, "shell": m.execute.shell })
+        .map(|(_, e)| {
+            let m = e.manifest;
+            json!({ "id": m.id, "version": m.version, "description": m.description, "shell": m.execute.shell,
+                    "has_plan": e.plan.is_some() })
         })
         .collect();
     Ok(Json(json!({ "items": items })))
@@ -36,12 +38,16 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let source = super::body::source(&headers, &body)?;
     let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
-    let m = file.manifest;
-    crate::pipeline::catalog::store(&state.js, &m).await?;
+    // A target in the file is kept with the job (what `exec` runs when it names none), never
+    // dropped; the text is kept as written.
+    let entry = catalog::Entry::new(file, source);
+    catalog::store(&state.js, &entry).await?;
+    let m = &entry.manifest;
     super::audit_as(&state, &caller, "job.create", Some(m.id.to_string()), json!({ "version": m.version }))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": m.id, "version": m.version }))))
+    Ok((StatusCode::CREATED, Json(json!({ "id": m.id, "version": m.version, "has_plan": entry.plan.is_some() }))))
 }
 
 /// Check a manifest (and its plan, if any) without storing it: the dashboard's editor shows
@@ -53,13 +59,12 @@ pub async fn validate(headers: HeaderMap, body: Bytes) -> Result<Json<Value>, Ap
 
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = job_id(&id)?;
-    let kv = state.js.get_key_value("jobs").await.map_err(broker)?;
-    let bytes = kv
-        .get(id.as_str())
-        .await
-        .map_err(broker)?
-        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
-    let manifest: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let entry = catalog::load_entry(&state.js, &id).await.map_err(|e| match e {
+        crate::pipeline::ExecError::NotFound(_) => ApiError::not_found(format!("job {id} not found")),
+        other => other.into(),
+    })?;
+    let manifest = serde_json::to_value(&entry.manifest).unwrap_or_default();
+    let plan = entry.plan.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default());
     let status = state
         .js
         .get_key_value("script_status")
@@ -69,8 +74,15 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         .await
         .map_err(broker)?;
     let revoked = status.is_some_and(|s| s.as_ref().eq_ignore_ascii_case(b"REVOKED"));
-    let yaml = serde_yaml_ng::to_string(&manifest).unwrap_or_default();
-    Ok(Json(json!({ "manifest": manifest, "yaml": yaml, "revoked": revoked })))
+    // The text as written when there is one; else the parsed form (with its plan) as YAML.
+    let yaml = entry.source.clone().unwrap_or_else(|| {
+        let mut whole = manifest.clone();
+        if let (Some(w), Some(Value::Object(p))) = (whole.as_object_mut(), plan.clone()) {
+            w.extend(p);
+        }
+        serde_yaml_ng::to_string(&whole).unwrap_or_default()
+    });
+    Ok(Json(json!({ "manifest": manifest, "plan": plan, "yaml": yaml, "revoked": revoked })))
 }
 
 pub async fn delete(

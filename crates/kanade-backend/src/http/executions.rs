@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use kanade_shared::manifest::{self, JobFile};
+use kanade_shared::manifest;
 use kanade_shared::{ExecId, JobId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,15 +35,17 @@ pub async fn deploy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let JobFile { manifest, plan } =
-        parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    let source = super::body::source(&headers, &body)?;
+    let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    let entry = catalog::Entry::new(file, source);
+    let (manifest, plan) = (&entry.manifest, entry.plan.clone());
     let plan = plan.ok_or_else(|| {
         ApiError::invalid(vec![
             "target: a deploy needs a plan: a target (pcs, groups or all: true) or rollout.waves".into(),
         ])
     })?;
-    catalog::store(&state.js, &manifest).await?;
-    let launched = state.pipeline.exec(&manifest, &plan, &launch_origin(&caller, &q)).await?;
+    catalog::store(&state.js, &entry).await?;
+    let launched = state.pipeline.exec(manifest, &plan, &launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 
@@ -57,9 +59,18 @@ pub async fn exec(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let job: JobId =
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
-    let plan = parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?;
-    let manifest = catalog::load(&state.js, &job).await?;
-    let launched = state.pipeline.exec(&manifest, &plan, &launch_origin(&caller, &q)).await?;
+    let entry = catalog::load_entry(&state.js, &job).await?;
+    // No body: the plan stored with the job.
+    let plan = if body.iter().all(u8::is_ascii_whitespace) {
+        entry.plan.ok_or_else(|| {
+            ApiError::invalid(vec![format!(
+                "target: job {job} has no stored target; say where to run it (a target or rollout.waves)"
+            )])
+        })?
+    } else {
+        parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?
+    };
+    let launched = state.pipeline.exec(&entry.manifest, &plan, &launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 

@@ -84,7 +84,8 @@ pub async fn create(
             })?;
         }
         ScheduleJob::Inline(m) => {
-            catalog::store(&state.js, m).await?;
+            let file = kanade_shared::manifest::JobFile { manifest: (**m).clone(), plan: None };
+            catalog::store(&state.js, &catalog::Entry::new(file, None)).await?;
             super::audit_as(
                 &state,
                 &caller,

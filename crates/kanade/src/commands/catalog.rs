@@ -22,15 +22,35 @@ pub fn manifest_json(path: &Path) -> anyhow::Result<kanade_shared::manifest::Job
     }
 }
 
+/// A job file as one JSON body: the manifest with its plan blocks (target, rollout, …) beside it.
+pub fn job_body(job: &kanade_shared::manifest::JobFile) -> anyhow::Result<serde_json::Value> {
+    let mut body = serde_json::to_value(&job.manifest)?;
+    if let Some(plan) = &job.plan
+        && let serde_json::Value::Object(p) = serde_json::to_value(plan)?
+    {
+        body.as_object_mut().expect("a manifest is an object").extend(p);
+    }
+    Ok(body)
+}
+
 pub async fn create(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
     let job = manifest_json(file)?;
-    let body = serde_json::to_value(&job.manifest)?;
-    let created = Api::new(global)?.post_json("/api/jobs", &body).await?;
-    done(
-        global.output,
-        &created,
-        &format!("job {} version {} stored", text(&created["id"]), text(&created["version"])),
-    );
+    let api = Api::new(global)?;
+    // The file as written (comments, key order, `60s`) when it stands alone; a script_file
+    // has to be inlined first, and then the parsed form goes.
+    let written = std::fs::read_to_string(file).ok().filter(|t| {
+        kanade_shared::manifest::job_from_yaml(t).is_ok_and(|parsed| parsed == job)
+    });
+    let created = match written {
+        Some(text) => api.post_yaml("/api/jobs", &text).await?,
+        None => api.post_json("/api/jobs", &job_body(&job)?).await?,
+    };
+    let id = text(&created["id"]);
+    let mut sentence = format!("job {id} version {} stored", text(&created["version"]));
+    if created["has_plan"] == true {
+        sentence.push_str(&format!(" with its target (`kanade exec {id}` runs it there)"));
+    }
+    done(global.output, &created, &sentence);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -49,8 +69,14 @@ pub async fn show(id: &str, global: &Global) -> anyhow::Result<ExitCode> {
     match global.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&job)?),
         Format::Table => {
-            let manifest = if job["manifest"].is_null() { &job } else { &job["manifest"] };
-            println!("{}", serde_yaml_ng::to_string(manifest)?.trim_end());
+            // The text as it was submitted, when the backend kept it.
+            match job["yaml"].as_str() {
+                Some(yaml) => println!("{}", yaml.trim_end()),
+                None => {
+                    let manifest = if job["manifest"].is_null() { &job } else { &job["manifest"] };
+                    println!("{}", serde_yaml_ng::to_string(manifest)?.trim_end());
+                }
+            }
             if let Some(status) = job["status"].as_str() {
                 println!("# status: {status}");
             }

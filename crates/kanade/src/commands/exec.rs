@@ -32,15 +32,24 @@ fn launch_path(path: &str, allow_unknown: bool) -> String {
 }
 
 pub async fn exec(job: &str, t: Target, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
-    if t.pcs.is_empty() && t.groups.is_empty() && !t.all {
-        anyhow::bail!("say where to run {job}: --pcs a,b, --groups g or --all");
-    }
-    let mut plan = json!({ "target": { "pcs": t.pcs, "groups": t.groups, "all": t.all } });
-    if let Some(j) = t.jitter {
-        plan["jitter"] = json!(j);
-    }
+    let path = launch_path(&format!("/api/exec/{job}"), t.allow_unknown);
     let api = Api::new(global)?;
-    let launched = api.post_json(&launch_path(&format!("/api/exec/{job}"), t.allow_unknown), &plan).await?;
+    // No target: the one stored with the job, if it has one.
+    let launched = if t.pcs.is_empty() && t.groups.is_empty() && !t.all {
+        if t.jitter.is_some() {
+            anyhow::bail!("--jitter goes with a target: --pcs a,b, --groups g or --all");
+        }
+        api.post(&path).await.map_err(|e| match e.to_string().contains("has no stored target") {
+            true => anyhow::anyhow!("job {job} has no stored target; say where to run it: --pcs a,b, --groups g or --all"),
+            false => e,
+        })?
+    } else {
+        let mut plan = json!({ "target": { "pcs": t.pcs, "groups": t.groups, "all": t.all } });
+        if let Some(j) = t.jitter {
+            plan["jitter"] = json!(j);
+        }
+        api.post_json(&path, &plan).await?
+    };
     follow(&api, &launched, wait, global).await
 }
 
@@ -51,14 +60,10 @@ pub async fn deploy(
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     let job = manifest_json(file)?;
-    let mut body = serde_json::to_value(&job.manifest)?;
-    if let Some(plan) = &job.plan {
-        if let Value::Object(p) = serde_json::to_value(plan)? {
-            body.as_object_mut().expect("a manifest is an object").extend(p);
-        }
-    } else {
+    if job.plan.is_none() {
         anyhow::bail!("{}: a deploy needs a plan in the file (target or rollout.waves)", file.display());
     }
+    let mut body = super::catalog::job_body(&job)?;
     if let Some(v) = version {
         body["version"] = json!(v);
     }

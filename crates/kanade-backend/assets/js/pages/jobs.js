@@ -52,7 +52,7 @@ export async function detail(main, id) {
   const operator = can('operator');
   main.append(
     h('h1', {}, `Job ${id} `, j.revoked ? badge('revoked') : null),
-    operator ? execForm(id) : null,
+    operator ? execForm(id, Boolean(j.plan)) : null,
     h('h2', {}, 'Manifest'),
     yamlEditor(j.yaml, { readOnly: !operator, onSaved: () => {} }),
     operator ? h('div', { class: 'toolbar' },
@@ -69,11 +69,12 @@ export async function detail(main, id) {
 }
 
 /** Target picker (all / groups / PCs), jitter and optional waves → POST /api/exec/{job}. */
-function execForm(id) {
-  // Nothing chosen at first: running on every agent is never one click away.
+function execForm(id, hasPlan) {
+  // Nothing chosen at first (or the job's own target, when its file had one): running on every
+  // agent is never one click away.
   const mode = h('select', { id: 'exec-target-mode' },
-    h('option', { value: '' }, 'choose…'), h('option', { value: 'groups' }, 'groups'), h('option', { value: 'pcs' }, 'PCs'),
-    h('option', { value: 'all' }, 'all agents'));
+    hasPlan ? h('option', { value: 'stored' }, 'as the job file says') : h('option', { value: '' }, 'choose…'),
+    h('option', { value: 'groups' }, 'groups'), h('option', { value: 'pcs' }, 'PCs'), h('option', { value: 'all' }, 'all agents'));
   const names = h('input', { id: 'exec-target-names', placeholder: 'comma-separated' });
   const jitter = h('input', { id: 'exec-jitter', placeholder: 'e.g. 30s', size: 8 });
   const waves = h('textarea', { id: 'exec-waves', rows: 3, style: 'min-height:4rem', placeholder: 'one wave per line: <group> <delay>, e.g.\ncanary 0s\nall-pcs 30m' });
@@ -87,7 +88,7 @@ function execForm(id) {
     if (lines.length) {
       plan.rollout = { strategy: 'wave', waves: lines.map((l) => { const [group, delay] = l.split(/\s+/); return { group, delay: delay || '0s' }; }) };
       if (ratio.value.trim()) plan.rollout.max_failure_ratio = Number(ratio.value);
-    } else {
+    } else if (mode.value !== 'stored') {
       const list = names.value.split(',').map((s) => s.trim()).filter(Boolean);
       if (!mode.value || (mode.value !== 'all' && !list.length)) {
         errors.append(h('p', { class: 'errors', role: 'alert' }, 'Choose a target: groups or PCs (with their names), all agents, or waves.'));
@@ -97,8 +98,13 @@ function execForm(id) {
       plan.target = mode.value === 'all' ? { all: true } : { [mode.value]: list };
     }
     if (jitter.value.trim()) plan.jitter = jitter.value.trim();
+    if (mode.value === 'stored' && !lines.length && plan.jitter) {
+      errors.append(h('p', { class: 'errors', role: 'alert' }, 'Jitter goes with a target you choose here; the job file\'s own plan sets its own.'));
+      return;
+    }
     try {
-      const r = await api('POST', `/api/exec/${encodeURIComponent(id)}`, plan);
+      const stored = mode.value === 'stored' && !lines.length;
+      const r = await api('POST', `/api/exec/${encodeURIComponent(id)}`, stored ? undefined : plan);
       location.hash = `#/executions/${r.exec_id}`;
     } catch (err) { errors.append(problems(err)); }
   };
