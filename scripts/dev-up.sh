@@ -2,7 +2,8 @@
 # Install what is missing, build, and run a local kanade: nats-server with JetStream,
 # kanade-backend on SQLite and one kanade-agent, all in this terminal. Ctrl-C stops everything.
 #   --install-only   install prerequisites and exit
-# Ports: KANADE_DEV_NATS_PORT (4222), KANADE_DEV_HTTP_PORT (8080). State lives in .kanade-dev/.
+# Ports: KANADE_DEV_NATS_PORT (4222), KANADE_DEV_HTTP_PORT (8080). State lives in .kanade-dev/
+# (KANADE_DEV_DIR elsewhere).
 # First admin: admin / KANADE_DEV_ADMIN_PASSWORD (kanade-dev-admin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ NATS_PORT="${KANADE_DEV_NATS_PORT:-4222}"
 HTTP_PORT="${KANADE_DEV_HTTP_PORT:-8080}"
 # The first admin of a fresh dev database; later starts keep whatever password it has by then.
 ADMIN_PASSWORD="${KANADE_DEV_ADMIN_PASSWORD:-kanade-dev-admin}"
-DEV="$PWD/.kanade-dev"
+DEV="${KANADE_DEV_DIR:-$PWD/.kanade-dev}"
 for port in "$NATS_PORT" "$HTTP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is already in use; stop what uses it or set KANADE_DEV_NATS_PORT / KANADE_DEV_HTTP_PORT"

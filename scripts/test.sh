@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full gate, exactly what CI runs: fmt check, clippy (Linux and Windows), the Windows build
 # of every binary (the wine tests run that agent), and the whole test suite against a real
-# nats-server (the dashboard in headless Chromium, the Windows agent under wine).
+# nats-server (the dashboard in headless Chromium, the Windows agent under wine), then the
+# README's Try it block against ./scripts/dev-up.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -29,3 +30,7 @@ cargo build --locked --target x86_64-pc-windows-gnu -p kanade-agent -p kanade-ba
 
 say "cargo test --workspace"
 cargo test --workspace --locked
+
+# The README's quick start, pasted as a new admin would, against ./scripts/dev-up.sh.
+say "README's Try it against dev-up.sh"
+./scripts/try-readme.sh
