@@ -145,7 +145,8 @@ async fn an_operators_day() {
     // Without a target, `exec` runs the job where its file said; a job without one says so.
     let out = kanade(url, &["exec", "hello", "--wait"]).await;
     assert!(out.status.success() && stdout(&out).contains("1/1 done"), "{}{}", stdout(&out), stderr(&out));
-    let bare_yaml = "# kept as written\nid: bare\nversion: '1'\nexecute: { shell: sh, script: 'true', timeout: 60s }\n";
+    let bare_yaml =
+        "# kept as written\nid: bare\nversion: '1'\nexecute: { shell: sh, script: 'true', timeout: 60s }\n";
     let bare = write(dir.path(), "bare.yaml", bare_yaml);
     assert_eq!(stdout(&kanade(url, &["job", "create", &bare]).await), "job bare version 1 stored\n");
     assert_eq!(stdout(&kanade(url, &["job", "show", "bare"]).await), bare_yaml);

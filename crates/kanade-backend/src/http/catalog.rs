@@ -47,7 +47,10 @@ pub async fn create(
     let m = &entry.manifest;
     super::audit_as(&state, &caller, "job.create", Some(m.id.to_string()), json!({ "version": m.version }))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": m.id, "version": m.version, "has_plan": entry.plan.is_some() }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": m.id, "version": m.version, "has_plan": entry.plan.is_some() })),
+    ))
 }
 
 /// Check a manifest (and its plan, if any) without storing it: the dashboard's editor shows

@@ -59,16 +59,19 @@ pub async fn exec(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let job: JobId =
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
+    // A body is checked before the job is looked up; no body: the plan stored with the job.
+    let given = match body.iter().all(u8::is_ascii_whitespace) {
+        true => None,
+        false => Some(parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?),
+    };
     let entry = catalog::load_entry(&state.js, &job).await?;
-    // No body: the plan stored with the job.
-    let plan = if body.iter().all(u8::is_ascii_whitespace) {
-        entry.plan.ok_or_else(|| {
-            ApiError::invalid(vec![format!(
+    let plan = match (given, entry.plan) {
+        (Some(plan), _) | (None, Some(plan)) => plan,
+        (None, None) => {
+            return Err(ApiError::invalid(vec![format!(
                 "target: job {job} has no stored target; say where to run it (a target or rollout.waves)"
-            )])
-        })?
-    } else {
-        parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?
+            )]));
+        }
     };
     let launched = state.pipeline.exec(&entry.manifest, &plan, &launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))

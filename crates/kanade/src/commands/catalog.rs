@@ -38,9 +38,9 @@ pub async fn create(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     // The file as written (comments, key order, `60s`) when it stands alone; a script_file
     // has to be inlined first, and then the parsed form goes.
-    let written = std::fs::read_to_string(file).ok().filter(|t| {
-        kanade_shared::manifest::job_from_yaml(t).is_ok_and(|parsed| parsed == job)
-    });
+    let written = std::fs::read_to_string(file)
+        .ok()
+        .filter(|t| kanade_shared::manifest::job_from_yaml(t).is_ok_and(|parsed| parsed == job));
     let created = match written {
         Some(text) => api.post_yaml("/api/jobs", &text).await?,
         None => api.post_json("/api/jobs", &job_body(&job)?).await?,

@@ -40,7 +40,9 @@ pub async fn exec(job: &str, t: Target, wait: bool, global: &Global) -> anyhow::
             anyhow::bail!("--jitter goes with a target: --pcs a,b, --groups g or --all");
         }
         api.post(&path).await.map_err(|e| match e.to_string().contains("has no stored target") {
-            true => anyhow::anyhow!("job {job} has no stored target; say where to run it: --pcs a,b, --groups g or --all"),
+            true => anyhow::anyhow!(
+                "job {job} has no stored target; say where to run it: --pcs a,b, --groups g or --all"
+            ),
             false => e,
         })?
     } else {
