@@ -104,6 +104,28 @@ trusted_keys = ["$BACKEND_KEY", "$(cat "$DEV/operator.pub")"]
 path = "$DEV/logs"
 CONF
 start "agent  " "$BIN/kanade-agent" --config "$DEV/agent.toml"
+
+# One HTTP/1.0 exchange with the backend; prints the response (headers and body).
+http() {
+  local method=$1 path=$2 auth=${3:-} body=${4:-} header=""
+  [ -z "$auth" ] || header="Authorization: Bearer $auth"$'\r\n'
+  exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT" || return 1
+  printf '%s %s HTTP/1.0\r\nHost: localhost\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+    "$method" "$path" "$header" "${#body}" "$body" >&3
+  cat <&3
+  exec 3<&-
+}
+# The banner comes once the backend lists the agent, so the first `kanade agents list` shows it.
+TOKEN=$(http POST /api/auth/login "" "{\"name\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" \
+  | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+if [ -n "$TOKEN" ]; then
+  for _ in $(seq 1 150); do
+    http GET /api/agents "$TOKEN" | grep -q "\"pc_id\":\"$AGENT_ID\"" && break
+    sleep 0.2
+  done
+else
+  say "cannot sign in as admin with the dev password (changed?); not waiting for the agent to register"
+fi
 cat >&2 <<MSG
 
   kanade is running (state in $DEV, logs in $DEV/logs)

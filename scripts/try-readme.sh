@@ -31,16 +31,19 @@ BLOCK="$SCRATCH/try-it.sh"
 awk '/^## Try it/ { on = 1 } on && /^```sh/ { code = 1; next } code && /^```/ { exit } code' README.md \
   | sed -e 's|^\$K login --user admin .*|echo kanade-dev-admin \| $K login --user admin --password-stdin|' \
         -e 's|^curl -sN \([^#]*\)#.*$|timeout 2 curl -sN \1 \|\| [ $? -eq 124 ]|' \
-        -e "s|\.kanade-dev|$KANADE_DEV_DIR|g" \
+        -e "s|\$PWD/\.kanade-dev|$KANADE_DEV_DIR|g" -e "s|\.kanade-dev|$KANADE_DEV_DIR|g" \
   > "$BLOCK"
 [ -s "$BLOCK" ] || die "README.md has no Try it code block"
 say "running README's Try it ($(wc -l < "$BLOCK") lines)"
-if ! (set -e; . "$BLOCK") > "$SCRATCH/try-it.out" 2>&1; then
+# Its own bash with -e: the first line that fails stops it (an `if` around a subshell would
+# silently turn -e off).
+bash -e "$BLOCK" > "$SCRATCH/try-it.out" 2>&1 || {
   cat "$SCRATCH/try-it.out"
-  die "README's Try it failed (output above)"
-fi
+  die "README's Try it failed at the last command above"
+}
 stop
 if grep -E " (WARN|ERROR) |\[(WRN|ERR)\]" "$LOG"; then
   die "the dev stack logged warnings or errors (above)"
 fi
+cut -c1-160 "$SCRATCH/try-it.out"
 say "README's Try it ran clean"
