@@ -236,3 +236,42 @@ async fn a_yaml_alias_bomb_is_refused_without_being_expanded() {
     let grown_mib = (peak_rss_kib() - before) / 1024;
     assert!(grown_mib < 64, "peak RSS grew by {grown_mib} MiB reading a 1.3 MB body");
 }
+
+#[tokio::test]
+async fn fleet_software_search_finds_pcs_by_program() {
+    let s = stack(&[("PC-SW", &[])]).await;
+    let mut inventory = Value::Null;
+    for _ in 0..100 {
+        inventory = s.get("/api/agents/PC-SW").await.1["inventory"].clone();
+        if inventory.is_object() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The PC reports two known programs (a later inventory replaces the first).
+    inventory["software"] = serde_json::json!([
+        { "name": "Kanade Test Tool", "version": "3.0.7", "publisher": "kanade" },
+        { "name": "other_thing", "version": "1.0", "publisher": "" },
+    ]);
+    let client = async_nats::connect(s.server.url()).await.unwrap();
+    client.publish("inventory.PC-SW", inventory.to_string().into()).await.unwrap();
+    client.flush().await.unwrap();
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = s.get("/api/software?name=test%20tool").await.1;
+        if found["pcs"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["items"][0]["pc_id"], "PC-SW", "{found:#}");
+    assert_eq!((&found["items"][0]["name"], &found["items"][0]["version"]), (&"Kanade Test Tool".into(), &"3.0.7".into()));
+    let (_, none) = s.get("/api/software?name=test%20tool&version=2.").await;
+    assert_eq!(none["pcs"], 0, "{none:#}");
+    // LIKE wildcards in the query match only themselves: `_` is not "any character".
+    let (_, under) = s.get("/api/software?name=other_").await;
+    let (_, wild) = s.get("/api/software?name=other%25").await;
+    assert_eq!((under["pcs"].as_u64(), wild["pcs"].as_u64()), (Some(1), Some(0)), "{under:#} {wild:#}");
+    let (status, body) = s.get("/api/software").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}

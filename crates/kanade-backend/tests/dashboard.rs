@@ -153,6 +153,40 @@ fn browse(base: &str) {
     b.wait_text("main table tbody tr", WAIT, |t| t.contains("disabled")).unwrap();
     b.click(&b.find("[data-toggle=nightly-hello]").unwrap()).unwrap();
     b.wait_text("main table tbody tr", WAIT, |t| t.contains("enabled")).unwrap();
+    // Edit puts the schedule back in the editor; Run now runs its job with its plan at once.
+    b.click(&b.find("[data-edit=nightly-hello]").unwrap()).unwrap();
+    let text = b.execute("return document.getElementById('schedule-yaml').value").unwrap();
+    assert!(text.as_str().unwrap().contains("\"id\": \"nightly-hello\""), "{text}");
+    b.click(&b.find("[data-run=nightly-hello]").unwrap()).unwrap();
+    b.accept_alert().unwrap();
+    b.wait_text("[data-testid=exec-job]", WAIT, |t| t.starts_with("hello-ui")).unwrap();
+
+    // The agent page tells the groups it is in from those assigned here (none yet).
+    b.goto(&format!("{base}/#/agents/PC-A")).unwrap();
+    b.wait_text("[data-testid=agent-groups-now]", WAIT, |t| t.starts_with("In: lab")).unwrap();
+    assert_eq!(b.execute("return document.getElementById('agent-groups').value").unwrap(), json!(""));
+    // A one-off command from the agent page: its output shows there, live.
+    b.type_into(&b.wait_for("#command-script", WAIT).unwrap(), "echo from the box").unwrap();
+    b.click(&b.find("#command-run").unwrap()).unwrap();
+    b.wait_text("[data-testid=command-stdout]", WAIT, |t| t.contains("from the box")).unwrap();
+    // The fleet-wide software search asks for a name first.
+    b.goto(&format!("{base}/#/agents")).unwrap();
+    b.click_on("#software-search", WAIT).unwrap();
+    b.wait_text("main .errors", WAIT, |t| t.contains("name")).unwrap();
+    // Bulk: select both PCs (kept across live redraws) and ping them together.
+    b.click_on("[data-select=PC-A]", WAIT).unwrap();
+    b.click_on("[data-select=PC-B]", WAIT).unwrap();
+    b.wait_text("[data-testid=selected-count]", WAIT, |t| t == "2 selected").unwrap();
+    b.click(&b.find("#bulk-ping").unwrap()).unwrap();
+    let answers = b.wait_text("#bulk [role=status]", WAIT, |t| t.contains("PC-B")).unwrap();
+    assert!(answers.starts_with("PC-A ") && answers.contains(" ms; PC-B ") && answers.ends_with(" ms"), "{answers}");
+    // The overview chart has a y axis, and its last hour label is inside the picture.
+    b.goto(&format!("{base}/#/")).unwrap();
+    b.wait_for("svg.chart .grid", WAIT).unwrap();
+    let anchors = b
+        .execute("return [...document.querySelectorAll('svg.chart text')].map(t => t.getAttribute('text-anchor')).join(',')")
+        .unwrap();
+    assert!(anchors.as_str().unwrap().ends_with("start,middle,middle,middle,end"), "{anchors}");
 
     // Every page, at desktop and phone sizes.
     let pages = [

@@ -149,6 +149,11 @@ impl Browser {
         }
     }
 
+    /// Accept the open `confirm()` dialog (WebDriver user prompts).
+    pub fn accept_alert(&self) -> Result<(), String> {
+        self.cmd("POST", "/alert/accept", json!({})).map(|_| ())
+    }
+
     /// Find `css` and click it, again while the element goes stale between the two: a live
     /// page redraws itself when an event arrives.
     pub fn click_on(&self, css: &str, within: Duration) -> Result<(), String> {

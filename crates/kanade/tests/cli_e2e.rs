@@ -109,6 +109,13 @@ async fn an_operators_day() {
         stdout(&out),
         stderr(&out)
     );
+    // Killing that still-pending execution shows it killed (nothing was running to stop).
+    let ghost_id = stdout(&out).split_whitespace().nth(1).unwrap().to_owned();
+    let out = kanade(url, &["--nats-url", &nats, "kill", &ghost_id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&kanade(url, &["-o", "json", "executions", "show", &ghost_id]).await)).unwrap();
+    assert_eq!(v["execution"]["status"], "killed", "{v:#}");
     // A run that cannot start says why on the --wait line, not only in `executions show`.
     let nocwd = write(
         dir.path(),

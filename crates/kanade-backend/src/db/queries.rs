@@ -568,3 +568,36 @@ pub fn list_audit(c: &Connection, f: &AuditFilter) -> Result<Vec<AuditRow>, DbEr
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// One installed program on one PC, from its latest inventory.
+#[derive(Debug, Serialize)]
+pub struct SoftwareHit {
+    pub pc_id: String,
+    pub name: String,
+    pub version: String,
+    pub publisher: String,
+}
+
+/// Which PCs have software whose name contains `name` (any case) and whose version starts with
+/// `version`, by name, version and PC; at most `limit`.
+pub fn find_software(
+    c: &Connection,
+    name: &str,
+    version: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SoftwareHit>, DbError> {
+    // LIKE wildcards in what the operator typed match themselves.
+    let literal = |s: &str| s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let mut stmt = c.prepare_cached(
+        "SELECT i.pc_id, json_extract(s.value, '$.name'), COALESCE(json_extract(s.value, '$.version'), ''),
+                COALESCE(json_extract(s.value, '$.publisher'), '')
+         FROM inventory i, json_each(i.body_json, '$.software') s
+         WHERE json_extract(s.value, '$.name') LIKE '%' || ?1 || '%' ESCAPE '\\'
+           AND (?2 IS NULL OR json_extract(s.value, '$.version') LIKE ?2 || '%' ESCAPE '\\')
+         ORDER BY 2, 3, 1 LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![literal(name), version.map(literal), limit], |r| {
+        Ok(SoftwareHit { pc_id: r.get(0)?, name: r.get(1)?, version: r.get(2)?, publisher: r.get(3)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -28,7 +28,13 @@ pub async fn show_agent(
         .read(move |c| queries::get_agent(c, &key))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
-    Ok(Json(json!({ "agent": agent, "inventory": inventory, "recent_results": recent })))
+    // The groups assigned here (KV agent_groups); the agent's own agent.toml groups add to them.
+    let assigned = state.js.get_key_value("agent_groups").await.map_err(broker)?.get(pc.as_str()).await.map_err(broker)?;
+    let assigned: Vec<String> = assigned
+        .and_then(|b| serde_json::from_slice::<AgentGroups>(&b).ok())
+        .map(|g| g.groups.iter().map(|g| g.to_string()).collect())
+        .unwrap_or_default();
+    Ok(Json(json!({ "agent": agent, "assigned_groups": assigned, "inventory": inventory, "recent_results": recent })))
 }
 
 async fn presence(state: &AppState, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, ApiError> {
@@ -187,4 +193,28 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     let mut v = serde_json::to_value(o).unwrap_or_default();
     v["since_ms"] = json!(since);
     Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftwareQuery {
+    name: Option<String>,
+    version: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Fleet-wide software search over the latest inventories: which PCs have X (version Y).
+pub async fn software(
+    State(state): State<AppState>,
+    Query(q): Query<SoftwareQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let name = q.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let Some(name) = name else {
+        return Err(ApiError::invalid(vec!["name: say what to look for (part of a program's name)".into()]));
+    };
+    let limit = super::check_limit(q.limit)?;
+    let version = q.version.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let items = state.db.read(move |c| queries::find_software(c, &name, version.as_deref(), limit)).await?;
+    let pcs = items.iter().map(|h| h.pc_id.as_str()).collect::<std::collections::BTreeSet<_>>().len();
+    Ok(Json(json!({ "items": items, "pcs": pcs })))
 }

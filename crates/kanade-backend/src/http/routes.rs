@@ -130,6 +130,13 @@ pub fn table() -> Vec<Route> {
         ),
         route!(
             "GET",
+            "/api/software",
+            VIEWER,
+            "Which PCs have a program: name (part of it, any case), version (prefix), limit",
+            get(fleet::software)
+        ),
+        route!(
+            "GET",
             "/api/agents/{pc}",
             VIEWER,
             "One agent with inventory and recent results",

@@ -12,11 +12,14 @@ export async function list(main) {
     h('option', { value: '' }, 'all'), h('option', { value: 'online' }, 'online'), h('option', { value: 'offline' }, 'offline'));
   const group = h('input', { id: 'agents-group', placeholder: 'group', onchange: () => { state.group = group.value.trim(); state.offset = 0; load(); } });
   const out = h('div');
+  // Selected PCs survive live redraws and paging; bulk actions act on them.
+  const selected = new Set();
+  const bulk = can('operator') ? bulkBar(selected, () => load()) : null;
   main.append(h('h1', {}, 'Agents'),
     h('form', { class: 'inline', role: 'search', onsubmit: (e) => e.preventDefault() },
       h('label', { for: 'agents-q' }, 'Search', q), h('label', { for: 'agents-status' }, 'Status', status),
       h('label', { for: 'agents-group' }, 'Group', group)),
-    out);
+    bulk ? bulk.bar : null, out, softwareSearch());
 
   async function load() {
     const r = await api('GET', `/api/agents${query({ q: state.q, status: state.status, group: state.group, sort: state.sort, desc: state.desc || undefined, offset: state.offset, limit: PAGE })}`);
@@ -25,6 +28,8 @@ export async function list(main) {
     const last = state.offset + r.items.length;
     fill(out,
       table([
+        ...(bulk ? [{ label: 'Select', cell: (a) => h('input', { type: 'checkbox', 'data-select': a.pc_id, 'aria-label': `select ${a.pc_id}`,
+          checked: selected.has(a.pc_id), onchange: (e) => { if (e.target.checked) selected.add(a.pc_id); else selected.delete(a.pc_id); bulk.update(); } }) }] : []),
         { label: 'PC', sort: 'pc_id', cell: (a) => link(`#/agents/${encodeURIComponent(a.pc_id)}`, a.pc_id) },
         { label: 'Status', cell: (a) => badge(a.online ? 'online' : 'offline') },
         { label: 'Host', sort: 'hostname', cell: (a) => a.hostname },
@@ -43,9 +48,17 @@ export async function list(main) {
 
 export async function detail(main, pc) {
   const body = h('div');
-  main.append(h('h1', {}, `Agent ${pc}`), body);
-  const load = async () => draw(body, pc, await api('GET', `/api/agents/${encodeURIComponent(pc)}`));
-  return follow(['agent_up', 'agent_down', 'result'], load, 500, (e) => !e.pc_id || e.pc_id === pc);
+  const boxSlot = h('div');
+  main.append(h('h1', {}, `Agent ${pc}`), body, boxSlot);
+  // The command box is made once, outside what live events redraw, so typing and output stay.
+  let box = null;
+  const load = async () => {
+    const d = await api('GET', `/api/agents/${encodeURIComponent(pc)}`);
+    draw(body, pc, d);
+    if (!box && can('operator')) { box = commandBox(pc, d.agent.os_family); boxSlot.append(box.section); }
+  };
+  const stop = await follow(['agent_up', 'agent_down', 'result'], load, 500, (e) => !e.pc_id || e.pc_id === pc);
+  return () => { stop(); if (box) box.stop(); };
 }
 
 // The agent's clock against the backend's at its last heartbeat. Under two seconds is the
@@ -62,7 +75,7 @@ function draw(body, pc, d) {
   const online = Date.now() - a.last_seen_ms <= ALIVE_MS;
   const inv = d.inventory;
   const pingOut = h('span', { role: 'status' });
-  const groups = h('input', { id: 'agent-groups', value: a.groups.join(', ') });
+  const groups = h('input', { id: 'agent-groups', value: (d.assigned_groups || []).join(', ') });
   const groupsError = h('div');
   fill(body,
     h('div', { class: 'split' },
@@ -82,6 +95,8 @@ function draw(body, pc, d) {
             catch (e) { pingOut.textContent = `no answer: ${e.message}`; }
           } }, 'Ping'), pingOut)),
       h('section', { class: 'panel', 'aria-labelledby': 'groups-h' }, h('h2', { id: 'groups-h' }, 'Groups'),
+        h('p', { 'data-testid': 'agent-groups-now' }, 'In: ', a.groups.join(', ') || 'none',
+          h('span', { class: 'muted' }, ' (its last heartbeat: the groups assigned here plus its agent.toml groups)')),
         can('operator')
           ? h('form', { onsubmit: async (e) => {
             e.preventDefault();
@@ -89,9 +104,9 @@ function draw(body, pc, d) {
             const list = groups.value.split(',').map((g) => g.trim()).filter(Boolean);
             try { await api('PUT', `/api/agents/${encodeURIComponent(pc)}/groups`, { groups: list }); toast(`Groups of ${pc} saved`); }
             catch (err) { groupsError.append(problems(err)); }
-          } }, h('label', { for: 'agent-groups' }, 'Operator-assigned groups (comma-separated)', groups), groupsError,
+          } }, h('label', { for: 'agent-groups' }, 'Groups assigned here (comma-separated)', groups), groupsError,
           h('button', { type: 'submit', class: 'primary' }, 'Save groups'))
-          : h('p', {}, a.groups.join(', ') || 'none'))),
+          : null)),
     h('h2', {}, 'Recent results'),
     table([
       { label: 'Finished', cell: (r) => time(r.finished_ms) },
@@ -102,6 +117,94 @@ function draw(body, pc, d) {
     ], d.recent_results || [], { empty: 'No results from this PC yet.', caption: 'Recent results' }),
     h('h2', {}, 'Inventory'),
     inv ? inventory(inv) : h('p', { class: 'muted' }, 'No inventory reported yet.'));
+}
+
+/** Bulk actions on the selected PCs: assign groups, run a catalog job on them, ping them. */
+function bulkBar(selected, reload) {
+  const count = h('span', { 'data-testid': 'selected-count' });
+  const status = h('span', { role: 'status' });
+  const names = () => [...selected].sort();
+  const guard = (fn) => async () => {
+    if (!selected.size) { status.textContent = 'select PCs first'; return; }
+    try { await fn(names()); } catch (err) { status.textContent = err.message; }
+  };
+  const bar = h('div', { class: 'toolbar', id: 'bulk' }, count,
+    h('button', { type: 'button', id: 'bulk-groups', onclick: guard(async (pcs) => {
+      const text = prompt(`Groups to assign to ${pcs.length} PC(s), comma-separated (replaces the groups assigned here):`);
+      if (text === null) return;
+      const groups = text.split(',').map((g) => g.trim()).filter(Boolean);
+      for (const pc of pcs) await api('PUT', `/api/agents/${encodeURIComponent(pc)}/groups`, { groups });
+      status.textContent = `groups set on ${pcs.length} PC(s)`;
+      reload();
+    }) }, 'Set groups'),
+    h('button', { type: 'button', id: 'bulk-run', onclick: guard(async (pcs) => {
+      const job = prompt(`Catalog job to run on ${pcs.length} PC(s):`);
+      if (!job) return;
+      const r = await api('POST', `/api/exec/${encodeURIComponent(job.trim())}`, { target: { pcs } });
+      location.hash = `#/executions/${r.exec_id}`;
+    }) }, 'Run a job'),
+    h('button', { type: 'button', id: 'bulk-ping', onclick: guard(async (pcs) => {
+      status.textContent = 'pinging…';
+      const answers = await Promise.all(pcs.map((pc) => api('POST', `/api/agents/${encodeURIComponent(pc)}/ping`)
+        .then((r) => `${pc} ${r.round_trip_ms} ms`, (e) => `${pc}: ${e.message}`)));
+      status.textContent = answers.join('; ');
+    }) }, 'Ping'),
+    h('button', { type: 'button', onclick: () => { selected.clear(); update(); reload(); } }, 'Clear'), status);
+  const update = () => { count.textContent = `${selected.size} selected`; };
+  update();
+  return { bar, update };
+}
+
+/** Fleet-wide: which PCs have a program (from their latest inventory). */
+function softwareSearch() {
+  const name = h('input', { id: 'software-name', placeholder: 'e.g. openssl' });
+  const version = h('input', { id: 'software-version', placeholder: 'e.g. 3.0', size: 10 });
+  const out = h('div', { 'aria-live': 'polite' });
+  const search = async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api('GET', `/api/software${query({ name: name.value.trim(), version: version.value.trim(), limit: 500 })}`);
+      fill(out, h('p', { 'data-testid': 'software-count' }, `${r.pcs} PC(s), ${r.items.length} install(s)${r.items.length === 500 ? ' (first 500)' : ''}`),
+        table([
+          { label: 'PC', cell: (s) => link(`#/agents/${encodeURIComponent(s.pc_id)}`, s.pc_id) },
+          { label: 'Program', cell: (s) => s.name }, { label: 'Version', cell: (s) => s.version },
+          { label: 'Publisher', cell: (s) => s.publisher },
+        ], r.items, { empty: 'No PC reports such a program.', caption: 'Software found' }));
+    } catch (err) { fill(out, problems(err)); }
+  };
+  return h('section', { class: 'panel', 'aria-labelledby': 'software-h' }, h('h2', { id: 'software-h' }, 'Find software across the fleet'),
+    h('form', { class: 'inline', role: 'search', onsubmit: search },
+      h('label', { for: 'software-name' }, 'Name contains', name), h('label', { for: 'software-version' }, 'Version starts with', version),
+      h('button', { type: 'submit', id: 'software-search' }, 'Search')), out);
+}
+
+/** Run a one-off script on this PC (POST /api/run, audited) and show its output as it ends. */
+function commandBox(pc, family) {
+  const shells = family === 'windows' ? ['powershell', 'cmd', 'pwsh'] : ['sh', 'bash'];
+  const shell = h('select', { id: 'command-shell' }, shells.map((s) => h('option', { value: s }, s)));
+  const script = h('textarea', { id: 'command-script', rows: 3, spellcheck: 'false', placeholder: family === 'windows' ? 'Get-Service | Select -First 5' : 'uptime' });
+  const out = h('div', { 'aria-live': 'polite' });
+  let stop = null;
+  const run = async (e) => {
+    e.preventDefault();
+    if (stop) stop();
+    fill(out, h('p', { class: 'muted' }, 'sending…'));
+    try {
+      const r = await api('POST', '/api/run', { pcs: [pc], shell: shell.value, script: script.value });
+      const show = async () => {
+        const d = await api('GET', `/api/executions/${encodeURIComponent(r.exec_id)}`);
+        const p = (d.pcs || [])[0] || {};
+        fill(out, h('p', {}, badge(p.status || d.execution.status), ' ', p.exit_code ?? '', ' ', execLink(r.exec_id), p.message ? ` ${p.message}` : ''),
+          p.stdout ? h('pre', { 'data-testid': 'command-stdout' }, p.stdout) : null,
+          p.stderr ? h('pre', { class: 'stderr' }, p.stderr) : null);
+      };
+      stop = await follow(['execution', 'result'], show, 200, (ev) => ev.exec_id === r.exec_id);
+    } catch (err) { fill(out, problems(err)); }
+  };
+  const section = h('section', { class: 'panel', 'aria-labelledby': 'command-h' }, h('h2', { id: 'command-h' }, 'Run a command on this PC'),
+    h('form', { onsubmit: run }, h('label', { for: 'command-shell' }, 'Shell', shell), h('label', { for: 'command-script' }, 'Script', script),
+      h('button', { type: 'submit', class: 'primary', id: 'command-run' }, 'Run')), out);
+  return { section, stop: () => { if (stop) stop(); } };
 }
 
 function fact(label, value) { return [h('dt', {}, label), h('dd', {}, value)]; }

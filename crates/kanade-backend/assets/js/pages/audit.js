@@ -27,8 +27,17 @@ export async function list(main) {
       { label: 'Action', cell: (a) => a.action },
       { label: 'Target', cell: (a) => a.target || '' },
       { label: 'From', cell: (a) => a.source || '' },
-      { label: 'Detail', cell: (a) => h('code', {}, JSON.stringify(a.detail)) },
+      { label: 'Detail', cell: detail },
     ], rows, { empty: 'No audit entries match.', caption: 'Audit log' }), cursor ? more : null);
   }
   await load(false);
+}
+
+/** Short details inline; long ones folded to their first line, unfolded on click. */
+function detail(a) {
+  const text = JSON.stringify(a.detail);
+  if (!text || text === 'null') return '';
+  if (text.length <= 80) return h('code', { class: 'audit-detail' }, text);
+  return h('details', { class: 'audit-detail' }, h('summary', {}, `${text.slice(0, 80)}…`),
+    h('pre', {}, JSON.stringify(a.detail, null, 2)));
 }

@@ -56,13 +56,26 @@ function chart(rows, since) {
     else slot.other += n;
   }
   const max = Math.max(1, ...hours.map((s) => s.ok + s.bad + s.other));
-  const W = 960, H = 200, bw = W / hours.length;
+  // L: room for the y axis' numbers on the left.
+  const W = 960, H = 200, L = 44, bw = (W - L) / hours.length;
   const svg = document.createElementNS(SVG, 'svg');
   svg.setAttribute('viewBox', `0 0 ${W} ${H + 16}`);
   svg.setAttribute('class', 'chart');
   svg.setAttribute('role', 'img');
   const total = hours.reduce((n, s) => n + s.ok + s.bad + s.other, 0);
   svg.setAttribute('aria-label', `Results per hour over the last 24 hours: ${total} in all, busiest hour ${max}`);
+  const el = (name, attrs, text) => {
+    const e = document.createElementNS(SVG, name);
+    for (const [a, v] of Object.entries(attrs)) e.setAttribute(a, v);
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+  };
+  // Y axis: results per hour at 0, half and the busiest hour, with faint grid lines.
+  for (const v of [...new Set([0, Math.round(max / 2), max])]) {
+    const y = H - (v / max) * (H - 4);
+    el('line', { x1: L, x2: W, y1: y, y2: y, class: 'grid' });
+    el('text', { x: L - 6, y: y + 4, 'text-anchor': 'end' }, String(v));
+  }
   hours.forEach((s, i) => {
     let y = H;
     for (const [k, cls] of [['ok', 'ok'], ['bad', 'bad'], ['other', 'other']]) {
@@ -70,18 +83,17 @@ function chart(rows, since) {
       const hgt = (s[k] / max) * (H - 4);
       y -= hgt;
       const r = document.createElementNS(SVG, 'rect');
-      for (const [a, v] of [['x', i * bw + 1], ['y', y], ['width', bw - 2], ['height', hgt], ['class', cls]]) r.setAttribute(a, v);
+      for (const [a, v] of [['x', L + i * bw + 1], ['y', y], ['width', bw - 2], ['height', hgt], ['class', cls]]) r.setAttribute(a, v);
       const t = document.createElementNS(SVG, 'title');
       t.textContent = `${new Date(s.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}: ${s[k]} ${k === 'ok' ? 'succeeded' : k === 'bad' ? 'failed' : 'other'}`;
       r.append(t);
       svg.append(r);
     }
     if (i % 6 === 0) {
-      const t = document.createElementNS(SVG, 'text');
-      t.setAttribute('x', i * bw + 2);
-      t.setAttribute('y', H + 13);
-      t.textContent = new Date(s.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-      svg.append(t);
+      // The first and last labels are anchored inside the chart so neither is cut off.
+      const anchor = i === 0 ? 'start' : i === hours.length - 1 ? 'end' : 'middle';
+      const x = anchor === 'start' ? L + i * bw : anchor === 'end' ? L + (i + 1) * bw : L + (i + 0.5) * bw;
+      el('text', { x, y: H + 13, 'text-anchor': anchor }, new Date(s.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
     }
   });
   return svg;

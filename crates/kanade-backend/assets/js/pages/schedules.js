@@ -1,13 +1,20 @@
 import { api, h, badge, table, time, can, problems, toast, fill, execLink } from '../core.js';
 
-const TEMPLATE = `id: nightly-hello
+/** A schedule to start from, naming a job the catalog has (the first), or saying where one comes from. */
+const template = (job) => `id: nightly-hello
 cron: "0 2 * * *"
 timezone: UTC
-job_id: hello-ui
+job_id: ${job || 'my-job   # a job id from the Jobs page'}
 plan:
   target: { all: true }
 mode: every_tick
 `;
+
+/** A schedule's definition, without what the API adds to show it. */
+function definition(s) {
+  const { next_fires_ms, state, last_24h, ...def } = s;
+  return def;
+}
 
 export async function list(main) {
   const out = h('div');
@@ -24,14 +31,34 @@ export async function list(main) {
         ? h('span', {}, time(s.state.last_fire_ms), ' ', s.state.last_outcome ? badge(s.state.last_outcome) : null, ' ', s.state.last_exec_id ? execLink(s.state.last_exec_id) : null)
         : 'never') },
       { label: 'Results (24 h)', cell: (s) => outcomes(s.last_24h) },
-      { label: '', cell: (s) => (can('operator') ? h('button', { type: 'button', onclick: async () => {
-        try { await api('POST', `/api/schedules/${encodeURIComponent(s.id)}/${s.enabled ? 'disable' : 'enable'}`); load(); }
-        catch (e) { toast(e.message, true); }
-      }, 'data-toggle': s.id }, s.enabled ? 'Disable' : 'Enable') : '') },
+      { label: '', cell: (s) => (can('operator') ? h('span', { class: 'toolbar' },
+        h('button', { type: 'button', 'data-toggle': s.id, onclick: () => act(`/api/schedules/${encodeURIComponent(s.id)}/${s.enabled ? 'disable' : 'enable'}`) },
+          s.enabled ? 'Disable' : 'Enable'),
+        h('button', { type: 'button', 'data-edit': s.id, onclick: () => {
+          editor.text.value = JSON.stringify(definition(s), null, 2);
+          editor.text.focus();
+        } }, 'Edit'),
+        h('button', { type: 'button', 'data-run': s.id, onclick: async () => {
+          const job = s.job_id || (s.manifest && s.manifest.id);
+          if (!confirm(`Run ${job} now, as schedule ${s.id} would (its plan)?`)) return;
+          try { const r = await api('POST', `/api/exec/${encodeURIComponent(job)}`, s.plan); location.hash = `#/executions/${r.exec_id}`; }
+          catch (e) { toast(e.message, true); }
+        } }, 'Run now'),
+        h('button', { type: 'button', class: 'danger', 'data-delete': s.id, onclick: () => {
+          if (confirm(`Delete schedule ${s.id}? It stops firing at once.`)) act(`/api/schedules/${encodeURIComponent(s.id)}`, 'DELETE');
+        } }, 'Delete')) : '') },
     ], r.items, { empty: 'No schedules yet.', caption: 'Schedules' }));
   };
+  const act = async (path, method = 'POST') => {
+    try { await api(method, path); load(); } catch (e) { toast(e.message, true); }
+  };
+  let editor = null;
+  if (can('operator')) {
+    const jobs = await api('GET', '/api/jobs').catch(() => ({ items: [] }));
+    editor = creator(load, template(jobs.items[0] && jobs.items[0].id));
+  }
   await load();
-  if (can('operator')) main.append(creator(load));
+  if (editor) main.append(editor.section);
 }
 
 function outcomes(o) {
@@ -40,11 +67,11 @@ function outcomes(o) {
   return parts.length ? parts.map(([k, n]) => `${k} ${n}`).join(', ') : 'none';
 }
 
-function creator(reload) {
-  const text = h('textarea', { id: 'schedule-yaml', spellcheck: 'false' }, TEMPLATE);
-  const create = h('button', { type: 'button', class: 'primary', id: 'create-schedule' }, 'Create');
+function creator(reload, start) {
+  const text = h('textarea', { id: 'schedule-yaml', spellcheck: 'false' }, start);
+  const create = h('button', { type: 'button', class: 'primary', id: 'create-schedule' }, 'Save');
   const errors = h('div', { 'aria-live': 'polite' });
-  const section = h('section', { 'aria-labelledby': 'new-schedule-h' }, h('h2', { id: 'new-schedule-h' }, 'Create a schedule'),
+  const section = h('section', { 'aria-labelledby': 'new-schedule-h' }, h('h2', { id: 'new-schedule-h' }, 'Create or change a schedule'),
     h('label', { for: 'schedule-yaml' }, 'Schedule (YAML)', text), errors,
     h('div', { class: 'toolbar' }, create));
   create.addEventListener('click', async () => {
@@ -52,5 +79,5 @@ function creator(reload) {
     try { const r = await api('POST', '/api/schedules', undefined, { yaml: text.value }); toast(`Schedule ${r.id || ''} saved`); reload(); }
     catch (e) { errors.append(problems(e)); }
   });
-  return section;
+  return { section, text };
 }
