@@ -240,21 +240,22 @@ async fn a_yaml_alias_bomb_is_refused_without_being_expanded() {
 #[tokio::test]
 async fn fleet_software_search_finds_pcs_by_program() {
     let s = stack(&[("PC-SW", &[])]).await;
-    let mut inventory = Value::Null;
-    for _ in 0..100 {
-        inventory = s.get("/api/agents/PC-SW").await.1["inventory"].clone();
-        if inventory.is_object() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The PC reports two known programs (a later inventory replaces the first).
-    inventory["software"] = serde_json::json!([
-        { "name": "Kanade Test Tool", "version": "3.0.7", "publisher": "kanade" },
-        { "name": "other_thing", "version": "1.0", "publisher": "" },
-    ]);
+    // The PC reports two known programs (in-process test agents send no inventory of their own).
+    let mut inv = kanade_agent::inventory::collect(&"PC-SW".parse().unwrap());
+    inv.software = vec![
+        kanade_shared::wire::Software {
+            name: "Kanade Test Tool".into(),
+            version: "3.0.7".into(),
+            publisher: "kanade".into(),
+        },
+        kanade_shared::wire::Software {
+            name: "other_thing".into(),
+            version: "1.0".into(),
+            publisher: String::new(),
+        },
+    ];
     let client = async_nats::connect(s.server.url()).await.unwrap();
-    client.publish("inventory.PC-SW", inventory.to_string().into()).await.unwrap();
+    client.publish("inventory.PC-SW", kanade_shared::wire::encode(&inv).unwrap().into()).await.unwrap();
     client.flush().await.unwrap();
     let mut found = Value::Null;
     for _ in 0..100 {
@@ -265,7 +266,10 @@ async fn fleet_software_search_finds_pcs_by_program() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(found["items"][0]["pc_id"], "PC-SW", "{found:#}");
-    assert_eq!((&found["items"][0]["name"], &found["items"][0]["version"]), (&"Kanade Test Tool".into(), &"3.0.7".into()));
+    assert_eq!(
+        (&found["items"][0]["name"], &found["items"][0]["version"]),
+        (&"Kanade Test Tool".into(), &"3.0.7".into())
+    );
     let (_, none) = s.get("/api/software?name=test%20tool&version=2.").await;
     assert_eq!(none["pcs"], 0, "{none:#}");
     // LIKE wildcards in the query match only themselves: `_` is not "any character".

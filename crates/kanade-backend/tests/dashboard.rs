@@ -179,7 +179,10 @@ fn browse(base: &str) {
     b.wait_text("[data-testid=selected-count]", WAIT, |t| t == "2 selected").unwrap();
     b.click(&b.find("#bulk-ping").unwrap()).unwrap();
     let answers = b.wait_text("#bulk [role=status]", WAIT, |t| t.contains("PC-B")).unwrap();
-    assert!(answers.starts_with("PC-A ") && answers.contains(" ms; PC-B ") && answers.ends_with(" ms"), "{answers}");
+    assert!(
+        answers.starts_with("PC-A ") && answers.contains(" ms; PC-B ") && answers.ends_with(" ms"),
+        "{answers}"
+    );
     // The overview chart has a y axis, and its last hour label is inside the picture.
     b.goto(&format!("{base}/#/")).unwrap();
     b.wait_for("svg.chart .grid", WAIT).unwrap();

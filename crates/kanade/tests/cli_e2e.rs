@@ -114,7 +114,8 @@ async fn an_operators_day() {
     let out = kanade(url, &["--nats-url", &nats, "kill", &ghost_id]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value =
-        serde_json::from_str(&stdout(&kanade(url, &["-o", "json", "executions", "show", &ghost_id]).await)).unwrap();
+        serde_json::from_str(&stdout(&kanade(url, &["-o", "json", "executions", "show", &ghost_id]).await))
+            .unwrap();
     assert_eq!(v["execution"]["status"], "killed", "{v:#}");
     // A run that cannot start says why on the --wait line, not only in `executions show`.
     let nocwd = write(

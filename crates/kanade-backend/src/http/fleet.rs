@@ -29,12 +29,21 @@ pub async fn show_agent(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
     // The groups assigned here (KV agent_groups); the agent's own agent.toml groups add to them.
-    let assigned = state.js.get_key_value("agent_groups").await.map_err(broker)?.get(pc.as_str()).await.map_err(broker)?;
+    let assigned = state
+        .js
+        .get_key_value("agent_groups")
+        .await
+        .map_err(broker)?
+        .get(pc.as_str())
+        .await
+        .map_err(broker)?;
     let assigned: Vec<String> = assigned
         .and_then(|b| serde_json::from_slice::<AgentGroups>(&b).ok())
         .map(|g| g.groups.iter().map(|g| g.to_string()).collect())
         .unwrap_or_default();
-    Ok(Json(json!({ "agent": agent, "assigned_groups": assigned, "inventory": inventory, "recent_results": recent })))
+    Ok(Json(
+        json!({ "agent": agent, "assigned_groups": assigned, "inventory": inventory, "recent_results": recent }),
+    ))
 }
 
 async fn presence(state: &AppState, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, ApiError> {
