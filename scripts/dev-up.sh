@@ -48,9 +48,11 @@ path = "$DEV/logs"
 CONF
 echo "$AGENT_ID" > "$DEV/agent-id"
 # A dev operator key for `kanade run` / `kanade kill` over NATS (README: KANADE_SIGNING_KEY).
-if [ ! -f "$DEV/operator.pub" ]; then
-  rm -f "$DEV/operator.key"
-  "$BIN/kanade" -o json keygen "$DEV/operator.key" | sed -n 's/.*"public_key":"\([^"]*\)".*/\1/p' > "$DEV/operator.pub"
+if [ ! -s "$DEV/operator.pub" ]; then
+  rm -f "$DEV/operator.key" "$DEV/operator.pub.new"
+  "$BIN/kanade" -o json keygen "$DEV/operator.key" | sed -n 's/.*"public_key":"\([^"]*\)".*/\1/p' > "$DEV/operator.pub.new"
+  [ -s "$DEV/operator.pub.new" ] || die "kanade keygen did not make the dev operator key"
+  mv "$DEV/operator.pub.new" "$DEV/operator.pub"
 fi
 
 pids=()
@@ -68,10 +70,12 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# Process substitution keeps $! the daemon's own pid (a pipe would give sed's).
+# Process substitution keeps $! the daemon's own pid (a pipe would give sed's). Each daemon gets
+# a session of its own, so Ctrl-C reaches only this script, which stops them in order; the
+# prefixing sed ignores it too, so nothing loses its output while stopping.
 start() {
   local tag=$1; shift
-  "$@" > >(sed -u "s/^/[$tag] /") 2>&1 &
+  setsid "$@" > >(trap '' INT; exec sed -u "s/^/[$tag] /") 2>&1 &
   pids+=($!)
 }
 # Wait until something listens on a port (30 s), or stop with what did not come up.
@@ -107,7 +111,7 @@ start "agent  " "$BIN/kanade-agent" --config "$DEV/agent.toml"
 
 # One HTTP/1.0 exchange with the backend; prints the response (headers and body).
 http() {
-  local method=$1 path=$2 auth=${3:-} body=${4:-} header=""
+  local method=$1 path=$2 auth=${3:-} body=${4:-} header="" LC_ALL=C  # ${#body} in bytes
   [ -z "$auth" ] || header="Authorization: Bearer $auth"$'\r\n'
   exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT" || return 1
   printf '%s %s HTTP/1.0\r\nHost: localhost\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
@@ -116,7 +120,9 @@ http() {
   exec 3<&-
 }
 # The banner comes once the backend lists the agent, so the first `kanade agents list` shows it.
-TOKEN=$(http POST /api/auth/login "" "{\"name\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" \
+PW=${ADMIN_PASSWORD//\\/\\\\}
+PW=${PW//\"/\\\"}
+TOKEN=$(http POST /api/auth/login "" "{\"name\":\"admin\",\"password\":\"$PW\"}" \
   | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
 if [ -n "$TOKEN" ]; then
   for _ in $(seq 1 150); do

@@ -30,6 +30,7 @@ grep -q "kanade is running" "$LOG" || { cat "$LOG"; die "the stack was not up wi
 BLOCK="$SCRATCH/try-it.sh"
 awk '/^## Try it/ { on = 1 } on && /^```sh/ { code = 1; next } code && /^```/ { exit } code' README.md \
   | sed -e 's|^\$K login --user admin .*|echo kanade-dev-admin \| $K login --user admin --password-stdin|' \
+        -e "s|^K=~/.cache/kanade/target/|K=$CARGO_TARGET_DIR/|" \
         -e 's|^curl -sN \([^#]*\)#.*$|timeout 2 curl -sN \1 \|\| [ $? -eq 124 ]|' \
         -e "s|\$PWD/\.kanade-dev|$KANADE_DEV_DIR|g" -e "s|\.kanade-dev|$KANADE_DEV_DIR|g" \
   > "$BLOCK"

@@ -350,13 +350,18 @@ async fn adhoc_runs_are_executions_named_by_what_ran() {
     let subject = kanade_shared::subjects::command_pc(&"PC-H".parse().unwrap(), &cmd.job_id);
     js.publish(subject, kanade_shared::wire::encode(&cmd).unwrap().into()).await.unwrap().await.unwrap();
     let body = s.wait_status(&cmd.exec_id.to_string(), "completed").await;
-    assert_eq!(body["execution"]["title"], "kanade run on PC-H", "{body:#}");
     assert_eq!(
         (&body["execution"]["target_count"], &body["pcs"][0]["stdout"]),
         (&1.into(), &"direct\n".into())
     );
+    // Named by its script (read back from EXEC), not by its ad-hoc job id.
+    let title = || async { s.get(&format!("/api/executions/{}", cmd.exec_id)).await.1["execution"]["title"].clone() };
+    kanade_testkit::wait_until_async("the run's title", Duration::from_secs(10), || async {
+        title().await == "echo direct"
+    })
+    .await;
     let (_, list) = s.get("/api/results?pc=PC-H").await;
-    assert_eq!(list["items"][0]["title"], "kanade run on PC-H", "{list:#}");
+    assert_eq!(list["items"][0]["title"], "echo direct", "{list:#}");
 
     // POST /api/run: named by its script's first line.
     let (status, launched) = s
@@ -374,8 +379,11 @@ async fn adhoc_runs_are_executions_named_by_what_ran() {
 
     // A rebuild keeps both, each with its name.
     let _workers = common::wipe_and_restart(&s).await;
-    let body = s.wait_status(&cmd.exec_id.to_string(), "completed").await;
-    assert_eq!(body["execution"]["title"], "kanade run on PC-H", "{body:#}");
+    s.wait_status(&cmd.exec_id.to_string(), "completed").await;
+    kanade_testkit::wait_until_async("the run's title after the rebuild", Duration::from_secs(10), || async {
+        title().await == "echo direct"
+    })
+    .await;
     let body = s.wait_status(launched["exec_id"].as_str().unwrap(), "completed").await;
     assert_eq!(body["execution"]["title"], "echo via api", "{body:#}");
 }

@@ -111,6 +111,16 @@ impl JobId {
         Self(format!("adhoc-{}", request_id.0.simple()))
     }
 
+    /// What an ad-hoc run is called, its job id saying nothing: its script's first line that
+    /// says something, at most 80 characters.
+    pub fn adhoc_title(script: &str) -> String {
+        let line = script.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty script)");
+        match line.char_indices().nth(79) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_owned(),
+        }
+    }
+
     /// Whether this is the job token of an ad-hoc run (see [`JobId::adhoc`]).
     pub fn is_adhoc(&self) -> bool {
         self.0
@@ -242,6 +252,18 @@ fn fnv1a64(data: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_adhoc_run_is_named_by_its_first_line() {
+        let long = "x".repeat(100);
+        let cut = format!("{}…", "x".repeat(79));
+        let cases = [("\n  df -h /\nuptime\n", "df -h /"), ("   \n", "(empty script)"), (long.as_str(), cut.as_str())];
+        for (script, want) in cases {
+            assert_eq!(JobId::adhoc_title(script), want, "{script:?}");
+        }
+        assert!(JobId::adhoc(RequestId::new()).is_adhoc());
+        assert!(!"adhoc-nothex".parse::<JobId>().unwrap().is_adhoc());
+    }
 
     #[test]
     fn token_ids_accept_the_documented_alphabet_only() {

@@ -185,12 +185,12 @@ async fn an_operators_day() {
     let mut out = String::new();
     for _ in 0..50 {
         out = stdout(&kanade(url, &["results", "--pc", "PC-1"]).await);
-        if out.contains("kanade run on PC-1") {
+        if out.contains("echo out; echo err >&2; exit 3") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(out.contains("kanade run on PC-1") && !out.contains("adhoc-"), "{out}");
+    assert!(out.contains("echo out; echo err >&2; exit 3") && !out.contains("adhoc-"), "{out}");
     // Words after `--` keep their boundaries; a crash code never becomes success.
     let out = kanade(url, &["--nats-url", &nats, "run", "PC-1", "--", "printf", "[%s]", "b c", "it's"]).await;
     assert_eq!((stdout(&out).as_str(), out.status.code()), ("[b c][it's]", Some(0)), "{}", stderr(&out));

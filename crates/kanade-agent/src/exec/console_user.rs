@@ -127,7 +127,8 @@ fn environment(user: &User, extra: &BTreeMap<String, String>) -> std::io::Result
         return Err(std::io::Error::last_os_error());
     }
     let mut vars: Vec<(String, String)> = Vec::new();
-    // SAFETY: a block of NUL-terminated UTF-16 strings ending with an empty one.
+    // SAFETY: a block of NUL-terminated UTF-16 strings ending with an empty one, read before it
+    // is freed below; nothing here can unwind.
     unsafe {
         let mut at = block.cast::<u16>();
         loop {
@@ -136,10 +137,8 @@ fn environment(user: &User, extra: &BTreeMap<String, String>) -> std::io::Result
                 break;
             }
             let entry = String::from_utf16_lossy(std::slice::from_raw_parts(at, len));
-            // Entries such as `=C:=C:\` start with '=': the name ends at the next one.
-            let split = entry[1..].find('=').map(|i| i + 1);
-            if let Some(i) = split {
-                vars.push((entry[..i].to_owned(), entry[i + 1..].to_owned()));
+            if let Some(pair) = super::env_entry(&entry) {
+                vars.push(pair);
             }
             at = at.add(len + 1);
         }

@@ -184,6 +184,12 @@ struct Started {
     tree: tree::Tree,
 }
 
+/// Windows: a process started with inheritable handles gets every inheritable handle of the
+/// agent at that moment. The console-user start makes its pipe ends inheritable for a moment; a
+/// std spawn then (another run) would hold that user's pipes open. Both take this lock.
+#[cfg(windows)]
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn start(
     program: &str,
     args: &[&str],
@@ -191,6 +197,8 @@ fn start(
     spec: &RunSpec<'_>,
     user: Option<&identity::User>,
 ) -> std::io::Result<Started> {
+    #[cfg(windows)]
+    let _spawning = SPAWN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // Windows starts a user's process in their session with their token, which std cannot.
     #[cfg(windows)]
     if let Some(user) = user {
@@ -260,6 +268,15 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: usize) -> (Vec<u
         }
     }
     (kept, cut)
+}
+
+/// One `NAME=value` of a Windows environment block. Names such as `=C:` (a drive's current
+/// directory) start with '=', so the name ends at the first '=' after its first character,
+/// whatever that character is.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn env_entry(entry: &str) -> Option<(String, String)> {
+    let (i, _) = entry.char_indices().skip(1).find(|&(_, c)| c == '=')?;
+    Some((entry[..i].to_owned(), entry[i + 1..].to_owned()))
 }
 
 /// A Windows command line for `words`, each one read back as itself by the usual argument

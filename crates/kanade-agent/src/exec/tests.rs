@@ -132,3 +132,14 @@ fn windows_command_lines_read_back_word_for_word() {
         assert_eq!(super::command_line(words), *line, "{words:?}");
     }
 }
+
+#[test]
+fn windows_environment_entries_split_at_the_right_equals_sign() {
+    let pair = |k: &str, v: &str| Some((k.to_owned(), v.to_owned()));
+    assert_eq!(super::env_entry("PATH=C:\\Windows"), pair("PATH", "C:\\Windows"));
+    assert_eq!(super::env_entry("=C:=C:\\Users"), pair("=C:", "C:\\Users"));
+    assert_eq!(super::env_entry("Éditeur=vi"), pair("Éditeur", "vi"));
+    assert_eq!(super::env_entry("A=b=c"), pair("A", "b=c"));
+    assert_eq!(super::env_entry("NOEQUALS"), None);
+    assert_eq!(super::env_entry("="), None);
+}

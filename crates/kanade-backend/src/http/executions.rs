@@ -24,6 +24,12 @@ pub struct LaunchQuery {
     allow_unknown: Option<bool>,
 }
 
+impl LaunchQuery {
+    pub fn allows_unknown(&self) -> bool {
+        self.allow_unknown.unwrap_or(false)
+    }
+}
+
 pub(super) fn launch_origin(caller: &Caller, q: &LaunchQuery) -> crate::pipeline::Origin {
     crate::pipeline::Origin { allow_unknown: q.allow_unknown.unwrap_or(false), ..super::origin(caller) }
 }

@@ -29,14 +29,11 @@ pub async fn show_agent(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
     // The groups assigned here (KV agent_groups); the agent's own agent.toml groups add to them.
-    let assigned = state
-        .js
-        .get_key_value("agent_groups")
-        .await
-        .map_err(broker)?
-        .get(pc.as_str())
-        .await
-        .map_err(broker)?;
+    // Empty while the broker is away: the rest of the page comes from the database.
+    let assigned = match state.js.get_key_value("agent_groups").await {
+        Ok(kv) => kv.get(pc.as_str()).await.ok().flatten(),
+        Err(_) => None,
+    };
     let assigned: Vec<String> = assigned
         .and_then(|b| serde_json::from_slice::<AgentGroups>(&b).ok())
         .map(|g| g.groups.iter().map(|g| g.to_string()).collect())

@@ -65,10 +65,18 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<super::executions::LaunchQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let s = parse_doc(&headers, body, manifest::schedule_from_yaml, manifest::schedule_from_json).await?;
+    // A PC named in the plan is checked here, once: the scheduler's fires accept it later (a PC
+    // retired since must not stop the others).
+    let agents = state.db.read(crate::db::queries::known_agents).await?;
+    let unknown = crate::pipeline::plan::unknown_pcs(&s.plan, &agents);
+    if !unknown.is_empty() && !q.allows_unknown() {
+        return Err(ApiError::invalid(vec![crate::pipeline::plan::unknown_pcs_problem(&unknown)]));
+    }
     let tz = times::zone(&s.timezone).map_err(|why| ApiError::invalid(vec![format!("timezone: {why}")]))?;
     if times::next_after(&s.cron, &tz, now_ms()).is_none() {
         return Err(ApiError::invalid(vec![format!(

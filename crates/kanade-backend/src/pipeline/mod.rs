@@ -12,7 +12,7 @@ use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use kanade_shared::manifest::{Manifest, Plan, ScriptSource, Target};
 use kanade_shared::subjects;
 use kanade_shared::wire::{self, AuditEvent, Command, Timestamp};
-use kanade_shared::{AuditId, ExecId};
+use kanade_shared::{AuditId, ExecId, JobId};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
@@ -96,11 +96,7 @@ impl Pipeline {
         let t_agents = t0.elapsed();
         let unknown = plan::unknown_pcs(plan, &agents);
         if !unknown.is_empty() && !origin.allow_unknown {
-            let names: Vec<&str> = unknown.iter().map(|p| p.as_str()).collect();
-            return Err(ExecError::Invalid(format!(
-                "target.pcs: never seen by this backend (no heartbeat yet): {}. Check the names with `kanade agents list`; to target a PC that is not installed yet, pass --allow-unknown (API: ?allow_unknown=true)",
-                names.join(", ")
-            )));
+            return Err(ExecError::Invalid(plan::unknown_pcs_problem(&unknown)));
         }
         let now = now_ms();
         let exec_id = ExecId::new();
@@ -145,7 +141,7 @@ impl Pipeline {
             title: manifest
                 .id
                 .is_adhoc()
-                .then(|| plan::adhoc_title(template.script.as_deref().unwrap_or_default())),
+                .then(|| JobId::adhoc_title(template.script.as_deref().unwrap_or_default())),
         };
         let row = created.clone();
         let actor = origin.actor.clone();

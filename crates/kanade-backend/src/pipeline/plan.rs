@@ -40,14 +40,13 @@ pub fn unknown_pcs(plan: &Plan, agents: &[KnownAgent]) -> Vec<PcId> {
     named.into_iter().filter(|pc| !agents.iter().any(|a| &a.pc == *pc)).cloned().collect()
 }
 
-/// What an ad-hoc run is called: its script's first line that says something, at most 80
-/// characters.
-pub fn adhoc_title(script: &str) -> String {
-    let line = script.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty script)");
-    match line.char_indices().nth(79) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_owned(),
-    }
+/// Why a plan naming PCs nobody has heard from is refused, and how to go ahead anyway.
+pub fn unknown_pcs_problem(unknown: &[PcId]) -> String {
+    let names: Vec<&str> = unknown.iter().map(|p| p.as_str()).collect();
+    format!(
+        "target.pcs: never seen by this backend (no heartbeat yet): {}. Check the names with `kanade agents list`; to target a PC that is not installed yet, pass --allow-unknown (API: ?allow_unknown=true)",
+        names.join(", ")
+    )
 }
 
 /// The subjects a target is published on: one for `all`, one per group, one per pc.
@@ -130,20 +129,6 @@ mod tests {
 
     fn names(pcs: Vec<PcId>) -> Vec<String> {
         pcs.into_iter().map(|p| p.to_string()).collect()
-    }
-
-    #[test]
-    fn an_adhoc_run_is_named_by_its_first_line() {
-        let long = "x".repeat(100);
-        let cut = format!("{}…", "x".repeat(79));
-        let cases = [
-            ("\n  df -h /\nuptime\n", "df -h /"),
-            ("   \n", "(empty script)"),
-            (long.as_str(), cut.as_str()),
-        ];
-        for (script, want) in cases {
-            assert_eq!(adhoc_title(script), want, "{script:?}");
-        }
     }
 
     #[test]

@@ -280,13 +280,49 @@ impl ForgeryLog {
     }
 }
 
+/// The ad-hoc runs (`kanade run`) among a batch's runs, once each.
+fn adhoc_runs<'a>(
+    runs: impl Iterator<Item = (kanade_shared::ExecId, &'a kanade_shared::PcId, &'a kanade_shared::JobId)>,
+) -> Vec<(kanade_shared::ExecId, kanade_shared::PcId, kanade_shared::JobId)> {
+    let mut out: Vec<_> =
+        runs.filter(|(_, _, job)| job.is_adhoc()).map(|(e, pc, job)| (e, pc.clone(), job.clone())).collect();
+    out.sort_by_key(|(e, _, _)| *e);
+    out.dedup_by_key(|(e, _, _)| *e);
+    out
+}
+
+/// An execution the projector made for a `kanade run` is named by what ran: the command is
+/// still in EXEC (one per ad-hoc subject), so its script's first line is read from there. Best
+/// effort: without it the execution keeps the name `kanade run on <pc>`.
+async fn name_adhoc_runs(
+    p: &Projectors,
+    runs: Vec<(kanade_shared::ExecId, kanade_shared::PcId, kanade_shared::JobId)>,
+) {
+    if runs.is_empty() {
+        return;
+    }
+    let Ok(exec) = p.js.get_stream("EXEC").await else { return };
+    for (exec_id, pc, job) in runs {
+        let subject = kanade_shared::subjects::command_pc(&pc, &job);
+        let Ok(message) = exec.direct_get_last_for_subject(&subject).await else { continue };
+        let Ok(cmd) = wire::decode::<kanade_shared::wire::Command>(&message.payload) else { continue };
+        let Some(script) = cmd.script.filter(|_| cmd.exec_id == exec_id) else { continue };
+        let title = kanade_shared::JobId::adhoc_title(&script);
+        if let Err(e) = p.db.write(move |tx| projection::name_adhoc_execution(tx, exec_id, &title)).await {
+            tracing::debug!(%exec_id, error = %e, "cannot name an ad-hoc execution");
+        }
+    }
+}
+
 /// Write one decoded batch in one transaction.
 async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
     let now = now_ms();
     match decoded {
         Decoded::Results(items) => {
             let events: Vec<_> = items.iter().map(|r| (r.exec_id, r.pc_id.clone(), r.status)).collect();
+            let adhoc = adhoc_runs(items.iter().map(|r| (r.exec_id, &r.pc_id, &r.job_id)));
             p.db.write(move |tx| projection::apply_results(tx, &items, now)).await?;
+            name_adhoc_runs(p, adhoc).await;
             for (exec_id, pc, status) in events {
                 p.bus.result(exec_id, pc, status);
             }
@@ -296,7 +332,9 @@ async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
             let mut started: Vec<_> = items.iter().map(|e| e.exec_id).collect();
             started.sort_unstable();
             started.dedup();
+            let adhoc = adhoc_runs(items.iter().map(|e| (e.exec_id, &e.pc_id, &e.job_id)));
             p.db.write(move |tx| projection::apply_started(tx, &items, now)).await?;
+            name_adhoc_runs(p, adhoc).await;
             started.into_iter().for_each(|exec_id| p.bus.execution(exec_id));
         }
         Decoded::Audit(items) => p.db.write(move |tx| projection::apply_audit(tx, &items, now)).await?,

@@ -175,7 +175,8 @@ async fn fire(s: &Scheduler, sch: &Schedule, tick_ms: i64) -> Result<String, Exe
         source: Some(format!("schedule {id} tick {tick_ms} by {}", s.instance)),
         schedule_id: Some(id.clone()),
         retry: sch.on_failure.map(|f| Retry { max: f.retry.max, backoff_secs: f.retry.backoff.as_secs() }),
-        // Checked when the schedule was saved; a PC retired since must not stop the others.
+        // Checked when the schedule was saved (http/schedules.rs); a PC retired since must not
+        // stop the others.
         allow_unknown: true,
     };
     let plan = match decision {

@@ -52,7 +52,7 @@ export async function detail(main, id) {
   const operator = can('operator');
   main.append(
     h('h1', {}, `Job ${id} `, j.revoked ? badge('revoked') : null),
-    operator ? execForm(id, Boolean(j.plan)) : null,
+    operator ? execForm(id, j.plan) : null,
     h('h2', {}, 'Manifest'),
     yamlEditor(j.yaml, { readOnly: !operator, onSaved: () => {} }),
     operator ? h('div', { class: 'toolbar' },
@@ -69,7 +69,8 @@ export async function detail(main, id) {
 }
 
 /** Target picker (all / groups / PCs), jitter and optional waves → POST /api/exec/{job}. */
-function execForm(id, hasPlan) {
+function execForm(id, storedPlan) {
+  const hasPlan = Boolean(storedPlan);
   // Nothing chosen at first (or the job's own target, when its file had one): running on every
   // agent is never one click away.
   const mode = h('select', { id: 'exec-target-mode' },
@@ -102,6 +103,9 @@ function execForm(id, hasPlan) {
       errors.append(h('p', { class: 'errors', role: 'alert' }, 'Jitter goes with a target you choose here; the job file\'s own plan sets its own.'));
       return;
     }
+    // The job file's own plan may target everyone too: the same question first.
+    if (mode.value === 'stored' && !lines.length && storedPlan.target && storedPlan.target.all
+        && !confirm(`The job file runs ${id} on every agent in the fleet. Run it?`)) return;
     try {
       const stored = mode.value === 'stored' && !lines.length;
       const r = await api('POST', `/api/exec/${encodeURIComponent(id)}`, stored ? undefined : plan);

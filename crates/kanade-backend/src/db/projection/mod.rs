@@ -151,6 +151,15 @@ fn adhoc_execution(
     Ok(())
 }
 
+/// Name an execution made up from an ad-hoc run by what it ran (only such rows: plan `null`).
+pub fn name_adhoc_execution(tx: &Transaction<'_>, exec_id: ExecId, title: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE executions SET title = ?2 WHERE exec_id = ?1 AND plan_json = 'null'",
+        params![exec_id.to_string(), title],
+    )?;
+    Ok(())
+}
+
 pub fn apply_started(tx: &Transaction<'_>, events: &[StartedEvent], now_ms: i64) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status, attempt,
