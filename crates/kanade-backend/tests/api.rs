@@ -286,11 +286,15 @@ async fn a_schedule_naming_a_pc_never_seen_is_refused_unless_allowed() {
     let (status, body) =
         s.post_yaml("/api/jobs", "id: tick\nversion: '1'\nexecute: { shell: sh, script: 'true' }\n").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let yaml = "id: nightly\ncron: '0 0 3 * * *'\njob_id: tick\nplan: { target: { pcs: [PC-KNOWN, nosuchpc] } }\n";
+    let yaml =
+        "id: nightly\ncron: '0 0 3 * * *'\njob_id: tick\nplan: { target: { pcs: [PC-KNOWN, nosuchpc] } }\n";
     let (status, body) = s.post_yaml("/api/schedules", yaml).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let problem = body["detail"]["problems"][0].as_str().unwrap();
-    assert!(problem.starts_with("target.pcs: never seen by this backend (no heartbeat yet): nosuchpc."), "{problem}");
+    assert!(
+        problem.starts_with("target.pcs: never seen by this backend (no heartbeat yet): nosuchpc."),
+        "{problem}"
+    );
     let (status, body) = s.post_yaml("/api/schedules?allow_unknown=true", yaml).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }

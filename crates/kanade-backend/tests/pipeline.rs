@@ -355,7 +355,8 @@ async fn adhoc_runs_are_executions_named_by_what_ran() {
         (&1.into(), &"direct\n".into())
     );
     // Named by its script (read back from EXEC), not by its ad-hoc job id.
-    let title = || async { s.get(&format!("/api/executions/{}", cmd.exec_id)).await.1["execution"]["title"].clone() };
+    let title =
+        || async { s.get(&format!("/api/executions/{}", cmd.exec_id)).await.1["execution"]["title"].clone() };
     kanade_testkit::wait_until_async("the run's title", Duration::from_secs(10), || async {
         title().await == "echo direct"
     })
@@ -380,9 +381,11 @@ async fn adhoc_runs_are_executions_named_by_what_ran() {
     // A rebuild keeps both, each with its name.
     let _workers = common::wipe_and_restart(&s).await;
     s.wait_status(&cmd.exec_id.to_string(), "completed").await;
-    kanade_testkit::wait_until_async("the run's title after the rebuild", Duration::from_secs(10), || async {
-        title().await == "echo direct"
-    })
+    kanade_testkit::wait_until_async(
+        "the run's title after the rebuild",
+        Duration::from_secs(10),
+        || async { title().await == "echo direct" },
+    )
     .await;
     let body = s.wait_status(launched["exec_id"].as_str().unwrap(), "completed").await;
     assert_eq!(body["execution"]["title"], "echo via api", "{body:#}");

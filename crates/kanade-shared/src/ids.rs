@@ -257,7 +257,11 @@ mod tests {
     fn an_adhoc_run_is_named_by_its_first_line() {
         let long = "x".repeat(100);
         let cut = format!("{}…", "x".repeat(79));
-        let cases = [("\n  df -h /\nuptime\n", "df -h /"), ("   \n", "(empty script)"), (long.as_str(), cut.as_str())];
+        let cases = [
+            ("\n  df -h /\nuptime\n", "df -h /"),
+            ("   \n", "(empty script)"),
+            (long.as_str(), cut.as_str()),
+        ];
         for (script, want) in cases {
             assert_eq!(JobId::adhoc_title(script), want, "{script:?}");
         }
