@@ -124,7 +124,10 @@ async fn a_result_survives_a_broker_outage_and_arrives_once() {
     kanade_testkit::wait_until_async("the script to start", WAIT, || async { runs(&marker) == 1 }).await;
     fleet.server.stop();
     // The job finishes while the broker is away; its result waits in the outbox.
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    kanade_testkit::wait_until_async("the run to finish with the broker away", WAIT, || async {
+        agent.log().contains(&format!("run finished exec_id={}", cmd.exec_id))
+    })
+    .await;
     fleet.restart_server().await;
     let r = fleet.wait_result(cmd.exec_id, Duration::from_secs(60)).await;
     assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, "done\n"));

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures::StreamExt;
 use kanade_shared::signing;
 use kanade_shared::subjects;
 use kanade_shared::wire::{self, Command, ExecStatus};
@@ -97,13 +98,11 @@ async fn only_commands_signed_by_a_pinned_key_run() {
     assert_eq!(fleet.results_for(good.exec_id).await.len(), 1);
 
     // Kills: an unsigned one is ignored, a signed one stops the run.
+    // Both kills go out while the run is really running: after its `started` event.
     let long = command("long", "sleep 30");
+    let mut started = fleet.client.subscribe(subjects::event_started(&"PC-1".parse().unwrap(), long.exec_id)).await.unwrap();
     publish_signed(&fleet, &backend, &long).await;
-    kanade_testkit::wait_until_async("the long run to start", WAIT, || async {
-        agent.log().contains("exec_id") && agent.log().contains("long")
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(WAIT, started.next()).await.expect("the long run never started");
     let kill = subjects::kill(long.exec_id);
     fleet.client.publish(kill.clone(), "kill".into()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;

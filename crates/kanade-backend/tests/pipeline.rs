@@ -60,7 +60,15 @@ async fn waves_go_out_after_their_delay_and_failures_stop_the_rest() {
     let body = s.wait_status(&stopped, "aborted").await;
     assert_eq!(body["waves"][1]["status"], "cancelled");
     assert!(body["execution"]["message"].as_str().unwrap().contains("max_failure_ratio"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Past the cancelled wave's due time (and a dispatcher tick), nothing for it ever reached
+    // EXEC and PC-B never ran it: checked after it would have gone out, not before.
+    let due = body["waves"][1]["due_ms"].as_i64().unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000;
+    tokio::time::sleep(Duration::from_millis((due - now).max(0) as u64 + 2_000)).await;
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let exec_stream = js.get_stream("EXEC").await.unwrap();
+    let sent = exec_stream.direct_get_last_for_subject("commands.group.b.bad-wave").await;
+    assert!(sent.is_err(), "the cancelled wave was published: {:?}", sent.map(|m| m.subject));
     let (_, body) = s.get(&format!("/api/executions/{stopped}")).await;
     assert!(body["pcs"].as_array().unwrap().iter().all(|p| p["pc_id"] != "PC-B"), "wave 2 ran: {body:#}");
 }
@@ -107,9 +115,20 @@ async fn wipe_projector_rebuilds_executions_and_results_from_the_streams() {
         )
         .await;
     let before = s.wait_status(&exec, "completed").await;
+    // An aborted rollout and its cancelled wave must come back too.
+    let aborted = s
+        .deploy("id: stopper\nversion: '1'\nexecute: { shell: sh, script: 'exit 1' }\nrollout: { waves: [{ group: w }, { group: later, delay: 1h }], max_failure_ratio: 0.0 }\n")
+        .await;
+    let aborted_before = s.wait_status(&aborted, "aborted").await;
+    assert_eq!(aborted_before["waves"][1]["status"], "cancelled");
 
     // A second set of workers stands in for the restarted backend; the first set is stopped.
     let _workers = common::wipe_and_restart(&s).await;
+    let aborted_after = s.wait_status(&aborted, "aborted").await;
+    assert_eq!(
+        (&aborted_after["waves"], &aborted_after["execution"]["message"]),
+        (&aborted_before["waves"], &aborted_before["execution"]["message"])
+    );
 
     let after = s.wait_status(&exec, "completed").await;
     assert_eq!(after["execution"]["succeeded"], before["execution"]["succeeded"]);

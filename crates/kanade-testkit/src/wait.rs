@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(25);
 
 /// Whether `pid` is running anything: a zombie waiting for its new parent to reap it is not.
-/// Linux only (reads /proc); elsewhere it answers false.
+/// Reads /proc; where there is none it panics rather than answer "not running", which would let
+/// every "the process is gone" assertion pass without looking.
 pub fn process_running(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
-        Err(_) => false,
+        Err(_) if std::path::Path::new("/proc/self/stat").exists() => false,
+        Err(e) => panic!("cannot tell whether process {pid} runs: /proc is not readable ({e}); this check needs Linux's /proc"),
     }
 }
 

@@ -161,7 +161,7 @@ pub(crate) async fn admit(
         now_ms(),
     )? {
         Admission::New => {
-            tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, "command admitted");
+            tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, ?via, "command admitted");
             tokio::spawn(runner::execute(ctx.clone(), cmd, via));
         }
         Admission::Duplicate => tracing::debug!(exec_id = %cmd.exec_id, subject, "already admitted"),
