@@ -100,7 +100,11 @@ async fn only_commands_signed_by_a_pinned_key_run() {
     // Kills: an unsigned one is ignored, a signed one stops the run.
     // Both kills go out while the run is really running: after its `started` event.
     let long = command("long", "sleep 30");
-    let mut started = fleet.client.subscribe(subjects::event_started(&"PC-1".parse().unwrap(), long.exec_id)).await.unwrap();
+    let mut started = fleet
+        .client
+        .subscribe(subjects::event_started(&"PC-1".parse().unwrap(), long.exec_id))
+        .await
+        .unwrap();
     publish_signed(&fleet, &backend, &long).await;
     tokio::time::timeout(WAIT, started.next()).await.expect("the long run never started");
     let kill = subjects::kill(long.exec_id);

@@ -117,7 +117,7 @@ async fn wipe_projector_rebuilds_executions_and_results_from_the_streams() {
     let before = s.wait_status(&exec, "completed").await;
     // An aborted rollout and its cancelled wave must come back too.
     let aborted = s
-        .deploy("id: stopper\nversion: '1'\nexecute: { shell: sh, script: 'exit 1' }\nrollout: { waves: [{ group: w }, { group: later, delay: 1h }], max_failure_ratio: 0.0 }\n")
+        .deploy("id: stopper\nversion: '1'\nexecute: { shell: sh, script: 'exit 1' }\nrollout: { waves: [{ group: w }, { group: later, delay: 2s }], max_failure_ratio: 0.0 }\n")
         .await;
     let aborted_before = s.wait_status(&aborted, "aborted").await;
     assert_eq!(aborted_before["waves"][1]["status"], "cancelled");

@@ -12,7 +12,9 @@ pub fn process_running(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
         Err(_) if std::path::Path::new("/proc/self/stat").exists() => false,
-        Err(e) => panic!("cannot tell whether process {pid} runs: /proc is not readable ({e}); this check needs Linux's /proc"),
+        Err(e) => panic!(
+            "cannot tell whether process {pid} runs: /proc is not readable ({e}); this check needs Linux's /proc"
+        ),
     }
 }
 
