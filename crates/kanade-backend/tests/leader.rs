@@ -30,7 +30,11 @@ async fn watch_fires(js: &jetstream::Context) -> Fires {
     let sink = fires.clone();
     tokio::spawn(async move {
         let mut messages = consumer.messages().await.unwrap();
-        while let Some(Ok(m)) = messages.next().await {
+        // An ordered consumer reports transient trouble (a missed idle heartbeat while nothing
+        // is published, a reset) as an error item and carries on: stopping at the first one
+        // left the test counting no fires at all.
+        while let Some(m) = messages.next().await {
+            let Ok(m) = m else { continue };
             let e: AuditEvent = wire::decode(&m.payload).unwrap();
             // "schedule <id> tick <ms> by <instance>"
             let source = e.source.unwrap_or_default();
