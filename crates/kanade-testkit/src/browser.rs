@@ -48,6 +48,8 @@ impl Browser {
         let profile = std::env::temp_dir().join(format!("kanade-chromium-{port}"));
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            // The page's console, so a test can fail on script errors and CSP violations.
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
@@ -147,6 +149,19 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The page's console errors since the last call (JavaScript exceptions, CSP violations,
+    /// failed loads), as Chromium words them.
+    pub fn console_errors(&self) -> Result<Vec<String>, String> {
+        let entries = self.cmd("POST", "/se/log", json!({ "type": "browser" }))?;
+        Ok(entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .collect())
     }
 
     /// Accept the open `confirm()` dialog (WebDriver user prompts).
