@@ -167,10 +167,14 @@ fn browse(base: &str) {
     assert_eq!(b.execute("return document.getElementById('agent-groups').value").unwrap(), json!(""));
     // A one-off command from the agent page: its output shows there, live.
     // Its output is text, never markup.
-    b.type_into(&b.wait_for("#command-script", WAIT).unwrap(), "echo 'from the box <b>bold</b><img src=x>'").unwrap();
+    b.type_into(&b.wait_for("#command-script", WAIT).unwrap(), "echo 'from the box <b>bold</b><img src=x>'")
+        .unwrap();
     b.click(&b.find("#command-run").unwrap()).unwrap();
-    b.wait_text("[data-testid=command-stdout]", WAIT, |t| t.contains("from the box <b>bold</b><img src=x>")).unwrap();
-    assert!(b.find_all("[data-testid=command-stdout] b, [data-testid=command-stdout] img").unwrap().is_empty());
+    b.wait_text("[data-testid=command-stdout]", WAIT, |t| t.contains("from the box <b>bold</b><img src=x>"))
+        .unwrap();
+    assert!(
+        b.find_all("[data-testid=command-stdout] b, [data-testid=command-stdout] img").unwrap().is_empty()
+    );
     // The fleet-wide software search asks for a name first.
     b.goto(&format!("{base}/#/agents")).unwrap();
     b.click_on("#software-search", WAIT).unwrap();
