@@ -1,5 +1,6 @@
 //! The real backend binary killed with SIGKILL while results flow in: after a restart every
-//! result is in the database exactly once.
+//! result is in the database exactly once, and the execution's counters count each once (a
+//! result applied again after the crash — its batch committed, its ack lost — must not).
 
 use std::time::Duration;
 
@@ -10,6 +11,19 @@ use kanade_testkit::NatsServer;
 mod common;
 
 const RESULTS: usize = 20_000;
+
+/// (succeeded, target_count) of the execution; (-1, -1) while it is not there.
+fn counters(db: &std::path::Path, exec: ExecId) -> (i64, i64) {
+    let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return (-1, -1);
+    };
+    c.query_row(
+        "SELECT succeeded, target_count FROM executions WHERE exec_id = ?1",
+        [exec.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap_or((-1, -1))
+}
 
 fn count(db: &std::path::Path) -> usize {
     let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
@@ -26,6 +40,24 @@ async fn a_killed_backend_projects_every_result_exactly_once_after_restart() {
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
     let exec = ExecId::new();
+    // The execution, as the backend would have created it: its counters move with every result
+    // newly projected (every PC joins as a late target).
+    let created = serde_json::json!({
+        "exec_id": exec, "job_id": "flood", "version": "1", "plan": {}, "target_count": 0,
+        "targets": [], "waves": [],
+    });
+    let event = kanade_shared::wire::AuditEvent {
+        schema: 1,
+        id: kanade_shared::AuditId::new(),
+        at: Timestamp::now_utc(),
+        actor: "test".into(),
+        action: "exec.create".into(),
+        target: Some("flood".into()),
+        source: None,
+        detail: created,
+    };
+    let subject = kanade_shared::subjects::audit("exec.create").unwrap();
+    js.publish(subject, wire::encode(&event).unwrap().into()).await.unwrap().await.unwrap();
     // Acks are awaited per chunk: the client caps acks in flight and would stall otherwise.
     let mut acks = Vec::with_capacity(1000);
     for i in 0..RESULTS {
@@ -72,4 +104,8 @@ async fn a_killed_backend_projects_every_result_exactly_once_after_restart() {
     });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(count(&db), RESULTS);
+    kanade_testkit::wait_until("the execution to be projected", Duration::from_secs(30), || {
+        counters(&db, exec).1 == RESULTS as i64
+    });
+    assert_eq!(counters(&db, exec), (RESULTS as i64, RESULTS as i64), "counters differ from the rows");
 }
