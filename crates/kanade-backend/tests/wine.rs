@@ -175,7 +175,7 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     let sent = Instant::now();
     let (status, _) = s.send_as("POST", &format!("/api/executions/{exec}/kill"), None, Value::Null).await;
     assert_eq!(status, axum::http::StatusCode::ACCEPTED);
-    kanade_testkit::wait_until("ping.exe to be gone", Duration::from_secs(10), || !wine.runs("ping.exe"));
+    kanade_testkit::wait_until("ping.exe to be gone", Duration::from_secs(2), || !wine.runs("ping.exe"));
     let gone = sent.elapsed();
     kanade_testkit::wait_until_async("the killed result", WAIT, || async {
         pc_row(&s, &exec).await["status"] == "killed"
@@ -206,7 +206,7 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     kanade_testkit::wait_until("the user's ping.exe to run", WAIT, || wine.runs("ping.exe"));
     let (status, _) = s.send_as("POST", &format!("/api/executions/{exec}/kill"), None, Value::Null).await;
     assert_eq!(status, axum::http::StatusCode::ACCEPTED);
-    kanade_testkit::wait_until("the user's ping.exe to be gone", Duration::from_secs(10), || {
+    kanade_testkit::wait_until("the user's ping.exe to be gone", Duration::from_secs(2), || {
         !wine.runs("ping.exe")
     });
 
