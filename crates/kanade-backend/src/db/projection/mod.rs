@@ -561,7 +561,9 @@ pub fn generation(tx: &Transaction<'_>) -> Result<String, DbError> {
     if let Some(g) = existing {
         return Ok(g);
     }
-    let g = uuid::Uuid::now_v7().simple().to_string()[..12].to_owned();
+    // The random tail of a v7 id: its first 12 digits are only the millisecond, and two
+    // backends whose databases start in the same one would share projector consumers.
+    let g = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
     tx.execute("INSERT INTO projection_meta (key, value) VALUES ('generation', ?1)", [&g])?;
     Ok(g)
 }
