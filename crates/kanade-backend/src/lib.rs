@@ -7,6 +7,7 @@ pub mod broker;
 pub mod cleanup;
 pub mod db;
 pub mod events;
+pub mod fleet;
 pub mod http;
 pub mod pipeline;
 pub mod presence;

@@ -349,7 +349,7 @@ fn confirm_when_healthy(state: &http::AppState, data_dir: PathBuf) {
 fn wipe(config: &BackendConfig) -> anyhow::Result<()> {
     let db = open_db(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(db.write(kanade_backend::db::projection::wipe))?;
+    runtime.block_on(db.wipe_projection())?;
     Ok(())
 }
 

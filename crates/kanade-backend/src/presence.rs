@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::db::{Db, maintenance, now_ms};
+use crate::db::{Db, now_ms};
 use crate::events::Bus;
 use crate::pipeline::plan::ALIVE_WINDOW_MS;
 
@@ -37,7 +37,7 @@ pub fn transitions(before: &HashSet<String>, last_seen: &[(String, i64)], now_ms
 pub async fn worker(db: Db, bus: Bus, mut stop: watch::Receiver<bool>) {
     let mut online: Option<HashSet<String>> = None;
     loop {
-        match db.read(maintenance::last_seen).await {
+        match db.last_seen().await {
             Ok(seen) => {
                 let t = transitions(online.as_ref().unwrap_or(&HashSet::new()), &seen, now_ms());
                 // The first look only learns the state; announcing the whole fleet as "up" at every

@@ -1,8 +1,8 @@
-//! The agents list at fleet scale: 10,000 agents in a real SQLite file, filtered, sorted and
-//! paged by the query the dashboard and `GET /api/agents` use.
+//! The agents list at fleet scale: 10,000 agents in a real SQLite file and a real Postgres
+//! database, filtered, sorted and paged by the query the dashboard and `GET /api/agents` use.
 
-use kanade_backend::db::queries::{AgentFilter, AgentSort, list_agents};
-use kanade_backend::db::{Db, projection};
+use kanade_backend::db::Db;
+use kanade_backend::db::queries::{AgentFilter, AgentSort};
 use kanade_shared::wire::{self, Heartbeat};
 
 const NOW: i64 = 1_800_000_000_000;
@@ -10,7 +10,12 @@ const NOW: i64 = 1_800_000_000_000;
 #[tokio::test]
 async fn ten_thousand_agents_filter_sort_and_page() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("backend.db")).unwrap();
+    check(Db::open(&dir.path().join("backend.db")).unwrap()).await;
+    let url = kanade_testkit::PgCluster::shared().fresh_database();
+    check(Db::connect_postgres(&url).await.unwrap()).await;
+}
+
+async fn check(db: Db) {
     let golden: Heartbeat =
         wire::decode(include_bytes!("../../kanade-shared/test-data/wire/v1/heartbeat.json")).unwrap();
     let beats: Vec<(i64, Heartbeat)> = (0..10_000)
@@ -28,12 +33,12 @@ async fn ten_thousand_agents_filter_sort_and_page() {
         .collect();
     for age in [600, 0] {
         let batch: Vec<Heartbeat> = beats.iter().filter(|(a, _)| *a == age).map(|(_, b)| b.clone()).collect();
-        db.write(move |tx| projection::apply_heartbeats(tx, &batch, NOW - age * 1000)).await.unwrap();
+        db.apply_heartbeats(batch, NOW - age * 1000).await.unwrap();
     }
 
     let page = |f: AgentFilter| {
         let db = db.clone();
-        async move { db.read(move |c| list_agents(c, &f)).await.unwrap() }
+        async move { db.agents_page(f).await.unwrap() }
     };
     let base = AgentFilter { alive_since_ms: NOW - 120_000, limit: 50, ..Default::default() };
 

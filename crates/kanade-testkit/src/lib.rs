@@ -7,9 +7,11 @@
 mod browser;
 pub mod http;
 mod nats;
+mod postgres;
 mod wait;
 pub mod wine;
 
 pub use browser::{Browser, Element};
 pub use nats::{NatsServer, free_port};
+pub use postgres::PgCluster;
 pub use wait::{process_running, wait_until, wait_until_async};

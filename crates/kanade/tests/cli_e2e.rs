@@ -315,11 +315,7 @@ async fn login_keeps_a_private_token_and_errors_say_what_to_do() {
     // A viewer is told which role a change needs.
     let hash = kanade_backend::auth::password::hash("viewer password").unwrap();
     let now = kanade_backend::db::now_ms();
-    b.db.write(move |tx| {
-        kanade_backend::db::accounts::create_user(tx, "victor", &hash, "viewer", false, now)
-    })
-    .await
-    .unwrap();
+    b.db.create_user("victor".into(), hash, "viewer".into(), false, now).await.unwrap();
     let viewer = dir.path().join("viewer-config");
     let out = kanade_in(
         &viewer,

@@ -214,7 +214,7 @@ pub fn load_or_create_signing_key(data_dir: &Path) -> anyhow::Result<ed25519_dal
 /// Create the first admin from `KANADE_BOOTSTRAP_ADMIN_PASSWORD` when no user exists yet.
 /// Returns whether one was created. A later start with users present changes nothing.
 pub async fn bootstrap_admin(db: &Db, password: Option<String>) -> anyhow::Result<bool> {
-    if db.read(accounts::user_count).await? > 0 {
+    if db.user_count().await? > 0 {
         return Ok(false);
     }
     let Some(password) = password.filter(|p| !p.is_empty()) else {
@@ -227,7 +227,7 @@ pub async fn bootstrap_admin(db: &Db, password: Option<String>) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("KANADE_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
     let hash = password::hash(&password).map_err(anyhow::Error::msg)?;
     let now = now_ms();
-    let created = db.write(move |tx| accounts::create_user(tx, "admin", &hash, "admin", false, now)).await?;
+    let created = db.create_user("admin".into(), hash, "admin".into(), false, now).await?;
     if created {
         tracing::info!("created the first admin, user \"admin\", from KANADE_BOOTSTRAP_ADMIN_PASSWORD");
     }
@@ -281,7 +281,7 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
     if let Some(rest) = bearer.strip_prefix("kanade_") {
         let (id, secret) = rest.split_once('_').ok_or_else(|| unauthorized("malformed API token"))?;
         let key = id.to_owned();
-        let row = db.read(move |c| accounts::token(c, &key)).await?;
+        let row = db.token(key).await?;
         let row = row
             .filter(|t| t.revoked_ms.is_none())
             .ok_or_else(|| unauthorized("API token unknown or revoked"))?;
@@ -305,7 +305,7 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
     let claims =
         jwt::decode(bearer, &auth.config.secret, now_ms() / 1000).map_err(|e| unauthorized(e.to_string()))?;
     let name = claims.sub.clone();
-    let user = db.read(move |c| accounts::user(c, &name)).await?;
+    let user = db.user(name).await?;
     let user = user.ok_or_else(|| unauthorized(format!("user {} no longer exists", claims.sub)))?;
     if user.disabled {
         return Err(unauthorized(format!("user {} is disabled", user.name)));

@@ -9,8 +9,8 @@ use std::time::Duration;
 use kanade_shared::config::RetentionConfig;
 use tokio::sync::watch;
 
-use crate::db::maintenance::{self, Pruned};
-use crate::db::projection::{self, Ended, ExecStep};
+use crate::db::maintenance::Pruned;
+use crate::db::projection::{Ended, ExecStep};
 use crate::db::{Db, now_ms};
 use crate::events::Bus;
 use crate::pipeline::{ExecError, audit};
@@ -51,7 +51,7 @@ pub async fn worker(c: Cleanup, mut stop: watch::Receiver<bool>) {
 /// One pass as of `now_ms` (tests pass a future instant instead of waiting).
 pub async fn run_once(c: &Cleanup, now_ms: i64) -> Result<Pass, ExecError> {
     let stall_after = policy::stall_after_ms(&c.retention);
-    let quiet = c.db.read(move |conn| maintenance::quiet_executions(conn, now_ms - stall_after)).await?;
+    let quiet = c.db.quiet_executions(now_ms - stall_after).await?;
     let mut expired = Vec::new();
     for q in quiet.into_iter().filter(|q| policy::is_stalled(q, now_ms, stall_after)) {
         let step = ExecStep {
@@ -63,11 +63,11 @@ pub async fn run_once(c: &Cleanup, now_ms: i64) -> Result<Pass, ExecError> {
         // Audited first: if the write below is lost, the AUDIT projector applies the same change.
         let detail = serde_json::to_value(&step).unwrap_or_default();
         audit(&c.js, "cleanup", "exec.expired", Some(q.exec_id.clone()), None, detail).await?;
-        c.db.write(move |tx| projection::ended_early(tx, &step, Ended::Expired, now_ms)).await?;
+        c.db.ended_early(step, Ended::Expired, now_ms).await?;
         c.bus.execution(&q.exec_id);
         expired.push(q.exec_id);
     }
     let cut = policy::cutoffs(now_ms, &c.retention);
-    let pruned = c.db.write(move |tx| maintenance::prune(tx, &cut)).await?;
+    let pruned = c.db.prune(cut).await?;
     Ok(Pass { expired, pruned })
 }

@@ -1,9 +1,9 @@
 //! Users and API tokens.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::DbError;
+use super::sql::{Row, Sql, opt_row, scalar, vals};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
@@ -21,7 +21,7 @@ pub struct User {
 const USER_COLUMNS: &str =
     "name, password_hash, role, disabled, must_change_password, password_changed_ms, created_ms, updated_ms";
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+fn user_row(r: &Row) -> Result<User, DbError> {
     Ok(User {
         name: r.get(0)?,
         password_hash: r.get(1)?,
@@ -34,75 +34,85 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-pub fn user(c: &Connection, name: &str) -> Result<Option<User>, DbError> {
+pub async fn user<S: Sql>(s: &mut S, name: &str) -> Result<Option<User>, DbError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1");
-    Ok(c.prepare_cached(&sql)?.query_row([name], user_row).optional()?)
+    opt_row(s, &sql, vals![name]).await?.as_ref().map(user_row).transpose()
 }
 
-pub fn users(c: &Connection) -> Result<Vec<User>, DbError> {
+pub async fn users<S: Sql>(s: &mut S) -> Result<Vec<User>, DbError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map([], user_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    s.rows(&sql, vals![]).await?.iter().map(user_row).collect()
 }
 
-pub fn user_count(c: &Connection) -> Result<i64, DbError> {
-    Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+pub async fn user_count<S: Sql>(s: &mut S) -> Result<i64, DbError> {
+    scalar(s, "SELECT COUNT(*) FROM users", vals![]).await
 }
 
 /// Insert a user; false when the name is taken.
-pub fn create_user(
-    tx: &Transaction<'_>,
+pub async fn create_user<S: Sql>(
+    s: &mut S,
     name: &str,
     hash: &str,
     role: &str,
     must_change: bool,
     now_ms: i64,
 ) -> Result<bool, DbError> {
-    let n = tx.execute(
-        "INSERT INTO users (name, password_hash, role, must_change_password, password_changed_ms, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) ON CONFLICT(name) DO NOTHING",
-        params![name, hash, role, must_change, now_ms],
-    )?;
+    let n = s
+        .exec(
+            "INSERT INTO users (name, password_hash, role, must_change_password, password_changed_ms, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) ON CONFLICT(name) DO NOTHING",
+            vals![name, hash, role, must_change, now_ms],
+        )
+        .await?;
     Ok(n == 1)
 }
 
-pub fn set_password(
-    tx: &Transaction<'_>,
+pub async fn set_password<S: Sql>(
+    s: &mut S,
     name: &str,
     hash: &str,
     must_change: bool,
     now_ms: i64,
 ) -> Result<bool, DbError> {
-    let n = tx.execute(
-        "UPDATE users SET password_hash = ?2, must_change_password = ?3, password_changed_ms = ?4, updated_ms = ?4
-         WHERE name = ?1",
-        params![name, hash, must_change, now_ms],
-    )?;
+    let n = s
+        .exec(
+            "UPDATE users SET password_hash = ?2, must_change_password = ?3, password_changed_ms = ?4, updated_ms = ?4
+             WHERE name = ?1",
+            vals![name, hash, must_change, now_ms],
+        )
+        .await?;
     Ok(n == 1)
 }
 
-pub fn update_user(
-    tx: &Transaction<'_>,
+/// Change a user's role, disabled flag, and password (which the user must then change); false
+/// when there is no such user.
+pub async fn update_user<S: Sql>(
+    s: &mut S,
     name: &str,
     role: Option<&str>,
     disabled: Option<bool>,
+    password_hash: Option<&str>,
     now_ms: i64,
 ) -> Result<bool, DbError> {
-    let n = tx.execute(
-        "UPDATE users SET role = COALESCE(?2, role), disabled = COALESCE(?3, disabled), updated_ms = ?4 WHERE name = ?1",
-        params![name, role, disabled, now_ms],
-    )?;
+    let n = s
+        .exec(
+            "UPDATE users SET role = COALESCE(?2, role), disabled = COALESCE(?3, disabled), updated_ms = ?4 WHERE name = ?1",
+            vals![name, role, disabled, now_ms],
+        )
+        .await?;
+    if let Some(hash) = password_hash {
+        set_password(s, name, hash, true, now_ms).await?;
+    }
     Ok(n == 1)
 }
 
-pub fn delete_user(tx: &Transaction<'_>, name: &str) -> Result<bool, DbError> {
-    Ok(tx.execute("DELETE FROM users WHERE name = ?1", [name])? == 1)
+pub async fn delete_user<S: Sql>(s: &mut S, name: &str) -> Result<bool, DbError> {
+    Ok(s.exec("DELETE FROM users WHERE name = ?1", vals![name]).await? == 1)
 }
 
 /// Admins that can still sign in (the last one may not be removed, demoted or disabled).
-pub fn active_admins(c: &Connection) -> Result<i64, DbError> {
-    Ok(c.query_row("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0", [], |r| r.get(0))?)
+pub async fn active_admins<S: Sql>(s: &mut S) -> Result<i64, DbError> {
+    scalar(s, "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0", vals![]).await
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +129,7 @@ pub struct Token {
 
 const TOKEN_COLUMNS: &str = "id, name, secret_sha256, role, created_by, created_ms, revoked_ms";
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
+fn token_row(r: &Row) -> Result<Token, DbError> {
     Ok(Token {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -131,31 +141,33 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
     })
 }
 
-pub fn token(c: &Connection, id: &str) -> Result<Option<Token>, DbError> {
+pub async fn token<S: Sql>(s: &mut S, id: &str) -> Result<Option<Token>, DbError> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1");
-    Ok(c.prepare_cached(&sql)?.query_row([id], token_row).optional()?)
+    opt_row(s, &sql, vals![id]).await?.as_ref().map(token_row).transpose()
 }
 
-pub fn tokens(c: &Connection) -> Result<Vec<Token>, DbError> {
+pub async fn tokens<S: Sql>(s: &mut S) -> Result<Vec<Token>, DbError> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_ms");
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map([], token_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    s.rows(&sql, vals![]).await?.iter().map(token_row).collect()
 }
 
 /// Insert a token; false when the name is taken.
-pub fn create_token(tx: &Transaction<'_>, t: &Token) -> Result<bool, DbError> {
-    let n = tx.execute(
-        "INSERT INTO api_tokens (id, name, secret_sha256, role, created_by, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO NOTHING",
-        params![t.id, t.name, t.secret_sha256, t.role, t.created_by, t.created_ms],
-    )?;
+pub async fn create_token<S: Sql>(s: &mut S, t: &Token) -> Result<bool, DbError> {
+    let n = s
+        .exec(
+            "INSERT INTO api_tokens (id, name, secret_sha256, role, created_by, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT DO NOTHING",
+            vals![t.id.as_str(), t.name.as_str(), t.secret_sha256.as_str(), t.role.as_str(), t.created_by.as_str(), t.created_ms],
+        )
+        .await?;
     Ok(n == 1)
 }
 
-pub fn revoke_token(tx: &Transaction<'_>, id: &str, now_ms: i64) -> Result<bool, DbError> {
-    Ok(tx.execute(
+pub async fn revoke_token<S: Sql>(s: &mut S, id: &str, now_ms: i64) -> Result<bool, DbError> {
+    Ok(s.exec(
         "UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-        params![id, now_ms],
-    )? == 1)
+        vals![id, now_ms],
+    )
+    .await?
+        == 1)
 }

@@ -1,8 +1,7 @@
 //! Cleanup's SQL: finding stalled executions and applying retention to every table.
 
-use rusqlite::{Connection, Transaction, params};
-
 use super::DbError;
+use super::sql::{Sql, vals};
 
 /// An unfinished execution that has seen no progress since `last_activity_ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,14 +15,17 @@ pub struct Quiet {
 }
 
 /// Unfinished executions with no progress since `before_ms`.
-pub fn quiet_executions(c: &Connection, before_ms: i64) -> Result<Vec<Quiet>, DbError> {
-    let mut stmt = c.prepare_cached(
+pub async fn quiet_executions<S: Sql>(s: &mut S, before_ms: i64) -> Result<Vec<Quiet>, DbError> {
+    s.rows(
         "SELECT e.exec_id, e.updated_ms,
                 (SELECT MIN(w.due_ms) FROM rollout_waves w WHERE w.exec_id = e.exec_id AND w.status = 'pending'),
                 e.succeeded + e.failed + e.skipped + e.other, e.target_count
          FROM executions e WHERE e.status IN ('pending', 'running') AND e.updated_ms < ?1",
-    )?;
-    let rows = stmt.query_map([before_ms], |r| {
+        vals![before_ms],
+    )
+    .await?
+    .iter()
+    .map(|r| {
         Ok(Quiet {
             exec_id: r.get(0)?,
             last_activity_ms: r.get(1)?,
@@ -31,8 +33,8 @@ pub fn quiet_executions(c: &Connection, before_ms: i64) -> Result<Vec<Quiet>, Db
             reported: r.get(3)?,
             target_count: r.get(4)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Rows older than these instants (epoch ms) go.
@@ -54,36 +56,52 @@ pub struct Pruned {
     pub inventory: usize,
 }
 
-pub fn prune(tx: &Transaction<'_>, cut: &Cutoffs) -> Result<Pruned, DbError> {
-    let results = tx.execute("DELETE FROM execution_results WHERE received_ms < ?1", [cut.results_ms])?;
+pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> {
+    let results =
+        s.exec("DELETE FROM execution_results WHERE received_ms < ?1", vals![cut.results_ms]).await?;
     // Only finished executions age out; their targets and waves go with them.
     let finished_before = "SELECT exec_id FROM executions
          WHERE status NOT IN ('pending', 'running') AND COALESCE(finished_ms, updated_ms) < ?1";
-    tx.execute(
+    s.exec(
         &format!("DELETE FROM execution_targets WHERE exec_id IN ({finished_before})"),
-        [cut.executions_ms],
-    )?;
-    tx.execute(
+        vals![cut.executions_ms],
+    )
+    .await?;
+    s.exec(
         &format!("DELETE FROM rollout_waves WHERE exec_id IN ({finished_before})"),
-        [cut.executions_ms],
-    )?;
-    let executions = tx.execute(
-        "DELETE FROM executions WHERE status NOT IN ('pending', 'running') AND COALESCE(finished_ms, updated_ms) < ?1",
-        [cut.executions_ms],
-    )?;
-    let audit = tx.execute("DELETE FROM audit_log WHERE at_ms < ?1", [cut.audit_ms])?;
-    let inventory = tx.execute(
-        "DELETE FROM inventory WHERE pc_id IN (SELECT pc_id FROM agents WHERE last_seen_ms < ?1)
-            OR (collected_ms < ?1 AND pc_id NOT IN (SELECT pc_id FROM agents))",
-        params![cut.agents_ms],
-    )?;
-    let agents = tx.execute("DELETE FROM agents WHERE last_seen_ms < ?1", [cut.agents_ms])?;
-    Ok(Pruned { results, executions, audit, agents, inventory })
+        vals![cut.executions_ms],
+    )
+    .await?;
+    let executions = s
+        .exec(
+            "DELETE FROM executions WHERE status NOT IN ('pending', 'running') AND COALESCE(finished_ms, updated_ms) < ?1",
+            vals![cut.executions_ms],
+        )
+        .await?;
+    let audit = s.exec("DELETE FROM audit_log WHERE at_ms < ?1", vals![cut.audit_ms]).await?;
+    let inventory = s
+        .exec(
+            "DELETE FROM inventory WHERE pc_id IN (SELECT pc_id FROM agents WHERE last_seen_ms < ?1)
+                OR (collected_ms < ?1 AND pc_id NOT IN (SELECT pc_id FROM agents))",
+            vals![cut.agents_ms],
+        )
+        .await?;
+    let agents = s.exec("DELETE FROM agents WHERE last_seen_ms < ?1", vals![cut.agents_ms]).await?;
+    let n = |v: u64| v as usize;
+    Ok(Pruned {
+        results: n(results),
+        executions: n(executions),
+        audit: n(audit),
+        agents: n(agents),
+        inventory: n(inventory),
+    })
 }
 
 /// Every agent's last heartbeat, for presence tracking.
-pub fn last_seen(c: &Connection) -> Result<Vec<(String, i64)>, DbError> {
-    let mut stmt = c.prepare_cached("SELECT pc_id, last_seen_ms FROM agents")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub async fn last_seen<S: Sql>(s: &mut S) -> Result<Vec<(String, i64)>, DbError> {
+    s.rows("SELECT pc_id, last_seen_ms FROM agents", vals![])
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect()
 }

@@ -1,35 +1,181 @@
-//! Embedded, ordered migrations. Each runs once, in its own transaction, recorded in
-//! `schema_migrations`.
+//! Embedded, ordered migrations, one folder per engine. Each runs once, in its own transaction,
+//! recorded in `schema_migrations` with the sha256 of its text: a migration changed after it
+//! was applied, or a database newer than this binary, stops the start with the reason.
 
 use rusqlite::Connection;
+use sha2::{Digest, Sha256};
 
 use super::DbError;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "projection", include_str!("migrations/0001_projection.sql")),
-    (2, "schedules", include_str!("migrations/0002_schedules.sql")),
-    (3, "accounts", include_str!("migrations/0003_accounts.sql")),
-    (4, "agent_updates", include_str!("migrations/0004_agent_updates.sql")),
-    (5, "agent_clock", include_str!("migrations/0005_agent_clock.sql")),
-    (6, "execution_title", include_str!("migrations/0006_execution_title.sql")),
+#[derive(Debug)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "projection", sql: include_str!("migrations/sqlite/0001_projection.sql") },
+    Migration { version: 2, name: "schedules", sql: include_str!("migrations/sqlite/0002_schedules.sql") },
+    Migration { version: 3, name: "accounts", sql: include_str!("migrations/sqlite/0003_accounts.sql") },
+    Migration {
+        version: 4,
+        name: "agent_updates",
+        sql: include_str!("migrations/sqlite/0004_agent_updates.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "agent_clock",
+        sql: include_str!("migrations/sqlite/0005_agent_clock.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "execution_title",
+        sql: include_str!("migrations/sqlite/0006_execution_title.sql"),
+    },
 ];
 
-pub fn run(conn: &Connection) -> Result<(), DbError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)")?;
-    let current: i64 =
-        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > latest {
-        return Err(DbError::Migration(format!(
-            "database schema is at version {current}, newer than this kanade-backend knows ({latest}); upgrade the backend"
-        )));
+const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "schema", sql: include_str!("migrations/postgres/0001_schema.sql") }];
+
+pub fn checksum(sql: &str) -> String {
+    Sha256::digest(sql.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Pure: which of `known` still have to run, given what the database recorded as applied
+/// (`(version, checksum)`; no checksum for rows written before checksums were kept).
+pub fn pending<'a>(
+    applied: &[(i64, Option<String>)],
+    known: &'a [Migration],
+) -> Result<Vec<&'a Migration>, String> {
+    let latest = known.last().map_or(0, |m| m.version);
+    if let Some((newest, _)) = applied.iter().max_by_key(|(v, _)| *v)
+        && *newest > latest
+    {
+        return Err(format!(
+            "database schema is at version {newest}, newer than this kanade-backend knows ({latest}); upgrade the backend"
+        ));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        conn.execute_batch(&format!(
-            "BEGIN; {sql}; INSERT INTO schema_migrations VALUES ({version}, '{name}', {}); COMMIT;",
-            super::now_ms()
-        ))
-        .map_err(|e| DbError::Migration(format!("migration {version} ({name}) failed: {e}")))?;
+    for (version, sum) in applied {
+        let Some(m) = known.iter().find(|m| m.version == *version) else {
+            return Err(format!(
+                "database records migration {version}, which this kanade-backend does not have"
+            ));
+        };
+        if let Some(sum) = sum
+            && *sum != checksum(m.sql)
+        {
+            return Err(format!(
+                "migration {version} ({}) differs from the one applied to this database; restore the original migration or the database",
+                m.name
+            ));
+        }
+    }
+    Ok(known.iter().filter(|m| !applied.iter().any(|(v, _)| *v == m.version)).collect())
+}
+
+pub fn run_sqlite(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL, checksum TEXT)",
+    )?;
+    let has_checksum: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('schema_migrations') WHERE name = 'checksum')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_checksum {
+        conn.execute_batch("ALTER TABLE schema_migrations ADD COLUMN checksum TEXT")?;
+    }
+    let applied: Vec<(i64, Option<String>)> = conn
+        .prepare("SELECT version, checksum FROM schema_migrations")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for m in pending(&applied, SQLITE).map_err(DbError::Migration)? {
+        let sql = format!(
+            "BEGIN; {}; INSERT INTO schema_migrations VALUES ({}, '{}', {}, '{}'); COMMIT;",
+            m.sql,
+            m.version,
+            m.name,
+            super::now_ms(),
+            checksum(m.sql)
+        );
+        conn.execute_batch(&sql)
+            .map_err(|e| DbError::Migration(format!("migration {} ({}) failed: {e}", m.version, m.name)))?;
+    }
+    // Rows from before checksums were kept get theirs now.
+    for m in SQLITE {
+        conn.execute(
+            "UPDATE schema_migrations SET checksum = ?2 WHERE version = ?1 AND checksum IS NULL",
+            rusqlite::params![m.version, checksum(m.sql)],
+        )?;
     }
     Ok(())
+}
+
+pub async fn run_postgres(client: &mut deadpool_postgres::Client) -> Result<(), DbError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL, checksum TEXT)",
+        )
+        .await?;
+    let tx = client.transaction().await?;
+    // Backends starting together: one migrates, the others wait here and then find nothing to do.
+    tx.batch_execute("SELECT pg_advisory_xact_lock(7218331606)").await?;
+    let applied: Vec<(i64, Option<String>)> = tx
+        .query("SELECT version, checksum FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for m in pending(&applied, POSTGRES).map_err(DbError::Migration)? {
+        let failed = |e: tokio_postgres::Error| {
+            DbError::Migration(format!(
+                "migration {} ({}) failed: {}",
+                m.version,
+                m.name,
+                super::pg_message(&e)
+            ))
+        };
+        tx.batch_execute(m.sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_ms, checksum) VALUES ($1, $2, $3, $4)",
+            &[&m.version, &m.name, &super::now_ms(), &checksum(m.sql)],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[Migration] = &[
+        Migration { version: 1, name: "one", sql: "CREATE TABLE a (x INTEGER)" },
+        Migration { version: 2, name: "two", sql: "CREATE TABLE b (x INTEGER)" },
+    ];
+
+    #[test]
+    fn pending_migrations_and_refusals() {
+        let sum = |i: usize| Some(checksum(KNOWN[i].sql));
+        let versions = |p: Vec<&Migration>| p.iter().map(|m| m.version).collect::<Vec<_>>();
+        assert_eq!(versions(pending(&[], KNOWN).unwrap()), [1, 2]);
+        assert_eq!(versions(pending(&[(1, sum(0))], KNOWN).unwrap()), [2]);
+        assert_eq!(versions(pending(&[(1, None), (2, sum(1))], KNOWN).unwrap()), Vec::<i64>::new());
+        let newer = pending(&[(1, sum(0)), (3, None)], KNOWN).unwrap_err();
+        assert!(newer.contains("version 3, newer than this kanade-backend knows (2)"), "{newer}");
+        let changed = pending(&[(1, Some("0".repeat(64)))], KNOWN).unwrap_err();
+        assert!(changed.contains("migration 1 (one) differs"), "{changed}");
+    }
+
+    #[test]
+    fn every_engine_numbers_its_migrations_from_one_without_gaps() {
+        for list in [SQLITE, POSTGRES] {
+            for (i, m) in list.iter().enumerate() {
+                assert_eq!(m.version, i as i64 + 1, "{}", m.name);
+            }
+        }
+    }
 }

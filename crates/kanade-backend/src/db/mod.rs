@@ -1,94 +1,396 @@
-//! The backend's SQL store. Handlers and projectors call methods here; no SQL lives elsewhere.
-//! One writer connection (SQLite allows one writer at a time anyway) and a few readers (WAL lets
-//! them read while the writer writes); every call runs on the blocking pool, never on the async
-//! workers. Another engine (Postgres) slots in behind these same methods.
+//! The backend's store. Handlers, projectors and workers call its named operations; no SQL and
+//! no engine type lives outside this module. Two engines: SQLite (embedded, one backend) and
+//! Postgres (several backends on one database). Each operation is written once, against
+//! [`sql::Sql`]; the engines differ only in how a statement reaches the database.
 
 pub mod accounts;
 pub mod maintenance;
 mod migrate;
 pub mod overview;
+mod postgres;
 pub mod projection;
 pub mod queries;
 pub mod schedules;
+pub mod sql;
+mod sqlite;
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+use kanade_shared::ExecId;
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
+
+use crate::fleet::KnownAgent;
+use postgres::{PgSql, Postgres};
+use sqlite::Sqlite;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("postgres: {}", pg_message(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database returned an unexpected value: {0}")]
+    Decode(String),
     #[error("database task failed: {0}")]
     Task(String),
     #[error("{0}")]
     Migration(String),
 }
 
-const READERS: usize = 4;
+/// What Postgres said, not only "db error".
+pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
+}
+
+#[derive(Clone)]
+enum Engine {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
+}
 
 #[derive(Clone)]
 pub struct Db {
-    writer: Arc<Mutex<Connection>>,
-    readers: Arc<Vec<Mutex<Connection>>>,
-    next_reader: Arc<AtomicUsize>,
+    engine: Engine,
+}
+
+/// Run `$body` (an operation's future, using `$s: &mut impl Sql`) in one write transaction.
+/// SQLite runs it on the blocking pool; Postgres on this task, again when two backends'
+/// transactions deadlocked or failed to serialize.
+macro_rules! write {
+    ($db:expr, |$s:ident| $body:expr) => {
+        match &$db.engine {
+            Engine::Sqlite(e) => e.write(move |$s| sqlite::now($body)?).await,
+            Engine::Postgres(pg) => {
+                let mut attempt = 0;
+                loop {
+                    let mut client = pg.client().await?;
+                    let tx = client.transaction().await?;
+                    let out = {
+                        let $s = &mut PgSql::Tx(&tx);
+                        $body.await
+                    };
+                    let out = match out {
+                        Ok(v) => tx.commit().await.map(|()| v).map_err(DbError::from),
+                        Err(e) => Err(e),
+                    };
+                    match out {
+                        Err(e) if postgres::retryable(&e) && attempt < 5 => attempt += 1,
+                        out => break out,
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// Run `$body` on a reader (SQLite) or a pooled connection (Postgres).
+macro_rules! read {
+    ($db:expr, |$s:ident| $body:expr) => {
+        match &$db.engine {
+            Engine::Sqlite(e) => e.read(move |$s| sqlite::now($body)?).await,
+            Engine::Postgres(pg) => {
+                let client = pg.client().await?;
+                let $s = &mut PgSql::Client(&client);
+                $body.await
+            }
+        }
+    };
 }
 
 impl Db {
+    /// The embedded engine, on the SQLite file at `path` (made if missing).
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let writer = Connection::open(path)?;
-        writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")?;
-        migrate::run(&writer)?;
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            let r = Connection::open(path)?;
-            r.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
-            readers.push(Mutex::new(r));
+        Ok(Self { engine: Engine::Sqlite(Sqlite::open(path)?) })
+    }
+
+    /// Postgres at `url` (`postgres://user:pw@host:port/db`).
+    pub async fn connect_postgres(url: &str) -> Result<Self, DbError> {
+        Ok(Self { engine: Engine::Postgres(Postgres::open(url).await?) })
+    }
+
+    /// Whether other backends may share this projection (and so its consumers and duties).
+    pub fn shared(&self) -> bool {
+        matches!(self.engine, Engine::Postgres(_))
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
         }
-        Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
-            readers: Arc::new(readers),
-            next_reader: Arc::new(AtomicUsize::new(0)),
+    }
+
+    // --- projection ---
+
+    pub async fn projection_name(&self) -> Result<projection::ProjectionName, DbError> {
+        write!(self, |s| projection::projection_name(s))
+    }
+
+    pub async fn wipe_projection(&self) -> Result<(), DbError> {
+        write!(self, |s| projection::wipe(s))
+    }
+
+    pub async fn apply_results(&self, items: Vec<ExecResult>, now: i64) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_results(s, &items, now))
+    }
+
+    pub async fn apply_started(&self, items: Vec<StartedEvent>, now: i64) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_started(s, &items, now))
+    }
+
+    pub async fn apply_audit(&self, items: Vec<AuditEvent>, now: i64) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_audit(s, &items, now))
+    }
+
+    pub async fn apply_inventory(&self, items: Vec<Inventory>) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_inventory(s, &items))
+    }
+
+    pub async fn apply_heartbeats(&self, beats: Vec<Heartbeat>, now: i64) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_heartbeats(s, &beats, now))
+    }
+
+    pub async fn name_adhoc_execution(&self, exec_id: ExecId, title: String) -> Result<(), DbError> {
+        write!(self, |s| projection::name_adhoc_execution(s, exec_id, &title))
+    }
+
+    /// A new execution (its row, targets and waves), as its `exec.create` event describes it.
+    pub async fn insert_execution(
+        &self,
+        created: projection::ExecCreated,
+        created_by: String,
+        now: i64,
+    ) -> Result<(), DbError> {
+        write!(self, |s| projection::insert_created(s, &created, &created_by, now))
+    }
+
+    pub async fn ended_early(
+        &self,
+        step: projection::ExecStep,
+        how: projection::Ended,
+        at: i64,
+    ) -> Result<(), DbError> {
+        write!(self, |s| projection::ended_early(s, &step, how, at))
+    }
+
+    pub async fn wave_published(&self, step: projection::ExecStep, at: i64, now: i64) -> Result<(), DbError> {
+        write!(self, |s| projection::wave_published(s, &step, at, now))
+    }
+
+    // --- fleet and executions ---
+
+    pub async fn known_agents(&self) -> Result<Vec<KnownAgent>, DbError> {
+        read!(self, |s| queries::known_agents(s))
+    }
+
+    pub async fn agent_presence(&self, pc: String) -> Result<Option<(i64, Vec<String>)>, DbError> {
+        read!(self, |s| queries::agent_presence(s, &pc))
+    }
+
+    pub async fn agent_update_states(&self) -> Result<Vec<queries::AgentUpdateState>, DbError> {
+        read!(self, |s| queries::agent_update_states(s))
+    }
+
+    pub async fn agents_page(
+        &self,
+        f: queries::AgentFilter,
+    ) -> Result<(Vec<queries::AgentRow>, i64), DbError> {
+        read!(self, |s| queries::list_agents(s, &f))
+    }
+
+    pub async fn agent(&self, pc: String) -> Result<Option<queries::AgentDetail>, DbError> {
+        read!(self, |s| queries::get_agent(s, &pc))
+    }
+
+    pub async fn executions(
+        &self,
+        f: queries::ExecutionFilter,
+    ) -> Result<Vec<queries::ExecutionRow>, DbError> {
+        read!(self, |s| queries::list_executions(s, &f))
+    }
+
+    pub async fn execution(
+        &self,
+        exec_id: String,
+        with_pcs: bool,
+    ) -> Result<Option<queries::ExecutionDetail>, DbError> {
+        read!(self, |s| queries::get_execution(s, &exec_id, with_pcs))
+    }
+
+    pub async fn unfinished_executions(&self, job: String) -> Result<Vec<String>, DbError> {
+        read!(self, |s| queries::unfinished_executions(s, &job))
+    }
+
+    pub async fn results(&self, f: queries::ResultFilter) -> Result<Vec<queries::ResultRow>, DbError> {
+        read!(self, |s| queries::list_results(s, &f))
+    }
+
+    pub async fn result(&self, id: String) -> Result<Option<queries::ResultRow>, DbError> {
+        read!(self, |s| queries::get_result(s, &id))
+    }
+
+    pub async fn audit(&self, f: queries::AuditFilter) -> Result<Vec<queries::AuditRow>, DbError> {
+        read!(self, |s| queries::list_audit(s, &f))
+    }
+
+    pub async fn overview(&self, since: i64, alive_since: i64) -> Result<overview::Overview, DbError> {
+        read!(self, |s| overview::overview(s, since, alive_since))
+    }
+
+    pub async fn find_software(
+        &self,
+        name: String,
+        version: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<queries::SoftwareHit>, DbError> {
+        read!(self, |s| queries::find_software(s, &name, version.as_deref(), limit))
+    }
+
+    pub async fn due_waves(&self, now: i64) -> Result<Vec<queries::DueWave>, DbError> {
+        read!(self, |s| queries::due_waves(s, now))
+    }
+
+    pub async fn wave_still_due(&self, exec_id: String, wave: i64) -> Result<bool, DbError> {
+        read!(self, |s| queries::wave_still_due(s, &exec_id, wave))
+    }
+
+    // --- cleanup and presence ---
+
+    pub async fn quiet_executions(&self, before: i64) -> Result<Vec<maintenance::Quiet>, DbError> {
+        read!(self, |s| maintenance::quiet_executions(s, before))
+    }
+
+    pub async fn prune(&self, cut: maintenance::Cutoffs) -> Result<maintenance::Pruned, DbError> {
+        write!(self, |s| maintenance::prune(s, &cut))
+    }
+
+    pub async fn last_seen(&self) -> Result<Vec<(String, i64)>, DbError> {
+        read!(self, |s| maintenance::last_seen(s))
+    }
+
+    // --- schedules ---
+
+    pub async fn schedule_state(&self, id: String) -> Result<Option<schedules::State>, DbError> {
+        read!(self, |s| schedules::state(s, &id))
+    }
+
+    pub async fn schedule_outcomes(
+        &self,
+        id: String,
+        since: i64,
+    ) -> Result<(Option<schedules::State>, BTreeMap<String, i64>), DbError> {
+        read!(self, |s| async {
+            let state = schedules::state(s, &id).await?;
+            Ok((state, schedules::outcomes_since(s, &id, since).await?))
         })
     }
 
-    /// Run `f` in one write transaction.
-    pub async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
-    ) -> Result<T, DbError> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
+    pub async fn schedule_history(&self, id: String) -> Result<schedules::History, DbError> {
+        read!(self, |s| schedules::history(s, &id))
     }
 
-    pub async fn read<T: Send + 'static>(
+    pub async fn record_tick(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
-    ) -> Result<T, DbError> {
-        let readers = self.readers.clone();
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
-            // Take the first free reader, starting from a rotating offset; wait on one if all are busy.
-            for i in 0..readers.len() {
-                if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
-                    return f(&conn);
-                }
-            }
-            let conn = readers[start % readers.len()].lock().unwrap_or_else(|p| p.into_inner());
-            f(&conn)
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
+        id: String,
+        tick: i64,
+        fired: Option<(i64, String)>,
+        outcome: String,
+    ) -> Result<(), DbError> {
+        write!(self, |s| schedules::record_tick(
+            s,
+            &id,
+            tick,
+            fired.as_ref().map(|(at, exec)| (*at, exec.as_str())),
+            &outcome
+        ))
+    }
+
+    pub async fn forget_schedule(&self, id: String) -> Result<(), DbError> {
+        write!(self, |s| schedules::forget(s, &id))
+    }
+
+    // --- accounts ---
+
+    pub async fn user(&self, name: String) -> Result<Option<accounts::User>, DbError> {
+        read!(self, |s| accounts::user(s, &name))
+    }
+
+    pub async fn users(&self) -> Result<Vec<accounts::User>, DbError> {
+        read!(self, |s| accounts::users(s))
+    }
+
+    pub async fn user_count(&self) -> Result<i64, DbError> {
+        read!(self, |s| accounts::user_count(s))
+    }
+
+    pub async fn active_admins(&self) -> Result<i64, DbError> {
+        read!(self, |s| accounts::active_admins(s))
+    }
+
+    /// Insert a user; false when the name is taken.
+    pub async fn create_user(
+        &self,
+        name: String,
+        hash: String,
+        role: String,
+        must_change: bool,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| accounts::create_user(s, &name, &hash, &role, must_change, now))
+    }
+
+    pub async fn set_password(
+        &self,
+        name: String,
+        hash: String,
+        must_change: bool,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| accounts::set_password(s, &name, &hash, must_change, now))
+    }
+
+    pub async fn update_user(
+        &self,
+        name: String,
+        role: Option<String>,
+        disabled: Option<bool>,
+        password_hash: Option<String>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| accounts::update_user(
+            s,
+            &name,
+            role.as_deref(),
+            disabled,
+            password_hash.as_deref(),
+            now
+        ))
+    }
+
+    pub async fn delete_user(&self, name: String) -> Result<bool, DbError> {
+        write!(self, |s| accounts::delete_user(s, &name))
+    }
+
+    pub async fn token(&self, id: String) -> Result<Option<accounts::Token>, DbError> {
+        read!(self, |s| accounts::token(s, &id))
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<accounts::Token>, DbError> {
+        read!(self, |s| accounts::tokens(s))
+    }
+
+    pub async fn create_token(&self, t: accounts::Token) -> Result<bool, DbError> {
+        write!(self, |s| accounts::create_token(s, &t))
+    }
+
+    pub async fn revoke_token(&self, id: String, now: i64) -> Result<bool, DbError> {
+        write!(self, |s| accounts::revoke_token(s, &id, now))
     }
 }
 

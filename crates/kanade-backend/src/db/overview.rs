@@ -1,10 +1,10 @@
 //! The dashboard's fleet overview: one read of counts, a results-per-hour series and the
 //! latest failures.
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::DbError;
+use super::sql::{Sql, opt_row, vals};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -35,31 +35,45 @@ pub struct Failure {
 
 /// Everything from `since_ms` on; agents count as online with a heartbeat at or after
 /// `alive_since_ms`.
-pub fn overview(c: &Connection, since_ms: i64, alive_since_ms: i64) -> Result<Overview, DbError> {
-    let (agents_total, agents_online) = c.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(last_seen_ms >= ?1), 0) FROM agents",
-        [alive_since_ms],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let mut stmt = c.prepare_cached(
-        "SELECT status, COUNT(*) FROM executions WHERE created_ms >= ?1 GROUP BY status ORDER BY status",
-    )?;
-    let executions = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-    let mut stmt = c.prepare_cached(
-        "SELECT (received_ms / ?2) * ?2 AS hour, status, COUNT(*) FROM execution_results
-         WHERE received_ms >= ?1 GROUP BY hour, status ORDER BY hour, status",
-    )?;
-    let results_per_hour = stmt
-        .query_map(params![since_ms, HOUR_MS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut stmt = c.prepare_cached(
-        "SELECT result_id, exec_id, pc_id, job_id, status, exit_code, message, received_ms,
-                (SELECT e.title FROM executions e WHERE e.exec_id = execution_results.exec_id) FROM execution_results
-         WHERE received_ms >= ?1 AND status IN ('failed', 'timed_out', 'killed', 'unknown')
-         ORDER BY received_ms DESC LIMIT 10",
-    )?;
-    let recent_failures = stmt
-        .query_map([since_ms], |r| {
+pub async fn overview<S: Sql>(s: &mut S, since_ms: i64, alive_since_ms: i64) -> Result<Overview, DbError> {
+    let counts = opt_row(
+        s,
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_ms >= ?1 THEN 1 ELSE 0 END), 0) FROM agents",
+        vals![alive_since_ms],
+    )
+    .await?
+    .ok_or_else(|| DbError::Decode("no agent counts".into()))?;
+    let (agents_total, agents_online) = (counts.get(0)?, counts.get(1)?);
+    let executions = s
+        .rows(
+            "SELECT status, COUNT(*) FROM executions WHERE created_ms >= ?1 GROUP BY status ORDER BY status",
+            vals![since_ms],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<_, DbError>>()?;
+    let results_per_hour = s
+        .rows(
+            "SELECT (received_ms / ?2) * ?2 AS hour, status, COUNT(*) FROM execution_results
+             WHERE received_ms >= ?1 GROUP BY hour, status ORDER BY hour, status",
+            vals![since_ms, HOUR_MS],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .collect::<Result<_, DbError>>()?;
+    let recent_failures = s
+        .rows(
+            "SELECT result_id, exec_id, pc_id, job_id, status, exit_code, message, received_ms,
+                    (SELECT e.title FROM executions e WHERE e.exec_id = execution_results.exec_id) FROM execution_results
+             WHERE received_ms >= ?1 AND status IN ('failed', 'timed_out', 'killed', 'unknown')
+             ORDER BY received_ms DESC LIMIT 10",
+            vals![since_ms],
+        )
+        .await?
+        .iter()
+        .map(|r| {
             Ok(Failure {
                 result_id: r.get(0)?,
                 exec_id: r.get(1)?,
@@ -71,7 +85,7 @@ pub fn overview(c: &Connection, since_ms: i64, alive_since_ms: i64) -> Result<Ov
                 received_ms: r.get(7)?,
                 title: r.get(8)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .collect::<Result<_, DbError>>()?;
     Ok(Overview { agents_total, agents_online, executions, results_per_hour, recent_failures })
 }

@@ -2,11 +2,11 @@
 //! renders them.
 
 use kanade_shared::manifest::Target;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::DbError;
-use crate::pipeline::plan::KnownAgent;
+use super::sql::{Row, Sql, opt_row, scalar, vals};
+use crate::fleet::KnownAgent;
 
 /// Self-update as one agent last reported it.
 #[derive(Debug)]
@@ -17,46 +17,42 @@ pub struct AgentUpdateState {
     pub update_status: Option<String>,
 }
 
-pub fn agent_update_states(c: &Connection) -> Result<Vec<AgentUpdateState>, DbError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT pc_id, agent_version, quarantined_json, update_status FROM agents ORDER BY pc_id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(AgentUpdateState {
-            pc_id: r.get(0)?,
-            agent_version: r.get(1)?,
-            quarantined: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
-            update_status: r.get(3)?,
+pub async fn agent_update_states<S: Sql>(s: &mut S) -> Result<Vec<AgentUpdateState>, DbError> {
+    s.rows("SELECT pc_id, agent_version, quarantined_json, update_status FROM agents ORDER BY pc_id", vals![])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AgentUpdateState {
+                pc_id: r.get(0)?,
+                agent_version: r.get(1)?,
+                quarantined: serde_json::from_str(&r.get::<String>(2)?).unwrap_or_default(),
+                update_status: r.get(3)?,
+            })
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect()
 }
 
-pub fn known_agents(c: &Connection) -> Result<Vec<KnownAgent>, DbError> {
-    let mut stmt = c.prepare_cached("SELECT pc_id, groups_json, last_seen_ms FROM agents")?;
-    let rows =
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+pub async fn known_agents<S: Sql>(s: &mut S) -> Result<Vec<KnownAgent>, DbError> {
     let mut out = Vec::new();
-    for row in rows {
-        let (pc, groups, seen) = row?;
-        let Ok(pc) = pc.parse() else { continue };
+    for r in s.rows("SELECT pc_id, groups_json, last_seen_ms FROM agents", vals![]).await? {
+        let Ok(pc) = r.get::<String>(0)?.parse() else { continue };
         out.push(KnownAgent {
             pc,
-            groups: serde_json::from_str(&groups).unwrap_or_default(),
-            last_seen_ms: seen,
+            groups: serde_json::from_str(&r.get::<String>(1)?).unwrap_or_default(),
+            last_seen_ms: r.get(2)?,
         });
     }
     Ok(out)
 }
 
 /// When the backend last heard from `pc` and the groups it reported then; `None`: never.
-pub fn agent_presence(c: &Connection, pc: &str) -> Result<Option<(i64, Vec<String>)>, DbError> {
-    let row: Option<(i64, String)> = c
-        .query_row("SELECT last_seen_ms, groups_json FROM agents WHERE pc_id = ?1", [pc], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    Ok(row.map(|(seen, groups)| (seen, serde_json::from_str(&groups).unwrap_or_default())))
+pub async fn agent_presence<S: Sql>(s: &mut S, pc: &str) -> Result<Option<(i64, Vec<String>)>, DbError> {
+    let Some(r) =
+        opt_row(s, "SELECT last_seen_ms, groups_json FROM agents WHERE pc_id = ?1", vals![pc]).await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((r.get(0)?, serde_json::from_str(&r.get::<String>(1)?).unwrap_or_default())))
 }
 
 pub struct DueWave {
@@ -69,14 +65,17 @@ pub struct DueWave {
     pub other: i64,
 }
 
-pub fn due_waves(c: &Connection, now_ms: i64) -> Result<Vec<DueWave>, DbError> {
-    let mut stmt = c.prepare_cached(
+pub async fn due_waves<S: Sql>(s: &mut S, now_ms: i64) -> Result<Vec<DueWave>, DbError> {
+    s.rows(
         "SELECT w.exec_id, w.wave, w.target_json, e.plan_json, e.succeeded + e.failed + e.skipped + e.other, e.failed, e.other
          FROM rollout_waves w JOIN executions e ON e.exec_id = w.exec_id
          WHERE w.status = 'pending' AND w.due_ms <= ?1 AND e.status NOT IN ('aborted', 'expired', 'killed')
          ORDER BY w.due_ms, w.exec_id, w.wave",
-    )?;
-    let rows = stmt.query_map([now_ms], |r| {
+        vals![now_ms],
+    )
+    .await?
+    .iter()
+    .map(|r| {
         Ok(DueWave {
             exec_id: r.get(0)?,
             wave: r.get(1)?,
@@ -86,18 +85,20 @@ pub fn due_waves(c: &Connection, now_ms: i64) -> Result<Vec<DueWave>, DbError> {
             failed: r.get(5)?,
             other: r.get(6)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Whether wave `wave` of `exec_id` is still waiting to go out (not cancelled by a kill or an
 /// abort since it was read).
-pub fn wave_still_due(c: &Connection, exec_id: &str, wave: i64) -> Result<bool, DbError> {
-    Ok(c.prepare_cached(
+pub async fn wave_still_due<S: Sql>(s: &mut S, exec_id: &str, wave: i64) -> Result<bool, DbError> {
+    scalar(
+        s,
         "SELECT EXISTS (SELECT 1 FROM rollout_waves w JOIN executions e ON e.exec_id = w.exec_id
          WHERE w.exec_id = ?1 AND w.wave = ?2 AND w.status = 'pending' AND e.status IN ('pending', 'running'))",
-    )?
-    .query_row(rusqlite::params![exec_id, wave], |r| r.get(0))?)
+        vals![exec_id, wave],
+    )
+    .await
 }
 
 pub fn parse_target(json: &str) -> Result<Target, String> {
@@ -134,7 +135,7 @@ pub struct ExecutionRow {
 
 const EXECUTION_COLUMNS: &str = "exec_id, job_id, version, status, target_count, succeeded, failed, skipped, other, message, created_ms, finished_ms, title";
 
-fn execution_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+fn execution_row(r: &Row) -> Result<ExecutionRow, DbError> {
     Ok(ExecutionRow {
         exec_id: r.get(0)?,
         job_id: r.get(1)?,
@@ -162,16 +163,18 @@ pub struct ExecutionFilter {
     pub limit: i64,
 }
 
-pub fn list_executions(c: &Connection, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>, DbError> {
+pub async fn list_executions<S: Sql>(s: &mut S, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>, DbError> {
     let sql = format!(
         "SELECT {EXECUTION_COLUMNS} FROM executions
-         WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR created_ms >= ?3)
-           AND (?4 IS NULL OR exec_id < ?4)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR job_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR status = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR created_ms >= ?3)
+           AND (CAST(?4 AS TEXT) IS NULL OR exec_id < ?4)
          ORDER BY exec_id DESC LIMIT ?5"
     );
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![f.job, f.status, f.since_ms, f.before, f.limit], execution_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    s.rows(&sql, vals![f.job.clone(), f.status.clone(), f.since_ms, f.before.clone(), f.limit])
+        .await?
+        .iter()
+        .map(execution_row)
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -231,33 +234,37 @@ pub struct WaveRow {
 pub type ExecutionDetail = (ExecutionRow, Vec<PcRow>, Vec<WaveRow>);
 
 /// One execution; its per-pc rows only when `with_pcs` (10,000 of them are megabytes).
-pub fn get_execution(
-    c: &Connection,
+pub async fn get_execution<S: Sql>(
+    s: &mut S,
     exec_id: &str,
     with_pcs: bool,
 ) -> Result<Option<ExecutionDetail>, DbError> {
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE exec_id = ?1");
-    let Some(exec) = c.query_row(&sql, [exec_id], execution_row).optional()? else { return Ok(None) };
+    let Some(exec) = opt_row(s, &sql, vals![exec_id]).await? else { return Ok(None) };
+    let exec = execution_row(&exec)?;
     if !with_pcs {
-        return Ok(Some((exec, Vec::new(), waves_of(c, exec_id)?)));
+        return Ok(Some((exec, Vec::new(), waves_of(s, exec_id).await?)));
     }
     // Expected pcs without a row yet, plus every pc that reported (expected or not).
-    let mut stmt = c.prepare_cached(
-        "SELECT t.pc_id, t.wave, COALESCE(r.status, 'pending'), r.result_id, r.exit_code, r.message, r.stdout, r.stderr,
-                COALESCE(r.truncated, 0), r.attempt, r.started_ms, r.finished_ms, r.skip_reason,
-                (SELECT a.last_seen_ms FROM agents a WHERE a.pc_id = t.pc_id)
-         FROM execution_targets t LEFT JOIN execution_results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
-         WHERE t.exec_id = ?1
-         UNION ALL
-         SELECT r.pc_id, NULL, r.status, r.result_id, r.exit_code, r.message, r.stdout, r.stderr, r.truncated, r.attempt,
-                r.started_ms, r.finished_ms, r.skip_reason,
-                (SELECT a.last_seen_ms FROM agents a WHERE a.pc_id = r.pc_id)
-         FROM execution_results r
-         WHERE r.exec_id = ?1 AND NOT EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = r.exec_id AND t.pc_id = r.pc_id)
-         ORDER BY 1",
-    )?;
-    let pcs = stmt
-        .query_map([exec_id], |r| {
+    let pcs = s
+        .rows(
+            "SELECT t.pc_id, t.wave, COALESCE(r.status, 'pending'), r.result_id, r.exit_code, r.message, r.stdout, r.stderr,
+                    COALESCE(r.truncated, 0), r.attempt, r.started_ms, r.finished_ms, r.skip_reason,
+                    (SELECT a.last_seen_ms FROM agents a WHERE a.pc_id = t.pc_id)
+             FROM execution_targets t LEFT JOIN execution_results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
+             WHERE t.exec_id = ?1
+             UNION ALL
+             SELECT r.pc_id, NULL, r.status, r.result_id, r.exit_code, r.message, r.stdout, r.stderr, r.truncated, r.attempt,
+                    r.started_ms, r.finished_ms, r.skip_reason,
+                    (SELECT a.last_seen_ms FROM agents a WHERE a.pc_id = r.pc_id)
+             FROM execution_results r
+             WHERE r.exec_id = ?1 AND NOT EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = r.exec_id AND t.pc_id = r.pc_id)
+             ORDER BY 1",
+            vals![exec_id],
+        )
+        .await?
+        .iter()
+        .map(|r| {
             Ok(PcRow {
                 pc_id: r.get(0)?,
                 wave: r.get(1)?,
@@ -275,8 +282,8 @@ pub fn get_execution(
                 last_seen_ms: r.get(13)?,
                 online: None,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
     // A refused command's answer is not a run of this exec (it is listed with the results).
     let exec_key: Option<kanade_shared::ExecId> = exec_id.parse().ok();
     let is_run = |p: &PcRow| match (&p.result_id, exec_key, p.pc_id.parse::<kanade_shared::PcId>()) {
@@ -298,19 +305,18 @@ pub fn get_execution(
     // One row per PC: its own result when there is one.
     pcs.sort_by(|a, b| a.pc_id.cmp(&b.pc_id).then(a.result_id.is_none().cmp(&b.result_id.is_none())));
     pcs.dedup_by(|later, first| later.pc_id == first.pc_id);
-    Ok(Some((exec, pcs, waves_of(c, exec_id)?)))
+    Ok(Some((exec, pcs, waves_of(s, exec_id).await?)))
 }
 
-fn waves_of(c: &Connection, exec_id: &str) -> Result<Vec<WaveRow>, DbError> {
-    let mut stmt = c.prepare_cached(
+async fn waves_of<S: Sql>(s: &mut S, exec_id: &str) -> Result<Vec<WaveRow>, DbError> {
+    s.rows(
         "SELECT wave, status, due_ms, published_ms FROM rollout_waves WHERE exec_id = ?1 ORDER BY wave",
-    )?;
-    let waves = stmt
-        .query_map([exec_id], |r| {
-            Ok(WaveRow { wave: r.get(0)?, status: r.get(1)?, due_ms: r.get(2)?, published_ms: r.get(3)? })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(waves)
+        vals![exec_id],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok(WaveRow { wave: r.get(0)?, status: r.get(1)?, due_ms: r.get(2)?, published_ms: r.get(3)? }))
+    .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -383,26 +389,33 @@ impl AgentSort {
 }
 
 /// One page of agents and how many match in all.
-pub fn list_agents(c: &Connection, f: &AgentFilter) -> Result<(Vec<AgentRow>, i64), DbError> {
-    let filter = "(?1 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups_json) WHERE value = ?1))
-           AND (?2 IS NULL OR pc_id = ?2)
-           AND (?3 IS NULL OR instr(lower(pc_id), lower(?3)) > 0 OR instr(lower(hostname), lower(?3)) > 0)
-           AND (?4 IS NULL OR (?4 = 1 AND last_seen_ms >= ?5) OR (?4 = 0 AND last_seen_ms < ?5))";
-    let args = params![f.group, f.pc, f.text, f.online, f.alive_since_ms];
-    let total: i64 =
-        c.query_row(&format!("SELECT COUNT(*) FROM agents WHERE {filter}"), args, |r| r.get(0))?;
+pub async fn list_agents<S: Sql>(s: &mut S, f: &AgentFilter) -> Result<(Vec<AgentRow>, i64), DbError> {
+    let d = s.dialect();
+    let filter = format!(
+        "(CAST(?1 AS TEXT) IS NULL OR {}) AND (CAST(?2 AS TEXT) IS NULL OR pc_id = ?2)
+           AND (CAST(?3 AS TEXT) IS NULL OR {} OR {})
+           AND (CAST(?4 AS BIGINT) IS NULL OR (?4 = 1 AND last_seen_ms >= ?5) OR (?4 = 0 AND last_seen_ms < ?5))",
+        d.json_array_has("groups_json", "?1"),
+        d.contains_ci("pc_id", "?3"),
+        d.contains_ci("hostname", "?3"),
+    );
+    let args = vals![f.group.clone(), f.pc.clone(), f.text.clone(), f.online, f.alive_since_ms];
+    let total: i64 = scalar(s, &format!("SELECT COUNT(*) FROM agents WHERE {filter}"), args.clone()).await?;
     // The column comes from a closed enum, never from the request.
     let order = format!("{} {}, pc_id", f.sort.column(), if f.descending { "DESC" } else { "ASC" });
     let sql = format!(
         "SELECT pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json, running_jobs, last_seen_ms,
              quarantined_json, update_status, clock_skew_ms
-         FROM agents WHERE {filter} AND (?6 IS NULL OR pc_id > ?6)
+         FROM agents WHERE {filter} AND (CAST(?6 AS TEXT) IS NULL OR pc_id > ?6)
          ORDER BY {order} LIMIT ?7 OFFSET ?8"
     );
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![f.group, f.pc, f.text, f.online, f.alive_since_ms, f.after, f.limit, f.offset],
-        |r| {
+    let mut page_args = args;
+    page_args.extend(vals![f.after.clone(), f.limit, f.offset]);
+    let rows = s
+        .rows(&sql, page_args)
+        .await?
+        .iter()
+        .map(|r| {
             let groups: String = r.get(7)?;
             Ok(AgentRow {
                 pc_id: r.get(0)?,
@@ -415,21 +428,24 @@ pub fn list_agents(c: &Connection, f: &AgentFilter) -> Result<(Vec<AgentRow>, i6
                 groups: serde_json::from_str(&groups).unwrap_or_default(),
                 running_jobs: r.get(8)?,
                 last_seen_ms: r.get(9)?,
-                quarantined: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+                quarantined: serde_json::from_str(&r.get::<String>(10)?).unwrap_or_default(),
                 update_status: r.get(11)?,
                 clock_skew_ms: r.get(12)?,
             })
-        },
-    )?;
-    Ok((rows.collect::<Result<_, _>>()?, total))
+        })
+        .collect::<Result<_, DbError>>()?;
+    Ok((rows, total))
 }
 
-pub fn unfinished_executions(c: &Connection, job: &str) -> Result<Vec<String>, DbError> {
-    let mut stmt = c.prepare_cached(
+pub async fn unfinished_executions<S: Sql>(s: &mut S, job: &str) -> Result<Vec<String>, DbError> {
+    s.rows(
         "SELECT exec_id FROM executions WHERE job_id = ?1 AND status IN ('pending', 'running')",
-    )?;
-    let rows = stmt.query_map([job], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        vals![job],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -458,7 +474,7 @@ const RESULT_COLUMNS: &str =
     truncated, attempt, started_ms, finished_ms,
     (SELECT e.title FROM executions e WHERE e.exec_id = execution_results.exec_id)";
 
-fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
+fn result_row(r: &Row) -> Result<ResultRow, DbError> {
     Ok(ResultRow {
         result_id: r.get(0)?,
         exec_id: r.get(1)?,
@@ -491,34 +507,44 @@ pub struct ResultFilter {
     pub limit: i64,
 }
 
-pub fn list_results(c: &Connection, f: &ResultFilter) -> Result<Vec<ResultRow>, DbError> {
+pub async fn list_results<S: Sql>(s: &mut S, f: &ResultFilter) -> Result<Vec<ResultRow>, DbError> {
     let sql = format!(
         "SELECT {RESULT_COLUMNS} FROM execution_results
-         WHERE (?1 IS NULL OR pc_id = ?1) AND (?2 IS NULL OR job_id = ?2) AND (?3 IS NULL OR exec_id = ?3)
-           AND (?4 IS NULL OR status = ?4 OR (?4 = 'failed' AND status IN ('failed', 'timed_out', 'killed', 'unknown')))
-           AND (?5 IS NULL OR received_ms >= ?5) AND (?6 IS NULL OR result_id < ?6)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR pc_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR job_id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR exec_id = ?3)
+           AND (CAST(?4 AS TEXT) IS NULL OR status = ?4 OR (?4 = 'failed' AND status IN ('failed', 'timed_out', 'killed', 'unknown')))
+           AND (CAST(?5 AS BIGINT) IS NULL OR received_ms >= ?5) AND (CAST(?6 AS TEXT) IS NULL OR result_id < ?6)
          ORDER BY result_id DESC LIMIT ?7"
     );
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows =
-        stmt.query_map(params![f.pc, f.job, f.exec, f.status, f.since_ms, f.before, f.limit], result_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let args = vals![
+        f.pc.clone(),
+        f.job.clone(),
+        f.exec.clone(),
+        f.status.clone(),
+        f.since_ms,
+        f.before.clone(),
+        f.limit
+    ];
+    s.rows(&sql, args).await?.iter().map(result_row).collect()
 }
 
-pub fn get_result(c: &Connection, id: &str) -> Result<Option<ResultRow>, DbError> {
+pub async fn get_result<S: Sql>(s: &mut S, id: &str) -> Result<Option<ResultRow>, DbError> {
     let sql = format!("SELECT {RESULT_COLUMNS} FROM execution_results WHERE result_id = ?1");
-    Ok(c.query_row(&sql, [id], result_row).optional()?)
+    opt_row(s, &sql, vals![id]).await?.as_ref().map(result_row).transpose()
 }
 
 /// An agent, its latest inventory, and its 20 most recent results.
 pub type AgentDetail = (AgentRow, Option<serde_json::Value>, Vec<ResultRow>);
 
-pub fn get_agent(c: &Connection, pc: &str) -> Result<Option<AgentDetail>, DbError> {
+pub async fn get_agent<S: Sql>(s: &mut S, pc: &str) -> Result<Option<AgentDetail>, DbError> {
     let filter = AgentFilter { pc: Some(pc.to_owned()), limit: 1, ..Default::default() };
-    let Some(agent) = list_agents(c, &filter)?.0.into_iter().next() else { return Ok(None) };
+    let Some(agent) = list_agents(s, &filter).await?.0.into_iter().next() else { return Ok(None) };
     let inventory: Option<String> =
-        c.query_row("SELECT body_json FROM inventory WHERE pc_id = ?1", [pc], |r| r.get(0)).optional()?;
-    let recent = list_results(c, &ResultFilter { pc: Some(pc.to_owned()), limit: 20, ..Default::default() })?;
+        match opt_row(s, "SELECT body_json FROM inventory WHERE pc_id = ?1", vals![pc]).await? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        };
+    let recent =
+        list_results(s, &ResultFilter { pc: Some(pc.to_owned()), limit: 20, ..Default::default() }).await?;
     Ok(Some((agent, inventory.and_then(|s| serde_json::from_str(&s).ok()), recent)))
 }
 
@@ -544,29 +570,38 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-pub fn list_audit(c: &Connection, f: &AuditFilter) -> Result<Vec<AuditRow>, DbError> {
-    let mut stmt = c.prepare_cached(
+pub async fn list_audit<S: Sql>(s: &mut S, f: &AuditFilter) -> Result<Vec<AuditRow>, DbError> {
+    let args = vals![
+        f.actor.clone(),
+        f.action.clone(),
+        f.target.clone(),
+        f.since_ms,
+        f.until_ms,
+        f.before.clone(),
+        f.limit
+    ];
+    s.rows(
         "SELECT id, at_ms, actor, action, target, source, detail_json FROM audit_log
-         WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2 OR action LIKE ?2 || '.%') AND (?3 IS NULL OR target = ?3)
-           AND (?4 IS NULL OR at_ms >= ?4) AND (?5 IS NULL OR at_ms < ?5) AND (?6 IS NULL OR id < ?6)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR actor = ?1) AND (CAST(?2 AS TEXT) IS NULL OR action = ?2 OR action LIKE ?2 || '.%') AND (CAST(?3 AS TEXT) IS NULL OR target = ?3)
+           AND (CAST(?4 AS BIGINT) IS NULL OR at_ms >= ?4) AND (CAST(?5 AS BIGINT) IS NULL OR at_ms < ?5) AND (CAST(?6 AS TEXT) IS NULL OR id < ?6)
          ORDER BY id DESC LIMIT ?7",
-    )?;
-    let rows = stmt.query_map(
-        params![f.actor, f.action, f.target, f.since_ms, f.until_ms, f.before, f.limit],
-        |r| {
-            let detail: String = r.get(6)?;
-            Ok(AuditRow {
-                id: r.get(0)?,
-                at_ms: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                source: r.get(5)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-            })
-        },
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        args,
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let detail: String = r.get(6)?;
+        Ok(AuditRow {
+            id: r.get(0)?,
+            at_ms: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            source: r.get(5)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        })
+    })
+    .collect()
 }
 
 /// One installed program on one PC, from its latest inventory.
@@ -580,24 +615,37 @@ pub struct SoftwareHit {
 
 /// Which PCs have software whose name contains `name` (any case) and whose version starts with
 /// `version`, by name, version and PC; at most `limit`.
-pub fn find_software(
-    c: &Connection,
+pub async fn find_software<S: Sql>(
+    s: &mut S,
     name: &str,
     version: Option<&str>,
     limit: i64,
 ) -> Result<Vec<SoftwareHit>, DbError> {
     // LIKE wildcards in what the operator typed match themselves.
     let literal = |s: &str| s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    let mut stmt = c.prepare_cached(
-        "SELECT i.pc_id, json_extract(s.value, '$.name'), COALESCE(json_extract(s.value, '$.version'), ''),
-                COALESCE(json_extract(s.value, '$.publisher'), '')
-         FROM inventory i, json_each(i.body_json, '$.software') s
-         WHERE json_extract(s.value, '$.name') LIKE '%' || ?1 || '%' ESCAPE '\\'
-           AND (?2 IS NULL OR json_extract(s.value, '$.version') LIKE ?2 || '%' ESCAPE '\\')
-         ORDER BY 2, 3, 1 LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![literal(name), version.map(literal), limit], |r| {
-        Ok(SoftwareHit { pc_id: r.get(0)?, name: r.get(1)?, version: r.get(2)?, publisher: r.get(3)? })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let sql = match s.dialect() {
+        super::sql::Dialect::Sqlite => {
+            "SELECT i.pc_id, json_extract(s.value, '$.name'), COALESCE(json_extract(s.value, '$.version'), ''),
+                    COALESCE(json_extract(s.value, '$.publisher'), '')
+             FROM inventory i, json_each(i.body_json, '$.software') s
+             WHERE json_extract(s.value, '$.name') LIKE '%' || ?1 || '%' ESCAPE '\\'
+               AND (?2 IS NULL OR json_extract(s.value, '$.version') LIKE ?2 || '%' ESCAPE '\\')
+             ORDER BY 2, 3, 1 LIMIT ?3"
+        }
+        // SQLite's LIKE ignores ASCII case; ILIKE does here.
+        super::sql::Dialect::Postgres => {
+            "SELECT i.pc_id, s.value ->> 'name', COALESCE(s.value ->> 'version', ''), COALESCE(s.value ->> 'publisher', '')
+             FROM inventory i, jsonb_array_elements(COALESCE(i.body_json::jsonb -> 'software', '[]'::jsonb)) s
+             WHERE s.value ->> 'name' ILIKE '%' || CAST(?1 AS TEXT) || '%' ESCAPE '\\'
+               AND (CAST(?2 AS TEXT) IS NULL OR s.value ->> 'version' ILIKE CAST(?2 AS TEXT) || '%' ESCAPE '\\')
+             ORDER BY s.value ->> 'name' COLLATE \"C\", COALESCE(s.value ->> 'version', '') COLLATE \"C\", i.pc_id LIMIT ?3"
+        }
+    };
+    s.rows(sql, vals![literal(name), version.map(literal), limit])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SoftwareHit { pc_id: r.get(0)?, name: r.get(1)?, version: r.get(2)?, publisher: r.get(3)? })
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::auth::{self, Caller, Role, password};
-use crate::db::{accounts, now_ms};
+use crate::db::now_ms;
 
 fn role(text: &str) -> Result<Role, ApiError> {
     text.parse().map_err(|e: String| ApiError::invalid(vec![format!("role: {e}")]))
@@ -31,7 +31,7 @@ pub fn new_password_hash(name: &str, new: &str) -> Result<String, ApiError> {
 }
 
 pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let users = state.db.read(accounts::users).await?;
+    let users = state.db.users().await?;
     Ok(Json(json!({ "items": users })))
 }
 
@@ -53,8 +53,7 @@ pub async fn create_user(
     let hash = new_password_hash(&body.name, &body.password)?;
     let (name, now) = (body.name.clone(), now_ms());
     // An admin-set password is temporary: the user picks their own at first sign-in.
-    let created =
-        state.db.write(move |tx| accounts::create_user(tx, &name, &hash, r.as_str(), true, now)).await?;
+    let created = state.db.create_user(name, hash, r.as_str().to_owned(), true, now).await?;
     if !created {
         return Err(ApiError::conflict(format!("user {} already exists", body.name)));
     }
@@ -81,32 +80,23 @@ pub async fn update_user(
     let key = name.clone();
     let user = state
         .db
-        .read(move |c| accounts::user(c, &key))
+        .user(key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {name} does not exist")))?;
     let loses_admin = user.role == "admin"
         && !user.disabled
         && (new_role.is_some_and(|r| r != Role::Admin) || body.disabled == Some(true));
-    if loses_admin && state.db.read(accounts::active_admins).await? <= 1 {
+    if loses_admin && state.db.active_admins().await? <= 1 {
         return Err(ApiError::conflict(format!("{name} is the last active admin; make another admin first")));
     }
     let hash = body.password.as_deref().map(|p| new_password_hash(&name, p)).transpose()?;
     let (key, now, disabled) = (name.clone(), now_ms(), body.disabled);
-    state
-        .db
-        .write(move |tx| {
-            accounts::update_user(tx, &key, new_role.map(Role::as_str), disabled, now)?;
-            if let Some(hash) = hash {
-                accounts::set_password(tx, &key, &hash, true, now)?;
-            }
-            Ok(())
-        })
-        .await?;
+    state.db.update_user(key, new_role.map(|r| r.as_str().to_owned()), disabled, hash, now).await?;
     let detail =
         json!({ "role": new_role, "disabled": body.disabled, "password_reset": body.password.is_some() });
     super::audit_as(&state, &caller, "user.update", Some(name.clone()), detail).await?;
     let key = name.clone();
-    let user = state.db.read(move |c| accounts::user(c, &key)).await?;
+    let user = state.db.user(key).await?;
     Ok(Json(serde_json::to_value(user).unwrap_or_default()))
 }
 
@@ -118,20 +108,20 @@ pub async fn delete_user(
     let key = name.clone();
     let user = state
         .db
-        .read(move |c| accounts::user(c, &key))
+        .user(key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {name} does not exist")))?;
-    if user.role == "admin" && !user.disabled && state.db.read(accounts::active_admins).await? <= 1 {
+    if user.role == "admin" && !user.disabled && state.db.active_admins().await? <= 1 {
         return Err(ApiError::conflict(format!("{name} is the last active admin; make another admin first")));
     }
     let key = name.clone();
-    state.db.write(move |tx| accounts::delete_user(tx, &key)).await?;
+    state.db.delete_user(key).await?;
     super::audit_as(&state, &caller, "user.delete", Some(name), Value::Null).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "items": state.db.read(accounts::tokens).await? })))
+    Ok(Json(json!({ "items": state.db.tokens().await? })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,7 +140,7 @@ pub async fn create_token(
     let r = role(&body.role)?;
     let (row, secret) = auth::new_token(&body.name, r, &caller.name).map_err(ApiError::bad_request)?;
     let stored = row.clone();
-    if !state.db.write(move |tx| accounts::create_token(tx, &stored)).await? {
+    if !state.db.create_token(stored).await? {
         return Err(ApiError::conflict(format!("a token named {} already exists", body.name)));
     }
     super::audit_as(
@@ -175,7 +165,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (key, now) = (id.clone(), now_ms());
-    if !state.db.write(move |tx| accounts::revoke_token(tx, &key, now)).await? {
+    if !state.db.revoke_token(key, now).await? {
         return Err(ApiError::not_found(format!("token {id} does not exist or is already revoked")));
     }
     super::audit_as(&state, &caller, "token.revoke", Some(id), Value::Null).await?;

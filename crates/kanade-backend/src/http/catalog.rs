@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use super::body::parse_doc;
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
-use crate::db::queries;
 use crate::pipeline::catalog;
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -149,7 +148,7 @@ pub async fn kill(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = job_id(&id)?;
     let job = id.to_string();
-    let live = state.db.read(move |c| queries::unfinished_executions(c, &job)).await?;
+    let live = state.db.unfinished_executions(job).await?;
     // Audited first: the AUDIT stream is what rebuilds the killed states after a wipe.
     super::audit_as(&state, &caller, "job.kill", Some(id.to_string()), json!({ "executions": live })).await?;
     for exec in &live {

@@ -105,7 +105,7 @@ pub async fn list(
         limit: check_limit(q.limit)?,
     };
     let n = filter.limit;
-    let rows = state.db.read(move |c| queries::list_executions(c, &filter)).await?;
+    let rows = state.db.executions(filter).await?;
     let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.exec_id.clone())).flatten();
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
@@ -127,7 +127,7 @@ pub async fn show(
     let with_pcs = q.pcs.unwrap_or(true);
     let (exec, mut pcs, waves) = state
         .db
-        .read(move |c| queries::get_execution(c, &key, with_pcs))
+        .execution(key, with_pcs)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
     let now = now_ms();
@@ -216,7 +216,7 @@ pub async fn agents(
         offset,
         limit: n,
     };
-    let (rows, total) = state.db.read(move |c| queries::list_agents(c, &filter)).await?;
+    let (rows, total) = state.db.agents_page(filter).await?;
     let next = (rows.len() as i64 == n && sort == queries::AgentSort::PcId && !q.desc)
         .then(|| rows.last().map(|r| r.pc_id.clone()))
         .flatten();

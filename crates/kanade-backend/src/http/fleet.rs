@@ -25,7 +25,7 @@ pub async fn show_agent(
     let key = pc.to_string();
     let (agent, inventory, recent) = state
         .db
-        .read(move |c| queries::get_agent(c, &key))
+        .agent(key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
     // The groups assigned here (KV agent_groups); the agent's own agent.toml groups add to them.
@@ -45,7 +45,7 @@ pub async fn show_agent(
 
 async fn presence(state: &AppState, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, ApiError> {
     let key = pc.to_string();
-    Ok(state.db.read(move |c| queries::agent_presence(c, &key)).await?)
+    Ok(state.db.agent_presence(key).await?)
 }
 
 /// `3m20s ago` for a past epoch-ms instant.
@@ -146,18 +146,15 @@ pub async fn results(
         before: q.cursor,
         limit,
     };
-    let rows = state.db.read(move |c| queries::list_results(c, &filter)).await?;
+    let rows = state.db.results(filter).await?;
     let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.result_id.clone())).flatten();
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 
 pub async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let key = id.clone();
-    let row = state
-        .db
-        .read(move |c| queries::get_result(c, &key))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("result {id} not found")))?;
+    let row =
+        state.db.result(key).await?.ok_or_else(|| ApiError::not_found(format!("result {id} not found")))?;
     Ok(Json(json!(row)))
 }
 
@@ -186,7 +183,7 @@ pub async fn audit_log(
         before: q.cursor,
         limit,
     };
-    let rows = state.db.read(move |c| queries::list_audit(c, &filter)).await?;
+    let rows = state.db.audit(filter).await?;
     let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
@@ -195,7 +192,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     let now = crate::db::now_ms();
     let since = now - 24 * 3_600_000;
     let alive = now - crate::pipeline::plan::ALIVE_WINDOW_MS;
-    let o = state.db.read(move |c| crate::db::overview::overview(c, since, alive)).await?;
+    let o = state.db.overview(since, alive).await?;
     let mut v = serde_json::to_value(o).unwrap_or_default();
     v["since_ms"] = json!(since);
     Ok(Json(v))
@@ -220,7 +217,7 @@ pub async fn software(
     };
     let limit = super::check_limit(q.limit)?;
     let version = q.version.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let items = state.db.read(move |c| queries::find_software(c, &name, version.as_deref(), limit)).await?;
+    let items = state.db.find_software(name, version, limit).await?;
     let pcs = items.iter().map(|h| h.pc_id.as_str()).collect::<std::collections::BTreeSet<_>>().len();
     Ok(Json(json!({ "items": items, "pcs": pcs })))
 }

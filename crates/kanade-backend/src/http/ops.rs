@@ -17,7 +17,6 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, routes};
 use crate::auth::Caller;
-use crate::db::queries;
 use crate::projector::Kind;
 
 #[derive(Deserialize)]
@@ -153,17 +152,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         vec![(String::new(), s.heartbeats.load(Ordering::Relaxed) as f64)],
     );
     let now = crate::db::now_ms();
-    let (online, total) = state
-        .db
-        .read(move |c| {
-            let agents = queries::known_agents(c)?;
-            let online = agents
-                .iter()
-                .filter(|a| now - a.last_seen_ms <= crate::pipeline::plan::ALIVE_WINDOW_MS)
-                .count();
-            Ok((online, agents.len()))
-        })
-        .await?;
+    let agents = state.db.known_agents().await?;
+    let online = agents.iter().filter(|a| now - a.last_seen_ms <= crate::fleet::ALIVE_WINDOW_MS).count();
+    let total = agents.len();
     metric(
         "kanade_agents",
         "gauge",

@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
-use crate::db::queries;
 
 #[derive(Debug, Deserialize)]
 pub struct PublishQuery {
@@ -200,7 +199,7 @@ pub async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             scopes.insert(key, v.to_string());
         }
     }
-    let agents = state.db.read(queries::agent_update_states).await?;
+    let agents = state.db.agent_update_states().await?;
     let mut running: BTreeMap<String, u64> = BTreeMap::new();
     let mut quarantined: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut pending = Vec::new();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::body::parse_doc;
 use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
-use crate::db::{now_ms, schedules};
+use crate::db::now_ms;
 use crate::pipeline::catalog;
 use crate::scheduler::{self, times};
 
@@ -42,11 +42,7 @@ async fn describe(state: &AppState, s: &Schedule, fires: usize) -> Result<Value,
         _ => Vec::new(),
     };
     let id = s.id.to_string();
-    let (st, outcomes) = state
-        .db
-        .read(move |c| Ok((schedules::state(c, &id)?, schedules::outcomes_since(c, &id, now - DAY_MS)?)))
-        .await
-        .map_err(ApiError::from)?;
+    let (st, outcomes) = state.db.schedule_outcomes(id, now - DAY_MS).await.map_err(ApiError::from)?;
     let mut v = serde_json::to_value(s).unwrap_or_default();
     v["next_fires_ms"] = json!(next);
     v["state"] = serde_json::to_value(st).unwrap_or_default();
@@ -72,7 +68,7 @@ pub async fn create(
     let s = parse_doc(&headers, body, manifest::schedule_from_yaml, manifest::schedule_from_json).await?;
     // A PC named in the plan is checked here, once: the scheduler's fires accept it later (a PC
     // retired since must not stop the others).
-    let agents = state.db.read(crate::db::queries::known_agents).await?;
+    let agents = state.db.known_agents().await?;
     let unknown = crate::pipeline::plan::unknown_pcs(&s.plan, &agents);
     if !unknown.is_empty() && !q.allows_unknown() {
         return Err(ApiError::invalid(vec![crate::pipeline::plan::unknown_pcs_problem(&unknown)]));
@@ -136,7 +132,7 @@ pub async fn delete(
     let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
     kv.delete(id.as_str()).await.map_err(broker)?;
     let key = id.to_string();
-    state.db.write(move |tx| schedules::forget(tx, &key)).await.map_err(ApiError::from)?;
+    state.db.forget_schedule(key).await.map_err(ApiError::from)?;
     super::audit_as(&state, &caller, "schedule.delete", Some(id.to_string()), Value::Null).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::auth::{Caller, Peer, Via, jwt, password, throttle};
-use crate::db::{accounts, now_ms};
+use crate::db::now_ms;
 use crate::pipeline::audit;
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +49,7 @@ pub async fn login(
         }
     };
     let name = body.name.clone();
-    let user = state.db.read(move |c| accounts::user(c, &name)).await?;
+    let user = state.db.user(name).await?;
     // The same work and the same answer whether the user exists or not.
     let ok = match &user {
         Some(u) => {
@@ -117,11 +117,7 @@ pub async fn change_password(
         ));
     }
     let name = caller.name.clone();
-    let user = state
-        .db
-        .read(move |c| accounts::user(c, &name))
-        .await?
-        .ok_or_else(|| ApiError::not_found("user gone"))?;
+    let user = state.db.user(name).await?.ok_or_else(|| ApiError::not_found("user gone"))?;
     if !state.auth.verify_password(body.current.clone(), user.password_hash.clone()).await {
         super::audit_as(&state, &caller, "auth.password_failed", Some(caller.name.clone()), Value::Null)
             .await?;
@@ -133,7 +129,7 @@ pub async fn change_password(
     }
     let hash = super::accounts::new_password_hash(&caller.name, &body.new)?;
     let (name, now) = (caller.name.clone(), now_ms());
-    state.db.write(move |tx| accounts::set_password(tx, &name, &hash, false, now)).await?;
+    state.db.set_password(name, hash, false, now).await?;
     super::audit_as(&state, &caller, "auth.password_changed", Some(caller.name.clone()), Value::Null).await?;
     Ok(Json(
         json!({ "changed": true, "note": "sessions from before the change are no longer valid; sign in again" }),

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
-use crate::db::projection::{self, ExecCreated, ExecStep, NewExecution};
-use crate::db::{Db, DbError, now_ms, queries};
+use crate::db::projection::{self, ExecCreated, ExecStep};
+use crate::db::{Db, DbError, now_ms};
 use crate::events::Bus;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl Pipeline {
     ) -> Result<Launched, ExecError> {
         let t0 = std::time::Instant::now();
         let script = self.resolve_script(manifest).await?;
-        let agents = self.db.read(queries::known_agents).await?;
+        let agents = self.db.known_agents().await?;
         let t_agents = t0.elapsed();
         let unknown = plan::unknown_pcs(plan, &agents);
         if !unknown.is_empty() && !origin.allow_unknown {
@@ -143,29 +143,7 @@ impl Pipeline {
                 .is_adhoc()
                 .then(|| JobId::adhoc_title(template.script.as_deref().unwrap_or_default())),
         };
-        let row = created.clone();
-        let actor = origin.actor.clone();
-        self.db
-            .write(move |tx| {
-                let plan = row.plan.to_string();
-                projection::insert_execution(
-                    tx,
-                    &NewExecution {
-                        exec_id: &row.exec_id,
-                        job_id: &row.job_id,
-                        version: &row.version,
-                        created_by: &actor,
-                        plan_json: &plan,
-                        targets: &row.targets,
-                        waves: &row.waves,
-                        target_count: row.target_count,
-                        schedule_id: row.schedule_id.as_deref(),
-                        title: row.title.as_deref(),
-                    },
-                    now,
-                )
-            })
-            .await?;
+        self.db.insert_execution(created.clone(), origin.actor.clone(), now).await?;
         let t_insert = t0.elapsed();
         self.pin_version(manifest).await?;
         let t_pin = t0.elapsed();
@@ -218,7 +196,7 @@ impl Pipeline {
             message: Some(format!("killed by {by}")),
         };
         let now = now_ms();
-        self.db.write(move |tx| projection::ended_early(tx, &step, projection::Ended::Killed, now)).await?;
+        self.db.ended_early(step, projection::Ended::Killed, now).await?;
         self.bus.execution(exec_id);
         // The runs going now are stopped whatever happens to the record below.
         let sent = self.kill(nats, exec_id).await;

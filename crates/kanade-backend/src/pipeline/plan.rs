@@ -6,18 +6,9 @@ use std::collections::BTreeSet;
 use kanade_shared::manifest::{Manifest, Plan, Target};
 use kanade_shared::subjects::CommandTarget;
 use kanade_shared::wire::{Command, Retry, Timestamp};
-use kanade_shared::{ExecId, GroupName, PcId, RequestId};
+use kanade_shared::{ExecId, PcId, RequestId};
 
-/// An agent as the pipeline sees it.
-#[derive(Debug, Clone)]
-pub struct KnownAgent {
-    pub pc: PcId,
-    pub groups: Vec<GroupName>,
-    pub last_seen_ms: i64,
-}
-
-/// Agents whose last heartbeat is at most this old count as alive.
-pub const ALIVE_WINDOW_MS: i64 = 2 * 60 * 1000;
+pub use crate::fleet::{ALIVE_WINDOW_MS, KnownAgent};
 
 /// The PCs a target expects results from: explicit pcs always (an offline PC catches up later);
 /// group members and `all` only when alive now.

@@ -9,7 +9,7 @@ use kanade_shared::manifest::Target;
 use tokio::sync::watch;
 
 use super::{ExecError, Pipeline, Stored, audit, plan, publish_commands};
-use crate::db::projection::{self, Ended, ExecStep};
+use crate::db::projection::{Ended, ExecStep};
 use crate::db::{now_ms, queries};
 
 const TICK: Duration = Duration::from_secs(1);
@@ -39,7 +39,7 @@ pub async fn dispatcher(p: Pipeline, mut stop: watch::Receiver<bool>) {
 /// retried at the next tick.
 async fn tick(p: &Pipeline) -> Result<(), ExecError> {
     let now = now_ms();
-    for due in p.db.read(move |c| queries::due_waves(c, now)).await? {
+    for due in p.db.due_waves(now).await? {
         let (exec_id, wave) = (due.exec_id.clone(), due.wave);
         match one_wave(p, due, now).await {
             Ok(()) => {}
@@ -53,7 +53,7 @@ async fn tick(p: &Pipeline) -> Result<(), ExecError> {
                 };
                 let detail = serde_json::to_value(&step).unwrap_or_default();
                 audit(&p.js, "rollout", "exec.aborted", Some(exec_id), None, detail).await?;
-                p.db.write(move |tx| projection::ended_early(tx, &step, Ended::Aborted, now)).await?;
+                p.db.ended_early(step, Ended::Aborted, now).await?;
             }
             Err(e) => tracing::warn!(exec_id, wave, error = %e, "wave not published; retrying next tick"),
         }
@@ -90,7 +90,7 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
                 serde_json::to_value(&step).unwrap_or_default(),
             )
             .await?;
-            p.db.write(move |tx| projection::ended_early(tx, &step, Ended::Aborted, now)).await?;
+            p.db.ended_early(step, Ended::Aborted, now).await?;
             return Ok(());
         }
         let target: Target = queries::parse_target(&due.target_json)
@@ -98,17 +98,17 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
         // A kill since the wave was read cancelled it: never publish it.
         let exec_id = due.exec_id.clone();
         let wave = due.wave;
-        if !p.db.read(move |c| queries::wave_still_due(c, &exec_id, wave)).await? {
+        if !p.db.wave_still_due(exec_id, wave).await? {
             return Ok(());
         }
-        let agents = p.db.read(queries::known_agents).await?;
+        let agents = p.db.known_agents().await?;
         let pcs: Vec<String> =
             plan::expected_pcs(&target, &agents, now).into_iter().map(|p| p.to_string()).collect();
         publish_commands(&p.js, p.signer.as_deref(), &stored.command, &target).await?;
         let step =
             ExecStep { exec_id: due.exec_id.clone(), wave: Some(due.wave), targets: pcs, message: None };
         let detail = serde_json::to_value(&step).unwrap_or_default();
-        p.db.write(move |tx| projection::wave_published(tx, &step, now, now)).await?;
+        p.db.wave_published(step, now, now).await?;
         audit(&p.js, "rollout", "exec.wave_published", Some(due.exec_id.clone()), None, detail).await?;
         tracing::info!(exec_id = due.exec_id, wave = due.wave, "wave published");
     }

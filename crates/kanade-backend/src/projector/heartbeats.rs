@@ -12,7 +12,7 @@ use kanade_shared::wire::{self, Heartbeat};
 use tokio::sync::watch;
 
 use super::Projectors;
-use crate::db::{now_ms, projection};
+use crate::db::now_ms;
 
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const FLUSH_AT: usize = 2000;
@@ -54,7 +54,7 @@ pub async fn heartbeat_projector(
         let beats: Vec<Heartbeat> = pending.drain().map(|(_, b)| b).collect();
         let n = beats.len() as u64;
         let now = now_ms();
-        match p.db.write(move |tx| projection::apply_heartbeats(tx, &beats, now)).await {
+        match p.db.apply_heartbeats(beats, now).await {
             Ok(()) => {
                 p.stats.heartbeats.fetch_add(n, Ordering::Relaxed);
             }

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 
 pub use heartbeats::heartbeat_projector;
 
-use crate::db::{Db, now_ms, projection};
+use crate::db::projection::ProjectionName;
+use crate::db::{Db, now_ms};
 use crate::events::Bus;
 
 const BATCH: usize = 5000;
@@ -47,6 +48,16 @@ impl Kind {
 
     fn durable_prefix(self) -> String {
         format!("backend-{}-", self.stream().to_ascii_lowercase())
+    }
+
+    /// The durable consumer of this projection for this stream.
+    pub fn durable(self, name: &ProjectionName) -> String {
+        format!("{}{}-{}", self.durable_prefix(), name.id, name.generation)
+    }
+
+    /// The name consumers had before they carried the projection's id.
+    fn legacy_durable(self, name: &ProjectionName) -> String {
+        format!("{}{}", self.durable_prefix(), name.generation)
     }
 }
 
@@ -111,12 +122,13 @@ pub async fn supervise(p: Arc<Projectors>, kind: Kind, mut stop: watch::Receiver
 }
 
 async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
-    let generation = p.db.write(projection::generation).await?;
+    let name = p.db.projection_name().await?;
     let stream =
         p.js.get_stream(kind.stream()).await.map_err(|e| anyhow::anyhow!("{}: {e}", kind.stream()))?;
-    let durable = format!("{}{generation}", kind.durable_prefix());
-    remove_stale_consumers(&stream, kind, &durable).await;
-    let consumer = open_consumer(&stream, &durable).await?;
+    let durable = kind.durable(&name);
+    let legacy = kind.legacy_durable(&name);
+    remove_stale_consumers(&stream, kind, &name, &durable).await;
+    let consumer = open_consumer(&stream, &durable, &legacy, p.db.shared()).await?;
     tracing::info!(stream = kind.stream(), durable, "projector running");
     let (batches, mut ready) = tokio::sync::mpsc::channel::<Batch>(2);
     // Fetching and decoding the next batch overlaps with writing the current one: the broker
@@ -308,7 +320,7 @@ async fn name_adhoc_runs(
         let Ok(cmd) = wire::decode::<kanade_shared::wire::Command>(&message.payload) else { continue };
         let Some(script) = cmd.script.filter(|_| cmd.exec_id == exec_id) else { continue };
         let title = kanade_shared::JobId::adhoc_title(&script);
-        if let Err(e) = p.db.write(move |tx| projection::name_adhoc_execution(tx, exec_id, &title)).await {
+        if let Err(e) = p.db.name_adhoc_execution(exec_id, title).await {
             tracing::debug!(%exec_id, error = %e, "cannot name an ad-hoc execution");
         }
     }
@@ -321,7 +333,7 @@ async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
         Decoded::Results(items) => {
             let events: Vec<_> = items.iter().map(|r| (r.exec_id, r.pc_id.clone(), r.status)).collect();
             let adhoc = adhoc_runs(items.iter().map(|r| (r.exec_id, &r.pc_id, &r.job_id)));
-            p.db.write(move |tx| projection::apply_results(tx, &items, now)).await?;
+            p.db.apply_results(items, now).await?;
             name_adhoc_runs(p, adhoc).await;
             for (exec_id, pc, status) in events {
                 p.bus.result(exec_id, pc, status);
@@ -333,15 +345,18 @@ async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
             started.sort_unstable();
             started.dedup();
             let adhoc = adhoc_runs(items.iter().map(|e| (e.exec_id, &e.pc_id, &e.job_id)));
-            p.db.write(move |tx| projection::apply_started(tx, &items, now)).await?;
+            p.db.apply_started(items, now).await?;
             name_adhoc_runs(p, adhoc).await;
             started.into_iter().for_each(|exec_id| p.bus.execution(exec_id));
         }
-        Decoded::Audit(items) => p.db.write(move |tx| projection::apply_audit(tx, &items, now)).await?,
-        Decoded::Inventory(items) => p.db.write(move |tx| projection::apply_inventory(tx, &items)).await?,
+        Decoded::Audit(items) => p.db.apply_audit(items, now).await?,
+        Decoded::Inventory(items) => p.db.apply_inventory(items).await?,
     }
     Ok(())
 }
+
+/// A consumer nobody pulled from for this long (its database is gone) is removed by the broker.
+const ABANDONED_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn consumer_config(durable: &str, deliver_policy: DeliverPolicy) -> pull::Config {
     pull::Config {
@@ -350,16 +365,21 @@ fn consumer_config(durable: &str, deliver_policy: DeliverPolicy) -> pull::Config
         deliver_policy,
         ack_wait: Duration::from_secs(60),
         max_ack_pending: 100_000,
+        inactive_threshold: ABANDONED_AFTER,
         ..Default::default()
     }
 }
 
 /// The durable consumer, positioned so nothing fetched by a previous process and left unacked
 /// waits out `ack_wait`: such a consumer is recreated from its ack floor (what lies above the
-/// floor is projected again, which the idempotent writes absorb).
+/// floor is projected again, which the idempotent writes absorb). Only one process pulls from
+/// it at a time: the backend that owns the projection, or with a shared one, the leader. A
+/// consumer still named the old way (`legacy`) hands its position over and goes.
 async fn open_consumer(
     stream: &jetstream::stream::Stream,
     durable: &str,
+    legacy: &str,
+    shared: bool,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("consumer {durable}: {e}");
     if let Ok(mut existing) = stream.get_consumer::<pull::Config>(durable).await {
@@ -372,11 +392,22 @@ async fn open_consumer(
             durable,
             resume,
             unacked = info.num_ack_pending,
+            shared,
             "resuming projector from its ack floor"
         );
         stream.delete_consumer(durable).await.map_err(|e| fail(&e))?;
         let policy = DeliverPolicy::ByStartSequence { start_sequence: resume };
         return stream.create_consumer(consumer_config(durable, policy)).await.map_err(|e| fail(&e));
+    }
+    if !shared && let Ok(mut old) = stream.get_consumer::<pull::Config>(legacy).await {
+        let resume = old.info().await.map_err(|e| fail(&e))?.ack_floor.stream_sequence + 1;
+        tracing::info!(durable, legacy, resume, "renaming projector consumer");
+        let policy = DeliverPolicy::ByStartSequence { start_sequence: resume };
+        let created = stream.create_consumer(consumer_config(durable, policy)).await.map_err(|e| fail(&e))?;
+        if let Err(e) = stream.delete_consumer(legacy).await {
+            tracing::warn!(consumer = legacy, error = %e, "cannot remove the old-named consumer");
+        }
+        return Ok(created);
     }
     stream
         .get_or_create_consumer(durable, consumer_config(durable, DeliverPolicy::All))
@@ -384,15 +415,22 @@ async fn open_consumer(
         .map_err(|e| fail(&e))
 }
 
-/// Consumers of an older projection generation (before a wipe) would keep their position and
-/// waste broker memory: remove them.
-async fn remove_stale_consumers(stream: &jetstream::stream::Stream, kind: Kind, current: &str) {
+/// Consumers of this projection's older generations (before a wipe) would keep their position
+/// and waste broker memory: remove them. Other projections' consumers (other backends' SQLite
+/// databases) are never touched.
+async fn remove_stale_consumers(
+    stream: &jetstream::stream::Stream,
+    kind: Kind,
+    name: &ProjectionName,
+    current: &str,
+) {
+    let ours = format!("{}{}-", kind.durable_prefix(), name.id);
     let mut names = stream.consumer_names();
-    while let Some(Ok(name)) = names.next().await {
-        if name.starts_with(&kind.durable_prefix()) && name != current {
-            match stream.delete_consumer(&name).await {
-                Ok(_) => tracing::info!(consumer = name, "removed consumer of an older projection"),
-                Err(e) => tracing::warn!(consumer = name, error = %e, "cannot remove old consumer"),
+    while let Some(Ok(consumer)) = names.next().await {
+        if consumer.starts_with(&ours) && consumer != current {
+            match stream.delete_consumer(&consumer).await {
+                Ok(_) => tracing::info!(consumer, "removed consumer of an older projection"),
+                Err(e) => tracing::warn!(consumer, error = %e, "cannot remove old consumer"),
             }
         }
     }

@@ -21,7 +21,7 @@ use kanade_shared::manifest::{Plan, Schedule, ScheduleJob, Target};
 use kanade_shared::wire::Retry;
 use tokio::sync::watch;
 
-use crate::db::{now_ms, queries, schedules};
+use crate::db::now_ms;
 use crate::pipeline::{ExecError, Origin, Pipeline, audit, catalog, plan};
 use policy::Decision;
 pub use store::Schedules;
@@ -80,7 +80,7 @@ async fn ticker(s: &Scheduler, stop: &mut watch::Receiver<bool>) {
             let id = sch.id.to_string();
             if !cursors.contains_key(&id) {
                 let key = id.clone();
-                let persisted = s.pipeline.db.read(move |c| schedules::state(c, &key)).await.ok().flatten();
+                let persisted = s.pipeline.db.schedule_state(key).await.ok().flatten();
                 cursors.insert(id.clone(), persisted.map_or(now, |p| p.last_tick_ms.max(now)));
             }
             let cursor = cursors.get_mut(&id).expect("inserted above");
@@ -120,10 +120,9 @@ async fn ticker(s: &Scheduler, stop: &mut watch::Receiver<bool>) {
                     }
                 };
                 let (key, fired) = (sch.id.to_string(), outcome.strip_prefix("fired ").map(str::to_owned));
-                let record = s2.pipeline.db.write(move |tx| {
-                    let fired_exec = fired.as_deref().and_then(|f| f.split_whitespace().next());
-                    schedules::record_tick(tx, &key, tick, fired_exec.map(|e| (tick, e)), &outcome)
-                });
+                let fired_exec =
+                    fired.as_deref().and_then(|f| f.split_whitespace().next()).map(|e| (tick, e.to_owned()));
+                let record = s2.pipeline.db.record_tick(key, tick, fired_exec, outcome);
                 if let Err(e) = record.await {
                     tracing::warn!(schedule = %sch.id, error = %e, "cannot record the tick");
                 }
@@ -155,12 +154,12 @@ async fn fire(s: &Scheduler, sch: &Schedule, tick_ms: i64) -> Result<String, Exe
         ScheduleJob::Id(id) => catalog::load(&p.js, id).await?,
         ScheduleJob::Inline(m) => (**m).clone(),
     };
-    let agents = p.db.read(queries::known_agents).await?;
+    let agents = p.db.known_agents().await?;
     let now = now_ms();
     let expected = plan::expected_pcs(&reach(&sch.plan), &agents, now);
     let id = sch.id.to_string();
     let key = id.clone();
-    let history = p.db.read(move |c| schedules::history(c, &key)).await?;
+    let history = p.db.schedule_history(key).await?;
     let decision = policy::decide(&policy::Inputs {
         mode: sch.mode,
         cooldown_ms: sch.cooldown.map(|d| d.get().as_millis() as i64),

@@ -263,7 +263,7 @@ impl Stack {
 pub async fn wipe_and_restart(s: &Stack) -> watch::Sender<bool> {
     let _ = s.stop.send(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    s.state.db.write(kanade_backend::db::projection::wipe).await.unwrap();
+    s.state.db.wipe_projection().await.unwrap();
     // The wipe really emptied the projection: whatever the test sees afterwards was replayed.
     for path in ["/api/executions", "/api/results", "/api/audit", "/api/agents"] {
         let (_, v) = s.get(path).await;

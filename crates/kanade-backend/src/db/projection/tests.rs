@@ -15,6 +15,24 @@ enum Msg {
     Result(ExecResult),
 }
 
+impl Msg {
+    /// The same message about another execution (its result id follows).
+    fn for_exec(self, exec: ExecId) -> Self {
+        match self {
+            Msg::Started(mut e) => {
+                e.exec_id = exec;
+                e.result_id = ResultId::derive(exec, &e.pc_id);
+                Msg::Started(e)
+            }
+            Msg::Result(mut r) => {
+                r.exec_id = exec;
+                r.result_id = ResultId::derive(exec, &r.pc_id);
+                Msg::Result(r)
+            }
+        }
+    }
+}
+
 fn started(exec: ExecId, pc: &str) -> Msg {
     let pc: PcId = pc.parse().unwrap();
     Msg::Started(StartedEvent {
@@ -52,63 +70,54 @@ fn result(exec: ExecId, pc: &str, status: ExecStatus) -> Msg {
     })
 }
 
-async fn fresh(exec: ExecId) -> (tempfile::TempDir, Db) {
+/// A store of each engine: SQLite in a temp dir, Postgres in a fresh database of the test
+/// binary's cluster.
+pub(crate) async fn engines() -> Vec<(Option<tempfile::TempDir>, Db)> {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("backend.db")).unwrap();
-    let exec_id = exec.to_string();
-    db.write(move |tx| {
-        insert_execution(
-            tx,
-            &NewExecution {
-                exec_id: &exec_id,
-                job_id: "j",
-                version: "1",
-                created_by: "test",
-                plan_json: "{}",
-                targets: &[("PC-A".into(), 0), ("PC-B".into(), 0)],
-                waves: &[],
-                target_count: 2,
-                schedule_id: None,
-                title: None,
-            },
-            NOW,
-        )
-    })
-    .await
-    .unwrap();
-    (dir, db)
+    let sqlite = Db::open(&dir.path().join("backend.db")).unwrap();
+    let url = kanade_testkit::PgCluster::shared().fresh_database();
+    let pg = Db::connect_postgres(&url).await.unwrap();
+    vec![(Some(dir), sqlite), (None, pg)]
+}
+
+fn created(exec: ExecId, targets: &[&str]) -> ExecCreated {
+    ExecCreated {
+        exec_id: exec.to_string(),
+        job_id: "j".into(),
+        version: "1".into(),
+        plan: serde_json::json!({}),
+        target_count: targets.len() as i64,
+        targets: targets.iter().map(|pc| (pc.to_string(), 0)).collect(),
+        waves: Vec::new(),
+        schedule_id: None,
+        title: None,
+    }
+}
+
+/// Each engine with the execution `exec` created (targets PC-A and PC-B).
+async fn fresh(exec: ExecId) -> Vec<(Option<tempfile::TempDir>, Db)> {
+    let mut out = engines().await;
+    for (_, db) in &mut out {
+        db.insert_execution(created(exec, &["PC-A", "PC-B"]), "test".into(), NOW).await.unwrap();
+    }
+    out
 }
 
 async fn apply(db: &Db, batch: Vec<Msg>) {
-    db.write(move |tx| {
-        for m in batch {
-            match m {
-                Msg::Started(e) => apply_started(tx, &[e], NOW)?,
-                Msg::Result(r) => apply_results(tx, &[r], NOW)?,
-            }
+    for m in batch {
+        match m {
+            Msg::Started(e) => db.apply_started(vec![e], NOW).await.unwrap(),
+            Msg::Result(r) => db.apply_results(vec![r], NOW).await.unwrap(),
         }
-        Ok(())
-    })
-    .await
-    .unwrap();
+    }
 }
 
-type Snapshot = (Vec<(String, String, String, i64)>, (String, i64, i64, i64));
+type Snapshot = (Vec<(String, String, Option<String>, Option<i64>)>, (String, i64, i64, i64, i64));
 
-async fn snapshot(db: &Db) -> Snapshot {
-    db.read(|c| {
-        let mut stmt =
-            c.prepare("SELECT pc_id, status, stdout, attempt FROM execution_results ORDER BY pc_id")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let exec = c.query_row("SELECT status, succeeded, failed, other FROM executions", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        Ok((rows, exec))
-    })
-    .await
-    .unwrap()
+async fn snapshot(db: &Db, exec: ExecId) -> Snapshot {
+    let (e, pcs, _) = db.execution(exec.to_string(), true).await.unwrap().expect("the execution");
+    let rows = pcs.into_iter().map(|p| (p.pc_id, p.status, p.stdout, p.attempt)).collect();
+    (rows, (e.status, e.succeeded, e.failed, e.other, e.target_count))
 }
 
 fn permutations(items: &[Msg]) -> Vec<Vec<Msg>> {
@@ -136,32 +145,38 @@ async fn every_order_with_duplicates_gives_the_in_order_rows() {
         started(exec, "PC-B"),
         result(exec, "PC-B", ExecStatus::Failed),
     ];
-    let (_d, db) = fresh(exec).await;
-    apply(&db, messages.clone()).await;
-    let expected = snapshot(&db).await;
-    assert_eq!(expected.1, ("failed".to_owned(), 1, 1, 0));
-    assert_eq!(expected.0.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["succeeded", "failed"]);
-
-    for order in permutations(&messages) {
-        let (_d, db) = fresh(exec).await;
-        // Every message twice, the second copy after all the first ones (a redelivery).
-        let mut twice = order.clone();
-        twice.extend(order.iter().rev().cloned());
-        apply(&db, twice).await;
-        assert_eq!(snapshot(&db).await, expected, "order {order:?}");
+    for (_d, db) in fresh(exec).await {
+        apply(&db, messages.clone()).await;
+        let expected = snapshot(&db, exec).await;
+        assert_eq!(expected.1, ("failed".to_owned(), 1, 1, 0, 2), "{}", db.engine_name());
+        assert_eq!(expected.0.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["succeeded", "failed"]);
+        for order in permutations(&messages) {
+            let exec = ExecId::new();
+            let order: Vec<Msg> = order.into_iter().map(|m| m.for_exec(exec)).collect();
+            db.insert_execution(created(exec, &["PC-A", "PC-B"]), "test".into(), NOW).await.unwrap();
+            // Every message twice, the second copy after all the first ones (a redelivery).
+            let mut twice = order.clone();
+            twice.extend(order.iter().rev().cloned());
+            apply(&db, twice).await;
+            assert_eq!(snapshot(&db, exec).await, expected, "{} order {order:?}", db.engine_name());
+        }
     }
 }
 
 #[tokio::test]
 async fn status_moves_pending_running_completed() {
     let exec = ExecId::new();
-    let (_d, db) = fresh(exec).await;
-    assert_eq!(snapshot(&db).await.1.0, "pending");
-    apply(&db, vec![started(exec, "PC-A")]).await;
-    assert_eq!(snapshot(&db).await.1.0, "running");
-    apply(&db, vec![result(exec, "PC-A", ExecStatus::Succeeded), result(exec, "PC-B", ExecStatus::Skipped)])
+    for (_d, db) in fresh(exec).await {
+        assert_eq!(snapshot(&db, exec).await.1.0, "pending");
+        apply(&db, vec![started(exec, "PC-A")]).await;
+        assert_eq!(snapshot(&db, exec).await.1.0, "running");
+        apply(
+            &db,
+            vec![result(exec, "PC-A", ExecStatus::Succeeded), result(exec, "PC-B", ExecStatus::Skipped)],
+        )
         .await;
-    assert_eq!(snapshot(&db).await.1.0, "completed");
+        assert_eq!(snapshot(&db, exec).await.1.0, "completed", "{}", db.engine_name());
+    }
 }
 
 #[test]
@@ -187,83 +202,53 @@ async fn a_late_pc_becomes_a_target_in_any_order() {
     let target_count = |db: &Db| {
         let db = db.clone();
         async move {
-            db.read(|c| {
-                Ok(c.query_row("SELECT target_count, status FROM executions", [], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })?)
-            })
-            .await
-            .unwrap()
+            let (e, _, _) = db.execution(exec.to_string(), false).await.unwrap().unwrap();
+            (e.target_count, e.status)
         }
     };
     // PC-C was not expected (it came online later) and ran the exec through catch-up.
-    let (_d, db) = fresh(exec).await;
-    apply(
-        &db,
-        vec![result(exec, "PC-C", ExecStatus::Succeeded), result(exec, "PC-A", ExecStatus::Succeeded)],
-    )
-    .await;
-    assert_eq!(target_count(&db).await, (3, "running".to_owned()));
-    apply(
-        &db,
-        vec![result(exec, "PC-B", ExecStatus::Succeeded), result(exec, "PC-C", ExecStatus::Succeeded)],
-    )
-    .await;
-    assert_eq!(target_count(&db).await, (3, "completed".to_owned()));
+    for (_d, db) in fresh(exec).await {
+        apply(
+            &db,
+            vec![result(exec, "PC-C", ExecStatus::Succeeded), result(exec, "PC-A", ExecStatus::Succeeded)],
+        )
+        .await;
+        assert_eq!(target_count(&db).await, (3, "running".to_owned()));
+        apply(
+            &db,
+            vec![result(exec, "PC-B", ExecStatus::Succeeded), result(exec, "PC-C", ExecStatus::Succeeded)],
+        )
+        .await;
+        assert_eq!(target_count(&db).await, (3, "completed".to_owned()), "{}", db.engine_name());
+    }
 
     // The same results replayed before the execution row exists (a rebuild) end the same way.
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("backend.db")).unwrap();
-    apply(&db, ["PC-C", "PC-A", "PC-B"].map(|pc| result(exec, pc, ExecStatus::Succeeded)).to_vec()).await;
-    let exec_id = exec.to_string();
-    db.write(move |tx| {
-        let targets = [("PC-A".to_owned(), 0), ("PC-B".to_owned(), 0)];
-        let new = NewExecution {
-            exec_id: &exec_id,
-            job_id: "j",
-            version: "1",
-            created_by: "test",
-            plan_json: "{}",
-            targets: &targets,
-            waves: &[],
-            target_count: 2,
-            schedule_id: None,
-            title: None,
-        };
-        insert_execution(tx, &new, NOW)
-    })
-    .await
-    .unwrap();
-    assert_eq!(target_count(&db).await, (3, "completed".to_owned()));
+    for (_d, db) in engines().await {
+        apply(&db, ["PC-C", "PC-A", "PC-B"].map(|pc| result(exec, pc, ExecStatus::Succeeded)).to_vec()).await;
+        db.insert_execution(created(exec, &["PC-A", "PC-B"]), "test".into(), NOW).await.unwrap();
+        assert_eq!(target_count(&db).await, (3, "completed".to_owned()), "{}", db.engine_name());
+    }
 }
 
 #[tokio::test]
 async fn liveness_follows_the_backends_clock_whatever_the_agents_says() {
-    let (_dir, db) = fresh(ExecId::new()).await;
     let golden: kanade_shared::wire::Heartbeat = kanade_shared::wire::decode(include_bytes!(
         "../../../../kanade-shared/test-data/wire/v1/heartbeat.json"
     ))
     .unwrap();
-    // (received by us, the agent's clock offset in seconds) -> last_seen, skew
-    let steps = [(NOW, -3_600), (NOW + 30_000, 86_400), (NOW + 60_000, 0)];
-    for (received, offset) in steps {
-        let mut beat = golden.clone();
-        beat.pc_id = "PC-A".parse().unwrap();
-        beat.at =
-            Timestamp::from_unix_timestamp_nanos(i128::from(received + offset * 1000) * 1_000_000).unwrap();
-        db.write(move |tx| apply_heartbeats(tx, &[beat], received)).await.unwrap();
-        let row = db
-            .read(|c| {
-                Ok(c.query_row(
-                    "SELECT last_seen_ms, clock_skew_ms FROM agents WHERE pc_id = 'PC-A'",
-                    [],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-                )?)
-            })
-            .await
-            .unwrap();
-        // A clock an hour slow is still online now; one that ran a day ahead does not freeze
-        // the next, correct, beats.
-        assert_eq!(row, (received, offset * 1000));
+    for (_dir, db) in engines().await {
+        // (received by us, the agent's clock offset in seconds) -> last_seen, skew
+        let steps = [(NOW, -3_600), (NOW + 30_000, 86_400), (NOW + 60_000, 0)];
+        for (received, offset) in steps {
+            let mut beat = golden.clone();
+            beat.pc_id = "PC-A".parse().unwrap();
+            beat.at = Timestamp::from_unix_timestamp_nanos(i128::from(received + offset * 1000) * 1_000_000)
+                .unwrap();
+            db.apply_heartbeats(vec![beat], received).await.unwrap();
+            let (agent, _, _) = db.agent("PC-A".into()).await.unwrap().unwrap();
+            // A clock an hour slow is still online now; one that ran a day ahead does not freeze
+            // the next, correct, beats.
+            assert_eq!((agent.last_seen_ms, agent.clock_skew_ms), (received, Some(offset * 1000)));
+        }
     }
 }

@@ -1,0 +1,229 @@
+//! The Postgres engine: a pool of `tokio-postgres` connections (deadpool), statements prepared
+//! once per connection, `?N` placeholders rewritten to `$N`, and every integer column BIGINT so
+//! values read back exactly as from SQLite. Several backends may share one database.
+
+use std::future::Future;
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use super::DbError;
+use super::sql::{Dialect, Row, Sql, Value};
+
+const POOL_SIZE: usize = 16;
+
+#[derive(Clone)]
+pub struct Postgres {
+    pool: Pool,
+}
+
+impl Postgres {
+    /// Connect (the pool connects lazily; one connection is made now so a wrong URL fails at
+    /// start) and bring the schema up to date.
+    pub async fn open(url: &str) -> Result<Self, DbError> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| DbError::Connect(e.to_string()))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        let pg = Self { pool };
+        let mut client = pg.client().await?;
+        super::migrate::run_postgres(&mut client).await?;
+        Ok(pg)
+    }
+
+    pub async fn client(&self) -> Result<deadpool_postgres::Client, DbError> {
+        self.pool.get().await.map_err(|e| DbError::Connect(e.to_string()))
+    }
+}
+
+/// Whether a failed transaction may simply be run again (a deadlock between two backends, or
+/// a serialization failure).
+pub fn retryable(e: &DbError) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e {
+        DbError::Postgres(e) => {
+            matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+        }
+        _ => false,
+    }
+}
+
+/// A pooled connection, or a transaction on one.
+pub enum PgSql<'a, 'b> {
+    Client(&'a deadpool_postgres::Client),
+    Tx(&'a deadpool_postgres::Transaction<'b>),
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => i.to_string().to_sql(ty, out),
+                _ => Err(format!("cannot send the integer {i} as {ty}").into()),
+            },
+            Value::Real(f) => match *ty {
+                Type::FLOAT8 => f.to_sql(ty, out),
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => Err(format!("cannot send the number {f} as {ty}").into()),
+            },
+            Value::Text(s) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => s.to_sql(ty, out),
+                _ => Err(format!("cannot send text as {ty}").into()),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// `?N` → `$N`, outside string literals.
+pub fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted && chars.peek().is_some_and(char::is_ascii_digit) => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn decode(row: &tokio_postgres::Row) -> Result<Row, DbError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let v = match *ty {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
+            Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into())),
+            Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(Value::Real),
+            Type::FLOAT4 => row.try_get::<_, Option<f32>>(i)?.map(|v| Value::Real(v.into())),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+            }
+            _ => {
+                return Err(DbError::Decode(format!(
+                    "column {i} ({}) has type {ty}, which the Postgres engine does not read",
+                    column.name()
+                )));
+            }
+        };
+        values.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+impl PgSql<'_, '_> {
+    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, DbError> {
+        let sql = placeholders(sql);
+        Ok(match self {
+            Self::Client(c) => c.prepare_cached(&sql).await?,
+            Self::Tx(t) => t.prepare_cached(&sql).await?,
+        })
+    }
+
+    fn client(&self) -> &tokio_postgres::Client {
+        match self {
+            Self::Client(c) => c,
+            Self::Tx(t) => t.client(),
+        }
+    }
+}
+
+impl Sql for PgSql<'_, '_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn exec(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = Result<u64, DbError>> + Send {
+        async move {
+            let stmt = self.prepare(sql).await?;
+            Ok(self.client().execute(&stmt, &refs(&params)).await?)
+        }
+    }
+
+    fn exec_many(
+        &mut self,
+        sql: &str,
+        params: Vec<Vec<Value>>,
+    ) -> impl Future<Output = Result<Vec<u64>, DbError>> + Send {
+        async move {
+            let stmt = self.prepare(sql).await?;
+            let client = self.client();
+            // Sent together and answered in order on one connection: one round trip per batch,
+            // not per row.
+            let runs = params.iter().map(|p| {
+                let stmt = &stmt;
+                async move { client.execute(stmt, &refs(p)).await }
+            });
+            Ok(futures::future::try_join_all(runs).await?)
+        }
+    }
+
+    fn rows(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+        async move {
+            let stmt = self.prepare(sql).await?;
+            let rows = self.client().query(&stmt, &refs(&params)).await?;
+            rows.iter().map(decode).collect()
+        }
+    }
+
+    fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), DbError>> + Send {
+        async move { Ok(self.client().batch_execute(sql).await?) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn placeholders_become_dollars_outside_literals() {
+        let cases = [
+            ("SELECT ?1, ?12", "SELECT $1, $12"),
+            ("WHERE a = '?1' AND b = ?2", "WHERE a = '?1' AND b = $2"),
+            ("x LIKE ?2 || '.%'", "x LIKE $2 || '.%'"),
+            ("SELECT 'it''s ?3', ?3", "SELECT 'it''s ?3', $3"),
+            ("a ? b", "a ? b"),
+        ];
+        for (sqlite, pg) in cases {
+            assert_eq!(placeholders(sqlite), pg, "{sqlite}");
+        }
+    }
+}

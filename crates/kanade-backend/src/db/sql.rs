@@ -1,0 +1,221 @@
+//! What every store operation is written against: a connection (or transaction) of either
+//! engine that runs statements with `?N` placeholders and hands rows back as plain values.
+//! Operations are written once; what differs between SQLite and Postgres lives in the engines
+//! (placeholders, types, statement caching) and in the few [`Dialect`] fragments below.
+
+use std::future::Future;
+
+use super::DbError;
+
+/// A parameter or a column value. Integers are 64-bit everywhere (booleans are 0/1), so one
+/// value reads the same from either engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+macro_rules! value_from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::Int(i64::from(v))
+            }
+        }
+    )*};
+}
+value_from_int!(i64, i32, u32, i16, u8);
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// `vals![a, b, c]`: the parameters of one statement.
+macro_rules! vals {
+    ($($v:expr),* $(,)?) => {
+        vec![$($crate::db::sql::Value::from($v)),*]
+    };
+}
+pub(crate) use vals;
+
+/// One result row.
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    /// Column `i` as `T`; a type that does not fit is an error naming the column.
+    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, DbError> {
+        let v = self.0.get(i).unwrap_or(&Value::Null);
+        T::from_value(v).map_err(|want| DbError::Decode(format!("column {i}: expected {want}, found {v:?}")))
+    }
+}
+
+pub trait FromValue: Sized {
+    /// `Err` names the type wanted.
+    fn from_value(v: &Value) -> Result<Self, &'static str>;
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Result<Self, &'static str> {
+        match v {
+            Value::Int(i) => Ok(*i),
+            _ => Err("an integer"),
+        }
+    }
+}
+
+impl FromValue for f64 {
+    fn from_value(v: &Value) -> Result<Self, &'static str> {
+        match v {
+            Value::Real(f) => Ok(*f),
+            Value::Int(i) => Ok(*i as f64),
+            _ => Err("a number"),
+        }
+    }
+}
+
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Result<Self, &'static str> {
+        match v {
+            Value::Int(i) => Ok(*i != 0),
+            _ => Err("a boolean"),
+        }
+    }
+}
+
+impl FromValue for String {
+    fn from_value(v: &Value) -> Result<Self, &'static str> {
+        match v {
+            Value::Text(s) => Ok(s.clone()),
+            _ => Err("text"),
+        }
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> Result<Self, &'static str> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+/// The SQL spoken by an engine, for the few fragments that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// `json_col` (a JSON array of strings, stored as text) contains the text parameter `param`.
+    pub fn json_array_has(self, json_col: &str, param: &str) -> String {
+        match self {
+            Self::Sqlite => format!("EXISTS (SELECT 1 FROM json_each({json_col}) WHERE value = {param})"),
+            Self::Postgres => format!("({json_col}::jsonb @> jsonb_build_array(CAST({param} AS TEXT)))"),
+        }
+    }
+
+    /// `needle` occurs in `haystack`, ignoring ASCII case.
+    pub fn contains_ci(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Self::Sqlite => format!("instr(lower({haystack}), lower({needle})) > 0"),
+            Self::Postgres => format!("strpos(lower({haystack}), lower(CAST({needle} AS TEXT))) > 0"),
+        }
+    }
+}
+
+/// A connection or transaction of one engine. Statements use `?1`, `?2`, … placeholders.
+/// The futures are `Send` so Postgres operations can run on the async workers; SQLite's are
+/// always ready (its engine runs a whole operation on the blocking pool).
+pub trait Sql {
+    fn dialect(&self) -> Dialect;
+
+    /// Run one statement; how many rows it changed.
+    fn exec(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = Result<u64, DbError>> + Send;
+
+    /// Run one statement once per parameter list (pipelined where the engine can); the rows
+    /// each run changed, in order.
+    fn exec_many(
+        &mut self,
+        sql: &str,
+        params: Vec<Vec<Value>>,
+    ) -> impl Future<Output = Result<Vec<u64>, DbError>> + Send;
+
+    /// Run one query; its rows.
+    fn rows(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
+
+    /// Run several `;`-separated statements without parameters.
+    fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), DbError>> + Send;
+}
+
+/// The first row, if any.
+pub async fn opt_row<S: Sql>(s: &mut S, sql: &str, params: Vec<Value>) -> Result<Option<Row>, DbError> {
+    Ok(s.rows(sql, params).await?.into_iter().next())
+}
+
+/// The single value of a query that always returns one row (`COUNT(*)`, `EXISTS`).
+pub async fn scalar<S: Sql, T: FromValue>(s: &mut S, sql: &str, params: Vec<Value>) -> Result<T, DbError> {
+    match opt_row(s, sql, params).await? {
+        Some(row) => row.get(0),
+        None => Err(DbError::Decode(format!("no row from {sql}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_back_as_their_types_and_misfits_name_the_column() {
+        let row = Row(vals![7i64, "x", None::<i64>, true, 1.5f64]);
+        assert_eq!(row.get::<i64>(0).unwrap(), 7);
+        assert_eq!(row.get::<String>(1).unwrap(), "x");
+        assert_eq!(row.get::<Option<i64>>(2).unwrap(), None);
+        assert!(row.get::<bool>(3).unwrap());
+        assert_eq!(row.get::<f64>(4).unwrap(), 1.5);
+        assert_eq!(row.get::<f64>(0).unwrap(), 7.0);
+        let e = row.get::<i64>(1).unwrap_err().to_string();
+        assert!(e.contains("column 1: expected an integer"), "{e}");
+        assert!(row.get::<String>(2).is_err(), "NULL is not text");
+    }
+}

@@ -1,0 +1,167 @@
+//! The embedded engine: one writer connection (SQLite allows one writer at a time anyway) and
+//! a few readers (WAL lets them read while the writer writes). A whole operation runs on the
+//! blocking pool, never on the async workers; its statements run synchronously, so the
+//! operation's future is ready at its first poll.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+use super::DbError;
+use super::sql::{Dialect, Row, Sql, Value};
+
+const READERS: usize = 4;
+
+#[derive(Clone)]
+pub struct Sqlite {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
+}
+
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let writer = Connection::open(path)?;
+        writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")?;
+        super::migrate::run_sqlite(&writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open(path)?;
+            r.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+            readers.push(Mutex::new(r));
+        }
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Run `f` in one write transaction.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SqliteSql<'_>) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction()?;
+            let out = f(&mut SqliteSql { conn: &tx })?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SqliteSql<'_>) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let readers = self.readers.clone();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            // Take the first free reader, starting from a rotating offset; wait on one if all are busy.
+            for i in 0..readers.len() {
+                if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
+                    return f(&mut SqliteSql { conn: &conn });
+                }
+            }
+            let conn = readers[start % readers.len()].lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut SqliteSql { conn: &conn })
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+}
+
+/// Drive an operation whose every await is already complete (SQLite's statements run
+/// synchronously). One that waits on something else is a bug in the engine, reported as such.
+pub fn now<F: Future>(f: F) -> Result<F::Output, DbError> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => Ok(out),
+        std::task::Poll::Pending => Err(DbError::Task("a SQLite operation waited on something".into())),
+    }
+}
+
+pub struct SqliteSql<'a> {
+    conn: &'a Connection,
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+impl SqliteSql<'_> {
+    fn exec_now(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let n = self.conn.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?;
+        Ok(n as u64)
+    }
+
+    fn rows_now(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let width = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut row = Vec::with_capacity(width);
+            for i in 0..width {
+                row.push(value(r.get_ref(i)?));
+            }
+            out.push(Row(row));
+        }
+        Ok(out)
+    }
+}
+
+impl Sql for SqliteSql<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn exec(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = Result<u64, DbError>> + Send {
+        std::future::ready(self.exec_now(sql, &params))
+    }
+
+    fn exec_many(
+        &mut self,
+        sql: &str,
+        params: Vec<Vec<Value>>,
+    ) -> impl Future<Output = Result<Vec<u64>, DbError>> + Send {
+        std::future::ready(params.iter().map(|p| self.exec_now(sql, p)).collect())
+    }
+
+    fn rows(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+        std::future::ready(self.rows_now(sql, &params))
+    }
+
+    fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), DbError>> + Send {
+        std::future::ready(self.conn.execute_batch(sql).map_err(DbError::from))
+    }
+}
