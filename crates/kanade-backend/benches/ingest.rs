@@ -269,7 +269,7 @@ async fn project(
     });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let start = Instant::now();
-    let task = tokio::spawn(projector::supervise(p, Kind::Results, stop));
+    let task = tokio::spawn(projector::supervise(p, Kind::Results, None, stop));
     while count(&db).await < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,13 +1,20 @@
-//! The in-process event bus feeding `GET /api/stream`: projectors publish what changed,
-//! each SSE client gets its own receiver. Lossy by design: a slow client skips events and
-//! re-reads the API.
+//! The event bus feeding `GET /api/stream`: projectors publish what changed, each SSE client
+//! gets its own receiver. Lossy by design: a slow client skips events and re-reads the API.
+//! With a shared database only the leader projects, so execution and result events go through
+//! the broker (core subject [`LIVE_SUBJECT`]) to every backend's clients; agent up/down come
+//! from each backend's own presence worker and stay local.
 
+use std::sync::{Arc, OnceLock};
+
+use futures::StreamExt;
 use kanade_shared::wire::ExecStatus;
 use kanade_shared::{ExecId, PcId};
-use serde::Serialize;
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
 
-#[derive(Debug, Clone, Serialize)]
+pub const LIVE_SUBJECT: &str = "kanade.backend.live";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// An agent's heartbeats resumed (or the backend saw it for the first time).
@@ -21,7 +28,7 @@ pub enum LiveEvent {
     Result {
         exec_id: String,
         pc_id: String,
-        status: &'static str,
+        status: String,
     },
     Execution {
         exec_id: String,
@@ -41,36 +48,84 @@ impl LiveEvent {
 }
 
 #[derive(Clone)]
-pub struct Bus(broadcast::Sender<LiveEvent>);
+pub struct Bus {
+    local: broadcast::Sender<LiveEvent>,
+    /// Set while relaying through the broker.
+    relay: Arc<OnceLock<mpsc::UnboundedSender<LiveEvent>>>,
+}
 
 impl Default for Bus {
     fn default() -> Self {
-        Self(broadcast::channel(4096).0)
+        Self { local: broadcast::channel(4096).0, relay: Arc::default() }
     }
 }
 
 impl Bus {
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
-        self.0.subscribe()
+        self.local.subscribe()
     }
 
     pub fn agent_up(&self, pc_id: String) {
-        let _ = self.0.send(LiveEvent::AgentUp { pc_id });
+        let _ = self.local.send(LiveEvent::AgentUp { pc_id });
     }
 
     pub fn agent_down(&self, pc_id: String) {
-        let _ = self.0.send(LiveEvent::AgentDown { pc_id });
+        let _ = self.local.send(LiveEvent::AgentDown { pc_id });
     }
 
     pub fn result(&self, exec_id: ExecId, pc: PcId, status: ExecStatus) {
-        let _ = self.0.send(LiveEvent::Result {
+        self.fleet_wide(LiveEvent::Result {
             exec_id: exec_id.to_string(),
             pc_id: pc.to_string(),
-            status: status.as_str(),
+            status: status.as_str().to_owned(),
         });
     }
 
     pub fn execution(&self, exec_id: impl std::fmt::Display) {
-        let _ = self.0.send(LiveEvent::Execution { exec_id: exec_id.to_string() });
+        self.fleet_wide(LiveEvent::Execution { exec_id: exec_id.to_string() });
     }
+
+    fn fleet_wide(&self, e: LiveEvent) {
+        match self.relay.get() {
+            Some(relay) => {
+                let _ = relay.send(e);
+            }
+            None => {
+                let _ = self.local.send(e);
+            }
+        }
+    }
+
+    /// Relay execution and result events through the broker until `stop`: every backend's
+    /// clients see what any backend projected.
+    pub async fn relay(self, client: async_nats::Client, mut stop: watch::Receiver<bool>) {
+        let mut sub = match client.subscribe(LIVE_SUBJECT).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot subscribe to live events; dashboards see only this backend's");
+                return;
+            }
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _ = self.relay.set(tx);
+        loop {
+            tokio::select! {
+                Some(e) = rx.recv() => {
+                    if let Ok(body) = serde_json::to_vec(&e) {
+                        let _ = client.publish(LIVE_SUBJECT, body.into()).await;
+                    }
+                }
+                Some(m) = sub.next() => {
+                    if let Ok(e) = serde_json::from_slice::<LiveEvent>(&m.payload) {
+                        let _ = self.local.send(e);
+                    }
+                }
+                () = stopped(&mut stop) => return,
+            }
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -9,6 +9,7 @@ pub mod db;
 pub mod events;
 pub mod fleet;
 pub mod http;
+pub mod lease;
 pub mod pipeline;
 pub mod presence;
 pub mod projector;

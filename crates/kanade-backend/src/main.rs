@@ -84,7 +84,12 @@ fn main() -> ExitCode {
                 println!("{}: ok", found.path.display());
                 println!("  bind      {}", config.bind);
                 println!("  nats      {}", config.nats_url);
-                println!("  db        {:?}", config.db);
+                match &config.db {
+                    DbConfig::Sqlite(path) => println!("  db        sqlite {}", path.display()),
+                    DbConfig::Postgres(url) => {
+                        println!("  db        postgres {}", kanade_shared::config::redact(url))
+                    }
+                }
                 println!("  data dir  {}", config.data_dir.display());
                 println!("  logs      {}", config.log.path.display());
                 ExitCode::SUCCESS
@@ -285,7 +290,7 @@ async fn quit(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|q| *q).await;
 }
 
-fn open_db(config: &BackendConfig) -> anyhow::Result<Db> {
+async fn open_db(config: &BackendConfig) -> anyhow::Result<Db> {
     match &config.db {
         DbConfig::Sqlite(path) => {
             if let Some(dir) = path.parent() {
@@ -294,9 +299,12 @@ fn open_db(config: &BackendConfig) -> anyhow::Result<Db> {
             Db::open(path)
                 .with_context(|| format!("cannot open the database {} (db.sqlite_path)", path.display()))
         }
-        DbConfig::Postgres(_) => {
-            anyhow::bail!("db.url (Postgres) is not supported by this build yet; set db.sqlite_path instead")
-        }
+        DbConfig::Postgres(url) => Db::connect_postgres(url).await.with_context(|| {
+            format!(
+                "cannot open the Postgres database {} (db.url); is it running, and may this user create tables there?",
+                kanade_shared::config::redact(url)
+            )
+        }),
     }
 }
 
@@ -347,9 +355,9 @@ fn confirm_when_healthy(state: &http::AppState, data_dir: PathBuf) {
 }
 
 fn wipe(config: &BackendConfig) -> anyhow::Result<()> {
-    let db = open_db(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(db.wipe_projection())?;
+    runtime
+        .block_on(async { open_db(config).await?.wipe_projection().await.map_err(anyhow::Error::from) })?;
     Ok(())
 }
 
@@ -359,7 +367,8 @@ async fn run(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), bind = %config.bind, nats = %config.nats_url, "kanade-backend starting");
-    let db = open_db(&config)?;
+    let db = open_db(&config).await?;
+    tracing::info!(engine = db.engine_name(), shared = db.shared(), "database open");
     let auth = if env.var("KANADE_AUTH_DISABLE") == Some("1") {
         tracing::warn!(
             "AUTHENTICATION IS DISABLED (KANADE_AUTH_DISABLE=1): anyone who can reach {} is an admin; development only",

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use kanade_shared::wire::{self, ExecResult, ExecStatus, Timestamp};
-use kanade_shared::{ExecId, PcId, RequestId, ResultId};
+use kanade_shared::ExecId;
 use kanade_testkit::NatsServer;
 
 mod common;
@@ -39,56 +38,7 @@ async fn a_killed_backend_projects_every_result_exactly_once_after_restart() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
-    let exec = ExecId::new();
-    // The execution, as the backend would have created it: its counters move with every result
-    // newly projected (every PC joins as a late target).
-    let created = serde_json::json!({
-        "exec_id": exec, "job_id": "flood", "version": "1", "plan": {}, "target_count": 0,
-        "targets": [], "waves": [],
-    });
-    let event = kanade_shared::wire::AuditEvent {
-        schema: 1,
-        id: kanade_shared::AuditId::new(),
-        at: Timestamp::now_utc(),
-        actor: "test".into(),
-        action: "exec.create".into(),
-        target: Some("flood".into()),
-        source: None,
-        detail: created,
-    };
-    let subject = kanade_shared::subjects::audit("exec.create").unwrap();
-    js.publish(subject, wire::encode(&event).unwrap().into()).await.unwrap().await.unwrap();
-    // Acks are awaited per chunk: the client caps acks in flight and would stall otherwise.
-    let mut acks = Vec::with_capacity(1000);
-    for i in 0..RESULTS {
-        let pc: PcId = format!("SIM-{i:05}").parse().unwrap();
-        let r = ExecResult {
-            schema: 1,
-            result_id: ResultId::derive(exec, &pc),
-            request_id: RequestId::new(),
-            exec_id: exec,
-            job_id: "flood".parse().unwrap(),
-            version: "1".parse().unwrap(),
-            pc_id: pc.clone(),
-            exit_code: Some(0),
-            status: ExecStatus::Succeeded,
-            skip_reason: None,
-            message: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            truncated: false,
-            started_at: None,
-            finished_at: Timestamp::now_utc(),
-            attempt: 1,
-        };
-        let subject = kanade_shared::subjects::result(&pc, r.request_id);
-        acks.push(js.publish(subject, wire::encode(&r).unwrap().into()).await.unwrap());
-        if acks.len() == 1000 || i + 1 == RESULTS {
-            for ack in acks.drain(..) {
-                ack.await.unwrap();
-            }
-        }
-    }
+    let exec = common::flood(&js, RESULTS).await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut backend = common::process::BackendProcess::start(dir.path(), &server.url());

@@ -32,9 +32,16 @@ pub struct Pass {
     pub pruned: Pruned,
 }
 
-pub async fn worker(c: Cleanup, mut stop: watch::Receiver<bool>) {
+/// Passes at start and every few minutes. Only the leader expires (once across backends); each
+/// backend prunes its own database, and with a shared one only the leader does.
+pub async fn worker(c: Cleanup, mut is_leader: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
+    // The first pass waits for the campaign's first answer, so a lone backend expires at start.
+    let _ = tokio::time::timeout(Duration::from_secs(5), is_leader.changed()).await;
     loop {
-        match run_once(&c, now_ms()).await {
+        let leader = *is_leader.borrow();
+        let pass =
+            if leader || !c.db.shared() { run_pass(&c, now_ms(), leader).await } else { Ok(Pass::default()) };
+        match pass {
             Ok(pass) if !pass.expired.is_empty() || pass.pruned != Pruned::default() => {
                 tracing::info!(expired = pass.expired.len(), pruned = ?pass.pruned, "cleanup pass");
             }
@@ -50,8 +57,12 @@ pub async fn worker(c: Cleanup, mut stop: watch::Receiver<bool>) {
 
 /// One pass as of `now_ms` (tests pass a future instant instead of waiting).
 pub async fn run_once(c: &Cleanup, now_ms: i64) -> Result<Pass, ExecError> {
+    run_pass(c, now_ms, true).await
+}
+
+async fn run_pass(c: &Cleanup, now_ms: i64, expire: bool) -> Result<Pass, ExecError> {
     let stall_after = policy::stall_after_ms(&c.retention);
-    let quiet = c.db.quiet_executions(now_ms - stall_after).await?;
+    let quiet = if expire { c.db.quiet_executions(now_ms - stall_after).await? } else { Vec::new() };
     let mut expired = Vec::new();
     for q in quiet.into_iter().filter(|q| policy::is_stalled(q, now_ms, stall_after)) {
         let step = ExecStep {

@@ -113,14 +113,13 @@ pub fn run_sqlite(conn: &Connection) -> Result<(), DbError> {
 }
 
 pub async fn run_postgres(client: &mut deadpool_postgres::Client) -> Result<(), DbError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL, checksum TEXT)",
-        )
-        .await?;
     let tx = client.transaction().await?;
     // Backends starting together: one migrates, the others wait here and then find nothing to do.
-    tx.batch_execute("SELECT pg_advisory_xact_lock(7218331606)").await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7218331606);
+         CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL, checksum TEXT)",
+    )
+    .await?;
     let applied: Vec<(i64, Option<String>)> = tx
         .query("SELECT version, checksum FROM schema_migrations", &[])
         .await?

@@ -22,9 +22,11 @@ pub fn should_abort(max_failure_ratio: Option<f64>, failures: i64, reported: i64
     }
 }
 
-pub async fn dispatcher(p: Pipeline, mut stop: watch::Receiver<bool>) {
+/// Publish due waves while `is_leader` (one backend publishes each wave).
+pub async fn dispatcher(p: Pipeline, is_leader: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = tick(&p).await {
+        let leader = *is_leader.borrow();
+        if leader && let Err(e) = tick(&p).await {
             tracing::warn!(error = %e, "rollout dispatcher tick failed; retrying");
         }
         tokio::select! {

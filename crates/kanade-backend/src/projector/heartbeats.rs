@@ -22,7 +22,13 @@ pub async fn heartbeat_projector(
     client: async_nats::Client,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut sub = match client.subscribe(subjects::HEARTBEAT_ALL).await {
+    // Backends sharing a database share the beats too: each beat reaches one of them.
+    let sub = if p.db.shared() {
+        client.queue_subscribe(subjects::HEARTBEAT_ALL, "kanade-backend-heartbeats".into()).await
+    } else {
+        client.subscribe(subjects::HEARTBEAT_ALL).await
+    };
+    let mut sub = match sub {
         Ok(sub) => sub,
         Err(e) => {
             tracing::error!(error = %e, "cannot subscribe to heartbeats; agents will show as offline");

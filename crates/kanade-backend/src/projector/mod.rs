@@ -102,8 +102,32 @@ mod tests {
     }
 }
 
+/// Run one projector until shutdown; with a `gate` (a shared projection), only while it says
+/// this backend leads.
+pub async fn supervise(
+    p: Arc<Projectors>,
+    kind: Kind,
+    gate: Option<watch::Receiver<bool>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(mut gate) = gate else { return keep_running(p, kind, stop).await };
+    loop {
+        tokio::select! {
+            led = gate.wait_for(|l| *l) => if led.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tracing::info!(stream = kind.stream(), "leading: projecting the shared projection");
+        tokio::select! {
+            () = keep_running(p.clone(), kind, stop.clone()) => return,
+            _ = gate.wait_for(|l| !*l) => {
+                tracing::info!(stream = kind.stream(), "no longer leading: projector stopped");
+            }
+        }
+    }
+}
+
 /// Run one projector until shutdown, restarting it with backoff when it fails.
-pub async fn supervise(p: Arc<Projectors>, kind: Kind, mut stop: watch::Receiver<bool>) {
+async fn keep_running(p: Arc<Projectors>, kind: Kind, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let result = tokio::select! {

@@ -1,5 +1,5 @@
-//! The cron scheduler. Every backend follows the `schedules` bucket (`store.rs`) and campaigns
-//! for the lease (`leader.rs`); only the leader fires. Each due tick is decided by a pure policy
+//! The cron scheduler. Every backend follows the `schedules` bucket (`store.rs`); only the
+//! holder of the leader lease (`crate::lease`) fires. Each due tick is decided by a pure policy
 //! (`policy.rs`) over what the schedule's earlier runs achieved, then goes through the exec
 //! pipeline like an operator's exec, audited with actor `scheduler`.
 //!
@@ -8,7 +8,6 @@
 //! one to finish, and PCs with a dispatched run that has not reported are not dispatched again
 //! (derived from `executions.schedule_id`, so it survives restarts).
 
-pub mod leader;
 pub mod policy;
 pub mod store;
 pub mod times;
@@ -28,7 +27,6 @@ pub use store::Schedules;
 
 /// How often due ticks are looked for; also the worst-case lateness of a fire.
 const POLL: Duration = Duration::from_millis(200);
-const LEASE_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Scheduler {
@@ -40,14 +38,19 @@ pub struct Scheduler {
     pub is_leader: watch::Receiver<bool>,
 }
 
-/// Follow the schedules, campaign for the lease, and fire due ticks while leader.
-pub async fn run(pipeline: Pipeline, schedules: Schedules, mut stop: watch::Receiver<bool>) {
-    let js = pipeline.js.clone();
-    let (sched_kv, lease_kv) = loop {
-        match (js.get_key_value("schedules").await, js.get_key_value("scheduler_leader").await) {
-            (Ok(a), Ok(b)) => break (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "scheduler cannot open its buckets; retrying");
+/// Follow the schedules and fire due ticks while `is_leader`.
+pub async fn run(
+    pipeline: Pipeline,
+    schedules: Schedules,
+    instance: String,
+    is_leader: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let sched_kv = loop {
+        match pipeline.js.get_key_value("schedules").await {
+            Ok(kv) => break kv,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler cannot open its bucket; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = stop.wait_for(|s| *s) => return,
@@ -55,15 +58,9 @@ pub async fn run(pipeline: Pipeline, schedules: Schedules, mut stop: watch::Rece
             }
         }
     };
-    let ttl = lease_kv.status().await.map(|s| s.max_age()).ok().filter(|d| !d.is_zero()).unwrap_or(LEASE_TTL);
-    let instance =
-        format!("backend-{}-{}", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[24..]);
-    let (leader_tx, is_leader) = watch::channel(false);
     tokio::spawn(store::follow(sched_kv, schedules.clone(), stop.clone()));
-    let campaign = tokio::spawn(leader::campaign(lease_kv, instance.clone(), ttl, leader_tx, stop.clone()));
     let s = Scheduler { pipeline, schedules, instance, is_leader };
     ticker(&s, &mut stop).await;
-    let _ = campaign.await;
 }
 
 async fn ticker(s: &Scheduler, stop: &mut watch::Receiver<bool>) {

@@ -13,15 +13,24 @@ pub struct BackendProcess {
 }
 
 impl BackendProcess {
-    /// Write a config for `dir` (free HTTP port) and start the binary.
+    /// Write a config for `dir` (free HTTP port, SQLite in `dir`) and start the binary.
     pub fn start(dir: &Path, nats_url: &str) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
         let db = dir.join("backend.db");
+        Self::start_with(dir, nats_url, &format!("sqlite_path = {db:?}"), db)
+    }
+
+    /// The same on the Postgres database at `url` (`db` is then meaningless).
+    pub fn start_postgres(dir: &Path, nats_url: &str, url: &str) -> Self {
+        Self::start_with(dir, nats_url, &format!("url = {url:?}"), PathBuf::new())
+    }
+
+    fn start_with(dir: &Path, nats_url: &str, db_line: &str, db: PathBuf) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("backend.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\n[db]\nsqlite_path = {db:?}\n[log]\npath = {logs:?}\n",
+                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\n[db]\n{db_line}\n[log]\npath = {logs:?}\n",
                 port = kanade_testkit::free_port().unwrap(),
                 data = dir,
                 logs = dir.join("logs"),
@@ -29,6 +38,15 @@ impl BackendProcess {
         )
         .unwrap();
         Self { child: spawn(&config), config, db, logs: dir.join("logs") }
+    }
+
+    /// Everything the backend logged so far.
+    pub fn log_text(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(&self.logs).into_iter().flatten().flatten() {
+            out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+        out
     }
 
     /// Start the binary again on the same config (after `kill`).

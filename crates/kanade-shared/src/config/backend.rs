@@ -240,7 +240,7 @@ fn retention(raw: Option<String>, default: &str, path: &str, c: &mut Collector) 
 }
 
 /// Never echo a database password back in an error message.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])

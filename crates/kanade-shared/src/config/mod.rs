@@ -14,7 +14,7 @@ mod template;
 use std::path::{Path, PathBuf};
 
 pub use agent::{AgentConfig, InventoryConfig, RESTART_EXIT_CODE, RestartMode, UpdateConfig};
-pub use backend::{AuthConfig, BackendConfig, DbConfig, RetentionConfig};
+pub use backend::{AuthConfig, BackendConfig, DbConfig, RetentionConfig, redact};
 pub use discover::{Discovered, Role, Source, discover};
 pub use environment::{Environment, OsKind};
 pub use paths::DefaultPaths;

@@ -252,3 +252,12 @@ async fn liveness_follows_the_backends_clock_whatever_the_agents_says() {
         }
     }
 }
+
+#[tokio::test]
+async fn backends_starting_together_on_one_postgres_both_open_it() {
+    let url = kanade_testkit::PgCluster::shared().fresh_database();
+    let open = || tokio::time::timeout(std::time::Duration::from_secs(20), Db::connect_postgres(&url));
+    let (a, b) = tokio::join!(open(), open());
+    let (a, b) = (a.expect("first open hangs").unwrap(), b.expect("second open hangs").unwrap());
+    assert_eq!(a.projection_name().await.unwrap(), b.projection_name().await.unwrap());
+}
