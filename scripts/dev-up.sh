@@ -2,6 +2,8 @@
 # Install what is missing, build, and run a local kanade: nats-server with JetStream,
 # kanade-backend on SQLite and one kanade-agent, all in this terminal. Ctrl-C stops everything.
 #   --install-only   install prerequisites and exit
+#   --postgres       keep the projection in a local Postgres cluster (.kanade-dev/pg, port
+#                    KANADE_DEV_PG_PORT, 5433) instead of SQLite
 # Ports: KANADE_DEV_NATS_PORT (4222), KANADE_DEV_HTTP_PORT (8080). State lives in .kanade-dev/
 # (KANADE_DEV_DIR elsewhere).
 # First admin: admin / KANADE_DEV_ADMIN_PASSWORD (kanade-dev-admin).
@@ -9,16 +11,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+POSTGRES=0
+[ "${1:-}" = "--postgres" ] && POSTGRES=1
 ensure_cargo
 ensure_nats_server
+[ "$POSTGRES" = 1 ] && ensure_postgres
 [ "${1:-}" = "--install-only" ] && { say "prerequisites installed; nats-server is $KANADE_NATS_SERVER"; exit 0; }
+PG_PORT="${KANADE_DEV_PG_PORT:-5433}"
 
 NATS_PORT="${KANADE_DEV_NATS_PORT:-4222}"
 HTTP_PORT="${KANADE_DEV_HTTP_PORT:-8080}"
 # The first admin of a fresh dev database; later starts keep whatever password it has by then.
 ADMIN_PASSWORD="${KANADE_DEV_ADMIN_PASSWORD:-kanade-dev-admin}"
 DEV="${KANADE_DEV_DIR:-$PWD/.kanade-dev}"
-for port in "$NATS_PORT" "$HTTP_PORT"; do
+for port in "$NATS_PORT" "$HTTP_PORT" $([ "$POSTGRES" = 1 ] && echo "$PG_PORT"); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is already in use; stop what uses it or set KANADE_DEV_NATS_PORT / KANADE_DEV_HTTP_PORT"
   fi
@@ -42,7 +48,7 @@ data_dir = "$DEV/backend"
 [nats]
 url = "nats://127.0.0.1:$NATS_PORT"
 [db]
-sqlite_path = "$DEV/backend/backend.db"
+$(if [ "$POSTGRES" = 1 ]; then echo "url = \"postgres://kanade@127.0.0.1:$PG_PORT/kanade\""; else echo "sqlite_path = \"$DEV/backend/backend.db\""; fi)
 [log]
 path = "$DEV/logs"
 CONF
@@ -87,6 +93,22 @@ wait_port() {
   die "$2 did not listen on port $1 within 30 s; see the lines above"
 }
 # In order, each once the one before listens: nobody starts by failing to reach the other.
+if [ "$POSTGRES" = 1 ]; then
+  # Postgres refuses to run as root: as root the cluster belongs to the postgres user.
+  PG_BIN=$(postgres_bin)
+  as_pg=()
+  [ "$(id -u)" = 0 ] && as_pg=(runuser -u postgres --)
+  if [ ! -s "$DEV/pg/PG_VERSION" ]; then
+    mkdir -p "$DEV/pg"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$DEV/pg"
+    "${as_pg[@]}" "$PG_BIN/initdb" -D "$DEV/pg" -U kanade --auth=trust --no-locale -E UTF8 >/dev/null \
+      || die "initdb $DEV/pg failed"
+  fi
+  start "pg     " "${as_pg[@]}" "$PG_BIN/postgres" -D "$DEV/pg" -p "$PG_PORT" -k "$DEV/pg" -c listen_addresses=127.0.0.1
+  wait_port "$PG_PORT" postgres
+  "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U kanade -d postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'kanade'" \
+    | grep -q 1 || "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U kanade -d postgres -c "CREATE DATABASE kanade"
+fi
 start "nats   " "$KANADE_NATS_SERVER" -c "$DEV/nats.conf"
 wait_port "$NATS_PORT" nats-server
 start "backend" env KANADE_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/kanade-backend" --config "$DEV/backend.toml"
@@ -139,6 +161,7 @@ cat >&2 <<MSG
     dashboard  http://127.0.0.1:$HTTP_PORT/  (sign in with the login below)
     login      admin / $ADMIN_PASSWORD  (POST /api/auth/login; set at the first start of this dev database)
     NATS       nats://127.0.0.1:$NATS_PORT
+    database   $([ "$POSTGRES" = 1 ] && echo "postgres://kanade@127.0.0.1:$PG_PORT/kanade" || echo "$DEV/backend/backend.db")
     agent      $AGENT_ID (group dev), pinning the backend's key and the dev operator key
     signing    export KANADE_SIGNING_KEY=$DEV/operator.key  (for kanade run / kill over NATS)
     CLI        $BIN/kanade --nats-url nats://127.0.0.1:$NATS_PORT jetstream status

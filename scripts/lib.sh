@@ -76,6 +76,23 @@ ensure_chromium() {
   fi
 }
 
+# The store's tests and `dev-up.sh --postgres` start throwaway Postgres clusters with Debian's
+# postgresql (initdb and postgres under /usr/lib/postgresql/<version>/bin).
+ensure_postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+    apt_install postgresql
+  fi
+}
+
+# The bin directory holding initdb and postgres (newest Debian version first).
+postgres_bin() {
+  local d
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+    [ -x "$d/postgres" ] && { echo "$d"; return; }
+  done
+  dirname "$(command -v initdb)"
+}
+
 ensure_cargo() {
   command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain with rustup first"
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

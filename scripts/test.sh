@@ -12,6 +12,7 @@ ensure_nats_server
 ensure_windows_target
 ensure_wine
 ensure_chromium
+ensure_postgres
 say "nats-server: $KANADE_NATS_SERVER ($(nats_version "$KANADE_NATS_SERVER")); target dir: $CARGO_TARGET_DIR"
 
 say "cargo fmt --check"

@@ -56,24 +56,28 @@ fn results(n: usize) -> Vec<ExecResult> {
         .collect()
 }
 
-async fn count(db: &Db) -> usize {
-    db.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM execution_results", [], |r| r.get::<_, i64>(0))?))
-        .await
-        .unwrap() as usize
+/// One number from the SQLite file, read beside the store (as an operator's `sqlite3` would).
+fn scalar(path: &std::path::Path, sql: &str) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 async fn raw_insert(path: &std::path::Path, items: Vec<ExecResult>) -> Duration {
-    let db = Db::open(path).unwrap();
+    drop(Db::open(path).unwrap()); // the schema
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").unwrap();
     let start = Instant::now();
     for chunk in items.chunks(2000) {
-        let chunk = chunk.to_vec();
-        db.write(move |tx| {
-            let mut stmt = tx.prepare_cached(
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
                 "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status,
                      exit_code, stdout, stderr, truncated, attempt, started_ms, finished_ms, received_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?13)",
-            )?;
-            for r in &chunk {
+            )
+                .unwrap();
+            for r in chunk {
                 stmt.execute(rusqlite::params![
                     r.result_id.to_string(),
                     r.exec_id.to_string(),
@@ -88,12 +92,11 @@ async fn raw_insert(path: &std::path::Path, items: Vec<ExecResult>) -> Duration 
                     r.truncated,
                     r.attempt,
                     now_ms(),
-                ])?;
+                ])
+                .unwrap();
             }
-            Ok(())
-        })
-        .await
-        .unwrap();
+        }
+        tx.commit().unwrap();
     }
     start.elapsed()
 }
@@ -141,10 +144,10 @@ async fn heartbeats(dir: &std::path::Path, agents: usize) -> Duration {
     };
     // The first batch inserts; the steady state is updates, so that is what is timed.
     let first = make(0);
-    db.write(move |tx| projection::apply_heartbeats(tx, &first, now_ms())).await.unwrap();
+    db.apply_heartbeats(first, now_ms()).await.unwrap();
     let beats = make(1);
     let start = Instant::now();
-    db.write(move |tx| projection::apply_heartbeats(tx, &beats, now_ms())).await.unwrap();
+    db.apply_heartbeats(beats, now_ms()).await.unwrap();
     start.elapsed()
 }
 
@@ -155,26 +158,20 @@ async fn create_executions(db: &Db, results: &[(String, String)]) {
     for (exec, pc) in results {
         by_exec.entry(exec.clone()).or_default().push((pc.clone(), 0));
     }
-    db.write(move |tx| {
-        for (exec, targets) in &by_exec {
-            let new = projection::NewExecution {
-                exec_id: exec,
-                job_id: "bench",
-                version: "1",
-                created_by: "bench",
-                plan_json: "{}",
-                targets,
-                waves: &[],
-                target_count: targets.len() as i64,
-                schedule_id: None,
-                title: None,
-            };
-            projection::insert_execution(tx, &new, now_ms())?;
-        }
-        Ok(())
-    })
-    .await
-    .unwrap();
+    for (exec, targets) in by_exec {
+        let created = projection::ExecCreated {
+            exec_id: exec,
+            job_id: "bench".into(),
+            version: "1".into(),
+            plan: serde_json::json!({}),
+            target_count: targets.len() as i64,
+            targets,
+            waves: Vec::new(),
+            schedule_id: None,
+            title: None,
+        };
+        db.insert_execution(created, "bench".into(), now_ms()).await.unwrap();
+    }
 }
 
 async fn publish(js: &async_nats::jetstream::Context, items: &[ExecResult]) {
@@ -270,18 +267,13 @@ async fn project(
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let start = Instant::now();
     let task = tokio::spawn(projector::supervise(p, Kind::Results, None, stop));
-    while count(&db).await < n {
+    while (scalar(path, "SELECT COUNT(*) FROM execution_results") as usize) < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = start.elapsed();
     let _ = stop_tx.send(true);
     let _ = task.await;
-    let completed: i64 = db
-        .read(|c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM executions WHERE status = 'completed'", [], |r| r.get(0))?)
-        })
-        .await
-        .unwrap();
+    let completed = scalar(path, "SELECT COUNT(*) FROM executions WHERE status = 'completed'");
     assert_eq!(completed, 10, "every execution completes once its results are in");
     took
 }

@@ -2,7 +2,6 @@
 //! once per connection, `?N` placeholders rewritten to `$N`, and every integer column BIGINT so
 //! values read back exactly as from SQLite. Several backends may share one database.
 
-use std::future::Future;
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -167,45 +166,31 @@ impl Sql for PgSql<'_, '_> {
         Dialect::Postgres
     }
 
-    fn exec(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = Result<u64, DbError>> + Send {
-        async move {
-            let stmt = self.prepare(sql).await?;
-            Ok(self.client().execute(&stmt, &refs(&params)).await?)
-        }
+    async fn exec(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DbError> {
+        let stmt = self.prepare(sql).await?;
+        Ok(self.client().execute(&stmt, &refs(&params)).await?)
     }
 
-    fn exec_many(
-        &mut self,
-        sql: &str,
-        params: Vec<Vec<Value>>,
-    ) -> impl Future<Output = Result<Vec<u64>, DbError>> + Send {
-        async move {
-            let stmt = self.prepare(sql).await?;
-            let client = self.client();
-            // Sent together and answered in order on one connection: one round trip per batch,
-            // not per row.
-            let runs = params.iter().map(|p| {
-                let stmt = &stmt;
-                async move { client.execute(stmt, &refs(p)).await }
-            });
-            Ok(futures::future::try_join_all(runs).await?)
-        }
+    async fn exec_many(&mut self, sql: &str, params: Vec<Vec<Value>>) -> Result<Vec<u64>, DbError> {
+        let stmt = self.prepare(sql).await?;
+        let client = self.client();
+        // Sent together and answered in order on one connection: one round trip per batch, not
+        // per row.
+        let runs = params.iter().map(|p| {
+            let stmt = &stmt;
+            async move { client.execute(stmt, &refs(p)).await }
+        });
+        Ok(futures::future::try_join_all(runs).await?)
     }
 
-    fn rows(
-        &mut self,
-        sql: &str,
-        params: Vec<Value>,
-    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
-        async move {
-            let stmt = self.prepare(sql).await?;
-            let rows = self.client().query(&stmt, &refs(&params)).await?;
-            rows.iter().map(decode).collect()
-        }
+    async fn rows(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        let stmt = self.prepare(sql).await?;
+        let rows = self.client().query(&stmt, &refs(&params)).await?;
+        rows.iter().map(decode).collect()
     }
 
-    fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), DbError>> + Send {
-        async move { Ok(self.client().batch_execute(sql).await?) }
+    async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        Ok(self.client().batch_execute(sql).await?)
     }
 }
 
