@@ -20,13 +20,19 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     let skip = |r: &ExecResult| {
         r.skip_reason.and_then(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)))
     };
-    // The common case is a new row; otherwise only a `running` row may take the result.
-    let inserted = s
+    // A new row, or a `running` row taking its result; a final row is never touched again.
+    let changed = s
         .exec_many(
             "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status, exit_code,
                  skip_reason, message, stdout, stderr, truncated, attempt, started_ms, finished_ms, received_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-             ON CONFLICT(result_id) DO NOTHING",
+             ON CONFLICT(result_id) DO UPDATE SET
+                 request_id = excluded.request_id, status = excluded.status, exit_code = excluded.exit_code,
+                 skip_reason = excluded.skip_reason, message = excluded.message, stdout = excluded.stdout,
+                 stderr = excluded.stderr, truncated = excluded.truncated, attempt = excluded.attempt,
+                 started_ms = COALESCE(excluded.started_ms, execution_results.started_ms),
+                 finished_ms = excluded.finished_ms, received_ms = excluded.received_ms
+             WHERE execution_results.status = 'running'",
             results
                 .iter()
                 .map(|r| {
@@ -53,48 +59,15 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
                 .collect(),
         )
         .await?;
-    let existing: Vec<&ExecResult> =
-        results.iter().zip(&inserted).filter(|(_, n)| **n == 0).map(|(r, _)| r).collect();
-    let finished = s
-        .exec_many(
-            "UPDATE execution_results SET
-                 request_id = ?2, status = ?3, exit_code = ?4, skip_reason = ?5, message = ?6, stdout = ?7,
-                 stderr = ?8, truncated = ?9, attempt = ?10, started_ms = COALESCE(?11, started_ms),
-                 finished_ms = ?12, received_ms = ?13
-             WHERE result_id = ?1 AND status = 'running'",
-            existing
-                .iter()
-                .map(|r| {
-                    vals![
-                        r.result_id.to_string(),
-                        r.request_id.to_string(),
-                        r.status.as_str(),
-                        r.exit_code,
-                        skip(r),
-                        r.message.clone(),
-                        r.stdout.as_str(),
-                        r.stderr.as_str(),
-                        r.truncated,
-                        r.attempt,
-                        r.started_at.map(ts_ms),
-                        ts_ms(r.finished_at),
-                        now_ms,
-                    ]
-                })
-                .collect(),
-        )
-        .await?;
     // Counters move by what this batch newly finished: a row goes from absent or `running` to a
     // final status exactly once, and a final row is never touched again, so a redelivered
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.
     // A refused command's answer is kept for operators but is not a run of that exec.
     let changed = results
         .iter()
-        .zip(&inserted)
-        .filter(|(_, n)| **n == 1)
-        .map(|(r, _)| r)
-        .chain(existing.iter().zip(&finished).filter(|(_, n)| **n == 1).map(|(r, _)| *r))
-        .filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id));
+        .zip(&changed)
+        .filter(|(r, n)| **n == 1 && r.result_id.is_run_of(r.exec_id, &r.pc_id))
+        .map(|(r, _)| r);
     let mut deltas: BTreeMap<String, Counts> = BTreeMap::new();
     let mut late = Vec::new();
     for r in changed {
