@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full gate, exactly what CI runs: fmt check, clippy (Linux and Windows), the Windows build
 # of every binary (the wine tests run that agent), and the whole test suite against a real
-# nats-server (the dashboard in headless Chromium, the Windows agent under wine), then the
+# nats-server and Postgres (the dashboard in headless Chromium, the Windows agent under wine), then the
 # README's Try it block against ./scripts/dev-up.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,12 @@ cargo build --locked --target x86_64-pc-windows-gnu -p kanade-agent -p kanade-ba
 
 say "cargo test --workspace"
 cargo test --workspace --locked
+
+# One suite, two engines: the store's own tests run on both by themselves; the backend's API,
+# pipeline, scheduler, cleanup and accounts suites run again with the store on Postgres.
+say "the backend's suites again on Postgres (KANADE_TEST_DB=postgres)"
+KANADE_TEST_DB=postgres cargo test --locked -p kanade-backend \
+  --test api --test auth --test cleanup --test pipeline --test scheduler --test stream --test publish
 
 # The README's quick start, pasted as a new admin would, against ./scripts/dev-up.sh.
 say "README's Try it against dev-up.sh"

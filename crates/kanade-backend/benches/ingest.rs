@@ -6,7 +6,10 @@
 //!    database;
 //! 3. the RESULTS projector: stream → decode → upsert + counters of the 10 executions (created
 //!    beforehand with every PC as a target) → ack, until every row is in;
-//! 4. heartbeats: one micro-batch of `KANADE_BENCH_AGENTS` (default 10,000) heartbeats upserted.
+//! 4. heartbeats: one micro-batch of `KANADE_BENCH_AGENTS` (default 10,000) heartbeats upserted;
+//! 5. on Postgres (a throwaway cluster, `KANADE_BENCH_POSTGRES=0` skips it): the same rows
+//!    inserted raw, 5,000 per statement with `INSERT … SELECT FROM UNNEST(arrays)` and 5,000 per
+//!    `COPY`, and the RESULTS projector writing into Postgres.
 //!
 //! `KANADE_BENCH_RESULTS` (default 100,000) results spread over 10 executions; 1–3 are run
 //! `KANADE_BENCH_REPEAT` (default 5) times on fresh files and the medians reported, with the
@@ -217,6 +220,17 @@ async fn main() {
         projected.push(project(&js, &dir.path().join(format!("backend-{round}.db")), &items_meta, n).await);
     }
     let beats = heartbeats(dir.path(), agents).await;
+    let postgres = std::env::var("KANADE_BENCH_POSTGRES").as_deref() != Ok("0");
+    let (mut unnests, mut copies, mut pg_projected) = (Vec::new(), Vec::new(), Vec::new());
+    if postgres {
+        let cluster = kanade_testkit::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        for round in 0..rounds {
+            eprintln!("Postgres round {}/{rounds}: raw UNNEST, raw COPY, projector…", round + 1);
+            unnests.push(raw_pg(&cluster.fresh_database(), &items, Raw::Unnest).await);
+            copies.push(raw_pg(&cluster.fresh_database(), &items, Raw::Copy).await);
+            pg_projected.push(project_pg(&js, &cluster.fresh_database(), &items_meta, n).await);
+        }
+    }
 
     let ratios: Vec<f64> =
         raws.iter().zip(&projected).map(|(r, p)| r.as_secs_f64() / p.as_secs_f64()).collect();
@@ -241,6 +255,137 @@ async fn main() {
         beats.as_secs_f64() * 1000.0,
         agents as f64 / beats.as_secs_f64()
     );
+    if postgres {
+        let (unnest, copy, projected) = (median(unnests), median(copies), median(pg_projected));
+        let raw = unnest.min(copy);
+        println!();
+        println!("| on Postgres ({n} results, same run) | time | rows/s | vs the faster raw insert |");
+        println!("|---|---|---|---|");
+        for (name, d) in [
+            ("raw `INSERT … SELECT FROM UNNEST`, 5,000 rows/statement", unnest),
+            ("raw `COPY`, 5,000 rows/tx", copy),
+            ("RESULTS projector, stream → rows", projected),
+        ] {
+            println!("| {name} | {:.2} s | {:.0} | {:.2} |", d.as_secs_f64(), rate(d), rate(d) / rate(raw));
+        }
+    }
+}
+
+/// A plain client on `url`, for the raw baselines and for counting.
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+#[derive(Clone, Copy)]
+enum Raw {
+    Unnest,
+    Copy,
+}
+
+/// The rows the projector would write, inserted straight into a fresh Postgres schema.
+async fn raw_pg(url: &str, items: &[ExecResult], how: Raw) -> Duration {
+    drop(Db::connect_postgres(url).await.unwrap()); // the schema
+    let mut client = pg_client(url).await;
+    let columns = "result_id, exec_id, pc_id, request_id, job_id, version, status, exit_code, stdout, stderr,
+                   truncated, attempt, started_ms, finished_ms, received_ms";
+    let start = Instant::now();
+    for chunk in items.chunks(5000) {
+        let now = now_ms();
+        let tx = client.transaction().await.unwrap();
+        match how {
+            Raw::Unnest => {
+                let text = |f: &dyn Fn(&ExecResult) -> String| chunk.iter().map(f).collect::<Vec<String>>();
+                let sql = format!(
+                    "INSERT INTO execution_results ({columns})
+                     SELECT r, e, p, q, j, v, s, x, o, err, t, a, $13, $13, $13
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                 $8::int8[], $9::text[], $10::text[], $11::int8[], $12::int8[])
+                       AS u(r, e, p, q, j, v, s, x, o, err, t, a)"
+                );
+                let exit: Vec<Option<i64>> = chunk.iter().map(|r| r.exit_code.map(i64::from)).collect();
+                let truncated: Vec<i64> = chunk.iter().map(|r| i64::from(r.truncated)).collect();
+                let attempt: Vec<i64> = chunk.iter().map(|r| i64::from(r.attempt)).collect();
+                tx.execute(
+                    &sql,
+                    &[
+                        &text(&|r| r.result_id.to_string()),
+                        &text(&|r| r.exec_id.to_string()),
+                        &text(&|r| r.pc_id.to_string()),
+                        &text(&|r| r.request_id.to_string()),
+                        &text(&|r| r.job_id.to_string()),
+                        &text(&|r| r.version.to_string()),
+                        &text(&|r| r.status.as_str().to_owned()),
+                        &exit,
+                        &text(&|r| r.stdout.clone()),
+                        &text(&|r| r.stderr.clone()),
+                        &truncated,
+                        &attempt,
+                        &now,
+                    ],
+                )
+                .await
+                .unwrap();
+            }
+            Raw::Copy => {
+                // COPY's text format: tab-separated, \N for NULL, backslash escapes.
+                let esc = |s: &str| {
+                    s.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
+                };
+                let mut body = String::with_capacity(chunk.len() * 200);
+                for r in chunk {
+                    let exit = r.exit_code.map_or("\\N".to_owned(), |c| c.to_string());
+                    body.push_str(&format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{exit}\t{}\t{}\t{}\t{}\t{now}\t{now}\t{now}\n",
+                        r.result_id,
+                        r.exec_id,
+                        esc(r.pc_id.as_str()),
+                        r.request_id,
+                        esc(r.job_id.as_str()),
+                        esc(r.version.as_str()),
+                        r.status.as_str(),
+                        esc(&r.stdout),
+                        esc(&r.stderr),
+                        i64::from(r.truncated),
+                        r.attempt,
+                    ));
+                }
+                let sink = tx.copy_in(&format!("COPY execution_results ({columns}) FROM STDIN")).await.unwrap();
+                let mut sink = std::pin::pin!(sink);
+                futures::SinkExt::send(&mut sink, bytes::Bytes::from(body)).await.unwrap();
+                sink.finish().await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// The RESULTS projector writing into a fresh Postgres projection, until every row is in.
+async fn project_pg(
+    js: &async_nats::jetstream::Context,
+    url: &str,
+    items_meta: &[(String, String)],
+    n: usize,
+) -> Duration {
+    let db = Db::connect_postgres(url).await.unwrap();
+    create_executions(&db, items_meta).await;
+    let client = pg_client(url).await;
+    let count = async |sql: &str| -> i64 { client.query_one(sql, &[]).await.unwrap().get(0) };
+    let p = Arc::new(Projectors { db, js: js.clone(), stats: Default::default(), bus: Default::default() });
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let task = tokio::spawn(projector::supervise(p, Kind::Results, None, stop));
+    while (count("SELECT COUNT(*) FROM execution_results").await as usize) < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = start.elapsed();
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    let completed = count("SELECT COUNT(*) FROM executions WHERE status = 'completed'").await;
+    assert_eq!(completed, 10, "every execution completes once its results are in");
+    took
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {

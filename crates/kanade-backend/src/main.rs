@@ -45,6 +45,16 @@ enum Command {
     /// Empty the projection (agents, executions, results, audit, inventory) so the next start
     /// rebuilds it from the streams. Run it with the backend stopped.
     WipeProjector,
+    /// Copy accounts, API tokens and schedule state from a SQLite database into Postgres. Start
+    /// the backends on Postgres afterwards: they rebuild the projection from the streams.
+    MigrateToPostgres {
+        /// The SQLite file (db.sqlite_path of the old config)
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// postgres://user:pw@host:port/db (the new db.url)
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Exit 1 when VERSION failed to start after an upgrade and is quarantined (ask before
     /// installing it), 0 otherwise
     CheckQuarantine {
@@ -127,6 +137,27 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::MigrateToPostgres { from, to }) => match migrate_to_postgres(&from, &to) {
+            Ok(c) => {
+                println!(
+                    "copied into {}: {} users, {} API tokens, {} schedule states ({} already there, kept as they were)",
+                    kanade_shared::config::redact(&to),
+                    c.users.0,
+                    c.tokens.0,
+                    c.schedules.0,
+                    c.users.1 + c.tokens.1 + c.schedules.1
+                );
+                println!(
+                    "next: set [db] url = \"{}\" in backend.toml (instead of sqlite_path) and start kanade-backend; it rebuilds the projection from the streams",
+                    kanade_shared::config::redact(&to)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::CheckQuarantine { version }) => {
             let checked = loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
                 let version: Version = version.parse()?;
@@ -352,6 +383,24 @@ fn confirm_when_healthy(state: &http::AppState, data_dir: PathBuf) {
             tracing::error!(error = %e, "cannot record this version as healthy");
         }
     });
+}
+
+fn migrate_to_postgres(from: &std::path::Path, to: &str) -> anyhow::Result<kanade_backend::db::Copied> {
+    anyhow::ensure!(from.is_file(), "--from {}: no such SQLite database", from.display());
+    anyhow::ensure!(
+        to.starts_with("postgres://") || to.starts_with("postgresql://"),
+        "--to {}: expected a postgres:// URL",
+        kanade_shared::config::redact(to)
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let source = Db::open(from).with_context(|| format!("cannot open {}", from.display()))?;
+        let kept = source.kept_state().await?;
+        let target = Db::connect_postgres(to)
+            .await
+            .with_context(|| format!("cannot open {}", kanade_shared::config::redact(to)))?;
+        Ok(target.restore_kept_state(kept).await?)
+    })
 }
 
 fn wipe(config: &BackendConfig) -> anyhow::Result<()> {

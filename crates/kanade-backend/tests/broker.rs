@@ -87,7 +87,7 @@ async fn agents_publish_only_as_themselves() {
     settings.heartbeat_interval = Duration::from_millis(500);
     settings.inventory = Some((Duration::from_secs(3600), Duration::ZERO));
     settings.broker = creds("PC-1", "pc1-pw");
-    let (s, _stop) = common::backend_and_agent(backend, dir.path(), settings);
+    let (s, _stop) = common::backend_and_agent(backend, dir.path(), settings).await;
     let body = s
         .deploy_and_wait("id: allowed\nversion: '1'\nexecute: { shell: sh, script: 'echo fine' }\ntarget: { groups: [lab] }\n")
         .await;

@@ -1,5 +1,6 @@
 //! Two real backend processes on one broker: exactly one fires each tick; SIGKILL the leader
-//! and the other takes over within the lease TTL.
+//! and the other takes over within the lease TTL. Once with a SQLite database each, once
+//! sharing one Postgres database.
 
 mod common;
 
@@ -60,8 +61,20 @@ fn assert_each_tick_once(fired: &[(i64, String)]) {
     }
 }
 
+use common::process::BackendProcess;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_backend_fires_each_tick_and_another_takes_over_when_it_dies() {
+    fires_once_and_takes_over(BackendProcess::start).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backends_sharing_postgres_fire_each_tick_once_and_take_over() {
+    let url = kanade_testkit::PgCluster::shared().fresh_database();
+    fires_once_and_takes_over(move |dir, nats| BackendProcess::start_postgres(dir, nats, &url)).await;
+}
+
+async fn fires_once_and_takes_over(start: impl Fn(&std::path::Path, &str) -> BackendProcess) {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client);
@@ -86,8 +99,8 @@ async fn one_backend_fires_each_tick_and_another_takes_over_when_it_dies() {
     )
     .unwrap();
     let fired = watch_fires(&js).await;
-    let mut a = common::process::BackendProcess::start(&dir.path().join("a"), &server.url());
-    let mut b = common::process::BackendProcess::start(&dir.path().join("b"), &server.url());
+    let mut a = start(&dir.path().join("a"), &server.url());
+    let mut b = start(&dir.path().join("b"), &server.url());
     js.get_key_value("schedules")
         .await
         .unwrap()

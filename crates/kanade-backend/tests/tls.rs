@@ -76,7 +76,7 @@ async fn agent_and_backend_reach_a_tls_broker() {
     settings.max_concurrent_jobs = 2;
     settings.heartbeat_interval = Duration::from_millis(500);
     settings.broker = auth;
-    let (s, _stop) = common::backend_and_agent(backend, dir.path(), settings);
+    let (s, _stop) = common::backend_and_agent(backend, dir.path(), settings).await;
     let body = s
         .deploy_and_wait("id: over-tls\nversion: '1'\nexecute: { shell: sh, script: 'echo secure' }\ntarget: { pcs: [PC-T] }\n")
         .await;

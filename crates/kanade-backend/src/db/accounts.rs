@@ -171,3 +171,45 @@ pub async fn revoke_token<S: Sql>(s: &mut S, id: &str, now_ms: i64) -> Result<bo
     .await?
         == 1)
 }
+
+/// Copy a user as it is (hash, flags, times); false when the name is taken.
+pub async fn put_user<S: Sql>(s: &mut S, u: &User) -> Result<bool, DbError> {
+    let n = s
+        .exec(
+            "INSERT INTO users (name, password_hash, role, disabled, must_change_password, password_changed_ms, created_ms,
+                 updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO NOTHING",
+            vals![
+                u.name.as_str(),
+                u.password_hash.as_str(),
+                u.role.as_str(),
+                u.disabled,
+                u.must_change_password,
+                u.password_changed_ms,
+                u.created_ms,
+                u.updated_ms
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Copy a token as it is (revoked or not); false when its id or name is taken.
+pub async fn put_token<S: Sql>(s: &mut S, t: &Token) -> Result<bool, DbError> {
+    let n = s
+        .exec(
+            "INSERT INTO api_tokens (id, name, secret_sha256, role, created_by, created_ms, revoked_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            vals![
+                t.id.as_str(),
+                t.name.as_str(),
+                t.secret_sha256.as_str(),
+                t.role.as_str(),
+                t.created_by.as_str(),
+                t.created_ms,
+                t.revoked_ms
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}

@@ -394,6 +394,54 @@ impl Db {
     }
 }
 
+/// What a database holds that the streams cannot rebuild: accounts, API tokens and the
+/// scheduler's bookkeeping.
+#[derive(Debug, Default)]
+pub struct KeptState {
+    pub users: Vec<accounts::User>,
+    pub tokens: Vec<accounts::Token>,
+    pub schedules: Vec<(String, schedules::State)>,
+}
+
+/// How many of each kind a copy added, and how many the target already had.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    pub users: (usize, usize),
+    pub tokens: (usize, usize),
+    pub schedules: (usize, usize),
+}
+
+impl Db {
+    pub async fn kept_state(&self) -> Result<KeptState, DbError> {
+        read!(self, |s| async {
+            Ok(KeptState {
+                users: accounts::users(s).await?,
+                tokens: accounts::tokens(s).await?,
+                schedules: schedules::all_states(s).await?,
+            })
+        })
+    }
+
+    /// Add `kept` in one transaction; rows the target already has (same name or id) stay as
+    /// they are.
+    pub async fn restore_kept_state(&self, kept: KeptState) -> Result<Copied, DbError> {
+        write!(self, |s| async {
+            let mut c = Copied::default();
+            let count = |slot: &mut (usize, usize), added: bool| if added { slot.0 += 1 } else { slot.1 += 1 };
+            for u in &kept.users {
+                count(&mut c.users, accounts::put_user(s, u).await?);
+            }
+            for t in &kept.tokens {
+                count(&mut c.tokens, accounts::put_token(s, t).await?);
+            }
+            for (id, st) in &kept.schedules {
+                count(&mut c.schedules, schedules::put_state(s, id, st).await?);
+            }
+            Ok(c)
+        })
+    }
+}
+
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

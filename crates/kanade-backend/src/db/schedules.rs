@@ -119,3 +119,31 @@ pub async fn outcomes_since<S: Sql>(
     .map(|r| Ok((r.get(0)?, r.get(1)?)))
     .collect()
 }
+
+/// Every schedule's state, by schedule id.
+pub async fn all_states<S: Sql>(s: &mut S) -> Result<Vec<(String, State)>, DbError> {
+    s.rows(
+        "SELECT schedule_id, last_tick_ms, last_fire_ms, last_exec_id, last_outcome FROM schedule_state ORDER BY schedule_id",
+        vals![],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let state =
+            State { last_tick_ms: r.get(1)?, last_fire_ms: r.get(2)?, last_exec_id: r.get(3)?, last_outcome: r.get(4)? };
+        Ok((r.get(0)?, state))
+    })
+    .collect()
+}
+
+/// Copy a schedule's state as it is; false when that schedule already has one.
+pub async fn put_state<S: Sql>(s: &mut S, schedule_id: &str, st: &State) -> Result<bool, DbError> {
+    let n = s
+        .exec(
+            "INSERT INTO schedule_state (schedule_id, last_tick_ms, last_fire_ms, last_exec_id, last_outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(schedule_id) DO NOTHING",
+            vals![schedule_id, st.last_tick_ms, st.last_fire_ms, st.last_exec_id.clone(), st.last_outcome.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}

@@ -17,18 +17,31 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// The store these tests run on: SQLite in `dir`, or with `KANADE_TEST_DB=postgres` a fresh
+/// database of the test binary's Postgres cluster (the gate runs the suites both ways).
+pub async fn test_db(dir: &std::path::Path) -> Db {
+    match std::env::var("KANADE_TEST_DB").as_deref() {
+        Ok("postgres") => {
+            let url = kanade_testkit::PgCluster::shared().fresh_database();
+            Db::connect_postgres(&url).await.unwrap()
+        }
+        Ok("sqlite") | Err(_) => Db::open(&dir.join("backend.db")).unwrap(),
+        Ok(other) => panic!("KANADE_TEST_DB={other}: expected sqlite or postgres"),
+    }
+}
+
 /// The router alone, for tests that assemble their own backend.
 pub struct Client(pub axum::Router);
 
 /// A backend (workers and router, auth off) over an already connected `client`, with its
 /// database in `dir`, and one agent with `settings` (its broker settings are the test's
 /// business). Both run until the returned sender is dropped.
-pub fn backend_and_agent(
+pub async fn backend_and_agent(
     client: async_nats::Client,
     dir: &std::path::Path,
     settings: kanade_agent::runtime::Settings,
 ) -> (Client, watch::Sender<bool>) {
-    let db = Db::open(&dir.join("backend.db")).unwrap();
+    let db = test_db(dir).await;
     let state = AppState::new(client, db, kanade_backend::auth::Auth::disabled());
     let (stop, stop_rx) = watch::channel(false);
     kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
@@ -145,7 +158,7 @@ async fn build(
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("backend.db")).unwrap();
+    let db = test_db(dir.path()).await;
     let mut state = AppState::new(client, db, auth);
     if let Some(key) = signer {
         state = state.with_signer(key);

@@ -43,6 +43,15 @@ struct Cli {
     /// Which scenarios to run, comma-separated (they always run in this order)
     #[arg(long, value_enum, value_delimiter = ',', default_value = "fanout,api,heartbeats,storm")]
     scenarios: Vec<Scenario>,
+    /// The backend's store: an SQLite file, or a throwaway Postgres cluster
+    #[arg(long, value_enum, default_value = "sqlite")]
+    db: Store,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Store {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -131,7 +140,16 @@ fn main() -> anyhow::Result<()> {
     let sizes: Vec<usize> = cli.sizes.iter().copied().filter(|&s| s <= cli.agents).collect();
     let work = tempfile_dir()?;
     let nats = kanade_testkit::NatsServer::try_start().map_err(anyhow::Error::msg)?;
-    let backend = Backend::start(&work, &nats.url())?;
+    // Kept alive for the run; stopped when dropped.
+    let cluster = match cli.db {
+        Store::Sqlite => None,
+        Store::Postgres => Some(kanade_testkit::PgCluster::start().map_err(anyhow::Error::msg)?),
+    };
+    let db_line = match &cluster {
+        None => format!("sqlite_path = {:?}", work.join("backend.db")),
+        Some(c) => format!("url = {:?}", c.fresh_database()),
+    };
+    let backend = Backend::start(&work, &nats.url(), &db_line)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // The context spawns a task: make it inside the runtime.
     let js = rt
@@ -142,10 +160,11 @@ fn main() -> anyhow::Result<()> {
     wait_projected(backend.port, cli.agents)?;
     let mut rig = Rig { nats, backend, sim, rt, js, agents: cli.agents, last_exec: None };
     let mut out = format!(
-        "Simulated agents: {} in {} processes (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s per process).\n\n",
+        "Simulated agents: {} in {} processes (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s per process). Backend store: {:?}.\n\n",
         cli.agents,
         rig.sim.0.len(),
-        ms(connect)
+        ms(connect),
+        cli.db
     );
     api::post(
         rig.backend.port,

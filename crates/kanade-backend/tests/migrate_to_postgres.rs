@@ -1,0 +1,64 @@
+//! `kanade-backend migrate-to-postgres`: the real binary copies what the streams cannot rebuild
+//! (accounts, API tokens, schedule state) from a SQLite file into Postgres, once: a second run
+//! adds nothing and changes nothing.
+
+use std::process::Command;
+
+use kanade_backend::db::Db;
+use kanade_backend::db::accounts::Token;
+
+fn migrate(from: &std::path::Path, to: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
+        .args(["migrate-to-postgres", "--from"])
+        .arg(from)
+        .args(["--to", to])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backend.db");
+    let sqlite = Db::open(&file).unwrap();
+    assert!(sqlite.create_user("alice".into(), "$argon2id$hash".into(), "operator".into(), true, 1_000).await.unwrap());
+    sqlite.update_user("alice".into(), None, Some(true), None, 2_000).await.unwrap();
+    let token = Token {
+        id: "t1".into(),
+        name: "ci".into(),
+        secret_sha256: "ab".repeat(32),
+        role: "viewer".into(),
+        created_by: "alice".into(),
+        created_ms: 3_000,
+        revoked_ms: None,
+    };
+    assert!(sqlite.create_token(token).await.unwrap());
+    sqlite.revoke_token("t1".into(), 4_000).await.unwrap();
+    sqlite.record_tick("nightly".into(), 5_000, Some((5_000, "exec-1".into())), "fired exec-1".into()).await.unwrap();
+    drop(sqlite);
+
+    let url = kanade_testkit::PgCluster::shared().fresh_database();
+    let (ok, text) = migrate(&file, &url);
+    assert!(ok, "{text}");
+    assert!(text.contains("1 users, 1 API tokens, 1 schedule states (0 already there"), "{text}");
+
+    let pg = Db::connect_postgres(&url).await.unwrap();
+    let alice = pg.user("alice".into()).await.unwrap().expect("alice was copied");
+    assert_eq!(
+        (alice.password_hash.as_str(), alice.role.as_str(), alice.disabled, alice.must_change_password),
+        ("$argon2id$hash", "operator", true, true)
+    );
+    let t = pg.token("t1".into()).await.unwrap().expect("the token was copied");
+    assert_eq!((t.name.as_str(), t.revoked_ms), ("ci", Some(4_000)));
+    let st = pg.schedule_state("nightly".into()).await.unwrap().expect("the schedule state was copied");
+    assert_eq!((st.last_tick_ms, st.last_exec_id.as_deref()), (5_000, Some("exec-1")));
+
+    let (ok, text) = migrate(&file, &url);
+    assert!(ok, "{text}");
+    assert!(text.contains("0 users, 0 API tokens, 0 schedule states (3 already there"), "{text}");
+
+    let (ok, text) = migrate(&dir.path().join("missing.db"), &url);
+    assert!(!ok && text.contains("missing.db: no such SQLite database"), "{text}");
+}
