@@ -351,7 +351,8 @@ async fn raw_pg(url: &str, items: &[ExecResult], how: Raw) -> Duration {
                         r.attempt,
                     ));
                 }
-                let sink = tx.copy_in(&format!("COPY execution_results ({columns}) FROM STDIN")).await.unwrap();
+                let sink =
+                    tx.copy_in(&format!("COPY execution_results ({columns}) FROM STDIN")).await.unwrap();
                 let mut sink = std::pin::pin!(sink);
                 futures::SinkExt::send(&mut sink, bytes::Bytes::from(body)).await.unwrap();
                 sink.finish().await.unwrap();

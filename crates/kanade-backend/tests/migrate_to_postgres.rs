@@ -23,7 +23,12 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backend.db");
     let sqlite = Db::open(&file).unwrap();
-    assert!(sqlite.create_user("alice".into(), "$argon2id$hash".into(), "operator".into(), true, 1_000).await.unwrap());
+    assert!(
+        sqlite
+            .create_user("alice".into(), "$argon2id$hash".into(), "operator".into(), true, 1_000)
+            .await
+            .unwrap()
+    );
     sqlite.update_user("alice".into(), None, Some(true), None, 2_000).await.unwrap();
     let token = Token {
         id: "t1".into(),
@@ -36,7 +41,10 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     };
     assert!(sqlite.create_token(token).await.unwrap());
     sqlite.revoke_token("t1".into(), 4_000).await.unwrap();
-    sqlite.record_tick("nightly".into(), 5_000, Some((5_000, "exec-1".into())), "fired exec-1".into()).await.unwrap();
+    sqlite
+        .record_tick("nightly".into(), 5_000, Some((5_000, "exec-1".into())), "fired exec-1".into())
+        .await
+        .unwrap();
     drop(sqlite);
 
     let url = kanade_testkit::PgCluster::shared().fresh_database();

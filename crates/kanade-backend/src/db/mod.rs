@@ -427,7 +427,8 @@ impl Db {
     pub async fn restore_kept_state(&self, kept: KeptState) -> Result<Copied, DbError> {
         write!(self, |s| async {
             let mut c = Copied::default();
-            let count = |slot: &mut (usize, usize), added: bool| if added { slot.0 += 1 } else { slot.1 += 1 };
+            let count =
+                |slot: &mut (usize, usize), added: bool| if added { slot.0 += 1 } else { slot.1 += 1 };
             for u in &kept.users {
                 count(&mut c.users, accounts::put_user(s, u).await?);
             }

@@ -142,7 +142,13 @@ pub async fn put_state<S: Sql>(s: &mut S, schedule_id: &str, st: &State) -> Resu
         .exec(
             "INSERT INTO schedule_state (schedule_id, last_tick_ms, last_fire_ms, last_exec_id, last_outcome)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(schedule_id) DO NOTHING",
-            vals![schedule_id, st.last_tick_ms, st.last_fire_ms, st.last_exec_id.clone(), st.last_outcome.as_str()],
+            vals![
+                schedule_id,
+                st.last_tick_ms,
+                st.last_fire_ms,
+                st.last_exec_id.clone(),
+                st.last_outcome.as_str()
+            ],
         )
         .await?;
     Ok(n == 1)
