@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::DbError;
-use super::sql::{Dialect, Row, Sql, Value};
+use super::sql::{BulkInsert, ColType, Dialect, Row, Sql, Value};
 
 const POOL_SIZE: usize = 16;
 
@@ -21,7 +21,11 @@ impl Postgres {
     /// Connect (the pool connects lazily; one connection is made now so a wrong URL fails at
     /// start) and bring the schema up to date.
     pub async fn open(url: &str) -> Result<Self, DbError> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| DbError::Connect(e.to_string()))?;
+        let mut config =
+            tokio_postgres::Config::from_str(url).map_err(|e| DbError::Connect(e.to_string()))?;
+        // Statements are prepared once per connection and run with thousands of parameters: a
+        // plan made per run (Postgres's default for the first five) costs more than the run.
+        config.options("-c plan_cache_mode=force_generic_plan");
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -140,6 +144,57 @@ fn decode(row: &tokio_postgres::Row) -> Result<Row, DbError> {
     Ok(Row(values))
 }
 
+/// One column of a bulk insert as a typed array.
+enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Real(Vec<Option<f64>>),
+}
+
+impl Column {
+    fn gather<'v>(name: &str, ty: ColType, values: impl Iterator<Item = &'v Value>) -> Result<Self, DbError> {
+        let misfit = |v: &Value| DbError::Decode(format!("bulk insert: column {name} ({ty:?}) given {v:?}"));
+        Ok(match ty {
+            ColType::Text => Self::Text(
+                values
+                    .map(|v| match v {
+                        Value::Null => Ok(None),
+                        Value::Text(s) => Ok(Some(s.clone())),
+                        v => Err(misfit(v)),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            ColType::Int => Self::Int(
+                values
+                    .map(|v| match v {
+                        Value::Null => Ok(None),
+                        Value::Int(i) => Ok(Some(*i)),
+                        v => Err(misfit(v)),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            ColType::Real => Self::Real(
+                values
+                    .map(|v| match v {
+                        Value::Null => Ok(None),
+                        Value::Real(f) => Ok(Some(*f)),
+                        Value::Int(i) => Ok(Some(*i as f64)),
+                        v => Err(misfit(v)),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    fn as_param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Self::Text(v) => v,
+            Self::Int(v) => v,
+            Self::Real(v) => v,
+        }
+    }
+}
+
 fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
@@ -181,6 +236,50 @@ impl Sql for PgSql<'_, '_> {
             async move { client.execute(stmt, &refs(p)).await }
         });
         Ok(futures::future::try_join_all(runs).await?)
+    }
+
+    /// One statement whatever the row count: each column goes as one typed array, unnested;
+    /// `RETURNING` the first column says which rows were written.
+    async fn insert_rows(&mut self, b: &BulkInsert<'_>, rows: Vec<Vec<Value>>) -> Result<Vec<bool>, DbError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = b.columns.iter().map(|(name, _)| *name).collect();
+        let arrays: Vec<String> = b
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| {
+                let ty = match ty {
+                    ColType::Text => "text",
+                    ColType::Int => "int8",
+                    ColType::Real => "float8",
+                };
+                format!("?{}::{ty}[]", i + 1)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({arrays}) AS u({cols}) {tail} RETURNING {table}.{key}",
+            table = b.table,
+            cols = names.join(", "),
+            arrays = arrays.join(", "),
+            tail = b.tail,
+            key = names[0],
+        );
+        let columns: Vec<Column> = b
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                Column::gather(name, *ty, rows.iter().map(|r| r.get(i).unwrap_or(&Value::Null)))
+            })
+            .collect::<Result<_, _>>()?;
+        let stmt = self.prepare(&sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::as_param).collect();
+        let written = self.client().query(&stmt, &params).await?;
+        let keys: std::collections::HashSet<String> =
+            written.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<_, _>>()?;
+        Ok(rows.iter().map(|r| matches!(r.first(), Some(Value::Text(k)) if keys.contains(k))).collect())
     }
 
     async fn rows(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {

@@ -160,6 +160,39 @@ impl Dialect {
     }
 }
 
+/// The type of a column in a bulk insert (Postgres sends each column as one typed array).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    Text,
+    Int,
+    Real,
+}
+
+/// `INSERT INTO table (columns) <rows> tail`, for many rows at once; `tail` is what follows the
+/// rows (`ON CONFLICT …`, no `RETURNING`) and may name the new row as `excluded`. The first
+/// column is text and tells the rows apart.
+pub struct BulkInsert<'a> {
+    pub table: &'a str,
+    pub columns: &'a [(&'a str, ColType)],
+    pub tail: &'a str,
+}
+
+/// `(?1, …, ?w), (?w+1, …, ?2w), …` for `rows` rows of `width` values.
+pub fn value_lists(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("?{}", r * width + c + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// A connection or transaction of one engine. Statements use `?1`, `?2`, … placeholders.
 /// The futures are `Send` so Postgres operations can run on the async workers; SQLite's are
 /// always ready (its engine runs a whole operation on the blocking pool).
@@ -176,6 +209,14 @@ pub trait Sql {
         sql: &str,
         params: Vec<Vec<Value>>,
     ) -> impl Future<Output = Result<Vec<u64>, DbError>> + Send;
+
+    /// Insert many rows (each as wide as `b.columns`, no two with the same first column) the
+    /// engine's fastest way; whether each was written (inserted, or updated by the tail).
+    fn insert_rows(
+        &mut self,
+        b: &BulkInsert<'_>,
+        rows: Vec<Vec<Value>>,
+    ) -> impl Future<Output = Result<Vec<bool>, DbError>> + Send;
 
     /// Run one query; its rows.
     fn rows(
@@ -204,6 +245,12 @@ pub async fn scalar<S: Sql, T: FromValue>(s: &mut S, sql: &str, params: Vec<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_lists_number_every_row_and_column() {
+        assert_eq!(value_lists(2, 3), "(?1, ?2, ?3), (?4, ?5, ?6)");
+        assert_eq!(value_lists(1, 1), "(?1)");
+    }
 
     #[test]
     fn values_read_back_as_their_types_and_misfits_name_the_column() {

@@ -5,9 +5,9 @@
 //! result only ever replaces a `running` row, never a final one; counters move only when a row
 //! first becomes final, so redelivery cannot double-count.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::sql::{Row, Sql, opt_row, scalar, vals};
+use super::sql::{BulkInsert, ColType, Row, Sql, Value, opt_row, scalar, vals};
 use super::{DbError, ts_ms};
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
 use kanade_shared::{ExecId, JobId, PcId};
@@ -21,67 +21,69 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         r.skip_reason.and_then(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)))
     };
     // A new row, or a `running` row taking its result; a final row is never touched again.
-    let changed = s
-        .exec_many(
-            "INSERT INTO execution_results (result_id, exec_id, pc_id, request_id, job_id, version, status, exit_code,
-                 skip_reason, message, stdout, stderr, truncated, attempt, started_ms, finished_ms, received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-             ON CONFLICT(result_id) DO UPDATE SET
-                 request_id = excluded.request_id, status = excluded.status, exit_code = excluded.exit_code,
-                 skip_reason = excluded.skip_reason, message = excluded.message, stdout = excluded.stdout,
-                 stderr = excluded.stderr, truncated = excluded.truncated, attempt = excluded.attempt,
-                 started_ms = COALESCE(excluded.started_ms, execution_results.started_ms),
-                 finished_ms = excluded.finished_ms, received_ms = excluded.received_ms
-             WHERE execution_results.status = 'running'",
-            results
-                .iter()
-                .map(|r| {
-                    vals![
-                        r.result_id.to_string(),
-                        r.exec_id.to_string(),
-                        r.pc_id.as_str(),
-                        r.request_id.to_string(),
-                        r.job_id.as_str(),
-                        r.version.as_str(),
-                        r.status.as_str(),
-                        r.exit_code,
-                        skip(r),
-                        r.message.clone(),
-                        r.stdout.as_str(),
-                        r.stderr.as_str(),
-                        r.truncated,
-                        r.attempt,
-                        r.started_at.map(ts_ms),
-                        ts_ms(r.finished_at),
-                        now_ms,
-                    ]
-                })
-                .collect(),
-        )
-        .await?;
+    // A result twice in one batch counts once: the first copy lands, the second finds it final.
+    let mut seen = HashSet::new();
+    let unique: Vec<&ExecResult> = results.iter().filter(|r| seen.insert(r.result_id)).collect();
+    let rows = unique
+        .iter()
+        .map(|r| {
+            vals![
+                r.result_id.to_string(),
+                r.exec_id.to_string(),
+                r.pc_id.as_str(),
+                r.request_id.to_string(),
+                r.job_id.as_str(),
+                r.version.as_str(),
+                r.status.as_str(),
+                r.exit_code,
+                skip(r),
+                r.message.clone(),
+                r.stdout.as_str(),
+                r.stderr.as_str(),
+                r.truncated,
+                r.attempt,
+                r.started_at.map(ts_ms),
+                ts_ms(r.finished_at),
+                now_ms,
+            ]
+        })
+        .collect();
+    let landed = s.insert_rows(&RESULTS_UPSERT, rows).await?;
     // Counters move by what this batch newly finished: a row goes from absent or `running` to a
     // final status exactly once, and a final row is never touched again, so a redelivered
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.
     // A refused command's answer is kept for operators but is not a run of that exec.
-    let changed = results
-        .iter()
-        .zip(&changed)
-        .filter(|(r, n)| **n == 1 && r.result_id.is_run_of(r.exec_id, &r.pc_id))
+    let changed = unique
+        .into_iter()
+        .zip(landed)
+        .filter(|(r, landed)| *landed && r.result_id.is_run_of(r.exec_id, &r.pc_id))
         .map(|(r, _)| r);
     let mut deltas: BTreeMap<String, Counts> = BTreeMap::new();
     let mut late = Vec::new();
     for r in changed {
-        late.push(vals![r.exec_id.to_string(), r.pc_id.as_str()]);
+        late.push((r.exec_id.to_string(), r.pc_id.as_str()));
         deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
     }
     // A PC that was not expected (it joined a group, or came online, after the exec was
-    // published) but ran it through catch-up becomes one of its targets.
-    s.exec_many(
-        "INSERT INTO execution_targets (exec_id, pc_id, wave)
-         SELECT ?1, ?2, 0 WHERE EXISTS (SELECT 1 FROM executions WHERE exec_id = ?1) ON CONFLICT DO NOTHING",
-        late,
-    )
-    .await?;
+    // published) but ran it through catch-up becomes one of its targets (of executions this
+    // projection knows; a batch names a handful).
+    let execs: Vec<&String> = deltas.keys().collect();
+    let known: HashSet<String> = if execs.is_empty() {
+        HashSet::new()
+    } else {
+        let list = (1..=execs.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        s.rows(
+            &format!("SELECT exec_id FROM executions WHERE exec_id IN ({list})"),
+            execs.iter().map(|e| Value::from(e.as_str())).collect(),
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?
+    };
+    let late =
+        late.into_iter().filter(|(e, _)| known.contains(e)).map(|(e, pc)| vals![e, pc, 0i64]).collect();
+    s.insert_rows(&LATE_TARGETS, late).await?;
     // In exec id order, so two backends' transactions lock execution rows in the same order.
     for (exec_id, d) in deltas {
         // Results for an exec this backend did not create (a CLI `run`) are kept, not counted.
@@ -103,6 +105,43 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     }
     Ok(())
 }
+
+/// Results land as new rows, or take a `running` row's place.
+const RESULTS_UPSERT: BulkInsert<'static> = BulkInsert {
+    table: "execution_results",
+    columns: &[
+        ("result_id", ColType::Text),
+        ("exec_id", ColType::Text),
+        ("pc_id", ColType::Text),
+        ("request_id", ColType::Text),
+        ("job_id", ColType::Text),
+        ("version", ColType::Text),
+        ("status", ColType::Text),
+        ("exit_code", ColType::Int),
+        ("skip_reason", ColType::Text),
+        ("message", ColType::Text),
+        ("stdout", ColType::Text),
+        ("stderr", ColType::Text),
+        ("truncated", ColType::Int),
+        ("attempt", ColType::Int),
+        ("started_ms", ColType::Int),
+        ("finished_ms", ColType::Int),
+        ("received_ms", ColType::Int),
+    ],
+    tail: "ON CONFLICT(result_id) DO UPDATE SET
+               request_id = excluded.request_id, status = excluded.status, exit_code = excluded.exit_code,
+               skip_reason = excluded.skip_reason, message = excluded.message, stdout = excluded.stdout,
+               stderr = excluded.stderr, truncated = excluded.truncated, attempt = excluded.attempt,
+               started_ms = COALESCE(excluded.started_ms, execution_results.started_ms),
+               finished_ms = excluded.finished_ms, received_ms = excluded.received_ms
+           WHERE execution_results.status = 'running'",
+};
+
+const LATE_TARGETS: BulkInsert<'static> = BulkInsert {
+    table: "execution_targets",
+    columns: &[("exec_id", ColType::Text), ("pc_id", ColType::Text), ("wave", ColType::Int)],
+    tail: "ON CONFLICT DO NOTHING",
+};
 
 /// Result rows of one execution by final status.
 #[derive(Debug, Default, Clone, Copy)]
