@@ -425,7 +425,11 @@ async fn run(
         );
         Auth::disabled()
     } else {
-        let secret = auth::load_or_create_secret(config.auth.jwt_secret.as_deref(), &config.data_dir)?;
+        let secret = if db.shared() {
+            auth::shared_session_secret(config.auth.jwt_secret.as_deref(), &db).await?
+        } else {
+            auth::load_or_create_secret(config.auth.jwt_secret.as_deref(), &config.data_dir)?
+        };
         auth::bootstrap_admin(&db, env.var("KANADE_BOOTSTRAP_ADMIN_PASSWORD").map(str::to_owned)).await?;
         Auth::with_secret(secret, config.auth.token_ttl.get())
             .with_trusted_proxies(config.auth.trusted_proxies.clone())
@@ -444,6 +448,19 @@ async fn run(
     })?;
     tracing::info!("listening on http://{}", config.bind);
     let signer = auth::load_or_create_signing_key(&config.data_dir)?;
+    if db.shared() {
+        // Agents pin one key: backends sharing a database must sign with the same one.
+        let mine = kanade_shared::signing::encode_public(&signer.verifying_key());
+        let first = db.shared_secret("command-signing-public-key".into(), mine.clone()).await?;
+        if first != mine {
+            tracing::error!(
+                this_backend = mine,
+                the_others = first,
+                key = %config.data_dir.join("command-signing.key").display(),
+                "this backend's command-signing key differs from the other backends' of this database: agents that pin theirs refuse the commands this one signs; copy command-signing.key from another backend's data dir here and restart"
+            );
+        }
+    }
     let state = http::AppState::new(client, db, auth)
         .with_signer(signer)
         .with_start_within(config.exec.start_within.get());

@@ -168,6 +168,16 @@ pub fn sha256_hex(text: &str) -> String {
 
 /// The session signing secret: from config, else `jwt.secret` in the data dir, generated once
 /// (mode 0600). Never a built-in default.
+/// The session signing secret of backends sharing `db` (Postgres): kept in the database, so a
+/// session signed by one is valid on all. `auth.jwt_secret`, when set, wins.
+pub async fn shared_session_secret(configured: Option<&str>, db: &Db) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = configured {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let fresh = random_hex(32).map_err(anyhow::Error::msg)?;
+    Ok(db.shared_secret("jwt".into(), fresh).await?.into_bytes())
+}
+
 pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     if let Some(s) = configured {

@@ -213,3 +213,14 @@ pub async fn put_token<S: Sql>(s: &mut S, t: &Token) -> Result<bool, DbError> {
         .await?;
     Ok(n == 1)
 }
+
+/// The secret named `name` every backend of this database uses: the stored one, or `fresh`
+/// when none is stored yet (the first backend to ask stores it).
+pub async fn shared_secret<S: Sql>(s: &mut S, name: &str, fresh: &str) -> Result<String, DbError> {
+    s.exec(
+        "INSERT INTO backend_secrets (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+        vals![name, fresh],
+    )
+    .await?;
+    scalar(s, "SELECT value FROM backend_secrets WHERE name = ?1", vals![name]).await
+}

@@ -33,10 +33,21 @@ const SQLITE: &[Migration] = &[
         name: "execution_title",
         sql: include_str!("migrations/sqlite/0006_execution_title.sql"),
     },
+    Migration {
+        version: 7,
+        name: "backend_secrets",
+        sql: include_str!("migrations/sqlite/0007_backend_secrets.sql"),
+    },
 ];
 
-const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "schema", sql: include_str!("migrations/postgres/0001_schema.sql") }];
+const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "schema", sql: include_str!("migrations/postgres/0001_schema.sql") },
+    Migration {
+        version: 2,
+        name: "backend_secrets",
+        sql: include_str!("migrations/postgres/0002_backend_secrets.sql"),
+    },
+];
 
 pub fn checksum(sql: &str) -> String {
     Sha256::digest(sql.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()

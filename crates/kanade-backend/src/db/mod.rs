@@ -389,6 +389,11 @@ impl Db {
         write!(self, |s| accounts::create_token(s, &t))
     }
 
+    /// The secret `name` all backends of this database share (`fresh` if it is the first ask).
+    pub async fn shared_secret(&self, name: String, fresh: String) -> Result<String, DbError> {
+        write!(self, |s| accounts::shared_secret(s, &name, &fresh))
+    }
+
     pub async fn revoke_token(&self, id: String, now: i64) -> Result<bool, DbError> {
         write!(self, |s| accounts::revoke_token(s, &id, now))
     }

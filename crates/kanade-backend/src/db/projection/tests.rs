@@ -260,4 +260,8 @@ async fn backends_starting_together_on_one_postgres_both_open_it() {
     let (a, b) = tokio::join!(open(), open());
     let (a, b) = (a.expect("first open hangs").unwrap(), b.expect("second open hangs").unwrap());
     assert_eq!(a.projection_name().await.unwrap(), b.projection_name().await.unwrap());
+    // The first to ask stores the session secret; the other gets that one, not its own.
+    let first = a.shared_secret("jwt".into(), "a".repeat(64)).await.unwrap();
+    let second = b.shared_secret("jwt".into(), "b".repeat(64)).await.unwrap();
+    assert_eq!((first.as_str(), second.as_str()), ("a".repeat(64).as_str(), "a".repeat(64).as_str()));
 }
