@@ -151,6 +151,15 @@ impl Dialect {
         }
     }
 
+    /// A statement that makes the transaction wait for every other one that ran it to end
+    /// (Postgres: a transaction-scoped advisory lock). SQLite has one writer already.
+    pub fn one_writer(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT pg_advisory_xact_lock(7218331607)"),
+        }
+    }
+
     /// `needle` occurs in `haystack`, ignoring ASCII case.
     pub fn contains_ci(self, haystack: &str, needle: &str) -> String {
         match self {

@@ -1,7 +1,10 @@
 //! Applying stream messages to the projection, one batch per transaction.
 //!
 //! Every function is idempotent and order-independent: applying the same messages twice, or in
-//! another order, leaves the same rows. A `started` event only ever creates a `running` row; a
+//! another order, leaves the same rows. Functions that move an execution's state take the
+//! projection's writer lock first ([`one_writer`]): on Postgres the RESULTS and AUDIT projectors
+//! (and the pipeline) write at the same time, and a count made while another transaction's
+//! rows are still invisible would be lost. A `started` event only ever creates a `running` row; a
 //! result only ever replaces a `running` row, never a final one; counters move only when a row
 //! first becomes final, so redelivery cannot double-count.
 
@@ -12,7 +15,17 @@ use super::{DbError, ts_ms};
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
 use kanade_shared::{ExecId, JobId, PcId};
 
+/// Wait for every other transaction that moves execution state to end, as SQLite's single
+/// writer does by itself.
+pub async fn one_writer<S: Sql>(s: &mut S) -> Result<(), DbError> {
+    match s.dialect().one_writer() {
+        Some(sql) => s.batch(sql).await,
+        None => Ok(()),
+    }
+}
+
 pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i64) -> Result<(), DbError> {
+    one_writer(s).await?;
     for r in results.iter().filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id)) {
         let at = r.started_at.map_or(ts_ms(r.finished_at), ts_ms);
         adhoc_execution(s, r.exec_id, &r.job_id, r.version.as_str(), &r.pc_id, at).await?;
@@ -211,6 +224,7 @@ pub async fn name_adhoc_execution<S: Sql>(s: &mut S, exec_id: ExecId, title: &st
 }
 
 pub async fn apply_started<S: Sql>(s: &mut S, events: &[StartedEvent], now_ms: i64) -> Result<(), DbError> {
+    one_writer(s).await?;
     for e in events.iter().filter(|e| e.result_id.is_run_of(e.exec_id, &e.pc_id)) {
         // A started event carries no version; `kanade run` always sends version 1.
         adhoc_execution(s, e.exec_id, &e.job_id, "1", &e.pc_id, ts_ms(e.started_at)).await?;
@@ -450,6 +464,7 @@ pub struct ExecStep {
 }
 
 pub async fn apply_audit<S: Sql>(s: &mut S, events: &[AuditEvent], now_ms: i64) -> Result<(), DbError> {
+    one_writer(s).await?;
     s.exec_many(
         "INSERT INTO audit_log (id, at_ms, actor, action, target, source, detail_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(id) DO NOTHING",
@@ -521,6 +536,7 @@ pub async fn wave_published<S: Sql>(
     at_ms: i64,
     now_ms: i64,
 ) -> Result<(), DbError> {
+    one_writer(s).await?;
     let wave = step.wave.unwrap_or_default();
     s.exec(
         "UPDATE rollout_waves SET status = 'published', published_ms = ?3 WHERE exec_id = ?1 AND wave = ?2 AND status = 'pending'",
@@ -554,6 +570,7 @@ pub enum Ended {
 /// Mark an unfinished execution killed, aborted or expired and cancel its pending waves. An execution
 /// that already finished keeps its outcome (a replayed event must not overwrite it).
 pub async fn ended_early<S: Sql>(s: &mut S, step: &ExecStep, how: Ended, at_ms: i64) -> Result<(), DbError> {
+    one_writer(s).await?;
     let status = match how {
         Ended::Killed => "killed",
         Ended::Aborted => "aborted",
@@ -614,6 +631,7 @@ pub struct NewExecution<'a> {
 }
 
 pub async fn insert_execution<S: Sql>(s: &mut S, e: &NewExecution<'_>, now_ms: i64) -> Result<(), DbError> {
+    one_writer(s).await?;
     // A row the projector made up from an ad-hoc run's result (its plan is `null`) gives way to
     // the real one, which a rebuild may replay after that result.
     s.exec(
