@@ -65,12 +65,12 @@ impl Bus {
         self.local.subscribe()
     }
 
-    pub fn agent_up(&self, pc_id: String) {
-        let _ = self.local.send(LiveEvent::AgentUp { pc_id });
+    pub fn agent_up(&self, pc: PcId) {
+        let _ = self.local.send(LiveEvent::AgentUp { pc_id: pc.to_string() });
     }
 
-    pub fn agent_down(&self, pc_id: String) {
-        let _ = self.local.send(LiveEvent::AgentDown { pc_id });
+    pub fn agent_down(&self, pc: PcId) {
+        let _ = self.local.send(LiveEvent::AgentDown { pc_id: pc.to_string() });
     }
 
     pub fn result(&self, exec_id: ExecId, pc: PcId, status: ExecStatus) {

@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use kanade_shared::PcId;
+
 use tokio::sync::watch;
 
 use crate::db::{Db, now_ms};
@@ -16,26 +18,26 @@ const EVERY: Duration = Duration::from_secs(2);
 /// Who is online now, and who came up or went down since `before`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Transitions {
-    pub online: HashSet<String>,
-    pub up: Vec<String>,
-    pub down: Vec<String>,
+    pub online: HashSet<PcId>,
+    pub up: Vec<PcId>,
+    pub down: Vec<PcId>,
 }
 
-pub fn transitions(before: &HashSet<String>, last_seen: &[(String, i64)], now_ms: i64) -> Transitions {
-    let online: HashSet<String> = last_seen
+pub fn transitions(before: &HashSet<PcId>, last_seen: &[(PcId, i64)], now_ms: i64) -> Transitions {
+    let online: HashSet<PcId> = last_seen
         .iter()
         .filter(|(_, seen)| now_ms - seen <= ALIVE_WINDOW_MS)
         .map(|(pc, _)| pc.clone())
         .collect();
-    let mut up: Vec<String> = online.difference(before).cloned().collect();
-    let mut down: Vec<String> = before.difference(&online).cloned().collect();
+    let mut up: Vec<PcId> = online.difference(before).cloned().collect();
+    let mut down: Vec<PcId> = before.difference(&online).cloned().collect();
     up.sort();
     down.sort();
     Transitions { online, up, down }
 }
 
 pub async fn worker(db: Db, bus: Bus, mut stop: watch::Receiver<bool>) {
-    let mut online: Option<HashSet<String>> = None;
+    let mut online: Option<HashSet<PcId>> = None;
     loop {
         match db.last_seen().await {
             Ok(seen) => {
@@ -64,19 +66,20 @@ mod tests {
     #[test]
     fn agents_crossing_the_window_are_announced_once() {
         let now = 10 * ALIVE_WINDOW_MS;
-        let before: HashSet<String> = ["A", "B"].map(String::from).into();
+        let pc = |s: &str| s.parse::<PcId>().unwrap();
+        let before: HashSet<PcId> = [pc("A"), pc("B")].into();
         let seen = vec![
-            ("A".to_owned(), now - ALIVE_WINDOW_MS),     // still online at the edge
-            ("B".to_owned(), now - ALIVE_WINDOW_MS - 1), // went quiet
-            ("C".to_owned(), now),                       // new
+            (pc("A"), now - ALIVE_WINDOW_MS),     // still online at the edge
+            (pc("B"), now - ALIVE_WINDOW_MS - 1), // went quiet
+            (pc("C"), now),                       // new
         ];
         let t = transitions(&before, &seen, now);
-        assert_eq!(t.up, ["C"]);
-        assert_eq!(t.down, ["B"]);
-        assert_eq!(t.online, ["A", "C"].map(String::from).into());
+        assert_eq!(t.up, [pc("C")]);
+        assert_eq!(t.down, [pc("B")]);
+        assert_eq!(t.online, [pc("A"), pc("C")].into());
         let again = transitions(&t.online, &seen, now);
         assert!(again.up.is_empty() && again.down.is_empty());
         // A forgotten agent (pruned) that was online is announced down.
-        assert_eq!(transitions(&again.online, &[], now).down, ["A", "C"]);
+        assert_eq!(transitions(&again.online, &[], now).down, [pc("A"), pc("C")]);
     }
 }

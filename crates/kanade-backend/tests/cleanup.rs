@@ -30,7 +30,7 @@ async fn stalled_executions_expire_and_retention_prunes_every_table() {
     let pass = cleanup::run_once(&c, now_ms() + 23 * HOUR).await.unwrap();
     assert!(pass.expired.is_empty(), "{pass:?}");
     let pass = cleanup::run_once(&c, now_ms() + 25 * HOUR).await.unwrap();
-    assert_eq!(pass.expired, [ghost.as_str()]);
+    assert_eq!(pass.expired, [ghost.parse::<kanade_shared::ExecId>().unwrap()]);
     let (_, body) = s.get(&format!("/api/executions/{ghost}")).await;
     assert_eq!(body["execution"]["status"], "expired");
     assert_eq!(
@@ -73,7 +73,7 @@ async fn an_expired_execution_stays_expired_when_the_projection_is_rebuilt() {
         retention: Default::default(),
     };
     let pass = cleanup::run_once(&c, now_ms() + 25 * HOUR).await.unwrap();
-    assert_eq!(pass.expired, [ghost.as_str()]);
+    assert_eq!(pass.expired, [ghost.parse::<kanade_shared::ExecId>().unwrap()]);
     common::wait_for_audit(&s, "exec.expired").await;
 
     let _workers = common::wipe_and_restart(&s).await;

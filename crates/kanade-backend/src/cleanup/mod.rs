@@ -28,7 +28,7 @@ pub struct Cleanup {
 /// What one pass did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pass {
-    pub expired: Vec<String>,
+    pub expired: Vec<kanade_shared::ExecId>,
     pub pruned: Pruned,
 }
 
@@ -66,16 +66,16 @@ async fn run_pass(c: &Cleanup, now_ms: i64, expire: bool) -> Result<Pass, ExecEr
     let mut expired = Vec::new();
     for q in quiet.into_iter().filter(|q| policy::is_stalled(q, now_ms, stall_after)) {
         let step = ExecStep {
-            exec_id: q.exec_id.clone(),
+            exec_id: q.exec_id.to_string(),
             wave: None,
             targets: Vec::new(),
             message: Some(policy::expiry_message(&q, c.retention.stall_after)),
         };
         // Audited first: if the write below is lost, the AUDIT projector applies the same change.
         let detail = serde_json::to_value(&step).unwrap_or_default();
-        audit(&c.js, "cleanup", "exec.expired", Some(q.exec_id.clone()), None, detail).await?;
+        audit(&c.js, "cleanup", "exec.expired", Some(q.exec_id.to_string()), None, detail).await?;
         c.db.ended_early(step, Ended::Expired, now_ms).await?;
-        c.bus.execution(&q.exec_id);
+        c.bus.execution(q.exec_id);
         expired.push(q.exec_id);
     }
     let cut = policy::cutoffs(now_ms, &c.retention);

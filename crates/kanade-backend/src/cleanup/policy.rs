@@ -45,7 +45,7 @@ mod tests {
 
     fn quiet(last: i64, due: Option<i64>) -> Quiet {
         Quiet {
-            exec_id: "e".into(),
+            exec_id: kanade_shared::ExecId::new(),
             last_activity_ms: last,
             next_wave_due_ms: due,
             reported: 1,

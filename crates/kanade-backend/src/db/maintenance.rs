@@ -6,7 +6,7 @@ use super::sql::{Sql, vals};
 /// An unfinished execution that has seen no progress since `last_activity_ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quiet {
-    pub exec_id: String,
+    pub exec_id: kanade_shared::ExecId,
     pub last_activity_ms: i64,
     /// The earliest wave still waiting to be published, if any.
     pub next_wave_due_ms: Option<i64>,
@@ -98,7 +98,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
 }
 
 /// Every agent's last heartbeat, for presence tracking.
-pub async fn last_seen<S: Sql>(s: &mut S) -> Result<Vec<(String, i64)>, DbError> {
+pub async fn last_seen<S: Sql>(s: &mut S) -> Result<Vec<(kanade_shared::PcId, i64)>, DbError> {
     s.rows("SELECT pc_id, last_seen_ms FROM agents", vals![])
         .await?
         .iter()

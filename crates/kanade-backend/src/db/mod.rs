@@ -17,8 +17,8 @@ mod sqlite;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kanade_shared::ExecId;
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
+use kanade_shared::{ExecId, JobId, PcId, ResultId};
 
 use crate::fleet::KnownAgent;
 use postgres::{PgSql, Postgres};
@@ -189,7 +189,7 @@ impl Db {
         read!(self, |s| queries::known_agents(s))
     }
 
-    pub async fn agent_presence(&self, pc: String) -> Result<Option<(i64, Vec<String>)>, DbError> {
+    pub async fn agent_presence(&self, pc: PcId) -> Result<Option<(i64, Vec<String>)>, DbError> {
         read!(self, |s| queries::agent_presence(s, &pc))
     }
 
@@ -204,7 +204,7 @@ impl Db {
         read!(self, |s| queries::list_agents(s, &f))
     }
 
-    pub async fn agent(&self, pc: String) -> Result<Option<queries::AgentDetail>, DbError> {
+    pub async fn agent(&self, pc: PcId) -> Result<Option<queries::AgentDetail>, DbError> {
         read!(self, |s| queries::get_agent(s, &pc))
     }
 
@@ -217,13 +217,13 @@ impl Db {
 
     pub async fn execution(
         &self,
-        exec_id: String,
+        exec_id: ExecId,
         with_pcs: bool,
     ) -> Result<Option<queries::ExecutionDetail>, DbError> {
-        read!(self, |s| queries::get_execution(s, &exec_id, with_pcs))
+        read!(self, |s| queries::get_execution(s, exec_id, with_pcs))
     }
 
-    pub async fn unfinished_executions(&self, job: String) -> Result<Vec<String>, DbError> {
+    pub async fn unfinished_executions(&self, job: JobId) -> Result<Vec<ExecId>, DbError> {
         read!(self, |s| queries::unfinished_executions(s, &job))
     }
 
@@ -231,8 +231,8 @@ impl Db {
         read!(self, |s| queries::list_results(s, &f))
     }
 
-    pub async fn result(&self, id: String) -> Result<Option<queries::ResultRow>, DbError> {
-        read!(self, |s| queries::get_result(s, &id))
+    pub async fn result(&self, id: ResultId) -> Result<Option<queries::ResultRow>, DbError> {
+        read!(self, |s| queries::get_result(s, id))
     }
 
     pub async fn audit(&self, f: queries::AuditFilter) -> Result<Vec<queries::AuditRow>, DbError> {
@@ -256,8 +256,8 @@ impl Db {
         read!(self, |s| queries::due_waves(s, now))
     }
 
-    pub async fn wave_still_due(&self, exec_id: String, wave: i64) -> Result<bool, DbError> {
-        read!(self, |s| queries::wave_still_due(s, &exec_id, wave))
+    pub async fn wave_still_due(&self, exec_id: ExecId, wave: i64) -> Result<bool, DbError> {
+        read!(self, |s| queries::wave_still_due(s, exec_id, wave))
     }
 
     // --- cleanup and presence ---
@@ -270,7 +270,7 @@ impl Db {
         write!(self, |s| maintenance::prune(s, &cut))
     }
 
-    pub async fn last_seen(&self) -> Result<Vec<(String, i64)>, DbError> {
+    pub async fn last_seen(&self) -> Result<Vec<(PcId, i64)>, DbError> {
         read!(self, |s| maintenance::last_seen(s))
     }
 

@@ -21,10 +21,10 @@ pub struct Overview {
 
 #[derive(Debug, Serialize)]
 pub struct Failure {
-    pub result_id: String,
-    pub exec_id: String,
-    pub pc_id: String,
-    pub job_id: String,
+    pub result_id: kanade_shared::ResultId,
+    pub exec_id: kanade_shared::ExecId,
+    pub pc_id: kanade_shared::PcId,
+    pub job_id: kanade_shared::JobId,
     pub status: String,
     pub exit_code: Option<i64>,
     pub message: Option<String>,

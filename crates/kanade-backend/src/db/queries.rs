@@ -2,6 +2,7 @@
 //! renders them.
 
 use kanade_shared::manifest::Target;
+use kanade_shared::{AuditId, ExecId, JobId, PcId, ResultId};
 use serde::Serialize;
 
 use super::DbError;
@@ -11,7 +12,7 @@ use crate::fleet::KnownAgent;
 /// Self-update as one agent last reported it.
 #[derive(Debug)]
 pub struct AgentUpdateState {
-    pub pc_id: String,
+    pub pc_id: PcId,
     pub agent_version: String,
     pub quarantined: Vec<kanade_shared::boot::Quarantine>,
     pub update_status: Option<String>,
@@ -46,7 +47,7 @@ pub async fn known_agents<S: Sql>(s: &mut S) -> Result<Vec<KnownAgent>, DbError>
 }
 
 /// When the backend last heard from `pc` and the groups it reported then; `None`: never.
-pub async fn agent_presence<S: Sql>(s: &mut S, pc: &str) -> Result<Option<(i64, Vec<String>)>, DbError> {
+pub async fn agent_presence<S: Sql>(s: &mut S, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, DbError> {
     let Some(r) =
         opt_row(s, "SELECT last_seen_ms, groups_json FROM agents WHERE pc_id = ?1", vals![pc]).await?
     else {
@@ -56,7 +57,7 @@ pub async fn agent_presence<S: Sql>(s: &mut S, pc: &str) -> Result<Option<(i64, 
 }
 
 pub struct DueWave {
-    pub exec_id: String,
+    pub exec_id: ExecId,
     pub wave: i64,
     pub target_json: String,
     pub plan_json: String,
@@ -91,7 +92,7 @@ pub async fn due_waves<S: Sql>(s: &mut S, now_ms: i64) -> Result<Vec<DueWave>, D
 
 /// Whether wave `wave` of `exec_id` is still waiting to go out (not cancelled by a kill or an
 /// abort since it was read).
-pub async fn wave_still_due<S: Sql>(s: &mut S, exec_id: &str, wave: i64) -> Result<bool, DbError> {
+pub async fn wave_still_due<S: Sql>(s: &mut S, exec_id: ExecId, wave: i64) -> Result<bool, DbError> {
     scalar(
         s,
         "SELECT EXISTS (SELECT 1 FROM rollout_waves w JOIN executions e ON e.exec_id = w.exec_id
@@ -117,8 +118,8 @@ pub fn parse_target(json: &str) -> Result<Target, String> {
 
 #[derive(Debug, Serialize)]
 pub struct ExecutionRow {
-    pub exec_id: String,
-    pub job_id: String,
+    pub exec_id: ExecId,
+    pub job_id: JobId,
     pub version: String,
     pub status: String,
     pub target_count: i64,
@@ -179,11 +180,11 @@ pub async fn list_executions<S: Sql>(s: &mut S, f: &ExecutionFilter) -> Result<V
 
 #[derive(Debug, Serialize)]
 pub struct PcRow {
-    pub pc_id: String,
+    pub pc_id: PcId,
     pub wave: Option<i64>,
     /// `pending` when nothing has been heard from this pc yet.
     pub status: String,
-    pub result_id: Option<String>,
+    pub result_id: Option<ResultId>,
     pub exit_code: Option<i64>,
     /// Why a `skipped` run was not run (`revoked`, `killed`, `no_user`, …).
     pub skip_reason: Option<String>,
@@ -201,7 +202,7 @@ pub struct PcRow {
 }
 
 impl PcRow {
-    fn pending(pc_id: String, wave: i64, last_seen_ms: Option<i64>) -> Self {
+    fn pending(pc_id: PcId, wave: i64, last_seen_ms: Option<i64>) -> Self {
         Self {
             pc_id,
             wave: Some(wave),
@@ -236,7 +237,7 @@ pub type ExecutionDetail = (ExecutionRow, Vec<PcRow>, Vec<WaveRow>);
 /// One execution; its per-pc rows only when `with_pcs` (10,000 of them are megabytes).
 pub async fn get_execution<S: Sql>(
     s: &mut S,
-    exec_id: &str,
+    exec_id: ExecId,
     with_pcs: bool,
 ) -> Result<Option<ExecutionDetail>, DbError> {
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE exec_id = ?1");
@@ -285,14 +286,7 @@ pub async fn get_execution<S: Sql>(
         })
         .collect::<Result<Vec<_>, DbError>>()?;
     // A refused command's answer is not a run of this exec (it is listed with the results).
-    let exec_key: Option<kanade_shared::ExecId> = exec_id.parse().ok();
-    let is_run = |p: &PcRow| match (&p.result_id, exec_key, p.pc_id.parse::<kanade_shared::PcId>()) {
-        (None, ..) => true,
-        (Some(id), Some(exec), Ok(pc)) => {
-            id.parse::<kanade_shared::ResultId>().is_ok_and(|id| id.is_run_of(exec, &pc))
-        }
-        _ => false,
-    };
+    let is_run = |p: &PcRow| p.result_id.is_none_or(|id| id.is_run_of(exec_id, &p.pc_id));
     let mut pcs: Vec<PcRow> = pcs
         .into_iter()
         .filter_map(|p| match (is_run(&p), p.wave) {
@@ -308,7 +302,7 @@ pub async fn get_execution<S: Sql>(
     Ok(Some((exec, pcs, waves_of(s, exec_id).await?)))
 }
 
-async fn waves_of<S: Sql>(s: &mut S, exec_id: &str) -> Result<Vec<WaveRow>, DbError> {
+async fn waves_of<S: Sql>(s: &mut S, exec_id: ExecId) -> Result<Vec<WaveRow>, DbError> {
     s.rows(
         "SELECT wave, status, due_ms, published_ms FROM rollout_waves WHERE exec_id = ?1 ORDER BY wave",
         vals![exec_id],
@@ -321,7 +315,7 @@ async fn waves_of<S: Sql>(s: &mut S, exec_id: &str) -> Result<Vec<WaveRow>, DbEr
 
 #[derive(Debug, Serialize)]
 pub struct AgentRow {
-    pub pc_id: String,
+    pub pc_id: PcId,
     pub hostname: String,
     pub os_family: String,
     pub os_name: String,
@@ -437,7 +431,7 @@ pub async fn list_agents<S: Sql>(s: &mut S, f: &AgentFilter) -> Result<(Vec<Agen
     Ok((rows, total))
 }
 
-pub async fn unfinished_executions<S: Sql>(s: &mut S, job: &str) -> Result<Vec<String>, DbError> {
+pub async fn unfinished_executions<S: Sql>(s: &mut S, job: &JobId) -> Result<Vec<ExecId>, DbError> {
     s.rows(
         "SELECT exec_id FROM executions WHERE job_id = ?1 AND status IN ('pending', 'running')",
         vals![job],
@@ -450,10 +444,10 @@ pub async fn unfinished_executions<S: Sql>(s: &mut S, job: &str) -> Result<Vec<S
 
 #[derive(Debug, Serialize)]
 pub struct ResultRow {
-    pub result_id: String,
-    pub exec_id: String,
-    pub pc_id: String,
-    pub job_id: String,
+    pub result_id: ResultId,
+    pub exec_id: ExecId,
+    pub pc_id: PcId,
+    pub job_id: JobId,
     pub version: String,
     pub status: String,
     pub exit_code: Option<i64>,
@@ -527,7 +521,7 @@ pub async fn list_results<S: Sql>(s: &mut S, f: &ResultFilter) -> Result<Vec<Res
     s.rows(&sql, args).await?.iter().map(result_row).collect()
 }
 
-pub async fn get_result<S: Sql>(s: &mut S, id: &str) -> Result<Option<ResultRow>, DbError> {
+pub async fn get_result<S: Sql>(s: &mut S, id: ResultId) -> Result<Option<ResultRow>, DbError> {
     let sql = format!("SELECT {RESULT_COLUMNS} FROM execution_results WHERE result_id = ?1");
     opt_row(s, &sql, vals![id]).await?.as_ref().map(result_row).transpose()
 }
@@ -535,8 +529,8 @@ pub async fn get_result<S: Sql>(s: &mut S, id: &str) -> Result<Option<ResultRow>
 /// An agent, its latest inventory, and its 20 most recent results.
 pub type AgentDetail = (AgentRow, Option<serde_json::Value>, Vec<ResultRow>);
 
-pub async fn get_agent<S: Sql>(s: &mut S, pc: &str) -> Result<Option<AgentDetail>, DbError> {
-    let filter = AgentFilter { pc: Some(pc.to_owned()), limit: 1, ..Default::default() };
+pub async fn get_agent<S: Sql>(s: &mut S, pc: &PcId) -> Result<Option<AgentDetail>, DbError> {
+    let filter = AgentFilter { pc: Some(pc.to_string()), limit: 1, ..Default::default() };
     let Some(agent) = list_agents(s, &filter).await?.0.into_iter().next() else { return Ok(None) };
     let inventory: Option<String> =
         match opt_row(s, "SELECT body_json FROM inventory WHERE pc_id = ?1", vals![pc]).await? {
@@ -544,13 +538,13 @@ pub async fn get_agent<S: Sql>(s: &mut S, pc: &str) -> Result<Option<AgentDetail
             None => None,
         };
     let recent =
-        list_results(s, &ResultFilter { pc: Some(pc.to_owned()), limit: 20, ..Default::default() }).await?;
+        list_results(s, &ResultFilter { pc: Some(pc.to_string()), limit: 20, ..Default::default() }).await?;
     Ok(Some((agent, inventory.and_then(|s| serde_json::from_str(&s).ok()), recent)))
 }
 
 #[derive(Debug, Serialize)]
 pub struct AuditRow {
-    pub id: String,
+    pub id: AuditId,
     pub at_ms: i64,
     pub actor: String,
     pub action: String,
@@ -607,7 +601,7 @@ pub async fn list_audit<S: Sql>(s: &mut S, f: &AuditFilter) -> Result<Vec<AuditR
 /// One installed program on one PC, from its latest inventory.
 #[derive(Debug, Serialize)]
 pub struct SoftwareHit {
-    pub pc_id: String,
+    pub pc_id: PcId,
     pub name: String,
     pub version: String,
     pub publisher: String,

@@ -64,6 +64,38 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+// Typed ids go in as their text and come back parsed: a stored id that no longer parses is an
+// error naming the column, never a silently different value.
+macro_rules! value_from_id {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::Text(v.to_string())
+            }
+        }
+        impl From<&$t> for Value {
+            fn from(v: &$t) -> Self {
+                Value::Text(v.to_string())
+            }
+        }
+        impl FromValue for $t {
+            fn from_value(v: &Value) -> Result<Self, &'static str> {
+                match v {
+                    Value::Text(s) => s.parse().map_err(|_| concat!("a valid ", stringify!($t))),
+                    _ => Err(concat!("a ", stringify!($t))),
+                }
+            }
+        }
+    )*};
+}
+value_from_id!(
+    kanade_shared::ExecId,
+    kanade_shared::PcId,
+    kanade_shared::JobId,
+    kanade_shared::ResultId,
+    kanade_shared::AuditId
+);
+
 /// `vals![a, b, c]`: the parameters of one statement.
 macro_rules! vals {
     ($($v:expr),* $(,)?) => {

@@ -147,14 +147,11 @@ pub async fn kill(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = job_id(&id)?;
-    let job = id.to_string();
-    let live = state.db.unfinished_executions(job).await?;
+    let live = state.db.unfinished_executions(id.clone()).await?;
     // Audited first: the AUDIT stream is what rebuilds the killed states after a wipe.
     super::audit_as(&state, &caller, "job.kill", Some(id.to_string()), json!({ "executions": live })).await?;
-    for exec in &live {
-        if let Ok(exec_id) = exec.parse() {
-            state.pipeline.stop(&state.nats, exec_id, &caller.name).await?;
-        }
+    for exec_id in &live {
+        state.pipeline.stop(&state.nats, *exec_id, &caller.name).await?;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "killed": live }))))
 }

@@ -106,7 +106,7 @@ pub async fn list(
     };
     let n = filter.limit;
     let rows = state.db.executions(filter).await?;
-    let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.exec_id.clone())).flatten();
+    let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.exec_id)).flatten();
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 
@@ -123,11 +123,10 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
-    let key = id.to_string();
     let with_pcs = q.pcs.unwrap_or(true);
     let (exec, mut pcs, waves) = state
         .db
-        .execution(key, with_pcs)
+        .execution(id, with_pcs)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
     let now = now_ms();

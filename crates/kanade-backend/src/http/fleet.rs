@@ -22,10 +22,9 @@ pub async fn show_agent(
     Path(pc): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let pc = pc_id(&pc)?;
-    let key = pc.to_string();
     let (agent, inventory, recent) = state
         .db
-        .agent(key)
+        .agent(pc.clone())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
     // The groups assigned here (KV agent_groups); the agent's own agent.toml groups add to them.
@@ -44,8 +43,7 @@ pub async fn show_agent(
 }
 
 async fn presence(state: &AppState, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, ApiError> {
-    let key = pc.to_string();
-    Ok(state.db.agent_presence(key).await?)
+    Ok(state.db.agent_presence(pc.clone()).await?)
 }
 
 /// `3m20s ago` for a past epoch-ms instant.
@@ -147,14 +145,14 @@ pub async fn results(
         limit,
     };
     let rows = state.db.results(filter).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.result_id.clone())).flatten();
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.result_id)).flatten();
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 
 pub async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let key = id.clone();
-    let row =
-        state.db.result(key).await?.ok_or_else(|| ApiError::not_found(format!("result {id} not found")))?;
+    let not_found = || ApiError::not_found(format!("result {id} not found"));
+    let key: kanade_shared::ResultId = id.parse().map_err(|_| not_found())?;
+    let row = state.db.result(key).await?.ok_or_else(not_found)?;
     Ok(Json(json!(row)))
 }
 
@@ -184,7 +182,7 @@ pub async fn audit_log(
         limit,
     };
     let rows = state.db.audit(filter).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 

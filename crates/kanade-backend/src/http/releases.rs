@@ -206,7 +206,7 @@ pub async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
     for a in agents {
         *running.entry(a.agent_version).or_default() += 1;
         for q in a.quarantined {
-            quarantined.entry(q.version.to_string()).or_default().push(a.pc_id.clone());
+            quarantined.entry(q.version.to_string()).or_default().push(a.pc_id.to_string());
         }
         if let Some(status) = a.update_status {
             pending.push(json!({ "pc_id": a.pc_id, "status": status }));

@@ -42,22 +42,22 @@ pub async fn dispatcher(p: Pipeline, is_leader: watch::Receiver<bool>, mut stop:
 async fn tick(p: &Pipeline) -> Result<(), ExecError> {
     let now = now_ms();
     for due in p.db.due_waves(now).await? {
-        let (exec_id, wave) = (due.exec_id.clone(), due.wave);
+        let (exec_id, wave) = (due.exec_id, due.wave);
         match one_wave(p, due, now).await {
             Ok(()) => {}
             Err(ExecError::Invalid(why)) => {
-                tracing::error!(exec_id, wave, why, "wave cannot be published; aborting its execution");
+                tracing::error!(%exec_id, wave, why, "wave cannot be published; aborting its execution");
                 let step = ExecStep {
-                    exec_id: exec_id.clone(),
+                    exec_id: exec_id.to_string(),
                     wave: Some(wave),
                     targets: Vec::new(),
                     message: Some(format!("wave {wave} cannot be published: {why}")),
                 };
                 let detail = serde_json::to_value(&step).unwrap_or_default();
-                audit(&p.js, "rollout", "exec.aborted", Some(exec_id), None, detail).await?;
+                audit(&p.js, "rollout", "exec.aborted", Some(exec_id.to_string()), None, detail).await?;
                 p.db.ended_early(step, Ended::Aborted, now).await?;
             }
-            Err(e) => tracing::warn!(exec_id, wave, error = %e, "wave not published; retrying next tick"),
+            Err(e) => tracing::warn!(%exec_id, wave, error = %e, "wave not published; retrying next tick"),
         }
     }
     Ok(())
@@ -76,9 +76,9 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
                 due.done,
                 stored.max_failure_ratio.unwrap_or_default()
             );
-            tracing::warn!(exec_id = due.exec_id, "{message}");
+            tracing::warn!(exec_id = %due.exec_id, "{message}");
             let step = ExecStep {
-                exec_id: due.exec_id.clone(),
+                exec_id: due.exec_id.to_string(),
                 wave: Some(due.wave),
                 targets: Vec::new(),
                 message: Some(message),
@@ -87,7 +87,7 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
                 &p.js,
                 "rollout",
                 "exec.aborted",
-                Some(due.exec_id.clone()),
+                Some(due.exec_id.to_string()),
                 None,
                 serde_json::to_value(&step).unwrap_or_default(),
             )
@@ -98,9 +98,7 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
         let target: Target = queries::parse_target(&due.target_json)
             .map_err(|e| ExecError::Invalid(format!("execution {} wave {}: {e}", due.exec_id, due.wave)))?;
         // A kill since the wave was read cancelled it: never publish it.
-        let exec_id = due.exec_id.clone();
-        let wave = due.wave;
-        if !p.db.wave_still_due(exec_id, wave).await? {
+        if !p.db.wave_still_due(due.exec_id, due.wave).await? {
             return Ok(());
         }
         let agents = p.db.known_agents().await?;
@@ -108,11 +106,11 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
             plan::expected_pcs(&target, &agents, now).into_iter().map(|p| p.to_string()).collect();
         publish_commands(&p.js, p.signer.as_deref(), &stored.command, &target).await?;
         let step =
-            ExecStep { exec_id: due.exec_id.clone(), wave: Some(due.wave), targets: pcs, message: None };
+            ExecStep { exec_id: due.exec_id.to_string(), wave: Some(due.wave), targets: pcs, message: None };
         let detail = serde_json::to_value(&step).unwrap_or_default();
         p.db.wave_published(step, now, now).await?;
-        audit(&p.js, "rollout", "exec.wave_published", Some(due.exec_id.clone()), None, detail).await?;
-        tracing::info!(exec_id = due.exec_id, wave = due.wave, "wave published");
+        audit(&p.js, "rollout", "exec.wave_published", Some(due.exec_id.to_string()), None, detail).await?;
+        tracing::info!(exec_id = %due.exec_id, wave = due.wave, "wave published");
     }
     Ok(())
 }

@@ -112,10 +112,11 @@ async fn apply(db: &Db, batch: Vec<Msg>) {
     }
 }
 
-type Snapshot = (Vec<(String, String, Option<String>, Option<i64>)>, (String, i64, i64, i64, i64));
+type Snapshot =
+    (Vec<(kanade_shared::PcId, String, Option<String>, Option<i64>)>, (String, i64, i64, i64, i64));
 
 async fn snapshot(db: &Db, exec: ExecId) -> Snapshot {
-    let (e, pcs, _) = db.execution(exec.to_string(), true).await.unwrap().expect("the execution");
+    let (e, pcs, _) = db.execution(exec, true).await.unwrap().expect("the execution");
     let rows = pcs.into_iter().map(|p| (p.pc_id, p.status, p.stdout, p.attempt)).collect();
     (rows, (e.status, e.succeeded, e.failed, e.other, e.target_count))
 }
@@ -202,7 +203,7 @@ async fn a_late_pc_becomes_a_target_in_any_order() {
     let target_count = |db: &Db| {
         let db = db.clone();
         async move {
-            let (e, _, _) = db.execution(exec.to_string(), false).await.unwrap().unwrap();
+            let (e, _, _) = db.execution(exec, false).await.unwrap().unwrap();
             (e.target_count, e.status)
         }
     };
@@ -245,7 +246,7 @@ async fn liveness_follows_the_backends_clock_whatever_the_agents_says() {
             beat.at = Timestamp::from_unix_timestamp_nanos(i128::from(received + offset * 1000) * 1_000_000)
                 .unwrap();
             db.apply_heartbeats(vec![beat], received).await.unwrap();
-            let (agent, _, _) = db.agent("PC-A".into()).await.unwrap().unwrap();
+            let (agent, _, _) = db.agent("PC-A".parse().unwrap()).await.unwrap().unwrap();
             // A clock an hour slow is still online now; one that ran a day ahead does not freeze
             // the next, correct, beats.
             assert_eq!((agent.last_seen_ms, agent.clock_skew_ms), (received, Some(offset * 1000)));
