@@ -10,7 +10,14 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv::Store};
 use tokio::sync::watch;
 
-const KEY: &str = "leader";
+/// The key of the broker-wide duties (schedules, waves, expiry).
+pub const DUTIES: &str = "leader";
+
+/// The key of one shared projection's projectors: backends of another database on the same
+/// broker (an old SQLite backend during a move to Postgres) never hold it.
+pub fn projection_key(projection_id: &str) -> String {
+    format!("projection-{projection_id}")
+}
 pub const BUCKET: &str = "scheduler_leader";
 const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
@@ -19,9 +26,11 @@ pub fn instance_name() -> String {
     format!("backend-{}-{}", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[24..])
 }
 
-/// Open the lease bucket (retrying while the broker is not ready), then campaign until `stop`.
+/// Open the lease bucket (retrying while the broker is not ready), then campaign for `key`
+/// until `stop`.
 pub async fn lead(
     js: jetstream::Context,
+    key: String,
     instance: String,
     is_leader: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
@@ -39,7 +48,7 @@ pub async fn lead(
         }
     };
     let ttl = kv.status().await.map(|s| s.max_age()).ok().filter(|d| !d.is_zero()).unwrap_or(DEFAULT_TTL);
-    campaign(kv, instance, ttl, is_leader, stop).await;
+    campaign(kv, &key, instance, ttl, is_leader, stop).await;
 }
 
 /// A holder renews every `TTL / 3`, so one lost renewal still leaves time for the next.
@@ -53,6 +62,7 @@ const CANDIDATE_RETRY: Duration = Duration::from_secs(1);
 /// Campaign until `stop`: `is_leader` says whether this instance may fire right now.
 pub async fn campaign(
     kv: Store,
+    key: &str,
     instance: String,
     ttl: Duration,
     is_leader: watch::Sender<bool>,
@@ -61,19 +71,24 @@ pub async fn campaign(
     let mut revision: Option<u64> = None;
     loop {
         let attempt = match revision {
-            Some(rev) => kv.update(KEY, instance.clone().into(), rev).await.map_err(|e| e.to_string()),
-            None => kv.create(KEY, instance.clone().into()).await.map_err(|e| e.to_string()),
+            Some(rev) => kv.update(key, instance.clone().into(), rev).await.map_err(|e| e.to_string()),
+            None => kv.create(key, instance.clone().into()).await.map_err(|e| e.to_string()),
         };
         let was = revision.is_some();
-        revision = attempt.ok();
+        revision = match attempt {
+            Ok(rev) => Some(rev),
+            // A write whose answer was lost may still have landed: the key naming this instance
+            // is still ours (otherwise the leader would lock itself out for a whole TTL).
+            Err(_) => match kv.entry(key).await {
+                Ok(Some(e)) if e.value.as_ref() == instance.as_bytes() => Some(e.revision),
+                _ => None,
+            },
+        };
         if revision.is_some() != was {
             if revision.is_some() {
-                tracing::info!(
-                    instance,
-                    "this backend now leads (schedules, rollout waves, expiry; projection when shared)"
-                );
+                tracing::info!(instance, lease = key, "this backend now leads");
             } else {
-                tracing::warn!(instance, "leadership lost; another backend leads");
+                tracing::warn!(instance, lease = key, "leadership lost; another backend leads");
             }
         }
         is_leader.send_replace(revision.is_some());
@@ -86,7 +101,7 @@ pub async fn campaign(
     // Hand over at once on a clean stop instead of making the others wait out the TTL.
     if let Some(rev) = revision {
         is_leader.send_replace(false);
-        if let Err(e) = kv.delete_expect_revision(KEY, Some(rev)).await {
+        if let Err(e) = kv.delete_expect_revision(key, Some(rev)).await {
             tracing::warn!(error = %e, "cannot release the leader lease; it expires on its own");
         }
     }

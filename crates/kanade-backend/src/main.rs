@@ -394,7 +394,7 @@ fn migrate_to_postgres(from: &std::path::Path, to: &str) -> anyhow::Result<kanad
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let source = Db::open(from).with_context(|| format!("cannot open {}", from.display()))?;
+        let source = Db::open_read_only(from).with_context(|| format!("cannot open {}", from.display()))?;
         let kept = source.kept_state().await?;
         let target = Db::connect_postgres(to)
             .await

@@ -3,10 +3,11 @@
 //! cleanup, presence and the scheduler.
 //!
 //! Who does what: every backend serves the API, writes heartbeats (a queue group shares them
-//! when the database is shared) and tracks presence. The leader fires schedules, publishes due
-//! waves and expires stalled executions, so each happens once across backends. Projectors run
-//! on every backend that owns its database (SQLite), and only on the leader when several
-//! backends share one (Postgres): one writer per stream keeps the stream's order.
+//! when the database is shared) and tracks presence. The holder of the duties lease fires
+//! schedules, publishes due waves and expires stalled executions, so each happens once across
+//! the broker's backends. Projectors run on every backend that owns its database (SQLite), and
+//! on the holder of the projection's own lease when several backends share one (Postgres): one
+//! writer per stream keeps the stream's order.
 
 use std::sync::Arc;
 
@@ -23,10 +24,23 @@ pub fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver
     let mut tasks = JoinSet::new();
     let instance = crate::lease::instance_name();
     let (leader_tx, is_leader) = watch::channel(false);
-    tasks.spawn(crate::lease::lead(state.js.clone(), instance.clone(), leader_tx, stop.clone()));
+    let duties = crate::lease::DUTIES.to_owned();
+    tasks.spawn(crate::lease::lead(state.js.clone(), duties, instance.clone(), leader_tx, stop.clone()));
     let shared = state.db.shared();
+    // A shared projection has a lease of its own: its projectors run on one of its backends.
+    let (projecting_tx, projecting) = watch::channel(false);
     if shared {
         tasks.spawn(state.bus.clone().relay(state.nats.clone(), stop.clone()));
+        let (db, js, instance, stop) = (state.db.clone(), state.js.clone(), instance.clone(), stop.clone());
+        tasks.spawn(async move {
+            match db.projection_name().await {
+                Ok(name) => {
+                    let key = crate::lease::projection_key(&name.id);
+                    crate::lease::lead(js, key, instance, projecting_tx, stop).await;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the projection's name; this backend will not project"),
+            }
+        });
     }
     let projectors = Arc::new(Projectors {
         db: state.db.clone(),
@@ -35,7 +49,7 @@ pub fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver
         bus: state.bus.clone(),
     });
     for kind in Kind::ALL {
-        let gate = shared.then(|| is_leader.clone());
+        let gate = shared.then(|| projecting.clone());
         tasks.spawn(projector::supervise(projectors.clone(), kind, gate, stop.clone()));
     }
     tasks.spawn(projector::heartbeat_projector(projectors, state.nats.clone(), stop.clone()));

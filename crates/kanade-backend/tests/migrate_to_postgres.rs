@@ -48,9 +48,12 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     drop(sqlite);
 
     let url = kanade_testkit::PgCluster::shared().fresh_database();
+    let before = std::fs::read(&file).unwrap();
     let (ok, text) = migrate(&file, &url);
     assert!(ok, "{text}");
     assert!(text.contains("1 users, 1 API tokens, 1 schedule states (0 already there"), "{text}");
+    // The source is only read: the binary it came from can still open it.
+    assert_eq!(std::fs::read(&file).unwrap(), before, "migrate-to-postgres changed its source");
 
     let pg = Db::connect_postgres(&url).await.unwrap();
     let alice = pg.user("alice".into()).await.unwrap().expect("alice was copied");

@@ -14,7 +14,8 @@ mod common;
 use common::process::BackendProcess;
 
 const RESULTS: usize = 20_000;
-const LEADS: &str = "this backend now leads";
+/// What the backend holding the projection's lease logs.
+const LEADS: &str = "leading: projecting the shared projection";
 
 fn count(pg: &PgCluster, db: &str, sql: &str) -> i64 {
     pg.psql(db, sql).ok().and_then(|s| s.parse().ok()).unwrap_or(-1)

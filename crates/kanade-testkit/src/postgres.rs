@@ -94,7 +94,8 @@ impl PgCluster {
     }
 
     fn spawn(&self) -> Result<(), String> {
-        let script = r#"postgres "$@" & pid=$!; read _; kill -INT $pid; wait $pid"#;
+        // The shared cluster's handle is never dropped: the watchdog removes the data as well.
+        let script = r#"postgres "$@" & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf "$KANADE_PG_DIR""#;
         let mut child = self
             .as_user(Path::new("/bin/sh"))
             .args(["-c", script, "sh"])
@@ -105,6 +106,7 @@ impl PgCluster {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
             .env("PATH", path_with(&self.bin))
+            .env("KANADE_PG_DIR", self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -120,10 +122,17 @@ impl PgCluster {
             if self.psql("postgres", "SELECT 1").is_ok() {
                 return Ok(());
             }
+            let exited = match self.watchdog.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                Some((child, _)) => child.try_wait().ok().flatten().is_some(),
+                None => true,
+            };
+            if exited {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(format!(
-            "Postgres did not accept connections within 30 s; its log: {}",
+            "Postgres did not start (or not within 30 s); its log: {}",
             std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
         ))
     }
@@ -146,16 +155,13 @@ impl PgCluster {
 
     /// Run one SQL statement with `psql`; its output (unaligned, tuples only).
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        // Through the socket in this cluster's own directory: never another server that happens
+        // to listen on the same port.
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "kanade"])
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "kanade", "-h"])
+            .arg(self.dir.path())
             .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
             .output()
-            .or_else(|_| {
-                Command::new("psql")
-                    .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "kanade"])
-                    .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
-                    .output()
-            })
             .map_err(|e| format!("cannot run psql: {e}; {INSTALL_HINT}"))?;
         if !out.status.success() {
             return Err(format!("psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));

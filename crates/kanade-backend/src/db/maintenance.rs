@@ -57,6 +57,8 @@ pub struct Pruned {
 }
 
 pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> {
+    // Deleting executions races the projectors' late-target inserts otherwise (Postgres).
+    super::projection::one_writer(s).await?;
     let results =
         s.exec("DELETE FROM execution_results WHERE received_ms < ?1", vals![cut.results_ms]).await?;
     // Only finished executions age out; their targets and waves go with them.

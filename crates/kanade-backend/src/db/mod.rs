@@ -109,6 +109,12 @@ impl Db {
         Ok(Self { engine: Engine::Sqlite(Sqlite::open(path)?) })
     }
 
+    /// An existing SQLite file, read only, without migrating it (`migrate-to-postgres` reads
+    /// the old database this way, so the old binary can still open it).
+    pub fn open_read_only(path: &Path) -> Result<Self, DbError> {
+        Ok(Self { engine: Engine::Sqlite(Sqlite::open_read_only(path)?) })
+    }
+
     /// Postgres at `url` (`postgres://user:pw@host:port/db`).
     pub async fn connect_postgres(url: &str) -> Result<Self, DbError> {
         Ok(Self { engine: Engine::Postgres(Postgres::open(url).await?) })

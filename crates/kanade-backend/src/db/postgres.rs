@@ -25,7 +25,11 @@ impl Postgres {
             tokio_postgres::Config::from_str(url).map_err(|e| DbError::Connect(e.to_string()))?;
         // Statements are prepared once per connection and run with thousands of parameters: a
         // plan made per run (Postgres's default for the first five) costs more than the run.
-        config.options("-c plan_cache_mode=force_generic_plan");
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
+            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+        };
+        config.options(&options);
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -87,7 +91,9 @@ impl ToSql for Value {
                 _ => Err(format!("cannot send the number {f} as {ty}").into()),
             },
             Value::Text(s) => match *ty {
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => s.to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    pg_text(s).to_sql(ty, out)
+                }
                 _ => Err(format!("cannot send text as {ty}").into()),
             },
         }
@@ -98,6 +104,13 @@ impl ToSql for Value {
     }
 
     to_sql_checked!();
+}
+
+/// Postgres text cannot hold NUL (SQLite's can): an agent's output with one (UTF-16 read as
+/// UTF-8, or a hostile agent) would fail its whole batch, again at every redelivery. NUL
+/// becomes U+FFFD, as other bytes that are not text already do.
+fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') { std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}")) } else { std::borrow::Cow::Borrowed(s) }
 }
 
 /// `?N` → `$N`, outside string literals.
@@ -159,7 +172,7 @@ impl Column {
                 values
                     .map(|v| match v {
                         Value::Null => Ok(None),
-                        Value::Text(s) => Ok(Some(s.clone())),
+                        Value::Text(s) => Ok(Some(pg_text(s).into_owned())),
                         v => Err(misfit(v)),
                     })
                     .collect::<Result<_, _>>()?,

@@ -196,7 +196,8 @@ impl Dialect {
     pub fn contains_ci(self, haystack: &str, needle: &str) -> String {
         match self {
             Self::Sqlite => format!("instr(lower({haystack}), lower({needle})) > 0"),
-            Self::Postgres => format!("strpos(lower({haystack}), lower(CAST({needle} AS TEXT))) > 0"),
+            // Both sides lowered under the same collation as the column, whatever the database's.
+            Self::Postgres => format!("strpos(lower({haystack}), lower(CAST({needle} AS TEXT) COLLATE \"C\")) > 0"),
         }
     }
 }

@@ -41,6 +41,21 @@ impl Sqlite {
         })
     }
 
+    /// An existing file, read only and left at its schema version (a source to copy from, which
+    /// the binary it belongs to must still be able to open).
+    pub fn open_read_only(path: &Path) -> Result<Self, DbError> {
+        let open = || -> Result<Connection, DbError> {
+            let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            c.execute_batch("PRAGMA busy_timeout = 5000;")?;
+            Ok(c)
+        };
+        Ok(Self {
+            writer: Arc::new(Mutex::new(open()?)),
+            readers: Arc::new(vec![Mutex::new(open()?)]),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
     /// Run `f` in one write transaction.
     pub async fn write<T: Send + 'static>(
         &self,

@@ -84,11 +84,13 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     let known: HashSet<String> = if execs.is_empty() {
         HashSet::new()
     } else {
-        let list = (1..=execs.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-        s.rows(
-            &format!("SELECT exec_id FROM executions WHERE exec_id IN ({list})"),
-            execs.iter().map(|e| Value::from(e.as_str())).collect(),
-        )
+        // Padded with NULLs (which match nothing) to a power of two: a few statement shapes,
+        // not one prepared per batch size.
+        let width = execs.len().next_power_of_two();
+        let list = (1..=width).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let mut params: Vec<Value> = execs.iter().map(|e| Value::from(e.as_str())).collect();
+        params.resize(width, Value::Null);
+        s.rows(&format!("SELECT exec_id FROM executions WHERE exec_id IN ({list})"), params)
         .await?
         .iter()
         .map(|r| r.get(0))
