@@ -110,7 +110,11 @@ impl ToSql for Value {
 /// UTF-8, or a hostile agent) would fail its whole batch, again at every redelivery. NUL
 /// becomes U+FFFD, as other bytes that are not text already do.
 fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') { std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}")) } else { std::borrow::Cow::Borrowed(s) }
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// `?N` → `$N`, outside string literals.

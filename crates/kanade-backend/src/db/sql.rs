@@ -197,7 +197,9 @@ impl Dialect {
         match self {
             Self::Sqlite => format!("instr(lower({haystack}), lower({needle})) > 0"),
             // Both sides lowered under the same collation as the column, whatever the database's.
-            Self::Postgres => format!("strpos(lower({haystack}), lower(CAST({needle} AS TEXT) COLLATE \"C\")) > 0"),
+            Self::Postgres => {
+                format!("strpos(lower({haystack}), lower(CAST({needle} AS TEXT) COLLATE \"C\")) > 0")
+            }
         }
     }
 }

@@ -91,10 +91,10 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         let mut params: Vec<Value> = execs.iter().map(|e| Value::from(e.as_str())).collect();
         params.resize(width, Value::Null);
         s.rows(&format!("SELECT exec_id FROM executions WHERE exec_id IN ({list})"), params)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect::<Result<_, _>>()?
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<Result<_, _>>()?
     };
     let late =
         late.into_iter().filter(|(e, _)| known.contains(e)).map(|(e, pc)| vals![e, pc, 0i64]).collect();
