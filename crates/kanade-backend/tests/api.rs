@@ -104,6 +104,8 @@ async fn catalog_revoke_and_delete_rules() {
     let (status, _) = s.get("/api/jobs/cat").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // The AUDIT projector writes asynchronously: wait for the last event before reading them all.
+    common::wait_for_audit(&s, "job.delete").await;
     let (_, audit) = s.get("/api/audit?action=job").await;
     let actions: Vec<&str> =
         audit["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
