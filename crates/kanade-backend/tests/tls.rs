@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::pki::Ca;
 use kanade_shared::nats::BrokerAuth;
 use kanade_testkit::NatsServer;
-use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 
 struct Pki {
     ca: PathBuf,
@@ -17,35 +17,12 @@ struct Pki {
     client: (PathBuf, PathBuf),
 }
 
-fn issue(
-    dir: &Path,
-    name: &str,
-    sans: Vec<String>,
-    ca: &Certificate,
-    ca_key: &KeyPair,
-) -> (PathBuf, PathBuf) {
-    let mut params = CertificateParams::new(sans).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, ca, ca_key).unwrap();
-    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
-
 fn pki(dir: &Path) -> Pki {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "kanade test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = params.self_signed(&ca_key).unwrap();
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let ca = Ca::new(dir, "ca");
     Pki {
-        server: issue(dir, "server", vec!["127.0.0.1".into(), "localhost".into()], &ca, &ca_key),
-        client: issue(dir, "client", vec!["kanade-client".into()], &ca, &ca_key),
-        ca: ca_path,
+        server: ca.issue(dir, "server", &["127.0.0.1", "localhost"]),
+        client: ca.issue(dir, "client", &["kanade-client"]),
+        ca: ca.path,
     }
 }
 

@@ -39,6 +39,17 @@ impl PgCluster {
 
     /// A cluster of its own (stopped on drop).
     pub fn start() -> Result<Self, String> {
+        Self::start_with(None)
+    }
+
+    /// A cluster of its own that accepts TCP connections only over TLS, with this certificate
+    /// and key (PEM files); a plain connection is refused by `pg_hba.conf`, so a client that
+    /// gets in used TLS. Its socket (for [`psql`](Self::psql)) needs none.
+    pub fn start_tls(cert: &Path, key: &Path) -> Result<Self, String> {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Result<Self, String> {
         let bin = find_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("kanade-pg-")
@@ -70,8 +81,46 @@ impl PgCluster {
         if !out.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        cluster.spawn()?;
+        if let Some((cert, key)) = tls {
+            cluster.require_tls(cert, key)?;
+        }
+        cluster.spawn(tls.is_some())?;
         Ok(cluster)
+    }
+
+    fn require_tls(&self, cert: &Path, key: &Path) -> Result<(), String> {
+        let data = self.data_dir();
+        let write = |name: &str, text: String| {
+            std::fs::write(data.join(name), text)
+                .map_err(|e| format!("cannot write {name} for Postgres: {e}"))
+        };
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        write("server.crt", read(cert)?)?;
+        write("server.key", read(key)?)?;
+        write(
+            "pg_hba.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\nhostnossl all all all reject\n".into(),
+        )?;
+        let key_file = data.join("server.key");
+        let mut fix = vec![Command::new("chmod")];
+        fix[0].arg("600").arg(&key_file);
+        if let Some(user) = self.run_as {
+            let mut chown = Command::new("chown");
+            chown
+                .arg(format!("{user}:{user}"))
+                .arg(&key_file)
+                .arg(data.join("server.crt"))
+                .arg(data.join("pg_hba.conf"));
+            fix.push(chown);
+        }
+        for mut c in fix {
+            let ok = c.status().is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!("cannot hand the TLS key to Postgres: {c:?} failed"));
+            }
+        }
+        Ok(())
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -93,7 +142,7 @@ impl PgCluster {
         }
     }
 
-    fn spawn(&self) -> Result<(), String> {
+    fn spawn(&self, tls: bool) -> Result<(), String> {
         // The shared cluster's handle is never dropped: the watchdog removes the data as well.
         let script = r#"postgres "$@" & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf "$KANADE_PG_DIR""#;
         let mut child = self
@@ -104,7 +153,7 @@ impl PgCluster {
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=300"])
+            .args(["-c", "max_connections=300", "-c", if tls { "ssl=on" } else { "ssl=off" }])
             .env("PATH", path_with(&self.bin))
             .env("KANADE_PG_DIR", self.dir.path())
             .stdin(Stdio::piped())

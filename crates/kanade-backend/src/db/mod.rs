@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod maintenance;
 mod migrate;
 pub mod overview;
+mod pg_tls;
 mod postgres;
 pub mod projection;
 pub mod queries;
@@ -44,8 +45,23 @@ pub enum DbError {
 pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("{} ({})", d.message(), d.code().code()),
-        None => e.to_string(),
+        None => error_chain(e),
     }
+}
+
+/// An error and its causes on one line: a driver's "error performing TLS handshake" alone
+/// does not say that the certificate was not trusted.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[derive(Clone)]

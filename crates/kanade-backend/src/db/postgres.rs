@@ -21,8 +21,10 @@ impl Postgres {
     /// Connect (the pool connects lazily; one connection is made now so a wrong URL fails at
     /// start) and bring the schema up to date.
     pub async fn open(url: &str) -> Result<Self, DbError> {
-        let mut config =
-            tokio_postgres::Config::from_str(url).map_err(|e| DbError::Connect(e.to_string()))?;
+        let (driver_url, tls) =
+            kanade_shared::config::postgres_tls(url).map_err(|e| DbError::Connect(format!("db.url: {e}")))?;
+        let mut config = tokio_postgres::Config::from_str(&driver_url)
+            .map_err(|e| DbError::Connect(format!("db.url: {}", super::error_chain(&e))))?;
         // Statements are prepared once per connection and run with thousands of parameters: a
         // plan made per run (Postgres's default for the first five) costs more than the run.
         let options = match config.get_options() {
@@ -30,11 +32,11 @@ impl Postgres {
             None => "-c plan_cache_mode=force_generic_plan".to_owned(),
         };
         config.options(&options);
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let recycle = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match super::pg_tls::connector(&tls)? {
+            Some(tls) => Manager::from_config(config, tls, recycle),
+            None => Manager::from_config(config, tokio_postgres::NoTls, recycle),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .build()
@@ -46,7 +48,21 @@ impl Postgres {
     }
 
     pub async fn client(&self) -> Result<deadpool_postgres::Client, DbError> {
-        self.pool.get().await.map_err(|e| DbError::Connect(e.to_string()))
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => DbError::Connect(with_hint(super::pg_message(&e))),
+            other => DbError::Connect(super::error_chain(&other)),
+        })
+    }
+}
+
+/// What to do about a refused certificate, which rustls names only by its kind.
+fn with_hint(message: String) -> String {
+    if message.contains("invalid peer certificate") {
+        format!(
+            "{message}; the Postgres server's certificate was not accepted: check sslrootcert (the CA that signs it) and the host name in db.url (sslmode=verify-ca does not check the name)"
+        )
+    } else {
+        message
     }
 }
 

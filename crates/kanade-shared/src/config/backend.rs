@@ -168,7 +168,13 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
             None
         }
         (None, Some(url)) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Some(DbConfig::Postgres(url))
+            match super::postgres_tls(&url) {
+                Ok(_) => Some(DbConfig::Postgres(url)),
+                Err(e) => {
+                    c.push("db.url", e);
+                    None
+                }
+            }
         }
         (None, Some(url)) => {
             c.push("db.url", format!("{:?} is not a postgres:// URL", redact(&url)));

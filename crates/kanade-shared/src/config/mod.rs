@@ -9,6 +9,7 @@ mod backend;
 mod discover;
 mod environment;
 mod paths;
+mod postgres_url;
 mod template;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub use backend::{AuthConfig, BackendConfig, DbConfig, RetentionConfig, redact};
 pub use discover::{Discovered, Role, Source, discover};
 pub use environment::{Environment, OsKind};
 pub use paths::DefaultPaths;
+pub use postgres_url::{PgRoots, PgSslMode, PgTls, postgres_tls};
 pub use template::render;
 
 use crate::problems::{Collector, Problem, Problems, parse_collecting};

@@ -167,6 +167,13 @@ fn backend_config_defaults_and_rules() {
             r#"retention.audit: "a year" is not a duration (write a number with a unit, e.g. 30s, 10m, 24h)"#,
         ]
     );
+    let problems = backend::parse("[db]\nurl = \"postgres://u:secret@h/db?sslmode=on\"\n", &linux())
+        .unwrap_err()
+        .messages();
+    assert_eq!(
+        problems,
+        [r#"db.url: sslmode="on" is not one of disable, prefer, require, verify-ca, verify-full"#]
+    );
 }
 
 #[test]
