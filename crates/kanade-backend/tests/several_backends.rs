@@ -106,3 +106,111 @@ async fn backends_with_their_own_sqlite_leave_each_others_consumers_alone() {
         assert_eq!(consumers(&js).await, first, "a projector consumer was deleted or recreated");
     }
 }
+
+const ADMIN_PASSWORD: &str = "several-backends-test-password";
+
+/// One HTTP call to a backend process; the JSON body.
+fn call(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let kind = if path == "/api/deploy" { "application/yaml" } else { "application/json" };
+    let (status, body) =
+        kanade_testkit::http::request_as(port, method, path, body.as_bytes(), kind, token).unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_to_50_agents_through_two_backends_on_tls_postgres_runs_once_per_pc_across_a_leader_kill() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::Ca::new(dir.path(), "ca");
+    let (cert, key) = ca.issue(dir.path(), "db", &["localhost"]);
+    // The cluster refuses plain TCP: both backends reach it over TLS, the server's name checked.
+    let pg = PgCluster::start_tls(&cert, &key).unwrap();
+    pg.psql("postgres", "CREATE DATABASE deploy").unwrap();
+    let url = format!(
+        "postgres://kanade@localhost:{}/deploy?sslmode=verify-full&sslrootcert={}",
+        pg.port(),
+        ca.path.display()
+    );
+    let env = [("KANADE_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    let mut backends: Vec<BackendProcess> = ["a", "b"]
+        .iter()
+        .map(|n| BackendProcess::start_postgres_env(&dir.path().join(n), &server.url(), &url, &env))
+        .collect();
+
+    let executor = kanade_agent::exec::FakeExecutor {
+        duration: Duration::from_millis(200),
+        output_bytes: 8,
+        ..Default::default()
+    };
+    let runs = executor.runs.clone();
+    let sim = kanade_sim::SimConfig {
+        nats_url: server.url(),
+        first: 0,
+        count: 50,
+        fleet: 50,
+        prefix: "sim".into(),
+        canary_share: 0.0,
+        size_groups: Vec::new(),
+        heartbeat: Duration::from_millis(500),
+        data_dir: dir.path().join("agents"),
+        start_rate: 200,
+        executor,
+    };
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    kanade_sim::start(&sim, stop).await.unwrap();
+    let count_of = |sql: &str| count(&pg, "deploy", sql);
+    kanade_testkit::wait_until("both backends to see the 50 agents", Duration::from_secs(60), || {
+        count_of("SELECT COUNT(*) FROM agents") == 50
+    });
+    kanade_testkit::wait_until("a backend to lead the projection", Duration::from_secs(60), || {
+        backends.iter().any(|b| b.log_text().contains(LEADS))
+    });
+    let leader = backends.iter().position(|b| b.log_text().contains(LEADS)).unwrap();
+    let survivor = 1 - leader;
+
+    // Deployed through the backend about to die: 10 PCs now, 40 more after 8 s.
+    let pcs = |range: std::ops::Range<usize>| {
+        range.map(|i| kanade_sim::agent_id("sim", i).to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let yaml = format!(
+        "id: across\nversion: '1'\nexecute: {{ shell: sh, script: 'true' }}\nrollout: {{ waves: [{{ pcs: [{}] }}, {{ pcs: [{}], delay: 8s }}] }}\n",
+        pcs(0..10),
+        pcs(10..50)
+    );
+    let port = backends[leader].port;
+    let (status, body) = call(
+        port,
+        "POST",
+        "/api/auth/login",
+        &format!(r#"{{"name":"admin","password":"{ADMIN_PASSWORD}"}}"#),
+        None,
+    );
+    assert_eq!(status, 200, "login: {body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, body) = call(port, "POST", "/api/deploy", &yaml, Some(&token));
+    assert_eq!(status, 201, "deploy: {body}");
+    let exec = body["exec_id"].as_str().unwrap().to_owned();
+    let rows = || count_of(&format!("SELECT COUNT(*) FROM execution_results WHERE exec_id = '{exec}'"));
+
+    kanade_testkit::wait_until("the first wave's results", Duration::from_secs(60), || rows() >= 10);
+    backends[leader].kill();
+    let at_kill = rows();
+    assert!(at_kill < 50, "every result was in before the kill ({at_kill}); the test proves nothing");
+
+    // The survivor takes the leases after their TTL, sends the second wave if it was not out
+    // yet, and projects the rest from the ack floor; it serves the same session.
+    kanade_testkit::wait_until("the survivor to project all 50 results", Duration::from_secs(120), || {
+        rows() >= 50
+    });
+    assert!(backends[survivor].log_text().contains(LEADS), "the survivor never took over");
+    let path = format!("/api/executions/{exec}");
+    kanade_testkit::wait_until("the execution to complete", Duration::from_secs(30), || {
+        call(backends[survivor].port, "GET", &path, "", Some(&token)).1["execution"]["status"] == "completed"
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rows(), 50, "a result was projected twice or lost");
+    let (_, body) = call(backends[survivor].port, "GET", &path, "", Some(&token));
+    let e = &body["execution"];
+    assert_eq!((e["target_count"].as_i64(), e["succeeded"].as_i64()), (Some(50), Some(50)), "{body:#}");
+    assert_eq!((runs.total(), runs.doubles()), (50, 0), "each PC runs once");
+}

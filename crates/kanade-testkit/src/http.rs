@@ -13,13 +13,26 @@ pub fn request(
     body: &[u8],
     content_type: &str,
 ) -> Result<(u16, Vec<u8>), String> {
+    request_as(port, method, path, body, content_type, None)
+}
+
+/// [`request`] with `Authorization: Bearer <token>` when a token is given.
+pub fn request_as(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    content_type: &str,
+    token: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        body.len(),
+        token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default(),
     );
     stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).map_err(|e| e.to_string())?;
     // Read the head, then exactly the body: a server may keep the connection open.

@@ -9,7 +9,10 @@ pub struct BackendProcess {
     child: Child,
     pub config: PathBuf,
     pub db: PathBuf,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
     logs: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl BackendProcess {
@@ -24,20 +27,36 @@ impl BackendProcess {
         Self::start_with(dir, nats_url, &format!("url = {url:?}"), PathBuf::new())
     }
 
+    /// [`start_postgres`](Self::start_postgres) with these environment variables.
+    pub fn start_postgres_env(dir: &Path, nats_url: &str, url: &str, env: &[(&str, &str)]) -> Self {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::start_with_env(dir, nats_url, &format!("url = {url:?}"), PathBuf::new(), env)
+    }
+
     fn start_with(dir: &Path, nats_url: &str, db_line: &str, db: PathBuf) -> Self {
+        Self::start_with_env(dir, nats_url, db_line, db, Vec::new())
+    }
+
+    fn start_with_env(
+        dir: &Path,
+        nats_url: &str,
+        db_line: &str,
+        db: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        let port = kanade_testkit::free_port().unwrap();
         let config = dir.join("backend.toml");
         std::fs::write(
             &config,
             format!(
                 "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\n[db]\n{db_line}\n[log]\npath = {logs:?}\n",
-                port = kanade_testkit::free_port().unwrap(),
                 data = dir,
                 logs = dir.join("logs"),
             ),
         )
         .unwrap();
-        Self { child: spawn(&config), config, db, logs: dir.join("logs") }
+        Self { child: spawn(&config, &env), config, db, port, logs: dir.join("logs"), env }
     }
 
     /// Everything the backend logged so far.
@@ -52,7 +71,7 @@ impl BackendProcess {
     /// Start the binary again on the same config (after `kill`).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.config);
+        self.child = spawn(&self.config, &self.env);
     }
 
     pub fn pid(&self) -> u32 {
@@ -65,10 +84,11 @@ impl BackendProcess {
     }
 }
 
-fn spawn(config: &Path) -> Child {
+fn spawn(config: &Path, env: &[(String, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
         .arg("--config")
         .arg(config)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
