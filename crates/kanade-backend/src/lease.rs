@@ -4,11 +4,82 @@
 //! The bucket's max age (30 s) is the lease TTL; the holder rewrites the key every `TTL / 3`
 //! with a compare-and-set on its revision, and stops calling itself leader as soon as one
 //! renewal fails, well before the key expires and another backend can take it.
+//!
+//! A holder that freezes (a paused VM, a stopped process) cannot see its renewals fail, so each
+//! term also carries the instant it ends on this backend's clock: the key cannot expire on the
+//! broker before then, and every duty asks [`Leadership::term`] right before it acts. Writes to
+//! a shared database are fenced besides (`db::fence`): a check and a write are never atomic.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv::Store};
 use tokio::sync::watch;
+
+use crate::db::fence::Fence;
+
+/// One term of a lease on this backend: the revision it was taken with (revisions only grow,
+/// so a later holder's is higher) and when it ends unless renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Term {
+    pub revision: u64,
+    pub valid_until: Instant,
+}
+
+/// Pure: a write sent at `sent` that the broker stored is stored at or after `sent`, so the key
+/// lives at least until `sent + ttl` on the broker's clock. The margin covers clocks that run
+/// at slightly different rates.
+pub fn term_end(sent: Instant, ttl: Duration) -> Instant {
+    sent + ttl - ttl / 10
+}
+
+/// Whether this backend holds a lease right now.
+#[derive(Clone)]
+pub struct Leadership {
+    key: String,
+    rx: watch::Receiver<Option<Term>>,
+}
+
+impl Leadership {
+    pub fn new(key: String) -> (watch::Sender<Option<Term>>, Self) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Self { key, rx })
+    }
+
+    /// The current term, unless it ended (also when the campaign has not noticed yet).
+    pub fn term(&self) -> Option<Term> {
+        (*self.rx.borrow()).filter(|t| Instant::now() < t.valid_until)
+    }
+
+    pub fn leads(&self) -> bool {
+        self.term().is_some()
+    }
+
+    /// The current term as a database fence.
+    pub fn fence(&self) -> Option<Fence> {
+        self.term().map(|t| Fence { lease: self.key.clone(), revision: t.revision as i64 })
+    }
+
+    /// Until the campaign reports a change (or ends: `false`).
+    pub async fn changed(&mut self) -> bool {
+        self.rx.changed().await.is_ok()
+    }
+
+    /// Until the campaign says this backend leads (`false` when the campaign ended).
+    pub async fn until_leading(&mut self) -> bool {
+        self.rx.wait_for(|t| t.is_some()).await.is_ok()
+    }
+
+    /// Until the campaign says this backend does not lead, or its term ends unrenewed.
+    pub async fn until_not_leading(&mut self) {
+        loop {
+            let Some(term) = *self.rx.borrow_and_update() else { return };
+            tokio::select! {
+                () = tokio::time::sleep_until(term.valid_until.into()) => return,
+                changed = self.rx.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}
 
 /// The key of the broker-wide duties (schedules, waves, expiry).
 pub const DUTIES: &str = "leader";
@@ -32,7 +103,7 @@ pub async fn lead(
     js: jetstream::Context,
     key: String,
     instance: String,
-    is_leader: watch::Sender<bool>,
+    is_leader: watch::Sender<Option<Term>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let kv = loop {
@@ -59,17 +130,19 @@ pub fn renew_every(ttl: Duration) -> Duration {
 /// A candidate tries often: the takeover delay after a leader dies is the TTL plus this.
 const CANDIDATE_RETRY: Duration = Duration::from_secs(1);
 
-/// Campaign until `stop`: `is_leader` says whether this instance may fire right now.
+/// Campaign until `stop`: `is_leader` carries this instance's current term, if any.
 pub async fn campaign(
     kv: Store,
     key: &str,
     instance: String,
     ttl: Duration,
-    is_leader: watch::Sender<bool>,
+    is_leader: watch::Sender<Option<Term>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut revision: Option<u64> = None;
+    let mut term: Option<Term> = None;
     loop {
+        let sent = Instant::now();
         let attempt = match revision {
             Some(rev) => kv.update(key, instance.clone().into(), rev).await.map_err(|e| e.to_string()),
             None => kv.create(key, instance.clone().into()).await.map_err(|e| e.to_string()),
@@ -84,6 +157,12 @@ pub async fn campaign(
                 _ => None,
             },
         };
+        term = match (revision, term) {
+            (None, _) => None,
+            // A renewal extends the term it renews; a new term starts at the revision taken.
+            (Some(_), Some(t)) if was => Some(Term { valid_until: term_end(sent, ttl), ..t }),
+            (Some(rev), _) => Some(Term { revision: rev, valid_until: term_end(sent, ttl) }),
+        };
         if revision.is_some() != was {
             if revision.is_some() {
                 tracing::info!(instance, lease = key, "this backend now leads");
@@ -91,7 +170,7 @@ pub async fn campaign(
                 tracing::warn!(instance, lease = key, "leadership lost; another backend leads");
             }
         }
-        is_leader.send_replace(revision.is_some());
+        is_leader.send_replace(term);
         let wait = if revision.is_some() { renew_every(ttl) } else { CANDIDATE_RETRY };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -100,9 +179,39 @@ pub async fn campaign(
     }
     // Hand over at once on a clean stop instead of making the others wait out the TTL.
     if let Some(rev) = revision {
-        is_leader.send_replace(false);
+        is_leader.send_replace(None);
         if let Err(e) = kv.delete_expect_revision(key, Some(rev)).await {
             tracing::warn!(error = %e, "cannot release the leader lease; it expires on its own");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_term_ends_before_the_broker_can_expire_its_key() {
+        let sent = Instant::now();
+        for ttl in [Duration::from_secs(30), Duration::from_secs(3), Duration::from_millis(300)] {
+            let end = term_end(sent, ttl);
+            assert!(end < sent + ttl, "{ttl:?}");
+            // A renewal every TTL / 3 keeps the term alive with two renewals to spare.
+            assert!(end > sent + renew_every(ttl) * 2, "{ttl:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_term_that_ends_unrenewed_is_no_longer_leading() {
+        let (tx, mut l) = Leadership::new("k".into());
+        assert!(!l.leads());
+        let valid_until = Instant::now() + Duration::from_millis(200);
+        tx.send_replace(Some(Term { revision: 7, valid_until }));
+        assert_eq!(l.fence(), Some(Fence { lease: "k".into(), revision: 7 }));
+        // The campaign never said otherwise: the term's end alone stops it.
+        tokio::time::timeout(Duration::from_secs(5), l.until_not_leading()).await.unwrap();
+        assert!(Instant::now() >= valid_until);
+        assert!(!l.leads());
+        assert_eq!(l.fence(), None);
     }
 }

@@ -466,7 +466,7 @@ async fn run(
         .with_start_within(config.exec.start_within.get());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     confirm_when_healthy(&state, config.data_dir.clone());
-    let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx);
+    let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx).await;
     let app = http::app(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(quit(stop))

@@ -17,30 +17,38 @@ use tokio::task::JoinSet;
 
 use crate::cleanup::{self, Cleanup};
 use crate::http::AppState;
+use crate::lease::{self, Leadership};
 use crate::pipeline::rollout;
 use crate::projector::{self, Kind, Projectors};
 
-pub fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver<bool>) -> JoinSet<()> {
+pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let instance = crate::lease::instance_name();
-    let (leader_tx, is_leader) = watch::channel(false);
-    let duties = crate::lease::DUTIES.to_owned();
-    tasks.spawn(crate::lease::lead(state.js.clone(), duties, instance.clone(), leader_tx, stop.clone()));
+    let (leader_tx, is_leader) = Leadership::new(lease::DUTIES.to_owned());
+    let duties = lease::DUTIES.to_owned();
+    tasks.spawn(lease::lead(state.js.clone(), duties, instance.clone(), leader_tx, stop.clone()));
     let shared = state.db.shared();
     // A shared projection has a lease of its own: its projectors run on one of its backends.
-    let (projecting_tx, projecting) = watch::channel(false);
+    let mut projecting = None;
     if shared {
         tasks.spawn(state.bus.clone().relay(state.nats.clone(), stop.clone()));
-        let (db, js, instance, stop) = (state.db.clone(), state.js.clone(), instance.clone(), stop.clone());
-        tasks.spawn(async move {
-            match db.projection_name().await {
-                Ok(name) => {
-                    let key = crate::lease::projection_key(&name.id);
-                    crate::lease::lead(js, key, instance, projecting_tx, stop).await;
-                }
-                Err(e) => tracing::error!(error = %e, "cannot read the projection's name; this backend will not project"),
+        match state.db.projection_name().await {
+            Ok(name) => {
+                let key = lease::projection_key(&name.id);
+                let (projecting_tx, gate) = Leadership::new(key.clone());
+                projecting = Some(gate);
+                tasks.spawn(lease::lead(
+                    state.js.clone(),
+                    key,
+                    instance.clone(),
+                    projecting_tx,
+                    stop.clone(),
+                ));
             }
-        });
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the projection's name; this backend will not project")
+            }
+        }
     }
     let projectors = Arc::new(Projectors {
         db: state.db.clone(),
@@ -49,8 +57,10 @@ pub fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver
         bus: state.bus.clone(),
     });
     for kind in Kind::ALL {
-        let gate = shared.then(|| projecting.clone());
-        tasks.spawn(projector::supervise(projectors.clone(), kind, gate, stop.clone()));
+        if shared && projecting.is_none() {
+            break;
+        }
+        tasks.spawn(projector::supervise(projectors.clone(), kind, projecting.clone(), stop.clone()));
     }
     tasks.spawn(projector::heartbeat_projector(projectors, state.nats.clone(), stop.clone()));
     tasks.spawn(rollout::dispatcher(state.pipeline.clone(), is_leader.clone(), stop.clone()));

@@ -13,6 +13,7 @@ use crate::db::maintenance::Pruned;
 use crate::db::projection::{Ended, ExecStep};
 use crate::db::{Db, now_ms};
 use crate::events::Bus;
+use crate::lease::Leadership;
 use crate::pipeline::{ExecError, audit};
 
 const EVERY: Duration = Duration::from_secs(300);
@@ -34,11 +35,11 @@ pub struct Pass {
 
 /// Passes at start and every few minutes. Only the leader expires (once across backends); each
 /// backend prunes its own database, and with a shared one only the leader does.
-pub async fn worker(c: Cleanup, mut is_leader: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
+pub async fn worker(c: Cleanup, mut is_leader: Leadership, mut stop: watch::Receiver<bool>) {
     // The first pass waits for the campaign's first answer, so a lone backend expires at start.
     let _ = tokio::time::timeout(Duration::from_secs(5), is_leader.changed()).await;
     loop {
-        let leader = *is_leader.borrow();
+        let leader = is_leader.leads();
         let pass =
             if leader || !c.db.shared() { run_pass(&c, now_ms(), leader).await } else { Ok(Pass::default()) };
         match pass {

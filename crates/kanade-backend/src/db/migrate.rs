@@ -38,6 +38,11 @@ const SQLITE: &[Migration] = &[
         name: "backend_secrets",
         sql: include_str!("migrations/sqlite/0007_backend_secrets.sql"),
     },
+    Migration {
+        version: 8,
+        name: "lease_fences",
+        sql: include_str!("migrations/sqlite/0008_lease_fences.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -46,6 +51,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "backend_secrets",
         sql: include_str!("migrations/postgres/0002_backend_secrets.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "lease_fences",
+        sql: include_str!("migrations/postgres/0003_lease_fences.sql"),
     },
 ];
 

@@ -4,6 +4,7 @@
 //! [`sql::Sql`]; the engines differ only in how a statement reaches the database.
 
 pub mod accounts;
+pub mod fence;
 pub mod maintenance;
 mod migrate;
 pub mod overview;
@@ -22,6 +23,7 @@ use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedE
 use kanade_shared::{ExecId, JobId, PcId, ResultId};
 
 use crate::fleet::KnownAgent;
+use fence::Fence;
 use postgres::{PgSql, Postgres};
 use sqlite::Sqlite;
 
@@ -39,6 +41,10 @@ pub enum DbError {
     Task(String),
     #[error("{0}")]
     Migration(String),
+    #[error(
+        "lease {lease}: this backend's term (revision {mine}) ended and a newer one (revision {newest}) has written; nothing was written"
+    )]
+    Fenced { lease: String, mine: i64, newest: i64 },
 }
 
 /// What Postgres said, not only "db error".
@@ -158,20 +164,52 @@ impl Db {
         write!(self, |s| projection::wipe(s))
     }
 
-    pub async fn apply_results(&self, items: Vec<ExecResult>, now: i64) -> Result<(), DbError> {
-        write!(self, |s| projection::apply_results(s, &items, now))
+    pub async fn apply_results(
+        &self,
+        items: Vec<ExecResult>,
+        now: i64,
+        fence: Option<Fence>,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            fence::check(s, fence.as_ref()).await?;
+            projection::apply_results(s, &items, now).await
+        })
     }
 
-    pub async fn apply_started(&self, items: Vec<StartedEvent>, now: i64) -> Result<(), DbError> {
-        write!(self, |s| projection::apply_started(s, &items, now))
+    pub async fn apply_started(
+        &self,
+        items: Vec<StartedEvent>,
+        now: i64,
+        fence: Option<Fence>,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            fence::check(s, fence.as_ref()).await?;
+            projection::apply_started(s, &items, now).await
+        })
     }
 
-    pub async fn apply_audit(&self, items: Vec<AuditEvent>, now: i64) -> Result<(), DbError> {
-        write!(self, |s| projection::apply_audit(s, &items, now))
+    pub async fn apply_audit(
+        &self,
+        items: Vec<AuditEvent>,
+        now: i64,
+        fence: Option<Fence>,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            fence::check(s, fence.as_ref()).await?;
+            projection::apply_audit(s, &items, now).await
+        })
     }
 
-    pub async fn apply_inventory(&self, items: Vec<Inventory>) -> Result<(), DbError> {
-        write!(self, |s| projection::apply_inventory(s, &items))
+    pub async fn apply_inventory(&self, items: Vec<Inventory>, fence: Option<Fence>) -> Result<(), DbError> {
+        write!(self, |s| async {
+            fence::check(s, fence.as_ref()).await?;
+            projection::apply_inventory(s, &items).await
+        })
+    }
+
+    /// Record a lease term as the newest to write here; whether it is (see [`fence::claim`]).
+    pub async fn claim_fence(&self, f: Fence) -> Result<bool, DbError> {
+        write!(self, |s| fence::claim(s, &f))
     }
 
     pub async fn apply_heartbeats(&self, beats: Vec<Heartbeat>, now: i64) -> Result<(), DbError> {

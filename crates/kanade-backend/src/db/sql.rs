@@ -192,6 +192,15 @@ impl Dialect {
         }
     }
 
+    /// The tail of a `SELECT` that keeps its rows from changing until the transaction ends
+    /// (SQLite's one writer already does).
+    pub fn for_share(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR SHARE",
+        }
+    }
+
     /// `needle` occurs in `haystack`, ignoring ASCII case.
     pub fn contains_ci(self, haystack: &str, needle: &str) -> String {
         match self {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::{ExecError, Pipeline, Stored, audit, plan, publish_commands};
 use crate::db::projection::{Ended, ExecStep};
 use crate::db::{now_ms, queries};
+use crate::lease::Leadership;
 
 const TICK: Duration = Duration::from_secs(1);
 
@@ -23,10 +24,11 @@ pub fn should_abort(max_failure_ratio: Option<f64>, failures: i64, reported: i64
 }
 
 /// Publish due waves while `is_leader` (one backend publishes each wave).
-pub async fn dispatcher(p: Pipeline, is_leader: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
+pub async fn dispatcher(p: Pipeline, is_leader: Leadership, mut stop: watch::Receiver<bool>) {
     loop {
-        let leader = *is_leader.borrow();
-        if leader && let Err(e) = tick(&p).await {
+        if is_leader.leads()
+            && let Err(e) = tick(&p, &is_leader).await
+        {
             tracing::warn!(error = %e, "rollout dispatcher tick failed; retrying");
         }
         tokio::select! {
@@ -39,9 +41,13 @@ pub async fn dispatcher(p: Pipeline, is_leader: watch::Receiver<bool>, mut stop:
 /// Every due wave, each on its own: one that can never be published (an unreadable plan or
 /// target) aborts its own execution with the reason and the others go on; a broker failure is
 /// retried at the next tick.
-async fn tick(p: &Pipeline) -> Result<(), ExecError> {
+async fn tick(p: &Pipeline, is_leader: &Leadership) -> Result<(), ExecError> {
     let now = now_ms();
     for due in p.db.due_waves(now).await? {
+        // Asked before each wave: a backend that froze mid-tick publishes nothing more.
+        if !is_leader.leads() {
+            break;
+        }
         let (exec_id, wave) = (due.exec_id, due.wave);
         match one_wave(p, due, now).await {
             Ok(()) => {}

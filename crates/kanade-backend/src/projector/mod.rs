@@ -20,9 +20,11 @@ use tokio::sync::watch;
 
 pub use heartbeats::heartbeat_projector;
 
+use crate::db::fence::Fence;
 use crate::db::projection::ProjectionName;
 use crate::db::{Db, now_ms};
 use crate::events::Bus;
+use crate::lease::Leadership;
 
 const BATCH: usize = 5000;
 
@@ -103,23 +105,40 @@ mod tests {
 }
 
 /// Run one projector until shutdown; with a `gate` (a shared projection), only while it says
-/// this backend leads.
+/// this backend leads, each term's writes fenced against a later term's.
 pub async fn supervise(
     p: Arc<Projectors>,
     kind: Kind,
-    gate: Option<watch::Receiver<bool>>,
+    gate: Option<Leadership>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(mut gate) = gate else { return keep_running(p, kind, stop).await };
+    let Some(mut gate) = gate else { return keep_running(p, kind, None, stop).await };
     loop {
         tokio::select! {
-            led = gate.wait_for(|l| *l) => if led.is_err() { return },
+            led = gate.until_leading() => if !led { return },
             _ = stop.wait_for(|s| *s) => return,
+        }
+        let claimed = match gate.fence() {
+            Some(fence) => p.db.claim_fence(fence).await,
+            None => Ok(false),
+        };
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => {
+                // The term ended before it was claimed, or a later term already wrote.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(stream = kind.stream(), error = %e, "cannot claim the projection's fence; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         }
         tracing::info!(stream = kind.stream(), "leading: projecting the shared projection");
         tokio::select! {
-            () = keep_running(p.clone(), kind, stop.clone()) => return,
-            _ = gate.wait_for(|l| !*l) => {
+            () = keep_running(p.clone(), kind, Some(gate.clone()), stop.clone()) => return,
+            () = gate.until_not_leading() => {
                 tracing::info!(stream = kind.stream(), "no longer leading: projector stopped");
             }
         }
@@ -127,11 +146,16 @@ pub async fn supervise(
 }
 
 /// Run one projector until shutdown, restarting it with backoff when it fails.
-async fn keep_running(p: Arc<Projectors>, kind: Kind, mut stop: watch::Receiver<bool>) {
+async fn keep_running(
+    p: Arc<Projectors>,
+    kind: Kind,
+    gate: Option<Leadership>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let result = tokio::select! {
-            r = run(&p, kind) => r,
+            r = run(&p, kind, gate.as_ref()) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         if let Err(e) = result {
@@ -145,7 +169,7 @@ async fn keep_running(p: Arc<Projectors>, kind: Kind, mut stop: watch::Receiver<
     }
 }
 
-async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
+async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::Result<()> {
     let name = p.db.projection_name().await?;
     let stream =
         p.js.get_stream(kind.stream()).await.map_err(|e| anyhow::anyhow!("{}: {e}", kind.stream()))?;
@@ -189,7 +213,15 @@ async fn run(p: &Projectors, kind: Kind) -> anyhow::Result<()> {
             let count = batch.messages.len() as u64;
             let malformed = batch.malformed;
             let forged = batch.forged;
-            write(p, batch.decoded).await?;
+            // Checked again as late as possible: a backend that froze past its term writes
+            // nothing when it wakes (the fence catches what slips between check and write).
+            let fence = match gate {
+                Some(g) => Some(g.fence().ok_or_else(|| {
+                    anyhow::anyhow!("the projection lease ended before this batch was written")
+                })?),
+                None => None,
+            };
+            write(p, batch.decoded, fence).await?;
             p.stats.projected[i].fetch_add(count - malformed - forged, Ordering::Relaxed);
             p.stats.malformed[i].fetch_add(malformed, Ordering::Relaxed);
             p.stats.batches[i].fetch_add(1, Ordering::Relaxed);
@@ -351,13 +383,13 @@ async fn name_adhoc_runs(
 }
 
 /// Write one decoded batch in one transaction.
-async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
+async fn write(p: &Projectors, decoded: Decoded, fence: Option<Fence>) -> anyhow::Result<()> {
     let now = now_ms();
     match decoded {
         Decoded::Results(items) => {
             let events: Vec<_> = items.iter().map(|r| (r.exec_id, r.pc_id.clone(), r.status)).collect();
             let adhoc = adhoc_runs(items.iter().map(|r| (r.exec_id, &r.pc_id, &r.job_id)));
-            p.db.apply_results(items, now).await?;
+            p.db.apply_results(items, now, fence).await?;
             name_adhoc_runs(p, adhoc).await;
             for (exec_id, pc, status) in events {
                 p.bus.result(exec_id, pc, status);
@@ -369,12 +401,12 @@ async fn write(p: &Projectors, decoded: Decoded) -> anyhow::Result<()> {
             started.sort_unstable();
             started.dedup();
             let adhoc = adhoc_runs(items.iter().map(|e| (e.exec_id, &e.pc_id, &e.job_id)));
-            p.db.apply_started(items, now).await?;
+            p.db.apply_started(items, now, fence).await?;
             name_adhoc_runs(p, adhoc).await;
             started.into_iter().for_each(|exec_id| p.bus.execution(exec_id));
         }
-        Decoded::Audit(items) => p.db.apply_audit(items, now).await?,
-        Decoded::Inventory(items) => p.db.apply_inventory(items).await?,
+        Decoded::Audit(items) => p.db.apply_audit(items, now, fence).await?,
+        Decoded::Inventory(items) => p.db.apply_inventory(items, fence).await?,
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ use kanade_shared::wire::Retry;
 use tokio::sync::watch;
 
 use crate::db::now_ms;
+use crate::lease::Leadership;
 use crate::pipeline::{ExecError, Origin, Pipeline, audit, catalog, plan};
 use policy::Decision;
 pub use store::Schedules;
@@ -35,7 +36,7 @@ pub struct Scheduler {
     /// Names this backend in the lease and the logs.
     pub instance: String,
     /// Whether this backend holds the lease right now.
-    pub is_leader: watch::Receiver<bool>,
+    pub is_leader: Leadership,
 }
 
 /// Follow the schedules and fire due ticks while `is_leader`.
@@ -43,7 +44,7 @@ pub async fn run(
     pipeline: Pipeline,
     schedules: Schedules,
     instance: String,
-    is_leader: watch::Receiver<bool>,
+    is_leader: Leadership,
     mut stop: watch::Receiver<bool>,
 ) {
     let sched_kv = loop {
@@ -69,7 +70,7 @@ async fn ticker(s: &Scheduler, stop: &mut watch::Receiver<bool>) {
     let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
         let now = now_ms();
-        let leader = *s.is_leader.borrow();
+        let leader = s.is_leader.leads();
         let snapshot = s.schedules.snapshot();
         let known: HashSet<String> = snapshot.iter().map(|x| x.id.to_string()).collect();
         cursors.retain(|id, _| known.contains(id));
@@ -102,6 +103,10 @@ async fn ticker(s: &Scheduler, stop: &mut watch::Receiver<bool>) {
             *cursor = tick;
             if missed > 0 {
                 tracing::warn!(schedule = id, missed, "ticks missed; firing the latest only");
+            }
+            // Asked again after the awaits above: a backend that froze meanwhile fires nothing.
+            if !s.is_leader.leads() {
+                continue;
             }
             if !busy.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
                 tracing::info!(schedule = id, "previous tick still running; this tick is skipped");

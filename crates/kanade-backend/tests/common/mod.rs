@@ -45,7 +45,7 @@ pub async fn backend_and_agent(
     let db = test_db(dir).await;
     let state = AppState::new(client, db, kanade_backend::auth::Auth::disabled());
     let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).await.detach_all();
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     (Client(http::app(state)), stop)
 }
@@ -165,7 +165,7 @@ async fn build(
         state = state.with_signer(key);
     }
     let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).await.detach_all();
     let app = http::app(state.clone());
     let agents_stop = watch::channel(false).0;
     let s = Stack { server, dir, app, state, stop, agents_stop, trusted: Default::default() };
@@ -283,19 +283,19 @@ pub async fn wipe_and_restart(s: &Stack) -> watch::Sender<bool> {
         let (_, v) = s.get(path).await;
         assert_eq!(v["items"].as_array().map(Vec::len), Some(0), "{path} right after the wipe: {v}");
     }
-    start_workers(s)
+    start_workers(s).await
 }
 
 /// Stop the stack's workers and start a fresh set on the same database: a backend restart.
 pub async fn restart(s: &Stack) -> watch::Sender<bool> {
     let _ = s.stop.send(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    start_workers(s)
+    start_workers(s).await
 }
 
-fn start_workers(s: &Stack) -> watch::Sender<bool> {
+async fn start_workers(s: &Stack) -> watch::Sender<bool> {
     let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&s.state, Default::default(), stop_rx).detach_all();
+    kanade_backend::workers::spawn(&s.state, Default::default(), stop_rx).await.detach_all();
     stop
 }
 

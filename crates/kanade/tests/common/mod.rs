@@ -45,7 +45,7 @@ pub async fn backend_with(dir: &std::path::Path, auth: Auth) -> Backend {
     let db = Db::open(&dir.join("backend.db")).unwrap();
     let state = AppState::new(client, db.clone(), auth);
     let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).detach_all();
+    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).await.detach_all();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, http::app(state)).await });

@@ -106,8 +106,8 @@ async fn fresh(exec: ExecId) -> Vec<(Option<tempfile::TempDir>, Db)> {
 async fn apply(db: &Db, batch: Vec<Msg>) {
     for m in batch {
         match m {
-            Msg::Started(e) => db.apply_started(vec![e], NOW).await.unwrap(),
-            Msg::Result(r) => db.apply_results(vec![r], NOW).await.unwrap(),
+            Msg::Started(e) => db.apply_started(vec![e], NOW, None).await.unwrap(),
+            Msg::Result(r) => db.apply_results(vec![r], NOW, None).await.unwrap(),
         }
     }
 }
@@ -265,4 +265,28 @@ async fn backends_starting_together_on_one_postgres_both_open_it() {
     let first = a.shared_secret("jwt".into(), "a".repeat(64)).await.unwrap();
     let second = b.shared_secret("jwt".into(), "b".repeat(64)).await.unwrap();
     assert_eq!((first.as_str(), second.as_str()), ("a".repeat(64).as_str(), "a".repeat(64).as_str()));
+}
+
+#[tokio::test]
+async fn a_term_fenced_off_by_a_later_one_writes_nothing() {
+    use crate::db::DbError;
+    use crate::db::fence::Fence;
+    let exec = ExecId::new();
+    let term = |revision| Some(Fence { lease: "projection-x".into(), revision });
+    let Msg::Result(a) = result(exec, "PC-A", ExecStatus::Succeeded) else { unreachable!() };
+    let Msg::Result(b) = result(exec, "PC-B", ExecStatus::Failed) else { unreachable!() };
+    for (_dir, db) in fresh(exec).await {
+        assert!(db.claim_fence(term(5).unwrap()).await.unwrap());
+        // Several projectors of one term each claim it.
+        assert!(db.claim_fence(term(5).unwrap()).await.unwrap());
+        db.apply_results(vec![a.clone()], NOW, term(5)).await.unwrap();
+        // A later holder took the lease and claimed it: the old term, waking up, writes nothing.
+        assert!(db.claim_fence(term(9).unwrap()).await.unwrap());
+        let e = db.apply_results(vec![b.clone()], NOW, term(5)).await.unwrap_err();
+        assert!(matches!(e, DbError::Fenced { mine: 5, newest: 9, .. }), "{e}");
+        assert_eq!(snapshot(&db, exec).await.1, ("running".into(), 1, 0, 0, 2), "{}", db.engine_name());
+        assert!(!db.claim_fence(term(5).unwrap()).await.unwrap(), "an old term cannot claim back");
+        db.apply_results(vec![b.clone()], NOW, term(9)).await.unwrap();
+        assert_eq!(snapshot(&db, exec).await.1, ("failed".into(), 1, 1, 0, 2), "{}", db.engine_name());
+    }
 }
