@@ -241,6 +241,30 @@ async fn a_result_naming_another_pc_than_its_subject_is_dropped_and_counted() {
 }
 
 #[tokio::test]
+async fn a_result_the_database_refuses_is_skipped_and_the_results_around_it_are_projected() {
+    let s = stack(&[]).await;
+    // A row the database will not take, whatever the engine: its own refusal, not ours.
+    common::raw_sql(
+        s.dir.path(),
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON execution_results WHEN NEW.stdout = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+        "ALTER TABLE execution_results ADD CONSTRAINT refuse_poison CHECK (stdout <> 'poison')",
+    );
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    // Published together, so the refused one shares its batch with others.
+    let exec =
+        common::flood_with(&js, 40, |i| if i == 17 { "poison".into() } else { format!("ok {i}") }).await;
+    let body = s.wait_status(&exec.to_string(), "completed").await;
+    let e = &body["execution"];
+    assert_eq!((e["succeeded"].as_i64(), e["target_count"].as_i64()), (Some(39), Some(39)), "{body:#}");
+    let (_, metrics) = s.get_text("/metrics").await;
+    assert!(metrics.contains("kanade_projector_refused_total{stream=\"RESULTS\"} 1\n"), "{metrics}");
+    // The stream goes on after it.
+    let later = common::flood_with(&js, 3, |_| "fine".into()).await;
+    s.wait_status(&later.to_string(), "completed").await;
+}
+
+#[tokio::test]
 async fn a_killed_rollout_never_sends_its_next_wave_and_an_absent_pc_skips_it_on_return() {
     let s = stack(&[("PC-K1", &["first"]), ("PC-K2", &["second"])]).await;
     // Wave 0 to PC-K1 and PC-AWAY (never heard from yet) by name; wave 1 three seconds in.

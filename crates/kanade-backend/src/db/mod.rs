@@ -47,6 +47,30 @@ pub enum DbError {
     Fenced { lease: String, mine: i64, newest: i64 },
 }
 
+impl DbError {
+    /// Whether the database refused a write for what it holds (a value it cannot store, a
+    /// constraint), so writing the same again fails again; not for being unreachable, busy, or
+    /// for a schema that does not fit (those pass or need an operator, and skipping would lose
+    /// every message).
+    pub fn refuses_content(&self) -> bool {
+        match self {
+            DbError::Postgres(e) => e.code().is_some_and(|c| {
+                // 22 data exception, 23 integrity constraint, 54 program limit (a value too big
+                // for an index row).
+                matches!(&c.code()[..2], "22" | "23" | "54")
+            }),
+            DbError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::ConstraintViolation
+                    | rusqlite::ErrorCode::TooBig
+                    | rusqlite::ErrorCode::TypeMismatch
+            ),
+            DbError::Sql(rusqlite::Error::ToSqlConversionFailure(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// What Postgres said, not only "db error".
 pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

@@ -128,6 +128,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         per_stream(&s.forged.count),
     );
     metric(
+        "kanade_projector_refused_total",
+        "counter",
+        "Messages skipped because the database refused what they hold (each is logged with its stream sequence).",
+        per_stream(&s.refused),
+    );
+    metric(
         "kanade_projector_batches_total",
         "counter",
         "Batches written (messages / batches = mean batch size).",

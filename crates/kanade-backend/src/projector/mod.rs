@@ -22,7 +22,7 @@ pub use heartbeats::heartbeat_projector;
 
 use crate::db::fence::Fence;
 use crate::db::projection::ProjectionName;
-use crate::db::{Db, now_ms};
+use crate::db::{Db, DbError, now_ms};
 use crate::events::Bus;
 use crate::lease::Leadership;
 
@@ -71,6 +71,8 @@ pub struct Stats {
     /// Bodies naming another PC than their subject; dropped.
     pub forged: ForgeryLog,
     pub batches: [AtomicU64; 4],
+    /// Messages the database refused for what they hold; skipped so the stream goes on.
+    pub refused: [AtomicU64; 4],
     pub lag: [AtomicU64; 4],
     pub heartbeats: AtomicU64,
 }
@@ -211,8 +213,7 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
                 p.stats.lag[i].store(info.pending, Ordering::Relaxed);
             }
             let count = batch.messages.len() as u64;
-            let malformed = batch.malformed;
-            let forged = batch.forged;
+            let (malformed, forged) = (batch.malformed, batch.forged);
             // Checked again as late as possible: a backend that froze past its term writes
             // nothing when it wakes (the fence catches what slips between check and write).
             let fence = match gate {
@@ -221,8 +222,9 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
                 })?),
                 None => None,
             };
-            write(p, batch.decoded, fence).await?;
-            p.stats.projected[i].fetch_add(count - malformed - forged, Ordering::Relaxed);
+            let refused = write_splitting(p, kind, &batch.messages, batch.decoded, fence).await?;
+            p.stats.refused[i].fetch_add(refused, Ordering::Relaxed);
+            p.stats.projected[i].fetch_add(count - malformed - forged - refused, Ordering::Relaxed);
             p.stats.malformed[i].fetch_add(malformed, Ordering::Relaxed);
             p.stats.batches[i].fetch_add(1, Ordering::Relaxed);
             if written.send(batch.messages).await.is_err() {
@@ -263,6 +265,11 @@ enum Decoded {
 /// body names another PC than its subject: broker permissions hold an agent to its own subject
 /// token, never to what it writes in a body, so the subject says who sent it.
 fn decode(kind: Kind, messages: Vec<jetstream::Message>, forged: &ForgeryLog) -> Batch {
+    let (decoded, malformed, forgeries) = decode_items(kind, &messages, forged);
+    Batch { messages, decoded, malformed, forged: forgeries }
+}
+
+fn decode_items(kind: Kind, messages: &[jetstream::Message], forged: &ForgeryLog) -> (Decoded, u64, u64) {
     fn all<T: serde::de::DeserializeOwned>(
         kind: Kind,
         messages: &[jetstream::Message],
@@ -286,25 +293,24 @@ fn decode(kind: Kind, messages: Vec<jetstream::Message>, forged: &ForgeryLog) ->
         }
         (ok, bad, forgeries)
     }
-    let (decoded, malformed, forgeries) = match kind {
+    match kind {
         Kind::Results => {
-            let (v, bad, f) = all(kind, &messages, |r: &ExecResult| Some(&r.pc_id), forged);
+            let (v, bad, f) = all(kind, messages, |r: &ExecResult| Some(&r.pc_id), forged);
             (Decoded::Results(v), bad, f)
         }
         Kind::Events => {
-            let (v, bad, f) = all(kind, &messages, |e: &StartedEvent| Some(&e.pc_id), forged);
+            let (v, bad, f) = all(kind, messages, |e: &StartedEvent| Some(&e.pc_id), forged);
             (Decoded::Events(v), bad, f)
         }
         Kind::Audit => {
-            let (v, bad, f) = all(kind, &messages, |_: &AuditEvent| None, forged);
+            let (v, bad, f) = all(kind, messages, |_: &AuditEvent| None, forged);
             (Decoded::Audit(v), bad, f)
         }
         Kind::Inventory => {
-            let (v, bad, f) = all(kind, &messages, |i: &Inventory| Some(&i.pc_id), forged);
+            let (v, bad, f) = all(kind, messages, |i: &Inventory| Some(&i.pc_id), forged);
             (Decoded::Inventory(v), bad, f)
         }
-    };
-    Batch { messages, decoded, malformed, forged: forgeries }
+    }
 }
 
 /// Pure: a body that names a PC must name the one its subject belongs to. Bodies without a PC
@@ -380,6 +386,47 @@ async fn name_adhoc_runs(
             tracing::debug!(%exec_id, error = %e, "cannot name an ad-hoc execution");
         }
     }
+}
+
+/// Write a batch; when the database refuses it for what it holds (not for being unreachable or
+/// busy), write its halves in stream order, down to the one message it refuses, which is logged
+/// with its stream sequence, counted and skipped: one bad message never stops a stream. The
+/// halves are decoded again from the messages (only on this path, so the common one copies
+/// nothing). Returns how many messages were refused.
+async fn write_splitting(
+    p: &Projectors,
+    kind: Kind,
+    messages: &[jetstream::Message],
+    decoded: Decoded,
+    fence: Option<Fence>,
+) -> anyhow::Result<u64> {
+    let mut todo = std::collections::VecDeque::from([(0..messages.len(), Some(decoded))]);
+    let mut refused = 0;
+    while let Some((range, decoded)) = todo.pop_front() {
+        // Forgeries were counted with the whole batch; a re-decode does not count them again.
+        let decoded =
+            decoded.unwrap_or_else(|| decode_items(kind, &messages[range.clone()], &ForgeryLog::default()).0);
+        let Err(e) = write(p, decoded, fence.clone()).await else { continue };
+        if !e.downcast_ref::<DbError>().is_some_and(DbError::refuses_content) {
+            return Err(e);
+        }
+        if range.len() > 1 {
+            let mid = range.start + range.len() / 2;
+            todo.push_front((mid..range.end, None));
+            todo.push_front((range.start..mid, None));
+            continue;
+        }
+        refused += 1;
+        let m = &messages[range.start];
+        tracing::error!(
+            stream = kind.stream(),
+            subject = %m.subject,
+            sequence = m.info().map(|i| i.stream_sequence).unwrap_or_default(),
+            error = %e,
+            "the database refused this message; skipped (counted in kanade_projector_refused_total, the message stays in the stream)"
+        );
+    }
+    Ok(refused)
 }
 
 /// Write one decoded batch in one transaction.

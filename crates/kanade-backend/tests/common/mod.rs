@@ -20,10 +20,26 @@ use tower::ServiceExt;
 
 /// The store these tests run on: SQLite in `dir`, or with `KANADE_TEST_DB=postgres` a fresh
 /// database of the test binary's Postgres cluster (the gate runs the suites both ways).
+/// Where [`test_db`] notes the Postgres database it made, for [`raw_sql`].
+const PG_URL_FILE: &str = "postgres-url";
+
+/// Run `sql` on the database [`test_db`] made for `dir`, behind the store's back (a test that
+/// makes the database refuse something). `sqlite` and `postgres` are the statement for each.
+pub fn raw_sql(dir: &std::path::Path, sqlite: &str, postgres: &str) {
+    match std::fs::read_to_string(dir.join(PG_URL_FILE)) {
+        Ok(url) => {
+            let db = url.rsplit('/').next().unwrap();
+            kanade_testkit::PgCluster::shared().psql(db, postgres).unwrap();
+        }
+        Err(_) => rusqlite::Connection::open(dir.join("backend.db")).unwrap().execute_batch(sqlite).unwrap(),
+    }
+}
+
 pub async fn test_db(dir: &std::path::Path) -> Db {
     match std::env::var("KANADE_TEST_DB").as_deref() {
         Ok("postgres") => {
             let url = kanade_testkit::PgCluster::shared().fresh_database();
+            std::fs::write(dir.join(PG_URL_FILE), &url).unwrap();
             Db::connect_postgres(&url).await.unwrap()
         }
         Ok("sqlite") | Err(_) => Db::open(&dir.join("backend.db")).unwrap(),
@@ -312,6 +328,15 @@ pub async fn wait_for_audit(s: &Stack, action: &str) {
 /// succeeded results for it in RESULTS, as `n` simulated agents would publish them.
 #[allow(dead_code)]
 pub async fn flood(js: &async_nats::jetstream::Context, n: usize) -> kanade_shared::ExecId {
+    flood_with(js, n, |_| String::new()).await
+}
+
+/// [`flood`] with result `i`'s stdout `stdout(i)`.
+pub async fn flood_with(
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    stdout: impl Fn(usize) -> String,
+) -> kanade_shared::ExecId {
     use kanade_shared::wire::{self, ExecResult, ExecStatus, Timestamp};
     use kanade_shared::{ExecId, PcId, RequestId, ResultId};
     let exec = ExecId::new();
@@ -349,7 +374,7 @@ pub async fn flood(js: &async_nats::jetstream::Context, n: usize) -> kanade_shar
             status: ExecStatus::Succeeded,
             skip_reason: None,
             message: None,
-            stdout: String::new(),
+            stdout: stdout(i),
             stderr: String::new(),
             truncated: false,
             started_at: None,
