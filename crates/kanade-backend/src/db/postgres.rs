@@ -292,12 +292,12 @@ impl Sql for PgSql<'_, '_> {
             })
             .collect();
         let sql = format!(
-            "INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({arrays}) AS u({cols}) {tail} RETURNING {table}.{key}",
+            "INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({arrays}) AS u({cols}) {tail} RETURNING {key}",
             table = b.table,
             cols = names.join(", "),
             arrays = arrays.join(", "),
             tail = b.tail,
-            key = names[0],
+            key = names[..b.key].iter().map(|k| format!("{}.{k}", b.table)).collect::<Vec<_>>().join(", "),
         );
         let columns: Vec<Column> = b
             .columns
@@ -310,9 +310,17 @@ impl Sql for PgSql<'_, '_> {
         let stmt = self.prepare(&sql).await?;
         let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::as_param).collect();
         let written = self.client().query(&stmt, &params).await?;
-        let keys: std::collections::HashSet<String> =
-            written.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<_, _>>()?;
-        Ok(rows.iter().map(|r| matches!(r.first(), Some(Value::Text(k)) if keys.contains(k))).collect())
+        let keys: std::collections::HashSet<Vec<String>> = written
+            .iter()
+            .map(|r| (0..b.key).map(|i| r.try_get::<_, String>(i)).collect())
+            .collect::<Result<_, _>>()?;
+        let key_of = |r: &Vec<Value>| -> Option<Vec<String>> {
+            r[..b.key]
+                .iter()
+                .map(|v| if let Value::Text(t) = v { Some(pg_text(t).into_owned()) } else { None })
+                .collect()
+        };
+        Ok(rows.iter().map(|r| key_of(r).is_some_and(|k| keys.contains(&k))).collect())
     }
 
     async fn rows(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {

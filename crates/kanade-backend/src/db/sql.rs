@@ -223,10 +223,11 @@ pub enum ColType {
 
 /// `INSERT INTO table (columns) <rows> tail`, for many rows at once; `tail` is what follows the
 /// rows (`ON CONFLICT …`, no `RETURNING`) and may name the new row as `excluded`. The first
-/// column is text and tells the rows apart.
+/// `key` columns are text and together tell the rows apart.
 pub struct BulkInsert<'a> {
     pub table: &'a str,
     pub columns: &'a [(&'a str, ColType)],
+    pub key: usize,
     pub tail: &'a str,
 }
 

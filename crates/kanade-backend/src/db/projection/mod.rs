@@ -96,18 +96,25 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
             .map(|r| r.get(0))
             .collect::<Result<_, _>>()?
     };
-    let late =
-        late.into_iter().filter(|(e, _)| known.contains(e)).map(|(e, pc)| vals![e, pc, 0i64]).collect();
-    s.insert_rows(&LATE_TARGETS, late).await?;
+    let late: Vec<(String, &str)> = late.into_iter().filter(|(e, _)| known.contains(e)).collect();
+    let rows = late.iter().map(|(e, pc)| vals![e.as_str(), *pc, 0i64]).collect();
+    let added = s.insert_rows(&LATE_TARGETS, rows).await?;
+    // Target counts are exact once an execution exists (its creation counts them) and move by
+    // the late targets that really were added, so no batch recounts a large execution's targets.
+    let mut new_targets: BTreeMap<&str, i64> = BTreeMap::new();
+    for ((exec_id, _), added) in late.iter().zip(added) {
+        *new_targets.entry(exec_id.as_str()).or_default() += i64::from(added);
+    }
     // In exec id order, so two backends' transactions lock execution rows in the same order.
-    for (exec_id, d) in deltas {
+    for (exec_id, d) in &deltas {
         // Results for an exec this backend did not create (a CLI `run`) are kept, not counted.
+        let added = new_targets.get(exec_id.as_str()).copied().unwrap_or(0);
         let Some(row) = opt_row(
             s,
             "UPDATE executions SET succeeded = succeeded + ?2, failed = failed + ?3, skipped = skipped + ?4, other = other + ?5,
-                 target_count = (SELECT COUNT(*) FROM execution_targets WHERE exec_id = ?1)
+                 target_count = target_count + ?6
              WHERE exec_id = ?1 RETURNING status, target_count, succeeded, failed, skipped, other",
-            vals![exec_id.as_str(), d.succeeded, d.failed, d.skipped, d.other],
+            vals![exec_id.as_str(), d.succeeded, d.failed, d.skipped, d.other, added],
         )
         .await?
         else {
@@ -116,7 +123,7 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         let status: String = row.get(0)?;
         let counts =
             Counts { succeeded: row.get(2)?, failed: row.get(3)?, skipped: row.get(4)?, other: row.get(5)? };
-        settle(s, &exec_id, &status, row.get(1)?, &counts, true, now_ms).await?;
+        settle(s, exec_id, &status, row.get(1)?, &counts, true, now_ms).await?;
     }
     Ok(())
 }
@@ -124,6 +131,7 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
 /// Results land as new rows, or take a `running` row's place.
 const RESULTS_UPSERT: BulkInsert<'static> = BulkInsert {
     table: "execution_results",
+    key: 1,
     columns: &[
         ("result_id", ColType::Text),
         ("exec_id", ColType::Text),
@@ -155,6 +163,7 @@ const RESULTS_UPSERT: BulkInsert<'static> = BulkInsert {
 const LATE_TARGETS: BulkInsert<'static> = BulkInsert {
     table: "execution_targets",
     columns: &[("exec_id", ColType::Text), ("pc_id", ColType::Text), ("wave", ColType::Int)],
+    key: 2,
     tail: "ON CONFLICT DO NOTHING",
 };
 
