@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectOptions, ServerAddr};
 use tokio::sync::watch;
 
 /// How to authenticate to the broker and verify it: user/password or token, and TLS (a CA to
@@ -43,6 +43,28 @@ impl BrokerAuth {
     }
 }
 
+/// The servers of a URL or a comma-separated list of them (`nats://a:4222,nats://b:4222`, the
+/// nodes of a cluster): a client connects to any and reconnects to any live one (the cluster
+/// also tells it about the others). The error names the entry that is not a NATS URL.
+pub fn servers(list: &str) -> Result<Vec<ServerAddr>, String> {
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.is_empty() {
+            return Err(format!("{list:?} has an empty entry at position {} (a stray comma?)", i + 1));
+        }
+        let scheme = ["nats://", "tls://", "ws://", "wss://"].iter().any(|s| entry.starts_with(s));
+        let addr = entry.parse::<ServerAddr>().ok().filter(|_| scheme && entry.len() > 7);
+        match addr {
+            Some(a) => out.push(a),
+            None => {
+                return Err(format!("{entry:?} is not a NATS URL (nats://host:4222 or tls://host:4222)"));
+            }
+        }
+    }
+    Ok(out)
+}
+
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -52,7 +74,11 @@ pub async fn connect_forever(url: &str, auth: &BrokerAuth, client_name: &str) ->
     let mut delay = FIRST_RETRY;
     let mut attempt = 1u64;
     loop {
-        match auth.apply(options(client_name)).connect(url).await {
+        let connected = match servers(url) {
+            Ok(addrs) => auth.apply(options(client_name)).connect(addrs).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(client) => {
                 tracing::info!(url, attempt, "connected to NATS");
                 return client;
@@ -69,21 +95,26 @@ pub async fn connect_forever(url: &str, auth: &BrokerAuth, client_name: &str) ->
 
 /// Connect once, failing fast with a message that names the URL. Used by the CLI.
 pub async fn connect_once(url: &str, auth: &BrokerAuth, client_name: &str) -> Result<Client, ConnectError> {
+    let addrs = servers(url).map_err(ConnectError::BadUrl)?;
     auth.apply(options(client_name))
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(addrs)
         .await
-        .map_err(|source| ConnectError { url: url.to_owned(), source })
+        .map_err(|source| ConnectError::Unreachable { url: url.to_owned(), source })
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot connect to NATS at {url}: {source}; is nats-server running there? (set --nats-url or KANADE_NATS_URL)"
-)]
-pub struct ConnectError {
-    pub url: String,
-    #[source]
-    pub source: async_nats::ConnectError,
+pub enum ConnectError {
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is nats-server running there? (set --nats-url or KANADE_NATS_URL)"
+    )]
+    Unreachable {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("the NATS URL {0}; set --nats-url or KANADE_NATS_URL")]
+    BadUrl(String),
 }
 
 fn options(client_name: &str) -> ConnectOptions {
@@ -151,6 +182,26 @@ impl Reconnects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_list_names_every_node_and_a_bad_entry_is_named() {
+        let ok = [
+            ("nats://127.0.0.1:4222", 1),
+            ("nats://a:4222,nats://b:4223, nats://c:4224", 3),
+            ("tls://broker.corp:4222", 1),
+        ];
+        for (list, n) in ok {
+            assert_eq!(servers(list).map(|v| v.len()), Ok(n), "{list}");
+        }
+        let bad = [
+            ("nats://a:4222,", r#""nats://a:4222," has an empty entry at position 2 (a stray comma?)"#),
+            ("nats://a:4222,b:4222", r#""b:4222" is not a NATS URL (nats://host:4222 or tls://host:4222)"#),
+            ("http://a:80", r#""http://a:80" is not a NATS URL (nats://host:4222 or tls://host:4222)"#),
+        ];
+        for (list, want) in bad {
+            assert_eq!(servers(list).map(|v| v.len()), Err(want.to_owned()), "{list}");
+        }
+    }
 
     #[tokio::test]
     async fn reconnects_skip_the_first_connection_and_keep_what_happened_meanwhile() {

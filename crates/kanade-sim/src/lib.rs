@@ -101,10 +101,11 @@ const PING_AFTER: Duration = Duration::from_secs(3);
 
 /// A connection for [`count_heartbeating`], retrying every 20 ms after an outage.
 pub async fn watcher(url: &str) -> anyhow::Result<(async_nats::Client, kanade_shared::nats::Reconnects)> {
+    let servers = kanade_shared::nats::servers(url).map_err(anyhow::Error::msg)?;
     let client = async_nats::ConnectOptions::new()
         .name("kanade-sim watcher")
         .reconnect_delay_callback(|_| Duration::from_millis(20))
-        .connect(url)
+        .connect(servers)
         .await
         .with_context(|| format!("cannot connect to {url} to count heartbeats"))?;
     let reconnects = kanade_shared::nats::Reconnects::new(kanade_shared::nats::connection_count(&client));

@@ -14,6 +14,7 @@ use kanade_sim::SimConfig;
 #[derive(Debug, Parser)]
 #[command(name = "kanade-sim", version, about = "Simulated kanade agents (real runtime, fake executor)")]
 struct Cli {
+    /// The broker, or a cluster's nodes as a comma-separated list
     #[arg(long, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
     /// How many agents

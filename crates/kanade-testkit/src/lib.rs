@@ -5,6 +5,7 @@
 //! loopback port with its own store directory, killed when the handle drops.
 
 mod browser;
+mod cluster;
 pub mod http;
 mod nats;
 mod postgres;
@@ -12,6 +13,7 @@ mod wait;
 pub mod wine;
 
 pub use browser::{Browser, Element};
+pub use cluster::NatsCluster;
 pub use nats::{NatsServer, free_port};
 pub use postgres::PgCluster;
 pub use wait::{process_running, wait_until, wait_until_async};

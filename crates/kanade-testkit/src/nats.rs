@@ -36,12 +36,18 @@ impl NatsServer {
     }
 
     fn try_start_with(extra: String) -> Result<Self, String> {
+        Self::try_start_at(free_port()?, extra)
+    }
+
+    /// Start on `port` with `extra` appended to the config (a cluster's nodes know each
+    /// other's ports before any starts).
+    pub(crate) fn try_start_at(port: u16, extra: String) -> Result<Self, String> {
         let binary = find_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("kanade-nats-")
             .tempdir()
             .map_err(|e| format!("cannot create a temp dir for nats-server: {e}"))?;
-        let mut server = Self { binary, port: free_port()?, dir, child: None, extra };
+        let mut server = Self { binary, port, dir, child: None, extra };
         server.spawn()?;
         Ok(server)
     }

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// NATS server for the direct paths (jetstream, run, kill)
+    /// NATS server for the direct paths (jetstream, run, kill); a cluster as a comma-separated list
     #[arg(
         long,
         global = true,

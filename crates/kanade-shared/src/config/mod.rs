@@ -108,9 +108,8 @@ pub(crate) struct RawLog {
 
 pub(crate) fn nats_url(raw: Option<String>, path: &str, c: &mut Collector) -> String {
     let url = raw.unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
-    let ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|s| url.starts_with(s)) && url.len() > 7;
-    if !ok {
-        c.push(path, format!("{url:?} is not a NATS URL (nats://host:4222 or tls://host:4222)"));
+    if let Err(e) = crate::nats::servers(&url) {
+        c.push(path, e);
     }
     url
 }

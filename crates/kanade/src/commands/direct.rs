@@ -45,12 +45,7 @@ fn now_ms() -> i64 {
 }
 
 async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
-    kanade_shared::nats::connect_once(&global.nats_url, &global.broker(), "kanade-cli").await.map_err(|e| {
-        anyhow!(
-            "cannot reach NATS at {} ({e}); is nats-server running? (set --nats-url or KANADE_NATS_URL)",
-            global.nats_url
-        )
-    })
+    Ok(kanade_shared::nats::connect_once(&global.nats_url, &global.broker(), "kanade-cli").await?)
 }
 
 /// Whether `pc` can be waited for: connected now (it answers a ping), or away but known (agents
