@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use kanade_agent::exec::FakeExecutor;
 use kanade_sim::SimConfig;
@@ -51,6 +52,9 @@ struct Cli {
     /// Bytes of stdout per fake run
     #[arg(long, default_value_t = 16)]
     output_bytes: usize,
+    /// Append one line `<exec> <pc>` per run here, as it starts
+    #[arg(long)]
+    run_log: Option<PathBuf>,
     /// How often to report the heartbeating count
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     report: Duration,
@@ -79,7 +83,11 @@ async fn main() -> anyhow::Result<()> {
             duration: cli.run_time,
             failure_rate: cli.failure_rate,
             output_bytes: cli.output_bytes,
-            ..Default::default()
+            runs: match &cli.run_log {
+                Some(path) => kanade_agent::exec::RunLog::to_file(path)
+                    .with_context(|| format!("cannot open the run log {}", path.display()))?,
+                None => Default::default(),
+            },
         },
     };
     let runs = config.executor.runs.clone();

@@ -19,13 +19,29 @@ pub struct FakeExecutor {
     pub runs: RunLog,
 }
 
-/// How often each (exec, pc) ran, shared by every simulated agent of a process.
+/// How often each (exec, pc) ran, shared by every simulated agent of a process; with a file,
+/// also one line `<exec> <pc>` per run, appended as the run starts, so the count survives the
+/// process being killed (a chaos test reads it).
 #[derive(Debug, Clone, Default)]
-pub struct RunLog(Arc<Mutex<HashMap<(ExecId, PcId), u32>>>);
+pub struct RunLog(Arc<Mutex<HashMap<(ExecId, PcId), u32>>>, Option<Arc<Mutex<std::fs::File>>>);
 
 impl RunLog {
+    /// A log that also appends each run to `path`.
+    pub fn to_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::options().create(true).append(true).open(path)?;
+        Ok(Self(Arc::default(), Some(Arc::new(Mutex::new(file)))))
+    }
+
     fn record(&self, exec: ExecId, pc: &PcId) {
         *self.0.lock().unwrap().entry((exec, pc.clone())).or_default() += 1;
+        if let Some(file) = &self.1 {
+            use std::io::Write;
+            // One write per line: a kill leaves whole lines behind.
+            let line = format!("{exec} {pc}\n");
+            if let Err(e) = file.lock().unwrap().write_all(line.as_bytes()) {
+                tracing::error!(error = %e, "cannot append to the run log");
+            }
+        }
     }
 
     pub fn total(&self) -> u64 {

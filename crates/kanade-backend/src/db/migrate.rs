@@ -43,6 +43,11 @@ const SQLITE: &[Migration] = &[
         name: "lease_fences",
         sql: include_str!("migrations/sqlite/0008_lease_fences.sql"),
     },
+    Migration {
+        version: 9,
+        name: "audit_outbox",
+        sql: include_str!("migrations/sqlite/0009_audit_outbox.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -56,6 +61,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "lease_fences",
         sql: include_str!("migrations/postgres/0003_lease_fences.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "audit_outbox",
+        sql: include_str!("migrations/postgres/0004_audit_outbox.sql"),
     },
 ];
 

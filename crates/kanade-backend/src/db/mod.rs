@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod fence;
 pub mod maintenance;
 mod migrate;
+pub mod outbox;
 pub mod overview;
 mod pg_tls;
 mod postgres;
@@ -252,6 +253,43 @@ impl Db {
         now: i64,
     ) -> Result<(), DbError> {
         write!(self, |s| projection::insert_created(s, &created, &created_by, now))
+    }
+
+    /// [`insert_execution`](Self::insert_execution) and its audit event in the outbox, in one
+    /// transaction.
+    pub async fn insert_execution_audited(
+        &self,
+        created: projection::ExecCreated,
+        created_by: String,
+        now: i64,
+        audit: outbox::Outgoing,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            projection::insert_created(s, &created, &created_by, now).await?;
+            outbox::put(s, &audit, now).await
+        })
+    }
+
+    /// [`ended_early`](Self::ended_early) and its audit event in the outbox, in one transaction.
+    pub async fn ended_early_audited(
+        &self,
+        step: projection::ExecStep,
+        how: projection::Ended,
+        at: i64,
+        audit: outbox::Outgoing,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            projection::ended_early(s, &step, how, at).await?;
+            outbox::put(s, &audit, at).await
+        })
+    }
+
+    pub async fn audit_sent(&self, id: String) -> Result<(), DbError> {
+        write!(self, |s| outbox::sent(s, &id))
+    }
+
+    pub async fn audit_due(&self, before_ms: i64, limit: i64) -> Result<Vec<outbox::Outgoing>, DbError> {
+        read!(self, |s| outbox::due(s, before_ms, limit))
     }
 
     pub async fn ended_early(

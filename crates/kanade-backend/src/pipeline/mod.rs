@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
+use crate::db::outbox::Outgoing;
 use crate::db::projection::{self, ExecCreated, ExecStep};
 use crate::db::{Db, DbError, now_ms};
 use crate::events::Bus;
@@ -143,34 +144,56 @@ impl Pipeline {
                 .is_adhoc()
                 .then(|| JobId::adhoc_title(template.script.as_deref().unwrap_or_default())),
         };
-        self.db.insert_execution(created.clone(), origin.actor.clone(), now).await?;
-        let t_insert = t0.elapsed();
+        // Pinned before the execution exists: a broker that does not take the pin leaves
+        // nothing behind.
         self.pin_version(manifest).await?;
         let t_pin = t0.elapsed();
-        // The audit event is sent just before the commands, on the same connection, and its ack
-        // awaited after theirs: sent after them, it reached the broker behind the whole fleet's
-        // answers and the operator waited for that (1.5 s at 10,000 agents). Its ack is still
-        // awaited before the operator is told the exec was created.
-        let audit = send_audit(
-            &self.js,
+        // The creation's audit event goes into the outbox with the execution: AUDIT gets it even
+        // if the broker is away now or this backend dies before sending it.
+        let created_event = audit_message(
             &origin.actor,
             "exec.create",
             Some(manifest.id.to_string()),
             origin.source.clone(),
             serde_json::to_value(&created).unwrap_or_default(),
-        )
-        .await?;
-        publish_commands(&self.js, self.signer.as_deref(), &template, &first).await?;
+        )?;
+        self.db
+            .insert_execution_audited(created.clone(), origin.actor.clone(), now, created_event.outgoing())
+            .await?;
+        let t_insert = t0.elapsed();
+        if let Err(e) = self.announce(created_event, &template, &first).await {
+            // The broker did not take the commands or their audit: the execution is ended with
+            // the reason instead of waiting for commands that may never have gone out.
+            let step = ExecStep {
+                exec_id: exec_id.to_string(),
+                wave: None,
+                targets: Vec::new(),
+                message: Some(format!("the broker did not take the commands: {e}")),
+            };
+            let aborted = audit_message(
+                "backend",
+                "exec.aborted",
+                Some(exec_id.to_string()),
+                None,
+                serde_json::to_value(&step).unwrap_or_default(),
+            )?;
+            let ended =
+                self.db.ended_early_audited(step, projection::Ended::Aborted, now_ms(), aborted.outgoing());
+            if let Err(db) = ended.await {
+                tracing::error!(%exec_id, error = %db, "cannot mark an execution whose commands failed as aborted");
+            }
+            return Err(ExecError::Broker(format!(
+                "{e}; execution {exec_id} is marked aborted (some PCs may have received its command and report under it)"
+            )));
+        }
         let t_publish = t0.elapsed();
-        audit.confirmed(&self.js).await?;
         tracing::debug!(
             %exec_id,
             targets = targets.len(),
             agents_ms = t_agents.as_millis(),
             inserted_ms = t_insert.as_millis(),
             pinned_ms = t_pin.as_millis(),
-            published_ms = t_publish.as_millis(),
-            audited_ms = t0.elapsed().as_millis(),
+            published_and_audited_ms = t_publish.as_millis(),
             "exec launched (cumulative step times)"
         );
         self.bus.execution(exec_id);
@@ -181,6 +204,23 @@ impl Pipeline {
             target_count: targets.len(),
             waves: later.len().max(1),
         })
+    }
+
+    /// Audit the execution's creation and publish its first wave. The audit event is sent just
+    /// before the commands, on the same connection, and its ack awaited after theirs: sent after
+    /// them, it reached the broker behind the whole fleet's answers and the operator waited for
+    /// that (1.5 s at 10,000 agents). Its ack is still awaited before the operator is told the
+    /// exec was created.
+    async fn announce(&self, created: Message, template: &Command, first: &Target) -> Result<(), ExecError> {
+        let id = created.id.clone();
+        let audit = created.send_pending(&self.js).await;
+        publish_commands(&self.js, self.signer.as_deref(), template, first).await?;
+        audit.confirmed(&self.js).await?;
+        // Sent: out of the outbox (left there, the drainer would send it again, deduplicated).
+        if let Err(e) = self.db.audit_sent(id).await {
+            tracing::warn!(error = %e, "cannot clear a sent audit event from the outbox");
+        }
+        Ok(())
     }
 
     /// Stop an execution, not only the processes running now: mark it killed (its pending waves
@@ -290,7 +330,7 @@ pub async fn publish_commands(
         let subject = subjects::command(&t, &cmd.job_id);
         let mut headers = kanade_shared::signing::signed_headers(signer, &subject, &payload, now_ms());
         headers.insert("Nats-Msg-Id", cmd.request_id.to_string().as_str());
-        let message = Message { subject, headers, payload };
+        let message = Message { id: cmd.request_id.to_string(), subject, headers, payload };
         // Sent together, acks awaited after: one round trip for a target of many subjects.
         pending.push(message.send_pending(js).await);
     }
@@ -302,13 +342,30 @@ pub async fn publish_commands(
 }
 
 /// A message for a stream, kept for its retries.
-struct Message {
+pub struct Message {
+    /// Its `Nats-Msg-Id`.
+    id: String,
     subject: String,
     headers: async_nats::HeaderMap,
     payload: bytes::Bytes,
 }
 
 impl Message {
+    fn with_id(id: String, subject: String, payload: bytes::Bytes) -> Self {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        Self { id, subject, headers, payload }
+    }
+
+    /// As the outbox keeps it (audit events are JSON).
+    pub fn outgoing(&self) -> Outgoing {
+        Outgoing {
+            id: self.id.clone(),
+            subject: self.subject.clone(),
+            payload: String::from_utf8_lossy(&self.payload).into_owned(),
+        }
+    }
+
     async fn send(&self, js: &jetstream::Context) -> Result<PublishAckFuture, PublishError> {
         js.publish_with_headers(self.subject.clone(), self.headers.clone(), self.payload.clone()).await
     }
@@ -339,8 +396,9 @@ async fn acked(sent: Result<PublishAckFuture, PublishError>) -> Result<(), Publi
     sent?.await.map(drop)
 }
 
-/// Publish attempts after the first that timed out or lost the connection.
-const PUBLISH_RETRIES: u32 = 3;
+/// How long a publish that timed out or lost the connection is retried: long enough for a
+/// cluster to elect a new stream leader after losing a node (a few seconds).
+const PUBLISH_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// After `first` failed: a lost ack does not mean a lost message (right after a broker restart
 /// the store may have it), so a timeout is retried with the same headers — the same
@@ -353,10 +411,13 @@ async fn retry_publish(
 ) -> Result<(), ExecError> {
     use jetstream::context::PublishErrorKind::{BrokenPipe, TimedOut};
     let mut last = first;
-    for attempt in 1..=PUBLISH_RETRIES {
+    let give_up = std::time::Instant::now() + PUBLISH_RETRY_FOR;
+    let mut attempt = 0;
+    while std::time::Instant::now() < give_up {
         if !matches!(last.kind(), TimedOut | BrokenPipe) {
             break;
         }
+        attempt += 1;
         tracing::warn!(subject = %message.subject, attempt, error = %last, "publish not acknowledged; retrying");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         match acked(message.send(js).await).await {
@@ -387,6 +448,17 @@ pub async fn send_audit(
     source: Option<String>,
     detail: serde_json::Value,
 ) -> Result<Pending, ExecError> {
+    Ok(audit_message(actor, action, target, source, detail)?.send_pending(js).await)
+}
+
+/// An audit event as a stream message under its own id.
+fn audit_message(
+    actor: &str,
+    action: &str,
+    target: Option<String>,
+    source: Option<String>,
+    detail: serde_json::Value,
+) -> Result<Message, ExecError> {
     let event = AuditEvent {
         schema: wire::SCHEMA,
         id: AuditId::new(),
@@ -399,8 +471,42 @@ pub async fn send_audit(
     };
     let subject = subjects::audit(action).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let payload = wire::encode(&event).map_err(|e| ExecError::Invalid(e.to_string()))?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
-    let message = Message { subject, headers, payload: payload.into() };
-    Ok(message.send_pending(js).await)
+    Ok(Message::with_id(event.id.to_string(), subject, payload.into()))
+}
+
+/// How long an audit event waits in the outbox before the drainer sends it: the request that
+/// stored it normally sends it within this and clears it.
+const OUTBOX_GRACE_MS: i64 = 10_000;
+
+/// Send what waits in the audit outbox (stored by a request that then failed, or by a backend
+/// that died before sending), oldest first, every few seconds until `stop`. Every backend
+/// drains; two that send one event are deduplicated by its id.
+pub async fn drain_outbox(js: jetstream::Context, db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match db.audit_due(now_ms() - OUTBOX_GRACE_MS, 100).await {
+            Ok(due) => {
+                for o in due {
+                    let m = Message::with_id(o.id.clone(), o.subject, o.payload.into_bytes().into());
+                    let sent = m.send_pending(&js).await.confirmed(&js).await;
+                    match sent {
+                        Ok(()) => {
+                            tracing::info!(id = o.id, "audit event from the outbox sent");
+                            if let Err(e) = db.audit_sent(o.id).await {
+                                tracing::warn!(error = %e, "cannot clear a sent audit event from the outbox");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "audit outbox: the broker did not take an event; retrying later");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the audit outbox; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(3)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }

@@ -30,16 +30,30 @@ impl BackendProcess {
     /// [`start_postgres`](Self::start_postgres) with these environment variables.
     pub fn start_postgres_env(dir: &Path, nats_url: &str, url: &str, env: &[(&str, &str)]) -> Self {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::start_with_env(dir, nats_url, &format!("url = {url:?}"), PathBuf::new(), env)
+        Self::start_with_env(dir, &format!("{nats_url:?}"), &format!("url = {url:?}"), PathBuf::new(), env)
+    }
+
+    /// On a cluster: `nats_url` lists its nodes, every stream with `replicas` replicas.
+    pub fn start_clustered(
+        dir: &Path,
+        nats_url: &str,
+        replicas: u8,
+        url: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let nats = format!("{nats_url:?}\nreplicas = {replicas}");
+        Self::start_with_env(dir, &nats, &format!("url = {url:?}"), PathBuf::new(), env)
     }
 
     fn start_with(dir: &Path, nats_url: &str, db_line: &str, db: PathBuf) -> Self {
-        Self::start_with_env(dir, nats_url, db_line, db, Vec::new())
+        Self::start_with_env(dir, &format!("{nats_url:?}"), db_line, db, Vec::new())
     }
 
+    /// `nats`: the value of `[nats] url`, and any lines to follow it.
     fn start_with_env(
         dir: &Path,
-        nats_url: &str,
+        nats: &str,
         db_line: &str,
         db: PathBuf,
         env: Vec<(String, String)>,
@@ -50,7 +64,7 @@ impl BackendProcess {
         std::fs::write(
             &config,
             format!(
-                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\n[db]\n{db_line}\n[log]\npath = {logs:?}\n",
+                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats}\n[db]\n{db_line}\n[log]\npath = {logs:?}\n",
                 data = dir,
                 logs = dir.join("logs"),
             ),
