@@ -268,10 +268,18 @@ async fn chaos_kills_agents_backends_and_broker_nodes_and_nothing_is_lost_or_run
         }
     }
     cluster.wait_whole(&js, WHOLE_WITHIN).await;
-    let port0 = backends[0].port;
-    kanade_testkit::wait_until("the schedule disabled", WHOLE_WITHIN, || {
-        api(port0, "POST", "/api/schedules/chaos-tick/disable", "{}").is_some_and(|(s, _)| s == 200)
-    });
+    let ports: Vec<u16> = backends.iter().map(|b| b.port).collect();
+    let mut answers = Vec::new();
+    let disable_by = Instant::now() + WHOLE_WITHIN;
+    loop {
+        let answer = api(ports[answers.len() % 2], "POST", "/api/schedules/chaos-tick/disable", "{}");
+        if answer.as_ref().is_some_and(|(s, _)| *s == 200) {
+            break;
+        }
+        answers.push(answer);
+        assert!(Instant::now() < disable_by, "seed {seed}: the schedule could not be disabled: {answers:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     println!(
         "chaos: faults {injected:?}; {} executions deployed, {kills} kills, {refused} calls refused or unanswered",
         deployed.len()
@@ -301,25 +309,40 @@ async fn chaos_kills_agents_backends_and_broker_nodes_and_nothing_is_lost_or_run
         }
     }
     let doubles: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
-    let rows: BTreeMap<(String, String), String> =
-        dump("SELECT exec_id, pc_id, status FROM execution_results")
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('|');
-                Some(((f.next()?.to_owned(), f.next()?.to_owned()), f.next()?.to_owned()))
-            })
-            .collect();
-    let unreported: Vec<_> =
-        runs.keys().filter(|k| rows.get(*k).is_none_or(|status| status == "running")).collect();
-    let miscounted = dump(
-        "SELECT e.exec_id || ' ' || (e.succeeded + e.failed + e.skipped + e.other) || ' vs ' || COUNT(r.result_id)
-         FROM executions e LEFT JOIN execution_results r ON r.exec_id = e.exec_id AND r.status <> 'running'
-         GROUP BY e.exec_id HAVING e.succeeded + e.failed + e.skipped + e.other <> COUNT(r.result_id)",
-    );
-    let unaudited = dump(
-        "SELECT exec_id || ' ' || job_id || ' ' || status || ' ' || created_by || ' ' || COALESCE(schedule_id, '-') FROM executions e WHERE NOT EXISTS (SELECT 1 FROM audit_log a
-         WHERE a.action = 'exec.create' AND a.detail_json LIKE '%' || e.exec_id || '%')",
-    );
+    // The projection may still be catching up (a projector that lost its stream's leader
+    // retries; a new lease holder waits out the old one's TTL): the checks are repeated until
+    // they hold or a minute has passed.
+    let check = || {
+        let rows: BTreeMap<(String, String), String> =
+            dump("SELECT exec_id, pc_id, status FROM execution_results")
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split('|');
+                    Some(((f.next()?.to_owned(), f.next()?.to_owned()), f.next()?.to_owned()))
+                })
+                .collect();
+        let unreported: Vec<(String, String)> =
+            runs.keys().filter(|k| rows.get(*k).is_none_or(|status| status == "running")).cloned().collect();
+        let miscounted = dump(
+            "SELECT e.exec_id || ' ' || (e.succeeded + e.failed + e.skipped + e.other) || ' vs ' || COUNT(r.result_id)
+             FROM executions e LEFT JOIN execution_results r ON r.exec_id = e.exec_id AND r.status <> 'running'
+             GROUP BY e.exec_id HAVING e.succeeded + e.failed + e.skipped + e.other <> COUNT(r.result_id)",
+        );
+        let unaudited = dump(
+            "SELECT exec_id || ' ' || job_id || ' ' || status || ' ' || created_by || ' ' || COALESCE(schedule_id, '-') FROM executions e WHERE NOT EXISTS (SELECT 1 FROM audit_log a
+             WHERE a.action = 'exec.create' AND a.detail_json LIKE '%' || e.exec_id || '%')",
+        );
+        (unreported, miscounted, unaudited)
+    };
+    let checks_by = Instant::now() + Duration::from_secs(60);
+    let (unreported, miscounted, unaudited) = loop {
+        let found = check();
+        let clean = found.0.is_empty() && found.1.is_empty() && found.2.is_empty();
+        if clean || Instant::now() > checks_by {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
     let executions = count("SELECT COUNT(*) FROM executions");
     println!(
         "chaos: {executions} executions, {} runs, {} doubles, {} runs without a final result, miscounted [{miscounted}], unaudited [{unaudited}], settled {}",

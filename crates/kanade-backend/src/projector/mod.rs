@@ -154,12 +154,19 @@ async fn keep_running(
     gate: Option<Leadership>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(250);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
     loop {
+        let started = std::time::Instant::now();
         let result = tokio::select! {
             r = run(&p, kind, gate.as_ref()) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
+        // A projector that ran a while before failing (its stream changed leader) starts over
+        // quickly rather than waiting as long as after a string of failures.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = FIRST_BACKOFF;
+        }
         if let Err(e) = result {
             tracing::warn!(stream = kind.stream(), error = %e, retry_in = ?backoff, "projector failed; restarting");
         }
