@@ -153,7 +153,7 @@ async fn chaos_kills_agents_backends_and_broker_nodes_and_nothing_is_lost_or_run
         });
     }
     let half = agents / 2;
-    let mut sims = vec![
+    let mut sims = [
         Sim::start(&cluster.url(), dir.path(), 0, half, agents),
         Sim::start(&cluster.url(), dir.path(), half, agents - half, agents),
     ];

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use kanade_backend::http::{self, AppState};
-use kanade_shared::wire::{self, AuditEvent, ExecResult, ExecStatus, Timestamp};
-use kanade_shared::{AuditId, ExecId, PcId, RequestId, ResultId};
+use kanade_shared::wire;
+use kanade_shared::{ExecId, PcId};
 use kanade_testkit::NatsCluster;
 use tokio::sync::watch;
 
@@ -147,44 +147,13 @@ async fn publish_acked(
     stop: watch::Receiver<bool>,
 ) -> (ExecId, usize) {
     let exec = ExecId::new();
-    let created = serde_json::json!({
-        "exec_id": exec, "job_id": "load", "version": "1", "plan": {}, "target_count": 0,
-        "targets": [], "waves": [],
-    });
-    let event = AuditEvent {
-        schema: 1,
-        id: AuditId::new(),
-        at: Timestamp::now_utc(),
-        actor: "test".into(),
-        action: "exec.create".into(),
-        target: Some("load".into()),
-        source: None,
-        detail: created,
-    };
+    let event = common::exec_created(exec, "load");
     let subject = kanade_shared::subjects::audit("exec.create").unwrap();
     publish_until_acked(&js, subject, event.id.to_string(), wire::encode(&event).unwrap()).await;
     let mut i = 0;
     while !*stop.borrow() {
         let pc: PcId = format!("LOAD-{i:05}").parse().unwrap();
-        let r = ExecResult {
-            schema: 1,
-            result_id: ResultId::derive(exec, &pc),
-            request_id: RequestId::new(),
-            exec_id: exec,
-            job_id: "load".parse().unwrap(),
-            version: "1".parse().unwrap(),
-            pc_id: pc.clone(),
-            exit_code: Some(0),
-            status: ExecStatus::Succeeded,
-            skip_reason: None,
-            message: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            truncated: false,
-            started_at: None,
-            finished_at: Timestamp::now_utc(),
-            attempt: 1,
-        };
+        let r = common::succeeded(exec, "load", &pc, String::new());
         let subject = kanade_shared::subjects::result(&pc, r.request_id);
         publish_until_acked(&js, subject, r.result_id.to_string(), wire::encode(&r).unwrap()).await;
         i += 1;

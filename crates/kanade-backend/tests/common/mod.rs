@@ -337,50 +337,16 @@ pub async fn flood_with(
     n: usize,
     stdout: impl Fn(usize) -> String,
 ) -> kanade_shared::ExecId {
-    use kanade_shared::wire::{self, ExecResult, ExecStatus, Timestamp};
-    use kanade_shared::{ExecId, PcId, RequestId, ResultId};
-    let exec = ExecId::new();
-    // The execution, as the backend would have created it: its counters move with every result
-    // newly projected (every PC joins as a late target).
-    let created = serde_json::json!({
-        "exec_id": exec, "job_id": "flood", "version": "1", "plan": {}, "target_count": 0,
-        "targets": [], "waves": [],
-    });
-    let event = kanade_shared::wire::AuditEvent {
-        schema: 1,
-        id: kanade_shared::AuditId::new(),
-        at: Timestamp::now_utc(),
-        actor: "test".into(),
-        action: "exec.create".into(),
-        target: Some("flood".into()),
-        source: None,
-        detail: created,
-    };
+    use kanade_shared::wire;
+    let exec = kanade_shared::ExecId::new();
+    let event = exec_created(exec, "flood");
     let subject = kanade_shared::subjects::audit("exec.create").unwrap();
     js.publish(subject, wire::encode(&event).unwrap().into()).await.unwrap().await.unwrap();
     // Acks are awaited per chunk: the client caps acks in flight and would stall otherwise.
     let mut acks = Vec::with_capacity(1000);
     for i in 0..n {
-        let pc: PcId = format!("SIM-{i:05}").parse().unwrap();
-        let r = ExecResult {
-            schema: 1,
-            result_id: ResultId::derive(exec, &pc),
-            request_id: RequestId::new(),
-            exec_id: exec,
-            job_id: "flood".parse().unwrap(),
-            version: "1".parse().unwrap(),
-            pc_id: pc.clone(),
-            exit_code: Some(0),
-            status: ExecStatus::Succeeded,
-            skip_reason: None,
-            message: None,
-            stdout: stdout(i),
-            stderr: String::new(),
-            truncated: false,
-            started_at: None,
-            finished_at: Timestamp::now_utc(),
-            attempt: 1,
-        };
+        let pc: kanade_shared::PcId = format!("SIM-{i:05}").parse().unwrap();
+        let r = succeeded(exec, "flood", &pc, stdout(i));
         let subject = kanade_shared::subjects::result(&pc, r.request_id);
         acks.push(js.publish(subject, wire::encode(&r).unwrap().into()).await.unwrap());
         if acks.len() == 1000 || i + 1 == n {
@@ -389,6 +355,53 @@ pub async fn flood_with(
             }
         }
     }
-
     exec
+}
+
+/// The `exec.create` event of an execution of `job` as the backend would have audited it, with
+/// no targets: its counters move with every result newly projected (every PC joins as a late
+/// target).
+pub fn exec_created(exec: kanade_shared::ExecId, job: &str) -> kanade_shared::wire::AuditEvent {
+    let created = serde_json::json!({
+        "exec_id": exec, "job_id": job, "version": "1", "plan": {}, "target_count": 0,
+        "targets": [], "waves": [],
+    });
+    kanade_shared::wire::AuditEvent {
+        schema: 1,
+        id: kanade_shared::AuditId::new(),
+        at: kanade_shared::wire::Timestamp::now_utc(),
+        actor: "test".into(),
+        action: "exec.create".into(),
+        target: Some(job.into()),
+        source: None,
+        detail: created,
+    }
+}
+
+/// A successful run's result, as an agent would publish it.
+pub fn succeeded(
+    exec: kanade_shared::ExecId,
+    job: &str,
+    pc: &kanade_shared::PcId,
+    stdout: String,
+) -> kanade_shared::wire::ExecResult {
+    kanade_shared::wire::ExecResult {
+        schema: 1,
+        result_id: kanade_shared::ResultId::derive(exec, pc),
+        request_id: kanade_shared::RequestId::new(),
+        exec_id: exec,
+        job_id: job.parse().unwrap(),
+        version: "1".parse().unwrap(),
+        pc_id: pc.clone(),
+        exit_code: Some(0),
+        status: kanade_shared::wire::ExecStatus::Succeeded,
+        skip_reason: None,
+        message: None,
+        stdout,
+        stderr: String::new(),
+        truncated: false,
+        started_at: None,
+        finished_at: kanade_shared::wire::Timestamp::now_utc(),
+        attempt: 1,
+    }
 }
