@@ -140,6 +140,8 @@ pub async fn campaign(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut revision: Option<u64> = None;
+    // The revision of this instance's last write known to have landed.
+    let mut written: Option<u64> = None;
     let mut term: Option<Term> = None;
     loop {
         let sent = Instant::now();
@@ -148,7 +150,7 @@ pub async fn campaign(
             None => kv.create(key, instance.clone().into()).await.map_err(|e| e.to_string()),
         };
         let was = revision.is_some();
-        revision = match attempt {
+        let landed = match attempt {
             Ok(rev) => Some(rev),
             // A write whose answer was lost may still have landed: the key naming this instance
             // is still ours (otherwise the leader would lock itself out for a whole TTL).
@@ -157,11 +159,21 @@ pub async fn campaign(
                 _ => None,
             },
         };
+        // Only a write made by this attempt (a revision not seen before) moves the term's end:
+        // the key found naming this instance may be an older write that expires sooner.
+        let fresh = landed.is_some() && landed != written;
+        revision = landed;
+        if fresh {
+            written = landed;
+        }
         term = match (revision, term) {
             (None, _) => None,
             // A renewal extends the term it renews; a new term starts at the revision taken.
-            (Some(_), Some(t)) if was => Some(Term { valid_until: term_end(sent, ttl), ..t }),
-            (Some(rev), _) => Some(Term { revision: rev, valid_until: term_end(sent, ttl) }),
+            (Some(_), Some(t)) if was && fresh => Some(Term { valid_until: term_end(sent, ttl), ..t }),
+            (Some(_), Some(t)) if was => Some(t),
+            (Some(rev), _) if fresh => Some(Term { revision: rev, valid_until: term_end(sent, ttl) }),
+            // Found naming this instance from a write whose time is unknown: not a term to act on.
+            (Some(_), _) => None,
         };
         if revision.is_some() != was {
             if revision.is_some() {

@@ -100,7 +100,7 @@ async fn a_rollout_goes_on_when_the_backends_node_and_then_the_results_leader_di
         r.map(|i| kanade_sim::agent_id("sim", i).to_string()).collect::<Vec<_>>().join(", ")
     };
     let yaml = format!(
-        "id: clustered\nversion: '1'\nexecute: {{ shell: sh, script: 'true' }}\nrollout: {{ waves: [{{ pcs: [{}] }}, {{ pcs: [{}], delay: 8s }}] }}\n",
+        "id: clustered\nversion: '1'\nexecute: {{ shell: sh, script: 'true' }}\nrollout: {{ waves: [{{ pcs: [{}] }}, {{ pcs: [{}], delay: 25s }}] }}\n",
         pcs(0..10),
         pcs(10..20)
     );
@@ -119,10 +119,13 @@ async fn a_rollout_goes_on_when_the_backends_node_and_then_the_results_leader_di
     s.cluster.restart(i);
     s.cluster.wait_whole(&s.js, WHOLE_WITHIN).await;
 
-    // Then the node leading RESULTS dies, while the second wave is due.
+    // Then the node leading RESULTS dies, with the second wave's results still to come.
     let leader = stream_leader(&s.js, "RESULTS").await;
     let j = s.cluster.index_of(&leader).unwrap();
     s.cluster.kill(j);
+    let (_, body) = s.api.get(&format!("/api/executions/{exec}")).await;
+    let in_before = body["execution"]["succeeded"].as_i64().unwrap_or_default();
+    assert!(in_before < 20, "every result was in before the RESULTS leader died; the test proves nothing");
     let (js, leader) = (&s.js, &leader);
     kanade_testkit::wait_until_async("another RESULTS leader", WHOLE_WITHIN, || async move {
         let now = stream_leader(js, "RESULTS").await;

@@ -34,6 +34,9 @@ async fn each_sslmode_connects_or_refuses_as_libpq_would() {
         (url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca_path}")), Ok(())),
         (url("localhost", &format!("sslmode=verify-full&sslrootcert={stranger_path}")), Err("UnknownIssuer")),
         (url("127.0.0.1", &format!("sslmode=require&sslrootcert={stranger_path}")), Err("UnknownIssuer")),
+        // As libpq: with a root file, even the default mode checks the chain.
+        (url("127.0.0.1", &format!("sslrootcert={stranger_path}")), Err("UnknownIssuer")),
+        (url("127.0.0.1", "sslmode=verify-ca"), Err("sslmode=verify-ca needs sslrootcert=")),
         (
             url("127.0.0.1", "sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem"),
             Err("cannot read sslrootcert /nonexistent/ca.pem"),

@@ -26,6 +26,23 @@ pub async fn claim<S: Sql>(s: &mut S, fence: &Fence) -> Result<bool, DbError> {
     Ok(newest(s, &fence.lease).await? == fence.revision)
 }
 
+/// Record `fence` as the newest term even though a higher revision is recorded: the lease's
+/// bucket was recreated (or the broker replaced), so revisions started over, and the holder of
+/// a live term is the rightful writer.
+pub async fn take_over<S: Sql>(s: &mut S, fence: &Fence) -> Result<(), DbError> {
+    s.exec(
+        "UPDATE lease_fences SET revision = ?2 WHERE lease = ?1",
+        vec![Value::from(fence.lease.as_str()), Value::Int(fence.revision)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The revision recorded for `lease` (0 when none).
+pub async fn recorded<S: Sql>(s: &mut S, lease: &str) -> Result<i64, DbError> {
+    newest(s, lease).await
+}
+
 /// Fail with [`DbError::Fenced`] when a newer term than `fence` wrote. On Postgres the row stays
 /// share-locked to the end of the transaction, so a newer term's claim waits for it to end.
 pub async fn check<S: Sql>(s: &mut S, fence: Option<&Fence>) -> Result<(), DbError> {

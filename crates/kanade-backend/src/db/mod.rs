@@ -237,6 +237,15 @@ impl Db {
         write!(self, |s| fence::claim(s, &f))
     }
 
+    /// See [`fence::take_over`]; returns the revision it replaced.
+    pub async fn take_over_fence(&self, f: Fence) -> Result<i64, DbError> {
+        write!(self, |s| async {
+            let before = fence::recorded(s, &f.lease).await?;
+            fence::take_over(s, &f).await?;
+            Ok(before)
+        })
+    }
+
     pub async fn apply_heartbeats(&self, beats: Vec<Heartbeat>, now: i64) -> Result<(), DbError> {
         write!(self, |s| projection::apply_heartbeats(s, &beats, now))
     }

@@ -71,6 +71,10 @@ pub async fn due_waves<S: Sql>(s: &mut S, now_ms: i64) -> Result<Vec<DueWave>, D
         "SELECT w.exec_id, w.wave, w.target_json, e.plan_json, e.succeeded + e.failed + e.skipped + e.other, e.failed, e.other
          FROM rollout_waves w JOIN executions e ON e.exec_id = w.exec_id
          WHERE w.status = 'pending' AND w.due_ms <= ?1 AND e.status NOT IN ('aborted', 'expired', 'killed')
+           -- Not before the execution's own exec.create is in AUDIT: a rebuild from AUDIT must
+           -- meet the creation before the wave (the outbox is nearly always empty).
+           AND NOT EXISTS (SELECT 1 FROM audit_outbox o
+                           WHERE o.subject = 'audit.exec.create' AND o.payload LIKE '%' || w.exec_id || '%')
          ORDER BY w.due_ms, w.exec_id, w.wave",
         vals![now_ms],
     )

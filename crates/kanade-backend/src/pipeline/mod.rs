@@ -162,8 +162,8 @@ impl Pipeline {
             .await?;
         let t_insert = t0.elapsed();
         if let Err(e) = self.announce(created_event, &template, &first).await {
-            // The broker did not take the commands or their audit: the execution is ended with
-            // the reason instead of waiting for commands that may never have gone out.
+            // The broker did not take the commands: the execution is ended with the reason
+            // instead of waiting for commands that may never have gone out.
             let step = ExecStep {
                 exec_id: exec_id.to_string(),
                 wave: None,
@@ -211,14 +211,24 @@ impl Pipeline {
     /// them, it reached the broker behind the whole fleet's answers and the operator waited for
     /// that (1.5 s at 10,000 agents). Its ack is still awaited before the operator is told the
     /// exec was created.
+    ///
+    /// Fails only when the commands did not all go out. Once they did, the execution is under
+    /// way whatever happens to its audit event: an event not confirmed stays in the outbox,
+    /// which sends it later.
     async fn announce(&self, created: Message, template: &Command, first: &Target) -> Result<(), ExecError> {
         let id = created.id.clone();
         let audit = created.send_pending(&self.js).await;
         publish_commands(&self.js, self.signer.as_deref(), template, first).await?;
-        audit.confirmed(&self.js).await?;
-        // Sent: out of the outbox (left there, the drainer would send it again, deduplicated).
-        if let Err(e) = self.db.audit_sent(id).await {
-            tracing::warn!(error = %e, "cannot clear a sent audit event from the outbox");
+        match audit.confirmed(&self.js).await {
+            // Sent: out of the outbox (left there, the drainer would send it again, deduplicated).
+            Ok(()) => {
+                if let Err(e) = self.db.audit_sent(id).await {
+                    tracing::warn!(error = %e, "cannot clear a sent audit event from the outbox");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "exec.create not confirmed by AUDIT; the outbox sends it again")
+            }
         }
         Ok(())
     }
@@ -409,12 +419,14 @@ async fn retry_publish(
     message: &Message,
     first: PublishError,
 ) -> Result<(), ExecError> {
-    use jetstream::context::PublishErrorKind::{BrokenPipe, TimedOut};
+    // A stream without a leader (mid-election) answers "no responders", which the client
+    // reports as `StreamNotFound`: retried too, so a missing stream is reported 15 s late.
+    use jetstream::context::PublishErrorKind::{BrokenPipe, StreamNotFound, TimedOut};
     let mut last = first;
     let give_up = std::time::Instant::now() + PUBLISH_RETRY_FOR;
     let mut attempt = 0;
     while std::time::Instant::now() < give_up {
-        if !matches!(last.kind(), TimedOut | BrokenPipe) {
+        if !matches!(last.kind(), TimedOut | BrokenPipe | StreamNotFound) {
             break;
         }
         attempt += 1;

@@ -120,14 +120,33 @@ pub async fn supervise(
             led = gate.until_leading() => if !led { return },
             _ = stop.wait_for(|s| *s) => return,
         }
-        let claimed = match gate.fence() {
-            Some(fence) => p.db.claim_fence(fence).await,
-            None => Ok(false),
+        let Some(fence) = gate.fence() else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
         };
-        match claimed {
+        match p.db.claim_fence(fence.clone()).await {
             Ok(true) => {}
+            Ok(false) if gate.fence().as_ref() == Some(&fence) => {
+                // A higher revision is recorded although this term is live and no other can
+                // be: the lease bucket was recreated (or the broker replaced) and revisions
+                // started over. Waiting would stop the projection for good.
+                match p.db.take_over_fence(fence.clone()).await {
+                    Ok(before) => tracing::warn!(
+                        stream = kind.stream(),
+                        lease = fence.lease,
+                        recorded = before,
+                        revision = fence.revision,
+                        "the projection's fence recorded a higher lease revision than this live term's; the lease bucket was recreated, taking the fence over"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(stream = kind.stream(), error = %e, "cannot take the projection's fence over; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
             Ok(false) => {
-                // The term ended before it was claimed, or a later term already wrote.
+                // The term ended before it was claimed.
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }

@@ -39,12 +39,13 @@ pub enum PgRoots {
 }
 
 impl PgTls {
-    /// Whether the server's certificate chain is checked.
+    /// Whether the server's certificate chain is checked: always in the verify modes, and, as
+    /// libpq does, in `prefer` and `require` when a root file is given.
     pub fn verifies_chain(&self) -> bool {
         match self.mode {
             PgSslMode::VerifyCa | PgSslMode::VerifyFull => true,
-            PgSslMode::Require => self.roots != PgRoots::Unset,
-            PgSslMode::Disable | PgSslMode::Prefer => false,
+            PgSslMode::Require | PgSslMode::Prefer => matches!(self.roots, PgRoots::File(_)),
+            PgSslMode::Disable => false,
         }
     }
 }
@@ -56,14 +57,14 @@ pub fn postgres_tls(url: &str) -> Result<(String, PgTls), String> {
         Some((b, q)) => (b, q),
         None => (url, ""),
     };
-    let mut mode = PgSslMode::Prefer;
+    let mut mode = None;
     let mut roots = PgRoots::Unset;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "sslmode" => {
-                mode = match value {
+                mode = Some(match value {
                     "disable" => PgSslMode::Disable,
                     "allow" | "prefer" => PgSslMode::Prefer,
                     "require" => PgSslMode::Require,
@@ -74,7 +75,7 @@ pub fn postgres_tls(url: &str) -> Result<(String, PgTls), String> {
                             "sslmode={other:?} is not one of disable, prefer, require, verify-ca, verify-full"
                         ));
                     }
-                }
+                })
             }
             "sslrootcert" => {
                 let path = percent_decode(value).ok_or_else(|| {
@@ -94,12 +95,41 @@ pub fn postgres_tls(url: &str) -> Result<(String, PgTls), String> {
         }
     }
     // The driver is told only whether TLS is off, optional or required; the checks are ours.
+    // As libpq 16: `sslrootcert=system` makes `verify-full` the default and allows nothing
+    // weaker (a public CA's certificate for any name would do otherwise), and `verify-ca`
+    // needs the CA it is to check against.
+    let mode = match (mode, &roots) {
+        (None, PgRoots::System) => PgSslMode::VerifyFull,
+        (None, _) => PgSslMode::Prefer,
+        (Some(m), PgRoots::System) if m != PgSslMode::VerifyFull => {
+            return Err(format!(
+                "sslrootcert=system checks against every public CA, so it needs sslmode=verify-full (not {})",
+                mode_name(m)
+            ));
+        }
+        (Some(PgSslMode::VerifyCa), PgRoots::Unset) => {
+            return Err(
+                "sslmode=verify-ca needs sslrootcert=<PEM file of the CA that signs the server's certificate>".into(),
+            );
+        }
+        (Some(m), _) => m,
+    };
     kept.push(match mode {
         PgSslMode::Disable => "sslmode=disable",
         PgSslMode::Prefer => "sslmode=prefer",
         PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull => "sslmode=require",
     });
     Ok((format!("{base}?{}", kept.join("&")), PgTls { mode, roots }))
+}
+
+fn mode_name(m: PgSslMode) -> &'static str {
+    match m {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -148,9 +178,14 @@ mod tests {
                 tls(VerifyFull, File("/etc/kanade/pg ca.pem".into())),
             ),
             (
-                "postgres://h/db?sslrootcert=system&sslmode=verify-ca",
+                "postgres://h/db?sslrootcert=system",
                 "postgres://h/db?sslmode=require",
-                tls(VerifyCa, System),
+                tls(VerifyFull, System),
+            ),
+            (
+                "postgres://h/db?sslmode=verify-ca&sslrootcert=/ca.pem",
+                "postgres://h/db?sslmode=require",
+                tls(VerifyCa, File("/ca.pem".into())),
             ),
             ("postgres://h/db?sslmode=allow", "postgres://h/db?sslmode=prefer", tls(Prefer, Unset)),
         ];
@@ -166,6 +201,11 @@ mod tests {
             ("postgres://h/db?sslmode=verify", "sslmode=\"verify\" is not one of"),
             ("postgres://h/db?sslrootcert=%zz", "sslrootcert=\"%zz\" has a broken %-escape"),
             ("postgres://h/db?sslrootcert=", "sslrootcert is empty"),
+            (
+                "postgres://h/db?sslmode=require&sslrootcert=system",
+                "sslrootcert=system checks against every public CA, so it needs sslmode=verify-full (not require)",
+            ),
+            ("postgres://h/db?sslmode=verify-ca", "sslmode=verify-ca needs sslrootcert="),
         ];
         for (url, want) in cases {
             let err = postgres_tls(url).expect_err(url);
@@ -174,12 +214,13 @@ mod tests {
     }
 
     #[test]
-    fn require_checks_the_chain_only_when_given_roots() {
+    fn prefer_and_require_check_the_chain_only_when_given_a_root_file() {
         use PgRoots::*;
         use PgSslMode::*;
         let cases = [
             (Disable, Unset, false),
-            (Prefer, File("ca.pem".into()), false),
+            (Prefer, File("ca.pem".into()), true),
+            (Prefer, Unset, false),
             (Require, Unset, false),
             (Require, File("ca.pem".into()), true),
             (VerifyCa, Unset, true),
