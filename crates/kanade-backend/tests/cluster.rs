@@ -47,19 +47,8 @@ async fn setup(agents: usize) -> Setup {
     };
     let runs = executor.runs.clone();
     if agents > 0 {
-        let sim = kanade_sim::SimConfig {
-            nats_url: cluster.url(),
-            first: 0,
-            count: agents,
-            fleet: agents,
-            prefix: "sim".into(),
-            canary_share: 0.0,
-            size_groups: Vec::new(),
-            heartbeat: Duration::from_millis(500),
-            data_dir: dir.path().join("agents"),
-            start_rate: 200,
-            executor,
-        };
+        let sim =
+            kanade_sim::SimConfig::small_fleet(cluster.url(), agents, dir.path().join("agents"), executor);
         kanade_sim::start(&sim, stop_rx).await.unwrap();
         let api = &api;
         kanade_testkit::wait_until_async("every agent known to the backend", WHOLE_WITHIN, || async move {

@@ -147,19 +147,7 @@ async fn a_deploy_to_50_agents_through_two_backends_on_tls_postgres_runs_once_pe
         ..Default::default()
     };
     let runs = executor.runs.clone();
-    let sim = kanade_sim::SimConfig {
-        nats_url: server.url(),
-        first: 0,
-        count: 50,
-        fleet: 50,
-        prefix: "sim".into(),
-        canary_share: 0.0,
-        size_groups: Vec::new(),
-        heartbeat: Duration::from_millis(500),
-        data_dir: dir.path().join("agents"),
-        start_rate: 200,
-        executor,
-    };
+    let sim = kanade_sim::SimConfig::small_fleet(server.url(), 50, dir.path().join("agents"), executor);
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     kanade_sim::start(&sim, stop).await.unwrap();
     let count_of = |sql: &str| count(&pg, "deploy", sql);

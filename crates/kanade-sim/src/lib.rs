@@ -35,6 +35,26 @@ pub struct SimConfig {
     pub executor: FakeExecutor,
 }
 
+impl SimConfig {
+    /// A whole fleet of `count` agents `sim-00001…` in this process, all only in group `fleet`,
+    /// heartbeating every 500 ms: what a test needs.
+    pub fn small_fleet(nats_url: String, count: usize, data_dir: PathBuf, executor: FakeExecutor) -> Self {
+        Self {
+            nats_url,
+            first: 0,
+            count,
+            fleet: count,
+            prefix: "sim".into(),
+            canary_share: 0.0,
+            size_groups: Vec::new(),
+            heartbeat: Duration::from_millis(500),
+            data_dir,
+            start_rate: 200,
+            executor,
+        }
+    }
+}
+
 /// `sim-00001`, `sim-00002`, …
 pub fn agent_id(prefix: &str, i: usize) -> PcId {
     format!("{prefix}-{:05}", i + 1).parse().expect("simulator ids are valid pc ids")

@@ -38,11 +38,6 @@ pub async fn take_over<S: Sql>(s: &mut S, fence: &Fence) -> Result<(), DbError> 
     Ok(())
 }
 
-/// The revision recorded for `lease` (0 when none).
-pub async fn recorded<S: Sql>(s: &mut S, lease: &str) -> Result<i64, DbError> {
-    newest(s, lease).await
-}
-
 /// Fail with [`DbError::Fenced`] when a newer term than `fence` wrote. On Postgres the row stays
 /// share-locked to the end of the transaction, so a newer term's claim waits for it to end.
 pub async fn check<S: Sql>(s: &mut S, fence: Option<&Fence>) -> Result<(), DbError> {
@@ -55,7 +50,9 @@ pub async fn check<S: Sql>(s: &mut S, fence: Option<&Fence>) -> Result<(), DbErr
     }
 }
 
-async fn newest<S: Sql>(s: &mut S, lease: &str) -> Result<i64, DbError> {
+/// The newest revision recorded for `lease` (0 when none); on Postgres the row stays
+/// share-locked to the end of the transaction.
+pub async fn newest<S: Sql>(s: &mut S, lease: &str) -> Result<i64, DbError> {
     let sql = format!("SELECT revision FROM lease_fences WHERE lease = ?1{}", s.dialect().for_share());
     match opt_row(s, &sql, vec![Value::from(lease)]).await? {
         Some(row) => row.get(0),

@@ -240,7 +240,7 @@ impl Db {
     /// See [`fence::take_over`]; returns the revision it replaced.
     pub async fn take_over_fence(&self, f: Fence) -> Result<i64, DbError> {
         write!(self, |s| async {
-            let before = fence::recorded(s, &f.lease).await?;
+            let before = fence::newest(s, &f.lease).await?;
             fence::take_over(s, &f).await?;
             Ok(before)
         })
