@@ -7,6 +7,7 @@ pub mod broker;
 pub mod cleanup;
 pub mod db;
 pub mod events;
+pub mod failpoint;
 pub mod fleet;
 pub mod http;
 pub mod lease;

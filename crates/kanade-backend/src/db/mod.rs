@@ -261,20 +261,29 @@ impl Db {
         created_by: String,
         now: i64,
     ) -> Result<(), DbError> {
-        write!(self, |s| projection::insert_created(s, &created, &created_by, now))
+        write!(self, |s| projection::insert_created(
+            s,
+            &created,
+            &created_by,
+            now,
+            projection::FirstWave::Published
+        ))
     }
 
     /// [`insert_execution`](Self::insert_execution) and its audit event in the outbox, in one
-    /// transaction.
+    /// transaction, for the request that publishes wave 0 next (or, if it dies first, the
+    /// dispatcher from `publish_by` on).
     pub async fn insert_execution_audited(
         &self,
         created: projection::ExecCreated,
         created_by: String,
         now: i64,
+        publish_by: i64,
         audit: outbox::Outgoing,
     ) -> Result<(), DbError> {
+        let first = projection::FirstWave::PublishBy(publish_by);
         write!(self, |s| async {
-            projection::insert_created(s, &created, &created_by, now).await?;
+            projection::insert_created(s, &created, &created_by, now, first).await?;
             outbox::put(s, &audit, now).await
         })
     }
@@ -308,6 +317,12 @@ impl Db {
         at: i64,
     ) -> Result<(), DbError> {
         write!(self, |s| projection::ended_early(s, &step, how, at))
+    }
+
+    /// Wave 0 of the execution created at `created` went out (the request that stored it).
+    pub async fn first_wave_published(&self, exec_id: ExecId, created: i64) -> Result<(), DbError> {
+        let exec_id = exec_id.to_string();
+        write!(self, |s| projection::first_wave_published(s, &exec_id, created, now_ms()))
     }
 
     pub async fn wave_published(&self, step: projection::ExecStep, at: i64, now: i64) -> Result<(), DbError> {

@@ -308,7 +308,10 @@ pub async fn get_execution<S: Sql>(
 
 async fn waves_of<S: Sql>(s: &mut S, exec_id: ExecId) -> Result<Vec<WaveRow>, DbError> {
     s.rows(
-        "SELECT wave, status, due_ms, published_ms FROM rollout_waves WHERE exec_id = ?1 ORDER BY wave",
+        // Every execution has a wave 0; it is worth showing alone only while it is not out.
+        "SELECT wave, status, due_ms, published_ms FROM rollout_waves w WHERE exec_id = ?1
+           AND (w.status <> 'published' OR EXISTS (SELECT 1 FROM rollout_waves x WHERE x.exec_id = ?1 AND x.wave > 0))
+         ORDER BY wave",
         vals![exec_id],
     )
     .await?

@@ -1,7 +1,9 @@
 //! The exec pipeline shared by `POST /api/exec`, `POST /api/deploy` and the scheduler:
-//! resolve the script → expected PCs → insert the execution (later waves with their due time)
-//! → pin `script_current` → publish wave 0 → audit (`exec.create`, which also lets a wiped
-//! projection rebuild the execution; sent right before wave 0, confirmed after it).
+//! resolve the script → expected PCs → pin `script_current` → store the execution with its
+//! waves and its `exec.create` audit event (in the outbox) → publish wave 0 → record it
+//! published. `exec.create` lets a wiped projection rebuild the execution; it is sent right
+//! before wave 0 and confirmed after it. A backend that dies before wave 0 is recorded leaves
+//! it pending: the rollout dispatcher publishes it after [`FIRST_WAVE_GRACE`].
 
 pub mod catalog;
 pub mod plan;
@@ -106,22 +108,27 @@ impl Pipeline {
         let mut template = plan::command(manifest, exec_id, script, jitter, origin.retry, issued_at);
         template.deadline_at = Some(plan::deadline(plan, self.start_within, issued_at));
 
-        let (first, later): (Target, Vec<(i64, i64, Target)>) = match &plan.rollout {
-            Some(rollout) => {
-                let mut waves = rollout.waves.iter().enumerate().map(|(i, w)| {
+        // Every execution has a wave 0, published by this request; a rollout has later ones.
+        let all_waves: Vec<(i64, i64, Target)> = match &plan.rollout {
+            Some(rollout) => rollout
+                .waves
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
                     let target =
                         Target { pcs: w.pcs.clone(), groups: w.group.iter().cloned().collect(), all: false };
-                    (i as i64, now + (w.delay.get().as_millis() as i64), target)
-                });
-                let (_, _, first) =
-                    waves.next().ok_or_else(|| ExecError::Invalid("rollout has no waves".into()))?;
-                (first.clone(), std::iter::once((0, now, first)).chain(waves).collect())
-            }
-            None => (plan.target.clone(), Vec::new()),
+                    (i as i64, if i == 0 { now } else { now + w.delay.get().as_millis() as i64 }, target)
+                })
+                .collect(),
+            None => vec![(0, now, plan.target.clone())],
         };
+        let first = all_waves
+            .first()
+            .map(|(_, _, t)| t.clone())
+            .ok_or_else(|| ExecError::Invalid("rollout has no waves".into()))?;
         let targets: Vec<(String, i64)> =
             plan::expected_pcs(&first, &agents, now).into_iter().map(|p| (p.to_string(), 0)).collect();
-        let waves: Vec<(i64, i64, String)> = later
+        let waves: Vec<(i64, i64, String)> = all_waves
             .iter()
             .map(|(i, due, t)| (*i, *due, serde_json::to_string(t).unwrap_or_default()))
             .collect();
@@ -157,9 +164,17 @@ impl Pipeline {
             origin.source.clone(),
             serde_json::to_value(&created).unwrap_or_default(),
         )?;
+        let publish_by = now + FIRST_WAVE_GRACE.as_millis() as i64;
         self.db
-            .insert_execution_audited(created.clone(), origin.actor.clone(), now, created_event.outgoing())
+            .insert_execution_audited(
+                created.clone(),
+                origin.actor.clone(),
+                now,
+                publish_by,
+                created_event.outgoing(),
+            )
             .await?;
+        crate::failpoint::hit("exec.stored");
         let t_insert = t0.elapsed();
         if let Err(e) = self.announce(created_event, &template, &first).await {
             // The broker did not take the commands: the execution is ended with the reason
@@ -186,6 +201,9 @@ impl Pipeline {
                 "{e}; execution {exec_id} is marked aborted (some PCs may have received its command and report under it)"
             )));
         }
+        if let Err(e) = self.db.first_wave_published(exec_id, now).await {
+            tracing::warn!(%exec_id, error = %e, "wave 0 went out but is not recorded; the dispatcher publishes it again (agents run it once)");
+        }
         let t_publish = t0.elapsed();
         tracing::debug!(
             %exec_id,
@@ -202,7 +220,7 @@ impl Pipeline {
             job_id: manifest.id.to_string(),
             version: manifest.version.to_string(),
             target_count: targets.len(),
-            waves: later.len().max(1),
+            waves: all_waves.len(),
         })
     }
 
@@ -405,6 +423,11 @@ impl Pending {
 async fn acked(sent: Result<PublishAckFuture, PublishError>) -> Result<(), PublishError> {
     sent?.await.map(drop)
 }
+
+/// How long after storing an execution its request has to publish wave 0 before the rollout
+/// dispatcher does (the request's backend died in between). Past the request's own retries: a
+/// request still retrying should not race the dispatcher.
+const FIRST_WAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(2 * PUBLISH_RETRY_FOR.as_secs());
 
 /// How long a publish that timed out or lost the connection is retried: long enough for a
 /// cluster to elect a new stream leader after losing a node (a few seconds).

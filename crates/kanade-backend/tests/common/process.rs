@@ -22,6 +22,13 @@ impl BackendProcess {
         Self::start_with(dir, nats_url, &format!("sqlite_path = {db:?}"), db)
     }
 
+    /// [`start`](Self::start) with these environment variables.
+    pub fn start_env(dir: &Path, nats_url: &str, env: &[(&str, &str)]) -> Self {
+        let db = dir.join("backend.db");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::start_with_env(dir, &format!("{nats_url:?}"), &format!("sqlite_path = {db:?}"), db, env)
+    }
+
     /// The same on the Postgres database at `url` (`db` is then meaningless).
     pub fn start_postgres(dir: &Path, nats_url: &str, url: &str) -> Self {
         Self::start_with(dir, nats_url, &format!("url = {url:?}"), PathBuf::new())
@@ -86,6 +93,16 @@ impl BackendProcess {
     pub fn restart(&mut self) {
         self.kill();
         self.child = spawn(&self.config, &self.env);
+    }
+
+    /// Start without `name` in the environment from the next (re)start on.
+    pub fn unset_env(&mut self, name: &str) {
+        self.env.retain(|(k, _)| k != name);
+    }
+
+    /// Whether the process has ended on its own.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
     }
 
     pub fn pid(&self) -> u32 {

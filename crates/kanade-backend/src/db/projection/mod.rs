@@ -454,7 +454,7 @@ pub struct ExecCreated {
     pub target_count: i64,
     /// (pc_id, wave)
     pub targets: Vec<(String, i64)>,
-    /// (wave, due_ms, target_json)
+    /// (wave, due_ms, target_json), wave 0 included (also without a rollout: its target).
     pub waves: Vec<(i64, i64, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
@@ -510,7 +510,7 @@ async fn apply_exec_audit<S: Sql>(s: &mut S, e: &AuditEvent, now_ms: i64) -> Res
                 tracing::warn!(id = %e.id, "exec.create audit event without a readable execution; skipped");
                 return Ok(());
             };
-            insert_created(s, &c, &e.actor, ts_ms(e.at)).await
+            insert_created(s, &c, &e.actor, ts_ms(e.at), FirstWave::Published).await
         }
         "exec.wave_published" => match step() {
             Some(step) => wave_published(s, &step, ts_ms(e.at), now_ms).await,
@@ -562,6 +562,24 @@ pub async fn wave_published<S: Sql>(
     refresh_execution(s, &step.exec_id, now_ms).await
 }
 
+/// Wave 0 went out with its execution, created at `created_ms`: recorded as a replay of its
+/// `exec.create` would record it.
+pub async fn first_wave_published<S: Sql>(
+    s: &mut S,
+    exec_id: &str,
+    created_ms: i64,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    one_writer(s).await?;
+    s.exec(
+        "UPDATE rollout_waves SET status = 'published', due_ms = ?2, published_ms = ?2
+         WHERE exec_id = ?1 AND wave = 0 AND status = 'pending'",
+        vals![exec_id, created_ms],
+    )
+    .await?;
+    refresh_execution(s, exec_id, now_ms).await
+}
+
 fn killed_step(mut step: ExecStep, actor: &str) -> ExecStep {
     step.message.get_or_insert_with(|| format!("killed by {actor}"));
     step
@@ -607,6 +625,7 @@ pub async fn insert_created<S: Sql>(
     c: &ExecCreated,
     created_by: &str,
     at_ms: i64,
+    first_wave: FirstWave,
 ) -> Result<(), DbError> {
     let plan = c.plan.to_string();
     let new = NewExecution {
@@ -620,6 +639,7 @@ pub async fn insert_created<S: Sql>(
         target_count: c.target_count,
         schedule_id: c.schedule_id.as_deref(),
         title: c.title.as_deref(),
+        first_wave,
     };
     insert_execution(s, &new, at_ms).await
 }
@@ -639,6 +659,27 @@ pub struct NewExecution<'a> {
     pub schedule_id: Option<&'a str>,
     /// What ran, where the job id does not say (ad-hoc runs).
     pub title: Option<&'a str>,
+    pub first_wave: FirstWave,
+}
+
+/// Where wave 0 stands when its execution is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstWave {
+    /// Replayed from an `exec.create` event: the request that sent the event published it.
+    Published,
+    /// Stored by the request that publishes it next: if that request's backend dies before it
+    /// records the publication, the dispatcher publishes it from this time on (agents run an
+    /// execution once, so a wave published twice runs once).
+    PublishBy(i64),
+}
+
+/// (due_ms, status, published_ms) of a wave's row.
+fn wave_row(index: i64, due_ms: i64, first: FirstWave) -> (i64, &'static str, Option<i64>) {
+    match (index, first) {
+        (0, FirstWave::Published) => (due_ms, "published", Some(due_ms)),
+        (0, FirstWave::PublishBy(by)) => (by, "pending", None),
+        _ => (due_ms, "pending", None),
+    }
 }
 
 pub async fn insert_execution<S: Sql>(s: &mut S, e: &NewExecution<'_>, now_ms: i64) -> Result<(), DbError> {
@@ -660,13 +701,17 @@ pub async fn insert_execution<S: Sql>(s: &mut S, e: &NewExecution<'_>, now_ms: i
         e.targets.iter().map(|(pc, wave)| vals![e.exec_id, pc.as_str(), *wave]).collect(),
     )
     .await?;
-    // Wave 0 goes out with the execution itself; the others wait for the dispatcher.
     s.exec_many(
         "INSERT INTO rollout_waves (exec_id, wave, due_ms, target_json, status, published_ms)
-         VALUES (?1, ?2, ?3, ?4, CASE WHEN ?2 = CAST(0 AS BIGINT) THEN 'published' ELSE 'pending' END,
-             CASE WHEN ?2 = CAST(0 AS BIGINT) THEN CAST(?3 AS BIGINT) END)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT DO NOTHING",
-        e.waves.iter().map(|(index, due, json)| vals![e.exec_id, *index, *due, json.as_str()]).collect(),
+        e.waves
+            .iter()
+            .map(|(index, due, json)| {
+                let (due, status, published) = wave_row(*index, *due, e.first_wave);
+                vals![e.exec_id, *index, due, json.as_str(), status, published]
+            })
+            .collect(),
     )
     .await?;
     // Results may already be in (a replayed stream after a wipe): count them now.

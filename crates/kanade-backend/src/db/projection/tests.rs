@@ -290,3 +290,16 @@ async fn a_term_fenced_off_by_a_later_one_writes_nothing() {
         assert_eq!(snapshot(&db, exec).await.1, ("failed".into(), 1, 1, 0, 2), "{}", db.engine_name());
     }
 }
+
+#[test]
+fn wave_0_is_published_when_replayed_and_pending_until_its_deadline_when_stored_by_its_request() {
+    let cases = [
+        (0, 100, FirstWave::Published, (100, "published", Some(100))),
+        (0, 100, FirstWave::PublishBy(130), (130, "pending", None)),
+        (1, 500, FirstWave::Published, (500, "pending", None)),
+        (1, 500, FirstWave::PublishBy(130), (500, "pending", None)),
+    ];
+    for (index, due, first, want) in cases {
+        assert_eq!(wave_row(index, due, first), want, "wave {index}, {first:?}");
+    }
+}
