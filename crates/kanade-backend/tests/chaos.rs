@@ -9,7 +9,8 @@
 //! - every run has exactly one result row, and it is final;
 //! - each execution's counters equal its result rows;
 //! - no execution is still pending or running;
-//! - every execution has its `exec.create` in the audit log.
+//! - every execution has its `exec.create` in the audit log;
+//! - each tick of the schedule fired at most once.
 //!
 //! The seed is printed; `KANADE_CHAOS_SEED=<seed>` replays the same choices (the machine's
 //! timing still varies). `KANADE_CHAOS_SECS` (60) and `KANADE_CHAOS_AGENTS` (6) size the run.
@@ -332,20 +333,27 @@ async fn chaos_kills_agents_backends_and_broker_nodes_and_nothing_is_lost_or_run
             "SELECT exec_id || ' ' || job_id || ' ' || status || ' ' || created_by || ' ' || COALESCE(schedule_id, '-') FROM executions e WHERE NOT EXISTS (SELECT 1 FROM audit_log a
              WHERE a.action = 'exec.create' AND a.detail_json LIKE '%' || e.exec_id || '%')",
         );
-        (unreported, miscounted, unaudited)
+        // The scheduler names the tick it fired in the creation's source.
+        let double_ticks = dump(
+            "SELECT split_part(source, ' ', 4) || ' x' || COUNT(*) FROM audit_log
+             WHERE action = 'exec.create' AND source LIKE 'schedule chaos-tick tick %'
+             GROUP BY split_part(source, ' ', 4) HAVING COUNT(*) > 1",
+        );
+        (unreported, miscounted, unaudited, double_ticks)
     };
     let checks_by = Instant::now() + Duration::from_secs(60);
-    let (unreported, miscounted, unaudited) = loop {
+    let (unreported, miscounted, unaudited, double_ticks) = loop {
         let found = check();
-        let clean = found.0.is_empty() && found.1.is_empty() && found.2.is_empty();
+        let clean = found.0.is_empty() && found.1.is_empty() && found.2.is_empty() && found.3.is_empty();
         if clean || Instant::now() > checks_by {
             break found;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let executions = count("SELECT COUNT(*) FROM executions");
+    let ticks = count("SELECT COUNT(*) FROM executions WHERE schedule_id = 'chaos-tick'");
     println!(
-        "chaos: {executions} executions, {} runs, {} doubles, {} runs without a final result, miscounted [{miscounted}], unaudited [{unaudited}], settled {}",
+        "chaos: {executions} executions ({ticks} schedule ticks), {} runs, {} doubles, {} runs without a final result, miscounted [{miscounted}], unaudited [{unaudited}], ticks fired twice [{double_ticks}], settled {}",
         runs.len(),
         doubles.len(),
         unreported.len(),
@@ -363,6 +371,8 @@ async fn chaos_kills_agents_backends_and_broker_nodes_and_nothing_is_lost_or_run
     assert!(unreported.is_empty(), "seed {seed}: runs without a final result: {unreported:?}");
     assert!(miscounted.is_empty(), "seed {seed}: counters differ from rows: {miscounted}");
     assert!(unaudited.is_empty(), "seed {seed}: executions missing from the audit log: {unaudited}");
+    assert!(double_ticks.is_empty(), "seed {seed}: schedule ticks fired more than once: {double_ticks}");
+    assert!(ticks > 0, "seed {seed}: the schedule never fired: its ticks prove nothing");
     assert!(
         settled,
         "seed {seed}: executions still unfinished with every agent back: {}",
