@@ -10,6 +10,8 @@ use crate::nats::{NatsServer, free_port};
 
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
+    /// Each node's monitoring port (`/varz`).
+    monitors: Vec<u16>,
 }
 
 impl NatsCluster {
@@ -17,6 +19,7 @@ impl NatsCluster {
     /// missing).
     pub fn start(n: usize) -> Self {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port().unwrap(), free_port().unwrap())).collect();
+        let monitors: Vec<u16> = (0..n).map(|_| free_port().unwrap()).collect();
         let routes: Vec<String> =
             ports.iter().map(|(_, route)| format!("nats-route://127.0.0.1:{route}")).collect();
         let nodes = ports
@@ -24,14 +27,36 @@ impl NatsCluster {
             .enumerate()
             .map(|(i, (client, route))| {
                 let extra = format!(
-                    "server_name: n{}\ncluster {{\n  name: kanade-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                    "server_name: n{}\nhttp: 127.0.0.1:{}\ncluster {{\n  name: kanade-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
                     i + 1,
+                    monitors[i],
                     routes.join(", ")
                 );
                 NatsServer::try_start_at(*client, extra).unwrap_or_else(|e| panic!("{e}"))
             })
             .collect();
-        Self { nodes }
+        Self { nodes, monitors }
+    }
+
+    /// Client connections node `i` holds now (its `/varz`); an error while it is down.
+    pub fn connections(&self, i: usize) -> Result<u64, String> {
+        let varz = self.monitor(i, "/varz")?;
+        varz["connections"].as_u64().ok_or_else(|| format!("n{}: /varz has no connection count", i + 1))
+    }
+
+    /// The names of node `i`'s client connections (its `/connz`), unnamed ones as `-`.
+    pub fn connection_names(&self, i: usize) -> Result<Vec<String>, String> {
+        let connz = self.monitor(i, "/connz?limit=1000000")?;
+        let conns = connz["connections"].as_array().cloned().unwrap_or_default();
+        Ok(conns.iter().map(|c| c["name"].as_str().unwrap_or("-").to_owned()).collect())
+    }
+
+    fn monitor(&self, i: usize, path: &str) -> Result<serde_json::Value, String> {
+        let (status, body) = crate::http::request(self.monitors[i], "GET", path, b"", "text/plain")?;
+        if status != 200 {
+            return Err(format!("n{}: {path} answered {status}", i + 1));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("n{}: {path} is not JSON: {e}", i + 1))
     }
 
     /// Every node's client URL, comma-separated: what agents and backends are given.

@@ -41,7 +41,12 @@ struct Cli {
     #[arg(long, default_value_t = 4000)]
     per_process: usize,
     /// Which scenarios to run, comma-separated (they always run in this order)
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "fanout,api,heartbeats,storm")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fanout,api,heartbeats,storm,cluster-storm"
+    )]
     scenarios: Vec<Scenario>,
     /// The backend's store: an SQLite file, or a throwaway Postgres cluster
     #[arg(long, value_enum, default_value = "sqlite")]
@@ -60,6 +65,8 @@ enum Scenario {
     Api,
     Heartbeats,
     Storm,
+    /// On a fleet of its own, after the others: a 3-node cluster that loses a node.
+    ClusterStorm,
 }
 
 /// The simulator processes of one fleet.
@@ -139,57 +146,170 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sizes: Vec<usize> = cli.sizes.iter().copied().filter(|&s| s <= cli.agents).collect();
     let work = tempfile_dir()?;
-    let nats = kanade_testkit::NatsServer::try_start().map_err(anyhow::Error::msg)?;
     // Kept alive for the run; stopped when dropped.
-    let cluster = match cli.db {
+    let pg = match cli.db {
         Store::Sqlite => None,
         Store::Postgres => Some(kanade_testkit::PgCluster::start().map_err(anyhow::Error::msg)?),
     };
-    let db_line = match &cluster {
-        None => format!("sqlite_path = {:?}", work.join("backend.db")),
+    let db_line = |dir: &std::path::Path| match &pg {
+        None => format!("sqlite_path = {:?}", dir.join("backend.db")),
         Some(c) => format!("url = {:?}", c.fresh_database()),
     };
-    let backend = Backend::start(&work, &nats.url(), &db_line)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // The context spawns a task: make it inside the runtime.
-    let js = rt
-        .block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats.url()).await?)) })?;
-    eprintln!("starting {} simulated agents (their logs: {}/sim-*.log)", cli.agents, work.display());
-    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, &sizes, &cli.data_dir, &work)?;
-    let connect = sim.wait_heartbeating(cli.agents, Window::Alive, Duration::from_secs(900))?;
-    wait_projected(backend.port, cli.agents)?;
-    let mut rig = Rig { nats, backend, sim, rt, js, agents: cli.agents, last_exec: None };
-    let mut out = format!(
-        "Simulated agents: {} in {} processes (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s per process). Backend store: {:?}.\n\n",
-        cli.agents,
-        rig.sim.0.len(),
-        ms(connect),
-        cli.db
-    );
-    api::post(
-        rig.backend.port,
-        "/api/jobs",
-        &json!({ "id": "bench-noop", "version": "1", "execute": { "shell": "sh", "script": "true", "timeout": "60s" } }),
-    )?;
-    for scenario in [Scenario::Fanout, Scenario::Api, Scenario::Heartbeats, Scenario::Storm] {
-        if !cli.scenarios.contains(&scenario) {
-            continue;
-        }
-        eprintln!("{scenario:?}");
-        let section = match scenario {
-            Scenario::Fanout => fanout(&mut rig, &sizes, cli.repeat)?,
-            Scenario::Api => api_latency(&mut rig)?,
-            Scenario::Heartbeats => heartbeats(&rig)?,
-            Scenario::Storm => storm(&mut rig, &work)?,
-        };
-        out.push_str(&section);
-        // Written after every scenario, so a run that fails late keeps what it measured.
+    let mut out = String::new();
+    if cli.scenarios.iter().any(|s| *s != Scenario::ClusterStorm) {
+        single_server(&cli, &sizes, &work, &db_line(&work), &mut out)?;
+    }
+    if cli.scenarios.contains(&Scenario::ClusterStorm) {
+        eprintln!("ClusterStorm");
+        let dir = work.join("cluster");
+        std::fs::create_dir_all(&dir)?;
+        out.push_str(&cluster_storm(&cli, &dir, &db_line(&dir))?);
         if let Some(path) = &cli.out {
             std::fs::write(path, &out).with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
     print!("{out}");
     Ok(())
+}
+
+/// The scenarios on one nats-server, one fleet; `out` gains each section as it is measured.
+fn single_server(
+    cli: &Cli,
+    sizes: &[usize],
+    work: &std::path::Path,
+    db_line: &str,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    let nats = kanade_testkit::NatsServer::try_start().map_err(anyhow::Error::msg)?;
+    let backend = Backend::start(work, &nats.url(), 1, db_line)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The context spawns a task: make it inside the runtime.
+    let js = rt
+        .block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats.url()).await?)) })?;
+    eprintln!("starting {} simulated agents (their logs: {}/sim-*.log)", cli.agents, work.display());
+    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, sizes, &cli.data_dir, work)?;
+    let connect = sim.wait_heartbeating(cli.agents, Window::Alive, Duration::from_secs(900))?;
+    wait_projected(backend.port, cli.agents)?;
+    let mut rig = Rig { nats, backend, sim, rt, js, agents: cli.agents, last_exec: None };
+    out.push_str(&format!(
+        "Simulated agents: {} in {} processes (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s per process). Backend store: {:?}.\n\n",
+        cli.agents,
+        rig.sim.0.len(),
+        ms(connect),
+        cli.db
+    ));
+    create_noop_job(rig.backend.port)?;
+    for scenario in [Scenario::Fanout, Scenario::Api, Scenario::Heartbeats, Scenario::Storm] {
+        if !cli.scenarios.contains(&scenario) {
+            continue;
+        }
+        eprintln!("{scenario:?}");
+        let section = match scenario {
+            Scenario::Fanout => fanout(&mut rig, sizes, cli.repeat)?,
+            Scenario::Api => api_latency(&mut rig)?,
+            Scenario::Heartbeats => heartbeats(&rig)?,
+            Scenario::Storm => storm(&mut rig, work)?,
+            Scenario::ClusterStorm => continue,
+        };
+        out.push_str(&section);
+        // Written after every scenario, so a run that fails late keeps what it measured.
+        if let Some(path) = &cli.out {
+            std::fs::write(path, &*out).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// 5b. Reconnect storm on a 3-node cluster (every stream, bucket and store R3), a fleet of its
+/// own: SIGKILL the node holding the most client connections. Its clients reconnect to the
+/// others from their URL lists; "back" is when the surviving nodes hold every client
+/// connection the cluster had (their `/varz`), and a broadcast to the whole fleet then shows
+/// every agent is working again.
+fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Result<String> {
+    const WHOLE: Duration = Duration::from_secs(120);
+    let agents = cli.agents;
+    let mut cluster = kanade_testkit::NatsCluster::start(3);
+    let url = cluster.url();
+    // A runtime that runs between calls: this client reconnects like every other.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let js = rt.block_on(async {
+        let client = kanade_shared::nats::connect_forever(&url, &Default::default(), "kanade-bench").await;
+        let js = async_nats::jetstream::new(client);
+        cluster.wait_whole(&js, WHOLE).await;
+        js
+    });
+    let backend = Backend::start(work, &url, 3, db_line)?;
+    eprintln!("starting {agents} simulated agents on the cluster (their logs: {}/sim-*.log)", work.display());
+    let sim = Fleet::start(&url, agents, cli.per_process, &[agents], &cli.data_dir.join("cluster"), work)?;
+    let connect = sim.wait_heartbeating(agents, Window::Alive, Duration::from_secs(900))?;
+    wait_projected(backend.port, agents)?;
+    create_noop_job(backend.port)?;
+    rt.block_on(cluster.wait_whole(&js, WHOLE));
+    let held = (0..cluster.len()).map(|i| cluster.connections(i)).collect::<Result<Vec<u64>, String>>();
+    let held = held.map_err(anyhow::Error::msg)?;
+    let total: u64 = held.iter().sum();
+    let victim = (0..held.len()).max_by_key(|&i| held[i]).unwrap_or(0);
+    let before = connections_by_name(&cluster, 0..cluster.len());
+    let runs_before = sim.runs().0;
+
+    cluster.kill(victim);
+    let t0 = Instant::now();
+    let survivors = || -> u64 {
+        (0..cluster.len()).filter(|&i| i != victim).map(|i| cluster.connections(i).unwrap_or(0)).sum()
+    };
+    let back = loop {
+        if survivors() >= total {
+            break Ok(t0.elapsed());
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            break Err(format!(
+                "the surviving nodes hold {} of {total} connections after 180 s",
+                survivors()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let back_text = match &back {
+        Ok(d) => format!("{} (≤ 30 s: {})", ms(*d), verdict(*d <= Duration::from_secs(30))),
+        Err(e) => {
+            let now = connections_by_name(&cluster, (0..cluster.len()).filter(|&i| i != victim));
+            let missing: Vec<_> = before.iter().filter(|(n, k)| now.get(*n) < Some(k)).collect();
+            eprintln!("cluster storm: {e}; connections missing by name: {missing:?}");
+            format!("**missed**: {e}")
+        }
+    };
+    let after = if back.is_ok() {
+        broadcast(backend.port, &json!({ "all": true }), agents)
+            .map(|(d, _)| ms(d))
+            .unwrap_or_else(|e| format!("failed: {e}"))
+    } else {
+        "not run (the fleet was not back)".to_owned()
+    };
+    let since_kill = ms(t0.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    let (runs_after, doubles) = sim.runs();
+    Ok(format!(
+        "\n### 5b. Reconnect storm: one node of a 3-node cluster (R3) killed under {agents} agents\n\nAgents all heartbeating {} after start, spread over the nodes by their clients; node n{} held {} of {total} client connections when it was SIGKILLed.\n\n{}",
+        ms(connect),
+        victim + 1,
+        held[victim],
+        table(
+            &[
+                "every connection on the surviving nodes after",
+                "broadcast to all (the whole run)",
+                "kill → broadcast complete",
+                "runs before → after",
+                "double runs"
+            ],
+            &[vec![
+                back_text,
+                after,
+                since_kill,
+                format!("{runs_before} → {runs_after}"),
+                format!("{doubles} ({})", verdict(doubles == 0)),
+            ]],
+        )
+    ))
 }
 
 /// 1. Broadcast fan-out.
@@ -343,9 +463,29 @@ fn storm(rig: &mut Rig, work: &std::path::Path) -> anyhow::Result<String> {
     ))
 }
 
+/// How many client connections of each name the `nodes` hold.
+fn connections_by_name(
+    cluster: &kanade_testkit::NatsCluster,
+    nodes: impl Iterator<Item = usize>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut all = std::collections::BTreeMap::new();
+    for i in nodes {
+        for n in cluster.connection_names(i).unwrap_or_default() {
+            *all.entry(n).or_default() += 1;
+        }
+    }
+    all
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The job every broadcast runs.
+fn create_noop_job(port: u16) -> anyhow::Result<()> {
+    let job = json!({ "id": "bench-noop", "version": "1", "execute": { "shell": "sh", "script": "true", "timeout": "60s" } });
+    api::post(port, "/api/jobs", &job).map(drop)
 }
 
 /// Exec the no-op job on `target`; time until the execution is `completed` with `n` results.

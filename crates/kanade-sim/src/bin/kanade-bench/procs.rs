@@ -21,14 +21,15 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// `db_line`: the `[db]` setting (`sqlite_path = …` or `url = …`).
-    pub fn start(dir: &Path, nats_url: &str, db_line: &str) -> anyhow::Result<Self> {
+    /// `db_line`: the `[db]` setting (`sqlite_path = …` or `url = …`); every stream, bucket and
+    /// store with `replicas` replicas (3 on a cluster).
+    pub fn start(dir: &Path, nats_url: &str, replicas: u8, db_line: &str) -> anyhow::Result<Self> {
         let port = kanade_testkit::free_port().map_err(anyhow::Error::msg)?;
         let config = dir.join("backend.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\n[db]\n{db_line}\n[log]\npath = {logs:?}\nlevel = \"warn\"\n",
+                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\nreplicas = {replicas}\n[db]\n{db_line}\n[log]\npath = {logs:?}\nlevel = \"warn\"\n",
                 data = dir.join("data"),
                 logs = dir.join("logs"),
             ),
