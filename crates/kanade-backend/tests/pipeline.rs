@@ -437,3 +437,46 @@ async fn adhoc_runs_are_executions_named_by_what_ran() {
     let body = s.wait_status(launched["exec_id"].as_str().unwrap(), "completed").await;
     assert_eq!(body["execution"]["title"], "echo via api", "{body:#}");
 }
+
+#[tokio::test]
+async fn an_audit_event_the_broker_refuses_does_not_hold_back_the_outbox() {
+    use kanade_backend::db::{outbox::Outgoing, projection};
+    use kanade_shared::wire::{self, AuditEvent, Timestamp};
+    let s = stack(&[]).await;
+    let event = |action: &str, detail: Value| {
+        let e = AuditEvent {
+            schema: wire::SCHEMA,
+            id: kanade_shared::AuditId::new(),
+            at: Timestamp::now_utc(),
+            actor: "test".into(),
+            action: action.into(),
+            target: None,
+            source: None,
+            detail,
+        };
+        let payload = String::from_utf8(wire::encode(&e).unwrap()).unwrap();
+        Outgoing { id: e.id.to_string(), subject: format!("audit.{action}"), payload }
+    };
+    // Stored a minute ago (past the drainer's grace), the one the broker cannot take first:
+    // larger than its max_payload.
+    let huge = event("exec.aborted", serde_json::json!({ "message": "x".repeat(2 << 20) }));
+    let after = event("exec.expired", Value::Null);
+    let step = |exec: &str| projection::ExecStep {
+        exec_id: exec.into(),
+        wave: None,
+        targets: Vec::new(),
+        message: None,
+    };
+    let old = kanade_backend::db::now_ms() - 60_000;
+    let db = &s.state.db;
+    db.ended_early_audited(step("a"), projection::Ended::Aborted, old, huge.clone()).await.unwrap();
+    db.ended_early_audited(step("b"), projection::Ended::Expired, old + 1, after).await.unwrap();
+
+    common::wait_for_audit(&s, "exec.expired").await;
+    let left = db.audit_due(kanade_backend::db::now_ms(), 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        [huge.id.as_str()],
+        "the refused one stays"
+    );
+}

@@ -67,6 +67,11 @@ impl From<ExecError> for ApiError {
             ExecError::Broker(m) => {
                 Self::unavailable("nats_unavailable", format!("the broker did not take the request: {m}"))
             }
+            ExecError::Refused(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "nats_refused",
+                format!("the broker refused the request: {m}"),
+            ),
             ExecError::Db(e) => e.into(),
         }
     }

@@ -32,6 +32,10 @@ pub enum ExecError {
     NotFound(String),
     #[error("broker: {0}")]
     Broker(String),
+    /// The broker will not take this message however often it is sent (too large, no such
+    /// stream configuration): unlike a lost ack, retrying does not help.
+    #[error("refused by the broker: {0}")]
+    Refused(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -442,15 +446,12 @@ async fn retry_publish(
     message: &Message,
     first: PublishError,
 ) -> Result<(), ExecError> {
-    // A stream without a leader (mid-election) answers "no responders", which the client
-    // reports as `StreamNotFound`: retried too, so a missing stream is reported 15 s late.
-    use jetstream::context::PublishErrorKind::{BrokenPipe, StreamNotFound, TimedOut};
     let mut last = first;
     let give_up = std::time::Instant::now() + PUBLISH_RETRY_FOR;
     let mut attempt = 0;
     while std::time::Instant::now() < give_up {
-        if !matches!(last.kind(), TimedOut | BrokenPipe | StreamNotFound) {
-            break;
+        if !worth_retrying(last.kind()) {
+            return Err(ExecError::Refused(format!("{} (subject {})", last, message.subject)));
         }
         attempt += 1;
         tracing::warn!(subject = %message.subject, attempt, error = %last, "publish not acknowledged; retrying");
@@ -461,6 +462,14 @@ async fn retry_publish(
         }
     }
     Err(ExecError::Broker(format!("{} (subject {})", last, message.subject)))
+}
+
+/// Whether a publish that failed this way may succeed when sent again. A stream without a
+/// leader (mid-election) answers "no responders", which the client reports as
+/// `StreamNotFound`: retried too, so a missing stream is reported 15 s late.
+fn worth_retrying(kind: jetstream::context::PublishErrorKind) -> bool {
+    use jetstream::context::PublishErrorKind::{BrokenPipe, StreamNotFound, TimedOut};
+    matches!(kind, TimedOut | BrokenPipe | StreamNotFound)
 }
 
 pub async fn audit(
@@ -529,6 +538,14 @@ pub async fn drain_outbox(js: jetstream::Context, db: Db, mut stop: tokio::sync:
                             if let Err(e) = db.audit_sent(o.id).await {
                                 tracing::warn!(error = %e, "cannot clear a sent audit event from the outbox");
                             }
+                        }
+                        // One the broker will never take must not hold back those behind it.
+                        Err(ExecError::Refused(why)) => {
+                            tracing::error!(
+                                id = o.id,
+                                why,
+                                "audit outbox: the broker refuses this event; it stays in the outbox, the others go on"
+                            );
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "audit outbox: the broker did not take an event; retrying later");

@@ -39,7 +39,7 @@ pub async fn dispatcher(p: Pipeline, is_leader: Leadership, mut stop: watch::Rec
 }
 
 /// Every due wave, each on its own: one that can never be published (an unreadable plan or
-/// target) aborts its own execution with the reason and the others go on; a broker failure is
+/// target, commands the broker refuses) aborts its own execution with the reason and the others go on; a broker failure is
 /// retried at the next tick.
 async fn tick(p: &Pipeline, is_leader: &Leadership) -> Result<(), ExecError> {
     let now = now_ms();
@@ -51,7 +51,7 @@ async fn tick(p: &Pipeline, is_leader: &Leadership) -> Result<(), ExecError> {
         let (exec_id, wave) = (due.exec_id, due.wave);
         match one_wave(p, due, now).await {
             Ok(()) => {}
-            Err(ExecError::Invalid(why)) => {
+            Err(ExecError::Invalid(why) | ExecError::Refused(why)) => {
                 tracing::error!(%exec_id, wave, why, "wave cannot be published; aborting its execution");
                 let step = ExecStep {
                     exec_id: exec_id.to_string(),
