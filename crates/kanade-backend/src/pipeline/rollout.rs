@@ -115,7 +115,12 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
             ExecStep { exec_id: due.exec_id.to_string(), wave: Some(due.wave), targets: pcs, message: None };
         let detail = serde_json::to_value(&step).unwrap_or_default();
         p.db.wave_published(step, now, now).await?;
-        audit(&p.js, "rollout", "exec.wave_published", Some(due.exec_id.to_string()), None, detail).await?;
+        // The wave is out and recorded: a failed audit event must not abort it.
+        let audited =
+            audit(&p.js, "rollout", "exec.wave_published", Some(due.exec_id.to_string()), None, detail);
+        if let Err(e) = audited.await {
+            tracing::warn!(exec_id = %due.exec_id, wave = due.wave, error = %e, "wave published; its audit event was not taken");
+        }
         tracing::info!(exec_id = %due.exec_id, wave = due.wave, "wave published");
     }
     Ok(())
