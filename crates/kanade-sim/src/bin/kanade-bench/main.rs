@@ -245,6 +245,8 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
     wait_projected(backend.port, agents)?;
     create_noop_job(backend.port)?;
     rt.block_on(cluster.wait_whole(&js, WHOLE));
+    // The same broadcast on the whole cluster: what the one after the loss compares with.
+    let (baseline, _) = broadcast(backend.port, &json!({ "all": true }), agents)?;
     let held = (0..cluster.len()).map(|i| cluster.connections(i)).collect::<Result<Vec<u64>, String>>();
     let held = held.map_err(anyhow::Error::msg)?;
     let total: u64 = held.iter().sum();
@@ -280,7 +282,7 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
     };
     let after = if back.is_ok() {
         broadcast(backend.port, &json!({ "all": true }), agents)
-            .map(|(d, _)| ms(d))
+            .map(|(d, _)| format!("{} ({:.2} × before)", ms(d), d.as_secs_f64() / baseline.as_secs_f64()))
             .unwrap_or_else(|e| format!("failed: {e}"))
     } else {
         "not run (the fleet was not back)".to_owned()
@@ -296,13 +298,15 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
         table(
             &[
                 "every connection on the surviving nodes after",
-                "broadcast to all (the whole run)",
+                "broadcast to all before the kill",
+                "broadcast to all after",
                 "kill → broadcast complete",
                 "runs before → after",
                 "double runs"
             ],
             &[vec![
                 back_text,
+                ms(baseline),
                 after,
                 since_kill,
                 format!("{runs_before} → {runs_after}"),
