@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark, one command: builds release binaries, runs the fleet scenarios (nats-server +
 # backend + simulated agents), the projector ingest bench and the real agent bench, and writes
-# BENCHMARKS.md with the machine description. Takes ~15 minutes at 10,000 agents on 2 cores.
+# BENCHMARKS.md with the machine description. Takes ~17 minutes at 10,000 agents on 2 cores
+# (the last fleet scenario starts a 3-node cluster and a fleet of its own).
 #   KANADE_BENCH_AGENTS (10000), KANADE_BENCH_SIZES (1000,5000,10000), KANADE_BENCH_REPEAT (5);
 #   KANADE_BENCH_REPORT_ONLY=1 rewrites BENCHMARKS.md from the last run's results.
 set -euo pipefail
