@@ -69,60 +69,110 @@ fn query(db: &std::path::Path, sql: &str) -> Vec<String> {
     stmt.query_map([], |r| r.get::<_, String>(0)).map(|rows| rows.flatten().collect()).unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_backend_killed_between_storing_an_execution_and_publishing_it_publishes_it_after_restart() {
+/// A backend process armed with `failpoint` (authentication off) and 5 simulated agents it
+/// knows; the agents run until the returned sender is dropped.
+struct Armed {
+    server: NatsServer,
+    dir: tempfile::TempDir,
+    backend: common::process::BackendProcess,
+    runs: kanade_agent::exec::RunLog,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn armed(failpoint: &str) -> Armed {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    // The backend dies right after the execution and its audit event are committed, before
-    // any command goes out.
-    let env = [("KANADE_AUTH_DISABLE", "1"), ("KANADE_FAILPOINT", "exec.stored")];
-    let mut backend = common::process::BackendProcess::start_env(&dir.path().join("b"), &server.url(), &env);
-    let db = backend.db.clone();
+    let env = [("KANADE_AUTH_DISABLE", "1"), ("KANADE_FAILPOINT", failpoint)];
+    let backend = common::process::BackendProcess::start_env(&dir.path().join("b"), &server.url(), &env);
     let executor =
         kanade_agent::exec::FakeExecutor { duration: Duration::from_millis(100), ..Default::default() };
     let runs = executor.runs.clone();
     let sim = kanade_sim::SimConfig::small_fleet(server.url(), 5, dir.path().join("agents"), executor);
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     kanade_sim::start(&sim, stop).await.unwrap();
+    let db = backend.db.clone();
     kanade_testkit::wait_until("the backend to know the 5 agents", Duration::from_secs(60), || {
         query(&db, "SELECT CAST(COUNT(*) AS TEXT) FROM agents") == ["5"]
     });
+    Armed { server, dir, backend, runs, _stop: stop_tx }
+}
 
-    let yaml = "id: once\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { all: true }\n";
+const DEPLOY: &str =
+    "id: once\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { all: true }\n";
+
+impl Armed {
+    /// Nothing was published: EXEC holds no command.
+    async fn nothing_published(&self) -> bool {
+        let js = async_nats::jetstream::new(async_nats::connect(self.server.url()).await.unwrap());
+        let mut exec = js.get_stream("EXEC").await.unwrap();
+        exec.info().await.unwrap().state.messages == 0
+    }
+
+    /// The execution completes with 5 of 5, each PC ran it once, and AUDIT has its creation.
+    fn completes_once(&self, exec: &str) {
+        let db = &self.backend.db;
+        let done = format!("SELECT status FROM executions WHERE exec_id = '{exec}'");
+        kanade_testkit::wait_until("the execution to complete", Duration::from_secs(120), || {
+            query(db, &done) == ["completed"]
+        });
+        let counters =
+            format!("SELECT target_count || ' ' || succeeded FROM executions WHERE exec_id = '{exec}'");
+        assert_eq!(query(db, &counters), ["5 5"]);
+        assert_eq!((self.runs.total(), self.runs.doubles()), (5, 0), "each PC runs once");
+        let audited = format!(
+            "SELECT action FROM audit_log WHERE action = 'exec.create' AND detail_json LIKE '%{exec}%'"
+        );
+        kanade_testkit::wait_until("exec.create in the audit log", Duration::from_secs(30), || {
+            query(db, &audited).len() == 1
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_killed_between_storing_an_execution_and_publishing_it_publishes_it_after_restart() {
+    // The backend dies right after the execution and its audit event are committed, before
+    // any command goes out.
+    let mut a = armed("exec.stored").await;
     let answer = kanade_testkit::http::request(
-        backend.port,
+        a.backend.port,
         "POST",
         "/api/deploy",
-        yaml.as_bytes(),
+        DEPLOY.as_bytes(),
         "application/yaml",
     );
     assert!(!matches!(answer, Ok((201, _))), "the deploy was answered: the failpoint was not reached");
     kanade_testkit::wait_until("the backend to die at the failpoint", Duration::from_secs(10), || {
-        backend.exited()
+        a.backend.exited()
     });
+    let db = a.backend.db.clone();
     let stored = query(&db, "SELECT exec_id || ' ' || status FROM executions");
     assert_eq!(stored.len(), 1, "{stored:?}");
     let (exec, status) = stored[0].split_once(' ').unwrap();
     assert_eq!(status, "pending");
     assert_eq!(query(&db, "SELECT subject FROM audit_outbox"), ["audit.exec.create"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(runs.total(), 0, "a command went out before the crash: the test proves nothing");
+    assert!(a.nothing_published().await, "a command went out before the crash: the test proves nothing");
 
-    backend.unset_env("KANADE_FAILPOINT");
-    backend.restart();
-    let done = format!("SELECT status FROM executions WHERE exec_id = '{exec}'");
-    kanade_testkit::wait_until(
-        "the execution to complete after the restart",
-        Duration::from_secs(120),
-        || query(&db, &done) == ["completed"],
-    );
-    let counters =
-        format!("SELECT target_count || ' ' || succeeded FROM executions WHERE exec_id = '{exec}'");
-    assert_eq!(query(&db, &counters), ["5 5"]);
-    assert_eq!((runs.total(), runs.doubles()), (5, 0), "each PC runs once");
-    let audited =
-        format!("SELECT action FROM audit_log WHERE action = 'exec.create' AND detail_json LIKE '%{exec}%'");
-    kanade_testkit::wait_until("exec.create in the audit log", Duration::from_secs(30), || {
-        query(&db, &audited).len() == 1
-    });
+    a.backend.unset_env("KANADE_FAILPOINT");
+    a.backend.restart();
+    a.completes_once(exec);
+    drop(a.dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_whose_commands_were_not_confirmed_goes_out_from_the_dispatcher_once() {
+    // The request stores the execution, then its publish fails (nothing sent).
+    let a = armed("exec.unconfirmed").await;
+    let (status, body) = kanade_testkit::http::request(
+        a.backend.port,
+        "POST",
+        "/api/deploy",
+        DEPLOY.as_bytes(),
+        "application/yaml",
+    )
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert!(body["note"].as_str().unwrap_or_default().contains("dispatcher"), "{body}");
+    assert!(a.nothing_published().await, "a command went out: the test proves nothing");
+    a.completes_once(body["exec_id"].as_str().unwrap());
 }

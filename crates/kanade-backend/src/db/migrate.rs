@@ -48,6 +48,11 @@ const SQLITE: &[Migration] = &[
         name: "audit_outbox",
         sql: include_str!("migrations/sqlite/0009_audit_outbox.sql"),
     },
+    Migration {
+        version: 10,
+        name: "outbox_refused",
+        sql: include_str!("migrations/sqlite/0010_outbox_refused.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -66,6 +71,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "audit_outbox",
         sql: include_str!("migrations/postgres/0004_audit_outbox.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "outbox_refused",
+        sql: include_str!("migrations/postgres/0005_outbox_refused.sql"),
     },
 ];
 

@@ -310,6 +310,10 @@ impl Db {
         read!(self, |s| outbox::due(s, before_ms, limit))
     }
 
+    pub async fn audit_refused(&self, id: String) -> Result<(), DbError> {
+        write!(self, |s| outbox::refused(s, &id, now_ms()))
+    }
+
     pub async fn ended_early(
         &self,
         step: projection::ExecStep,

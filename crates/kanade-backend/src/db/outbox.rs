@@ -22,10 +22,11 @@ pub async fn put<S: Sql>(s: &mut S, o: &Outgoing, now_ms: i64) -> Result<(), DbE
     Ok(())
 }
 
-/// The oldest events stored before `before_ms`, in the order they were stored.
+/// The oldest events stored before `before_ms` and not refused, in the order they were stored.
 pub async fn due<S: Sql>(s: &mut S, before_ms: i64, limit: i64) -> Result<Vec<Outgoing>, DbError> {
     s.rows(
-        "SELECT id, subject, payload FROM audit_outbox WHERE created_ms < ?1 ORDER BY created_ms, id LIMIT ?2",
+        "SELECT id, subject, payload FROM audit_outbox WHERE created_ms < ?1 AND refused_ms IS NULL
+         ORDER BY created_ms, id LIMIT ?2",
         vec![Value::Int(before_ms), Value::Int(limit)],
     )
     .await?
@@ -36,5 +37,12 @@ pub async fn due<S: Sql>(s: &mut S, before_ms: i64, limit: i64) -> Result<Vec<Ou
 
 pub async fn sent<S: Sql>(s: &mut S, id: &str) -> Result<(), DbError> {
     s.exec("DELETE FROM audit_outbox WHERE id = ?1", vec![id.into()]).await?;
+    Ok(())
+}
+
+/// The broker will never take this event: it stays for the record and is no longer sent.
+pub async fn refused<S: Sql>(s: &mut S, id: &str, now_ms: i64) -> Result<(), DbError> {
+    s.exec("UPDATE audit_outbox SET refused_ms = ?2 WHERE id = ?1", vec![id.into(), Value::Int(now_ms)])
+        .await?;
     Ok(())
 }

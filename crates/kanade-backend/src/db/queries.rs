@@ -73,8 +73,10 @@ pub async fn due_waves<S: Sql>(s: &mut S, now_ms: i64) -> Result<Vec<DueWave>, D
          WHERE w.status = 'pending' AND w.due_ms <= ?1 AND e.status NOT IN ('aborted', 'expired', 'killed')
            -- Not before the execution's own exec.create is in AUDIT: a rebuild from AUDIT must
            -- meet the creation before the wave (the outbox is nearly always empty).
+           -- A creation the broker refused for good holds nothing back.
            AND NOT EXISTS (SELECT 1 FROM audit_outbox o
-                           WHERE o.subject = 'audit.exec.create' AND o.payload LIKE '%' || w.exec_id || '%')
+                           WHERE o.subject = 'audit.exec.create' AND o.refused_ms IS NULL
+                             AND o.payload LIKE '%' || w.exec_id || '%')
          ORDER BY w.due_ms, w.exec_id, w.wave",
         vals![now_ms],
     )
@@ -308,9 +310,9 @@ pub async fn get_execution<S: Sql>(
 
 async fn waves_of<S: Sql>(s: &mut S, exec_id: ExecId) -> Result<Vec<WaveRow>, DbError> {
     s.rows(
-        // Every execution has a wave 0; it is worth showing alone only while it is not out.
+        // Every execution has a wave 0; alone, it is worth showing only while it waits to go out.
         "SELECT wave, status, due_ms, published_ms FROM rollout_waves w WHERE exec_id = ?1
-           AND (w.status <> 'published' OR EXISTS (SELECT 1 FROM rollout_waves x WHERE x.exec_id = ?1 AND x.wave > 0))
+           AND (w.status = 'pending' OR EXISTS (SELECT 1 FROM rollout_waves x WHERE x.exec_id = ?1 AND x.wave > 0))
          ORDER BY wave",
         vals![exec_id],
     )

@@ -54,6 +54,9 @@ pub struct Launched {
     pub version: String,
     pub target_count: usize,
     pub waves: usize,
+    /// Set when the commands were not confirmed and the dispatcher publishes them instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Who asked for an execution, and what it carries beyond the manifest and plan.
@@ -180,33 +183,31 @@ impl Pipeline {
             .await?;
         crate::failpoint::hit("exec.stored");
         let t_insert = t0.elapsed();
-        if let Err(e) = self.announce(created_event, &template, &first).await {
-            // The broker did not take the commands: the execution is ended with the reason
-            // instead of waiting for commands that may never have gone out.
-            let step = ExecStep {
-                exec_id: exec_id.to_string(),
-                wave: None,
-                targets: Vec::new(),
-                message: Some(format!("the broker did not take the commands: {e}")),
-            };
-            let aborted = audit_message(
-                "backend",
-                "exec.aborted",
-                Some(exec_id.to_string()),
-                None,
-                serde_json::to_value(&step).unwrap_or_default(),
-            )?;
-            let ended =
-                self.db.ended_early_audited(step, projection::Ended::Aborted, now_ms(), aborted.outgoing());
-            if let Err(db) = ended.await {
-                tracing::error!(%exec_id, error = %db, "cannot mark an execution whose commands failed as aborted");
+        let mut note = None;
+        match self.announce(created_event, &template, &first).await {
+            Ok(()) => {
+                if let Err(e) = self.db.first_wave_published(exec_id, now).await {
+                    tracing::warn!(%exec_id, error = %e, "wave 0 went out but is not recorded; the dispatcher publishes it again (agents run it once)");
+                }
             }
-            return Err(ExecError::Broker(format!(
-                "{e}; execution {exec_id} is marked aborted (some PCs may have received its command and report under it)"
-            )));
-        }
-        if let Err(e) = self.db.first_wave_published(exec_id, now).await {
-            tracing::warn!(%exec_id, error = %e, "wave 0 went out but is not recorded; the dispatcher publishes it again (agents run it once)");
+            // Commands the broker will never take: the execution ends with the reason.
+            Err(ExecError::Refused(why)) => {
+                let message = format!("the broker refused the commands: {why}");
+                self.abort(exec_id, message.clone()).await;
+                return Err(ExecError::Refused(format!(
+                    "{why}; execution {exec_id} is marked aborted (some PCs may have received its command and report under it)"
+                )));
+            }
+            // Not confirmed (the broker away, a lost ack): wave 0 stays pending and the
+            // dispatcher publishes it when it falls due. Failing the request instead would
+            // invite the operator to exec again, and run the job twice.
+            Err(e) => {
+                tracing::warn!(%exec_id, error = %e, "commands not confirmed; the rollout dispatcher publishes wave 0");
+                note = Some(format!(
+                    "the broker did not confirm the commands ({e}); the rollout dispatcher publishes them from {} s after creation, and each PC runs them once",
+                    FIRST_WAVE_GRACE.as_secs()
+                ));
+            }
         }
         let t_publish = t0.elapsed();
         tracing::debug!(
@@ -225,7 +226,33 @@ impl Pipeline {
             version: manifest.version.to_string(),
             target_count: targets.len(),
             waves: all_waves.len(),
+            note,
         })
+    }
+
+    /// End a stored execution whose commands cannot go out, with its `exec.aborted` event in the
+    /// outbox.
+    async fn abort(&self, exec_id: ExecId, message: String) {
+        let step = ExecStep {
+            exec_id: exec_id.to_string(),
+            wave: None,
+            targets: Vec::new(),
+            message: Some(message),
+        };
+        let detail = serde_json::to_value(&step).unwrap_or_default();
+        let aborted = match audit_message("backend", "exec.aborted", Some(exec_id.to_string()), None, detail)
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(%exec_id, error = %e, "cannot build the exec.aborted event");
+                return;
+            }
+        };
+        let ended =
+            self.db.ended_early_audited(step, projection::Ended::Aborted, now_ms(), aborted.outgoing());
+        if let Err(db) = ended.await {
+            tracing::error!(%exec_id, error = %db, "cannot mark an execution whose commands were refused as aborted");
+        }
     }
 
     /// Audit the execution's creation and publish its first wave. The audit event is sent just
@@ -239,6 +266,9 @@ impl Pipeline {
     /// which sends it later.
     async fn announce(&self, created: Message, template: &Command, first: &Target) -> Result<(), ExecError> {
         let id = created.id.clone();
+        if crate::failpoint::armed("exec.unconfirmed") {
+            return Err(ExecError::Broker("KANADE_FAILPOINT=exec.unconfirmed: nothing sent".into()));
+        }
         let audit = created.send_pending(&self.js).await;
         publish_commands(&self.js, self.signer.as_deref(), template, first).await?;
         match audit.confirmed(&self.js).await {
@@ -246,6 +276,15 @@ impl Pipeline {
             Ok(()) => {
                 if let Err(e) = self.db.audit_sent(id).await {
                     tracing::warn!(error = %e, "cannot clear a sent audit event from the outbox");
+                }
+            }
+            Err(ExecError::Refused(why)) => {
+                tracing::error!(
+                    why,
+                    "AUDIT refuses this exec.create; it is kept in the outbox, no longer sent"
+                );
+                if let Err(e) = self.db.audit_refused(id).await {
+                    tracing::warn!(error = %e, "cannot mark a refused audit event");
                 }
             }
             Err(e) => {
@@ -450,8 +489,11 @@ async fn retry_publish(
     let give_up = std::time::Instant::now() + PUBLISH_RETRY_FOR;
     let mut attempt = 0;
     while std::time::Instant::now() < give_up {
-        if !worth_retrying(last.kind()) {
+        if matches!(last.kind(), jetstream::context::PublishErrorKind::MaxPayloadExceeded) {
             return Err(ExecError::Refused(format!("{} (subject {})", last, message.subject)));
+        }
+        if !worth_retrying(last.kind()) {
+            break;
         }
         attempt += 1;
         tracing::warn!(subject = %message.subject, attempt, error = %last, "publish not acknowledged; retrying");
@@ -544,8 +586,11 @@ pub async fn drain_outbox(js: jetstream::Context, db: Db, mut stop: tokio::sync:
                             tracing::error!(
                                 id = o.id,
                                 why,
-                                "audit outbox: the broker refuses this event; it stays in the outbox, the others go on"
+                                "audit outbox: the broker refuses this event; it is kept in the outbox, no longer sent"
                             );
+                            if let Err(e) = db.audit_refused(o.id).await {
+                                tracing::warn!(error = %e, "cannot mark a refused audit event");
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "audit outbox: the broker did not take an event; retrying later");

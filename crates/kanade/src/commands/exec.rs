@@ -76,6 +76,9 @@ pub async fn deploy(
 
 async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
     let id = text(&launched["exec_id"]);
+    if let Some(note) = launched["note"].as_str() {
+        eprintln!("note: execution {id}: {note}");
+    }
     if launched["target_count"] == 0 && launched["waves"].as_i64().unwrap_or(1) <= 1 {
         // Nothing to wait for: no online agent matched. Agents that come online later still
         // catch the command up from EXEC.

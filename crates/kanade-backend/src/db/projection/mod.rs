@@ -577,7 +577,23 @@ pub async fn first_wave_published<S: Sql>(
         vals![exec_id, created_ms],
     )
     .await?;
-    refresh_execution(s, exec_id, now_ms).await
+    // Results may already be in: the status follows from the counters kept so far (no recount,
+    // which would read every result under the writer's lock).
+    let Some(row) = opt_row(
+        s,
+        "SELECT status, target_count, succeeded, failed, skipped, other,
+             EXISTS (SELECT 1 FROM execution_results r WHERE r.exec_id = e.exec_id AND r.status = 'running')
+         FROM executions e WHERE exec_id = ?1",
+        vals![exec_id],
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let counts =
+        Counts { succeeded: row.get(2)?, failed: row.get(3)?, skipped: row.get(4)?, other: row.get(5)? };
+    let status: String = row.get(0)?;
+    settle(s, exec_id, &status, row.get(1)?, &counts, row.get(6)?, now_ms).await
 }
 
 fn killed_step(mut step: ExecStep, actor: &str) -> ExecStep {
