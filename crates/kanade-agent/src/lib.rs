@@ -7,4 +7,5 @@ pub mod gates;
 pub mod inventory;
 pub mod runtime;
 pub mod store;
+pub mod testfault;
 pub mod update;

@@ -134,7 +134,7 @@ fn start(config: AgentConfig, stop: Stop) -> anyhow::Result<u8> {
         drop(log_guard);
         return restart(exe, restart_mode(&config, &stop));
     }
-    fail_at_start_for_tests(&version)?;
+    kanade_agent::testfault::fail_at_start(&version)?;
     let settings = Settings::from_config(&config, exe.clone());
     // Two workers whatever the core count: an agent mostly waits, its jobs are child processes
     // and blocking work (inventory) has its own pool, while every extra worker is a thread with
@@ -213,14 +213,4 @@ fn restart(exe: &Path, mode: RestartMode) -> anyhow::Result<u8> {
         next.spawn().with_context(|| format!("cannot restart into {}", exe.display()))?;
         Ok(0)
     }
-}
-
-/// Fault injection for the self-update tests (debug builds only): a version that dies at start.
-fn fail_at_start_for_tests(version: &Version) -> anyhow::Result<()> {
-    if cfg!(debug_assertions)
-        && std::env::var("KANADE_AGENT_TEST_FAIL_AT_START").is_ok_and(|v| v == version.as_str())
-    {
-        anyhow::bail!("version {version} was told to fail at start (KANADE_AGENT_TEST_FAIL_AT_START)");
-    }
-    Ok(())
 }

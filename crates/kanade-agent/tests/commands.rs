@@ -29,6 +29,7 @@ async fn a_command_produces_exactly_one_result_with_output_and_timings() {
     assert_eq!((r.status, r.exit_code), (ExecStatus::Failed, Some(7)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fleet.results().await.len(), 2);
+    assert_eq!((runs_of(&agent, ok.exec_id), runs_of(&agent, bad.exec_id)), (1, 1), "{}", agent.log());
 }
 
 #[tokio::test]
@@ -75,6 +76,9 @@ async fn agents_run_only_what_is_addressed_to_them() {
     assert_eq!(r.pc_id.as_str(), "PC-B");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(fleet.results().await.len(), 3);
+    let ran = |agent: &Agent| [&to_canary, &to_wave1, &to_b].map(|c| runs_of(agent, c.exec_id));
+    assert_eq!(ran(&a), [1, 0, 0], "{}", a.log());
+    assert_eq!(ran(&b), [0, 1, 1], "{}", b.log());
 }
 
 #[tokio::test]
@@ -109,7 +113,11 @@ async fn a_crash_mid_run_is_reported_unknown_and_not_rerun() {
     assert_eq!(r.status, ExecStatus::Unknown);
     assert!(r.message.unwrap().contains("not run again"));
     assert!(r.started_at.is_some());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The restarted agent's catch-up is where a rerun would come from: wait until it is done.
+    kanade_testkit::wait_until_async("the restarted agent to catch up", WAIT, || async {
+        agent.log().matches("intake ready").count() >= 2
+    })
+    .await;
     assert_eq!(runs(&marker), 1);
 }
 
@@ -122,6 +130,7 @@ async fn a_result_survives_a_broker_outage_and_arrives_once() {
     let cmd = command("outage", &format!("echo ran >> {}; sleep 2; echo done", marker.display()));
     fleet.publish(all(), &cmd).await;
     kanade_testkit::wait_until_async("the script to start", WAIT, || async { runs(&marker) == 1 }).await;
+    let caught_up = catch_ups(&agent);
     fleet.server.stop();
     // The job finishes while the broker is away; its result waits in the outbox.
     kanade_testkit::wait_until_async("the run to finish with the broker away", WAIT, || async {
@@ -131,9 +140,13 @@ async fn a_result_survives_a_broker_outage_and_arrives_once() {
     fleet.restart_server().await;
     let r = fleet.wait_result(cmd.exec_id, Duration::from_secs(60)).await;
     assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, "done\n"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(fleet.results_for(cmd.exec_id).await.len(), 1);
+    // The catch-up after the reconnect reads the command again: wait for it, then count runs.
+    kanade_testkit::wait_until_async("the catch-up after the outage", WAIT, || async {
+        catch_ups(&agent) > caught_up
+    })
+    .await;
     assert_eq!(runs(&marker), 1);
+    assert_eq!(runs_of(&agent, cmd.exec_id), 1);
 }
 
 #[tokio::test]
@@ -217,7 +230,10 @@ async fn an_agent_started_while_the_broker_is_down_connects_when_it_returns() {
     let mut fleet = Fleet::start().await;
     fleet.server.stop();
     let agent = fleet.agent("PC-D", &[]).start();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    kanade_testkit::wait_until_async("the agent to retry the absent broker", WAIT, || async {
+        agent.log().contains("cannot reach NATS")
+    })
+    .await;
     fleet.restart_server().await;
     ready(&agent).await;
     let cmd = command("after-outage", "echo back");

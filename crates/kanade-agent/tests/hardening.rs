@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kanade_shared::wire::{self, ExecResult, ExecStatus, SkipReason, Timestamp};
-use kanade_shared::{ResultId, subjects};
+use kanade_shared::wire::{self, ExecResult, ExecStatus, SkipReason};
+use kanade_shared::subjects;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -54,38 +54,10 @@ async fn an_oversized_queued_result_is_cut_to_fit_and_the_next_one_still_goes() 
     let pc: kanade_shared::PcId = "PC-OVER".parse().unwrap();
     let queued: Vec<ExecResult> = [3_000_000, 10]
         .iter()
-        .map(|n| {
-            let cmd = command("queued", "true");
-            ExecResult {
-                schema: 1,
-                result_id: ResultId::derive(cmd.exec_id, &pc),
-                request_id: cmd.request_id,
-                exec_id: cmd.exec_id,
-                job_id: cmd.job_id.clone(),
-                version: cmd.version.clone(),
-                pc_id: pc.clone(),
-                exit_code: Some(0),
-                status: ExecStatus::Succeeded,
-                skip_reason: None,
-                message: None,
-                stdout: "x".repeat(*n),
-                stderr: String::new(),
-                truncated: false,
-                started_at: None,
-                finished_at: Timestamp::now_utc(),
-                attempt: 1,
-            }
-        })
+        .map(|n| succeeded(&command("queued", "true"), &pc, "x".repeat(*n)))
         .collect();
     for r in &queued {
-        store
-            .enqueue(&kanade_agent::store::Outgoing {
-                seq: 0,
-                msg_id: r.result_id.to_string(),
-                subject: subjects::result(&pc, r.request_id),
-                payload: wire::encode(r).unwrap(),
-            })
-            .unwrap();
+        store.enqueue(&queued_message(r)).unwrap();
     }
     drop(store);
     agent.spawn();

@@ -54,6 +54,20 @@ impl Installed {
 
     /// With `extra` sections in agent.toml.
     fn start_with(fleet: &Fleet, id: &str, jitter: &str, version: &str, extra: &str) -> Self {
+        Self::start_faulty(fleet, id, jitter, version, extra, &[])
+    }
+
+    /// With `faults` (`KANADE_AGENT_TEST_*` variables) set for every start.
+    fn start_faulty(
+        fleet: &Fleet,
+        id: &str,
+        jitter: &str,
+        version: &str,
+        extra: &str,
+        faults: &[(&str, &str)],
+    ) -> Self {
+        let faults: Vec<(String, String)> =
+            faults.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let agent = fleet.agent_with(id, extra);
         let text = std::fs::read_to_string(&agent.config).unwrap();
         std::fs::write(&agent.config, format!("{text}[update]\njitter = {jitter:?}\nrestart = \"exec\"\n"))
@@ -71,6 +85,7 @@ impl Installed {
                     .arg("--config")
                     .arg(&config)
                     .env("KANADE_AGENT_TEST_FAIL_AT_START", FAIL_AT_START)
+                    .envs(faults.iter().map(|(k, v)| (k, v)))
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -200,6 +215,85 @@ async fn rollout_updates_the_scope_only_and_a_crashing_version_is_rolled_back_an
         h.quarantined.is_empty() && h.update_status.is_none()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_version_that_dies_once_up_before_it_is_confirmed_is_rolled_back() {
+    let fleet = Fleet::start().await;
+    let pc = Installed::start_faulty(
+        &fleet,
+        "PC-UPU",
+        "0s",
+        "1.0.0",
+        "",
+        &[("KANADE_AGENT_TEST_DIE_AFTER_UP", "2.0.0")],
+    );
+    heartbeat_where(&fleet, &pc, "version 1.0.0", Duration::from_secs(30), |h| {
+        h.agent_version.as_str() == "1.0.0"
+    })
+    .await;
+    let mut beats = fleet.client.subscribe("heartbeat.PC-UPU").await.unwrap();
+    fleet.client.flush().await.unwrap();
+    publish(&fleet, "2.0.0", build("2.0.0")).await;
+    fleet.kv_put("agent_config", "pcs.PC-UPU", r#"{"target_version":"2.0.0"}"#).await;
+
+    // Each start of 2.0.0 gets connected and heartbeats once (it is up), then dies before it
+    // has run the 30 s it needs to be confirmed; the fourth start rolls back.
+    let mut up_on_v2 = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let rolled_back = loop {
+        let msg = tokio::time::timeout_at(deadline, beats.next())
+            .await
+            .unwrap_or_else(|_| panic!("not rolled back within 90 s; log:\n{}", log_of(&pc)))
+            .unwrap();
+        let beat: Heartbeat = wire::decode(&msg.payload).unwrap();
+        match beat.agent_version.as_str() {
+            "2.0.0" => up_on_v2 += 1,
+            _ if beat.quarantined.iter().any(|q| q.version.as_str() == "2.0.0") => break beat,
+            _ => {}
+        }
+    };
+    assert_eq!(up_on_v2, 3, "each of the three trial starts was up before it died:\n{}", log_of(&pc));
+    assert_eq!(rolled_back.agent_version.as_str(), "1.0.0");
+    let reason = &rolled_back.quarantined[0].reason;
+    assert!(reason.contains("did not run healthy within 3 starts"), "{reason}");
+    assert_eq!(pc.installed_version(), "1.0.0");
+    assert_eq!(pc.starts.load(Ordering::SeqCst), 4, "{}", log_of(&pc));
+}
+
+#[tokio::test]
+async fn a_crash_between_staging_and_swap_keeps_the_old_binary_and_tries_again() {
+    let fleet = Fleet::start().await;
+    let arm = fleet.dir.path().join("crash-before-swap");
+    std::fs::write(&arm, b"").unwrap();
+    let pc = Installed::start_faulty(
+        &fleet,
+        "PC-UPW",
+        "0s",
+        "1.0.0",
+        "",
+        &[("KANADE_AGENT_TEST_CRASH_BEFORE_SWAP", arm.to_str().unwrap())],
+    );
+    heartbeat_where(&fleet, &pc, "version 1.0.0", Duration::from_secs(30), |h| {
+        h.agent_version.as_str() == "1.0.0"
+    })
+    .await;
+    publish(&fleet, "2.0.0", build("2.0.0")).await;
+    fleet.kv_put("agent_config", "pcs.PC-UPW", r#"{"target_version":"2.0.0"}"#).await;
+    // The first attempt dies with 2.0.0 staged and its trial recorded; the old binary starts
+    // again, sees the swap never ran, and installs 2.0.0 again instead of quarantining it.
+    heartbeat_where(&fleet, &pc, "version 2.0.0", Duration::from_secs(60), |h| {
+        h.agent_version.as_str() == "2.0.0" || !h.quarantined.is_empty()
+    })
+    .await;
+    let log = log_of(&pc);
+    assert!(!arm.exists(), "the crash before the swap never happened:\n{log}");
+    assert!(log.contains("it will be tried again"), "{log}");
+    let beat = heartbeat_where(&fleet, &pc, "any", Duration::from_secs(10), |_| true).await;
+    assert_eq!((beat.agent_version.as_str(), beat.quarantined.len()), ("2.0.0", 0), "{log}");
+    assert_eq!(pc.installed_version(), "2.0.0");
+    // The start after the crash, then a re-exec into 2.0.0 in the same process.
+    assert_eq!(pc.starts.load(Ordering::SeqCst), 2, "{log}");
 }
 
 #[tokio::test]

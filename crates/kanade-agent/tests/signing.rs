@@ -93,7 +93,10 @@ async fn only_commands_signed_by_a_pinned_key_run() {
         "{r:?}"
     );
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    kanade_testkit::wait_until_async("the replayed signed copy to be seen as a duplicate", WAIT, || async {
+        agent.log().contains(&format!("already admitted exec_id={}", good.exec_id))
+    })
+    .await;
     assert_eq!(runs(&marker), 1, "{}", agent.log());
     assert_eq!(fleet.results_for(good.exec_id).await.len(), 1);
 
@@ -109,7 +112,10 @@ async fn only_commands_signed_by_a_pinned_key_run() {
     tokio::time::timeout(WAIT, started.next()).await.expect("the long run never started");
     let kill = subjects::kill(long.exec_id);
     fleet.client.publish(kill.clone(), "kill".into()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    kanade_testkit::wait_until_async("the unsigned kill to be ignored", WAIT, || async {
+        agent.log().contains("ignoring kill")
+    })
+    .await;
     assert!(fleet.results_for(long.exec_id).await.is_empty(), "an unsigned kill stopped the run");
     let now = kanade_shared::wire::Timestamp::now_utc().unix_timestamp() * 1000;
     let headers = signing::signed_headers(Some(&backend), &kill, b"kill", now);

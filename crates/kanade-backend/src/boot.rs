@@ -23,7 +23,8 @@ pub fn on_start(data_dir: &Path, running: &Version) -> Result<Result<(), String>
         return Ok(Err(refusal(running, q, state.last_good.as_ref())));
     }
     state.begin_trial_if_upgraded(running);
-    let verdict = on_boot(&state, running);
+    // The backend is swapped by its operator, never staged by itself.
+    let verdict = on_boot(&state, running, false);
     state.apply(&verdict, Timestamp::now_utc());
     state.save(&path)?;
     Ok(match verdict {
@@ -35,7 +36,7 @@ pub fn on_start(data_dir: &Path, running: &Version) -> Result<Result<(), String>
             tracing::info!(version = %running, attempts, max = MAX_BOOT_ATTEMPTS, "new version on trial");
             Ok(())
         }
-        Boot::Normal | Boot::SwapDidNotTake { .. } => Ok(()),
+        Boot::Normal | Boot::SwapDidNotTake { .. } | Boot::SwapNeverRan { .. } => Ok(()),
     })
 }
 

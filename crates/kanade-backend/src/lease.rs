@@ -226,4 +226,34 @@ mod tests {
         assert!(!l.leads());
         assert_eq!(l.fence(), None);
     }
+
+    #[tokio::test]
+    async fn a_refused_renewal_ends_the_term_before_it_runs_out() {
+        let server = kanade_testkit::NatsServer::start();
+        let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let ttl = Duration::from_secs(3);
+        let config = jetstream::kv::Config { bucket: "lease".into(), max_age: ttl, ..Default::default() };
+        let kv = js.create_key_value(config).await.unwrap();
+        let (tx, mut l) = Leadership::new("k".into());
+        let (stop_tx, stop) = watch::channel(false);
+        let campaigning = tokio::spawn(campaign(kv.clone(), "k", "me".into(), ttl, tx, stop));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !l.leads() {
+            assert!(Instant::now() < deadline, "never became leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Another backend overwrote the key: the next renewal (within TTL / 3) is refused.
+        let term = l.term().unwrap();
+        kv.put("k", "intruder".into()).await.unwrap();
+        l.until_not_leading().await;
+        let ended = Instant::now();
+        assert!(
+            ended + Duration::from_millis(300) < term.valid_until,
+            "led until its term ran out ({:?} left), not until the refused renewal",
+            term.valid_until.saturating_duration_since(ended)
+        );
+        assert!(!l.leads());
+        stop_tx.send_replace(true);
+        campaigning.await.unwrap();
+    }
 }

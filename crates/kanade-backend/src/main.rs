@@ -439,9 +439,24 @@ async fn run(
         () = quit(stop.clone()) => return Ok(()),
     };
     let js = async_nats::jetstream::new(client.clone());
-    kanade_shared::jetstream::ensure_jetstream_resources(&js, config.replicas)
-        .await
-        .context("JetStream bootstrap failed")?;
+    // A broker that went away again, or a cluster still electing its meta leader, cannot be
+    // read: wait for it as for the connection. One that answers and refuses (a replica count the
+    // cluster cannot hold) is a configuration error: stop and say so.
+    let mut retry = std::time::Duration::from_secs(1);
+    loop {
+        match kanade_shared::jetstream::ensure_jetstream_resources(&js, config.replicas).await {
+            Ok(_) => break,
+            Err(e @ kanade_shared::jetstream::BootstrapError::Lookup { .. }) => {
+                tracing::warn!(error = %e, retry_in = ?retry, "JetStream is not answering; retrying the bootstrap");
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = quit(stop.clone()) => return Ok(()),
+                }
+                retry = (retry * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e).context("JetStream bootstrap failed"),
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| {
         format!("cannot listen on {} (server.bind); is another process using it?", config.bind)

@@ -132,7 +132,11 @@ async fn fires_once_and_takes_over(start: impl Fn(&std::path::Path, &str) -> Bac
     .await;
     let takeover = killed.elapsed();
     assert!(takeover <= Duration::from_secs(35), "takeover took {takeover:?}, more than the 30 s lease");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A few ticks by the survivor: a tick the dead leader fired would be fired again among them.
+    kanade_testkit::wait_until_async("three fires by the survivor", Duration::from_secs(30), || async {
+        fires(&fired).iter().filter(|(_, who)| who.starts_with(&survivor_prefix)).count() >= 3
+    })
+    .await;
     assert_each_tick_once(&fires(&fired));
     println!("takeover after SIGKILL: {takeover:?}");
 }

@@ -235,7 +235,10 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     agent.start(&wine);
     let body = s.wait_status(&exec, "completed").await;
     assert_eq!(body["pcs"][0]["stdout"], "done\r\n", "{body:#}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The restarted agent's catch-up is where a rerun would come from: wait until it is done.
+    kanade_testkit::wait_until("the restarted agent to catch up", WAIT, || {
+        agent.log().matches("intake ready").count() >= 2
+    });
     let (_, results) = s.get("/api/results?pc=WIN-1&job=win-outage").await;
     assert_eq!(results["items"].as_array().unwrap().len(), 1, "{results:#}");
     let runs = wine.run(&["cmd", "/c", "type", "%TEMP%\\kanade-outage.txt"]).unwrap();

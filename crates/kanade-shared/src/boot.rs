@@ -3,7 +3,8 @@
 //! version. A version that reaches [`MAX_BOOT_ATTEMPTS`] starts without confirming is rolled
 //! back (where the previous binary was kept) and quarantined: never installed again until an
 //! operator clears it. A swap that comes back still running the old version is quarantined too,
-//! so an updater never loops on it.
+//! so an updater never loops on it; a crash before the swap ran (the staged binary is still
+//! there) only ends the trial, so the update is tried again.
 //!
 //! The state lives in one small JSON file in the data dir, rewritten atomically.
 
@@ -57,14 +58,21 @@ pub enum Boot {
     RollBack { bad: Version, to: Option<Version> },
     /// The old binary started again after a swap to `wanted`: stop trying it.
     SwapDidNotTake { wanted: Version },
+    /// The agent stopped between staging `wanted` and swapping it in: the trial never began.
+    SwapNeverRan { wanted: Version },
 }
 
-/// What this start of `running` means, given the recorded state.
-pub fn on_boot(state: &BootState, running: &Version) -> Boot {
+/// What this start of `running` means, given the recorded state. `staged` says whether the trial
+/// version's staged binary is still waiting (it is removed once swapped in).
+pub fn on_boot(state: &BootState, running: &Version, staged: bool) -> Boot {
     let Some(t) = &state.trial else { return Boot::Normal };
     if &t.version != running {
         return if t.previous.as_ref() == Some(running) {
-            Boot::SwapDidNotTake { wanted: t.version.clone() }
+            if staged {
+                Boot::SwapNeverRan { wanted: t.version.clone() }
+            } else {
+                Boot::SwapDidNotTake { wanted: t.version.clone() }
+            }
         } else {
             // Someone installed another version by hand; the trial no longer applies.
             Boot::Normal
@@ -131,6 +139,7 @@ impl BootState {
                 };
                 self.quarantine(wanted.clone(), now, reason);
             }
+            Boot::SwapNeverRan { .. } => self.trial = None,
         }
     }
 
@@ -190,12 +199,21 @@ mod tests {
 
     #[test]
     fn boots_on_trial_roll_back_after_three() {
-        assert_eq!(on_boot(&BootState::default(), &v("2")), Boot::Normal);
-        assert_eq!(on_boot(&trial(0), &v("3")), Boot::Trial { attempts: 1 });
-        assert_eq!(on_boot(&trial(2), &v("3")), Boot::Trial { attempts: 3 });
-        assert_eq!(on_boot(&trial(3), &v("3")), Boot::RollBack { bad: v("3"), to: Some(v("2")) });
-        assert_eq!(on_boot(&trial(1), &v("2")), Boot::SwapDidNotTake { wanted: v("3") });
-        assert_eq!(on_boot(&trial(1), &v("4")), Boot::Normal);
+        // (state, running, staged binary still there) → verdict
+        let cases = [
+            (BootState::default(), "2", false, Boot::Normal),
+            (trial(0), "3", false, Boot::Trial { attempts: 1 }),
+            (trial(0), "3", true, Boot::Trial { attempts: 1 }),
+            (trial(2), "3", false, Boot::Trial { attempts: 3 }),
+            (trial(3), "3", false, Boot::RollBack { bad: v("3"), to: Some(v("2")) }),
+            (trial(1), "2", false, Boot::SwapDidNotTake { wanted: v("3") }),
+            (trial(0), "2", true, Boot::SwapNeverRan { wanted: v("3") }),
+            (trial(1), "4", false, Boot::Normal),
+            (trial(1), "4", true, Boot::Normal),
+        ];
+        for (state, running, staged, want) in cases {
+            assert_eq!(on_boot(&state, &v(running), staged), want, "{state:?} running {running}, staged {staged}");
+        }
     }
 
     #[test]
@@ -211,6 +229,10 @@ mod tests {
         let mut s = trial(1);
         s.apply(&Boot::SwapDidNotTake { wanted: v("3") }, now);
         assert!(s.quarantined(&v("3")).unwrap().reason.contains("2 started again"));
+
+        let mut s = trial(0);
+        s.apply(&Boot::SwapNeverRan { wanted: v("3") }, now);
+        assert_eq!((s.trial, s.quarantined.len()), (None, 0), "tried again, not quarantined");
 
         let mut s = trial(1);
         s.confirm(&v("3"));
@@ -239,7 +261,7 @@ mod tests {
         s.begin_trial_if_upgraded(&v("2"));
         assert_eq!(s.trial, Some(Trial { version: v("2"), previous: Some(v("1")), attempts: 0 }));
         // A later start of the same version keeps counting.
-        s.apply(&on_boot(&s.clone(), &v("2")), Timestamp::now_utc());
+        s.apply(&on_boot(&s.clone(), &v("2"), false), Timestamp::now_utc());
         s.begin_trial_if_upgraded(&v("2"));
         assert_eq!(s.trial.as_ref().unwrap().attempts, 1);
     }

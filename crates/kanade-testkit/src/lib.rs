@@ -6,6 +6,7 @@
 
 mod browser;
 mod cluster;
+mod gate;
 pub mod http;
 mod nats;
 mod postgres;
@@ -14,6 +15,7 @@ pub mod wine;
 
 pub use browser::{Browser, Element};
 pub use cluster::NatsCluster;
+pub use gate::Gate;
 pub use nats::{NatsServer, free_port};
 pub use postgres::PgCluster;
 pub use wait::{process_running, wait_until, wait_until_async};

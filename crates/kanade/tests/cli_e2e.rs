@@ -4,6 +4,7 @@
 mod common;
 
 use std::time::Duration;
+use futures::StreamExt;
 
 use common::{ADMIN_PASSWORD, backend, kanade, kanade_in, secured, stderr, stdout};
 
@@ -216,7 +217,20 @@ async fn an_operators_day() {
     let out = kanade(url, &["deploy", &slow, "-o", "json"]).await;
     let launched: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let slow_id = launched["exec_id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Killed while it runs, not before it started.
+    let mut running = false;
+    for _ in 0..100 {
+        let v: serde_json::Value = serde_json::from_str(&stdout(
+            &kanade(url, &["-o", "json", "executions", "show", &slow_id]).await,
+        ))
+        .unwrap();
+        running = v["pcs"][0]["status"] == "running";
+        if running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running, "the slow job never started");
     let out = kanade(url, &["--nats-url", &nats, "kill", &slow_id]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -384,7 +398,7 @@ async fn run_signs_with_the_operators_key_when_agents_pin_it() {
 
     let server = kanade_testkit::NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
-    kanade_shared::jetstream::ensure_jetstream_resources(&async_nats::jetstream::new(client), 1)
+    kanade_shared::jetstream::ensure_jetstream_resources(&async_nats::jetstream::new(client.clone()), 1)
         .await
         .unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -394,8 +408,11 @@ async fn run_signs_with_the_operators_key_when_agents_pin_it() {
     settings.heartbeat_interval = Duration::from_secs(1);
     settings.trusted_keys =
         vec![kanade_shared::signing::decode_public(public["public_key"].as_str().unwrap()).unwrap()];
+    let mut beats = client.subscribe("heartbeat.PC-K").await.unwrap();
+    client.flush().await.unwrap();
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Connected (and subscribed: it beats once its intake is up).
+    tokio::time::timeout(Duration::from_secs(30), beats.next()).await.expect("PC-K never connected");
     let nats = server.url();
 
     let out = kanade(

@@ -18,15 +18,16 @@ use crate::store::{Admission, StoreError};
 
 pub(crate) async fn intake_loop(ctx: Arc<Ctx>) {
     let resubscribe = Arc::new(Notify::new());
+    let replay = Arc::new(Notify::new());
     let (ready_tx, ready_rx) = oneshot::channel();
-    let live = tokio::spawn(live_loop(ctx.clone(), resubscribe.clone(), ready_tx));
+    let live = tokio::spawn(live_loop(ctx.clone(), resubscribe.clone(), replay.clone(), ready_tx));
     // Live subscriptions first, so nothing published during the catch-up falls in between.
     let _ = ready_rx.await;
-    catch_up_supervisor(ctx.clone(), resubscribe).await;
+    catch_up_supervisor(ctx.clone(), resubscribe, replay).await;
     let _ = live.await;
 }
 
-async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Sender<()>) {
+async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, replay: Arc<Notify>, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
     let mut stop = ctx.shutdown.clone();
     loop {
@@ -48,8 +49,10 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Send
             tokio::select! {
                 Some(msg) = merged.next() => {
                     if let Err(e) = admit(&ctx, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload, Via::Live).await {
-                        // A live message has no redelivery; the next catch-up replays it.
+                        // A live message has no redelivery: a catch-up replays it from EXEC (the
+                        // watermark moves only past what the ledger recorded).
                         tracing::error!(error = %e, subject = %msg.subject, "cannot record command; it will be replayed");
+                        replay.notify_one();
                     }
                 }
                 () = resubscribe.notified() => break,
@@ -60,7 +63,7 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, ready: oneshot::Send
 }
 
 /// Catch up at start and after every reconnect (or group change), retrying until it succeeds.
-async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
+async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, replay: Arc<Notify>) {
     let mut stop = ctx.shutdown.clone();
     let mut reconnects = kanade_shared::nats::Reconnects::new(ctx.connects.clone());
     let mut needed = true;
@@ -72,6 +75,8 @@ async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!(replayed = n, "caught up with EXEC");
+                    } else {
+                        tracing::debug!(replayed = n, "caught up with EXEC");
                     }
                     if !announced {
                         tracing::info!("intake ready");
@@ -107,6 +112,7 @@ async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>) {
                 resubscribe.notify_one();
                 needed = true;
             }
+            () = replay.notified() => needed = true,
             () = super::stopped(&mut stop) => return,
         }
     }

@@ -49,7 +49,10 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
         if let Ok(payload) = wire::encode(&beat) {
             // Core NATS: a heartbeat lost during an outage is replaced by the next one.
             if ctx.client.publish(subjects::heartbeat(&ctx.settings.pc), payload.into()).await.is_ok() {
-                ctx.beats_sent.fetch_add(1, Ordering::Relaxed);
+                if ctx.beats_sent.fetch_add(1, Ordering::Relaxed) == 0 {
+                    let _ = ctx.client.flush().await;
+                    crate::testfault::die_after_up(&ctx.version);
+                }
             }
         }
     }

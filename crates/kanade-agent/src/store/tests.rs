@@ -120,99 +120,214 @@ fn prune_keeps_unfinished_and_recent_runs() {
     assert_eq!(store.state(exec(3)).unwrap(), Some(RunState::Admitted));
 }
 
-/// Operations the agent performs, plus crashes. The runtime only starts admitted runs and only
-/// finishes running ones; the model encodes the same.
+/// What the agent's runtime does with its store, plus crashes: between calls, and inside a
+/// call's transaction (its `k`-th write fails, then the process is gone). The runtime only
+/// knows what it has in memory (admitted runs it may start, runs it is running) and what the
+/// store tells it after a restart — so a store that loses or resurrects a run is caught by the
+/// start count, not by the model's own bookkeeping.
 #[derive(Debug, Clone)]
 enum Op {
     Admit(u8, bool),
-    Start(u8),
-    Finish(u8),
-    Ack,
+    Start(usize),
+    Finish(usize),
+    Ack(usize),
     Crash,
+    CrashInside(Box<Op>, u8),
+}
+
+fn step() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..6, any::<bool>()).prop_map(|(e, fp)| Op::Admit(e, fp)),
+        2 => any::<usize>().prop_map(Op::Start),
+        2 => any::<usize>().prop_map(Op::Finish),
+        2 => (1usize..4).prop_map(Op::Ack),
+        1 => Just(Op::Crash),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..4, any::<bool>()).prop_map(|(e, fp)| Op::Admit(e, fp)),
-        (0u8..4).prop_map(Op::Start),
-        (0u8..4).prop_map(Op::Finish),
-        Just(Op::Ack),
-        Just(Op::Crash),
+        6 => step(),
+        2 => (step(), 0u8..3).prop_map(|(inner, k)| Op::CrashInside(Box::new(inner), k)),
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+fn started(e: u8) -> Outgoing {
+    Outgoing { seq: 0, msg_id: format!("started-{e}"), subject: format!("events.pc.{e}"), payload: vec![e] }
+}
 
-    #[test]
-    fn ledger_and_outbox_match_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+/// Make the `k`-th write (0-based) this connection makes from now on fail, as if the process
+/// died there: the call's transaction never commits. Temp objects vanish with the connection.
+fn fail_write(store: &Store, k: u8) {
+    let mut sql = format!(
+        "CREATE TEMP TABLE crash_after (n INTEGER NOT NULL); INSERT INTO crash_after VALUES ({k});"
+    );
+    for (event, table) in
+        [("INSERT", "ledger"), ("UPDATE", "ledger"), ("INSERT", "outbox"), ("DELETE", "outbox")]
+    {
+        sql.push_str(&format!(
+            "CREATE TEMP TRIGGER crash_{event}_{table} BEFORE {event} ON {table} BEGIN
+                 SELECT RAISE(ABORT, 'injected crash') WHERE (SELECT n FROM crash_after) = 0;
+                 UPDATE crash_after SET n = n - 1;
+             END;"
+        ));
+    }
+    store.with(|c| c.execute_batch(&sql)).unwrap();
+}
+
+/// The agent as the test drives it: its store, its memory, and the model of what the store
+/// must hold.
+struct World {
+    dir: tempfile::TempDir,
+    store: Store,
+    /// Runtime memory: admitted runs it will start, and runs it has started.
+    startable: Vec<u8>,
+    running: Vec<u8>,
+    /// The model: ledger state per exec (with its fingerprint) and the outbox in order.
+    ledger: BTreeMap<u8, (bool, RunState)>,
+    queued: VecDeque<String>,
+    /// Evidence: every start the store committed, every message the broker acked.
+    starts: BTreeMap<u8, u32>,
+    delivered: Vec<String>,
+}
+
+impl World {
+    fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = open(&dir);
-        let mut model: BTreeMap<u8, (bool, RunState)> = BTreeMap::new();
-        let mut queued: VecDeque<String> = VecDeque::new();
-        let mut starts: BTreeMap<u8, u32> = BTreeMap::new();
-        let mut delivered: Vec<String> = Vec::new();
+        let store = open(&dir);
+        Self {
+            dir,
+            store,
+            startable: vec![],
+            running: vec![],
+            ledger: BTreeMap::new(),
+            queued: VecDeque::new(),
+            starts: BTreeMap::new(),
+            delivered: vec![],
+        }
+    }
 
-        for op in ops {
-            match op {
-                Op::Admit(e, fp) => {
-                    let fp_text = if fp { "A" } else { "B" };
-                    let want = match model.get(&e) {
-                        None => Admission::New,
-                        Some((f, _)) if *f == fp => Admission::Duplicate,
-                        Some(_) => Admission::Conflict,
-                    };
-                    prop_assert_eq!(store.admit(exec(e), "r", fp_text, "s", &[e], 0).unwrap(), want);
-                    if want == Admission::New {
-                        model.insert(e, (fp, RunState::Admitted));
-                    }
+    /// One runtime step. `Err` means the store call failed (the injected crash); the model is
+    /// only advanced once the call returned `Ok`.
+    fn run(&mut self, op: &Op) -> Result<(), StoreError> {
+        match op {
+            Op::Admit(e, fp) => {
+                let (e, fp) = (*e, *fp);
+                let want = match self.ledger.get(&e) {
+                    None => Admission::New,
+                    Some((f, _)) if *f == fp => Admission::Duplicate,
+                    Some(_) => Admission::Conflict,
+                };
+                let got = self.store.admit(exec(e), "r", if fp { "A" } else { "B" }, "s", &[e], 0)?;
+                assert_eq!(got, want, "admission of {e}");
+                if got == Admission::New {
+                    self.ledger.insert(e, (fp, RunState::Admitted));
+                    self.startable.push(e);
                 }
-                Op::Start(e) => {
-                    if let Some((_, state @ RunState::Admitted)) = model.get_mut(&e) {
-                        store.mark_running(exec(e), 1, None).unwrap();
-                        *state = RunState::Running;
-                        *starts.entry(e).or_default() += 1;
-                    }
+            }
+            Op::Start(i) => {
+                if !self.startable.is_empty() {
+                    let e = self.startable[i % self.startable.len()];
+                    self.store.mark_running(exec(e), 1, Some(&started(e)))?;
+                    self.startable.retain(|x| *x != e);
+                    self.running.push(e);
+                    *self.starts.entry(e).or_default() += 1;
+                    self.ledger.get_mut(&e).unwrap().1 = RunState::Running;
+                    self.queued.push_back(started(e).msg_id);
                 }
-                Op::Finish(e) => {
-                    if let Some((_, state @ RunState::Running)) = model.get_mut(&e) {
-                        store.finish(exec(e), &result(e), 2).unwrap();
-                        *state = RunState::Done;
-                        queued.push_back(result(e).msg_id);
-                    }
+            }
+            Op::Finish(i) => {
+                if !self.running.is_empty() {
+                    let e = self.running[i % self.running.len()];
+                    self.store.finish(exec(e), &result(e), 2)?;
+                    self.running.retain(|x| *x != e);
+                    self.ledger.get_mut(&e).unwrap().1 = RunState::Done;
+                    self.queued.push_back(result(e).msg_id);
                 }
-                Op::Ack => {
-                    let out = store.outbox(1).unwrap();
-                    prop_assert_eq!(out.first().map(|o| o.msg_id.clone()), queued.front().cloned());
-                    if let Some(first) = out.first() {
-                        store.acked(&[first.seq]).unwrap();
-                        delivered.push(queued.pop_front().unwrap());
-                    }
-                }
-                Op::Crash => {
-                    drop(store);
-                    store = open(&dir);
-                    let (_, interrupted) = store.recover().unwrap();
-                    // What the runtime does with an interrupted run: report `unknown`, never rerun.
-                    for run in interrupted {
-                        let e = run.command[0];
-                        store.finish(exec(e), &result(e), 3).unwrap();
-                        model.insert(e, (model[&e].0, RunState::Done));
-                        queued.push_back(result(e).msg_id);
+            }
+            Op::Ack(n) => {
+                let out = self.store.outbox(*n)?;
+                let ids: Vec<String> = out.iter().map(|o| o.msg_id.clone()).collect();
+                let want: Vec<String> = self.queued.iter().take(*n).cloned().collect();
+                assert_eq!(ids, want, "the outbox hands out its messages in order");
+                if !out.is_empty() {
+                    self.store.acked(&out.iter().map(|o| o.seq).collect::<Vec<_>>())?;
+                    for _ in &out {
+                        self.delivered.push(self.queued.pop_front().unwrap());
                     }
                 }
             }
-            for (e, (_, state)) in &model {
-                prop_assert_eq!(store.state(exec(*e)).unwrap(), Some(*state));
+            Op::Crash => self.restart(),
+            Op::CrashInside(inner, k) => {
+                fail_write(&self.store, *k);
+                // Whether the k-th write came inside this call or not, the process ends here.
+                let _ = self.run(inner);
+                self.restart();
             }
         }
-        // Every run started at most once, and no result is delivered twice.
-        prop_assert!(starts.values().all(|n| *n <= 1));
-        let mut unique = delivered.clone();
-        unique.sort();
-        unique.dedup();
-        prop_assert_eq!(unique.len(), delivered.len());
-        let pending: Vec<String> = store.outbox(100).unwrap().into_iter().map(|o| o.msg_id).collect();
-        prop_assert_eq!(pending, Vec::from(queued));
+        Ok(())
+    }
+
+    /// The process is gone: reopen, and do what the runtime does at start with what the store
+    /// reports — never-started runs are started again, interrupted ones reported `unknown`.
+    fn restart(&mut self) {
+        self.store = open(&self.dir);
+        let (pending, interrupted) = self.store.recover().unwrap();
+        self.startable = pending.iter().map(|p| p.command[0]).collect();
+        self.running.clear();
+        for run in interrupted {
+            let e = run.command[0];
+            self.store.finish(exec(e), &result(e), 3).unwrap();
+            self.ledger.get_mut(&e).unwrap().1 = RunState::Done;
+            self.queued.push_back(result(e).msg_id);
+        }
+    }
+
+    /// The store holds exactly what the model says: every ledger state, the outbox in order.
+    fn check(&self) {
+        for (e, (_, state)) in &self.ledger {
+            assert_eq!(self.store.state(exec(*e)).unwrap(), Some(*state), "ledger state of {e}");
+        }
+        let out: Vec<String> = self.store.outbox(1000).unwrap().into_iter().map(|o| o.msg_id).collect();
+        assert_eq!(out, Vec::from(self.queued.clone()), "outbox");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_admitted_run_starts_exactly_once_and_every_message_goes_out_once(
+        ops in proptest::collection::vec(op(), 1..40)
+    ) {
+        let mut world = World::new();
+        for op in &ops {
+            // A failed call is the injected crash; `CrashInside` restarts right after it.
+            let _ = world.run(op);
+            world.check();
+        }
+        // Drain: a last restart, then everything still to run is run and everything sent.
+        world.restart();
+        while let Some(&e) = world.startable.first() {
+            world.run(&Op::Start(0)).unwrap();
+            world.run(&Op::Finish(world.running.iter().position(|x| *x == e).unwrap())).unwrap();
+        }
+        while !world.queued.is_empty() {
+            world.run(&Op::Ack(3)).unwrap();
+        }
+        world.check();
+
+        // Every run the agent ever admitted was started exactly once: none lost by a crash,
+        // none started again after one.
+        let admitted: Vec<u8> = world.ledger.keys().copied().collect();
+        let once: Vec<u8> = world.starts.iter().filter(|(_, n)| **n == 1).map(|(e, _)| *e).collect();
+        prop_assert_eq!(once, admitted.clone(), "starts per exec: {:?}", world.starts);
+        // Every message delivered exactly once: a started event and a result per run.
+        let mut want: Vec<String> =
+            admitted.iter().flat_map(|e| [started(*e).msg_id, result(*e).msg_id]).collect();
+        let mut got = world.delivered.clone();
+        want.sort();
+        got.sort();
+        prop_assert_eq!(got, want);
     }
 }

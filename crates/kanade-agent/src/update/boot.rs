@@ -29,12 +29,20 @@ pub fn guard(data_dir: &Path, exe: &Path, running: &Version) -> anyhow::Result<B
             BootState::default()
         }
     };
-    let verdict = on_boot(&state, running);
+    let staged = state.trial.as_ref().map(|t| layout.staged(&t.version));
+    let verdict = on_boot(&state, running, staged.as_ref().is_some_and(|p| p.exists()));
     state.apply(&verdict, Timestamp::now_utc());
     let action = match &verdict {
         Boot::Normal => BootAction::Continue,
         Boot::Trial { attempts } => {
             tracing::info!(version = %running, attempts, "new version on trial");
+            BootAction::Continue
+        }
+        Boot::SwapNeverRan { wanted } => {
+            tracing::warn!(%wanted, %running, "stopped before the update was swapped in; it will be tried again");
+            if let Some(staged) = &staged {
+                let _ = std::fs::remove_file(staged);
+            }
             BootAction::Continue
         }
         Boot::SwapDidNotTake { wanted } => {

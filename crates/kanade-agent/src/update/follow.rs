@@ -189,6 +189,7 @@ async fn install(ctx: &Ctx, exe: &Path, layout: &Layout, version: &Version) -> a
     edit_state(ctx, layout, |s| {
         s.trial = Some(Trial { version: version.clone(), previous: Some(ctx.version.clone()), attempts: 0 });
     });
+    crate::testfault::crash_before_swap(&staged);
     let swapped = install::swap_in(exe, &staged, &layout.last_good());
     let _ = std::fs::remove_file(&staged);
     if let Err(e) = swapped {

@@ -56,6 +56,14 @@ impl Fleet {
     }
 
     /// A file a test script appends to, to count how often it really ran.
+    /// An agent that reaches the broker through `gate` (see [`kanade_testkit::Gate`]).
+    pub fn agent_behind(&self, id: &str, heartbeat: &str, gate: &kanade_testkit::Gate) -> Agent {
+        let agent = Agent::new(self, id, &[], heartbeat);
+        let text = std::fs::read_to_string(&agent.config).unwrap();
+        std::fs::write(&agent.config, text.replace(&self.server.url(), &gate.url())).unwrap();
+        agent
+    }
+
     pub fn marker(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.runs"))
     }
@@ -112,6 +120,39 @@ pub fn command(job: &str, script: &str) -> Command {
     let mut cmd = Command::inline(job.parse().unwrap(), "1".parse().unwrap(), Shell::Sh, script);
     cmd.timeout_secs = 60;
     cmd
+}
+
+/// A succeeded result of `cmd` on `pc`, as the agent would report it.
+pub fn succeeded(cmd: &Command, pc: &kanade_shared::PcId, stdout: String) -> ExecResult {
+    ExecResult {
+        schema: 1,
+        result_id: kanade_shared::ResultId::derive(cmd.exec_id, pc),
+        request_id: cmd.request_id,
+        exec_id: cmd.exec_id,
+        job_id: cmd.job_id.clone(),
+        version: cmd.version.clone(),
+        pc_id: pc.clone(),
+        exit_code: Some(0),
+        status: kanade_shared::wire::ExecStatus::Succeeded,
+        skip_reason: None,
+        message: None,
+        stdout,
+        stderr: String::new(),
+        truncated: false,
+        started_at: None,
+        finished_at: kanade_shared::wire::Timestamp::now_utc(),
+        attempt: 1,
+    }
+}
+
+/// `result` as the outbox queues it: under its result id, on its subject.
+pub fn queued_message(result: &ExecResult) -> kanade_agent::store::Outgoing {
+    kanade_agent::store::Outgoing {
+        seq: 0,
+        msg_id: result.result_id.to_string(),
+        subject: kanade_shared::subjects::result(&result.pc_id, result.request_id),
+        payload: wire::encode(result).unwrap(),
+    }
 }
 
 pub fn all() -> CommandTarget {
@@ -208,6 +249,17 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.crash();
     }
+}
+
+/// Runs of `exec` this agent finished, from its log: run evidence that result counts cannot
+/// give (a rerun reuses its result's message id, and the broker drops the copy).
+pub fn runs_of(agent: &Agent, exec: kanade_shared::ExecId) -> usize {
+    agent.log().matches(&format!("run finished exec_id={exec}")).count()
+}
+
+/// Catch-ups over EXEC the agent completed so far (at start and after each reconnect).
+pub fn catch_ups(agent: &Agent) -> usize {
+    agent.log().matches("caught up with EXEC").count()
 }
 
 /// Wait until the agent's log shows it is subscribed and caught up (first start only: the log

@@ -110,6 +110,8 @@ pub struct Stack {
     pub state: AppState,
     /// Stops the backend's workers (projectors, dispatcher, scheduler…).
     pub stop: watch::Sender<bool>,
+    /// The running workers and their stop signal: a restart waits for them to end.
+    workers: std::sync::Mutex<(tokio::task::JoinSet<()>, watch::Sender<bool>)>,
     /// Stops the agents.
     pub agents_stop: watch::Sender<bool>,
     /// Keys agents started from now on pin.
@@ -181,10 +183,11 @@ async fn build(
         state = state.with_signer(key);
     }
     let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).await.detach_all();
+    let tasks = kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).await;
     let app = http::app(state.clone());
     let agents_stop = watch::channel(false).0;
-    let s = Stack { server, dir, app, state, stop, agents_stop, trusted: Default::default() };
+    let workers = std::sync::Mutex::new((tasks, stop.clone()));
+    let s = Stack { server, dir, app, state, stop, workers, agents_stop, trusted: Default::default() };
     for (pc, groups) in agents {
         s.spawn_agent(pc, groups);
     }
@@ -291,8 +294,7 @@ impl Stack {
 /// Stop the stack's workers, wipe the projection, and start a fresh set of workers, as
 /// `kanade-backend wipe-projector` followed by a restart would. Keep the returned sender alive.
 pub async fn wipe_and_restart(s: &Stack) -> watch::Sender<bool> {
-    let _ = s.stop.send(true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_workers(s).await;
     s.state.db.wipe_projection().await.unwrap();
     // The wipe really emptied the projection: whatever the test sees afterwards was replayed.
     for path in ["/api/executions", "/api/results", "/api/audit", "/api/agents"] {
@@ -304,14 +306,27 @@ pub async fn wipe_and_restart(s: &Stack) -> watch::Sender<bool> {
 
 /// Stop the stack's workers and start a fresh set on the same database: a backend restart.
 pub async fn restart(s: &Stack) -> watch::Sender<bool> {
-    let _ = s.stop.send(true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_workers(s).await;
     start_workers(s).await
+}
+
+/// Signal the running workers to stop and wait until every one has ended.
+async fn stop_workers(s: &Stack) {
+    let (mut tasks, stop) = std::mem::replace(&mut *s.workers.lock().unwrap(), (Default::default(), watch::channel(false).0));
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(ended) = tasks.join_next().await {
+            ended.expect("a worker panicked");
+        }
+    })
+    .await
+    .expect("the workers did not stop within 20 s of being told to");
 }
 
 async fn start_workers(s: &Stack) -> watch::Sender<bool> {
     let (stop, stop_rx) = watch::channel(false);
-    kanade_backend::workers::spawn(&s.state, Default::default(), stop_rx).await.detach_all();
+    let tasks = kanade_backend::workers::spawn(&s.state, Default::default(), stop_rx).await;
+    *s.workers.lock().unwrap() = (tasks, stop.clone());
     stop
 }
 
