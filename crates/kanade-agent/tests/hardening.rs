@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kanade_shared::wire::{self, ExecResult, ExecStatus, SkipReason};
 use kanade_shared::subjects;
+use kanade_shared::wire::{self, ExecResult, ExecStatus, SkipReason};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -52,10 +52,8 @@ async fn an_oversized_queued_result_is_cut_to_fit_and_the_next_one_still_goes() 
     std::fs::create_dir_all(&agent.data_dir).unwrap();
     let store = kanade_agent::store::Store::open(&agent.data_dir.join("agent.db")).unwrap();
     let pc: kanade_shared::PcId = "PC-OVER".parse().unwrap();
-    let queued: Vec<ExecResult> = [3_000_000, 10]
-        .iter()
-        .map(|n| succeeded(&command("queued", "true"), &pc, "x".repeat(*n)))
-        .collect();
+    let queued: Vec<ExecResult> =
+        [3_000_000, 10].iter().map(|n| succeeded(&command("queued", "true"), &pc, "x".repeat(*n))).collect();
     for r in &queued {
         store.enqueue(&queued_message(r)).unwrap();
     }

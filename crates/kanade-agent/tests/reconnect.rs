@@ -14,7 +14,10 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The line the agent logs when it admits `exec` from a catch-up (not a live delivery).
 fn admitted_by_catch_up(agent: &Agent, exec: kanade_shared::ExecId) -> bool {
-    agent.log().lines().any(|l| l.contains("command admitted") && l.contains(&exec.to_string()) && l.contains("CatchUp"))
+    agent
+        .log()
+        .lines()
+        .any(|l| l.contains("command admitted") && l.contains(&exec.to_string()) && l.contains("CatchUp"))
 }
 
 #[tokio::test]

@@ -193,8 +193,18 @@ async fn the_backend_outlives_its_broker_and_works_when_it_returns() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (status, body) = loop {
         // Until the backend is connected and listening again.
-        assert!(std::time::Instant::now() < deadline, "not listening 60 s after the broker returned:\n{}", a.backend.log_text());
-        match kanade_testkit::http::request(a.backend.port, "POST", "/api/deploy", DEPLOY.as_bytes(), "application/yaml") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not listening 60 s after the broker returned:\n{}",
+            a.backend.log_text()
+        );
+        match kanade_testkit::http::request(
+            a.backend.port,
+            "POST",
+            "/api/deploy",
+            DEPLOY.as_bytes(),
+            "application/yaml",
+        ) {
             Ok(answer) => break answer,
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

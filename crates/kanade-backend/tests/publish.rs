@@ -75,8 +75,15 @@ async fn an_audit_event_whose_ack_was_lost_is_stored_once_under_its_id() {
     let sent = frozen_while(&server, {
         let js = js.clone();
         async move {
-            kanade_backend::pipeline::audit(&js, "tester", "job.delete", Some("once".into()), None, serde_json::Value::Null)
-                .await
+            kanade_backend::pipeline::audit(
+                &js,
+                "tester",
+                "job.delete",
+                Some("once".into()),
+                None,
+                serde_json::Value::Null,
+            )
+            .await
         }
     })
     .await;

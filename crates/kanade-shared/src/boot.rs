@@ -212,7 +212,11 @@ mod tests {
             (trial(1), "4", true, Boot::Normal),
         ];
         for (state, running, staged, want) in cases {
-            assert_eq!(on_boot(&state, &v(running), staged), want, "{state:?} running {running}, staged {staged}");
+            assert_eq!(
+                on_boot(&state, &v(running), staged),
+                want,
+                "{state:?} running {running}, staged {staged}"
+            );
         }
     }
 

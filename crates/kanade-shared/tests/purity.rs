@@ -11,7 +11,8 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("service.rs", "Instant::now()", "the Windows service's stop wait (IO shell)"),
 ];
 
-const READS: &[&str] = &["env::var(", "env::vars(", "env::vars_os(", "now_utc()", "Instant::now()", "SystemTime::now("];
+const READS: &[&str] =
+    &["env::var(", "env::vars(", "env::vars_os(", "now_utc()", "Instant::now()", "SystemTime::now("];
 
 fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {

@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
 use futures::StreamExt;
+use std::time::Duration;
 
 use common::{ADMIN_PASSWORD, backend, kanade, kanade_in, secured, stderr, stdout};
 

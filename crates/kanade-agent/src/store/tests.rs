@@ -159,9 +159,8 @@ fn started(e: u8) -> Outgoing {
 /// Make the `k`-th write (0-based) this connection makes from now on fail, as if the process
 /// died there: the call's transaction never commits. Temp objects vanish with the connection.
 fn fail_write(store: &Store, k: u8) {
-    let mut sql = format!(
-        "CREATE TEMP TABLE crash_after (n INTEGER NOT NULL); INSERT INTO crash_after VALUES ({k});"
-    );
+    let mut sql =
+        format!("CREATE TEMP TABLE crash_after (n INTEGER NOT NULL); INSERT INTO crash_after VALUES ({k});");
     for (event, table) in
         [("INSERT", "ledger"), ("UPDATE", "ledger"), ("INSERT", "outbox"), ("DELETE", "outbox")]
     {

@@ -312,7 +312,8 @@ pub async fn restart(s: &Stack) -> watch::Sender<bool> {
 
 /// Signal the running workers to stop and wait until every one has ended.
 async fn stop_workers(s: &Stack) {
-    let (mut tasks, stop) = std::mem::replace(&mut *s.workers.lock().unwrap(), (Default::default(), watch::channel(false).0));
+    let (mut tasks, stop) =
+        std::mem::replace(&mut *s.workers.lock().unwrap(), (Default::default(), watch::channel(false).0));
     let _ = stop.send(true);
     tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(ended) = tasks.join_next().await {
