@@ -66,23 +66,32 @@ async fn an_oversized_queued_result_is_cut_to_fit_and_the_next_one_still_goes() 
     assert!(agent.log().contains("result too large for the broker; output cut to fit"));
 }
 
-#[tokio::test]
-async fn a_revoke_during_the_jitter_wait_stops_the_run() {
+/// What changes while a run waits out its jitter.
+#[derive(Clone, Copy)]
+enum Change {
+    Revoke,
+    Pin,
+    Kill,
+}
+
+/// A run waiting out its jitter sees `change` when the wait ends: it is skipped with `want`,
+/// never run. The wait holds no concurrency slot meanwhile.
+async fn changed_during_the_jitter(id: &str, change: Change, want: SkipReason) {
     let fleet = Fleet::start().await;
-    let agent = fleet.agent_with("PC-J", "max_concurrent_jobs = 1").start();
+    let agent = fleet.agent_with(id, "max_concurrent_jobs = 1").start();
     ready(&agent).await;
     let marker = fleet.marker("jitter");
-    // The delay is random in [0, jitter): a draw too short to revoke within is run and the test
+    // The delay is random in [0, jitter): a draw too short to act within is run and the test
     // tries again with a new job (five short draws in a row: about one run in a thousand).
     for attempt in 0..5 {
         let job = format!("jittered-{attempt}");
         let mut jittered = command(&job, &format!("echo ran >> {}", marker.display()));
         jittered.jitter_secs = 8;
-        fleet.publish(pc("PC-J"), &jittered).await;
-        let id = jittered.exec_id.to_string();
+        fleet.publish(pc(id), &jittered).await;
+        let exec = jittered.exec_id.to_string();
         let draw = |log: String| {
             log.lines()
-                .find(|l| l.contains("waiting out the jitter") && l.contains(&id))
+                .find(|l| l.contains("waiting out the jitter") && l.contains(&exec))
                 .and_then(|l| l.split("delay_ms=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
         };
         kanade_testkit::wait_until_async("the jitter draw", WAIT, || async { draw(agent.log()).is_some() })
@@ -94,21 +103,42 @@ async fn a_revoke_during_the_jitter_wait_stops_the_run() {
         }
         // The jitter wait holds no concurrency slot: another job runs meanwhile.
         let other = command("meanwhile", "echo meanwhile");
-        fleet.publish(pc("PC-J"), &other).await;
+        fleet.publish(pc(id), &other).await;
         let r = fleet.wait_result(other.exec_id, WAIT).await;
         assert_eq!(r.stdout, "meanwhile\n");
         assert!(fleet.results_for(jittered.exec_id).await.is_empty(), "the jittered run is still waiting");
         let runs_before = runs(&marker);
-        fleet.kv_put("script_status", &job, "REVOKED").await;
+        match change {
+            Change::Revoke => fleet.kv_put("script_status", &job, "REVOKED").await,
+            Change::Pin => fleet.kv_put("script_current", &job, "2").await,
+            Change::Kill => {
+                fleet.client.publish(subjects::kill(jittered.exec_id), "kill".into()).await.unwrap()
+            }
+        }
         let r = fleet.wait_result(jittered.exec_id, WAIT).await;
         assert_eq!(
             (r.status, r.skip_reason, r.exit_code),
-            (ExecStatus::Skipped, Some(SkipReason::Revoked), Some(126))
+            (ExecStatus::Skipped, Some(want), want.exit_code())
         );
-        assert_eq!(runs(&marker), runs_before, "the revoked run ran");
+        assert_eq!(runs(&marker), runs_before, "the run ran");
         return;
     }
-    panic!("five jitter draws in a row were too short to revoke within");
+    panic!("five jitter draws in a row were too short to act within");
+}
+
+#[tokio::test]
+async fn a_revoke_during_the_jitter_wait_stops_the_run() {
+    changed_during_the_jitter("PC-J", Change::Revoke, SkipReason::Revoked).await;
+}
+
+#[tokio::test]
+async fn a_version_pinned_during_the_jitter_wait_stops_the_run() {
+    changed_during_the_jitter("PC-JP", Change::Pin, SkipReason::VersionPin).await;
+}
+
+#[tokio::test]
+async fn a_kill_during_the_jitter_wait_stops_the_run() {
+    changed_during_the_jitter("PC-JK", Change::Kill, SkipReason::Killed).await;
 }
 
 #[tokio::test]

@@ -28,6 +28,12 @@ execute:
   timeout: 60s
 ";
 
+/// The page at `route` (`#/agents`) has rendered its first load (the app marks `main`).
+fn loaded(route: &str) -> String {
+    let path = route.trim_start_matches('#');
+    format!("main[data-route=\"{path}\"][aria-busy=\"false\"]")
+}
+
 fn sign_in(b: &Browser, base: &str, name: &str, password: &str) {
     b.goto(&format!("{base}/#/login")).unwrap();
     let field = b.wait_for("#login-name", WAIT).unwrap();
@@ -214,8 +220,7 @@ fn browse(base: &str) {
         b.resize(w, h).unwrap();
         for (name, route) in pages {
             b.goto(&format!("{base}/{route}")).unwrap();
-            b.wait_for("main h1", WAIT).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
+            b.wait_for(&loaded(route), WAIT).unwrap();
             b.screenshot(&screenshots().join(format!("{name}-{w}x{h}.png"))).unwrap();
         }
     }
@@ -224,8 +229,7 @@ fn browse(base: &str) {
     b.prefer_dark(true).unwrap();
     for (name, route) in [("overview", "#/"), ("agents", "#/agents")] {
         b.goto(&format!("{base}/{route}")).unwrap();
-        b.wait_for("main h1", WAIT).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        b.wait_for(&loaded(route), WAIT).unwrap();
         b.screenshot(&screenshots().join(format!("{name}-dark-1280x800.png"))).unwrap();
     }
     b.prefer_dark(false).unwrap();

@@ -484,3 +484,21 @@ async fn an_audit_event_the_broker_refuses_does_not_hold_back_the_outbox() {
     common::raw_sql(s.dir.path(), unmark, unmark);
     assert_eq!(due().await.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), [huge.id.as_str()]);
 }
+
+#[tokio::test]
+async fn a_job_too_large_for_the_broker_is_refused_with_its_size_and_nothing_is_created() {
+    let s = stack(&[("PC-1", &[])]).await;
+    // Stored with its YAML source, a 600 KB script is over the broker's 1 MB max_payload.
+    let script = format!("# {}\ntrue", "x".repeat(600_000));
+    let yaml = format!(
+        "id: huge\nversion: '1'\nexecute: {{ shell: sh, script: {script:?} }}\ntarget: {{ pcs: [PC-1] }}\n"
+    );
+    let (status, body) = s.post_yaml("/api/deploy", &yaml).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:#}");
+    let problems = body["detail"]["problems"].to_string();
+    assert!(problems.contains("job huge is") && problems.contains("max_payload 1048576"), "{body:#}");
+    let (_, execs) = s.get("/api/executions?job=huge").await;
+    assert_eq!(execs["items"].as_array().map(Vec::len), Some(0), "{execs:#}");
+    let (status, _) = s.get("/api/jobs/huge").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

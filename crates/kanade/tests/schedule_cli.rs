@@ -12,7 +12,10 @@ async fn create_list_show_disable_delete() {
     let dir = tempfile::tempdir().unwrap();
     let b = backend(dir.path()).await;
     std::fs::create_dir(dir.path().join("scripts")).unwrap();
-    std::fs::write(dir.path().join("scripts/hi.sh"), "echo scheduled\n").unwrap();
+    // Each run appends a line: the runs that really happened, which result counts cannot show.
+    let ran = dir.path().join("runs");
+    let script = format!("echo scheduled >> {}\n", ran.display());
+    std::fs::write(dir.path().join("scripts/hi.sh"), &script).unwrap();
     let file = dir.path().join("hourly.yaml");
     std::fs::write(
         &file,
@@ -36,6 +39,8 @@ async fn create_list_show_disable_delete() {
     }
     assert!(shown.contains("24 h ok/failed  1/0"), "{shown}");
     assert!(shown.contains("last fire"), "{shown}");
+    let runs = || std::fs::read_to_string(&ran).map(|t| t.lines().count()).unwrap_or(0);
+    assert_eq!(runs(), 1, "once_per_pc runs once on PC-1");
 
     let out = kanade(&b.url, &["schedule", "list"]).await;
     let list = stdout(&out);
@@ -51,7 +56,7 @@ async fn create_list_show_disable_delete() {
 
     let out = kanade(&b.url, &["-o", "json", "schedule", "list"]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["items"][0]["manifest"]["execute"]["script"], "echo scheduled\n");
+    assert_eq!(json["items"][0]["manifest"]["execute"]["script"], script.as_str());
 
     let out = kanade(&b.url, &["schedule", "disable", "every-second"]).await;
     assert_eq!(stdout(&out), "schedule every-second disabled\n");

@@ -71,16 +71,29 @@ async function show() {
     header(path);
     document.title = `${title} · kanade`;
     fill(main);
-    if (role && !can(role)) { main.append(h('h1', {}, title), h('p', {}, `This page needs the ${role} role.`)); return; }
+    // Busy until the page's first load is in: assistive tech waits, and so can a test.
+    main.setAttribute('aria-busy', 'true');
+    if (role && !can(role)) {
+      main.append(h('h1', {}, title), h('p', {}, `This page needs the ${role} role.`));
+      shown(main, path);
+      return;
+    }
     try {
       cleanup = (await render(main, ...m.slice(1).map(decodeURIComponent))) || null;
     } catch (e) {
       if (e.status !== 401) main.append(h('p', { class: 'errors', role: 'alert' }, `Could not load this page: ${e.message}`));
     }
+    shown(main, path);
     main.focus({ preventScroll: true });
     return;
   }
   fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview')));
+  shown(main, path);
+}
+
+function shown(main, path) {
+  main.dataset.route = path;
+  main.setAttribute('aria-busy', 'false');
 }
 
 window.addEventListener('hashchange', show);

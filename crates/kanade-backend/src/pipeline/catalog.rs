@@ -80,9 +80,27 @@ pub async fn load(js: &jetstream::Context, job: &JobId) -> Result<Manifest, Exec
     load_entry(js, job).await.map(|e| e.manifest)
 }
 
+/// Room left for the KV put's headers and subject.
+const PUT_OVERHEAD: usize = 1024;
+
+/// Whether a stored job of `len` bytes fits the broker's `max_payload`; the refusal names the
+/// job, both sizes and what to do. (Sent anyway, the put would fail as "broker unavailable".)
+pub fn fits(job: &str, len: usize, max_payload: usize) -> Result<(), String> {
+    let limit = max_payload.saturating_sub(PUT_OVERHEAD);
+    if len <= limit {
+        return Ok(());
+    }
+    Err(format!(
+        "job {job} is {len} bytes as stored (its manifest and its YAML source, each holding the \
+         script), over the {limit} bytes the broker takes (max_payload {max_payload}): move the \
+         script into the object store (execute.script_object) or raise the broker's max_payload"
+    ))
+}
+
 pub async fn store(js: &jetstream::Context, e: &Entry) -> Result<(), ExecError> {
     let kv = js.get_key_value("jobs").await.map_err(broker)?;
     let json = encode(e).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    fits(e.manifest.id.as_str(), json.len(), js.client().max_payload()).map_err(ExecError::Invalid)?;
     kv.put(e.manifest.id.as_str(), json.into()).await.map_err(broker)?;
     Ok(())
 }
@@ -90,6 +108,15 @@ pub async fn store(js: &jetstream::Context, e: &Entry) -> Result<(), ExecError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_fits_when_it_leaves_room_for_the_put() {
+        let max = 1_048_576;
+        assert_eq!(fits("a", max - PUT_OVERHEAD, max), Ok(()));
+        let refused = fits("big", max - PUT_OVERHEAD + 1, max).unwrap_err();
+        assert!(refused.starts_with("job big is 1047553 bytes as stored"), "{refused}");
+        assert!(refused.contains("max_payload 1048576") && refused.contains("script_object"), "{refused}");
+    }
 
     #[test]
     fn entries_keep_their_plan_and_text_and_bare_manifests_still_load() {
