@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::stack;
 use kanade_backend::http::routes;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn every_route_in_the_table_is_served_and_documented() {
@@ -299,4 +299,83 @@ async fn a_schedule_naming_a_pc_never_seen_is_refused_unless_allowed() {
     );
     let (status, body) = s.post_yaml("/api/schedules?allow_unknown=true", yaml).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// PATCH `/api/agent/config/{scope}` with a JSON body.
+async fn patch_config(
+    s: &common::Stack,
+    scope: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::patch(format!("/api/agent/config/{scope}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    s.call(req).await
+}
+
+#[tokio::test]
+async fn agent_config_scopes_are_set_shown_removed_and_every_bad_field_is_named() {
+    let s = common::stack(&[("PC-1", &["lab"])]).await;
+    let (status, body) = patch_config(&s, "pc:PC-1", json!({ "heartbeat_interval": "2s" })).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(body, json!({ "scope": "pc:PC-1", "config": { "heartbeat_interval": "2s" } }));
+    let (status, _) = patch_config(&s, "group:lab", json!({ "inventory_interval": "1h" })).await;
+    assert_eq!(status, StatusCode::OK);
+    // Agents read the same bucket keys they always did.
+    let kv = s.state.js.get_key_value("agent_config").await.unwrap();
+    let stored: kanade_shared::wire::AgentConfigPatch =
+        serde_json::from_slice(&kv.get("pcs.PC-1").await.unwrap().unwrap()).unwrap();
+    assert_eq!(stored.heartbeat_interval.map(|d| d.as_secs()), Some(2));
+
+    let (_, shown) = s.get("/api/agent/config").await;
+    assert_eq!(
+        shown,
+        json!({ "scopes": [
+            { "scope": "group:lab", "config": { "inventory_interval": "1h" } },
+            { "scope": "pc:PC-1", "config": { "heartbeat_interval": "2s" } },
+        ] })
+    );
+
+    // Every problem at once, named; nothing applied.
+    let (status, body) = patch_config(
+        &s,
+        "pc:PC-1",
+        json!({ "heartbeat": "1s", "inventory_interval": "soon", "heartbeat_interval": "9s" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:#}");
+    let problems: Vec<String> = body["detail"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("heartbeat: unknown field (known: heartbeat_interval"), "{problems:?}");
+    assert!(problems[1].starts_with("inventory_interval: \"soon\" is not valid"), "{problems:?}");
+    for (scope, body, says) in [
+        ("everyone", json!({ "heartbeat_interval": "1s" }), "write global, group:<name> or pc:<id>"),
+        ("pc:my pc", json!({ "heartbeat_interval": "1s" }), "scope \"pc:my pc\": pc:"),
+        ("global", json!(["heartbeat_interval"]), "body: a JSON object of fields"),
+        ("global", json!({}), "body: names no field to change"),
+        ("global", json!({ "target_version": "9.9.9" }), "target_version: 9.9.9 has no published release"),
+    ] {
+        let (status, answer) = patch_config(&s, &scope.replace(' ', "%20"), body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{scope}: {answer:#}");
+        assert!(answer["detail"]["problems"][0].as_str().unwrap().contains(says), "{scope}: {answer:#}");
+    }
+    let (_, shown) = s.get("/api/agent/config").await;
+    assert_eq!(
+        shown["scopes"][1]["config"],
+        json!({ "heartbeat_interval": "2s" }),
+        "a refused edit changed nothing"
+    );
+
+    // null removes a field; a scope that sets nothing is not listed.
+    let (status, body) = patch_config(&s, "pc:PC-1", json!({ "heartbeat_interval": null })).await;
+    assert_eq!((status, &body["config"]), (StatusCode::OK, &json!({})), "{body:#}");
+    let (_, shown) = s.get("/api/agent/config").await;
+    assert_eq!(shown["scopes"].as_array().unwrap().len(), 1, "{shown:#}");
+    common::wait_for_audit(&s, "agent.config").await;
 }

@@ -121,6 +121,27 @@ fn browse(base: &str) {
     assert!(out.starts_with("hello from "), "{out}");
     b.screenshot(&screenshots().join("execution-completed-1280x800.png")).unwrap();
 
+    // An agent's own settings, edited on its page: a bad value is named, a good one is kept.
+    b.goto(&format!("{base}/#/agents/PC-A")).unwrap();
+    b.wait_for(&loaded("#/agents/PC-A"), WAIT).unwrap();
+    b.type_into(&b.find("#setting-heartbeat_interval").unwrap(), "soon").unwrap();
+    b.click(&b.find("#save-settings").unwrap()).unwrap();
+    let why = b.wait_text("#settings-errors", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(why.contains("heartbeat_interval: \"soon\" is not valid"), "{why}");
+    b.execute("document.getElementById('setting-heartbeat_interval').value = ''").unwrap();
+    b.type_into(&b.find("#setting-heartbeat_interval").unwrap(), "45s").unwrap();
+    b.click(&b.find("#save-settings").unwrap()).unwrap();
+    b.wait_text("#settings-status", WAIT, |t| t == "saved").unwrap();
+    b.goto(&format!("{base}/#/agents")).unwrap();
+    b.wait_for(&loaded("#/agents"), WAIT).unwrap();
+    b.goto(&format!("{base}/#/agents/PC-A")).unwrap();
+    b.wait_for(&loaded("#/agents/PC-A"), WAIT).unwrap();
+    assert_eq!(
+        b.execute("return document.getElementById('setting-heartbeat_interval').value").unwrap(),
+        json!("45s"),
+        "the saved setting is shown again"
+    );
+
     // A long run, killed from the UI. Nothing is targeted until the operator says so.
     b.goto(&format!("{base}/#/jobs/long-sleep")).unwrap();
     b.click(&b.wait_for("#exec-submit", WAIT).unwrap()).unwrap();

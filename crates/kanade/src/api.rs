@@ -68,6 +68,10 @@ impl Api {
         self.call(Method::PUT, path, Some(("application/json", body.to_string().into_bytes()))).await
     }
 
+    pub async fn patch_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(Method::PATCH, path, Some(("application/json", body.to_string().into_bytes()))).await
+    }
+
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         self.call(Method::POST, path, Some(("application/octet-stream", body))).await
     }

@@ -325,8 +325,31 @@ pub enum AgentCommand {
     },
     /// What each scope asks for, which versions the fleet runs, quarantines and pending updates
     Current,
+    /// Agent settings per scope (global, group, PC): show them, or set fields
+    #[command(subcommand)]
+    Config(AgentConfigCommand),
     /// Let the fleet, a group or one PC install versions it quarantined so far again
     ClearQuarantine {
+        /// Only this group
+        #[arg(long, conflicts_with = "pc")]
+        group: Option<String>,
+        /// Only this PC
+        #[arg(long)]
+        pc: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentConfigCommand {
+    /// What every scope sets (a PC's own beats its groups', which beat the fleet's)
+    Show,
+    /// Set fields of the fleet's scope, a group's or one PC's: KEY=VALUE (durations like 30s,
+    /// 1h); KEY= removes the field, so the wider scope applies again
+    Set {
+        /// heartbeat_interval, inventory_interval, target_version (a published version) or
+        /// clear_quarantine (an RFC 3339 instant)
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        fields: Vec<String>,
         /// Only this group
         #[arg(long, conflicts_with = "pc")]
         group: Option<String>,

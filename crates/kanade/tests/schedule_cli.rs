@@ -118,3 +118,49 @@ async fn errors_are_one_clear_line() {
         "error: invalid: job_id: job missing is not in the catalog (kanade job create, or POST /api/deploy)\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_config_set_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path()).await;
+    let out = kanade(&b.url, &["agent", "config", "show"]).await;
+    assert_eq!(
+        stdout(&out),
+        "no scope sets anything: agents use their agent.toml and the built-in defaults\n"
+    );
+
+    let out = kanade(
+        &b.url,
+        &["agent", "config", "set", "heartbeat_interval=2s", "inventory_interval=1h", "--pc", "PC-1"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "pc:PC-1 now sets heartbeat_interval = 2s, inventory_interval = 1h\n");
+    let out = kanade(&b.url, &["agent", "config", "set", "inventory_interval=6h", "--group", "lab"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kanade(&b.url, &["agent", "config", "show"]).await;
+    let lines: Vec<String> =
+        stdout(&out).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(
+        lines,
+        [
+            "SCOPE FIELD VALUE",
+            "group:lab inventory_interval 6h",
+            "pc:PC-1 heartbeat_interval 2s",
+            "pc:PC-1 inventory_interval 1h",
+        ],
+        "{}",
+        stdout(&out)
+    );
+
+    // A typo is named with the fields that exist; KEY= removes a field.
+    let out = kanade(&b.url, &["agent", "config", "set", "heartbeat=2s"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("heartbeat: unknown field (known: heartbeat_interval"), "{}", stderr(&out));
+    let out = kanade(
+        &b.url,
+        &["agent", "config", "set", "heartbeat_interval=", "inventory_interval=", "--pc", "PC-1"],
+    )
+    .await;
+    assert_eq!(stdout(&out), "pc:PC-1 now sets nothing (the wider scope applies)\n", "{}", stderr(&out));
+}

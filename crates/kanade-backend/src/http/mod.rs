@@ -1,6 +1,7 @@
 //! The HTTP surface. `app(state)` builds the whole router so tests drive it without a socket.
 
 mod accounts;
+mod agent_config;
 mod body;
 mod catalog;
 mod dashboard;

@@ -118,6 +118,25 @@ fn scope_key(group: Option<&str>, pc: Option<&str>) -> Result<String, ApiError> 
     }
 }
 
+/// 422 (naming `field`) unless some release of `version` is in `agent_releases`.
+pub(super) async fn ensure_published(
+    state: &AppState,
+    field: &str,
+    version: &Version,
+) -> Result<(), ApiError> {
+    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
+    let mut objects = store.list().await.map_err(broker)?;
+    let prefix = format!("{version}/");
+    while let Some(info) = objects.next().await {
+        if info.map_err(broker)?.name.starts_with(&prefix) {
+            return Ok(());
+        }
+    }
+    Err(ApiError::invalid(vec![format!(
+        "{field}: {version} has no published release; kanade agent publish it first"
+    )]))
+}
+
 /// Ask a scope to run `version` (it must have been published).
 pub async fn rollout(
     State(state): State<AppState>,
@@ -129,18 +148,7 @@ pub async fn rollout(
         .parse()
         .map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("version: {e}")]))?;
     let key = scope_key(body.group.as_deref(), body.pc.as_deref())?;
-    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
-    let mut objects = store.list().await.map_err(broker)?;
-    let prefix = format!("{version}/");
-    let mut published = false;
-    while let Some(info) = objects.next().await {
-        published |= info.map_err(broker)?.name.starts_with(&prefix);
-    }
-    if !published {
-        return Err(ApiError::invalid(vec![format!(
-            "version: {version} has no published release; kanade agent publish it first"
-        )]));
-    }
+    ensure_published(&state, "version", &version).await?;
     let key = edit_scope(&state, &key, |p| p.target_version = Some(version.clone())).await?;
     super::audit_as(&state, &caller, "agent.rollout", Some(key.clone()), json!({ "version": version }))
         .await?;

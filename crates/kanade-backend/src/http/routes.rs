@@ -4,7 +4,10 @@
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
-use super::{AppState, accounts, catalog, dashboard, executions, fleet, ops, releases, schedules, session};
+use super::{
+    AppState, accounts, agent_config, catalog, dashboard, executions, fleet, ops, releases, schedules,
+    session,
+};
 use crate::auth::{Access, Role};
 
 pub struct Route {
@@ -183,6 +186,20 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Let a scope's agents install the versions they quarantined so far again",
             post(releases::clear_quarantine)
+        ),
+        route!(
+            "GET",
+            "/api/agent/config",
+            VIEWER,
+            "What each agent_config scope (global, group:<g>, pc:<pc>) sets",
+            get(agent_config::show)
+        ),
+        route!(
+            "PATCH",
+            "/api/agent/config/{scope}",
+            OPERATOR,
+            "Set fields of one scope (global, group:<g>, pc:<pc>); null removes a field; 422 names each bad field",
+            patch(agent_config::patch)
         ),
         route!(
             "GET",

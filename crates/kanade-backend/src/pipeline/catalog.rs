@@ -91,8 +91,8 @@ pub fn fits(job: &str, len: usize, max_payload: usize) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "job {job} is {len} bytes as stored (its manifest and its YAML source, each holding the \
-         script), over the {limit} bytes the broker takes (max_payload {max_payload}): move the \
+        "job {job} is {len} bytes as stored (its manifest, plus its YAML text when it came as \
+         YAML), over the {limit} bytes the broker takes (max_payload {max_payload}): move the \
          script into the object store (execute.script_object) or raise the broker's max_payload"
     ))
 }

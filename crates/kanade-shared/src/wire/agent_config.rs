@@ -2,9 +2,10 @@
 //! (pc beats group beats global).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::HumanDuration;
-use crate::ids::{GroupName, Version};
+use crate::ids::{GroupName, PcId, Version};
 
 /// `agent_groups` value: the groups operators assigned to one pc (unioned with agent.toml's).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,9 +41,170 @@ impl AgentConfigPatch {
     }
 }
 
+/// The fields an `agent_config` scope may set, as operators name them.
+pub const FIELDS: &[&str] =
+    &["heartbeat_interval", "inventory_interval", "target_version", "clear_quarantine"];
+
+/// One scope of `agent_config`, as the API and CLI write it: `global`, `group:<g>`, `pc:<pc>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigScope {
+    Global,
+    Group(GroupName),
+    Pc(PcId),
+}
+
+impl ConfigScope {
+    /// The bucket key: `global`, `groups.<g>`, `pcs.<pc>`.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Global => "global".into(),
+            Self::Group(g) => format!("groups.{g}"),
+            Self::Pc(p) => format!("pcs.{p}"),
+        }
+    }
+
+    /// The scope of a bucket key; `None` for a key kanade does not write.
+    pub fn from_key(key: &str) -> Option<Self> {
+        match key.split_once('.') {
+            None if key == "global" => Some(Self::Global),
+            Some(("groups", g)) => g.parse().ok().map(Self::Group),
+            Some(("pcs", p)) => p.parse().ok().map(Self::Pc),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Global => f.write_str("global"),
+            Self::Group(g) => write!(f, "group:{g}"),
+            Self::Pc(p) => write!(f, "pc:{p}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ConfigScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |what: &str, e: crate::IdError| format!("scope {s:?}: {what}: {e}");
+        match s.split_once(':') {
+            None if s == "global" => Ok(Self::Global),
+            Some(("group", g)) => g.parse().map(Self::Group).map_err(|e| bad("group", e)),
+            Some(("pc", p)) => p.parse().map(Self::Pc).map_err(|e| bad("pc", e)),
+            _ => Err(format!("scope {s:?}: write global, group:<name> or pc:<id>")),
+        }
+    }
+}
+
+/// Apply an operator's edit to a scope's stored fields: each field of `edit` is set, or removed
+/// when `null`. Every unknown field and bad value is reported, named; nothing is applied then.
+/// Fields already stored that this version does not know are kept as they are.
+pub fn apply_edit(
+    stored: &Map<String, Value>,
+    edit: &Map<String, Value>,
+) -> Result<Map<String, Value>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = stored.clone();
+    for (field, value) in edit {
+        if !FIELDS.contains(&field.as_str()) {
+            problems.push(format!("{field}: unknown field (known: {})", FIELDS.join(", ")));
+            continue;
+        }
+        if value.is_null() {
+            out.remove(field);
+            continue;
+        }
+        let one = Value::Object(Map::from_iter([(field.clone(), value.clone())]));
+        match serde_json::from_value::<AgentConfigPatch>(one) {
+            Ok(_) => {
+                out.insert(field.clone(), value.clone());
+            }
+            Err(e) => problems.push(format!("{field}: {value} is not valid: {e}")),
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+/// `GET /api/agent/config`: every scope that sets something.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfigScopes {
+    pub scopes: Vec<ScopeConfig>,
+}
+
+/// One scope and the fields it sets (`PATCH /api/agent/config/{scope}` answers one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeConfig {
+    /// As operators write it: `global`, `group:<g>`, `pc:<pc>`.
+    pub scope: String,
+    pub config: Map<String, Value>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_parse_and_map_to_keys() {
+        for (text, key) in [("global", "global"), ("group:lab", "groups.lab"), ("pc:PC-1", "pcs.PC-1")] {
+            let scope: ConfigScope = text.parse().unwrap();
+            assert_eq!((scope.key(), scope.to_string()), (key.to_owned(), text.to_owned()));
+            assert_eq!(ConfigScope::from_key(key), Some(scope));
+        }
+        for (bad, says) in [
+            ("everyone", "write global, group:<name> or pc:<id>"),
+            ("pc:my pc", "scope \"pc:my pc\": pc:"),
+            ("group:a.b", "scope \"group:a.b\": group:"),
+        ] {
+            let err = bad.parse::<ConfigScope>().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert_eq!(ConfigScope::from_key("pcs"), None);
+    }
+
+    fn object(json: &str) -> Map<String, Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn edits_set_remove_and_name_every_problem() {
+        let stored = object(r#"{"heartbeat_interval":"30s","future_knob":1}"#);
+        // (edit, result or the problems)
+        let cases: [(&str, Result<&str, Vec<&str>>); 4] = [
+            (
+                r#"{"inventory_interval":"1h","heartbeat_interval":null}"#,
+                Ok(r#"{"future_knob":1,"inventory_interval":"1h"}"#),
+            ),
+            (
+                r#"{"target_version":"2.0.0"}"#,
+                Ok(r#"{"heartbeat_interval":"30s","future_knob":1,"target_version":"2.0.0"}"#),
+            ),
+            (
+                r#"{"heartbeat":"2s","inventory_interval":"soon","heartbeat_interval":"5s"}"#,
+                Err(vec![
+                    "heartbeat: unknown field (known: heartbeat_interval",
+                    "inventory_interval: \"soon\" is not valid",
+                ]),
+            ),
+            (
+                r#"{"clear_quarantine":"yesterday"}"#,
+                Err(vec!["clear_quarantine: \"yesterday\" is not valid"]),
+            ),
+        ];
+        for (edit, want) in cases {
+            match (apply_edit(&stored, &object(edit)), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, object(want), "{edit}"),
+                (Err(got), Err(want)) => {
+                    assert_eq!(got.len(), want.len(), "{edit}: {got:?}");
+                    for (g, w) in got.iter().zip(want) {
+                        assert!(g.starts_with(w), "{edit}: {g:?} does not start with {w:?}");
+                    }
+                }
+                (got, want) => panic!("{edit}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn pc_beats_group_beats_global() {

@@ -6,7 +6,7 @@
 //! Each type carries `schema` (currently 1) so a reader can tell a future shape apart.
 //! Golden payloads under `test-data/wire/` pin the shapes.
 
-mod agent_config;
+pub mod agent_config;
 mod audit;
 mod command;
 mod event;

@@ -1,16 +1,17 @@
 //! `kanade agent publish|releases|rollout|current|clear-quarantine`: self-update through the
-//! backend.
+//! backend; `kanade agent config show|set`: the `agent_config` scopes.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use kanade_shared::wire::agent_config::{AgentConfigScopes, ScopeConfig};
+use serde_json::{Map, Value, json};
 
 use super::catalog::items;
 use super::{done, text};
 use crate::api::Api;
-use crate::cli::{AgentCommand, Global};
+use crate::cli::{AgentCommand, AgentConfigCommand, Global};
 use crate::output;
 
 pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode> {
@@ -89,6 +90,36 @@ pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode>
                 print!("{}", output::table(&["PC", "UPDATE STATUS"], &pending));
             }
         }
+        AgentCommand::Config(AgentConfigCommand::Show) => {
+            let v = api.get("/api/agent/config").await?;
+            let list: AgentConfigScopes =
+                serde_json::from_value(v).context("the backend's agent config is not what this CLI reads")?;
+            let rows: Vec<Vec<String>> = list
+                .scopes
+                .iter()
+                .flat_map(|s| s.config.iter().map(|(k, v)| vec![s.scope.clone(), k.clone(), text(v)]))
+                .collect();
+            if rows.is_empty() && global.output == crate::cli::Format::Table {
+                println!("no scope sets anything: agents use their agent.toml and the built-in defaults");
+            } else {
+                output::print(global.output, &list, &["SCOPE", "FIELD", "VALUE"], rows);
+            }
+        }
+        AgentCommand::Config(AgentConfigCommand::Set { fields, group, pc }) => {
+            let edit = edit_from_args(&fields)?;
+            let scope = match (group, pc) {
+                (Some(g), _) => format!("group:{g}"),
+                (None, Some(p)) => format!("pc:{p}"),
+                (None, None) => "global".to_owned(),
+            };
+            let v = api.patch_json(&format!("/api/agent/config/{scope}"), &Value::Object(edit)).await?;
+            let set: ScopeConfig = serde_json::from_value(v.clone())
+                .context("the backend's answer is not what this CLI reads")?;
+            let now: Vec<String> = set.config.iter().map(|(k, v)| format!("{k} = {}", text(v))).collect();
+            let now =
+                if now.is_empty() { "nothing (the wider scope applies)".to_owned() } else { now.join(", ") };
+            done(global.output, &v, &format!("{} now sets {now}", set.scope));
+        }
         AgentCommand::ClearQuarantine { group, pc } => {
             let v =
                 api.post_json("/api/agent/clear-quarantine", &json!({ "group": group, "pc": pc })).await?;
@@ -128,4 +159,42 @@ fn check_version(binary: &Path, version: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `KEY=VALUE` arguments as the JSON edit the API takes: `KEY=` removes the field (null).
+fn edit_from_args(args: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut edit = Map::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            bail!("{arg:?}: write KEY=VALUE (e.g. heartbeat_interval=30s), or KEY= to remove a field");
+        };
+        if key.is_empty() {
+            bail!("{arg:?}: the field name before = is missing");
+        }
+        let value = if value.is_empty() { Value::Null } else { Value::String(value.to_owned()) };
+        if edit.insert(key.to_owned(), value).is_some() {
+            bail!("{key} is given twice");
+        }
+    }
+    Ok(edit)
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn key_value_arguments_become_the_edit() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let edit = edit_from_args(&args(&["heartbeat_interval=2s", "target_version="])).unwrap();
+        assert_eq!(Value::Object(edit), json!({ "heartbeat_interval": "2s", "target_version": null }));
+        for (bad, says) in [
+            (&["heartbeat_interval"][..], "write KEY=VALUE"),
+            (&["=2s"][..], "the field name before = is missing"),
+            (&["a=1", "a=2"][..], "a is given twice"),
+        ] {
+            let err = edit_from_args(&args(bad)).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
 }

@@ -49,7 +49,9 @@ export async function list(main) {
 export async function detail(main, pc) {
   const body = h('div');
   const boxSlot = h('div');
-  main.append(h('h1', {}, `Agent ${pc}`), body, boxSlot);
+  // Made once, outside what live events redraw, so a half-typed setting stays.
+  const settings = await settingsBox(pc);
+  main.append(h('h1', {}, `Agent ${pc}`), body, settings, boxSlot);
   // The command box is made once, outside what live events redraw, so typing and output stay.
   let box = null;
   const load = async () => {
@@ -59,6 +61,46 @@ export async function detail(main, pc) {
   };
   const stop = await follow(['agent_up', 'agent_down', 'result'], load, 500, (e) => !e.pc_id || e.pc_id === pc);
   return () => { stop(); if (box) box.stop(); };
+}
+
+const SETTINGS = [
+  ['heartbeat_interval', 'Heartbeat interval'],
+  ['inventory_interval', 'Inventory interval'],
+];
+
+/** This PC's own agent_config scope: what it sets, editable by operators (empty = the group's
+ *  or the fleet's setting applies). */
+async function settingsBox(pc) {
+  const scope = `pc:${pc}`;
+  const all = await api('GET', '/api/agent/config');
+  const own = (all.scopes.find((s) => s.scope === scope) || { config: {} }).config;
+  const wider = all.scopes.filter((s) => s.scope !== scope && !s.scope.startsWith('pc:'))
+    .map((s) => `${s.scope}: ${Object.entries(s.config).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const inputs = SETTINGS.map(([key]) => h('input', {
+    id: `setting-${key}`, value: own[key] || '', placeholder: 'the wider setting', disabled: !can('operator'),
+  }));
+  const errors = h('div', { id: 'settings-errors' });
+  const status = h('span', { id: 'settings-status', role: 'status' });
+  const form = h('form', { onsubmit: async (e) => {
+    e.preventDefault();
+    fill(errors);
+    status.textContent = '';
+    const edit = {};
+    SETTINGS.forEach(([key], i) => { const v = inputs[i].value.trim(); edit[key] = v === '' ? null : v; });
+    try {
+      await api('PATCH', `/api/agent/config/${encodeURIComponent(scope)}`, edit);
+      toast(`Settings of ${pc} saved`);
+      status.textContent = 'saved';
+    } catch (err) { errors.append(problems(err)); }
+  } },
+  ...SETTINGS.map(([key, label], i) => h('label', { for: `setting-${key}` }, `${label} (e.g. 30s, 1h)`, inputs[i])),
+  errors,
+  can('operator') ? h('button', { type: 'submit', class: 'primary', id: 'save-settings' }, 'Save settings') : null,
+  status);
+  return h('section', { class: 'panel', 'aria-labelledby': 'settings-h' },
+    h('h2', { id: 'settings-h' }, 'Settings'),
+    h('p', { class: 'muted' }, wider.length ? `Wider scopes: ${wider.join('; ')}` : 'No group or fleet-wide setting: agent.toml and the defaults apply.'),
+    form);
 }
 
 // The agent's clock against the backend's at its last heartbeat. Under two seconds is the

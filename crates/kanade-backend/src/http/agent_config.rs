@@ -1,0 +1,95 @@
+//! `agent_config` scopes read and edited through the API (SPEC §12, "Agent configuration"):
+//! `GET /api/agent/config` lists what every scope sets, `PATCH /api/agent/config/{scope}` sets
+//! or (with `null`) removes fields of one scope. Edits are validated field by field
+//! (`wire::agent_config::apply_edit`), written with compare-and-set so two operators' edits never
+//! lose one another, and audited.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use futures::StreamExt;
+use kanade_shared::Version;
+use kanade_shared::wire::agent_config::{AgentConfigScopes, ConfigScope, ScopeConfig, apply_edit};
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, AppState, broker, releases};
+use crate::auth::Caller;
+
+/// Tries of the read-edit-write cycle when another edit lands in between.
+const CAS_TRIES: usize = 5;
+
+pub async fn show(State(state): State<AppState>) -> Result<Json<AgentConfigScopes>, ApiError> {
+    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let mut keys = kv.keys().await.map_err(broker)?;
+    let mut scopes = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(broker)?;
+        let Some(scope) = ConfigScope::from_key(&key) else { continue };
+        let Some(bytes) = kv.get(&key).await.map_err(broker)? else { continue };
+        match serde_json::from_slice::<Map<String, Value>>(&bytes) {
+            Ok(config) if !config.is_empty() => scopes.push(ScopeConfig { scope: scope.to_string(), config }),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(key, error = %e, "agent_config entry is not a JSON object; left out"),
+        }
+    }
+    // global first, then groups, then PCs, each by name.
+    let rank = |s: &str| {
+        if s == "global" {
+            0
+        } else if s.starts_with("group:") {
+            1
+        } else {
+            2
+        }
+    };
+    scopes.sort_by(|a, b| (rank(&a.scope), &a.scope).cmp(&(rank(&b.scope), &b.scope)));
+    Ok(Json(AgentConfigScopes { scopes }))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(scope): Path<String>,
+    Json(edit): Json<Value>,
+) -> Result<Json<ScopeConfig>, ApiError> {
+    let scope: ConfigScope = scope.parse().map_err(|e: String| ApiError::invalid(vec![e]))?;
+    let Value::Object(edit) = edit else {
+        return Err(ApiError::invalid(vec![
+            "body: a JSON object of fields, e.g. {\"heartbeat_interval\": \"30s\"} (null removes one)".into(),
+        ]));
+    };
+    if edit.is_empty() {
+        return Err(ApiError::invalid(vec!["body: names no field to change".into()]));
+    }
+    // A version is only asked for once it can be downloaded (as `kanade agent rollout` checks).
+    if let Some(Value::String(v)) = edit.get("target_version")
+        && let Ok(version) = v.parse::<Version>()
+    {
+        releases::ensure_published(&state, "target_version", &version).await?;
+    }
+    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let key = scope.key();
+    for _ in 0..CAS_TRIES {
+        let entry = kv.entry(&key).await.map_err(broker)?;
+        let stored: Map<String, Value> = entry
+            .as_ref()
+            .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+            .unwrap_or_default();
+        let config = apply_edit(&stored, &edit).map_err(ApiError::invalid)?;
+        let bytes = serde_json::to_vec(&config).unwrap_or_default();
+        let written = match &entry {
+            Some(e) => kv.update(&key, bytes.into(), e.revision).await.is_ok(),
+            None => kv.create(&key, bytes.into()).await.is_ok(),
+        };
+        if written {
+            super::audit_as(&state, &caller, "agent.config", Some(scope.to_string()), json!({ "set": edit }))
+                .await?;
+            return Ok(Json(ScopeConfig { scope: scope.to_string(), config }));
+        }
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "conflict",
+        format!("agent_config {key} kept changing under this edit ({CAS_TRIES} tries); try again"),
+    ))
+}
