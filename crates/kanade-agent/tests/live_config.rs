@@ -106,3 +106,45 @@ async fn a_group_change_is_heartbeated_at_once() {
     let beat: Heartbeat = wire::decode(&beat.payload).unwrap();
     assert_eq!(beat.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["fresh"]);
 }
+
+#[tokio::test]
+async fn host_performance_is_sampled_at_the_configured_interval_and_stops_at_zero() {
+    let fleet = Fleet::start().await;
+    let mut samples = fleet.client.subscribe("host_perf.PC-HP").await.unwrap();
+    fleet.client.flush().await.unwrap();
+    let agent = fleet.agent("PC-HP", &[]).start();
+    ready(&agent).await;
+    // The default is a minute: nothing this soon.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), samples.next()).await.is_err(),
+        "a sample before the first minute"
+    );
+    fleet.kv_put("agent_config", "pcs.PC-HP", r#"{"host_perf_interval":"1s"}"#).await;
+    let mut last = None;
+    for _ in 0..2 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), samples.next())
+            .await
+            .unwrap_or_else(|_| panic!("no sample at a 1 s interval:\n{}", agent.log()))
+            .unwrap();
+        let sample: wire::HostPerf = wire::decode(&msg.payload).unwrap();
+        assert_eq!(sample.pc_id.as_str(), "PC-HP");
+        assert!((0.0..=100.0).contains(&sample.cpu_pct), "{sample:?}");
+        assert!(sample.mem_total_bytes > 0 && sample.mem_used_bytes <= sample.mem_total_bytes, "{sample:?}");
+        assert!(sample.load.is_some(), "Unix reports a load average: {sample:?}");
+        if let Some(prev) = last.replace(sample.at) {
+            let gap = sample.at - prev;
+            assert!(gap >= time::Duration::milliseconds(900), "samples {gap} apart at a 1 s interval");
+        }
+    }
+    fleet.kv_put("agent_config", "pcs.PC-HP", r#"{"host_perf_interval":"0s"}"#).await;
+    kanade_testkit::wait_until_async("sampling to stop", Duration::from_secs(10), || async {
+        agent.log().contains("host performance sampling off")
+    })
+    .await;
+    // Drain what was on its way, then nothing more.
+    while tokio::time::timeout(Duration::from_millis(200), samples.next()).await.is_ok() {}
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), samples.next()).await.is_err(),
+        "a sample after host_perf_interval was set to 0s"
+    );
+}

@@ -23,6 +23,7 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         format!("results.{pc}.>"),
         format!("events.*.{pc}.>"),
         format!("heartbeat.{pc}"),
+        format!("host_perf.{pc}"),
         format!("inventory.{pc}"),
         "$JS.API.INFO".into(),
         // Catch-up: direct gets on EXEC; the ephemeral consumer (fetched, acked, deleted when
@@ -153,7 +154,10 @@ mod tests {
         let a = agent(&"PC-7".parse().unwrap(), "pw");
         assert!(a.publish.iter().all(|p| !p.starts_with("commands") && !p.starts_with("kill")));
         let own: Vec<&String> = a.publish.iter().filter(|p| !p.starts_with('$')).collect();
-        assert_eq!(own, ["results.PC-7.>", "events.*.PC-7.>", "heartbeat.PC-7", "inventory.PC-7"]);
+        assert_eq!(
+            own,
+            ["results.PC-7.>", "events.*.PC-7.>", "heartbeat.PC-7", "host_perf.PC-7", "inventory.PC-7"]
+        );
         assert!(a.subscribe.contains(&"_INBOX_PC-7.>".to_owned()));
         let text = render(&[a]);
         assert!(

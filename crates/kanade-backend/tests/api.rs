@@ -379,3 +379,30 @@ async fn agent_config_scopes_are_set_shown_removed_and_every_bad_field_is_named(
     assert_eq!(shown["scopes"].as_array().unwrap().len(), 1, "{shown:#}");
     common::wait_for_audit(&s, "agent.config").await;
 }
+
+#[tokio::test]
+async fn host_performance_samples_are_kept_and_served_by_range() {
+    let s = common::stack(&[("PC-1", &[])]).await;
+    let (status, body) = patch_config(&s, "pc:PC-1", json!({ "host_perf_interval": "1s" })).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let perf = loop {
+        let (_, perf) = s.get("/api/agents/PC-1/perf").await;
+        if perf["samples"].as_array().is_some_and(|a| a.len() >= 2) {
+            break perf;
+        }
+        assert!(std::time::Instant::now() < deadline, "fewer than two samples within 10 s: {perf:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let first = &perf["samples"][0];
+    assert!(first["mem_total_bytes"].as_i64().unwrap() > 0, "{perf:#}");
+    assert!((0.0..=100.0).contains(&first["cpu_pct"].as_f64().unwrap()), "{perf:#}");
+    let at = first["at"].as_i64().unwrap();
+    // A range that ends before the first sample has none of them.
+    let (_, earlier) = s.get(&format!("/api/agents/PC-1/perf?since={}&until={}", at - 60_000, at - 1)).await;
+    assert_eq!(earlier["samples"].as_array().map(Vec::len), Some(0), "{earlier:#}");
+    let (status, bad) = s.get("/api/agents/PC-1/perf?since=9&until=8").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:#}");
+    let (status, bad) = s.get("/api/agents/PC-1/perf?from=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:#}");
+}

@@ -62,6 +62,13 @@ pub fn heartbeat(pc: &PcId) -> String {
 
 pub const HEARTBEAT_ALL: &str = "heartbeat.*";
 
+/// Host performance samples (core NATS, like heartbeats).
+pub fn host_perf(pc: &PcId) -> String {
+    format!("host_perf.{pc}")
+}
+
+pub const HOST_PERF_ALL: &str = "host_perf.*";
+
 /// Prefix of KV change notifications (see `jetstream::resources`): `notify.<bucket>.<key>`.
 pub const NOTIFY_PREFIX: &str = "notify";
 

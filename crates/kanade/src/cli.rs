@@ -291,6 +291,13 @@ pub enum AgentsCommand {
     },
     /// One agent with inventory and recent results
     Show { pc: String },
+    /// Host performance samples of one agent (CPU, memory, swap, load, network, disks)
+    Perf {
+        pc: String,
+        /// How far back (e.g. 15m, 1h, 7d)
+        #[arg(long, default_value = "1h")]
+        since: kanade_shared::HumanDuration,
+    },
     /// Operator-assigned groups
     #[command(subcommand)]
     Groups(GroupsCommand),
@@ -346,8 +353,8 @@ pub enum AgentConfigCommand {
     /// Set fields of the fleet's scope, a group's or one PC's: KEY=VALUE (durations like 30s,
     /// 1h); KEY= removes the field, so the wider scope applies again
     Set {
-        /// heartbeat_interval, inventory_interval, target_version (a published version) or
-        /// clear_quarantine (an RFC 3339 instant)
+        /// heartbeat_interval, inventory_interval, host_perf_interval (0s: off), target_version
+        /// (a published version) or clear_quarantine (an RFC 3339 instant)
         #[arg(value_name = "KEY=VALUE", required = true)]
         fields: Vec<String>,
         /// Only this group

@@ -164,3 +164,26 @@ async fn agent_config_set_and_show() {
     .await;
     assert_eq!(stdout(&out), "pc:PC-1 now sets nothing (the wider scope applies)\n", "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_perf_shows_samples_once_sampling_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path()).await;
+    let out = kanade(&b.url, &["agents", "perf", "PC-1", "--since", "5m"]).await;
+    assert!(stdout(&out).starts_with("no samples from PC-1 in the last 5m"), "{}", stdout(&out));
+    let out = kanade(&b.url, &["agent", "config", "set", "host_perf_interval=1s", "--pc", "PC-1"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut table = String::new();
+    for _ in 0..50 {
+        table = stdout(&kanade(&b.url, &["agents", "perf", "PC-1"]).await);
+        if table.lines().count() >= 2 && table.starts_with("TIME") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines.len() >= 2 && lines[0].contains("CPU") && lines[0].contains("DISK WRITE/s"), "{table}");
+    assert!(lines[1].contains('%') && lines[1].contains(" / "), "{table}");
+    let out = kanade(&b.url, &["agents", "perf", "PC-1", "--since", "soon"]).await;
+    assert_eq!(out.status.code(), Some(2), "a bad --since is a usage error: {}", stderr(&out));
+}

@@ -6,6 +6,7 @@
 
 mod catch_up;
 mod follow;
+pub mod host_perf;
 mod intake;
 mod kill;
 mod kv;
@@ -253,6 +254,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     tasks.spawn(follow::follow_loop(ctx.clone()));
     tasks.spawn(outbox::publish_loop(ctx.clone()));
     tasks.spawn(presence::heartbeat_loop(ctx.clone()));
+    tasks.spawn(host_perf::host_perf_loop(ctx.clone()));
     tasks.spawn(presence::ping_responder(ctx.clone()));
     tasks.spawn(presence::inventory_loop(ctx.clone()));
     tasks.spawn(intake::intake_loop(ctx.clone()));

@@ -28,12 +28,16 @@ pub fn stall_after_ms(r: &RetentionConfig) -> i64 {
     ms(r.stall_after)
 }
 
+/// Raw host performance samples are kept 30 days (SPEC §12).
+pub const HOST_PERF_KEPT_MS: i64 = 30 * 24 * 3_600_000;
+
 pub fn cutoffs(now_ms: i64, r: &RetentionConfig) -> Cutoffs {
     Cutoffs {
         results_ms: now_ms.saturating_sub(ms(r.results)),
         executions_ms: now_ms.saturating_sub(ms(r.executions)),
         audit_ms: now_ms.saturating_sub(ms(r.audit)),
         agents_ms: now_ms.saturating_sub(ms(r.agents)),
+        host_perf_ms: now_ms.saturating_sub(HOST_PERF_KEPT_MS),
     }
 }
 

@@ -44,6 +44,7 @@ pub struct Cutoffs {
     pub executions_ms: i64,
     pub audit_ms: i64,
     pub agents_ms: i64,
+    pub host_perf_ms: i64,
 }
 
 /// How many rows each table lost.
@@ -54,6 +55,7 @@ pub struct Pruned {
     pub audit: usize,
     pub agents: usize,
     pub inventory: usize,
+    pub host_perf: usize,
 }
 
 pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> {
@@ -89,6 +91,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         )
         .await?;
     let agents = s.exec("DELETE FROM agents WHERE last_seen_ms < ?1", vals![cut.agents_ms]).await?;
+    let host_perf = s.exec("DELETE FROM host_perf_samples WHERE at_ms < ?1", vals![cut.host_perf_ms]).await?;
     let n = |v: u64| v as usize;
     Ok(Pruned {
         results: n(results),
@@ -96,6 +99,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         audit: n(audit),
         agents: n(agents),
         inventory: n(inventory),
+        host_perf: n(host_perf),
     })
 }
 

@@ -53,6 +53,7 @@ const SQLITE: &[Migration] = &[
         name: "outbox_refused",
         sql: include_str!("migrations/sqlite/0010_outbox_refused.sql"),
     },
+    Migration { version: 11, name: "host_perf", sql: include_str!("migrations/sqlite/0011_host_perf.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -77,6 +78,7 @@ const POSTGRES: &[Migration] = &[
         name: "outbox_refused",
         sql: include_str!("migrations/postgres/0005_outbox_refused.sql"),
     },
+    Migration { version: 6, name: "host_perf", sql: include_str!("migrations/postgres/0006_host_perf.sql") },
 ];
 
 pub fn checksum(sql: &str) -> String {

@@ -246,6 +246,21 @@ impl Db {
         })
     }
 
+    pub async fn apply_host_perf(&self, samples: Vec<kanade_shared::wire::HostPerf>) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_host_perf(s, &samples))
+    }
+
+    /// One PC's host performance samples in `[since_ms, until_ms]`, oldest first.
+    pub async fn host_perf(
+        &self,
+        pc: PcId,
+        since_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<kanade_shared::wire::PerfSample>, DbError> {
+        read!(self, |s| queries::host_perf(s, &pc, since_ms, until_ms, limit))
+    }
+
     pub async fn apply_heartbeats(&self, beats: Vec<Heartbeat>, now: i64) -> Result<(), DbError> {
         write!(self, |s| projection::apply_heartbeats(s, &beats, now))
     }

@@ -652,3 +652,36 @@ pub async fn find_software<S: Sql>(
         })
         .collect()
 }
+
+/// `host_perf_samples` rows of one PC in `[since_ms, until_ms]`, oldest first, at most `limit`.
+pub async fn host_perf<S: Sql>(
+    s: &mut S,
+    pc: &PcId,
+    since_ms: i64,
+    until_ms: i64,
+    limit: i64,
+) -> Result<Vec<kanade_shared::wire::PerfSample>, DbError> {
+    s.rows(
+        "SELECT at_ms, cpu_pct, mem_used_bytes, mem_total_bytes, swap_used_bytes, swap_total_bytes, load,
+                net_rx_bps, net_tx_bps, disks_json
+         FROM host_perf_samples WHERE pc_id = ?1 AND at_ms >= ?2 AND at_ms <= ?3 ORDER BY at_ms LIMIT ?4",
+        vals![pc, since_ms, until_ms, limit],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(kanade_shared::wire::PerfSample {
+            at: r.get(0)?,
+            cpu_pct: r.get(1)?,
+            mem_used_bytes: r.get(2)?,
+            mem_total_bytes: r.get(3)?,
+            swap_used_bytes: r.get(4)?,
+            swap_total_bytes: r.get(5)?,
+            load: r.get(6)?,
+            net_rx_bytes_per_s: r.get(7)?,
+            net_tx_bytes_per_s: r.get(8)?,
+            disks: serde_json::from_str(&r.get::<String>(9)?).unwrap_or_default(),
+        })
+    })
+    .collect()
+}

@@ -189,6 +189,13 @@ pub fn table() -> Vec<Route> {
         ),
         route!(
             "GET",
+            "/api/agents/{pc}/perf",
+            VIEWER,
+            "Host performance samples of one agent (?since=&until= epoch ms; the last hour by default)",
+            get(fleet::agent_perf)
+        ),
+        route!(
+            "GET",
             "/api/agent/config",
             VIEWER,
             "What each agent_config scope (global, group:<g>, pc:<pc>) sets",

@@ -5,6 +5,7 @@
 //! retried forever. Each projector is supervised: an error restarts it with backoff.
 
 mod heartbeats;
+mod host_perf;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use kanade_shared::wire::{self, AuditEvent, ExecResult, Inventory, StartedEvent}
 use tokio::sync::watch;
 
 pub use heartbeats::heartbeat_projector;
+pub use host_perf::host_perf_projector;
 
 use crate::db::fence::Fence;
 use crate::db::projection::ProjectionName;

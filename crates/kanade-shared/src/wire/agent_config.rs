@@ -23,6 +23,9 @@ pub struct AgentConfigPatch {
     pub inventory_interval: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_version: Option<Version>,
+    /// How often the agent samples host performance (`0s` = never); 60 s when no scope says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_perf_interval: Option<HumanDuration>,
     /// Quarantined versions recorded at or before this instant are forgotten (an operator
     /// cleared them). Unlike the other fields, the latest instant of any scope applies.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
@@ -36,6 +39,7 @@ impl AgentConfigPatch {
             heartbeat_interval: p.heartbeat_interval.or(acc.heartbeat_interval),
             inventory_interval: p.inventory_interval.or(acc.inventory_interval),
             target_version: p.target_version.clone().or(acc.target_version),
+            host_perf_interval: p.host_perf_interval.or(acc.host_perf_interval),
             clear_quarantine: acc.clear_quarantine.max(p.clear_quarantine),
         })
     }
@@ -43,7 +47,7 @@ impl AgentConfigPatch {
 
 /// The fields an `agent_config` scope may set, as operators name them.
 pub const FIELDS: &[&str] =
-    &["heartbeat_interval", "inventory_interval", "target_version", "clear_quarantine"];
+    &["heartbeat_interval", "inventory_interval", "host_perf_interval", "target_version", "clear_quarantine"];
 
 /// One scope of `agent_config`, as the API and CLI write it: `global`, `group:<g>`, `pc:<pc>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,6 +40,7 @@ fn every_v1_golden_file_round_trips() {
     round_trip::<Inventory>("v1/inventory.json");
     round_trip::<AuditEvent>("v1/audit.json");
     round_trip::<StartedEvent>("v1/started.json");
+    round_trip::<HostPerf>("v1/host-perf.json");
 }
 
 #[test]

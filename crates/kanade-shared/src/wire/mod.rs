@@ -11,6 +11,7 @@ mod audit;
 mod command;
 mod event;
 mod heartbeat;
+mod host_perf;
 mod inventory;
 mod result;
 
@@ -19,6 +20,7 @@ pub use audit::AuditEvent;
 pub use command::{Command, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;
 pub use heartbeat::{Heartbeat, OsInfo};
+pub use host_perf::{DiskPerf, HostPerf, PerfSample, PerfSamples};
 pub use inventory::{Cpu, Disk, Hardware, Inventory, NetworkInterface, Software};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};
 

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use serde_json::Value;
 
 use super::catalog::items;
@@ -256,6 +257,35 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 print!("{}", output::table(&["JOB", "STATUS", "EXIT", "FINISHED"], &rows));
             }
         }
+        AgentsCommand::Perf { pc, since } => {
+            let from = now_ms() - since.get().as_millis() as i64;
+            let v = api.get(&format!("/api/agents/{pc}/perf?since={from}")).await?;
+            let perf: kanade_shared::wire::PerfSamples =
+                serde_json::from_value(v).context("the backend's samples are not what this CLI reads")?;
+            if perf.samples.is_empty() && global.output == Format::Table {
+                println!(
+                    "no samples from {pc} in the last {since} (is host_perf_interval off? kanade agent config show)"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = perf.samples.iter().map(perf_row).collect();
+            output::print(
+                global.output,
+                &perf,
+                &[
+                    "TIME",
+                    "CPU",
+                    "MEMORY",
+                    "SWAP",
+                    "LOAD",
+                    "NET IN/s",
+                    "NET OUT/s",
+                    "DISK READ/s",
+                    "DISK WRITE/s",
+                ],
+                rows,
+            );
+        }
         AgentsCommand::Groups(GroupsCommand::Set { pc, groups }) => {
             let v = api
                 .put_json(&format!("/api/agents/{pc}/groups"), &serde_json::json!({ "groups": groups }))
@@ -307,6 +337,27 @@ pub async fn ping(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
         ),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn now_ms() -> i64 {
+    (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// One sample as a table row; disks summed.
+fn perf_row(p: &kanade_shared::wire::PerfSample) -> Vec<String> {
+    let (read, write) =
+        p.disks.iter().fold((0u64, 0u64), |(r, w), d| (r + d.read_bytes_per_s, w + d.write_bytes_per_s));
+    vec![
+        when(&Value::from(p.at)),
+        format!("{:.1}%", p.cpu_pct),
+        format!("{} / {}", output::bytes(p.mem_used_bytes), output::bytes(p.mem_total_bytes)),
+        output::bytes(p.swap_used_bytes),
+        p.load.map_or("-".to_owned(), |l| format!("{l:.2}")),
+        output::bytes(p.net_rx_bytes_per_s),
+        output::bytes(p.net_tx_bytes_per_s),
+        output::bytes(read as i64),
+        output::bytes(write as i64),
+    ]
 }
 
 #[cfg(test)]

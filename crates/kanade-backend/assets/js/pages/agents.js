@@ -66,6 +66,7 @@ export async function detail(main, pc) {
 const SETTINGS = [
   ['heartbeat_interval', 'Heartbeat interval'],
   ['inventory_interval', 'Inventory interval'],
+  ['host_perf_interval', 'Host performance interval (0s: off)'],
 ];
 
 /** This PC's own agent_config scope: what it sets, editable by operators (empty = the group's

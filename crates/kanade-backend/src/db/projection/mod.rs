@@ -378,6 +378,39 @@ pub fn next_status(
     }
 }
 
+/// Host performance samples; one that is already stored (same pc and time) is kept as it was.
+pub async fn apply_host_perf<S: Sql>(
+    s: &mut S,
+    samples: &[kanade_shared::wire::HostPerf],
+) -> Result<(), DbError> {
+    s.exec_many(
+        "INSERT INTO host_perf_samples (pc_id, at_ms, cpu_pct, mem_used_bytes, mem_total_bytes, swap_used_bytes,
+             swap_total_bytes, load, net_rx_bps, net_tx_bps, disks_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(pc_id, at_ms) DO NOTHING",
+        samples
+            .iter()
+            .map(|p| {
+                vals![
+                    p.pc_id.as_str(),
+                    (p.at.unix_timestamp_nanos() / 1_000_000) as i64,
+                    f64::from(p.cpu_pct),
+                    p.mem_used_bytes as i64,
+                    p.mem_total_bytes as i64,
+                    p.swap_used_bytes as i64,
+                    p.swap_total_bytes as i64,
+                    p.load.map(f64::from),
+                    p.net_rx_bytes_per_s as i64,
+                    p.net_tx_bytes_per_s as i64,
+                    serde_json::to_string(&p.disks).unwrap_or_else(|_| "[]".into())
+                ]
+            })
+            .collect(),
+    )
+    .await
+    .map(drop)
+}
+
 /// `received_ms`: when the backend received these beats, by its own clock. That, never the
 /// agent's `at`, is the agent's last sign of life: a slow agent clock would show it offline (and
 /// leave it out of targets), and one that once ran ahead would pin it online and make its later
