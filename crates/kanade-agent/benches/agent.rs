@@ -1,5 +1,6 @@
 //! Agent benchmark against a real nats-server and the real `kanade-agent` binary:
-//! 1. idle RSS and CPU over `KANADE_BENCH_IDLE_SECS` (default 60) seconds;
+//! 1. idle RSS and CPU over `KANADE_BENCH_IDLE_SECS` (default 60) seconds (host performance
+//!    sampled at the default 60 s, or `KANADE_BENCH_HOST_PERF`, e.g. `0s` for off);
 //! 2. per-command overhead, publish → result acked into RESULTS, for the script `true`,
 //!    `KANADE_BENCH_COMMANDS` (default 200) commands one after another, p50/p99.
 //!
@@ -79,6 +80,11 @@ async fn main() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    // KANADE_BENCH_HOST_PERF=0s (off) or a period: the fleet-wide host_perf_interval (default 60 s).
+    if let Ok(every) = std::env::var("KANADE_BENCH_HOST_PERF") {
+        let kv = js.get_key_value("agent_config").await.unwrap();
+        kv.put("global", format!(r#"{{"host_perf_interval":"{every}"}}"#).into()).await.unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
     std::fs::write(

@@ -20,11 +20,13 @@ pub fn fail_at_start(version: &Version) -> anyhow::Result<()> {
 
 /// `KANADE_AGENT_TEST_DIE_AFTER_UP=<version>`: that version aborts right after its first
 /// heartbeat went out — up and connected, but before it is confirmed healthy.
+pub fn dies_after_up(version: &Version) -> bool {
+    armed_for("KANADE_AGENT_TEST_DIE_AFTER_UP", version)
+}
+
 pub fn die_after_up(version: &Version) {
-    if armed_for("KANADE_AGENT_TEST_DIE_AFTER_UP", version) {
-        eprintln!("version {version} was told to die once up (KANADE_AGENT_TEST_DIE_AFTER_UP)");
-        std::process::abort();
-    }
+    eprintln!("version {version} was told to die once up (KANADE_AGENT_TEST_DIE_AFTER_UP)");
+    std::process::abort();
 }
 
 /// `KANADE_AGENT_TEST_CRASH_BEFORE_SWAP=<file>`: while that file exists, an update aborts the

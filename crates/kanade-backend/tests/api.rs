@@ -360,6 +360,12 @@ async fn agent_config_scopes_are_set_shown_removed_and_every_bad_field_is_named(
         ("global", json!(["heartbeat_interval"]), "body: a JSON object of fields"),
         ("global", json!({}), "body: names no field to change"),
         ("global", json!({ "target_version": "9.9.9" }), "target_version: 9.9.9 has no published release"),
+        ("global", json!({ "clear_quarantine": "2999-01-01T00:00:00Z" }), "in the future"),
+        (
+            "global",
+            json!({ "inventory_interval": "0s" }),
+            "inventory_interval: \"0s\" is not valid: at least 1m",
+        ),
     ] {
         let (status, answer) = patch_config(&s, &scope.replace(' ', "%20"), body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{scope}: {answer:#}");
@@ -371,6 +377,20 @@ async fn agent_config_scopes_are_set_shown_removed_and_every_bad_field_is_named(
         json!({ "heartbeat_interval": "2s" }),
         "a refused edit changed nothing"
     );
+
+    // Clearing quarantines goes through the same edit: the scope's other fields stay.
+    let req = Request::post("/api/agent/clear-quarantine")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "pc": "PC-1" }).to_string()))
+        .unwrap();
+    let (status, body) = s.call(req).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    let (_, shown) = s.get("/api/agent/config").await;
+    let pc1 = &shown["scopes"][1]["config"];
+    assert_eq!(pc1["heartbeat_interval"], "2s", "{shown:#}");
+    assert!(pc1["clear_quarantine"].is_string(), "{shown:#}");
+    let (status, _) = patch_config(&s, "pc:PC-1", json!({ "clear_quarantine": null })).await;
+    assert_eq!(status, StatusCode::OK);
 
     // null removes a field; a scope that sets nothing is not listed.
     let (status, body) = patch_config(&s, "pc:PC-1", json!({ "heartbeat_interval": null })).await;

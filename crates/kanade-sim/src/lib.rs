@@ -88,6 +88,7 @@ pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::R
         settings.heartbeat_interval = config.heartbeat;
         settings.max_concurrent_jobs = 2;
         settings.fake_executor = Some(config.executor.clone());
+        settings.host_perf = false;
         let stop = stop.clone();
         tokio::spawn(async move {
             if let Err(e) = kanade_agent::runtime::run(settings, stop).await {

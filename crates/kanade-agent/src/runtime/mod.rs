@@ -49,6 +49,10 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// `None` when inventory is disabled; otherwise the interval and the jitter added to it.
     pub inventory: Option<(Duration, Duration)>,
+    /// Whether to sample host performance at all (`host_perf_interval` says how often). The
+    /// simulator turns it off: thousands of in-process agents on one host would sample it
+    /// thousands of times and skew every benchmark.
+    pub host_perf: bool,
     pub output_cap: usize,
     /// Keys whose signatures commands must carry; empty accepts unsigned commands.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
@@ -92,6 +96,7 @@ impl Settings {
             max_concurrent_jobs: 4,
             heartbeat_interval: Duration::from_secs(30),
             inventory: None,
+            host_perf: true,
             output_cap: OUTPUT_CAP,
             trusted_keys: Vec::new(),
             broker: Default::default(),
@@ -254,7 +259,9 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     tasks.spawn(follow::follow_loop(ctx.clone()));
     tasks.spawn(outbox::publish_loop(ctx.clone()));
     tasks.spawn(presence::heartbeat_loop(ctx.clone()));
-    tasks.spawn(host_perf::host_perf_loop(ctx.clone()));
+    if ctx.settings.host_perf {
+        tasks.spawn(host_perf::host_perf_loop(ctx.clone()));
+    }
     tasks.spawn(presence::ping_responder(ctx.clone()));
     tasks.spawn(presence::inventory_loop(ctx.clone()));
     tasks.spawn(intake::intake_loop(ctx.clone()));

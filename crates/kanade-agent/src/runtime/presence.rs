@@ -50,6 +50,7 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
             // Core NATS: a heartbeat lost during an outage is replaced by the next one.
             if ctx.client.publish(subjects::heartbeat(&ctx.settings.pc), payload.into()).await.is_ok()
                 && ctx.beats_sent.fetch_add(1, Ordering::Relaxed) == 0
+                && crate::testfault::dies_after_up(&ctx.version)
             {
                 let _ = ctx.client.flush().await;
                 crate::testfault::die_after_up(&ctx.version);

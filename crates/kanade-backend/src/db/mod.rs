@@ -246,7 +246,10 @@ impl Db {
         })
     }
 
-    pub async fn apply_host_perf(&self, samples: Vec<kanade_shared::wire::HostPerf>) -> Result<(), DbError> {
+    pub async fn apply_host_perf(
+        &self,
+        samples: Vec<(i64, kanade_shared::wire::HostPerf)>,
+    ) -> Result<(), DbError> {
         write!(self, |s| projection::apply_host_perf(s, &samples))
     }
 

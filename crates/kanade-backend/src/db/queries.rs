@@ -653,7 +653,8 @@ pub async fn find_software<S: Sql>(
         .collect()
 }
 
-/// `host_perf_samples` rows of one PC in `[since_ms, until_ms]`, oldest first, at most `limit`.
+/// `host_perf_samples` rows of one PC received in `[since_ms, until_ms]`: the newest `limit`,
+/// oldest first.
 pub async fn host_perf<S: Sql>(
     s: &mut S,
     pc: &PcId,
@@ -664,7 +665,7 @@ pub async fn host_perf<S: Sql>(
     s.rows(
         "SELECT at_ms, cpu_pct, mem_used_bytes, mem_total_bytes, swap_used_bytes, swap_total_bytes, load,
                 net_rx_bps, net_tx_bps, disks_json
-         FROM host_perf_samples WHERE pc_id = ?1 AND at_ms >= ?2 AND at_ms <= ?3 ORDER BY at_ms LIMIT ?4",
+         FROM host_perf_samples WHERE pc_id = ?1 AND at_ms >= ?2 AND at_ms <= ?3 ORDER BY at_ms DESC LIMIT ?4",
         vals![pc, since_ms, until_ms, limit],
     )
     .await?
@@ -683,5 +684,9 @@ pub async fn host_perf<S: Sql>(
             disks: serde_json::from_str(&r.get::<String>(9)?).unwrap_or_default(),
         })
     })
-    .collect()
+    .collect::<Result<Vec<_>, DbError>>()
+    .map(|mut rows| {
+        rows.reverse();
+        rows
+    })
 }

@@ -4,6 +4,7 @@
 //! (`wire::agent_config::apply_edit`), written with compare-and-set so two operators' edits never
 //! lose one another, and audited.
 
+use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
 use axum::Json;
 use axum::extract::{Path, State};
 use futures::StreamExt;
@@ -60,14 +61,35 @@ pub async fn patch(
     if edit.is_empty() {
         return Err(ApiError::invalid(vec!["body: names no field to change".into()]));
     }
-    // A version is only asked for once it can be downloaded (as `kanade agent rollout` checks).
+    let detail = json!({ "set": edit });
+    let config = edit_scope(&state, &caller, &scope, &edit, "agent.config", detail).await?;
+    Ok(Json(ScopeConfig { scope: scope.to_string(), config }))
+}
+
+/// Change fields of one scope (audited as `action` with `detail`): every field checked first (all problems in one 422), a
+/// `target_version` must be published, the change audited, then written with compare-and-set on
+/// the key's revision so concurrent edits (PATCH, rollout, clear-quarantine) never drop one
+/// another; fields this version does not know are kept. Returns what the scope now sets.
+pub(super) async fn edit_scope(
+    state: &AppState,
+    caller: &Caller,
+    scope: &ConfigScope,
+    edit: &Map<String, Value>,
+    action: &str,
+    detail: Value,
+) -> Result<Map<String, Value>, ApiError> {
+    let now = kanade_shared::wire::Timestamp::now_utc();
+    apply_edit(&Map::new(), edit, now).map_err(ApiError::invalid)?;
+    // A version is only asked for once it can be downloaded.
     if let Some(Value::String(v)) = edit.get("target_version")
         && let Ok(version) = v.parse::<Version>()
     {
-        releases::ensure_published(&state, "target_version", &version).await?;
+        releases::ensure_published(state, "target_version", &version).await?;
     }
     let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
     let key = scope.key();
+    // Audited before it is written: a change the log does not show never happens.
+    super::audit_as(state, caller, action, Some(scope.to_string()), detail).await?;
     for _ in 0..CAS_TRIES {
         let entry = kv.entry(&key).await.map_err(broker)?;
         let stored: Map<String, Value> = entry
@@ -75,16 +97,22 @@ pub async fn patch(
             .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
             .and_then(|e| serde_json::from_slice(&e.value).ok())
             .unwrap_or_default();
-        let config = apply_edit(&stored, &edit).map_err(ApiError::invalid)?;
+        let config = apply_edit(&stored, edit, now).map_err(ApiError::invalid)?;
         let bytes = serde_json::to_vec(&config).unwrap_or_default();
-        let written = match &entry {
-            Some(e) => kv.update(&key, bytes.into(), e.revision).await.is_ok(),
-            None => kv.create(&key, bytes.into()).await.is_ok(),
+        let lost_race = match &entry {
+            Some(e) => match kv.update(&key, bytes.into(), e.revision).await {
+                Ok(_) => false,
+                Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => true,
+                Err(err) => return Err(broker(err)),
+            },
+            None => match kv.create(&key, bytes.into()).await {
+                Ok(_) => false,
+                Err(err) if err.kind() == CreateErrorKind::AlreadyExists => true,
+                Err(err) => return Err(broker(err)),
+            },
         };
-        if written {
-            super::audit_as(&state, &caller, "agent.config", Some(scope.to_string()), json!({ "set": edit }))
-                .await?;
-            return Ok(Json(ScopeConfig { scope: scope.to_string(), config }));
+        if !lost_race {
+            return Ok(config);
         }
     }
     Err(ApiError::new(

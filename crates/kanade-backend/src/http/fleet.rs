@@ -31,7 +31,7 @@ pub struct PerfQuery {
 /// The pure range rule: `until` defaults to now, `since` to an hour before `until`.
 pub fn perf_range(q_since: Option<i64>, q_until: Option<i64>, now_ms: i64) -> Result<(i64, i64), String> {
     let until = q_until.unwrap_or(now_ms);
-    let since = q_since.unwrap_or(until - 3_600_000);
+    let since = q_since.unwrap_or(until.saturating_sub(3_600_000));
     if since > until {
         return Err(format!("since ({since}) is after until ({until}); both are epoch milliseconds"));
     }
@@ -47,7 +47,8 @@ pub async fn agent_perf(
     let (since_ms, until_ms) =
         perf_range(q.since, q.until, crate::db::now_ms()).map_err(|e| ApiError::invalid(vec![e]))?;
     let samples = state.db.host_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT).await?;
-    Ok(Json(wire::PerfSamples { pc_id: pc.to_string(), since_ms, until_ms, samples }))
+    let truncated = samples.len() as i64 == PERF_LIMIT;
+    Ok(Json(wire::PerfSamples { pc_id: pc.to_string(), since_ms, until_ms, samples, truncated }))
 }
 
 pub async fn show_agent(

@@ -9,11 +9,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use futures::StreamExt;
 use kanade_shared::wire::AgentConfigPatch;
+use kanade_shared::wire::agent_config::ConfigScope;
 use kanade_shared::{GroupName, PcId, Version, release};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, broker};
+use super::{ApiError, AppState, agent_config, broker};
 use crate::auth::Caller;
 
 #[derive(Debug, Deserialize)]
@@ -102,18 +103,17 @@ pub struct Rollout {
     pc: Option<String>,
 }
 
-/// The `agent_config` key of a scope: `global`, `groups.<g>` or `pcs.<pc>`.
-fn scope_key(group: Option<&str>, pc: Option<&str>) -> Result<String, ApiError> {
+/// The `agent_config` scope a request names: the fleet, a group or a pc.
+fn scope_of(group: Option<&str>, pc: Option<&str>) -> Result<ConfigScope, ApiError> {
     match (group, pc) {
-        (None, None) => Ok("global".into()),
+        (None, None) => Ok(ConfigScope::Global),
         (Some(g), None) => g
             .parse::<GroupName>()
-            .map(|g| format!("groups.{g}"))
+            .map(ConfigScope::Group)
             .map_err(|e| ApiError::invalid(vec![format!("group: {e}")])),
-        (None, Some(p)) => p
-            .parse::<PcId>()
-            .map(|p| format!("pcs.{p}"))
-            .map_err(|e| ApiError::invalid(vec![format!("pc: {e}")])),
+        (None, Some(p)) => {
+            p.parse::<PcId>().map(ConfigScope::Pc).map_err(|e| ApiError::invalid(vec![format!("pc: {e}")]))
+        }
         (Some(_), Some(_)) => Err(ApiError::invalid(vec!["name a group or a pc, not both".into()])),
     }
 }
@@ -147,11 +147,12 @@ pub async fn rollout(
         .version
         .parse()
         .map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("version: {e}")]))?;
-    let key = scope_key(body.group.as_deref(), body.pc.as_deref())?;
+    let scope = scope_of(body.group.as_deref(), body.pc.as_deref())?;
     ensure_published(&state, "version", &version).await?;
-    let key = edit_scope(&state, &key, |p| p.target_version = Some(version.clone())).await?;
-    super::audit_as(&state, &caller, "agent.rollout", Some(key.clone()), json!({ "version": version }))
-        .await?;
+    let edit = Map::from_iter([("target_version".to_owned(), json!(version))]);
+    let detail = json!({ "version": version });
+    agent_config::edit_scope(&state, &caller, &scope, &edit, "agent.rollout", detail).await?;
+    let key = scope.key();
     Ok(Json(json!({ "scope": key, "target_version": version })))
 }
 
@@ -168,29 +169,14 @@ pub async fn clear_quarantine(
     caller: Caller,
     Json(body): Json<Scope>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = scope_key(body.group.as_deref(), body.pc.as_deref())?;
+    let scope = scope_of(body.group.as_deref(), body.pc.as_deref())?;
     let now = kanade_shared::wire::Timestamp::now_utc();
-    let key = edit_scope(&state, &key, |p| p.clear_quarantine = Some(now)).await?;
     let at = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    super::audit_as(&state, &caller, "agent.clear_quarantine", Some(key.clone()), json!({ "before": at }))
-        .await?;
+    let edit = Map::from_iter([("clear_quarantine".to_owned(), json!(at))]);
+    let detail = json!({ "before": at });
+    agent_config::edit_scope(&state, &caller, &scope, &edit, "agent.clear_quarantine", detail).await?;
+    let key = scope.key();
     Ok(Json(json!({ "scope": key, "clear_quarantine": at })))
-}
-
-/// Read-modify-write one `agent_config` scope, keeping the fields this edit does not touch.
-async fn edit_scope(
-    state: &AppState,
-    key: &str,
-    edit: impl FnOnce(&mut AgentConfigPatch),
-) -> Result<String, ApiError> {
-    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
-    let mut patch: AgentConfigPatch = match kv.get(key).await.map_err(broker)? {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        None => AgentConfigPatch::default(),
-    };
-    edit(&mut patch);
-    kv.put(key, serde_json::to_vec(&patch).unwrap_or_default().into()).await.map_err(broker)?;
-    Ok(key.to_owned())
 }
 
 /// What each scope asks for, and the versions the fleet reports in its heartbeats.

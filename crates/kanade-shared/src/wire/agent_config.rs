@@ -102,12 +102,38 @@ impl std::str::FromStr for ConfigScope {
     }
 }
 
+/// A `clear_quarantine` may be this far ahead of the backend's clock (skew), no further: one in
+/// the future would clear every quarantine as it happens, and a crash-looping release would be
+/// installed again and again.
+pub const CLEAR_QUARANTINE_AHEAD: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The limits a parsed field must keep, so one edit cannot make a fleet beat or collect
+/// without pause.
+fn in_bounds(p: &AgentConfigPatch, now: super::Timestamp) -> Result<(), String> {
+    let secs = |d: Option<HumanDuration>| d.map(|d| d.get());
+    let second = std::time::Duration::from_secs(1);
+    if secs(p.heartbeat_interval).is_some_and(|d| d < second) {
+        return Err("at least 1s".into());
+    }
+    if secs(p.inventory_interval).is_some_and(|d| d < std::time::Duration::from_secs(60)) {
+        return Err("at least 1m".into());
+    }
+    if secs(p.host_perf_interval).is_some_and(|d| !d.is_zero() && d < second) {
+        return Err("0s (off) or at least 1s".into());
+    }
+    if p.clear_quarantine.is_some_and(|at| at > now + CLEAR_QUARANTINE_AHEAD) {
+        return Err("in the future; clearing applies to quarantines recorded before it, so use now".into());
+    }
+    Ok(())
+}
+
 /// Apply an operator's edit to a scope's stored fields: each field of `edit` is set, or removed
 /// when `null`. Every unknown field and bad value is reported, named; nothing is applied then.
 /// Fields already stored that this version does not know are kept as they are.
 pub fn apply_edit(
     stored: &Map<String, Value>,
     edit: &Map<String, Value>,
+    now: super::Timestamp,
 ) -> Result<Map<String, Value>, Vec<String>> {
     let mut problems = Vec::new();
     let mut out = stored.clone();
@@ -121,8 +147,11 @@ pub fn apply_edit(
             continue;
         }
         let one = Value::Object(Map::from_iter([(field.clone(), value.clone())]));
-        match serde_json::from_value::<AgentConfigPatch>(one) {
-            Ok(_) => {
+        match serde_json::from_value::<AgentConfigPatch>(one)
+            .map_err(|e| e.to_string())
+            .and_then(|p| in_bounds(&p, now))
+        {
+            Ok(()) => {
                 out.insert(field.clone(), value.clone());
             }
             Err(e) => problems.push(format!("{field}: {value} is not valid: {e}")),
@@ -174,8 +203,9 @@ mod tests {
     #[test]
     fn edits_set_remove_and_name_every_problem() {
         let stored = object(r#"{"heartbeat_interval":"30s","future_knob":1}"#);
+        let now: crate::wire::Timestamp = time::macros::datetime!(2026-12-02 12:00 UTC);
         // (edit, result or the problems)
-        let cases: [(&str, Result<&str, Vec<&str>>); 4] = [
+        let cases: [(&str, Result<&str, Vec<&str>>); 9] = [
             (
                 r#"{"inventory_interval":"1h","heartbeat_interval":null}"#,
                 Ok(r#"{"future_knob":1,"inventory_interval":"1h"}"#),
@@ -195,9 +225,34 @@ mod tests {
                 r#"{"clear_quarantine":"yesterday"}"#,
                 Err(vec!["clear_quarantine: \"yesterday\" is not valid"]),
             ),
+            (
+                r#"{"clear_quarantine":"2026-12-02T12:04:00Z"}"#,
+                Ok(
+                    r#"{"heartbeat_interval":"30s","future_knob":1,"clear_quarantine":"2026-12-02T12:04:00Z"}"#,
+                ),
+            ),
+            (
+                r#"{"clear_quarantine":"2026-12-03T12:00:00Z"}"#,
+                Err(vec!["clear_quarantine: \"2026-12-03T12:00:00Z\" is not valid: in the future"]),
+            ),
+            (
+                r#"{"heartbeat_interval":"1ms"}"#,
+                Err(vec!["heartbeat_interval: \"1ms\" is not valid: at least 1s"]),
+            ),
+            (
+                r#"{"inventory_interval":"0s","host_perf_interval":"500ms"}"#,
+                Err(vec![
+                    "host_perf_interval: \"500ms\" is not valid: 0s (off) or at least 1s",
+                    "inventory_interval: \"0s\" is not valid: at least 1m",
+                ]),
+            ),
+            (
+                r#"{"host_perf_interval":"0s"}"#,
+                Ok(r#"{"heartbeat_interval":"30s","future_knob":1,"host_perf_interval":"0s"}"#),
+            ),
         ];
         for (edit, want) in cases {
-            match (apply_edit(&stored, &object(edit)), want) {
+            match (apply_edit(&stored, &object(edit), now), want) {
                 (Ok(got), Ok(want)) => assert_eq!(got, object(want), "{edit}"),
                 (Err(got), Err(want)) => {
                     assert_eq!(got.len(), want.len(), "{edit}: {got:?}");

@@ -52,9 +52,12 @@ pub struct PerfSamples {
     pub since_ms: i64,
     pub until_ms: i64,
     pub samples: Vec<PerfSample>,
+    /// More samples fell in the range than one answer holds: these are the newest.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
-/// One stored sample (`at`: epoch milliseconds, the agent's clock).
+/// One stored sample (`at`: epoch milliseconds when the backend received it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PerfSample {
     pub at: i64,

@@ -73,7 +73,13 @@ const SETTINGS = [
  *  or the fleet's setting applies). */
 async function settingsBox(pc) {
   const scope = `pc:${pc}`;
-  const all = await api('GET', '/api/agent/config');
+  let all;
+  // Settings live on the broker; the rest of the page comes from the database and still shows.
+  try { all = await api('GET', '/api/agent/config'); }
+  catch (e) {
+    return h('section', { class: 'panel', 'aria-labelledby': 'settings-h' }, h('h2', { id: 'settings-h' }, 'Settings'),
+      h('p', { class: 'errors', role: 'alert' }, `Could not read the settings: ${e.message}`));
+  }
   const own = (all.scopes.find((s) => s.scope === scope) || { config: {} }).config;
   const wider = all.scopes.filter((s) => s.scope !== scope && !s.scope.startsWith('pc:'))
     .map((s) => `${s.scope}: ${Object.entries(s.config).map(([k, v]) => `${k} ${v}`).join(', ')}`);
@@ -86,10 +92,16 @@ async function settingsBox(pc) {
     e.preventDefault();
     fill(errors);
     status.textContent = '';
+    // Only what this form changed: a field someone else set meanwhile is left alone.
     const edit = {};
-    SETTINGS.forEach(([key], i) => { const v = inputs[i].value.trim(); edit[key] = v === '' ? null : v; });
+    SETTINGS.forEach(([key], i) => {
+      const v = inputs[i].value.trim();
+      if (v !== (own[key] || '')) edit[key] = v === '' ? null : v;
+    });
+    if (Object.keys(edit).length === 0) { status.textContent = 'nothing changed'; return; }
     try {
       await api('PATCH', `/api/agent/config/${encodeURIComponent(scope)}`, edit);
+      SETTINGS.forEach(([key]) => { if (key in edit) own[key] = edit[key] ?? ''; });
       toast(`Settings of ${pc} saved`);
       status.textContent = 'saved';
     } catch (err) { errors.append(problems(err)); }

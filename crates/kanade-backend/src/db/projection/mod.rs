@@ -378,21 +378,23 @@ pub fn next_status(
     }
 }
 
-/// Host performance samples; one that is already stored (same pc and time) is kept as it was.
+/// Host performance samples with the backend's receipt time (ms); one already stored (same pc
+/// and receipt time) is kept as it was.
 pub async fn apply_host_perf<S: Sql>(
     s: &mut S,
-    samples: &[kanade_shared::wire::HostPerf],
+    samples: &[(i64, kanade_shared::wire::HostPerf)],
 ) -> Result<(), DbError> {
     s.exec_many(
-        "INSERT INTO host_perf_samples (pc_id, at_ms, cpu_pct, mem_used_bytes, mem_total_bytes, swap_used_bytes,
-             swap_total_bytes, load, net_rx_bps, net_tx_bps, disks_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        "INSERT INTO host_perf_samples (pc_id, at_ms, sampled_ms, cpu_pct, mem_used_bytes, mem_total_bytes,
+             swap_used_bytes, swap_total_bytes, load, net_rx_bps, net_tx_bps, disks_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT(pc_id, at_ms) DO NOTHING",
         samples
             .iter()
-            .map(|p| {
+            .map(|(received_ms, p)| {
                 vals![
                     p.pc_id.as_str(),
+                    *received_ms,
                     (p.at.unix_timestamp_nanos() / 1_000_000) as i64,
                     f64::from(p.cpu_pct),
                     p.mem_used_bytes as i64,

@@ -1,8 +1,10 @@
--- Host performance samples (SPEC §12), one row per agent sample; a redelivered sample (same pc
--- and time) is written once.
+-- Host performance samples (SPEC §12), one row per agent sample. `at_ms` is when the backend
+-- received it (its own clock: ranges and retention never depend on an agent's clock);
+-- `sampled_ms` is the agent's.
 CREATE TABLE host_perf_samples (
     pc_id              TEXT NOT NULL,
     at_ms              INTEGER NOT NULL,
+    sampled_ms         INTEGER NOT NULL,
     cpu_pct            REAL NOT NULL,
     mem_used_bytes     INTEGER NOT NULL,
     mem_total_bytes    INTEGER NOT NULL,
