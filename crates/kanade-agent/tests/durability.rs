@@ -71,15 +71,9 @@ async fn a_live_command_the_ledger_could_not_record_is_replayed_without_a_reconn
     let fleet = Fleet::start().await;
     let mut agent = fleet.agent("PC-LL", &[]);
     // Broken after the first catch-up, so only the live delivery meets it.
-    std::fs::create_dir_all(&agent.data_dir).unwrap();
     agent.spawn();
     ready(&agent).await;
-    let db = rusqlite::Connection::open(agent.data_dir.join("agent.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER disk_full BEFORE INSERT ON ledger BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .unwrap();
+    let db = break_ledger(&agent);
     let marker = fleet.marker("live");
     let cmd = command("live", &format!("echo ran >> {}", marker.display()));
     fleet.publish(pc("PC-LL"), &cmd).await;
