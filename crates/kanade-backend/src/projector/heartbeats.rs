@@ -22,19 +22,11 @@ pub async fn heartbeat_projector(
     client: async_nats::Client,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Backends sharing a database share the beats too: each beat reaches one of them.
-    let sub = if p.db.shared() {
-        client.queue_subscribe(subjects::HEARTBEAT_ALL, "kanade-backend-heartbeats".into()).await
-    } else {
-        client.subscribe(subjects::HEARTBEAT_ALL).await
-    };
-    let mut sub = match sub {
-        Ok(sub) => sub,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot subscribe to heartbeats; agents will show as offline");
-            return;
-        }
-    };
+    let lost = "agents will show as offline";
+    let subscribed =
+        super::core_subscription(&p, &client, subjects::HEARTBEAT_ALL, "kanade-backend-heartbeats", lost)
+            .await;
+    let Some(mut sub) = subscribed else { return };
     let mut pending: HashMap<String, Heartbeat> = HashMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {

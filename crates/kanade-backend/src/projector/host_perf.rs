@@ -30,19 +30,11 @@ pub async fn host_perf_projector(
     client: async_nats::Client,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Backends sharing a database share the samples too: each reaches one of them.
-    let sub = if p.db.shared() {
-        client.queue_subscribe(subjects::HOST_PERF_ALL, "kanade-backend-host-perf".into()).await
-    } else {
-        client.subscribe(subjects::HOST_PERF_ALL).await
-    };
-    let mut sub = match sub {
-        Ok(sub) => sub,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot subscribe to host performance samples; none will be kept");
-            return;
-        }
-    };
+    let lost = "no host performance sample will be kept";
+    let subscribed =
+        super::core_subscription(&p, &client, subjects::HOST_PERF_ALL, "kanade-backend-host-perf", lost)
+            .await;
+    let Some(mut sub) = subscribed else { return };
     let mut pending: Vec<(i64, HostPerf)> = Vec::new();
     let mut last_kept: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);

@@ -566,3 +566,22 @@ async fn remove_stale_consumers(
         }
     }
 }
+
+/// The core-NATS subscription of a micro-batching projector (heartbeats, host performance):
+/// backends sharing a database share the messages too (a queue group: each reaches one of them);
+/// with its own database each backend takes them all. `None` (logged, naming what is lost
+/// then) when the broker refuses the subscription.
+pub(crate) async fn core_subscription(
+    p: &Projectors,
+    client: &async_nats::Client,
+    subject: &'static str,
+    queue: &'static str,
+    lost: &str,
+) -> Option<async_nats::Subscriber> {
+    let sub = if p.db.shared() {
+        client.queue_subscribe(subject, queue.into()).await
+    } else {
+        client.subscribe(subject).await
+    };
+    sub.map_err(|e| tracing::error!(subject, error = %e, "cannot subscribe; {lost}")).ok()
+}
