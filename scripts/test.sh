@@ -36,7 +36,8 @@ cargo test --workspace --locked
 # pipeline, scheduler, cleanup and accounts suites run again with the store on Postgres.
 say "the backend's suites again on Postgres (KANADE_TEST_DB=postgres)"
 KANADE_TEST_DB=postgres cargo test --locked -p kanade-backend \
-  --test api --test auth --test cleanup --test pipeline --test scheduler --test stream --test publish
+  --test api --test auth --test cleanup --test pipeline --test scheduler --test stream --test publish \
+  --test telemetry
 
 # The README's quick start, pasted as a new admin would, against ./scripts/dev-up.sh.
 say "README's Try it against dev-up.sh"

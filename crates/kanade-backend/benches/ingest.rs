@@ -147,10 +147,10 @@ async fn heartbeats(dir: &std::path::Path, agents: usize) -> Duration {
     };
     // The first batch inserts; the steady state is updates, so that is what is timed.
     let first = make(0);
-    db.apply_heartbeats(first, now_ms()).await.unwrap();
+    db.apply_heartbeats(first, now_ms(), kanade_backend::pipeline::plan::ALIVE_WINDOW_MS).await.unwrap();
     let beats = make(1);
     let start = Instant::now();
-    db.apply_heartbeats(beats, now_ms()).await.unwrap();
+    db.apply_heartbeats(beats, now_ms(), kanade_backend::pipeline::plan::ALIVE_WINDOW_MS).await.unwrap();
     start.elapsed()
 }
 
@@ -374,7 +374,13 @@ async fn project_pg(
     create_executions(&db, items_meta).await;
     let client = pg_client(url).await;
     let count = async |sql: &str| -> i64 { client.query_one(sql, &[]).await.unwrap().get(0) };
-    let p = Arc::new(Projectors { db, js: js.clone(), stats: Default::default(), bus: Default::default() });
+    let p = Arc::new(Projectors {
+        db,
+        js: js.clone(),
+        stats: Default::default(),
+        bus: Default::default(),
+        offline_after_ms: kanade_backend::fleet::ALIVE_WINDOW_MS,
+    });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let start = Instant::now();
     let task = tokio::spawn(projector::supervise(p, Kind::Results, None, stop));
@@ -409,6 +415,7 @@ async fn project(
         js: js.clone(),
         stats: Default::default(),
         bus: Default::default(),
+        offline_after_ms: kanade_backend::fleet::ALIVE_WINDOW_MS,
     });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let start = Instant::now();

@@ -25,6 +25,7 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         format!("heartbeat.{pc}"),
         format!("host_perf.{pc}"),
         format!("inventory.{pc}"),
+        format!("obs.{pc}"),
         "$JS.API.INFO".into(),
         // Catch-up: direct gets on EXEC; the ephemeral consumer (fetched, acked, deleted when
         // done) only when EXEC does not answer direct gets. Neither reads more than the other.
@@ -156,7 +157,14 @@ mod tests {
         let own: Vec<&String> = a.publish.iter().filter(|p| !p.starts_with('$')).collect();
         assert_eq!(
             own,
-            ["results.PC-7.>", "events.*.PC-7.>", "heartbeat.PC-7", "host_perf.PC-7", "inventory.PC-7"]
+            [
+                "results.PC-7.>",
+                "events.*.PC-7.>",
+                "heartbeat.PC-7",
+                "host_perf.PC-7",
+                "inventory.PC-7",
+                "obs.PC-7"
+            ]
         );
         assert!(a.subscribe.contains(&"_INBOX_PC-7.>".to_owned()));
         let text = render(&[a]);

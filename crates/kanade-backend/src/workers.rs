@@ -55,6 +55,7 @@ pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Re
         js: state.js.clone(),
         stats: state.stats.clone(),
         bus: state.bus.clone(),
+        offline_after_ms: state.offline_after_ms,
     });
     for kind in Kind::ALL {
         if shared && projecting.is_none() {
@@ -68,7 +69,12 @@ pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Re
     tasks.spawn(rollout::dispatcher(state.pipeline.clone(), is_leader.clone(), stop.clone()));
     let c = Cleanup { db: state.db.clone(), js: state.js.clone(), bus: state.bus.clone(), retention };
     tasks.spawn(cleanup::worker(c, is_leader.clone(), stop.clone()));
-    tasks.spawn(crate::presence::worker(state.db.clone(), state.bus.clone(), stop.clone()));
+    tasks.spawn(crate::presence::worker(
+        state.db.clone(),
+        state.bus.clone(),
+        state.offline_after_ms,
+        stop.clone(),
+    ));
     tasks.spawn(crate::scheduler::run(state.pipeline.clone(), Default::default(), instance, is_leader, stop));
     tasks
 }

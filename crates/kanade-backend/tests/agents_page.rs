@@ -33,7 +33,9 @@ async fn check(db: Db) {
         .collect();
     for age in [600, 0] {
         let batch: Vec<Heartbeat> = beats.iter().filter(|(a, _)| *a == age).map(|(_, b)| b.clone()).collect();
-        db.apply_heartbeats(batch, NOW - age * 1000).await.unwrap();
+        db.apply_heartbeats(batch, NOW - age * 1000, kanade_backend::pipeline::plan::ALIVE_WINDOW_MS)
+            .await
+            .unwrap();
     }
 
     let page = |f: AgentFilter| {

@@ -69,6 +69,11 @@ pub fn host_perf(pc: &PcId) -> String {
 
 pub const HOST_PERF_ALL: &str = "host_perf.*";
 
+/// Observability events (stream OBS), sent through the agent's outbox.
+pub fn obs(pc: &PcId) -> String {
+    format!("obs.{pc}")
+}
+
 /// Prefix of KV change notifications (see `jetstream::resources`): `notify.<bucket>.<key>`.
 pub const NOTIFY_PREFIX: &str = "notify";
 
@@ -92,7 +97,7 @@ pub fn agent_config_keys(pc: &PcId, groups: &[GroupName]) -> Vec<(String, String
 pub fn sender_pc(subject: &str) -> Option<&str> {
     let mut tokens = subject.split('.');
     let pc = match tokens.next()? {
-        "results" | "inventory" | "heartbeat" => tokens.next()?,
+        "results" | "inventory" | "heartbeat" | "obs" => tokens.next()?,
         "events" => {
             tokens.next()?;
             tokens.next()?
@@ -184,6 +189,7 @@ mod tests {
             (event_started(&pc("PC-2"), exec), Some("PC-2")),
             (inventory(&pc("PC-3")), Some("PC-3")),
             (heartbeat(&pc("PC-4")), Some("PC-4")),
+            (obs(&pc("PC-5")), Some("PC-5")),
             ("commands.pc.PC-1.j".to_owned(), None),
             ("audit.exec.create".to_owned(), None),
             ("events".to_owned(), None),

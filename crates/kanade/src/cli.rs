@@ -181,6 +181,22 @@ pub enum Command {
     /// Agents and their groups
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// The events timeline, newest first: agents starting, stopping, updating, going offline and
+    /// coming back, jobs starting and finishing, and what jobs with `emit: events` reported
+    Events {
+        /// Only this PC's events
+        #[arg(long)]
+        pc: Option<String>,
+        /// A kind (agent.offline) or a prefix of kinds (agent, job)
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events of the last ... (e.g. 15m, 1h, 7d)
+        #[arg(long)]
+        since: Option<kanade_shared::HumanDuration>,
+        /// At most this many (1-500)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Agent releases and self-update rollouts
     #[command(subcommand)]
     Agent(AgentCommand),

@@ -10,6 +10,7 @@ pub mod host_perf;
 mod intake;
 mod kill;
 mod kv;
+pub(crate) mod obs;
 mod outbox;
 mod presence;
 pub use presence::os_info;
@@ -254,6 +255,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     // Groups from agent_groups must be known before intake subscribes and catches up.
     follow::refresh(&ctx).await;
     runner::recover(&ctx).await?;
+    obs::at_start(&ctx);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(kill::listen(ctx.clone(), kills));
     tasks.spawn(follow::follow_loop(ctx.clone()));
@@ -277,9 +279,17 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
             tracing::error!(error = %e, "agent task failed");
         }
     }
-    // Let the outbox flush what it can within a moment; the rest is sent at next start.
-    let _ = tokio::time::timeout(Duration::from_secs(2), ctx.client.flush()).await;
-    Ok(if ctx.restart.load(Ordering::SeqCst) { Exit::Restart } else { Exit::Stopped })
+    let restart = ctx.restart.load(Ordering::SeqCst);
+    let why = if restart { "restart into a new version" } else { "stop" };
+    obs::send(
+        &ctx,
+        kanade_shared::wire::obs::AGENT_STOPPING,
+        [("reason".to_owned(), why.into())].into_iter().collect(),
+    );
+    // Let the outbox send what it can within a moment; the rest goes at next start.
+    let _ = tokio::time::timeout(Duration::from_secs(2), outbox::drain_once(&ctx)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), ctx.client.flush()).await;
+    Ok(if restart { Exit::Restart } else { Exit::Stopped })
 }
 
 /// This agent's `Nats-Msg-Id` suffix (see `Ctx::msg_secret`), made once per data dir.

@@ -60,7 +60,7 @@ pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
 /// One pass over the oldest queued messages: publish each and wait for its ack, in order, then
 /// delete the acked ones in one transaction. The first message without an ack ends the pass; it
 /// and everything after it are sent again next pass, under the same `Nats-Msg-Id`.
-async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
+pub(crate) async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
     let batch = ctx.store.outbox(64)?;
     let mut acked = Vec::with_capacity(batch.len());
     let mut failure = None;

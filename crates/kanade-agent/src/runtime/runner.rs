@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kanade_shared::ResultId;
 use kanade_shared::subjects;
-use kanade_shared::wire::{self, Command, ExecResult, ExecStatus, RunAs, StartedEvent, Timestamp};
+use kanade_shared::wire::{self, Command, Emit, ExecResult, ExecStatus, RunAs, StartedEvent, Timestamp};
 use tokio::sync::watch;
 
 use super::{Ctx, now_ms, view};
@@ -66,14 +66,42 @@ pub(crate) enum Via {
 
 pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command, via: Via) {
     let registered = ctx.kills.register(cmd.exec_id, now_ms());
-    let result = run_to_result(&ctx, &cmd, via, registered.killed.clone()).await;
+    let mut result = run_to_result(&ctx, &cmd, via, registered.killed.clone()).await;
     drop(registered);
-    if let Err(e) = ctx.store.finish(cmd.exec_id, &outgoing(&ctx, &result), now_ms()) {
+    let events = emitted_events(&ctx, &cmd, &mut result);
+    if let Err(e) = ctx.store.finish_with(cmd.exec_id, &events, &outgoing(&ctx, &result), now_ms()) {
         // The ledger still says running: at next start this run is reported `unknown`.
         tracing::error!(exec_id = %cmd.exec_id, error = %e, "cannot record the result");
     }
     tracing::info!(exec_id = %cmd.exec_id, status = result.status.as_str(), exit_code = ?result.exit_code, "run finished");
     ctx.outbox_wake.notify_one();
+}
+
+/// Problems with emitted lines named in the result's stderr at most; the rest are counted.
+const EMIT_PROBLEMS_SHOWN: usize = 20;
+
+/// With `emit: events`, the run's stdout becomes its events (queued before the result) and is
+/// not kept as output; lines that are not events are named in stderr.
+fn emitted_events(ctx: &Ctx, cmd: &Command, result: &mut ExecResult) -> Vec<Outgoing> {
+    if cmd.emit != Emit::Events {
+        return Vec::new();
+    }
+    let stdout = std::mem::take(&mut result.stdout);
+    let (events, problems) =
+        wire::obs::parse_emitted(&stdout, cmd.exec_id, &ctx.settings.pc, Timestamp::now_utc());
+    if !problems.is_empty() {
+        let mut note = format!("kanade: {} stdout line(s) are not events (emit: events):\n", problems.len());
+        for p in problems.iter().take(EMIT_PROBLEMS_SHOWN) {
+            note.push_str(p);
+            note.push('\n');
+        }
+        if problems.len() > EMIT_PROBLEMS_SHOWN {
+            note.push_str(&format!("... and {} more\n", problems.len() - EMIT_PROBLEMS_SHOWN));
+        }
+        result.stderr.insert_str(0, &note);
+    }
+    tracing::info!(exec_id = %cmd.exec_id, events = events.len(), refused = problems.len(), "events emitted");
+    events.iter().filter_map(|e| super::obs::outgoing(ctx, e)).collect()
 }
 
 /// A wait before the start longer than this (jitter, a full concurrency cap) reads the fleet

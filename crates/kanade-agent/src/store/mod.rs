@@ -201,10 +201,25 @@ impl Store {
 
     /// Close a run and queue its result, atomically.
     pub fn finish(&self, exec_id: ExecId, result: &Outgoing, now_ms: i64) -> Result<(), StoreError> {
+        self.finish_with(exec_id, &[], result, now_ms)
+    }
+
+    /// Close a run and queue the messages it produced (its emitted events), then its result,
+    /// atomically: a crash leaves either all of them queued or the run still `running`.
+    pub fn finish_with(
+        &self,
+        exec_id: ExecId,
+        before: &[Outgoing],
+        result: &Outgoing,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.prepare_cached("UPDATE ledger SET state = 'done', finished_at = ?2 WHERE exec_id = ?1")?
                 .execute(params![exec_id.to_string(), now_ms])?;
+            for message in before {
+                insert_outgoing(&tx, message)?;
+            }
             insert_outgoing(&tx, result)?;
             tx.commit()
         })

@@ -45,6 +45,7 @@ pub struct Cutoffs {
     pub audit_ms: i64,
     pub agents_ms: i64,
     pub host_perf_ms: i64,
+    pub obs_ms: i64,
 }
 
 /// How many rows each table lost.
@@ -56,6 +57,7 @@ pub struct Pruned {
     pub agents: usize,
     pub inventory: usize,
     pub host_perf: usize,
+    pub obs: usize,
 }
 
 pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> {
@@ -92,6 +94,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         .await?;
     let agents = s.exec("DELETE FROM agents WHERE last_seen_ms < ?1", vals![cut.agents_ms]).await?;
     let host_perf = s.exec("DELETE FROM host_perf_samples WHERE at_ms < ?1", vals![cut.host_perf_ms]).await?;
+    let obs = s.exec("DELETE FROM obs_events WHERE at_ms < ?1", vals![cut.obs_ms]).await?;
     let n = |v: u64| v as usize;
     Ok(Pruned {
         results: n(results),
@@ -100,6 +103,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         agents: n(agents),
         inventory: n(inventory),
         host_perf: n(host_perf),
+        obs: n(obs),
     })
 }
 

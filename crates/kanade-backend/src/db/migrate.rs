@@ -54,6 +54,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("migrations/sqlite/0010_outbox_refused.sql"),
     },
     Migration { version: 11, name: "host_perf", sql: include_str!("migrations/sqlite/0011_host_perf.sql") },
+    Migration { version: 12, name: "obs_events", sql: include_str!("migrations/sqlite/0012_obs_events.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -79,6 +80,11 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("migrations/postgres/0005_outbox_refused.sql"),
     },
     Migration { version: 6, name: "host_perf", sql: include_str!("migrations/postgres/0006_host_perf.sql") },
+    Migration {
+        version: 7,
+        name: "obs_events",
+        sql: include_str!("migrations/postgres/0007_obs_events.sql"),
+    },
 ];
 
 pub fn checksum(sql: &str) -> String {

@@ -253,6 +253,40 @@ impl Db {
         write!(self, |s| projection::apply_host_perf(s, &samples))
     }
 
+    /// Agents' observability events from OBS.
+    pub async fn apply_obs(
+        &self,
+        items: Vec<kanade_shared::wire::ObsEvent>,
+        now: i64,
+        fence: Option<Fence>,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            fence::check(s, fence.as_ref()).await?;
+            projection::obs::apply_agent_events(s, &items, now).await
+        })
+    }
+
+    /// `agent.offline` for PCs silent since their last beat (`(pc, last_seen_ms)`).
+    pub async fn record_offline(
+        &self,
+        silent: Vec<(PcId, i64)>,
+        alive_window_ms: i64,
+    ) -> Result<(), DbError> {
+        if silent.is_empty() {
+            return Ok(());
+        }
+        let rows = projection::obs::offline_rows(&silent, alive_window_ms);
+        write!(self, |s| projection::obs::insert(s, &rows, now_ms()))
+    }
+
+    /// Observability events, newest first (see [`queries::obs_events`]).
+    pub async fn obs_events(
+        &self,
+        filter: queries::ObsFilter,
+    ) -> Result<Vec<kanade_shared::wire::ObsEventRow>, DbError> {
+        read!(self, |s| queries::obs_events(s, &filter))
+    }
+
     /// One PC's host performance samples in `[since_ms, until_ms]`, oldest first.
     pub async fn host_perf(
         &self,
@@ -264,8 +298,15 @@ impl Db {
         read!(self, |s| queries::host_perf(s, &pc, since_ms, until_ms, limit))
     }
 
-    pub async fn apply_heartbeats(&self, beats: Vec<Heartbeat>, now: i64) -> Result<(), DbError> {
-        write!(self, |s| projection::apply_heartbeats(s, &beats, now))
+    /// Heartbeats received at `now`; a beat after more than `alive_window_ms` of silence also
+    /// records the PC's `agent.offline` / `agent.online` events.
+    pub async fn apply_heartbeats(
+        &self,
+        beats: Vec<Heartbeat>,
+        now: i64,
+        alive_window_ms: i64,
+    ) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_heartbeats(s, &beats, now, alive_window_ms))
     }
 
     pub async fn name_adhoc_execution(&self, exec_id: ExecId, title: String) -> Result<(), DbError> {

@@ -690,3 +690,52 @@ pub async fn host_perf<S: Sql>(
         rows
     })
 }
+
+/// `GET /api/events`: which observability events, newest first.
+#[derive(Debug, Default, Clone)]
+pub struct ObsFilter {
+    pub pc: Option<String>,
+    /// A kind, or a prefix of dotted kinds (`agent` matches `agent.started`).
+    pub kind: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// The last row of the previous page: `(at_ms, pc_id, event_id)`.
+    pub before: Option<(i64, String, String)>,
+    pub limit: i64,
+}
+
+pub async fn obs_events<S: Sql>(
+    s: &mut S,
+    f: &ObsFilter,
+) -> Result<Vec<kanade_shared::wire::ObsEventRow>, DbError> {
+    let (b_at, b_pc, b_id) = match &f.before {
+        Some((at, pc, id)) => (Some(*at), Some(pc.clone()), Some(id.clone())),
+        None => (None, None, None),
+    };
+    let args = vals![f.pc.clone(), f.kind.clone(), f.since_ms, f.until_ms, b_at, b_pc, b_id, f.limit];
+    s.rows(
+        "SELECT pc_id, event_id, kind, at_ms, received_ms, exec_id, data_json FROM obs_events
+         WHERE (CAST(?1 AS TEXT) IS NULL OR pc_id = ?1)
+           AND (CAST(?2 AS TEXT) IS NULL OR kind = ?2 OR kind LIKE ?2 || '.%')
+           AND (CAST(?3 AS BIGINT) IS NULL OR at_ms >= ?3) AND (CAST(?4 AS BIGINT) IS NULL OR at_ms <= ?4)
+           AND (CAST(?5 AS BIGINT) IS NULL
+                OR (at_ms, pc_id, event_id) < (CAST(?5 AS BIGINT), CAST(?6 AS TEXT), CAST(?7 AS TEXT)))
+         ORDER BY at_ms DESC, pc_id DESC, event_id DESC LIMIT ?8",
+        args,
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let data: String = r.get(6)?;
+        Ok(kanade_shared::wire::ObsEventRow {
+            pc_id: r.get(0)?,
+            event_id: r.get(1)?,
+            kind: r.get(2)?,
+            at: r.get(3)?,
+            received_at: r.get(4)?,
+            exec_id: r.get(5)?,
+            data: serde_json::from_str(&data).unwrap_or_default(),
+        })
+    })
+    .collect()
+}

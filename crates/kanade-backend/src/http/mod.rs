@@ -14,6 +14,7 @@ mod releases;
 pub mod routes;
 mod schedules;
 mod session;
+mod telemetry;
 
 use std::sync::Arc;
 
@@ -39,6 +40,9 @@ pub struct AppState {
     pub http_metrics: Arc<metrics::HttpMetrics>,
     pub pipeline: Pipeline,
     pub auth: Auth,
+    /// Silence after which an agent's `agent.offline` event is recorded (the alive window;
+    /// shorter only in tests).
+    pub offline_after_ms: i64,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::Auth {
@@ -124,11 +128,18 @@ impl AppState {
             http_metrics: Arc::default(),
             pipeline,
             auth,
+            offline_after_ms: crate::fleet::ALIVE_WINDOW_MS,
         }
     }
 }
 
 impl AppState {
+    /// Record `agent.offline` after this much silence instead of the alive window (tests).
+    pub fn with_offline_after(mut self, after: std::time::Duration) -> Self {
+        self.offline_after_ms = after.as_millis() as i64;
+        self
+    }
+
     /// Sign every command this backend publishes with `key`.
     pub fn with_signer(mut self, key: ed25519_dalek::SigningKey) -> Self {
         self.pipeline.signer = Some(Arc::new(key));

@@ -101,7 +101,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             out.push_str(&format!("{name}{labels} {value}\n"));
         }
     };
-    let per_stream = |values: &[std::sync::atomic::AtomicU64; 4]| {
+    let per_stream = |values: &[std::sync::atomic::AtomicU64; crate::projector::KINDS]| {
         Kind::ALL
             .iter()
             .map(|k| {

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     AppState, accounts, agent_config, catalog, dashboard, executions, fleet, ops, releases, schedules,
-    session,
+    session, telemetry,
 };
 use crate::auth::{Access, Role};
 
@@ -339,6 +339,13 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "The next n fire times (n ≤ 100, default 10) in the schedule's time zone",
             get(schedules::preview)
+        ),
+        route!(
+            "GET",
+            "/api/events",
+            VIEWER,
+            "Observability events, newest first (pc, kind or kind prefix, since, until epoch ms, cursor, limit)",
+            get(telemetry::events)
         ),
         route!(
             "GET",

@@ -83,6 +83,7 @@ pub fn command(
         staleness: manifest.staleness.to_wire(),
         retry,
         issued_at,
+        emit: manifest.emit,
     }
 }
 

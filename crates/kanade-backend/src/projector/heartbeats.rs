@@ -52,7 +52,7 @@ pub async fn heartbeat_projector(
         let beats: Vec<Heartbeat> = pending.drain().map(|(_, b)| b).collect();
         let n = beats.len() as u64;
         let now = now_ms();
-        match p.db.apply_heartbeats(beats, now).await {
+        match p.db.apply_heartbeats(beats, now, p.offline_after_ms).await {
             Ok(()) => {
                 p.stats.heartbeats.fetch_add(n, Ordering::Relaxed);
             }

@@ -16,7 +16,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, pull},
 };
 use futures::StreamExt;
-use kanade_shared::wire::{self, AuditEvent, ExecResult, Inventory, StartedEvent};
+use kanade_shared::wire::{self, AuditEvent, ExecResult, Inventory, ObsEvent, StartedEvent};
 use tokio::sync::watch;
 
 pub use heartbeats::heartbeat_projector;
@@ -36,10 +36,14 @@ pub enum Kind {
     Events,
     Audit,
     Inventory,
+    Obs,
 }
 
+/// How many streams are projected (the size of the per-stream counters).
+pub const KINDS: usize = 5;
+
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Results, Kind::Events, Kind::Audit, Kind::Inventory];
+    pub const ALL: [Kind; KINDS] = [Kind::Results, Kind::Events, Kind::Audit, Kind::Inventory, Kind::Obs];
 
     pub fn stream(self) -> &'static str {
         match self {
@@ -47,6 +51,7 @@ impl Kind {
             Self::Events => "EVENTS",
             Self::Audit => "AUDIT",
             Self::Inventory => "INVENTORY",
+            Self::Obs => "OBS",
         }
     }
 
@@ -68,14 +73,14 @@ impl Kind {
 /// Counters for `/metrics`.
 #[derive(Default)]
 pub struct Stats {
-    pub projected: [AtomicU64; 4],
-    pub malformed: [AtomicU64; 4],
+    pub projected: [AtomicU64; KINDS],
+    pub malformed: [AtomicU64; KINDS],
     /// Bodies naming another PC than their subject; dropped.
     pub forged: ForgeryLog,
-    pub batches: [AtomicU64; 4],
+    pub batches: [AtomicU64; KINDS],
     /// Messages the database refused for what they hold; skipped so the stream goes on.
-    pub refused: [AtomicU64; 4],
-    pub lag: [AtomicU64; 4],
+    pub refused: [AtomicU64; KINDS],
+    pub lag: [AtomicU64; KINDS],
     pub heartbeats: AtomicU64,
 }
 
@@ -84,6 +89,8 @@ pub struct Projectors {
     pub js: jetstream::Context,
     pub stats: Arc<Stats>,
     pub bus: Bus,
+    /// A heartbeat after this much silence records `agent.offline` / `agent.online`.
+    pub offline_after_ms: i64,
 }
 
 #[cfg(test)]
@@ -287,6 +294,7 @@ enum Decoded {
     Events(Vec<StartedEvent>),
     Audit(Vec<AuditEvent>),
     Inventory(Vec<Inventory>),
+    Obs(Vec<ObsEvent>),
 }
 
 /// Decode a batch; a malformed message is logged, counted and skipped, and so is a message whose
@@ -338,6 +346,10 @@ fn decode_items(kind: Kind, messages: &[jetstream::Message], forged: &ForgeryLog
             let (v, bad, f) = all(kind, messages, |i: &Inventory| Some(&i.pc_id), forged);
             (Decoded::Inventory(v), bad, f)
         }
+        Kind::Obs => {
+            let (v, bad, f) = all(kind, messages, |e: &ObsEvent| Some(&e.pc_id), forged);
+            (Decoded::Obs(v), bad, f)
+        }
     }
 }
 
@@ -354,8 +366,8 @@ pub fn sent_by_own_pc(subject: &str, body_pc: Option<&kanade_shared::PcId>) -> b
 /// per stream, so a misbehaving endpoint cannot flood the log either.
 #[derive(Default)]
 pub struct ForgeryLog {
-    pub count: [AtomicU64; 4],
-    last_logged_ms: [std::sync::atomic::AtomicI64; 4],
+    pub count: [AtomicU64; KINDS],
+    last_logged_ms: [std::sync::atomic::AtomicI64; KINDS],
 }
 
 const FORGERY_LOG_EVERY_MS: i64 = 10_000;
@@ -482,6 +494,7 @@ async fn write(p: &Projectors, decoded: Decoded, fence: Option<Fence>) -> anyhow
         }
         Decoded::Audit(items) => p.db.apply_audit(items, now, fence).await?,
         Decoded::Inventory(items) => p.db.apply_inventory(items, fence).await?,
+        Decoded::Obs(items) => p.db.apply_obs(items, now, fence).await?,
     }
     Ok(())
 }

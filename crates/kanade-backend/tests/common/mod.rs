@@ -167,10 +167,26 @@ async fn wait_for_agents(s: &Stack, want: usize) {
     .await;
 }
 
+/// A stack whose backend state is adjusted by `tune` before its workers start.
+pub async fn stack_tuned(agents: &[(&str, &[&str])], tune: impl FnOnce(AppState) -> AppState) -> Stack {
+    let s = build_tuned(agents, kanade_backend::auth::Auth::disabled(), None, tune).await;
+    wait_for_agents(&s, agents.len()).await;
+    s
+}
+
 async fn build(
     agents: &[(&str, &[&str])],
     auth: kanade_backend::auth::Auth,
     signer: Option<ed25519_dalek::SigningKey>,
+) -> Stack {
+    build_tuned(agents, auth, signer, |s| s).await
+}
+
+async fn build_tuned(
+    agents: &[(&str, &[&str])],
+    auth: kanade_backend::auth::Auth,
+    signer: Option<ed25519_dalek::SigningKey>,
+    tune: impl FnOnce(AppState) -> AppState,
 ) -> Stack {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
@@ -182,6 +198,7 @@ async fn build(
     if let Some(key) = signer {
         state = state.with_signer(key);
     }
+    let state = tune(state);
     let (stop, stop_rx) = watch::channel(false);
     let tasks = kanade_backend::workers::spawn(&state, Default::default(), stop_rx.clone()).await;
     let app = http::app(state.clone());

@@ -9,7 +9,7 @@ use super::raw::{RawExecute, RawManifest, RawStaleness};
 use crate::HumanDuration;
 use crate::ids::{JobId, Version};
 use crate::problems::{Collector, join};
-use crate::wire::{RunAs, Shell, Staleness, StalenessMode};
+use crate::wire::{Emit, RunAs, Shell, Staleness, StalenessMode};
 
 /// A job with no `timeout` gets this one: long enough for installers, short enough that a hung
 /// script does not hold a concurrency slot for a day.
@@ -26,6 +26,9 @@ pub struct Manifest {
     /// Default jitter for every exec of this job; a plan's own jitter wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter: Option<HumanDuration>,
+    /// `events`: stdout is NDJSON observability events, not output (SPEC §12).
+    #[serde(skip_serializing_if = "Emit::is_output")]
+    pub emit: Emit,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -119,6 +122,13 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
     } else {
         None
     };
+    let emit = match raw.emit.as_deref() {
+        None => Some(Emit::Output),
+        Some(e) => Emit::parse(e).or_else(|| {
+            c.push(join(at, "emit"), format!("{e:?} is not one of {}", Emit::KNOWN.join(", ")));
+            None
+        }),
+    };
     let manifest = Manifest {
         id: id?,
         version: version?,
@@ -126,6 +136,7 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
         execute: execute?.0,
         staleness: staleness?,
         jitter,
+        emit: emit?,
     };
     Some(JobFile { manifest, plan })
 }

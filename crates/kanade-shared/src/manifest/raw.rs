@@ -19,6 +19,7 @@ pub(crate) struct RawManifest {
     pub jitter: Option<Scalar>,
     pub rollout: Option<RawRollout>,
     pub start_within: Option<Scalar>,
+    pub emit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

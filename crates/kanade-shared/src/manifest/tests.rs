@@ -206,6 +206,7 @@ fn plan_rules_inside_a_manifest() {
             &["target: cannot be combined with rollout.waves: the waves name who runs it"],
         ),
         ("rollout: { waves: [{ group: a, dealy: 1m }] }\n", &["rollout.waves[0].dealy: unknown key"]),
+        ("emit: facts\n", &[r#"emit: "facts" is not one of output, events"#]),
     ];
     for (plan, expected) in cases {
         check_job(&job(&format!("{exec}{plan}")), expected);
@@ -329,4 +330,17 @@ fn yaml_aliases_are_refused_with_where_they_are() {
         "id: &name a\nversion: '1'\nexecute: { shell: sh, script: 'ls *.log' }\ntarget: { all: true }\n",
         &[],
     );
+}
+
+#[test]
+fn emit_events_reaches_the_command_and_output_is_the_default() {
+    let base = "id: j\nversion: '1'\nexecute: { shell: sh, script: 'true' }\n";
+    let plain = super::job_from_yaml(base).unwrap().manifest;
+    assert_eq!(plain.emit, crate::wire::Emit::Output);
+    assert!(!serde_json::to_string(&plain).unwrap().contains("emit"), "the default is not written");
+    let events = super::job_from_yaml(&format!("{base}emit: events\n")).unwrap().manifest;
+    assert_eq!(events.emit, crate::wire::Emit::Events);
+    // Stored as JSON and read back (the catalog), it keeps its mode.
+    let stored = serde_json::to_vec(&events).unwrap();
+    assert_eq!(super::job_from_json(&stored).unwrap().manifest.emit, crate::wire::Emit::Events);
 }

@@ -43,6 +43,9 @@ pub struct Command {
     pub retry: Option<Retry>,
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: Timestamp,
+    /// What stdout is: output to keep (the default) or events to send.
+    #[serde(default, skip_serializing_if = "Emit::is_output")]
+    pub emit: Emit,
 }
 
 impl Command {
@@ -66,6 +69,7 @@ impl Command {
             run_as: RunAs::System,
             deadline_at: None,
             staleness: Staleness::default(),
+            emit: Emit::Output,
             retry: None,
             issued_at: Timestamp::now_utc(),
         }
@@ -112,6 +116,36 @@ impl Shell {
             "sh" => Self::Sh,
             _ => return None,
         })
+    }
+}
+
+/// `emit:` of a manifest: what a run's stdout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Emit {
+    /// Kept as the result's output.
+    #[default]
+    Output,
+    /// NDJSON observability events (SPEC §12): each line becomes an event, no output is kept.
+    Events,
+    /// A newer mode this agent does not know: its stdout is kept as output.
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+impl Emit {
+    pub const KNOWN: [&str; 2] = ["output", "events"];
+
+    pub fn is_output(&self) -> bool {
+        *self == Self::Output
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "output" => Some(Self::Output),
+            "events" => Some(Self::Events),
+            _ => None,
+        }
     }
 }
 

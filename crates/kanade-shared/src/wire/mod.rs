@@ -13,15 +13,17 @@ mod event;
 mod heartbeat;
 mod host_perf;
 mod inventory;
+pub mod obs;
 mod result;
 
 pub use agent_config::{AgentConfigPatch, AgentGroups};
 pub use audit::AuditEvent;
-pub use command::{Command, Retry, RunAs, Shell, Staleness, StalenessMode};
+pub use command::{Command, Emit, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;
 pub use heartbeat::{Heartbeat, OsInfo};
 pub use host_perf::{DiskPerf, HostPerf, PerfSample, PerfSamples};
 pub use inventory::{Cpu, Disk, Hardware, Inventory, NetworkInterface, Software};
+pub use obs::{ObsEvent, ObsEventRow, ObsEvents};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};
 
 pub use time::OffsetDateTime as Timestamp;

@@ -11,9 +11,20 @@ use crate::api::Api;
 use crate::cli::{AgentsCommand, ExecutionsCommand, Format, Global, GroupsCommand};
 use crate::output;
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+/// `?k=v&...` of the pairs that have a value, each value percent-encoded.
+pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let encode = |v: &str| -> String {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
     let parts: Vec<String> =
-        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))).collect();
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
     if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
 
@@ -339,7 +350,7 @@ pub async fn ping(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 

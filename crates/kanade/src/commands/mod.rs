@@ -9,6 +9,7 @@ mod jetstream;
 pub mod job;
 mod login;
 mod schedule;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Executions(cmd) => fleet::executions(cmd, g).await,
         Command::Results { pc, job, failed, limit } => fleet::results(pc, job, failed, limit, g).await,
         Command::Agents(cmd) => fleet::agents(cmd, g).await,
+        Command::Events { pc, kind, since, limit } => telemetry::events(pc, kind, since, limit, g).await,
         Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),
         Command::Completions { shell } => {

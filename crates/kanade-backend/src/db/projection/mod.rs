@@ -8,6 +8,8 @@
 //! result only ever replaces a `running` row, never a final one; counters move only when a row
 //! first becomes final, so redelivery cannot double-count.
 
+pub mod obs;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::sql::{BulkInsert, ColType, Row, Sql, Value, opt_row, scalar, vals};
@@ -62,6 +64,7 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         })
         .collect();
     let landed = s.insert_rows(&RESULTS_UPSERT, rows).await?;
+    obs::insert(s, &obs::finished_rows(results), now_ms).await?;
     // Counters move by what this batch newly finished: a row goes from absent or `running` to a
     // final status exactly once, and a final row is never touched again, so a redelivered
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.
@@ -264,6 +267,7 @@ pub async fn apply_started<S: Sql>(s: &mut S, events: &[StartedEvent], now_ms: i
             .collect(),
     )
     .await?;
+    obs::insert(s, &obs::started_rows(events), now_ms).await?;
     // A start changes no counter; it only shows that a pending execution is under way.
     let touched: BTreeSet<String> = events.iter().map(|e| e.exec_id.to_string()).collect();
     s.exec_many(
@@ -421,7 +425,10 @@ pub async fn apply_heartbeats<S: Sql>(
     s: &mut S,
     beats: &[Heartbeat],
     received_ms: i64,
+    alive_window_ms: i64,
 ) -> Result<(), DbError> {
+    let pcs: Vec<&PcId> = beats.iter().map(|b| &b.pc_id).collect();
+    obs::heartbeat_transitions(s, &pcs, received_ms, alive_window_ms).await?;
     s.exec_many(
         "INSERT INTO agents (pc_id, hostname, os_family, os_name, os_version, arch, agent_version, groups_json,
              uptime_secs, rss_bytes, cpu_pct, running_jobs, first_seen_ms, last_seen_ms, quarantined_json,

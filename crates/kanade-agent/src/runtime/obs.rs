@@ -1,0 +1,108 @@
+//! The agent's observability events (SPEC §12) on `obs.<pc>`, queued in the durable outbox like
+//! results, so an event raised while the broker is away is sent when it is back, once.
+//! `job.started` / `job.finished` are not sent from here: the backend derives them from the
+//! run's `started` event and result, which travel anyway (two fewer messages per run).
+
+use kanade_shared::boot::Quarantine;
+use kanade_shared::wire::{self, ObsEvent, Timestamp};
+use kanade_shared::{ExecId, subjects};
+use serde_json::{Map, Value};
+
+use super::Ctx;
+use crate::store::Outgoing;
+
+/// Store key: the newest quarantine already reported as `agent.rolled_back` (epoch ms).
+const REPORTED_QUARANTINE: &str = "obs_quarantine_reported_ms";
+
+fn ms(t: Timestamp) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The outbox message for `event`; `None` only if it cannot be encoded.
+pub(crate) fn outgoing(ctx: &Ctx, event: &ObsEvent) -> Option<Outgoing> {
+    Some(Outgoing {
+        seq: 0,
+        // Per stream, not per subject, so the PC is part of it; the secret keeps others from
+        // claiming the id first.
+        msg_id: format!("obs.{}.{}.{}", event.pc_id, event.event_id, ctx.msg_secret),
+        subject: subjects::obs(&event.pc_id),
+        payload: wire::encode(event).ok()?,
+    })
+}
+
+/// A new event of this agent, with a fresh id.
+pub(crate) fn event(ctx: &Ctx, kind: &str, exec_id: Option<ExecId>, data: Map<String, Value>) -> ObsEvent {
+    ObsEvent {
+        schema: wire::SCHEMA,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        pc_id: ctx.settings.pc.clone(),
+        kind: kind.to_owned(),
+        at: Timestamp::now_utc(),
+        exec_id,
+        data,
+    }
+}
+
+/// Queue an event of this agent and wake the publisher. A store that cannot take it costs the
+/// event, never the caller's work.
+pub(crate) fn send(ctx: &Ctx, kind: &str, data: Map<String, Value>) {
+    let Some(message) = outgoing(ctx, &event(ctx, kind, None, data)) else { return };
+    if let Err(e) = ctx.store.enqueue(&message) {
+        tracing::warn!(kind, error = %e, "cannot queue an observability event");
+    }
+    ctx.outbox_wake.notify_one();
+}
+
+/// Quarantines recorded after `reported_ms`: each is a rollback not yet on the timeline.
+pub fn unreported(quarantined: &[Quarantine], reported_ms: i64) -> Vec<&Quarantine> {
+    let mut out: Vec<&Quarantine> = quarantined.iter().filter(|q| ms(q.at) > reported_ms).collect();
+    out.sort_by_key(|q| q.at);
+    out
+}
+
+/// At start: `agent.started`, and `agent.rolled_back` for every quarantine since the last start
+/// (the boot sentinel rolls back before the runtime, and the store, exist).
+pub(crate) fn at_start(ctx: &Ctx) {
+    let boot = ctx.update.lock().unwrap_or_else(|p| p.into_inner()).boot.clone();
+    let reported = ctx.store.meta(REPORTED_QUARANTINE).ok().flatten().and_then(|v| v.parse().ok());
+    // A store from before events existed: its old quarantines are history, not news.
+    let reported = reported.unwrap_or_else(|| boot.quarantined.iter().map(|q| ms(q.at)).max().unwrap_or(0));
+    let fresh = unreported(&boot.quarantined, reported);
+    for q in &fresh {
+        let data = Map::from_iter([
+            ("version".to_owned(), Value::from(q.version.to_string())),
+            ("reason".to_owned(), Value::from(q.reason.clone())),
+            ("running".to_owned(), Value::from(ctx.version.to_string())),
+        ]);
+        send(ctx, wire::obs::AGENT_ROLLED_BACK, data);
+    }
+    let newest = fresh.iter().map(|q| ms(q.at)).max().unwrap_or(reported);
+    if let Err(e) = ctx.store.set_meta(REPORTED_QUARANTINE, &newest.to_string()) {
+        tracing::warn!(error = %e, "cannot record which rollbacks were reported");
+    }
+    let mut data = Map::from_iter([
+        ("version".to_owned(), Value::from(ctx.version.to_string())),
+        ("os".to_owned(), Value::from(std::env::consts::OS)),
+    ]);
+    if let Some(trial) = &boot.trial {
+        data.insert("on_trial".into(), Value::from(trial.version.to_string()));
+    }
+    send(ctx, wire::obs::AGENT_STARTED, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_quarantines_after_the_last_report_are_news() {
+        let at = |s: i64| Timestamp::from_unix_timestamp(s).unwrap();
+        let q = |v: &str, s: i64| Quarantine { version: v.parse().unwrap(), at: at(s), reason: "x".into() };
+        let list = [q("3", 300), q("1", 100), q("2", 200)];
+        let versions =
+            |r: i64| unreported(&list, r).iter().map(|q| q.version.to_string()).collect::<Vec<_>>();
+        assert_eq!(versions(0), ["1", "2", "3"]);
+        assert_eq!(versions(200_000), ["3"]);
+        assert!(versions(300_000).is_empty());
+    }
+}
