@@ -24,6 +24,7 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         format!("events.*.{pc}.>"),
         format!("heartbeat.{pc}"),
         format!("host_perf.{pc}"),
+        format!("process_perf.{pc}"),
         format!("inventory.{pc}"),
         format!("obs.{pc}"),
         "$JS.API.INFO".into(),
@@ -162,6 +163,7 @@ mod tests {
                 "events.*.PC-7.>",
                 "heartbeat.PC-7",
                 "host_perf.PC-7",
+                "process_perf.PC-7",
                 "inventory.PC-7",
                 "obs.PC-7"
             ]

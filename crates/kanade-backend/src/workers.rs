@@ -64,6 +64,7 @@ pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Re
         tasks.spawn(projector::supervise(projectors.clone(), kind, projecting.clone(), stop.clone()));
     }
     tasks.spawn(projector::host_perf_projector(projectors.clone(), state.nats.clone(), stop.clone()));
+    tasks.spawn(projector::process_perf_projector(projectors.clone(), state.nats.clone(), stop.clone()));
     tasks.spawn(projector::heartbeat_projector(projectors, state.nats.clone(), stop.clone()));
     tasks.spawn(crate::pipeline::drain_outbox(state.js.clone(), state.db.clone(), stop.clone()));
     tasks.spawn(rollout::dispatcher(state.pipeline.clone(), is_leader.clone(), stop.clone()));

@@ -153,3 +153,47 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn investigation_mode_samples_the_top_processes_and_ends_by_itself() {
+    let s = common::stack(&[("PC-1", &[])]).await;
+    let until = kanade_shared::wire::Timestamp::now_utc() + Duration::from_secs(5);
+    let until = until.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let body = serde_json::json!({
+        "host_perf_interval": "1s", "process_perf_enabled": true,
+        "process_perf_expires_at": until, "process_perf_top_n": 3,
+    });
+    let req = axum::http::Request::patch("/api/agent/config/pc:PC-1")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let (status, answer) = s.call(req).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{answer:#}");
+    let samples =
+        || async { s.get("/api/agents/PC-1/processes?since=0").await.1["samples"].as_array().cloned() };
+    kanade_testkit::wait_until_async("two process samples", WAIT, || async {
+        samples().await.is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    for sample in samples().await.unwrap() {
+        let list = sample["processes"].as_array().unwrap();
+        // The top 3 by CPU and the top 3 by memory, each process once.
+        assert!((1..=6).contains(&list.len()), "{sample:#}");
+        let mut pids: Vec<i64> = list.iter().map(|p| p["pid"].as_i64().unwrap()).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), list.len(), "{sample:#}");
+        assert!(list.iter().all(|p| p["mem_bytes"].as_i64().unwrap() > 0 || p["cpu_pct"].as_f64().is_some()));
+    }
+    // Past the expiry nothing new arrives, though nobody turned it off.
+    let expiry = time::OffsetDateTime::parse(&until, &time::format_description::well_known::Rfc3339).unwrap();
+    let past = expiry - kanade_shared::wire::Timestamp::now_utc() + time::Duration::seconds(2);
+    tokio::time::sleep(Duration::try_from(past).unwrap_or_default()).await;
+    let ended = samples().await.unwrap().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(samples().await.unwrap().len(), ended, "process samples after the investigation's expiry");
+    // Host samples go on: only investigation mode ended.
+    let (_, perf) = s.get("/api/agents/PC-1/perf").await;
+    let last = perf["samples"].as_array().unwrap().last().unwrap()["at"].as_i64().unwrap();
+    assert!(kanade_backend::db::now_ms() - last < 3_000, "{perf:#}");
+}

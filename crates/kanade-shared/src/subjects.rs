@@ -69,6 +69,13 @@ pub fn host_perf(pc: &PcId) -> String {
 
 pub const HOST_PERF_ALL: &str = "host_perf.*";
 
+/// Investigation mode's process samples (core NATS, like host performance).
+pub fn process_perf(pc: &PcId) -> String {
+    format!("process_perf.{pc}")
+}
+
+pub const PROCESS_PERF_ALL: &str = "process_perf.*";
+
 /// Observability events (stream OBS), sent through the agent's outbox.
 pub fn obs(pc: &PcId) -> String {
     format!("obs.{pc}")
@@ -97,7 +104,7 @@ pub fn agent_config_keys(pc: &PcId, groups: &[GroupName]) -> Vec<(String, String
 pub fn sender_pc(subject: &str) -> Option<&str> {
     let mut tokens = subject.split('.');
     let pc = match tokens.next()? {
-        "results" | "inventory" | "heartbeat" | "obs" => tokens.next()?,
+        "results" | "inventory" | "heartbeat" | "obs" | "host_perf" | "process_perf" => tokens.next()?,
         "events" => {
             tokens.next()?;
             tokens.next()?

@@ -314,6 +314,29 @@ pub enum AgentsCommand {
         #[arg(long, default_value = "1h")]
         since: kanade_shared::HumanDuration,
     },
+    /// Investigation mode's busiest processes of one agent (the latest sample, or --all)
+    Processes {
+        pc: String,
+        /// How far back (e.g. 15m, 1h, 7d)
+        #[arg(long, default_value = "1h")]
+        since: kanade_shared::HumanDuration,
+        /// Every sample in the range, not only the latest
+        #[arg(long)]
+        all: bool,
+    },
+    /// Turn investigation mode on for one agent (its top processes are sampled until it ends)
+    Investigate {
+        pc: String,
+        /// How long (e.g. 30m, 2h; at most 7d)
+        #[arg(long = "for", default_value = "2h", conflicts_with = "off")]
+        duration: kanade_shared::HumanDuration,
+        /// Processes by CPU and by memory per sample (1-100; default 20)
+        #[arg(long)]
+        top_n: Option<u32>,
+        /// End an investigation now
+        #[arg(long)]
+        off: bool,
+    },
     /// Operator-assigned groups
     #[command(subcommand)]
     Groups(GroupsCommand),

@@ -13,6 +13,7 @@ mod kv;
 pub(crate) mod obs;
 mod outbox;
 mod presence;
+mod process_perf;
 pub use presence::os_info;
 mod runner;
 mod view;
@@ -50,7 +51,7 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// `None` when inventory is disabled; otherwise the interval and the jitter added to it.
     pub inventory: Option<(Duration, Duration)>,
-    /// Whether to sample host performance at all (`host_perf_interval` says how often). The
+    /// Whether to sample host (and, in investigation mode, process) performance at all. The
     /// simulator turns it off: thousands of in-process agents on one host would sample it
     /// thousands of times and skew every benchmark.
     pub host_perf: bool,
@@ -263,6 +264,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     tasks.spawn(presence::heartbeat_loop(ctx.clone()));
     if ctx.settings.host_perf {
         tasks.spawn(host_perf::host_perf_loop(ctx.clone()));
+        tasks.spawn(process_perf::process_perf_loop(ctx.clone()));
     }
     tasks.spawn(presence::ping_responder(ctx.clone()));
     tasks.spawn(presence::inventory_loop(ctx.clone()));

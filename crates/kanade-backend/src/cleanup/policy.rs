@@ -31,6 +31,9 @@ pub fn stall_after_ms(r: &RetentionConfig) -> i64 {
 /// Raw host performance samples are kept 30 days (SPEC §12).
 pub const HOST_PERF_KEPT_MS: i64 = 30 * 24 * 3_600_000;
 
+/// Investigation mode's process samples are kept 7 days (SPEC §12).
+pub const PROCESS_PERF_KEPT_MS: i64 = 7 * 24 * 3_600_000;
+
 /// Observability events are kept 90 days (SPEC §12, as long as the OBS stream).
 pub const OBS_KEPT_MS: i64 = 90 * 24 * 3_600_000;
 
@@ -42,6 +45,7 @@ pub fn cutoffs(now_ms: i64, r: &RetentionConfig) -> Cutoffs {
         agents_ms: now_ms.saturating_sub(ms(r.agents)),
         host_perf_ms: now_ms.saturating_sub(HOST_PERF_KEPT_MS),
         obs_ms: now_ms.saturating_sub(OBS_KEPT_MS),
+        process_perf_ms: now_ms.saturating_sub(PROCESS_PERF_KEPT_MS),
     }
 }
 

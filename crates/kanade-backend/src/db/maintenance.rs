@@ -46,6 +46,7 @@ pub struct Cutoffs {
     pub agents_ms: i64,
     pub host_perf_ms: i64,
     pub obs_ms: i64,
+    pub process_perf_ms: i64,
 }
 
 /// How many rows each table lost.
@@ -58,6 +59,7 @@ pub struct Pruned {
     pub inventory: usize,
     pub host_perf: usize,
     pub obs: usize,
+    pub process_perf: usize,
 }
 
 pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> {
@@ -95,6 +97,8 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
     let agents = s.exec("DELETE FROM agents WHERE last_seen_ms < ?1", vals![cut.agents_ms]).await?;
     let host_perf = s.exec("DELETE FROM host_perf_samples WHERE at_ms < ?1", vals![cut.host_perf_ms]).await?;
     let obs = s.exec("DELETE FROM obs_events WHERE at_ms < ?1", vals![cut.obs_ms]).await?;
+    let process_perf =
+        s.exec("DELETE FROM process_perf_samples WHERE at_ms < ?1", vals![cut.process_perf_ms]).await?;
     let n = |v: u64| v as usize;
     Ok(Pruned {
         results: n(results),
@@ -104,6 +108,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         inventory: n(inventory),
         host_perf: n(host_perf),
         obs: n(obs),
+        process_perf: n(process_perf),
     })
 }
 

@@ -55,6 +55,11 @@ const SQLITE: &[Migration] = &[
     },
     Migration { version: 11, name: "host_perf", sql: include_str!("migrations/sqlite/0011_host_perf.sql") },
     Migration { version: 12, name: "obs_events", sql: include_str!("migrations/sqlite/0012_obs_events.sql") },
+    Migration {
+        version: 13,
+        name: "process_perf",
+        sql: include_str!("migrations/sqlite/0013_process_perf.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[

@@ -287,6 +287,24 @@ impl Db {
         read!(self, |s| queries::obs_events(s, &filter))
     }
 
+    pub async fn apply_process_perf(
+        &self,
+        samples: Vec<(i64, kanade_shared::wire::ProcessPerf)>,
+    ) -> Result<(), DbError> {
+        write!(self, |s| projection::apply_process_perf(s, &samples))
+    }
+
+    /// One PC's process samples in `[since_ms, until_ms]`, oldest first.
+    pub async fn process_perf(
+        &self,
+        pc: PcId,
+        since_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<kanade_shared::wire::ProcessSample>, DbError> {
+        read!(self, |s| queries::process_perf(s, &pc, since_ms, until_ms, limit))
+    }
+
     /// One PC's host performance samples in `[since_ms, until_ms]`, oldest first.
     pub async fn host_perf(
         &self,

@@ -739,3 +739,32 @@ pub async fn obs_events<S: Sql>(
     })
     .collect()
 }
+
+/// `process_perf_samples` of one PC received in `[since_ms, until_ms]`: the newest `limit`,
+/// oldest first.
+pub async fn process_perf<S: Sql>(
+    s: &mut S,
+    pc: &PcId,
+    since_ms: i64,
+    until_ms: i64,
+    limit: i64,
+) -> Result<Vec<kanade_shared::wire::ProcessSample>, DbError> {
+    s.rows(
+        "SELECT at_ms, processes_json FROM process_perf_samples
+         WHERE pc_id = ?1 AND at_ms >= ?2 AND at_ms <= ?3 ORDER BY at_ms DESC LIMIT ?4",
+        vals![pc, since_ms, until_ms, limit],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(kanade_shared::wire::ProcessSample {
+            at: r.get(0)?,
+            processes: serde_json::from_str(&r.get::<String>(1)?).unwrap_or_default(),
+        })
+    })
+    .collect::<Result<Vec<_>, DbError>>()
+    .map(|mut rows| {
+        rows.reverse();
+        rows
+    })
+}

@@ -13,42 +13,8 @@ use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
 use crate::db::queries;
 
-fn pc_id(raw: &str) -> Result<PcId, ApiError> {
+pub(super) fn pc_id(raw: &str) -> Result<PcId, ApiError> {
     raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
-}
-
-/// Host performance samples at most per answer (a week of one agent at 60 s is 10,080).
-const PERF_LIMIT: i64 = 20_000;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PerfQuery {
-    /// Epoch milliseconds; with neither bound, the last hour.
-    since: Option<i64>,
-    until: Option<i64>,
-}
-
-/// The pure range rule: `until` defaults to now, `since` to an hour before `until`.
-pub fn perf_range(q_since: Option<i64>, q_until: Option<i64>, now_ms: i64) -> Result<(i64, i64), String> {
-    let until = q_until.unwrap_or(now_ms);
-    let since = q_since.unwrap_or(until.saturating_sub(3_600_000));
-    if since > until {
-        return Err(format!("since ({since}) is after until ({until}); both are epoch milliseconds"));
-    }
-    Ok((since, until))
-}
-
-pub async fn agent_perf(
-    State(state): State<AppState>,
-    Path(pc): Path<String>,
-    Query(q): Query<PerfQuery>,
-) -> Result<Json<wire::PerfSamples>, ApiError> {
-    let pc = pc_id(&pc)?;
-    let (since_ms, until_ms) =
-        perf_range(q.since, q.until, crate::db::now_ms()).map_err(|e| ApiError::invalid(vec![e]))?;
-    let samples = state.db.host_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT).await?;
-    let truncated = samples.len() as i64 == PERF_LIMIT;
-    Ok(Json(wire::PerfSamples { pc_id: pc.to_string(), since_ms, until_ms, samples, truncated }))
 }
 
 pub async fn show_agent(
@@ -252,18 +218,4 @@ pub async fn software(
     let items = state.db.find_software(name, version, limit).await?;
     let pcs = items.iter().map(|h| h.pc_id.as_str()).collect::<std::collections::BTreeSet<_>>().len();
     Ok(Json(json!({ "items": items, "pcs": pcs })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::perf_range;
-
-    #[test]
-    fn the_perf_range_defaults_to_the_last_hour() {
-        let now = 10_000_000;
-        assert_eq!(perf_range(None, None, now), Ok((now - 3_600_000, now)));
-        assert_eq!(perf_range(Some(5), None, now), Ok((5, now)));
-        assert_eq!(perf_range(None, Some(7_200_000), now), Ok((3_600_000, 7_200_000)));
-        assert!(perf_range(Some(9), Some(8), now).unwrap_err().contains("since (9) is after until (8)"));
-    }
 }

@@ -192,7 +192,14 @@ pub fn table() -> Vec<Route> {
             "/api/agents/{pc}/perf",
             VIEWER,
             "Host performance samples of one agent (?since=&until= epoch ms; the last hour by default)",
-            get(fleet::agent_perf)
+            get(telemetry::agent_perf)
+        ),
+        route!(
+            "GET",
+            "/api/agents/{pc}/processes",
+            VIEWER,
+            "Investigation mode's top processes of one agent (?since=&until= epoch ms; the last hour by default)",
+            get(telemetry::agent_processes)
         ),
         route!(
             "GET",

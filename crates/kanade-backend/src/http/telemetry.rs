@@ -1,13 +1,62 @@
-//! Endpoint telemetry (SPEC §12): the observability-events timeline.
+//! Endpoint telemetry (SPEC §12): host and process performance of one agent, and the
+//! observability-events timeline.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use kanade_shared::PcId;
-use kanade_shared::wire::ObsEvents;
+use kanade_shared::wire::{self, ObsEvents};
 use serde::Deserialize;
 
+use super::fleet::pc_id;
 use super::{ApiError, AppState};
 use crate::db::queries::ObsFilter;
+
+/// Samples at most per answer (a week of one agent at 60 s is 10,080).
+const PERF_LIMIT: i64 = 20_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerfQuery {
+    /// Epoch milliseconds; with neither bound, the last hour.
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+/// The pure range rule: `until` defaults to now, `since` to an hour before `until`.
+pub fn perf_range(q_since: Option<i64>, q_until: Option<i64>, now_ms: i64) -> Result<(i64, i64), String> {
+    let until = q_until.unwrap_or(now_ms);
+    let since = q_since.unwrap_or(until.saturating_sub(3_600_000));
+    if since > until {
+        return Err(format!("since ({since}) is after until ({until}); both are epoch milliseconds"));
+    }
+    Ok((since, until))
+}
+
+pub async fn agent_perf(
+    State(state): State<AppState>,
+    Path(pc): Path<String>,
+    Query(q): Query<PerfQuery>,
+) -> Result<Json<wire::PerfSamples>, ApiError> {
+    let pc = pc_id(&pc)?;
+    let (since_ms, until_ms) =
+        perf_range(q.since, q.until, crate::db::now_ms()).map_err(|e| ApiError::invalid(vec![e]))?;
+    let samples = state.db.host_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT).await?;
+    let truncated = samples.len() as i64 == PERF_LIMIT;
+    Ok(Json(wire::PerfSamples { pc_id: pc.to_string(), since_ms, until_ms, samples, truncated }))
+}
+
+pub async fn agent_processes(
+    State(state): State<AppState>,
+    Path(pc): Path<String>,
+    Query(q): Query<PerfQuery>,
+) -> Result<Json<wire::ProcessSamples>, ApiError> {
+    let pc = pc_id(&pc)?;
+    let (since_ms, until_ms) =
+        perf_range(q.since, q.until, crate::db::now_ms()).map_err(|e| ApiError::invalid(vec![e]))?;
+    let samples = state.db.process_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT).await?;
+    let truncated = samples.len() as i64 == PERF_LIMIT;
+    Ok(Json(wire::ProcessSamples { pc_id: pc.to_string(), since_ms, until_ms, samples, truncated }))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +124,15 @@ pub async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_perf_range_defaults_to_the_last_hour() {
+        let now = 10_000_000;
+        assert_eq!(perf_range(None, None, now), Ok((now - 3_600_000, now)));
+        assert_eq!(perf_range(Some(5), None, now), Ok((5, now)));
+        assert_eq!(perf_range(None, Some(7_200_000), now), Ok((3_600_000, 7_200_000)));
+        assert!(perf_range(Some(9), Some(8), now).unwrap_err().contains("since (9) is after until (8)"));
+    }
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_named() {

@@ -5,7 +5,7 @@
 //! retried forever. Each projector is supervised: an error restarts it with backoff.
 
 mod heartbeats;
-mod host_perf;
+mod samples;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +20,7 @@ use kanade_shared::wire::{self, AuditEvent, ExecResult, Inventory, ObsEvent, Sta
 use tokio::sync::watch;
 
 pub use heartbeats::heartbeat_projector;
-pub use host_perf::host_perf_projector;
+pub use samples::{host_perf_projector, process_perf_projector};
 
 use crate::db::fence::Fence;
 use crate::db::projection::ProjectionName;

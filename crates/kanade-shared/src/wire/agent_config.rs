@@ -26,6 +26,15 @@ pub struct AgentConfigPatch {
     /// How often the agent samples host performance (`0s` = never); 60 s when no scope says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_perf_interval: Option<HumanDuration>,
+    /// Investigation mode: also sample the busiest processes, until `process_perf_expires_at`
+    /// (without one it stays off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_perf_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub process_perf_expires_at: Option<super::Timestamp>,
+    /// How many processes by CPU and by memory; 20 when no scope says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_perf_top_n: Option<u32>,
     /// Quarantined versions recorded at or before this instant are forgotten (an operator
     /// cleared them). Unlike the other fields, the latest instant of any scope applies.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
@@ -40,14 +49,32 @@ impl AgentConfigPatch {
             inventory_interval: p.inventory_interval.or(acc.inventory_interval),
             target_version: p.target_version.clone().or(acc.target_version),
             host_perf_interval: p.host_perf_interval.or(acc.host_perf_interval),
+            process_perf_enabled: p.process_perf_enabled.or(acc.process_perf_enabled),
+            process_perf_expires_at: p.process_perf_expires_at.or(acc.process_perf_expires_at),
+            process_perf_top_n: p.process_perf_top_n.or(acc.process_perf_top_n),
             clear_quarantine: acc.clear_quarantine.max(p.clear_quarantine),
         })
     }
 }
 
 /// The fields an `agent_config` scope may set, as operators name them.
-pub const FIELDS: &[&str] =
-    &["heartbeat_interval", "inventory_interval", "host_perf_interval", "target_version", "clear_quarantine"];
+pub const FIELDS: &[&str] = &[
+    "heartbeat_interval",
+    "inventory_interval",
+    "host_perf_interval",
+    "process_perf_enabled",
+    "process_perf_expires_at",
+    "process_perf_top_n",
+    "target_version",
+    "clear_quarantine",
+];
+
+/// Investigation mode can be set at most this far ahead: it costs every PC it covers, so a
+/// longer one is renewed on purpose, not forgotten.
+pub const PROCESS_PERF_AHEAD: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+/// The most processes per list (by CPU, by memory) one sample may carry.
+pub const MAX_TOP_N: u32 = 100;
+pub const DEFAULT_TOP_N: u32 = 20;
 
 /// One scope of `agent_config`, as the API and CLI write it: `global`, `group:<g>`, `pc:<pc>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +148,12 @@ fn in_bounds(p: &AgentConfigPatch, now: super::Timestamp) -> Result<(), String> 
     if secs(p.host_perf_interval).is_some_and(|d| !d.is_zero() && d < second) {
         return Err("0s (off) or at least 1s".into());
     }
+    if p.process_perf_top_n.is_some_and(|n| !(1..=MAX_TOP_N).contains(&n)) {
+        return Err(format!("1 to {MAX_TOP_N}"));
+    }
+    if p.process_perf_expires_at.is_some_and(|at| at > now + PROCESS_PERF_AHEAD) {
+        return Err("at most 7 days ahead; renew an investigation that must last longer".into());
+    }
     if p.clear_quarantine.is_some_and(|at| at > now + CLEAR_QUARANTINE_AHEAD) {
         return Err("in the future; clearing applies to quarantines recorded before it, so use now".into());
     }
@@ -157,7 +190,23 @@ pub fn apply_edit(
             Err(e) => problems.push(format!("{field}: {value} is not valid: {e}")),
         }
     }
+    let on = out.get("process_perf_enabled") == Some(&Value::Bool(true));
+    if on && !out.contains_key("process_perf_expires_at") {
+        problems.push(
+            "process_perf_enabled: needs process_perf_expires_at in the same scope (investigation mode always ends)"
+                .into(),
+        );
+    }
     if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+impl AgentConfigPatch {
+    /// Whether investigation mode is on at `now`, and with how many processes per list.
+    pub fn investigating(&self, now: super::Timestamp) -> Option<usize> {
+        let on = self.process_perf_enabled == Some(true)
+            && self.process_perf_expires_at.is_some_and(|until| now < until);
+        on.then(|| self.process_perf_top_n.unwrap_or(DEFAULT_TOP_N).clamp(1, MAX_TOP_N) as usize)
+    }
 }
 
 /// `GET /api/agent/config`: every scope that sets something.
@@ -263,6 +312,28 @@ mod tests {
                 (got, want) => panic!("{edit}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn investigation_mode_needs_an_expiry_and_ends_there() {
+        let now: crate::wire::Timestamp = time::macros::datetime!(2026-12-02 12:00 UTC);
+        let stored = Map::new();
+        let on = object(r#"{"process_perf_enabled":true,"process_perf_expires_at":"2026-12-02T14:00:00Z"}"#);
+        let out = apply_edit(&stored, &on, now).unwrap();
+        let patch: AgentConfigPatch = serde_json::from_value(Value::Object(out)).unwrap();
+        assert_eq!(patch.investigating(now), Some(DEFAULT_TOP_N as usize));
+        assert_eq!(patch.investigating(now + time::Duration::hours(2)), None, "ends at the expiry");
+        for (edit, says) in [
+            (r#"{"process_perf_enabled":true}"#, "needs process_perf_expires_at"),
+            (r#"{"process_perf_top_n":0}"#, "1 to 100"),
+            (r#"{"process_perf_top_n":101}"#, "1 to 100"),
+            (r#"{"process_perf_expires_at":"2026-12-10T12:00:00Z"}"#, "at most 7 days ahead"),
+        ] {
+            let err = apply_edit(&stored, &object(edit), now).unwrap_err();
+            assert!(err.iter().any(|e| e.contains(says)), "{edit}: {err:?}");
+        }
+        let off: AgentConfigPatch = serde_json::from_str(r#"{"process_perf_enabled":true}"#).unwrap();
+        assert_eq!(off.investigating(now), None, "no expiry, no investigation");
     }
 
     #[test]

@@ -71,3 +71,70 @@ pub struct PerfSample {
     pub net_tx_bytes_per_s: i64,
     pub disks: Vec<DiskPerf>,
 }
+
+/// Investigation mode (SPEC §12): the busiest processes of one host, published on core
+/// `process_perf.<pc>` every host-perf interval while `process_perf_enabled` and before
+/// `process_perf_expires_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessPerf {
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
+    pub pc_id: PcId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    /// The top N by CPU and the top N by memory (one list, no process twice), busiest first.
+    pub processes: Vec<ProcessStat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStat {
+    pub pid: u32,
+    pub name: String,
+    /// Share of one core, as `top` shows it (a process busy on two cores shows 200).
+    pub cpu_pct: f32,
+    /// Resident memory.
+    pub mem_bytes: u64,
+}
+
+/// `GET /api/agents/{pc}/processes`: a PC's process samples in a time range, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSamples {
+    pub pc_id: String,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub samples: Vec<ProcessSample>,
+    /// More samples fell in the range than one answer holds: these are the newest.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One stored process sample (`at`: epoch milliseconds when the backend received it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    pub at: i64,
+    pub processes: Vec<ProcessStat>,
+}
+
+/// The processes to report from `all`: the `n` busiest by CPU and the `n` largest by memory,
+/// each once, busiest first.
+pub fn top_processes(mut all: Vec<ProcessStat>, n: usize) -> Vec<ProcessStat> {
+    all.sort_by(|a, b| b.mem_bytes.cmp(&a.mem_bytes).then(a.pid.cmp(&b.pid)));
+    let by_mem: std::collections::HashSet<u32> = all.iter().take(n).map(|p| p.pid).collect();
+    all.sort_by(|a, b| b.cpu_pct.total_cmp(&a.cpu_pct).then(a.pid.cmp(&b.pid)));
+    all.into_iter().enumerate().filter(|(i, p)| *i < n || by_mem.contains(&p.pid)).map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_processes_are_the_busiest_and_the_largest_once_each() {
+        let p = |pid, cpu, mem| ProcessStat { pid, name: format!("p{pid}"), cpu_pct: cpu, mem_bytes: mem };
+        let all = vec![p(1, 50.0, 10), p(2, 1.0, 900), p(3, 30.0, 800), p(4, 0.0, 5), p(5, 10.0, 1)];
+        let pids = |v: Vec<ProcessStat>| v.iter().map(|p| p.pid).collect::<Vec<_>>();
+        assert_eq!(pids(top_processes(all.clone(), 2)), [1, 3, 2]);
+        assert_eq!(pids(top_processes(all.clone(), 0)), Vec::<u32>::new());
+        assert_eq!(pids(top_processes(all, 9)), [1, 3, 5, 2, 4]);
+    }
+}

@@ -21,7 +21,10 @@ pub use audit::AuditEvent;
 pub use command::{Command, Emit, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;
 pub use heartbeat::{Heartbeat, OsInfo};
-pub use host_perf::{DiskPerf, HostPerf, PerfSample, PerfSamples};
+pub use host_perf::{
+    DiskPerf, HostPerf, PerfSample, PerfSamples, ProcessPerf, ProcessSample, ProcessSamples, ProcessStat,
+    top_processes,
+};
 pub use inventory::{Cpu, Disk, Hardware, Inventory, NetworkInterface, Software};
 pub use obs::{ObsEvent, ObsEventRow, ObsEvents};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};

@@ -297,6 +297,12 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 rows,
             );
         }
+        AgentsCommand::Processes { pc, since, all } => {
+            super::telemetry::processes(&api, &pc, since, all, global).await?
+        }
+        AgentsCommand::Investigate { pc, duration, top_n, off } => {
+            super::telemetry::investigate(&api, &pc, duration, top_n, off, global).await?
+        }
         AgentsCommand::Groups(GroupsCommand::Set { pc, groups }) => {
             let v = api
                 .put_json(&format!("/api/agents/{pc}/groups"), &serde_json::json!({ "groups": groups }))

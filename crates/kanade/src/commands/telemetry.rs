@@ -1,9 +1,9 @@
-//! Endpoint telemetry: the observability-events timeline.
+//! Endpoint telemetry: investigation mode's processes and the observability-events timeline.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use kanade_shared::wire::{ObsEventRow, ObsEvents};
+use kanade_shared::wire::{ObsEventRow, ObsEvents, ProcessSample, ProcessSamples};
 use serde_json::Value;
 
 use super::fleet::query;
@@ -37,6 +37,79 @@ pub async fn events(
     let rows = page.events.iter().map(event_row).collect();
     output::print(global.output, &page, &["TIME", "PC", "KIND", "EXEC", "DETAIL"], rows);
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn processes(
+    api: &Api,
+    pc: &str,
+    since: kanade_shared::HumanDuration,
+    all: bool,
+    global: &Global,
+) -> anyhow::Result<()> {
+    let from = super::fleet::now_ms() - since.get().as_millis() as i64;
+    let v = api.get(&format!("/api/agents/{pc}/processes?since={from}")).await?;
+    let mut page: ProcessSamples =
+        serde_json::from_value(v).context("the backend's samples are not what this CLI reads")?;
+    if !all && let Some(latest) = page.samples.pop() {
+        page.samples = vec![latest];
+    }
+    if page.samples.is_empty() && global.output == Format::Table {
+        println!(
+            "no process samples from {pc} in the last {since}; start an investigation: kanade agents investigate {pc} --for 2h"
+        );
+        return Ok(());
+    }
+    let rows = page.samples.iter().flat_map(process_rows).collect();
+    output::print(global.output, &page, &["TIME", "PID", "NAME", "CPU", "MEMORY"], rows);
+    Ok(())
+}
+
+/// One sample's processes as rows, busiest first.
+fn process_rows(s: &ProcessSample) -> Vec<Vec<String>> {
+    s.processes
+        .iter()
+        .map(|p| {
+            vec![
+                when(&Value::from(s.at)),
+                p.pid.to_string(),
+                p.name.clone(),
+                format!("{:.1}%", p.cpu_pct),
+                output::bytes(p.mem_bytes as i64),
+            ]
+        })
+        .collect()
+}
+
+pub async fn investigate(
+    api: &Api,
+    pc: &str,
+    duration: kanade_shared::HumanDuration,
+    top_n: Option<u32>,
+    off: bool,
+    global: &Global,
+) -> anyhow::Result<()> {
+    let until = kanade_shared::wire::Timestamp::now_utc() + duration.get();
+    let until_text = until.format(&time::format_description::well_known::Rfc3339)?;
+    let body = if off {
+        serde_json::json!({ "process_perf_enabled": null, "process_perf_expires_at": null, "process_perf_top_n": null })
+    } else {
+        let mut body =
+            serde_json::json!({ "process_perf_enabled": true, "process_perf_expires_at": until_text });
+        if let Some(n) = top_n {
+            body["process_perf_top_n"] = Value::from(n);
+        }
+        body
+    };
+    let v = api.patch_json(&format!("/api/agent/config/pc:{pc}"), &body).await?;
+    let sentence = if off {
+        format!("investigation of {pc} ended")
+    } else {
+        format!(
+            "investigating {pc} until {until_text} (its top processes every host_perf_interval): kanade agents processes {pc}"
+        )
+    };
+    super::done(global.output, &v, &sentence);
+    Ok(())
 }
 
 fn event_row(e: &ObsEventRow) -> Vec<String> {
@@ -80,5 +153,19 @@ mod tests {
         .unwrap();
         let rows: Vec<_> = page.events.iter().map(event_row).collect();
         assert_snapshot("events", &output::table(&["TIME", "PC", "KIND", "EXEC", "DETAIL"], &rows));
+    }
+
+    #[test]
+    fn processes_table_snapshot() {
+        let sample: ProcessSample =
+            serde_json::from_value(serde_json::json!({ "at": 1795490690996_i64, "processes": [
+                { "pid": 4242, "name": "backup.exe", "cpu_pct": 187.5, "mem_bytes": 734003200_i64 },
+                { "pid": 1, "name": "systemd", "cpu_pct": 0.0, "mem_bytes": 12582912 }
+            ]}))
+            .unwrap();
+        assert_snapshot(
+            "processes",
+            &output::table(&["TIME", "PID", "NAME", "CPU", "MEMORY"], &process_rows(&sample)),
+        );
     }
 }

@@ -417,6 +417,31 @@ pub async fn apply_host_perf<S: Sql>(
     .map(drop)
 }
 
+/// Investigation mode's process samples with the backend's receipt time (ms); one already
+/// stored (same pc and receipt time) is kept as it was.
+pub async fn apply_process_perf<S: Sql>(
+    s: &mut S,
+    samples: &[(i64, kanade_shared::wire::ProcessPerf)],
+) -> Result<(), DbError> {
+    s.exec_many(
+        "INSERT INTO process_perf_samples (pc_id, at_ms, sampled_ms, processes_json) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(pc_id, at_ms) DO NOTHING",
+        samples
+            .iter()
+            .map(|(received_ms, p)| {
+                vals![
+                    p.pc_id.as_str(),
+                    *received_ms,
+                    ts_ms(p.at),
+                    serde_json::to_string(&p.processes).unwrap_or_else(|_| "[]".into())
+                ]
+            })
+            .collect(),
+    )
+    .await
+    .map(drop)
+}
+
 /// `received_ms`: when the backend received these beats, by its own clock. That, never the
 /// agent's `at`, is the agent's last sign of life: a slow agent clock would show it offline (and
 /// leave it out of targets), and one that once ran ahead would pin it online and make its later
