@@ -60,6 +60,11 @@ const SQLITE: &[Migration] = &[
         name: "process_perf",
         sql: include_str!("migrations/sqlite/0013_process_perf.sql"),
     },
+    Migration {
+        version: 14,
+        name: "host_perf_rollups",
+        sql: include_str!("migrations/sqlite/0014_host_perf_rollups.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -89,6 +94,16 @@ const POSTGRES: &[Migration] = &[
         version: 7,
         name: "obs_events",
         sql: include_str!("migrations/postgres/0007_obs_events.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "process_perf",
+        sql: include_str!("migrations/postgres/0008_process_perf.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "host_perf_rollups",
+        sql: include_str!("migrations/postgres/0009_host_perf_rollups.sql"),
     },
 ];
 
@@ -204,6 +219,30 @@ pub async fn run_postgres(client: &mut deadpool_postgres::Client) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every table and index either engine creates, from its migrations' text.
+    fn created(migrations: &[Migration]) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for m in migrations {
+            let words: Vec<&str> = m.sql.split_whitespace().collect();
+            for w in words.windows(3) {
+                if w[0] == "CREATE" && (w[1] == "TABLE" || w[1] == "INDEX") {
+                    names.insert(format!("{} {}", w[1], w[2].trim_end_matches('(')));
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn both_engines_create_the_same_tables_and_indexes() {
+        let (sqlite, postgres) = (created(SQLITE), created(POSTGRES));
+        let only = |a: &std::collections::BTreeSet<String>, b: &std::collections::BTreeSet<String>| {
+            a.difference(b).cloned().collect::<Vec<_>>()
+        };
+        assert!(only(&sqlite, &postgres).is_empty(), "only on SQLite: {:?}", only(&sqlite, &postgres));
+        assert!(only(&postgres, &sqlite).is_empty(), "only on Postgres: {:?}", only(&postgres, &sqlite));
+    }
 
     const KNOWN: &[Migration] = &[
         Migration { version: 1, name: "one", sql: "CREATE TABLE a (x INTEGER)" },
