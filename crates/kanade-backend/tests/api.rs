@@ -421,6 +421,13 @@ async fn host_performance_samples_are_kept_and_served_by_range() {
     // A range that ends before the first sample has none of them.
     let (_, earlier) = s.get(&format!("/api/agents/PC-1/perf?since={}&until={}", at - 60_000, at - 1)).await;
     assert_eq!(earlier["samples"].as_array().map(Vec::len), Some(0), "{earlier:#}");
+    assert_eq!(perf["resolution"], "raw", "an hour is served raw");
+    // The same samples as 5-minute averages (a week's range picks them by itself).
+    let (_, rolled) = s.get(&format!("/api/agents/PC-1/perf?since={}", at - 7 * 86_400_000)).await;
+    assert_eq!(rolled["resolution"], "5m", "{rolled:#}");
+    let counted: i64 =
+        rolled["samples"].as_array().unwrap().iter().map(|p| p["samples"].as_i64().unwrap()).sum();
+    assert!(counted >= 2, "{rolled:#}");
     let (status, bad) = s.get("/api/agents/PC-1/perf?since=9&until=8").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:#}");
     let (status, bad) = s.get("/api/agents/PC-1/perf?from=1").await;

@@ -85,3 +85,40 @@ async fn an_expired_execution_stays_expired_when_the_projection_is_rebuilt() {
     let _workers = common::wipe_and_restart(&s).await;
     s.wait_status(&ghost, "expired").await;
 }
+
+#[tokio::test]
+async fn telemetry_is_kept_as_long_as_spec_12_says() {
+    let s = common::stack(&[]).await;
+    let db = &s.state.db;
+    let now = now_ms();
+    let host: kanade_shared::wire::HostPerf = serde_json::from_value(serde_json::json!({
+        "pc_id": "PC-T", "at": "2026-12-02T12:00:00Z", "cpu_pct": 5.0, "mem_used_bytes": 1, "mem_total_bytes": 2
+    }))
+    .unwrap();
+    let procs: kanade_shared::wire::ProcessPerf = serde_json::from_value(serde_json::json!({
+        "pc_id": "PC-T", "at": "2026-12-02T12:00:00Z", "processes": [{ "pid": 1, "name": "init", "cpu_pct": 0.0, "mem_bytes": 5 }]
+    }))
+    .unwrap();
+    db.apply_host_perf(vec![(now, host)]).await.unwrap();
+    db.apply_process_perf(vec![(now, procs)]).await.unwrap();
+    db.record_offline(vec![("PC-T".parse().unwrap(), now)], 1).await.unwrap();
+    let c = Cleanup {
+        db: db.clone(),
+        js: s.state.js.clone(),
+        bus: s.state.bus.clone(),
+        retention: Default::default(),
+    };
+    let pruned = |at| {
+        let c = &c;
+        async move {
+            let p = cleanup::run_once(c, at).await.unwrap().pruned;
+            (p.process_perf, p.host_perf, p.rollups, p.obs)
+        }
+    };
+    // Process samples 7 days; raw samples and 5-minute buckets 30; events 90; hourly buckets a year.
+    assert_eq!(pruned(now + 6 * DAY).await, (0, 0, 0, 0));
+    assert_eq!(pruned(now + 8 * DAY).await, (1, 0, 0, 0));
+    assert_eq!(pruned(now + 31 * DAY).await, (0, 1, 1, 0));
+    assert_eq!(pruned(now + 91 * DAY).await, (0, 0, 0, 1));
+    assert_eq!(pruned(now + 366 * DAY).await, (0, 0, 1, 0));
+}

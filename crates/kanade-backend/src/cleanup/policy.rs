@@ -31,6 +31,10 @@ pub fn stall_after_ms(r: &RetentionConfig) -> i64 {
 /// Raw host performance samples are kept 30 days (SPEC §12).
 pub const HOST_PERF_KEPT_MS: i64 = 30 * 24 * 3_600_000;
 
+/// Host performance rollups: 5-minute buckets 30 days, hourly ones a year (SPEC §12).
+pub const ROLLUP_5M_KEPT_MS: i64 = 30 * 24 * 3_600_000;
+pub const ROLLUP_1H_KEPT_MS: i64 = 365 * 24 * 3_600_000;
+
 /// Investigation mode's process samples are kept 7 days (SPEC §12).
 pub const PROCESS_PERF_KEPT_MS: i64 = 7 * 24 * 3_600_000;
 
@@ -46,6 +50,8 @@ pub fn cutoffs(now_ms: i64, r: &RetentionConfig) -> Cutoffs {
         host_perf_ms: now_ms.saturating_sub(HOST_PERF_KEPT_MS),
         obs_ms: now_ms.saturating_sub(OBS_KEPT_MS),
         process_perf_ms: now_ms.saturating_sub(PROCESS_PERF_KEPT_MS),
+        rollup_5m_ms: now_ms.saturating_sub(ROLLUP_5M_KEPT_MS),
+        rollup_1h_ms: now_ms.saturating_sub(ROLLUP_1H_KEPT_MS),
     }
 }
 

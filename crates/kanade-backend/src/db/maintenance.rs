@@ -47,6 +47,8 @@ pub struct Cutoffs {
     pub host_perf_ms: i64,
     pub obs_ms: i64,
     pub process_perf_ms: i64,
+    pub rollup_5m_ms: i64,
+    pub rollup_1h_ms: i64,
 }
 
 /// How many rows each table lost.
@@ -60,6 +62,7 @@ pub struct Pruned {
     pub host_perf: usize,
     pub obs: usize,
     pub process_perf: usize,
+    pub rollups: usize,
 }
 
 pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> {
@@ -99,6 +102,15 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
     let obs = s.exec("DELETE FROM obs_events WHERE at_ms < ?1", vals![cut.obs_ms]).await?;
     let process_perf =
         s.exec("DELETE FROM process_perf_samples WHERE at_ms < ?1", vals![cut.process_perf_ms]).await?;
+    let mut rollups = 0;
+    for (res, cut) in [
+        (super::projection::rollups::FIVE_MINUTES_MS, cut.rollup_5m_ms),
+        (super::projection::rollups::HOUR_MS, cut.rollup_1h_ms),
+    ] {
+        rollups += s
+            .exec("DELETE FROM host_perf_rollups WHERE res_ms = ?1 AND bucket_ms < ?2", vals![res, cut])
+            .await?;
+    }
     let n = |v: u64| v as usize;
     Ok(Pruned {
         results: n(results),
@@ -109,6 +121,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         host_perf: n(host_perf),
         obs: n(obs),
         process_perf: n(process_perf),
+        rollups: n(rollups),
     })
 }
 

@@ -305,15 +305,20 @@ impl Db {
         read!(self, |s| queries::process_perf(s, &pc, since_ms, until_ms, limit))
     }
 
-    /// One PC's host performance samples in `[since_ms, until_ms]`, oldest first.
+    /// One PC's host performance in `[since_ms, until_ms]`, oldest first: every sample
+    /// (`rollup_ms` `None`) or one averaged point per rollup bucket of that size.
     pub async fn host_perf(
         &self,
         pc: PcId,
         since_ms: i64,
         until_ms: i64,
         limit: i64,
+        rollup_ms: Option<i64>,
     ) -> Result<Vec<kanade_shared::wire::PerfSample>, DbError> {
-        read!(self, |s| queries::host_perf(s, &pc, since_ms, until_ms, limit))
+        match rollup_ms {
+            None => read!(self, |s| queries::host_perf(s, &pc, since_ms, until_ms, limit)),
+            Some(res) => read!(self, |s| projection::rollups::read(s, &pc, res, since_ms, until_ms, limit)),
+        }
     }
 
     /// Heartbeats received at `now`; a beat after more than `alive_window_ms` of silence also

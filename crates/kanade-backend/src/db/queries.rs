@@ -671,9 +671,16 @@ pub async fn host_perf<S: Sql>(
     .await?
     .iter()
     .map(|r| {
+        let disks: Vec<kanade_shared::wire::DiskPerf> =
+            serde_json::from_str(&r.get::<String>(9)?).unwrap_or_default();
+        let total = |f: fn(&kanade_shared::wire::DiskPerf) -> u64| disks.iter().map(f).sum::<u64>() as i64;
         Ok(kanade_shared::wire::PerfSample {
             at: r.get(0)?,
             cpu_pct: r.get(1)?,
+            cpu_max_pct: None,
+            samples: None,
+            disk_read_bytes_per_s: total(|d| d.read_bytes_per_s),
+            disk_write_bytes_per_s: total(|d| d.write_bytes_per_s),
             mem_used_bytes: r.get(2)?,
             mem_total_bytes: r.get(3)?,
             swap_used_bytes: r.get(4)?,
@@ -681,7 +688,7 @@ pub async fn host_perf<S: Sql>(
             load: r.get(6)?,
             net_rx_bytes_per_s: r.get(7)?,
             net_tx_bytes_per_s: r.get(8)?,
-            disks: serde_json::from_str(&r.get::<String>(9)?).unwrap_or_default(),
+            disks,
         })
     })
     .collect::<Result<Vec<_>, DbError>>()

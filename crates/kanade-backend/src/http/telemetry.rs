@@ -22,6 +22,16 @@ pub struct PerfQuery {
     until: Option<i64>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPerfQuery {
+    /// Epoch milliseconds; with neither bound, the last hour.
+    since: Option<i64>,
+    until: Option<i64>,
+    /// `raw`, `5m` or `1h`; chosen from the range when absent.
+    resolution: Option<String>,
+}
+
 /// The pure range rule: `until` defaults to now, `since` to an hour before `until`.
 pub fn perf_range(q_since: Option<i64>, q_until: Option<i64>, now_ms: i64) -> Result<(i64, i64), String> {
     let until = q_until.unwrap_or(now_ms);
@@ -32,17 +42,56 @@ pub fn perf_range(q_since: Option<i64>, q_until: Option<i64>, now_ms: i64) -> Re
     Ok((since, until))
 }
 
+const DAY_MS: i64 = 24 * 3_600_000;
+
+/// Which resolution answers a range: raw for a day or less, 5-minute buckets up to 31 days,
+/// hourly beyond; never one whose retention (raw and 5 min: 30 days) no longer covers `since`.
+/// `asked` overrides. Returns the name and the bucket size (`None`: raw).
+pub fn resolution(
+    since_ms: i64,
+    until_ms: i64,
+    now_ms: i64,
+    asked: Option<&str>,
+) -> Result<(&'static str, Option<i64>), String> {
+    use crate::db::projection::rollups::{FIVE_MINUTES_MS, HOUR_MS};
+    match asked {
+        Some("raw") => return Ok(("raw", None)),
+        Some("5m") => return Ok(("5m", Some(FIVE_MINUTES_MS))),
+        Some("1h") => return Ok(("1h", Some(HOUR_MS))),
+        Some(other) => return Err(format!("resolution: {other:?} is not one of raw, 5m, 1h")),
+        None => {}
+    }
+    let kept = since_ms >= now_ms - 30 * DAY_MS;
+    let span = until_ms - since_ms;
+    Ok(if kept && span <= DAY_MS {
+        ("raw", None)
+    } else if kept && span <= 31 * DAY_MS {
+        ("5m", Some(FIVE_MINUTES_MS))
+    } else {
+        ("1h", Some(HOUR_MS))
+    })
+}
+
 pub async fn agent_perf(
     State(state): State<AppState>,
     Path(pc): Path<String>,
-    Query(q): Query<PerfQuery>,
+    Query(q): Query<HostPerfQuery>,
 ) -> Result<Json<wire::PerfSamples>, ApiError> {
     let pc = pc_id(&pc)?;
-    let (since_ms, until_ms) =
-        perf_range(q.since, q.until, crate::db::now_ms()).map_err(|e| ApiError::invalid(vec![e]))?;
-    let samples = state.db.host_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT).await?;
+    let now = crate::db::now_ms();
+    let (since_ms, until_ms) = perf_range(q.since, q.until, now).map_err(|e| ApiError::invalid(vec![e]))?;
+    let (name, rollup) = resolution(since_ms, until_ms, now, q.resolution.as_deref())
+        .map_err(|e| ApiError::invalid(vec![e]))?;
+    let samples = state.db.host_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT, rollup).await?;
     let truncated = samples.len() as i64 == PERF_LIMIT;
-    Ok(Json(wire::PerfSamples { pc_id: pc.to_string(), since_ms, until_ms, samples, truncated }))
+    Ok(Json(wire::PerfSamples {
+        pc_id: pc.to_string(),
+        since_ms,
+        until_ms,
+        resolution: name.into(),
+        samples,
+        truncated,
+    }))
 }
 
 pub async fn agent_processes(
@@ -132,6 +181,26 @@ mod tests {
         assert_eq!(perf_range(Some(5), None, now), Ok((5, now)));
         assert_eq!(perf_range(None, Some(7_200_000), now), Ok((3_600_000, 7_200_000)));
         assert!(perf_range(Some(9), Some(8), now).unwrap_err().contains("since (9) is after until (8)"));
+    }
+
+    #[test]
+    fn the_resolution_follows_the_range_and_what_is_kept() {
+        let now = 400 * DAY_MS;
+        let h = 3_600_000;
+        let cases = [
+            (now - h, now, None, Ok("raw")),
+            (now - DAY_MS, now, None, Ok("raw")),
+            (now - 7 * DAY_MS, now, None, Ok("5m")),
+            (now - 40 * DAY_MS, now - 39 * DAY_MS, None, Ok("1h")), // a day, but raw is gone
+            (now - 90 * DAY_MS, now, None, Ok("1h")),
+            (now - 7 * DAY_MS, now, Some("raw"), Ok("raw")),
+            (now - h, now, Some("1h"), Ok("1h")),
+            (now - h, now, Some("daily"), Err("resolution: \"daily\" is not one of raw, 5m, 1h")),
+        ];
+        for (since, until, asked, want) in cases {
+            let got = resolution(since, until, now, asked).map(|(name, _)| name);
+            assert_eq!(got, want.map_err(String::from), "{since} {until} {asked:?}");
+        }
     }
 
     #[test]

@@ -51,17 +51,31 @@ pub struct PerfSamples {
     pub pc_id: String,
     pub since_ms: i64,
     pub until_ms: i64,
+    /// `raw` (every sample), `5m` or `1h` (one averaged point per bucket): the finest whose
+    /// retention covers the range and that keeps it to a few thousand points.
+    #[serde(default = "raw")]
+    pub resolution: String,
     pub samples: Vec<PerfSample>,
     /// More samples fell in the range than one answer holds: these are the newest.
     #[serde(default)]
     pub truncated: bool,
 }
 
-/// One stored sample (`at`: epoch milliseconds when the backend received it).
+fn raw() -> String {
+    "raw".into()
+}
+
+/// One stored sample (`at`: epoch milliseconds when the backend received it), or one rollup
+/// bucket (`at`: its start; averages over `samples` samples, `cpu_max_pct` the busiest one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PerfSample {
     pub at: i64,
     pub cpu_pct: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_max_pct: Option<f64>,
+    /// How many samples a rollup point averages; absent on a raw sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<i64>,
     pub mem_used_bytes: i64,
     pub mem_total_bytes: i64,
     pub swap_used_bytes: i64,
@@ -69,6 +83,12 @@ pub struct PerfSample {
     pub load: Option<f64>,
     pub net_rx_bytes_per_s: i64,
     pub net_tx_bytes_per_s: i64,
+    /// Every disk together.
+    #[serde(default)]
+    pub disk_read_bytes_per_s: i64,
+    #[serde(default)]
+    pub disk_write_bytes_per_s: i64,
+    /// Per disk, with free space: raw samples only.
     pub disks: Vec<DiskPerf>,
 }
 

@@ -279,6 +279,9 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 );
                 return Ok(ExitCode::SUCCESS);
             }
+            if perf.resolution != "raw" && global.output == Format::Table {
+                println!("{} averages over {since} (one row per bucket)", perf.resolution);
+            }
             let rows = perf.samples.iter().map(perf_row).collect();
             output::print(
                 global.output,
@@ -360,10 +363,9 @@ pub(super) fn now_ms() -> i64 {
     (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// One sample as a table row; disks summed.
+/// One sample (or rollup point) as a table row; every disk together.
 fn perf_row(p: &kanade_shared::wire::PerfSample) -> Vec<String> {
-    let (read, write) =
-        p.disks.iter().fold((0u64, 0u64), |(r, w), d| (r + d.read_bytes_per_s, w + d.write_bytes_per_s));
+    let (read, write) = (p.disk_read_bytes_per_s, p.disk_write_bytes_per_s);
     vec![
         when(&Value::from(p.at)),
         format!("{:.1}%", p.cpu_pct),
@@ -372,8 +374,8 @@ fn perf_row(p: &kanade_shared::wire::PerfSample) -> Vec<String> {
         p.load.map_or("-".to_owned(), |l| format!("{l:.2}")),
         output::bytes(p.net_rx_bytes_per_s),
         output::bytes(p.net_tx_bytes_per_s),
-        output::bytes(read as i64),
-        output::bytes(write as i64),
+        output::bytes(read),
+        output::bytes(write),
     ]
 }
 

@@ -9,6 +9,7 @@
 //! first becomes final, so redelivery cannot double-count.
 
 pub mod obs;
+pub mod rollups;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -382,12 +383,13 @@ pub fn next_status(
     }
 }
 
-/// Host performance samples with the backend's receipt time (ms); one already stored (same pc
-/// and receipt time) is kept as it was.
+/// Host performance samples with the backend's receipt time (ms), each also added to its rollup
+/// buckets; one already stored (same pc and receipt time) is kept as it was and counted once.
 pub async fn apply_host_perf<S: Sql>(
     s: &mut S,
     samples: &[(i64, kanade_shared::wire::HostPerf)],
 ) -> Result<(), DbError> {
+    rollups::add(s, samples).await?;
     s.exec_many(
         "INSERT INTO host_perf_samples (pc_id, at_ms, sampled_ms, cpu_pct, mem_used_bytes, mem_total_bytes,
              swap_used_bytes, swap_total_bytes, load, net_rx_bps, net_tx_bps, disks_json)

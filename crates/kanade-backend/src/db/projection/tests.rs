@@ -303,3 +303,62 @@ fn wave_0_is_published_when_replayed_and_pending_until_its_deadline_when_stored_
         assert_eq!(wave_row(index, due, first), want, "wave {index}, {first:?}");
     }
 }
+
+fn host_sample(pc: &str, cpu: f32, mem: u64) -> kanade_shared::wire::HostPerf {
+    kanade_shared::wire::HostPerf {
+        schema: 1,
+        pc_id: pc.parse().unwrap(),
+        at: Timestamp::from_unix_timestamp(1_800_000_000).unwrap(),
+        cpu_pct: cpu,
+        mem_used_bytes: mem,
+        mem_total_bytes: 1000,
+        swap_used_bytes: 0,
+        swap_total_bytes: 0,
+        load: Some(cpu / 10.0),
+        net_rx_bytes_per_s: 100,
+        net_tx_bytes_per_s: 0,
+        disks: vec![kanade_shared::wire::DiskPerf {
+            name: "d".into(),
+            read_bytes_per_s: 10,
+            write_bytes_per_s: 20,
+            free_bytes: None,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn rollups_average_each_bucket_and_count_a_sample_once() {
+    use super::rollups::{FIVE_MINUTES_MS, HOUR_MS};
+    let start = NOW - NOW % HOUR_MS;
+    let batch = vec![
+        (start + 1_000, host_sample("PC-R", 10.0, 100)),
+        (start + 61_000, host_sample("PC-R", 30.0, 300)),
+        (start + FIVE_MINUTES_MS + 5, host_sample("PC-R", 50.0, 500)),
+        (start + 1_000, host_sample("PC-OTHER", 99.0, 999)),
+    ];
+    for (_dir, db) in engines().await {
+        // The same batch twice (a retried write): the sums do not move.
+        db.apply_host_perf(batch.clone()).await.unwrap();
+        db.apply_host_perf(batch.clone()).await.unwrap();
+        let pc: PcId = "PC-R".parse().unwrap();
+        let five =
+            db.host_perf(pc.clone(), start, start + HOUR_MS, 100, Some(FIVE_MINUTES_MS)).await.unwrap();
+        let got: Vec<_> = five.iter().map(|p| (p.at - start, p.samples, p.cpu_pct, p.cpu_max_pct)).collect();
+        assert_eq!(
+            got,
+            [(0, Some(2), 20.0, Some(30.0)), (FIVE_MINUTES_MS, Some(1), 50.0, Some(50.0))],
+            "{}",
+            db.engine_name()
+        );
+        assert_eq!(
+            (five[0].mem_used_bytes, five[0].disk_write_bytes_per_s, five[0].load),
+            (200, 20, Some(2.0))
+        );
+        let hour = db.host_perf(pc.clone(), start, start + HOUR_MS, 100, Some(HOUR_MS)).await.unwrap();
+        assert_eq!(hour.len(), 1);
+        assert_eq!((hour[0].samples, hour[0].cpu_pct, hour[0].net_rx_bytes_per_s), (Some(3), 30.0, 100));
+        let raw = db.host_perf(pc, start, start + HOUR_MS, 100, None).await.unwrap();
+        assert_eq!(raw.len(), 3);
+        assert_eq!((raw[0].disk_read_bytes_per_s, raw[0].samples), (10, None));
+    }
+}
