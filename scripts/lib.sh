@@ -93,8 +93,15 @@ postgres_bin() {
   dirname "$(command -v initdb)"
 }
 
+# The backend's build fetches the dashboard's charting library (uPlot) with npm, pinned by
+# crates/kanade-backend/web/package-lock.json (see that crate's build.rs).
+ensure_npm() {
+  command -v npm >/dev/null || apt_install nodejs npm
+}
+
 ensure_cargo() {
   command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain with rustup first"
+  ensure_npm
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 }

@@ -74,6 +74,12 @@ async fn operators_run_the_fleet_from_the_browser() {
         .await;
     assert_eq!(status, 201, "{body}");
 
+    // PC-A samples its performance every second, so its page has charts to draw.
+    let (status, body) = s
+        .send_as("PATCH", "/api/agent/config/pc:PC-A", Some(&admin), json!({ "host_perf_interval": "1s" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
     let base2 = base.clone();
     tokio::task::spawn_blocking(move || browse(&base2)).await.unwrap();
 }
@@ -224,6 +230,42 @@ fn browse(base: &str) {
         .unwrap();
     assert!(anchors.as_str().unwrap().ends_with("start,middle,middle,middle,end"), "{anchors}");
 
+    // PC-A's telemetry: four charts of its samples, a range switch, investigation mode started
+    // from the page with its stacked process chart, and its events timeline.
+    b.goto(&format!("{base}/#/agents/PC-A")).unwrap();
+    b.wait_for(&loaded("#/agents/PC-A"), WAIT).unwrap();
+    b.wait_for("#perf [data-chart=network] canvas", WAIT).unwrap();
+    let charts = b.find_all("#perf [data-chart] canvas").unwrap().len();
+    assert!(charts >= 4, "{charts} chart canvases");
+    b.click_on("#perf [data-range='24h']", WAIT).unwrap();
+    b.wait_text("[data-testid=perf-status]", WAIT, |t| t.contains("samples")).unwrap();
+    assert_eq!(
+        b.execute("return document.querySelector(\"#perf [data-range='24h']\").getAttribute('aria-pressed')")
+            .unwrap(),
+        json!("true")
+    );
+    b.click_on("#investigate", WAIT).unwrap();
+    b.wait_text("[data-testid=investigation-status]", WAIT, |t| t.contains("running until")).unwrap();
+    b.wait_for("#processes [data-chart=processes] canvas", WAIT).unwrap();
+    b.wait_for("[data-testid=top-processes] tbody tr", WAIT).unwrap();
+    b.wait_for("#events [data-kind='job.finished']", WAIT).unwrap();
+    b.wait_for("#events [data-kind='agent.started']", WAIT).unwrap();
+    for (w, h) in [(1280, 800), (390, 844)] {
+        b.resize(w, h).unwrap();
+        b.execute("document.getElementById('perf').scrollIntoView()").unwrap();
+        b.screenshot(&screenshots().join(format!("agent-telemetry-{w}x{h}.png"))).unwrap();
+    }
+    b.resize(1280, 800).unwrap();
+    b.click_on("#investigate-end", WAIT).unwrap();
+    b.wait_text("[data-testid=investigation-status]", WAIT, |t| t.contains("No investigation running"))
+        .unwrap();
+    // The fleet's timeline, filtered to one kind prefix.
+    b.goto(&format!("{base}/#/events")).unwrap();
+    b.wait_for(&loaded("#/events"), WAIT).unwrap();
+    b.type_into(&b.find("#events-kind").unwrap(), "agent").unwrap();
+    b.click(&b.find("#events-filter").unwrap()).unwrap();
+    b.wait_text("main table", WAIT, |t| !t.contains("job.finished") && t.contains("agent.started")).unwrap();
+
     // Every page, at desktop and phone sizes.
     let pages = [
         ("overview", "#/"),
@@ -234,6 +276,7 @@ fn browse(base: &str) {
         ("job-new", "#/jobs/new"),
         ("executions", "#/executions"),
         ("schedules", "#/schedules"),
+        ("events", "#/events"),
         ("audit", "#/audit"),
         ("admin", "#/admin"),
     ];

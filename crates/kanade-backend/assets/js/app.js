@@ -10,6 +10,7 @@ import * as jobs from './pages/jobs.js';
 import * as executions from './pages/executions.js';
 import * as schedules from './pages/schedules.js';
 import * as audit from './pages/audit.js';
+import * as events from './pages/events.js';
 import * as admin from './pages/admin.js';
 
 const routes = [
@@ -23,13 +24,14 @@ const routes = [
   [/^\/executions$/, executions.list, 'Executions'],
   [/^\/executions\/([^/]+)$/, executions.detail, 'Execution'],
   [/^\/schedules$/, schedules.list, 'Schedules'],
+  [/^\/events$/, events.list, 'Events'],
   [/^\/audit$/, audit.list, 'Audit log'],
   [/^\/admin$/, admin.render, 'Users and tokens', 'admin'],
 ];
 
 const NAV = [
   ['#/', 'Overview'], ['#/agents', 'Agents'], ['#/jobs', 'Jobs'], ['#/executions', 'Executions'],
-  ['#/schedules', 'Schedules'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
+  ['#/schedules', 'Schedules'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
 ];
 
 let cleanup = null;

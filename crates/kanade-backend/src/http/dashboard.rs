@@ -22,6 +22,17 @@ macro_rules! asset {
     };
 }
 
+/// Third-party files `build.rs` fetched from the npm registry (pinned by web/package-lock.json).
+macro_rules! vendor {
+    ($name:literal, $file:literal, $mime:expr) => {
+        Asset {
+            name: concat!("vendor/", $name),
+            mime: $mime,
+            body: include_bytes!(concat!(env!("OUT_DIR"), "/web/node_modules/", $file)),
+        }
+    };
+}
+
 const JS: &str = "text/javascript; charset=utf-8";
 
 const ASSETS: &[Asset] = &[
@@ -39,6 +50,10 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/schedules.js", JS),
     asset!("js/pages/audit.js", JS),
     asset!("js/pages/admin.js", JS),
+    asset!("js/pages/events.js", JS),
+    asset!("js/charts.js", JS),
+    vendor!("uPlot.esm.js", "uplot/dist/uPlot.esm.js", JS),
+    vendor!("uPlot.min.css", "uplot/dist/uPlot.min.css", "text/css; charset=utf-8"),
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";

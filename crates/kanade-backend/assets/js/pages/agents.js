@@ -1,5 +1,7 @@
 import { api, h, badge, table, link, time, ago, debounce, query, can, problems, toast, fill, execLink } from '../core.js';
 import { follow } from '../live.js';
+import { perfPanel, processPanel } from '../charts.js';
+import { timeline } from './events.js';
 
 const PAGE = 50;
 const ALIVE_MS = 120000;
@@ -49,18 +51,26 @@ export async function list(main) {
 export async function detail(main, pc) {
   const body = h('div');
   const boxSlot = h('div');
+  // This PC's own agent_config scope, read once: the settings and investigation panels share it.
+  const own = {};
   // Made once, outside what live events redraw, so a half-typed setting stays.
-  const settings = await settingsBox(pc);
-  main.append(h('h1', {}, `Agent ${pc}`), body, settings, boxSlot);
+  const settings = await settingsBox(pc, own);
+  const perf = perfPanel(pc);
+  const processes = processPanel(pc, () => own);
+  const events = timeline({ pc, limit: 20 });
+  main.append(h('h1', {}, `Agent ${pc}`), body, perf.section, processes.section,
+    h('section', { class: 'panel', 'aria-labelledby': 'events-h', id: 'events' }, h('h2', { id: 'events-h' }, 'Events'), events.form, events.out),
+    settings, boxSlot);
   // The command box is made once, outside what live events redraw, so typing and output stay.
   let box = null;
   const load = async () => {
     const d = await api('GET', `/api/agents/${encodeURIComponent(pc)}`);
     draw(body, pc, d);
+    await events.load(false);
     if (!box && can('operator')) { box = commandBox(pc, d.agent.os_family); boxSlot.append(box.section); }
   };
   const stop = await follow(['agent_up', 'agent_down', 'result'], load, 500, (e) => !e.pc_id || e.pc_id === pc);
-  return () => { stop(); if (box) box.stop(); };
+  return () => { stop(); perf.stop(); processes.stop(); if (box) box.stop(); };
 }
 
 const SETTINGS = [
@@ -71,7 +81,7 @@ const SETTINGS = [
 
 /** This PC's own agent_config scope: what it sets, editable by operators (empty = the group's
  *  or the fleet's setting applies). */
-async function settingsBox(pc) {
+async function settingsBox(pc, own) {
   const scope = `pc:${pc}`;
   let all;
   // Settings live on the broker; the rest of the page comes from the database and still shows.
@@ -80,7 +90,7 @@ async function settingsBox(pc) {
     return h('section', { class: 'panel', 'aria-labelledby': 'settings-h' }, h('h2', { id: 'settings-h' }, 'Settings'),
       h('p', { class: 'errors', role: 'alert' }, `Could not read the settings: ${e.message}`));
   }
-  const own = (all.scopes.find((s) => s.scope === scope) || { config: {} }).config;
+  Object.assign(own, (all.scopes.find((s) => s.scope === scope) || { config: {} }).config);
   const wider = all.scopes.filter((s) => s.scope !== scope && !s.scope.startsWith('pc:'))
     .map((s) => `${s.scope}: ${Object.entries(s.config).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const inputs = SETTINGS.map(([key]) => h('input', {
