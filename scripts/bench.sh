@@ -4,7 +4,9 @@
 # BENCHMARKS.md with the machine description. Takes ~17 minutes at 10,000 agents on 2 cores
 # (the last fleet scenario starts a 3-node cluster and a fleet of its own).
 #   KANADE_BENCH_AGENTS (10000), KANADE_BENCH_SIZES (1000,5000,10000), KANADE_BENCH_REPEAT (5);
-#   KANADE_BENCH_REPORT_ONLY=1 rewrites BENCHMARKS.md from the last run's results.
+#   KANADE_BENCH_REPORT_ONLY=1 rewrites BENCHMARKS.md from the last run's results;
+#   KANADE_BENCH_ONLY=telemetry runs only the telemetry bench (~3 minutes) and replaces its
+#   section of BENCHMARKS.md, leaving the others as they were measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -17,6 +19,31 @@ SIZES="${KANADE_BENCH_SIZES:-1000,5000,10000}"
 REPEAT="${KANADE_BENCH_REPEAT:-5}"
 OUT="$CARGO_TARGET_DIR/bench"
 mkdir -p "$OUT"
+
+telemetry_section() {
+  echo "## 7. Host-performance telemetry ($AGENTS agents at 60 s; storage per endpoint; the perf API over 7 days)"
+  echo
+  echo "Measured $(date -u +%Y-%m-%d), kanade $(git describe --always --dirty 2>/dev/null || echo unknown)."
+  echo
+  cat "$OUT/telemetry.md"
+}
+
+if [ "${KANADE_BENCH_ONLY:-}" = telemetry ]; then
+  say "telemetry only"
+  KANADE_BENCH_AGENTS="$AGENTS" cargo bench --locked -p kanade-backend --bench telemetry > "$OUT/telemetry.md"
+  [ -f BENCHMARKS.md ] || die "no BENCHMARKS.md to update; run ./scripts/bench.sh once"
+  telemetry_section > "$OUT/telemetry-section.md"
+  # Replace section 7 (up to the next section) or add it before the targets.
+  awk -v f="$OUT/telemetry-section.md" '
+    function emit() { while ((getline l < f) > 0) print l; print ""; done = 1 }
+    /^## 7\. / { emit(); skip = 1; next }
+    /^## / && skip { skip = 0 }
+    /^## Targets not judged/ && !done { emit() }
+    !skip { print }
+  ' BENCHMARKS.md > "$OUT/BENCHMARKS.md" && mv "$OUT/BENCHMARKS.md" BENCHMARKS.md
+  say "updated section 7 of BENCHMARKS.md"
+  exit 0
+fi
 
 if [ -z "${KANADE_BENCH_REPORT_ONLY:-}" ]; then
 say "building release binaries"
@@ -36,6 +63,9 @@ cargo bench --locked -p kanade-backend --bench ingest > "$OUT/ingest.md"
 
 say "the real kanade-agent binary"
 cargo bench --locked -p kanade-agent --bench agent > "$OUT/agent.md"
+
+say "host-performance telemetry"
+KANADE_BENCH_AGENTS="$AGENTS" cargo bench --locked -p kanade-backend --bench telemetry > "$OUT/telemetry.md"
 fi
 
 # met / missed for the targets whose tables do not say it themselves.
@@ -76,6 +106,8 @@ mem=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
   echo "## 6. The real kanade-agent binary (idle 60 s; \`kanade run\`-style round trips)"
   echo
   cat "$OUT/agent.md"
+  echo
+  telemetry_section
   echo
   echo "## Targets not judged in the tables above"
   echo

@@ -147,6 +147,21 @@ async fn heartbeat_where(
     }
 }
 
+/// Every observability event `pc` sent so far (stream OBS), oldest first.
+async fn obs_events(fleet: &Fleet, pc: &str) -> Vec<kanade_shared::wire::ObsEvent> {
+    let mut stream = fleet.js.get_stream("OBS").await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await
+            && m.subject.as_str() == kanade_shared::subjects::obs(&pc.parse().unwrap())
+        {
+            out.push(kanade_shared::wire::decode(&m.payload).unwrap());
+        }
+    }
+    out
+}
+
 fn log_of(installed: &Installed) -> String {
     installed.agent.log()
 }
@@ -195,6 +210,23 @@ async fn rollout_updates_the_scope_only_and_a_crashing_version_is_rolled_back_an
     // then the fourth start rolled back.
     let starts = a.starts.load(Ordering::SeqCst);
     assert_eq!(starts, 4, "{}", log_of(&a));
+
+    // The timeline has both: v2 confirmed after its update, v3 rolled back.
+    let said = |e: &kanade_shared::wire::ObsEvent, kind: &str, version: &str| {
+        e.kind == kind && e.data.get("version").and_then(|v| v.as_str()) == Some(version)
+    };
+    kanade_testkit::wait_until_async(
+        "agent.updated and agent.rolled_back on OBS",
+        Duration::from_secs(30),
+        || async {
+            let events = obs_events(&fleet, "PC-UPA").await;
+            events.iter().any(|e| said(e, "agent.updated", "2.0.0"))
+                && events.iter().any(|e| said(e, "agent.rolled_back", FAIL_AT_START))
+        },
+    )
+    .await;
+    let rolled = obs_events(&fleet, "PC-UPA").await;
+    assert_eq!(rolled.iter().filter(|e| e.kind == "agent.rolled_back").count(), 1, "{rolled:#?}");
 
     // Not reinstalled while it stays the target.
     tokio::time::sleep(Duration::from_secs(3)).await;
