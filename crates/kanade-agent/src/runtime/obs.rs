@@ -60,7 +60,17 @@ pub fn unreported(quarantined: &[Quarantine], reported_ms: i64) -> Vec<&Quaranti
     out
 }
 
-/// At start: `agent.started`, and `agent.rolled_back` for every quarantine since the last start
+/// `Some(previous version)` when this is the first start of `running` after an update (its
+/// trial's first attempt): the moment the timeline says "updated". Later starts of the same
+/// trial (crashes) say nothing new.
+pub fn first_start_of_update(
+    boot: &kanade_shared::boot::BootState,
+    running: &kanade_shared::Version,
+) -> Option<Option<kanade_shared::Version>> {
+    boot.trial.as_ref().filter(|t| &t.version == running && t.attempts <= 1).map(|t| t.previous.clone())
+}
+
+/// At start: `agent.started`, `agent.updated` on a new version's first start, and `agent.rolled_back` for every quarantine since the last start
 /// (the boot sentinel rolls back before the runtime, and the store, exist).
 pub(crate) fn at_start(ctx: &Ctx) {
     let boot = ctx.update.lock().unwrap_or_else(|p| p.into_inner()).boot.clone();
@@ -88,11 +98,32 @@ pub(crate) fn at_start(ctx: &Ctx) {
         data.insert("on_trial".into(), Value::from(trial.version.to_string()));
     }
     send(ctx, wire::obs::AGENT_STARTED, data);
+    if let Some(from) = first_start_of_update(&boot, &ctx.version) {
+        let data = Map::from_iter([
+            ("version".to_owned(), Value::from(ctx.version.to_string())),
+            ("from".to_owned(), from.map_or(Value::Null, |v| Value::from(v.to_string()))),
+        ]);
+        send(ctx, wire::obs::AGENT_UPDATED, data);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_is_news_at_its_first_start_only() {
+        use kanade_shared::boot::{BootState, Trial};
+        let v = |s: &str| s.parse::<kanade_shared::Version>().unwrap();
+        let trial = |attempts| BootState {
+            trial: Some(Trial { version: v("2"), previous: Some(v("1")), attempts }),
+            ..Default::default()
+        };
+        assert_eq!(first_start_of_update(&trial(1), &v("2")), Some(Some(v("1"))));
+        assert_eq!(first_start_of_update(&trial(2), &v("2")), None, "a crash restart");
+        assert_eq!(first_start_of_update(&trial(1), &v("1")), None, "the old binary started again");
+        assert_eq!(first_start_of_update(&BootState::default(), &v("2")), None);
+    }
 
     #[test]
     fn only_quarantines_after_the_last_report_are_news() {

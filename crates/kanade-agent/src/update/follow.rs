@@ -36,17 +36,7 @@ pub(crate) async fn update_loop(ctx: Arc<Ctx>) {
     loop {
         if !confirmed && Instant::now() >= confirm_at && healthy(&ctx) {
             confirmed = true;
-            let mut upgraded = None;
-            edit_state(&ctx, &layout, |s| {
-                upgraded = s.trial.as_ref().filter(|t| t.version == ctx.version).map(|t| t.previous.clone());
-                s.confirm(&ctx.version);
-            });
-            if let Some(from) = upgraded {
-                let mut data = serde_json::Map::new();
-                data.insert("version".into(), ctx.version.to_string().into());
-                data.insert("from".into(), from.map(|v| v.to_string()).into());
-                crate::runtime::obs::send(&ctx, kanade_shared::wire::obs::AGENT_UPDATED, data);
-            }
+            edit_state(&ctx, &layout, |s| s.confirm(&ctx.version));
         }
         let patch = live.borrow_and_update().clone();
         if let Some(cleared) = patch.clear_quarantine {
