@@ -272,3 +272,43 @@ async fn a_kill_sent_while_the_agent_was_disconnected_still_stops_its_run() {
     assert_eq!(r.status, ExecStatus::Killed, "{r:?}");
     assert!(agent.log().contains("kill missed while disconnected"), "{}", agent.log());
 }
+
+#[tokio::test]
+async fn events_the_broker_does_not_take_never_hold_up_a_result() {
+    let fleet = Fleet::start().await;
+    // A broker without stream OBS (an older backend, `jetstream setup` not run yet): the
+    // agent's `agent.started` is first in its outbox and gets no ack.
+    fleet.js.delete_stream("OBS").await.unwrap();
+    let agent = fleet.agent("PC-OBS", &[]).start();
+    ready(&agent).await;
+    let mut emits = command("emits", "echo '{\"kind\":\"disk.low\"}'");
+    emits.emit = wire::Emit::Events;
+    let plain = command("plain", "echo ok");
+    for c in [&emits, &plain] {
+        fleet.publish(pc("PC-OBS"), c).await;
+    }
+    assert_eq!(fleet.wait_result(plain.exec_id, WAIT).await.stdout, "ok\n");
+    let r = fleet.wait_result(emits.exec_id, WAIT).await;
+    assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, ""), "{r:?}");
+    // Once the stream exists the events follow, each once.
+    kanade_shared::jetstream::ensure_jetstream_resources(&fleet.js, 1).await.unwrap();
+    let kinds = || async {
+        let mut stream = fleet.js.get_stream("OBS").await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut kinds = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                kinds.push(wire::decode::<wire::ObsEvent>(&m.payload).unwrap().kind);
+            }
+        }
+        kinds
+    };
+    kanade_testkit::wait_until_async("the queued events on OBS", Duration::from_secs(60), || async {
+        let k = kinds().await;
+        k.contains(&"agent.started".to_owned()) && k.contains(&"disk.low".to_owned())
+    })
+    .await;
+    kanade_testkit::wait_until("the outbox to drain", WAIT, || outbox_len(&agent) == 0);
+    let k = kinds().await;
+    assert_eq!(k.iter().filter(|k| *k == "agent.started").count(), 1, "{k:?}");
+}

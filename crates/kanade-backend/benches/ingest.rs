@@ -380,6 +380,7 @@ async fn project_pg(
         stats: Default::default(),
         bus: Default::default(),
         offline_after_ms: kanade_backend::fleet::ALIVE_WINDOW_MS,
+        event_budget: Default::default(),
     });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let start = Instant::now();
@@ -416,6 +417,7 @@ async fn project(
         stats: Default::default(),
         bus: Default::default(),
         offline_after_ms: kanade_backend::fleet::ALIVE_WINDOW_MS,
+        event_budget: Default::default(),
     });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let start = Instant::now();

@@ -95,6 +95,7 @@ async fn ingest_cpu(agents: usize, secs: u64) -> Vec<Vec<String>> {
         stats: Default::default(),
         bus: Default::default(),
         offline_after_ms: kanade_backend::fleet::ALIVE_WINDOW_MS,
+        event_budget: Default::default(),
     });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let projector = tokio::spawn(projector::host_perf_projector(p, client.clone(), stop));

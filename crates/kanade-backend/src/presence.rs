@@ -68,9 +68,11 @@ pub async fn worker(db: Db, bus: Bus, offline_after_ms: i64, mut stop: watch::Re
     let mut online: Option<HashSet<PcId>> = None;
     let mut recorded: Option<HashMap<PcId, i64>> = None;
     loop {
+        // Taken before the read: a beat that lands after it is newer than `now`, never judged
+        // silent by it.
+        let now = now_ms();
         match db.last_seen().await {
             Ok(seen) => {
-                let now = now_ms();
                 let silent = newly_silent(recorded.as_ref(), &seen, now, offline_after_ms);
                 match db.record_offline(silent, offline_after_ms).await {
                     Ok(()) => {

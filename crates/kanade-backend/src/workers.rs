@@ -56,6 +56,7 @@ pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Re
         stats: state.stats.clone(),
         bus: state.bus.clone(),
         offline_after_ms: state.offline_after_ms,
+        event_budget: Default::default(),
     });
     for kind in Kind::ALL {
         if shared && projecting.is_none() {

@@ -101,7 +101,16 @@ async fn telemetry_is_kept_as_long_as_spec_12_says() {
     .unwrap();
     db.apply_host_perf(vec![(now, host)]).await.unwrap();
     db.apply_process_perf(vec![(now, procs)]).await.unwrap();
-    db.record_offline(vec![("PC-T".parse().unwrap(), now)], 1).await.unwrap();
+    let event = kanade_shared::wire::ObsEvent {
+        schema: 1,
+        event_id: "e-1".into(),
+        pc_id: "PC-T".parse().unwrap(),
+        kind: "disk.low".into(),
+        at: kanade_shared::wire::Timestamp::now_utc(),
+        exec_id: None,
+        data: Default::default(),
+    };
+    db.apply_obs(vec![event], now, None).await.unwrap();
     let c = Cleanup {
         db: db.clone(),
         js: s.state.js.clone(),

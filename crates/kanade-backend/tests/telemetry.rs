@@ -133,11 +133,18 @@ async fn the_events_api_pages_filters_and_names_bad_input() {
     assert_eq!(seen, want);
     assert_eq!(count(&s, "pc=PC-2&kind=agent").await, events(&s, "pc=PC-2&kind=agent").await.len());
     assert!(events(&s, "pc=PC-2").await.iter().all(|e| e["pc_id"] == "PC-2"));
+    // A prefix is a whole dotted part, not a wildcard.
+    assert_eq!(count(&s, "kind=agent.start").await, 0);
+    assert_eq!(
+        count(&s, "kind=agent").await,
+        count(&s, "kind=agent.started").await + count(&s, "kind=agent.online").await
+    );
     for (query, says) in [
         ("cursor=nonsense", "next_cursor"),
         ("pc=my%20pc", "pc:"),
         ("since=9&until=8", "since (9) is after until (8)"),
         ("limit=0", "limit"),
+        ("kind=Agent%25", "write 1-64 of a-z"),
     ] {
         let (status, body) = s.get(&format!("/api/events?{query}")).await;
         assert_eq!(status, axum::http::StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body:#}");

@@ -43,14 +43,19 @@ pub(crate) fn event(ctx: &Ctx, kind: &str, exec_id: Option<ExecId>, data: Map<St
     }
 }
 
-/// Queue an event of this agent and wake the publisher. A store that cannot take it costs the
-/// event, never the caller's work.
-pub(crate) fn send(ctx: &Ctx, kind: &str, data: Map<String, Value>) {
-    let Some(message) = outgoing(ctx, &event(ctx, kind, None, data)) else { return };
-    if let Err(e) = ctx.store.enqueue(&message) {
-        tracing::warn!(kind, error = %e, "cannot queue an observability event");
-    }
+/// Queue an event of this agent and wake the publisher; `false` when the store could not take
+/// it (logged), which costs the event, never the caller's work.
+pub(crate) fn send(ctx: &Ctx, kind: &str, data: Map<String, Value>) -> bool {
+    let Some(message) = outgoing(ctx, &event(ctx, kind, None, data)) else { return false };
+    let queued = match ctx.store.enqueue(&message) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(kind, error = %e, "cannot queue an observability event");
+            false
+        }
+    };
     ctx.outbox_wake.notify_one();
+    queued
 }
 
 /// Quarantines recorded after `reported_ms`: each is a rollback not yet on the timeline.
@@ -77,16 +82,20 @@ pub(crate) fn at_start(ctx: &Ctx) {
     let reported = ctx.store.meta(REPORTED_QUARANTINE).ok().flatten().and_then(|v| v.parse().ok());
     // A store from before events existed: its old quarantines are history, not news.
     let reported = reported.unwrap_or_else(|| boot.quarantined.iter().map(|q| ms(q.at)).max().unwrap_or(0));
-    let fresh = unreported(&boot.quarantined, reported);
-    for q in &fresh {
+    // The mark moves only past rollbacks that were queued: one the store refused is reported
+    // at the next start.
+    let mut newest = reported;
+    for q in unreported(&boot.quarantined, reported) {
         let data = Map::from_iter([
             ("version".to_owned(), Value::from(q.version.to_string())),
             ("reason".to_owned(), Value::from(q.reason.clone())),
             ("running".to_owned(), Value::from(ctx.version.to_string())),
         ]);
-        send(ctx, wire::obs::AGENT_ROLLED_BACK, data);
+        if !send(ctx, wire::obs::AGENT_ROLLED_BACK, data) {
+            break;
+        }
+        newest = ms(q.at);
     }
-    let newest = fresh.iter().map(|q| ms(q.at)).max().unwrap_or(reported);
     if let Err(e) = ctx.store.set_meta(REPORTED_QUARANTINE, &newest.to_string()) {
         tracing::warn!(error = %e, "cannot record which rollbacks were reported");
     }

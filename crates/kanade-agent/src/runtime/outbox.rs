@@ -3,7 +3,10 @@
 //! again after it, so nothing is lost across outages of any length. A permanent one (the message
 //! is larger than the broker accepts) never blocks what is behind it: a result is cut down to
 //! fit, or replaced by a small `failed` result saying why; anything else too large is dropped
-//! with an error in the log.
+//! with an error in the log. Observability events (`obs.<pc>`) never hold up a result either:
+//! when one gets no ack (a broker without stream OBS, an `auth.conf` from before it), the rest
+//! of the pass skips the events and the results behind them still go; events are tried again
+//! after a backoff of their own, in order among themselves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,8 @@ use crate::store::Outgoing;
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long events wait after one went unacked: doubling up to this.
+const MAX_EVENTS_BACKOFF: Duration = Duration::from_secs(300);
 /// Room kept for the headers (`Nats-Msg-Id`) within the broker's `max_payload`, which counts
 /// headers and payload together.
 const HEADER_ROOM: usize = 1024;
@@ -31,11 +36,13 @@ pub(crate) fn payload_budget(ctx: &Ctx) -> usize {
 pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
     let mut backoff = Duration::from_millis(200);
+    let mut events = EventsLane::default();
     loop {
-        let delivered = match drain_once(&ctx).await {
-            Ok(n) => {
+        let delivered = match drain_once(&ctx, events.open()).await {
+            Ok(pass) => {
                 backoff = Duration::from_millis(200);
-                n
+                events.after(pass.events_failed);
+                pass.delivered
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "outbox publish failed; will retry");
@@ -57,14 +64,56 @@ pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
     }
 }
 
-/// One pass over the oldest queued messages: publish each and wait for its ack, in order, then
-/// delete the acked ones in one transaction. The first message without an ack ends the pass; it
-/// and everything after it are sent again next pass, under the same `Nats-Msg-Id`.
-pub(crate) async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
-    let batch = ctx.store.outbox(64)?;
+/// Whether observability events are sent this pass, and their own backoff.
+#[derive(Debug, Default)]
+pub(crate) struct EventsLane {
+    paused_until: Option<std::time::Instant>,
+    backoff: Duration,
+}
+
+impl EventsLane {
+    pub fn open(&self) -> bool {
+        self.paused_until.is_none_or(|t| std::time::Instant::now() >= t)
+    }
+
+    fn after(&mut self, failed: bool) {
+        if !failed {
+            if self.open() {
+                *self = Self::default();
+            }
+            return;
+        }
+        self.backoff = (self.backoff * 2).clamp(IDLE_POLL, MAX_EVENTS_BACKOFF);
+        tracing::warn!(retry_in = ?self.backoff, "observability events get no ack from the broker (stream OBS missing, or auth.conf without obs.<pc>?); results still go, events are tried again later");
+        self.paused_until = Some(std::time::Instant::now() + self.backoff);
+    }
+}
+
+/// What one pass did.
+pub(crate) struct Pass {
+    pub delivered: usize,
+    /// An event got no ack: the rest of the pass left events alone.
+    pub events_failed: bool,
+}
+
+fn is_event(m: &Outgoing) -> bool {
+    m.subject.starts_with("obs.")
+}
+
+/// One pass over the oldest queued messages (only non-events when `with_events` is false):
+/// publish each and wait for its ack, in order, then delete the acked ones in one transaction.
+/// The first result without an ack ends the pass; it and everything after it are sent again
+/// next pass, under the same `Nats-Msg-Id`. An event without an ack only stops the events.
+pub(crate) async fn drain_once(ctx: &Ctx, with_events: bool) -> anyhow::Result<Pass> {
+    let batch =
+        if with_events { ctx.store.outbox(64)? } else { ctx.store.outbox_except_prefix("obs.", 64)? };
     let mut acked = Vec::with_capacity(batch.len());
     let mut failure = None;
+    let mut events_failed = false;
     for message in &batch {
+        if events_failed && is_event(message) {
+            continue;
+        }
         let mut payload = message.payload.clone();
         // At most twice: as queued, then (when the broker cannot take it) as fitted to its limit,
         // so the fitted message still goes out before the ones behind it.
@@ -87,6 +136,10 @@ pub(crate) async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
         match outcome {
             Ok(true) => acked.push(message.seq),
             Ok(false) => {}
+            Err(e) if is_event(message) => {
+                tracing::debug!(error = %e, "observability event not acked; events wait");
+                events_failed = true;
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -98,7 +151,7 @@ pub(crate) async fn drain_once(ctx: &Ctx) -> anyhow::Result<usize> {
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(acked.len()),
+        None => Ok(Pass { delivered: acked.len(), events_failed }),
     }
 }
 

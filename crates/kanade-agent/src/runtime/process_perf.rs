@@ -67,8 +67,13 @@ pub(crate) async fn process_perf_loop(ctx: Arc<Ctx>) {
                 {
                     Ok(system) => (system, Instant::now()),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the process table");
-                        return;
+                        // Tried again after an interval, not given up until the next restart.
+                        tracing::warn!(error = %e, retry_in = ?every, "cannot read the process table");
+                        tokio::select! {
+                            () = tokio::time::sleep(every) => {}
+                            () = super::stopped(&mut stop) => return,
+                        }
+                        continue;
                     }
                 }
             }

@@ -80,7 +80,7 @@ pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command, via: Via) {
 /// Problems with emitted lines named in the result's stderr at most; the rest are counted.
 const EMIT_PROBLEMS_SHOWN: usize = 20;
 
-/// With `emit: events`, the run's stdout becomes its events (queued before the result) and is
+/// With `emit: events`, the run's stdout becomes its events (queued right after the result) and is
 /// not kept as output; lines that are not events are named in stderr.
 fn emitted_events(ctx: &Ctx, cmd: &Command, result: &mut ExecResult) -> Vec<Outgoing> {
     if cmd.emit != Emit::Events {
@@ -89,8 +89,16 @@ fn emitted_events(ctx: &Ctx, cmd: &Command, result: &mut ExecResult) -> Vec<Outg
     let stdout = std::mem::take(&mut result.stdout);
     let (events, problems) =
         wire::obs::parse_emitted(&stdout, cmd.exec_id, &ctx.settings.pc, Timestamp::now_utc());
+    let mut note = String::new();
+    if result.truncated {
+        // The cut line itself shows up among the problems as not an event.
+        note.push_str(&format!(
+            "kanade: stdout was cut at {} bytes; events after the cut are lost\n",
+            ctx.settings.output_cap
+        ));
+    }
     if !problems.is_empty() {
-        let mut note = format!("kanade: {} stdout line(s) are not events (emit: events):\n", problems.len());
+        note.push_str(&format!("kanade: {} stdout line(s) are not events (emit: events):\n", problems.len()));
         for p in problems.iter().take(EMIT_PROBLEMS_SHOWN) {
             note.push_str(p);
             note.push('\n');
@@ -98,8 +106,8 @@ fn emitted_events(ctx: &Ctx, cmd: &Command, result: &mut ExecResult) -> Vec<Outg
         if problems.len() > EMIT_PROBLEMS_SHOWN {
             note.push_str(&format!("... and {} more\n", problems.len() - EMIT_PROBLEMS_SHOWN));
         }
-        result.stderr.insert_str(0, &note);
     }
+    result.stderr.insert_str(0, &note);
     tracing::info!(exec_id = %cmd.exec_id, events = events.len(), refused = problems.len(), "events emitted");
     events.iter().filter_map(|e| super::obs::outgoing(ctx, e)).collect()
 }

@@ -204,12 +204,12 @@ impl Store {
         self.finish_with(exec_id, &[], result, now_ms)
     }
 
-    /// Close a run and queue the messages it produced (its emitted events), then its result,
+    /// Close a run and queue its result, then the messages it produced (its emitted events),
     /// atomically: a crash leaves either all of them queued or the run still `running`.
     pub fn finish_with(
         &self,
         exec_id: ExecId,
-        before: &[Outgoing],
+        events: &[Outgoing],
         result: &Outgoing,
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -217,10 +217,11 @@ impl Store {
             let tx = c.transaction()?;
             tx.prepare_cached("UPDATE ledger SET state = 'done', finished_at = ?2 WHERE exec_id = ?1")?
                 .execute(params![exec_id.to_string(), now_ms])?;
-            for message in before {
+            // The result first: its events never delay it.
+            insert_outgoing(&tx, result)?;
+            for message in events {
                 insert_outgoing(&tx, message)?;
             }
-            insert_outgoing(&tx, result)?;
             tx.commit()
         })
     }
@@ -278,6 +279,21 @@ impl Store {
             let mut stmt =
                 c.prepare_cached("SELECT seq, msg_id, subject, payload FROM outbox ORDER BY seq LIMIT ?1")?;
             let rows = stmt.query_map([limit as i64], |r| {
+                Ok(Outgoing { seq: r.get(0)?, msg_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Oldest first, at most `limit`, leaving out subjects that start with `prefix` (results go
+    /// on while events wait).
+    pub fn outbox_except_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, msg_id, subject, payload FROM outbox WHERE substr(subject, 1, length(?1)) <> ?1
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![prefix, limit as i64], |r| {
                 Ok(Outgoing { seq: r.get(0)?, msg_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
             })?;
             rows.collect()

@@ -105,22 +105,29 @@ export function perfPanel(pc) {
   return { section, stop: () => { clearInterval(timer); clear(); } };
 }
 
-/** Investigation mode: its state, a button to start or end it, and a stacked chart of the
- *  busiest processes (CPU, by process name) over the last hour. */
-export function processPanel(pc, scopeConfig) {
+/** A field as the agent sees it: its PC scope beats its groups', which beat the fleet's. */
+function effective(config, pc, field) {
+  const find = (name) => (config.scopes.find((s) => s.scope === name) || { config: {} }).config[field];
+  const pcValue = find(`pc:${pc}`);
+  if (pcValue !== undefined) return pcValue;
+  for (const g of config.groups) { const v = find(`group:${g}`); if (v !== undefined) return v; }
+  return find('global');
+}
+
+/** Investigation mode: its state (from every scope that applies), a button to start or end
+ *  it, and a stacked chart of the busiest processes (CPU, by process name) over the last hour. */
+export function processPanel(pc, config) {
   let plot = null;
   const status = h('p', { 'data-testid': 'investigation-status', role: 'status' });
   const area = h('div', { class: 'charts' });
   const errors = h('div');
-  const until = () => scopeConfig().process_perf_expires_at;
-  const on = () => scopeConfig().process_perf_enabled === true && until() && Date.parse(until()) > Date.now();
+  const until = () => effective(config, pc, 'process_perf_expires_at');
+  const on = () => effective(config, pc, 'process_perf_enabled') === true && until() && Date.parse(until()) > Date.now();
   const setMode = async (edit, message) => {
     fill(errors);
     try {
       const r = await api('PATCH', `/api/agent/config/${encodeURIComponent(`pc:${pc}`)}`, edit);
-      const own = scopeConfig();
-      Object.keys(own).forEach((k) => delete own[k]);
-      Object.assign(own, r.config);
+      config.scopes = config.scopes.filter((s) => s.scope !== r.scope).concat([r]);
       toast(message);
       load();
     } catch (err) { errors.append(problems(err)); }
@@ -128,15 +135,16 @@ export function processPanel(pc, scopeConfig) {
   const start = h('button', { type: 'button', id: 'investigate', class: 'primary', onclick: () => setMode(
     { process_perf_enabled: true, process_perf_expires_at: new Date(Date.now() + 2 * 3600e3).toISOString() },
     `Investigating ${pc} for 2 hours`) }, 'Investigate for 2 hours');
+  // Off at the PC's own scope: that beats an investigation its group or the fleet started.
   const end = h('button', { type: 'button', id: 'investigate-end', onclick: () => setMode(
-    { process_perf_enabled: null, process_perf_expires_at: null }, `Investigation of ${pc} ended`) }, 'End investigation');
+    { process_perf_enabled: false, process_perf_expires_at: null }, `Investigation of ${pc} ended`) }, 'End investigation');
   async function load() {
     if (on()) fill(status, 'Investigation running until ', time(Date.parse(until())), '.');
     else fill(status, 'No investigation running: processes are not sampled.');
     start.hidden = !can('operator') || on();
     end.hidden = !can('operator') || !on();
     let r;
-    try { r = await api('GET', `/api/agents/${encodeURIComponent(pc)}/processes?since=${Date.now() - 3600e3}`); }
+    try { r = await api('GET', `/api/agents/${encodeURIComponent(pc)}/processes?since=${Date.now() - 3600e3}&limit=720`); }
     catch (e) { status.append(` Could not read process samples: ${e.message}`); return; }
     if (plot) { plot.stop(); plot = null; }
     fill(area);

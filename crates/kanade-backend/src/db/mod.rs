@@ -275,8 +275,7 @@ impl Db {
         if silent.is_empty() {
             return Ok(());
         }
-        let rows = projection::obs::offline_rows(&silent, alive_window_ms);
-        write!(self, |s| projection::obs::insert(s, &rows, now_ms()))
+        write!(self, |s| projection::obs::record_offline(s, &silent, alive_window_ms, now_ms()))
     }
 
     /// Observability events, newest first (see [`queries::obs_events`]).
@@ -292,6 +291,10 @@ impl Db {
         samples: Vec<(i64, kanade_shared::wire::ProcessPerf)>,
     ) -> Result<(), DbError> {
         write!(self, |s| projection::apply_process_perf(s, &samples))
+    }
+
+    pub async fn host_perf_count(&self, pc: PcId, since_ms: i64, until_ms: i64) -> Result<i64, DbError> {
+        read!(self, |s| queries::host_perf_count(s, &pc, since_ms, until_ms))
     }
 
     /// One PC's process samples in `[since_ms, until_ms]`, oldest first.

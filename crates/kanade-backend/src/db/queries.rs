@@ -702,7 +702,8 @@ pub async fn host_perf<S: Sql>(
 #[derive(Debug, Default, Clone)]
 pub struct ObsFilter {
     pub pc: Option<String>,
-    /// A kind, or a prefix of dotted kinds (`agent` matches `agent.started`).
+    /// A kind, or a prefix of dotted kinds (`agent` matches `agent.started`); compared as text,
+    /// no wildcards.
     pub kind: Option<String>,
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
@@ -723,7 +724,7 @@ pub async fn obs_events<S: Sql>(
     s.rows(
         "SELECT pc_id, event_id, kind, at_ms, received_ms, exec_id, data_json FROM obs_events
          WHERE (CAST(?1 AS TEXT) IS NULL OR pc_id = ?1)
-           AND (CAST(?2 AS TEXT) IS NULL OR kind = ?2 OR kind LIKE ?2 || '.%')
+           AND (CAST(?2 AS TEXT) IS NULL OR kind = ?2 OR substr(kind, 1, length(CAST(?2 AS TEXT)) + 1) = CAST(?2 AS TEXT) || '.')
            AND (CAST(?3 AS BIGINT) IS NULL OR at_ms >= ?3) AND (CAST(?4 AS BIGINT) IS NULL OR at_ms <= ?4)
            AND (CAST(?5 AS BIGINT) IS NULL
                 OR (at_ms, pc_id, event_id) < (CAST(?5 AS BIGINT), CAST(?6 AS TEXT), CAST(?7 AS TEXT)))
@@ -774,4 +775,21 @@ pub async fn process_perf<S: Sql>(
         rows.reverse();
         rows
     })
+}
+
+/// How many host samples of one PC were received in `[since_ms, until_ms]` (to choose the
+/// resolution that shows the whole range).
+pub async fn host_perf_count<S: Sql>(
+    s: &mut S,
+    pc: &PcId,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<i64, DbError> {
+    s.rows(
+        "SELECT COUNT(*) FROM host_perf_samples WHERE pc_id = ?1 AND at_ms >= ?2 AND at_ms <= ?3",
+        vals![pc, since_ms, until_ms],
+    )
+    .await?
+    .first()
+    .map_or(Ok(0), |r| r.get(0))
 }

@@ -157,6 +157,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "Heartbeats written.",
         vec![(String::new(), s.heartbeats.load(Ordering::Relaxed) as f64)],
     );
+    metric(
+        "kanade_obs_events_over_budget_total",
+        "counter",
+        "Observability events dropped because their PC sent more than its budget (2,000 at once, 1 a second).",
+        vec![(String::new(), s.events_over_budget.load(Ordering::Relaxed) as f64)],
+    );
     let now = crate::db::now_ms();
     let agents = state.db.known_agents().await?;
     let online = agents.iter().filter(|a| now - a.last_seen_ms <= crate::fleet::ALIVE_WINDOW_MS).count();

@@ -16,11 +16,17 @@ const PERF_LIMIT: i64 = 20_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PerfQuery {
+pub struct ProcessQuery {
     /// Epoch milliseconds; with neither bound, the last hour.
     since: Option<i64>,
     until: Option<i64>,
+    /// The newest this many samples (1–2,000; 720 by default: an hour at 5 s). A sample holds up
+    /// to 200 processes, so this bounds the answer.
+    limit: Option<i64>,
 }
+
+const PROCESS_LIMIT: i64 = 720;
+const PROCESS_LIMIT_MAX: i64 = 2000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,8 +86,15 @@ pub async fn agent_perf(
     let pc = pc_id(&pc)?;
     let now = crate::db::now_ms();
     let (since_ms, until_ms) = perf_range(q.since, q.until, now).map_err(|e| ApiError::invalid(vec![e]))?;
-    let (name, rollup) = resolution(since_ms, until_ms, now, q.resolution.as_deref())
+    let (mut name, mut rollup) = resolution(since_ms, until_ms, now, q.resolution.as_deref())
         .map_err(|e| ApiError::invalid(vec![e]))?;
+    // A day at a short interval holds more samples than an answer: 5-minute averages show all of it.
+    if rollup.is_none()
+        && q.resolution.is_none()
+        && state.db.host_perf_count(pc.clone(), since_ms, until_ms).await? > PERF_LIMIT
+    {
+        (name, rollup) = ("5m", Some(crate::db::projection::rollups::FIVE_MINUTES_MS));
+    }
     let samples = state.db.host_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT, rollup).await?;
     let truncated = samples.len() as i64 == PERF_LIMIT;
     Ok(Json(wire::PerfSamples {
@@ -97,13 +110,20 @@ pub async fn agent_perf(
 pub async fn agent_processes(
     State(state): State<AppState>,
     Path(pc): Path<String>,
-    Query(q): Query<PerfQuery>,
+    Query(q): Query<ProcessQuery>,
 ) -> Result<Json<wire::ProcessSamples>, ApiError> {
     let pc = pc_id(&pc)?;
     let (since_ms, until_ms) =
         perf_range(q.since, q.until, crate::db::now_ms()).map_err(|e| ApiError::invalid(vec![e]))?;
-    let samples = state.db.process_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT).await?;
-    let truncated = samples.len() as i64 == PERF_LIMIT;
+    let limit = match q.limit {
+        None => PROCESS_LIMIT,
+        Some(n) if (1..=PROCESS_LIMIT_MAX).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::invalid(vec![format!("limit: {n} is outside 1..={PROCESS_LIMIT_MAX}")]));
+        }
+    };
+    let samples = state.db.process_perf(pc.clone(), since_ms, until_ms, limit).await?;
+    let truncated = samples.len() as i64 == limit;
     Ok(Json(wire::ProcessSamples { pc_id: pc.to_string(), since_ms, until_ms, samples, truncated }))
 }
 
@@ -162,6 +182,11 @@ pub async fn events(
         return Err(ApiError::invalid(problems));
     }
     let kind = q.kind.map(|k| k.trim().to_owned()).filter(|k| !k.is_empty());
+    if let Some(k) = &kind
+        && let Err(e) = kanade_shared::wire::obs::check_kind(k)
+    {
+        return Err(ApiError::invalid(vec![e]));
+    }
     let filter = ObsFilter { pc: q.pc, kind, since_ms: q.since, until_ms: q.until, before, limit };
     let events = state.db.obs_events(filter).await?;
     let next_cursor = (events.len() as i64 == limit)

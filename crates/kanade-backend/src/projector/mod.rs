@@ -4,6 +4,7 @@
 //! fetched and never written. A message that cannot be decoded is logged and skipped, never
 //! retried forever. Each projector is supervised: an error restarts it with backoff.
 
+mod budget;
 mod heartbeats;
 mod samples;
 
@@ -82,6 +83,8 @@ pub struct Stats {
     pub refused: [AtomicU64; KINDS],
     pub lag: [AtomicU64; KINDS],
     pub heartbeats: AtomicU64,
+    /// Observability events over their PC's budget; dropped.
+    pub events_over_budget: AtomicU64,
 }
 
 pub struct Projectors {
@@ -91,6 +94,8 @@ pub struct Projectors {
     pub bus: Bus,
     /// A heartbeat after this much silence records `agent.offline` / `agent.online`.
     pub offline_after_ms: i64,
+    /// Observability events per PC (see `budget.rs`).
+    pub event_budget: std::sync::Mutex<budget::EventBudget>,
 }
 
 #[cfg(test)]
@@ -494,7 +499,22 @@ async fn write(p: &Projectors, decoded: Decoded, fence: Option<Fence>) -> anyhow
         }
         Decoded::Audit(items) => p.db.apply_audit(items, now, fence).await?,
         Decoded::Inventory(items) => p.db.apply_inventory(items, fence).await?,
-        Decoded::Obs(items) => p.db.apply_obs(items, now, fence).await?,
+        Decoded::Obs(items) => {
+            let total = items.len();
+            let items: Vec<ObsEvent> = {
+                let mut budget = p.event_budget.lock().unwrap_or_else(|e| e.into_inner());
+                items.into_iter().filter(|e| budget.allow(&e.pc_id, now)).collect()
+            };
+            if items.len() < total {
+                let dropped = (total - items.len()) as u64;
+                p.stats.events_over_budget.fetch_add(dropped, Ordering::Relaxed);
+                tracing::warn!(
+                    dropped,
+                    "observability events over their PC's budget dropped (kanade_obs_events_over_budget_total)"
+                );
+            }
+            p.db.apply_obs(items, now, fence).await?
+        }
     }
     Ok(())
 }

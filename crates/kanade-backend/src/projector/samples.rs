@@ -27,6 +27,20 @@ pub const MAX_DISKS: usize = 64;
 /// Twice the largest top N (by CPU and by memory, `agent_config::MAX_TOP_N` each).
 pub const MAX_PROCESSES: usize = 200;
 
+/// The longest name kept, in bytes (cut on a character boundary).
+pub const MAX_NAME: usize = 256;
+
+/// Cut `s` to at most `max` bytes without splitting a character.
+pub fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
 /// Keep a sample received at `now_ms` from a PC last kept at `last_ms`?
 pub fn keep(last_ms: Option<i64>, now_ms: i64) -> bool {
     last_ms.is_none_or(|last| now_ms - last >= MIN_SPACING_MS)
@@ -55,7 +69,10 @@ pub async fn host_perf_projector(
         what: "host performance sample",
         subject: subjects::host_perf,
         pc: |s: &HostPerf| &s.pc_id,
-        trim: |s: &mut HostPerf| s.disks.truncate(MAX_DISKS),
+        trim: |s: &mut HostPerf| {
+            s.disks.truncate(MAX_DISKS);
+            s.disks.iter_mut().for_each(|d| cut(&mut d.name, MAX_NAME));
+        },
     };
     project(p, client, stop, kind, |db: Db, batch| async move { db.apply_host_perf(batch).await }).await
 }
@@ -73,7 +90,7 @@ pub async fn process_perf_projector(
         pc: |s: &ProcessPerf| &s.pc_id,
         trim: |s: &mut ProcessPerf| {
             s.processes.truncate(MAX_PROCESSES);
-            s.processes.iter_mut().for_each(|p| p.name.truncate(256));
+            s.processes.iter_mut().for_each(|p| cut(&mut p.name, MAX_NAME));
         },
     };
     project(p, client, stop, kind, |db: Db, batch| async move { db.apply_process_perf(batch).await }).await
@@ -136,6 +153,16 @@ async fn project<T, F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_cut_on_a_character_boundary() {
+        let mut name = "é".repeat(200); // 400 bytes, 2 per character
+        cut(&mut name, 255);
+        assert_eq!(name.len(), 254);
+        let mut short = "svchost.exe".to_owned();
+        cut(&mut short, MAX_NAME);
+        assert_eq!(short, "svchost.exe");
+    }
 
     #[test]
     fn samples_closer_than_the_minimum_interval_are_dropped() {

@@ -41,6 +41,12 @@ fn every_v1_golden_file_round_trips() {
     round_trip::<AuditEvent>("v1/audit.json");
     round_trip::<StartedEvent>("v1/started.json");
     round_trip::<HostPerf>("v1/host-perf.json");
+    let p: ProcessPerf = round_trip("v1/process-perf.json");
+    assert_eq!(p.processes[0].name, "backup.exe");
+    let e: ObsEvent = round_trip("v1/obs-event.json");
+    assert_eq!((e.kind.as_str(), e.data["bytes"].as_i64()), ("backup.done", Some(1_048_576)));
+    let emit: Command = round_trip("v1/command-emit-events.json");
+    assert_eq!((emit.emit, m.emit), (Emit::Events, Emit::Output));
 }
 
 #[test]
@@ -50,6 +56,8 @@ fn unknown_fields_and_enum_values_are_tolerated_on_read() {
     assert_eq!(c.shell, Shell::Unknown);
     assert_eq!(c.run_as, RunAs::Unknown);
     assert_eq!(c.staleness.mode, StalenessMode::Unknown);
+    let later: Command = serde_json::from_str(r#"{"job_id":"j","version":"1","exec_id":"0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e","request_id":"0190f5c2-6c1f-7000-8000-000000000002","shell":"sh","timeout_secs":1,"issued_at":"2026-11-23T23:00:00Z","emit":"facts"}"#).unwrap();
+    assert_eq!(later.emit, Emit::Unknown, "a newer emit mode keeps its stdout as output");
     let r: ExecResult = decode(&golden("v1/result-from-the-future.json")).unwrap();
     assert_eq!(r.status, ExecStatus::Unknown);
     assert_eq!(r.skip_reason, Some(SkipReason::Unknown));

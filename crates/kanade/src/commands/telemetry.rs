@@ -47,7 +47,9 @@ pub async fn processes(
     global: &Global,
 ) -> anyhow::Result<()> {
     let from = super::fleet::now_ms() - since.get().as_millis() as i64;
-    let v = api.get(&format!("/api/agents/{pc}/processes?since={from}")).await?;
+    // Without --all only the newest sample is fetched: a sample holds up to 200 processes.
+    let limit = if all { 2000 } else { 1 };
+    let v = api.get(&format!("/api/agents/{pc}/processes?since={from}&limit={limit}")).await?;
     let mut page: ProcessSamples =
         serde_json::from_value(v).context("the backend's samples are not what this CLI reads")?;
     if !all && let Some(latest) = page.samples.pop() {
@@ -90,8 +92,9 @@ pub async fn investigate(
 ) -> anyhow::Result<()> {
     let until = kanade_shared::wire::Timestamp::now_utc() + duration.get();
     let until_text = until.format(&time::format_description::well_known::Rfc3339)?;
+    // Off at the PC's own scope beats an investigation set for its group or the fleet.
     let body = if off {
-        serde_json::json!({ "process_perf_enabled": null, "process_perf_expires_at": null, "process_perf_top_n": null })
+        serde_json::json!({ "process_perf_enabled": false, "process_perf_expires_at": null })
     } else {
         let mut body =
             serde_json::json!({ "process_perf_enabled": true, "process_perf_expires_at": until_text });
@@ -102,7 +105,7 @@ pub async fn investigate(
     };
     let v = api.patch_json(&format!("/api/agent/config/pc:{pc}"), &body).await?;
     let sentence = if off {
-        format!("investigation of {pc} ended")
+        format!("investigation of {pc} ended (process_perf_enabled=false at pc:{pc})")
     } else {
         format!(
             "investigating {pc} until {until_text} (its top processes every host_perf_interval): kanade agents processes {pc}"

@@ -51,12 +51,14 @@ export async function list(main) {
 export async function detail(main, pc) {
   const body = h('div');
   const boxSlot = h('div');
-  // This PC's own agent_config scope, read once: the settings and investigation panels share it.
+  // This PC's own agent_config scope and every scope, read once: the settings and investigation
+  // panels share them; the investigation panel merges them with the PC's groups.
   const own = {};
+  const config = { scopes: [], groups: [] };
   // Made once, outside what live events redraw, so a half-typed setting stays.
-  const settings = await settingsBox(pc, own);
+  const settings = await settingsBox(pc, own, config);
   const perf = perfPanel(pc);
-  const processes = processPanel(pc, () => own);
+  const processes = processPanel(pc, config);
   const events = timeline({ pc, limit: 20 });
   main.append(h('h1', {}, `Agent ${pc}`), body, perf.section, processes.section,
     h('section', { class: 'panel', 'aria-labelledby': 'events-h', id: 'events' }, h('h2', { id: 'events-h' }, 'Events'), events.form, events.out),
@@ -65,6 +67,7 @@ export async function detail(main, pc) {
   let box = null;
   const load = async () => {
     const d = await api('GET', `/api/agents/${encodeURIComponent(pc)}`);
+    config.groups = d.agent.groups || [];
     draw(body, pc, d);
     await events.load(false);
     if (!box && can('operator')) { box = commandBox(pc, d.agent.os_family); boxSlot.append(box.section); }
@@ -81,7 +84,7 @@ const SETTINGS = [
 
 /** This PC's own agent_config scope: what it sets, editable by operators (empty = the group's
  *  or the fleet's setting applies). */
-async function settingsBox(pc, own) {
+async function settingsBox(pc, own, config) {
   const scope = `pc:${pc}`;
   let all;
   // Settings live on the broker; the rest of the page comes from the database and still shows.
@@ -90,6 +93,7 @@ async function settingsBox(pc, own) {
     return h('section', { class: 'panel', 'aria-labelledby': 'settings-h' }, h('h2', { id: 'settings-h' }, 'Settings'),
       h('p', { class: 'errors', role: 'alert' }, `Could not read the settings: ${e.message}`));
   }
+  config.scopes = all.scopes;
   Object.assign(own, (all.scopes.find((s) => s.scope === scope) || { config: {} }).config);
   const wider = all.scopes.filter((s) => s.scope !== scope && !s.scope.startsWith('pc:'))
     .map((s) => `${s.scope}: ${Object.entries(s.config).map(([k, v]) => `${k} ${v}`).join(', ')}`);

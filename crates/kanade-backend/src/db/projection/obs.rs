@@ -47,12 +47,14 @@ impl ObsRow {
         }
     }
 
+    /// Times from an agent's clock (a run's start and end, an event's own) are clamped like an
+    /// agent's events: never later than a few minutes past receipt.
     fn values(&self, received_ms: i64) -> Vec<Value> {
         vals![
             self.pc_id.as_str(),
             self.event_id.as_str(),
             self.kind.as_str(),
-            self.at_ms,
+            self.at_ms.min(received_ms + AHEAD_MS),
             received_ms,
             self.exec_id.clone(),
             self.data.as_str()
@@ -60,10 +62,23 @@ impl ObsRow {
     }
 }
 
+/// The kanade kinds an agent may send; every other `agent.`, `job.`, `check.` or `kanade.`
+/// kind is the backend's to record (an agent claiming `agent.online` would forge liveness).
+pub const AGENT_KINDS: [&str; 4] =
+    [obs::AGENT_STARTED, obs::AGENT_STOPPING, obs::AGENT_UPDATED, obs::AGENT_ROLLED_BACK];
+
 /// Pure: an agent's event as a row, or why it is refused. Agents are not trusted with what they
-/// write in a body: the kind and id are checked, the data bounded, the time clamped.
+/// write in a body: the kind and id are checked (reserved kinds and the backend's own id forms
+/// refused, so no agent can take a derived event's place), the data bounded, the time clamped.
 pub fn agent_row(e: &ObsEvent, received_ms: i64) -> Result<ObsRow, String> {
     obs::check_kind(&e.kind)?;
+    let reserved = obs::RESERVED_PREFIXES.iter().any(|p| e.kind.starts_with(p));
+    if reserved && !AGENT_KINDS.contains(&e.kind.as_str()) {
+        return Err(format!("kind {:?} is recorded by the backend, not sent by agents", e.kind));
+    }
+    if obs::RESERVED_PREFIXES.iter().any(|p| e.event_id.starts_with(p)) {
+        return Err(format!("event_id {:?} has the form of an event the backend records", e.event_id));
+    }
     let id_ok = !e.event_id.is_empty()
         && e.event_id.len() <= obs::MAX_EVENT_ID
         && e.event_id.chars().all(|c| c.is_ascii_graphic());
@@ -193,21 +208,24 @@ pub async fn heartbeat_transitions<S: Sql>(
 }
 
 /// `agent.offline` for PCs silent past the alive window, keyed by their last beat, so every
-/// backend that notices records the same event once.
-pub fn offline_rows(silent: &[(PcId, i64)], alive_window_ms: i64) -> Vec<ObsRow> {
-    silent
-        .iter()
-        .map(|(pc, last_seen)| {
-            ObsRow::derived(
-                pc,
-                format!("agent.offline.{last_seen}"),
-                obs::AGENT_OFFLINE,
-                last_seen + alive_window_ms,
-                None,
-                json!({ "last_seen_ms": last_seen }),
-            )
-        })
-        .collect()
+/// backend that notices records the same event once; only while that beat is still the PC's
+/// last (a beat that arrived since the look means it is not offline).
+pub async fn record_offline<S: Sql>(
+    s: &mut S,
+    silent: &[(PcId, i64)],
+    alive_window_ms: i64,
+    received_ms: i64,
+) -> Result<(), DbError> {
+    s.exec_many(
+        "INSERT INTO obs_events (pc_id, event_id, kind, at_ms, received_ms, exec_id, data_json)
+         SELECT pc_id, 'agent.offline.' || CAST(last_seen_ms AS TEXT), 'agent.offline', last_seen_ms + CAST(?2 AS BIGINT),
+                CAST(?3 AS BIGINT), NULL, '{\"last_seen_ms\":' || CAST(last_seen_ms AS TEXT) || '}'
+         FROM agents WHERE pc_id = ?1 AND last_seen_ms = CAST(?4 AS BIGINT)
+         ON CONFLICT(pc_id, event_id) DO NOTHING",
+        silent.iter().map(|(pc, seen)| vals![pc.as_str(), alive_window_ms, received_ms, *seen]).collect(),
+    )
+    .await
+    .map(drop)
 }
 
 #[cfg(test)]
@@ -236,6 +254,20 @@ mod tests {
         assert!(agent_row(&event("Bad Kind", "a", now), now).unwrap_err().contains("kind"));
         assert!(agent_row(&event("k", "has space", now), now).unwrap_err().contains("event_id"));
         assert!(agent_row(&event("k", "", now), now).unwrap_err().contains("event_id"));
+        // The backend's kinds and id forms are not an agent's to send.
+        for (kind, id) in [("agent.online", "x"), ("job.finished", "x"), ("check.changed", "x")] {
+            assert!(
+                agent_row(&event(kind, id, now), now).unwrap_err().contains("recorded by the backend"),
+                "{kind}"
+            );
+        }
+        assert!(agent_row(&event("agent.started", "x", now), now).is_ok());
+        for id in ["agent.offline.5", "job.finished.x"] {
+            assert!(
+                agent_row(&event("disk.low", id, now), now).unwrap_err().contains("the form of an event"),
+                "{id}"
+            );
+        }
         let mut big = event("k", "b", now);
         big.data.insert("x".into(), Json::from("y".repeat(obs::MAX_DATA_BYTES)));
         assert!(agent_row(&big, now).unwrap().data.contains("\"dropped\""));

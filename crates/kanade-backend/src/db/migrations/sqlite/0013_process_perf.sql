@@ -7,5 +7,5 @@ CREATE TABLE process_perf_samples (
     sampled_ms      INTEGER NOT NULL,
     processes_json  TEXT NOT NULL,
     PRIMARY KEY (pc_id, at_ms)
-) WITHOUT ROWID;
+);
 CREATE INDEX process_perf_samples_at ON process_perf_samples(at_ms);
