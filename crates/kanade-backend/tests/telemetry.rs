@@ -133,6 +133,12 @@ async fn the_events_api_pages_filters_and_names_bad_input() {
     assert_eq!(seen, want);
     assert_eq!(count(&s, "pc=PC-2&kind=agent").await, events(&s, "pc=PC-2&kind=agent").await.len());
     assert!(events(&s, "pc=PC-2").await.iter().all(|e| e["pc_id"] == "PC-2"));
+    // A PC nobody has heard from is named, not shown as a quiet one.
+    for path in ["/api/agents/NOPE/perf", "/api/agents/NOPE/processes"] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, axum::http::StatusCode::NOT_FOUND, "{path}: {body:#}");
+        assert!(body["error"].as_str().unwrap().contains("NOPE has never sent a heartbeat"), "{body:#}");
+    }
     // A prefix is a whole dotted part, not a wildcard.
     assert_eq!(count(&s, "kind=agent.start").await, 0);
     assert_eq!(

@@ -178,7 +178,7 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Agents and their groups
+    /// The fleet's agents: list, show, groups, performance, investigation mode
     #[command(subcommand)]
     Agents(AgentsCommand),
     /// The events timeline, newest first: agents starting, stopping, updating, going offline and
@@ -197,7 +197,7 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Agent releases and self-update rollouts
+    /// Agent settings (config) and releases: publish, roll out, quarantine
     #[command(subcommand)]
     Agent(AgentCommand),
     /// Create an operator signing key for `run` and `kill`, and print the public key agents pin

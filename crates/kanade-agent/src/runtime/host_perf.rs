@@ -26,6 +26,12 @@ pub fn period(config: &AgentConfigPatch) -> Option<Duration> {
     }
 }
 
+/// Traffic a host sends itself (`lo`, macOS `lo0`, Windows' "Loopback Pseudo-Interface 1") is not
+/// network traffic: an agent beside its broker would otherwise show its own chatter.
+pub fn is_loopback(interface: &str) -> bool {
+    matches!(interface, "lo" | "lo0") || interface.to_ascii_lowercase().contains("loopback")
+}
+
 /// `bytes` over `elapsed`, per second.
 pub fn per_second(bytes: u64, elapsed: Duration) -> u64 {
     let secs = elapsed.as_secs_f64();
@@ -66,6 +72,7 @@ impl Sampler {
         let (rx, tx) = self
             .networks
             .iter()
+            .filter(|(name, _)| !is_loopback(name))
             .fold((0u64, 0u64), |(rx, tx), (_, n)| (rx + n.received(), tx + n.transmitted()));
         let mut disks: Vec<DiskPerf> = Vec::new();
         for d in self.disks.list() {
@@ -174,6 +181,16 @@ mod tests {
         ];
         for (config, want) in cases {
             assert_eq!(period(&with(config)), want, "{config}");
+        }
+    }
+
+    #[test]
+    fn loopback_interfaces_are_not_network_traffic() {
+        for lo in ["lo", "lo0", "Loopback Pseudo-Interface 1"] {
+            assert!(is_loopback(lo), "{lo}");
+        }
+        for real in ["eth0", "wlan0", "Ethernet", "enp0s3", "local-bridge"] {
+            assert!(!is_loopback(real), "{real}");
         }
     }
 

@@ -96,6 +96,9 @@ pub async fn agent_perf(
         (name, rollup) = ("5m", Some(crate::db::projection::rollups::FIVE_MINUTES_MS));
     }
     let samples = state.db.host_perf(pc.clone(), since_ms, until_ms, PERF_LIMIT, rollup).await?;
+    if samples.is_empty() {
+        known(&state, &pc).await?;
+    }
     let truncated = samples.len() as i64 == PERF_LIMIT;
     Ok(Json(wire::PerfSamples {
         pc_id: pc.to_string(),
@@ -123,8 +126,21 @@ pub async fn agent_processes(
         }
     };
     let samples = state.db.process_perf(pc.clone(), since_ms, until_ms, limit).await?;
+    if samples.is_empty() {
+        known(&state, &pc).await?;
+    }
     let truncated = samples.len() as i64 == limit;
     Ok(Json(wire::ProcessSamples { pc_id: pc.to_string(), since_ms, until_ms, samples, truncated }))
+}
+
+/// No samples: a typo in the PC's name says so instead of looking like a quiet agent.
+async fn known(state: &AppState, pc: &PcId) -> Result<(), ApiError> {
+    match state.db.agent_presence(pc.clone()).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!(
+            "agent {pc} has never sent a heartbeat (check the id: kanade agents list)"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

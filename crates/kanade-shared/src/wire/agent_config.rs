@@ -69,6 +69,17 @@ pub const FIELDS: &[&str] = &[
     "clear_quarantine",
 ];
 
+/// How a field written as text (`kanade agent config set KEY=VALUE`) becomes JSON: booleans
+/// and counts for the fields that hold them, a string for the rest (durations, versions,
+/// instants). Text that is not what the field holds stays a string, so the API names it.
+pub fn typed_value(field: &str, text: &str) -> Value {
+    match field {
+        "process_perf_enabled" => text.parse::<bool>().map_or_else(|_| Value::from(text), Value::from),
+        "process_perf_top_n" => text.parse::<u64>().map_or_else(|_| Value::from(text), Value::from),
+        _ => Value::from(text),
+    }
+}
+
 /// Investigation mode can be set at most this far ahead: it costs every PC it covers, so a
 /// longer one is renewed on purpose, not forgotten.
 pub const PROCESS_PERF_AHEAD: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
@@ -154,6 +165,9 @@ fn in_bounds(p: &AgentConfigPatch, now: super::Timestamp) -> Result<(), String> 
     if p.process_perf_expires_at.is_some_and(|at| at > now + PROCESS_PERF_AHEAD) {
         return Err("at most 7 days ahead; renew an investigation that must last longer".into());
     }
+    if p.process_perf_expires_at.is_some_and(|at| at <= now) {
+        return Err("already past; to end an investigation set process_perf_enabled=false".into());
+    }
     if p.clear_quarantine.is_some_and(|at| at > now + CLEAR_QUARANTINE_AHEAD) {
         return Err("in the future; clearing applies to quarantines recorded before it, so use now".into());
     }
@@ -191,7 +205,8 @@ pub fn apply_edit(
         }
     }
     let on = out.get("process_perf_enabled") == Some(&Value::Bool(true));
-    if on && !out.contains_key("process_perf_expires_at") {
+    // An expiry that was given but refused is already named.
+    if on && !out.contains_key("process_perf_expires_at") && !edit.contains_key("process_perf_expires_at") {
         problems.push(
             "process_perf_enabled: needs process_perf_expires_at in the same scope (investigation mode always ends)"
                 .into(),
@@ -328,10 +343,23 @@ mod tests {
             (r#"{"process_perf_top_n":0}"#, "1 to 100"),
             (r#"{"process_perf_top_n":101}"#, "1 to 100"),
             (r#"{"process_perf_expires_at":"2026-12-10T12:00:00Z"}"#, "at most 7 days ahead"),
+            (r#"{"process_perf_expires_at":"2026-12-02T11:00:00Z"}"#, "already past"),
         ] {
             let err = apply_edit(&stored, &object(edit), now).unwrap_err();
             assert!(err.iter().any(|e| e.contains(says)), "{edit}: {err:?}");
         }
+        // A refused expiry is named once, not again as a missing one.
+        let err = apply_edit(
+            &stored,
+            &object(r#"{"process_perf_enabled":true,"process_perf_expires_at":"2027-01-01T00:00:00Z"}"#),
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert_eq!(typed_value("process_perf_enabled", "true"), Value::Bool(true));
+        assert_eq!(typed_value("process_perf_top_n", "10"), Value::from(10));
+        assert_eq!(typed_value("process_perf_top_n", "ten"), Value::from("ten"));
+        assert_eq!(typed_value("target_version", "2"), Value::from("2"));
         let off: AgentConfigPatch = serde_json::from_str(r#"{"process_perf_enabled":true}"#).unwrap();
         assert_eq!(off.investigating(now), None, "no expiry, no investigation");
     }

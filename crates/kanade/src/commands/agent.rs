@@ -171,7 +171,11 @@ fn edit_from_args(args: &[String]) -> anyhow::Result<Map<String, Value>> {
         if key.is_empty() {
             bail!("{arg:?}: the field name before = is missing");
         }
-        let value = if value.is_empty() { Value::Null } else { Value::String(value.to_owned()) };
+        let value = if value.is_empty() {
+            Value::Null
+        } else {
+            kanade_shared::wire::agent_config::typed_value(key, value)
+        };
         if edit.insert(key.to_owned(), value).is_some() {
             bail!("{key} is given twice");
         }

@@ -279,8 +279,15 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            if perf.resolution != "raw" && global.output == Format::Table {
-                println!("{} averages over {since} (one row per bucket)", perf.resolution);
+            let bucket = match perf.resolution.as_str() {
+                "5m" => Some("5-minute"),
+                "1h" => Some("hourly"),
+                _ => None,
+            };
+            if let Some(bucket) = bucket
+                && global.output == Format::Table
+            {
+                println!("{bucket} averages, one row each (the range is too long for every sample)");
             }
             let rows = perf.samples.iter().map(perf_row).collect();
             output::print(

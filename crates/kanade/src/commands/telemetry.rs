@@ -90,6 +90,13 @@ pub async fn investigate(
     off: bool,
     global: &Global,
 ) -> anyhow::Result<()> {
+    if !off && duration.get().is_zero() {
+        anyhow::bail!(
+            "--for 0s: say how long the investigation lasts (e.g. 30m, 2h; at most 7d), or end one with --off"
+        );
+    }
+    // A typo in the PC's name is an error here, not a scope for a PC that does not exist.
+    api.get(&format!("/api/agents/{pc}")).await?;
     let until = kanade_shared::wire::Timestamp::now_utc() + duration.get();
     let until_text = until.format(&time::format_description::well_known::Rfc3339)?;
     // Off at the PC's own scope beats an investigation set for its group or the fleet.
@@ -121,6 +128,10 @@ fn event_row(e: &ObsEventRow) -> Vec<String> {
         .iter()
         .map(|(k, v)| match v {
             Value::String(s) => format!("{k}={s}"),
+            // Epoch milliseconds read as a time.
+            Value::Number(n) if k.ends_with("_ms") && n.as_i64().is_some_and(|ms| ms > 1_000_000_000_000) => {
+                format!("{}={}", k.trim_end_matches("_ms"), when(v))
+            }
             other => format!("{k}={other}"),
         })
         .collect();
@@ -132,7 +143,7 @@ fn event_row(e: &ObsEventRow) -> Vec<String> {
         when(&Value::from(e.at)),
         e.pc_id.clone(),
         e.kind.clone(),
-        e.exec_id.as_deref().map_or("-".to_owned(), |x| x.chars().take(8).collect()),
+        e.exec_id.clone().unwrap_or_else(|| "-".to_owned()),
         detail,
     ]
 }
