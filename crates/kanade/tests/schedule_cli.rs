@@ -169,8 +169,23 @@ async fn agent_config_set_and_show() {
 async fn agents_perf_shows_samples_once_sampling_is_on() {
     let dir = tempfile::tempdir().unwrap();
     let b = backend(dir.path()).await;
-    let out = kanade(&b.url, &["agents", "perf", "PC-1", "--since", "5m"]).await;
-    assert!(stdout(&out).starts_with("no samples from PC-1 in the last 5m"), "{}", stdout(&out));
+    // A PC nobody has heard from is named as such; once it heartbeats, it has no samples yet.
+    let out = kanade(&b.url, &["agents", "perf", "NOPE"]).await;
+    assert!(stderr(&out).contains("agent NOPE has never sent a heartbeat"), "{}", stderr(&out));
+    let mut out = kanade(&b.url, &["agents", "perf", "PC-1", "--since", "5m"]).await;
+    for _ in 0..50 {
+        if out.status.success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        out = kanade(&b.url, &["agents", "perf", "PC-1", "--since", "5m"]).await;
+    }
+    assert!(
+        stdout(&out).starts_with("no samples from PC-1 in the last 5m"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let out = kanade(&b.url, &["agent", "config", "set", "host_perf_interval=1s", "--pc", "PC-1"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let mut table = String::new();
