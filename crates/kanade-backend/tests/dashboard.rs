@@ -74,6 +74,36 @@ async fn operators_run_the_fleet_from_the_browser() {
         .await;
     assert_eq!(status, 201, "{body}");
 
+    kanade_testkit::wait_until_async("both agents heartbeating", WAIT, || async {
+        let (_, v) = s.send_as("GET", "/api/agents", Some(&admin), serde_json::Value::Null).await;
+        v["items"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    // A compliance check PC-A passes and PC-B fails (the script's own path names the PC's data
+    // dir).
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/jobs",
+            Some(&admin),
+            // Named after hello-ui: the schedule form starts from the catalog's first job.
+            json!({ "id": "volume-check", "version": "1",
+                    "check": { "name": "disk-space", "status_field": "status", "detail_field": "detail" },
+                    "facts": { "explode": [{ "table": "volumes", "path": "volumes", "key": ["mount"],
+                                             "columns": { "mount": "text", "free_pct": "integer" } }] },
+                    "execute": { "shell": "sh", "script": "case \"$0\" in *PC-B*) echo '{\"status\":\"fail\",\"detail\":\"C: 2% free\",\"volumes\":[{\"mount\":\"C:\",\"free_pct\":2}]}';; *) echo '{\"status\":\"pass\",\"volumes\":[{\"mount\":\"C:\",\"free_pct\":80}]}';; esac" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s
+        .send_as(
+            "POST",
+            "/api/exec/volume-check",
+            Some(&admin),
+            json!({ "target": { "pcs": ["PC-A", "PC-B"] } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     // PC-A samples its performance every second, so its page has charts to draw.
     let (status, body) = s
         .send_as("PATCH", "/api/agent/config/pc:PC-A", Some(&admin), json!({ "host_perf_interval": "1s" }))
@@ -259,6 +289,20 @@ fn browse(base: &str) {
     b.click_on("#investigate-end", WAIT).unwrap();
     b.wait_text("[data-testid=investigation-status]", WAIT, |t| t.contains("No investigation running"))
         .unwrap();
+    // Compliance: the overview's badge, the checks page, one check's failing PCs.
+    b.goto(&format!("{base}/#/")).unwrap();
+    b.wait_text("[data-testid=compliance-badge] .n", WAIT, |t| t == "1").unwrap();
+    b.goto(&format!("{base}/#/compliance")).unwrap();
+    b.wait_for(&loaded("#/compliance"), WAIT).unwrap();
+    b.click_on("main table a[href*='status=fail']", WAIT).unwrap();
+    let rows = b.wait_text("main table tbody", WAIT, |t| t.contains("PC-B")).unwrap();
+    assert!(rows.contains("C: 2% free") && !rows.contains("PC-A"), "{rows}");
+    // Facts: the table the check job fills, its rows per PC.
+    b.goto(&format!("{base}/#/facts")).unwrap();
+    b.wait_for(&loaded("#/facts"), WAIT).unwrap();
+    b.click_on("main table a[href='#/facts/volumes']", WAIT).unwrap();
+    let rows = b.wait_text("main table tbody", WAIT, |t| t.contains("PC-A") && t.contains("PC-B")).unwrap();
+    assert!(rows.contains("80") && rows.contains("C:"), "{rows}");
     // The fleet's timeline, filtered to one kind prefix.
     b.goto(&format!("{base}/#/events")).unwrap();
     b.wait_for(&loaded("#/events"), WAIT).unwrap();
@@ -277,6 +321,8 @@ fn browse(base: &str) {
         ("executions", "#/executions"),
         ("schedules", "#/schedules"),
         ("events", "#/events"),
+        ("compliance", "#/compliance"),
+        ("facts", "#/facts"),
         ("audit", "#/audit"),
         ("admin", "#/admin"),
     ];

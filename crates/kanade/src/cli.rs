@@ -181,6 +181,28 @@ pub enum Command {
     /// The fleet's agents: list, show, groups, performance, investigation mode
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Facts jobs report (facts.explode): the tables, or one table's rows
+    Facts {
+        /// A table's name: its rows
+        table: Option<String>,
+        /// With a table: only this PC's rows
+        #[arg(long, requires = "table")]
+        pc: Option<String>,
+        /// With a table: only rows where COLUMN is VALUE (repeatable)
+        #[arg(long = "where", value_name = "COLUMN=VALUE", requires = "table")]
+        filters: Vec<String>,
+        /// At most this many rows (1-10000)
+        #[arg(long, default_value_t = 500)]
+        limit: u32,
+    },
+    /// Compliance: every check with its PCs counted by status, or one check's PCs
+    Checks {
+        /// A check's name: its PCs, their status and since when
+        name: Option<String>,
+        /// With a name: only PCs in this status (pass, warn, fail, unknown)
+        #[arg(long, requires = "name")]
+        status: Option<String>,
+    },
     /// The events timeline, newest first: agents starting, stopping, updating, going offline and
     /// coming back, jobs starting and finishing, and what jobs with `emit: events` reported
     Events {

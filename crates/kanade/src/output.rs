@@ -29,9 +29,9 @@ pub fn print<T: Serialize>(format: Format, json: &T, headers: &[&str], rows: Vec
 /// Green for good outcomes, red for bad ones, yellow for in between; other cells unchanged.
 pub fn paint(cell: String) -> String {
     let code = match cell.as_str() {
-        "succeeded" | "completed" | "online" | "yes" => "32",
-        "failed" | "killed" | "timed_out" | "unknown" | "offline" | "aborted" | "expired" => "31",
-        "running" | "pending" | "skipped" => "33",
+        "succeeded" | "completed" | "online" | "yes" | "pass" => "32",
+        "failed" | "killed" | "timed_out" | "unknown" | "offline" | "aborted" | "expired" | "fail" => "31",
+        "running" | "pending" | "skipped" | "warn" => "33",
         _ => return cell,
     };
     format!("\x1b[{code}m{cell}\x1b[0m")

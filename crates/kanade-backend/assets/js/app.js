@@ -11,6 +11,8 @@ import * as executions from './pages/executions.js';
 import * as schedules from './pages/schedules.js';
 import * as audit from './pages/audit.js';
 import * as events from './pages/events.js';
+import * as compliance from './pages/compliance.js';
+import * as facts from './pages/facts.js';
 import * as admin from './pages/admin.js';
 
 const routes = [
@@ -25,13 +27,17 @@ const routes = [
   [/^\/executions\/([^/]+)$/, executions.detail, 'Execution'],
   [/^\/schedules$/, schedules.list, 'Schedules'],
   [/^\/events$/, events.list, 'Events'],
+  [/^\/compliance$/, compliance.list, 'Compliance'],
+  [/^\/facts$/, facts.list, 'Facts'],
+  [/^\/facts\/([^/]+)$/, facts.detail, 'Facts table'],
+  [/^\/compliance\/(.+)$/, compliance.detail, 'Check'],
   [/^\/audit$/, audit.list, 'Audit log'],
   [/^\/admin$/, admin.render, 'Users and tokens', 'admin'],
 ];
 
 const NAV = [
   ['#/', 'Overview'], ['#/agents', 'Agents'], ['#/jobs', 'Jobs'], ['#/executions', 'Executions'],
-  ['#/schedules', 'Schedules'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
+  ['#/schedules', 'Schedules'], ['#/compliance', 'Compliance'], ['#/facts', 'Facts'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
 ];
 
 let cleanup = null;

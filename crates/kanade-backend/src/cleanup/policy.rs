@@ -97,6 +97,7 @@ mod tests {
             executions: "3h".parse().unwrap(),
             audit: "4h".parse().unwrap(),
             agents: "5h".parse().unwrap(),
+            check_stale: "6h".parse().unwrap(),
         };
         let c = cutoffs(10 * H, &r);
         assert_eq!((c.results_ms, c.executions_ms, c.audit_ms, c.agents_ms), (8 * H, 7 * H, 6 * H, 5 * H));

@@ -98,6 +98,8 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         )
         .await?;
     let agents = s.exec("DELETE FROM agents WHERE last_seen_ms < ?1", vals![cut.agents_ms]).await?;
+    // A check nobody ran for as long as a silent agent is kept is forgotten with it.
+    s.exec("DELETE FROM check_status WHERE updated_ms < ?1", vals![cut.agents_ms]).await?;
     let host_perf = s.exec("DELETE FROM host_perf_samples WHERE at_ms < ?1", vals![cut.host_perf_ms]).await?;
     let obs = s.exec("DELETE FROM obs_events WHERE at_ms < ?1", vals![cut.obs_ms]).await?;
     let process_perf =

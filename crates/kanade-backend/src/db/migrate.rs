@@ -65,6 +65,11 @@ const SQLITE: &[Migration] = &[
         name: "host_perf_rollups",
         sql: include_str!("migrations/sqlite/0014_host_perf_rollups.sql"),
     },
+    Migration {
+        version: 15,
+        name: "checks_facts",
+        sql: include_str!("migrations/sqlite/0015_checks_facts.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -104,6 +109,11 @@ const POSTGRES: &[Migration] = &[
         version: 9,
         name: "host_perf_rollups",
         sql: include_str!("migrations/postgres/0009_host_perf_rollups.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "checks_facts",
+        sql: include_str!("migrations/postgres/0010_checks_facts.sql"),
     },
 ];
 

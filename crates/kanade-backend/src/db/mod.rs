@@ -278,6 +278,46 @@ impl Db {
         write!(self, |s| projection::obs::record_offline(s, &silent, alive_window_ms, now_ms()))
     }
 
+    pub async fn check_summary(
+        &self,
+        stale_before_ms: i64,
+    ) -> Result<Vec<kanade_shared::wire::CheckSummary>, DbError> {
+        read!(self, |s| queries::check_summary(s, stale_before_ms))
+    }
+
+    pub async fn check_pcs(
+        &self,
+        name: String,
+        status: Option<String>,
+        stale_before_ms: i64,
+        after_pc: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<kanade_shared::wire::CheckPc>, DbError> {
+        read!(self, |s| queries::check_pcs(
+            s,
+            &name,
+            status.as_deref(),
+            stale_before_ms,
+            after_pc.as_deref(),
+            limit
+        ))
+    }
+
+    pub async fn fact_tables(&self) -> Result<Vec<kanade_shared::wire::FactTable>, DbError> {
+        read!(self, |s| projection::facts::tables(s))
+    }
+
+    pub async fn fact_rows(
+        &self,
+        table: kanade_shared::wire::FactTable,
+        pc: Option<String>,
+        filters: Vec<(String, sql::Value)>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, DbError> {
+        read!(self, |s| projection::facts::page(s, &table, pc.as_deref(), &filters, limit, offset))
+    }
+
     /// Observability events, newest first (see [`queries::obs_events`]).
     pub async fn obs_events(
         &self,

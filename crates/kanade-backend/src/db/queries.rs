@@ -470,12 +470,15 @@ pub struct ResultRow {
     pub finished_ms: Option<i64>,
     /// The execution's title (what an ad-hoc run ran).
     pub title: Option<String>,
+    /// Why the job's facts were not updated from this result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts_error: Option<String>,
 }
 
 const RESULT_COLUMNS: &str =
     "result_id, exec_id, pc_id, job_id, version, status, exit_code, skip_reason, message, stdout, stderr,
     truncated, attempt, started_ms, finished_ms,
-    (SELECT e.title FROM executions e WHERE e.exec_id = execution_results.exec_id)";
+    (SELECT e.title FROM executions e WHERE e.exec_id = execution_results.exec_id), facts_error";
 
 fn result_row(r: &Row) -> Result<ResultRow, DbError> {
     Ok(ResultRow {
@@ -495,6 +498,7 @@ fn result_row(r: &Row) -> Result<ResultRow, DbError> {
         started_ms: r.get(13)?,
         finished_ms: r.get(14)?,
         title: r.get(15)?,
+        facts_error: r.get(16)?,
     })
 }
 
@@ -792,4 +796,68 @@ pub async fn host_perf_count<S: Sql>(
     .await?
     .first()
     .map_or(Ok(0), |r| r.get(0))
+}
+
+/// Every check with its PCs counted by status; a status last confirmed before `stale_before_ms`
+/// counts as unknown.
+pub async fn check_summary<S: Sql>(
+    s: &mut S,
+    stale_before_ms: i64,
+) -> Result<Vec<kanade_shared::wire::CheckSummary>, DbError> {
+    s.rows(
+        "SELECT check_name,
+                SUM(CASE WHEN status = 'pass' AND updated_ms >= ?1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN status = 'warn' AND updated_ms >= ?1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN status = 'fail' AND updated_ms >= ?1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN status NOT IN ('pass', 'warn', 'fail') OR updated_ms < ?1 THEN 1 ELSE 0 END)
+         FROM check_status GROUP BY check_name ORDER BY check_name",
+        vals![stale_before_ms],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(kanade_shared::wire::CheckSummary {
+            name: r.get(0)?,
+            pass: r.get(1)?,
+            warn: r.get(2)?,
+            fail: r.get(3)?,
+            unknown: r.get(4)?,
+        })
+    })
+    .collect()
+}
+
+/// One check's PCs in pc order after `after_pc`, optionally only those in `status` (as shown:
+/// stale ones are unknown).
+pub async fn check_pcs<S: Sql>(
+    s: &mut S,
+    name: &str,
+    status: Option<&str>,
+    stale_before_ms: i64,
+    after_pc: Option<&str>,
+    limit: i64,
+) -> Result<Vec<kanade_shared::wire::CheckPc>, DbError> {
+    s.rows(
+        "SELECT pc_id, CASE WHEN updated_ms < ?2 THEN 'unknown' ELSE status END, detail, since_ms, updated_ms, exec_id,
+                updated_ms < ?2
+         FROM check_status
+         WHERE check_name = ?1 AND (CAST(?4 AS TEXT) IS NULL OR pc_id > ?4)
+           AND (CAST(?3 AS TEXT) IS NULL OR CASE WHEN updated_ms < ?2 THEN 'unknown' ELSE status END = ?3)
+         ORDER BY pc_id LIMIT ?5",
+        vals![name, stale_before_ms, status, after_pc, limit],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(kanade_shared::wire::CheckPc {
+            pc_id: r.get(0)?,
+            status: r.get(1)?,
+            detail: r.get(2)?,
+            since: r.get(3)?,
+            updated: r.get(4)?,
+            exec_id: r.get(5)?,
+            stale: r.get(6)?,
+        })
+    })
+    .collect()
 }

@@ -51,6 +51,8 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/audit.js", JS),
     asset!("js/pages/admin.js", JS),
     asset!("js/pages/events.js", JS),
+    asset!("js/pages/compliance.js", JS),
+    asset!("js/pages/facts.js", JS),
     asset!("js/charts.js", JS),
     vendor!("uPlot.esm.js", "uplot/dist/uPlot.esm.js", JS),
     vendor!("uPlot.min.css", "uplot/dist/uPlot.min.css", "text/css; charset=utf-8"),

@@ -4,9 +4,11 @@ mod accounts;
 mod agent_config;
 mod body;
 mod catalog;
+mod compliance;
 mod dashboard;
 mod error;
 mod executions;
+mod facts;
 mod fleet;
 mod metrics;
 mod ops;
@@ -43,6 +45,8 @@ pub struct AppState {
     /// Silence after which an agent's `agent.offline` event is recorded (the alive window;
     /// shorter only in tests).
     pub offline_after_ms: i64,
+    /// `[retention] check_stale`: a check status older than this shows as `unknown`.
+    pub check_stale_ms: i64,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::Auth {
@@ -129,11 +133,17 @@ impl AppState {
             pipeline,
             auth,
             offline_after_ms: crate::fleet::ALIVE_WINDOW_MS,
+            check_stale_ms: 30 * 24 * 3_600_000,
         }
     }
 }
 
 impl AppState {
+    pub fn with_check_stale(mut self, stale: std::time::Duration) -> Self {
+        self.check_stale_ms = stale.as_millis() as i64;
+        self
+    }
+
     /// Record `agent.offline` after this much silence instead of the alive window (tests).
     pub fn with_offline_after(mut self, after: std::time::Duration) -> Self {
         self.offline_after_ms = after.as_millis() as i64;

@@ -5,8 +5,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, agent_config, catalog, dashboard, executions, fleet, ops, releases, schedules,
-    session, telemetry,
+    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, ops,
+    releases, schedules, session, telemetry,
 };
 use crate::auth::{Access, Role};
 
@@ -346,6 +346,34 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "The next n fire times (n ≤ 100, default 10) in the schedule's time zone",
             get(schedules::preview)
+        ),
+        route!(
+            "GET",
+            "/api/facts",
+            VIEWER,
+            "Facts tables that jobs with facts.explode fill: job, key, columns, row count",
+            get(facts::tables)
+        ),
+        route!(
+            "GET",
+            "/api/facts/{table}",
+            VIEWER,
+            "One facts table's rows (pc, <column>=<value> filters, limit, offset)",
+            get(facts::rows)
+        ),
+        route!(
+            "GET",
+            "/api/checks",
+            VIEWER,
+            "Compliance checks with their PCs counted by status (pass, warn, fail, unknown)",
+            get(compliance::checks)
+        ),
+        route!(
+            "GET",
+            "/api/checks/{name}",
+            VIEWER,
+            "One check's PCs: status, detail, since when (status, cursor, limit)",
+            get(compliance::check)
         ),
         route!(
             "GET",

@@ -45,6 +45,9 @@ pub enum ExecError {
 pub struct Stored {
     pub command: Command,
     pub max_failure_ratio: Option<f64>,
+    /// The job's check and facts, applied to each result as it is projected.
+    #[serde(default, skip_serializing_if = "kanade_shared::manifest::outputs::Outputs::is_empty")]
+    pub outputs: kanade_shared::manifest::outputs::Outputs,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +145,10 @@ impl Pipeline {
         let stored = Stored {
             command: template.clone(),
             max_failure_ratio: plan.rollout.as_ref().and_then(|r| r.max_failure_ratio),
+            outputs: kanade_shared::manifest::outputs::Outputs {
+                check: manifest.check.clone(),
+                facts: manifest.facts.clone(),
+            },
         };
         let created = ExecCreated {
             exec_id: exec_id.to_string(),

@@ -45,6 +45,8 @@ pub struct RetentionConfig {
     pub audit: HumanDuration,
     /// Agents not seen for this long are forgotten, with their inventory.
     pub agents: HumanDuration,
+    /// A check status no run confirmed for this long shows as `unknown` (SPEC §12).
+    pub check_stale: HumanDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,7 @@ impl Default for RetentionConfig {
             executions: HumanDuration::from_secs(180 * DAY),
             audit: HumanDuration::from_secs(365 * DAY),
             agents: HumanDuration::from_secs(90 * DAY),
+            check_stale: HumanDuration::from_secs(30 * DAY),
         }
     }
 }
@@ -99,6 +102,7 @@ struct RawRetention {
     executions: Option<String>,
     audit: Option<String>,
     agents: Option<String>,
+    check_stale: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +219,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         executions: retention(r.executions, "180d", "retention.executions", &mut c),
         audit: retention(r.audit, "365d", "retention.audit", &mut c),
         agents: retention(r.agents, "90d", "retention.agents", &mut c),
+        check_stale: retention(r.check_stale, "30d", "retention.check_stale", &mut c),
     };
     let start_within = duration(raw.exec.unwrap_or_default().start_within, "7d", "exec.start_within", &mut c);
     if start_within.get().is_zero() || start_within.get() > crate::manifest::MAX_START_WITHIN {

@@ -29,6 +29,12 @@ pub struct Manifest {
     /// `events`: stdout is NDJSON observability events, not output (SPEC §12).
     #[serde(skip_serializing_if = "Emit::is_output")]
     pub emit: Emit,
+    /// A compliance check read from the JSON stdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<super::outputs::CheckSpec>,
+    /// Tables filled from the JSON stdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<super::outputs::FactsSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,6 +135,17 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
             None
         }),
     };
+    let check = match raw.check {
+        None => Some(None),
+        Some(r) => super::outputs::validate_check(r, &join(at, "check"), c).map(Some),
+    };
+    let facts = match raw.facts {
+        None => Some(None),
+        Some(r) => super::outputs::validate_facts(r, &join(at, "facts"), c).map(Some),
+    };
+    if emit == Some(Emit::Events) && (raw_has(&check) || raw_has(&facts)) {
+        c.push(join(at, "emit"), "events: stdout is events then, not the JSON a check or facts read");
+    }
     let manifest = Manifest {
         id: id?,
         version: version?,
@@ -137,6 +154,8 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
         staleness: staleness?,
         jitter,
         emit: emit?,
+        check: check?,
+        facts: facts?,
     };
     Some(JobFile { manifest, plan })
 }
@@ -289,4 +308,8 @@ fn validate_staleness(raw: Option<RawStaleness>, at: &str, c: &mut Collector) ->
         }
         (mode, None) => Some(StalenessSpec { mode, max_cache_age: None }),
     }
+}
+
+fn raw_has<T>(v: &Option<Option<T>>) -> bool {
+    matches!(v, Some(Some(_)))
 }

@@ -6,6 +6,7 @@
 
 mod cron;
 mod job;
+pub mod outputs;
 mod plan;
 
 mod raw;

@@ -20,6 +20,31 @@ pub(crate) struct RawManifest {
     pub rollout: Option<RawRollout>,
     pub start_within: Option<Scalar>,
     pub emit: Option<String>,
+    pub check: Option<RawCheck>,
+    pub facts: Option<RawFacts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a check (a mapping with name, status_field, detail_field)")]
+pub(crate) struct RawCheck {
+    pub name: Option<String>,
+    pub status_field: Option<String>,
+    pub detail_field: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "facts (a mapping with explode: a list of tables)")]
+pub(crate) struct RawFacts {
+    pub explode: Option<Vec<RawExplode>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a facts table (a mapping with table, path, key, columns)")]
+pub(crate) struct RawExplode {
+    pub table: Option<String>,
+    pub path: Option<String>,
+    pub key: Option<Vec<Scalar>>,
+    pub columns: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -344,3 +344,55 @@ fn emit_events_reaches_the_command_and_output_is_the_default() {
     let stored = serde_json::to_vec(&events).unwrap();
     assert_eq!(super::job_from_json(&stored).unwrap().manifest.emit, crate::wire::Emit::Events);
 }
+
+#[test]
+fn checks_and_facts_are_validated_with_every_problem_named() {
+    let exec = "execute: { shell: sh, script: x }\n";
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "check: { name: disk-space, status_field: status, detail_field: detail }\nfacts:\n  explode:\n    - { table: disks, path: disks, key: [mount], columns: { mount: text, free_bytes: integer, fs: text, seen: timestamp, ok: bool, load: real } }\n",
+            &[],
+        ),
+        (
+            "check: { name: Disk Space }\n",
+            &[
+                r#"check.name: "Disk Space" is not a check name: write [a-z0-9][a-z0-9_.-]{0,63}"#,
+                "check.status_field: is required (where pass, warn or fail is in the output)",
+            ],
+        ),
+        (
+            "check: { name: d, status_field: 'a..b' }\n",
+            &[r#"check.status_field: "a..b" is not a path: write dotted names, e.g. disks or result.state"#],
+        ),
+        (
+            "facts:\n  explode:\n    - { table: agents, path: x, key: [a], columns: { a: text } }\n    - { table: 9lives, path: x, key: [a], columns: { a: text } }\n",
+            &[
+                r#"facts.explode[0].table: "agents" is a built-in table's name; choose another"#,
+                r#"facts.explode[1].table: "9lives" is not a name: write [a-z][a-z0-9_]{0,62}"#,
+            ],
+        ),
+        (
+            "facts:\n  explode:\n    - { table: t, path: x, key: [b, b], columns: { a: float, pc_id: text } }\n",
+            &[
+                r#"facts.explode[0].columns.a: "float" is not a column type (one of text, integer, real, bool, timestamp)"#,
+                "facts.explode[0].columns.pc_id: pc_id is every table's own first key column; name this one differently",
+                r#"facts.explode[0].key[1]: "b" is listed twice"#,
+            ],
+        ),
+        (
+            "facts:\n  explode:\n    - { table: t, path: x, key: [z], columns: { a: text } }\n    - { table: t, path: y, key: [a], columns: { a: text } }\n",
+            &[
+                r#"facts.explode[0].key[0]: "z" is not one of the columns"#,
+                r#"facts.explode[1].table: "t" is listed twice"#,
+            ],
+        ),
+        ("facts: { explode: [] }\n", &["facts.explode: lists no table"]),
+        (
+            "emit: events\ncheck: { name: d, status_field: s }\n",
+            &["emit: events: stdout is events then, not the JSON a check or facts read"],
+        ),
+    ];
+    for (rest, expected) in cases {
+        check_job(&job(&format!("{exec}{rest}")), expected);
+    }
+}

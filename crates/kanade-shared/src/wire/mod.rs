@@ -8,8 +8,10 @@
 
 pub mod agent_config;
 mod audit;
+pub mod checks;
 mod command;
 mod event;
+pub mod facts;
 mod heartbeat;
 mod host_perf;
 mod inventory;
@@ -18,8 +20,10 @@ mod result;
 
 pub use agent_config::{AgentConfigPatch, AgentGroups};
 pub use audit::AuditEvent;
+pub use checks::{CheckDetail, CheckPc, CheckSummary, Checks};
 pub use command::{Command, Emit, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;
+pub use facts::{FactRows, FactTable, FactTables};
 pub use heartbeat::{Heartbeat, OsInfo};
 pub use host_perf::{
     DiskPerf, HostPerf, PerfSample, PerfSamples, ProcessPerf, ProcessSample, ProcessSamples, ProcessStat,

@@ -2,6 +2,7 @@
 
 mod agent;
 mod catalog;
+mod compliance;
 mod direct;
 mod exec;
 mod fleet;
@@ -46,6 +47,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Executions(cmd) => fleet::executions(cmd, g).await,
         Command::Results { pc, job, failed, limit } => fleet::results(pc, job, failed, limit, g).await,
         Command::Agents(cmd) => fleet::agents(cmd, g).await,
+        Command::Checks { name, status } => compliance::checks(name, status, g).await,
+        Command::Facts { table, pc, filters, limit } => compliance::facts(table, pc, filters, limit, g).await,
         Command::Events { pc, kind, since, limit } => telemetry::events(pc, kind, since, limit, g).await,
         Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),

@@ -2,6 +2,7 @@ import { api, h, badge, table, link, time, ago, debounce, query, can, problems, 
 import { follow } from '../live.js';
 import { perfPanel, processPanel } from '../charts.js';
 import { timeline } from './events.js';
+import { ofPc } from './facts.js';
 
 const PAGE = 50;
 const ALIVE_MS = 120000;
@@ -62,7 +63,7 @@ export async function detail(main, pc) {
   const events = timeline({ pc, limit: 20 });
   main.append(h('h1', {}, `Agent ${pc}`), body, perf.section, processes.section,
     h('section', { class: 'panel', 'aria-labelledby': 'events-h', id: 'events' }, h('h2', { id: 'events-h' }, 'Events'), events.form, events.out),
-    settings, boxSlot);
+    await ofPc(pc), settings, boxSlot);
   // The command box is made once, outside what live events redraw, so typing and output stay.
   let box = null;
   const load = async () => {

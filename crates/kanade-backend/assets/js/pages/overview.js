@@ -7,11 +7,15 @@ const HOUR = 3600000;
 export async function render(main) {
   const body = h('div');
   main.append(h('h1', {}, 'Fleet overview'), body);
-  const load = async () => draw(body, await api('GET', '/api/overview'));
+  const load = async () => {
+    const [o, c] = await Promise.all([api('GET', '/api/overview'), api('GET', '/api/checks')]);
+    draw(body, o, c.checks);
+  };
   return follow(['agent_up', 'agent_down', 'result', 'execution'], load, 800);
 }
 
-function draw(body, o) {
+function draw(body, o, checks) {
+  const failing = checks.reduce((n, c) => n + c.fail + c.warn, 0);
   const execs = Object.fromEntries(o.executions);
   const execTotal = o.executions.reduce((n, [, c]) => n + c, 0);
   fill(body,
@@ -19,7 +23,10 @@ function draw(body, o) {
       card('Agents online', o.agents_online, 'agents-online'),
       card('Offline', o.agents_total - o.agents_online, 'agents-offline'),
       card('Agents', o.agents_total, 'agents-total'),
-      card('Executions (24 h)', execTotal, 'executions-24h')),
+      card('Executions (24 h)', execTotal, 'executions-24h'),
+      h('a', { class: `card${failing ? ' bad' : ''}`, href: '#/compliance', 'data-testid': 'compliance-badge' },
+        h('div', { class: 'n' }, String(failing)),
+        h('div', { class: 'muted' }, checks.length ? `PCs failing or warning a check (of ${checks.length} check${checks.length === 1 ? '' : 's'})` : 'Compliance: no check reported yet'))),
     h('h2', {}, 'Executions in the last 24 hours'),
     o.executions.length
       ? h('p', {}, Object.entries(execs).flatMap(([s, n]) => [badge(s), ` ${n}  `]))

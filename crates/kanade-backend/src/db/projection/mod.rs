@@ -8,6 +8,8 @@
 //! result only ever replaces a `running` row, never a final one; counters move only when a row
 //! first becomes final, so redelivery cannot double-count.
 
+pub mod checks;
+pub mod facts;
 pub mod obs;
 pub mod rollups;
 
@@ -15,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::sql::{BulkInsert, ColType, Row, Sql, Value, opt_row, scalar, vals};
 use super::{DbError, ts_ms};
+use kanade_shared::manifest::outputs::Outputs;
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
 use kanade_shared::{ExecId, JobId, PcId};
 
@@ -70,14 +73,15 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     // final status exactly once, and a final row is never touched again, so a redelivered
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.
     // A refused command's answer is kept for operators but is not a run of that exec.
-    let changed = unique
+    let changed: Vec<&ExecResult> = unique
         .into_iter()
         .zip(landed)
         .filter(|(r, landed)| *landed && r.result_id.is_run_of(r.exec_id, &r.pc_id))
-        .map(|(r, _)| r);
+        .map(|(r, _)| r)
+        .collect();
     let mut deltas: BTreeMap<String, Counts> = BTreeMap::new();
     let mut late = Vec::new();
-    for r in changed {
+    for r in &changed {
         late.push((r.exec_id.to_string(), r.pc_id.as_str()));
         deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
     }
@@ -85,8 +89,9 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     // published) but ran it through catch-up becomes one of its targets (of executions this
     // projection knows; a batch names a handful).
     let execs: Vec<&String> = deltas.keys().collect();
-    let known: HashSet<String> = if execs.is_empty() {
-        HashSet::new()
+    // With each execution's plan: what its job's output feeds (checks, facts).
+    let known: BTreeMap<String, Outputs> = if execs.is_empty() {
+        BTreeMap::new()
     } else {
         // Padded with NULLs (which match nothing) to a power of two: a few statement shapes,
         // not one prepared per batch size.
@@ -94,13 +99,13 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         let list = (1..=width).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
         let mut params: Vec<Value> = execs.iter().map(|e| Value::from(e.as_str())).collect();
         params.resize(width, Value::Null);
-        s.rows(&format!("SELECT exec_id FROM executions WHERE exec_id IN ({list})"), params)
+        s.rows(&format!("SELECT exec_id, plan_json FROM executions WHERE exec_id IN ({list})"), params)
             .await?
             .iter()
-            .map(|r| r.get(0))
-            .collect::<Result<_, _>>()?
+            .map(|r| Ok((r.get(0)?, outputs_of(&r.get::<String>(1)?))))
+            .collect::<Result<_, DbError>>()?
     };
-    let late: Vec<(String, &str)> = late.into_iter().filter(|(e, _)| known.contains(e)).collect();
+    let late: Vec<(String, &str)> = late.into_iter().filter(|(e, _)| known.contains_key(e)).collect();
     let rows = late.iter().map(|(e, pc)| vals![e.as_str(), *pc, 0i64]).collect();
     let added = s.insert_rows(&LATE_TARGETS, rows).await?;
     // Target counts are exact once an execution exists (its creation counts them) and move by
@@ -129,7 +134,60 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
             Counts { succeeded: row.get(2)?, failed: row.get(3)?, skipped: row.get(4)?, other: row.get(5)? };
         settle(s, exec_id, &status, row.get(1)?, &counts, true, now_ms).await?;
     }
+    // What the job's output feeds, once per newly final result (a redelivery never lands).
+    for r in &changed {
+        let Some(outputs) = known.get(&r.exec_id.to_string()) else { continue };
+        if let Some(spec) = &outputs.check {
+            checks::apply(s, spec, r, now_ms).await?;
+        }
+        if let Some(spec) = &outputs.facts {
+            facts::apply(s, spec, r, now_ms).await?;
+        }
+    }
     Ok(())
+}
+
+/// An execution's final results as the agents sent them (what a check or facts read).
+async fn final_results_of<S: Sql>(s: &mut S, exec_id: &str) -> Result<Vec<ExecResult>, DbError> {
+    let rows = s
+        .rows(
+            "SELECT result_id, request_id, exec_id, job_id, version, pc_id, status, exit_code, stdout, truncated, attempt,
+                    finished_ms
+             FROM execution_results WHERE exec_id = ?1 AND status <> 'running'",
+            vals![exec_id],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let json = serde_json::json!({
+            "result_id": r.get::<String>(0)?, "request_id": r.get::<String>(1)?, "exec_id": r.get::<String>(2)?,
+            "job_id": r.get::<String>(3)?, "version": r.get::<String>(4)?, "pc_id": r.get::<String>(5)?,
+            "status": r.get::<String>(6)?, "exit_code": r.get::<Option<i64>>(7)?, "stdout": r.get::<String>(8)?,
+            "truncated": r.get::<bool>(9)?, "attempt": r.get::<i64>(10)?,
+            "finished_at": time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.get::<Option<i64>>(11)?.unwrap_or(0)) * 1_000_000)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        });
+        // A row that does not read back as a result (an older backend's) is left alone.
+        if let Ok(result) = serde_json::from_value::<ExecResult>(json)
+            && result.result_id.is_run_of(result.exec_id, &result.pc_id)
+        {
+            out.push(result);
+        }
+    }
+    Ok(out)
+}
+
+/// The `outputs` of an execution's stored plan; none for plans without them (most) or that
+/// do not parse (an older backend's).
+fn outputs_of(plan_json: &str) -> Outputs {
+    if !plan_json.contains("\"outputs\"") {
+        return Outputs::default();
+    }
+    serde_json::from_str::<serde_json::Value>(plan_json)
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("outputs")?.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// Results land as new rows, or take a `running` row's place.
@@ -579,7 +637,21 @@ async fn apply_exec_audit<S: Sql>(s: &mut S, e: &AuditEvent, now_ms: i64) -> Res
                 tracing::warn!(id = %e.id, "exec.create audit event without a readable execution; skipped");
                 return Ok(());
             };
-            insert_created(s, &c, &e.actor, ts_ms(e.at), FirstWave::Published).await
+            insert_created(s, &c, &e.actor, ts_ms(e.at), FirstWave::Published).await?;
+            // Replayed streams can bring results before their execution: its outputs reach them now.
+            let outputs = outputs_of(&c.plan.to_string());
+            if outputs.is_empty() {
+                return Ok(());
+            }
+            for r in final_results_of(s, &c.exec_id).await? {
+                if let Some(spec) = &outputs.check {
+                    checks::apply(s, spec, &r, now_ms).await?;
+                }
+                if let Some(spec) = &outputs.facts {
+                    facts::apply(s, spec, &r, now_ms).await?;
+                }
+            }
+            Ok(())
         }
         "exec.wave_published" => match step() {
             Some(step) => wave_published(s, &step, ts_ms(e.at), now_ms).await,
@@ -839,9 +911,22 @@ pub async fn projection_name<S: Sql>(s: &mut S) -> Result<ProjectionName, DbErro
 
 /// Empty every projected table and start a new generation, so the streams replay into it.
 pub async fn wipe<S: Sql>(s: &mut S) -> Result<(), DbError> {
+    // Facts tables are rebuilt from RESULTS like the rest: dropped with their registry.
+    let tables: Vec<String> = s
+        .rows("SELECT name FROM facts_tables", vals![])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
+    for t in tables {
+        if kanade_shared::manifest::outputs::check_name(&t).is_ok() {
+            s.batch(&format!("DROP TABLE IF EXISTS {}", facts::physical(&t))).await?;
+        }
+    }
+    s.batch("DELETE FROM facts_tables; DELETE FROM facts_writes; DELETE FROM inventory_facts;").await?;
     s.batch(
         "DELETE FROM agents; DELETE FROM executions; DELETE FROM execution_targets; DELETE FROM execution_results;
-         DELETE FROM rollout_waves; DELETE FROM audit_log; DELETE FROM inventory;
+         DELETE FROM rollout_waves; DELETE FROM audit_log; DELETE FROM inventory; DELETE FROM check_status;
          DELETE FROM projection_meta WHERE key = 'generation';",
     )
     .await

@@ -1,0 +1,67 @@
+//! Facts (SPEC §12): the tables jobs with `facts.explode[]` fill, and their rows.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use kanade_shared::PcId;
+use kanade_shared::wire::{FactRows, FactTables};
+
+use super::{ApiError, AppState};
+use crate::db::projection::facts::filter_value;
+
+pub async fn tables(State(state): State<AppState>) -> Result<Json<FactTables>, ApiError> {
+    Ok(Json(FactTables { tables: state.db.fact_tables().await? }))
+}
+
+const LIMIT: i64 = 500;
+const LIMIT_MAX: i64 = 10_000;
+
+/// `?pc=&limit=&offset=&<column>=<value>...`: every other parameter must name a column.
+pub async fn rows(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<FactRows>, ApiError> {
+    let Some(table) = state.db.fact_tables().await?.into_iter().find(|t| t.name == name) else {
+        return Err(ApiError::not_found(format!("no facts table {name:?} (GET /api/facts lists them)")));
+    };
+    let mut problems = Vec::new();
+    let number = |key: &str, default: i64, max: i64, problems: &mut Vec<String>| match q.get(key) {
+        None => default,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (0..=max).contains(&n) && (key != "limit" || n > 0) => n,
+            _ => {
+                problems.push(format!("{key}: {v:?} is not a number in 0..={max}"));
+                default
+            }
+        },
+    };
+    let limit = number("limit", LIMIT, LIMIT_MAX, &mut problems);
+    let offset = number("offset", 0, i64::MAX, &mut problems);
+    let pc = q.get("pc").cloned();
+    if let Some(p) = &pc
+        && let Err(e) = p.parse::<PcId>()
+    {
+        problems.push(format!("pc: {e}"));
+    }
+    let mut filters = Vec::new();
+    for (key, value) in q.iter().filter(|(k, _)| !["pc", "limit", "offset"].contains(&k.as_str())) {
+        match table.columns.get(key) {
+            None => problems.push(format!(
+                "{key}: not a column of {name} (columns: {}; also pc, limit, offset)",
+                table.columns.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            Some(t) => match filter_value(*t, value) {
+                Ok(v) => filters.push((key.clone(), v)),
+                Err(e) => problems.push(format!("{key}: {e}")),
+            },
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let rows = state.db.fact_rows(table.clone(), pc, filters, limit, offset).await?;
+    let next_offset = (rows.len() as i64 == limit).then_some(offset + limit);
+    Ok(Json(FactRows { table: table.name, key: table.key, columns: table.columns, rows, next_offset }))
+}

@@ -1,0 +1,36 @@
+//! `GET /api/facts` and `GET /api/facts/{table}`: the operator-named tables jobs fill (SPEC §12).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::manifest::outputs::ColumnType;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactTables {
+    pub tables: Vec<FactTable>,
+}
+
+/// One table: which job made it, its key (with `pc_id`) and columns, how many rows it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactTable {
+    pub name: String,
+    pub job_id: String,
+    pub key: Vec<String>,
+    pub columns: BTreeMap<String, ColumnType>,
+    pub rows: i64,
+}
+
+/// A page of one table's rows (`pc_id` first, then the columns; booleans as true/false,
+/// timestamps as epoch milliseconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactRows {
+    pub table: String,
+    pub key: Vec<String>,
+    pub columns: BTreeMap<String, ColumnType>,
+    pub rows: Vec<Map<String, Value>>,
+    /// Pass as `offset` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<i64>,
+}
