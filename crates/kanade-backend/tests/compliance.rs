@@ -175,6 +175,28 @@ async fn a_job_s_output_fills_its_facts_table_per_pc_and_bad_output_keeps_the_ro
         assert!(r["facts_error"].as_str().unwrap_or_default().contains("the output is not JSON"), "{r:#}");
     }
 
+    // SQL words are plain names; a value the database could not hold is a facts_error, and the
+    // result is still there.
+    let words = r#"id: words
+version: '1'
+facts: { explode: [{ table: order, path: x, key: [group], columns: { group: text, user: text } }] }
+execute:
+  shell: sh
+  script: |
+    if [ -f "DIR/nul" ]; then echo '{"x":[{"group":"a\u0000b"}]}'; else echo '{"x":[{"group":"a","user":"b"}]}'; fi
+target: { pcs: [PC-1] }
+"#
+    .replace("DIR", &dir.path().display().to_string());
+    run(&s, &words).await;
+    let (_, order) = s.get("/api/facts/order?group=a").await;
+    assert_eq!(order["rows"][0]["user"], "b", "{order:#}");
+    std::fs::write(dir.path().join("nul"), "").unwrap();
+    let exec = run(&s, &words).await;
+    let (_, results) = s.get(&format!("/api/results?exec={exec}")).await;
+    let refused = results["items"][0]["facts_error"].as_str().unwrap_or_default().to_owned();
+    assert!(refused.contains("NUL"), "{results:#}");
+    assert_eq!(s.get("/api/facts/order").await.1["rows"].as_array().map(Vec::len), Some(1));
+
     // Replayed from the streams, the same rows.
     let _workers = common::wipe_and_restart(&s).await;
     kanade_testkit::wait_until_async("the replayed facts", WAIT, || async {

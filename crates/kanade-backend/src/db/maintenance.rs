@@ -98,8 +98,22 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         )
         .await?;
     let agents = s.exec("DELETE FROM agents WHERE last_seen_ms < ?1", vals![cut.agents_ms]).await?;
-    // A check nobody ran for as long as a silent agent is kept is forgotten with it.
-    s.exec("DELETE FROM check_status WHERE updated_ms < ?1", vals![cut.agents_ms]).await?;
+    // A check nobody ran for as long as a silent agent is kept is forgotten with it, and so are
+    // the facts of agents forgotten.
+    s.exec("DELETE FROM check_status WHERE received_ms < ?1", vals![cut.agents_ms]).await?;
+    let gone = "pc_id NOT IN (SELECT pc_id FROM agents)";
+    let tables: Vec<String> = s
+        .rows("SELECT name FROM facts_tables", vals![])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
+    for t in tables.iter().filter(|t| kanade_shared::manifest::outputs::check_name(t).is_ok()) {
+        s.exec(&format!("DELETE FROM {} WHERE {gone}", super::projection::facts::physical(t)), vals![])
+            .await?;
+    }
+    s.exec(&format!("DELETE FROM facts_writes WHERE {gone}"), vals![]).await?;
+    s.exec(&format!("DELETE FROM inventory_facts WHERE {gone}"), vals![]).await?;
     let host_perf = s.exec("DELETE FROM host_perf_samples WHERE at_ms < ?1", vals![cut.host_perf_ms]).await?;
     let obs = s.exec("DELETE FROM obs_events WHERE at_ms < ?1", vals![cut.obs_ms]).await?;
     let process_perf =

@@ -303,6 +303,10 @@ impl Db {
         ))
     }
 
+    pub async fn fact_table(&self, name: String) -> Result<Option<kanade_shared::wire::FactTable>, DbError> {
+        read!(self, |s| projection::facts::table(s, &name))
+    }
+
     pub async fn fact_tables(&self) -> Result<Vec<kanade_shared::wire::FactTable>, DbError> {
         read!(self, |s| projection::facts::tables(s))
     }

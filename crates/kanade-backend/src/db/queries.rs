@@ -806,10 +806,10 @@ pub async fn check_summary<S: Sql>(
 ) -> Result<Vec<kanade_shared::wire::CheckSummary>, DbError> {
     s.rows(
         "SELECT check_name,
-                SUM(CASE WHEN status = 'pass' AND updated_ms >= ?1 THEN 1 ELSE 0 END),
-                SUM(CASE WHEN status = 'warn' AND updated_ms >= ?1 THEN 1 ELSE 0 END),
-                SUM(CASE WHEN status = 'fail' AND updated_ms >= ?1 THEN 1 ELSE 0 END),
-                SUM(CASE WHEN status NOT IN ('pass', 'warn', 'fail') OR updated_ms < ?1 THEN 1 ELSE 0 END)
+                SUM(CASE WHEN status = 'pass' AND received_ms >= ?1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN status = 'warn' AND received_ms >= ?1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN status = 'fail' AND received_ms >= ?1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN status NOT IN ('pass', 'warn', 'fail') OR received_ms < ?1 THEN 1 ELSE 0 END)
          FROM check_status GROUP BY check_name ORDER BY check_name",
         vals![stale_before_ms],
     )
@@ -838,11 +838,11 @@ pub async fn check_pcs<S: Sql>(
     limit: i64,
 ) -> Result<Vec<kanade_shared::wire::CheckPc>, DbError> {
     s.rows(
-        "SELECT pc_id, CASE WHEN updated_ms < ?2 THEN 'unknown' ELSE status END, detail, since_ms, updated_ms, exec_id,
-                updated_ms < ?2
+        "SELECT pc_id, CASE WHEN received_ms < ?2 THEN 'unknown' ELSE status END, detail, since_ms, updated_ms, exec_id,
+                received_ms < ?2
          FROM check_status
          WHERE check_name = ?1 AND (CAST(?4 AS TEXT) IS NULL OR pc_id > ?4)
-           AND (CAST(?3 AS TEXT) IS NULL OR CASE WHEN updated_ms < ?2 THEN 'unknown' ELSE status END = ?3)
+           AND (CAST(?3 AS TEXT) IS NULL OR CASE WHEN received_ms < ?2 THEN 'unknown' ELSE status END = ?3)
          ORDER BY pc_id LIMIT ?5",
         vals![name, stale_before_ms, status, after_pc, limit],
     )

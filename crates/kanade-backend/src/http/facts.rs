@@ -23,7 +23,7 @@ pub async fn rows(
     Path(name): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Json<FactRows>, ApiError> {
-    let Some(table) = state.db.fact_tables().await?.into_iter().find(|t| t.name == name) else {
+    let Some(table) = state.db.fact_table(name.clone()).await? else {
         return Err(ApiError::not_found(format!("no facts table {name:?} (GET /api/facts lists them)")));
     };
     let mut problems = Vec::new();

@@ -80,6 +80,12 @@ impl ColumnType {
 /// `POST /api/query` and in operators' heads).
 pub const RESERVED_TABLES: &[&str] = &[
     "agents",
+    "audit_outbox",
+    "backend_secrets",
+    "facts_writes",
+    "lease_fences",
+    "projection_meta",
+    "schedule_state",
     "executions",
     "execution_targets",
     "execution_results",
@@ -96,8 +102,11 @@ pub const RESERVED_TABLES: &[&str] = &[
     "facts",
     "users",
     "api_tokens",
-    "schedules",
 ];
+/// Column names the rows API takes as its own parameters (and `pc_id`, every table's first key).
+pub const RESERVED_COLUMNS: &[&str] = &["pc_id", "pc", "limit", "offset"];
+/// A table is stored as `fact_<name>`: Postgres keeps 63 bytes of a name.
+pub const MAX_TABLE_NAME: usize = 58;
 pub const MAX_TABLES: usize = 16;
 pub const MAX_COLUMNS: usize = 64;
 
@@ -196,6 +205,10 @@ fn validate_explode(raw: RawExplode, at: &str, c: &mut Collector) -> Option<Expl
             c.push(join(at, "table"), format!("{t:?} is a built-in table's name; choose another"));
             None
         }
+        Some(t) if t.len() > MAX_TABLE_NAME => {
+            c.push(join(at, "table"), format!("{t:?} is longer than {MAX_TABLE_NAME} characters"));
+            None
+        }
         Some(t) => c.check(&join(at, "table"), check_name(&t).map(|()| t)),
     };
     let path = match raw.path {
@@ -228,8 +241,13 @@ fn validate_explode(raw: RawExplode, at: &str, c: &mut Collector) -> Option<Expl
                     ok = false;
                     continue;
                 }
-                if name == "pc_id" {
-                    c.push(&here, "pc_id is every table's own first key column; name this one differently");
+                if RESERVED_COLUMNS.contains(&name.as_str()) {
+                    let why = if name == "pc_id" {
+                        "every table's own first key column"
+                    } else {
+                        "a parameter of the rows API"
+                    };
+                    c.push(&here, format!("{name} is {why}; name this column differently"));
                     ok = false;
                     continue;
                 }

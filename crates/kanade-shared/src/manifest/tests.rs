@@ -375,7 +375,7 @@ fn checks_and_facts_are_validated_with_every_problem_named() {
             "facts:\n  explode:\n    - { table: t, path: x, key: [b, b], columns: { a: float, pc_id: text } }\n",
             &[
                 r#"facts.explode[0].columns.a: "float" is not a column type (one of text, integer, real, bool, timestamp)"#,
-                "facts.explode[0].columns.pc_id: pc_id is every table's own first key column; name this one differently",
+                "facts.explode[0].columns.pc_id: pc_id is every table's own first key column; name this column differently",
                 r#"facts.explode[0].key[1]: "b" is listed twice"#,
             ],
         ),

@@ -26,7 +26,7 @@ function draw(body, o, checks) {
       card('Executions (24 h)', execTotal, 'executions-24h'),
       h('a', { class: `card${failing ? ' bad' : ''}`, href: '#/compliance', 'data-testid': 'compliance-badge' },
         h('div', { class: 'n' }, String(failing)),
-        h('div', { class: 'muted' }, checks.length ? `PCs failing or warning a check (of ${checks.length} check${checks.length === 1 ? '' : 's'})` : 'Compliance: no check reported yet'))),
+        h('div', { class: 'muted' }, checks.length ? `failing or warning statuses (${checks.length} check${checks.length === 1 ? '' : 's'})` : 'Compliance: no check reported yet'))),
     h('h2', {}, 'Executions in the last 24 hours'),
     o.executions.length
       ? h('p', {}, Object.entries(execs).flatMap(([s, n]) => [badge(s), ` ${n}  `]))

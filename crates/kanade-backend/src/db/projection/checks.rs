@@ -31,7 +31,9 @@ fn text(v: &Json) -> String {
     }
 }
 
-fn cut(mut s: String) -> String {
+fn cut(s: String) -> String {
+    // Postgres text cannot hold NUL.
+    let mut s = if s.contains('\0') { s.replace('\0', "") } else { s };
     if s.len() > MAX_DETAIL {
         let mut end = MAX_DETAIL;
         while !s.is_char_boundary(end) {
@@ -72,10 +74,15 @@ pub fn outcome(spec: &CheckSpec, r: &ExecResult) -> Option<(&'static str, Option
 }
 
 /// Apply one result (already known to be newly final) of a job with `spec`, received at
-/// `now_ms`.
-pub async fn apply<S: Sql>(s: &mut S, spec: &CheckSpec, r: &ExecResult, now_ms: i64) -> Result<(), DbError> {
+/// `received_ms`: its time is clamped against that, so applying it again gives the same answer.
+pub async fn apply<S: Sql>(
+    s: &mut S,
+    spec: &CheckSpec,
+    r: &ExecResult,
+    received_ms: i64,
+) -> Result<(), DbError> {
     let Some((status, detail)) = outcome(spec, r) else { return Ok(()) };
-    let at = ts_ms(r.finished_at).min(now_ms + AHEAD_MS);
+    let at = ts_ms(r.finished_at).min(received_ms + AHEAD_MS);
     let before = opt_row(
         s,
         "SELECT status, updated_ms FROM check_status WHERE check_name = ?1 AND pc_id = ?2",
@@ -90,12 +97,12 @@ pub async fn apply<S: Sql>(s: &mut S, spec: &CheckSpec, r: &ExecResult, now_ms: 
         return Ok(()); // a newer run already spoke
     }
     s.exec(
-        "INSERT INTO check_status (check_name, pc_id, status, detail, since_ms, updated_ms, result_id, exec_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)
+        "INSERT INTO check_status (check_name, pc_id, status, detail, since_ms, updated_ms, result_id, exec_id, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)
          ON CONFLICT(check_name, pc_id) DO UPDATE SET
             since_ms = CASE WHEN check_status.status = excluded.status THEN check_status.since_ms ELSE excluded.since_ms END,
             status = excluded.status, detail = excluded.detail, updated_ms = excluded.updated_ms,
-            result_id = excluded.result_id, exec_id = excluded.exec_id
+            result_id = excluded.result_id, exec_id = excluded.exec_id, received_ms = excluded.received_ms
          WHERE excluded.updated_ms >= check_status.updated_ms",
         vals![
             spec.name.as_str(),
@@ -104,12 +111,24 @@ pub async fn apply<S: Sql>(s: &mut S, spec: &CheckSpec, r: &ExecResult, now_ms: 
             detail.clone(),
             at,
             r.result_id.to_string(),
-            r.exec_id.to_string()
+            r.exec_id.to_string(),
+            received_ms
         ],
     )
     .await?;
     let from = before.map(|(s, _)| s);
-    if (status == WARN || status == FAIL) && from.as_deref() != Some(status) {
+    // With no status before, a move into warn/fail already on the timeline (statuses rebuilt
+    // after a wipe from the results still kept) is not recorded again.
+    let recorded = from.is_none()
+        && opt_row(
+            s,
+            "SELECT 1 FROM obs_events WHERE pc_id = ?1 AND kind = 'check.changed'
+               AND substr(event_id, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT)",
+            vals![r.pc_id.as_str(), format!("check.changed.{}.", spec.name)],
+        )
+        .await?
+        .is_some();
+    if (status == WARN || status == FAIL) && from.as_deref() != Some(status) && !recorded {
         let row = ObsRow {
             pc_id: r.pc_id.to_string(),
             event_id: format!("check.changed.{}.{}", spec.name, r.result_id),
@@ -118,7 +137,7 @@ pub async fn apply<S: Sql>(s: &mut S, spec: &CheckSpec, r: &ExecResult, now_ms: 
             exec_id: Some(r.exec_id.to_string()),
             data: json!({ "check": spec.name, "from": from, "to": status, "detail": detail }).to_string(),
         };
-        super::obs::insert(s, &[row], now_ms).await?;
+        super::obs::insert(s, &[row], received_ms).await?;
     }
     Ok(())
 }

@@ -18,10 +18,18 @@ use super::obs::AHEAD_MS;
 
 /// Rows one result may write into one table.
 pub const MAX_ROWS: usize = 10_000;
+/// The longest text cell kept, in bytes (a key's text must also fit an index entry).
+pub const MAX_TEXT: usize = 2048;
 
-/// The table a facts table is stored in: its name cannot meet a built-in one.
+/// The table a facts table is stored in, quoted: its name cannot meet a built-in one, nor be
+/// read as an SQL word (`order`, `user`).
 pub fn physical(table: &str) -> String {
-    format!("fact_{table}")
+    format!("\"fact_{table}\"")
+}
+
+/// A column name quoted for SQL text (names are `[a-z][a-z0-9_]*`, checked before).
+fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
 }
 
 fn sql_type(t: ColumnType, dialect: Dialect) -> &'static str {
@@ -30,6 +38,16 @@ fn sql_type(t: ColumnType, dialect: Dialect) -> &'static str {
         (ColumnType::Real, _) => "DOUBLE PRECISION",
         // Booleans as 0/1 and timestamps as epoch ms: one integer type on both engines.
         (ColumnType::Integer | ColumnType::Bool | ColumnType::Timestamp, _) => "BIGINT",
+    }
+}
+
+/// A stored value as text, for keys and messages.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Int(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Text(t) => format!("{t:?}"),
     }
 }
 
@@ -49,7 +67,13 @@ fn cell(v: Option<&Json>, t: ColumnType) -> Result<Value, String> {
         )
     };
     match t {
-        ColumnType::Text => v.as_str().map(Value::from).ok_or_else(wrong),
+        ColumnType::Text => match v.as_str() {
+            // Postgres text cannot hold NUL; an over-long key cannot be indexed.
+            Some(s) if s.contains('\0') => Err("text with a NUL character".into()),
+            Some(s) if s.len() > MAX_TEXT => Err(format!("text of {} bytes; at most {MAX_TEXT}", s.len())),
+            Some(s) => Ok(Value::from(s)),
+            None => Err(wrong()),
+        },
         ColumnType::Integer => v.as_i64().map(Value::Int).ok_or_else(wrong),
         ColumnType::Real => v.as_f64().map(Value::Real).ok_or_else(wrong),
         ColumnType::Bool => v.as_bool().map(|b| Value::Int(b.into())).ok_or_else(wrong),
@@ -76,7 +100,9 @@ pub fn rows(spec: &ExplodeSpec, doc: &Json) -> Result<Vec<Vec<Value>>, String> {
     if array.len() > MAX_ROWS {
         return Err(at(format!("{} holds {} elements; at most {MAX_ROWS}", spec.path, array.len())));
     }
-    let mut keys = BTreeSet::new();
+    // Keys compared as stored: "…Z" and "…+00:00" are one timestamp, 1 and 1.0 one real.
+    let mut keys: BTreeSet<String> = BTreeSet::new();
+    let names: Vec<&String> = spec.columns.keys().collect();
     let mut out = Vec::with_capacity(array.len());
     for (i, element) in array.iter().enumerate() {
         let here = |what: String| at(format!("{}[{i}]: {what}", spec.path));
@@ -85,15 +111,14 @@ pub fn rows(spec: &ExplodeSpec, doc: &Json) -> Result<Vec<Vec<Value>>, String> {
         for (name, t) in &spec.columns {
             row.push(cell(object.get(name), *t).map_err(|e| here(format!("{name}: {e}")))?);
         }
-        let key: Vec<String> = spec
-            .key
-            .iter()
-            .map(|k| match object.get(k).filter(|v| !v.is_null()) {
-                Some(v) => Ok(v.to_string()),
-                None => Err(here(format!("key column {k} is missing"))),
-            })
-            .collect::<Result<_, _>>()?;
-        if !keys.insert(key.clone()) {
+        let mut key = Vec::with_capacity(spec.key.len());
+        for k in &spec.key {
+            match names.iter().position(|n| *n == k).map(|i| &row[i]) {
+                None | Some(Value::Null) => return Err(here(format!("key column {k} is missing"))),
+                Some(v) => key.push(shown(v)),
+            }
+        }
+        if !keys.insert(key.join("\u{1f}")) {
             return Err(here(format!("the key ({}) is there twice", key.join(", "))));
         }
         out.push(row);
@@ -108,11 +133,14 @@ async fn ensure_table<S: Sql>(
     job: &str,
     now_ms: i64,
 ) -> Result<Result<(), String>, DbError> {
-    // Names go into SQL text: checked again here, whatever stored them.
-    let names = std::iter::once(&spec.table).chain(spec.columns.keys());
+    // Names go into SQL text: checked again here, whatever stored them (and quoted).
+    let names = std::iter::once(&spec.table).chain(spec.columns.keys()).chain(spec.key.iter());
     if let Some(Err(e)) = names.map(|n| kanade_shared::manifest::outputs::check_name(n)).find(Result::is_err)
     {
         return Ok(Err(e));
+    }
+    if let Some(k) = spec.key.iter().find(|k| !spec.columns.contains_key(*k)) {
+        return Ok(Err(format!("{}: key {k} is not one of its columns", spec.table)));
     }
     let wanted = serde_json::json!({ "key": spec.key, "columns": spec.columns }).to_string();
     if let Some(row) =
@@ -131,13 +159,13 @@ async fn ensure_table<S: Sql>(
     }
     let dialect = s.dialect();
     let columns: Vec<String> =
-        spec.columns.iter().map(|(n, t)| format!("{n} {}", sql_type(*t, dialect))).collect();
+        spec.columns.iter().map(|(n, t)| format!("{} {}", quoted(n), sql_type(*t, dialect))).collect();
     // Names are [a-z][a-z0-9_]*, checked when the manifest was: safe in SQL text.
     s.batch(&format!(
         "CREATE TABLE IF NOT EXISTS {} (pc_id TEXT NOT NULL, {}, PRIMARY KEY (pc_id, {}))",
         physical(&spec.table),
         columns.join(", "),
-        spec.key.join(", ")
+        spec.key.iter().map(|k| quoted(k)).collect::<Vec<_>>().join(", ")
     ))
     .await?;
     s.exec(
@@ -148,34 +176,64 @@ async fn ensure_table<S: Sql>(
     Ok(Ok(()))
 }
 
-/// Apply one newly final result of a job with `spec`.
-pub async fn apply<S: Sql>(s: &mut S, spec: &FactsSpec, r: &ExecResult, now_ms: i64) -> Result<(), DbError> {
+/// Apply one newly final result of a job with `spec`, received at `received_ms` (its times
+/// are clamped against that, so applying it again gives the same answer).
+pub async fn apply<S: Sql>(
+    s: &mut S,
+    spec: &FactsSpec,
+    r: &ExecResult,
+    received_ms: i64,
+) -> Result<(), DbError> {
     if r.status != ExecStatus::Succeeded {
         return Ok(()); // a failed run measured nothing: the previous facts stand
     }
-    let at = ts_ms(r.finished_at).min(now_ms + AHEAD_MS);
-    let outcome = async {
-        let doc: Json = serde_json::from_str(&r.stdout).map_err(|e| {
-            if r.truncated {
+    let at = ts_ms(r.finished_at).min(received_ms + AHEAD_MS);
+    let doc: Json = match serde_json::from_str(&r.stdout) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let why = if r.truncated {
                 "the output was cut, so not JSON".to_owned()
             } else {
                 format!("the output is not JSON ({e})")
-            }
-        })?;
-        let mut tables = Vec::new();
-        for e in &spec.explode {
-            tables.push((e, rows(e, &doc)?));
-        }
-        Ok::<_, String>((doc, tables))
-    }
-    .await;
-    let (doc, tables) = match outcome {
-        Ok(v) => v,
-        Err(why) => return set_error(s, r, &why).await,
-    };
-    for (e, _) in &tables {
-        if let Err(why) = ensure_table(s, e, r.job_id.as_str(), now_ms).await? {
+            };
             return set_error(s, r, &why).await;
+        }
+    };
+    let mut tables = Vec::new();
+    for e in &spec.explode {
+        match rows(e, &doc) {
+            Ok(rows) => tables.push((e, rows)),
+            Err(why) => return set_error(s, r, &why).await,
+        }
+    }
+    // Whatever the database refuses in these rows becomes the result's facts_error, never the
+    // result's loss: the writes go back to a savepoint and the result itself stays.
+    s.batch("SAVEPOINT facts").await?;
+    match write(s, r, &doc, tables, at, received_ms).await {
+        Ok(Ok(())) => s.batch("RELEASE SAVEPOINT facts").await,
+        Ok(Err(why)) => {
+            s.batch("ROLLBACK TO SAVEPOINT facts; RELEASE SAVEPOINT facts").await?;
+            set_error(s, r, &why).await
+        }
+        Err(e) if e.refuses_content() => {
+            s.batch("ROLLBACK TO SAVEPOINT facts; RELEASE SAVEPOINT facts").await?;
+            set_error(s, r, &format!("the database refused the rows ({e})")).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn write<S: Sql>(
+    s: &mut S,
+    r: &ExecResult,
+    doc: &Json,
+    tables: Vec<(&ExplodeSpec, Vec<Vec<Value>>)>,
+    at: i64,
+    received_ms: i64,
+) -> Result<Result<(), String>, DbError> {
+    for (e, _) in &tables {
+        if let Err(why) = ensure_table(s, e, r.job_id.as_str(), received_ms).await? {
+            return Ok(Err(why));
         }
     }
     for (e, rows) in tables {
@@ -193,7 +251,7 @@ pub async fn apply<S: Sql>(s: &mut S, spec: &FactsSpec, r: &ExecResult, now_ms: 
         }
         let table = physical(&e.table);
         s.exec(&format!("DELETE FROM {table} WHERE pc_id = ?1"), vals![r.pc_id.as_str()]).await?;
-        let names: Vec<&str> = e.columns.keys().map(String::as_str).collect();
+        let names: Vec<String> = e.columns.keys().map(|n| quoted(n)).collect();
         let marks: Vec<String> = (2..=names.len() + 1).map(|i| format!("?{i}")).collect();
         let sql =
             format!("INSERT INTO {table} (pc_id, {}) VALUES (?1, {})", names.join(", "), marks.join(", "));
@@ -217,10 +275,10 @@ pub async fn apply<S: Sql>(s: &mut S, spec: &FactsSpec, r: &ExecResult, now_ms: 
          ON CONFLICT(pc_id, job_id) DO UPDATE SET finished_ms = excluded.finished_ms, result_id = excluded.result_id,
              body_json = excluded.body_json
          WHERE excluded.finished_ms >= inventory_facts.finished_ms",
-        vals![r.pc_id.as_str(), r.job_id.as_str(), at, r.result_id.to_string(), doc.to_string()],
+        vals![r.pc_id.as_str(), r.job_id.as_str(), at, r.result_id.to_string(), doc.to_string().replace('\0', "")],
     )
-    .await
-    .map(drop)
+    .await?;
+    Ok(Ok(()))
 }
 
 async fn set_error<S: Sql>(s: &mut S, r: &ExecResult, why: &str) -> Result<(), DbError> {
@@ -230,6 +288,23 @@ async fn set_error<S: Sql>(s: &mut S, r: &ExecResult, why: &str) -> Result<(), D
     )
     .await
     .map(drop)
+}
+
+/// One facts table by name, without counting its rows.
+pub async fn table<S: Sql>(s: &mut S, name: &str) -> Result<Option<kanade_shared::wire::FactTable>, DbError> {
+    let Some(r) =
+        opt_row(s, "SELECT name, job_id, spec_json FROM facts_tables WHERE name = ?1", vals![name]).await?
+    else {
+        return Ok(None);
+    };
+    let spec: Json = serde_json::from_str(&r.get::<String>(2)?).unwrap_or_default();
+    Ok(Some(kanade_shared::wire::FactTable {
+        name: r.get(0)?,
+        job_id: r.get(1)?,
+        key: serde_json::from_value(spec["key"].clone()).unwrap_or_default(),
+        columns: serde_json::from_value(spec["columns"].clone()).unwrap_or_default(),
+        rows: 0,
+    }))
 }
 
 /// Every facts table with its row count.
@@ -280,14 +355,15 @@ pub async fn page<S: Sql>(
     let mut conditions = vec!["(CAST(?1 AS TEXT) IS NULL OR pc_id = ?1)".to_owned()];
     for (column, value) in filters {
         params.push(value.clone());
-        conditions.push(format!("{column} = ?{}", params.len()));
+        conditions.push(format!("{} = ?{}", quoted(column), params.len()));
     }
     params.push(Value::Int(limit));
     params.push(Value::Int(offset));
-    let order: Vec<&str> = std::iter::once("pc_id").chain(table.key.iter().map(String::as_str)).collect();
+    let order: Vec<String> =
+        std::iter::once("pc_id".to_owned()).chain(table.key.iter().map(|k| quoted(k))).collect();
     let sql = format!(
         "SELECT pc_id, {} FROM {} WHERE {} ORDER BY {} LIMIT ?{} OFFSET ?{}",
-        names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
+        names.iter().map(|n| quoted(n)).collect::<Vec<_>>().join(", "),
         physical(&table.name),
         conditions.join(" AND "),
         order.join(", "),

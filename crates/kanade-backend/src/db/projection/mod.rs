@@ -147,14 +147,20 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     Ok(())
 }
 
-/// An execution's final results as the agents sent them (what a check or facts read).
-async fn final_results_of<S: Sql>(s: &mut S, exec_id: &str) -> Result<Vec<ExecResult>, DbError> {
+/// An execution's final results as the agents sent them (what a check or facts read), with
+/// when each was received.
+async fn final_results_of<S: Sql>(
+    s: &mut S,
+    exec_id: &str,
+    version: &str,
+) -> Result<Vec<(ExecResult, i64)>, DbError> {
     let rows = s
         .rows(
-            "SELECT result_id, request_id, exec_id, job_id, version, pc_id, status, exit_code, stdout, truncated, attempt,
-                    finished_ms
+            // A row started before its execution was known has no version: the execution's.
+            "SELECT result_id, request_id, exec_id, job_id, COALESCE(NULLIF(version, ''), CAST(?2 AS TEXT)), pc_id, status,
+                    exit_code, stdout, truncated, attempt, finished_ms, received_ms
              FROM execution_results WHERE exec_id = ?1 AND status <> 'running'",
-            vals![exec_id],
+            vals![exec_id, version],
         )
         .await?;
     let mut out = Vec::new();
@@ -172,7 +178,7 @@ async fn final_results_of<S: Sql>(s: &mut S, exec_id: &str) -> Result<Vec<ExecRe
         if let Ok(result) = serde_json::from_value::<ExecResult>(json)
             && result.result_id.is_run_of(result.exec_id, &result.pc_id)
         {
-            out.push(result);
+            out.push((result, r.get::<i64>(12)?));
         }
     }
     Ok(out)
@@ -637,18 +643,27 @@ async fn apply_exec_audit<S: Sql>(s: &mut S, e: &AuditEvent, now_ms: i64) -> Res
                 tracing::warn!(id = %e.id, "exec.create audit event without a readable execution; skipped");
                 return Ok(());
             };
+            // Known already (the pipeline stored it before publishing): its results got its
+            // outputs as they landed.
+            let known = opt_row(
+                s,
+                "SELECT 1 FROM executions WHERE exec_id = ?1 AND plan_json <> 'null'",
+                vals![c.exec_id.as_str()],
+            )
+            .await?
+            .is_some();
             insert_created(s, &c, &e.actor, ts_ms(e.at), FirstWave::Published).await?;
-            // Replayed streams can bring results before their execution: its outputs reach them now.
             let outputs = outputs_of(&c.plan.to_string());
-            if outputs.is_empty() {
+            if known || outputs.is_empty() {
                 return Ok(());
             }
-            for r in final_results_of(s, &c.exec_id).await? {
+            // Replayed streams can bring results before their execution: its outputs reach them now.
+            for (r, received_ms) in final_results_of(s, &c.exec_id, &c.version).await? {
                 if let Some(spec) = &outputs.check {
-                    checks::apply(s, spec, &r, now_ms).await?;
+                    checks::apply(s, spec, &r, received_ms).await?;
                 }
                 if let Some(spec) = &outputs.facts {
-                    facts::apply(s, spec, &r, now_ms).await?;
+                    facts::apply(s, spec, &r, received_ms).await?;
                 }
             }
             Ok(())

@@ -1,6 +1,7 @@
 -- Compliance checks (SPEC §12): each PC's latest status per check, from the newest result of a
 -- job with `check:`. `since_ms` is when the status last changed, `updated_ms` the run that
--- last confirmed it (both the agent's clock, clamped to a few minutes past receipt).
+-- last confirmed it (both the agent's clock, clamped to a few minutes past receipt, to order
+-- runs); `received_ms` when the backend got that run (its clock: staleness and pruning).
 CREATE TABLE check_status (
     check_name   TEXT NOT NULL,
     pc_id        TEXT NOT NULL,
@@ -10,6 +11,7 @@ CREATE TABLE check_status (
     updated_ms   INTEGER NOT NULL,
     result_id    TEXT NOT NULL,
     exec_id      TEXT NOT NULL,
+    received_ms  INTEGER NOT NULL,
     PRIMARY KEY (check_name, pc_id)
 );
 CREATE INDEX check_status_pc ON check_status(pc_id);
