@@ -220,3 +220,55 @@ target: { pcs: [PC-1] }
         assert!(body["error"].as_str().unwrap_or_default().contains(says), "{path}: {body:#}");
     }
 }
+
+async fn query(s: &common::Stack, body: Value) -> (StatusCode, Value) {
+    let req = axum::http::Request::post("/api/query")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    s.call(req).await
+}
+
+#[tokio::test]
+async fn an_admin_query_reads_and_never_writes_and_a_runaway_one_is_stopped() {
+    let s = common::stack(&[("PC-1", &[])]).await;
+    let (status, answer) =
+        query(&s, serde_json::json!({ "sql": "SELECT pc_id FROM agents ORDER BY pc_id;" })).await;
+    assert_eq!(status, StatusCode::OK, "{answer:#}");
+    assert_eq!(
+        (&answer["columns"], &answer["rows"]),
+        (&serde_json::json!(["pc_id"]), &serde_json::json!([["PC-1"]]))
+    );
+    common::wait_for_audit(&s, "query.run").await;
+
+    let counting =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50) SELECT x FROM c";
+    let (_, capped) = query(&s, serde_json::json!({ "sql": counting, "max_rows": 10 })).await;
+    assert_eq!(
+        (capped["rows"].as_array().map(Vec::len), capped["truncated"].as_bool()),
+        (Some(10), Some(true)),
+        "{capped:#}"
+    );
+
+    for (sql, says) in [
+        ("INSERT INTO agents (pc_id) VALUES ('X')", "\"INSERT\" is not read-only"),
+        ("ATTACH DATABASE '/tmp/x.db' AS x", "\"ATTACH\" is not read-only"),
+        ("PRAGMA query_only = OFF", "\"PRAGMA\" is not read-only"),
+        ("SELECT 1; DELETE FROM agents", "one statement only"),
+        // Past the check, the engine's read-only mode refuses a write.
+        ("WITH d AS (DELETE FROM agents RETURNING pc_id) SELECT * FROM d", "the database refused the query"),
+    ] {
+        let (status, body) = query(&s, serde_json::json!({ "sql": sql })).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{sql}: {body:#}");
+        assert!(body["error"].as_str().unwrap_or_default().contains(says), "{sql}: {body:#}");
+    }
+    let (_, still) = query(&s, serde_json::json!({ "sql": "SELECT COUNT(*) AS n FROM agents" })).await;
+    assert_eq!(still["rows"][0][0].to_string().trim_matches('"'), "1", "{still:#}");
+
+    let runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c";
+    let t0 = std::time::Instant::now();
+    let (status, body) = query(&s, serde_json::json!({ "sql": runaway })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:#}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("ran longer than 5s"), "{body:#}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "stopped after {:?}", t0.elapsed());
+}

@@ -195,6 +195,14 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         limit: u32,
     },
+    /// Run one read-only SELECT over the backend's database (admins; audited)
+    Query {
+        /// The query, e.g. "SELECT pc_id, last_seen_ms FROM agents"
+        sql: String,
+        /// At most this many rows (1-10000; 1000 by default)
+        #[arg(long)]
+        max_rows: Option<u32>,
+    },
     /// Compliance: every check with its PCs counted by status, or one check's PCs
     Checks {
         /// A check's name: its PCs, their status and since when

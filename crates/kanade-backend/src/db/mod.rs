@@ -4,6 +4,7 @@
 //! [`sql::Sql`]; the engines differ only in how a statement reaches the database.
 
 pub mod accounts;
+pub mod adhoc;
 pub mod fence;
 pub mod maintenance;
 mod migrate;
@@ -301,6 +302,22 @@ impl Db {
             after_pc.as_deref(),
             limit
         ))
+    }
+
+    /// An admin's ad-hoc read-only query (already through `adhoc::check`).
+    pub async fn adhoc_query(
+        &self,
+        sql: String,
+        max_rows: usize,
+        limit: std::time::Duration,
+    ) -> Result<adhoc::Outcome, adhoc::QueryError> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.adhoc(sql, max_rows, limit).await,
+            Engine::Postgres(pg) => {
+                let client = pg.client().await?;
+                adhoc::postgres(&client, &sql, max_rows, limit).await
+            }
+        }
     }
 
     pub async fn fact_table(&self, name: String) -> Result<Option<kanade_shared::wire::FactTable>, DbError> {

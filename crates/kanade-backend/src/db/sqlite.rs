@@ -94,6 +94,25 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// An admin's ad-hoc SELECT on a `query_only` reader (see `adhoc`).
+    pub async fn adhoc(
+        &self,
+        sql: String,
+        max_rows: usize,
+        limit: std::time::Duration,
+    ) -> Result<super::adhoc::Outcome, super::adhoc::QueryError> {
+        let readers = self.readers.clone();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let conn = readers[start % readers.len()].lock().unwrap_or_else(|p| p.into_inner());
+            super::adhoc::sqlite(&conn, &sql, max_rows, limit)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+}
+
 /// Drive an operation whose every await is already complete (SQLite's statements run
 /// synchronously). One that waits on something else is a bug in the engine, reported as such.
 pub fn now<F: Future>(f: F) -> Result<F::Output, DbError> {

@@ -65,3 +65,41 @@ pub async fn rows(
     let next_offset = (rows.len() as i64 == limit).then_some(offset + limit);
     Ok(Json(FactRows { table: table.name, key: table.key, columns: table.columns, rows, next_offset }))
 }
+
+/// How long an ad-hoc query may run.
+pub const QUERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+const QUERY_ROWS: u32 = 1000;
+const QUERY_ROWS_MAX: u32 = 10_000;
+
+/// `POST /api/query` (admins): one read-only SELECT over the projection, audited before it runs.
+pub async fn query(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Json(body): Json<kanade_shared::wire::QueryRequest>,
+) -> Result<Json<kanade_shared::wire::QueryAnswer>, ApiError> {
+    use crate::db::adhoc::{self, QueryError};
+    let mut problems = Vec::new();
+    let sql = adhoc::check(&body.sql).map_err(|e| problems.push(format!("sql: {e}"))).ok();
+    let max_rows = match body.max_rows {
+        None => QUERY_ROWS,
+        Some(n) if (1..=QUERY_ROWS_MAX).contains(&n) => n,
+        Some(n) => {
+            problems.push(format!("max_rows: {n} is outside 1..={QUERY_ROWS_MAX}"));
+            QUERY_ROWS
+        }
+    };
+    let Some(sql) = sql.filter(|_| problems.is_empty()) else { return Err(ApiError::invalid(problems)) };
+    let shown: String = sql.chars().take(2000).collect();
+    super::audit_as(&state, &caller, "query.run", None, serde_json::json!({ "sql": shown })).await?;
+    let t0 = std::time::Instant::now();
+    match state.db.adhoc_query(sql, max_rows as usize, QUERY_LIMIT).await {
+        Ok(o) => Ok(Json(kanade_shared::wire::QueryAnswer {
+            columns: o.columns,
+            rows: o.rows,
+            truncated: o.truncated,
+            elapsed_ms: t0.elapsed().as_millis() as u64,
+        })),
+        Err(QueryError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::invalid(vec![format!("sql: {e}")])),
+    }
+}

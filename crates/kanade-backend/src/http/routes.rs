@@ -362,6 +362,13 @@ pub fn table() -> Vec<Route> {
             get(facts::rows)
         ),
         route!(
+            "POST",
+            "/api/query",
+            ADMIN,
+            "Run one read-only SELECT over the projection (admin; audited; 5 s, 1,000 rows by default)",
+            post(facts::query)
+        ),
+        route!(
             "GET",
             "/api/checks",
             VIEWER,

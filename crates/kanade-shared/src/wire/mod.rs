@@ -16,6 +16,7 @@ mod heartbeat;
 mod host_perf;
 mod inventory;
 pub mod obs;
+mod query;
 mod result;
 
 pub use agent_config::{AgentConfigPatch, AgentGroups};
@@ -31,6 +32,7 @@ pub use host_perf::{
 };
 pub use inventory::{Cpu, Disk, Hardware, Inventory, NetworkInterface, Software};
 pub use obs::{ObsEvent, ObsEventRow, ObsEvents};
+pub use query::{QueryAnswer, QueryRequest};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};
 
 pub use time::OffsetDateTime as Timestamp;

@@ -125,6 +125,22 @@ fn type_name(t: kanade_shared::manifest::outputs::ColumnType) -> &'static str {
     }
 }
 
+/// `kanade query "SELECT …"`: one read-only query over the projection (admins).
+pub async fn run_query(sql: String, max_rows: Option<u32>, global: &Global) -> anyhow::Result<ExitCode> {
+    let body = kanade_shared::wire::QueryRequest { sql, max_rows };
+    let v = Api::new(global)?.post_json("/api/query", &serde_json::to_value(&body)?).await?;
+    let answer: kanade_shared::wire::QueryAnswer =
+        serde_json::from_value(v).context("the backend's answer is not what this CLI reads")?;
+    let rows = answer.rows.iter().map(|r| r.iter().map(super::text).collect()).collect();
+    let headers: Vec<&str> = answer.columns.iter().map(String::as_str).collect();
+    output::print(global.output, &answer, &headers, rows);
+    if global.output == Format::Table {
+        let more = if answer.truncated { "; more rows matched (--max-rows)" } else { "" };
+        eprintln!("({} rows in {} ms{more})", answer.rows.len(), answer.elapsed_ms);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
