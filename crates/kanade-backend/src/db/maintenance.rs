@@ -102,15 +102,8 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
     // the facts of agents forgotten.
     s.exec("DELETE FROM check_status WHERE received_ms < ?1", vals![cut.agents_ms]).await?;
     let gone = "pc_id NOT IN (SELECT pc_id FROM agents)";
-    let tables: Vec<String> = s
-        .rows("SELECT name FROM facts_tables", vals![])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect::<Result<_, _>>()?;
-    for t in tables.iter().filter(|t| kanade_shared::manifest::outputs::check_name(t).is_ok()) {
-        s.exec(&format!("DELETE FROM {} WHERE {gone}", super::projection::facts::physical(t)), vals![])
-            .await?;
+    for table in super::projection::facts::tables_stored(s).await? {
+        s.exec(&format!("DELETE FROM {table} WHERE {gone}"), vals![]).await?;
     }
     s.exec(&format!("DELETE FROM facts_writes WHERE {gone}"), vals![]).await?;
     s.exec(&format!("DELETE FROM inventory_facts WHERE {gone}"), vals![]).await?;

@@ -290,6 +290,22 @@ async fn set_error<S: Sql>(s: &mut S, r: &ExecResult, why: &str) -> Result<(), D
     .map(drop)
 }
 
+/// Every facts table as it is stored (`"fact_<name>"`, ready for SQL text): only names that
+/// pass the check are given, whatever the registry holds.
+pub async fn tables_stored<S: Sql>(s: &mut S) -> Result<Vec<String>, DbError> {
+    let names: Vec<String> = s
+        .rows("SELECT name FROM facts_tables", vals![])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
+    Ok(names
+        .iter()
+        .filter(|n| kanade_shared::manifest::outputs::check_name(n).is_ok())
+        .map(|n| physical(n))
+        .collect())
+}
+
 /// One facts table by name, without counting its rows.
 pub async fn table<S: Sql>(s: &mut S, name: &str) -> Result<Option<kanade_shared::wire::FactTable>, DbError> {
     let Some(r) =

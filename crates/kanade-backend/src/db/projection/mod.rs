@@ -927,16 +927,8 @@ pub async fn projection_name<S: Sql>(s: &mut S) -> Result<ProjectionName, DbErro
 /// Empty every projected table and start a new generation, so the streams replay into it.
 pub async fn wipe<S: Sql>(s: &mut S) -> Result<(), DbError> {
     // Facts tables are rebuilt from RESULTS like the rest: dropped with their registry.
-    let tables: Vec<String> = s
-        .rows("SELECT name FROM facts_tables", vals![])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect::<Result<_, _>>()?;
-    for t in tables {
-        if kanade_shared::manifest::outputs::check_name(&t).is_ok() {
-            s.batch(&format!("DROP TABLE IF EXISTS {}", facts::physical(&t))).await?;
-        }
+    for table in facts::tables_stored(s).await? {
+        s.batch(&format!("DROP TABLE IF EXISTS {table}")).await?;
     }
     s.batch("DELETE FROM facts_tables; DELETE FROM facts_writes; DELETE FROM inventory_facts;").await?;
     s.batch(
