@@ -465,7 +465,7 @@ pub async fn apply_host_perf<S: Sql>(
                 vals![
                     p.pc_id.as_str(),
                     *received_ms,
-                    (p.at.unix_timestamp_nanos() / 1_000_000) as i64,
+                    ts_ms(p.at),
                     f64::from(p.cpu_pct),
                     p.mem_used_bytes as i64,
                     p.mem_total_bytes as i64,
