@@ -5,6 +5,7 @@ pub mod budget;
 pub mod exec;
 pub mod gates;
 pub mod inventory;
+pub mod local_ipc;
 pub mod runtime;
 pub mod store;
 pub mod testfault;

@@ -31,6 +31,30 @@ enum Command {
     /// Windows: run the agent as a service of the Service Control Manager
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Notifications sent to this PC: list them, acknowledge one (as the user running this)
+    Notifications {
+        /// The running agent's socket (Windows: pipe); else KANADE_AGENT_SOCKET, else the
+        /// config's [notifications] socket, else the default
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        command: NotificationsCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum NotificationsCommand {
+    /// The notifications kept for this PC, newest last
+    List {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge a notification as the user running this command
+    Ack {
+        /// Its id (the first column of `list`)
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -60,6 +84,7 @@ fn main() -> ExitCode {
         Some(Command::Service(ServiceCommand::Run)) => kanade_shared::service::run(SERVICE, service_body)
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| anyhow::Error::from(e).context("`service run` is how the SCM starts the agent; run `kanade-agent --config …` in a console instead")),
+        Some(Command::Notifications { ref socket, ref command }) => notifications(&cli, socket.clone(), command),
     };
     match result {
         Ok(code) => code,
@@ -68,6 +93,59 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kanade-agent notifications …`: a local user's side of the agent's socket or pipe.
+fn notifications(
+    cli: &Cli,
+    socket: Option<PathBuf>,
+    command: &NotificationsCommand,
+) -> anyhow::Result<ExitCode> {
+    use kanade_agent::local_ipc::{Request, call};
+    // The config is often readable only by the agent's account; then the default applies.
+    let socket = socket
+        .or_else(|| std::env::var_os("KANADE_AGENT_SOCKET").map(PathBuf::from))
+        .or_else(|| config(cli).ok().map(|c| c.notifications_socket))
+        .unwrap_or_else(kanade_shared::config::default_notifications_socket);
+    let request = match command {
+        NotificationsCommand::List { .. } => Request::List,
+        NotificationsCommand::Ack { id } => Request::Ack { id: id.clone() },
+    };
+    let response = call(&socket, &request)?;
+    if let Some(error) = response.error {
+        anyhow::bail!("{error}");
+    }
+    match command {
+        NotificationsCommand::List { json: true } => {
+            println!("{}", serde_json::to_string_pretty(&response.notifications)?);
+        }
+        NotificationsCommand::List { json: false } => {
+            if response.notifications.is_empty() {
+                println!("no notifications for this PC");
+            }
+            for n in &response.notifications {
+                let note = &n.notification;
+                let when = note
+                    .created_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                let acked = if n.acked_by_you { "  (acknowledged by you)" } else { "" };
+                println!("{}  [{}]  {when}  {}{acked}", note.id, note.priority.as_str(), note.title);
+                for line in note.body.lines() {
+                    println!("    {line}");
+                }
+                println!(
+                    "    — {}; acknowledge with: kanade-agent notifications ack {}",
+                    note.created_by, note.id
+                );
+            }
+        }
+        NotificationsCommand::Ack { id } => match response.ack.as_deref() {
+            Some("already") => println!("{id} was already acknowledged by {}", response.user),
+            _ => println!("acknowledged {id} as {}", response.user),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config(cli: &Cli) -> anyhow::Result<AgentConfig> {

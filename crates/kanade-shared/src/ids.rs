@@ -192,6 +192,10 @@ uuid_id!(
     /// One audit record.
     AuditId
 );
+uuid_id!(
+    /// One end-user notification; every subject it is sent on carries the same id.
+    NotificationId
+);
 
 impl ResultId {
     /// The run key for (exec_id, pc_id). Deterministic, so every redelivery or retry maps to the

@@ -24,4 +24,7 @@ pub mod subjects;
 pub mod wire;
 
 pub use duration::HumanDuration;
-pub use ids::{AuditId, ExecId, GroupName, IdError, JobId, PcId, RequestId, ResultId, ScheduleId, Version};
+pub use ids::{
+    AuditId, ExecId, GroupName, IdError, JobId, NotificationId, PcId, RequestId, ResultId, ScheduleId,
+    Version,
+};

@@ -1,7 +1,8 @@
 //! NATS subject builders and the one parser agents use to decide whether a command is theirs.
 //! Subjects are only ever built here, from validated ids, so no token can smuggle a `.`, `*` or `>`.
 
-use crate::ids::{ExecId, GroupName, JobId, PcId, RequestId};
+use crate::ids::{ExecId, GroupName, JobId, NotificationId, PcId, RequestId};
+use crate::wire::NotificationTarget;
 
 pub const COMMANDS_ALL_PREFIX: &str = "commands.all";
 
@@ -54,6 +55,30 @@ pub fn result(pc: &PcId, request: RequestId) -> String {
 
 pub fn event_started(pc: &PcId, exec: ExecId) -> String {
     format!("events.started.{pc}.{exec}")
+}
+
+/// A local user's acknowledgement of a notification (stream EVENTS, through the outbox).
+pub fn notify_ack(pc: &PcId, id: NotificationId) -> String {
+    format!("events.notify_ack.{pc}.{id}")
+}
+
+pub const NOTIFICATIONS_ALL: &str = "notifications.all";
+
+/// The NOTIFICATIONS subjects a notification for `target` is published on (its withdrawal too).
+pub fn notification_subjects(target: &NotificationTarget) -> Vec<String> {
+    if target.all {
+        return vec![NOTIFICATIONS_ALL.to_owned()];
+    }
+    let groups = target.groups.iter().map(|g| format!("notifications.group.{g}"));
+    groups.chain(target.pcs.iter().map(|pc| format!("notifications.pc.{pc}"))).collect()
+}
+
+/// Every NOTIFICATIONS subject an agent listens on: all, its pc, each of its groups; used for
+/// its live subscriptions and its catch-up alike.
+pub fn agent_notification_filters(pc: &PcId, groups: &[GroupName]) -> Vec<String> {
+    let mut filters = vec![NOTIFICATIONS_ALL.to_owned(), format!("notifications.pc.{pc}")];
+    filters.extend(groups.iter().map(|g| format!("notifications.group.{g}")));
+    filters
 }
 
 pub fn heartbeat(pc: &PcId) -> String {

@@ -45,7 +45,25 @@ pub(crate) async fn catch_up(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
     }
 }
 
-enum Failure {
+/// Merge the filters' messages by sequence and admit each, moving the watermark past it.
+async fn direct(
+    ctx: &Arc<Ctx>,
+    stream: &Stream<()>,
+    filters: &[String],
+    from: u64,
+) -> Result<usize, Failure> {
+    let mut merged = Merged::open(stream, "EXEC", filters, from).await?;
+    let mut total = 0;
+    while let Some(msg) = merged.next().await? {
+        admit(ctx, msg.subject.as_str(), Some(&msg.headers), &msg.payload, Via::CatchUp).await?;
+        ctx.store.set_meta(WATERMARK, &msg.sequence.to_string())?;
+        total += 1;
+    }
+    Ok(total)
+}
+
+pub(crate) enum Failure {
+    /// The stream does not answer direct gets.
     NotDirect,
     Other(anyhow::Error),
 }
@@ -56,37 +74,55 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// Merge the filters' messages by sequence: hold the next message of each filter, admit the
-/// lowest, fetch that filter's following one.
-async fn direct(
-    ctx: &Arc<Ctx>,
-    stream: &Stream<()>,
-    filters: &[String],
-    from: u64,
-) -> Result<usize, Failure> {
-    let mut heads = Vec::with_capacity(filters.len());
-    for filter in filters {
-        heads.push(next(stream, filter, from).await?);
+/// Several subject filters of one stream read with direct gets as one sequence-ordered list:
+/// the next message of each filter is held, the lowest handed out, that filter's following one
+/// fetched. One request per filter and message, answered by the stream itself (no consumer, no
+/// JetStream API call).
+pub(crate) struct Merged<'a> {
+    stream: &'a Stream<()>,
+    name: &'static str,
+    filters: &'a [String],
+    heads: Vec<Option<StreamMessage>>,
+}
+
+impl<'a> Merged<'a> {
+    pub async fn open(
+        stream: &'a Stream<()>,
+        name: &'static str,
+        filters: &'a [String],
+        from: u64,
+    ) -> Result<Self, Failure> {
+        let mut heads = Vec::with_capacity(filters.len());
+        for filter in filters {
+            heads.push(next(stream, name, filter, from).await?);
+        }
+        Ok(Self { stream, name, filters, heads })
     }
-    let mut total = 0;
-    while let Some(i) = lowest(heads.iter().map(|h| h.as_ref().map(|m| m.sequence))) {
-        let msg = heads[i].take().expect("lowest points at a held message");
-        admit(ctx, msg.subject.as_str(), Some(&msg.headers), &msg.payload, Via::CatchUp).await?;
-        ctx.store.set_meta(WATERMARK, &msg.sequence.to_string())?;
-        total += 1;
-        heads[i] = next(stream, &filters[i], msg.sequence + 1).await?;
+
+    /// The next message of any filter, in stream order.
+    pub async fn next(&mut self) -> Result<Option<StreamMessage>, Failure> {
+        let Some(i) = lowest(self.heads.iter().map(|h| h.as_ref().map(|m| m.sequence))) else {
+            return Ok(None);
+        };
+        let msg = self.heads[i].take().expect("lowest points at a held message");
+        self.heads[i] = next(self.stream, self.name, &self.filters[i], msg.sequence + 1).await?;
+        Ok(Some(msg))
     }
-    Ok(total)
 }
 
 /// The first message on `filter` at or after `seq`, if any.
-async fn next(stream: &Stream<()>, filter: &str, seq: u64) -> Result<Option<StreamMessage>, Failure> {
+async fn next(
+    stream: &Stream<()>,
+    name: &str,
+    filter: &str,
+    seq: u64,
+) -> Result<Option<StreamMessage>, Failure> {
     match stream.direct_get_next_for_subject(filter, Some(seq)).await {
         Ok(msg) => Ok(Some(msg)),
         Err(e) => match e.kind() {
             DirectGetErrorKind::NotFound => Ok(None),
             DirectGetErrorKind::ErrorResponse(StatusCode::NO_RESPONDERS, _) => Err(Failure::NotDirect),
-            _ => Err(Failure::Other(anyhow::anyhow!("reading EXEC after sequence {seq} on {filter}: {e}"))),
+            _ => Err(Failure::Other(anyhow::anyhow!("reading {name} after sequence {seq} on {filter}: {e}"))),
         },
     }
 }

@@ -67,6 +67,7 @@ pub(crate) async fn refresh(ctx: &Ctx) -> bool {
     };
     if groups_changed {
         ctx.groups_changed.notify_one();
+        ctx.notification_groups_changed.notify_one();
         ctx.beat_now.notify_one();
     }
     match tokio::time::timeout(READ_TIMEOUT, read_config(ctx)).await {

@@ -10,6 +10,7 @@ pub mod host_perf;
 mod intake;
 mod kill;
 mod kv;
+mod notifications;
 pub(crate) mod obs;
 mod outbox;
 mod presence;
@@ -68,6 +69,9 @@ pub struct Settings {
     pub fake_executor: Option<crate::exec::FakeExecutor>,
     /// `[exec] user`: who `run_as: user` jobs run as on Unix; `None` skips them (122).
     pub exec_user: Option<String>,
+    /// Where local users list and acknowledge notifications; `None`: nowhere (in-process agents
+    /// of the tests and the simulator), notifications are still kept.
+    pub notifications_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +110,7 @@ impl Settings {
             update: None,
             fake_executor: None,
             exec_user: None,
+            notifications_socket: None,
         }
     }
 
@@ -126,6 +131,7 @@ impl Settings {
                 .filter(|_| config.update.enabled)
                 .map(|exe| UpdateSettings { exe, jitter: config.update.jitter.get() }),
             exec_user: config.exec_user.clone(),
+            notifications_socket: Some(config.notifications_socket.clone()),
             ..Self::new(config.id.clone(), config.nats_url.clone(), config.data_dir.clone())
         }
     }
@@ -138,6 +144,8 @@ pub(crate) struct Ctx {
     pub groups: RwLock<Vec<GroupName>>,
     /// Fired when group membership changed: resubscribe and catch up on the new subjects.
     pub groups_changed: Notify,
+    /// The same, for the notifications task.
+    pub notification_groups_changed: Notify,
     /// Send a heartbeat now (the backend targets groups by what heartbeats report).
     pub beat_now: Notify,
     /// Settings operators push through `agent_config` (pc beats group beats global).
@@ -225,6 +233,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     let ctx = Arc::new(Ctx {
         groups: RwLock::new(settings.groups.clone()),
         groups_changed: Notify::new(),
+        notification_groups_changed: Notify::new(),
         beat_now: Notify::new(),
         live_config: watch::Sender::new(AgentConfigPatch::default()),
         slots: Semaphore::new(settings.max_concurrent_jobs.max(1)),
@@ -269,6 +278,16 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     tasks.spawn(presence::ping_responder(ctx.clone()));
     tasks.spawn(presence::inventory_loop(ctx.clone()));
     tasks.spawn(intake::intake_loop(ctx.clone()));
+    tasks.spawn(notifications::notifications_loop(ctx.clone()));
+    if let Some(socket) = ctx.settings.notifications_socket.clone() {
+        let (handler, stop) = (notifications::handler(ctx.clone()), ctx.shutdown.clone());
+        tasks.spawn(async move {
+            // Without it notifications are still kept and shown; only the local list is missing.
+            if let Err(e) = crate::local_ipc::serve(&socket, handler, stop).await {
+                tracing::warn!(error = %format!("{e:#}"), "local users cannot list or acknowledge notifications (set [notifications] socket to a path this agent may create)");
+            }
+        });
+    }
     tasks.spawn(crate::update::follow::update_loop(ctx.clone()));
     tracing::info!(pc = %ctx.settings.pc, "agent running");
     if ctx.settings.trusted_keys.is_empty() {

@@ -109,7 +109,45 @@ CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notifications (
+    id           TEXT PRIMARY KEY,
+    message      BLOB,
+    received_ms  INTEGER NOT NULL,
+    expires_ms   INTEGER,
+    withdrawn    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notification_acks (
+    id           TEXT NOT NULL,
+    user_name    TEXT NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (id, user_name)
+) WITHOUT ROWID;
 ";
+
+/// How long a withdrawal that arrived before its notification (two subjects, two paths) is
+/// remembered: as long as NOTIFICATIONS could still hand the notification over.
+const TOMBSTONE_MS: i64 = 90 * 86_400_000;
+
+/// A notification this PC keeps for its users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptNotification {
+    /// The `Notification` as it came from the broker.
+    pub message: Vec<u8>,
+    pub received_ms: i64,
+    /// Who on this PC acknowledged it, and when.
+    pub acks: Vec<(String, i64)>,
+}
+
+/// What a local user's acknowledgement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Recorded, and the acknowledgement queued for the backend in the same transaction.
+    Acked,
+    /// This user had acknowledged it before.
+    Already,
+    /// Not kept here: never sent to this PC, withdrawn or expired.
+    Unknown,
+}
 
 /// Stores written before the outbox lost AUTOINCREMENT: the old table is set aside, `SCHEMA`
 /// creates the new one, and the queued messages move over with their sequence numbers, all in
@@ -329,6 +367,122 @@ impl Store {
         self.with(|c| {
             c.prepare_cached("DELETE FROM ledger WHERE state = 'done' AND finished_at < ?1")?
                 .execute([before_ms])
+        })
+    }
+
+    /// Keep a notification; `true` when it is new here (not seen before, not withdrawn already,
+    /// not expired): the moment to show it.
+    pub fn notification_received(
+        &self,
+        id: &str,
+        message: &[u8],
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        if expires_ms <= now_ms {
+            return Ok(false);
+        }
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO notifications (id, message, received_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO NOTHING",
+            )?
+            .execute(params![id, message, now_ms, expires_ms])
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Drop a notification (its text too); remembered as withdrawn, so the notification arriving
+    /// later on another subject stays dropped.
+    pub fn notification_withdrawn(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO notifications (id, message, received_ms, withdrawn) VALUES (?1, NULL, ?2, 1)
+                 ON CONFLICT(id) DO UPDATE SET message = NULL, withdrawn = 1 WHERE withdrawn = 0",
+            )?
+            .execute(params![id, now_ms])
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Every notification not withdrawn and not expired at `now_ms`, oldest first.
+    pub fn notifications(&self, now_ms: i64) -> Result<Vec<(String, KeptNotification)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, message, received_ms FROM notifications
+                 WHERE withdrawn = 0 AND expires_ms > ?1 ORDER BY received_ms, id",
+            )?;
+            let rows = stmt.query_map([now_ms], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, message, received_ms) = row?;
+                out.push((id, KeptNotification { message, received_ms, acks: Vec::new() }));
+            }
+            let mut acks = c.prepare_cached(
+                "SELECT user_name, at_ms FROM notification_acks WHERE id = ?1 ORDER BY at_ms, user_name",
+            )?;
+            for (id, kept) in &mut out {
+                let rows = acks.query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                kept.acks = rows.collect::<Result<_, _>>()?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// A local user acknowledges a kept notification: the acknowledgement and its outbox message
+    /// are written together, so it reaches the backend exactly when it is recorded here.
+    pub fn ack_notification(
+        &self,
+        id: &str,
+        user: &str,
+        now_ms: i64,
+        message: &Outgoing,
+    ) -> Result<AckOutcome, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let kept: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT 1 FROM notifications WHERE id = ?1 AND withdrawn = 0 AND expires_ms > ?2",
+                )?
+                .query_row(params![id, now_ms], |r| r.get(0))
+                .optional()?;
+            if kept.is_none() {
+                return Ok(AckOutcome::Unknown);
+            }
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO notification_acks (id, user_name, at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(id, user_name) DO NOTHING",
+                )?
+                .execute(params![id, user, now_ms])?;
+            if inserted == 0 {
+                return Ok(AckOutcome::Already);
+            }
+            insert_outgoing(&tx, message)?;
+            tx.commit()?;
+            Ok(AckOutcome::Acked)
+        })
+    }
+
+    /// Forget notifications past their expiry (withdrawals that came first: after
+    /// [`TOMBSTONE_MS`]) and their acknowledgements.
+    pub fn prune_notifications(&self, now_ms: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.prepare_cached(
+                "DELETE FROM notification_acks WHERE id IN (SELECT id FROM notifications
+                 WHERE coalesce(expires_ms, received_ms + ?2) < ?1)",
+            )?
+            .execute(params![now_ms, TOMBSTONE_MS])?;
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM notifications WHERE coalesce(expires_ms, received_ms + ?2) < ?1",
+                )?
+                .execute(params![now_ms, TOMBSTONE_MS])?;
+            tx.commit()?;
+            Ok(n)
         })
     }
 

@@ -19,6 +19,48 @@ fn open(dir: &tempfile::TempDir) -> Store {
 }
 
 #[test]
+fn notifications_are_kept_once_dropped_when_withdrawn_and_acked_once_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ack = |n: u8| Outgoing {
+        seq: 0,
+        msg_id: format!("ack-{n}"),
+        subject: "events.notify_ack.pc.n".into(),
+        payload: vec![n],
+    };
+    assert!(store.notification_received("n1", b"one", 5_000, 1_000).unwrap(), "new");
+    assert!(!store.notification_received("n1", b"one", 5_000, 1_100).unwrap(), "second subject: not new");
+    assert!(!store.notification_received("n0", b"old", 900, 1_000).unwrap(), "expired: never kept");
+    // A withdrawal that overtook its notification keeps it from ever showing.
+    assert!(store.notification_withdrawn("n2", 1_000).unwrap());
+    assert!(!store.notification_received("n2", b"two", 5_000, 1_200).unwrap());
+    let ids = |now| store.notifications(now).unwrap().into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(ids(1_300), ["n1"]);
+
+    assert_eq!(store.ack_notification("n1", "alice", 2_000, &ack(1)).unwrap(), AckOutcome::Acked);
+    assert_eq!(store.ack_notification("n1", "alice", 2_100, &ack(2)).unwrap(), AckOutcome::Already);
+    assert_eq!(store.ack_notification("n1", "bob", 2_200, &ack(3)).unwrap(), AckOutcome::Acked);
+    assert_eq!(store.ack_notification("n2", "alice", 2_200, &ack(4)).unwrap(), AckOutcome::Unknown);
+    assert_eq!(
+        store.ack_notification("n1", "carol", 5_000, &ack(5)).unwrap(),
+        AckOutcome::Unknown,
+        "expired"
+    );
+    let queued: Vec<String> = store.outbox(10).unwrap().into_iter().map(|m| m.msg_id).collect();
+    assert_eq!(queued, ["ack-1", "ack-3"], "one message per recorded acknowledgement");
+    let kept = store.notifications(2_300).unwrap();
+    assert_eq!(kept[0].1.acks, [("alice".to_owned(), 2_000), ("bob".to_owned(), 2_200)]);
+
+    assert!(store.notification_withdrawn("n1", 2_400).unwrap());
+    assert!(!store.notification_withdrawn("n1", 2_500).unwrap(), "once");
+    assert!(ids(2_600).is_empty());
+    // Expired rows go; a tombstone stays for the stream's retention.
+    assert_eq!(store.prune_notifications(6_000).unwrap(), 1);
+    assert!(!store.notification_received("n2", b"two", 9_000, 6_000).unwrap());
+    assert_eq!(store.prune_notifications(1_000 + TOMBSTONE_MS + 1).unwrap(), 1);
+}
+
+#[test]
 fn a_store_with_the_old_outbox_keeps_its_queue_and_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.db");

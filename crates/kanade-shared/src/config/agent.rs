@@ -28,7 +28,20 @@ pub struct AgentConfig {
     pub update: UpdateConfig,
     /// `[exec] user` (Unix): the account `run_as: user` jobs run as; `None` skips them (122).
     pub exec_user: Option<String>,
+    /// `[notifications] socket`: where local users reach the agent for their notifications.
+    pub notifications_socket: PathBuf,
     pub log: LogConfig,
+}
+
+/// Where `kanade-agent notifications` finds the running agent unless told otherwise: a Unix
+/// socket every local user may connect to (the agent learns who from the kernel), or on Windows
+/// a named pipe.
+pub fn default_notifications_socket() -> PathBuf {
+    if cfg!(windows) {
+        PathBuf::from(r"\\.\pipe\kanade-agent-notifications")
+    } else {
+        PathBuf::from("/run/kanade-agent/notifications.sock")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +84,13 @@ struct RawAgentFile {
     nats: Option<super::RawBroker>,
     update: Option<RawUpdate>,
     exec: Option<RawExec>,
+    notifications: Option<RawNotifications>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawNotifications {
+    socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +182,14 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
     {
         c.push("exec.user", format!("{user:?} is not an account name"));
     }
+    let notifications_socket = match raw.notifications.unwrap_or_default().socket {
+        Some(s) if s.trim().is_empty() => {
+            c.push("notifications.socket", "must not be empty (leave it out for the default)");
+            default_notifications_socket()
+        }
+        Some(s) => PathBuf::from(s),
+        None => default_notifications_socket(),
+    };
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = id.map(|id| AgentConfig {
         id,
@@ -176,6 +203,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         broker,
         update,
         exec_user,
+        notifications_socket,
         log,
     });
     c.finish(config)

@@ -14,7 +14,9 @@ mod template;
 
 use std::path::{Path, PathBuf};
 
-pub use agent::{AgentConfig, InventoryConfig, RESTART_EXIT_CODE, RestartMode, UpdateConfig};
+pub use agent::{
+    AgentConfig, InventoryConfig, RESTART_EXIT_CODE, RestartMode, UpdateConfig, default_notifications_socket,
+};
 pub use backend::{AuthConfig, BackendConfig, DbConfig, RetentionConfig, redact};
 pub use discover::{Discovered, Role, Source, discover};
 pub use environment::{Environment, OsKind};

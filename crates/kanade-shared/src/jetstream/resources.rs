@@ -191,6 +191,18 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
         stream("INVENTORY", "latest inventory per pc", "inventory.>", 90 * DAY, GIB, 1),
         stream("AUDIT", "audit trail", "audit.>", 365 * DAY, 2 * GIB, 0),
         stream("OBS", "observability events per pc", "obs.>", 90 * DAY, 2 * GIB, 0),
+        // Agents catch up on it with direct gets, like EXEC.
+        Resource {
+            direct: true,
+            ..stream(
+                "NOTIFICATIONS",
+                "end-user notifications and their withdrawals, per target subject",
+                "notifications.>",
+                90 * DAY,
+                GIB,
+                0,
+            )
+        },
         kv("jobs", "job id -> manifest", 5, Duration::ZERO),
         kv("schedules", "schedule id -> schedule", 5, Duration::ZERO),
         kv("script_current", "job id -> version the fleet must run", 1, Duration::ZERO),

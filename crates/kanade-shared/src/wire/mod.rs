@@ -15,6 +15,7 @@ pub mod facts;
 mod heartbeat;
 mod host_perf;
 mod inventory;
+pub mod notification;
 pub mod obs;
 mod query;
 mod result;
@@ -31,6 +32,11 @@ pub use host_perf::{
     top_processes,
 };
 pub use inventory::{Cpu, Disk, Hardware, Inventory, NetworkInterface, Software};
+pub use notification::{
+    AckBy, Notification, NotificationDetail, NotificationMessage, NotificationPc, NotificationSent,
+    NotificationSummary, NotificationTarget, Notifications, NotifyAck, Priority, SendNotification,
+    TargetRequest, Withdrawal,
+};
 pub use obs::{ObsEvent, ObsEventRow, ObsEvents};
 pub use query::{QueryAnswer, QueryRequest};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};
