@@ -1,5 +1,5 @@
 //! Broker accounts per role, as nats-server configuration. An agent may publish only under its
-//! own PC tokens (results, started events, heartbeat, inventory) and use the JetStream API
+//! own PC tokens (results, started events and notification acknowledgements, heartbeat, inventory) and use the JetStream API
 //! calls its intake needs; it cannot publish commands or another PC's results. The backend may
 //! do everything; an operator's CLI may publish commands (its `run` is signed anyway), kills and
 //! manage JetStream. Each account replies only through its own inbox prefix.
@@ -38,6 +38,8 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         "$JS.API.CONSUMER.MSG.NEXT.EXEC.>".into(),
         "$JS.API.CONSUMER.DELETE.EXEC.>".into(),
         "$JS.ACK.EXEC.>".into(),
+        // Notifications: caught up with direct gets, like EXEC.
+        "$JS.API.DIRECT.GET.NOTIFICATIONS".into(),
         // Scripts by reference.
         "$JS.API.STREAM.INFO.OBJ_scripts".into(),
         "$JS.API.DIRECT.GET.OBJ_scripts.>".into(),
@@ -80,6 +82,9 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         format!("agents.{pc}.ping"),
         format!("notify.agent_groups.{pc}"),
         "notify.agent_config.>".into(),
+        "notifications.all".into(),
+        format!("notifications.pc.{pc}"),
+        "notifications.group.*".into(),
         inbox(pc.as_str()),
     ];
     Account { user: pc.to_string(), password: password.to_owned(), publish, subscribe }

@@ -33,6 +33,10 @@ pub enum LiveEvent {
     Execution {
         exec_id: String,
     },
+    /// A notification was sent, withdrawn or acknowledged somewhere.
+    Notification {
+        id: String,
+    },
 }
 
 impl LiveEvent {
@@ -43,6 +47,7 @@ impl LiveEvent {
             Self::AgentDown { .. } => "agent_down",
             Self::Result { .. } => "result",
             Self::Execution { .. } => "execution",
+            Self::Notification { .. } => "notification",
         }
     }
 }
@@ -83,6 +88,10 @@ impl Bus {
 
     pub fn execution(&self, exec_id: impl std::fmt::Display) {
         self.fleet_wide(LiveEvent::Execution { exec_id: exec_id.to_string() });
+    }
+
+    pub fn notification(&self, id: kanade_shared::NotificationId) {
+        self.fleet_wide(LiveEvent::Notification { id: id.to_string() });
     }
 
     fn fleet_wide(&self, e: LiveEvent) {

@@ -230,6 +230,9 @@ pub enum Command {
     /// Agent settings (config) and releases: publish, roll out, quarantine
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Notifications for the people at the endpoints: send, list, show who acknowledged, withdraw
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Create an operator signing key for `run` and `kill`, and print the public key agents pin
     Keygen {
         /// Where to write the private key (created with mode 0600; never overwritten)
@@ -370,6 +373,40 @@ pub enum AgentsCommand {
     /// Operator-assigned groups
     #[command(subcommand)]
     Groups(GroupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a notification; prints its id
+    Send {
+        /// The headline users see
+        #[arg(long)]
+        title: String,
+        /// The text (markdown); `-` reads it from stdin
+        #[arg(long, default_value = "")]
+        body: String,
+        /// info, warn or urgent
+        #[arg(long, default_value = "info")]
+        priority: String,
+        /// Every PC
+        #[arg(long, conflicts_with_all = ["group", "pc"], required_unless_present_any = ["group", "pc"])]
+        all: bool,
+        /// Members of this group (repeatable)
+        #[arg(long, conflicts_with = "pc")]
+        group: Vec<String>,
+        /// This PC (repeatable)
+        #[arg(long)]
+        pc: Vec<String>,
+        /// Agents drop it after this long (e.g. 2h, 7d; at most 90d; a week by default)
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Notifications, newest first: addressed and acknowledged PCs
+    List,
+    /// One notification: per PC, acknowledged (by whom, when) or outstanding
+    Show { id: String },
+    /// Withdraw a notification: agents drop it, also those offline now when they return
+    Withdraw { id: String },
 }
 
 #[derive(Debug, Subcommand)]

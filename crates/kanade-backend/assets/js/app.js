@@ -13,6 +13,7 @@ import * as audit from './pages/audit.js';
 import * as events from './pages/events.js';
 import * as compliance from './pages/compliance.js';
 import * as facts from './pages/facts.js';
+import * as notifications from './pages/notifications.js';
 import * as admin from './pages/admin.js';
 
 const routes = [
@@ -31,13 +32,15 @@ const routes = [
   [/^\/facts$/, facts.list, 'Facts'],
   [/^\/facts\/([^/]+)$/, facts.detail, 'Facts table'],
   [/^\/compliance\/(.+)$/, compliance.detail, 'Check'],
+  [/^\/notifications$/, notifications.list, 'Notifications'],
+  [/^\/notifications\/([^/]+)$/, notifications.detail, 'Notification'],
   [/^\/audit$/, audit.list, 'Audit log'],
   [/^\/admin$/, admin.render, 'Users and tokens', 'admin'],
 ];
 
 const NAV = [
   ['#/', 'Overview'], ['#/agents', 'Agents'], ['#/jobs', 'Jobs'], ['#/executions', 'Executions'],
-  ['#/schedules', 'Schedules'], ['#/compliance', 'Compliance'], ['#/facts', 'Facts'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
+  ['#/schedules', 'Schedules'], ['#/compliance', 'Compliance'], ['#/facts', 'Facts'], ['#/notifications', 'Notifications'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
 ];
 
 let cleanup = null;

@@ -10,7 +10,7 @@ const listeners = new Map(); // type -> Set<fn>
 function connect() {
   if (source || !session.token) return;
   source = new EventSource(`/api/stream?access_token=${encodeURIComponent(session.token)}`);
-  for (const type of ['agent_up', 'agent_down', 'result', 'execution', 'lagged']) {
+  for (const type of ['agent_up', 'agent_down', 'result', 'execution', 'notification', 'lagged']) {
     source.addEventListener(type, (e) => {
       let data = {};
       try { data = JSON.parse(e.data); } catch { /* lagged carries a number */ }

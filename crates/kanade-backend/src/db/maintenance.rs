@@ -63,6 +63,7 @@ pub struct Pruned {
     pub obs: usize,
     pub process_perf: usize,
     pub rollups: usize,
+    pub notifications: usize,
 }
 
 pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> {
@@ -120,6 +121,15 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
             .exec("DELETE FROM host_perf_rollups WHERE res_ms = ?1 AND bucket_ms < ?2", vals![res, cut])
             .await?;
     }
+    // Notifications stay on record as long as the audit trail that says who sent them.
+    let expired = "SELECT id FROM notifications WHERE expires_ms < ?1";
+    s.exec(
+        &format!("DELETE FROM notification_acks WHERE notification_id IN ({expired})"),
+        vals![cut.audit_ms],
+    )
+    .await?;
+    let notifications =
+        s.exec("DELETE FROM notifications WHERE expires_ms < ?1", vals![cut.audit_ms]).await?;
     let n = |v: u64| v as usize;
     Ok(Pruned {
         results: n(results),
@@ -131,6 +141,7 @@ pub async fn prune<S: Sql>(s: &mut S, cut: &Cutoffs) -> Result<Pruned, DbError> 
         obs: n(obs),
         process_perf: n(process_perf),
         rollups: n(rollups),
+        notifications: n(notifications),
     })
 }
 

@@ -70,6 +70,11 @@ const SQLITE: &[Migration] = &[
         name: "checks_facts",
         sql: include_str!("migrations/sqlite/0015_checks_facts.sql"),
     },
+    Migration {
+        version: 16,
+        name: "notifications",
+        sql: include_str!("migrations/sqlite/0016_notifications.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -114,6 +119,11 @@ const POSTGRES: &[Migration] = &[
         version: 10,
         name: "checks_facts",
         sql: include_str!("migrations/postgres/0010_checks_facts.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "notifications",
+        sql: include_str!("migrations/postgres/0011_notifications.sql"),
     },
 ];
 

@@ -214,6 +214,74 @@ impl Db {
         })
     }
 
+    /// One EVENTS batch: runs' `started` events and local users' notification acknowledgements.
+    pub async fn apply_events(
+        &self,
+        started: Vec<StartedEvent>,
+        acks: Vec<kanade_shared::wire::NotifyAck>,
+        now: i64,
+        fence: Option<Fence>,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            fence::check(s, fence.as_ref()).await?;
+            if !started.is_empty() {
+                projection::apply_started(s, &started, now).await?;
+            }
+            projection::notifications::apply_acks(s, &acks, now).await
+        })
+    }
+
+    /// Notifications and withdrawals from NOTIFICATIONS.
+    pub async fn apply_notifications(
+        &self,
+        items: Vec<kanade_shared::wire::NotificationMessage>,
+        fence: Option<Fence>,
+    ) -> Result<(), DbError> {
+        write!(self, |s| async {
+            fence::check(s, fence.as_ref()).await?;
+            projection::notifications::apply_messages(s, &items).await
+        })
+    }
+
+    /// A notification the API just sent (the projector writes the same row again, harmlessly).
+    pub async fn record_notification(&self, n: kanade_shared::wire::Notification) -> Result<(), DbError> {
+        write!(self, |s| projection::notifications::insert(s, &n))
+    }
+
+    /// Withdraw it; `false` when it already was.
+    pub async fn withdraw_notification(
+        &self,
+        id: kanade_shared::NotificationId,
+        at_ms: i64,
+        by: String,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| projection::notifications::withdraw(s, id, at_ms, &by))
+    }
+
+    pub async fn notifications(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<projection::notifications::StoredNotification>, DbError> {
+        read!(self, |s| projection::notifications::list(s, limit))
+    }
+
+    pub async fn notification(
+        &self,
+        id: kanade_shared::NotificationId,
+    ) -> Result<Option<projection::notifications::StoredNotification>, DbError> {
+        read!(self, |s| projection::notifications::get(s, id))
+    }
+
+    pub async fn notification_acks(
+        &self,
+        ids: Vec<kanade_shared::NotificationId>,
+    ) -> Result<
+        std::collections::BTreeMap<kanade_shared::NotificationId, Vec<projection::notifications::Ack>>,
+        DbError,
+    > {
+        read!(self, |s| projection::notifications::acks(s, &ids))
+    }
+
     pub async fn apply_audit(
         &self,
         items: Vec<AuditEvent>,

@@ -53,6 +53,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/events.js", JS),
     asset!("js/pages/compliance.js", JS),
     asset!("js/pages/facts.js", JS),
+    asset!("js/pages/notifications.js", JS),
     asset!("js/charts.js", JS),
     vendor!("uPlot.esm.js", "uplot/dist/uPlot.esm.js", JS),
     vendor!("uPlot.min.css", "uplot/dist/uPlot.min.css", "text/css; charset=utf-8"),

@@ -11,6 +11,7 @@ mod executions;
 mod facts;
 mod fleet;
 mod metrics;
+mod notifications;
 mod ops;
 mod releases;
 pub mod routes;

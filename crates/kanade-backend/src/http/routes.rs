@@ -5,8 +5,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, ops,
-    releases, schedules, session, telemetry,
+    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet,
+    notifications, ops, releases, schedules, session, telemetry,
 };
 use crate::auth::{Access, Role};
 
@@ -381,6 +381,34 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "One check's PCs: status, detail, since when (status, cursor, limit)",
             get(compliance::check)
+        ),
+        route!(
+            "POST",
+            "/api/notifications",
+            OPERATOR,
+            "Send a notification to the people at the endpoints (title, body, priority, target, expires_in); audited",
+            post(notifications::send)
+        ),
+        route!(
+            "GET",
+            "/api/notifications",
+            VIEWER,
+            "Notifications, newest first, with PCs addressed and PCs that acknowledged (limit)",
+            get(notifications::list)
+        ),
+        route!(
+            "GET",
+            "/api/notifications/{id}",
+            VIEWER,
+            "One notification: per PC, acked (by whom, when) or outstanding",
+            get(notifications::show)
+        ),
+        route!(
+            "DELETE",
+            "/api/notifications/{id}",
+            OPERATOR,
+            "Withdraw a notification: agents drop it; audited",
+            delete(notifications::withdraw)
         ),
         route!(
             "GET",

@@ -419,6 +419,23 @@ pub async fn publish_commands(
     Ok(n)
 }
 
+/// Publish each `(Nats-Msg-Id, subject, payload)` and wait for every JetStream ack (a lost one
+/// retried under the same id, which the stream deduplicates).
+pub async fn publish_with_ids(
+    js: &jetstream::Context,
+    messages: Vec<(String, String, bytes::Bytes)>,
+) -> Result<usize, ExecError> {
+    let mut pending = Vec::with_capacity(messages.len());
+    for (id, subject, payload) in messages {
+        pending.push(Message::with_id(id, subject, payload).send_pending(js).await);
+    }
+    let n = pending.len();
+    for sent in pending {
+        sent.confirmed(js).await?;
+    }
+    Ok(n)
+}
+
 /// A message for a stream, kept for its retries.
 pub struct Message {
     /// Its `Nats-Msg-Id`.

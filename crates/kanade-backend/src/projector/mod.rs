@@ -17,7 +17,9 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, pull},
 };
 use futures::StreamExt;
-use kanade_shared::wire::{self, AuditEvent, ExecResult, Inventory, ObsEvent, StartedEvent};
+use kanade_shared::wire::{
+    self, AuditEvent, ExecResult, Inventory, NotificationMessage, NotifyAck, ObsEvent, StartedEvent,
+};
 use tokio::sync::watch;
 
 pub use heartbeats::heartbeat_projector;
@@ -38,13 +40,15 @@ pub enum Kind {
     Audit,
     Inventory,
     Obs,
+    Notifications,
 }
 
 /// How many streams are projected (the size of the per-stream counters).
-pub const KINDS: usize = 5;
+pub const KINDS: usize = 6;
 
 impl Kind {
-    pub const ALL: [Kind; KINDS] = [Kind::Results, Kind::Events, Kind::Audit, Kind::Inventory, Kind::Obs];
+    pub const ALL: [Kind; KINDS] =
+        [Kind::Results, Kind::Events, Kind::Audit, Kind::Inventory, Kind::Obs, Kind::Notifications];
 
     pub fn stream(self) -> &'static str {
         match self {
@@ -53,6 +57,7 @@ impl Kind {
             Self::Audit => "AUDIT",
             Self::Inventory => "INVENTORY",
             Self::Obs => "OBS",
+            Self::Notifications => "NOTIFICATIONS",
         }
     }
 
@@ -296,7 +301,9 @@ struct Batch {
 
 enum Decoded {
     Results(Vec<ExecResult>),
-    Events(Vec<StartedEvent>),
+    /// EVENTS carries runs' `started` events and notification acknowledgements.
+    Events(Vec<StartedEvent>, Vec<NotifyAck>),
+    Notifications(Vec<NotificationMessage>),
     Audit(Vec<AuditEvent>),
     Inventory(Vec<Inventory>),
     Obs(Vec<ObsEvent>),
@@ -340,8 +347,16 @@ fn decode_items(kind: Kind, messages: &[jetstream::Message], forged: &ForgeryLog
             (Decoded::Results(v), bad, f)
         }
         Kind::Events => {
-            let (v, bad, f) = all(kind, messages, |e: &StartedEvent| Some(&e.pc_id), forged);
-            (Decoded::Events(v), bad, f)
+            let (acks, started): (Vec<_>, Vec<_>) =
+                messages.iter().cloned().partition(|m| m.subject.starts_with("events.notify_ack."));
+            let (v, bad, f) = all(kind, &started, |e: &StartedEvent| Some(&e.pc_id), forged);
+            let (a, bad_acks, f_acks) = all(kind, &acks, |a: &NotifyAck| Some(&a.pc_id), forged);
+            (Decoded::Events(v, a), bad + bad_acks, f + f_acks)
+        }
+        Kind::Notifications => {
+            // Published by the backend only (agents may not); nothing to hold to a subject.
+            let (v, bad, f) = all(kind, messages, |_: &NotificationMessage| None, forged);
+            (Decoded::Notifications(v), bad, f)
         }
         Kind::Audit => {
             let (v, bad, f) = all(kind, messages, |_: &AuditEvent| None, forged);
@@ -487,15 +502,33 @@ async fn write(p: &Projectors, decoded: Decoded, fence: Option<Fence>) -> anyhow
                 p.bus.result(exec_id, pc, status);
             }
         }
-        Decoded::Events(items) => {
+        Decoded::Events(items, acks) => {
             // A PC started a run: the execution's page shows it running without a reload.
             let mut started: Vec<_> = items.iter().map(|e| e.exec_id).collect();
             started.sort_unstable();
             started.dedup();
+            let mut acked: Vec<_> = acks.iter().map(|a| a.notification_id).collect();
+            acked.sort_unstable();
+            acked.dedup();
             let adhoc = adhoc_runs(items.iter().map(|e| (e.exec_id, &e.pc_id, &e.job_id)));
-            p.db.apply_started(items, now, fence).await?;
+            p.db.apply_events(items, acks, now, fence).await?;
             name_adhoc_runs(p, adhoc).await;
             started.into_iter().for_each(|exec_id| p.bus.execution(exec_id));
+            acked.into_iter().for_each(|id| p.bus.notification(id));
+        }
+        Decoded::Notifications(items) => {
+            let mut ids: Vec<_> = items
+                .iter()
+                .filter_map(|m| match m {
+                    NotificationMessage::Send(n) => Some(n.id),
+                    NotificationMessage::Withdraw(w) => Some(w.id),
+                    NotificationMessage::Unknown => None,
+                })
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            p.db.apply_notifications(items, fence).await?;
+            ids.into_iter().for_each(|id| p.bus.notification(id));
         }
         Decoded::Audit(items) => p.db.apply_audit(items, now, fence).await?,
         Decoded::Inventory(items) => p.db.apply_inventory(items, fence).await?,

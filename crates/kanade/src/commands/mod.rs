@@ -9,6 +9,7 @@ mod fleet;
 mod jetstream;
 pub mod job;
 mod login;
+mod notify;
 mod schedule;
 mod telemetry;
 
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Facts { table, pc, filters, limit } => compliance::facts(table, pc, filters, limit, g).await,
         Command::Events { pc, kind, since, limit } => telemetry::events(pc, kind, since, limit, g).await,
         Command::Agent(cmd) => agent::run(cmd, g).await,
+        Command::Notify(cmd) => notify::run(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -10,6 +10,7 @@
 
 pub mod checks;
 pub mod facts;
+pub mod notifications;
 pub mod obs;
 pub mod rollups;
 
