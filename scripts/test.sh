@@ -37,7 +37,7 @@ cargo test --workspace --locked
 say "the backend's suites again on Postgres (KANADE_TEST_DB=postgres)"
 KANADE_TEST_DB=postgres cargo test --locked -p kanade-backend \
   --test api --test auth --test cleanup --test pipeline --test scheduler --test stream --test publish \
-  --test telemetry --test compliance
+  --test telemetry --test compliance --test notifications
 
 # The README's quick start, pasted as a new admin would, against ./scripts/dev-up.sh.
 say "README's Try it against dev-up.sh"
