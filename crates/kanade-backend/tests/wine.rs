@@ -7,7 +7,8 @@
 //! Then the same agent is installed as a Windows service (`service install`), runs under wine's
 //! Service Control Manager, and stops and is removed with `service uninstall`.
 //!
-//! `run_as: user` runs as wine's one user, whom wine reports signed in at the console.
+//! `run_as: user` runs as wine's one user, whom wine reports signed in at the console; a
+//! notification is listed and acknowledged through the agent's named pipe as that user.
 //!
 //! What wine cannot show (a second account, so that the token really changes identity; ACLs
 //! being enforced; SCM recovery actions firing) is covered by unit tests of the decision code.
@@ -141,6 +142,45 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     // It heartbeats as Windows.
     kanade_testkit::wait_until_async("the Windows agent to heartbeat", WAIT, || async {
         s.get("/api/agents/WIN-1").await.1["agent"]["os_family"] == "windows"
+    })
+    .await;
+
+    // A notification reaches the Windows agent; the user at the PC lists it and acknowledges it
+    // over the agent's named pipe, named by the pipe (wine's one user), not by an argument.
+    let (status, sent) = s
+        .send_as(
+            "POST",
+            "/api/notifications",
+            None,
+            serde_json::json!({ "title": "Patch night", "body": "Reboot at 22:00", "target": { "pcs": ["WIN-1"] } }),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{sent:#}");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let notifications = |args: &[&str]| {
+        let out = wine
+            .command("wine")
+            .arg(wine.bin.join("kanade-agent.exe"))
+            .arg("notifications")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    kanade_testkit::wait_until("the notification in the agent's list", WAIT, || {
+        notifications(&["list", "--json"]).1.contains(&id)
+    });
+    let (ok, out, err) = notifications(&["ack", &id]);
+    assert!(ok && out.starts_with(&format!("acknowledged {id} as ")), "{out}{err}\n{}", agent.log());
+    let user = out.trim().rsplit(" as ").next().unwrap().to_owned();
+    assert!(!user.is_empty());
+    kanade_testkit::wait_until_async("the acknowledgement at the API", WAIT, || async {
+        let (_, detail) = s.get(&format!("/api/notifications/{id}")).await;
+        detail["pcs"][0]["status"] == "acked" && detail["pcs"][0]["acks"][0]["user"] == user.as_str()
     })
     .await;
 

@@ -51,6 +51,10 @@ impl Descriptor {
     }
 }
 
+// SAFETY: the descriptor is a heap allocation this value alone owns and never changes; moving it
+// to another thread is as safe as moving a Box.
+unsafe impl Send for Descriptor {}
+
 impl Drop for Descriptor {
     fn drop(&mut self) {
         // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
