@@ -290,6 +290,7 @@ mod tests {
                 "INVENTORY",
                 "AUDIT",
                 "OBS",
+                "NOTIFICATIONS",
                 "KV_jobs",
                 "KV_schedules",
                 "KV_script_current",
