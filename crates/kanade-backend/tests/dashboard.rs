@@ -110,11 +110,11 @@ async fn operators_run_the_fleet_from_the_browser() {
         .await;
     assert_eq!(status, 200, "{body}");
 
-    let base2 = base.clone();
-    tokio::task::spawn_blocking(move || browse(&base2)).await.unwrap();
+    let (base2, nats) = (base.clone(), s.server.url());
+    tokio::task::spawn_blocking(move || browse(&base2, &nats)).await.unwrap();
 }
 
-fn browse(base: &str) {
+fn browse(base: &str, nats: &str) {
     let b = Browser::start(1280, 800).unwrap();
 
     // Unauthenticated: the app sends us to the login page; a wrong password says so.
@@ -303,6 +303,38 @@ fn browse(base: &str) {
     b.click_on("main table a[href='#/facts/volumes']", WAIT).unwrap();
     let rows = b.wait_text("main table tbody", WAIT, |t| t.contains("PC-A") && t.contains("PC-B")).unwrap();
     assert!(rows.contains("80") && rows.contains("C:"), "{rows}");
+    // Notifications: one composed for the lab group; its page lists both PCs outstanding, and an
+    // acknowledgement as PC-A's agent sends it (a local user's, through its outbox) turns PC-A
+    // acked without a reload.
+    b.goto(&format!("{base}/#/notifications")).unwrap();
+    b.wait_for(&loaded("#/notifications"), WAIT).unwrap();
+    b.click(&b.find("#notify-compose summary").unwrap()).unwrap();
+    b.type_into(&b.find("#notify-title").unwrap(), "Reboot tonight").unwrap();
+    b.type_into(&b.find("#notify-body").unwrap(), "Save your work by 22:00.").unwrap();
+    b.execute("document.getElementById('notify-target-kind').value = 'groups'").unwrap();
+    b.type_into(&b.find("#notify-targets").unwrap(), "lab").unwrap();
+    b.click(&b.find("#notify-form button[type=submit]").unwrap()).unwrap();
+    let rows = b.wait_text("main table tbody", WAIT, |t| t.contains("PC-A") && t.contains("PC-B")).unwrap();
+    assert_eq!(rows.matches("outstanding").count(), 2, "{rows}");
+    b.wait_for("main[aria-busy=\"false\"] #notify-withdraw", WAIT).unwrap();
+    let id: kanade_shared::NotificationId =
+        b.execute("return location.hash.split('/')[2]").unwrap().as_str().unwrap().parse().unwrap();
+    let ack = kanade_shared::wire::NotifyAck {
+        schema: 1,
+        notification_id: id,
+        pc_id: "PC-A".parse().unwrap(),
+        user: "alice".into(),
+        at: kanade_shared::wire::Timestamp::now_utc(),
+    };
+    tokio::runtime::Handle::current().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
+        let subject = kanade_shared::subjects::notify_ack(&ack.pc_id, id);
+        js.publish(subject, kanade_shared::wire::encode(&ack).unwrap().into()).await.unwrap().await.unwrap();
+    });
+    let rows = b.wait_text("main table tbody", WAIT, |t| t.contains("alice")).unwrap();
+    assert_eq!((rows.matches("outstanding").count(), rows.matches("acked").count()), (1, 1), "{rows}");
+    b.screenshot(&screenshots().join("notification-detail-1280x800.png")).unwrap();
+
     // The fleet's timeline, filtered to one kind prefix.
     b.goto(&format!("{base}/#/events")).unwrap();
     b.wait_for(&loaded("#/events"), WAIT).unwrap();
@@ -323,6 +355,7 @@ fn browse(base: &str) {
         ("events", "#/events"),
         ("compliance", "#/compliance"),
         ("facts", "#/facts"),
+        ("notifications", "#/notifications"),
         ("audit", "#/audit"),
         ("admin", "#/admin"),
     ];

@@ -39,7 +39,6 @@ function compose(onSent) {
       } catch (err) { fill(errors, problems(err)); }
     },
   },
-  h('h2', {}, 'Send a notification'),
   h('p', {}, h('label', { for: 'notify-title' }, 'Title '), title),
   h('p', {}, h('label', { for: 'notify-body' }, 'Body '), body),
   h('p', {}, h('label', { for: 'notify-priority' }, 'Priority '), priority, ' ',
@@ -54,8 +53,12 @@ export async function list(main) {
   const out = h('div');
   main.append(h('h1', {}, 'Notifications'),
     h('p', { class: 'muted' }, 'Messages for the people at the endpoints. Agents keep them (also when offline at send time), show them to the signed-in user where the OS allows, and list them with kanade-agent notifications list; a user acknowledges with kanade-agent notifications ack <id>.'));
-  if (can('operator')) main.append(compose((id) => { location.hash = `#/notifications/${id}`; }));
   main.append(out);
+  // Below the list, folded: the page is mostly for following what was sent.
+  if (can('operator')) {
+    main.append(h('details', { id: 'notify-compose' }, h('summary', {}, 'Send a notification'),
+      compose((id) => { location.hash = `#/notifications/${id}`; })));
+  }
   const load = async () => {
     const r = await api('GET', '/api/notifications');
     fill(out, table([
@@ -89,14 +92,14 @@ export async function detail(main, id) {
       : null;
     fill(head,
       h('h2', {}, r.title, ' ', badge(r.priority), ' ', badge(r.state)),
-      h('p', { class: 'muted' }, `Sent ${new Date(r.created_at).toISOString()} by ${r.created_by} to ${target(r.target)}; expires ${new Date(r.expires_at).toISOString()}`,
-        r.withdrawn_at ? `; withdrawn by ${r.withdrawn_by}` : ''),
+      h('p', { class: 'muted' }, 'Sent ', time(r.created_at), ` by ${r.created_by} to ${target(r.target)}; expires `, time(r.expires_at),
+        r.withdrawn_at ? h('span', {}, '; withdrawn ', time(r.withdrawn_at), ` by ${r.withdrawn_by}`) : ''),
       h('pre', { class: 'output' }, r.body),
       withdraw);
     fill(out, table([
       { label: 'PC', cell: (p) => link(`#/agents/${encodeURIComponent(p.pc_id)}`, p.pc_id) },
       { label: 'Status', cell: (p) => badge(p.status) },
-      { label: 'Acknowledged by', cell: (p) => (p.acks || []).map((a) => `${a.user} at ${new Date(a.at).toISOString()}`).join(', ') },
+      { label: 'Acknowledged by', cell: (p) => h('span', {}, ...(p.acks || []).flatMap((a, i) => [i ? ', ' : '', `${a.user} at `, time(a.at)])) },
     ], r.pcs, { empty: 'No PC is addressed yet (none of its groups has a known agent).', caption: `PCs (${r.acked} of ${r.recipients} acknowledged)` }));
   };
   return follow(['notification', 'agent_up'], load, 300, (e) => e.lagged || e.type !== 'notification' || e.id === id);
