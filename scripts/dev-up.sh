@@ -124,6 +124,8 @@ id = "$AGENT_ID"
 nats_url = "nats://127.0.0.1:$NATS_PORT"
 groups = ["dev"]
 data_dir = "$DEV/agent"
+[notifications]
+socket = "$DEV/notifications.sock"
 [security]
 trusted_keys = ["$BACKEND_KEY", "$(cat "$DEV/operator.pub")"]
 [log]
