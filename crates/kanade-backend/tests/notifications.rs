@@ -83,22 +83,21 @@ impl Agent {
         )
     }
 
-    /// The ids the agent lists to its users now (empty while it cannot be reached).
-    fn listed(&self) -> Vec<String> {
+    /// The ids the agent lists to its users now; `None` while it cannot be reached.
+    fn listed(&self) -> Option<Vec<String>> {
         let (ok, out, _) = self.notifications(&["list", "--json"]);
         if !ok {
-            return Vec::new();
+            return None;
         }
-        let list: Vec<Value> = serde_json::from_str(&out).unwrap_or_default();
-        list.iter().filter_map(|n| n["notification"]["id"].as_str().map(str::to_owned)).collect()
+        let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+        Some(list.iter().filter_map(|n| n["notification"]["id"].as_str().map(str::to_owned)).collect())
     }
 
+    /// Wait until the running agent lists `id` (`want`) or answers without it.
     async fn wait_listed(&self, id: &str, want: bool) {
-        kanade_testkit::wait_until_async(
-            &format!("{} to list {id}: {want}", self.socket.display()),
-            WAIT,
-            || async { self.listed().contains(&id.to_owned()) == want },
-        )
+        kanade_testkit::wait_until_async(&format!("{} to list {id}: {want}", self.socket.display()), WAIT, || async {
+            self.listed().is_some_and(|l| l.contains(&id.to_owned()) == want)
+        })
         .await;
     }
 }
@@ -134,7 +133,7 @@ async fn a_group_gets_it_one_user_acks_the_offline_pc_catches_up_and_a_withdrawa
     let pc1 = Agent::start(dir.path(), &url, "PC-1", &["lab"]);
     let pc2 = Agent::start(dir.path(), &url, "PC-2", &["lab"]);
     let mut pc3 = Agent::start(dir.path(), &url, "PC-3", &["lab"]);
-    let _other = Agent::start(dir.path(), &url, "PC-4", &["office"]);
+    let other = Agent::start(dir.path(), &url, "PC-4", &["office"]);
     known(&s, 4).await;
     // PC-3 is known to the backend but offline when the notification is sent.
     pc3.stop();
@@ -155,7 +154,8 @@ async fn a_group_gets_it_one_user_acks_the_offline_pc_catches_up_and_a_withdrawa
 
     pc1.wait_listed(&id, true).await;
     pc2.wait_listed(&id, true).await;
-    assert!(_other.listed().is_empty(), "PC-4 is not in lab");
+    kanade_testkit::wait_until("PC-4 to answer", WAIT, || other.listed().is_some());
+    assert_eq!(other.listed(), Some(vec![]), "PC-4 is not in lab");
 
     // A user at PC-1 acknowledges; the agent names them from the socket, not from an argument.
     let me =
@@ -187,16 +187,35 @@ async fn a_group_gets_it_one_user_acks_the_offline_pc_catches_up_and_a_withdrawa
     pc3.restart();
     pc3.wait_listed(&id, true).await;
 
-    // Withdrawn: every agent drops it, and an ack is refused with why.
+    // Withdrawn: every agent drops it, PC-2 too, which is away at the time; an ack is refused
+    // with why. A second DELETE sends the withdrawal again and changes nothing else.
+    let mut pc2 = pc2;
+    pc2.stop();
     let (status, body) = s.send_as("DELETE", &format!("/api/notifications/{id}"), None, Value::Null).await;
     assert_eq!((status, body["state"].as_str()), (StatusCode::OK, Some("withdrawn")), "{body:#}");
-    for agent in [&pc1, &pc2, &pc3] {
+    for agent in [&pc1, &pc3] {
         agent.wait_listed(&id, false).await;
     }
+    pc2.restart();
+    pc2.wait_listed(&id, false).await;
     let (ok, _, err) = pc2.notifications(&["ack", &id]);
     assert!(!ok && err.contains("no notification") && err.contains("withdrawn"), "{err}");
     let (status, again) = s.send_as("DELETE", &format!("/api/notifications/{id}"), None, Value::Null).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{again:#}");
+    assert_eq!((status, &again["withdrawn_at"]), (StatusCode::OK, &body["withdrawn_at"]), "{again:#}");
+    assert_eq!(common::audit_count(&s, "notify.withdraw").await, 1);
+
+    // One that expires while its PC is away is never shown there: PC-3 comes back to the later
+    // one only.
+    pc3.stop();
+    let send = |title: &str, expires: &str| {
+        json!({ "title": title, "target": { "pcs": ["PC-3"] }, "expires_in": expires })
+    };
+    let (_, short) = s.send_as("POST", "/api/notifications", None, send("Short", "1s")).await;
+    let (_, long) = s.send_as("POST", "/api/notifications", None, send("Long", "1h")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pc3.restart();
+    pc3.wait_listed(long["id"].as_str().unwrap(), true).await;
+    assert!(!pc3.listed().unwrap().contains(&short["id"].as_str().unwrap().to_owned()));
 
     // The record and its acknowledgement outlive a projection wipe and replay once.
     let _workers = common::wipe_and_restart(&s).await;
@@ -208,7 +227,7 @@ async fn a_group_gets_it_one_user_acks_the_offline_pc_catches_up_and_a_withdrawa
         "{detail:#}"
     );
     let (_, list) = s.get("/api/notifications").await;
-    assert_eq!(list["notifications"].as_array().map(Vec::len), Some(1), "{list:#}");
+    assert_eq!(list["notifications"].as_array().map(Vec::len), Some(3), "{list:#}");
 }
 
 #[tokio::test]

@@ -1,48 +1,66 @@
-//! The Unix side: a socket every local user may connect to (mode 0666 in a 0755 directory the
-//! agent makes), the caller named by the kernel's `SO_PEERCRED`.
+//! The Unix side: a socket every local user may connect to (mode 0666, in a directory only its
+//! owner may write), the caller named by the kernel's `SO_PEERCRED`.
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
-use super::{Handler, IO_TIMEOUT, MAX_REQUEST, answer, stopped};
+use super::{Handler, IO_TIMEOUT, MAX_CLIENTS, MAX_REQUEST, answer, stopped};
 
-/// Listen at `path` until `stop`; a stale socket left by a killed agent is replaced, any other
-/// file there is refused.
+/// Listen at `path` until `stop`. A socket left by a killed agent is replaced; one another agent
+/// still answers on, any other file there, and a directory others may write (where the socket
+/// could be swapped under us) are refused.
 pub async fn serve(path: &Path, handler: Handler, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let mode = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?.mode();
+    // Group or other write without the sticky bit (which keeps others from replacing our file).
+    anyhow::ensure!(
+        mode & 0o022 == 0 || mode & 0o1000 != 0,
+        "{} is writable by other users, who could swap the socket: put [notifications] socket in a directory only the agent's account may write",
+        dir.display()
+    );
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         anyhow::ensure!(
             meta.file_type().is_socket(),
             "{} exists and is not a socket; remove it or set [notifications] socket elsewhere",
             path.display()
         );
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot replace the old socket {}", path.display()))?;
+        anyhow::ensure!(
+            UnixStream::connect(path).await.is_err(),
+            "another process answers on {} (a second agent with the same [notifications] socket?)",
+            path.display()
+        );
+        std::fs::remove_file(path).with_context(|| format!("cannot replace the old socket {}", path.display()))?;
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("cannot listen at {}", path.display()))?;
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen at {}", path.display()))?;
     // Anyone may ask; the kernel says who asked.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("cannot open {} to local users", path.display()))?;
+    let ours = std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino())).ok();
     tracing::info!(socket = %path.display(), "local users reach this agent's notifications here");
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Beyond the cap a client waits in the backlog.
+                    let Ok(slot) = slots.clone().acquire_owned().await else { break };
                     let handler = handler.clone();
                     tokio::spawn(async move {
                         let done = tokio::time::timeout(IO_TIMEOUT, one(stream, handler)).await;
                         if let Err(e) = done.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out"))) {
                             tracing::debug!(error = %e, "local request not answered");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -53,20 +71,27 @@ pub async fn serve(path: &Path, handler: Handler, mut stop: watch::Receiver<bool
             () = stopped(&mut stop) => break,
         }
     }
-    let _ = std::fs::remove_file(path);
+    // Only our own socket: a newer agent may have taken the path since.
+    if std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino())).ok() == ours {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
 async fn one(stream: UnixStream, handler: Handler) -> anyhow::Result<()> {
     let uid = stream.peer_cred()?.uid();
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid:{uid}"), |u| u.name);
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     BufReader::new(read.take(MAX_REQUEST)).read_until(b'\n', &mut line).await?;
-    let out = answer(&handler, &user, &line);
+    // The account lookup may ask a directory service, and the answer reads the store.
+    let out = tokio::task::spawn_blocking(move || {
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid:{uid}"), |u| u.name);
+        answer(&handler, &user, &line)
+    })
+    .await?;
     write.write_all(&out).await?;
     write.flush().await?;
     Ok(())

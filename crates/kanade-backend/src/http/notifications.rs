@@ -118,31 +118,26 @@ pub async fn show(
     Ok(Json(NotificationDetail { summary, body: n.body, pcs }))
 }
 
+/// Withdraw it. Again on one already withdrawn publishes the withdrawal again (a broker that
+/// missed it the first time gets it now) and changes nothing else.
 pub async fn withdraw(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<NotificationSummary>, ApiError> {
     let n = find(&state, &id).await?;
-    if let Some((at, by)) = &n.withdrawn {
-        return Err(ApiError::conflict(format!(
-            "notification {} was already withdrawn by {by} at {at}",
-            n.id
-        )));
+    if n.withdrawn.is_none() {
+        super::audit_as(&state, &caller, "notify.withdraw", Some(n.id.to_string()), json!({ "title": n.title }))
+            .await?;
+        state.db.withdraw_notification(n.id, crate::db::now_ms(), caller.name.clone()).await?;
     }
-    super::audit_as(&state, &caller, "notify.withdraw", Some(n.id.to_string()), json!({ "title": n.title }))
-        .await?;
-    let at = Timestamp::now_utc();
-    state.db.withdraw_notification(n.id, crate::db::ts_ms(at), caller.name.clone()).await?;
-    let message = NotificationMessage::Withdraw(Withdrawal {
-        schema: wire::SCHEMA,
-        id: n.id,
-        at,
-        by: caller.name.clone(),
-    });
+    // As stored: the first withdrawal's time and author, whoever got there first.
+    let n = find(&state, &id).await?;
+    let (at_ms, by) = n.withdrawn.clone().unwrap_or_default();
+    let at = Timestamp::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000).unwrap_or_else(|_| Timestamp::now_utc());
+    let message = NotificationMessage::Withdraw(Withdrawal { schema: wire::SCHEMA, id: n.id, at, by });
     publish(&state, &message, "withdraw", &subjects::notification_subjects(&n.target)).await?;
     state.bus.notification(n.id);
-    let n = find(&state, &id).await?;
     let acks = state.db.notification_acks(vec![n.id]).await?.remove(&n.id).unwrap_or_default();
     Ok(Json(summary(&n, &agents(&state).await?, &acks, crate::db::now_ms())))
 }

@@ -105,7 +105,22 @@ pub struct Projectors {
 
 #[cfg(test)]
 mod tests {
-    use super::sent_by_own_pc;
+    use super::{ack_fits_subject, sent_by_own_pc};
+
+    #[test]
+    fn an_acknowledgement_names_the_notification_of_its_subject() {
+        let id: kanade_shared::NotificationId = "0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e".parse().unwrap();
+        let ack = kanade_shared::wire::NotifyAck {
+            schema: 1,
+            notification_id: id,
+            pc_id: "PC-A".parse().unwrap(),
+            user: "u".into(),
+            at: kanade_shared::wire::Timestamp::UNIX_EPOCH,
+        };
+        assert!(ack_fits_subject(&format!("events.notify_ack.PC-A.{id}"), &ack));
+        let other = kanade_shared::NotificationId::new();
+        assert!(!ack_fits_subject(&format!("events.notify_ack.PC-A.{other}"), &ack));
+    }
 
     #[test]
     fn a_body_must_name_the_pc_of_its_subject() {
@@ -115,6 +130,8 @@ mod tests {
             ("results.PC-A.0190f5c2-6c1f-7000-8000-000000000001", Some(pc("PC-B")), false),
             ("events.started.PC-A.x", Some(pc("PC-A")), true),
             ("events.started.PC-A.x", Some(pc("pc-a")), false),
+            ("events.notify_ack.PC-A.0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e", Some(pc("PC-A")), true),
+            ("events.notify_ack.PC-A.0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e", Some(pc("PC-B")), false),
             ("inventory.PC-A", Some(pc("PC-B")), false),
             ("audit.exec.create", None, true),
             ("something.else", Some(pc("PC-A")), false),
@@ -323,12 +340,15 @@ fn decode_items(kind: Kind, messages: &[jetstream::Message], forged: &ForgeryLog
         messages: &[jetstream::Message],
         pc_of: impl Fn(&T) -> Option<&kanade_shared::PcId>,
         forged: &ForgeryLog,
+        fits: impl Fn(&str, &T) -> bool,
     ) -> (Vec<T>, u64, u64) {
         let mut ok = Vec::with_capacity(messages.len());
         let (mut bad, mut forgeries) = (0, 0);
         for m in messages {
             match wire::decode::<T>(&m.payload) {
-                Ok(v) if sent_by_own_pc(m.subject.as_str(), pc_of(&v)) => ok.push(v),
+                Ok(v) if sent_by_own_pc(m.subject.as_str(), pc_of(&v)) && fits(m.subject.as_str(), &v) => {
+                    ok.push(v)
+                }
                 Ok(v) => {
                     forgeries += 1;
                     forged.note(kind, m.subject.as_str(), pc_of(&v));
@@ -343,34 +363,40 @@ fn decode_items(kind: Kind, messages: &[jetstream::Message], forged: &ForgeryLog
     }
     match kind {
         Kind::Results => {
-            let (v, bad, f) = all(kind, messages, |r: &ExecResult| Some(&r.pc_id), forged);
+            let (v, bad, f) = all(kind, messages, |r: &ExecResult| Some(&r.pc_id), forged, |_, _| true);
             (Decoded::Results(v), bad, f)
         }
         Kind::Events => {
             let (acks, started): (Vec<_>, Vec<_>) =
                 messages.iter().cloned().partition(|m| m.subject.starts_with("events.notify_ack."));
-            let (v, bad, f) = all(kind, &started, |e: &StartedEvent| Some(&e.pc_id), forged);
-            let (a, bad_acks, f_acks) = all(kind, &acks, |a: &NotifyAck| Some(&a.pc_id), forged);
+            let (v, bad, f) = all(kind, &started, |e: &StartedEvent| Some(&e.pc_id), forged, |_, _| true);
+            let (a, bad_acks, f_acks) = all(kind, &acks, |a: &NotifyAck| Some(&a.pc_id), forged, ack_fits_subject);
             (Decoded::Events(v, a), bad + bad_acks, f + f_acks)
         }
         Kind::Notifications => {
             // Published by the backend only (agents may not); nothing to hold to a subject.
-            let (v, bad, f) = all(kind, messages, |_: &NotificationMessage| None, forged);
+            let (v, bad, f) = all(kind, messages, |_: &NotificationMessage| None, forged, |_, _| true);
             (Decoded::Notifications(v), bad, f)
         }
         Kind::Audit => {
-            let (v, bad, f) = all(kind, messages, |_: &AuditEvent| None, forged);
+            let (v, bad, f) = all(kind, messages, |_: &AuditEvent| None, forged, |_, _| true);
             (Decoded::Audit(v), bad, f)
         }
         Kind::Inventory => {
-            let (v, bad, f) = all(kind, messages, |i: &Inventory| Some(&i.pc_id), forged);
+            let (v, bad, f) = all(kind, messages, |i: &Inventory| Some(&i.pc_id), forged, |_, _| true);
             (Decoded::Inventory(v), bad, f)
         }
         Kind::Obs => {
-            let (v, bad, f) = all(kind, messages, |e: &ObsEvent| Some(&e.pc_id), forged);
+            let (v, bad, f) = all(kind, messages, |e: &ObsEvent| Some(&e.pc_id), forged, |_, _| true);
             (Decoded::Obs(v), bad, f)
         }
     }
+}
+
+/// Pure: an acknowledgement's subject (`events.notify_ack.<pc>.<id>`) names the notification its
+/// body acknowledges.
+pub fn ack_fits_subject(subject: &str, ack: &NotifyAck) -> bool {
+    subject.rsplit('.').next() == Some(ack.notification_id.to_string().as_str())
 }
 
 /// Pure: a body that names a PC must name the one its subject belongs to. Bodies without a PC

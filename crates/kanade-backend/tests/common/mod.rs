@@ -349,6 +349,13 @@ async fn start_workers(s: &Stack) -> watch::Sender<bool> {
 }
 
 /// Wait until the audit log shows `action` (the AUDIT projector is asynchronous).
+/// How many audit events of `action` are projected, once at least one is.
+#[allow(dead_code)]
+pub async fn audit_count(s: &Stack, action: &str) -> usize {
+    wait_for_audit(s, action).await;
+    s.get(&format!("/api/audit?action={action}")).await.1["items"].as_array().map_or(0, Vec::len)
+}
+
 pub async fn wait_for_audit(s: &Stack, action: &str) {
     kanade_testkit::wait_until_async("the audit event to be projected", Duration::from_secs(20), || async {
         let (_, body) = s.get(&format!("/api/audit?action={action}")).await;
