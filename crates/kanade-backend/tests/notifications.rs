@@ -95,9 +95,11 @@ impl Agent {
 
     /// Wait until the running agent lists `id` (`want`) or answers without it.
     async fn wait_listed(&self, id: &str, want: bool) {
-        kanade_testkit::wait_until_async(&format!("{} to list {id}: {want}", self.socket.display()), WAIT, || async {
-            self.listed().is_some_and(|l| l.contains(&id.to_owned()) == want)
-        })
+        kanade_testkit::wait_until_async(
+            &format!("{} to list {id}: {want}", self.socket.display()),
+            WAIT,
+            || async { self.listed().is_some_and(|l| l.contains(&id.to_owned()) == want) },
+        )
         .await;
     }
 }
@@ -207,9 +209,7 @@ async fn a_group_gets_it_one_user_acks_the_offline_pc_catches_up_and_a_withdrawa
     // One that expires while its PC is away is never shown there: PC-3 comes back to the later
     // one only.
     pc3.stop();
-    let send = |title: &str, expires: &str| {
-        json!({ "title": title, "target": { "pcs": ["PC-3"] }, "expires_in": expires })
-    };
+    let send = |title: &str, expires: &str| json!({ "title": title, "target": { "pcs": ["PC-3"] }, "expires_in": expires });
     let (_, short) = s.send_as("POST", "/api/notifications", None, send("Short", "1s")).await;
     let (_, long) = s.send_as("POST", "/api/notifications", None, send("Long", "1h")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -178,7 +178,10 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     assert!(ok && out.starts_with(&format!("acknowledged {id} as ")), "{out}{err}\n{}", agent.log());
     let user = out.trim().rsplit(" as ").next().unwrap().to_owned();
     let wine_user = wine.run(&["cmd", "/c", "echo %USERDOMAIN%\\%USERNAME%"]).unwrap();
-    assert!(wine_user.trim().eq_ignore_ascii_case(&user), "the pipe named {user:?}; wine's user is {wine_user:?}");
+    assert!(
+        wine_user.trim().eq_ignore_ascii_case(&user),
+        "the pipe named {user:?}; wine's user is {wine_user:?}"
+    );
     kanade_testkit::wait_until_async("the acknowledgement at the API", WAIT, || async {
         let (_, detail) = s.get(&format!("/api/notifications/{id}")).await;
         detail["pcs"][0]["status"] == "acked" && detail["pcs"][0]["acks"][0]["user"] == user.as_str()

@@ -39,9 +39,11 @@ pub async fn serve(path: &Path, handler: Handler, mut stop: watch::Receiver<bool
             "another process answers on {} (a second agent with the same [notifications] socket?)",
             path.display()
         );
-        std::fs::remove_file(path).with_context(|| format!("cannot replace the old socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot replace the old socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen at {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen at {}", path.display()))?;
     // Anyone may ask; the kernel says who asked.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("cannot open {} to local users", path.display()))?;

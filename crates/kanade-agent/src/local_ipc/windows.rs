@@ -17,8 +17,8 @@ use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
 use windows_sys::Win32::Security::{
-    GetTokenInformation, LookupAccountSidW, PSECURITY_DESCRIPTOR, RevertToSelf, SECURITY_ATTRIBUTES, SID_NAME_USE,
-    TOKEN_QUERY, TOKEN_USER, TokenUser,
+    GetTokenInformation, LookupAccountSidW, PSECURITY_DESCRIPTOR, RevertToSelf, SECURITY_ATTRIBUTES,
+    SID_NAME_USE, TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
 use windows_sys::Win32::System::Pipes::ImpersonateNamedPipeClient;
 use windows_sys::Win32::System::Threading::{GetCurrentThread, OpenThreadToken};
@@ -172,7 +172,9 @@ fn account_of(token: HANDLE) -> std::io::Result<String> {
     // u64s keep the buffer aligned for TOKEN_USER.
     let mut buffer = vec![0u64; (needed as usize).div_ceil(8).max(1)];
     // SAFETY: `buffer` holds `needed` bytes.
-    if unsafe { GetTokenInformation(token, TokenUser, buffer.as_mut_ptr().cast(), needed, &mut needed) } == FALSE {
+    if unsafe { GetTokenInformation(token, TokenUser, buffer.as_mut_ptr().cast(), needed, &mut needed) }
+        == FALSE
+    {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: filled in by GetTokenInformation(TokenUser) above, aligned, alive below.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kanade_shared::subjects;
-use kanade_shared::{NotificationId, PcId};
 use kanade_shared::wire::{self, AckBy, Notification, NotificationMessage, NotifyAck, Timestamp};
+use kanade_shared::{NotificationId, PcId};
 
 use super::catch_up::{Failure, Merged};
 use super::{Ctx, now_ms};
@@ -182,7 +182,10 @@ fn show(n: &Notification) {
         if let Some((uid, gid)) = user {
             command.uid(uid).gid(gid);
         }
-        command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         tokio::spawn(async move {
             match tokio::time::timeout(Duration::from_secs(5), command.status()).await {
                 Ok(Ok(s)) if s.success() => {}
@@ -297,11 +300,19 @@ fn list(store: &Store, user: &str) -> Response {
 
 fn ack(store: &Store, pc: &PcId, secret: &str, user: &str, id: &str) -> Response {
     let Ok(notification_id) = id.parse::<NotificationId>() else {
-        return Response::error(user, format!("{id:?} is not a notification id (the first column of `kanade-agent notifications list`)"));
+        return Response::error(
+            user,
+            format!(
+                "{id:?} is not a notification id (the first column of `kanade-agent notifications list`)"
+            ),
+        );
     };
     let at = Timestamp::now_utc();
-    let body = NotifyAck { schema: wire::SCHEMA, notification_id, pc_id: pc.clone(), user: user.to_owned(), at };
-    let Ok(payload) = wire::encode(&body) else { return Response::error(user, "cannot encode the acknowledgement") };
+    let body =
+        NotifyAck { schema: wire::SCHEMA, notification_id, pc_id: pc.clone(), user: user.to_owned(), at };
+    let Ok(payload) = wire::encode(&body) else {
+        return Response::error(user, "cannot encode the acknowledgement");
+    };
     let message = Outgoing {
         seq: 0,
         // One per (notification, user); the secret keeps anyone else from claiming it first.
@@ -314,10 +325,14 @@ fn ack(store: &Store, pc: &PcId, secret: &str, user: &str, id: &str) -> Response
             tracing::info!(id = %notification_id, user, "notification acknowledged");
             Response { user: user.to_owned(), ack: Some("acked".into()), ..Default::default() }
         }
-        Ok(AckOutcome::Already) => Response { user: user.to_owned(), ack: Some("already".into()), ..Default::default() },
+        Ok(AckOutcome::Already) => {
+            Response { user: user.to_owned(), ack: Some("already".into()), ..Default::default() }
+        }
         Ok(AckOutcome::Unknown) => Response::error(
             user,
-            format!("no notification {notification_id} here: never sent to this PC, withdrawn or expired (kanade-agent notifications list shows what is)"),
+            format!(
+                "no notification {notification_id} here: never sent to this PC, withdrawn or expired (kanade-agent notifications list shows what is)"
+            ),
         ),
         Err(e) => Response::error(user, format!("the agent cannot record the acknowledgement: {e}")),
     }
@@ -353,14 +368,18 @@ mod tests {
         assert_eq!(handle(&store, &sent).unwrap(), Some(n.clone()), "new: shown");
         assert_eq!(handle(&store, &sent).unwrap(), None, "again (a second subject, a catch-up): not shown");
         // The request claims bob; the OS said alice.
-        let handler: Handler =
-            Arc::new(move |user, request| answer(&store, &pc, "secret", user, request));
+        let handler: Handler = Arc::new(move |user, request| answer(&store, &pc, "secret", user, request));
         let line = format!(r#"{{"op":"ack","id":"{}","user":"bob"}}"#, n.id);
-        let reply: Response = serde_json::from_slice(&crate::local_ipc::answer(&handler, "alice", line.as_bytes())).unwrap();
+        let reply: Response =
+            serde_json::from_slice(&crate::local_ipc::answer(&handler, "alice", line.as_bytes())).unwrap();
         assert_eq!((reply.user.as_str(), reply.ack.as_deref(), reply.error), ("alice", Some("acked"), None));
-        let listed: Response = serde_json::from_slice(&crate::local_ipc::answer(&handler, "bob", br#"{"op":"list"}"#)).unwrap();
+        let listed: Response =
+            serde_json::from_slice(&crate::local_ipc::answer(&handler, "bob", br#"{"op":"list"}"#)).unwrap();
         let acks = &listed.notifications[0].acks;
-        assert_eq!((acks.len(), acks[0].user.as_str(), listed.notifications[0].acked_by_you), (1, "alice", false));
+        assert_eq!(
+            (acks.len(), acks[0].user.as_str(), listed.notifications[0].acked_by_you),
+            (1, "alice", false)
+        );
     }
 
     #[test]
@@ -369,7 +388,8 @@ mod tests {
         let store = Store::open(&dir.path().join("agent.db")).unwrap();
         let now = Timestamp::now_utc();
         let id = NotificationId::new();
-        let withdraw = NotificationMessage::Withdraw(wire::Withdrawal { schema: 1, id, at: now, by: "op".into() });
+        let withdraw =
+            NotificationMessage::Withdraw(wire::Withdrawal { schema: 1, id, at: now, by: "op".into() });
         assert_eq!(handle(&store, &wire::encode(&withdraw).unwrap()).unwrap(), None);
         let n = Notification {
             schema: 1,

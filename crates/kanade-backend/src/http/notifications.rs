@@ -127,14 +127,21 @@ pub async fn withdraw(
 ) -> Result<Json<NotificationSummary>, ApiError> {
     let n = find(&state, &id).await?;
     if n.withdrawn.is_none() {
-        super::audit_as(&state, &caller, "notify.withdraw", Some(n.id.to_string()), json!({ "title": n.title }))
-            .await?;
+        super::audit_as(
+            &state,
+            &caller,
+            "notify.withdraw",
+            Some(n.id.to_string()),
+            json!({ "title": n.title }),
+        )
+        .await?;
         state.db.withdraw_notification(n.id, crate::db::now_ms(), caller.name.clone()).await?;
     }
     // As stored: the first withdrawal's time and author, whoever got there first.
     let n = find(&state, &id).await?;
     let (at_ms, by) = n.withdrawn.clone().unwrap_or_default();
-    let at = Timestamp::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000).unwrap_or_else(|_| Timestamp::now_utc());
+    let at = Timestamp::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .unwrap_or_else(|_| Timestamp::now_utc());
     let message = NotificationMessage::Withdraw(Withdrawal { schema: wire::SCHEMA, id: n.id, at, by });
     publish(&state, &message, "withdraw", &subjects::notification_subjects(&n.target)).await?;
     state.bus.notification(n.id);

@@ -370,7 +370,8 @@ fn decode_items(kind: Kind, messages: &[jetstream::Message], forged: &ForgeryLog
             let (acks, started): (Vec<_>, Vec<_>) =
                 messages.iter().cloned().partition(|m| m.subject.starts_with("events.notify_ack."));
             let (v, bad, f) = all(kind, &started, |e: &StartedEvent| Some(&e.pc_id), forged, |_, _| true);
-            let (a, bad_acks, f_acks) = all(kind, &acks, |a: &NotifyAck| Some(&a.pc_id), forged, ack_fits_subject);
+            let (a, bad_acks, f_acks) =
+                all(kind, &acks, |a: &NotifyAck| Some(&a.pc_id), forged, ack_fits_subject);
             (Decoded::Events(v, a), bad + bad_acks, f + f_acks)
         }
         Kind::Notifications => {
