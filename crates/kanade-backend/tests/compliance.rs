@@ -221,6 +221,62 @@ target: { pcs: [PC-1] }
     }
 }
 
+#[tokio::test]
+async fn a_redefined_table_is_refused_when_stored_and_made_anew_after_a_drop() {
+    let s = common::stack(&[("PC-1", &[]), ("PC-2", &[])]).await;
+    let dir = tempfile::tempdir().unwrap();
+    run(&s, &disks_job(dir.path())).await;
+    // The same table with another column: refused by name wherever a job is stored or checked,
+    // before any PC runs it.
+    let wider = disks_job(dir.path())
+        .replace("ok: bool }", "ok: bool, fs: text }")
+        .replace("id: disks", "id: disks-2");
+    for path in ["/api/deploy", "/api/jobs", "/api/jobs/validate"] {
+        let (status, body) = s.post_yaml(path, &wider).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body:#}");
+        let says = body["error"].as_str().unwrap_or_default();
+        assert!(
+            says.starts_with(
+                "facts.explode[0].table: disks exists with other columns or key (made by job disks"
+            ),
+            "{path}: {says}"
+        );
+    }
+    let (status, body) = s.post_yaml("/api/jobs", &disks_job(dir.path())).await;
+    assert_eq!(status, StatusCode::CREATED, "the same definition again is fine: {body:#}");
+
+    // Each PC keeps its latest whole output per job.
+    let (status, docs) = s.get("/api/agents/PC-1/facts").await;
+    assert_eq!(status, StatusCode::OK, "{docs:#}");
+    assert_eq!(
+        (docs["documents"][0]["job_id"].as_str(), docs["documents"][0]["body"]["disks"][1]["mount"].as_str()),
+        (Some("disks"), Some("D:")),
+        "{docs:#}"
+    );
+
+    // Dropped (audited), the next run of the new definition makes the table anew.
+    let (status, body) = s.send_as("DELETE", "/api/facts/disks", None, Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(common::audit_count(&s, "facts.drop").await, 1);
+    assert_eq!(s.get("/api/facts/disks").await.0, StatusCode::NOT_FOUND);
+    let wider = wider.replace(r#""ok":true}"#, r#""ok":true,"fs":"ntfs"}"#);
+    run(&s, &wider).await;
+    let (_, table) = s.get("/api/facts/disks?fs=ntfs").await;
+    assert_eq!(table["rows"].as_array().map(Vec::len), Some(4), "{table:#}");
+    assert_eq!(s.send_as("DELETE", "/api/facts/nope", None, Value::Null).await.0, StatusCode::NOT_FOUND);
+
+    // A retired check is forgotten on every PC (audited); forgetting it again is a 404.
+    run(&s, &disk_check(dir.path(), "PC-1, PC-2")).await;
+    let (status, body) = s.send_as("DELETE", "/api/checks/disk-space", None, Value::Null).await;
+    assert_eq!((status, body["forgotten"].as_i64()), (StatusCode::OK, Some(2)), "{body:#}");
+    assert_eq!(s.get("/api/checks").await.1["checks"], serde_json::json!([]));
+    assert_eq!(common::audit_count(&s, "check.forget").await, 1);
+    assert_eq!(
+        s.send_as("DELETE", "/api/checks/disk-space", None, Value::Null).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
 async fn query(s: &common::Stack, body: Value) -> (StatusCode, Value) {
     let req = axum::http::Request::post("/api/query")
         .header("content-type", "application/json")

@@ -194,6 +194,10 @@ pub enum Command {
         /// At most this many rows (1-10000)
         #[arg(long, default_value_t = 500)]
         limit: u32,
+        /// Drop the table and its rows (admins; the job's next result makes it again, as the job
+        /// now defines it)
+        #[arg(long, requires = "table", conflicts_with_all = ["pc", "filters"])]
+        drop: bool,
     },
     /// Run one read-only SELECT over the backend's database (admins; audited)
     Query {
@@ -210,6 +214,9 @@ pub enum Command {
         /// With a name: only PCs in this status (pass, warn, fail, unknown)
         #[arg(long, requires = "name")]
         status: Option<String>,
+        /// Forget every PC's status for this check (admins; a renamed or retired check)
+        #[arg(long, requires = "name", conflicts_with = "status")]
+        forget: bool,
     },
     /// The events timeline, newest first: agents starting, stopping, updating, going offline and
     /// coming back, jobs starting and finishing, and what jobs with `emit: events` reported
@@ -340,6 +347,8 @@ pub enum AgentsCommand {
     },
     /// One agent with inventory and recent results
     Show { pc: String },
+    /// One agent's fact documents: the latest whole output of each job with facts:
+    Facts { pc: String },
     /// Host performance samples of one agent (CPU, memory, swap, load, network, disks)
     Perf {
         pc: String,

@@ -388,6 +388,28 @@ impl Db {
         }
     }
 
+    /// Problems for `specs` naming tables that exist defined otherwise.
+    pub async fn facts_redefinitions(
+        &self,
+        specs: Vec<kanade_shared::manifest::outputs::ExplodeSpec>,
+    ) -> Result<Vec<String>, DbError> {
+        read!(self, |s| projection::facts::redefinitions(s, &specs))
+    }
+
+    /// Drop a facts table; `false` when there is none of that name.
+    pub async fn drop_fact_table(&self, name: String) -> Result<bool, DbError> {
+        write!(self, |s| projection::facts::drop_table(s, &name))
+    }
+
+    pub async fn fact_documents(&self, pc: PcId) -> Result<Vec<kanade_shared::wire::FactDocument>, DbError> {
+        read!(self, |s| projection::facts::documents(s, pc.as_str()))
+    }
+
+    /// Forget a check's statuses; how many PCs had one.
+    pub async fn forget_check(&self, name: String) -> Result<u64, DbError> {
+        write!(self, |s| projection::checks::forget(s, &name))
+    }
+
     pub async fn fact_table(&self, name: String) -> Result<Option<kanade_shared::wire::FactTable>, DbError> {
         read!(self, |s| projection::facts::table(s, &name))
     }

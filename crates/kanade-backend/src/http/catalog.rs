@@ -41,6 +41,7 @@ pub async fn create(
     let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     // A target in the file is kept with the job (what `exec` runs when it names none), never
     // dropped; the text is kept as written.
+    super::facts::refuse_redefinition(&state, &file.manifest).await?;
     let entry = catalog::Entry::new(file, source);
     catalog::store(&state.js, &entry).await?;
     let m = &entry.manifest;
@@ -54,8 +55,13 @@ pub async fn create(
 
 /// Check a manifest (and its plan, if any) without storing it: the dashboard's editor shows
 /// every problem next to the text.
-pub async fn validate(headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn validate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    super::facts::refuse_redefinition(&state, &file.manifest).await?;
     Ok(Json(json!({ "valid": true, "id": file.manifest.id, "version": file.manifest.version })))
 }
 

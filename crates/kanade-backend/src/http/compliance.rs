@@ -69,3 +69,23 @@ pub async fn check(
     let next_cursor = (pcs.len() as i64 == limit).then(|| pcs.last().map(|p| p.pc_id.clone())).flatten();
     Ok(Json(CheckDetail { name, pcs, next_cursor }))
 }
+
+/// `DELETE /api/checks/{name}` (admins, audited): every PC's status for a check renamed or
+/// retired goes; its next result, if any, sets one again.
+pub async fn forget(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    kanade_shared::manifest::outputs::check_check_name(&name)
+        .map_err(|e| ApiError::invalid(vec![format!("name: {e}")]))?;
+    let stale_before = crate::db::now_ms() - state.check_stale_ms;
+    if state.db.check_pcs(name.clone(), None, stale_before, None, 1).await?.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no PC has reported check {name:?} (kanade checks lists the checks there are)"
+        )));
+    }
+    super::audit_as(&state, &caller, "check.forget", Some(name.clone()), serde_json::Value::Null).await?;
+    let forgotten = state.db.forget_check(name.clone()).await?;
+    Ok(Json(serde_json::json!({ "name": name, "forgotten": forgotten })))
+}

@@ -43,6 +43,7 @@ pub async fn deploy(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let source = super::body::source(&headers, &body)?;
     let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    super::facts::refuse_redefinition(&state, &file.manifest).await?;
     let entry = catalog::Entry::new(file, source);
     let (manifest, plan) = (&entry.manifest, entry.plan.clone());
     let plan = plan.ok_or_else(|| {

@@ -10,6 +10,46 @@ use kanade_shared::wire::{FactRows, FactTables};
 use super::{ApiError, AppState};
 use crate::db::projection::facts::filter_value;
 
+/// A job that would fill a facts table defined otherwise is refused when it is stored, naming
+/// the table and what defines it, not later on each PC's result as `facts_error`.
+pub(super) async fn refuse_redefinition(
+    state: &AppState,
+    m: &kanade_shared::manifest::Manifest,
+) -> Result<(), ApiError> {
+    let Some(facts) = &m.facts else { return Ok(()) };
+    let problems = state.db.facts_redefinitions(facts.explode.clone()).await?;
+    if problems.is_empty() { Ok(()) } else { Err(ApiError::invalid(problems)) }
+}
+
+/// `DELETE /api/facts/{table}` (admins, audited): the table and its rows go; the next result of
+/// a job naming it makes it again as that job defines it (how a table's columns change).
+pub async fn drop_table(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(table) = state.db.fact_table(name.clone()).await? else {
+        return Err(ApiError::not_found(format!("no facts table {name:?} (GET /api/facts lists them)")));
+    };
+    let detail = serde_json::json!({ "job_id": table.job_id, "key": table.key, "columns": table.columns });
+    super::audit_as(&state, &caller, "facts.drop", Some(name.clone()), detail).await?;
+    if !state.db.drop_fact_table(name.clone()).await? {
+        return Err(ApiError::not_found(format!("no facts table {name:?} (dropped meanwhile?)")));
+    }
+    Ok(Json(serde_json::json!({ "dropped": name })))
+}
+
+/// `GET /api/agents/{pc}/facts`: the PC's latest whole output of each job with `facts:`.
+pub async fn documents(
+    State(state): State<AppState>,
+    Path(pc): Path<String>,
+) -> Result<Json<kanade_shared::wire::FactDocuments>, ApiError> {
+    let pc: PcId =
+        pc.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("pc: {e}")]))?;
+    let documents = state.db.fact_documents(pc.clone()).await?;
+    Ok(Json(kanade_shared::wire::FactDocuments { pc_id: pc.to_string(), documents }))
+}
+
 pub async fn tables(State(state): State<AppState>) -> Result<Json<FactTables>, ApiError> {
     Ok(Json(FactTables { tables: state.db.fact_tables().await? }))
 }

@@ -362,6 +362,20 @@ pub fn table() -> Vec<Route> {
             get(facts::rows)
         ),
         route!(
+            "DELETE",
+            "/api/facts/{table}",
+            ADMIN,
+            "Drop a facts table and its rows (admin; audited); the job's next result makes it again",
+            delete(facts::drop_table)
+        ),
+        route!(
+            "GET",
+            "/api/agents/{pc}/facts",
+            VIEWER,
+            "The PC's latest whole output of each job with facts: (its fact documents)",
+            get(facts::documents)
+        ),
+        route!(
             "POST",
             "/api/query",
             ADMIN,
@@ -381,6 +395,13 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "One check's PCs: status, detail, since when (status, cursor, limit)",
             get(compliance::check)
+        ),
+        route!(
+            "DELETE",
+            "/api/checks/{name}",
+            ADMIN,
+            "Forget every PC's status for a renamed or retired check (admin; audited)",
+            delete(compliance::forget)
         ),
         route!(
             "POST",

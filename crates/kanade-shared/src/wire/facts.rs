@@ -34,3 +34,19 @@ pub struct FactRows {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<i64>,
 }
+
+/// One job's latest output on a PC, kept whole (`GET /api/agents/{pc}/facts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactDocument {
+    pub job_id: String,
+    /// When the run that wrote it finished (epoch ms).
+    pub finished_at: i64,
+    pub result_id: String,
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactDocuments {
+    pub pc_id: String,
+    pub documents: Vec<FactDocument>,
+}

@@ -25,7 +25,7 @@ pub use audit::AuditEvent;
 pub use checks::{CheckDetail, CheckPc, CheckSummary, Checks};
 pub use command::{Command, Emit, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;
-pub use facts::{FactRows, FactTable, FactTables};
+pub use facts::{FactDocument, FactDocuments, FactRows, FactTable, FactTables};
 pub use heartbeat::{Heartbeat, OsInfo};
 pub use host_perf::{
     DiskPerf, HostPerf, PerfSample, PerfSamples, ProcessPerf, ProcessSample, ProcessSamples, ProcessStat,

@@ -16,9 +16,20 @@ use crate::output;
 pub async fn checks(
     name: Option<String>,
     status: Option<String>,
+    forget: bool,
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
+    if let (Some(name), true) = (&name, forget) {
+        let v = api.delete(&format!("/api/checks/{name}")).await?;
+        let n = v["forgotten"].as_u64().unwrap_or_default();
+        super::done(
+            global.output,
+            &v,
+            &format!("forgot check {name} on {n} PC(s); its next result sets it again"),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(name) = name else {
         let v = api.get("/api/checks").await?;
         let list: Checks =
@@ -56,9 +67,19 @@ pub async fn facts(
     pc: Option<String>,
     filters: Vec<String>,
     limit: u32,
+    drop: bool,
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
+    if let (Some(table), true) = (&table, drop) {
+        let v = api.delete(&format!("/api/facts/{table}")).await?;
+        super::done(
+            global.output,
+            &v,
+            &format!("dropped facts table {table}; the next result of a job naming it makes it again"),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(table) = table else {
         let v = api.get("/api/facts").await?;
         let list: kanade_shared::wire::FactTables =

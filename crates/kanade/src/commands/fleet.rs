@@ -307,6 +307,27 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 rows,
             );
         }
+        AgentsCommand::Facts { pc } => {
+            let v = api.get(&format!("/api/agents/{pc}/facts")).await?;
+            let docs: kanade_shared::wire::FactDocuments = serde_json::from_value(v)
+                .context("the backend's fact documents are not what this CLI reads")?;
+            match global.output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&docs)?),
+                Format::Table if docs.documents.is_empty() => {
+                    println!("no fact documents for {pc}: a job with `facts:` keeps its latest output here")
+                }
+                Format::Table => {
+                    for d in &docs.documents {
+                        println!(
+                            "{} (finished {}):",
+                            d.job_id,
+                            super::when(&serde_json::Value::from(d.finished_at))
+                        );
+                        println!("{}", serde_json::to_string_pretty(&d.body)?);
+                    }
+                }
+            }
+        }
         AgentsCommand::Processes { pc, since, all } => {
             super::telemetry::processes(&api, &pc, since, all, global).await?
         }

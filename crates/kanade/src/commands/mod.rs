@@ -48,9 +48,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Executions(cmd) => fleet::executions(cmd, g).await,
         Command::Results { pc, job, failed, limit } => fleet::results(pc, job, failed, limit, g).await,
         Command::Agents(cmd) => fleet::agents(cmd, g).await,
-        Command::Checks { name, status } => compliance::checks(name, status, g).await,
+        Command::Checks { name, status, forget } => compliance::checks(name, status, forget, g).await,
         Command::Query { sql, max_rows } => compliance::run_query(sql, max_rows, g).await,
-        Command::Facts { table, pc, filters, limit } => compliance::facts(table, pc, filters, limit, g).await,
+        Command::Facts { table, pc, filters, limit, drop } => {
+            compliance::facts(table, pc, filters, limit, drop, g).await
+        }
         Command::Events { pc, kind, since, limit } => telemetry::events(pc, kind, since, limit, g).await,
         Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Notify(cmd) => notify::run(cmd, g).await,

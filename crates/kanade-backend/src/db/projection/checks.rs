@@ -142,6 +142,13 @@ pub async fn apply<S: Sql>(
     Ok(())
 }
 
+/// Forget every PC's status for check `name` (a check renamed or retired); how many rows went.
+/// The check's next result sets it again.
+pub async fn forget<S: Sql>(s: &mut S, name: &str) -> Result<u64, DbError> {
+    super::one_writer(s).await?;
+    s.exec("DELETE FROM check_status WHERE check_name = ?1", vals![name]).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,76 @@ pub fn rows(spec: &ExplodeSpec, doc: &Json) -> Result<Vec<Vec<Value>>, String> {
     Ok(out)
 }
 
+/// How a table's key and columns are registered in `facts_tables`; two specs define the same
+/// table exactly when these agree.
+fn definition(spec: &ExplodeSpec) -> String {
+    serde_json::json!({ "key": spec.key, "columns": spec.columns }).to_string()
+}
+
+/// Tables among `specs` that exist defined otherwise, each as a problem naming the
+/// `facts.explode[i]` it comes from, the job that made the table, and what to do.
+pub async fn redefinitions<S: Sql>(s: &mut S, specs: &[ExplodeSpec]) -> Result<Vec<String>, DbError> {
+    let mut problems = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(row) = opt_row(
+            s,
+            "SELECT spec_json, job_id FROM facts_tables WHERE name = ?1",
+            vals![spec.table.as_str()],
+        )
+        .await?
+        else {
+            continue;
+        };
+        let (have, owner): (String, String) = (row.get(0)?, row.get(1)?);
+        if have != definition(spec) {
+            problems.push(format!(
+                "facts.explode[{i}].table: {} exists with other columns or key (made by job {owner}: {have}); name this one differently, or drop the table first (kanade facts {} --drop) and the next run makes it anew",
+                spec.table, spec.table
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Drop a facts table, its registry entry and its write marks; `false` when there is no such
+/// table. A later result of a job naming it makes it again, as that job now defines it.
+pub async fn drop_table<S: Sql>(s: &mut S, name: &str) -> Result<bool, DbError> {
+    // Checked again: the name goes into SQL text.
+    if kanade_shared::manifest::outputs::check_name(name).is_err() {
+        return Ok(false);
+    }
+    super::one_writer(s).await?;
+    if s.exec("DELETE FROM facts_tables WHERE name = ?1", vals![name]).await? == 0 {
+        return Ok(false);
+    }
+    s.exec("DELETE FROM facts_writes WHERE table_name = ?1", vals![name]).await?;
+    s.batch(&format!("DROP TABLE IF EXISTS {}", physical(name))).await?;
+    Ok(true)
+}
+
+/// A PC's latest fact documents (the whole output of each job with `facts:`), by job.
+pub async fn documents<S: Sql>(
+    s: &mut S,
+    pc: &str,
+) -> Result<Vec<kanade_shared::wire::FactDocument>, DbError> {
+    s.rows(
+        "SELECT job_id, finished_ms, result_id, body_json FROM inventory_facts WHERE pc_id = ?1 ORDER BY job_id",
+        vals![pc],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let body: String = r.get(3)?;
+        Ok(kanade_shared::wire::FactDocument {
+            job_id: r.get(0)?,
+            finished_at: r.get(1)?,
+            result_id: r.get(2)?,
+            body: serde_json::from_str(&body).unwrap_or(Json::String(body)),
+        })
+    })
+    .collect()
+}
+
 /// Create the table on first use; a table of that name defined otherwise is an error.
 async fn ensure_table<S: Sql>(
     s: &mut S,
@@ -142,7 +212,7 @@ async fn ensure_table<S: Sql>(
     if let Some(k) = spec.key.iter().find(|k| !spec.columns.contains_key(*k)) {
         return Ok(Err(format!("{}: key {k} is not one of its columns", spec.table)));
     }
-    let wanted = serde_json::json!({ "key": spec.key, "columns": spec.columns }).to_string();
+    let wanted = definition(spec);
     if let Some(row) =
         opt_row(s, "SELECT spec_json, job_id FROM facts_tables WHERE name = ?1", vals![spec.table.as_str()])
             .await?
