@@ -83,6 +83,20 @@ pub(crate) fn answer(handler: &Handler, user: &str, line: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Serve one client in its own task within [`IO_TIMEOUT`], holding `slot` until done.
+fn spawn_client(
+    work: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    tokio::spawn(async move {
+        let done = tokio::time::timeout(IO_TIMEOUT, work).await;
+        if let Err(e) = done.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out"))) {
+            tracing::debug!(error = %e, "local request not answered");
+        }
+        drop(slot);
+    });
+}
+
 /// Resolves once `stop` turns true (the guard `wait_for` returns is dropped here, so callers'
 /// futures stay `Send`).
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {

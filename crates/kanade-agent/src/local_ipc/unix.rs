@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
-use super::{Handler, IO_TIMEOUT, MAX_CLIENTS, MAX_REQUEST, answer, stopped};
+use super::{Handler, MAX_CLIENTS, MAX_REQUEST, answer, stopped};
 
 /// Listen at `path` until `stop`. A socket left by a killed agent is replaced; one another agent
 /// still answers on, any other file there, and a directory others may write (where the socket
@@ -57,13 +57,7 @@ pub async fn serve(path: &Path, handler: Handler, mut stop: watch::Receiver<bool
                     // Beyond the cap a client waits in the backlog.
                     let Ok(slot) = slots.clone().acquire_owned().await else { break };
                     let handler = handler.clone();
-                    tokio::spawn(async move {
-                        let done = tokio::time::timeout(IO_TIMEOUT, one(stream, handler)).await;
-                        if let Err(e) = done.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out"))) {
-                            tracing::debug!(error = %e, "local request not answered");
-                        }
-                        drop(slot);
-                    });
+                    super::spawn_client(one(stream, handler), slot);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "local socket accept failed");

@@ -23,7 +23,7 @@ use windows_sys::Win32::Security::{
 use windows_sys::Win32::System::Pipes::ImpersonateNamedPipeClient;
 use windows_sys::Win32::System::Threading::{GetCurrentThread, OpenThreadToken};
 
-use super::{Handler, IO_TIMEOUT, MAX_REQUEST, answer, stopped};
+use super::{Handler, MAX_REQUEST, answer, stopped};
 
 /// SYSTEM and Administrators: everything; authenticated users: read and write data, but not
 /// FILE_CREATE_PIPE_INSTANCE (0x4, inside GENERIC_WRITE), so nobody else can serve the pipe's
@@ -115,13 +115,7 @@ pub async fn serve(name: &Path, handler: Handler, mut stop: watch::Receiver<bool
         // Beyond the cap a client waits for a slot (its own 5 s budget still runs).
         let Ok(slot) = slots.clone().acquire_owned().await else { return Ok(()) };
         let handler = handler.clone();
-        tokio::spawn(async move {
-            let done = tokio::time::timeout(IO_TIMEOUT, one(client, handler)).await;
-            if let Err(e) = done.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out"))) {
-                tracing::debug!(error = %e, "local request not answered");
-            }
-            drop(slot);
-        });
+        super::spawn_client(one(client, handler), slot);
     }
 }
 

@@ -32,15 +32,8 @@ async fn live_loop(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, replay: Arc<Notify>,
     let mut stop = ctx.shutdown.clone();
     loop {
         let groups = ctx.groups.read().await.clone();
-        let mut subs = Vec::new();
-        for filter in subjects::agent_command_filters(&ctx.settings.pc, &groups) {
-            match ctx.client.subscribe(filter.clone()).await {
-                Ok(sub) => subs.push(sub),
-                Err(e) => {
-                    tracing::error!(filter, error = %e, "cannot subscribe; commands on it arrive by catch-up only")
-                }
-            }
-        }
+        let filters = subjects::agent_command_filters(&ctx.settings.pc, &groups);
+        let subs = super::subscribe_each(&ctx, filters, "commands").await;
         if let Some(ready) = ready.take() {
             let _ = ready.send(());
         }

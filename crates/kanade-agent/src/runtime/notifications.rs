@@ -35,15 +35,8 @@ pub(crate) async fn notifications_loop(ctx: Arc<Ctx>) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         let groups = ctx.groups.read().await.clone();
-        let mut subs = Vec::new();
-        for filter in subjects::agent_notification_filters(&ctx.settings.pc, &groups) {
-            match ctx.client.subscribe(filter.clone()).await {
-                Ok(sub) => subs.push(sub),
-                Err(e) => {
-                    tracing::warn!(filter, error = %e, "cannot subscribe; notifications on it arrive by catch-up only")
-                }
-            }
-        }
+        let filters = subjects::agent_notification_filters(&ctx.settings.pc, &groups);
+        let subs = super::subscribe_each(&ctx, filters, "notifications").await;
         let mut live = futures::stream::select_all(subs);
         loop {
             if needed {
