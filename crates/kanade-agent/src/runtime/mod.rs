@@ -345,12 +345,18 @@ pub(crate) async fn spread_after_reconnect(stop: &mut watch::Receiver<bool>) -> 
 
 /// A core subscription on each of `filters`; one that fails is logged (what it carries then
 /// arrives by the caller's catch-up only, `what` says which) and left out.
-pub(crate) async fn subscribe_each(ctx: &Ctx, filters: Vec<String>, what: &str) -> Vec<async_nats::Subscriber> {
+pub(crate) async fn subscribe_each(
+    ctx: &Ctx,
+    filters: Vec<String>,
+    what: &str,
+) -> Vec<async_nats::Subscriber> {
     let mut subs = Vec::with_capacity(filters.len());
     for filter in filters {
         match ctx.client.subscribe(filter.clone()).await {
             Ok(sub) => subs.push(sub),
-            Err(e) => tracing::error!(filter, error = %e, "cannot subscribe; {what} on it arrive by catch-up only"),
+            Err(e) => {
+                tracing::error!(filter, error = %e, "cannot subscribe; {what} on it arrive by catch-up only")
+            }
         }
     }
     subs
