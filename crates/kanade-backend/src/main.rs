@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Validate the config (after template rendering) and exit
     CheckConfig,
+    /// Print where the database is (the SQLite file, or the Postgres URL without its password),
+    /// for backup scripts
+    ResolveDbPath,
     /// Write nats-server accounts (backend, operators, one per agent) and each account's
     /// `[nats]` config section. New passwords every run: update the configs it writes.
     NatsConfig {
@@ -100,8 +103,29 @@ fn main() -> ExitCode {
                         println!("  db        postgres {}", kanade_shared::config::redact(url))
                     }
                 }
+                println!("  nats auth {}", kanade_shared::config::describe_broker_auth(&config.broker, &env));
                 println!("  data dir  {}", config.data_dir.display());
-                println!("  logs      {}", config.log.path.display());
+                if config.log.keep_days == 0 {
+                    println!("  logs      stdout only (keep_days = 0)");
+                } else {
+                    println!("  logs      {}", config.log.path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::ResolveDbPath) => match loaded {
+            Ok((config, _)) => {
+                match &config.db {
+                    DbConfig::Sqlite(path) => {
+                        // Relative to where the backend runs from is how it opens it.
+                        println!("{}", std::path::absolute(path).unwrap_or_else(|_| path.clone()).display())
+                    }
+                    DbConfig::Postgres(url) => println!("{}", kanade_shared::config::redact(url)),
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -110,6 +110,26 @@ async fn catalog_revoke_and_delete_rules() {
     let actions: Vec<&str> =
         audit["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert!(actions.contains(&"job.revoke") && actions.contains(&"job.delete"), "{actions:?}");
+    // Which client acted: what our clients say, `api` for anything else, never the backend's.
+    for header in [Some("dashboard"), Some("scheduler"), None] {
+        let mut req = Request::post("/api/jobs/cat/unrevoke");
+        if let Some(h) = header {
+            req = req.header("x-kanade-source", h);
+        }
+        let (status, body) = s.call(req.body(Body::empty()).unwrap()).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    common::wait_for_audit(&s, "job.unrevoke").await;
+    kanade_testkit::wait_until_async("three job.unrevoke", std::time::Duration::from_secs(20), || async {
+        s.get("/api/audit?action=job.unrevoke").await.1["items"].as_array().map_or(0, Vec::len) == 3
+    })
+    .await;
+    let (_, dashboard) = s.get("/api/audit?action=job.unrevoke&client=dashboard").await;
+    assert_eq!(dashboard["items"].as_array().map(Vec::len), Some(1), "{dashboard:#}");
+    let (_, api) = s.get("/api/audit?action=job.unrevoke&client=api").await;
+    assert_eq!(api["items"].as_array().map(Vec::len), Some(2), "{api:#}");
+    let (status, bad) = s.get("/api/audit?client=robot").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:#}");
 }
 
 #[tokio::test]

@@ -67,3 +67,39 @@ fn an_upgrade_that_keeps_failing_is_quarantined_until_cleared() {
     let out = backend(&config, &[]);
     assert!(stderr(&out).contains("cannot open the database"), "{}", stderr(&out));
 }
+
+/// What backup scripts and operators read off the real binary: where the database is, how it
+/// authenticates to the broker (never the secret), and logs going to stdout only.
+#[test]
+fn resolve_db_path_and_check_config_say_where_things_are_never_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("backend.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = {:?}\n[db]\nsqlite_path = \"relative/backend.db\"\n[log]\nkeep_days = 0\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
+            .current_dir(dir.path())
+            .env("KANADE_NATS_TOKEN", "fleet-secret")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        run(&["resolve-db-path"]).trim(),
+        dir.path().join("relative/backend.db").display().to_string()
+    );
+    let checked = run(&["check-config"]);
+    assert!(checked.contains("nats auth token (from KANADE_NATS_TOKEN)"), "{checked}");
+    assert!(checked.contains("logs      stdout only (keep_days = 0)"), "{checked}");
+    assert!(!checked.contains("fleet-secret"), "{checked}");
+}

@@ -456,6 +456,7 @@ async fn an_audit_event_the_broker_refuses_does_not_hold_back_the_outbox() {
             action: action.into(),
             target: None,
             source: None,
+            client: None,
             detail,
         };
         let payload = String::from_utf8(wire::encode(&e).unwrap()).unwrap();

@@ -81,6 +81,7 @@ async fn an_audit_event_whose_ack_was_lost_is_stored_once_under_its_id() {
                 "job.delete",
                 Some("once".into()),
                 None,
+                "api",
                 serde_json::Value::Null,
             )
             .await

@@ -1,5 +1,6 @@
-//! Daemon logging: stdout plus a daily-rotated file, old files pruned after `keep_days`, and
-//! panics logged with a backtrace so a crash on an unattended PC leaves a trace.
+//! Daemon logging: stdout plus a daily-rotated file, old files pruned after `keep_days` (0:
+//! stdout only, for a container or a journald-managed service), and panics logged with a
+//! backtrace so a crash on an unattended PC leaves a trace.
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -11,8 +12,20 @@ use crate::config::LogConfig;
 const LOG_QUEUE_LINES: usize = 8192;
 
 /// Install the global subscriber. Keep the returned guard alive for the life of the process:
-/// dropping it flushes and stops the file writer.
-pub fn init_daemon(config: &LogConfig, file_prefix: &str) -> Result<WorkerGuard, String> {
+/// dropping it flushes and stops the file writer (`None`: no file, `keep_days = 0`).
+pub fn init_daemon(config: &LogConfig, file_prefix: &str) -> Result<Option<WorkerGuard>, String> {
+    let filter = EnvFilter::try_new(&config.level)
+        .map_err(|e| format!("log.level {:?} is not a valid filter: {e}", config.level))?;
+    if config.keep_days == 0 {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stdout)
+            .with_ansi(false)
+            .try_init()
+            .map_err(|e| format!("cannot install the logger: {e}"))?;
+        install_panic_hook();
+        return Ok(None);
+    }
     std::fs::create_dir_all(&config.path)
         .map_err(|e| format!("cannot create log directory {}: {e}", config.path.display()))?;
     let appender = tracing_appender::rolling::Builder::new()
@@ -29,8 +42,6 @@ pub fn init_daemon(config: &LogConfig, file_prefix: &str) -> Result<WorkerGuard,
     let (file, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .finish(appender);
-    let filter = EnvFilter::try_new(&config.level)
-        .map_err(|e| format!("log.level {:?} is not a valid filter: {e}", config.level))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout.and(file))
@@ -38,7 +49,7 @@ pub fn init_daemon(config: &LogConfig, file_prefix: &str) -> Result<WorkerGuard,
         .try_init()
         .map_err(|e| format!("cannot install the logger: {e}"))?;
     install_panic_hook();
-    Ok(guard)
+    Ok(Some(guard))
 }
 
 /// Plain stderr logging for commands that run and exit (`check-config`, the CLI).

@@ -106,7 +106,9 @@ impl Api {
             .method(method.clone())
             .uri(format!("{}{path}", self.prefix))
             .header("host", &self.authority)
-            .header("accept", "application/json");
+            .header("accept", "application/json")
+            // The audit trail says which client acted.
+            .header("x-kanade-source", "cli");
         if let Some(token) = &self.token {
             req = req.header("authorization", format!("Bearer {token}"));
         }

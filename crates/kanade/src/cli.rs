@@ -33,6 +33,15 @@ pub struct Global {
     /// NATS password
     #[arg(long, global = true, env = "KANADE_NATS_PASSWORD", hide_env_values = true)]
     pub nats_password: Option<String>,
+    /// NATS token for the direct paths (the fleet-wide one), when no user is given
+    #[arg(
+        long,
+        global = true,
+        env = "KANADE_NATS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "nats_user"
+    )]
+    pub nats_token: Option<String>,
     /// CA certificate to verify a tls:// NATS server with
     #[arg(long, global = true, env = "KANADE_NATS_CA", hide_env_values = true)]
     pub nats_ca: Option<PathBuf>,
@@ -61,6 +70,7 @@ impl Global {
         kanade_shared::nats::BrokerAuth {
             user: self.nats_user.clone(),
             password: self.nats_password.clone(),
+            token: self.nats_token.clone().filter(|t| !t.is_empty()),
             inbox_prefix: self.nats_user.as_ref().map(|u| format!("_INBOX_{u}")),
             ca_file: self.nats_ca.clone(),
             ..Default::default()
@@ -230,6 +240,21 @@ pub enum Command {
         /// Only events of the last ... (e.g. 15m, 1h, 7d)
         #[arg(long)]
         since: Option<kanade_shared::HumanDuration>,
+        /// At most this many (1-500)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// The audit trail, newest first: who did what, from where, with which client
+    Audit {
+        /// Only this actor (a user, `token:<name>`, `scheduler`)
+        #[arg(long)]
+        actor: Option<String>,
+        /// An action (exec.create) or a prefix of actions (exec)
+        #[arg(long)]
+        action: Option<String>,
+        /// Only what this client did: cli, dashboard, api, scheduler or backend
+        #[arg(long)]
+        client: Option<String>,
         /// At most this many (1-500)
         #[arg(long, default_value_t = 50)]
         limit: u32,

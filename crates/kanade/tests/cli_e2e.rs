@@ -56,6 +56,16 @@ async fn an_operators_day() {
     assert!(out.contains("hello") && out.contains("sh"), "{out}");
     let out = stdout(&kanade(url, &["job", "show", "hello"]).await);
     assert!(out.contains("echo hello from $0"), "{out}");
+    // The audit trail says the CLI did it.
+    let mut audit = String::new();
+    for _ in 0..100 {
+        audit = stdout(&kanade(url, &["-o", "json", "audit", "--action", "job.create"]).await);
+        if audit.contains("\"client\": \"cli\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(audit.contains("\"client\": \"cli\""), "{audit}");
 
     // Deploy with --wait: exit 0, the summary line; a failing deploy exits non-zero.
     let out = kanade(url, &["deploy", &job, "--version", "2", "--wait"]).await;

@@ -29,7 +29,8 @@ export class ApiError extends Error {
 
 /** Call the API. `body` is JSON unless `yaml` text is given. A 401 ends the session. */
 export async function api(method, path, body, { yaml } = {}) {
-  const headers = {};
+  // The audit trail says which client acted.
+  const headers = { 'X-Kanade-Source': 'dashboard' };
   if (session.token) headers.Authorization = `Bearer ${session.token}`;
   let payload;
   if (yaml !== undefined) { headers['Content-Type'] = 'application/yaml'; payload = yaml; }

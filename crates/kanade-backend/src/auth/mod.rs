@@ -34,6 +34,8 @@ pub struct Caller {
     pub must_change_password: bool,
     /// The peer address, for the audit log.
     pub source: Option<String>,
+    /// Which client made the request (`X-Kanade-Source`), for the audit log.
+    pub client: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -268,6 +270,7 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
 /// Resolve the request's credentials to a caller.
 pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller, ApiError> {
     let source = auth.source(parts);
+    let client = client_of(&parts.headers);
     if auth.config.disabled {
         return Ok(Caller {
             name: "dev".into(),
@@ -275,6 +278,7 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
             via: Via::AuthDisabled,
             must_change_password: false,
             source,
+            client,
         });
     }
     let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -310,6 +314,7 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
             via: Via::Token,
             must_change_password: false,
             source,
+            client,
         });
     }
     let claims =
@@ -330,7 +335,19 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
         via: Via::Password,
         must_change_password: user.must_change_password,
         source,
+        client,
     })
+}
+
+/// Pure: which of our clients says it sent the request (`X-Kanade-Source: cli | dashboard`);
+/// anything else, or nothing, is `api`. Never `scheduler` or `backend`: those are the backend's
+/// own, and no caller may claim them.
+pub fn client_of(headers: &axum::http::HeaderMap) -> &'static str {
+    match headers.get("x-kanade-source").and_then(|v| v.to_str().ok()).map(str::trim) {
+        Some("cli") => "cli",
+        Some("dashboard") => "dashboard",
+        _ => "api",
+    }
 }
 
 /// Why `caller` may not use a route with `access`, if it may not.
@@ -400,7 +417,26 @@ mod tests {
     use super::*;
 
     fn caller(role: Role, must_change: bool) -> Caller {
-        Caller { name: "u".into(), role, via: Via::Password, must_change_password: must_change, source: None }
+        Caller {
+            name: "u".into(),
+            role,
+            via: Via::Password,
+            must_change_password: must_change,
+            source: None,
+            client: "api",
+        }
+    }
+
+    #[test]
+    fn only_our_own_clients_are_named_and_nobody_claims_the_backend_s() {
+        let with = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("x-kanade-source", v.parse().unwrap());
+            client_of(&h)
+        };
+        assert_eq!((with("cli"), with("dashboard"), with(" cli ")), ("cli", "dashboard", "cli"));
+        assert_eq!((with("scheduler"), with("backend"), with("curl")), ("api", "api", "api"));
+        assert_eq!(client_of(&axum::http::HeaderMap::new()), "api");
     }
 
     #[test]

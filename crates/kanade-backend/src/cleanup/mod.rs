@@ -74,7 +74,7 @@ async fn run_pass(c: &Cleanup, now_ms: i64, expire: bool) -> Result<Pass, ExecEr
         };
         // Audited first: if the write below is lost, the AUDIT projector applies the same change.
         let detail = serde_json::to_value(&step).unwrap_or_default();
-        audit(&c.js, "cleanup", "exec.expired", Some(q.exec_id.to_string()), None, detail).await?;
+        audit(&c.js, "cleanup", "exec.expired", Some(q.exec_id.to_string()), None, "backend", detail).await?;
         c.db.ended_early(step, Ended::Expired, now_ms).await?;
         c.bus.execution(q.exec_id);
         expired.push(q.exec_id);

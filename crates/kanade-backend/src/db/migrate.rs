@@ -75,6 +75,11 @@ const SQLITE: &[Migration] = &[
         name: "notifications",
         sql: include_str!("migrations/sqlite/0016_notifications.sql"),
     },
+    Migration {
+        version: 17,
+        name: "audit_client",
+        sql: include_str!("migrations/sqlite/0017_audit_client.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -124,6 +129,11 @@ const POSTGRES: &[Migration] = &[
         version: 11,
         name: "notifications",
         sql: include_str!("migrations/postgres/0011_notifications.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "audit_client",
+        sql: include_str!("migrations/postgres/0012_audit_client.sql"),
     },
 ];
 

@@ -563,12 +563,16 @@ pub struct AuditRow {
     pub action: String,
     pub target: Option<String>,
     pub source: Option<String>,
+    /// `cli`, `dashboard`, `api`, `scheduler` or `backend`; absent on events from before it was
+    /// recorded.
+    pub client: Option<String>,
     pub detail: serde_json::Value,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
     pub actor: Option<String>,
+    pub client: Option<String>,
     pub action: Option<String>,
     pub target: Option<String>,
     pub since_ms: Option<i64>,
@@ -585,12 +589,14 @@ pub async fn list_audit<S: Sql>(s: &mut S, f: &AuditFilter) -> Result<Vec<AuditR
         f.since_ms,
         f.until_ms,
         f.before.clone(),
-        f.limit
+        f.limit,
+        f.client.clone()
     ];
     s.rows(
-        "SELECT id, at_ms, actor, action, target, source, detail_json FROM audit_log
+        "SELECT id, at_ms, actor, action, target, source, detail_json, client FROM audit_log
          WHERE (CAST(?1 AS TEXT) IS NULL OR actor = ?1) AND (CAST(?2 AS TEXT) IS NULL OR action = ?2 OR action LIKE ?2 || '.%') AND (CAST(?3 AS TEXT) IS NULL OR target = ?3)
            AND (CAST(?4 AS BIGINT) IS NULL OR at_ms >= ?4) AND (CAST(?5 AS BIGINT) IS NULL OR at_ms < ?5) AND (CAST(?6 AS TEXT) IS NULL OR id < ?6)
+           AND (CAST(?8 AS TEXT) IS NULL OR client = ?8)
          ORDER BY id DESC LIMIT ?7",
         args,
     )
@@ -605,6 +611,7 @@ pub async fn list_audit<S: Sql>(s: &mut S, f: &AuditFilter) -> Result<Vec<AuditR
             action: r.get(3)?,
             target: r.get(4)?,
             source: r.get(5)?,
+            client: r.get(7)?,
             detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
         })
     })

@@ -159,6 +159,8 @@ pub async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Re
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
     actor: Option<String>,
+    /// `cli`, `dashboard`, `api`, `scheduler` or `backend`.
+    client: Option<String>,
     action: Option<String>,
     target: Option<String>,
     since: Option<i64>,
@@ -167,13 +169,22 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
+/// Who may appear as an audit event's client.
+const CLIENTS: [&str; 5] = ["cli", "dashboard", "api", "scheduler", "backend"];
+
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = super::check_limit(q.limit)?;
+    if let Some(c) = q.client.as_deref()
+        && !CLIENTS.contains(&c)
+    {
+        return Err(ApiError::invalid(vec![format!("client: {c:?} is not one of {}", CLIENTS.join(", "))]));
+    }
     let filter = queries::AuditFilter {
         actor: q.actor,
+        client: q.client,
         action: q.action,
         target: q.target,
         since_ms: q.since,

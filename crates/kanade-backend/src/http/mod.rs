@@ -64,7 +64,16 @@ pub async fn audit_as(
     target: Option<String>,
     detail: Value,
 ) -> Result<(), crate::pipeline::ExecError> {
-    crate::pipeline::audit(&state.js, &caller.name, action, target, caller.source.clone(), detail).await
+    crate::pipeline::audit(
+        &state.js,
+        &caller.name,
+        action,
+        target,
+        caller.source.clone(),
+        caller.client,
+        detail,
+    )
+    .await
 }
 
 /// The pipeline origin of a call made by `caller`.
@@ -72,6 +81,7 @@ pub fn origin(caller: &crate::auth::Caller) -> crate::pipeline::Origin {
     crate::pipeline::Origin {
         actor: caller.name.clone(),
         source: caller.source.clone(),
+        client: caller.client.to_owned(),
         ..Default::default()
     }
 }

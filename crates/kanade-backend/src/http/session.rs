@@ -21,9 +21,11 @@ pub struct Login {
 pub async fn login(
     State(state): State<AppState>,
     Peer(peer): Peer,
+    headers: axum::http::HeaderMap,
     Json(body): Json<Login>,
 ) -> Result<Json<Value>, ApiError> {
     let source = peer.unwrap_or_else(|| "unknown".to_owned());
+    let client = crate::auth::client_of(&headers);
     // Whatever was submitted as a name, logs and the audit trail get at most 64 characters.
     let shown = throttle::loggable_name(&body.name);
     let now = now_ms();
@@ -38,8 +40,16 @@ pub async fn login(
             // callers must not be able to grow (or, by pushing old events out, erase) the trail.
             if let Some(unreported) = refused.report {
                 let detail = json!({ "unreported_in_previous_window": unreported });
-                audit(&state.js, &shown, "auth.login_throttled", Some(shown.clone()), Some(source), detail)
-                    .await?;
+                audit(
+                    &state.js,
+                    &shown,
+                    "auth.login_throttled",
+                    Some(shown.clone()),
+                    Some(source),
+                    client,
+                    detail,
+                )
+                .await?;
             }
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -64,7 +74,8 @@ pub async fn login(
     };
     let Some(user) = user.filter(|_| ok) else {
         // The attempt was counted as a failure when the throttle let it through.
-        audit(&state.js, &shown, "auth.login_failed", Some(shown.clone()), Some(source), Value::Null).await?;
+        audit(&state.js, &shown, "auth.login_failed", Some(shown.clone()), Some(source), client, Value::Null)
+            .await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             // Not `unauthorized`: the caller has no token to renew, only a password to retype.
@@ -81,7 +92,8 @@ pub async fn login(
         pwd: user.password_changed_ms,
     };
     let token = jwt::encode(&claims, &state.auth.config.secret);
-    audit(&state.js, &user.name, "auth.login", Some(user.name.clone()), Some(source), Value::Null).await?;
+    audit(&state.js, &user.name, "auth.login", Some(user.name.clone()), Some(source), client, Value::Null)
+        .await?;
     Ok(Json(json!({
         "token": token,
         "expires_ms": claims.exp * 1000,

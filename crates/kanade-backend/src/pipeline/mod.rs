@@ -67,6 +67,8 @@ pub struct Launched {
 pub struct Origin {
     pub actor: String,
     pub source: Option<String>,
+    /// Which client asked (see [`kanade_shared::wire::AuditEvent::client`]).
+    pub client: String,
     /// Set when a schedule fired it; the scheduler's bookkeeping reads it back.
     pub schedule_id: Option<String>,
     /// Stamped onto the command (a schedule's `on_failure.retry`).
@@ -176,6 +178,7 @@ impl Pipeline {
             "exec.create",
             Some(manifest.id.to_string()),
             origin.source.clone(),
+            &origin.client,
             serde_json::to_value(&created).unwrap_or_default(),
         )?;
         let publish_by = now + FIRST_WAVE_GRACE.as_millis() as i64;
@@ -247,8 +250,14 @@ impl Pipeline {
             message: Some(message),
         };
         let detail = serde_json::to_value(&step).unwrap_or_default();
-        let aborted = match audit_message("backend", "exec.aborted", Some(exec_id.to_string()), None, detail)
-        {
+        let aborted = match audit_message(
+            "backend",
+            "exec.aborted",
+            Some(exec_id.to_string()),
+            None,
+            "backend",
+            detail,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(%exec_id, error = %e, "cannot build the exec.aborted event");
@@ -544,9 +553,10 @@ pub async fn audit(
     action: &str,
     target: Option<String>,
     source: Option<String>,
+    client: &str,
     detail: serde_json::Value,
 ) -> Result<(), ExecError> {
-    send_audit(js, actor, action, target, source, detail).await?.confirmed(js).await
+    send_audit(js, actor, action, target, source, client, detail).await?.confirmed(js).await
 }
 
 /// Send an audit event without waiting for its ack.
@@ -556,9 +566,10 @@ pub async fn send_audit(
     action: &str,
     target: Option<String>,
     source: Option<String>,
+    client: &str,
     detail: serde_json::Value,
 ) -> Result<Pending, ExecError> {
-    Ok(audit_message(actor, action, target, source, detail)?.send_pending(js).await)
+    Ok(audit_message(actor, action, target, source, client, detail)?.send_pending(js).await)
 }
 
 /// An audit event as a stream message under its own id.
@@ -567,6 +578,7 @@ fn audit_message(
     action: &str,
     target: Option<String>,
     source: Option<String>,
+    client: &str,
     detail: serde_json::Value,
 ) -> Result<Message, ExecError> {
     let event = AuditEvent {
@@ -577,6 +589,7 @@ fn audit_message(
         action: action.to_owned(),
         target,
         source,
+        client: Some(client.to_owned()),
         detail,
     };
     let subject = subjects::audit(action).map_err(|e| ExecError::Invalid(e.to_string()))?;

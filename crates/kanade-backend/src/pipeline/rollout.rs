@@ -60,7 +60,8 @@ async fn tick(p: &Pipeline, is_leader: &Leadership) -> Result<(), ExecError> {
                     message: Some(format!("wave {wave} cannot be published: {why}")),
                 };
                 let detail = serde_json::to_value(&step).unwrap_or_default();
-                audit(&p.js, "rollout", "exec.aborted", Some(exec_id.to_string()), None, detail).await?;
+                audit(&p.js, "rollout", "exec.aborted", Some(exec_id.to_string()), None, "backend", detail)
+                    .await?;
                 p.db.ended_early(step, Ended::Aborted, now).await?;
             }
             Err(e) => tracing::warn!(%exec_id, wave, error = %e, "wave not published; retrying next tick"),
@@ -95,6 +96,7 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
                 "exec.aborted",
                 Some(due.exec_id.to_string()),
                 None,
+                "backend",
                 serde_json::to_value(&step).unwrap_or_default(),
             )
             .await?;
@@ -116,8 +118,15 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
         let detail = serde_json::to_value(&step).unwrap_or_default();
         p.db.wave_published(step, now, now).await?;
         // The wave is out and recorded: a failed audit event must not abort it.
-        let audited =
-            audit(&p.js, "rollout", "exec.wave_published", Some(due.exec_id.to_string()), None, detail);
+        let audited = audit(
+            &p.js,
+            "rollout",
+            "exec.wave_published",
+            Some(due.exec_id.to_string()),
+            None,
+            "backend",
+            detail,
+        );
         if let Err(e) = audited.await {
             tracing::warn!(exec_id = %due.exec_id, wave = due.wave, error = %e, "wave published; its audit event was not taken");
         }

@@ -174,6 +174,7 @@ async fn fire(s: &Scheduler, sch: &Schedule, tick_ms: i64) -> Result<String, Exe
     let origin = Origin {
         actor: "scheduler".to_owned(),
         source: Some(format!("schedule {id} tick {tick_ms} by {}", s.instance)),
+        client: "scheduler".to_owned(),
         schedule_id: Some(id.clone()),
         retry: sch.on_failure.map(|f| Retry { max: f.retry.max, backoff_secs: f.retry.backoff.as_secs() }),
         // Checked when the schedule was saved (http/schedules.rs); a PC retired since must not
@@ -230,6 +231,15 @@ pub async fn set_enabled(
     kv.update(id, json.into(), entry.revision).await.map_err(|e| {
         ExecError::Broker(format!("schedule {id} changed while being updated; try again ({e})"))
     })?;
-    audit(&p.js, actor, action, Some(id.to_owned()), None, serde_json::json!({ "enabled": enabled })).await?;
+    audit(
+        &p.js,
+        actor,
+        action,
+        Some(id.to_owned()),
+        None,
+        "scheduler",
+        serde_json::json!({ "enabled": enabled }),
+    )
+    .await?;
     Ok(true)
 }

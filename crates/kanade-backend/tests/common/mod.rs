@@ -414,6 +414,7 @@ pub fn exec_created(exec: kanade_shared::ExecId, job: &str) -> kanade_shared::wi
         action: "exec.create".into(),
         target: Some(job.into()),
         source: None,
+        client: None,
         detail: created,
     }
 }

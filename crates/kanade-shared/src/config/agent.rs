@@ -163,7 +163,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
             trusted_keys.push(key);
         }
     }
-    let broker = super::broker_auth(raw.nats.unwrap_or_default(), &mut c);
+    let broker = super::broker_auth(raw.nats.unwrap_or_default(), env, &mut c);
     let up = raw.update.unwrap_or_default();
     let jitter = duration(up.jitter, "10m", "update.jitter", &mut c);
     let restart = match up.restart.as_deref() {
@@ -190,7 +190,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         Some(s) => PathBuf::from(s),
         None => default_notifications_socket(),
     };
-    let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
+    let log = log_config(raw.log, defaults.log_dir.clone());
     let config = id.map(|id| AgentConfig {
         id,
         nats_url,

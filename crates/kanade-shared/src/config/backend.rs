@@ -160,7 +160,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         cert_file: nats.cert_file,
         key_file: nats.key_file,
     };
-    let broker = super::broker_auth(raw_broker, &mut c);
+    let broker = super::broker_auth(raw_broker, env, &mut c);
     let replicas = nats.replicas.unwrap_or(1);
     if !matches!(replicas, 1 | 3 | 5) {
         c.push("nats.replicas", format!("{replicas} is not 1, 3 or 5"));
@@ -229,7 +229,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         );
     }
     let exec = ExecConfig { start_within };
-    let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
+    let log = log_config(raw.log, defaults.log_dir.clone());
     let config = match (bind, db) {
         (Some(bind), Some(db)) => {
             Some(BackendConfig { bind, data_dir, nats_url, broker, replicas, db, auth, retention, exec, log })

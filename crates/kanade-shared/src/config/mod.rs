@@ -88,12 +88,10 @@ pub(crate) fn parse_toml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(
     parse_collecting(de)
 }
 
-pub(crate) fn log_config(raw: Option<RawLog>, default_dir: PathBuf, c: &mut Collector) -> LogConfig {
+pub(crate) fn log_config(raw: Option<RawLog>, default_dir: PathBuf) -> LogConfig {
     let raw = raw.unwrap_or_default();
+    // 0: stdout only (no file).
     let keep_days = raw.keep_days.unwrap_or(14);
-    if keep_days == 0 {
-        c.push("log.keep_days", "must be at least 1");
-    }
     LogConfig {
         path: raw.path.map(PathBuf::from).unwrap_or(default_dir),
         level: raw.level.unwrap_or_else(|| "info".to_owned()),
@@ -127,7 +125,38 @@ pub(crate) struct RawBroker {
     pub key_file: Option<String>,
 }
 
-pub(crate) fn broker_auth(raw: RawBroker, c: &mut Collector) -> crate::nats::BrokerAuth {
+/// How a daemon authenticates to the broker and where that came from, never the secret itself:
+/// what `check-config` prints.
+pub fn describe_broker_auth(auth: &crate::nats::BrokerAuth, env: &Environment) -> String {
+    let mut out = match (&auth.user, &auth.token) {
+        (Some(user), _) => format!("user {user} with a password (config)"),
+        (None, Some(token)) if env.var(NATS_TOKEN_VAR) == Some(token.as_str()) => {
+            format!("token (from {NATS_TOKEN_VAR})")
+        }
+        (None, Some(_)) => "token (config)".to_owned(),
+        (None, None) => "none".to_owned(),
+    };
+    if auth.cert_file.is_some() {
+        out.push_str(", client certificate");
+    }
+    if auth.ca_file.is_some() {
+        out.push_str(", TLS with a pinned CA");
+    }
+    out
+}
+
+/// The fleet-wide broker token, used by agent, backend and CLI when their config names no
+/// credentials of its own.
+pub const NATS_TOKEN_VAR: &str = "KANADE_NATS_TOKEN";
+
+pub(crate) fn broker_auth(
+    mut raw: RawBroker,
+    env: &Environment,
+    c: &mut Collector,
+) -> crate::nats::BrokerAuth {
+    if raw.user.is_none() && raw.token.is_none() {
+        raw.token = env.var(NATS_TOKEN_VAR).filter(|t| !t.is_empty()).map(str::to_owned);
+    }
     if raw.user.is_some() != raw.password.is_some() {
         c.push("nats.user", "user and password go together; set both or neither");
     }

@@ -118,7 +118,6 @@ jitter = \"0s\"\nrestart = \"exec\"\n",
             "[agent]\nidd = \"x\"\n[inventroy]\nenabled = true\n",
             &["agent.idd: unknown key", "inventroy: unknown key"],
         ),
-        ("[log]\nkeep_days = 0\n", &["log.keep_days: must be at least 1"]),
         (
             "[update]\nrestart = \"reboot\"\njitter = \"soon\"\n",
             &[
@@ -223,4 +222,23 @@ fn broker_credentials_and_tls_are_checked() {
             r#"nats.cert_file: "/nonexistent/cert.pem" is not a readable file"#,
         ]
     );
+}
+
+#[test]
+fn the_fleet_wide_token_applies_only_where_the_config_names_no_credentials() {
+    let env = linux().with_var(NATS_TOKEN_VAR, "fleet-secret");
+    let none = agent::parse("", &env).unwrap();
+    assert_eq!(none.broker.token.as_deref(), Some("fleet-secret"));
+    assert_eq!(describe_broker_auth(&none.broker, &env), "token (from KANADE_NATS_TOKEN)");
+    let own = agent::parse("[nats]\ntoken = \"own\"\n", &env).unwrap();
+    assert_eq!(
+        (own.broker.token.as_deref(), describe_broker_auth(&own.broker, &env).as_str()),
+        (Some("own"), "token (config)")
+    );
+    let user = agent::parse("[nats]\nuser = \"PC-1\"\npassword = \"pw\"\n", &env).unwrap();
+    assert_eq!(user.broker.token, None, "a user/password config keeps its own credentials");
+    assert_eq!(describe_broker_auth(&user.broker, &env), "user PC-1 with a password (config)");
+    let unset = agent::parse("", &linux()).unwrap();
+    assert_eq!(describe_broker_auth(&unset.broker, &linux()), "none");
+    assert_eq!(agent::parse("", &linux().with_var(NATS_TOKEN_VAR, "")).unwrap().broker.token, None);
 }

@@ -22,6 +22,10 @@ pub struct AuditEvent {
     /// Source address of the HTTP caller, when there was one.
     #[serde(default)]
     pub source: Option<String>,
+    /// Which client asked: `cli`, `dashboard` or `api` (an HTTP caller, by the
+    /// `X-Kanade-Source` our own clients send), `scheduler` or `backend` (its own work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     #[serde(default)]
     pub detail: serde_json::Value,
 }

@@ -407,6 +407,40 @@ fn perf_row(p: &kanade_shared::wire::PerfSample) -> Vec<String> {
     ]
 }
 
+/// `kanade audit`: the audit trail, newest first.
+pub async fn audit(
+    actor: Option<String>,
+    action: Option<String>,
+    client: Option<String>,
+    limit: u32,
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
+    let api = Api::new(global)?;
+    let q = query(&[
+        ("actor", actor),
+        ("action", action),
+        ("client", client),
+        ("limit", Some(limit.to_string())),
+    ]);
+    let v = api.get(&format!("/api/audit{q}")).await?;
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    let rows = items
+        .iter()
+        .map(|a| {
+            vec![
+                when(&a["at_ms"]),
+                text(&a["actor"]),
+                text(&a["action"]),
+                text(&a["target"]),
+                text(&a["client"]),
+                text(&a["source"]),
+            ]
+        })
+        .collect();
+    output::print(global.output, &v, &["AT", "ACTOR", "ACTION", "TARGET", "CLIENT", "FROM"], rows);
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -54,6 +54,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             compliance::facts(table, pc, filters, limit, drop, g).await
         }
         Command::Events { pc, kind, since, limit } => telemetry::events(pc, kind, since, limit, g).await,
+        Command::Audit { actor, action, client, limit } => {
+            fleet::audit(actor, action, client, limit, g).await
+        }
         Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Notify(cmd) => notify::run(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),

@@ -611,8 +611,8 @@ pub struct ExecStep {
 pub async fn apply_audit<S: Sql>(s: &mut S, events: &[AuditEvent], now_ms: i64) -> Result<(), DbError> {
     one_writer(s).await?;
     s.exec_many(
-        "INSERT INTO audit_log (id, at_ms, actor, action, target, source, detail_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(id) DO NOTHING",
+        "INSERT INTO audit_log (id, at_ms, actor, action, target, source, detail_json, client)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
         events
             .iter()
             .map(|e| {
@@ -623,7 +623,8 @@ pub async fn apply_audit<S: Sql>(s: &mut S, events: &[AuditEvent], now_ms: i64) 
                     e.action.as_str(),
                     e.target.clone(),
                     e.source.clone(),
-                    e.detail.to_string()
+                    e.detail.to_string(),
+                    e.client.clone()
                 ]
             })
             .collect(),
