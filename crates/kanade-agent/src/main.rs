@@ -127,17 +127,21 @@ fn notifications(
                 let note = &n.notification;
                 let when = note
                     .created_at
-                    .format(&time::format_description::well_known::Rfc3339)
+                    .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
                     .unwrap_or_default();
                 let acked = if n.acked_by_you { "  (acknowledged by you)" } else { "" };
                 println!("{}  [{}]  {when}  {}{acked}", note.id, note.priority.as_str(), note.title);
                 for line in note.body.lines() {
                     println!("    {line}");
                 }
-                println!(
-                    "    — {}; acknowledge with: kanade-agent notifications ack {}",
-                    note.created_by, note.id
-                );
+                if n.acked_by_you {
+                    println!("    — {}", note.created_by);
+                } else {
+                    println!(
+                        "    — {}; acknowledge with: kanade-agent notifications ack {}",
+                        note.created_by, note.id
+                    );
+                }
             }
         }
         NotificationsCommand::Ack { id } => match response.ack.as_deref() {

@@ -2,6 +2,7 @@
 //! `main.rs` only parses arguments and calls in here.
 
 pub mod auth;
+pub mod backup;
 pub mod boot;
 pub mod broker;
 pub mod cleanup;

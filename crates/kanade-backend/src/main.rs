@@ -45,6 +45,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a consistent copy of the database and the data dir's secrets (command-signing key,
+    /// session secret) into one archive, while the backend runs (SQLite; Postgres: pg_dump)
+    Backup {
+        /// The archive to write (a new file)
+        #[arg(value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore an archive `backup` wrote into this config's database and data dir; the next
+    /// start replays the streams to catch up. Run it with the backend stopped.
+    Restore {
+        #[arg(value_name = "FILE")]
+        archive: PathBuf,
+        /// Restore over an existing database and keys (they are moved aside, not deleted)
+        #[arg(long)]
+        force: bool,
+    },
     /// Empty the projection (agents, executions, results, audit, inventory) so the next start
     /// rebuilds it from the streams. Run it with the backend stopped.
     WipeProjector,
@@ -149,6 +165,49 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Backup { out }) => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
+            let DbConfig::Sqlite(db) = &config.db else {
+                anyhow::bail!(
+                    "the database is Postgres: back it up with pg_dump and copy command-signing.key and jwt.secret from the data dir (README: Backups)"
+                );
+            };
+            let started = std::time::Instant::now();
+            let written = kanade_backend::backup::backup(db, &config.data_dir, &out, env!("CARGO_PKG_VERSION"))?;
+            Ok((written, started.elapsed()))
+        }) {
+            Ok((w, took)) => {
+                let parts: Vec<String> = w.manifest.parts.iter().map(|p| format!("{} ({} bytes)", p.name, p.bytes)).collect();
+                println!("wrote {} ({} bytes in {took:.1?}): {}", out.display(), w.archive_bytes, parts.join(", "));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Restore { archive, force }) => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
+            let DbConfig::Sqlite(db) = config.db.clone() else {
+                anyhow::bail!("the database is Postgres: restore it with pg_restore (README: Backups)");
+            };
+            let version: Version = env!("CARGO_PKG_VERSION").parse().context("this binary's version is invalid")?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(kanade_backend::backup::restore(&archive, &db, &config.data_dir, force, &version))
+        }) {
+            Ok((manifest, aside)) => {
+                println!(
+                    "restored the backup of {} (kanade {}); start kanade-backend: it replays the streams to catch up",
+                    manifest.created_at, manifest.kanade_version
+                );
+                for p in aside {
+                    println!("  kept the previous {}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::WipeProjector) => {
             match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| wipe(&config)) {
                 Ok(()) => {

@@ -261,6 +261,22 @@ async fn bad_requests_are_named_and_unknown_ids_are_404() {
             json!({ "title": "Hi", "target": { "pcs": ["NEW-PC"] } }),
         )
         .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a PC never seen is a typo until said otherwise: {sent:#}"
+    );
+    assert!(
+        sent["error"].as_str().unwrap().contains("never seen by this backend (no heartbeat yet): NEW-PC")
+    );
+    let (status, sent) = s
+        .send_as(
+            "POST",
+            "/api/notifications?allow_unknown=true",
+            None,
+            json!({ "title": "Hi", "target": { "pcs": ["NEW-PC"] } }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{sent:#}");
     let detail = pcs(&s, sent["id"].as_str().unwrap()).await;
     assert_eq!(detail["pcs"], json!([{ "pc_id": "NEW-PC", "status": "outstanding" }]), "{detail:#}");

@@ -411,7 +411,8 @@ pub enum AgentsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NotifyCommand {
-    /// Send a notification; prints its id
+    /// Send a notification to --all, --group or --pc; prints its id
+    #[command(group = clap::ArgGroup::new("to").required(true).args(["all", "group", "pc"]))]
     Send {
         /// The headline users see
         #[arg(long)]
@@ -423,7 +424,7 @@ pub enum NotifyCommand {
         #[arg(long, default_value = "info")]
         priority: String,
         /// Every PC
-        #[arg(long, conflicts_with_all = ["group", "pc"], required_unless_present_any = ["group", "pc"])]
+        #[arg(long, conflicts_with_all = ["group", "pc"])]
         all: bool,
         /// Members of this group (repeatable)
         #[arg(long, conflicts_with = "pc")]
@@ -434,6 +435,9 @@ pub enum NotifyCommand {
         /// Agents drop it after this long (e.g. 2h, 7d; at most 90d; a week by default)
         #[arg(long)]
         expires_in: Option<String>,
+        /// Accept --pc names never seen by the backend (a PC not installed yet)
+        #[arg(long, requires = "pc")]
+        allow_unknown: bool,
     },
     /// Notifications, newest first: addressed and acknowledged PCs
     List,

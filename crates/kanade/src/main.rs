@@ -11,8 +11,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `kanade … | head` ends quietly when the reader goes away, as Unix tools do, instead of
+/// panicking on the broken pipe (Rust ignores SIGPIPE by default).
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: at the start of main, before any thread exists; SIG_DFL installs no handler code.
+    unsafe {
+        let _ =
+            nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = cli::Cli::parse();
     kanade_shared::logging::init_cli("warn");
     match commands::run(cli).await {

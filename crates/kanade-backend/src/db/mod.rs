@@ -186,6 +186,19 @@ impl Db {
         write!(self, |s| projection::projection_name(s))
     }
 
+    /// See [`sqlite::Sqlite::online_backup`]: a consistent copy of a SQLite database file, while
+    /// it is in use.
+    pub fn sqlite_online_backup(src: &Path, dst: &Path) -> Result<(), DbError> {
+        sqlite::Sqlite::online_backup(src, dst)
+    }
+
+    /// Start a new projection generation without emptying anything: the next start replays
+    /// every stream into what is there (idempotently), so a restored copy catches up on what
+    /// happened after it was taken.
+    pub async fn replay_streams(&self) -> Result<(), DbError> {
+        write!(self, |s| projection::new_generation(s))
+    }
+
     pub async fn wipe_projection(&self) -> Result<(), DbError> {
         write!(self, |s| projection::wipe(s))
     }

@@ -41,6 +41,24 @@ impl Sqlite {
         })
     }
 
+    /// A consistent copy of the database at `src` into a new file `dst`, taken with SQLite's
+    /// online backup while other connections (a running backend) go on writing.
+    pub fn online_backup(src: &Path, dst: &Path) -> Result<(), DbError> {
+        let from = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        from.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        let mut to = Connection::open(dst)?;
+        let copy = rusqlite::backup::Backup::new(&from, &mut to)?;
+        // Every page in one step, under one read transaction: a consistent snapshot however busy
+        // the writer is (a stepped copy restarts whenever another connection commits).
+        for _ in 0..50 {
+            match copy.step(-1)? {
+                rusqlite::backup::StepResult::Done => return Ok(()),
+                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+        Err(DbError::Decode(format!("{} stayed locked; try the backup again", src.display())))
+    }
+
     /// An existing file, read only and left at its schema version (a source to copy from, which
     /// the binary it belongs to must still be able to open).
     pub fn open_read_only(path: &Path) -> Result<Self, DbError> {

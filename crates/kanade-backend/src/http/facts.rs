@@ -46,6 +46,11 @@ pub async fn documents(
 ) -> Result<Json<kanade_shared::wire::FactDocuments>, ApiError> {
     let pc: PcId =
         pc.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("pc: {e}")]))?;
+    if state.db.agent_presence(pc.clone()).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "agent {pc} has never sent a heartbeat (kanade agents list shows the PCs)"
+        )));
+    }
     let documents = state.db.fact_documents(pc.clone()).await?;
     Ok(Json(kanade_shared::wire::FactDocuments { pc_id: pc.to_string(), documents }))
 }

@@ -21,10 +21,24 @@ use crate::db::projection::notifications::{self as store, Ack, StoredNotificatio
 pub async fn send(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<super::executions::LaunchQuery>,
     Json(request): Json<SendNotification>,
 ) -> Result<(StatusCode, Json<NotificationSent>), ApiError> {
     let id = NotificationId::new();
     let notification = request.validate(id, Timestamp::now_utc(), &caller.name).map_err(ApiError::invalid)?;
+    // A typo must not make a notification nobody can ever receive (as with exec targets).
+    if !q.allows_unknown() && !notification.target.pcs.is_empty() {
+        let known: std::collections::BTreeSet<String> =
+            state.db.known_agents().await?.into_iter().map(|a| a.pc.to_string()).collect();
+        let unknown: Vec<String> =
+            notification.target.pcs.iter().map(|p| p.to_string()).filter(|p| !known.contains(p)).collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::invalid(vec![format!(
+                "target.pcs: never seen by this backend (no heartbeat yet): {}. Check the names with `kanade agents list`; to notify a PC that is not installed yet, pass --allow-unknown (API: ?allow_unknown=true)",
+                unknown.join(", ")
+            )]));
+        }
+    }
     let subjects = subjects::notification_subjects(&notification.target);
     let detail = json!({
         "title": notification.title,

@@ -18,7 +18,7 @@ use crate::output;
 pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     match cmd {
-        NotifyCommand::Send { title, body, priority, all, group, pc, expires_in } => {
+        NotifyCommand::Send { title, body, priority, all, group, pc, expires_in, allow_unknown } => {
             let body = if body == "-" {
                 let mut text = String::new();
                 std::io::stdin().read_to_string(&mut text).context("reading the body from stdin")?;
@@ -34,7 +34,9 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
                 TargetRequest { pcs: Some(pc), ..Default::default() }
             };
             let request = SendNotification { title, body, priority: Some(priority), target, expires_in };
-            let v = api.post_json("/api/notifications", &serde_json::to_value(&request)?).await?;
+            let path =
+                if allow_unknown { "/api/notifications?allow_unknown=true" } else { "/api/notifications" };
+            let v = api.post_json(path, &serde_json::to_value(&request)?).await?;
             let sent: NotificationSent = serde_json::from_value(v.clone())
                 .context("the backend's answer is not what this CLI reads")?;
             done(

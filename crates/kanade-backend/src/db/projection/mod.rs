@@ -926,6 +926,11 @@ pub async fn projection_name<S: Sql>(s: &mut S) -> Result<ProjectionName, DbErro
     Ok(ProjectionName { id: get(&rows, "projection_id")?, generation: get(&rows, "generation")? })
 }
 
+/// A new generation over what is there: its consumers start from each stream's beginning.
+pub async fn new_generation<S: Sql>(s: &mut S) -> Result<(), DbError> {
+    s.batch("DELETE FROM projection_meta WHERE key = 'generation'").await
+}
+
 /// Empty every projected table and start a new generation, so the streams replay into it.
 pub async fn wipe<S: Sql>(s: &mut S) -> Result<(), DbError> {
     // Facts tables are rebuilt from RESULTS like the rest: dropped with their registry.

@@ -1,0 +1,124 @@
+//! Backups on the real binary: `kanade-backend backup` while the backend projects a stream of
+//! results, `restore` into another backend's place (refused there until `--force`, which keeps
+//! what it replaces), and that backend starts with the same accounts, API token, session secret
+//! and command-signing key, and catches up on every result, also those after the backup.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kanade_testkit::NatsServer;
+use serde_json::{Value, json};
+
+const BEFORE: usize = 6_000;
+const AFTER: usize = 1_500;
+const PASSWORD: &str = "first admin password";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn count(db: &Path) -> usize {
+    let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    c.query_row("SELECT COUNT(*) FROM execution_results", [], |r| r.get::<_, i64>(0))
+        .map_or(0, |n| n as usize)
+}
+
+fn cli(config: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn call(port: u16, method: &str, path: &str, body: Value, token: Option<&str>) -> Option<(u16, Value)> {
+    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    let (status, bytes) =
+        kanade_testkit::http::request_as(port, method, path, &body, "application/json", token).ok()?;
+    Some((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+fn login(port: u16) -> Option<String> {
+    let (status, body) =
+        call(port, "POST", "/api/auth/login", json!({ "name": "admin", "password": PASSWORD }), None)?;
+    (status == 200).then(|| body["token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("KANADE_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)];
+    let mut a = common::process::BackendProcess::start_env(&dir.path().join("a"), &server.url(), &env);
+    kanade_testkit::wait_until("backend a to sign in its admin", WAIT, || login(a.port).is_some());
+    let admin = login(a.port).unwrap();
+    let (status, created) =
+        call(a.port, "POST", "/api/tokens", json!({ "name": "ci", "role": "viewer" }), Some(&admin)).unwrap();
+    assert_eq!(status, 201, "{created}");
+    let api_token = created["token"].as_str().unwrap().to_owned();
+    let (_, key) = call(a.port, "GET", "/api/signing-key", Value::Null, None).unwrap();
+
+    // Taken while results are being projected.
+    let load = tokio::spawn({
+        let js = js.clone();
+        async move { common::flood(&js, BEFORE).await }
+    });
+    let db_a = a.db.clone();
+    kanade_testkit::wait_until("results to flow in", WAIT, || count(&db_a) > 0);
+    let archive = dir.path().join("kanade.backup");
+    let (ok, said) = cli(&a.config, &["backup", archive.to_str().unwrap()]);
+    assert!(ok && said.starts_with("wrote "), "{said}");
+    let in_backup = {
+        let unpacked = dir.path().join("unpacked.db");
+        let (_, parts) =
+            kanade_backend::backup::read(&archive, &env!("CARGO_PKG_VERSION").parse().unwrap()).unwrap();
+        std::fs::write(&unpacked, &parts.iter().find(|(n, _)| n == "backend.db").unwrap().1).unwrap();
+        count(&unpacked)
+    };
+    load.await.unwrap();
+    assert!(in_backup < BEFORE, "the backup was taken after the load ({in_backup}); it proves nothing");
+    let (ok, said) = cli(&a.config, &["backup", archive.to_str().unwrap()]);
+    assert!(!ok && said.contains("exists; name a new file"), "{said}");
+    // More after the backup: the restored copy must catch up on these too.
+    common::flood(&js, AFTER).await;
+    a.kill();
+
+    // Another backend's place, already used: refused until --force, which keeps the old files.
+    let mut b = common::process::BackendProcess::start_env(&dir.path().join("b"), &server.url(), &env);
+    kanade_testkit::wait_until("backend b to start", WAIT, || login(b.port).is_some());
+    b.kill();
+    let (ok, said) = cli(&b.config, &["restore", archive.to_str().unwrap()]);
+    assert!(!ok && said.contains("pass --force"), "{said}");
+    let (ok, said) = cli(&b.config, &["restore", archive.to_str().unwrap(), "--force"]);
+    assert!(ok && said.contains("kept the previous"), "{said}");
+
+    b.restart();
+    kanade_testkit::wait_until("the restored backend to sign in a's admin", WAIT, || login(b.port).is_some());
+    let (status, _) = call(b.port, "GET", "/api/agents", Value::Null, Some(&api_token)).unwrap();
+    assert_eq!(status, 200, "a's API token works on the restored backend");
+    let (status, _) = call(b.port, "GET", "/api/agents", Value::Null, Some(&admin)).unwrap();
+    assert_eq!(status, 200, "a's session works: the session secret came along");
+    assert_eq!(call(b.port, "GET", "/api/signing-key", Value::Null, None).unwrap().1, key);
+    let db_b = b.db.clone();
+    kanade_testkit::wait_until("the restored copy to catch up", WAIT, || count(&db_b) == BEFORE + AFTER);
+
+    // A damaged archive is refused before anything is written.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let damaged = dir.path().join("damaged.backup");
+    std::fs::write(&damaged, bytes).unwrap();
+    b.kill();
+    let (ok, said) = cli(&b.config, &["restore", damaged.to_str().unwrap(), "--force"]);
+    assert!(!ok && (said.contains("damaged") || said.contains("not a kanade")), "{said}");
+}
