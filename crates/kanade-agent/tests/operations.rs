@@ -86,11 +86,24 @@ async fn the_fleet_wide_token_from_the_environment_lets_it_in() {
         }
         c.spawn().unwrap()
     };
-    // A wrong token: the server turns it away, so no heartbeat in a few seconds.
+    // A wrong token: the server turns it away (the agent says so), and no heartbeat arrives.
     let mut wrong = spawn(Some("guess"));
     use futures::StreamExt;
+    let logs = dir.path().join("logs");
+    let said = || {
+        std::fs::read_dir(&logs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<String>()
+            .to_lowercase()
+    };
+    kanade_testkit::wait_until("the agent to be refused", Duration::from_secs(30), || {
+        said().contains("authorization violation")
+    });
     assert!(
-        tokio::time::timeout(Duration::from_secs(4), beats.next()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), beats.next()).await.is_err(),
         "a wrong token got in"
     );
     let _ = wrong.kill();

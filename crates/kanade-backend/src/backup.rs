@@ -4,10 +4,10 @@
 //! and sha256), `backend.db` (a consistent copy of the SQLite projection taken with SQLite's
 //! online backup while the backend runs: accounts, API tokens, schedule state, and every row
 //! the streams may no longer hold), and the data dir's secrets `command-signing.key` and
-//! `jwt.secret` when they exist. A restore checks every part against the manifest before it
-//! writes anything, never overwrites without `--force` (and then sets the old files aside, not
-//! deletes them), and starts a new projection generation so the restored copy replays the
-//! streams and catches up on what happened after the backup.
+//! `jwt.secret` when they exist. A restore checks every part against the manifest and opens the
+//! database before it replaces anything, never overwrites without `--force` (and then sets the
+//! old files aside, not deletes them), and starts a new projection generation so the restored
+//! copy replays the streams and catches up on what happened after the backup.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -46,39 +46,31 @@ fn sha256(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Pure: every problem with an archive's parts against its manifest (missing, extra, wrong
-/// size or digest) and with its format and version against this binary.
-pub fn check(
-    manifest: &Manifest,
-    parts: &[(String, Vec<u8>)],
-    running: &kanade_shared::Version,
-) -> Vec<String> {
+/// Pure: every problem with an archive's parts against its manifest (missing, extra, unknown,
+/// wrong size or digest) and with its format. Whether this binary can run its database is
+/// learnt by opening it (a newer schema is refused there, before anything is replaced).
+pub fn check(manifest: &Manifest, parts: &Parts) -> Vec<String> {
     let mut problems = Vec::new();
     if manifest.format != FORMAT {
-        problems
-            .push(format!("archive format {} is not {FORMAT}, the one this binary reads", manifest.format));
-    }
-    match manifest.kanade_version.parse::<kanade_shared::Version>() {
-        Ok(v) if &v > running => problems.push(format!(
-            "the backup was made by kanade {v}, newer than this {running}: restore it with that version or later"
-        )),
-        Ok(_) => {}
-        Err(e) => problems.push(format!("manifest kanade_version: {e}")),
+        problems.push(format!("archive format {} is not {FORMAT}, the one this binary reads", manifest.format));
     }
     for want in &manifest.parts {
+        if want.name != DB_PART && !SECRET_PARTS.contains(&want.name.as_str()) {
+            // Never a path: a restore writes only the files it knows, where it knows.
+            problems.push(format!("{:?}: not a part of a kanade backup", want.name));
+            continue;
+        }
         match parts.iter().find(|(n, _)| *n == want.name) {
             None => problems.push(format!("{}: listed in the manifest but not in the archive", want.name)),
-            Some((_, bytes)) if bytes.len() as u64 != want.bytes || sha256(bytes) != want.sha256 => problems
-                .push(format!(
-                    "{}: its size or sha256 differs from the manifest (damaged archive)",
-                    want.name
-                )),
+            Some((_, bytes)) if bytes.len() as u64 != want.bytes || sha256(bytes) != want.sha256 => {
+                problems.push(format!("{}: its size or sha256 differs from the manifest (damaged archive)", want.name))
+            }
             Some(_) => {}
         }
     }
     for (name, _) in parts {
         if !manifest.parts.iter().any(|p| &p.name == name) {
-            problems.push(format!("{name}: in the archive but not in the manifest"));
+            problems.push(format!("{name:?}: in the archive but not in the manifest"));
         }
     }
     if !manifest.parts.iter().any(|p| p.name == DB_PART) {
@@ -103,6 +95,9 @@ pub fn backup(db: &Path, data_dir: &Path, out: &Path, version: &str) -> anyhow::
     let scratch =
         dir.join(format!(".{}.db.partial", out.file_name().and_then(|n| n.to_str()).unwrap_or("backup")));
     let _ = std::fs::remove_file(&scratch);
+    // It holds password and token hashes: private before SQLite writes a page into it.
+    kanade_shared::files::write_private(&scratch, b"", kanade_shared::files::Existing::Keep)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
     let copied = Db::sqlite_online_backup(db, &scratch)
         .with_context(|| format!("cannot copy {} into {}", db.display(), scratch.display()));
     let db_bytes = copied.and_then(|()| std::fs::read(&scratch).context("reading the copy back"));
@@ -159,7 +154,7 @@ pub fn backup(db: &Path, data_dir: &Path, out: &Path, version: &str) -> anyhow::
 }
 
 /// Read and check an archive: its manifest and parts, or every problem with it.
-pub fn read(archive: &Path, running: &kanade_shared::Version) -> anyhow::Result<(Manifest, Parts)> {
+pub fn read(archive: &Path) -> anyhow::Result<(Manifest, Parts)> {
     let file = std::fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let mut manifest = None;
     let mut parts = Vec::new();
@@ -178,29 +173,30 @@ pub fn read(archive: &Path, running: &kanade_shared::Version) -> anyhow::Result<
         }
     }
     let manifest = manifest.context("not a kanade backup: it has no manifest.json")?;
-    let problems = check(&manifest, &parts, running);
+    let problems = check(&manifest, &parts);
     anyhow::ensure!(problems.is_empty(), "{} cannot be restored: {}", archive.display(), problems.join("; "));
     Ok((manifest, parts))
 }
 
-/// Where restoring a part would overwrite something, and where that is set aside.
+/// Where restoring over `path` keeps what was there: `<name>.before-restore-<stamp>`.
 fn set_aside(path: &Path, stamp: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".before-restore-{stamp}"));
     path.with_file_name(name)
 }
 
-/// Restore `archive` to the database file `db` and the secrets into `data_dir`. Without
-/// `force`, refuses when any of them exists; with it, moves them aside first. Returns what was
-/// set aside.
-pub async fn restore(
-    archive: &Path,
-    db: &Path,
-    data_dir: &Path,
-    force: bool,
-    running: &kanade_shared::Version,
-) -> anyhow::Result<(Manifest, Vec<PathBuf>)> {
-    let (manifest, parts) = read(archive, running)?;
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", path.display()))
+}
+
+/// Restore `archive` to the database file `db` and the secrets into `data_dir`, with the
+/// backend stopped. Every part is checked and written next to its place first (private, owned
+/// like the data dir), the database opened there — migrated, refused if newer than this binary
+/// — and given a new projection generation; only then is anything replaced. Without `force`,
+/// refuses when any target exists; with it, folds the old database's log into it and moves each
+/// old file aside. Returns what was set aside.
+pub async fn restore(archive: &Path, db: &Path, data_dir: &Path, force: bool) -> anyhow::Result<(Manifest, Vec<PathBuf>)> {
+    let (manifest, parts) = read(archive)?;
     let targets: Vec<(PathBuf, &Vec<u8>)> = parts
         .iter()
         .map(|(name, bytes)| (if name == DB_PART { db.to_owned() } else { data_dir.join(name) }, bytes))
@@ -212,32 +208,88 @@ pub async fn restore(
             present.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
-    let stamp = kanade_shared::wire::Timestamp::now_utc().unix_timestamp().to_string();
-    let mut aside = Vec::new();
     kanade_shared::files::private_dir(data_dir)?;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    // 1. Staged beside their places.
+    let mut staged = Vec::new();
     for (path, bytes) in &targets {
-        let mut moving = vec![path.clone()];
-        if path == db {
-            // SQLite's write-ahead log belongs to the file it sits next to.
-            moving.extend(["-wal", "-shm"].map(|s| PathBuf::from(format!("{}{s}", db.display()))));
-        }
-        for p in moving.into_iter().filter(|p| p.exists()) {
-            let to = set_aside(&p, &stamp);
-            std::fs::rename(&p, &to).with_context(|| format!("cannot move {} aside", p.display()))?;
-            aside.push(to);
-        }
-        let partial = PathBuf::from(format!("{}.restoring", path.display()));
-        std::fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
-        kanade_shared::files::private_file(&partial)?;
-        std::fs::rename(&partial, path)?;
+        let partial = with_suffix(path, ".restoring");
+        let _ = std::fs::remove_file(&partial);
+        kanade_shared::files::write_private(&partial, bytes, kanade_shared::files::Existing::Keep)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        std::fs::File::open(&partial)?.sync_all()?;
+        owned_like(&partial, data_dir)?;
+        staged.push((partial, path.clone()));
     }
-    // The copy replays the streams at the next start and catches up on what came after it.
-    let restored = Db::open(db).with_context(|| format!("cannot open the restored {}", db.display()))?;
-    restored.replay_streams().await?;
-    Ok((manifest, aside))
+    // 2. The staged database runs here (or the restore stops, nothing replaced), and replays
+    // the streams at the next start to catch up on what happened after the backup.
+    let staged_db = with_suffix(db, ".restoring");
+    {
+        let restored = Db::open(&staged_db).with_context(|| format!("the backup's database cannot be used here ({})", staged_db.display()))?;
+        restored.replay_streams().await?;
+    }
+    Db::sqlite_checkpoint(&staged_db)?;
+    // 3. The old files aside (the old database with its log folded in), the staged ones in.
+    let stamp = kanade_shared::wire::Timestamp::now_utc().unix_timestamp().to_string();
+    if db.exists() {
+        Db::sqlite_checkpoint(db)?;
+    }
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let swap = |moved: &mut Vec<(PathBuf, PathBuf)>| -> anyhow::Result<()> {
+        for (partial, path) in &staged {
+            let mut old = vec![(path.clone(), set_aside(path, &stamp))];
+            if path == db {
+                // A log left over keeps its database's name in front, so SQLite still pairs them.
+                old.extend(["-wal", "-shm"].map(|s| (with_suffix(db, s), with_suffix(&set_aside(db, &stamp), s))));
+            }
+            for (from, to) in old.into_iter().filter(|(from, _)| from.exists()) {
+                std::fs::rename(&from, &to).with_context(|| format!("cannot move {} aside", from.display()))?;
+                moved.push((from, to));
+            }
+            std::fs::rename(partial, path).with_context(|| format!("cannot put {} in place", path.display()))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = swap(&mut moved) {
+        // Put back what was moved: the old state, not a half-restored one.
+        for (from, to) in moved.iter().rev() {
+            let _ = std::fs::rename(to, from);
+        }
+        return Err(e);
+    }
+    for dir in [Some(data_dir), db.parent()].into_iter().flatten().filter(|d| !d.as_os_str().is_empty()) {
+        sync_dir(dir);
+    }
+    Ok((manifest, moved.into_iter().map(|(_, to)| to).collect()))
+}
+
+/// A restore run as root for a backend that runs as its own account leaves files that account
+/// can open: owned by whoever owns the data dir.
+fn owned_like(path: &Path, data_dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(data_dir)?;
+        let me = std::fs::metadata(path)?;
+        if (me.uid(), me.gid()) != (owner.uid(), owner.gid()) {
+            std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, data_dir);
+    Ok(())
+}
+
+/// Make the renames in `dir` durable (Unix; Windows has no directory handle to sync).
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 #[cfg(test)]
@@ -258,41 +310,22 @@ mod tests {
 
     #[test]
     fn an_archive_restores_only_when_every_part_matches_its_manifest() {
-        let v = |s: &str| s.parse::<kanade_shared::Version>().unwrap();
         let good = manifest(&[(DB_PART, b"db"), ("jwt.secret", b"s")], "0.1.0");
-        let parts = |list: &[(&str, &[u8])]| {
-            list.iter().map(|(n, b)| ((*n).to_owned(), b.to_vec())).collect::<Vec<_>>()
-        };
-        assert!(check(&good, &parts(&[(DB_PART, b"db"), ("jwt.secret", b"s")]), &v("0.1.0")).is_empty());
+        let parts = |list: &[(&str, &[u8])]| list.iter().map(|(n, b)| ((*n).to_owned(), b.to_vec())).collect::<Parts>();
+        assert!(check(&good, &parts(&[(DB_PART, b"db"), ("jwt.secret", b"s")])).is_empty());
         let cases: [(Manifest, Parts, &str); 5] = [
+            (good.clone(), parts(&[(DB_PART, b"dB"), ("jwt.secret", b"s")]), "backend.db: its size or sha256 differs"),
+            (good.clone(), parts(&[(DB_PART, b"db")]), "jwt.secret: listed in the manifest but not in the archive"),
+            (good.clone(), parts(&[(DB_PART, b"db"), ("jwt.secret", b"s"), ("x", b"")]), "\"x\": in the archive but not"),
             (
-                good.clone(),
-                parts(&[(DB_PART, b"dB"), ("jwt.secret", b"s")]),
-                "backend.db: its size or sha256 differs",
+                manifest(&[(DB_PART, b"db"), ("../../etc/cron.d/x", b"x")], "0.1.0"),
+                parts(&[(DB_PART, b"db"), ("../../etc/cron.d/x", b"x")]),
+                "\"../../etc/cron.d/x\": not a part of a kanade backup",
             ),
-            (
-                good.clone(),
-                parts(&[(DB_PART, b"db")]),
-                "jwt.secret: listed in the manifest but not in the archive",
-            ),
-            (
-                good.clone(),
-                parts(&[(DB_PART, b"db"), ("jwt.secret", b"s"), ("x", b"")]),
-                "x: in the archive but not",
-            ),
-            (
-                manifest(&[(DB_PART, b"db")], "9.0.0"),
-                parts(&[(DB_PART, b"db")]),
-                "made by kanade 9.0.0, newer than this 0.1.0",
-            ),
-            (
-                manifest(&[("jwt.secret", b"s")], "0.1.0"),
-                parts(&[("jwt.secret", b"s")]),
-                "the archive holds no database",
-            ),
+            (manifest(&[("jwt.secret", b"s")], "0.1.0"), parts(&[("jwt.secret", b"s")]), "the archive holds no database"),
         ];
         for (m, p, says) in cases {
-            let problems = check(&m, &p, &v("0.1.0"));
+            let problems = check(&m, &p);
             assert!(problems.iter().any(|x| x.contains(says)), "{says}: {problems:?}");
         }
     }

@@ -189,9 +189,8 @@ fn main() -> ExitCode {
             let DbConfig::Sqlite(db) = config.db.clone() else {
                 anyhow::bail!("the database is Postgres: restore it with pg_restore (README: Backups)");
             };
-            let version: Version = env!("CARGO_PKG_VERSION").parse().context("this binary's version is invalid")?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(kanade_backend::backup::restore(&archive, &db, &config.data_dir, force, &version))
+            runtime.block_on(kanade_backend::backup::restore(&archive, &db, &config.data_dir, force))
         }) {
             Ok((manifest, aside)) => {
                 println!(

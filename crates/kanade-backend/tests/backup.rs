@@ -17,6 +17,26 @@ const AFTER: usize = 1_500;
 const PASSWORD: &str = "first admin password";
 const WAIT: Duration = Duration::from_secs(90);
 
+/// `PRAGMA integrity_check` of a database file: "ok" when whole.
+fn integrity(db: &Path) -> String {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+}
+
+/// Results the executions count as succeeded (the counters, not the rows).
+fn counted(db: &Path) -> i64 {
+    let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return -1;
+    };
+    c.query_row("SELECT COALESCE(SUM(succeeded), 0) FROM executions", [], |r| r.get(0)).unwrap_or(-1)
+}
+
+fn users(db: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut q = c.prepare("SELECT name FROM users ORDER BY name").unwrap();
+    q.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
 fn count(db: &Path) -> usize {
     let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
         return 0;
@@ -46,8 +66,12 @@ fn call(port: u16, method: &str, path: &str, body: Value, token: Option<&str>) -
 }
 
 fn login(port: u16) -> Option<String> {
+    login_as(port, PASSWORD)
+}
+
+fn login_as(port: u16, password: &str) -> Option<String> {
     let (status, body) =
-        call(port, "POST", "/api/auth/login", json!({ "name": "admin", "password": PASSWORD }), None)?;
+        call(port, "POST", "/api/auth/login", json!({ "name": "admin", "password": password }), None)?;
     (status == 200).then(|| body["token"].as_str().unwrap().to_owned())
 }
 
@@ -83,6 +107,10 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
         let (_, parts) =
             kanade_backend::backup::read(&archive, &env!("CARGO_PKG_VERSION").parse().unwrap()).unwrap();
         std::fs::write(&unpacked, &parts.iter().find(|(n, _)| n == "backend.db").unwrap().1).unwrap();
+        assert_eq!(integrity(&unpacked), "ok", "the copy taken under load is a whole database");
+        // One snapshot: the counters agree with the rows they count (pages copied at different
+        // moments would not).
+        assert_eq!(counted(&unpacked), count(&unpacked) as i64, "counters and rows of one moment");
         count(&unpacked)
     };
     load.await.unwrap();
@@ -93,17 +121,29 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
     common::flood(&js, AFTER).await;
     a.kill();
 
-    // Another backend's place, already used: refused until --force, which keeps the old files.
-    let mut b = common::process::BackendProcess::start_env(&dir.path().join("b"), &server.url(), &env);
-    kanade_testkit::wait_until("backend b to start", WAIT, || login(b.port).is_some());
+    // Another backend's place, already used (its own admin password): refused until --force,
+    // which keeps the old files.
+    const B_PASSWORD: &str = "b's own admin password";
+    let b_env = [("KANADE_BOOTSTRAP_ADMIN_PASSWORD", B_PASSWORD)];
+    let mut b = common::process::BackendProcess::start_env(&dir.path().join("b"), &server.url(), &b_env);
+    kanade_testkit::wait_until("backend b to start", WAIT, || login_as(b.port, B_PASSWORD).is_some());
     b.kill();
     let (ok, said) = cli(&b.config, &["restore", archive.to_str().unwrap()]);
     assert!(!ok && said.contains("pass --force"), "{said}");
     let (ok, said) = cli(&b.config, &["restore", archive.to_str().unwrap(), "--force"]);
     assert!(ok && said.contains("kept the previous"), "{said}");
+    // b's own database is kept whole beside the restored one.
+    let aside = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kept the previous "))
+        .filter(|p| p.contains("backend.db"))
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_owned();
+    assert_eq!((integrity(Path::new(&aside)), users(Path::new(&aside))), ("ok".to_owned(), vec!["admin".to_owned()]));
 
     b.restart();
     kanade_testkit::wait_until("the restored backend to sign in a's admin", WAIT, || login(b.port).is_some());
+    assert!(login_as(b.port, B_PASSWORD).is_none(), "b's accounts were replaced by a's");
     let (status, _) = call(b.port, "GET", "/api/agents", Value::Null, Some(&api_token)).unwrap();
     assert_eq!(status, 200, "a's API token works on the restored backend");
     let (status, _) = call(b.port, "GET", "/api/agents", Value::Null, Some(&admin)).unwrap();
@@ -111,6 +151,8 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
     assert_eq!(call(b.port, "GET", "/api/signing-key", Value::Null, None).unwrap().1, key);
     let db_b = b.db.clone();
     kanade_testkit::wait_until("the restored copy to catch up", WAIT, || count(&db_b) == BEFORE + AFTER);
+    // Replayed into what the copy held, each result counted once.
+    kanade_testkit::wait_until("the counters to catch up", WAIT, || counted(&db_b) == (BEFORE + AFTER) as i64);
 
     // A damaged archive is refused before anything is written.
     let mut bytes = std::fs::read(&archive).unwrap();

@@ -38,8 +38,7 @@ pub struct Global {
         long,
         global = true,
         env = "KANADE_NATS_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "nats_user"
+        hide_env_values = true
     )]
     pub nats_token: Option<String>,
     /// CA certificate to verify a tls:// NATS server with
@@ -70,7 +69,8 @@ impl Global {
         kanade_shared::nats::BrokerAuth {
             user: self.nats_user.clone(),
             password: self.nats_password.clone(),
-            token: self.nats_token.clone().filter(|t| !t.is_empty()),
+            // A user's own credentials win over the fleet-wide token.
+            token: self.nats_token.clone().filter(|t| !t.is_empty() && self.nats_user.is_none()),
             inbox_prefix: self.nats_user.as_ref().map(|u| format!("_INBOX_{u}")),
             ca_file: self.nats_ca.clone(),
             ..Default::default()

@@ -11,21 +11,28 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// `kanade … | head` ends quietly when the reader goes away, as Unix tools do, instead of
-/// panicking on the broken pipe (Rust ignores SIGPIPE by default).
-#[allow(unsafe_code)]
-fn restore_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: at the start of main, before any thread exists; SIG_DFL installs no handler code.
-    unsafe {
-        let _ =
-            nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
-    }
+/// `kanade … | head` ends quietly with exit 0 when the reader goes away, as `completions`
+/// does, instead of a panic message: `println!` panics on a broken pipe, and that one panic is
+/// the reader having left, not a fault.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    restore_sigpipe();
+    quiet_on_broken_pipe();
     let cli = cli::Cli::parse();
     kanade_shared::logging::init_cli("warn");
     match commands::run(cli).await {

@@ -192,6 +192,11 @@ impl Db {
         sqlite::Sqlite::online_backup(src, dst)
     }
 
+    /// See [`sqlite::Sqlite::checkpoint`].
+    pub fn sqlite_checkpoint(path: &Path) -> Result<(), DbError> {
+        sqlite::Sqlite::checkpoint(path)
+    }
+
     /// Start a new projection generation without emptying anything: the next start replays
     /// every stream into what is there (idempotently), so a restored copy catches up on what
     /// happened after it was taken.

@@ -59,6 +59,21 @@ impl Sqlite {
         Err(DbError::Decode(format!("{} stayed locked; try the backup again", src.display())))
     }
 
+    /// Fold the write-ahead log of the database at `path` into the file (its `-wal` may hold
+    /// committed writes of a backend that was killed), so the file alone is the whole database.
+    pub fn checkpoint(path: &Path) -> Result<(), DbError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(DbError::Decode(format!(
+                "{} is in use (is the backend still running?); stop it and try again",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// An existing file, read only and left at its schema version (a source to copy from, which
     /// the binary it belongs to must still be able to open).
     pub fn open_read_only(path: &Path) -> Result<Self, DbError> {

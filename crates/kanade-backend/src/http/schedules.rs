@@ -140,7 +140,14 @@ pub async fn delete(
 async fn toggle(state: AppState, caller: Caller, id: String, enabled: bool) -> Result<Json<Value>, ApiError> {
     let id = schedule_id(&id)?;
     let action = if enabled { "schedule.enable" } else { "schedule.disable" };
-    let changed = scheduler::set_enabled(&state.pipeline, id.as_str(), enabled, &caller.name, action).await?;
+    let changed = scheduler::set_enabled(
+        &state.pipeline,
+        id.as_str(),
+        enabled,
+        &caller.name,
+        (caller.source.clone(), caller.client),
+        action,
+    ).await?;
     let s = load(&state, &id).await?;
     let mut v = describe(&state, &s, 5).await?;
     v["changed"] = json!(changed);

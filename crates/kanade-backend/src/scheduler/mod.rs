@@ -195,7 +195,7 @@ async fn fire(s: &Scheduler, sch: &Schedule, tick_ms: i64) -> Result<String, Exe
         },
         Decision::Skip(why) => return Ok(format!("skipped: {why}")),
         Decision::Done if sch.auto_disable_when_done && sch.enabled => {
-            set_enabled(p, &id, false, "scheduler", "schedule.auto_disabled").await?;
+            set_enabled(p, &id, false, "scheduler", (None, "scheduler"), "schedule.auto_disabled").await?;
             tracing::info!(schedule = id, "every expected PC succeeded; schedule disabled");
             return Ok("done: every expected PC succeeded; schedule disabled".to_owned());
         }
@@ -212,6 +212,7 @@ pub async fn set_enabled(
     id: &str,
     enabled: bool,
     actor: &str,
+    from: (Option<String>, &str),
     action: &str,
 ) -> Result<bool, ExecError> {
     let kv = p.js.get_key_value("schedules").await.map_err(|e| ExecError::Broker(e.to_string()))?;
@@ -236,8 +237,8 @@ pub async fn set_enabled(
         actor,
         action,
         Some(id.to_owned()),
-        None,
-        "scheduler",
+        from.0,
+        from.1,
         serde_json::json!({ "enabled": enabled }),
     )
     .await?;
