@@ -52,7 +52,8 @@ fn sha256(bytes: &[u8]) -> String {
 pub fn check(manifest: &Manifest, parts: &Parts) -> Vec<String> {
     let mut problems = Vec::new();
     if manifest.format != FORMAT {
-        problems.push(format!("archive format {} is not {FORMAT}, the one this binary reads", manifest.format));
+        problems
+            .push(format!("archive format {} is not {FORMAT}, the one this binary reads", manifest.format));
     }
     for want in &manifest.parts {
         if want.name != DB_PART && !SECRET_PARTS.contains(&want.name.as_str()) {
@@ -62,9 +63,11 @@ pub fn check(manifest: &Manifest, parts: &Parts) -> Vec<String> {
         }
         match parts.iter().find(|(n, _)| *n == want.name) {
             None => problems.push(format!("{}: listed in the manifest but not in the archive", want.name)),
-            Some((_, bytes)) if bytes.len() as u64 != want.bytes || sha256(bytes) != want.sha256 => {
-                problems.push(format!("{}: its size or sha256 differs from the manifest (damaged archive)", want.name))
-            }
+            Some((_, bytes)) if bytes.len() as u64 != want.bytes || sha256(bytes) != want.sha256 => problems
+                .push(format!(
+                    "{}: its size or sha256 differs from the manifest (damaged archive)",
+                    want.name
+                )),
             Some(_) => {}
         }
     }
@@ -195,7 +198,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// — and given a new projection generation; only then is anything replaced. Without `force`,
 /// refuses when any target exists; with it, folds the old database's log into it and moves each
 /// old file aside. Returns what was set aside.
-pub async fn restore(archive: &Path, db: &Path, data_dir: &Path, force: bool) -> anyhow::Result<(Manifest, Vec<PathBuf>)> {
+pub async fn restore(
+    archive: &Path,
+    db: &Path,
+    data_dir: &Path,
+    force: bool,
+) -> anyhow::Result<(Manifest, Vec<PathBuf>)> {
     let (manifest, parts) = read(archive)?;
     let targets: Vec<(PathBuf, &Vec<u8>)> = parts
         .iter()
@@ -227,7 +235,9 @@ pub async fn restore(archive: &Path, db: &Path, data_dir: &Path, force: bool) ->
     // the streams at the next start to catch up on what happened after the backup.
     let staged_db = with_suffix(db, ".restoring");
     {
-        let restored = Db::open(&staged_db).with_context(|| format!("the backup's database cannot be used here ({})", staged_db.display()))?;
+        let restored = Db::open(&staged_db).with_context(|| {
+            format!("the backup's database cannot be used here ({})", staged_db.display())
+        })?;
         restored.replay_streams().await?;
     }
     Db::sqlite_checkpoint(&staged_db)?;
@@ -242,13 +252,17 @@ pub async fn restore(archive: &Path, db: &Path, data_dir: &Path, force: bool) ->
             let mut old = vec![(path.clone(), set_aside(path, &stamp))];
             if path == db {
                 // A log left over keeps its database's name in front, so SQLite still pairs them.
-                old.extend(["-wal", "-shm"].map(|s| (with_suffix(db, s), with_suffix(&set_aside(db, &stamp), s))));
+                old.extend(
+                    ["-wal", "-shm"].map(|s| (with_suffix(db, s), with_suffix(&set_aside(db, &stamp), s))),
+                );
             }
             for (from, to) in old.into_iter().filter(|(from, _)| from.exists()) {
-                std::fs::rename(&from, &to).with_context(|| format!("cannot move {} aside", from.display()))?;
+                std::fs::rename(&from, &to)
+                    .with_context(|| format!("cannot move {} aside", from.display()))?;
                 moved.push((from, to));
             }
-            std::fs::rename(partial, path).with_context(|| format!("cannot put {} in place", path.display()))?;
+            std::fs::rename(partial, path)
+                .with_context(|| format!("cannot put {} in place", path.display()))?;
         }
         Ok(())
     };
@@ -311,18 +325,36 @@ mod tests {
     #[test]
     fn an_archive_restores_only_when_every_part_matches_its_manifest() {
         let good = manifest(&[(DB_PART, b"db"), ("jwt.secret", b"s")], "0.1.0");
-        let parts = |list: &[(&str, &[u8])]| list.iter().map(|(n, b)| ((*n).to_owned(), b.to_vec())).collect::<Parts>();
+        let parts = |list: &[(&str, &[u8])]| {
+            list.iter().map(|(n, b)| ((*n).to_owned(), b.to_vec())).collect::<Parts>()
+        };
         assert!(check(&good, &parts(&[(DB_PART, b"db"), ("jwt.secret", b"s")])).is_empty());
         let cases: [(Manifest, Parts, &str); 5] = [
-            (good.clone(), parts(&[(DB_PART, b"dB"), ("jwt.secret", b"s")]), "backend.db: its size or sha256 differs"),
-            (good.clone(), parts(&[(DB_PART, b"db")]), "jwt.secret: listed in the manifest but not in the archive"),
-            (good.clone(), parts(&[(DB_PART, b"db"), ("jwt.secret", b"s"), ("x", b"")]), "\"x\": in the archive but not"),
+            (
+                good.clone(),
+                parts(&[(DB_PART, b"dB"), ("jwt.secret", b"s")]),
+                "backend.db: its size or sha256 differs",
+            ),
+            (
+                good.clone(),
+                parts(&[(DB_PART, b"db")]),
+                "jwt.secret: listed in the manifest but not in the archive",
+            ),
+            (
+                good.clone(),
+                parts(&[(DB_PART, b"db"), ("jwt.secret", b"s"), ("x", b"")]),
+                "\"x\": in the archive but not",
+            ),
             (
                 manifest(&[(DB_PART, b"db"), ("../../etc/cron.d/x", b"x")], "0.1.0"),
                 parts(&[(DB_PART, b"db"), ("../../etc/cron.d/x", b"x")]),
                 "\"../../etc/cron.d/x\": not a part of a kanade backup",
             ),
-            (manifest(&[("jwt.secret", b"s")], "0.1.0"), parts(&[("jwt.secret", b"s")]), "the archive holds no database"),
+            (
+                manifest(&[("jwt.secret", b"s")], "0.1.0"),
+                parts(&[("jwt.secret", b"s")]),
+                "the archive holds no database",
+            ),
         ];
         for (m, p, says) in cases {
             let problems = check(&m, &p);

@@ -104,8 +104,7 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
     assert!(ok && said.starts_with("wrote "), "{said}");
     let in_backup = {
         let unpacked = dir.path().join("unpacked.db");
-        let (_, parts) =
-            kanade_backend::backup::read(&archive, &env!("CARGO_PKG_VERSION").parse().unwrap()).unwrap();
+        let (_, parts) = kanade_backend::backup::read(&archive).unwrap();
         std::fs::write(&unpacked, &parts.iter().find(|(n, _)| n == "backend.db").unwrap().1).unwrap();
         assert_eq!(integrity(&unpacked), "ok", "the copy taken under load is a whole database");
         // One snapshot: the counters agree with the rows they count (pages copied at different
@@ -139,7 +138,10 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
         .filter(|p| p.contains("backend.db"))
         .unwrap_or_else(|| panic!("{said}"))
         .to_owned();
-    assert_eq!((integrity(Path::new(&aside)), users(Path::new(&aside))), ("ok".to_owned(), vec!["admin".to_owned()]));
+    assert_eq!(
+        (integrity(Path::new(&aside)), users(Path::new(&aside))),
+        ("ok".to_owned(), vec!["admin".to_owned()])
+    );
 
     b.restart();
     kanade_testkit::wait_until("the restored backend to sign in a's admin", WAIT, || login(b.port).is_some());
@@ -152,7 +154,9 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
     let db_b = b.db.clone();
     kanade_testkit::wait_until("the restored copy to catch up", WAIT, || count(&db_b) == BEFORE + AFTER);
     // Replayed into what the copy held, each result counted once.
-    kanade_testkit::wait_until("the counters to catch up", WAIT, || counted(&db_b) == (BEFORE + AFTER) as i64);
+    kanade_testkit::wait_until("the counters to catch up", WAIT, || {
+        counted(&db_b) == (BEFORE + AFTER) as i64
+    });
 
     // A damaged archive is refused before anything is written.
     let mut bytes = std::fs::read(&archive).unwrap();

@@ -34,12 +34,7 @@ pub struct Global {
     #[arg(long, global = true, env = "KANADE_NATS_PASSWORD", hide_env_values = true)]
     pub nats_password: Option<String>,
     /// NATS token for the direct paths (the fleet-wide one), when no user is given
-    #[arg(
-        long,
-        global = true,
-        env = "KANADE_NATS_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "KANADE_NATS_TOKEN", hide_env_values = true)]
     pub nats_token: Option<String>,
     /// CA certificate to verify a tls:// NATS server with
     #[arg(long, global = true, env = "KANADE_NATS_CA", hide_env_values = true)]

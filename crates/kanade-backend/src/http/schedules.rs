@@ -147,7 +147,8 @@ async fn toggle(state: AppState, caller: Caller, id: String, enabled: bool) -> R
         &caller.name,
         (caller.source.clone(), caller.client),
         action,
-    ).await?;
+    )
+    .await?;
     let s = load(&state, &id).await?;
     let mut v = describe(&state, &s, 5).await?;
     v["changed"] = json!(changed);
