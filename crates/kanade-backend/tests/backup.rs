@@ -168,3 +168,54 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
     let (ok, said) = cli(&b.config, &["restore", damaged.to_str().unwrap(), "--force"]);
     assert!(!ok && (said.contains("damaged") || said.contains("not a kanade")), "{said}");
 }
+
+/// Figures for the operator docs, not a timed test: with `KANADE_BACKUP_FIGURES=1` (and
+/// optionally `KANADE_BACKEND_BIN`, the binary whose `backup` / `restore` are timed, e.g. a
+/// release build), a projection of 100,000 results is backed up and restored, and the sizes and
+/// times printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_figures_at_100k_results() {
+    if std::env::var_os("KANADE_BACKUP_FIGURES").is_none() {
+        return;
+    }
+    const N: usize = 100_000;
+    let bin = std::env::var("KANADE_BACKEND_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kanade-backend").to_owned());
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = common::process::BackendProcess::start(&dir.path().join("a"), &server.url());
+    common::flood(&js, N).await;
+    let db = a.db.clone();
+    kanade_testkit::wait_until("100,000 results projected", Duration::from_secs(600), || count(&db) == N);
+    let timed = |args: &[&str], config: &Path| {
+        let started = std::time::Instant::now();
+        let out = Command::new(&bin).arg("--config").arg(config).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        started.elapsed()
+    };
+    let archive = dir.path().join("figures.backup");
+    let took = timed(&["backup", archive.to_str().unwrap()], &a.config);
+    let db_bytes = std::fs::metadata(&db).unwrap().len();
+    let archive_bytes = std::fs::metadata(&archive).unwrap().len();
+    a.kill();
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    let config = b.join("backend.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = {:?}\n[db]\nsqlite_path = {:?}\n",
+            b.join("data"),
+            b.join("backend.db")
+        ),
+    )
+    .unwrap();
+    let restored = timed(&["restore", archive.to_str().unwrap()], &config);
+    assert_eq!(count(&b.join("backend.db")), N);
+    println!(
+        "backup of {N} results: database {db_bytes} bytes, archive {archive_bytes} bytes, backup {took:.2?}, restore {restored:.2?} ({bin})"
+    );
+}
