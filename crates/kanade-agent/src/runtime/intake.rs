@@ -84,15 +84,7 @@ async fn catch_up_supervisor(ctx: Arc<Ctx>, resubscribe: Arc<Notify>, replay: Ar
                 }
             }
         }
-        let retry = async {
-            if needed {
-                // Jittered, so agents that failed together (a congested broker) do not retry
-                // together.
-                tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await
-            } else {
-                std::future::pending().await
-            }
-        };
+        let retry = super::retry_pause(needed, backoff);
         tokio::select! {
             () = retry => {}
             () = reconnects.next() => {

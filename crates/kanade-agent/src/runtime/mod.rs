@@ -362,6 +362,16 @@ pub(crate) async fn subscribe_each(
     subs
 }
 
+/// When `needed`, wait about `backoff` (jittered between half and one and a half of it, so agents
+/// that failed together — a congested broker — do not retry together); otherwise never resolve.
+pub(crate) async fn retry_pause(needed: bool, backoff: Duration) {
+    if needed {
+        tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await
+    } else {
+        std::future::pending().await
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

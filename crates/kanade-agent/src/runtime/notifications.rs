@@ -53,13 +53,7 @@ pub(crate) async fn notifications_loop(ctx: Arc<Ctx>) {
                     }
                 }
             }
-            let retry = async {
-                if needed {
-                    tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await
-                } else {
-                    std::future::pending().await
-                }
-            };
+            let retry = super::retry_pause(needed, backoff);
             tokio::select! {
                 Some(msg) = live.next() => match handle(&ctx.store, &msg.payload) {
                     Ok(Some(n)) => show(&n),
