@@ -14,7 +14,7 @@ use clap::Parser;
 use kanade_agent::runtime::{Exit, Settings};
 use kanade_agent::update::{self, boot::BootAction, stamp};
 use kanade_shared::Version;
-use kanade_shared::config::{AgentConfig, Environment, RESTART_EXIT_CODE, RestartMode, load_agent};
+use kanade_shared::config::{AgentConfig, Environment, RESTART_EXIT_CODE, RestartMode, Role, load_agent};
 
 #[derive(Debug, Parser)]
 #[command(name = "kanade-agent", version = kanade_agent::update::stamp::version(), about = "kanade endpoint agent")]
@@ -28,6 +28,9 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Validate the config (after template rendering) and say where each setting and secret
+    /// came from, never a secret's value
+    CheckConfig,
     /// Windows: run the agent as a service of the Service Control Manager
     #[command(subcommand)]
     Service(ServiceCommand),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => config(&cli).and_then(|c| start(c, Stop::Signals)).map(ExitCode::from),
+        Some(Command::CheckConfig) => check_config(&cli),
         Some(Command::Service(ServiceCommand::Install)) => install(&cli),
         Some(Command::Service(ServiceCommand::Uninstall)) => kanade_shared::service::uninstall(SERVICE)
             .map(|()| {
@@ -153,14 +157,35 @@ fn notifications(
 }
 
 fn config(cli: &Cli) -> anyhow::Result<AgentConfig> {
-    let env = Environment::from_process();
-    Ok(load_agent(cli.config.as_deref(), &env)?.0)
+    Ok(load_agent(cli.config.as_deref(), &environment())?.0)
+}
+
+/// The process environment with the agent's registry secrets (Windows).
+fn environment() -> Environment {
+    Environment::from_process().with_machine_secrets(Role::Agent)
+}
+
+fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let env = environment();
+    let (config, found) = load_agent(cli.config.as_deref(), &env)?;
+    println!("{}: ok", found.path.display());
+    println!("  id        {}", config.id);
+    println!("  groups    {}", config.groups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+    println!("  nats      {}", config.nats_url);
+    println!("  nats auth {}", kanade_shared::config::describe_broker_auth(&config.broker, &env.machine));
+    println!("  data dir  {}", config.data_dir.display());
+    if config.log.keep_days == 0 {
+        println!("  logs      stdout only (keep_days = 0)");
+    } else {
+        println!("  logs      {}", config.log.path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Register the service to start this binary with the config found now (checked first, so a
 /// broken config fails here and not at the next boot).
 fn install(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let env = Environment::from_process();
+    let env = environment();
     let (_, found) = load_agent(cli.config.as_deref(), &env)?;
     let config = std::path::absolute(&found.path)
         .with_context(|| format!("cannot make {} absolute", found.path.display()))?;

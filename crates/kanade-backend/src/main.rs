@@ -105,7 +105,7 @@ const SERVICE: &str = "kanade-backend";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let env = Environment::from_process();
+    let env = Environment::from_process().with_machine_secrets(kanade_shared::config::Role::Backend);
     let loaded = load_backend(cli.config.as_deref(), &env);
     match cli.command {
         Some(Command::CheckConfig) => match loaded {
@@ -119,7 +119,16 @@ fn main() -> ExitCode {
                         println!("  db        postgres {}", kanade_shared::config::redact(url))
                     }
                 }
-                println!("  nats auth {}", kanade_shared::config::describe_broker_auth(&config.broker, &env));
+                println!("  nats auth {}", kanade_shared::config::describe_broker_auth(&config.broker, &env.machine));
+                let source = |s: &Option<kanade_shared::secrets::Secret>| s.as_ref().map(|s| s.source.to_string());
+                println!(
+                    "  jwt secret {}",
+                    source(&config.auth.jwt_secret).map_or("generated (kept in the data dir, or in a shared database)".to_owned(), |s| format!("from {s}"))
+                );
+                println!(
+                    "  bootstrap admin password {}",
+                    source(&config.auth.bootstrap_admin_password).map_or("not set".to_owned(), |s| format!("from {s}"))
+                );
                 println!("  data dir  {}", config.data_dir.display());
                 if config.log.keep_days == 0 {
                     println!("  logs      stdout only (keep_days = 0)");
@@ -344,7 +353,7 @@ fn install(config: &std::path::Path) -> anyhow::Result<()> {
 /// The service's body: the console start-up, stopped by the SCM.
 fn service_body(stop: kanade_shared::service::StopSignal) -> u32 {
     let cli = Cli::parse();
-    let env = Environment::from_process();
+    let env = Environment::from_process().with_machine_secrets(kanade_shared::config::Role::Backend);
     let served = load_backend(cli.config.as_deref(), &env)
         .map_err(anyhow::Error::from)
         .and_then(|(config, _)| serve(config, env, Some(stop)));
@@ -508,11 +517,15 @@ async fn run(
         Auth::disabled()
     } else {
         let secret = if db.shared() {
-            auth::shared_session_secret(config.auth.jwt_secret.as_deref(), &db).await?
+            auth::shared_session_secret(config.auth.jwt_secret.as_ref().map(|s| s.value.as_str()), &db)
+                .await?
         } else {
-            auth::load_or_create_secret(config.auth.jwt_secret.as_deref(), &config.data_dir)?
+            auth::load_or_create_secret(
+                config.auth.jwt_secret.as_ref().map(|s| s.value.as_str()),
+                &config.data_dir,
+            )?
         };
-        auth::bootstrap_admin(&db, env.var("KANADE_BOOTSTRAP_ADMIN_PASSWORD").map(str::to_owned)).await?;
+        auth::bootstrap_admin(&db, config.auth.bootstrap_admin_password.as_ref()).await?;
         Auth::with_secret(secret, config.auth.token_ttl.get())
             .with_trusted_proxies(config.auth.trusted_proxies.clone())
     };

@@ -114,7 +114,15 @@ async fn bootstrap_once_disable_revoke_and_throttle() {
     let s = common::secured().await;
     // A second start with another bootstrap password changes nothing.
     assert!(
-        !kanade_backend::auth::bootstrap_admin(&s.state.db, Some("another password!".into())).await.unwrap()
+        !kanade_backend::auth::bootstrap_admin(
+            &s.state.db,
+            Some(&kanade_shared::secrets::Secret::env(
+                kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
+                "another password!"
+            ))
+        )
+        .await
+        .unwrap()
     );
     let admin = s.login("admin", ADMIN_PASSWORD).await;
     let (status, _) = s

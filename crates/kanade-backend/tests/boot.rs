@@ -68,8 +68,8 @@ fn an_upgrade_that_keeps_failing_is_quarantined_until_cleared() {
     assert!(stderr(&out).contains("cannot open the database"), "{}", stderr(&out));
 }
 
-/// What backup scripts and operators read off the real binary: where the database is, how it
-/// authenticates to the broker (never the secret), and logs going to stdout only.
+/// What backup scripts and operators read off the real binary: where the database is, where
+/// each secret came from (never its value), and logs going to stdout only.
 #[test]
 fn resolve_db_path_and_check_config_say_where_things_are_never_secrets() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,6 +86,7 @@ fn resolve_db_path_and_check_config_say_where_things_are_never_secrets() {
         let out = Command::new(env!("CARGO_BIN_EXE_kanade-backend"))
             .current_dir(dir.path())
             .env("KANADE_NATS_TOKEN", "fleet-secret")
+            .env("KANADE_BOOTSTRAP_ADMIN_PASSWORD", "first-admin-password")
             .arg("--config")
             .arg(&config)
             .args(args)
@@ -99,7 +100,13 @@ fn resolve_db_path_and_check_config_say_where_things_are_never_secrets() {
         dir.path().join("relative/backend.db").display().to_string()
     );
     let checked = run(&["check-config"]);
-    assert!(checked.contains("nats auth token (from KANADE_NATS_TOKEN)"), "{checked}");
+    assert!(checked.contains("nats auth token (from environment KANADE_NATS_TOKEN)"), "{checked}");
+    assert!(checked.contains("jwt secret generated (kept in the data dir"), "{checked}");
+    assert!(
+        checked.contains("bootstrap admin password from environment KANADE_BOOTSTRAP_ADMIN_PASSWORD"),
+        "{checked}"
+    );
+    assert!(!checked.contains("first-admin-password"), "{checked}");
     assert!(checked.contains("logs      stdout only (keep_days = 0)"), "{checked}");
     assert!(!checked.contains("fleet-secret"), "{checked}");
 }

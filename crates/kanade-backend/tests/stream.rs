@@ -49,9 +49,15 @@ async fn the_stream_closes_when_its_caller_is_disabled() {
         .with_recheck(Duration::from_millis(300));
     let s = common::stack_with(&[], auth).await;
     assert!(
-        kanade_backend::auth::bootstrap_admin(&s.state.db, Some(common::ADMIN_PASSWORD.into()))
-            .await
-            .unwrap()
+        kanade_backend::auth::bootstrap_admin(
+            &s.state.db,
+            Some(&kanade_shared::secrets::Secret::env(
+                kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
+                common::ADMIN_PASSWORD
+            ))
+        )
+        .await
+        .unwrap()
     );
     let admin = s.login("admin", common::ADMIN_PASSWORD).await;
     let (status, body) = s

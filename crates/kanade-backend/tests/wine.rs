@@ -4,7 +4,8 @@
 //! result finished while the broker was down and the agent killed arrives exactly once after
 //! both come back, and a missing PowerShell fails with a reason instead of hanging.
 //!
-//! Then the same agent is installed as a Windows service (`service install`), runs under wine's
+//! Its `check-config` takes the broker token from `HKLM\SOFTWARE\Kanade\agent` before the
+//! environment. Then the same agent is installed as a Windows service (`service install`), runs under wine's
 //! Service Control Manager, and stops and is removed with `service uninstall`.
 //!
 //! `run_as: user` runs as wine's one user, whom wine reports signed in at the console; a
@@ -96,10 +97,38 @@ async fn the_windows_agent_runs_cmd_jobs_kills_trees_and_keeps_results_under_win
     let pinned = kanade_shared::signing::encode_public(&key.verifying_key());
     let mut agent = WindowsAgent::new(s.dir.path(), &s.server.url(), &pinned);
 
+    // Secrets where Windows admins keep them: the machine's registry key wins over the
+    // environment, and check-config names where the token came from, never its value.
+    let config = windows_path(&agent.config);
+    let key = r"HKLM\SOFTWARE\Kanade\agent";
+    let added = wine
+        .command("wine")
+        .args(["reg", "add", key, "/v", "KANADE_NATS_TOKEN", "/t", "REG_SZ"])
+        .args(["/d", "registry-secret", "/f"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let checked = wine
+        .command("wine")
+        .arg(wine.bin.join("kanade-agent.exe"))
+        .args(["--config", &config, "check-config"])
+        .env("KANADE_NATS_TOKEN", "env-secret")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        said.contains(r"nats auth token (from registry HKLM\SOFTWARE\Kanade\agent\KANADE_NATS_TOKEN)")
+            && !said.contains("registry-secret")
+            && !said.contains("env-secret"),
+        "{said}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let removed = wine.command("wine").args(["reg", "delete", key, "/f"]).output().unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+
     // As a service first (wine's SCM stops starting services once a process of the prefix was
     // killed, which the outage part below does): installed and started by the SCM, running a
     // job, then stopped (the graceful shutdown) and removed.
-    let config = windows_path(&agent.config);
     let out = wine
         .command("wine")
         .arg(wine.bin.join("kanade-agent.exe"))

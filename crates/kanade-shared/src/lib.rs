@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod nats;
 pub mod problems;
 pub mod release;
+pub mod secrets;
 pub mod service;
 pub mod shutdown;
 pub mod signing;

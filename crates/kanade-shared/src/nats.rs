@@ -15,6 +15,8 @@ pub struct BrokerAuth {
     pub user: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// Where `token` came from, for `check-config` (None: set by the caller itself).
+    pub token_source: Option<crate::secrets::SecretSource>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,

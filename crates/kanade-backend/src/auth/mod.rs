@@ -18,6 +18,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kanade_shared::files::{Existing, write_private};
+use kanade_shared::secrets::Secret;
 use sha2::Digest;
 
 use crate::db::{Db, accounts, now_ms};
@@ -223,25 +224,26 @@ pub fn load_or_create_signing_key(data_dir: &Path) -> anyhow::Result<ed25519_dal
     Ok(key)
 }
 
-/// Create the first admin from `KANADE_BOOTSTRAP_ADMIN_PASSWORD` when no user exists yet.
-/// Returns whether one was created. A later start with users present changes nothing.
-pub async fn bootstrap_admin(db: &Db, password: Option<String>) -> anyhow::Result<bool> {
+/// Create the first admin from the bootstrap password (registry value or environment variable
+/// `KANADE_BOOTSTRAP_ADMIN_PASSWORD`) when no user exists yet. Returns whether one was created.
+/// A later start with users present changes nothing.
+pub async fn bootstrap_admin(db: &Db, password: Option<&Secret>) -> anyhow::Result<bool> {
     if db.user_count().await? > 0 {
         return Ok(false);
     }
-    let Some(password) = password.filter(|p| !p.is_empty()) else {
+    let Some(password) = password.filter(|p| !p.value.is_empty()) else {
         tracing::warn!(
-            "no user exists yet: set KANADE_BOOTSTRAP_ADMIN_PASSWORD and restart to create the first admin (user \"admin\")"
+            "no user exists yet: set KANADE_BOOTSTRAP_ADMIN_PASSWORD (environment, or on Windows a string value under HKLM\\SOFTWARE\\Kanade\\backend) and restart to create the first admin (user \"admin\")"
         );
         return Ok(false);
     };
-    password::check_new("admin", &password)
-        .map_err(|e| anyhow::anyhow!("KANADE_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
-    let hash = password::hash(&password).map_err(anyhow::Error::msg)?;
+    password::check_new("admin", &password.value)
+        .map_err(|e| anyhow::anyhow!("the bootstrap admin password (from {}): {e}", password.source))?;
+    let hash = password::hash(&password.value).map_err(anyhow::Error::msg)?;
     let now = now_ms();
     let created = db.create_user("admin".into(), hash, "admin".into(), false, now).await?;
     if created {
-        tracing::info!("created the first admin, user \"admin\", from KANADE_BOOTSTRAP_ADMIN_PASSWORD");
+        tracing::info!(from = %password.source, "created the first admin, user \"admin\"");
     }
     Ok(created)
 }

@@ -136,7 +136,17 @@ pub const SECRET: &[u8] = b"test secret test secret test secret!";
 pub async fn secured() -> Stack {
     let auth = kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), Duration::from_secs(600));
     let s = stack_with(&[], auth).await;
-    assert!(kanade_backend::auth::bootstrap_admin(&s.state.db, Some(ADMIN_PASSWORD.into())).await.unwrap());
+    assert!(
+        kanade_backend::auth::bootstrap_admin(
+            &s.state.db,
+            Some(&kanade_shared::secrets::Secret::env(
+                kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
+                ADMIN_PASSWORD
+            ))
+        )
+        .await
+        .unwrap()
+    );
     s
 }
 

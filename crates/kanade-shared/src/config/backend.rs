@@ -9,6 +9,7 @@ use super::agent::duration;
 use super::{DefaultPaths, Environment, LogConfig, RawLog, log_config, nats_url, parse_toml};
 use crate::HumanDuration;
 use crate::problems::{Collector, Problems};
+use crate::secrets::{self, Secret, SecretSource};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
@@ -57,8 +58,12 @@ pub enum DbConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// When absent, a secret is generated once and kept in the data dir.
-    pub jwt_secret: Option<String>,
+    /// Registry, `KANADE_JWT_SECRET`, then `auth.jwt_secret`. When absent, a secret is
+    /// generated once and kept in the data dir (or, on a shared database, in the database).
+    pub jwt_secret: Option<Secret>,
+    /// Registry or `KANADE_BOOTSTRAP_ADMIN_PASSWORD`: the first admin's password, used only
+    /// while no account exists. Never from the config file, which outlives its use.
+    pub bootstrap_admin_password: Option<Secret>,
     pub token_ttl: HumanDuration,
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these is
     /// attributed (throttling, audit) to the last address in that header that is not a proxy.
@@ -187,13 +192,31 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         (Some(path), None) => Some(DbConfig::Sqlite(path.into())),
         (None, None) => Some(DbConfig::Sqlite(defaults.join(env, &data_dir, "backend.db"))),
     };
-    let auth_raw = raw.auth.unwrap_or_default();
-    if auth_raw.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+    let mut auth_raw = raw.auth.unwrap_or_default();
+    let jwt_secret = secrets::resolve(
+        &env.machine,
+        secrets::JWT_SECRET,
+        env.var(secrets::JWT_SECRET),
+        "auth.jwt_secret",
+        auth_raw.jwt_secret.take(),
+    );
+    if let Some(s) = jwt_secret.as_ref().filter(|s| s.value.len() < 32) {
+        let at = match &s.source {
+            SecretSource::Config(key) => (*key).to_owned(),
+            other => format!("auth.jwt_secret (from {other})"),
+        };
         c.push(
-            "auth.jwt_secret",
+            &at,
             "is shorter than 32 characters; use a long random value or leave it out to have one generated",
         );
     }
+    let bootstrap_admin_password = secrets::resolve(
+        &env.machine,
+        secrets::BOOTSTRAP_ADMIN_PASSWORD,
+        env.var(secrets::BOOTSTRAP_ADMIN_PASSWORD),
+        "",
+        None,
+    );
     let trusted_proxies = auth_raw
         .trusted_proxies
         .unwrap_or_default()
@@ -208,7 +231,8 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         })
         .collect();
     let auth = AuthConfig {
-        jwt_secret: auth_raw.jwt_secret,
+        jwt_secret,
+        bootstrap_admin_password,
         token_ttl: duration(auth_raw.token_ttl, "12h", "auth.token_ttl", &mut c),
         trusted_proxies,
     };

@@ -19,6 +19,14 @@ impl Role {
         }
     }
 
+    /// The registry key's last part: `HKLM\SOFTWARE\Kanade\agent`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Backend => "backend",
+        }
+    }
+
     pub fn file_name(self) -> &'static str {
         match self {
             Self::Agent => "agent.toml",

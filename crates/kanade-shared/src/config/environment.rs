@@ -35,6 +35,8 @@ pub struct Environment {
     pub arch: String,
     pub host: String,
     pub vars: BTreeMap<String, String>,
+    /// The role's registry secrets (Windows), read by [`Environment::with_machine_secrets`].
+    pub machine: crate::secrets::MachineSecrets,
 }
 
 impl Environment {
@@ -47,12 +49,25 @@ impl Environment {
             vars: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
+            machine: crate::secrets::MachineSecrets::default(),
         }
+    }
+
+    /// Add what `HKLM\SOFTWARE\Kanade\<role>` holds (nothing on other OSes).
+    pub fn with_machine_secrets(mut self, role: super::Role) -> Self {
+        self.machine = crate::secrets::MachineSecrets::read(role.name());
+        self
     }
 
     /// An empty Linux environment for tests; add what a test needs.
     pub fn fake(os: OsKind, host: &str) -> Self {
-        Self { os, arch: "x86_64".to_owned(), host: host.to_owned(), vars: BTreeMap::new() }
+        Self {
+            os,
+            arch: "x86_64".to_owned(),
+            host: host.to_owned(),
+            vars: BTreeMap::new(),
+            machine: crate::secrets::MachineSecrets::default(),
+        }
     }
 
     pub fn with_var(mut self, key: &str, value: &str) -> Self {

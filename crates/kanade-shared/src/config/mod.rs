@@ -127,13 +127,14 @@ pub(crate) struct RawBroker {
 
 /// How a daemon authenticates to the broker and where that came from, never the secret itself:
 /// what `check-config` prints.
-pub fn describe_broker_auth(auth: &crate::nats::BrokerAuth, env: &Environment) -> String {
-    let mut out = match (&auth.user, &auth.token) {
+pub fn describe_broker_auth(
+    auth: &crate::nats::BrokerAuth,
+    machine: &crate::secrets::MachineSecrets,
+) -> String {
+    let mut out = match (&auth.user, &auth.token_source) {
         (Some(user), _) => format!("user {user} with a password (config)"),
-        (None, Some(token)) if env.var(NATS_TOKEN_VAR) == Some(token.as_str()) => {
-            format!("token (from {NATS_TOKEN_VAR})")
-        }
-        (None, Some(_)) => "token (config)".to_owned(),
+        (None, Some(source)) => format!("token (from {source})"),
+        (None, None) if auth.token.is_some() => "token".to_owned(),
         (None, None) => "none".to_owned(),
     };
     if auth.cert_file.is_some() {
@@ -142,25 +143,40 @@ pub fn describe_broker_auth(auth: &crate::nats::BrokerAuth, env: &Environment) -
     if auth.ca_file.is_some() {
         out.push_str(", TLS with a pinned CA");
     }
+    if let Some(why) = &machine.unreadable {
+        out.push_str(&format!(" ({} not readable by this account: {why})", machine.key));
+    }
     out
 }
 
 /// The fleet-wide broker token, used by agent, backend and CLI when their config names no
-/// credentials of its own.
-pub const NATS_TOKEN_VAR: &str = "KANADE_NATS_TOKEN";
+/// user of its own.
+pub const NATS_TOKEN_VAR: &str = crate::secrets::NATS_TOKEN;
 
 pub(crate) fn broker_auth(
     mut raw: RawBroker,
     env: &Environment,
     c: &mut Collector,
 ) -> crate::nats::BrokerAuth {
-    if raw.user.is_none() && raw.token.is_none() {
-        raw.token = env.var(NATS_TOKEN_VAR).filter(|t| !t.is_empty()).map(str::to_owned);
-    }
+    // A user (per-PC credentials) keeps its own; otherwise registry → environment → config.
+    let token = if raw.user.is_none() {
+        crate::secrets::resolve(
+            &env.machine,
+            NATS_TOKEN_VAR,
+            env.var(NATS_TOKEN_VAR),
+            "nats.token",
+            raw.token.take(),
+        )
+    } else {
+        raw.token.take().map(|value| crate::secrets::Secret {
+            value,
+            source: crate::secrets::SecretSource::Config("nats.token"),
+        })
+    };
     if raw.user.is_some() != raw.password.is_some() {
         c.push("nats.user", "user and password go together; set both or neither");
     }
-    if raw.token.is_some() && raw.user.is_some() {
+    if token.is_some() && raw.user.is_some() {
         c.push("nats.token", "set either a token or user/password, not both");
     }
     if raw.cert_file.is_some() != raw.key_file.is_some() {
@@ -179,7 +195,8 @@ pub(crate) fn broker_auth(
     crate::nats::BrokerAuth {
         user: raw.user,
         password: raw.password,
-        token: raw.token,
+        token_source: token.as_ref().map(|t| t.source.clone()),
+        token: token.map(|t| t.value),
         ca_file: raw.ca_file.map(Into::into),
         cert_file: raw.cert_file.map(Into::into),
         key_file: raw.key_file.map(Into::into),

@@ -225,20 +225,55 @@ fn broker_credentials_and_tls_are_checked() {
 }
 
 #[test]
-fn the_fleet_wide_token_applies_only_where_the_config_names_no_credentials() {
+fn the_broker_token_comes_from_registry_then_environment_then_config_unless_a_user_is_set() {
+    let describe = |text: &str, env: &Environment| {
+        let broker = agent::parse(text, env).unwrap().broker;
+        (broker.token.clone(), describe_broker_auth(&broker, &env.machine))
+    };
     let env = linux().with_var(NATS_TOKEN_VAR, "fleet-secret");
-    let none = agent::parse("", &env).unwrap();
-    assert_eq!(none.broker.token.as_deref(), Some("fleet-secret"));
-    assert_eq!(describe_broker_auth(&none.broker, &env), "token (from KANADE_NATS_TOKEN)");
-    let own = agent::parse("[nats]\ntoken = \"own\"\n", &env).unwrap();
+    let mut registry = windows().with_var(NATS_TOKEN_VAR, "fleet-secret");
+    registry.machine = crate::secrets::MachineSecrets {
+        key: r"HKLM\SOFTWARE\Kanade\agent".into(),
+        values: [(NATS_TOKEN_VAR.to_owned(), "machine-secret".to_owned())].into(),
+        unreadable: None,
+    };
+    let token = |s: &str| Some(s.to_owned());
+    // (config, environment) → (token, what check-config says)
+    let cases = [
+        ("", &env, token("fleet-secret"), "token (from environment KANADE_NATS_TOKEN)"),
+        (
+            "[nats]\ntoken = \"own\"\n",
+            &env,
+            token("fleet-secret"),
+            "token (from environment KANADE_NATS_TOKEN)",
+        ),
+        (
+            "[nats]\ntoken = \"own\"\n",
+            &registry,
+            token("machine-secret"),
+            r"token (from registry HKLM\SOFTWARE\Kanade\agent\KANADE_NATS_TOKEN)",
+        ),
+        ("[nats]\ntoken = \"own\"\n", &linux(), token("own"), "token (from config nats.token)"),
+        (
+            "[nats]\nuser = \"PC-1\"\npassword = \"pw\"\n",
+            &registry,
+            None,
+            "user PC-1 with a password (config)",
+        ),
+        ("", &linux(), None, "none"),
+        ("", &linux().with_var(NATS_TOKEN_VAR, ""), None, "none"),
+    ];
+    for (text, env, want_token, want_said) in cases {
+        assert_eq!(describe(text, env), (want_token, want_said.to_owned()), "{text:?}");
+    }
+    let mut locked = linux();
+    locked.machine = crate::secrets::MachineSecrets {
+        key: r"HKLM\SOFTWARE\Kanade\agent".into(),
+        unreadable: Some("Access is denied. (os error 5)".into()),
+        ..Default::default()
+    };
     assert_eq!(
-        (own.broker.token.as_deref(), describe_broker_auth(&own.broker, &env).as_str()),
-        (Some("own"), "token (config)")
+        describe("", &locked).1,
+        r"none (HKLM\SOFTWARE\Kanade\agent not readable by this account: Access is denied. (os error 5))"
     );
-    let user = agent::parse("[nats]\nuser = \"PC-1\"\npassword = \"pw\"\n", &env).unwrap();
-    assert_eq!(user.broker.token, None, "a user/password config keeps its own credentials");
-    assert_eq!(describe_broker_auth(&user.broker, &env), "user PC-1 with a password (config)");
-    let unset = agent::parse("", &linux()).unwrap();
-    assert_eq!(describe_broker_auth(&unset.broker, &linux()), "none");
-    assert_eq!(agent::parse("", &linux().with_var(NATS_TOKEN_VAR, "")).unwrap().broker.token, None);
 }

@@ -33,7 +33,17 @@ pub async fn secured(dir: &std::path::Path) -> Backend {
         Auth::with_secret(b"cli test secret cli test secret!!".to_vec(), Duration::from_secs(600)),
     )
     .await;
-    assert!(kanade_backend::auth::bootstrap_admin(&b.db, Some(ADMIN_PASSWORD.into())).await.unwrap());
+    assert!(
+        kanade_backend::auth::bootstrap_admin(
+            &b.db,
+            Some(&kanade_shared::secrets::Secret::env(
+                kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
+                ADMIN_PASSWORD
+            ))
+        )
+        .await
+        .unwrap()
+    );
     b
 }
 
