@@ -13,8 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use kanade_shared::files::sha256_hex;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::db::Db;
 
@@ -42,10 +42,6 @@ pub struct Part {
     pub sha256: String,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Pure: every problem with an archive's parts against its manifest (missing, extra, unknown,
 /// wrong size or digest) and with its format. Whether this binary can run its database is
 /// learnt by opening it (a newer schema is refused there, before anything is replaced).
@@ -63,11 +59,12 @@ pub fn check(manifest: &Manifest, parts: &Parts) -> Vec<String> {
         }
         match parts.iter().find(|(n, _)| *n == want.name) {
             None => problems.push(format!("{}: listed in the manifest but not in the archive", want.name)),
-            Some((_, bytes)) if bytes.len() as u64 != want.bytes || sha256(bytes) != want.sha256 => problems
-                .push(format!(
+            Some((_, bytes)) if bytes.len() as u64 != want.bytes || sha256_hex(bytes) != want.sha256 => {
+                problems.push(format!(
                     "{}: its size or sha256 differs from the manifest (damaged archive)",
                     want.name
-                )),
+                ))
+            }
             Some(_) => {}
         }
     }
@@ -126,7 +123,7 @@ pub fn backup(db: &Path, data_dir: &Path, out: &Path, version: &str) -> anyhow::
             .map(|(name, bytes)| Part {
                 name: name.clone(),
                 bytes: bytes.len() as u64,
-                sha256: sha256(bytes),
+                sha256: sha256_hex(bytes),
             })
             .collect(),
     };
@@ -317,7 +314,7 @@ mod tests {
             created_at: "2026-12-02T00:00:00Z".into(),
             parts: parts
                 .iter()
-                .map(|(n, b)| Part { name: (*n).into(), bytes: b.len() as u64, sha256: sha256(b) })
+                .map(|(n, b)| Part { name: (*n).into(), bytes: b.len() as u64, sha256: sha256_hex(b) })
                 .collect(),
         }
     }

@@ -10,9 +10,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kanade_backend::auth::{self, Auth};
+use kanade_backend::boot::Started;
 use kanade_backend::db::Db;
 use kanade_shared::Version;
-use kanade_shared::config::{BackendConfig, DbConfig, Environment, load_backend};
+use kanade_shared::config::{BackendConfig, DbConfig, Environment, RESTART_EXIT_CODE, load_backend};
 use kanade_shared::files::{Existing, write_private};
 
 #[derive(Debug, Parser)]
@@ -85,6 +86,12 @@ enum Command {
         #[arg(value_name = "VERSION")]
         version: String,
     },
+    /// Before an upgrade: keep a copy of this (healthy) binary, to be put back if the new
+    /// version fails to start 3 times
+    ArmForSwap,
+    /// When this binary's version is quarantined, put the binary arm-for-swap kept back in its
+    /// place (the systemd unit runs it as root before each start); otherwise nothing
+    RollBack,
     /// Windows: run the backend as a service of the Service Control Manager
     #[command(subcommand)]
     Service(ServiceCommand),
@@ -289,6 +296,53 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::ArmForSwap) => {
+            let armed = loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
+                let exe = std::env::current_exe().context("cannot tell where this binary is")?;
+                let kept = kanade_backend::boot::arm(&config.data_dir, &exe, &this_version()?)
+                    .map_err(anyhow::Error::msg)?;
+                Ok((kept, exe))
+            });
+            match armed {
+                Ok(((kept, at), exe)) => {
+                    println!("kept kanade-backend {} ({}) at {}", kept.version, exe.display(), at.display());
+                    println!(
+                        "next: stop the service, install the new binary at {}, start the service; if the new version fails to start {} times it is quarantined and {} is put back",
+                        exe.display(),
+                        kanade_shared::boot::MAX_BOOT_ATTEMPTS,
+                        kept.version
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::RollBack) => {
+            let rolled = loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
+                let exe = std::env::current_exe().context("cannot tell where this binary is")?;
+                let version = this_version()?;
+                let to = kanade_backend::boot::roll_back(&config.data_dir, &exe, &version)
+                    .map_err(anyhow::Error::msg)?;
+                Ok((to, version, exe))
+            });
+            match rolled {
+                Ok((Some(to), bad, exe)) => {
+                    println!("kanade-backend {bad} is quarantined: put the kept {to} back at {}", exe.display());
+                    ExitCode::SUCCESS
+                }
+                Ok((None, v, _)) => {
+                    println!("kanade-backend {v} is not quarantined: nothing to roll back");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Service(ServiceCommand::Install)) => {
             match loaded.map_err(anyhow::Error::from).and_then(|(_, found)| install(&found.path)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -321,7 +375,7 @@ fn main() -> ExitCode {
             }
         }
         None => match loaded.map_err(anyhow::Error::from).and_then(|(config, _)| serve(config, env, None)) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
@@ -358,7 +412,7 @@ fn service_body(stop: kanade_shared::service::StopSignal) -> u32 {
         .map_err(anyhow::Error::from)
         .and_then(|(config, _)| serve(config, env, Some(stop)));
     match served {
-        Ok(()) => 0,
+        Ok(code) => u32::from(code),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "kanade-backend service failed");
             1
@@ -366,22 +420,40 @@ fn service_body(stop: kanade_shared::service::StopSignal) -> u32 {
     }
 }
 
+fn this_version() -> anyhow::Result<Version> {
+    env!("CARGO_PKG_VERSION").parse().context("this binary's version is invalid")
+}
+
 /// `scm`: the SCM's stop signal when running as a Windows service; Ctrl-C / SIGTERM otherwise.
+/// The exit code: 0, or [`RESTART_EXIT_CODE`] after a rollback put the previous binary back.
 fn serve(
     config: BackendConfig,
     env: Environment,
     scm: Option<kanade_shared::service::StopSignal>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u8> {
     let _log_guard =
         kanade_shared::logging::init_daemon(&config.log, "kanade-backend").map_err(anyhow::Error::msg)?;
     // Private: it holds the JWT secret and the command-signing key (SYSTEM and Administrators
     // only on Windows, 0700 on Unix).
     kanade_shared::files::private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data dir {} (owner-only)", config.data_dir.display()))?;
-    let version: Version = env!("CARGO_PKG_VERSION").parse().context("this binary's version is invalid")?;
-    if let Err(refused) = kanade_backend::boot::on_start(&config.data_dir, &version)? {
-        tracing::error!("{refused}");
-        anyhow::bail!(refused);
+    let version = this_version()?;
+    let exe = std::env::current_exe().ok();
+    match kanade_backend::boot::on_start(&config.data_dir, exe.as_deref(), &version)? {
+        Started::Go => {}
+        Started::Refused(refused) => {
+            tracing::error!("{refused}");
+            anyhow::bail!(refused);
+        }
+        Started::RolledBack { bad, to } => {
+            let said = format!(
+                "kanade-backend {bad} did not run healthy within {} starts: it is quarantined and the kept {to} is back in its place; the service manager's next start runs {to} (in a console: start it again)",
+                kanade_shared::boot::MAX_BOOT_ATTEMPTS
+            );
+            tracing::error!("{said}");
+            eprintln!("{said}");
+            return Ok(RESTART_EXIT_CODE);
+        }
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -404,7 +476,8 @@ fn serve(
             let _ = quit_tx.send(true);
         });
         run(config, env, quit_rx).await
-    })
+    })?;
+    Ok(0)
 }
 
 /// Resolves once the backend is told to stop.

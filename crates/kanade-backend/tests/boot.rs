@@ -1,6 +1,8 @@
 //! The boot sentinel guards backend upgrades: the real binary, upgraded from a recorded last
 //! good version, fails at start three times and is then quarantined; install scripts see it
-//! with `check-quarantine`, an operator clears it.
+//! with `check-quarantine`, an operator clears it. With a binary kept by `arm-for-swap`, the
+//! fourth start puts the kept one back in its place instead (and `roll-back` does the same for
+//! a start that could not).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -66,6 +68,125 @@ fn an_upgrade_that_keeps_failing_is_quarantined_until_cleared() {
     // On trial again: it gets as far as the database.
     let out = backend(&config, &[]);
     assert!(stderr(&out).contains("cannot open the database"), "{}", stderr(&out));
+}
+
+/// A copy of the real backend binary in `dir/bin`, so a rollback replaces the copy.
+fn installed_copy(dir: &Path) -> std::path::PathBuf {
+    let exe = dir.join("bin").join("kanade-backend");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_kanade-backend"), &exe).unwrap();
+    exe
+}
+
+fn run(exe: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(exe).arg("--config").arg(config).args(args).output().unwrap()
+}
+
+/// A config whose database cannot open (its path is a directory): every start fails.
+fn failing_config(dir: &Path, data: &Path) -> std::path::PathBuf {
+    let config = dir.join("backend.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = {data:?}\n[db]\nsqlite_path = {db:?}\n[log]\nkeep_days = 0\n",
+            db = dir,
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn arm_for_swap_keeps_only_the_healthy_installed_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let exe = installed_copy(dir.path());
+    let config = failing_config(dir.path(), &data);
+    let version = env!("CARGO_PKG_VERSION");
+
+    let out = run(&exe, &config, &["arm-for-swap"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("has not run healthy here yet"), "{}", stderr(&out));
+
+    std::fs::write(data.join("boot.json"), format!(r#"{{"last_good":"{version}"}}"#)).unwrap();
+    let out = run(&exe, &config, &["arm-for-swap"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("kept kanade-backend {version}")), "{said}");
+    assert_eq!(std::fs::read(data.join("last-good/kanade-backend")).unwrap(), std::fs::read(&exe).unwrap());
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("last-good/kept.json")).unwrap()).unwrap();
+    assert_eq!(kept["version"], version);
+
+    std::fs::write(data.join("boot.json"), r#"{"last_good":"0.0.9"}"#).unwrap();
+    let out = run(&exe, &config, &["arm-for-swap"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("last ran healthy here is 0.0.9"), "{}", stderr(&out));
+}
+
+#[cfg(unix)]
+#[test]
+fn an_armed_upgrade_that_keeps_failing_is_rolled_back_to_the_kept_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let kept_dir = data.join("last-good");
+    std::fs::create_dir_all(&kept_dir).unwrap();
+    let exe = installed_copy(dir.path());
+    let config = failing_config(dir.path(), &data);
+    let version = env!("CARGO_PKG_VERSION");
+    // What arm-for-swap kept while 0.0.9 was installed and healthy: a stand-in that says so.
+    let old = b"#!/bin/sh\necho kanade-backend 0.0.9 \"$@\"\n".to_vec();
+    std::fs::write(kept_dir.join("kanade-backend"), &old).unwrap();
+    let kept = serde_json::json!({
+        "version": "0.0.9",
+        "sha256": kanade_shared::files::sha256_hex(&old),
+        "at": "2026-12-01T00:00:00Z",
+    });
+    std::fs::write(kept_dir.join("kept.json"), kept.to_string()).unwrap();
+    std::fs::write(data.join("boot.json"), r#"{"last_good":"0.0.9"}"#).unwrap();
+
+    for _ in 0..3 {
+        let out = run(&exe, &config, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("cannot open the database"), "{}", stderr(&out));
+    }
+    let out = run(&exe, &config, &[]);
+    assert_eq!(out.status.code(), Some(75), "the service manager's cue to start again: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "kanade-backend {version} did not run healthy within 3 starts: it is quarantined and the kept 0.0.9 is back in its place"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The next start runs what was kept.
+    let out = run(&exe, &config, &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("kanade-backend 0.0.9"));
+    let out = backend(&config, &["check-quarantine", version]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // A start that could not put it back (another account): `roll-back` does it later.
+    let exe = installed_copy(dir.path());
+    let out = run(&exe, &config, &["roll-back"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("kanade-backend {version} is quarantined: put the kept 0.0.9 back")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::read(&exe).unwrap(), old);
+    // The old binary's own `roll-back` (a real one) would find nothing to do; the real binary
+    // when not quarantined says so.
+    let out = backend(&config, &["clear-quarantine", version]);
+    assert!(out.status.success());
+    let exe = installed_copy(dir.path());
+    let out = run(&exe, &config, &["roll-back"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("kanade-backend {version} is not quarantined: nothing to roll back")
+    );
 }
 
 /// What backup scripts and operators read off the real binary: where the database is, where

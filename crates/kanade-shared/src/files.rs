@@ -4,6 +4,12 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Lower-case hex sha256 of `bytes`: how manifests and archives name a file's content.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether an existing file may be replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use kanade_shared::JobId;
 use kanade_shared::wire::Command;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
 use super::{Ctx, kv, now_ms};
@@ -123,7 +122,7 @@ pub(crate) async fn script(ctx: &Ctx, cmd: &Command) -> Result<String, String> {
     let mut object = store.get(key).await.map_err(|e| format!("cannot fetch script {key}: {e}"))?;
     let mut body = Vec::new();
     object.read_to_end(&mut body).await.map_err(|e| format!("cannot read script {key}: {e}"))?;
-    let got: String = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+    let got = kanade_shared::files::sha256_hex(&body);
     if !got.eq_ignore_ascii_case(want) {
         return Err(format!("script {key} has sha256 {got}, command expects {want}; not run"));
     }

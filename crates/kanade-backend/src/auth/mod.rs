@@ -19,7 +19,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kanade_shared::files::{Existing, write_private};
 use kanade_shared::secrets::Secret;
-use sha2::Digest;
 
 use crate::db::{Db, accounts, now_ms};
 use crate::http::ApiError;
@@ -166,7 +165,7 @@ pub fn random_hex(bytes: usize) -> Result<String, String> {
 }
 
 pub fn sha256_hex(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    kanade_shared::files::sha256_hex(text.as_bytes())
 }
 
 /// The session signing secret: from config, else `jwt.secret` in the data dir, generated once
