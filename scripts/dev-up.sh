@@ -39,7 +39,8 @@ mkdir -p "$DEV/nats" "$DEV/backend" "$DEV/agent" "$DEV/logs"
 AGENT_ID=$(hostname | tr -c 'A-Za-z0-9_\n-' '-' | cut -c1-64)
 cat > "$DEV/nats.conf" <<CONF
 listen: 127.0.0.1:$NATS_PORT
-jetstream { store_dir: "$DEV/nats" }
+# kanade's streams reserve 23 GiB of limits; the default cap is 75% of the free disk.
+jetstream { store_dir: "$DEV/nats", max_file_store: 32GB }
 CONF
 cat > "$DEV/backend.toml" <<CONF
 [server]

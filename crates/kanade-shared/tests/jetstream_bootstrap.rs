@@ -33,6 +33,22 @@ async fn bootstrap_creates_everything_then_is_a_no_op() {
     assert_eq!(status.history(), 5);
 }
 
+/// A broker on a small disk (its default cap is 75% of the free space) cannot hold kanade's
+/// limits: the error says how much is reserved and which setting to raise.
+#[tokio::test]
+async fn a_broker_whose_file_store_is_too_small_gets_an_error_naming_the_setting() {
+    assert_eq!(kanade_shared::jetstream::reserved_bytes(1), 23 << 30, "README's Broker storage names 23 GiB");
+    let server = NatsServer::start_with_file_store("1GB");
+    let js = connect(&server).await;
+    let err = ensure_jetstream_resources(&js, 1).await.unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "what kanade's streams reserve (23 GiB in all); set `jetstream { max_file_store: 32GB }`"
+        ),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn pre_existing_resources_with_other_limits_are_updated_not_fatal() {
     let server = NatsServer::start();

@@ -17,6 +17,8 @@ pub struct NatsServer {
     child: Option<Child>,
     /// Appended to the generated config (authorization, tls).
     extra: String,
+    /// JetStream's `max_file_store`.
+    file_store: String,
 }
 
 impl NatsServer {
@@ -35,6 +37,16 @@ impl NatsServer {
         Self::try_start_with(extra.to_owned()).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Start with a JetStream file store capped at `limit` (e.g. `1GB`), as a server on a
+    /// small disk has by default.
+    pub fn start_with_file_store(limit: &str) -> Self {
+        let mut server = Self::try_start_at(free_port().unwrap_or_else(|e| panic!("{e}")), String::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        server.file_store = limit.to_owned();
+        server.restart();
+        server
+    }
+
     fn try_start_with(extra: String) -> Result<Self, String> {
         Self::try_start_at(free_port()?, extra)
     }
@@ -47,7 +59,7 @@ impl NatsServer {
             .prefix("kanade-nats-")
             .tempdir()
             .map_err(|e| format!("cannot create a temp dir for nats-server: {e}"))?;
-        let mut server = Self { binary, port, dir, child: None, extra };
+        let mut server = Self { binary, port, dir, child: None, extra, file_store: "32GB".to_owned() };
         server.spawn()?;
         Ok(server)
     }
@@ -97,8 +109,9 @@ impl NatsServer {
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:{port}\nlog_file: {log:?}\njetstream {{\n  store_dir: {store:?}\n  max_file_store: 32GB\n  max_memory_store: 256MB\n}}\n{extra}\n",
+                "listen: 127.0.0.1:{port}\nlog_file: {log:?}\njetstream {{\n  store_dir: {store:?}\n  max_file_store: {file_store}\n  max_memory_store: 256MB\n}}\n{extra}\n",
                 port = self.port,
+                file_store = self.file_store,
                 extra = self.extra,
             ),
         )

@@ -4,7 +4,7 @@
 
 use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind, kv, object_store, stream};
 
-use super::resources::{Resource, ResourceKind, definitions, drift, immutable_drift};
+use super::resources::{Resource, ResourceKind, definitions, drift, immutable_drift, reserved_bytes};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -35,6 +35,16 @@ pub enum BootstrapError {
     Lookup {
         kind: &'static str,
         name: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error(
+        "cannot create {kind} {name:?}: the broker's JetStream storage limit is smaller than what kanade's streams reserve ({reserved_gib} GiB in all); set `jetstream {{ max_file_store: 32GB }}` or more in nats-server's config (its default is 75% of the free disk) or free disk space ({source})"
+    )]
+    Storage {
+        kind: &'static str,
+        name: &'static str,
+        reserved_gib: i64,
         #[source]
         source: async_nats::Error,
     },
@@ -86,6 +96,13 @@ async fn ensure_one(js: &jetstream::Context, r: &Resource) -> Result<Outcome, Bo
             // Another backend created it between our lookup and our create: reconcile with theirs.
             Err(create_err) => match existing_config(js, r).await.map_err(lookup_err)? {
                 Some(existing) => Ok(reconcile(js, r, &existing).await),
+                // JetStream's "insufficient storage resources": the limits do not fit the server's.
+                None if create_err.to_string().contains("10047") => Err(BootstrapError::Storage {
+                    kind: r.kind.as_str(),
+                    name: r.name,
+                    reserved_gib: (reserved_bytes(r.replicas) + (1 << 30) - 1) >> 30,
+                    source: create_err,
+                }),
                 None => {
                     Err(BootstrapError::Create { kind: r.kind.as_str(), name: r.name, source: create_err })
                 }

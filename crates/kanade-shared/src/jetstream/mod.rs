@@ -7,7 +7,7 @@ pub mod resources;
 pub mod status;
 
 pub use bootstrap::{BootstrapError, Outcome, Report, ensure_jetstream_resources};
-pub use resources::{Resource, ResourceKind, definitions, drift};
+pub use resources::{Resource, ResourceKind, definitions, drift, reserved_bytes};
 pub use status::{ResourceStatus, jetstream_status};
 
 /// KV bucket: exec id -> why it was killed. Written by the backend when an operator kills an

@@ -220,6 +220,12 @@ pub fn definitions(replicas: usize) -> Vec<Resource> {
     ]
 }
 
+/// What every resource reserves of the broker's file store (each replica counts; a server
+/// refuses a stream whose limit does not fit its `max_file_store`).
+pub fn reserved_bytes(replicas: usize) -> i64 {
+    definitions(replicas).iter().map(|r| r.max_bytes * r.replicas as i64).sum()
+}
+
 /// The owned fields where `existing` differs from what `wanted` asks for, as
 /// `field: have -> want` lines. Empty means the resource is as kanade wants it.
 pub fn drift(wanted: &Resource, existing: &stream::Config) -> Vec<String> {
