@@ -647,7 +647,8 @@ async fn run(
     let state = http::AppState::new(client, db, auth)
         .with_signer(signer)
         .with_start_within(config.exec.start_within.get())
-        .with_check_stale(config.retention.check_stale.get());
+        .with_check_stale(config.retention.check_stale.get())
+        .with_stopping(stop.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     confirm_when_healthy(&state, config.data_dir.clone());
     let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx).await;

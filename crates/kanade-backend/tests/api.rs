@@ -453,3 +453,101 @@ async fn host_performance_samples_are_kept_and_served_by_range() {
     let (status, bad) = s.get("/api/agents/PC-1/perf?from=1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:#}");
 }
+
+/// Every route that takes a JSON body answers a malformed one with the API's error shape
+/// (`{error, code, detail}`, 4xx) instead of plain text; one that answers 2xx to a malformed
+/// body must be listed as reading no body. A field of the wrong type, a missing content type
+/// and a bad query value name what is wrong, in the same shape.
+#[tokio::test]
+async fn malformed_bodies_and_queries_get_the_json_error_shape() {
+    let s = stack(&[]).await;
+    // Routes that read no body: whatever is sent is ignored.
+    const NO_BODY: &[&str] = &[
+        "POST /api/jobs/{id}/revoke",
+        "POST /api/jobs/{id}/unrevoke",
+        "POST /api/jobs/{id}/kill",
+        "POST /api/executions/{exec_id}/kill",
+    ];
+    let shaped = |body: &Value| body["error"].is_string() && body["code"].is_string();
+    let mut checked = 0;
+    for route in routes::table() {
+        if !["POST", "PUT", "PATCH"].contains(&route.method) {
+            continue;
+        }
+        let key = format!("{} {}", route.method, route.path);
+        let path = route
+            .path
+            .replace("{pc}", "PC-NONE")
+            .replace("{exec_id}", "0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e")
+            .replace("{id}", "0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e")
+            .replace(['{', '}'], "");
+        let req = Request::builder()
+            .method(Method::from_bytes(route.method.as_bytes()).unwrap())
+            .uri(&path)
+            .header("content-type", "application/json")
+            .body(Body::from("{\"oops\": "))
+            .unwrap();
+        let (status, body) = s.call(req).await;
+        assert!(!status.is_server_error(), "{key}: {status} {body}");
+        if status.is_success() {
+            assert!(NO_BODY.contains(&key.as_str()), "{key} took a malformed body: {status} {body}");
+        } else {
+            assert!(status.is_client_error() && shaped(&body), "{key}: {status} {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 15, "only {checked} routes answered a malformed body");
+
+    // (method, path, content type, body) → (status, code, what the message names)
+    let cases = [
+        (
+            "POST",
+            "/api/tokens",
+            Some("application/json"),
+            r#"{"name": 5, "role": "viewer"}"#,
+            422,
+            "invalid",
+            "name: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "POST",
+            "/api/tokens",
+            None,
+            r#"{"name": "t", "role": "viewer"}"#,
+            415,
+            "unsupported_media_type",
+            "Content-Type: application/json",
+        ),
+        (
+            "PUT",
+            "/api/agents/PC-NONE/groups",
+            Some("application/json"),
+            "{\"groups\": [",
+            400,
+            "malformed",
+            "malformed JSON",
+        ),
+        (
+            "GET",
+            "/api/executions?limit=many",
+            None,
+            "",
+            400,
+            "bad_query",
+            "query string: limit: invalid digit",
+        ),
+    ];
+    for (method, path, content_type, body, want_status, want_code, names) in cases {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (status, got) = s.call(req.body(Body::from(body)).unwrap()).await;
+        assert_eq!(
+            (status.as_u16(), got["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{method} {path}: {got}"
+        );
+        assert!(got["error"].as_str().is_some_and(|e| e.contains(names)), "{method} {path}: {got}");
+    }
+}

@@ -134,6 +134,9 @@ fn browse(base: &str, nats: &str) {
     b.click(&b.find("#validate").unwrap()).unwrap();
     let problems = b.wait_text("#job-yaml-status .errors", WAIT, |t| !t.is_empty()).unwrap();
     assert!(problems.contains("id") && problems.contains("execute"), "{problems}");
+    // One line per problem, as the API's `detail.problems` lists them.
+    let lines = b.find_all("#job-yaml-status .errors li").unwrap();
+    assert!(lines.len() >= 2, "{} line(s) for several problems: {problems}", lines.len());
     b.type_into(&yaml, HELLO).unwrap();
     b.click(&b.find("#save-job").unwrap()).unwrap();
     b.wait_for("#exec-submit", WAIT).unwrap();

@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::pki::Ca;
 use kanade_backend::db::Db;
 use kanade_testkit::PgCluster;
+use kanade_testkit::pki::Ca;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_sslmode_connects_or_refuses_as_libpq_would() {

@@ -125,7 +125,7 @@ fn call(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) ->
 async fn a_deploy_to_50_agents_through_two_backends_on_tls_postgres_runs_once_per_pc_across_a_leader_kill() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let ca = common::pki::Ca::new(dir.path(), "ca");
+    let ca = kanade_testkit::pki::Ca::new(dir.path(), "ca");
     let (cert, key) = ca.issue(dir.path(), "db", &["localhost"]);
     // The cluster refuses plain TCP: both backends reach it over TLS, the server's name checked.
     let pg = PgCluster::start_tls(&cert, &key).unwrap();

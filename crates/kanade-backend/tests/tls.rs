@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::pki::Ca;
 use kanade_shared::nats::BrokerAuth;
 use kanade_testkit::NatsServer;
+use kanade_testkit::pki::Ca;
 
 struct Pki {
     ca: PathBuf,

@@ -23,6 +23,7 @@ pub mod service;
 pub mod shutdown;
 pub mod signing;
 pub mod subjects;
+pub mod tls;
 pub mod wire;
 
 pub use duration::HumanDuration;

@@ -9,6 +9,7 @@ mod cluster;
 mod gate;
 pub mod http;
 mod nats;
+pub mod pki;
 mod postgres;
 mod wait;
 pub mod wine;

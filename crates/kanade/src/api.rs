@@ -1,13 +1,12 @@
-//! The backend over HTTP: one request per call on a fresh HTTP/1 connection (a CLI makes a
-//! handful), JSON in and out, and failures turned into one line that says what to do.
+//! The backend over HTTP or HTTPS (reqwest on rustls; proxies from the environment): one
+//! client per command, so its connection is reused across the calls a command makes; JSON in
+//! and out, and failures turned into one line that says what to do.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use crate::cli::Global;
@@ -17,39 +16,48 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Api {
     /// As given, for messages.
     url: String,
-    authority: String,
-    prefix: String,
+    base: Url,
+    client: reqwest::Client,
     token: Option<String>,
 }
 
-/// `http://host:port/prefix` → (authority with port, prefix without trailing slash).
-pub fn parse_base(url: &str) -> anyhow::Result<(String, String)> {
-    if url.starts_with("https://") {
-        bail!(
-            "--backend-url {url}: https is not supported by this CLI yet; reach the backend over http (e.g. through an SSH tunnel)"
-        );
+/// `http(s)://host[:port][/prefix]` → the base URL requests are made under (prefix without a
+/// trailing slash).
+pub fn parse_base(url: &str) -> anyhow::Result<Url> {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        bail!("--backend-url {url:?} must start with http:// or https:// (e.g. http://127.0.0.1:8080)");
     }
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        anyhow!("--backend-url {url:?} must start with http:// (e.g. http://127.0.0.1:8080)")
-    })?;
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if authority.is_empty() {
+    let mut parsed = Url::parse(url).map_err(|e| anyhow!("--backend-url {url:?} is not a URL ({e})"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
         bail!("--backend-url {url:?} has no host (e.g. http://127.0.0.1:8080)");
     }
-    let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let prefix = path.trim_end_matches('/');
-    Ok((authority, if prefix.is_empty() { String::new() } else { format!("/{prefix}") }))
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        bail!("--backend-url {url:?}: give the base URL only, without ?query or #fragment");
+    }
+    let prefix = parsed.path().trim_end_matches('/').to_owned();
+    parsed.set_path(&prefix);
+    Ok(parsed)
+}
+
+/// The HTTP client: TLS trusting `ca_file`'s certificates only when given (a private CA), else
+/// the system's.
+pub fn client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let roots = kanade_shared::tls::root_store(ca_file, "--ca-file").map_err(anyhow::Error::msg)?;
+    let tls = kanade_shared::tls::client_config(roots).map_err(anyhow::Error::msg)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("kanade/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up the HTTP client")
 }
 
 impl Api {
     pub fn new(global: &Global) -> anyhow::Result<Self> {
-        let (authority, prefix) = parse_base(&global.backend_url)?;
+        let base = parse_base(&global.backend_url)?;
         let token = global.token.clone().or_else(|| crate::credentials::token_for(&global.backend_url));
-        Ok(Self { url: global.backend_url.clone(), authority, prefix, token })
+        let client = client(global.ca_file.as_deref())?;
+        Ok(Self { url: global.backend_url.clone(), base, client, token })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -92,34 +100,26 @@ impl Api {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> anyhow::Result<Value> {
-        let stream = tokio::net::TcpStream::connect(&self.authority).await.map_err(|e| {
-            anyhow!(
-                "cannot reach the backend at {} ({e}); is kanade-backend running? (set --backend-url or KANADE_BACKEND_URL)",
-                self.url
-            )
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .with_context(|| format!("HTTP handshake with {} failed", self.url))?;
-        tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(format!("{}{path}", self.prefix))
-            .header("host", &self.authority)
+        // `path` may carry a query; the base's own path is a prefix.
+        let url = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
+        let (content_type, bytes) = body.unwrap_or(("application/json", Vec::new()));
+        let mut req = self
+            .client
+            .request(method.clone(), &url)
             .header("accept", "application/json")
             // The audit trail says which client acted.
-            .header("x-kanade-source", "cli");
+            .header("x-kanade-source", "cli")
+            .header("content-type", content_type)
+            .body(bytes);
         if let Some(token) = &self.token {
-            req = req.header("authorization", format!("Bearer {token}"));
+            req = req.bearer_auth(token);
         }
-        let (content_type, bytes) = body.unwrap_or(("application/json", Vec::new()));
-        let req = req.header("content-type", content_type).body(Full::new(Bytes::from(bytes)))?;
-        let response = sender
-            .send_request(req)
-            .await
-            .with_context(|| format!("{method} {path} to {} failed", self.url))?;
+        let response = req.send().await.map_err(|e| unreachable(&self.url, &method, path, &e))?;
         let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("{method} {path}: the answer from {} broke off", self.url))?;
         let json: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -129,6 +129,28 @@ impl Api {
             return Ok(json);
         }
         Err(anyhow!(failure(status, &json)))
+    }
+}
+
+/// What went wrong before any answer came, with the cause's chain and what to try.
+fn unreachable(url: &str, method: &Method, path: &str, e: &reqwest::Error) -> anyhow::Error {
+    let mut causes = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    let cause = if causes.is_empty() { e.to_string() } else { causes.join(": ") };
+    if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+        anyhow!(
+            "cannot reach the backend at {url} over TLS ({cause}); if its certificate comes from a private CA, give that CA's PEM file with --ca-file (or KANADE_CA_FILE)"
+        )
+    } else if e.is_connect() {
+        anyhow!(
+            "cannot reach the backend at {url} ({cause}); is kanade-backend running? (set --backend-url or KANADE_BACKEND_URL)"
+        )
+    } else {
+        anyhow!("{method} {path} to {url} failed ({cause})")
     }
 }
 
@@ -168,12 +190,18 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(parse_base("http://127.0.0.1:8080").unwrap(), ("127.0.0.1:8080".into(), String::new()));
-        assert_eq!(parse_base("http://kanade/").unwrap(), ("kanade:80".into(), String::new()));
-        assert_eq!(parse_base("http://h:9/base/").unwrap(), ("h:9".into(), "/base".into()));
+        let base = |u: &str| parse_base(u).map(|u| u.to_string()).map_err(|e| e.to_string());
+        assert_eq!(base("http://127.0.0.1:8080"), Ok("http://127.0.0.1:8080/".into()));
+        assert_eq!(base("https://kanade.example/"), Ok("https://kanade.example/".into()));
+        assert_eq!(base("http://h:9/base/"), Ok("http://h:9/base".into()));
         assert_eq!(
-            parse_base("127.0.0.1:8080").unwrap_err().to_string(),
-            r#"--backend-url "127.0.0.1:8080" must start with http:// (e.g. http://127.0.0.1:8080)"#
+            base("127.0.0.1:8080"),
+            Err(r#"--backend-url "127.0.0.1:8080" must start with http:// or https:// (e.g. http://127.0.0.1:8080)"#.into())
+        );
+        assert_eq!(
+            base("http://h/?x=1"),
+            Err(r#"--backend-url "http://h/?x=1": give the base URL only, without ?query or #fragment"#
+                .into())
         );
     }
 

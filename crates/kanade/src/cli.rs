@@ -48,6 +48,10 @@ pub struct Global {
         default_value = "http://127.0.0.1:8080"
     )]
     pub backend_url: String,
+    /// CA certificate (PEM) to check an https:// backend's certificate with, when a private CA
+    /// signed it (only its certificates are then trusted)
+    #[arg(long, global = true, env = "KANADE_CA_FILE", hide_env_values = true)]
+    pub ca_file: Option<PathBuf>,
     /// API token or session token for the backend (else the one `kanade login` kept)
     #[arg(long, global = true, env = "KANADE_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

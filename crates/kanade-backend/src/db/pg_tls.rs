@@ -8,7 +8,6 @@ use std::sync::Arc;
 use kanade_shared::config::{PgRoots, PgSslMode, PgTls};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -40,36 +39,11 @@ pub fn connector(tls: &PgTls) -> Result<Option<MakeRustlsConnect>, DbError> {
 }
 
 fn roots(from: &PgRoots) -> Result<RootCertStore, DbError> {
-    let mut store = RootCertStore::empty();
-    match from {
-        PgRoots::File(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    DbError::Connect(format!(
-                        "cannot read sslrootcert {}: {e}; give a PEM file of the CA certificates that sign the server's",
-                        path.display()
-                    ))
-                })?;
-            let (added, _) = store.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(DbError::Connect(format!(
-                    "sslrootcert {} holds no usable CA certificate (PEM `BEGIN CERTIFICATE` blocks)",
-                    path.display()
-                )));
-            }
-        }
-        PgRoots::Unset | PgRoots::System => {
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-            if store.is_empty() {
-                return Err(DbError::Connect(
-                    "no trusted CA certificates found on this system to check the Postgres server's; give sslrootcert=<PEM file> in db.url".into(),
-                ));
-            }
-        }
-    }
-    Ok(store)
+    let file = match from {
+        PgRoots::File(path) => Some(path.as_path()),
+        PgRoots::Unset | PgRoots::System => None,
+    };
+    kanade_shared::tls::root_store(file, "sslrootcert").map_err(DbError::Connect)
 }
 
 /// `verify-ca`: the chain must lead to a trusted root; the name in it may be any.

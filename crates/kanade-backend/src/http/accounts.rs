@@ -1,6 +1,6 @@
 //! Admin-only account management: users and API tokens. All changes are audited.
 
-use axum::Json;
+use super::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;

@@ -4,8 +4,8 @@
 //! (`wire::agent_config::apply_edit`), written with compare-and-set so two operators' edits never
 //! lose one another, and audited.
 
+use super::Json;
 use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
-use axum::Json;
 use axum::extract::{Path, State};
 use futures::StreamExt;
 use kanade_shared::Version;

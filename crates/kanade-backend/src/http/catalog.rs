@@ -1,7 +1,7 @@
 //! The job catalog (`jobs` KV) and the stop-the-bleed switches: revoke/unrevoke
 //! (`script_status`) and kill by job.
 
-use axum::Json;
+use super::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -1,7 +1,8 @@
 //! Compliance (SPEC §12): checks and each PC's status, as the RESULTS projector keeps them.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use super::Json;
+use super::Query;
+use axum::extract::{Path, State};
 use kanade_shared::PcId;
 use kanade_shared::wire::{CheckDetail, Checks};
 use serde::Deserialize;

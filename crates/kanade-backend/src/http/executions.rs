@@ -1,9 +1,10 @@
 //! Executions: deploy (manifest + plan), exec (catalog job + plan), list, show, kill; and the
 //! agents list the target picker needs.
 
-use axum::Json;
+use super::Json;
+use super::Query;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use kanade_shared::manifest;
 use kanade_shared::{ExecId, JobId};

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use super::Json;
+use super::Query;
+use axum::extract::{Path, State};
 use kanade_shared::PcId;
 use kanade_shared::wire::{self, AgentGroups, Heartbeat};
 use serde::Deserialize;

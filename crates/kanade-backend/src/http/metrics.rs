@@ -1,19 +1,23 @@
-//! HTTP latency histograms per route (the matched path, so ids do not explode the label set).
+//! The outermost layer of every request: a request id (the caller's `X-Request-Id`, else a new
+//! one, sent back on the response), one access-log line, a deadline, and latency histograms
+//! labelled only from bounded sets (the matched route, a known method, the status class), so no
+//! client can grow the series.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{ApiError, AppState};
 
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 #[derive(Default)]
-pub struct HttpMetrics(Mutex<BTreeMap<(String, String), Histogram>>);
+pub struct HttpMetrics(Mutex<BTreeMap<(&'static str, String, &'static str), Histogram>>);
 
 #[derive(Default)]
 struct Histogram {
@@ -23,9 +27,9 @@ struct Histogram {
 }
 
 impl HttpMetrics {
-    fn observe(&self, method: &str, route: &str, seconds: f64) {
+    fn observe(&self, method: &'static str, route: &str, status: &'static str, seconds: f64) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let h = map.entry((method.to_owned(), route.to_owned())).or_default();
+        let h = map.entry((method, route.to_owned(), status)).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 h.counts[i] += 1;
@@ -39,8 +43,8 @@ impl HttpMetrics {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let name = "kanade_http_request_duration_seconds";
         let mut out = format!("# HELP {name} HTTP request latency by route.\n# TYPE {name} histogram\n");
-        for ((method, route), h) in map.iter() {
-            let labels = format!("method=\"{method}\",route=\"{route}\"");
+        for ((method, route, status), h) in map.iter() {
+            let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
             for (i, bound) in BUCKETS.iter().enumerate() {
                 out.push_str(&format!("{name}_bucket{{{labels},le=\"{bound}\"}} {}\n", h.counts[i]));
             }
@@ -54,14 +58,124 @@ impl HttpMetrics {
     }
 }
 
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The method as a label: one of a fixed set.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+pub fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// How long a request may take before it is answered 503: long-lived and upload routes are
+/// exempt (the event stream never ends; a release upload is as slow as the link).
+pub fn deadline(route: &str) -> Option<Duration> {
+    match route {
+        "/api/stream" | "/api/agent/releases" => None,
+        _ => Some(REQUEST_TIMEOUT),
+    }
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request id worth echoing: short and printable, else a new one is made.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| {
+            v.len() <= 128
+                && v.to_str().is_ok_and(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic()))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("a uuid is a header value")
+        })
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+pub async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
+    let id = request_id(request.headers());
+    request.headers_mut().insert(REQUEST_ID, id.clone());
     let started = Instant::now();
-    let response = next.run(request).await;
-    state.http_metrics.observe(&method, &route, started.elapsed().as_secs_f64());
+    let mut response = match deadline(&route) {
+        None => next.run(request).await,
+        Some(limit) => match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::unavailable(
+                "timeout",
+                format!("the request took longer than {} s; try again, or narrow it", limit.as_secs()),
+            )
+            .into_response(),
+        },
+    };
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state.http_metrics.observe(method, &route, status_class(status), elapsed.as_secs_f64());
+    let caller = response.extensions().get::<crate::auth::CallerName>().map_or("-", |c| c.0.as_str());
+    tracing::info!(
+        target: "kanade_backend::access",
+        method,
+        route,
+        status = status.as_u16(),
+        ms = elapsed.as_millis() as u64,
+        request_id = id.to_str().unwrap_or("-"),
+        caller,
+        "request"
+    );
+    response.headers_mut().insert(REQUEST_ID, id);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+
+    #[test]
+    fn labels_come_from_bounded_sets() {
+        let method = |m: &str| method_label(&Method::from_bytes(m.as_bytes()).unwrap());
+        assert_eq!(
+            ["GET", "DELETE", "BREW", "X-ANYTHING-1"].map(method),
+            ["GET", "DELETE", "other", "other"]
+        );
+        let class = |c: u16| status_class(StatusCode::from_u16(c).unwrap());
+        assert_eq!([101, 204, 304, 422, 503].map(class), ["1xx", "2xx", "3xx", "4xx", "5xx"]);
+        assert_eq!((deadline("/api/stream"), deadline("/api/jobs")), (None, Some(REQUEST_TIMEOUT)));
+    }
+
+    #[test]
+    fn a_request_id_is_echoed_only_when_it_is_short_and_printable() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(REQUEST_ID, HeaderValue::from_str(v).unwrap());
+            request_id(&h)
+        };
+        assert_eq!(with("abc-123"), "abc-123");
+        assert_ne!(with("has space"), "has space");
+        assert_ne!(with(&"x".repeat(200)), "x".repeat(200).as_str());
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
 }

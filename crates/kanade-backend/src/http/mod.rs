@@ -8,6 +8,7 @@ mod compliance;
 mod dashboard;
 mod error;
 mod executions;
+mod extract;
 mod facts;
 mod fleet;
 mod metrics;
@@ -21,11 +22,12 @@ mod telemetry;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub use error::ApiError;
+pub use extract::{Json, Query};
 
 use crate::auth::Auth;
 use crate::db::Db;
@@ -48,6 +50,9 @@ pub struct AppState {
     pub offline_after_ms: i64,
     /// `[retention] check_stale`: a check status older than this shows as `unknown`.
     pub check_stale_ms: i64,
+    /// Turns true when the backend stops: open event streams end, so a graceful shutdown does
+    /// not wait for the dashboards watching them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::Auth {
@@ -145,6 +150,8 @@ impl AppState {
             auth,
             offline_after_ms: crate::fleet::ALIVE_WINDOW_MS,
             check_stale_ms: 30 * 24 * 3_600_000,
+            // Never turns true unless `with_stopping` gives the real signal.
+            stopping: tokio::sync::watch::channel(false).1,
         }
     }
 }
@@ -152,6 +159,12 @@ impl AppState {
 impl AppState {
     pub fn with_check_stale(mut self, stale: std::time::Duration) -> Self {
         self.check_stale_ms = stale.as_millis() as i64;
+        self
+    }
+
+    /// End open event streams when `stopping` turns true.
+    pub fn with_stopping(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stopping = stopping;
         self
     }
 
@@ -202,8 +215,37 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
+        // gzip when the client accepts it (a 10,000-PC execution is megabytes of JSON); never
+        // the event stream, which must flush each event.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
+}
+
+/// The process is up and serving (for a supervisor's liveness probe: restart when it fails).
+async fn livez() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready for traffic: the database answers and the broker is connected; 503 naming what is not
+/// (for a load balancer's readiness probe: send no requests until it passes).
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut down = Vec::new();
+    if let Err(e) = tokio::time::timeout(std::time::Duration::from_secs(5), state.db.user_count())
+        .await
+        .map_err(|_| "did not answer within 5 s".to_owned())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        down.push(format!("database: {e}"));
+    }
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        down.push("broker: not connected".to_owned());
+    }
+    if down.is_empty() {
+        Ok(Json(json!({ "status": "ready" })))
+    } else {
+        Err(ApiError::unavailable("not_ready", format!("not ready: {}", down.join("; "))))
+    }
 }
 
 /// Liveness plus the one dependency that matters: is the broker reachable right now.

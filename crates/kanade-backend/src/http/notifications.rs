@@ -3,8 +3,9 @@
 //! is published (a notification the audit trail does not show never reaches a PC), written to
 //! the store so it reads back at once, then published on every subject its target names.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use super::Json;
+use super::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kanade_shared::wire::{
     self, AckBy, NotificationDetail, NotificationMessage, NotificationPc, NotificationSent,

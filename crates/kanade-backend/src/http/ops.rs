@@ -4,8 +4,9 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Query, State};
+use super::Json;
+use super::Query;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -183,21 +184,25 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 /// Server-sent events: agent up/down, new result, execution changed. The SSE event name is the
 /// event's `type`, and its data the JSON of the whole event. The caller is checked again every
 /// `auth.recheck`: when their session expired, their account was disabled or their password
-/// changed, a last `session_ended` event says why and the stream closes.
+/// changed, a last `session_ended` event says why and the stream closes. It also ends when the
+/// backend stops.
 pub async fn stream(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.bus.subscribe();
+    let stopping = state.stopping.clone();
     let mut recheck = tokio::time::interval(state.auth.config.recheck);
     recheck.tick().await;
     let events = futures::stream::unfold(
-        (rx, recheck, state, parts, false),
-        |(mut rx, mut recheck, state, parts, ended)| async move {
+        (rx, recheck, state, parts, stopping, false),
+        |(mut rx, mut recheck, state, parts, mut stopping, ended)| async move {
             if ended {
                 return None;
             }
             let event = tokio::select! {
+                // The backend stops: end the stream (the dashboard reconnects to another).
+                () = stopped(&mut stopping) => return None,
                 received = rx.recv() => match received {
                     Ok(event) => {
                         Event::default().event(event.kind()).data(serde_json::to_string(&event).unwrap_or_default())
@@ -213,14 +218,27 @@ pub async fn stream(
                     Err(e) => {
                         let why = serde_json::json!({ "type": "session_ended", "error": e.message });
                         let last = Event::default().event("session_ended").data(why.to_string());
-                        return Some((Ok(last), (rx, recheck, state, parts, true)));
+                        return Some((Ok(last), (rx, recheck, state, parts, stopping, true)));
                     }
                 },
             };
-            Some((Ok(event), (rx, recheck, state, parts, false)))
+            Some((Ok(event), (rx, recheck, state, parts, stopping, false)))
         },
     );
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Resolves once `rx` is true; never when its sender is gone without stopping.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = *rx.borrow_and_update();
+        if now {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 pub async fn openapi() -> Json<Value> {

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
+use super::Json;
+use super::Query;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use futures::StreamExt;
 use kanade_shared::wire::AgentConfigPatch;

@@ -92,6 +92,14 @@ pub fn table() -> Vec<Route> {
             delete(accounts::revoke_token)
         ),
         route!("GET", "/health", PUBLIC, "Liveness and broker connectivity", get(super::health)),
+        route!("GET", "/livez", PUBLIC, "The process is up (liveness probe)", get(super::livez)),
+        route!(
+            "GET",
+            "/readyz",
+            PUBLIC,
+            "Database and broker reachable (readiness probe); 503 naming what is not",
+            get(super::readyz)
+        ),
         route!("GET", "/", PUBLIC, "The web dashboard", get(dashboard::index)),
         route!("GET", "/ui/{*path}", PUBLIC, "The dashboard's scripts and styles", get(dashboard::asset)),
         route!(

@@ -1,9 +1,10 @@
 //! `/api/schedules`: schedules live in KV `schedules` (the scheduler follows it); these routes
 //! validate, store, toggle and explain them. Every change is audited.
 
-use axum::Json;
+use super::Json;
+use super::Query;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use kanade_shared::ScheduleId;
 use kanade_shared::manifest::{self, Schedule, ScheduleJob};

@@ -1,6 +1,6 @@
 //! `/api/auth/*`: sign in, who am I, change my password. Every login, good or bad, is audited.
 
-use axum::Json;
+use super::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;

@@ -1,8 +1,9 @@
 //! Endpoint telemetry (SPEC §12): host and process performance of one agent, and the
 //! observability-events timeline.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use super::Json;
+use super::Query;
+use axum::extract::{Path, State};
 use kanade_shared::PcId;
 use kanade_shared::wire::{self, ObsEvents};
 use serde::Deserialize;

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod pki;
 pub mod process;
 
 use std::time::Duration;
