@@ -14,7 +14,9 @@ use clap::Parser;
 use kanade_agent::runtime::{Exit, Settings};
 use kanade_agent::update::{self, boot::BootAction, stamp};
 use kanade_shared::Version;
-use kanade_shared::config::{AgentConfig, Environment, RESTART_EXIT_CODE, RestartMode, Role, load_agent};
+use kanade_shared::config::{
+    AgentConfig, Environment, RESTART_EXIT_CODE, RestartMode, Role, load_agent, log_format,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "kanade-agent", version = kanade_agent::update::stamp::version(), about = "kanade endpoint agent")]
@@ -175,9 +177,9 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
     println!("  nats auth {}", kanade_shared::config::describe_broker_auth(&config.broker, &env.machine));
     println!("  data dir  {}", config.data_dir.display());
     if config.log.keep_days == 0 {
-        println!("  logs      stdout only (keep_days = 0)");
+        println!("  logs      stdout only (keep_days = 0){}", log_format(&config.log));
     } else {
-        println!("  logs      {}", config.log.path.display());
+        println!("  logs      {}{}", config.log.path.display(), log_format(&config.log));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -273,3 +273,43 @@ async fn the_concurrency_cap_holds_runs_back() {
     let lines = std::fs::read_to_string(&marker).unwrap();
     assert_eq!(lines, "start\nend\nstart\nend\n", "runs overlapped");
 }
+
+/// A `script_object` command: the agent fetches the script, checks the sha256 the command
+/// carries, runs it, and keeps it; once the store no longer has it, a later command with the
+/// same sha256 runs from the agent's cache, while one naming another sha256 is refused.
+#[tokio::test]
+async fn a_script_object_is_checked_run_and_then_served_from_the_agents_cache() {
+    let fleet = Fleet::start().await;
+    let agent = fleet.agent("PC-1", &[]).start();
+    ready(&agent).await;
+    let body = "echo \"tool says $((40 + 2))\"\n";
+    let sha = kanade_shared::files::sha256_hex(body.as_bytes());
+    let store = fleet.js.get_object_store("scripts").await.unwrap();
+    store.put("tool/1", &mut body.as_bytes()).await.unwrap();
+    let by_reference = |sha: &str| {
+        let mut cmd = command("tool", "");
+        cmd.script = None;
+        cmd.script_object = Some("tool/1".into());
+        cmd.script_sha256 = Some(sha.to_owned());
+        cmd
+    };
+
+    let first = by_reference(&sha);
+    fleet.publish(pc("PC-1"), &first).await;
+    let r = fleet.wait_result(first.exec_id, WAIT).await;
+    assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, "tool says 42\n"), "{r:?}");
+    let cached = agent.data_dir.join("scripts").join(&sha);
+    assert_eq!(std::fs::read_to_string(&cached).unwrap(), body);
+
+    store.delete("tool/1").await.unwrap();
+    let again = by_reference(&sha);
+    fleet.publish(pc("PC-1"), &again).await;
+    let r = fleet.wait_result(again.exec_id, WAIT).await;
+    assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, "tool says 42\n"), "{r:?}");
+
+    let other = by_reference(&"0".repeat(64));
+    fleet.publish(pc("PC-1"), &other).await;
+    let r = fleet.wait_result(other.exec_id, WAIT).await;
+    assert_ne!(r.status, ExecStatus::Succeeded, "{r:?}");
+    assert!(r.message.as_deref().unwrap_or_default().contains("cannot fetch script tool/1"), "{r:?}");
+}

@@ -175,17 +175,31 @@ pub fn arm(data_dir: &Path, exe: &Path, running: &Version) -> Result<(Kept, Path
     let kept = Kept { version: running.clone(), sha256: sha256_hex(&bytes), at: Timestamp::now_utc() };
     let manifest = kept_manifest(data_dir);
     let text = serde_json::to_vec_pretty(&kept).expect("the kept manifest serializes");
-    kanade_shared::binary::write_complete(&manifest, &text)
+    kanade_shared::files::write_private(&manifest, &text, kanade_shared::files::Existing::Replace)
         .map_err(|e| format!("cannot write {}: {e}", manifest.display()))?;
     Ok((kept, binary))
 }
 
-/// `running` has served healthy: it is the last good version.
-pub fn confirm(data_dir: &Path, running: &Version) -> Result<(), BootStateError> {
+/// `running` has served healthy: it is the last good version. Returns whether that is news
+/// (it ended a trial, or it is the first healthy run here).
+pub fn confirm(data_dir: &Path, running: &Version) -> Result<bool, BootStateError> {
     let path = state_path(data_dir);
     let mut state = BootState::load(&path)?;
     if state.last_good.as_ref() != Some(running) || state.trial.is_some() {
         state.confirm(running);
+        state.save(&path)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// `running` stopped cleanly (a signal, the SCM) before it was confirmed: that start does not
+/// count against its trial, so restarting a new version by hand never quarantines it.
+pub fn stopped_cleanly(data_dir: &Path, running: &Version) -> Result<(), BootStateError> {
+    let path = state_path(data_dir);
+    let mut state = BootState::load(&path)?;
+    if let Some(t) = state.trial.as_mut().filter(|t| &t.version == running && t.attempts > 0) {
+        t.attempts -= 1;
         state.save(&path)?;
     }
     Ok(())
@@ -246,6 +260,24 @@ mod tests {
         assert_eq!(on_start(dir.path(), None, &v("2.0.0")).unwrap(), Started::Go);
         confirm(dir.path(), &v("2.0.0")).unwrap();
         assert_eq!(BootState::load(&state_path(dir.path())).unwrap().last_good, Some(v("2.0.0")));
+    }
+
+    #[test]
+    fn clean_stops_during_a_trial_do_not_count_as_failed_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(on_start(dir.path(), None, &v("1.0.0")).unwrap(), Started::Go);
+        assert!(confirm(dir.path(), &v("1.0.0")).unwrap(), "the first healthy run is news");
+        assert!(!confirm(dir.path(), &v("1.0.0")).unwrap());
+        // An operator starts and stops the new version many times: never quarantined.
+        for _ in 0..2 * MAX_BOOT_ATTEMPTS {
+            assert_eq!(on_start(dir.path(), None, &v("2.0.0")).unwrap(), Started::Go);
+            stopped_cleanly(dir.path(), &v("2.0.0")).unwrap();
+        }
+        // Crashes still count.
+        for _ in 0..MAX_BOOT_ATTEMPTS {
+            assert_eq!(on_start(dir.path(), None, &v("2.0.0")).unwrap(), Started::Go);
+        }
+        refused(on_start(dir.path(), None, &v("2.0.0")).unwrap());
     }
 
     #[test]

@@ -13,7 +13,9 @@ use kanade_backend::auth::{self, Auth};
 use kanade_backend::boot::Started;
 use kanade_backend::db::Db;
 use kanade_shared::Version;
-use kanade_shared::config::{BackendConfig, DbConfig, Environment, RESTART_EXIT_CODE, load_backend};
+use kanade_shared::config::{
+    BackendConfig, DbConfig, Environment, RESTART_EXIT_CODE, load_backend, log_format,
+};
 use kanade_shared::files::{Existing, write_private};
 
 #[derive(Debug, Parser)]
@@ -138,9 +140,9 @@ fn main() -> ExitCode {
                 );
                 println!("  data dir  {}", config.data_dir.display());
                 if config.log.keep_days == 0 {
-                    println!("  logs      stdout only (keep_days = 0)");
+                    println!("  logs      stdout only (keep_days = 0){}", log_format(&config.log));
                 } else {
-                    println!("  logs      {}", config.log.path.display());
+                    println!("  logs      {}{}", config.log.path.display(), log_format(&config.log));
                 }
                 ExitCode::SUCCESS
             }
@@ -263,7 +265,9 @@ fn main() -> ExitCode {
             });
             match checked {
                 Ok((Some(q), v)) => {
-                    println!("kanade-backend {v} is quarantined since {}: {}", q.at, q.reason);
+                    let at = q.at.replace_nanosecond(0).unwrap_or(q.at);
+                    let at = at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+                    println!("kanade-backend {v} is quarantined since {at}: {}", q.reason);
                     ExitCode::FAILURE
                 }
                 Ok((None, v)) => {
@@ -455,6 +459,7 @@ fn serve(
             return Ok(RESTART_EXIT_CODE);
         }
     }
+    let data_dir = config.data_dir.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
@@ -477,6 +482,10 @@ fn serve(
         });
         run(config, env, quit_rx).await
     })?;
+    // Told to stop and stopped cleanly: not a failed start of a version on trial.
+    if let Err(e) = kanade_backend::boot::stopped_cleanly(&data_dir, &version) {
+        tracing::warn!(error = %e, "cannot record the clean stop in the boot state");
+    }
     Ok(0)
 }
 
@@ -541,10 +550,14 @@ fn confirm_when_healthy(state: &http::AppState, data_dir: PathBuf) {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         let version: Result<Version, _> = env!("CARGO_PKG_VERSION").parse();
-        if let Ok(v) = version
-            && let Err(e) = kanade_backend::boot::confirm(&data_dir, &v)
-        {
-            tracing::error!(error = %e, "cannot record this version as healthy");
+        if let Ok(v) = version {
+            match kanade_backend::boot::confirm(&data_dir, &v) {
+                Ok(true) => {
+                    tracing::info!(version = %v, "running healthy: this is the last good version now")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "cannot record this version as healthy"),
+            }
         }
     });
 }

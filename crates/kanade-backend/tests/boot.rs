@@ -189,6 +189,39 @@ fn an_armed_upgrade_that_keeps_failing_is_rolled_back_to_the_kept_binary() {
     );
 }
 
+/// `[log] format = "json"`: every line the daemon writes is one JSON object (a log collector's
+/// input); a format it does not know is refused naming the key.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Upgraded from 0.0.9: the start logs that the version is on trial, then fails.
+    std::fs::write(data.join("boot.json"), r#"{"last_good":"0.0.9"}"#).unwrap();
+    let config = failing_config(dir.path(), &data);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("keep_days = 0", "keep_days = 0\nformat = \"json\"");
+    std::fs::write(&config, text).unwrap();
+    let out = backend(&config, &["check-config"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stdout only (keep_days = 0), json lines"));
+    let out = backend(&config, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "new version on trial" && l["version"] == env!("CARGO_PKG_VERSION")),
+        "{stdout}"
+    );
+
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"json\"", "\"xml\"");
+    std::fs::write(&config, text).unwrap();
+    let out = backend(&config, &["check-config"]);
+    assert!(stderr(&out).contains(r#"log.format: "xml" is not text or json"#), "{}", stderr(&out));
+}
+
 /// What backup scripts and operators read off the real binary: where the database is, where
 /// each secret came from (never its value), and logs going to stdout only.
 #[test]

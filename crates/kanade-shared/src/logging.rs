@@ -6,7 +6,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
-use crate::config::LogConfig;
+use crate::config::{LogConfig, LogFormat};
 
 /// Lines the file writer may fall behind by.
 const LOG_QUEUE_LINES: usize = 8192;
@@ -17,12 +17,7 @@ pub fn init_daemon(config: &LogConfig, file_prefix: &str) -> Result<Option<Worke
     let filter = EnvFilter::try_new(&config.level)
         .map_err(|e| format!("log.level {:?} is not a valid filter: {e}", config.level))?;
     if config.keep_days == 0 {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stdout)
-            .with_ansi(false)
-            .try_init()
-            .map_err(|e| format!("cannot install the logger: {e}"))?;
+        install(filter, config.format, std::io::stdout)?;
         install_panic_hook();
         return Ok(None);
     }
@@ -42,14 +37,22 @@ pub fn init_daemon(config: &LogConfig, file_prefix: &str) -> Result<Option<Worke
     let (file, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .finish(appender);
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout.and(file))
-        .with_ansi(false)
-        .try_init()
-        .map_err(|e| format!("cannot install the logger: {e}"))?;
+    install(filter, config.format, std::io::stdout.and(file))?;
     install_panic_hook();
     Ok(Some(guard))
+}
+
+fn install<W>(filter: EnvFilter, format: LogFormat, writer: W) -> Result<(), String>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false);
+    let installed = match format {
+        LogFormat::Text => builder.try_init(),
+        // One JSON object per line: the event's fields flattened beside time, level and target.
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    installed.map_err(|e| format!("cannot install the logger: {e}"))
 }
 
 /// Plain stderr logging for commands that run and exit (`check-config`, the CLI).

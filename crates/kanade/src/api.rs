@@ -92,14 +92,35 @@ impl Api {
         self.call(Method::DELETE, path, None).await
     }
 
+    /// A route that answers text (a script's body).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let bytes = self.call_raw(Method::GET, path, None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> anyhow::Result<Value> {
+        let bytes = self.call_raw(method, path, body).await?;
+        Ok(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+    }
+
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<bytes::Bytes> {
         let what = format!("{method} {path}");
         tokio::time::timeout(TIMEOUT, self.send(method, path, body))
             .await
             .map_err(|_| anyhow!("{what}: the backend at {} did not answer within {TIMEOUT:?}", self.url))?
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> anyhow::Result<Value> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<bytes::Bytes> {
         // `path` may carry a query; the base's own path is a prefix.
         let url = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
         let (content_type, bytes) = body.unwrap_or(("application/json", Vec::new()));
@@ -120,14 +141,10 @@ impl Api {
             .bytes()
             .await
             .with_context(|| format!("{method} {path}: the answer from {} broke off", self.url))?;
-        let json: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
         if status.is_success() {
-            return Ok(json);
+            return Ok(bytes);
         }
+        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Err(anyhow!(failure(status, &json)))
     }
 }

@@ -58,7 +58,7 @@ pub struct Global {
     /// Private key file that `run` and `kill` sign with (see `kanade keygen`)
     #[arg(long, global = true, env = "KANADE_SIGNING_KEY", hide_env_values = true)]
     pub signing_key: Option<PathBuf>,
-    /// Output format: aligned tables for people, JSON for scripts
+    /// Output format: aligned tables for people, JSON or YAML for scripts
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
@@ -81,6 +81,7 @@ impl Global {
 pub enum Format {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,10 +120,14 @@ pub enum Command {
         /// The PC's id
         pc: String,
     },
-    /// Stop a running execution on every PC
+    /// Stop a running execution on every PC, or every unfinished execution of a job
     Kill {
         /// From `kanade executions list`
-        exec_id: String,
+        #[arg(required_unless_present = "job", conflicts_with = "job")]
+        exec_id: Option<String>,
+        /// Kill every unfinished execution of this job instead
+        #[arg(long, value_name = "JOB_ID")]
+        job: Option<String>,
     },
     /// Revoke a job: agents skip it from now on
     Revoke { job_id: String },
@@ -186,6 +191,9 @@ pub enum Command {
         /// At most this many (1-500)
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Every one, page after page (else at most --limit, and a note when more exist)
+        #[arg(long)]
+        all: bool,
     },
     /// The fleet's agents: list, show, groups, performance, investigation mode
     #[command(subcommand)]
@@ -257,6 +265,9 @@ pub enum Command {
         /// At most this many (1-500)
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Every one, page after page (else at most --limit, and a note when more exist)
+        #[arg(long)]
+        all: bool,
     },
     /// Agent settings (config) and releases: publish, roll out, quarantine
     #[command(subcommand)]
@@ -264,6 +275,9 @@ pub enum Command {
     /// Notifications for the people at the endpoints: send, list, show who acknowledged, withdraw
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Scripts that jobs run by reference (`execute.script_object: <name>/<version>`)
+    #[command(subcommand)]
+    Script(ScriptCommand),
     /// Create an operator signing key for `run` and `kill`, and print the public key agents pin
     Keygen {
         /// Where to write the private key (created with mode 0600; never overwritten)
@@ -338,6 +352,37 @@ pub enum JobCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ScriptCommand {
+    /// Upload a script file; prints its sha256. A stored version never changes: a new content
+    /// needs a new version
+    #[command(disable_version_flag = true)]
+    Upload {
+        /// The script (UTF-8 text, at most 1 MiB)
+        file: PathBuf,
+        /// Its name (default: the file name without extension)
+        #[arg(long)]
+        name: Option<String>,
+        /// Its version, e.g. 1.0.0
+        #[arg(long = "version", id = "script_version", value_name = "V")]
+        version: String,
+    },
+    /// Uploaded scripts with size and sha256
+    List,
+    /// A script's text
+    Show {
+        name: String,
+        #[arg(id = "script_version", value_name = "VERSION")]
+        version: String,
+    },
+    /// Delete a script no catalog job runs
+    Delete {
+        name: String,
+        #[arg(id = "script_version", value_name = "VERSION")]
+        version: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ExecutionsCommand {
     /// Executions, newest first
     List {
@@ -350,6 +395,9 @@ pub enum ExecutionsCommand {
         /// At most this many (1-500)
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Every one, page after page (else at most --limit, and a note when more exist)
+        #[arg(long)]
+        all: bool,
     },
     /// One execution: counters, waves and every PC's outcome and output
     Show {
@@ -366,8 +414,12 @@ pub enum AgentsCommand {
     List {
         #[arg(long)]
         group: Option<String>,
+        /// At most this many (1-500)
         #[arg(long, default_value_t = 500)]
         limit: u32,
+        /// Every one, page after page (else at most --limit, and a note when more exist)
+        #[arg(long)]
+        all: bool,
     },
     /// One agent with inventory and recent results
     Show { pc: String },

@@ -10,10 +10,7 @@ use crate::cli::Format;
 /// Print `rows` as a table (with `headers`) or as the JSON `json`.
 pub fn print<T: Serialize>(format: Format, json: &T, headers: &[&str], rows: Vec<Vec<String>>) {
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(json).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        ),
+        Format::Json | Format::Yaml => emit(format, json),
         Format::Table => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let rows = if colour {
@@ -23,6 +20,30 @@ pub fn print<T: Serialize>(format: Format, json: &T, headers: &[&str], rows: Vec
             };
             print!("{}", table(headers, &rows));
         }
+    }
+}
+
+/// `value` as JSON or YAML when the format asks for data; returns whether it printed (a table
+/// is the caller's to draw).
+pub fn structured<T: Serialize>(format: Format, value: &T) -> bool {
+    if format == Format::Table {
+        return false;
+    }
+    emit(format, value);
+    true
+}
+
+/// Print `value` as JSON (pretty) or YAML; a table format prints JSON.
+pub fn emit<T: Serialize>(format: Format, value: &T) {
+    let text = match format {
+        Format::Yaml => {
+            serde_yaml_ng::to_string(value).map(|t| t.trim_end().to_owned()).map_err(|e| e.to_string())
+        }
+        Format::Json | Format::Table => serde_json::to_string_pretty(value).map_err(|e| e.to_string()),
+    };
+    match text {
+        Ok(t) => println!("{t}"),
+        Err(e) => println!("{}", serde_json::json!({ "error": e })),
     }
 }
 

@@ -524,3 +524,80 @@ async fn agent_releases_and_rollout_scopes() {
         serde_json::from_slice(&kanade(url, &["-o", "json", "agent", "current"]).await.stdout).unwrap();
     assert_eq!(v["target_versions"]["pcs.PC-1"], version);
 }
+
+/// Lists page: one page says on stderr when more exist, `--all` follows the cursor to the end;
+/// `-o yaml` is data a script can read; `kill --job` kills a job's unfinished executions.
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_follow_the_cursor_with_all_yaml_output_and_kill_by_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path()).await;
+    let url = b.url.as_str();
+    for i in 0..3 {
+        let job = write(
+            dir.path(),
+            &format!("j{i}.yaml"),
+            &format!("id: paged-{i}\nversion: '1'\nexecute: {{ shell: sh, script: 'true' }}\n"),
+        );
+        assert!(kanade(url, &["job", "create", &job]).await.status.success());
+    }
+    let count = |out: &std::process::Output| -> usize {
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)));
+        v["items"].as_array().map_or(0, Vec::len)
+    };
+    // The three creations reach the audit trail through its stream.
+    let mut total = 0;
+    for _ in 0..100 {
+        total = count(&kanade(url, &["-o", "json", "audit", "--action", "job", "--limit", "500"]).await);
+        if total >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(total >= 3, "{total} job audit events");
+    let one = kanade(url, &["-o", "json", "audit", "--action", "job", "--limit", "1"]).await;
+    assert_eq!(count(&one), 1);
+    assert!(
+        stderr(&one).contains("(more audit events than --limit 1: --all lists every one)"),
+        "{}",
+        stderr(&one)
+    );
+    let all = kanade(url, &["-o", "json", "audit", "--action", "job", "--limit", "1", "--all"]).await;
+    assert_eq!((count(&all), stderr(&all)), (total, String::new()));
+
+    let yaml = kanade(url, &["-o", "yaml", "job", "list"]).await;
+    let doc: serde_json::Value =
+        serde_yaml_ng::from_slice(&yaml.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&yaml)));
+    let ids: Vec<&str> = doc["items"].as_array().unwrap().iter().filter_map(|j| j["id"].as_str()).collect();
+    assert!(ids.contains(&"paged-2"), "{ids:?}");
+
+    // Scripts: upload (name from the file), list, show, delete.
+    let script = write(dir.path(), "tool.sh", "echo tool\n");
+    let out = kanade(url, &["script", "upload", &script, "--version", "1.0.0"]).await;
+    let sha = kanade_shared::files::sha256_hex(b"echo tool\n");
+    assert_eq!(
+        stdout(&out),
+        format!("script tool/1.0.0 stored, sha256 {sha}; a job runs it with `script_object: tool/1.0.0`\n"),
+        "{}",
+        stderr(&out)
+    );
+    let out = stdout(&kanade(url, &["script", "list"]).await);
+    assert!(out.contains("tool/1.0.0") && out.contains(&sha), "{out}");
+    assert_eq!(stdout(&kanade(url, &["script", "show", "tool", "1.0.0"]).await), "echo tool\n");
+    assert_eq!(
+        stdout(&kanade(url, &["script", "delete", "tool", "1.0.0"]).await),
+        "script tool/1.0.0 deleted\n"
+    );
+    let out = kanade(url, &["script", "show", "tool", "1.0.0"]).await;
+    assert!(stderr(&out).contains("script tool/1.0.0 is not uploaded"), "{}", stderr(&out));
+
+    let out = kanade(url, &["kill", "--job", "paged-0"]).await;
+    assert_eq!(
+        stdout(&out),
+        "job paged-0 has no unfinished execution: nothing to kill\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = kanade(url, &["kill"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

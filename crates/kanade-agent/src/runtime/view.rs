@@ -100,8 +100,10 @@ async fn read_live(ctx: &Ctx, job: &JobId) -> anyhow::Result<(bool, Option<Strin
     Ok((revoked, current))
 }
 
-/// The script body: inline, or fetched from the `scripts` object store and checked against
-/// its sha256.
+/// The script body: inline, or a `script_object` checked against the sha256 the command
+/// carries: from this agent's cache (`<data_dir>/scripts/<sha256>`, private like the rest of
+/// the data dir) when it has that content, else fetched from the `scripts` object store and
+/// kept there for the next run.
 pub(crate) async fn script(ctx: &Ctx, cmd: &Command) -> Result<String, String> {
     if let Some(script) = &cmd.script {
         return Ok(script.clone());
@@ -114,6 +116,15 @@ pub(crate) async fn script(ctx: &Ctx, cmd: &Command) -> Result<String, String> {
             "script_object {key} comes without script_sha256; refusing to run an unverified script"
         ));
     };
+    let want = want.to_ascii_lowercase();
+    let cached = script_cache(&ctx.settings.data_dir, &want);
+    if let Some(path) = &cached
+        && let Ok(body) = std::fs::read(path)
+        && kanade_shared::files::sha256_hex(&body) == want
+    {
+        tracing::debug!(key, sha256 = want, "script from the cache");
+        return String::from_utf8(body).map_err(|_| format!("script {key} is not UTF-8 text"));
+    }
     let store = ctx
         .js
         .get_object_store("scripts")
@@ -123,10 +134,47 @@ pub(crate) async fn script(ctx: &Ctx, cmd: &Command) -> Result<String, String> {
     let mut body = Vec::new();
     object.read_to_end(&mut body).await.map_err(|e| format!("cannot read script {key}: {e}"))?;
     let got = kanade_shared::files::sha256_hex(&body);
-    if !got.eq_ignore_ascii_case(want) {
+    if got != want {
         return Err(format!("script {key} has sha256 {got}, command expects {want}; not run"));
     }
-    String::from_utf8(body).map_err(|_| format!("script {key} is not UTF-8 text"))
+    let text = String::from_utf8(body).map_err(|_| format!("script {key} is not UTF-8 text"))?;
+    if let Some(path) = &cached {
+        keep_script(path, text.as_bytes());
+    }
+    tracing::debug!(key, sha256 = want, "script fetched");
+    Ok(text)
+}
+
+/// Scripts kept at most: the oldest go first.
+const CACHED_SCRIPTS: usize = 64;
+
+/// Where a script of this sha256 is cached; `None` for a hash that is not 64 hex digits (never
+/// a path of its own making).
+fn script_cache(data_dir: &std::path::Path, sha256: &str) -> Option<std::path::PathBuf> {
+    (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| data_dir.join("scripts").join(sha256))
+}
+
+/// Keep a verified script (a failed write only costs a fetch next time), then prune the cache
+/// to [`CACHED_SCRIPTS`].
+fn keep_script(path: &std::path::Path, body: &[u8]) {
+    if let Err(e) = kanade_shared::binary::write_complete(path, body) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot cache the script");
+        return;
+    }
+    let Some(dir) = path.parent() else { return };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() > CACHED_SCRIPTS {
+        files.sort();
+        for (_, old) in &files[..files.len() - CACHED_SCRIPTS] {
+            let _ = std::fs::remove_file(old);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,8 @@ pub async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let source = super::body::source(&headers, &body)?;
-    let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    super::scripts::pin(&state, &mut file.manifest).await?;
     // A target in the file is kept with the job (what `exec` runs when it names none), never
     // dropped; the text is kept as written.
     super::facts::refuse_redefinition(&state, &file.manifest).await?;
@@ -60,7 +61,8 @@ pub async fn validate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    super::scripts::pin(&state, &mut file.manifest).await?;
     super::facts::refuse_redefinition(&state, &file.manifest).await?;
     Ok(Json(json!({ "valid": true, "id": file.manifest.id, "version": file.manifest.version })))
 }

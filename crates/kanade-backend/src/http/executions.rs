@@ -43,7 +43,8 @@ pub async fn deploy(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let source = super::body::source(&headers, &body)?;
-    let file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    super::scripts::pin(&state, &mut file.manifest).await?;
     super::facts::refuse_redefinition(&state, &file.manifest).await?;
     let entry = catalog::Entry::new(file, source);
     let (manifest, plan) = (&entry.manifest, entry.plan.clone());

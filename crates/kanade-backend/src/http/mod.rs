@@ -17,6 +17,7 @@ mod ops;
 mod releases;
 pub mod routes;
 mod schedules;
+mod scripts;
 mod session;
 mod telemetry;
 

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet,
-    notifications, ops, releases, schedules, session, telemetry,
+    notifications, ops, releases, schedules, scripts, session, telemetry,
 };
 use crate::auth::{Access, Role};
 
@@ -92,6 +92,22 @@ pub fn table() -> Vec<Route> {
             delete(accounts::revoke_token)
         ),
         route!("GET", "/health", PUBLIC, "Liveness and broker connectivity", get(super::health)),
+        route!("GET", "/api/scripts", VIEWER, "Uploaded scripts: key, size, sha256", get(scripts::list)),
+        route!(
+            "POST",
+            "/api/scripts/{name}/{version}",
+            OPERATOR,
+            "Upload a script (the raw body, at most 1 MiB of UTF-8); returns its sha256",
+            post(scripts::upload)
+        ),
+        route!("GET", "/api/scripts/{name}/{version}", VIEWER, "A script's text", get(scripts::show)),
+        route!(
+            "DELETE",
+            "/api/scripts/{name}/{version}",
+            OPERATOR,
+            "Delete a script no catalog job runs",
+            delete(scripts::delete)
+        ),
         route!("GET", "/livez", PUBLIC, "The process is up (liveness probe)", get(super::livez)),
         route!(
             "GET",

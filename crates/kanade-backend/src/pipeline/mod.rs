@@ -16,7 +16,6 @@ use kanade_shared::subjects;
 use kanade_shared::wire::{self, AuditEvent, Command, Timestamp};
 use kanade_shared::{AuditId, ExecId, JobId};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
 use crate::db::outbox::Outgoing;
@@ -387,7 +386,7 @@ impl Pipeline {
                 })?;
                 let mut body = Vec::new();
                 object.read_to_end(&mut body).await.map_err(|e| ExecError::Broker(e.to_string()))?;
-                let sha: String = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+                let sha = kanade_shared::files::sha256_hex(&body);
                 if let Some(want) = &m.execute.script_sha256
                     && !want.eq_ignore_ascii_case(&sha)
                 {

@@ -190,7 +190,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<AgentConfig, Proble
         Some(s) => PathBuf::from(s),
         None => default_notifications_socket(),
     };
-    let log = log_config(raw.log, defaults.log_dir.clone());
+    let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = id.map(|id| AgentConfig {
         id,
         nats_url,

@@ -34,6 +34,23 @@ pub struct LogConfig {
     /// A `tracing` filter such as `info` or `kanade_agent=debug,info`.
     pub level: String,
     pub keep_days: u32,
+    /// `text` (one line per event, for people) or `json` (one object per line, for a log
+    /// collector).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What `check-config` adds after the log destination: nothing for text, `, json lines`.
+pub fn log_format(log: &LogConfig) -> &'static str {
+    match log.format {
+        LogFormat::Text => "",
+        LogFormat::Json => ", json lines",
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +105,23 @@ pub(crate) fn parse_toml<R: serde::de::DeserializeOwned>(text: &str) -> Result<(
     parse_collecting(de)
 }
 
-pub(crate) fn log_config(raw: Option<RawLog>, default_dir: PathBuf) -> LogConfig {
+pub(crate) fn log_config(raw: Option<RawLog>, default_dir: PathBuf, c: &mut Collector) -> LogConfig {
     let raw = raw.unwrap_or_default();
+    let format = match raw.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            c.push("log.format", format!("{other:?} is not text or json"));
+            LogFormat::Text
+        }
+    };
     // 0: stdout only (no file).
     let keep_days = raw.keep_days.unwrap_or(14);
     LogConfig {
         path: raw.path.map(PathBuf::from).unwrap_or(default_dir),
         level: raw.level.unwrap_or_else(|| "info".to_owned()),
         keep_days,
+        format,
     }
 }
 
@@ -104,6 +130,7 @@ pub(crate) struct RawLog {
     pub path: Option<String>,
     pub level: Option<String>,
     pub keep_days: Option<u32>,
+    pub format: Option<String>,
 }
 
 pub(crate) fn nats_url(raw: Option<String>, path: &str, c: &mut Collector) -> String {

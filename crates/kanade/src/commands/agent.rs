@@ -60,8 +60,7 @@ pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode>
         }
         AgentCommand::Current => {
             let v = api.get("/api/agent/current").await?;
-            if global.output == crate::cli::Format::Json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if crate::output::structured(global.output, &v) {
                 return Ok(ExitCode::SUCCESS);
             }
             let scopes: Vec<Vec<String>> = obj(&v["target_versions"]).map(|(k, t)| vec![k, t]).collect();

@@ -67,7 +67,7 @@ pub async fn list(global: &Global) -> anyhow::Result<ExitCode> {
 pub async fn show(id: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let job = Api::new(global)?.get(&format!("/api/jobs/{id}")).await?;
     match global.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&job)?),
+        Format::Json | Format::Yaml => crate::output::emit(global.output, &job),
         Format::Table => {
             // The text as it was submitted, when the backend kept it.
             match job["yaml"].as_str() {
@@ -101,4 +101,51 @@ pub async fn revoke(id: &str, revoked: bool, global: &Global) -> anyhow::Result<
 
 pub fn items(list: &Value) -> Vec<Value> {
     list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// `kanade script …`: upload, list, show, delete.
+pub async fn script(cmd: crate::cli::ScriptCommand, global: &Global) -> anyhow::Result<ExitCode> {
+    use crate::cli::ScriptCommand;
+    let api = Api::new(global)?;
+    match cmd {
+        ScriptCommand::Upload { file, name, version } => {
+            let body =
+                std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .ok_or_else(|| anyhow::anyhow!("{} has no file name: give --name", file.display()))?,
+            };
+            let v = api.post_bytes(&format!("/api/scripts/{name}/{version}"), body).await?;
+            let sentence = format!(
+                "script {} stored, sha256 {}; a job runs it with `script_object: {}`",
+                text(&v["key"]),
+                text(&v["sha256"]),
+                text(&v["key"])
+            );
+            crate::commands::done(global.output, &v, &sentence);
+        }
+        ScriptCommand::List => {
+            let list = api.get("/api/scripts").await?;
+            let rows = items(&list)
+                .iter()
+                .map(|s| vec![text(&s["key"]), text(&s["bytes"]), text(&s["sha256"]), text(&s["modified"])])
+                .collect();
+            output::print(global.output, &list, &["SCRIPT", "BYTES", "SHA256", "UPLOADED"], rows);
+        }
+        ScriptCommand::Show { name, version } => {
+            print!("{}", api.get_text(&format!("/api/scripts/{name}/{version}")).await?);
+        }
+        ScriptCommand::Delete { name, version } => {
+            api.delete(&format!("/api/scripts/{name}/{version}")).await?;
+            crate::commands::done(
+                global.output,
+                &serde_json::json!({ "deleted": format!("{name}/{version}") }),
+                &format!("script {name}/{version} deleted"),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

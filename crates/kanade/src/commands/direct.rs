@@ -31,7 +31,9 @@ pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
         })?;
     let public = signing::encode_public(&key.verifying_key());
     match global.output {
-        crate::cli::Format::Json => println!("{}", serde_json::json!({ "file": file, "public_key": public })),
+        format @ (crate::cli::Format::Json | crate::cli::Format::Yaml) => {
+            crate::output::emit(format, &serde_json::json!({ "file": file, "public_key": public }))
+        }
         crate::cli::Format::Table => println!(
             "wrote {}; keep it private. Agents that should accept your run/kill add:\n[security]\ntrusted_keys = [\"<backend key>\", \"{public}\"]",
             file.display()

@@ -152,7 +152,7 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
                     "stopped waiting: every PC still to answer is offline. They run it if they come back before its start deadline; `kanade kill {id}` stops that"
                 );
                 match global.output {
-                    Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                    Format::Json | Format::Yaml => crate::output::emit(global.output, &v),
                     Format::Table => {
                         println!("execution {id} {status}: {line}, {} never answered", gone.len())
                     }
@@ -167,7 +167,7 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
             }
             let ok = status == "completed";
             match global.output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                Format::Json | Format::Yaml => crate::output::emit(global.output, &v),
                 Format::Table => println!("execution {id} {status}: {line}"),
             }
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });

@@ -12,6 +12,51 @@ use crate::cli::{AgentsCommand, ExecutionsCommand, Format, Global, GroupsCommand
 use crate::output;
 
 /// `?k=v&...` of the pairs that have a value, each value percent-encoded.
+/// How much of a list: one page of `limit`, or every page.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: u32,
+    pub all: bool,
+}
+
+/// A list endpoint's answer (`items`, `next_cursor`) filtered by `pairs`: one page, or with
+/// `all` every page in turn (their items together). Says on stderr when a page left some out.
+pub(super) async fn list(
+    api: &Api,
+    path: &str,
+    mut pairs: Vec<(&str, Option<String>)>,
+    page: Page,
+    what: &str,
+) -> anyhow::Result<Value> {
+    let limit = if page.all { 500 } else { page.limit };
+    pairs.push(("limit", Some(limit.to_string())));
+    let mut answer = api.get(&format!("{path}{}", query(&pairs))).await?;
+    if !page.all {
+        if cursor_of(&answer["next_cursor"]).is_some() {
+            eprintln!("(more {what} than --limit {limit}: --all lists every one)");
+        }
+        return Ok(answer);
+    }
+    let mut items = std::mem::take(&mut answer["items"]).as_array().cloned().unwrap_or_default();
+    while let Some(cursor) = cursor_of(&answer["next_cursor"]) {
+        let mut next = pairs.clone();
+        next.push(("cursor", Some(cursor)));
+        answer = api.get(&format!("{path}{}", query(&next))).await?;
+        items.extend(std::mem::take(&mut answer["items"]).as_array().cloned().unwrap_or_default());
+    }
+    answer["items"] = Value::Array(items);
+    Ok(answer)
+}
+
+/// A page's `next_cursor` (an id: text, or a number for some lists), when there is one.
+fn cursor_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
     let encode = |v: &str| -> String {
         v.bytes()
@@ -98,18 +143,14 @@ pub fn agent_rows(list: &Value) -> Vec<Vec<String>> {
 pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     match cmd {
-        ExecutionsCommand::List { job, status, limit } => {
-            let path = format!(
-                "/api/executions{}",
-                query(&[("job", job), ("status", status), ("limit", Some(limit.to_string()))])
-            );
-            let list = api.get(&path).await?;
+        ExecutionsCommand::List { job, status, limit, all } => {
+            let pairs = vec![("job", job), ("status", status)];
+            let list = list(&api, "/api/executions", pairs, Page { limit, all }, "executions").await?;
             output::print(global.output, &list, &EXECUTION_HEADERS, execution_rows(&list));
         }
         ExecutionsCommand::Show { exec_id, full } => {
             let v = api.get(&format!("/api/executions/{exec_id}")).await?;
-            if global.output == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if crate::output::structured(global.output, &v) {
                 return Ok(ExitCode::SUCCESS);
             }
             let e = &v["execution"];
@@ -194,23 +235,31 @@ fn full_output(p: &Value) -> String {
     out
 }
 
+/// `kanade kill --job <id>`: every unfinished execution of a job, through the backend.
+pub async fn kill_job(job: &str, global: &Global) -> anyhow::Result<ExitCode> {
+    let answer = Api::new(global)?.post(&format!("/api/jobs/{job}/kill")).await?;
+    let killed = answer["killed"].as_array().map_or(0, Vec::len);
+    let sentence = if killed == 0 {
+        format!("job {job} has no unfinished execution: nothing to kill")
+    } else {
+        format!(
+            "job {job}: {killed} unfinished execution(s) killed; running PCs stop, later waves are cancelled"
+        )
+    };
+    crate::commands::done(global.output, &answer, &sentence);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn results(
     pc: Option<String>,
     job: Option<String>,
     failed: bool,
-    limit: u32,
+    page: Page,
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
-    let path =
-        format!("/api/results{}", query(&[("pc", pc), ("job", job), ("limit", Some(limit.to_string()))]));
-    let mut list = Api::new(global)?.get(&path).await?;
-    if failed {
-        let kept: Vec<Value> = items(&list)
-            .into_iter()
-            .filter(|r| !matches!(r["status"].as_str(), Some("succeeded" | "skipped" | "running")))
-            .collect();
-        list["items"] = Value::Array(kept);
-    }
+    // `failed` is every unsuccessful final status, filtered by the backend so a page is full.
+    let pairs = vec![("pc", pc), ("job", job), ("status", failed.then(|| "failed".to_owned()))];
+    let list = list(&Api::new(global)?, "/api/results", pairs, page, "results").await?;
     output::print(global.output, &list, &RESULT_HEADERS, result_rows(&list));
     Ok(ExitCode::SUCCESS)
 }
@@ -218,19 +267,14 @@ pub async fn results(
 pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     match cmd {
-        AgentsCommand::List { group, limit } => {
-            let list = api
-                .get(&format!(
-                    "/api/agents{}",
-                    query(&[("group", group), ("limit", Some(limit.to_string()))])
-                ))
-                .await?;
+        AgentsCommand::List { group, limit, all } => {
+            let list =
+                list(&api, "/api/agents", vec![("group", group)], Page { limit, all }, "agents").await?;
             output::print(global.output, &list, &AGENT_HEADERS, agent_rows(&list));
         }
         AgentsCommand::Show { pc } => {
             let v = api.get(&format!("/api/agents/{pc}")).await?;
-            if global.output == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if crate::output::structured(global.output, &v) {
                 return Ok(ExitCode::SUCCESS);
             }
             let a = &v["agent"];
@@ -312,7 +356,7 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
             let docs: kanade_shared::wire::FactDocuments = serde_json::from_value(v)
                 .context("the backend's fact documents are not what this CLI reads")?;
             match global.output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&docs)?),
+                Format::Json | Format::Yaml => crate::output::emit(global.output, &docs),
                 Format::Table if docs.documents.is_empty() => {
                     println!("no fact documents for {pc}: a job with `facts:` keeps its latest output here")
                 }
@@ -412,17 +456,12 @@ pub async fn audit(
     actor: Option<String>,
     action: Option<String>,
     client: Option<String>,
-    limit: u32,
+    page: Page,
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
-    let q = query(&[
-        ("actor", actor),
-        ("action", action),
-        ("client", client),
-        ("limit", Some(limit.to_string())),
-    ]);
-    let v = api.get(&format!("/api/audit{q}")).await?;
+    let pairs = vec![("actor", actor), ("action", action), ("client", client)];
+    let v = list(&api, "/api/audit", pairs, page, "audit events").await?;
     let items = v["items"].as_array().cloned().unwrap_or_default();
     let rows = items
         .iter()

@@ -55,8 +55,8 @@ pub fn validate(path: &Path, global: &Global) -> anyhow::Result<ExitCode> {
         }
         Err(problems) => {
             match global.output {
-                crate::cli::Format::Json => {
-                    println!("{}", serde_json::json!({ "valid": false, "problems": problems }))
+                format @ (crate::cli::Format::Json | crate::cli::Format::Yaml) => {
+                    crate::output::emit(format, &serde_json::json!({ "valid": false, "problems": problems }))
                 }
                 crate::cli::Format::Table => {
                     eprintln!("{}: {} problem(s)", path.display(), problems.len());

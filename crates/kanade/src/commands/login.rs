@@ -44,9 +44,9 @@ pub async fn run(user: Option<String>, password_stdin: bool, global: &Global) ->
     all.sessions.insert(global.backend_url.trim_end_matches('/').to_owned(), stored.clone());
     let path = credentials::save(&all)?;
     match global.output {
-        Format::Json => println!(
-            "{}",
-            json!({ "user": user, "role": session["user"]["role"], "expires_ms": stored.expires_ms })
+        Format::Json | Format::Yaml => crate::output::emit(
+            global.output,
+            &json!({ "user": user, "role": session["user"]["role"], "expires_ms": stored.expires_ms }),
         ),
         Format::Table => println!(
             "signed in to {} as {user} ({}); token kept in {}",

@@ -19,6 +19,7 @@ use clap::CommandFactory;
 use serde_json::Value;
 
 use crate::cli::{Cli, Command, Format, JobCommand};
+use fleet::Page;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
@@ -36,7 +37,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { pc, shell, timeout, start_within, script } => {
             direct::run(&pc, shell, (&timeout, &start_within), &script, g).await
         }
-        Command::Kill { exec_id } => direct::kill(&exec_id, g).await,
+        Command::Kill { exec_id: Some(exec_id), .. } => direct::kill(&exec_id, g).await,
+        Command::Kill { exec_id: None, job } => fleet::kill_job(job.as_deref().unwrap_or_default(), g).await,
         Command::Ping { pc } => fleet::ping(&pc, g).await,
         Command::Exec { job_id, pcs, groups, all, jitter, wait, allow_unknown } => {
             let target = exec::Target { pcs, groups, all, jitter, allow_unknown };
@@ -46,7 +48,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             exec::deploy(&manifest, version, (wait, allow_unknown), g).await
         }
         Command::Executions(cmd) => fleet::executions(cmd, g).await,
-        Command::Results { pc, job, failed, limit } => fleet::results(pc, job, failed, limit, g).await,
+        Command::Results { pc, job, failed, limit, all } => {
+            fleet::results(pc, job, failed, Page { limit, all }, g).await
+        }
         Command::Agents(cmd) => fleet::agents(cmd, g).await,
         Command::Checks { name, status, forget } => compliance::checks(name, status, forget, g).await,
         Command::Query { sql, max_rows } => compliance::run_query(sql, max_rows, g).await,
@@ -54,11 +58,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             compliance::facts(table, pc, filters, limit, drop, g).await
         }
         Command::Events { pc, kind, since, limit } => telemetry::events(pc, kind, since, limit, g).await,
-        Command::Audit { actor, action, client, limit } => {
-            fleet::audit(actor, action, client, limit, g).await
+        Command::Audit { actor, action, client, limit, all } => {
+            fleet::audit(actor, action, client, Page { limit, all }, g).await
         }
         Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Notify(cmd) => notify::run(cmd, g).await,
+        Command::Script(cmd) => catalog::script(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -93,7 +98,7 @@ pub fn when(ms: &Value) -> String {
 /// The outcome of a change: a sentence for people, the API's answer for scripts.
 pub fn done(format: Format, json: &Value, sentence: &str) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(json).unwrap_or_default()),
+        Format::Json | Format::Yaml => crate::output::emit(format, json),
         Format::Table => println!("{sentence}"),
     }
 }

@@ -109,8 +109,7 @@ fn row(s: &Value) -> Vec<String> {
 }
 
 fn show(format: Format, s: &Value) {
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+    if crate::output::structured(format, s) {
         return;
     }
     let next: Vec<String> = s["next_fires_ms"].as_array().into_iter().flatten().map(when).collect();
