@@ -173,7 +173,7 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
     println!("{}: ok", found.path.display());
     println!("  id        {}", config.id);
     println!("  groups    {}", config.groups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
-    println!("  nats      {}", config.nats_url);
+    println!("  nats      {}", kanade_shared::config::redact(&config.nats_url));
     println!("  nats auth {}", kanade_shared::config::describe_broker_auth(&config.broker, &env.machine));
     println!("  data dir  {}", config.data_dir.display());
     if config.log.keep_days == 0 {

@@ -307,9 +307,13 @@ async fn a_script_object_is_checked_run_and_then_served_from_the_agents_cache() 
     let r = fleet.wait_result(again.exec_id, WAIT).await;
     assert_eq!((r.status, r.stdout.as_str()), (ExecStatus::Succeeded, "tool says 42\n"), "{r:?}");
 
+    // Content that is not what the command names: refused, never run.
+    store.put("tool/1", &mut "echo tampered\n".as_bytes()).await.unwrap();
     let other = by_reference(&"0".repeat(64));
     fleet.publish(pc("PC-1"), &other).await;
     let r = fleet.wait_result(other.exec_id, WAIT).await;
     assert_ne!(r.status, ExecStatus::Succeeded, "{r:?}");
-    assert!(r.message.as_deref().unwrap_or_default().contains("cannot fetch script tool/1"), "{r:?}");
+    let why = r.message.as_deref().unwrap_or_default();
+    assert!(why.contains("command expects 0000") && why.contains("not run"), "{r:?}");
+    assert!(!r.stdout.contains("tampered"), "{r:?}");
 }

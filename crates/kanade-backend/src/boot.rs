@@ -91,6 +91,14 @@ fn refusal(running: &Version, q: &Quarantine, last_good: Option<&Version>) -> St
 /// Put the kept binary at `exe` when it is `last_good`, unchanged since it was kept.
 fn put_back(data_dir: &Path, exe: &Path, last_good: Option<&Version>) -> Result<Version, String> {
     let manifest = kept_manifest(data_dir);
+    // Only what the binary's own owner kept may replace it: under systemd the data dir belongs
+    // to the service's account while root runs `roll-back`, and a binary that account planted
+    // must never be installed by root.
+    for path in [data_dir.join("last-good"), manifest.clone(), kept_binary(data_dir)] {
+        if path.exists() {
+            trusted_as(&path, exe)?;
+        }
+    }
     let kept: Kept = match std::fs::read(&manifest) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is malformed ({e}); no binary was put back", manifest.display()))?,
@@ -126,6 +134,39 @@ fn put_back(data_dir: &Path, exe: &Path, last_good: Option<&Version>) -> Result<
         )
     })?;
     Ok(kept.version)
+}
+
+/// `path` belongs to the owner of `exe` and no one else may write it (Unix). Windows relies on
+/// the data dir's ACL (SYSTEM and Administrators only).
+fn trusted_as(path: &Path, exe: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = |p: &Path| std::fs::metadata(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let (file, owner) = (meta(path)?, meta(exe)?);
+        let verdict = kept_file_trust(file.uid(), file.mode(), owner.uid());
+        if let Err(why) = verdict {
+            return Err(format!(
+                "{} {why}; run `kanade-backend arm-for-swap` as the owner of {} (root under systemd)",
+                path.display(),
+                exe.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, exe);
+    Ok(())
+}
+
+/// Pure: may a kept file owned by `uid` with `mode` replace a binary owned by `exe_uid`?
+pub fn kept_file_trust(uid: u32, mode: u32, exe_uid: u32) -> Result<(), String> {
+    if uid != exe_uid {
+        return Err(format!("belongs to user {uid}, not to the binary's owner {exe_uid}"));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!("may be written by others (mode {:o})", mode & 0o777));
+    }
+    Ok(())
 }
 
 /// `kanade-backend roll-back`: when `running` is quarantined, put the kept binary back at `exe`.
@@ -169,6 +210,22 @@ pub fn arm(data_dir: &Path, exe: &Path, running: &Version) -> Result<(Kept, Path
     let state = BootState::load(&state_path(data_dir)).map_err(|e| e.to_string())?;
     may_arm(&state, running)?;
     let bytes = std::fs::read(exe).map_err(|e| format!("cannot read this binary {}: {e}", exe.display()))?;
+    // Made anew by whoever arms (the binary's owner), writable by no one else: what a rollback
+    // run as root will trust.
+    let dir = data_dir.join("last-good");
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("cannot clear {}: {e}", dir.display()));
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))?;
+    }
     let binary = kept_binary(data_dir);
     kanade_shared::binary::write_complete(&binary, &bytes)
         .map_err(|e| format!("cannot keep a copy at {}: {e}", binary.display()))?;
@@ -338,6 +395,19 @@ mod tests {
         let changed = roll_back(&data, &exe, &v("2.0.0")).unwrap_err();
         assert!(changed.contains("changed since it was kept"), "{changed}");
         assert_eq!(std::fs::read(&exe).unwrap(), b"binary 2.0.0", "nothing put back");
+    }
+
+    #[test]
+    fn only_files_of_the_binarys_owner_that_no_one_else_writes_are_put_back() {
+        assert_eq!(kept_file_trust(0, 0o100755, 0), Ok(()));
+        assert_eq!(kept_file_trust(0, 0o40700, 0), Ok(()));
+        assert!(
+            kept_file_trust(999, 0o100755, 0)
+                .unwrap_err()
+                .contains("belongs to user 999, not to the binary's owner 0")
+        );
+        assert!(kept_file_trust(0, 0o100775, 0).unwrap_err().contains("may be written by others (mode 775)"));
+        assert!(kept_file_trust(0, 0o40777, 0).is_err());
     }
 
     #[test]

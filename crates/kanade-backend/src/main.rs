@@ -121,7 +121,7 @@ fn main() -> ExitCode {
             Ok((config, found)) => {
                 println!("{}: ok", found.path.display());
                 println!("  bind      {}", config.bind);
-                println!("  nats      {}", config.nats_url);
+                println!("  nats      {}", kanade_shared::config::redact(&config.nats_url));
                 match &config.db {
                     DbConfig::Sqlite(path) => println!("  db        sqlite {}", path.display()),
                     DbConfig::Postgres(url) => {

@@ -111,10 +111,10 @@ async fn operators_run_the_fleet_from_the_browser() {
     assert_eq!(status, 200, "{body}");
 
     let (base2, nats) = (base.clone(), s.server.url());
-    tokio::task::spawn_blocking(move || browse(&base2, &nats)).await.unwrap();
+    tokio::task::spawn_blocking(move || browse(&base2, &nats, &admin)).await.unwrap();
 }
 
-fn browse(base: &str, nats: &str) {
+fn browse(base: &str, nats: &str, admin: &str) {
     let b = Browser::start(1280, 800).unwrap();
 
     // Unauthenticated: the app sends us to the login page; a wrong password says so.
@@ -379,6 +379,35 @@ fn browse(base: &str, nats: &str) {
         b.screenshot(&screenshots().join(format!("{name}-dark-1280x800.png"))).unwrap();
     }
     b.prefer_dark(false).unwrap();
+
+    // A frozen fleet: every page says so, and a run asks first and goes ahead when confirmed
+    // (the backend audits the override).
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let freeze = |method: &str, body: &[u8]| {
+        kanade_testkit::http::request_as(port, method, "/api/freeze", body, "application/json", Some(admin))
+            .unwrap()
+    };
+    let (status, body) = freeze("PUT", br#"{"for":"1h","reason":"year-end close"}"#);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    b.goto(&format!("{base}/#/jobs/hello-ui")).unwrap();
+    let banner = b.wait_text("[data-testid=freeze-banner]", WAIT, |t| t.contains("year-end close")).unwrap();
+    assert!(banner.starts_with("Fleet frozen until"), "{banner}");
+    b.screenshot(&screenshots().join("freeze-banner-1280x800.png")).unwrap();
+    b.wait_for("#exec-submit", WAIT).unwrap();
+    b.execute("const s = document.getElementById('exec-target-mode'); s.value = 'groups'; s.dispatchEvent(new Event('change'));")
+        .unwrap();
+    b.type_into(&b.find("#exec-target-names").unwrap(), "lab").unwrap();
+    b.click(&b.find("#exec-submit").unwrap()).unwrap();
+    kanade_testkit::wait_until("the run to ask before overriding the freeze", WAIT, || {
+        b.accept_alert().is_ok()
+    });
+    b.wait_text("[data-testid=exec-status]", WAIT, |t| t == "completed").unwrap();
+    let (status, _) = freeze("DELETE", b"");
+    assert_eq!(status, 204);
+    b.goto(&format!("{base}/#/")).unwrap();
+    kanade_testkit::wait_until("the banner to go", WAIT, || {
+        b.execute("return document.getElementById('freeze-banner').hidden").ok() == Some(json!(true))
+    });
 
     // Sign out; the viewer signs in (choosing their own password first) and sees no buttons
     // that change anything.

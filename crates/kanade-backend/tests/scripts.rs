@@ -18,7 +18,7 @@ async fn upload(s: &common::Stack, key: &str, body: &str) -> (StatusCode, Value)
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_runs_an_uploaded_script_pinned_by_sha256_and_from_the_agents_cache() {
+async fn a_job_runs_an_uploaded_script_pinned_by_sha256_and_gone_scripts_are_refused() {
     let s = stack(&[("PC-S", &["lab"])]).await;
     let (status, body) = upload(&s, "answer/1.0.0", SCRIPT).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

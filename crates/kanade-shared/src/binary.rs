@@ -55,6 +55,9 @@ pub fn replace(exe: &Path, from: &Path) -> std::io::Result<()> {
     let result = std::fs::rename(&next, exe);
     if result.is_err() {
         let _ = std::fs::remove_file(&next);
+        // Never leave the program missing: the renamed-aside binary goes back.
+        #[cfg(windows)]
+        let _ = std::fs::rename(exe.with_extension("old"), exe);
     }
     result
 }
@@ -110,10 +113,17 @@ mod tests {
         // The staged source is missing: nothing changes.
         assert!(replace(&exe, &dir.path().join("absent")).is_err());
         assert_eq!(std::fs::read(&exe).unwrap(), b"v1");
-        // The temp file cannot be created (its directory is a file): no partial file, old intact.
-        let blocked = dir.path().join("blocked");
-        std::fs::write(&blocked, b"a file").unwrap();
-        assert!(write_complete(&blocked.join("x"), b"new").is_err());
+        // The final rename fails (a directory stands where the file goes): the temp file is
+        // removed and what was there is untouched.
+        let taken = dir.path().join("taken");
+        std::fs::create_dir(&taken).unwrap();
+        std::fs::write(taken.join("inside"), b"kept").unwrap();
+        assert!(write_complete(&taken, b"new").is_err());
+        assert_eq!(std::fs::read(taken.join("inside")).unwrap(), b"kept");
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["kanade-agent", "taken"], "no partial file left");
         assert_eq!(std::fs::read(&exe).unwrap(), b"v1");
     }
 }

@@ -57,7 +57,7 @@ impl fmt::Debug for Secret {
 }
 
 /// What the machine's registry key holds for one role: read once at start (Windows only).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct MachineSecrets {
     /// `HKLM\SOFTWARE\Kanade\<role>`; empty when not read (other OSes, tests).
     pub key: String,
@@ -65,6 +65,17 @@ pub struct MachineSecrets {
     pub values: BTreeMap<String, String>,
     /// Why the key could not be read (it exists but this account may not read it).
     pub unreadable: Option<String>,
+}
+
+/// Names the values held, never the values.
+impl fmt::Debug for MachineSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineSecrets")
+            .field("key", &self.key)
+            .field("values", &self.values.keys().collect::<Vec<_>>())
+            .field("unreadable", &self.unreadable)
+            .finish()
+    }
 }
 
 impl MachineSecrets {

@@ -40,6 +40,11 @@ pub fn root_store(ca_file: Option<&Path>, setting: &str) -> Result<RootCertStore
     Ok(store)
 }
 
+/// Trusts nobody: for a client that only speaks plain HTTP.
+pub fn no_roots() -> RootCertStore {
+    RootCertStore::empty()
+}
+
 /// A client config trusting `roots`, with the ring provider the rest of the build uses.
 pub fn client_config(roots: RootCertStore) -> Result<rustls::ClientConfig, String> {
     Ok(rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(

@@ -40,9 +40,13 @@ pub fn parse_base(url: &str) -> anyhow::Result<Url> {
 }
 
 /// The HTTP client: TLS trusting `ca_file`'s certificates only when given (a private CA), else
-/// the system's.
-pub fn client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
-    let roots = kanade_shared::tls::root_store(ca_file, "--ca-file").map_err(anyhow::Error::msg)?;
+/// the system's; plain `http://` needs no trust store (a minimal container may have none).
+pub fn client(https: bool, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let roots = if https || ca_file.is_some() {
+        kanade_shared::tls::root_store(ca_file, "--ca-file").map_err(anyhow::Error::msg)?
+    } else {
+        kanade_shared::tls::no_roots()
+    };
     let tls = kanade_shared::tls::client_config(roots).map_err(anyhow::Error::msg)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -56,7 +60,7 @@ impl Api {
     pub fn new(global: &Global) -> anyhow::Result<Self> {
         let base = parse_base(&global.backend_url)?;
         let token = global.token.clone().or_else(|| crate::credentials::token_for(&global.backend_url));
-        let client = client(global.ca_file.as_deref())?;
+        let client = client(base.scheme() == "https", global.ca_file.as_deref())?;
         Ok(Self { url: global.backend_url.clone(), base, client, token })
     }
 

@@ -58,6 +58,9 @@ pub struct Global {
     /// Private key file that `run` and `kill` sign with (see `kanade keygen`)
     #[arg(long, global = true, env = "KANADE_SIGNING_KEY", hide_env_values = true)]
     pub signing_key: Option<PathBuf>,
+    /// Run (exec, deploy, run) even while the fleet is frozen; the override is audited
+    #[arg(long, global = true)]
+    pub override_freeze: bool,
     /// Output format: aligned tables for people, JSON or YAML for scripts
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -275,6 +278,24 @@ pub enum Command {
     /// Notifications for the people at the endpoints: send, list, show who acknowledged, withdraw
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Show the fleet freeze, or freeze the fleet: schedules skip, rollouts hold, manual runs
+    /// need --override-freeze
+    Freeze {
+        /// When the freeze ends (RFC 3339, e.g. 2026-12-27T08:00:00Z)
+        #[arg(long, conflicts_with = "for_")]
+        until: Option<String>,
+        /// How long it lasts (e.g. 2h, 3d)
+        #[arg(long = "for", id = "for_", value_name = "DURATION")]
+        for_: Option<String>,
+        /// When it starts (RFC 3339; default now)
+        #[arg(long)]
+        from: Option<String>,
+        /// Why (shown on every dashboard page)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift the fleet freeze
+    Unfreeze,
     /// Scripts that jobs run by reference (`execute.script_object: <name>/<version>`)
     #[command(subcommand)]
     Script(ScriptCommand),

@@ -591,11 +591,41 @@ async fn lists_follow_the_cursor_with_all_yaml_output_and_kill_by_job() {
     let out = kanade(url, &["script", "show", "tool", "1.0.0"]).await;
     assert!(stderr(&out).contains("script tool/1.0.0 is not uploaded"), "{}", stderr(&out));
 
+    // A freeze: set, shown, a run refused until overridden, lifted.
+    let out = kanade(url, &["freeze", "--for", "1h", "--reason", "change window"]).await;
+    assert!(stdout(&out).starts_with("the fleet is frozen until "), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("(change window, set by "), "{}", stdout(&out));
+    assert!(stdout(&kanade(url, &["freeze"]).await).contains("change window"));
+    let out = kanade(url, &["exec", "paged-0", "--pcs", "PC-1", "--allow-unknown"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("(kanade: --override-freeze)"), "{}", stderr(&out));
+    let out =
+        kanade(url, &["--override-freeze", "exec", "paged-0", "--pcs", "PC-1", "--allow-unknown"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&kanade(url, &["unfreeze"]).await), "the fleet freeze is lifted\n");
+    assert_eq!(stdout(&kanade(url, &["freeze"]).await), "the fleet is not frozen\n");
+    let out = kanade(url, &["freeze", "--reason", "no end"]).await;
+    assert!(stderr(&out).contains("--until <RFC 3339 time> or --for <duration>"), "{}", stderr(&out));
+
     let out = kanade(url, &["kill", "--job", "paged-0"]).await;
     assert_eq!(
         stdout(&out),
         "job paged-0 has no unfinished execution: nothing to kill\n",
         "{}",
+        stderr(&out)
+    );
+    let long = write(
+        dir.path(),
+        "long.yaml",
+        "id: long\nversion: '1'\nexecute: { shell: sh, script: 'sleep 60' }\n",
+    );
+    assert!(kanade(url, &["job", "create", &long]).await.status.success());
+    assert!(kanade(url, &["exec", "long", "--pcs", "PC-1", "--allow-unknown"]).await.status.success());
+    let out = kanade(url, &["kill", "--job", "long"]).await;
+    assert!(
+        stdout(&out).starts_with("job long: 1 unfinished execution(s) killed"),
+        "{}{}",
+        stdout(&out),
         stderr(&out)
     );
     let out = kanade(url, &["kill"]).await;

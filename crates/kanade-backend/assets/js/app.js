@@ -54,6 +54,7 @@ function header(path) {
     const p = href.slice(1);
     return p === '/' ? path === '/' : path === p || path.startsWith(`${p}/`);
   };
+  freezeBanner();
   top.append(
     h('a', { class: 'brand', href: '#/' }, 'kanade'),
     h('nav', { 'aria-label': 'Main' },
@@ -63,6 +64,22 @@ function header(path) {
       h('span', { 'data-testid': 'whoami' }, `${user.name} (${user.role})`),
       h('button', { type: 'button', id: 'logout', onclick: logout }, 'Sign out')),
   );
+}
+
+/** While the fleet is frozen, every page says so above its content. A plain fetch, not api():
+ *  a refused read here (a password still to change) must not end the session. */
+async function freezeBanner() {
+  const banner = document.getElementById('freeze-banner');
+  if (!banner) return;
+  banner.hidden = true;
+  if (!session.token) return;
+  try {
+    const res = await fetch('/api/freeze', { headers: { Authorization: `Bearer ${session.token}` } });
+    const s = res.ok ? await res.json() : null;
+    const f = s && s.frozen ? s.freeze : null;
+    banner.hidden = !f;
+    fill(banner, f ? `Fleet frozen until ${f.until} — ${f.reason} (set by ${f.set_by}). Schedules are skipped, rollouts hold, runs need confirming.` : '');
+  } catch { banner.hidden = true; }
 }
 
 export function logout() {

@@ -46,6 +46,12 @@ export async function api(method, path, body, { yaml } = {}) {
     location.hash = '#/login';
     throw new ApiError(401, data);
   }
+  // The fleet is frozen: a run goes ahead only when the operator confirms (the override is
+  // audited by the backend).
+  if (res.status === 409 && data && data.code === 'frozen' && !path.includes('override_freeze=')
+      && window.confirm(`${data.error}\n\nRun anyway?`)) {
+    return api(method, `${path}${path.includes('?') ? '&' : '?'}override_freeze=true`, body, { yaml });
+  }
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
 }

@@ -382,16 +382,12 @@ pub async fn authorize(
     if let Some(why) = refusal(&caller, access) {
         return ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", why).into_response();
     }
-    let name = CallerName(caller.name.clone());
+    let name = crate::http::CallerName(caller.name.clone());
     parts.extensions.insert(caller);
     let mut response = next.run(Request::from_parts(parts, body)).await;
     response.extensions_mut().insert(name);
     response
 }
-
-/// Who a response was for, read by the access log.
-#[derive(Clone)]
-pub struct CallerName(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;

@@ -80,6 +80,11 @@ const SQLITE: &[Migration] = &[
         name: "audit_client",
         sql: include_str!("migrations/sqlite/0017_audit_client.sql"),
     },
+    Migration {
+        version: 18,
+        name: "fleet_freeze",
+        sql: include_str!("migrations/sqlite/0018_fleet_freeze.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -134,6 +139,11 @@ const POSTGRES: &[Migration] = &[
         version: 12,
         name: "audit_client",
         sql: include_str!("migrations/postgres/0012_audit_client.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "fleet_freeze",
+        sql: include_str!("migrations/postgres/0013_fleet_freeze.sql"),
     },
 ];
 

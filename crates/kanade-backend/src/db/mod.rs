@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod adhoc;
 pub mod fence;
+pub mod freeze;
 pub mod maintenance;
 mod migrate;
 pub mod outbox;
@@ -791,6 +792,20 @@ impl Db {
 
     pub async fn create_token(&self, t: accounts::Token) -> Result<bool, DbError> {
         write!(self, |s| accounts::create_token(s, &t))
+    }
+
+    /// The fleet freeze window, if one is set (past, current or future).
+    pub async fn freeze(&self) -> Result<Option<kanade_shared::wire::freeze::Freeze>, DbError> {
+        read!(self, |s| freeze::get(s))
+    }
+
+    pub async fn set_freeze(&self, f: kanade_shared::wire::freeze::Freeze) -> Result<(), DbError> {
+        write!(self, |s| freeze::set(s, &f))
+    }
+
+    /// Returns whether a freeze was set.
+    pub async fn clear_freeze(&self) -> Result<bool, DbError> {
+        write!(self, |s| freeze::clear(s))
     }
 
     /// The secret `name` all backends of this database share (`fresh` if it is the first ask).

@@ -23,9 +23,15 @@ use crate::pipeline::plan::ALIVE_WINDOW_MS;
 #[serde(deny_unknown_fields)]
 pub struct LaunchQuery {
     allow_unknown: Option<bool>,
+    /// Run even while the fleet is frozen (audited).
+    override_freeze: Option<bool>,
 }
 
 impl LaunchQuery {
+    pub fn overrides_freeze(&self) -> bool {
+        self.override_freeze.unwrap_or(false)
+    }
+
     pub fn allows_unknown(&self) -> bool {
         self.allow_unknown.unwrap_or(false)
     }
@@ -44,6 +50,7 @@ pub async fn deploy(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let source = super::body::source(&headers, &body)?;
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
+    super::freeze::guard(&state, &caller, q.overrides_freeze(), file.manifest.id.as_str()).await?;
     super::scripts::pin(&state, &mut file.manifest).await?;
     super::facts::refuse_redefinition(&state, &file.manifest).await?;
     let entry = catalog::Entry::new(file, source);
@@ -74,6 +81,7 @@ pub async fn exec(
         false => Some(parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?),
     };
     let entry = catalog::load_entry(&state.js, &job).await?;
+    super::freeze::guard(&state, &caller, q.overrides_freeze(), job.as_str()).await?;
     let plan = match (given, entry.plan) {
         (Some(plan), _) | (None, Some(plan)) => plan,
         (None, None) => {

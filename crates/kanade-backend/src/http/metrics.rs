@@ -58,6 +58,11 @@ impl HttpMetrics {
     }
 }
 
+/// Who a response was for (the authorizing layer leaves it in the response's extensions), read
+/// by the access log.
+#[derive(Clone)]
+pub struct CallerName(pub String);
+
 /// The method as a label: one of a fixed set.
 pub fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
@@ -110,6 +115,27 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// A read that ran out of time may simply be asked again; a change may have taken effect
+/// before the answer was dropped, so asking again could do it twice.
+fn timed_out(limit: Duration, reads: bool) -> ApiError {
+    let secs = limit.as_secs();
+    if reads {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("no answer within {secs} s; try again, or narrow it"),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "no answer within {secs} s; it may still have taken effect: check (e.g. `kanade executions list`) before trying again"
+            ),
+        )
+    }
+}
+
 pub async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -119,21 +145,18 @@ pub async fn track(State(state): State<AppState>, mut request: Request, next: Ne
     let id = request_id(request.headers());
     request.headers_mut().insert(REQUEST_ID, id.clone());
     let started = Instant::now();
+    let reads = matches!(method, "GET" | "HEAD");
     let mut response = match deadline(&route) {
         None => next.run(request).await,
         Some(limit) => match tokio::time::timeout(limit, next.run(request)).await {
             Ok(r) => r,
-            Err(_) => ApiError::unavailable(
-                "timeout",
-                format!("the request took longer than {} s; try again, or narrow it", limit.as_secs()),
-            )
-            .into_response(),
+            Err(_) => timed_out(limit, reads).into_response(),
         },
     };
     let elapsed = started.elapsed();
     let status = response.status();
     state.http_metrics.observe(method, &route, status_class(status), elapsed.as_secs_f64());
-    let caller = response.extensions().get::<crate::auth::CallerName>().map_or("-", |c| c.0.as_str());
+    let caller = response.extensions().get::<CallerName>().map_or("-", |c| c.0.as_str());
     tracing::info!(
         target: "kanade_backend::access",
         method,

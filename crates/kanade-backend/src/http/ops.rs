@@ -71,6 +71,7 @@ pub async fn run(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
+    super::freeze::guard(&state, &caller, q.overrides_freeze(), "a one-off run").await?;
     let request = kanade_shared::RequestId::new();
     let yaml = serde_json::json!({
         "id": kanade_shared::JobId::adhoc(request).to_string(),

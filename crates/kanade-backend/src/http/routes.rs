@@ -5,7 +5,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet,
+    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, freeze,
     notifications, ops, releases, schedules, scripts, session, telemetry,
 };
 use crate::auth::{Access, Role};
@@ -108,6 +108,21 @@ pub fn table() -> Vec<Route> {
             "Delete a script no catalog job runs",
             delete(scripts::delete)
         ),
+        route!(
+            "GET",
+            "/api/freeze",
+            VIEWER,
+            "The fleet freeze window, and whether it holds now",
+            get(freeze::show)
+        ),
+        route!(
+            "PUT",
+            "/api/freeze",
+            ADMIN,
+            "Freeze the fleet (until or for, reason): schedules skip, rollouts hold, manual runs need an override",
+            put(freeze::set)
+        ),
+        route!("DELETE", "/api/freeze", ADMIN, "Lift the fleet freeze", delete(freeze::lift)),
         route!("GET", "/livez", PUBLIC, "The process is up (liveness probe)", get(super::livez)),
         route!(
             "GET",

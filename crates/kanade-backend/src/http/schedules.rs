@@ -66,7 +66,11 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let s = parse_doc(&headers, body, manifest::schedule_from_yaml, manifest::schedule_from_json).await?;
+    let mut s = parse_doc(&headers, body, manifest::schedule_from_yaml, manifest::schedule_from_json).await?;
+    // An inline job runs exactly the script content it is stored with, like a catalog job.
+    if let ScheduleJob::Inline(m) = &mut s.job {
+        super::scripts::pin(&state, m.as_mut()).await?;
+    }
     // A PC named in the plan is checked here, once: the scheduler's fires accept it later (a PC
     // retired since must not stop the others).
     let agents = state.db.known_agents().await?;

@@ -43,7 +43,16 @@ pub async fn dispatcher(p: Pipeline, is_leader: Leadership, mut stop: watch::Rec
 /// retried at the next tick.
 async fn tick(p: &Pipeline, is_leader: &Leadership) -> Result<(), ExecError> {
     let now = now_ms();
-    for due in p.db.due_waves(now).await? {
+    let due_waves = p.db.due_waves(now).await?;
+    if due_waves.is_empty() {
+        return Ok(());
+    }
+    // A frozen fleet holds later waves: they stay due and go out once the freeze ends.
+    if let Some(f) = p.db.freeze().await?.filter(|f| f.covers(kanade_shared::wire::Timestamp::now_utc())) {
+        tracing::debug!(waves = due_waves.len(), until = %f.until, "fleet frozen; later waves held");
+        return Ok(());
+    }
+    for due in due_waves {
         // Asked before each wave: a backend that froze mid-tick publishes nothing more.
         if !is_leader.leads() {
             break;

@@ -152,6 +152,11 @@ pub fn reach(plan: &Plan) -> Target {
 /// Handle one tick; returns what happened, starting with `fired <exec_id>` when it fired.
 async fn fire(s: &Scheduler, sch: &Schedule, tick_ms: i64) -> Result<String, ExecError> {
     let p = &s.pipeline;
+    // A frozen fleet runs nothing on schedule; the tick is recorded as skipped with the reason.
+    if let Some(f) = p.db.freeze().await?.filter(|f| f.covers(kanade_shared::wire::Timestamp::now_utc())) {
+        tracing::info!(schedule = %sch.id, until = %f.until, "fleet frozen; tick skipped");
+        return Ok(format!("skipped: {}", f.describe()));
+    }
     let manifest = match &sch.job {
         ScheduleJob::Id(id) => catalog::load(&p.js, id).await?,
         ScheduleJob::Inline(m) => (**m).clone(),

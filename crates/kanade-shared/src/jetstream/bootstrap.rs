@@ -100,7 +100,8 @@ async fn ensure_one(js: &jetstream::Context, r: &Resource) -> Result<Outcome, Bo
                 None if create_err.to_string().contains("10047") => Err(BootstrapError::Storage {
                     kind: r.kind.as_str(),
                     name: r.name,
-                    reserved_gib: (reserved_bytes(r.replicas) + (1 << 30) - 1) >> 30,
+                    // One copy of everything: what one server holds at most, whatever the replicas.
+                    reserved_gib: (reserved_bytes(1) + (1 << 30) - 1) >> 30,
                     source: create_err,
                 }),
                 None => {

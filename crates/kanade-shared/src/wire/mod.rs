@@ -12,6 +12,7 @@ pub mod checks;
 mod command;
 mod event;
 pub mod facts;
+pub mod freeze;
 mod heartbeat;
 mod host_perf;
 mod inventory;

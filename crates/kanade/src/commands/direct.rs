@@ -102,6 +102,7 @@ pub async fn run(
     cmd.timeout_secs = timeout.as_secs().max(1);
     // A PC that comes back later must not run a command its operator gave up on.
     cmd.deadline_at = Some(Timestamp::now_utc() + start_within);
+    crate::commands::fleet::refuse_when_frozen(global).await?;
     let key = signer(global)?;
     let client = connect(global).await?;
     let js = async_nats::jetstream::new(client.clone());

@@ -27,12 +27,17 @@ pub struct Target {
 /// How long `--wait` keeps waiting once every PC still to answer is offline (or never seen).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
-fn launch_path(path: &str, allow_unknown: bool) -> String {
-    if allow_unknown { format!("{path}?allow_unknown=true") } else { path.to_owned() }
+fn launch_path(path: &str, allow_unknown: bool, global: &Global) -> String {
+    let flags: Vec<&str> =
+        [(allow_unknown, "allow_unknown=true"), (global.override_freeze, "override_freeze=true")]
+            .into_iter()
+            .filter_map(|(on, flag)| on.then_some(flag))
+            .collect();
+    if flags.is_empty() { path.to_owned() } else { format!("{path}?{}", flags.join("&")) }
 }
 
 pub async fn exec(job: &str, t: Target, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
-    let path = launch_path(&format!("/api/exec/{job}"), t.allow_unknown);
+    let path = launch_path(&format!("/api/exec/{job}"), t.allow_unknown, global);
     let api = Api::new(global)?;
     // No target: the one stored with the job, if it has one.
     let launched = if t.pcs.is_empty() && t.groups.is_empty() && !t.all {
@@ -70,7 +75,7 @@ pub async fn deploy(
         body["version"] = json!(v);
     }
     let api = Api::new(global)?;
-    let launched = api.post_json(&launch_path("/api/deploy", allow_unknown), &body).await?;
+    let launched = api.post_json(&launch_path("/api/deploy", allow_unknown, global), &body).await?;
     follow(&api, &launched, wait, global).await
 }
 

@@ -11,7 +11,6 @@ use crate::api::Api;
 use crate::cli::{AgentsCommand, ExecutionsCommand, Format, Global, GroupsCommand};
 use crate::output;
 
-/// `?k=v&...` of the pairs that have a value, each value percent-encoded.
 /// How much of a list: one page of `limit`, or every page.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
@@ -38,7 +37,11 @@ pub(super) async fn list(
         return Ok(answer);
     }
     let mut items = std::mem::take(&mut answer["items"]).as_array().cloned().unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
     while let Some(cursor) = cursor_of(&answer["next_cursor"]) {
+        if !seen.insert(cursor.clone()) {
+            anyhow::bail!("{path}: the backend gave cursor {cursor} twice; stopping instead of looping");
+        }
         let mut next = pairs.clone();
         next.push(("cursor", Some(cursor)));
         answer = api.get(&format!("{path}{}", query(&next))).await?;
@@ -57,6 +60,7 @@ fn cursor_of(v: &Value) -> Option<String> {
     }
 }
 
+/// `?k=v&...` of the pairs that have a value, each value percent-encoded.
 pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
     let encode = |v: &str| -> String {
         v.bytes()
@@ -478,6 +482,88 @@ pub async fn audit(
         .collect();
     output::print(global.output, &v, &["AT", "ACTOR", "ACTION", "TARGET", "CLIENT", "FROM"], rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kanade freeze`: show the window, or set it when `--until`/`--for` is given.
+pub async fn freeze(
+    until: Option<String>,
+    duration: Option<String>,
+    from: Option<String>,
+    reason: Option<String>,
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
+    use kanade_shared::wire::freeze::{FreezeStatus, SetFreeze};
+    let api = Api::new(global)?;
+    let status = if until.is_none() && duration.is_none() {
+        if from.is_some() || reason.is_some() {
+            anyhow::bail!("say how long the freeze lasts: --until <RFC 3339 time> or --for <duration>");
+        }
+        api.get("/api/freeze").await?
+    } else {
+        let body = SetFreeze {
+            from: rfc3339("--from", from)?,
+            until: rfc3339("--until", until)?,
+            duration,
+            reason: reason.unwrap_or_default(),
+        };
+        api.put_json("/api/freeze", &serde_json::to_value(&body)?).await?
+    };
+    if output::structured(global.output, &status) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status: FreezeStatus = serde_json::from_value(status)?;
+    match (&status.freeze, status.frozen) {
+        (None, _) => println!("the fleet is not frozen"),
+        (Some(f), true) => println!("{}", f.describe()),
+        (Some(f), false) => println!(
+            "not frozen now; a freeze is set from {} until {} ({}, set by {})",
+            show_time(f.from),
+            show_time(f.until),
+            f.reason,
+            f.set_by
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rfc3339(flag: &str, text: Option<String>) -> anyhow::Result<Option<kanade_shared::wire::Timestamp>> {
+    text.map(|t| {
+        time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).map_err(|e| {
+            anyhow::anyhow!("{flag} {t:?} is not an RFC 3339 time such as 2026-12-27T08:00:00Z ({e})")
+        })
+    })
+    .transpose()
+}
+
+fn show_time(t: kanade_shared::wire::Timestamp) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+pub async fn unfreeze(global: &Global) -> anyhow::Result<ExitCode> {
+    Api::new(global)?.delete("/api/freeze").await?;
+    crate::commands::done(
+        global.output,
+        &serde_json::json!({ "frozen": false }),
+        "the fleet freeze is lifted",
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kanade run` goes to the broker directly; while the backend says the fleet is frozen it
+/// needs `--override-freeze` too. A backend that cannot be asked does not stop a break-glass run.
+pub async fn refuse_when_frozen(global: &Global) -> anyhow::Result<()> {
+    if global.override_freeze {
+        return Ok(());
+    }
+    let Ok(api) = Api::new(global) else { return Ok(()) };
+    let Ok(status) = api.get("/api/freeze").await else { return Ok(()) };
+    let Ok(status) = serde_json::from_value::<kanade_shared::wire::freeze::FreezeStatus>(status) else {
+        return Ok(());
+    };
+    match status.freeze.filter(|_| status.frozen) {
+        Some(f) => anyhow::bail!("{}; to run anyway pass --override-freeze", f.describe()),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

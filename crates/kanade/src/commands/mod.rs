@@ -64,6 +64,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(cmd) => agent::run(cmd, g).await,
         Command::Notify(cmd) => notify::run(cmd, g).await,
         Command::Script(cmd) => catalog::script(cmd, g).await,
+        Command::Freeze { until, for_, from, reason } => fleet::freeze(until, for_, from, reason, g).await,
+        Command::Unfreeze => fleet::unfreeze(g).await,
         Command::Keygen { file } => direct::keygen(&file, g),
         Command::Completions { shell } => {
             let mut script = Vec::new();
