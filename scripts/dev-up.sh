@@ -57,7 +57,7 @@ echo "$AGENT_ID" > "$DEV/agent-id"
 # A dev operator key for `kanade run` / `kanade kill` over NATS (README: KANADE_SIGNING_KEY).
 if [ ! -s "$DEV/operator.pub" ]; then
   rm -f "$DEV/operator.key" "$DEV/operator.pub.new"
-  "$BIN/kanade" -o json keygen "$DEV/operator.key" | sed -n 's/.*"public_key":"\([^"]*\)".*/\1/p' > "$DEV/operator.pub.new"
+  "$BIN/kanade" -o json keygen "$DEV/operator.key" | sed -n 's/.*"public_key": *"\([^"]*\)".*/\1/p' > "$DEV/operator.pub.new"
   [ -s "$DEV/operator.pub.new" ] || die "kanade keygen did not make the dev operator key"
   mv "$DEV/operator.pub.new" "$DEV/operator.pub"
 fi

@@ -302,7 +302,7 @@ fn main() -> ExitCode {
         }
         Some(Command::ArmForSwap) => {
             let armed = loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
-                let exe = std::env::current_exe().context("cannot tell where this binary is")?;
+                let exe = installed_path().context("cannot tell where this binary is")?;
                 let kept = kanade_backend::boot::arm(&config.data_dir, &exe, &this_version()?)
                     .map_err(anyhow::Error::msg)?;
                 Ok((kept, exe))
@@ -326,7 +326,7 @@ fn main() -> ExitCode {
         }
         Some(Command::RollBack) => {
             let rolled = loaded.map_err(anyhow::Error::from).and_then(|(config, _)| {
-                let exe = std::env::current_exe().context("cannot tell where this binary is")?;
+                let exe = installed_path().context("cannot tell where this binary is")?;
                 let version = this_version()?;
                 let to = kanade_backend::boot::roll_back(&config.data_dir, &exe, &version)
                     .map_err(anyhow::Error::msg)?;
@@ -424,6 +424,16 @@ fn service_body(stop: kanade_shared::service::StopSignal) -> u32 {
     }
 }
 
+/// Where this binary is installed as the service runs it: the path it was started by when that
+/// is absolute (a symlink stays a symlink's place, so a rollback replaces what the service
+/// starts, not the link's target), else the resolved executable.
+fn installed_path() -> std::io::Result<PathBuf> {
+    match std::env::args_os().next().map(PathBuf::from) {
+        Some(invoked) if invoked.is_absolute() && invoked.exists() => Ok(invoked),
+        _ => std::env::current_exe(),
+    }
+}
+
 fn this_version() -> anyhow::Result<Version> {
     env!("CARGO_PKG_VERSION").parse().context("this binary's version is invalid")
 }
@@ -442,7 +452,7 @@ fn serve(
     kanade_shared::files::private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data dir {} (owner-only)", config.data_dir.display()))?;
     let version = this_version()?;
-    let exe = std::env::current_exe().ok();
+    let exe = installed_path().ok();
     match kanade_backend::boot::on_start(&config.data_dir, exe.as_deref(), &version)? {
         Started::Go => {}
         Started::Refused(refused) => {

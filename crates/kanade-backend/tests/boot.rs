@@ -132,7 +132,15 @@ fn an_armed_upgrade_that_keeps_failing_is_rolled_back_to_the_kept_binary() {
     let data = dir.path().join("data");
     let kept_dir = data.join("last-good");
     std::fs::create_dir_all(&kept_dir).unwrap();
-    let exe = installed_copy(dir.path());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&kept_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let real = installed_copy(dir.path());
+    // The service starts it through a symlink (`/usr/local/bin/… → /opt/…`): the link's place
+    // is what gets the old binary back, the new version's file stays as it was.
+    let exe = dir.path().join("bin").join("kanade-backend-link");
+    std::os::unix::fs::symlink(&real, &exe).unwrap();
     let config = failing_config(dir.path(), &data);
     let version = env!("CARGO_PKG_VERSION");
     // What arm-for-swap kept while 0.0.9 was installed and healthy: a stand-in that says so.
@@ -163,6 +171,8 @@ fn an_armed_upgrade_that_keeps_failing_is_rolled_back_to_the_kept_binary() {
     // The next start runs what was kept.
     let out = run(&exe, &config, &[]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("kanade-backend 0.0.9"));
+    assert!(!std::fs::symlink_metadata(&exe).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&real).unwrap(), std::fs::read(env!("CARGO_BIN_EXE_kanade-backend")).unwrap());
     let out = backend(&config, &["check-quarantine", version]);
     assert_eq!(out.status.code(), Some(1));
 

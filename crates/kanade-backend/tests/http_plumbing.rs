@@ -90,6 +90,11 @@ fn request_ids_access_log_compression_probes_bounded_labels_and_a_stop_that_ends
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains(r#"method="other",route="/api/jobs",status="4xx""#), "{metrics}");
     assert!(!metrics.contains("BREW"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("kanade_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))),
+        "{metrics}"
+    );
+    assert!(metrics.lines().any(|l| l.starts_with("process_resident_memory_bytes ")), "{metrics}");
 
     // An open event stream does not hold up a stop.
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -63,6 +63,33 @@ impl HttpMetrics {
 #[derive(Clone)]
 pub struct CallerName(pub String);
 
+/// The process's own figures, where the OS shows them (Linux `/proc`).
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_bytes: f64,
+    pub open_fds: f64,
+}
+
+pub fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
+    let (cpu_seconds, resident_bytes) = parse_proc(&stat, &status)?;
+    Some(ProcessStats { cpu_seconds, resident_bytes, open_fds })
+}
+
+/// Pure: (CPU seconds, resident bytes) from `/proc/self/stat` (utime and stime, fields 14 and
+/// 15, in USER_HZ = 100 ticks, fixed for the proc interface) and `/proc/self/status` (`VmRSS`).
+fn parse_proc(stat: &str, status: &str) -> Option<(f64, f64)> {
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let rss_kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some((ticks as f64 / 100.0, rss_kb * 1024.0))
+}
+
 /// The method as a label: one of a fixed set.
 pub fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
@@ -176,6 +203,15 @@ mod tests {
     use axum::http::Method;
 
     use super::*;
+
+    #[test]
+    fn process_figures_are_read_from_proc() {
+        let stat =
+            "4242 (kanade backend) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 130 0 0 20 0 9 0 123 456 789";
+        let status = "Name:\tkanade-backend\nVmRSS:\t  51200 kB\nThreads:\t9\n";
+        assert_eq!(parse_proc(stat, status), Some((3.8, 51200.0 * 1024.0)));
+        assert_eq!(parse_proc("garbage", status), None);
+    }
 
     #[test]
     fn labels_come_from_bounded_sets() {

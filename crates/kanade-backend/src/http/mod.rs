@@ -118,6 +118,24 @@ pub async fn stored<T>(
 }
 
 /// A broker error as the API reports it.
+/// Every object of an object store that is not deleted.
+pub async fn objects(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+) -> Result<Vec<async_nats::jetstream::object_store::ObjectInfo>, ApiError> {
+    use futures::StreamExt;
+    let store = js.get_object_store(bucket).await.map_err(broker)?;
+    let mut listed = store.list().await.map_err(broker)?;
+    let mut out = Vec::new();
+    while let Some(info) = listed.next().await {
+        let info = info.map_err(broker)?;
+        if !info.deleted {
+            out.push(info);
+        }
+    }
+    Ok(out)
+}
+
 pub fn broker(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable("nats_unavailable", format!("the broker did not answer: {e}"))
 }

@@ -178,6 +178,32 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             ("{state=\"offline\"}".into(), (total - online) as f64),
         ],
     );
+    metric(
+        "kanade_build_info",
+        "gauge",
+        "This backend's version (the value is always 1).",
+        vec![(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1.0)],
+    );
+    if let Some(p) = super::metrics::process_stats() {
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time (user and system) of this process.",
+            vec![(String::new(), p.cpu_seconds)],
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of this process.",
+            vec![(String::new(), p.resident_bytes)],
+        );
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors of this process.",
+            vec![(String::new(), p.open_fds)],
+        );
+    }
     out.push_str(&state.http_metrics.render());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

@@ -78,14 +78,8 @@ pub async fn publish(
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
-    let mut objects = store.list().await.map_err(broker)?;
     let mut items = Vec::new();
-    while let Some(info) = objects.next().await {
-        let info = info.map_err(broker)?;
-        if info.deleted {
-            continue;
-        }
+    for info in super::objects(&state.js, "agent_releases").await? {
         let (version, target) = info.name.split_once('/').unwrap_or((info.name.as_str(), ""));
         items.push(json!({ "version": version, "target": target, "size": info.size, "digest": info.digest,
             "published": info.modified.map(|t| t.to_string()) }));

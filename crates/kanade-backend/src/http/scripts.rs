@@ -6,7 +6,6 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use futures::StreamExt;
 use kanade_shared::manifest::{Manifest, ScriptSource};
 use kanade_shared::{JobId, Version};
 use serde_json::{Value, json};
@@ -97,14 +96,8 @@ pub async fn upload(
 
 /// `GET /api/scripts`: every stored script with its size and sha256.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = store(&state).await?;
-    let mut objects = store.list().await.map_err(broker)?;
     let mut items = Vec::new();
-    while let Some(info) = objects.next().await {
-        let info = info.map_err(broker)?;
-        if info.deleted {
-            continue;
-        }
+    for info in super::objects(&state.js, STORE).await? {
         let (name, version) = info.name.split_once('/').unwrap_or((info.name.as_str(), ""));
         items.push(json!({
             "key": info.name,
