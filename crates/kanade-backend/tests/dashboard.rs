@@ -404,9 +404,13 @@ fn browse(base: &str, nats: &str, admin: &str) {
     b.wait_text("[data-testid=exec-status]", WAIT, |t| t == "completed").unwrap();
     let (status, _) = freeze("DELETE", b"");
     assert_eq!(status, 204);
+    // The overview loaded in full (nothing of it still in flight when we sign out below), and
+    // no banner on it.
     b.goto(&format!("{base}/#/")).unwrap();
+    b.wait_for(&loaded("#/"), WAIT).unwrap();
     kanade_testkit::wait_until("the banner to go", WAIT, || {
-        b.execute("return document.getElementById('freeze-banner').hidden").ok() == Some(json!(true))
+        b.execute("return document.getElementById('freeze-banner').hidden && document.getElementById('freeze-banner').textContent === ''").ok()
+            == Some(json!(true))
     });
 
     // Sign out; the viewer signs in (choosing their own password first) and sees no buttons

@@ -54,8 +54,17 @@ export function onLive(types, fn) {
  * cannot swallow a relevant one. Returns the unsubscribe function.
  */
 export async function follow(types, load, ms, relevant = () => true) {
-  const again = debounce(load, ms);
-  const stop = onLive(types, (e) => { if (e.lagged || relevant(e)) again(); });
+  // A reload still waiting out its debounce when the page goes (sign-out included) does not
+  // run, and one refused because the session ended meanwhile is not an error: api() already
+  // sent the browser to the sign-in page.
+  let stopped = false;
+  const reload = async () => {
+    if (stopped) return;
+    try { await load(); } catch (err) { if (err.status !== 401) throw err; }
+  };
+  const again = debounce(reload, ms);
+  const unsubscribe = onLive(types, (e) => { if (e.lagged || relevant(e)) again(); });
+  const stop = () => { stopped = true; unsubscribe(); };
   try { await load(); } catch (err) { stop(); throw err; }
   return stop;
 }
