@@ -10,6 +10,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A JetStream object's `SHA-256=<base64url>` digest as [`sha256_hex`] would write it.
+pub fn object_digest_hex(digest: &str) -> Option<String> {
+    use base64::Engine;
+    let b64 = digest.strip_prefix("SHA-256=")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE.decode(b64).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Whether an existing file may be replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {

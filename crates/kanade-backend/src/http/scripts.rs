@@ -104,20 +104,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             "name": name,
             "version": version,
             "bytes": info.size,
-            "sha256": info.digest.as_deref().and_then(digest_hex),
+            "sha256": info.digest.as_deref().and_then(kanade_shared::files::object_digest_hex),
             "modified": info.modified.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         }));
     }
     items.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
     Ok(Json(json!({ "items": items })))
-}
-
-/// The object store's `SHA-256=<base64url>` digest as lower-case hex.
-fn digest_hex(digest: &str) -> Option<String> {
-    use base64::Engine;
-    let b64 = digest.strip_prefix("SHA-256=")?;
-    let bytes = base64::engine::general_purpose::URL_SAFE.decode(b64).ok()?;
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// `GET /api/scripts/{name}/{version}`: the script's text.

@@ -379,14 +379,29 @@ impl Pipeline {
                     .get_object_store("scripts")
                     .await
                     .map_err(|e| ExecError::Broker(e.to_string()))?;
-                let mut object = store.get(key).await.map_err(|e| {
+                // The object's metadata, not its body: every execution checks the script is still
+                // there and still what the job names, without reading it each time.
+                let info = store.info(key).await.map_err(|e| {
                     ExecError::Invalid(format!(
                         "execute.script_object: {key:?} is not in the scripts store ({e})"
                     ))
                 })?;
-                let mut body = Vec::new();
-                object.read_to_end(&mut body).await.map_err(|e| ExecError::Broker(e.to_string()))?;
-                let sha = kanade_shared::files::sha256_hex(&body);
+                // A deleted object leaves a marker whose info still answers.
+                if info.deleted {
+                    return Err(ExecError::Invalid(format!(
+                        "execute.script_object: {key:?} is not in the scripts store (deleted)"
+                    )));
+                }
+                let sha = match info.digest.as_deref().and_then(kanade_shared::files::object_digest_hex) {
+                    Some(sha) => sha,
+                    None => {
+                        let mut object =
+                            store.get(key).await.map_err(|e| ExecError::Broker(e.to_string()))?;
+                        let mut body = Vec::new();
+                        object.read_to_end(&mut body).await.map_err(|e| ExecError::Broker(e.to_string()))?;
+                        kanade_shared::files::sha256_hex(&body)
+                    }
+                };
                 if let Some(want) = &m.execute.script_sha256
                     && !want.eq_ignore_ascii_case(&sha)
                 {
