@@ -6,6 +6,7 @@ pub mod exec;
 pub mod gates;
 pub mod inventory;
 pub mod local_ipc;
+pub mod logfile;
 pub mod runtime;
 pub mod store;
 pub mod testfault;

@@ -79,7 +79,10 @@ pub fn agent(pc: &PcId, password: &str) -> Account {
         format!("commands.pc.{pc}.>"),
         "commands.group.*.>".into(),
         "kill.*".into(),
-        format!("agents.{pc}.ping"),
+        // Requests it answers: ping, a running script's output, its log.
+        kanade_shared::subjects::ping(pc),
+        kanade_shared::subjects::tail(pc),
+        kanade_shared::subjects::logs(pc),
         format!("notify.agent_groups.{pc}"),
         "notify.agent_config.>".into(),
         "notifications.all".into(),

@@ -219,7 +219,7 @@ async fn agents_detail_ping_and_groups() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // "is not connected" once it is gone; "did not answer within 5s" while it is shutting down.
+    // "is not connected" once it is gone; "did not answer within 3s" while it is shutting down.
     let error = body["error"].as_str().unwrap_or_default();
     assert!(
         error.starts_with("agent PC-Q ") && error.contains("; last heard from ") && error.ends_with("s ago"),

@@ -147,6 +147,16 @@ pub fn ping(pc: &PcId) -> String {
     format!("agents.{pc}.ping")
 }
 
+/// Request/reply: a running script's output so far (`wire::TailRequest`).
+pub fn tail(pc: &PcId) -> String {
+    format!("agents.{pc}.tail")
+}
+
+/// Request/reply: the end of the agent's log file (`wire::LogRequest`).
+pub fn logs(pc: &PcId) -> String {
+    format!("agents.{pc}.logs")
+}
+
 /// `audit.<action>`; the action's dots become subject tokens (`exec.create`).
 pub fn audit(action: &str) -> Result<String, SubjectError> {
     let ok = !action.is_empty()

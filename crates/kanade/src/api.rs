@@ -102,6 +102,44 @@ impl Api {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// A server-sent event route: `each(event, data)` for every event until the stream ends or
+    /// `each` says stop (`Ok(false)`). A stream silent for longer than three keep-alives is
+    /// taken as lost.
+    pub async fn events(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&str, &str) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
+        let mut req = self.client.get(&url).header("accept", "text/event-stream").header("x-kanade-source", "cli");
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let what = format!("GET {path}");
+        let mut response = tokio::time::timeout(TIMEOUT, req.send())
+            .await
+            .map_err(|_| anyhow!("{what}: the backend at {} did not answer within {TIMEOUT:?}", self.url))?
+            .map_err(|e| unreachable(&self.url, &Method::GET, path, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(anyhow!(failure(status, &serde_json::from_slice(&bytes).unwrap_or(Value::Null))));
+        }
+        let mut parser = SseParser::default();
+        loop {
+            let chunk = tokio::time::timeout(SSE_SILENCE, response.chunk())
+                .await
+                .map_err(|_| anyhow!("{what}: the backend at {} went silent for {SSE_SILENCE:?}", self.url))?
+                .with_context(|| format!("{what}: the stream from {} broke off", self.url))?;
+            let Some(chunk) = chunk else { return Ok(()) };
+            for (event, data) in parser.push(&chunk) {
+                if !each(&event, &data)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> anyhow::Result<Value> {
         let bytes = self.call_raw(method, path, body).await?;
         Ok(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
@@ -150,6 +188,41 @@ impl Api {
         }
         let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Err(anyhow!(failure(status, &json)))
+    }
+}
+
+/// Three of the backend's 15 s keep-alives.
+const SSE_SILENCE: Duration = Duration::from_secs(45);
+
+/// Splits a server-sent event stream into (event, data) pairs; comments (keep-alives) are
+/// dropped, several `data:` lines of one event are joined with newlines.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    pending: Vec<u8>,
+}
+
+impl SseParser {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
+        self.pending.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.pending.drain(..end + 2).collect();
+            let block = String::from_utf8_lossy(&block);
+            let (mut event, mut data) = ("message".to_owned(), Vec::new());
+            for line in block.lines() {
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => event = value.to_owned(),
+                    "data" => data.push(value),
+                    _ => {}
+                }
+            }
+            if !data.is_empty() {
+                events.push((event, data.join("\n")));
+            }
+        }
+        events
     }
 }
 
@@ -208,6 +281,20 @@ pub fn failure(status: StatusCode, body: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_sent_events_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert_eq!(p.push(b"event: output\ndata: {\"a\""), vec![]);
+        assert_eq!(
+            p.push(b":1}\n\n: keep-alive\n\nevent: end\ndata: x\ndata: y\n\ndata: plain\n\n"),
+            vec![
+                ("output".to_owned(), "{\"a\":1}".to_owned()),
+                ("end".to_owned(), "x\ny".to_owned()),
+                ("message".to_owned(), "plain".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn base_urls() {

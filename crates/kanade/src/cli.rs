@@ -123,6 +123,13 @@ pub enum Command {
         /// The PC's id
         pc: String,
     },
+    /// Follow one PC's output of a run as it is written; exits with the script's exit code
+    Tail {
+        /// From `kanade executions list`
+        exec_id: String,
+        /// The PC's id
+        pc: String,
+    },
     /// Stop a running execution on every PC, or every unfinished execution of a job
     Kill {
         /// From `kanade executions list`
@@ -444,6 +451,19 @@ pub enum AgentsCommand {
     },
     /// One agent with inventory and recent results
     Show { pc: String },
+    /// The end of an agent's log file, or follow it
+    Logs {
+        pc: String,
+        /// The last this many lines (1-10000)
+        #[arg(short = 'n', long, default_value_t = 200)]
+        lines: u32,
+        /// Only lines from this far back (e.g. 10m, 2h)
+        #[arg(long)]
+        since: Option<kanade_shared::HumanDuration>,
+        /// Keep printing new lines as the agent writes them (Ctrl-C stops)
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
     /// One agent's fact documents: the latest whole output of each job with facts:
     Facts { pc: String },
     /// Host performance samples of one agent (CPU, memory, swap, load, network, disks)

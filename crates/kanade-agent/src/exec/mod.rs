@@ -7,6 +7,7 @@
 #[cfg(windows)]
 mod console_user;
 mod fake;
+pub mod live;
 mod tree;
 
 pub use fake::{FakeExecutor, RunLog};
@@ -18,7 +19,7 @@ use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
-use kanade_shared::wire::Shell;
+use kanade_shared::wire::{ChunkStream, Shell};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// After the script exits, how long a leftover holder of its output pipes may keep them open
@@ -37,6 +38,8 @@ pub struct RunSpec<'a> {
     pub name: &'a str,
     /// Bytes kept per stream; the rest is read and dropped.
     pub output_cap: usize,
+    /// Where watchers read the output while it runs.
+    pub live: Option<live::LiveOutput>,
     pub identity: Identity<'a>,
 }
 
@@ -131,8 +134,8 @@ pub async fn run(spec: RunSpec<'_>, kill: impl Future<Output = ()>) -> Result<Ru
 
     let Started { stdout, stderr, mut exit, mut tree } = start(program, args, &path, &spec, user.as_ref())
         .map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
-    let out = tokio::spawn(read_capped(stdout, spec.output_cap));
-    let err = tokio::spawn(read_capped(stderr, spec.output_cap));
+    let out = tokio::spawn(read_capped(stdout, spec.output_cap, spec.live.clone(), ChunkStream::Stdout));
+    let err = tokio::spawn(read_capped(stderr, spec.output_cap, spec.live.clone(), ChunkStream::Stderr));
 
     let mut exited = None;
     let ending = tokio::select! {
@@ -252,7 +255,12 @@ fn invocation(
     })
 }
 
-async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: usize) -> (Vec<u8>, bool) {
+async fn read_capped(
+    pipe: Option<impl AsyncRead + Unpin>,
+    cap: usize,
+    live: Option<live::LiveOutput>,
+    stream: ChunkStream,
+) -> (Vec<u8>, bool) {
     let Some(mut pipe) = pipe else { return (Vec::new(), false) };
     let mut kept = Vec::new();
     let mut cut = false;
@@ -261,6 +269,9 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: usize) -> (Vec<u
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(live) = &live {
+                    live.lock().unwrap_or_else(|e| e.into_inner()).push(stream, &buf[..n]);
+                }
                 let room = cap.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
                 cut |= n > room;

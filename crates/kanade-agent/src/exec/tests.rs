@@ -25,6 +25,7 @@ impl Case {
             staging_dir: self.dir.path(),
             name: "exec-test",
             output_cap: 64,
+            live: None,
             identity: Identity::Agent,
         }
     }

@@ -18,6 +18,7 @@ mod process_perf;
 pub use presence::os_info;
 mod runner;
 mod view;
+mod watchers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub struct Settings {
     /// Where local users list and acknowledge notifications; `None`: nowhere (in-process agents
     /// of the tests and the simulator), notifications are still kept.
     pub notifications_socket: Option<PathBuf>,
+    /// Where the agent's log files are, for `agents.<pc>.logs`; `None`: stdout only.
+    pub log_dir: Option<crate::logfile::LogDir>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +114,7 @@ impl Settings {
             fake_executor: None,
             exec_user: None,
             notifications_socket: None,
+            log_dir: None,
         }
     }
 
@@ -132,10 +136,15 @@ impl Settings {
                 .map(|exe| UpdateSettings { exe, jitter: config.update.jitter.get() }),
             exec_user: config.exec_user.clone(),
             notifications_socket: Some(config.notifications_socket.clone()),
+            log_dir: (config.log.keep_days > 0)
+                .then(|| crate::logfile::LogDir { dir: config.log.path.clone(), prefix: LOG_PREFIX.into() }),
             ..Self::new(config.id.clone(), config.nats_url.clone(), config.data_dir.clone())
         }
     }
 }
+
+/// The agent's log files are `<log.path>/kanade-agent.<date>.log`.
+pub const LOG_PREFIX: &str = "kanade-agent";
 
 /// Shared by every task of one agent.
 pub(crate) struct Ctx {
@@ -166,6 +175,8 @@ pub(crate) struct Ctx {
     /// Answers to refused commands (see `runner::report_refusal`).
     pub refusals: std::sync::Mutex<crate::budget::Budget>,
     pub running: AtomicU32,
+    /// Output of the runs going now, for watchers.
+    pub live: Arc<watchers::LiveRuns>,
     pub started: Instant,
     /// Heartbeats published since start (a version on trial needs one to be confirmed).
     pub beats_sent: AtomicU64,
@@ -248,6 +259,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         msg_secret,
         refusals: std::sync::Mutex::new(crate::budget::Budget::new(60_000, REFUSALS_PER_MINUTE)),
         running: AtomicU32::new(0),
+        live: Default::default(),
         started: Instant::now(),
         beats_sent: AtomicU64::new(0),
         update: std::sync::Mutex::new(UpdateView { boot, status: None }),
@@ -276,6 +288,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         tasks.spawn(process_perf::process_perf_loop(ctx.clone()));
     }
     tasks.spawn(presence::ping_responder(ctx.clone()));
+    tasks.spawn(watchers::responder(ctx.clone()));
     tasks.spawn(presence::inventory_loop(ctx.clone()));
     tasks.spawn(intake::intake_loop(ctx.clone()));
     tasks.spawn(notifications::notifications_loop(ctx.clone()));

@@ -189,11 +189,13 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
         return result;
     }
     ctx.outbox_wake.notify_one();
+    let live = ctx.live.start(cmd.exec_id);
     let max_attempts = 1 + cmd.retry.map_or(0, |r| r.max);
     let mut attempt = 1;
     loop {
         if attempt > 1 {
             announce_retry(ctx, cmd, attempt, started_at);
+            live.note(&format!("[kanade] attempt {attempt} of {max_attempts} starts"));
         }
         ctx.running.fetch_add(1, Ordering::Relaxed);
         let spec = RunSpec {
@@ -205,6 +207,7 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
             staging_dir: &ctx.staging_dir(),
             name: &cmd.exec_id.to_string(),
             output_cap: ctx.settings.output_cap,
+            live: Some(live.output.clone()),
             identity: match (cmd.run_as, ctx.settings.exec_user.as_deref()) {
                 (RunAs::System, _) => Identity::Agent,
                 (RunAs::User, Some(name)) if cfg!(unix) => Identity::Account(name),

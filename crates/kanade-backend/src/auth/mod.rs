@@ -264,6 +264,15 @@ pub fn new_token(name: &str, role: Role, created_by: &str) -> Result<(accounts::
     Ok((row, shown))
 }
 
+/// The server-sent event routes, the only ones that take `?access_token=`.
+fn event_stream(path: &str) -> bool {
+    path == "/api/stream"
+        || path.strip_prefix("/api/executions/").is_some_and(|rest| {
+            let parts: Vec<&str> = rest.split('/').collect();
+            matches!(parts.as_slice(), [_, "pcs", _, "tail"])
+        })
+}
+
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
@@ -284,9 +293,9 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
     }
     let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let bearer = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
-    // A browser's EventSource cannot send headers: the live stream alone takes the token as
-    // `?access_token=` (it is read-only, and the token still goes through every check below).
-    let from_query = (parts.uri.path() == "/api/stream")
+    // A browser's EventSource cannot send headers: the event streams alone take the token as
+    // `?access_token=` (they are read-only, and the token still goes through every check below).
+    let from_query = event_stream(parts.uri.path())
         .then(|| parts.uri.query())
         .flatten()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
@@ -419,6 +428,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_event_streams_take_a_token_in_the_query() {
+        for (path, takes) in [
+            ("/api/stream", true),
+            ("/api/executions/01J0000000000000000000000/pcs/PC-1/tail", true),
+            ("/api/executions/01J0000000000000000000000", false),
+            ("/api/executions/x/pcs/PC-1/tail/more", false),
+            ("/api/executions/x/kill", false),
+            ("/api/agents/PC-1/logs", false),
+        ] {
+            assert_eq!(event_stream(path), takes, "{path}");
+        }
+    }
 
     fn caller(role: Role, must_change: bool) -> Caller {
         Caller {

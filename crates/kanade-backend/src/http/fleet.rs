@@ -1,7 +1,5 @@
 //! Agents (detail, ping, groups), results and the audit log.
 
-use std::time::Duration;
-
 use super::Json;
 use super::Query;
 use axum::extract::{Path, State};
@@ -69,18 +67,11 @@ pub async fn ping(State(state): State<AppState>, Path(pc): Path<String>) -> Resu
         ApiError::unavailable("agent_unreachable", format!("agent {pc} {why}; last heard from {}", ago(seen)))
     };
     let started = std::time::Instant::now();
-    let reply = tokio::time::timeout(
-        Duration::from_secs(5),
-        state.nats.request(kanade_shared::subjects::ping(&pc), "".into()),
-    )
-    .await
-    .map_err(|_| unreachable("did not answer within 5s".into()))?
-    .map_err(|e| match e.kind() {
-        async_nats::RequestErrorKind::NoResponders => unreachable("is not connected".into()),
-        _ => unreachable(format!("did not answer: {e}")),
-    })?;
+    let reply = super::live::ask(&state, kanade_shared::subjects::ping(&pc), "".into())
+        .await
+        .map_err(|why| unreachable(why.to_string()))?;
     let beat: Heartbeat =
-        wire::decode(&reply.payload).map_err(|e| ApiError::unavailable("agent_reply", e.to_string()))?;
+        wire::decode(&reply).map_err(|e| ApiError::unavailable("agent_reply", e.to_string()))?;
     Ok(Json(json!({ "heartbeat": beat, "round_trip_ms": started.elapsed().as_millis() as u64 })))
 }
 

@@ -119,7 +119,7 @@ pub fn status_class(status: StatusCode) -> &'static str {
 /// exempt (the event stream never ends; a release upload is as slow as the link).
 pub fn deadline(route: &str) -> Option<Duration> {
     match route {
-        "/api/stream" | "/api/agent/releases" => None,
+        "/api/stream" | "/api/agent/releases" | "/api/executions/{exec_id}/pcs/{pc}/tail" => None,
         _ => Some(REQUEST_TIMEOUT),
     }
 }

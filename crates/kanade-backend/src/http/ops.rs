@@ -256,7 +256,7 @@ pub async fn stream(
 }
 
 /// Resolves once `rx` is true; never when its sender is gone without stopping.
-async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+pub(super) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     loop {
         let now = *rx.borrow_and_update();
         if now {

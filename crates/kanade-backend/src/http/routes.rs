@@ -5,7 +5,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, freeze,
+    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, freeze, live,
     notifications, ops, releases, schedules, scripts, session, telemetry,
 };
 use crate::auth::{Access, Role};
@@ -192,6 +192,13 @@ pub fn table() -> Vec<Route> {
             post(fleet::ping)
         ),
         route!(
+            "GET",
+            "/api/agents/{pc}/logs",
+            OPERATOR,
+            "The end of an agent's log file (?lines=200&since=RFC3339; follow with file&offset from the reply's cursor)",
+            get(live::logs)
+        ),
+        route!(
             "PUT",
             "/api/agents/{pc}/groups",
             OPERATOR,
@@ -334,6 +341,13 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Kill an execution on every pc",
             post(executions::kill)
+        ),
+        route!(
+            "GET",
+            "/api/executions/{exec_id}/pcs/{pc}/tail",
+            VIEWER,
+            "Server-sent events: one PC's output of a run as it is written (output, skipped, waiting), then end",
+            get(live::tail)
         ),
         route!(
             "GET",

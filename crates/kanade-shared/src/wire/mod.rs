@@ -16,6 +16,7 @@ pub mod freeze;
 mod heartbeat;
 mod host_perf;
 mod inventory;
+pub mod live;
 pub mod notification;
 pub mod obs;
 mod query;
@@ -38,6 +39,7 @@ pub use notification::{
     NotificationSummary, NotificationTarget, Notifications, NotifyAck, Priority, SendNotification,
     TargetRequest, Withdrawal,
 };
+pub use live::{ChunkStream, LogCursor, LogReply, LogRequest, OutputChunk, TailEvent, TailReply, TailRequest};
 pub use obs::{ObsEvent, ObsEventRow, ObsEvents};
 pub use query::{QueryAnswer, QueryRequest};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};

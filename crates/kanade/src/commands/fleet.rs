@@ -276,6 +276,9 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 list(&api, "/api/agents", vec![("group", group)], Page { limit, all }, "agents").await?;
             output::print(global.output, &list, &AGENT_HEADERS, agent_rows(&list));
         }
+        AgentsCommand::Logs { pc, lines, since, follow } => {
+            return super::watch::logs(&pc, lines, since, follow, global).await;
+        }
         AgentsCommand::Show { pc } => {
             let v = api.get(&format!("/api/agents/{pc}")).await?;
             if crate::output::structured(global.output, &v) {

@@ -12,6 +12,7 @@ mod login;
 mod notify;
 mod schedule;
 mod telemetry;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill { exec_id: Some(exec_id), .. } => direct::kill(&exec_id, g).await,
         Command::Kill { exec_id: None, job } => fleet::kill_job(job.as_deref().unwrap_or_default(), g).await,
         Command::Ping { pc } => fleet::ping(&pc, g).await,
+        Command::Tail { exec_id, pc } => watch::tail(&exec_id, &pc, g).await,
         Command::Exec { job_id, pcs, groups, all, jitter, wait, allow_unknown } => {
             let target = exec::Target { pcs, groups, all, jitter, allow_unknown };
             exec::exec(&job_id, target, wait, g).await

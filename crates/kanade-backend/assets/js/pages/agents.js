@@ -63,7 +63,7 @@ export async function detail(main, pc) {
   const events = timeline({ pc, limit: 20 });
   main.append(h('h1', {}, `Agent ${pc}`), body, perf.section, processes.section,
     h('section', { class: 'panel', 'aria-labelledby': 'events-h', id: 'events' }, h('h2', { id: 'events-h' }, 'Events'), events.form, events.out),
-    await ofPc(pc), settings, boxSlot);
+    await ofPc(pc), settings, boxSlot, can('operator') ? logPanel(pc).section : null);
   // The command box is made once, outside what live events redraw, so typing and output stay.
   let box = null;
   const load = async () => {
@@ -75,6 +75,25 @@ export async function detail(main, pc) {
   };
   const stop = await follow(['agent_up', 'agent_down', 'result'], load, 500, (e) => !e.pc_id || e.pc_id === pc);
   return () => { stop(); perf.stop(); processes.stop(); if (box) box.stop(); };
+}
+
+/** The end of the agent's own log, read on demand (it costs the agent a file read). */
+function logPanel(pc) {
+  const lines = h('input', { id: 'log-lines', type: 'number', min: 1, max: 10000, value: 200 });
+  const status = h('p', { class: 'muted', role: 'status', 'data-testid': 'log-status' });
+  const out = h('pre', { 'data-testid': 'agent-log', hidden: true });
+  const form = h('form', { class: 'inline', onsubmit: async (e) => {
+    e.preventDefault();
+    status.textContent = 'reading…';
+    try {
+      const r = await api('GET', `/api/agents/${encodeURIComponent(pc)}/logs?lines=${encodeURIComponent(lines.value)}`);
+      out.textContent = r.lines.join('\n');
+      out.hidden = r.lines.length === 0;
+      out.scrollTop = out.scrollHeight;
+      status.textContent = r.note || `${r.lines.length} lines${r.truncated ? ' (older lines left out)' : ''}${r.cursor ? ` from ${r.cursor.file}` : ''}`;
+    } catch (err) { status.textContent = `Could not read the log: ${err.message}`; }
+  } }, h('label', { for: 'log-lines' }, 'Last lines', lines), h('button', { type: 'submit', id: 'read-log' }, 'Read log'));
+  return { section: h('section', { class: 'panel', 'aria-labelledby': 'log-h', id: 'agent-log-panel' }, h('h2', { id: 'log-h' }, 'Agent log'), form, status, out) };
 }
 
 const SETTINGS = [

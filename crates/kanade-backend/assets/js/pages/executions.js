@@ -1,4 +1,4 @@
-import { api, h, badge, table, link, time, query, can, toast, fill, execLink } from '../core.js';
+import { api, h, badge, table, link, time, query, can, toast, fill, execLink, session } from '../core.js';
 import { follow } from '../live.js';
 
 export async function list(main) {
@@ -36,13 +36,51 @@ function progress(e) {
 
 export async function detail(main, id) {
   const body = h('div');
-  main.append(h('h1', {}, 'Execution ', h('span', { class: 'id' }, id)), body);
+  // Live output panels sit outside what live events redraw, so their streams and text stay.
+  const live = liveOutput(id);
+  main.append(h('h1', {}, 'Execution ', h('span', { class: 'id' }, id)), body, live.box);
   const open = new Set(); // PCs whose output is shown, kept across live refreshes
-  const load = async () => draw(body, id, await api('GET', `/api/executions/${encodeURIComponent(id)}`), open, load);
-  return follow(['execution', 'result'], load, 300, (e) => !e.exec_id || e.exec_id === id);
+  const load = async () => draw(body, id, await api('GET', `/api/executions/${encodeURIComponent(id)}`), open, load, live.watch);
+  const stop = await follow(['execution', 'result'], load, 300, (e) => !e.exec_id || e.exec_id === id);
+  return () => { stop(); live.stop(); };
 }
 
-function draw(body, id, d, open, reload) {
+/** One PC's output as the agent writes it: server-sent events from the tail route. */
+function liveOutput(id) {
+  const box = h('div', { id: 'live-output' });
+  const streams = new Map(); // pc -> EventSource
+  const close = (pc) => { streams.get(pc)?.close(); streams.delete(pc); };
+  const watch = (pc) => {
+    if (streams.has(pc)) return;
+    const pre = h('pre', { 'data-testid': `live-${pc}` });
+    const status = h('p', { class: 'muted', role: 'status', 'data-testid': `live-status-${pc}` }, 'connecting…');
+    const section = h('section', { class: 'output', 'aria-label': `Live output of ${pc}` },
+      h('h3', {}, `${pc}: live output `, h('button', { type: 'button', onclick: () => { close(pc); section.remove(); } }, 'Close')), status, pre);
+    box.append(section);
+    const path = `/api/executions/${encodeURIComponent(id)}/pcs/${encodeURIComponent(pc)}/tail`;
+    const src = new EventSource(`${path}?access_token=${encodeURIComponent(session.token)}`);
+    streams.set(pc, src);
+    const data = (e) => { try { return JSON.parse(e.data); } catch { return {}; } };
+    const add = (text, cls) => {
+      const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(h('span', cls ? { class: cls } : {}, text));
+      if (follow) pre.scrollTop = pre.scrollHeight;
+    };
+    src.addEventListener('output', (e) => { const d = data(e); add(d.text, d.stream === 'stdout' ? null : 'stderr'); status.textContent = 'running'; });
+    src.addEventListener('skipped', (e) => add(`[${data(e).bytes} bytes skipped: the agent keeps the last 64 KiB]\n`, 'note'));
+    src.addEventListener('waiting', (e) => { status.textContent = `waiting: ${data(e).reason}`; });
+    src.addEventListener('end', (e) => {
+      const d = data(e);
+      status.textContent = `${d.status}${d.exit_code != null ? ` (exit ${d.exit_code})` : ''}${d.message ? `: ${d.message}` : ''}`;
+      close(pc);
+    });
+    // A reconnect would replay the output from the start: stop and say so instead.
+    src.onerror = () => { if (streams.get(pc) === src) { close(pc); status.textContent = 'connection lost; press Watch again'; } };
+  };
+  return { box, watch, stop: () => { for (const pc of [...streams.keys()]) close(pc); } };
+}
+
+function draw(body, id, d, open, reload, watch) {
   const e = d.execution;
   const running = e.status === 'pending' || e.status === 'running';
   fill(body,
@@ -68,7 +106,7 @@ function draw(body, id, d, open, reload) {
       { label: 'Status', cell: (p) => badge(p.status) },
       { label: 'Exit', num: true, cell: (p) => p.exit_code ?? '' },
       { label: 'Wave', num: true, cell: (p) => p.wave ?? '' },
-      { label: 'Output', cell: (p) => p.result_id ? h('button', { type: 'button', class: 'show-output', 'data-pc': p.pc_id, 'aria-expanded': open.has(p.pc_id) ? 'true' : 'false', onclick: () => { open.has(p.pc_id) ? open.delete(p.pc_id) : open.add(p.pc_id); reload(); } }, open.has(p.pc_id) ? 'Hide' : 'Show') : '' },
+      { label: 'Output', cell: (p) => p.status === 'running' || p.status === 'pending' ? h('button', { type: 'button', class: 'watch-output', 'data-pc': p.pc_id, onclick: () => watch(p.pc_id) }, 'Watch') : p.result_id ? h('button', { type: 'button', class: 'show-output', 'data-pc': p.pc_id, 'aria-expanded': open.has(p.pc_id) ? 'true' : 'false', onclick: () => { open.has(p.pc_id) ? open.delete(p.pc_id) : open.add(p.pc_id); reload(); } }, open.has(p.pc_id) ? 'Hide' : 'Show') : '' },
       { label: 'Message', cell: (p) => p.message || (p.skip_reason ? `skipped: ${p.skip_reason}` : '') },
     ], d.pcs, { empty: 'No target PCs.', caption: 'PCs of this execution' }),
     d.pcs.filter((p) => open.has(p.pc_id)).map((p) => h('section', { class: 'output', 'aria-label': `Output of ${p.pc_id}` },
