@@ -21,7 +21,9 @@ pub struct LogDir {
 
 pub fn read(dir: Option<&LogDir>, req: &LogRequest) -> LogReply {
     let Some(dir) = dir else {
-        return note("this agent logs to stdout only (log.keep_days = 0 in agent.toml): read it where its service manager keeps stdout");
+        return note(
+            "this agent logs to stdout only (log.keep_days = 0 in agent.toml): read it where its service manager keeps stdout",
+        );
     };
     let files = match files(dir) {
         Ok(files) if !files.is_empty() => files,
@@ -175,24 +177,50 @@ mod tests {
 
     #[test]
     fn select_picks_the_last_lines_since_an_instant() {
-        let cases: [(&str, usize, Option<OffsetDateTime>, &[&str], bool); 5] = [
-            ("the last two", 2, None, &["2026-12-03T01:00:10.000000Z  INFO kanade_agent: run finished", "{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}"], true),
-            ("all of them", 10, None, &[
-                "2026-12-03T01:00:00.100000Z  INFO kanade_agent: started",
-                "2026-12-03T01:00:05.000000Z ERROR kanade_agent: panic",
-                "   0: backtrace line",
-                "2026-12-03T01:00:10.000000Z  INFO kanade_agent: run finished",
-                "{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}",
-            ], false),
-            ("an unstamped line goes with the one before", 10, at("2026-12-03T01:00:05Z"), &[
-                "2026-12-03T01:00:05.000000Z ERROR kanade_agent: panic",
-                "   0: backtrace line",
-                "2026-12-03T01:00:10.000000Z  INFO kanade_agent: run finished",
-                "{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}",
-            ], false),
-            ("fractional seconds compare as time, not text", 10, at("2026-12-03T01:00:20Z"), &[
-                "{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}",
-            ], false),
+        type Case<'a> = (&'a str, usize, Option<OffsetDateTime>, &'a [&'a str], bool);
+        let cases: [Case; 5] = [
+            (
+                "the last two",
+                2,
+                None,
+                &[
+                    "2026-12-03T01:00:10.000000Z  INFO kanade_agent: run finished",
+                    "{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}",
+                ],
+                true,
+            ),
+            (
+                "all of them",
+                10,
+                None,
+                &[
+                    "2026-12-03T01:00:00.100000Z  INFO kanade_agent: started",
+                    "2026-12-03T01:00:05.000000Z ERROR kanade_agent: panic",
+                    "   0: backtrace line",
+                    "2026-12-03T01:00:10.000000Z  INFO kanade_agent: run finished",
+                    "{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}",
+                ],
+                false,
+            ),
+            (
+                "an unstamped line goes with the one before",
+                10,
+                at("2026-12-03T01:00:05Z"),
+                &[
+                    "2026-12-03T01:00:05.000000Z ERROR kanade_agent: panic",
+                    "   0: backtrace line",
+                    "2026-12-03T01:00:10.000000Z  INFO kanade_agent: run finished",
+                    "{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}",
+                ],
+                false,
+            ),
+            (
+                "fractional seconds compare as time, not text",
+                10,
+                at("2026-12-03T01:00:20Z"),
+                &["{\"timestamp\":\"2026-12-03T01:00:20.5Z\",\"level\":\"INFO\",\"message\":\"json line\"}"],
+                false,
+            ),
             ("nothing that new", 10, at("2026-12-04T00:00:00Z"), &[], false),
         ];
         for (name, n, since, want, more) in cases {

@@ -231,8 +231,8 @@ enum Stop {
 }
 
 fn start(config: AgentConfig, stop: Stop) -> anyhow::Result<u8> {
-    let log_guard =
-        kanade_shared::logging::init_daemon(&config.log, kanade_agent::runtime::LOG_PREFIX).map_err(anyhow::Error::msg)?;
+    let log_guard = kanade_shared::logging::init_daemon(&config.log, kanade_agent::runtime::LOG_PREFIX)
+        .map_err(anyhow::Error::msg)?;
     let version: Version =
         stamp::version().parse().context("this binary's version is not a valid version")?;
     // Taken before anything is swapped: the path the next binary is installed at.

@@ -87,7 +87,7 @@ async fn agents_publish_only_as_themselves() {
     settings.heartbeat_interval = Duration::from_millis(500);
     settings.inventory = Some((Duration::from_secs(3600), Duration::ZERO));
     settings.broker = creds("PC-1", "pc1-pw");
-    let (s, _stop) = common::backend_and_agent(backend, dir.path(), settings).await;
+    let (s, _stop) = common::backend_and_agent(backend.clone(), dir.path(), settings).await;
     let body = s
         .deploy_and_wait("id: allowed\nversion: '1'\nexecute: { shell: sh, script: 'echo fine' }\ntarget: { groups: [lab] }\n")
         .await;
@@ -102,8 +102,23 @@ async fn agents_publish_only_as_themselves() {
         !s.get("/api/agents/PC-1").await.1["inventory"].is_null()
     })
     .await;
-    // The agent's own flows (intake, catch-up, results, events, heartbeats, inventory, KV reads)
-    // never tripped a permission: the only violations are the rogue publishes above.
+    // It answers requests for its output and its log on its own subjects: the tail of a run it
+    // does not hold, and a log it keeps on stdout only.
+    let tail = kanade_shared::wire::TailRequest { schema: 1, exec_id: kanade_shared::ExecId::new(), from: 0 };
+    let reply = backend
+        .request(
+            kanade_shared::subjects::tail(&"PC-1".parse().unwrap()),
+            kanade_shared::wire::encode(&tail).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let reply: kanade_shared::wire::TailReply = kanade_shared::wire::decode(&reply.payload).unwrap();
+    assert!(!reply.known);
+    let (status, logs) = s.get("/api/agents/PC-1/logs?lines=5").await;
+    assert_eq!(status, 200, "{logs}");
+    assert!(logs["note"].as_str().unwrap().contains("stdout only"), "{logs}");
+    // The agent's own flows (intake, catch-up, results, events, heartbeats, inventory, KV reads,
+    // watch requests) never tripped a permission: the only violations are the rogue publishes above.
     let log = server.log();
     let violations: Vec<&str> =
         log.lines().filter(|l| l.contains("Violation")).filter_map(|l| l.rsplit("Subject ").next()).collect();

@@ -163,6 +163,9 @@ fn browse(base: &str, nats: &str, admin: &str) {
     // An agent's own settings, edited on its page: a bad value is named, a good one is kept.
     b.goto(&format!("{base}/#/agents/PC-A")).unwrap();
     b.wait_for(&loaded("#/agents/PC-A"), WAIT).unwrap();
+    // Its log, read over the broker: this in-process agent keeps none, and says where to look.
+    b.click_on("#read-log", WAIT).unwrap();
+    b.wait_text("[data-testid=log-status]", WAIT, |t| t.contains("logs to stdout only")).unwrap();
     b.type_into(&b.find("#setting-heartbeat_interval").unwrap(), "soon").unwrap();
     b.click(&b.find("#save-settings").unwrap()).unwrap();
     let why = b.wait_text("#settings-errors", WAIT, |t| !t.is_empty()).unwrap();
@@ -191,7 +194,12 @@ fn browse(base: &str, nats: &str, admin: &str) {
     b.type_into(&b.find("#exec-target-names").unwrap(), "lab").unwrap();
     b.click(&b.find("#exec-submit").unwrap()).unwrap();
     b.wait_text("[data-testid=exec-status]", WAIT, |t| t == "running").unwrap();
+    // Its output while it runs (it sleeps for minutes after the first line).
+    b.click_on("button.watch-output[data-pc=PC-A]", WAIT).unwrap();
+    b.wait_text("[data-testid=live-PC-A]", WAIT, |t| t.trim() == "started").unwrap();
+    b.wait_text("[data-testid=live-status-PC-A]", WAIT, |t| t == "running").unwrap();
     b.screenshot(&screenshots().join("execution-running-1280x800.png")).unwrap();
+    b.click_on("section[aria-label='Live output of PC-A'] button", WAIT).unwrap();
     b.click_on("#kill", WAIT).unwrap();
     let end = b
         .wait_text("[data-testid=exec-status]", WAIT, |t| !t.is_empty() && t != "running" && t != "pending")

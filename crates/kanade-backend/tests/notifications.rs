@@ -137,6 +137,16 @@ async fn a_group_gets_it_one_user_acks_the_offline_pc_catches_up_and_a_withdrawa
     let mut pc3 = Agent::start(dir.path(), &url, "PC-3", &["lab"]);
     let other = Agent::start(dir.path(), &url, "PC-4", &["office"]);
     known(&s, 4).await;
+    // The real binary's own log file, read over the broker (`kanade agents logs`).
+    kanade_testkit::wait_until_async("PC-4's log", WAIT, || async {
+        let (status, log) = s.get("/api/agents/PC-4/logs?lines=50").await;
+        status == StatusCode::OK
+            && log["cursor"]["file"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("kanade-agent.") && f.ends_with(".log"))
+            && log["lines"].as_array().is_some_and(|l| l.iter().any(|l| l.as_str().unwrap().contains("INFO")))
+    })
+    .await;
     // PC-3 is known to the backend but offline when the notification is sent.
     pc3.stop();
 

@@ -111,7 +111,8 @@ impl Api {
         mut each: impl FnMut(&str, &str) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
-        let mut req = self.client.get(&url).header("accept", "text/event-stream").header("x-kanade-source", "cli");
+        let mut req =
+            self.client.get(&url).header("accept", "text/event-stream").header("x-kanade-source", "cli");
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }

@@ -33,7 +33,10 @@ fn spawn_cli(url: &str, args: &[&str]) -> tokio::process::Child {
         .unwrap()
 }
 
-async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>, what: &str) -> String {
+async fn next_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    what: &str,
+) -> String {
     tokio::time::timeout(WAIT, lines.next_line())
         .await
         .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
@@ -56,7 +59,9 @@ async fn tail_follows_a_run_while_it_goes() {
     let job = write(
         dir.path(),
         "lines.yaml",
-        &format!("id: lines\nversion: '1'\nexecute: {{ shell: sh, script: {script:?}, timeout: 2m }}\ntarget: {{ pcs: [PC-1] }}\n"),
+        &format!(
+            "id: lines\nversion: '1'\nexecute: {{ shell: sh, script: {script:?}, timeout: 2m }}\ntarget: {{ pcs: [PC-1] }}\n"
+        ),
     );
     kanade_testkit::wait_until_async("PC-1 known", WAIT, || async {
         stdout(&kanade(url, &["agents", "list"]).await).contains("PC-1")
@@ -78,14 +83,19 @@ async fn tail_follows_a_run_while_it_goes() {
         let line = tokio::time::timeout(WAIT, lines.next_line()).await.expect("no line in time").unwrap();
         if line.as_deref() != Some(format!("line {i}").as_str()) {
             let mut err = String::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_string(&mut tail_err, &mut err)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncReadExt::read_to_string(&mut tail_err, &mut err),
+            )
+            .await;
             panic!("line {i}: got {line:?}; kanade tail said: {err}");
         }
         latency.push(shown.elapsed());
         std::fs::write(gate.with_file_name(format!("gate{i}")), "").unwrap();
     }
     assert_eq!(lines.next_line().await.unwrap(), None, "nothing after the last line");
-    let status = tokio::time::timeout(WAIT, tail.wait()).await.expect("tail did not end with the run").unwrap();
+    let status =
+        tokio::time::timeout(WAIT, tail.wait()).await.expect("tail did not end with the run").unwrap();
     let mut err = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut tail_err, &mut err).await.unwrap();
     assert_eq!(status.code(), Some(3), "{err}");
@@ -127,7 +137,8 @@ async fn agents_logs_reads_and_follows_the_log_file() {
     let mut settings =
         kanade_agent::runtime::Settings::new("PC-2".parse().unwrap(), b.server.url(), dir.path().join("pc2"));
     settings.heartbeat_interval = Duration::from_millis(500);
-    settings.log_dir = Some(kanade_agent::logfile::LogDir { dir: logs.clone(), prefix: "kanade-agent".into() });
+    settings.log_dir =
+        Some(kanade_agent::logfile::LogDir { dir: logs.clone(), prefix: "kanade-agent".into() });
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(kanade_agent::runtime::run(settings, stop_rx));
     kanade_testkit::wait_until_async("PC-2 known", WAIT, || async {
@@ -153,8 +164,11 @@ async fn agents_logs_reads_and_follows_the_log_file() {
     std::io::Write::write_all(&mut f, b"2026-12-02T10:00:02.000000Z  WARN kanade_agent: appended\n").unwrap();
     assert!(next_line(&mut lines, "the appended line").await.ends_with("appended"));
     // A new day's file is followed into.
-    std::fs::write(logs.join("kanade-agent.2026-12-03.log"), "2026-12-03T00:00:00.000000Z  INFO kanade_agent: new day\n")
-        .unwrap();
+    std::fs::write(
+        logs.join("kanade-agent.2026-12-03.log"),
+        "2026-12-03T00:00:00.000000Z  INFO kanade_agent: new day\n",
+    )
+    .unwrap();
     assert!(next_line(&mut lines, "the next day's line").await.ends_with("new day"));
     follow.kill().await.unwrap();
 }

@@ -53,7 +53,10 @@ pub(crate) struct LiveGuard {
 impl LiveGuard {
     /// A line of the agent's own in the output (a retry starts).
     pub fn note(&self, text: &str) {
-        self.output.lock().unwrap_or_else(|e| e.into_inner()).push(ChunkStream::Note, format!("{text}\n").as_bytes());
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ChunkStream::Note, format!("{text}\n").as_bytes());
     }
 }
 

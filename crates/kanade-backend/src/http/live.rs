@@ -42,11 +42,7 @@ impl std::fmt::Display for Unanswered {
 }
 
 /// One request to an agent, its reply's bytes.
-pub async fn ask(
-    state: &AppState,
-    subject: String,
-    body: bytes::Bytes,
-) -> Result<bytes::Bytes, Unanswered> {
+pub async fn ask(state: &AppState, subject: String, body: bytes::Bytes) -> Result<bytes::Bytes, Unanswered> {
     match tokio::time::timeout(ASK_TIMEOUT, state.nats.request(subject, body)).await {
         Err(_) => Err(Unanswered::TimedOut),
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Err(Unanswered::NotConnected),
@@ -115,13 +111,16 @@ impl Watch {
         if let Some(r) = finished {
             // Nothing came live: the stored output is all there is to show.
             if self.from == 0 && !agent_done {
-                for (stream, text) in [(wire::ChunkStream::Stdout, &r.stdout), (wire::ChunkStream::Stderr, &r.stderr)] {
+                for (stream, text) in
+                    [(wire::ChunkStream::Stdout, &r.stdout), (wire::ChunkStream::Stderr, &r.stderr)]
+                {
                     if !text.is_empty() {
                         events.push(TailEvent::Output { stream, text: text.clone() });
                     }
                 }
             }
-            let message = r.message.clone().or_else(|| r.skip_reason.as_ref().map(|s| format!("skipped: {s}")));
+            let message =
+                r.message.clone().or_else(|| r.skip_reason.as_ref().map(|s| format!("skipped: {s}")));
             events.push(TailEvent::End { status: r.status.clone(), exit_code: r.exit_code, message });
             return (events, true);
         }
@@ -136,9 +135,13 @@ impl Watch {
         let reason = match (agent_why.is_empty(), &stored.result) {
             (false, _) => agent_why,
             (true, None) => {
-                "not started on this PC yet (queued, waiting out its jitter or wave, or the PC is away)".into()
+                "not started on this PC yet (queued, waiting out its jitter or wave, or the PC is away)"
+                    .into()
             }
-            (true, Some(_)) => "started, but the agent holds no output of it (it restarted since); waiting for the result".into(),
+            (true, Some(_)) => {
+                "started, but the agent holds no output of it (it restarted since); waiting for the result"
+                    .into()
+            }
         };
         if self.waiting.as_ref() != Some(&reason) {
             events.push(TailEvent::Waiting { reason: reason.clone() });
@@ -159,7 +162,9 @@ async fn stored(state: &AppState, exec: ExecId, pc: &PcId) -> Result<Stored, Api
 
 async fn poll(state: &AppState, exec: ExecId, pc: &PcId, from: u64) -> AgentAnswer {
     let req = TailRequest { schema: wire::SCHEMA, exec_id: exec, from };
-    let Ok(body) = wire::encode(&req) else { return AgentAnswer::Unreachable("request not encodable".into()) };
+    let Ok(body) = wire::encode(&req) else {
+        return AgentAnswer::Unreachable("request not encodable".into());
+    };
     match ask(state, subjects::tail(pc), body.into()).await {
         Ok(reply) => match wire::decode::<TailReply>(&reply) {
             Ok(r) => AgentAnswer::Output(r),
@@ -177,10 +182,13 @@ pub async fn tail(
     State(state): State<AppState>,
     Path((exec, pc)): Path<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let exec: ExecId = exec.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
+    let exec: ExecId =
+        exec.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let pc = pc_id(&pc)?;
     if state.db.execution(exec, false).await?.is_none() {
-        return Err(ApiError::not_found(format!("execution {exec} not found; `kanade executions` lists them")));
+        return Err(ApiError::not_found(format!(
+            "execution {exec} not found; `kanade executions` lists them"
+        )));
     }
     let stopping = state.stopping.clone();
     let steps = futures::stream::unfold(
@@ -263,7 +271,11 @@ pub async fn logs(
     }
     let req = LogRequest { schema: wire::SCHEMA, lines, since: q.since, after };
     let body = wire::encode(&req).map_err(|e| {
-        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot encode the log request: {e}"))
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot encode the log request: {e}"),
+        )
     })?;
     let reply = ask(&state, subjects::logs(&pc), body.into())
         .await

@@ -58,7 +58,8 @@ fn waiting(reason: &str) -> TailEvent {
     TailEvent::Waiting { reason: reason.into() }
 }
 
-const NOT_STARTED: &str = "not started on this PC yet (queued, waiting out its jitter or wave, or the PC is away)";
+const NOT_STARTED: &str =
+    "not started on this PC yet (queued, waiting out its jitter or wave, or the PC is away)";
 
 #[test]
 fn each_poll_becomes_events_and_the_stream_ends_with_the_result() {

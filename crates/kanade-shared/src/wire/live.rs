@@ -38,7 +38,14 @@ pub struct TailReply {
 
 impl TailReply {
     pub fn unknown() -> Self {
-        TailReply { schema: super::SCHEMA, known: false, skipped: 0, chunks: Vec::new(), next: 0, done: false }
+        TailReply {
+            schema: super::SCHEMA,
+            known: false,
+            skipped: 0,
+            chunks: Vec::new(),
+            next: 0,
+            done: false,
+        }
     }
 }
 

@@ -34,12 +34,14 @@ pub use host_perf::{
     top_processes,
 };
 pub use inventory::{Cpu, Disk, Hardware, Inventory, NetworkInterface, Software};
+pub use live::{
+    ChunkStream, LogCursor, LogReply, LogRequest, OutputChunk, TailEvent, TailReply, TailRequest,
+};
 pub use notification::{
     AckBy, Notification, NotificationDetail, NotificationMessage, NotificationPc, NotificationSent,
     NotificationSummary, NotificationTarget, Notifications, NotifyAck, Priority, SendNotification,
     TargetRequest, Withdrawal,
 };
-pub use live::{ChunkStream, LogCursor, LogReply, LogRequest, OutputChunk, TailEvent, TailReply, TailRequest};
 pub use obs::{ObsEvent, ObsEventRow, ObsEvents};
 pub use query::{QueryAnswer, QueryRequest};
 pub use result::{ExecResult, ExecStatus, SkipReason, Stream as OutputStream};

@@ -9,8 +9,8 @@ use anyhow::anyhow;
 use kanade_shared::wire::{ChunkStream, LogReply, TailEvent, Timestamp};
 use kanade_shared::{ExecId, HumanDuration, PcId};
 
-use crate::api::Api;
 use super::fleet::query;
+use crate::api::Api;
 use crate::cli::{Format, Global};
 
 /// How often `agents logs --follow` asks for more.
@@ -42,7 +42,9 @@ pub async fn tail(exec: &str, pc: &str, global: &Global) -> anyhow::Result<ExitC
         Ok(true)
     })
     .await?;
-    exit.ok_or_else(|| anyhow!("the backend ended the stream before the run ended (is it stopping?); run the command again"))
+    exit.ok_or_else(|| {
+        anyhow!("the backend ended the stream before the run ended (is it stopping?); run the command again")
+    })
 }
 
 /// One event for people: the script's output as it is, kanade's own lines on stderr.
@@ -76,10 +78,13 @@ pub async fn logs(
     let pc: PcId = pc.parse().map_err(|e| anyhow!("{pc:?} is not a PC id: {e}"))?;
     let api = Api::new(global)?;
     let since = match since {
-        Some(d) => Some((Timestamp::now_utc() - d.get()).format(&time::format_description::well_known::Rfc3339)?),
+        Some(d) => {
+            Some((Timestamp::now_utc() - d.get()).format(&time::format_description::well_known::Rfc3339)?)
+        }
         None => None,
     };
-    let reply: LogReply = fetch(&api, &pc, &query(&[("lines", Some(lines.to_string())), ("since", since)])).await?;
+    let reply: LogReply =
+        fetch(&api, &pc, &query(&[("lines", Some(lines.to_string())), ("since", since)])).await?;
     if !follow {
         if !crate::output::structured(global.output, &reply) {
             print_lines(&reply);
@@ -92,7 +97,8 @@ pub async fn logs(
     };
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
-        let after = query(&[("file", Some(cursor.file.clone())), ("offset", Some(cursor.offset.to_string()))]);
+        let after =
+            query(&[("file", Some(cursor.file.clone())), ("offset", Some(cursor.offset.to_string()))]);
         let reply: LogReply = fetch(&api, &pc, &after).await?;
         emit_follow(&reply, global.output);
         if let Some(next) = reply.cursor {
