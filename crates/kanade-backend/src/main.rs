@@ -240,12 +240,13 @@ fn main() -> ExitCode {
         Some(Command::MigrateToPostgres { from, to }) => match migrate_to_postgres(&from, &to) {
             Ok(c) => {
                 println!(
-                    "copied into {}: {} users, {} API tokens, {} schedule states ({} already there, kept as they were)",
+                    "copied into {}: {} users, {} second factors, {} API tokens, {} schedule states ({} already there, kept as they were)",
                     kanade_shared::config::redact(&to),
                     c.users.0,
+                    c.mfa.0,
                     c.tokens.0,
                     c.schedules.0,
-                    c.users.1 + c.tokens.1 + c.schedules.1
+                    c.users.1 + c.mfa.1 + c.tokens.1 + c.schedules.1
                 );
                 println!(
                     "next: set [db] url = \"{}\" in backend.toml (instead of sqlite_path) and start kanade-backend; it rebuilds the projection from the streams",
@@ -624,6 +625,7 @@ async fn run(
         auth::bootstrap_admin(&db, config.auth.bootstrap_admin_password.as_ref()).await?;
         Auth::with_secret(secret, config.auth.token_ttl.get())
             .with_trusted_proxies(config.auth.trusted_proxies.clone())
+            .requiring_mfa_for_admins(config.auth.require_mfa_for_admins)
     };
     let client = tokio::select! {
         client = kanade_shared::nats::connect_forever(&config.nats_url, &config.broker, "kanade-backend") => client,

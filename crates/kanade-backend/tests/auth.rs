@@ -332,3 +332,163 @@ async fn concurrent_wrong_logins_for_one_user_reach_the_password_check_at_most_f
     let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
     assert_eq!((checked, refused), (5, 195));
 }
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// What an authenticator app shows `steps` time steps from now.
+fn app_code(secret: &str, steps: i64) -> String {
+    kanade_backend::auth::totp::code_at(secret, (now_secs() as i64 + steps * 30) as u64).unwrap()
+}
+
+async fn login_with(s: &Stack, name: &str, password: &str, code: Option<&str>) -> (StatusCode, Value) {
+    let mut body = json!({ "name": name, "password": password });
+    if let Some(code) = code {
+        body["code"] = json!(code);
+    }
+    s.send_as("POST", "/api/auth/login", None, body).await
+}
+
+/// Set up and confirm a second factor for the holder of `token`; the secret and recovery codes.
+async fn set_up_mfa(s: &Stack, token: &str) -> (String, Vec<String>) {
+    let (status, setup) = s.send_as("POST", "/api/auth/mfa/setup", Some(token), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{setup:#}");
+    let secret = setup["secret"].as_str().unwrap().to_owned();
+    assert!(setup["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/kanade:"), "{setup:#}");
+    assert!(setup["qr"].as_array().unwrap().len() >= 21, "{setup:#}");
+    let (status, body) =
+        s.send_as("POST", "/api/auth/mfa/enable", Some(token), json!({ "code": "12" })).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+        "{body:#}"
+    );
+    let (status, enabled) =
+        s.send_as("POST", "/api/auth/mfa/enable", Some(token), json!({ "code": app_code(&secret, 0) })).await;
+    assert_eq!(status, StatusCode::OK, "{enabled:#}");
+    let codes: Vec<String> = enabled["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+#[tokio::test]
+async fn a_second_factor_is_asked_once_set_up_and_each_code_works_once() {
+    let s = common::secured().await;
+    let admin = s.login("admin", ADMIN_PASSWORD).await;
+    let mina = user(&s, &admin, "mina", "operator").await;
+    let password = "mina own password";
+    let (secret, recovery) = set_up_mfa(&s, &mina).await;
+    // Once on, it cannot be set up again over itself.
+    let (status, _) = s.send_as("POST", "/api/auth/mfa/setup", Some(&mina), Value::Null).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // The password alone is not enough any more; a wrong code is refused and audited.
+    let (status, body) = login_with(&s, "mina", password, None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("mfa_required")), "{body:#}");
+    let wrong: String = app_code(&secret, 0)
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i == 0 { char::from(b'0' + (c as u8 - b'0' + 5) % 10) } else { c })
+        .collect();
+    let (status, body) = login_with(&s, "mina", password, Some(&wrong)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("mfa_invalid")), "{body:#}");
+    // The code that confirmed the set-up is used up; the next step's is good, once.
+    let (status, body) = login_with(&s, "mina", password, Some(&app_code(&secret, 0))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a code works once: {body:#}");
+    let next = app_code(&secret, 1);
+    let (status, body) = login_with(&s, "mina", password, Some(&next)).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(body["user"]["mfa"], true);
+    let (status, _) = login_with(&s, "mina", password, Some(&next)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the same code again");
+    // A recovery code (any case, dashes or not) works once.
+    let shouted = recovery[0].to_uppercase().replace('-', "");
+    let (status, body) = login_with(&s, "mina", password, Some(&shouted)).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    let (status, _) = login_with(&s, "mina", password, Some(&recovery[0])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a recovery code is used up");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (_, me) = s.send_as("GET", "/api/auth/me", Some(&token), Value::Null).await;
+    assert_eq!(me["mfa"], true, "{me:#}");
+
+    // An admin resets it (a lost phone): the password alone signs in again.
+    let (_, users) = s.send_as("GET", "/api/users", Some(&admin), Value::Null).await;
+    let row = users["items"].as_array().unwrap().iter().find(|u| u["name"] == "mina").unwrap().clone();
+    assert!(row["mfa_enabled_ms"].is_i64(), "{row:#}");
+    assert!(row.get("secret").is_none() && !row.to_string().contains(&secret), "{row:#}");
+    let (status, body) = s.send_as("DELETE", "/api/users/mina/mfa", Some(&admin), Value::Null).await;
+    assert_eq!((status, body["reset"].as_bool()), (StatusCode::OK, Some(true)), "{body:#}");
+    let (status, _) = login_with(&s, "mina", password, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for action in ["user.mfa_reset", "auth.mfa_enabled"] {
+        kanade_testkit::wait_until_async(
+            &format!("{action} in the audit log"),
+            std::time::Duration::from_secs(20),
+            || async {
+                let (_, body) =
+                    s.send_as("GET", &format!("/api/audit?action={action}"), Some(&admin), Value::Null).await;
+                body["items"].as_array().is_some_and(|items| items.len() == 1)
+            },
+        )
+        .await;
+    }
+    // Turning one's own off needs the password.
+    let mina = s.login("mina", password).await;
+    set_up_mfa(&s, &mina).await;
+    let (status, _) =
+        s.send_as("POST", "/api/auth/mfa/disable", Some(&mina), json!({ "password": "not it at all" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) =
+        s.send_as("POST", "/api/auth/mfa/disable", Some(&mina), json!({ "password": password })).await;
+    assert_eq!((status, body["disabled"].as_bool()), (StatusCode::OK, Some(true)), "{body:#}");
+}
+
+#[tokio::test]
+async fn admins_must_set_one_up_first_when_required_and_api_tokens_are_unaffected() {
+    let auth = kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), std::time::Duration::from_secs(600))
+        .requiring_mfa_for_admins(true);
+    let s = common::stack_with(&[], auth).await;
+    kanade_backend::auth::bootstrap_admin(
+        &s.state.db,
+        Some(&kanade_shared::secrets::Secret::env(
+            kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
+            ADMIN_PASSWORD,
+        )),
+    )
+    .await
+    .unwrap();
+    let (status, body) = login_with(&s, "admin", ADMIN_PASSWORD, None).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(body["user"]["must_set_up_mfa"], true);
+    let admin = body["token"].as_str().unwrap().to_owned();
+    // Nothing but setting it up until then.
+    let (status, body) = s.send_as("GET", "/api/jobs", Some(&admin), Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error"].as_str().unwrap().contains("kanade mfa setup"), "{body:#}");
+    let (status, me) = s.send_as("GET", "/api/auth/me", Some(&admin), Value::Null).await;
+    assert_eq!((status, &me["must_set_up_mfa"]), (StatusCode::OK, &json!(true)));
+    let (secret, _) = set_up_mfa(&s, &admin).await;
+    // The same session may act now.
+    let (status, _) = s.send_as("GET", "/api/jobs", Some(&admin), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    // It may not be turned off while required.
+    let (status, body) =
+        s.send_as("POST", "/api/auth/mfa/disable", Some(&admin), json!({ "password": ADMIN_PASSWORD })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body:#}");
+    // An API token of an admin needs no code.
+    let (status, token) =
+        s.send_as("POST", "/api/tokens", Some(&admin), json!({ "name": "ci", "role": "admin" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{token:#}");
+    let (status, _) = s.send_as("GET", "/api/jobs", token["token"].as_str(), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s.send_as("POST", "/api/auth/mfa/setup", token["token"].as_str(), Value::Null).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+    let (status, _) = login_with(&s, "admin", ADMIN_PASSWORD, Some(&app_code(&secret, 1))).await;
+    assert_eq!(status, StatusCode::OK);
+}

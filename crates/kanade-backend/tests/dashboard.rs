@@ -34,6 +34,12 @@ fn loaded(route: &str) -> String {
     format!("main[data-route=\"{path}\"][aria-busy=\"false\"]")
 }
 
+/// What an authenticator app shows `steps` time steps from now.
+fn app_code(secret: &str, steps: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    kanade_backend::auth::totp::code_at(secret.trim(), now + steps * 30).unwrap()
+}
+
 fn sign_in(b: &Browser, base: &str, name: &str, password: &str) {
     b.goto(&format!("{base}/#/login")).unwrap();
     let field = b.wait_for("#login-name", WAIT).unwrap();
@@ -444,6 +450,27 @@ fn browse(base: &str, nats: &str, admin: &str) {
     assert!(b.find_all("#kill").unwrap().is_empty(), "a viewer sees the kill button");
     b.goto(&format!("{base}/#/admin")).unwrap();
     b.wait_text("main", WAIT, |t| t.contains("needs the admin role")).unwrap();
+
+    // Her own second factor: a QR code and the secret, confirmed with the app's code, recovery
+    // codes shown once; signing in again asks for the next code.
+    b.goto(&format!("{base}/#/account")).unwrap();
+    b.click_on("#mfa-setup", WAIT).unwrap();
+    b.wait_for("[data-testid=mfa-qr]", WAIT).unwrap();
+    let secret = b.wait_text("[data-testid=mfa-secret]", WAIT, |t| !t.is_empty()).unwrap();
+    b.type_into(&b.find("#mfa-code").unwrap(), &app_code(&secret, 0)).unwrap();
+    b.screenshot(&screenshots().join("account-mfa-setup-1280x800.png")).unwrap();
+    b.click(&b.find("#mfa-confirm").unwrap()).unwrap();
+    let codes = b.wait_text("[data-testid=mfa-recovery]", WAIT, |t| !t.is_empty()).unwrap();
+    assert_eq!(codes.lines().count(), 10, "{codes}");
+    b.click(&b.find("#logout").unwrap()).unwrap();
+    sign_in(&b, base, "vera", "vera's own password");
+    kanade_testkit::wait_until("the code field", WAIT, || {
+        b.execute("return !document.querySelector('label[for=login-code]').hidden").ok() == Some(json!(true))
+    });
+    b.type_into(&b.find("#login-code").unwrap(), &app_code(&secret, 1)).unwrap();
+    b.screenshot(&screenshots().join("login-code-1280x800.png")).unwrap();
+    b.click(&b.find("#login-submit").unwrap()).unwrap();
+    b.wait_text("[data-testid=whoami]", WAIT, |t| t == "vera (viewer)").unwrap();
 
     // Through all of it: no script error and no content-security-policy violation. Refused API
     // calls (the wrong password, the broken job, the viewer) show in the console as failed loads

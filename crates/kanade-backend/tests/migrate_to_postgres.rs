@@ -51,7 +51,10 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     let before = std::fs::read(&file).unwrap();
     let (ok, text) = migrate(&file, &url);
     assert!(ok, "{text}");
-    assert!(text.contains("1 users, 1 API tokens, 1 schedule states (0 already there"), "{text}");
+    assert!(
+        text.contains("1 users, 0 second factors, 1 API tokens, 1 schedule states (0 already there"),
+        "{text}"
+    );
     // The source is only read: the binary it came from can still open it.
     assert_eq!(std::fs::read(&file).unwrap(), before, "migrate-to-postgres changed its source");
 
@@ -68,7 +71,10 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
 
     let (ok, text) = migrate(&file, &url);
     assert!(ok, "{text}");
-    assert!(text.contains("0 users, 0 API tokens, 0 schedule states (3 already there"), "{text}");
+    assert!(
+        text.contains("0 users, 0 second factors, 0 API tokens, 0 schedule states (3 already there"),
+        "{text}"
+    );
 
     let (ok, text) = migrate(&dir.path().join("missing.db"), &url);
     assert!(!ok && text.contains("missing.db: no such SQLite database"), "{text}");

@@ -187,9 +187,34 @@ impl Api {
         if status.is_success() {
             return Ok(bytes);
         }
-        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Err(anyhow!(failure(status, &json)))
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(ApiFailure {
+            message: failure(status, &body),
+            code: body["code"].as_str().unwrap_or_default().to_owned(),
+        }
+        .into())
     }
+}
+
+/// The backend refused a call: the line to show, and the API's error `code` for callers that
+/// act on it (`mfa_required`).
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub message: String,
+    pub code: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// The API's error code behind `e`, if the backend refused the call.
+pub fn error_code(e: &anyhow::Error) -> Option<&str> {
+    e.downcast_ref::<ApiFailure>().map(|f| f.code.as_str())
 }
 
 /// Three of the backend's 15 s keep-alives.

@@ -100,7 +100,14 @@ pub enum Command {
         /// Read the password from standard input instead of prompting
         #[arg(long)]
         password_stdin: bool,
+        /// The authenticator app's current code (or a recovery code), for an account with a
+        /// second factor (asked for when needed and missing)
+        #[arg(long)]
+        code: Option<String>,
     },
+    /// Your account's second factor (TOTP): set up, turn off; an admin's reset for a user
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// Run a script on one PC now and print its output; exits with the script's exit code
     Run {
         /// The PC's id
@@ -434,6 +441,25 @@ pub enum ExecutionsCommand {
         #[arg(long)]
         full: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Set up a second factor: shows a QR code and secret for an authenticator app, then asks
+    /// for its current code and prints the recovery codes (shown once)
+    Setup {
+        /// The app's current code, instead of being asked
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Turn your second factor off (asks for your password)
+    Disable {
+        /// Read the password from standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Take a user's second factor away, e.g. a lost phone (admin)
+    Reset { user: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,7 @@ import * as compliance from './pages/compliance.js';
 import * as facts from './pages/facts.js';
 import * as notifications from './pages/notifications.js';
 import * as admin from './pages/admin.js';
+import * as account from './pages/account.js';
 
 const routes = [
   [/^\/login$/, login.render, 'Sign in'],
@@ -36,6 +37,7 @@ const routes = [
   [/^\/notifications\/([^/]+)$/, notifications.detail, 'Notification'],
   [/^\/audit$/, audit.list, 'Audit log'],
   [/^\/admin$/, admin.render, 'Users and tokens', 'admin'],
+  [/^\/account$/, account.render, 'Account'],
 ];
 
 const NAV = [
@@ -61,7 +63,7 @@ function header(path) {
       NAV.filter(([, , role]) => !role || can(role))
         .map(([href, label]) => h('a', { href, 'aria-current': current(href) ? 'page' : undefined }, label))),
     h('div', { class: 'who' },
-      h('span', { 'data-testid': 'whoami' }, `${user.name} (${user.role})`),
+      h('a', { href: '#/account', 'data-testid': 'whoami', title: 'Your account' }, `${user.name} (${user.role})`),
       h('button', { type: 'button', id: 'logout', onclick: logout }, 'Sign out')),
   );
 }

@@ -23,6 +23,7 @@ export class ApiError extends Error {
   constructor(status, body) {
     super((body && body.error) || `HTTP ${status}`);
     this.status = status;
+    this.code = (body && body.code) || '';
     // Validation problems, one per line: `detail.problems` of the API's error shape.
     const list = body && body.detail && body.detail.problems;
     this.detail = Array.isArray(list) ? list : [];

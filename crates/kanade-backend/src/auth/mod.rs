@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod password;
 pub mod role;
 pub mod throttle;
+pub mod totp;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,6 +33,8 @@ pub struct Caller {
     pub role: Role,
     pub via: Via,
     pub must_change_password: bool,
+    /// An admin who must set up a second factor first (`[auth] require_mfa_for_admins`).
+    pub must_set_up_mfa: bool,
     /// The peer address, for the audit log.
     pub source: Option<String>,
     /// Which client made the request (`X-Kanade-Source`), for the audit log.
@@ -57,6 +60,8 @@ pub struct AuthConfig {
     /// How often a long-lived response (`/api/stream`) checks its caller again, so an expired
     /// session, a disabled user or a changed password closes it.
     pub recheck: Duration,
+    /// See `[auth] require_mfa_for_admins`.
+    pub require_mfa_for_admins: bool,
 }
 
 #[derive(Clone)]
@@ -91,6 +96,7 @@ impl Auth {
             session_ttl: Duration::from_secs(3600),
             trusted_proxies: Vec::new(),
             recheck: RECHECK,
+            require_mfa_for_admins: false,
         })
     }
 
@@ -102,6 +108,7 @@ impl Auth {
             session_ttl,
             trusted_proxies: Vec::new(),
             recheck: RECHECK,
+            require_mfa_for_admins: false,
         })
     }
 
@@ -109,6 +116,13 @@ impl Auth {
     pub fn with_recheck(self, recheck: Duration) -> Self {
         let mut config = (*self.config).clone();
         config.recheck = recheck;
+        Self { config: Arc::new(config), ..self }
+    }
+
+    /// Admins need a second factor before anything else (`[auth] require_mfa_for_admins`).
+    pub fn requiring_mfa_for_admins(self, required: bool) -> Self {
+        let mut config = (*self.config).clone();
+        config.require_mfa_for_admins = required;
         Self { config: Arc::new(config), ..self }
     }
 
@@ -287,6 +301,7 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
             role: Role::Admin,
             via: Via::AuthDisabled,
             must_change_password: false,
+            must_set_up_mfa: false,
             source,
             client,
         });
@@ -323,6 +338,7 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
             role,
             via: Via::Token,
             must_change_password: false,
+            must_set_up_mfa: false,
             source,
             client,
         });
@@ -344,6 +360,9 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
         role,
         via: Via::Password,
         must_change_password: user.must_change_password,
+        must_set_up_mfa: role == Role::Admin
+            && auth.config.require_mfa_for_admins
+            && user.mfa_enabled_ms.is_none(),
         source,
         client,
     })
@@ -367,6 +386,9 @@ pub fn refusal(caller: &Caller, access: Access) -> Option<String> {
         _ if caller.must_change_password => {
             Some("change your password first (POST /api/auth/password, or kanade login)".to_owned())
         }
+        _ if caller.must_set_up_mfa => Some(
+            "admins must set up a second factor first (auth.require_mfa_for_admins): `kanade mfa setup`, or Account in the dashboard".to_owned(),
+        ),
         Access::Role(needed) if caller.role < needed => {
             Some(format!("this needs the {needed} role; {} is {}", caller.name, caller.role))
         }
@@ -449,6 +471,7 @@ mod tests {
             role,
             via: Via::Password,
             must_change_password: must_change,
+            must_set_up_mfa: false,
             source: None,
             client: "api",
         }

@@ -16,10 +16,13 @@ pub struct User {
     pub password_changed_ms: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// When a second factor was switched on; `None`: password only.
+    pub mfa_enabled_ms: Option<i64>,
 }
 
 const USER_COLUMNS: &str =
-    "name, password_hash, role, disabled, must_change_password, password_changed_ms, created_ms, updated_ms";
+    "name, password_hash, role, disabled, must_change_password, password_changed_ms, created_ms, updated_ms,
+    (SELECT m.enabled_ms FROM user_mfa m WHERE m.name = users.name)";
 
 fn user_row(r: &Row) -> Result<User, DbError> {
     Ok(User {
@@ -31,6 +34,7 @@ fn user_row(r: &Row) -> Result<User, DbError> {
         password_changed_ms: r.get(5)?,
         created_ms: r.get(6)?,
         updated_ms: r.get(7)?,
+        mfa_enabled_ms: r.get(8)?,
     })
 }
 
@@ -107,7 +111,131 @@ pub async fn update_user<S: Sql>(
 }
 
 pub async fn delete_user<S: Sql>(s: &mut S, name: &str) -> Result<bool, DbError> {
+    s.exec("DELETE FROM user_mfa WHERE name = ?1", vals![name]).await?;
     Ok(s.exec("DELETE FROM users WHERE name = ?1", vals![name]).await? == 1)
+}
+
+/// A user's second factor.
+#[derive(Debug, Clone)]
+pub struct Mfa {
+    pub name: String,
+    pub secret: String,
+    pub enabled_ms: Option<i64>,
+    pub last_step: i64,
+    /// sha256 (hex) of each unused recovery code.
+    pub recovery_sha256: Vec<String>,
+    pub updated_ms: i64,
+}
+
+const MFA_COLUMNS: &str = "name, secret, enabled_ms, last_step, recovery_sha256, updated_ms";
+
+fn mfa_row(r: &Row) -> Result<Mfa, DbError> {
+    let recovery: String = r.get(4)?;
+    let name: String = r.get(0)?;
+    Ok(Mfa {
+        secret: r.get(1)?,
+        enabled_ms: r.get(2)?,
+        last_step: r.get(3)?,
+        recovery_sha256: serde_json::from_str(&recovery)
+            .map_err(|e| DbError::Decode(format!("user_mfa.recovery_sha256 of {name:?}: {e}")))?,
+        updated_ms: r.get(5)?,
+        name,
+    })
+}
+
+pub async fn mfa<S: Sql>(s: &mut S, name: &str) -> Result<Option<Mfa>, DbError> {
+    let sql = format!("SELECT {MFA_COLUMNS} FROM user_mfa WHERE name = ?1");
+    opt_row(s, &sql, vals![name]).await?.as_ref().map(mfa_row).transpose()
+}
+
+pub async fn all_mfa<S: Sql>(s: &mut S) -> Result<Vec<Mfa>, DbError> {
+    let sql = format!("SELECT {MFA_COLUMNS} FROM user_mfa ORDER BY name");
+    s.rows(&sql, vals![]).await?.iter().map(mfa_row).collect()
+}
+
+/// Start (or restart) setting up a second factor; false when one is already on.
+pub async fn begin_mfa<S: Sql>(s: &mut S, name: &str, secret: &str, now_ms: i64) -> Result<bool, DbError> {
+    let n = s
+        .exec(
+            "INSERT INTO user_mfa (name, secret, enabled_ms, last_step, recovery_sha256, updated_ms)
+             VALUES (?1, ?2, NULL, 0, '[]', ?3)
+             ON CONFLICT(name) DO UPDATE SET secret = excluded.secret, last_step = 0, recovery_sha256 = '[]',
+                 updated_ms = excluded.updated_ms
+             WHERE user_mfa.enabled_ms IS NULL",
+            vals![name, secret, now_ms],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Switch a pending second factor on with its first code's step and the recovery codes'
+/// hashes; false when nothing was pending.
+pub async fn enable_mfa<S: Sql>(
+    s: &mut S,
+    name: &str,
+    step: i64,
+    recovery_sha256: &[String],
+    now_ms: i64,
+) -> Result<bool, DbError> {
+    let recovery = serde_json::to_string(recovery_sha256).unwrap_or_else(|_| "[]".into());
+    let n = s
+        .exec(
+            "UPDATE user_mfa SET enabled_ms = ?2, last_step = ?3, recovery_sha256 = ?4, updated_ms = ?2
+             WHERE name = ?1 AND enabled_ms IS NULL",
+            vals![name, now_ms, step, recovery],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Take a code's time step; false when it (or a later one) was used already — so a code works
+/// once, even across backends.
+pub async fn use_step<S: Sql>(s: &mut S, name: &str, step: i64) -> Result<bool, DbError> {
+    let n = s
+        .exec(
+            "UPDATE user_mfa SET last_step = ?2 WHERE name = ?1 AND enabled_ms IS NOT NULL AND last_step < ?2",
+            vals![name, step],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Strike one recovery code (by its hash); false when it is not (or no longer) there.
+pub async fn use_recovery<S: Sql>(s: &mut S, name: &str, sha256: &str, now_ms: i64) -> Result<bool, DbError> {
+    let Some(m) = mfa(s, name).await?.filter(|m| m.enabled_ms.is_some()) else { return Ok(false) };
+    if !m.recovery_sha256.iter().any(|h| h == sha256) {
+        return Ok(false);
+    }
+    let left: Vec<&String> = m.recovery_sha256.iter().filter(|h| *h != sha256).collect();
+    let (before, after) = (
+        serde_json::to_string(&m.recovery_sha256).unwrap_or_default(),
+        serde_json::to_string(&left).unwrap_or_default(),
+    );
+    // Compare-and-swap: two sign-ins with the same code cannot both take it.
+    let n = s
+        .exec(
+            "UPDATE user_mfa SET recovery_sha256 = ?3, updated_ms = ?4 WHERE name = ?1 AND recovery_sha256 = ?2",
+            vals![name, before, after, now_ms],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn delete_mfa<S: Sql>(s: &mut S, name: &str) -> Result<bool, DbError> {
+    Ok(s.exec("DELETE FROM user_mfa WHERE name = ?1", vals![name]).await? == 1)
+}
+
+/// Copy a second factor as it is (a move to another database); false when the target has one.
+pub async fn put_mfa<S: Sql>(s: &mut S, m: &Mfa) -> Result<bool, DbError> {
+    let recovery = serde_json::to_string(&m.recovery_sha256).unwrap_or_else(|_| "[]".into());
+    let n = s
+        .exec(
+            "INSERT INTO user_mfa (name, secret, enabled_ms, last_step, recovery_sha256, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING",
+            vals![m.name.as_str(), m.secret.as_str(), m.enabled_ms, m.last_step, recovery, m.updated_ms],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 /// Admins that can still sign in (the last one may not be removed, demoted or disabled).

@@ -85,6 +85,7 @@ const SQLITE: &[Migration] = &[
         name: "fleet_freeze",
         sql: include_str!("migrations/sqlite/0018_fleet_freeze.sql"),
     },
+    Migration { version: 19, name: "user_mfa", sql: include_str!("migrations/sqlite/0019_user_mfa.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -145,6 +146,7 @@ const POSTGRES: &[Migration] = &[
         name: "fleet_freeze",
         sql: include_str!("migrations/postgres/0013_fleet_freeze.sql"),
     },
+    Migration { version: 14, name: "user_mfa", sql: include_str!("migrations/postgres/0014_user_mfa.sql") },
 ];
 
 pub fn checksum(sql: &str) -> String {

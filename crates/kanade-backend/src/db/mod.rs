@@ -782,6 +782,36 @@ impl Db {
         write!(self, |s| accounts::delete_user(s, &name))
     }
 
+    pub async fn mfa(&self, name: String) -> Result<Option<accounts::Mfa>, DbError> {
+        read!(self, |s| accounts::mfa(s, &name))
+    }
+
+    pub async fn begin_mfa(&self, name: String, secret: String, now: i64) -> Result<bool, DbError> {
+        write!(self, |s| accounts::begin_mfa(s, &name, &secret, now))
+    }
+
+    pub async fn enable_mfa(
+        &self,
+        name: String,
+        step: i64,
+        recovery_sha256: Vec<String>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| accounts::enable_mfa(s, &name, step, &recovery_sha256, now))
+    }
+
+    pub async fn use_mfa_step(&self, name: String, step: i64) -> Result<bool, DbError> {
+        write!(self, |s| accounts::use_step(s, &name, step))
+    }
+
+    pub async fn use_recovery_code(&self, name: String, sha256: String, now: i64) -> Result<bool, DbError> {
+        write!(self, |s| accounts::use_recovery(s, &name, &sha256, now))
+    }
+
+    pub async fn delete_mfa(&self, name: String) -> Result<bool, DbError> {
+        write!(self, |s| accounts::delete_mfa(s, &name))
+    }
+
     pub async fn token(&self, id: String) -> Result<Option<accounts::Token>, DbError> {
         read!(self, |s| accounts::token(s, &id))
     }
@@ -818,11 +848,12 @@ impl Db {
     }
 }
 
-/// What a database holds that the streams cannot rebuild: accounts, API tokens and the
-/// scheduler's bookkeeping.
+/// What a database holds that the streams cannot rebuild: accounts with their second factors,
+/// API tokens and the scheduler's bookkeeping.
 #[derive(Debug, Default)]
 pub struct KeptState {
     pub users: Vec<accounts::User>,
+    pub mfa: Vec<accounts::Mfa>,
     pub tokens: Vec<accounts::Token>,
     pub schedules: Vec<(String, schedules::State)>,
 }
@@ -831,6 +862,7 @@ pub struct KeptState {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Copied {
     pub users: (usize, usize),
+    pub mfa: (usize, usize),
     pub tokens: (usize, usize),
     pub schedules: (usize, usize),
 }
@@ -840,6 +872,7 @@ impl Db {
         read!(self, |s| async {
             Ok(KeptState {
                 users: accounts::users(s).await?,
+                mfa: accounts::all_mfa(s).await?,
                 tokens: accounts::tokens(s).await?,
                 schedules: schedules::all_states(s).await?,
             })
@@ -855,6 +888,9 @@ impl Db {
                 |slot: &mut (usize, usize), added: bool| if added { slot.0 += 1 } else { slot.1 += 1 };
             for u in &kept.users {
                 count(&mut c.users, accounts::put_user(s, u).await?);
+            }
+            for m in &kept.mfa {
+                count(&mut c.mfa, accounts::put_mfa(s, m).await?);
             }
             for t in &kept.tokens {
                 count(&mut c.tokens, accounts::put_token(s, t).await?);

@@ -14,6 +14,7 @@ mod fleet;
 mod freeze;
 mod live;
 mod metrics;
+mod mfa;
 mod notifications;
 mod ops;
 mod releases;

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, freeze, live,
-    notifications, ops, releases, schedules, scripts, session, telemetry,
+    mfa, notifications, ops, releases, schedules, scripts, session, telemetry,
 };
 use crate::auth::{Access, Role};
 
@@ -53,6 +53,34 @@ pub fn table() -> Vec<Route> {
             SIGNED_IN,
             "Change the caller's password (current, new)",
             post(session::change_password)
+        ),
+        route!(
+            "POST",
+            "/api/auth/mfa/setup",
+            SIGNED_IN,
+            "Start setting up a second factor: a new TOTP secret, its otpauth:// URI and QR code",
+            post(mfa::setup)
+        ),
+        route!(
+            "POST",
+            "/api/auth/mfa/enable",
+            SIGNED_IN,
+            "Confirm the second factor with its current code; returns the recovery codes, once",
+            post(mfa::enable)
+        ),
+        route!(
+            "POST",
+            "/api/auth/mfa/disable",
+            SIGNED_IN,
+            "Turn the caller's second factor off (password)",
+            post(mfa::disable)
+        ),
+        route!(
+            "DELETE",
+            "/api/users/{name}/mfa",
+            ADMIN,
+            "Take a user's second factor away (a lost phone); audited",
+            delete(mfa::reset)
         ),
         route!("GET", "/api/users", ADMIN, "Users (admin)", get(accounts::list_users)),
         route!(

@@ -16,6 +16,10 @@ use crate::pipeline::audit;
 pub struct Login {
     name: String,
     password: String,
+    /// The authenticator app's current code, or a recovery code, for an account with a second
+    /// factor.
+    #[serde(default)]
+    code: Option<String>,
 }
 
 pub async fn login(
@@ -83,6 +87,39 @@ pub async fn login(
             "wrong user name or password, or the account is disabled",
         ));
     };
+    // The second factor, when the account has one. A sign-in without the code stays counted as
+    // a failure: otherwise the right password alone could reset the throttle between guesses.
+    let mut factor = Value::Null;
+    if user.mfa_enabled_ms.is_some() {
+        let Some(code) = body.code.as_deref().map(str::trim).filter(|c| !c.is_empty()) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "this account has a second factor: send the 6-digit code from its authenticator app (or a recovery code) as `code`",
+            ));
+        };
+        match super::mfa::check(&state, &user.name, code).await? {
+            Some(used) => factor = used,
+            None => {
+                let detail = json!({ "second_factor": "wrong" });
+                audit(
+                    &state.js,
+                    &user.name,
+                    "auth.login_failed",
+                    Some(user.name.clone()),
+                    Some(source),
+                    client,
+                    detail,
+                )
+                .await?;
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "mfa_invalid",
+                    "the code is wrong, too old or already used; enter the next one your authenticator app shows (or a recovery code)",
+                ));
+            }
+        }
+    }
     state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).succeeded(&ticket);
     let ttl = state.auth.config.session_ttl.as_secs() as i64;
     let claims = jwt::Claims {
@@ -92,23 +129,30 @@ pub async fn login(
         pwd: user.password_changed_ms,
     };
     let token = jwt::encode(&claims, &state.auth.config.secret);
-    audit(&state.js, &user.name, "auth.login", Some(user.name.clone()), Some(source), client, Value::Null)
-        .await?;
+    audit(&state.js, &user.name, "auth.login", Some(user.name.clone()), Some(source), client, factor).await?;
+    let must_set_up_mfa =
+        user.role == "admin" && state.auth.config.require_mfa_for_admins && user.mfa_enabled_ms.is_none();
     Ok(Json(json!({
         "token": token,
         "expires_ms": claims.exp * 1000,
-        "user": { "name": user.name, "role": user.role, "must_change_password": user.must_change_password },
+        "user": { "name": user.name, "role": user.role, "must_change_password": user.must_change_password,
+                  "mfa": user.mfa_enabled_ms.is_some(), "must_set_up_mfa": must_set_up_mfa },
     })))
 }
 
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<Value> {
-    let mut v = json!({ "name": caller.name, "role": caller.role, "via": caller.via, "must_change_password": caller.must_change_password });
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let mut v = json!({ "name": caller.name, "role": caller.role, "via": caller.via,
+                        "must_change_password": caller.must_change_password, "must_set_up_mfa": caller.must_set_up_mfa });
+    if caller.via == Via::Password {
+        let user = state.db.user(caller.name.clone()).await?;
+        v["mfa"] = json!(user.is_some_and(|u| u.mfa_enabled_ms.is_some()));
+    }
     if caller.via == Via::AuthDisabled || state.auth.config.disabled {
         v["auth_disabled"] = json!(true);
         v["warning"] =
             json!("authentication is disabled (KANADE_AUTH_DISABLE=1): anyone reaching this API is an admin");
     }
-    Json(v)
+    Ok(Json(v))
 }
 
 #[derive(Debug, Deserialize)]

@@ -68,6 +68,9 @@ pub struct AuthConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these is
     /// attributed (throttling, audit) to the last address in that header that is not a proxy.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Admins signing in with a password must have a second factor (TOTP) set up before they
+    /// can do anything else. API tokens are unaffected.
+    pub require_mfa_for_admins: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +143,7 @@ struct RawAuth {
     jwt_secret: Option<String>,
     token_ttl: Option<String>,
     trusted_proxies: Option<Vec<String>>,
+    require_mfa_for_admins: Option<bool>,
 }
 
 pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Problems> {
@@ -235,6 +239,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
         bootstrap_admin_password,
         token_ttl: duration(auth_raw.token_ttl, "12h", "auth.token_ttl", &mut c),
         trusted_proxies,
+        require_mfa_for_admins: auth_raw.require_mfa_for_admins.unwrap_or(false),
     };
     let r = raw.retention.unwrap_or_default();
     let retention = RetentionConfig {

@@ -11,7 +11,12 @@ use crate::api::Api;
 use crate::cli::{Format, Global};
 use crate::credentials::{self, Session};
 
-pub async fn run(user: Option<String>, password_stdin: bool, global: &Global) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    user: Option<String>,
+    password_stdin: bool,
+    code: Option<String>,
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
     let user = match user {
         Some(u) => u,
         None => prompt("user: ")?,
@@ -19,8 +24,8 @@ pub async fn run(user: Option<String>, password_stdin: bool, global: &Global) ->
     let password = if password_stdin { read_line()? } else { secret("password: ")? };
     let anonymous = Global { token: None, ..global.clone() };
     let api = Api::new(&anonymous)?;
-    let mut session =
-        api.post_json("/api/auth/login", &json!({ "name": user, "password": password })).await?;
+    let interactive = !password_stdin;
+    let mut session = sign_in(&api, &user, &password, code, interactive).await?;
     if session["user"]["must_change_password"] == true {
         if password_stdin {
             bail!("{user} must choose a new password first; run `kanade login` interactively");
@@ -33,7 +38,8 @@ pub async fn run(user: Option<String>, password_stdin: bool, global: &Global) ->
         let token = session["token"].as_str().unwrap_or_default().to_owned();
         let as_user = Api::new(&Global { token: Some(token), ..global.clone() })?;
         as_user.post_json("/api/auth/password", &json!({ "current": password, "new": new })).await?;
-        session = api.post_json("/api/auth/login", &json!({ "name": user, "password": new })).await?;
+        // A code is used up by the first sign-in: the second asks for the next one.
+        session = sign_in(&api, &user, &new, None, interactive).await?;
     }
     let stored = Session {
         user: user.clone(),
@@ -58,7 +64,40 @@ pub async fn run(user: Option<String>, password_stdin: bool, global: &Global) ->
     Ok(ExitCode::SUCCESS)
 }
 
-fn prompt(label: &str) -> anyhow::Result<String> {
+/// `POST /api/auth/login`, with the second factor's code when the account has one: `code`, or
+/// asked for at the terminal (again when the one given was already used).
+async fn sign_in(
+    api: &Api,
+    user: &str,
+    password: &str,
+    code: Option<String>,
+    interactive: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let mut body = json!({ "name": user, "password": password });
+    if let Some(code) = &code {
+        body["code"] = json!(code);
+    }
+    let mut asked = false;
+    loop {
+        match api.post_json("/api/auth/login", &body).await {
+            Err(e)
+                if matches!(crate::api::error_code(&e), Some("mfa_required" | "mfa_invalid")) && !asked =>
+            {
+                if !interactive {
+                    bail!("{e}; give the authenticator app's current code with --code");
+                }
+                if crate::api::error_code(&e) == Some("mfa_invalid") {
+                    eprintln!("{e}");
+                }
+                body["code"] = json!(prompt("code from your authenticator app (or a recovery code): ")?);
+                asked = true;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(super) fn prompt(label: &str) -> anyhow::Result<String> {
     eprint!("{label}");
     std::io::stderr().flush()?;
     read_line()
@@ -72,7 +111,7 @@ fn read_line() -> anyhow::Result<String> {
 
 /// Read a secret without echo when the input is a terminal (rpassword: termios on Unix, the
 /// console mode on Windows).
-fn secret(label: &str) -> anyhow::Result<String> {
+pub(super) fn secret(label: &str) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         return prompt(label);
     }

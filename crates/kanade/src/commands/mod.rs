@@ -9,6 +9,7 @@ mod fleet;
 mod jetstream;
 pub mod job;
 mod login;
+mod mfa;
 mod notify;
 mod schedule;
 mod telemetry;
@@ -34,7 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revoke { job_id } => catalog::revoke(&job_id, true, g).await,
         Command::Unrevoke { job_id } => catalog::revoke(&job_id, false, g).await,
         Command::Schedule(cmd) => schedule::run(cmd, g).await,
-        Command::Login { user, password_stdin } => login::run(user, password_stdin, g).await,
+        Command::Login { user, password_stdin, code } => login::run(user, password_stdin, code, g).await,
+        Command::Mfa(cmd) => mfa::run(cmd, g).await,
         Command::Run { pc, shell, timeout, start_within, script } => {
             direct::run(&pc, shell, (&timeout, &start_within), &script, g).await
         }

@@ -23,6 +23,10 @@ export async function render(main) {
       } },
       { label: 'State', cell: (u) => badge(u.disabled ? 'disabled' : 'enabled') },
       { label: 'Must change password', cell: (u) => (u.must_change_password ? 'yes' : 'no') },
+      { label: 'Second factor', cell: (u) => (u.mfa_enabled_ms ? h('span', {}, 'on ', h('button', { type: 'button', class: 'mfa-reset', 'data-user': u.name, onclick: async () => {
+        if (!confirm(`Remove ${u.name}'s second factor? They sign in with the password alone and set up a new one.`)) return;
+        try { await api('DELETE', `/api/users/${encodeURIComponent(u.name)}/mfa`); toast(`${u.name}'s second factor removed`); loadUsers(); } catch (e) { toast(e.message, true); }
+      } }, 'Reset')) : 'off') },
       { label: 'Created', cell: (u) => time(u.created_ms) },
       { label: '', cell: (u) => (u.name === session.user.name ? '' : h('span', {},
         h('button', { type: 'button', onclick: () => change(u.name, { disabled: !u.disabled }) }, u.disabled ? 'Enable' : 'Disable'), ' ',
