@@ -7,6 +7,7 @@ pub mod boot;
 pub mod broker;
 pub mod cleanup;
 pub mod db;
+pub mod dynamic_groups;
 pub mod events;
 pub mod failpoint;
 pub mod fleet;

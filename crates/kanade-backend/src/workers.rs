@@ -71,6 +71,12 @@ pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Re
     tasks.spawn(rollout::dispatcher(state.pipeline.clone(), is_leader.clone(), stop.clone()));
     let c = Cleanup { db: state.db.clone(), js: state.js.clone(), bus: state.bus.clone(), retention };
     tasks.spawn(cleanup::worker(c, is_leader.clone(), stop.clone()));
+    tasks.spawn(crate::dynamic_groups::worker(
+        state.db.clone(),
+        state.js.clone(),
+        is_leader.clone(),
+        stop.clone(),
+    ));
     tasks.spawn(crate::presence::worker(
         state.db.clone(),
         state.bus.clone(),

@@ -427,6 +427,21 @@ fn browse(base: &str, nats: &str, admin: &str) {
             == Some(json!(true))
     });
 
+    // A dynamic group from a rule: a mistake is named, a good rule lists its members.
+    b.goto(&format!("{base}/#/groups")).unwrap();
+    b.wait_for(&loaded("#/groups"), WAIT).unwrap();
+    b.type_into(&b.find("#group-name").unwrap(), "lab-pcs").unwrap();
+    b.type_into(&b.find("#group-rule").unwrap(), "groups = ").unwrap();
+    b.click(&b.find("#create-group").unwrap()).unwrap();
+    let why = b.wait_text("#group-errors", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(why.contains("expected a value"), "{why}");
+    b.type_into(&b.find("#group-rule").unwrap(), "groups = lab").unwrap();
+    b.click(&b.find("#create-group").unwrap()).unwrap();
+    b.wait_for(&loaded("#/groups/lab-pcs"), WAIT).unwrap();
+    let page = b.wait_text("main", WAIT, |t| t.contains("PC-A") && t.contains("PC-B")).unwrap();
+    assert!(page.contains("2 members"), "{page}");
+    b.screenshot(&screenshots().join("group-detail-1280x800.png")).unwrap();
+
     // Sign out; the viewer signs in (choosing their own password first) and sees no buttons
     // that change anything.
     b.click(&b.find("#logout").unwrap()).unwrap();

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod nats;
 pub mod problems;
 pub mod release;
+pub mod rule;
 pub mod secrets;
 pub mod service;
 pub mod shutdown;

@@ -292,6 +292,9 @@ pub enum Command {
     /// Notifications for the people at the endpoints: send, list, show who acknowledged, withdraw
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Dynamic groups: PCs that match a rule over agent fields and facts, kept up to date
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Show the fleet freeze, or freeze the fleet: schedules skip, rollouts hold, manual runs
     /// need --override-freeze
     Freeze {
@@ -441,6 +444,32 @@ pub enum ExecutionsCommand {
         #[arg(long)]
         full: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create one: e.g. --rule "os.family = windows and facts.volumes.free_pct < 10"
+    Create {
+        name: String,
+        /// Fields: pc, hostname, os.family, os.name, os.version, arch, agent.version, groups,
+        /// facts.<table>.<column>; operators = != < <= > >= ~ (contains); and, or, not, ( )
+        #[arg(long)]
+        rule: String,
+    },
+    /// Every dynamic group with its rule and member count
+    List,
+    /// One group's rule and members
+    Show { name: String },
+    /// One group's members, one PC per line
+    Members { name: String },
+    /// Change a group's rule (members follow at once)
+    SetRule {
+        name: String,
+        #[arg(long)]
+        rule: String,
+    },
+    /// Delete a group; its members leave it
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,7 @@ import * as facts from './pages/facts.js';
 import * as notifications from './pages/notifications.js';
 import * as admin from './pages/admin.js';
 import * as account from './pages/account.js';
+import * as groups from './pages/groups.js';
 
 const routes = [
   [/^\/login$/, login.render, 'Sign in'],
@@ -38,10 +39,12 @@ const routes = [
   [/^\/audit$/, audit.list, 'Audit log'],
   [/^\/admin$/, admin.render, 'Users and tokens', 'admin'],
   [/^\/account$/, account.render, 'Account'],
+  [/^\/groups$/, groups.list, 'Dynamic groups'],
+  [/^\/groups\/([^/]+)$/, groups.detail, 'Dynamic group'],
 ];
 
 const NAV = [
-  ['#/', 'Overview'], ['#/agents', 'Agents'], ['#/jobs', 'Jobs'], ['#/executions', 'Executions'],
+  ['#/', 'Overview'], ['#/agents', 'Agents'], ['#/groups', 'Groups'], ['#/jobs', 'Jobs'], ['#/executions', 'Executions'],
   ['#/schedules', 'Schedules'], ['#/compliance', 'Compliance'], ['#/facts', 'Facts'], ['#/notifications', 'Notifications'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
 ];
 

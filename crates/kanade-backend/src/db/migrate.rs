@@ -86,6 +86,11 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("migrations/sqlite/0018_fleet_freeze.sql"),
     },
     Migration { version: 19, name: "user_mfa", sql: include_str!("migrations/sqlite/0019_user_mfa.sql") },
+    Migration {
+        version: 20,
+        name: "dynamic_groups",
+        sql: include_str!("migrations/sqlite/0020_dynamic_groups.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -147,6 +152,11 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("migrations/postgres/0013_fleet_freeze.sql"),
     },
     Migration { version: 14, name: "user_mfa", sql: include_str!("migrations/postgres/0014_user_mfa.sql") },
+    Migration {
+        version: 15,
+        name: "dynamic_groups",
+        sql: include_str!("migrations/postgres/0015_dynamic_groups.sql"),
+    },
 ];
 
 pub fn checksum(sql: &str) -> String {

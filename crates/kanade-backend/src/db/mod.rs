@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod adhoc;
 pub mod fence;
 pub mod freeze;
+pub mod groups;
 pub mod maintenance;
 mod migrate;
 pub mod outbox;
@@ -780,6 +781,63 @@ impl Db {
 
     pub async fn delete_user(&self, name: String) -> Result<bool, DbError> {
         write!(self, |s| accounts::delete_user(s, &name))
+    }
+
+    pub async fn dynamic_groups(&self) -> Result<Vec<groups::DynamicGroup>, DbError> {
+        read!(self, |s| groups::list(s))
+    }
+
+    pub async fn dynamic_group(&self, name: String) -> Result<Option<groups::DynamicGroup>, DbError> {
+        read!(self, |s| groups::get(s, &name))
+    }
+
+    pub async fn create_dynamic_group(
+        &self,
+        name: String,
+        rule: String,
+        by: String,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| groups::create(s, &name, &rule, &by, now))
+    }
+
+    pub async fn set_dynamic_rule(&self, name: String, rule: String, now: i64) -> Result<bool, DbError> {
+        write!(self, |s| groups::set_rule(s, &name, &rule, now))
+    }
+
+    pub async fn delete_dynamic_group(&self, name: String) -> Result<Option<Vec<PcId>>, DbError> {
+        write!(self, |s| groups::delete(s, &name))
+    }
+
+    pub async fn dynamic_members(&self, name: String) -> Result<Vec<(PcId, i64)>, DbError> {
+        read!(self, |s| groups::members(s, &name))
+    }
+
+    pub async fn set_dynamic_members(
+        &self,
+        name: String,
+        pcs: std::collections::BTreeSet<PcId>,
+        now: i64,
+    ) -> Result<(Vec<PcId>, Vec<PcId>), DbError> {
+        write!(self, |s| groups::set_members(s, &name, &pcs, now))
+    }
+
+    pub async fn dynamic_groups_of(&self, pc: PcId) -> Result<Vec<String>, DbError> {
+        read!(self, |s| groups::groups_of(s, &pc))
+    }
+
+    pub async fn rule_problems(
+        &self,
+        fields: Vec<kanade_shared::rule::Field>,
+    ) -> Result<Vec<String>, DbError> {
+        read!(self, |s| groups::unknown_fields(s, &fields))
+    }
+
+    pub async fn rule_inputs(
+        &self,
+        fields: Vec<kanade_shared::rule::Field>,
+    ) -> Result<groups::RuleInputs, DbError> {
+        read!(self, |s| groups::inputs(s, &fields))
     }
 
     pub async fn mfa(&self, name: String) -> Result<Option<accounts::Mfa>, DbError> {

@@ -51,6 +51,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/audit.js", JS),
     asset!("js/pages/admin.js", JS),
     asset!("js/pages/account.js", JS),
+    asset!("js/pages/groups.js", JS),
     asset!("js/pages/events.js", JS),
     asset!("js/pages/compliance.js", JS),
     asset!("js/pages/facts.js", JS),

@@ -32,13 +32,14 @@ pub async fn show_agent(
         Ok(kv) => kv.get(pc.as_str()).await.ok().flatten(),
         Err(_) => None,
     };
-    let assigned: Vec<String> = assigned
-        .and_then(|b| serde_json::from_slice::<AgentGroups>(&b).ok())
-        .map(|g| g.groups.iter().map(|g| g.to_string()).collect())
+    let assigned_value: AgentGroups =
+        assigned.and_then(|b| serde_json::from_slice::<AgentGroups>(&b).ok()).unwrap_or_default();
+    let assigned: Vec<String> = Some(&assigned_value)
+        .map(|g| g.assigned().iter().map(|g| g.to_string()).collect())
         .unwrap_or_default();
-    Ok(Json(
-        json!({ "agent": agent, "assigned_groups": assigned, "inventory": inventory, "recent_results": recent }),
-    ))
+    let dynamic: Vec<String> = assigned_value.dynamic.iter().map(|g| g.to_string()).collect();
+    Ok(Json(json!({ "agent": agent, "assigned_groups": assigned, "dynamic_groups": dynamic,
+                    "inventory": inventory, "recent_results": recent })))
 }
 
 async fn presence(state: &AppState, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, ApiError> {
@@ -99,14 +100,21 @@ pub async fn set_groups(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    let value = AgentGroups { groups };
     let kv = state.js.get_key_value("agent_groups").await.map_err(broker)?;
+    // The dynamic groups this pc matched stay: only the assigned part is the operator's.
+    let now: AgentGroups = kv
+        .get(pc.as_str())
+        .await
+        .map_err(broker)?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let value = AgentGroups::compose(groups, now.dynamic);
     kv.put(pc.as_str(), serde_json::to_vec(&value).unwrap_or_default().into()).await.map_err(broker)?;
     super::audit_as(&state, &caller, "agent.groups", Some(pc.to_string()), json!(value)).await?;
     // What the agent reported last: these groups plus its agent.toml's own.
     let reported = presence(&state, &pc).await?.map(|(_, groups)| groups);
     Ok(Json(
-        json!({ "pc_id": pc, "groups": value.groups, "known": reported.is_some(), "reported_groups": reported }),
+        json!({ "pc_id": pc, "groups": value.assigned(), "dynamic_groups": value.dynamic, "known": reported.is_some(), "reported_groups": reported }),
     ))
 }
 

@@ -12,6 +12,7 @@ mod extract;
 mod facts;
 mod fleet;
 mod freeze;
+mod groups;
 mod live;
 mod metrics;
 mod mfa;

@@ -5,8 +5,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, freeze, live,
-    mfa, notifications, ops, releases, schedules, scripts, session, telemetry,
+    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, freeze,
+    groups, live, mfa, notifications, ops, releases, schedules, scripts, session, telemetry,
 };
 use crate::auth::{Access, Role};
 
@@ -218,6 +218,29 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Ping an agent; replies with a fresh heartbeat",
             post(fleet::ping)
+        ),
+        route!("GET", "/api/groups", VIEWER, "Dynamic groups: name, rule, member count", get(groups::list)),
+        route!(
+            "POST",
+            "/api/groups",
+            OPERATOR,
+            "Create a dynamic group {name, rule}; its members join at once (422 names a bad rule)",
+            post(groups::create)
+        ),
+        route!("GET", "/api/groups/{name}", VIEWER, "One dynamic group with its members", get(groups::show)),
+        route!(
+            "PUT",
+            "/api/groups/{name}",
+            OPERATOR,
+            "Change a dynamic group's rule {rule}; members follow at once",
+            put(groups::set_rule)
+        ),
+        route!(
+            "DELETE",
+            "/api/groups/{name}",
+            OPERATOR,
+            "Delete a dynamic group; its members leave it",
+            delete(groups::delete)
         ),
         route!(
             "GET",

@@ -7,11 +7,37 @@ use serde_json::{Map, Value};
 use crate::HumanDuration;
 use crate::ids::{GroupName, PcId, Version};
 
-/// `agent_groups` value: the groups operators assigned to one pc (unioned with agent.toml's).
+/// `agent_groups` value: the groups one pc joins (unioned with agent.toml's). Agents read
+/// `groups` only; the backend keeps there what operators assigned plus the dynamic groups whose
+/// rule the pc matches, and records which is which so neither overwrites the other.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AgentGroups {
     #[serde(default)]
     pub groups: Vec<GroupName>,
+    /// Assigned by operators; absent in values written before dynamic groups (then `groups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<Vec<GroupName>>,
+    /// Dynamic groups the pc matched at the last evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dynamic: Vec<GroupName>,
+}
+
+impl AgentGroups {
+    /// Operator-assigned and dynamic groups together; `groups` is their union, assigned first.
+    pub fn compose(assigned: Vec<GroupName>, dynamic: Vec<GroupName>) -> Self {
+        let mut groups = assigned.clone();
+        for g in &dynamic {
+            if !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+        AgentGroups { groups, assigned: Some(assigned), dynamic }
+    }
+
+    /// What operators assigned.
+    pub fn assigned(&self) -> &[GroupName] {
+        self.assigned.as_deref().unwrap_or(&self.groups)
+    }
 }
 
 /// `agent_config` value at one scope; absent fields leave the decision to a wider scope.
@@ -388,5 +414,28 @@ mod tests {
             serde_json::from_str(r#"{"clear_quarantine":"2026-11-20T10:00:00Z"}"#).unwrap();
         let merged = AgentConfigPatch::merge([&global, &AgentConfigPatch::default(), &pc]);
         assert_eq!(merged.clear_quarantine, global.clear_quarantine);
+    }
+}
+
+#[cfg(test)]
+mod groups_tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<GroupName> {
+        list.iter().map(|g| g.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn assigned_and_dynamic_groups_stay_apart_in_one_value() {
+        let v = AgentGroups::compose(names(&["lab", "kiosk"]), names(&["low-disk", "lab"]));
+        assert_eq!(v.groups, names(&["lab", "kiosk", "low-disk"]));
+        assert_eq!(v.assigned(), names(&["lab", "kiosk"]));
+        // A value written before dynamic groups: all of it was assigned.
+        let old: AgentGroups = serde_json::from_str(r#"{"groups":["lab"]}"#).unwrap();
+        assert_eq!(old.assigned(), names(&["lab"]));
+        assert_eq!(
+            serde_json::to_string(&AgentGroups::compose(names(&["lab"]), vec![])).unwrap(),
+            r#"{"groups":["lab"],"assigned":["lab"]}"#
+        );
     }
 }

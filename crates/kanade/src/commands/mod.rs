@@ -6,6 +6,7 @@ mod compliance;
 mod direct;
 mod exec;
 mod fleet;
+mod groups;
 mod jetstream;
 pub mod job;
 mod login;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule(cmd) => schedule::run(cmd, g).await,
         Command::Login { user, password_stdin, code } => login::run(user, password_stdin, code, g).await,
         Command::Mfa(cmd) => mfa::run(cmd, g).await,
+        Command::Group(cmd) => groups::run(cmd, g).await,
         Command::Run { pc, shell, timeout, start_within, script } => {
             direct::run(&pc, shell, (&timeout, &start_within), &script, g).await
         }

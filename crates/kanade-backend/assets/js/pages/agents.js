@@ -185,7 +185,9 @@ function draw(body, pc, d) {
           } }, 'Ping'), pingOut)),
       h('section', { class: 'panel', 'aria-labelledby': 'groups-h' }, h('h2', { id: 'groups-h' }, 'Groups'),
         h('p', { 'data-testid': 'agent-groups-now' }, 'In: ', a.groups.join(', ') || 'none',
-          h('span', { class: 'muted' }, ' (its last heartbeat: the groups assigned here plus its agent.toml groups)')),
+          h('span', { class: 'muted' }, ' (its last heartbeat: the groups assigned here, its dynamic groups and its agent.toml groups)')),
+        (d.dynamic_groups || []).length ? h('p', { 'data-testid': 'agent-dynamic-groups' }, 'Dynamic: ',
+          d.dynamic_groups.map((g, i) => [i ? ', ' : '', h('a', { href: `#/groups/${encodeURIComponent(g)}` }, g)])) : null,
         can('operator')
           ? h('form', { onsubmit: async (e) => {
             e.preventDefault();

@@ -1,0 +1,123 @@
+//! `/api/groups`: dynamic groups — a name and a rule over agent fields and facts
+//! (`kanade_shared::rule`); their members are written into `agent_groups` by
+//! `crate::dynamic_groups`, here right away and then every minute.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use kanade_shared::GroupName;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, Json};
+use crate::auth::Caller;
+use crate::db::now_ms;
+use crate::dynamic_groups::{self, PassError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    name: String,
+    rule: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRule {
+    rule: String,
+}
+
+fn pass_failed(e: PassError) -> ApiError {
+    match e {
+        PassError::Db(e) => e.into(),
+        PassError::Broker(why) => super::broker(why),
+    }
+}
+
+/// The rule parsed and every field it names readable, or 422 naming each problem.
+async fn checked_rule(state: &AppState, rule: &str) -> Result<(), ApiError> {
+    let parsed = kanade_shared::rule::parse(rule).map_err(|e| ApiError::invalid(vec![e.to_string()]))?;
+    let problems = state.db.rule_problems(parsed.fields()).await?;
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems.into_iter().map(|p| format!("rule: {p}")).collect()));
+    }
+    Ok(())
+}
+
+async fn shown(state: &AppState, name: &str) -> Result<Value, ApiError> {
+    let group = state.db.dynamic_group(name.to_owned()).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no dynamic group {name:?}; `kanade group list` shows them"))
+    })?;
+    let members: Vec<Value> = state
+        .db
+        .dynamic_members(name.to_owned())
+        .await?
+        .into_iter()
+        .map(|(pc, since)| json!({ "pc_id": pc, "since_ms": since }))
+        .collect();
+    Ok(json!({ "group": group, "members": members }))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "items": state.db.dynamic_groups().await? })))
+}
+
+pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(shown(&state, &name).await?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateGroup>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name: GroupName = body
+        .name
+        .parse()
+        .map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("name: {e}")]))?;
+    checked_rule(&state, &body.rule).await?;
+    if !state
+        .db
+        .create_dynamic_group(name.to_string(), body.rule.clone(), caller.name.clone(), now_ms())
+        .await?
+    {
+        return Err(ApiError::conflict(format!(
+            "a dynamic group {name} exists; change its rule with PUT /api/groups/{name} (`kanade group set-rule`)"
+        )));
+    }
+    super::audit_as(&state, &caller, "group.create", Some(name.to_string()), json!({ "rule": body.rule }))
+        .await?;
+    dynamic_groups::run_pass(&state.db, &state.js).await.map_err(pass_failed)?;
+    Ok((StatusCode::CREATED, Json(shown(&state, name.as_str()).await?)))
+}
+
+pub async fn set_rule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<SetRule>,
+) -> Result<Json<Value>, ApiError> {
+    checked_rule(&state, &body.rule).await?;
+    if !state.db.set_dynamic_rule(name.clone(), body.rule.clone(), now_ms()).await? {
+        return Err(ApiError::not_found(format!(
+            "no dynamic group {name:?}; create it with POST /api/groups"
+        )));
+    }
+    super::audit_as(&state, &caller, "group.update", Some(name.clone()), json!({ "rule": body.rule }))
+        .await?;
+    dynamic_groups::run_pass(&state.db, &state.js).await.map_err(pass_failed)?;
+    Ok(Json(shown(&state, &name).await?))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(former) = state.db.delete_dynamic_group(name.clone()).await? else {
+        return Err(ApiError::not_found(format!("no dynamic group {name:?}")));
+    };
+    super::audit_as(&state, &caller, "group.delete", Some(name.clone()), Value::Null).await?;
+    let left = former.len();
+    dynamic_groups::write_groups(&state.db, &state.js, former).await.map_err(pass_failed)?;
+    Ok(Json(json!({ "deleted": name, "members_removed": left })))
+}
