@@ -678,8 +678,7 @@ async fn run(
     confirm_when_healthy(&state, config.data_dir.clone());
     let mut workers = kanade_backend::workers::spawn(&state, config.retention, stop_rx).await;
     let app = http::app(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(quit(stop))
+    http::serve::serve(listener, app, http::serve::HEADER_READ_TIMEOUT, quit(stop))
         .await
         .context("HTTP server failed")?;
     let _ = stop_tx.send(true);

@@ -114,3 +114,56 @@ fn request_ids_access_log_compression_probes_bounded_labels_and_a_stop_that_ends
     let _ = stream.read_to_end(&mut rest);
     assert!(asked.elapsed() < Duration::from_secs(20));
 }
+
+/// A client that never finishes its request headers is cut off after the header timeout
+/// instead of holding a connection forever; a complete request on the same server is served,
+/// with the peer's address known to the handlers (the audit trail's `from`).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_cut_off_and_whole_requests_served() {
+    let s = common::stack(&[]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = s.app.clone();
+    tokio::spawn(kanade_backend::http::serve::serve(
+        listener,
+        app,
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(c, "GET /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        // The server closes it (EOF, perhaps after a 408), long before the read timeout.
+        let _ = c.read_to_end(&mut rest);
+        (started.elapsed(), String::from_utf8_lossy(&rest).into_owned())
+    });
+    let (status, _, body) =
+        tokio::task::spawn_blocking(move || call(port, "GET", "/livez", &[])).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (took, said) = slow.await.unwrap();
+    assert!(took < Duration::from_secs(30), "the half-sent request held its connection for {took:?}: {said}");
+    assert!(said.is_empty() || said.starts_with("HTTP/1.1 408"), "{said}");
+    // The peer address reaches the handlers: a failed sign-in is audited with where it came from.
+    tokio::task::spawn_blocking(move || {
+        let body = r#"{"name":"nobody","password":"not a password"}"#;
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            c,
+            "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).unwrap();
+        assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"), "{}", String::from_utf8_lossy(&raw));
+    })
+    .await
+    .unwrap();
+    common::wait_for_audit(&s, "auth.login_failed").await;
+    let (_, audit) = s.get("/api/audit?action=auth.login_failed").await;
+    assert_eq!(audit["items"][0]["source"], "127.0.0.1", "{audit:#}");
+}

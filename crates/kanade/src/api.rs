@@ -13,6 +13,7 @@ use crate::cli::Global;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+#[derive(Clone)]
 pub struct Api {
     /// As given, for messages.
     url: String,
@@ -102,8 +103,8 @@ impl Api {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// A server-sent event route: `each(event, data)` for every event until the stream ends or
-    /// `each` says stop (`Ok(false)`). A stream silent for longer than three keep-alives is
+    /// A server-sent event route: `each("open", "")` once connected, then `each(event, data)`
+    /// for every event until the stream ends or `each` says stop (`Ok(false)`). A stream silent for longer than three keep-alives is
     /// taken as lost.
     pub async fn events(
         &self,
@@ -125,6 +126,10 @@ impl Api {
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
             return Err(anyhow!(failure(status, &serde_json::from_slice(&bytes).unwrap_or(Value::Null))));
+        }
+        // Connected: anything from now on arrives; a caller re-reads what it shows once here.
+        if !each("open", "")? {
+            return Ok(());
         }
         let mut parser = SseParser::default();
         loop {

@@ -61,7 +61,8 @@ pub struct Global {
     /// Run (exec, deploy, run) even while the fleet is frozen; the override is audited
     #[arg(long, global = true)]
     pub override_freeze: bool,
-    /// Output format: aligned tables for people, JSON or YAML for scripts
+    /// Output format: aligned tables for people (wide: with more columns), JSON or YAML for
+    /// scripts
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
@@ -83,8 +84,17 @@ impl Global {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
+    // A table with more columns where a list has them (agents, executions, results).
+    Wide,
     Json,
     Yaml,
+}
+
+impl Format {
+    /// Text for people (a table, wide or not), not data for scripts.
+    pub fn is_table(self) -> bool {
+        matches!(self, Format::Table | Format::Wide)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use crate::cli::Format;
 pub fn print<T: Serialize>(format: Format, json: &T, headers: &[&str], rows: Vec<Vec<String>>) {
     match format {
         Format::Json | Format::Yaml => emit(format, json),
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let rows = if colour {
                 rows.into_iter().map(|r| r.into_iter().map(paint).collect()).collect()
@@ -23,10 +23,35 @@ pub fn print<T: Serialize>(format: Format, json: &T, headers: &[&str], rows: Vec
     }
 }
 
+/// Like [`print`], with `more` columns after the usual ones when the format is wide.
+pub fn print_wide<T: Serialize>(
+    format: Format,
+    json: &T,
+    (headers, rows): (&[&str], Vec<Vec<String>>),
+    (more_headers, more): (&[&str], Vec<Vec<String>>),
+) {
+    if format != Format::Wide {
+        return print(format, json, headers, rows);
+    }
+    let (headers, rows) = widen((headers, rows), (more_headers, more));
+    print(Format::Table, json, &headers, rows);
+}
+
+/// The columns of `more` after those of the first table, row by row.
+pub fn widen<'a>(
+    (headers, rows): (&[&'a str], Vec<Vec<String>>),
+    (more_headers, more): (&[&'a str], Vec<Vec<String>>),
+) -> (Vec<&'a str>, Vec<Vec<String>>) {
+    let headers = headers.iter().chain(more_headers).copied().collect();
+    let rows =
+        rows.into_iter().zip(more).map(|(row, extra)| row.into_iter().chain(extra).collect()).collect();
+    (headers, rows)
+}
+
 /// `value` as JSON or YAML when the format asks for data; returns whether it printed (a table
 /// is the caller's to draw).
 pub fn structured<T: Serialize>(format: Format, value: &T) -> bool {
-    if format == Format::Table {
+    if format.is_table() {
         return false;
     }
     emit(format, value);
@@ -39,7 +64,9 @@ pub fn emit<T: Serialize>(format: Format, value: &T) {
         Format::Yaml => {
             serde_yaml_ng::to_string(value).map(|t| t.trim_end().to_owned()).map_err(|e| e.to_string())
         }
-        Format::Json | Format::Table => serde_json::to_string_pretty(value).map_err(|e| e.to_string()),
+        Format::Json | Format::Table | Format::Wide => {
+            serde_json::to_string_pretty(value).map_err(|e| e.to_string())
+        }
     };
     match text {
         Ok(t) => println!("{t}"),

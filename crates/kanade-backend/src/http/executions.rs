@@ -125,6 +125,9 @@ pub async fn list(
 pub struct ShowQuery {
     /// `false`: the status, counters and waves without the per-pc rows.
     pcs: Option<bool>,
+    /// `false`: per-pc rows without their stdout, and stderr cut to its first line (what
+    /// `kanade exec --wait` shows), so following a large run stays light.
+    output: Option<bool>,
 }
 
 pub async fn show(
@@ -141,8 +144,17 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
     let now = now_ms();
+    let with_output = q.output.unwrap_or(true);
     for p in &mut pcs {
         p.online = Some(p.last_seen_ms.is_some_and(|seen| now - seen <= ALIVE_WINDOW_MS));
+        if !with_output {
+            p.stdout = None;
+            p.stderr = p
+                .stderr
+                .as_deref()
+                .and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()))
+                .map(str::to_owned);
+        }
     }
     Ok(Json(json!({ "execution": exec, "pcs": pcs, "waves": waves })))
 }

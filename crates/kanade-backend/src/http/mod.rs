@@ -22,6 +22,7 @@ mod releases;
 pub mod routes;
 mod schedules;
 mod scripts;
+pub mod serve;
 mod session;
 mod telemetry;
 

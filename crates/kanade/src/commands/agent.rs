@@ -98,7 +98,7 @@ pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode>
                 .iter()
                 .flat_map(|s| s.config.iter().map(|(k, v)| vec![s.scope.clone(), k.clone(), text(v)]))
                 .collect();
-            if rows.is_empty() && global.output == crate::cli::Format::Table {
+            if rows.is_empty() && global.output.is_table() {
                 println!("no scope sets anything: agents use their agent.toml and the built-in defaults");
             } else {
                 output::print(global.output, &list, &["SCOPE", "FIELD", "VALUE"], rows);

@@ -68,7 +68,7 @@ pub async fn show(id: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let job = Api::new(global)?.get(&format!("/api/jobs/{id}")).await?;
     match global.output {
         Format::Json | Format::Yaml => crate::output::emit(global.output, &job),
-        Format::Table => {
+        Format::Table | Format::Wide => {
             // The text as it was submitted, when the backend kept it.
             match job["yaml"].as_str() {
                 Some(yaml) => println!("{}", yaml.trim_end()),

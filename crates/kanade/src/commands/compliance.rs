@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::fleet::query;
 use super::when;
 use crate::api::Api;
-use crate::cli::{Format, Global};
+use crate::cli::Global;
 use crate::output;
 
 pub async fn checks(
@@ -34,7 +34,7 @@ pub async fn checks(
         let v = api.get("/api/checks").await?;
         let list: Checks =
             serde_json::from_value(v).context("the backend's checks are not what this CLI reads")?;
-        if list.checks.is_empty() && global.output == Format::Table {
+        if list.checks.is_empty() && global.output.is_table() {
             println!("no check has reported yet: a job with `check:` in its manifest reports one per PC");
             return Ok(ExitCode::SUCCESS);
         }
@@ -84,7 +84,7 @@ pub async fn facts(
         let v = api.get("/api/facts").await?;
         let list: kanade_shared::wire::FactTables =
             serde_json::from_value(v).context("the backend's facts are not what this CLI reads")?;
-        if list.tables.is_empty() && global.output == Format::Table {
+        if list.tables.is_empty() && global.output.is_table() {
             println!(
                 "no facts table yet: a job with `facts: {{ explode: [...] }}` makes one when it first reports"
             );
@@ -129,7 +129,7 @@ pub async fn facts(
     let upper: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
     let refs: Vec<&str> = upper.iter().map(String::as_str).collect();
     output::print(global.output, &page, &refs, rows);
-    if page.next_offset.is_some() && global.output == Format::Table {
+    if page.next_offset.is_some() && global.output.is_table() {
         eprintln!("(more rows: raise --limit, or page with the API's offset)");
     }
     Ok(ExitCode::SUCCESS)
@@ -155,7 +155,7 @@ pub async fn run_query(sql: String, max_rows: Option<u32>, global: &Global) -> a
     let rows = answer.rows.iter().map(|r| r.iter().map(super::text).collect()).collect();
     let headers: Vec<&str> = answer.columns.iter().map(String::as_str).collect();
     output::print(global.output, &answer, &headers, rows);
-    if global.output == Format::Table {
+    if global.output.is_table() {
         let more = if answer.truncated { "; more rows matched (--max-rows)" } else { "" };
         eprintln!("({} rows in {} ms{more})", answer.rows.len(), answer.elapsed_ms);
     }

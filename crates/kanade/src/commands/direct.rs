@@ -34,7 +34,7 @@ pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
         format @ (crate::cli::Format::Json | crate::cli::Format::Yaml) => {
             crate::output::emit(format, &serde_json::json!({ "file": file, "public_key": public }))
         }
-        crate::cli::Format::Table => println!(
+        crate::cli::Format::Table | crate::cli::Format::Wide => println!(
             "wrote {}; keep it private. Agents that should accept your run/kill add:\n[security]\ntrusted_keys = [\"<backend key>\", \"{public}\"]",
             file.display()
         ),

@@ -26,6 +26,10 @@ pub struct Target {
 
 /// How long `--wait` keeps waiting once every PC still to answer is offline (or never seen).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+/// How often a follow reads the execution when no event says it changed.
+const RECHECK: Duration = Duration::from_secs(3);
+/// How long after a change event a follow reads, gathering the events of a burst into one read.
+const SETTLE: Duration = Duration::from_millis(150);
 
 fn launch_path(path: &str, allow_unknown: bool, global: &Global) -> String {
     let flags: Vec<&str> =
@@ -105,25 +109,42 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let tty = std::io::stderr().is_terminal() && global.output == Format::Table;
+    let tty = std::io::stderr().is_terminal() && global.output.is_table();
     let started = Instant::now();
     let mut reported = BTreeSet::new();
-    let path = format!("/api/executions/{id}");
-    // One listener for the whole follow: a Ctrl-C between two polls must not be missed.
+    // Without output: the rows' status and first stderr line are all the follow shows.
+    let path = format!("/api/executions/{id}?output=false");
+    // Scripts asking for data get the whole execution at the end, outputs included.
+    let full = format!("/api/executions/{id}");
+    // One listener for the whole follow: a Ctrl-C between two reads must not be missed.
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut changed = changes(api.clone(), id.clone());
+    let mut streaming = true;
     let mut first = true;
     let mut offline_since: Option<Instant> = None;
     loop {
-        let pause = if first { Duration::ZERO } else { Duration::from_millis(500) };
+        // Read again when the event stream says this execution moved (a little later, so a
+        // burst of results is one read), else on a slow timer for what no event announces (a
+        // PC going offline); every 500 ms if the stream is gone.
+        let timer = match (first, streaming) {
+            (true, _) => Duration::ZERO,
+            (false, true) => RECHECK,
+            (false, false) => Duration::from_millis(500),
+        };
         first = false;
-        let v = tokio::select! {
-            v = async { tokio::time::sleep(pause).await; api.get(&path).await } => v?,
+        tokio::select! {
+            () = tokio::time::sleep(timer) => {}
+            wake = changed.recv(), if streaming => match wake {
+                Some(()) => tokio::time::sleep(SETTLE).await,
+                None => streaming = false,
+            },
             _ = &mut interrupted => {
                 if tty { eprintln!(); }
                 eprintln!("stopped following; execution {id} keeps running. Follow it with `kanade executions show {id}`");
                 return Ok(ExitCode::from(130));
             }
-        };
+        }
+        let v = api.get(&path).await?;
         let e = &v["execution"];
         for p in v["pcs"].as_array().into_iter().flatten() {
             let status = p["status"].as_str().unwrap_or("");
@@ -157,8 +178,8 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
                     "stopped waiting: every PC still to answer is offline. They run it if they come back before its start deadline; `kanade kill {id}` stops that"
                 );
                 match global.output {
-                    Format::Json | Format::Yaml => crate::output::emit(global.output, &v),
-                    Format::Table => {
+                    Format::Json | Format::Yaml => crate::output::emit(global.output, &api.get(&full).await?),
+                    Format::Table | Format::Wide => {
                         println!("execution {id} {status}: {line}, {} never answered", gone.len())
                     }
                 }
@@ -172,12 +193,36 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
             }
             let ok = status == "completed";
             match global.output {
-                Format::Json | Format::Yaml => crate::output::emit(global.output, &v),
-                Format::Table => println!("execution {id} {status}: {line}"),
+                Format::Json | Format::Yaml => crate::output::emit(global.output, &api.get(&full).await?),
+                Format::Table | Format::Wide => println!("execution {id} {status}: {line}"),
             }
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
     }
+}
+
+/// Wakes a follow when `/api/stream` says execution `id` changed (or the stream skipped events,
+/// or just connected); closed when the stream ends.
+fn changes(api: Api, id: String) -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let _ = api
+            .events("/api/stream", |name, data| {
+                let relevant = match name {
+                    "open" | "lagged" => true,
+                    "result" | "execution" => serde_json::from_str::<Value>(data)
+                        .is_ok_and(|v| v["exec_id"].as_str() == Some(id.as_str())),
+                    _ => false,
+                };
+                // A full channel means a wake-up is already waiting.
+                if relevant {
+                    let _ = tx.try_send(());
+                }
+                Ok(!tx.is_closed())
+            })
+            .await;
+    });
+    rx
 }
 
 /// Why a PC's run did not succeed, in one line: the agent's message (a shell that cannot

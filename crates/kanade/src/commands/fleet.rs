@@ -125,6 +125,44 @@ pub fn result_rows(list: &Value) -> Vec<Vec<String>> {
 
 pub const AGENT_HEADERS: [&str; 6] = ["PC", "STATUS", "OS", "AGENT", "GROUPS", "LAST HEARTBEAT"];
 
+/// `-o wide`'s further columns.
+pub const AGENT_WIDE: [&str; 5] = ["HOSTNAME", "ARCH", "RUNNING", "CLOCK SKEW MS", "UPDATE"];
+
+pub fn agent_wide(list: &Value) -> Vec<Vec<String>> {
+    items(list)
+        .iter()
+        .map(|a| {
+            ["hostname", "arch", "running_jobs", "clock_skew_ms", "update_status"]
+                .iter()
+                .map(|k| text(&a[*k]))
+                .collect()
+        })
+        .collect()
+}
+
+pub const EXECUTION_WIDE: [&str; 4] = ["SKIPPED", "TARGETS", "FINISHED", "MESSAGE"];
+
+pub fn execution_wide(list: &Value) -> Vec<Vec<String>> {
+    items(list)
+        .iter()
+        .map(|e| {
+            vec![text(&e["skipped"]), text(&e["target_count"]), when(&e["finished_ms"]), text(&e["message"])]
+        })
+        .collect()
+}
+
+pub const RESULT_WIDE: [&str; 4] = ["EXEC", "ATTEMPT", "STARTED", "MESSAGE"];
+
+pub fn result_wide(list: &Value) -> Vec<Vec<String>> {
+    items(list)
+        .iter()
+        .map(|r| {
+            let message = r["message"].as_str().or(r["skip_reason"].as_str()).unwrap_or("-");
+            vec![text(&r["exec_id"]), text(&r["attempt"]), when(&r["started_ms"]), message.to_owned()]
+        })
+        .collect()
+}
+
 pub fn agent_rows(list: &Value) -> Vec<Vec<String>> {
     items(list)
         .iter()
@@ -150,7 +188,12 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
         ExecutionsCommand::List { job, status, limit, all } => {
             let pairs = vec![("job", job), ("status", status)];
             let list = list(&api, "/api/executions", pairs, Page { limit, all }, "executions").await?;
-            output::print(global.output, &list, &EXECUTION_HEADERS, execution_rows(&list));
+            output::print_wide(
+                global.output,
+                &list,
+                (&EXECUTION_HEADERS, execution_rows(&list)),
+                (&EXECUTION_WIDE, execution_wide(&list)),
+            );
         }
         ExecutionsCommand::Show { exec_id, full } => {
             let v = api.get(&format!("/api/executions/{exec_id}")).await?;
@@ -264,7 +307,12 @@ pub async fn results(
     // `failed` is every unsuccessful final status, filtered by the backend so a page is full.
     let pairs = vec![("pc", pc), ("job", job), ("status", failed.then(|| "failed".to_owned()))];
     let list = list(&Api::new(global)?, "/api/results", pairs, page, "results").await?;
-    output::print(global.output, &list, &RESULT_HEADERS, result_rows(&list));
+    output::print_wide(
+        global.output,
+        &list,
+        (&RESULT_HEADERS, result_rows(&list)),
+        (&RESULT_WIDE, result_wide(&list)),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -274,7 +322,12 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
         AgentsCommand::List { group, limit, all } => {
             let list =
                 list(&api, "/api/agents", vec![("group", group)], Page { limit, all }, "agents").await?;
-            output::print(global.output, &list, &AGENT_HEADERS, agent_rows(&list));
+            output::print_wide(
+                global.output,
+                &list,
+                (&AGENT_HEADERS, agent_rows(&list)),
+                (&AGENT_WIDE, agent_wide(&list)),
+            );
         }
         AgentsCommand::Logs { pc, lines, since, follow } => {
             return super::watch::logs(&pc, lines, since, follow, global).await;
@@ -324,7 +377,7 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
             let v = api.get(&format!("/api/agents/{pc}/perf?since={from}")).await?;
             let perf: kanade_shared::wire::PerfSamples =
                 serde_json::from_value(v).context("the backend's samples are not what this CLI reads")?;
-            if perf.samples.is_empty() && global.output == Format::Table {
+            if perf.samples.is_empty() && global.output.is_table() {
                 println!(
                     "no samples from {pc} in the last {since} (is host_perf_interval off? kanade agent config show)"
                 );
@@ -336,7 +389,7 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 _ => None,
             };
             if let Some(bucket) = bucket
-                && global.output == Format::Table
+                && global.output.is_table()
             {
                 println!("{bucket} averages, one row each (the range is too long for every sample)");
             }
@@ -364,10 +417,10 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 .context("the backend's fact documents are not what this CLI reads")?;
             match global.output {
                 Format::Json | Format::Yaml => crate::output::emit(global.output, &docs),
-                Format::Table if docs.documents.is_empty() => {
+                Format::Table | Format::Wide if docs.documents.is_empty() => {
                     println!("no fact documents for {pc}: a job with `facts:` keeps its latest output here")
                 }
-                Format::Table => {
+                Format::Table | Format::Wide => {
                     for d in &docs.documents {
                         println!(
                             "{} (finished {}):",
@@ -626,6 +679,9 @@ mod tests {
               "groups": [], "last_seen_ms": 1795400000000_i64 },
         ]});
         assert_snapshot("tables/agents.txt", &output::table(&AGENT_HEADERS, &agent_rows(&agents)));
+        let (wide, rows) =
+            output::widen((&AGENT_HEADERS, agent_rows(&agents)), (&AGENT_WIDE, agent_wide(&agents)));
+        assert_snapshot("tables/agents-wide.txt", &output::table(&wide, &rows));
         let results = json!({ "items": [
             { "pc_id": "PC-0001", "job_id": "boom", "status": "failed", "exit_code": 7, "finished_ms": 1795490691151_i64,
               "stdout": "", "stderr": "\nbroken pipe\nmore" },

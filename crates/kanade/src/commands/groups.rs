@@ -58,7 +58,7 @@ pub async fn run(cmd: GroupCommand, global: &Global) -> anyhow::Result<ExitCode>
         GroupCommand::Members { name } => {
             let v = api.get(&format!("/api/groups/{name}")).await?;
             match global.output {
-                Format::Table => {
+                Format::Table | Format::Wide => {
                     for m in v["members"].as_array().into_iter().flatten() {
                         println!("{}", text(&m["pc_id"]));
                     }

@@ -58,7 +58,7 @@ pub fn validate(path: &Path, global: &Global) -> anyhow::Result<ExitCode> {
                 format @ (crate::cli::Format::Json | crate::cli::Format::Yaml) => {
                     crate::output::emit(format, &serde_json::json!({ "valid": false, "problems": problems }))
                 }
-                crate::cli::Format::Table => {
+                crate::cli::Format::Table | crate::cli::Format::Wide => {
                     eprintln!("{}: {} problem(s)", path.display(), problems.len());
                     for p in &problems {
                         eprintln!("  {p}");

@@ -54,7 +54,7 @@ pub async fn run(
             global.output,
             &json!({ "user": user, "role": session["user"]["role"], "expires_ms": stored.expires_ms }),
         ),
-        Format::Table => println!(
+        Format::Table | Format::Wide => println!(
             "signed in to {} as {user} ({}); token kept in {}",
             global.backend_url,
             session["user"]["role"].as_str().unwrap_or("?"),

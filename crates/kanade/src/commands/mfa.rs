@@ -16,7 +16,7 @@ pub async fn run(cmd: MfaCommand, global: &Global) -> anyhow::Result<ExitCode> {
         MfaCommand::Setup { code } => {
             let setup = api.post("/api/auth/mfa/setup").await?;
             let secret_text = setup["secret"].as_str().unwrap_or_default();
-            if global.output == Format::Table {
+            if global.output.is_table() {
                 let rows: Vec<&str> = setup["qr"]
                     .as_array()
                     .map(|r| r.iter().filter_map(Value::as_str).collect())
@@ -36,7 +36,7 @@ pub async fn run(cmd: MfaCommand, global: &Global) -> anyhow::Result<ExitCode> {
             };
             let enabled = api.post_json("/api/auth/mfa/enable", &json!({ "code": code })).await?;
             match global.output {
-                Format::Table => {
+                Format::Table | Format::Wide => {
                     println!(
                         "second factor on. Recovery codes (each signs you in once without the phone; shown only now):"
                     );

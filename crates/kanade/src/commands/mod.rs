@@ -107,6 +107,6 @@ pub fn when(ms: &Value) -> String {
 pub fn done(format: Format, json: &Value, sentence: &str) {
     match format {
         Format::Json | Format::Yaml => crate::output::emit(format, json),
-        Format::Table => println!("{sentence}"),
+        Format::Table | Format::Wide => println!("{sentence}"),
     }
 }

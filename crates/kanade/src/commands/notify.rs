@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{done, when};
 use crate::api::Api;
-use crate::cli::{Format, Global, NotifyCommand};
+use crate::cli::{Global, NotifyCommand};
 use crate::output;
 
 pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode> {
@@ -54,7 +54,7 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
             let v = api.get("/api/notifications").await?;
             let list: Notifications = serde_json::from_value(v)
                 .context("the backend's notifications are not what this CLI reads")?;
-            if list.notifications.is_empty() && global.output == Format::Table {
+            if list.notifications.is_empty() && global.output.is_table() {
                 println!("no notifications yet: kanade notify send --title ... --all sends one");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -70,7 +70,7 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
             let v = api.get(&format!("/api/notifications/{id}")).await?;
             let detail: NotificationDetail =
                 serde_json::from_value(v).context("the backend's notification is not what this CLI reads")?;
-            if global.output == Format::Table {
+            if global.output.is_table() {
                 let s = &detail.summary;
                 println!("{} [{}] {}: {}", s.id, s.priority, s.state, s.title);
                 println!(

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::fleet::query;
 use super::when;
 use crate::api::Api;
-use crate::cli::{Format, Global};
+use crate::cli::Global;
 use crate::output;
 
 /// The longest `DETAIL` cell; JSON output keeps everything.
@@ -30,7 +30,7 @@ pub async fn events(
     let v = Api::new(global)?.get(&path).await?;
     let page: ObsEvents =
         serde_json::from_value(v).context("the backend's events are not what this CLI reads")?;
-    if page.events.is_empty() && global.output == Format::Table {
+    if page.events.is_empty() && global.output.is_table() {
         println!("no events match");
         return Ok(ExitCode::SUCCESS);
     }
@@ -55,7 +55,7 @@ pub async fn processes(
     if !all && let Some(latest) = page.samples.pop() {
         page.samples = vec![latest];
     }
-    if page.samples.is_empty() && global.output == Format::Table {
+    if page.samples.is_empty() && global.output.is_table() {
         println!(
             "no process samples from {pc} in the last {since}; start an investigation: kanade agents investigate {pc} --for 2h"
         );

@@ -23,9 +23,12 @@ pub async fn tail(exec: &str, pc: &str, global: &Global) -> anyhow::Result<ExitC
     let api = Api::new(global)?;
     let mut exit = None;
     api.events(&format!("/api/executions/{exec}/pcs/{pc}/tail"), |name, data| {
+        if name == "open" {
+            return Ok(true);
+        }
         let event: TailEvent = serde_json::from_str(data)
             .map_err(|e| anyhow!("the backend sent a {name} event this CLI cannot read ({e}): {data}"))?;
-        if global.output != Format::Table {
+        if !global.output.is_table() {
             println!("{}", serde_json::to_string(&event)?);
         } else {
             show(&event);
@@ -126,7 +129,7 @@ fn print_lines(reply: &LogReply) {
 
 /// Following: each poll's lines as they are, or one compact JSON object per poll for scripts.
 fn emit_follow(reply: &LogReply, format: Format) {
-    if format == Format::Table {
+    if format.is_table() {
         print_lines(reply);
     } else if !reply.lines.is_empty() || reply.note.is_some() {
         println!("{}", serde_json::to_string(reply).unwrap_or_default());
