@@ -19,23 +19,23 @@ pub const LIVE_SUBJECT: &str = "kanade.backend.live";
 pub enum LiveEvent {
     /// An agent's heartbeats resumed (or the backend saw it for the first time).
     AgentUp {
-        pc_id: String,
+        pc_id: PcId,
     },
     /// No heartbeat from the agent within the alive window.
     AgentDown {
-        pc_id: String,
+        pc_id: PcId,
     },
     Result {
-        exec_id: String,
-        pc_id: String,
-        status: String,
+        exec_id: ExecId,
+        pc_id: PcId,
+        status: ExecStatus,
     },
     Execution {
-        exec_id: String,
+        exec_id: ExecId,
     },
     /// A notification was sent, withdrawn or acknowledged somewhere.
     Notification {
-        id: String,
+        id: kanade_shared::NotificationId,
     },
 }
 
@@ -71,27 +71,23 @@ impl Bus {
     }
 
     pub fn agent_up(&self, pc: PcId) {
-        let _ = self.local.send(LiveEvent::AgentUp { pc_id: pc.to_string() });
+        let _ = self.local.send(LiveEvent::AgentUp { pc_id: pc });
     }
 
     pub fn agent_down(&self, pc: PcId) {
-        let _ = self.local.send(LiveEvent::AgentDown { pc_id: pc.to_string() });
+        let _ = self.local.send(LiveEvent::AgentDown { pc_id: pc });
     }
 
     pub fn result(&self, exec_id: ExecId, pc: PcId, status: ExecStatus) {
-        self.fleet_wide(LiveEvent::Result {
-            exec_id: exec_id.to_string(),
-            pc_id: pc.to_string(),
-            status: status.as_str().to_owned(),
-        });
+        self.fleet_wide(LiveEvent::Result { exec_id, pc_id: pc, status });
     }
 
-    pub fn execution(&self, exec_id: impl std::fmt::Display) {
-        self.fleet_wide(LiveEvent::Execution { exec_id: exec_id.to_string() });
+    pub fn execution(&self, exec_id: ExecId) {
+        self.fleet_wide(LiveEvent::Execution { exec_id });
     }
 
     pub fn notification(&self, id: kanade_shared::NotificationId) {
-        self.fleet_wide(LiveEvent::Notification { id: id.to_string() });
+        self.fleet_wide(LiveEvent::Notification { id });
     }
 
     fn fleet_wide(&self, e: LiveEvent) {

@@ -466,16 +466,17 @@ async fn an_audit_event_the_broker_refuses_does_not_hold_back_the_outbox() {
     // larger than its max_payload.
     let huge = event("exec.aborted", serde_json::json!({ "message": "x".repeat(2 << 20) }));
     let after = event("exec.expired", Value::Null);
-    let step = |exec: &str| projection::ExecStep {
-        exec_id: exec.into(),
+    let step = |exec_id: kanade_shared::ExecId| projection::ExecStep {
+        exec_id,
         wave: None,
         targets: Vec::new(),
         message: None,
     };
     let old = kanade_backend::db::now_ms() - 60_000;
     let db = &s.state.db;
-    db.ended_early_audited(step("a"), projection::Ended::Aborted, old, huge.clone()).await.unwrap();
-    db.ended_early_audited(step("b"), projection::Ended::Expired, old + 1, after).await.unwrap();
+    let (a, b) = (kanade_shared::ExecId::new(), kanade_shared::ExecId::new());
+    db.ended_early_audited(step(a), projection::Ended::Aborted, old, huge.clone()).await.unwrap();
+    db.ended_early_audited(step(b), projection::Ended::Expired, old + 1, after).await.unwrap();
 
     common::wait_for_audit(&s, "exec.expired").await;
     // The refused one is no longer due, but kept: unmarked, it is due again. (The drainer

@@ -14,7 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Version;
-use crate::wire::Timestamp;
+// `wire::Timestamp` is this type; named directly so `boot` does not depend on `wire`.
+use time::OffsetDateTime as Timestamp;
 
 pub const MAX_BOOT_ATTEMPTS: u32 = 3;
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(30);

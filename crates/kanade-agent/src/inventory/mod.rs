@@ -43,7 +43,7 @@ pub fn collect(pc: &PcId) -> Inventory {
         pc_id: pc.clone(),
         collected_at: Timestamp::now_utc(),
         hostname: System::host_name().unwrap_or_default(),
-        os: crate::runtime::os_info(),
+        os: os_info(),
         os_build: os_build(),
         boot_time: Timestamp::from_unix_timestamp(System::boot_time() as i64).ok(),
         cpu,
@@ -102,6 +102,15 @@ fn os_build() -> String {
 #[cfg(not(windows))]
 fn os_build() -> String {
     System::kernel_version().unwrap_or_default()
+}
+
+/// The OS this agent runs on, as heartbeats and inventory report it.
+pub fn os_info() -> kanade_shared::wire::OsInfo {
+    kanade_shared::wire::OsInfo {
+        family: std::env::consts::OS.to_owned(),
+        name: sysinfo::System::name().unwrap_or_default(),
+        version: sysinfo::System::os_version().unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use kanade_shared::subjects;
 
 use super::Ctx;
-use super::intake::admit;
+use super::admit::admit;
 use super::runner::Via;
 
 /// The store key of the last EXEC sequence this agent processed.

@@ -4,7 +4,9 @@
 //! bounded by the concurrency cap), the outbox publisher, and presence (heartbeat + ping).
 //! Each task ends when the shutdown signal fires.
 
+mod admit;
 mod catch_up;
+mod fit;
 mod follow;
 pub mod host_perf;
 mod intake;
@@ -15,8 +17,8 @@ pub(crate) mod obs;
 mod outbox;
 mod presence;
 mod process_perf;
-pub use presence::os_info;
 mod runner;
+mod updates;
 mod view;
 mod watchers;
 
@@ -301,7 +303,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
             }
         });
     }
-    tasks.spawn(crate::update::follow::update_loop(ctx.clone()));
+    tasks.spawn(updates::update_loop(ctx.clone()));
     tracing::info!(pc = %ctx.settings.pc, "agent running");
     if ctx.settings.trusted_keys.is_empty() {
         tracing::warn!(

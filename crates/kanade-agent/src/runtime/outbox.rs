@@ -22,16 +22,6 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long events wait after one went unacked: doubling up to this.
 const MAX_EVENTS_BACKOFF: Duration = Duration::from_secs(300);
-/// Room kept for the headers (`Nats-Msg-Id`) within the broker's `max_payload`, which counts
-/// headers and payload together.
-const HEADER_ROOM: usize = 1024;
-
-/// The most payload bytes one outbox message may carry: the connected server's `max_payload`
-/// (as the client last heard it; the protocol default before the first connect) less room for
-/// headers.
-pub(crate) fn payload_budget(ctx: &Ctx) -> usize {
-    ctx.client.max_payload().saturating_sub(HEADER_ROOM)
-}
 
 pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
@@ -190,10 +180,10 @@ fn settle_oversized(
     message: &Outgoing,
     error: &PublishError,
 ) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-    let budget = payload_budget(ctx);
+    let budget = super::fit::payload_budget(ctx);
     match wire::decode::<ExecResult>(&message.payload) {
         Ok(mut result) if message.subject.starts_with("results.") => {
-            let payload = super::runner::fit_result(&mut result, budget);
+            let payload = super::fit::fit_result(&mut result, budget);
             tracing::warn!(
                 msg_id = message.msg_id,
                 size = message.payload.len(),

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use kanade_shared::subjects;
-use kanade_shared::wire::{self, Heartbeat, OsInfo, Timestamp};
+use kanade_shared::wire::{self, Heartbeat, Timestamp};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::Ctx;
@@ -92,7 +92,7 @@ async fn heartbeat(ctx: &Ctx, probe: &mut Probe) -> Heartbeat {
         schema: wire::SCHEMA,
         pc_id: ctx.settings.pc.clone(),
         hostname: System::host_name().unwrap_or_default(),
-        os: os_info(),
+        os: crate::inventory::os_info(),
         arch: std::env::consts::ARCH.to_owned(),
         agent_version: ctx.version.clone(),
         groups: ctx.groups.read().await.clone(),
@@ -103,14 +103,6 @@ async fn heartbeat(ctx: &Ctx, probe: &mut Probe) -> Heartbeat {
         running_jobs: ctx.running.load(Ordering::Relaxed),
         quarantined: update.boot.quarantined,
         update_status: update.status,
-    }
-}
-
-pub fn os_info() -> OsInfo {
-    OsInfo {
-        family: std::env::consts::OS.to_owned(),
-        name: System::name().unwrap_or_default(),
-        version: System::os_version().unwrap_or_default(),
     }
 }
 

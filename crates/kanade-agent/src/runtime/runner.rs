@@ -15,7 +15,7 @@ use kanade_shared::subjects;
 use kanade_shared::wire::{self, Command, Emit, ExecResult, ExecStatus, RunAs, StartedEvent, Timestamp};
 use tokio::sync::watch;
 
-use super::{Ctx, now_ms, view};
+use super::{Ctx, fit, now_ms, view};
 use crate::exec::{self, Ending, Identity, RunSpec};
 use crate::gates;
 use crate::store::{Outgoing, StoreError};
@@ -330,26 +330,11 @@ fn base_result(ctx: &Ctx, cmd: &Command, status: ExecStatus, attempt: u32) -> Ex
 
 fn outgoing(ctx: &Ctx, result: &ExecResult) -> Outgoing {
     let mut result = result.clone();
-    let payload = fit_result(&mut result, super::outbox::payload_budget(ctx));
+    let payload = fit::fit_result(&mut result, fit::payload_budget(ctx));
     Outgoing {
         seq: 0,
         msg_id: format!("{}.{}", result.result_id, ctx.msg_secret),
         subject: subjects::result(&ctx.settings.pc, result.request_id),
         payload,
     }
-}
-
-/// The result's bytes within `budget`: output cut to fit (see `ExecResult::encode_within`),
-/// or, when not even that fits, a bare `failed` result saying so.
-pub(crate) fn fit_result(result: &mut ExecResult, budget: usize) -> Vec<u8> {
-    if let Some(bytes) = result.encode_within(budget) {
-        return bytes;
-    }
-    result.stdout.clear();
-    result.stderr.clear();
-    result.status = ExecStatus::Failed;
-    result.message =
-        Some(format!("the result does not fit the broker's message size limit ({budget} bytes)"));
-    // A result holds only known enum values, so encoding cannot fail.
-    wire::encode(result).unwrap_or_default()
 }

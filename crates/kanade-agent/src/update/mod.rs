@@ -4,7 +4,6 @@
 //! `target_version` and drives an install.
 
 pub mod boot;
-pub(crate) mod follow;
 pub mod install;
 pub mod policy;
 pub mod stamp;

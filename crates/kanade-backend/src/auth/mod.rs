@@ -1,5 +1,6 @@
 //! Who is calling, and may they. Every `/api/*` route declares an `Access` in the route table;
-//! `authorize` (a layer on each route) resolves the bearer credential to a `Caller` — a session
+//! `http::authz::authorize` (a layer on each route) resolves the bearer credential through
+//! [`authenticate`] to a `Caller` — a session
 //! JWT from `POST /api/auth/login` or an API token — re-reading the account or token row on
 //! every request, so disabling a user or revoking a token takes effect at the next call.
 
@@ -14,15 +15,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use kanade_shared::files::{Existing, write_private};
 use kanade_shared::secrets::Secret;
 
-use crate::db::{Db, accounts, now_ms};
-use crate::http::ApiError;
+use crate::db::{Db, DbError, accounts, now_ms};
 pub use role::{Access, Role};
 
 /// The authenticated caller of a request.
@@ -287,12 +285,22 @@ fn event_stream(path: &str) -> bool {
         })
 }
 
-fn unauthorized(message: impl Into<String>) -> ApiError {
-    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message)
+/// Why a request's credential was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credential, or one that is not (or no longer) valid: what to do about it.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub fn unauthorized(message: impl Into<String>) -> AuthError {
+    AuthError::Unauthorized(message.into())
 }
 
 /// Resolve the request's credentials to a caller.
-pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller, ApiError> {
+pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller, AuthError> {
     let source = auth.source(parts);
     let client = client_of(&parts.headers);
     if auth.config.disabled {
@@ -393,57 +401,6 @@ pub fn refusal(caller: &Caller, access: Access) -> Option<String> {
             Some(format!("this needs the {needed} role; {} is {}", caller.name, caller.role))
         }
         Access::Role(_) => None,
-    }
-}
-
-/// The per-route layer: authenticate unless public, check the role, hand the caller on.
-pub async fn authorize(
-    State((auth, db, access)): State<(Auth, Db, Access)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if access == Access::Public {
-        return next.run(req).await;
-    }
-    let (mut parts, body) = req.into_parts();
-    let caller = match authenticate(&auth, &db, &parts).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    if let Some(why) = refusal(&caller, access) {
-        return ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", why).into_response();
-    }
-    let name = crate::http::CallerName(caller.name.clone());
-    parts.extensions.insert(caller);
-    let mut response = next.run(Request::from_parts(parts, body)).await;
-    response.extensions_mut().insert(name);
-    response
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| unauthorized("this route needs a signed-in caller"))
-    }
-}
-
-/// The client address of a request (when served with connect info; see [`Auth::source`]), for
-/// public routes.
-pub struct Peer(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Peer
-where
-    Auth: axum::extract::FromRef<S>,
-{
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(<Auth as axum::extract::FromRef<S>>::from_ref(state).source(parts)))
     }
 }
 

@@ -67,7 +67,7 @@ async fn run_pass(c: &Cleanup, now_ms: i64, expire: bool) -> Result<Pass, ExecEr
     let mut expired = Vec::new();
     for q in quiet.into_iter().filter(|q| policy::is_stalled(q, now_ms, stall_after)) {
         let step = ExecStep {
-            exec_id: q.exec_id.to_string(),
+            exec_id: q.exec_id,
             wave: None,
             targets: Vec::new(),
             message: Some(policy::expiry_message(&q, c.retention.stall_after)),

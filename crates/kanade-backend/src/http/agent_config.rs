@@ -12,7 +12,7 @@ use kanade_shared::Version;
 use kanade_shared::wire::agent_config::{AgentConfigScopes, ConfigScope, ScopeConfig, apply_edit};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, broker, releases};
+use super::{ApiError, AppState, broker};
 use crate::auth::Caller;
 
 /// Tries of the read-edit-write cycle when another edit lands in between.
@@ -84,7 +84,7 @@ pub(super) async fn edit_scope(
     if let Some(Value::String(v)) = edit.get("target_version")
         && let Ok(version) = v.parse::<Version>()
     {
-        releases::ensure_published(state, "target_version", &version).await?;
+        ensure_published(state, "target_version", &version).await?;
     }
     let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
     let key = scope.key();
@@ -120,4 +120,23 @@ pub(super) async fn edit_scope(
         "conflict",
         format!("agent_config {key} kept changing under this edit ({CAS_TRIES} tries); try again"),
     ))
+}
+
+/// 422 (naming `field`) unless some release of `version` is in `agent_releases`.
+pub(super) async fn ensure_published(
+    state: &AppState,
+    field: &str,
+    version: &Version,
+) -> Result<(), ApiError> {
+    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
+    let mut objects = store.list().await.map_err(broker)?;
+    let prefix = format!("{version}/");
+    while let Some(info) = objects.next().await {
+        if info.map_err(broker)?.name.starts_with(&prefix) {
+            return Ok(());
+        }
+    }
+    Err(ApiError::invalid(vec![format!(
+        "{field}: {version} has no published release; kanade agent publish it first"
+    )]))
 }

@@ -8,13 +8,9 @@ use kanade_shared::wire::{self, AgentGroups, Heartbeat};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, broker};
+use super::{ApiError, AppState, broker, pc_id};
 use crate::auth::Caller;
 use crate::db::queries;
-
-pub(super) fn pc_id(raw: &str) -> Result<PcId, ApiError> {
-    raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
-}
 
 pub async fn show_agent(
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use kanade_shared::wire::{self, LogCursor, LogReply, LogRequest, TailEvent, Tail
 use kanade_shared::{ExecId, PcId, ResultId, subjects};
 use serde::Deserialize;
 
-use super::fleet::pc_id;
+use super::pc_id;
 use super::{ApiError, AppState, Json, Query};
 use crate::db::queries::ResultRow;
 
@@ -201,7 +201,7 @@ pub async fn tail(
                 tokio::select! {
                     () = tokio::time::sleep(POLL) => {}
                     // The backend stops: end the stream (the watcher reconnects to another).
-                    () = super::ops::stopped(&mut stopping) => return None,
+                    () = super::stopped(&mut stopping) => return None,
                 }
             }
             let answer = poll(&state, exec, &pc, watch.from).await;

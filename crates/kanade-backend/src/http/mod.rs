@@ -2,6 +2,7 @@
 
 mod accounts;
 mod agent_config;
+pub mod authz;
 mod body;
 mod catalog;
 mod compliance;
@@ -226,8 +227,7 @@ pub fn app(state: AppState) -> Router {
         Default::default();
     for r in routes::table() {
         let guard = (state.auth.clone(), state.db.clone(), r.access);
-        let handler =
-            (r.handler)().layer(axum::middleware::from_fn_with_state(guard, crate::auth::authorize));
+        let handler = (r.handler)().layer(axum::middleware::from_fn_with_state(guard, authz::authorize));
         let merged = match by_path.remove(r.path) {
             Some(existing) => existing.merge(handler),
             None => handler,
@@ -294,4 +294,22 @@ async fn jetstream_status(State(state): State<AppState>) -> Result<Json<Value>, 
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// Resolves once `rx` is true; never when its sender is gone without stopping.
+pub(super) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = *rx.borrow_and_update();
+        if now {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A PC id from a path, or 422 saying what is wrong with it.
+pub(super) fn pc_id(raw: &str) -> Result<kanade_shared::PcId, ApiError> {
+    raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
 }

@@ -16,7 +16,7 @@ use kanade_shared::wire::Shell;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, AppState, routes};
+use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::projector::Kind;
 
@@ -229,7 +229,7 @@ pub async fn stream(
             }
             let event = tokio::select! {
                 // The backend stops: end the stream (the dashboard reconnects to another).
-                () = stopped(&mut stopping) => return None,
+                () = super::stopped(&mut stopping) => return None,
                 received = rx.recv() => match received {
                     Ok(event) => {
                         Event::default().event(event.kind()).data(serde_json::to_string(&event).unwrap_or_default())
@@ -243,7 +243,7 @@ pub async fn stream(
                 _ = recheck.tick() => match crate::auth::authenticate(&state.auth, &state.db, &parts).await {
                     Ok(_) => Event::default().comment("still signed in"),
                     Err(e) => {
-                        let why = serde_json::json!({ "type": "session_ended", "error": e.message });
+                        let why = serde_json::json!({ "type": "session_ended", "error": e.to_string() });
                         let last = Event::default().event("session_ended").data(why.to_string());
                         return Some((Ok(last), (rx, recheck, state, parts, stopping, true)));
                     }
@@ -253,21 +253,4 @@ pub async fn stream(
         },
     );
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-/// Resolves once `rx` is true; never when its sender is gone without stopping.
-pub(super) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    loop {
-        let now = *rx.borrow_and_update();
-        if now {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-pub async fn openapi() -> Json<Value> {
-    Json(routes::openapi())
 }

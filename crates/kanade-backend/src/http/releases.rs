@@ -113,25 +113,6 @@ fn scope_of(group: Option<&str>, pc: Option<&str>) -> Result<ConfigScope, ApiErr
     }
 }
 
-/// 422 (naming `field`) unless some release of `version` is in `agent_releases`.
-pub(super) async fn ensure_published(
-    state: &AppState,
-    field: &str,
-    version: &Version,
-) -> Result<(), ApiError> {
-    let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
-    let mut objects = store.list().await.map_err(broker)?;
-    let prefix = format!("{version}/");
-    while let Some(info) = objects.next().await {
-        if info.map_err(broker)?.name.starts_with(&prefix) {
-            return Ok(());
-        }
-    }
-    Err(ApiError::invalid(vec![format!(
-        "{field}: {version} has no published release; kanade agent publish it first"
-    )]))
-}
-
 /// Ask a scope to run `version` (it must have been published).
 pub async fn rollout(
     State(state): State<AppState>,
@@ -143,7 +124,7 @@ pub async fn rollout(
         .parse()
         .map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![format!("version: {e}")]))?;
     let scope = scope_of(body.group.as_deref(), body.pc.as_deref())?;
-    ensure_published(&state, "version", &version).await?;
+    agent_config::ensure_published(&state, "version", &version).await?;
     let edit = Map::from_iter([("target_version".to_owned(), json!(version))]);
     let detail = json!({ "version": version });
     agent_config::edit_scope(&state, &caller, &scope, &edit, "agent.rollout", detail).await?;

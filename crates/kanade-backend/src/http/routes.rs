@@ -176,7 +176,7 @@ pub fn table() -> Vec<Route> {
             get(super::signing_key)
         ),
         route!("GET", "/metrics", VIEWER, "Prometheus metrics", get(ops::metrics)),
-        route!("GET", "/api/openapi.json", PUBLIC, "This document", get(ops::openapi)),
+        route!("GET", "/api/openapi.json", PUBLIC, "This document", get(openapi_json)),
         route!(
             "GET",
             "/api/jetstream/status",
@@ -593,4 +593,9 @@ pub fn openapi() -> Value {
             }
         } } }
     })
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi_json() -> axum::Json<Value> {
+    axum::Json(openapi())
 }

@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::authz::Peer;
 use super::{ApiError, AppState};
-use crate::auth::{Caller, Peer, Via, jwt, password, throttle};
+use crate::auth::{Caller, Via, jwt, password, throttle};
 use crate::db::now_ms;
 use crate::pipeline::audit;
 

@@ -8,7 +8,7 @@ use kanade_shared::PcId;
 use kanade_shared::wire::{self, ObsEvents};
 use serde::Deserialize;
 
-use super::fleet::pc_id;
+use super::pc_id;
 use super::{ApiError, AppState};
 use crate::db::queries::ObsFilter;
 

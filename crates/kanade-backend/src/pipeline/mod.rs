@@ -242,12 +242,7 @@ impl Pipeline {
     /// End a stored execution whose commands cannot go out, with its `exec.aborted` event in the
     /// outbox.
     async fn abort(&self, exec_id: ExecId, message: String) {
-        let step = ExecStep {
-            exec_id: exec_id.to_string(),
-            wave: None,
-            targets: Vec::new(),
-            message: Some(message),
-        };
+        let step = ExecStep { exec_id, wave: None, targets: Vec::new(), message: Some(message) };
         let detail = serde_json::to_value(&step).unwrap_or_default();
         let aborted = match audit_message(
             "backend",
@@ -315,12 +310,8 @@ impl Pipeline {
     /// it. The caller has audited the kill (`exec.kill`), which rebuilds the first step after a
     /// wipe; the record outlives every command of the exec in EXEC.
     pub async fn stop(&self, nats: &async_nats::Client, exec_id: ExecId, by: &str) -> Result<(), ExecError> {
-        let step = ExecStep {
-            exec_id: exec_id.to_string(),
-            wave: None,
-            targets: Vec::new(),
-            message: Some(format!("killed by {by}")),
-        };
+        let step =
+            ExecStep { exec_id, wave: None, targets: Vec::new(), message: Some(format!("killed by {by}")) };
         let now = now_ms();
         self.db.ended_early(step, projection::Ended::Killed, now).await?;
         self.bus.execution(exec_id);

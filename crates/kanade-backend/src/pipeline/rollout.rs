@@ -63,7 +63,7 @@ async fn tick(p: &Pipeline, is_leader: &Leadership) -> Result<(), ExecError> {
             Err(ExecError::Invalid(why) | ExecError::Refused(why)) => {
                 tracing::error!(%exec_id, wave, why, "wave cannot be published; aborting its execution");
                 let step = ExecStep {
-                    exec_id: exec_id.to_string(),
+                    exec_id,
                     wave: Some(wave),
                     targets: Vec::new(),
                     message: Some(format!("wave {wave} cannot be published: {why}")),
@@ -94,7 +94,7 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
             );
             tracing::warn!(exec_id = %due.exec_id, "{message}");
             let step = ExecStep {
-                exec_id: due.exec_id.to_string(),
+                exec_id: due.exec_id,
                 wave: Some(due.wave),
                 targets: Vec::new(),
                 message: Some(message),
@@ -119,11 +119,9 @@ async fn one_wave(p: &Pipeline, due: queries::DueWave, now: i64) -> Result<(), E
             return Ok(());
         }
         let agents = p.db.known_agents().await?;
-        let pcs: Vec<String> =
-            plan::expected_pcs(&target, &agents, now).into_iter().map(|p| p.to_string()).collect();
+        let pcs: Vec<kanade_shared::PcId> = plan::expected_pcs(&target, &agents, now).into_iter().collect();
         publish_commands(&p.js, p.signer.as_deref(), &stored.command, &target).await?;
-        let step =
-            ExecStep { exec_id: due.exec_id.to_string(), wave: Some(due.wave), targets: pcs, message: None };
+        let step = ExecStep { exec_id: due.exec_id, wave: Some(due.wave), targets: pcs, message: None };
         let detail = serde_json::to_value(&step).unwrap_or_default();
         p.db.wave_published(step, now, now).await?;
         // The wave is out and recorded: a failed audit event must not abort it.

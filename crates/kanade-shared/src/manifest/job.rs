@@ -11,9 +11,7 @@ use crate::ids::{JobId, Version};
 use crate::problems::{Collector, join};
 use crate::wire::{Emit, RunAs, Shell, Staleness, StalenessMode};
 
-/// A job with no `timeout` gets this one: long enough for installers, short enough that a hung
-/// script does not hold a concurrency slot for a day.
-pub const DEFAULT_TIMEOUT: HumanDuration = HumanDuration::from_secs(600);
+pub use crate::wire::DEFAULT_TIMEOUT;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Manifest {

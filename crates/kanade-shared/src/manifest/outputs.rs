@@ -50,31 +50,8 @@ pub struct ExplodeSpec {
     pub columns: BTreeMap<String, ColumnType>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    Text,
-    Integer,
-    Real,
-    Bool,
-    /// Stored as epoch milliseconds; RFC 3339 text or epoch milliseconds in the JSON.
-    Timestamp,
-}
-
-impl ColumnType {
-    pub const KNOWN: [&str; 5] = ["text", "integer", "real", "bool", "timestamp"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "text" => Some(Self::Text),
-            "integer" => Some(Self::Integer),
-            "real" => Some(Self::Real),
-            "bool" => Some(Self::Bool),
-            "timestamp" => Some(Self::Timestamp),
-            _ => None,
-        }
-    }
-}
+// The type travels in wire messages (`wire::FactTable`), so it lives there.
+pub use crate::wire::facts::ColumnType;
 
 /// Tables a facts table may not be named after: the projection's own (they stay unambiguous in
 /// `POST /api/query` and in operators' heads).

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::{Timestamp, schema_v1};
 use crate::ids::{ExecId, JobId, RequestId, Version};
 
+/// A job with no `timeout` gets this one: long enough for installers, short enough that a hung
+/// script does not hold a concurrency slot for a day.
+pub const DEFAULT_TIMEOUT: crate::HumanDuration = crate::HumanDuration::from_secs(600);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     #[serde(default = "schema_v1")]
@@ -62,7 +65,7 @@ impl Command {
             script: Some(script.into()),
             script_object: None,
             script_sha256: None,
-            timeout_secs: crate::manifest::DEFAULT_TIMEOUT.as_secs(),
+            timeout_secs: DEFAULT_TIMEOUT.as_secs(),
             jitter_secs: 0,
             cwd: None,
             env: BTreeMap::new(),

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::manifest::outputs::ColumnType;
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FactTables {
     pub tables: Vec<FactTable>,
@@ -49,4 +47,31 @@ pub struct FactDocument {
 pub struct FactDocuments {
     pub pc_id: String,
     pub documents: Vec<FactDocument>,
+}
+
+/// A facts column's type, as a job declares it (`facts.explode[].columns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Text,
+    Integer,
+    Real,
+    Bool,
+    /// Stored as epoch milliseconds; RFC 3339 text or epoch milliseconds in the JSON.
+    Timestamp,
+}
+
+impl ColumnType {
+    pub const KNOWN: [&str; 5] = ["text", "integer", "real", "bool", "timestamp"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "integer" => Some(Self::Integer),
+            "real" => Some(Self::Real),
+            "bool" => Some(Self::Bool),
+            "timestamp" => Some(Self::Timestamp),
+            _ => None,
+        }
+    }
 }

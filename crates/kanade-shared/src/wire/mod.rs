@@ -25,7 +25,7 @@ mod result;
 pub use agent_config::{AgentConfigPatch, AgentGroups};
 pub use audit::AuditEvent;
 pub use checks::{CheckDetail, CheckPc, CheckSummary, Checks};
-pub use command::{Command, Emit, Retry, RunAs, Shell, Staleness, StalenessMode};
+pub use command::{Command, DEFAULT_TIMEOUT, Emit, Retry, RunAs, Shell, Staleness, StalenessMode};
 pub use event::StartedEvent;
 pub use facts::{FactDocument, FactDocuments, FactRows, FactTable, FactTables};
 pub use heartbeat::{Heartbeat, OsInfo};

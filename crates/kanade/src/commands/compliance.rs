@@ -7,7 +7,7 @@ use anyhow::Context;
 use kanade_shared::wire::{CheckDetail, CheckPc, CheckSummary, Checks};
 use serde_json::Value;
 
-use super::fleet::query;
+use super::query;
 use super::when;
 use crate::api::Api;
 use crate::cli::Global;

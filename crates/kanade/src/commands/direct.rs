@@ -2,6 +2,7 @@
 //! `kanade run` (a command into EXEC, its result awaited on the results subject) and
 //! `kanade kill`.
 
+use super::{exit_status, now_ms};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,10 +41,6 @@ pub fn keygen(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_ms() -> i64 {
-    (Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 async fn connect(global: &Global) -> anyhow::Result<async_nats::Client> {
@@ -174,13 +171,6 @@ pub fn script_line(shell: Shell, words: &[String]) -> String {
         }
     };
     words.iter().map(quote).collect::<Vec<_>>().join(" ")
-}
-
-/// The process exit status for a script's exit code: the code itself when it fits, otherwise
-/// (Windows crash codes such as 0xC0000005 are negative, others exceed 255) 1, never 0: a
-/// crashed script must not look like a success.
-pub fn exit_status(code: i32) -> u8 {
-    u8::try_from(code).unwrap_or(1)
 }
 
 /// Through the backend (the execution is marked killed, its later waves cancelled, and the kill

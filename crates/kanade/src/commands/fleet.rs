@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::catalog::items;
-use super::{done, text, when};
+use super::{done, now_ms, query, text, when};
 use crate::api::Api;
 use crate::cli::{AgentsCommand, ExecutionsCommand, Format, Global, GroupsCommand};
 use crate::output;
@@ -58,23 +58,6 @@ fn cursor_of(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// `?k=v&...` of the pairs that have a value, each value percent-encoded.
-pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let encode = |v: &str| -> String {
-        v.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    let parts: Vec<String> =
-        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
-    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
 
 pub fn progress_cell(e: &Value) -> String {
@@ -489,10 +472,6 @@ pub async fn ping(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
         ),
     );
     Ok(ExitCode::SUCCESS)
-}
-
-pub(super) fn now_ms() -> i64 {
-    (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// One sample (or rollup point) as a table row; every disk together.

@@ -110,3 +110,31 @@ pub fn done(format: Format, json: &Value, sentence: &str) {
         Format::Table | Format::Wide => println!("{sentence}"),
     }
 }
+
+/// `?k=v&...` of the pairs that have a value, each value percent-encoded.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let encode = |v: &str| -> String {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let parts: Vec<String> =
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+pub fn now_ms() -> i64 {
+    (kanade_shared::wire::Timestamp::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The process exit status for a script's exit code: the code itself when it fits, otherwise
+/// (Windows crash codes such as 0xC0000005 are negative, others exceed 255) 1, never 0: a
+/// crashed script must not look like a success.
+pub fn exit_status(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(1)
+}

@@ -6,7 +6,7 @@ use anyhow::Context;
 use kanade_shared::wire::{ObsEventRow, ObsEvents, ProcessSample, ProcessSamples};
 use serde_json::Value;
 
-use super::fleet::query;
+use super::query;
 use super::when;
 use crate::api::Api;
 use crate::cli::Global;
@@ -22,7 +22,7 @@ pub async fn events(
     limit: u32,
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
-    let since = since.map(|d| (super::fleet::now_ms() - d.get().as_millis() as i64).to_string());
+    let since = since.map(|d| (super::now_ms() - d.get().as_millis() as i64).to_string());
     let path = format!(
         "/api/events{}",
         query(&[("pc", pc), ("kind", kind), ("since", since), ("limit", Some(limit.to_string()))])
@@ -46,7 +46,7 @@ pub async fn processes(
     all: bool,
     global: &Global,
 ) -> anyhow::Result<()> {
-    let from = super::fleet::now_ms() - since.get().as_millis() as i64;
+    let from = super::now_ms() - since.get().as_millis() as i64;
     // Without --all only the newest sample is fetched: a sample holds up to 200 processes.
     let limit = if all { 2000 } else { 1 };
     let v = api.get(&format!("/api/agents/{pc}/processes?since={from}&limit={limit}")).await?;

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use kanade_shared::wire::{ChunkStream, LogReply, TailEvent, Timestamp};
 use kanade_shared::{ExecId, HumanDuration, PcId};
 
-use super::fleet::query;
+use super::query;
 use crate::api::Api;
 use crate::cli::{Format, Global};
 
@@ -36,7 +36,7 @@ pub async fn tail(exec: &str, pc: &str, global: &Global) -> anyhow::Result<ExitC
         if let TailEvent::End { status, exit_code, .. } = &event {
             exit = Some(match (status.as_str(), exit_code) {
                 ("succeeded" | "failed", Some(code)) => {
-                    ExitCode::from(super::direct::exit_status(i32::try_from(*code).unwrap_or(1)))
+                    ExitCode::from(super::exit_status(i32::try_from(*code).unwrap_or(1)))
                 }
                 _ => ExitCode::FAILURE,
             });

@@ -599,11 +599,11 @@ pub struct ExecCreated {
 /// `exec.wave_published`, `exec.aborted` and `exec.expired` carry this.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExecStep {
-    pub exec_id: String,
+    pub exec_id: ExecId,
     #[serde(default)]
     pub wave: Option<i64>,
     #[serde(default)]
-    pub targets: Vec<String>,
+    pub targets: Vec<PcId>,
     #[serde(default)]
     pub message: Option<String>,
 }
@@ -688,9 +688,8 @@ async fn apply_exec_audit<S: Sql>(s: &mut S, e: &AuditEvent, now_ms: i64) -> Res
         },
         "job.kill" => {
             let execs = e.detail["executions"].as_array().cloned().unwrap_or_default();
-            for exec_id in execs.iter().filter_map(|v| v.as_str()) {
-                let step =
-                    ExecStep { exec_id: exec_id.to_owned(), wave: None, targets: Vec::new(), message: None };
+            for exec_id in execs.iter().filter_map(|v| v.as_str()?.parse::<ExecId>().ok()) {
+                let step = ExecStep { exec_id, wave: None, targets: Vec::new(), message: None };
                 ended_early(s, &killed_step(step, &e.actor), Ended::Killed, ts_ms(e.at)).await?;
             }
             Ok(())
@@ -709,15 +708,12 @@ pub async fn wave_published<S: Sql>(
     let wave = step.wave.unwrap_or_default();
     s.exec(
         "UPDATE rollout_waves SET status = 'published', published_ms = ?3 WHERE exec_id = ?1 AND wave = ?2 AND status = 'pending'",
-        vals![step.exec_id.as_str(), wave, at_ms],
+        vals![step.exec_id, wave, at_ms],
     )
     .await?;
-    s.exec_many(
-        ADD_TARGET,
-        step.targets.iter().map(|pc| vals![step.exec_id.as_str(), pc.as_str(), wave]).collect(),
-    )
-    .await?;
-    refresh_execution(s, &step.exec_id, now_ms).await
+    s.exec_many(ADD_TARGET, step.targets.iter().map(|pc| vals![step.exec_id, pc.as_str(), wave]).collect())
+        .await?;
+    refresh_execution(s, &step.exec_id.to_string(), now_ms).await
 }
 
 /// Wave 0 went out with its execution, created at `created_ms`: recorded as a replay of its
@@ -782,12 +778,12 @@ pub async fn ended_early<S: Sql>(s: &mut S, step: &ExecStep, how: Ended, at_ms: 
     s.exec(
         "UPDATE executions SET status = ?4, message = ?2, updated_ms = ?3, finished_ms = COALESCE(finished_ms, ?3)
          WHERE exec_id = ?1 AND status IN ('pending', 'running')",
-        vals![step.exec_id.as_str(), step.message.clone(), at_ms, status],
+        vals![step.exec_id, step.message.clone(), at_ms, status],
     )
     .await?;
     s.exec(
         "UPDATE rollout_waves SET status = 'cancelled' WHERE exec_id = ?1 AND status = 'pending'",
-        vals![step.exec_id.as_str()],
+        vals![step.exec_id],
     )
     .await?;
     Ok(())

@@ -15,10 +15,10 @@ use kanade_shared::{Version, release};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
-use super::install::{self, Layout};
-use super::policy::{self, Wish};
-use super::stamp::TARGET;
-use crate::runtime::{Ctx, stopped};
+use super::{Ctx, stopped};
+use crate::update::install::{self, Layout};
+use crate::update::policy::{self, Wish};
+use crate::update::stamp::TARGET;
 
 /// Jobs running at the moment an update is due get this long to finish before the swap.
 const IDLE_WAIT_MAX: Duration = Duration::from_secs(3600);
