@@ -107,8 +107,13 @@ fn follow(dir: &Path, files: &[String], cursor: &LogCursor) -> std::io::Result<L
         }
         let to = len.min(from + budget as u64);
         let bytes = read_range(&path, from, to)?;
-        // Only whole lines: a line being written is sent next time.
-        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        // Only whole lines: a line being written is sent next time — unless one line is longer
+        // than a whole reply, which then goes out in pieces rather than never.
+        let whole = match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None if bytes.len() == budget => bytes.len(),
+            None => 0,
+        };
         lines.extend(String::from_utf8_lossy(&bytes[..whole]).lines().map(str::to_owned));
         budget -= whole;
         at = LogCursor { file: name.clone(), offset: from + whole as u64 };

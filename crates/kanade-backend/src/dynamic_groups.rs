@@ -17,6 +17,8 @@ use crate::db::{Db, DbError, now_ms};
 use crate::lease::Leadership;
 
 const EVERY: Duration = Duration::from_secs(60);
+/// Passes between two that check every PC's `agent_groups` value.
+const FULL_EVERY: u64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
@@ -44,7 +46,10 @@ pub fn members(rule: &Rule, inputs: &RuleInputs) -> BTreeSet<PcId> {
         .collect()
 }
 
-pub async fn run_pass(db: &Db, js: &async_nats::jetstream::Context) -> Result<Pass, PassError> {
+/// One pass: every group's members recomputed and stored; the `agent_groups` value of each PC
+/// that joined or left rewritten — of every known PC when `full`, which repairs a value a
+/// failed or interrupted write left behind.
+pub async fn run_pass(db: &Db, js: &async_nats::jetstream::Context, full: bool) -> Result<Pass, PassError> {
     let groups = db.dynamic_groups().await?;
     let mut rules = Vec::new();
     for g in groups {
@@ -68,6 +73,9 @@ pub async fn run_pass(db: &Db, js: &async_nats::jetstream::Context) -> Result<Pa
             pass.changes.insert(name.clone(), (joined, left));
         }
     }
+    if full {
+        touched.extend(inputs.keys().cloned());
+    }
     pass.written = write_groups(db, js, touched).await?;
     Ok(pass)
 }
@@ -84,21 +92,54 @@ pub async fn write_groups(
     for pc in pcs {
         let dynamic: Vec<GroupName> =
             db.dynamic_groups_of(pc.clone()).await?.iter().filter_map(|g| g.parse().ok()).collect();
-        let now: AgentGroups = kv
-            .get(pc.as_str())
-            .await
-            .map_err(|e| PassError::Broker(e.to_string()))?
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let next = AgentGroups::compose(now.assigned().to_vec(), dynamic);
-        if next.groups == now.groups && next.dynamic == now.dynamic {
-            continue;
-        }
-        let body = serde_json::to_vec(&next).unwrap_or_default();
-        kv.put(pc.as_str(), body.into()).await.map_err(|e| PassError::Broker(e.to_string()))?;
-        written += 1;
+        let changed = update_agent_groups(&kv, &pc, |now| {
+            AgentGroups::compose(now.assigned().to_vec(), dynamic.clone())
+        })
+        .await
+        .map_err(PassError::Broker)?;
+        written += usize::from(changed.1);
     }
     Ok(written)
+}
+
+/// How often a compare-and-set on one `agent_groups` key is tried before giving up.
+const CAS_TRIES: usize = 8;
+
+/// Change one PC's `agent_groups` value with `edit`, compare-and-set on the key's revision so
+/// an operator's assignment and a dynamic-group pass never drop each other's part. The value
+/// now, and whether it was written (`false`: `edit` left it as it was).
+pub async fn update_agent_groups(
+    kv: &async_nats::jetstream::kv::Store,
+    pc: &PcId,
+    edit: impl Fn(AgentGroups) -> AgentGroups,
+) -> Result<(AgentGroups, bool), String> {
+    use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+    for _ in 0..CAS_TRIES {
+        let entry = kv.entry(pc.as_str()).await.map_err(|e| e.to_string())?;
+        let live = entry.as_ref().filter(|e| e.operation == Operation::Put);
+        let now: AgentGroups = live.and_then(|e| serde_json::from_slice(&e.value).ok()).unwrap_or_default();
+        let next = edit(now.clone());
+        if live.is_some() && next == now {
+            return Ok((now, false));
+        }
+        let body = serde_json::to_vec(&next).unwrap_or_default();
+        let raced = match entry {
+            Some(e) => match kv.update(pc.as_str(), body.into(), e.revision).await {
+                Ok(_) => false,
+                Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => true,
+                Err(err) => return Err(err.to_string()),
+            },
+            None => match kv.create(pc.as_str(), body.into()).await {
+                Ok(_) => false,
+                Err(err) if err.kind() == CreateErrorKind::AlreadyExists => true,
+                Err(err) => return Err(err.to_string()),
+            },
+        };
+        if !raced {
+            return Ok((next, true));
+        }
+    }
+    Err(format!("agent_groups {pc}: changed by others {CAS_TRIES} times in a row; try again"))
 }
 
 /// A pass every minute while this backend leads (a lone backend always does).
@@ -109,9 +150,13 @@ pub async fn worker(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = tokio::time::timeout(Duration::from_secs(5), is_leader.changed()).await;
+    let mut passes: u64 = 0;
     loop {
         if is_leader.leads() || !db.shared() {
-            match run_pass(&db, &js).await {
+            // Every tenth pass (and the first) checks every PC's value, not only the changed.
+            let full = passes.is_multiple_of(FULL_EVERY);
+            passes += 1;
+            match run_pass(&db, &js, full).await {
                 Ok(pass) if !pass.changes.is_empty() => {
                     tracing::info!(changes = ?pass.changes, written = pass.written, "dynamic groups updated")
                 }

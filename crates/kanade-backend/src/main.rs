@@ -240,13 +240,14 @@ fn main() -> ExitCode {
         Some(Command::MigrateToPostgres { from, to }) => match migrate_to_postgres(&from, &to) {
             Ok(c) => {
                 println!(
-                    "copied into {}: {} users, {} second factors, {} API tokens, {} schedule states ({} already there, kept as they were)",
+                    "copied into {}: {} users, {} second factors, {} API tokens, {} schedule states, {} dynamic groups ({} already there, kept as they were)",
                     kanade_shared::config::redact(&to),
                     c.users.0,
                     c.mfa.0,
                     c.tokens.0,
                     c.schedules.0,
-                    c.users.1 + c.mfa.1 + c.tokens.1 + c.schedules.1
+                    c.groups.0,
+                    c.users.1 + c.mfa.1 + c.tokens.1 + c.schedules.1 + c.groups.1
                 );
                 println!(
                     "next: set [db] url = \"{}\" in backend.toml (instead of sqlite_path) and start kanade-backend; it rebuilds the projection from the streams",

@@ -351,8 +351,13 @@ async fn login_with(s: &Stack, name: &str, password: &str, code: Option<&str>) -
 }
 
 /// Set up and confirm a second factor for the holder of `token`; the secret and recovery codes.
-async fn set_up_mfa(s: &Stack, token: &str) -> (String, Vec<String>) {
-    let (status, setup) = s.send_as("POST", "/api/auth/mfa/setup", Some(token), Value::Null).await;
+async fn set_up_mfa(s: &Stack, token: &str, password: &str) -> (String, Vec<String>) {
+    // A session alone does not do: the password again.
+    let wrong = json!({ "password": "not the password" });
+    let (status, _) = s.send_as("POST", "/api/auth/mfa/setup", Some(token), wrong).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, setup) =
+        s.send_as("POST", "/api/auth/mfa/setup", Some(token), json!({ "password": password })).await;
     assert_eq!(status, StatusCode::OK, "{setup:#}");
     let secret = setup["secret"].as_str().unwrap().to_owned();
     assert!(setup["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/kanade:"), "{setup:#}");
@@ -383,9 +388,10 @@ async fn a_second_factor_is_asked_once_set_up_and_each_code_works_once() {
     let admin = s.login("admin", ADMIN_PASSWORD).await;
     let mina = user(&s, &admin, "mina", "operator").await;
     let password = "mina own password";
-    let (secret, recovery) = set_up_mfa(&s, &mina).await;
+    let (secret, recovery) = set_up_mfa(&s, &mina, "mina own password").await;
     // Once on, it cannot be set up again over itself.
-    let (status, _) = s.send_as("POST", "/api/auth/mfa/setup", Some(&mina), Value::Null).await;
+    let again = json!({ "password": "mina own password" });
+    let (status, _) = s.send_as("POST", "/api/auth/mfa/setup", Some(&mina), again).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // The password alone is not enough any more; a wrong code is refused and audited.
@@ -440,7 +446,7 @@ async fn a_second_factor_is_asked_once_set_up_and_each_code_works_once() {
     }
     // Turning one's own off needs the password.
     let mina = s.login("mina", password).await;
-    set_up_mfa(&s, &mina).await;
+    set_up_mfa(&s, &mina, password).await;
     let (status, _) =
         s.send_as("POST", "/api/auth/mfa/disable", Some(&mina), json!({ "password": "not it at all" })).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -473,7 +479,7 @@ async fn admins_must_set_one_up_first_when_required_and_api_tokens_are_unaffecte
     assert!(body["error"].as_str().unwrap().contains("kanade mfa setup"), "{body:#}");
     let (status, me) = s.send_as("GET", "/api/auth/me", Some(&admin), Value::Null).await;
     assert_eq!((status, &me["must_set_up_mfa"]), (StatusCode::OK, &json!(true)));
-    let (secret, _) = set_up_mfa(&s, &admin).await;
+    let (secret, _) = set_up_mfa(&s, &admin, ADMIN_PASSWORD).await;
     // The same session may act now.
     let (status, _) = s.send_as("GET", "/api/jobs", Some(&admin), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
@@ -487,8 +493,51 @@ async fn admins_must_set_one_up_first_when_required_and_api_tokens_are_unaffecte
     assert_eq!(status, StatusCode::CREATED, "{token:#}");
     let (status, _) = s.send_as("GET", "/api/jobs", token["token"].as_str(), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = s.send_as("POST", "/api/auth/mfa/setup", token["token"].as_str(), Value::Null).await;
+    let (status, body) =
+        s.send_as("POST", "/api/auth/mfa/setup", token["token"].as_str(), json!({ "password": "x" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
     let (status, _) = login_with(&s, "admin", ADMIN_PASSWORD, Some(&app_code(&secret, 1))).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A live output stream checks its caller again like `/api/stream`: a password change (here)
+/// or a disabled user ends it with `session_ended` instead of streaming on for days.
+#[tokio::test]
+async fn a_live_output_stream_ends_when_its_session_does() {
+    let auth = kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), std::time::Duration::from_secs(600))
+        .with_recheck(std::time::Duration::from_millis(200));
+    let s = common::stack_with(&[], auth).await;
+    kanade_backend::auth::bootstrap_admin(
+        &s.state.db,
+        Some(&kanade_shared::secrets::Secret::env(
+            kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
+            ADMIN_PASSWORD,
+        )),
+    )
+    .await
+    .unwrap();
+    let admin = s.login("admin", ADMIN_PASSWORD).await;
+    let job = json!({ "id": "waits", "version": "1", "execute": { "shell": "sh", "script": "true" },
+                      "target": { "pcs": ["PC-NOT-HERE"] } });
+    let (status, launched) = s.send_as("POST", "/api/deploy?allow_unknown=true", Some(&admin), job).await;
+    assert_eq!(status, StatusCode::CREATED, "{launched:#}");
+    let exec = launched["exec_id"].as_str().unwrap().to_owned();
+    let req = axum::http::Request::get(format!("/api/executions/{exec}/pcs/PC-NOT-HERE/tail"))
+        .header("authorization", format!("Bearer {admin}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = s.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::spawn(http_body_util::BodyExt::collect(response.into_body()));
+    let change = json!({ "current": ADMIN_PASSWORD, "new": "a brand new password" });
+    let (status, _) = s.send_as("POST", "/api/auth/password", Some(&admin), change).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = tokio::time::timeout(std::time::Duration::from_secs(30), body)
+        .await
+        .expect("the stream outlived its session")
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("event: waiting") && text.contains("event: session_ended"), "{text}");
 }

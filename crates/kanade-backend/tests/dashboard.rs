@@ -469,6 +469,7 @@ fn browse(base: &str, nats: &str, admin: &str) {
     // Her own second factor: a QR code and the secret, confirmed with the app's code, recovery
     // codes shown once; signing in again asks for the next code.
     b.goto(&format!("{base}/#/account")).unwrap();
+    b.type_into(&b.wait_for("#mfa-setup-password", WAIT).unwrap(), "vera's own password").unwrap();
     b.click_on("#mfa-setup", WAIT).unwrap();
     b.wait_for("[data-testid=mfa-qr]", WAIT).unwrap();
     let secret = b.wait_text("[data-testid=mfa-secret]", WAIT, |t| !t.is_empty()).unwrap();

@@ -140,9 +140,18 @@ async fn slow_headers_are_cut_off_and_whole_requests_served() {
         let _ = c.read_to_end(&mut rest);
         (started.elapsed(), String::from_utf8_lossy(&rest).into_owned())
     });
+    let idle = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let started = Instant::now();
+        let _ = c.read_to_end(&mut Vec::new());
+        started.elapsed()
+    });
     let (status, _, body) =
         tokio::task::spawn_blocking(move || call(port, "GET", "/livez", &[])).await.unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let quiet = idle.await.unwrap();
+    assert!(quiet < Duration::from_secs(30), "a connection that sent nothing was held for {quiet:?}");
     let (took, said) = slow.await.unwrap();
     assert!(took < Duration::from_secs(30), "the half-sent request held its connection for {took:?}: {said}");
     assert!(said.is_empty() || said.starts_with("HTTP/1.1 408"), "{said}");

@@ -52,7 +52,9 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     let (ok, text) = migrate(&file, &url);
     assert!(ok, "{text}");
     assert!(
-        text.contains("1 users, 0 second factors, 1 API tokens, 1 schedule states (0 already there"),
+        text.contains(
+            "1 users, 0 second factors, 1 API tokens, 1 schedule states, 0 dynamic groups (0 already there"
+        ),
         "{text}"
     );
     // The source is only read: the binary it came from can still open it.
@@ -72,7 +74,9 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     let (ok, text) = migrate(&file, &url);
     assert!(ok, "{text}");
     assert!(
-        text.contains("0 users, 0 second factors, 0 API tokens, 0 schedule states (3 already there"),
+        text.contains(
+            "0 users, 0 second factors, 0 API tokens, 0 schedule states, 0 dynamic groups (3 already there"
+        ),
         "{text}"
     );
 

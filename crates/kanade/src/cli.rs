@@ -484,8 +484,8 @@ pub enum GroupCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum MfaCommand {
-    /// Set up a second factor: shows a QR code and secret for an authenticator app, then asks
-    /// for its current code and prints the recovery codes (shown once)
+    /// Set up a second factor: asks for your password, shows a QR code and secret for an
+    /// authenticator app, then asks for its current code and prints the recovery codes (once)
     Setup {
         /// The app's current code, instead of being asked
         #[arg(long)]

@@ -42,6 +42,8 @@ async fn set_up_then_sign_in_with_codes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdin = setup.stdin.take().unwrap();
+    stdin.write_all(format!("{ADMIN_PASSWORD}\n").as_bytes()).await.unwrap();
     let mut lines = BufReader::new(setup.stdout.take().unwrap()).lines();
     let mut json = String::new();
     while let Some(line) = lines.next_line().await.unwrap() {
@@ -52,7 +54,6 @@ async fn set_up_then_sign_in_with_codes() {
     }
     let shown: serde_json::Value = serde_json::from_str(&json).unwrap();
     let secret = shown["secret"].as_str().unwrap().to_owned();
-    let mut stdin = setup.stdin.take().unwrap();
     stdin.write_all(format!("{}\n", code(&secret, 0)).as_bytes()).await.unwrap();
     drop(stdin);
     let mut rest = String::new();

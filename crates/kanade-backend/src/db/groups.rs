@@ -106,8 +106,12 @@ pub async fn set_members<S: Sql>(
     let joined: Vec<PcId> = pcs.difference(&now).cloned().collect();
     let left: Vec<PcId> = now.difference(pcs).cloned().collect();
     for pc in &joined {
+        // Only while the group exists: a pass that read the groups before a delete must not
+        // bring its members back.
         s.exec(
-            "INSERT INTO dynamic_members (group_name, pc_id, since_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            "INSERT INTO dynamic_members (group_name, pc_id, since_ms)
+             SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM dynamic_groups WHERE name = ?1)
+             ON CONFLICT DO NOTHING",
             vals![name, pc, now_ms],
         )
         .await?;
@@ -170,6 +174,15 @@ pub async fn inputs<S: Sql>(s: &mut S, fields: &[Field]) -> Result<RuleInputs, D
         let groups: Vec<Json> = serde_json::from_str(&r.get::<String>(7)?).unwrap_or_default();
         values.insert(Field::Agent("groups".into()), groups);
         out.insert(pc, values);
+    }
+    // `groups` is what the agent reported: assigned, agent.toml and dynamic groups. A rule sees
+    // the first two only, so no rule can keep a PC in its own group or push it out again.
+    let dynamic = s.rows("SELECT pc_id, group_name FROM dynamic_members", vals![]).await?;
+    for r in &dynamic {
+        let (pc, group): (PcId, String) = (r.get(0)?, r.get(1)?);
+        if let Some(groups) = out.get_mut(&pc).and_then(|v| v.get_mut(&Field::Agent("groups".into()))) {
+            groups.retain(|g| g.as_str() != Some(group.as_str()));
+        }
     }
     for f in fields {
         let Field::Fact { table, column } = f else { continue };

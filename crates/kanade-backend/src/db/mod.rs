@@ -907,13 +907,15 @@ impl Db {
 }
 
 /// What a database holds that the streams cannot rebuild: accounts with their second factors,
-/// API tokens and the scheduler's bookkeeping.
+/// API tokens, the scheduler's bookkeeping and dynamic groups' rules.
 #[derive(Debug, Default)]
 pub struct KeptState {
     pub users: Vec<accounts::User>,
     pub mfa: Vec<accounts::Mfa>,
     pub tokens: Vec<accounts::Token>,
     pub schedules: Vec<(String, schedules::State)>,
+    /// Dynamic groups' rules (their members are recomputed by the next pass).
+    pub groups: Vec<groups::DynamicGroup>,
 }
 
 /// How many of each kind a copy added, and how many the target already had.
@@ -923,6 +925,7 @@ pub struct Copied {
     pub mfa: (usize, usize),
     pub tokens: (usize, usize),
     pub schedules: (usize, usize),
+    pub groups: (usize, usize),
 }
 
 impl Db {
@@ -933,6 +936,7 @@ impl Db {
                 mfa: accounts::all_mfa(s).await?,
                 tokens: accounts::tokens(s).await?,
                 schedules: schedules::all_states(s).await?,
+                groups: groups::list(s).await?,
             })
         })
     }
@@ -955,6 +959,9 @@ impl Db {
             }
             for (id, st) in &kept.schedules {
                 count(&mut c.schedules, schedules::put_state(s, id, st).await?);
+            }
+            for g in &kept.groups {
+                count(&mut c.groups, groups::create(s, &g.name, &g.rule, &g.created_by, g.created_ms).await?);
             }
             Ok(c)
         })

@@ -98,14 +98,8 @@ pub async fn set_groups(
     }
     let kv = state.js.get_key_value("agent_groups").await.map_err(broker)?;
     // The dynamic groups this pc matched stay: only the assigned part is the operator's.
-    let now: AgentGroups = kv
-        .get(pc.as_str())
-        .await
-        .map_err(broker)?
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let value = AgentGroups::compose(groups, now.dynamic);
-    kv.put(pc.as_str(), serde_json::to_vec(&value).unwrap_or_default().into()).await.map_err(broker)?;
+    let compose = |now: AgentGroups| AgentGroups::compose(groups.clone(), now.dynamic);
+    let (value, _) = crate::dynamic_groups::update_agent_groups(&kv, &pc, compose).await.map_err(broker)?;
     super::audit_as(&state, &caller, "agent.groups", Some(pc.to_string()), json!(value)).await?;
     // What the agent reported last: these groups plus its agent.toml's own.
     let reported = presence(&state, &pc).await?.map(|(_, groups)| groups);

@@ -65,6 +65,15 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
     Ok(Json(shown(&state, &name).await?))
 }
 
+/// `GET /api/groups/{name}/members`: the PCs in it, each with when it joined.
+pub async fn members(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let shown = shown(&state, &name).await?;
+    Ok(Json(json!({ "group": name, "members": shown["members"] })))
+}
+
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,7 +95,7 @@ pub async fn create(
     }
     super::audit_as(&state, &caller, "group.create", Some(name.to_string()), json!({ "rule": body.rule }))
         .await?;
-    dynamic_groups::run_pass(&state.db, &state.js).await.map_err(pass_failed)?;
+    dynamic_groups::run_pass(&state.db, &state.js, false).await.map_err(pass_failed)?;
     Ok((StatusCode::CREATED, Json(shown(&state, name.as_str()).await?)))
 }
 
@@ -104,7 +113,7 @@ pub async fn set_rule(
     }
     super::audit_as(&state, &caller, "group.update", Some(name.clone()), json!({ "rule": body.rule }))
         .await?;
-    dynamic_groups::run_pass(&state.db, &state.js).await.map_err(pass_failed)?;
+    dynamic_groups::run_pass(&state.db, &state.js, false).await.map_err(pass_failed)?;
     Ok(Json(shown(&state, &name).await?))
 }
 

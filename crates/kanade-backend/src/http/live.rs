@@ -178,9 +178,86 @@ fn sse(event: &TailEvent) -> Event {
     Event::default().event(event.name()).data(serde_json::to_string(event).unwrap_or_default())
 }
 
+/// Live output streams open at once, across callers: each costs a broker request every
+/// [`POLL`], so their number is bounded.
+const MAX_TAILS: usize = 256;
+static TAILS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One open stream's place under [`MAX_TAILS`], given back when the stream is dropped.
+struct TailSlot;
+
+impl TailSlot {
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        TAILS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_TAILS).then_some(n + 1))
+            .ok()
+            .map(|_| TailSlot)
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        TAILS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// One watcher's stream between polls.
+struct Tailing {
+    watch: Watch,
+    state: AppState,
+    exec: ExecId,
+    pc: PcId,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// The request, to check its caller again now and then (a watch can last for days).
+    parts: axum::http::request::Parts,
+    checked: std::time::Instant,
+    first: bool,
+    ended: bool,
+    _slot: TailSlot,
+}
+
+async fn next_events(mut t: Tailing) -> Option<(Vec<TailEvent>, Tailing)> {
+    if t.ended {
+        return None;
+    }
+    if !t.first {
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            // The backend stops: end the stream (the watcher reconnects to another).
+            () = super::stopped(&mut t.stopping) => return None,
+        }
+    }
+    t.first = false;
+    // Like `/api/stream`: an expired session, a disabled user or a changed password ends it.
+    if t.checked.elapsed() >= t.state.auth.config.recheck {
+        t.checked = std::time::Instant::now();
+        if let Err(e) = crate::auth::authenticate(&t.state.auth, &t.state.db, &t.parts).await {
+            t.ended = true;
+            return Some((vec![TailEvent::SessionEnded { error: e.to_string() }], t));
+        }
+    }
+    let answer = poll(&t.state, t.exec, &t.pc, t.watch.from).await;
+    let stored = if Watch::needs_store(&answer) {
+        match stored(&t.state, t.exec, &t.pc).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let reason = format!("cannot read the stored result: {}", e.message);
+                return Some((vec![TailEvent::Waiting { reason }], t));
+            }
+        }
+    } else {
+        None
+    };
+    let (events, end) = t.watch.step(answer, stored.as_ref());
+    t.ended = end;
+    Some((events, t))
+}
+
 pub async fn tail(
     State(state): State<AppState>,
     Path((exec, pc)): Path<(String, String)>,
+    parts: axum::http::request::Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let exec: ExecId =
         exec.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
@@ -190,37 +267,25 @@ pub async fn tail(
             "execution {exec} not found; `kanade executions` lists them"
         )));
     }
-    let stopping = state.stopping.clone();
-    let steps = futures::stream::unfold(
-        (Watch::default(), state, exec, pc, stopping, true, false),
-        |(mut watch, state, exec, pc, mut stopping, first, ended)| async move {
-            if ended {
-                return None;
-            }
-            if !first {
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
-                    // The backend stops: end the stream (the watcher reconnects to another).
-                    () = super::stopped(&mut stopping) => return None,
-                }
-            }
-            let answer = poll(&state, exec, &pc, watch.from).await;
-            let stored = if Watch::needs_store(&answer) {
-                match stored(&state, exec, &pc).await {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        let why = format!("cannot read the stored result: {}", e.message);
-                        let event = TailEvent::Waiting { reason: why };
-                        return Some((vec![event], (watch, state, exec, pc, stopping, false, false)));
-                    }
-                }
-            } else {
-                None
-            };
-            let (events, end) = watch.step(answer, stored.as_ref());
-            Some((events, (watch, state, exec, pc, stopping, false, end)))
-        },
-    );
+    let Some(slot) = TailSlot::take() else {
+        return Err(ApiError::unavailable(
+            "too_many_streams",
+            format!("{MAX_TAILS} live output streams are open on this backend; close one and try again"),
+        ));
+    };
+    let start = Tailing {
+        watch: Watch::default(),
+        stopping: state.stopping.clone(),
+        state,
+        exec,
+        pc,
+        parts,
+        checked: std::time::Instant::now(),
+        first: true,
+        ended: false,
+        _slot: slot,
+    };
+    let steps = futures::stream::unfold(start, next_events);
     let events = steps.flat_map(|batch| futures::stream::iter(batch.into_iter().map(|e| Ok(sse(&e)))));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -38,8 +38,30 @@ pub async fn check(state: &AppState, name: &str, code: &str) -> Result<Option<Va
     Ok(fresh.then(|| json!({ "second_factor": "code" })))
 }
 
-pub async fn setup(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    password: String,
+}
+
+/// The caller's password again: a session alone (a borrowed laptop, a stolen token) must not
+/// change how the account signs in. A wrong one is audited.
+async fn confirm_password(state: &AppState, caller: &Caller, password: &str) -> Result<(), ApiError> {
+    let user = state.db.user(caller.name.clone()).await?.ok_or_else(|| ApiError::not_found("user gone"))?;
+    if state.auth.verify_password(password.to_owned(), user.password_hash.clone()).await {
+        return Ok(());
+    }
+    super::audit_as(state, caller, "auth.password_failed", Some(caller.name.clone()), Value::Null).await?;
+    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "password: wrong password"))
+}
+
+pub async fn setup(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Setup>,
+) -> Result<Json<Value>, ApiError> {
     password_only(&caller)?;
+    confirm_password(&state, &caller, &body.password).await?;
     let secret = totp::new_secret().map_err(ApiError::bad_request)?;
     if !state.db.begin_mfa(caller.name.clone(), secret.clone(), now_ms()).await? {
         return Err(ApiError::conflict(
@@ -106,10 +128,8 @@ pub async fn disable(
     Json(body): Json<Disable>,
 ) -> Result<Json<Value>, ApiError> {
     password_only(&caller)?;
+    confirm_password(&state, &caller, &body.password).await?;
     let user = state.db.user(caller.name.clone()).await?.ok_or_else(|| ApiError::not_found("user gone"))?;
-    if !state.auth.verify_password(body.password.clone(), user.password_hash.clone()).await {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "password: wrong password"));
-    }
     if user.role == "admin" && state.auth.config.require_mfa_for_admins && user.mfa_enabled_ms.is_some() {
         return Err(ApiError::conflict(
             "admins must keep a second factor here (auth.require_mfa_for_admins); set up a new phone with an admin's reset instead",

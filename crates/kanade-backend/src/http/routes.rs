@@ -58,7 +58,7 @@ pub fn table() -> Vec<Route> {
             "POST",
             "/api/auth/mfa/setup",
             SIGNED_IN,
-            "Start setting up a second factor: a new TOTP secret, its otpauth:// URI and QR code",
+            "Start setting up a second factor (password): a new TOTP secret, its otpauth:// URI and QR code",
             post(mfa::setup)
         ),
         route!(
@@ -228,6 +228,13 @@ pub fn table() -> Vec<Route> {
             post(groups::create)
         ),
         route!("GET", "/api/groups/{name}", VIEWER, "One dynamic group with its members", get(groups::show)),
+        route!(
+            "GET",
+            "/api/groups/{name}/members",
+            VIEWER,
+            "The PCs in a dynamic group, each with when it joined",
+            get(groups::members)
+        ),
         route!(
             "PUT",
             "/api/groups/{name}",

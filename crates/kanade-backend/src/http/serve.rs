@@ -1,5 +1,5 @@
-//! The HTTP server loop: hyper's own connection handling (HTTP/1.1 and HTTP/2) with a limit on
-//! how long a client may take to send its request headers, so slow or idle half-open
+//! The HTTP server loop: hyper's own HTTP/1.1 connection handling with a limit on how long a
+//! client may take to send its first bytes and its request headers, so slow or idle half-open
 //! connections cannot pile up, and a graceful stop that lets requests in flight finish.
 
 use std::net::SocketAddr;
@@ -25,7 +25,9 @@ pub async fn serve(
     header_read_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1 only: the router speaks nothing else, and the auto builder's protocol sniffing
+    // would read the first bytes with no time limit.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
@@ -45,10 +47,18 @@ pub async fn serve(
         // Wrapping the router (not `Router::layer`, which rebuilds every route) per connection.
         let service =
             TowerToHyperService::new(tower::Layer::layer(&axum::Extension(ConnectInfo(peer)), app.clone()));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // A connection that sends nothing at all is closed too, not only a slow request.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });

@@ -120,6 +120,11 @@ pub enum TailEvent {
     Waiting {
         reason: String,
     },
+    /// The caller's session ended (expired, signed out elsewhere, password changed, user
+    /// disabled); the stream ends after this.
+    SessionEnded {
+        error: String,
+    },
     /// The run is over; the stream ends after this.
     End {
         status: String,
@@ -136,6 +141,7 @@ impl TailEvent {
             TailEvent::Output { .. } => "output",
             TailEvent::Skipped { .. } => "skipped",
             TailEvent::Waiting { .. } => "waiting",
+            TailEvent::SessionEnded { .. } => "session_ended",
             TailEvent::End { .. } => "end",
         }
     }

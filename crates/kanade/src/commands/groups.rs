@@ -56,7 +56,7 @@ pub async fn run(cmd: GroupCommand, global: &Global) -> anyhow::Result<ExitCode>
             }
         }
         GroupCommand::Members { name } => {
-            let v = api.get(&format!("/api/groups/{name}")).await?;
+            let v = api.get(&format!("/api/groups/{name}/members")).await?;
             match global.output {
                 Format::Table | Format::Wide => {
                     for m in v["members"].as_array().into_iter().flatten() {

@@ -14,7 +14,8 @@ pub async fn run(cmd: MfaCommand, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     match cmd {
         MfaCommand::Setup { code } => {
-            let setup = api.post("/api/auth/mfa/setup").await?;
+            let password = secret("password: ")?;
+            let setup = api.post_json("/api/auth/mfa/setup", &json!({ "password": password })).await?;
             let secret_text = setup["secret"].as_str().unwrap_or_default();
             if global.output.is_table() {
                 let rows: Vec<&str> = setup["qr"]

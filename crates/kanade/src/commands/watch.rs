@@ -33,6 +33,9 @@ pub async fn tail(exec: &str, pc: &str, global: &Global) -> anyhow::Result<ExitC
         } else {
             show(&event);
         }
+        if let TailEvent::SessionEnded { error } = &event {
+            return Err(anyhow!("{error}; sign in again with `kanade login` and run the command again"));
+        }
         if let TailEvent::End { status, exit_code, .. } = &event {
             exit = Some(match (status.as_str(), exit_code) {
                 ("succeeded" | "failed", Some(code)) => {
@@ -63,6 +66,7 @@ fn show(event: &TailEvent) {
             eprintln!("[kanade] {bytes} bytes of output skipped (the agent keeps the last 64 KiB of a run)")
         }
         TailEvent::Waiting { reason } => eprintln!("[kanade] waiting: {reason}"),
+        TailEvent::SessionEnded { error } => eprintln!("[kanade] {error}"),
         TailEvent::End { status, exit_code, message } => eprintln!(
             "[kanade] {status}{}{}",
             exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default(),

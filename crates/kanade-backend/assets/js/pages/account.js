@@ -61,13 +61,19 @@ export async function render(main) {
         h('button', { type: 'submit', class: 'danger', id: 'mfa-disable' }, 'Turn off')));
       return;
     }
+    const password = h('input', { id: 'mfa-setup-password', type: 'password', autocomplete: 'current-password', required: true });
+    const error = h('div');
     box.append(h('p', { 'data-testid': 'mfa-state' }, 'Off: signing in needs the password only.'),
-      h('button', { type: 'button', class: 'primary', id: 'mfa-setup', onclick: setup }, 'Set up'));
+      h('form', { onsubmit: async (e) => {
+        e.preventDefault();
+        fill(error);
+        try { await setup(await api('POST', '/api/auth/mfa/setup', { password: password.value })); }
+        catch (err) { error.append(problems(err)); }
+      } }, h('label', { for: 'mfa-setup-password' }, 'Your password, to set one up', password), error,
+      h('button', { type: 'submit', class: 'primary', id: 'mfa-setup' }, 'Set up')));
   }
 
-  async function setup() {
-    let s;
-    try { s = await api('POST', '/api/auth/mfa/setup'); } catch (err) { toast(err.message, true); return; }
+  async function setup(s) {
     const code = h('input', { id: 'mfa-code', autocomplete: 'one-time-code', inputmode: 'numeric', required: true });
     const error = h('div');
     fill(box, h('h2', { id: 'mfa-h' }, 'Second factor'),

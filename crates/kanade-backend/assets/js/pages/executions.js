@@ -69,6 +69,7 @@ function liveOutput(id) {
     src.addEventListener('output', (e) => { const d = data(e); add(d.text, d.stream === 'stdout' ? null : 'stderr'); status.textContent = 'running'; });
     src.addEventListener('skipped', (e) => add(`[${data(e).bytes} bytes skipped: the agent keeps the last 64 KiB]\n`, 'note'));
     src.addEventListener('waiting', (e) => { status.textContent = `waiting: ${data(e).reason}`; });
+    src.addEventListener('session_ended', (e) => { status.textContent = `${data(e).error}; sign in again`; close(pc); });
     src.addEventListener('end', (e) => {
       const d = data(e);
       status.textContent = `${d.status}${d.exit_code != null ? ` (exit ${d.exit_code})` : ''}${d.message ? `: ${d.message}` : ''}`;
