@@ -152,7 +152,12 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     pos: usize,
     end: usize,
+    /// `not`s and parentheses open around here: bounded, so no rule can exhaust the stack.
+    depth: usize,
 }
+
+/// How deep `not` and parentheses may nest.
+pub const MAX_DEPTH: usize = 32;
 
 impl Parser {
     fn at(&self) -> usize {
@@ -186,6 +191,17 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Rule, RuleError> {
+        self.depth += 1;
+        let rule = if self.depth > MAX_DEPTH {
+            self.fail(format!("nested deeper than {MAX_DEPTH} levels of `not` and parentheses"))
+        } else {
+            self.operand()
+        };
+        self.depth -= 1;
+        rule
+    }
+
+    fn operand(&mut self) -> Result<Rule, RuleError> {
         if self.peek_word("not") {
             self.pos += 1;
             return Ok(Rule::Not(Box::new(self.unary()?)));
@@ -249,7 +265,7 @@ pub fn parse(text: &str) -> Result<Rule, RuleError> {
         return Err(RuleError { at: MAX_LEN, message: format!("longer than {MAX_LEN} characters") });
     }
     let tokens = lex(text)?;
-    let mut p = Parser { tokens, pos: 0, end: text.len() };
+    let mut p = Parser { tokens, pos: 0, end: text.len(), depth: 0 };
     let rule = p.or()?;
     if p.pos < p.tokens.len() {
         return p.fail("expected `and`, `or` or the end of the rule");
@@ -384,6 +400,7 @@ mod tests {
             ("os.family = windows windows", 20, "expected `and`, `or`"),
             ("os.family ! windows", 10, "`!` goes with `=`"),
             ("os.family = and", 12, "expected a value"),
+            (&*format!("{}os.family = x{}", "(".repeat(40), ")".repeat(40)), 32, "nested deeper than 32"),
         ];
         for (rule, at, message) in cases {
             let e = parse(rule).unwrap_err();
