@@ -457,18 +457,7 @@ async fn a_second_factor_is_asked_once_set_up_and_each_code_works_once() {
 
 #[tokio::test]
 async fn admins_must_set_one_up_first_when_required_and_api_tokens_are_unaffected() {
-    let auth = kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), std::time::Duration::from_secs(600))
-        .requiring_mfa_for_admins(true);
-    let s = common::stack_with(&[], auth).await;
-    kanade_backend::auth::bootstrap_admin(
-        &s.state.db,
-        Some(&kanade_shared::secrets::Secret::env(
-            kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
-            ADMIN_PASSWORD,
-        )),
-    )
-    .await
-    .unwrap();
+    let s = common::secured_with(|auth| auth.requiring_mfa_for_admins(true)).await;
     let (status, body) = login_with(&s, "admin", ADMIN_PASSWORD, None).await;
     assert_eq!(status, StatusCode::OK, "{body:#}");
     assert_eq!(body["user"]["must_set_up_mfa"], true);
@@ -504,18 +493,7 @@ async fn admins_must_set_one_up_first_when_required_and_api_tokens_are_unaffecte
 /// or a disabled user ends it with `session_ended` instead of streaming on for days.
 #[tokio::test]
 async fn a_live_output_stream_ends_when_its_session_does() {
-    let auth = kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), std::time::Duration::from_secs(600))
-        .with_recheck(std::time::Duration::from_millis(200));
-    let s = common::stack_with(&[], auth).await;
-    kanade_backend::auth::bootstrap_admin(
-        &s.state.db,
-        Some(&kanade_shared::secrets::Secret::env(
-            kanade_shared::secrets::BOOTSTRAP_ADMIN_PASSWORD,
-            ADMIN_PASSWORD,
-        )),
-    )
-    .await
-    .unwrap();
+    let s = common::secured_with(|auth| auth.with_recheck(std::time::Duration::from_millis(200))).await;
     let admin = s.login("admin", ADMIN_PASSWORD).await;
     let job = json!({ "id": "waits", "version": "1", "execute": { "shell": "sh", "script": "true" },
                       "target": { "pcs": ["PC-NOT-HERE"] } });

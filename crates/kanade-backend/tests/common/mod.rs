@@ -133,7 +133,14 @@ pub const SECRET: &[u8] = b"test secret test secret test secret!";
 
 /// A stack with authentication on (no agents) and the bootstrap admin `admin` / `ADMIN_PASSWORD`.
 pub async fn secured() -> Stack {
-    let auth = kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), Duration::from_secs(600));
+    secured_with(|auth| auth).await
+}
+
+/// A stack with real authentication (adjusted by `tune`) and the bootstrap admin.
+pub async fn secured_with(
+    tune: impl FnOnce(kanade_backend::auth::Auth) -> kanade_backend::auth::Auth,
+) -> Stack {
+    let auth = tune(kanade_backend::auth::Auth::with_secret(SECRET.to_vec(), Duration::from_secs(600)));
     let s = stack_with(&[], auth).await;
     assert!(
         kanade_backend::auth::bootstrap_admin(
