@@ -138,21 +138,68 @@ pub fn render(accounts: &[Account]) -> String {
     out
 }
 
+/// Enrolment on the broker: clients that are none of the configured users are asked about at
+/// the backend (the auth callout, answered with keys `issuer` names), and a system-account user
+/// lets the backend disconnect an agent whose credentials it revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    /// The public account key (`A…`) whose seed the backend signs its answers with.
+    pub issuer: String,
+    pub system_user: String,
+    pub system_password: String,
+}
+
+/// [`render`] plus the auth callout and the system account. Every configured user (and the
+/// system user) is an `auth_users` entry: the server sends anyone else to the callout.
+pub fn render_enrolled(accounts: &[Account], e: &Enrolment) -> String {
+    let users = render(accounts);
+    let body = users.trim_end().strip_suffix('}').unwrap_or(&users);
+    let mut auth_users: Vec<String> = accounts.iter().map(|a| a.user.clone()).collect();
+    auth_users.push(e.system_user.clone());
+    format!(
+        "{body}  # The backend answers for enrolled agents (kanade enroll); replies in time or the client is refused.\n  timeout: 5\n  auth_callout {{\n    issuer: {:?}\n    auth_users: [{}]\n  }}\n}}\naccounts {{\n  SYS {{ users = [ {{ user: {:?}, password: {:?} }} ] }}\n}}\nsystem_account: SYS\n",
+        e.issuer,
+        list(&auth_users),
+        e.system_user,
+        e.system_password,
+    )
+}
+
+/// The system-account user the backend disconnects revoked agents with.
+pub const SYSTEM_USER: &str = "kanade-sys";
+
 /// Accounts for a backend (`backend`), `operators` and `agents`, with passwords from
-/// `password`: the nats-server block and, per account, the `[nats]` section its config needs.
+/// `password`, and enrolment answered with the account key `issuer_seed`: the nats-server
+/// block and, per account, the `[nats]` section its config needs.
 pub fn bundle(
     agents: &[PcId],
     operators: &[String],
+    issuer: (&str, &str),
     mut password: impl FnMut() -> String,
 ) -> (String, Vec<(String, String)>) {
+    let (issuer_public, issuer_seed) = issuer;
     let mut accounts = vec![backend("backend", &password())];
     accounts.extend(operators.iter().map(|o| operator(o, &password())));
     accounts.extend(agents.iter().map(|pc| agent(pc, &password())));
+    let enrolment = Enrolment {
+        issuer: issuer_public.to_owned(),
+        system_user: SYSTEM_USER.to_owned(),
+        system_password: password(),
+    };
     let snippets = accounts
         .iter()
-        .map(|a| (a.user.clone(), format!("[nats]\nuser = {:?}\npassword = {:?}\n", a.user, a.password)))
+        .map(|a| {
+            let mut toml = format!("[nats]\nuser = {:?}\npassword = {:?}\n", a.user, a.password);
+            if a.user == "backend" {
+                toml.push_str(&format!(
+                    "# Enrolment: the key the broker trusts for agents' credentials, and its system account.\nauth_callout_seed = {issuer_seed:?}\nsystem_user = {:?}\nsystem_password = {:?}\n",
+                    enrolment.system_user, enrolment.system_password
+                ));
+            }
+            (a.user.clone(), toml)
+        })
         .collect();
-    (render(&accounts), snippets)
+    (render_enrolled(&accounts, &enrolment), snippets)
 }
 
 #[cfg(test)]
@@ -187,13 +234,20 @@ mod tests {
     #[test]
     fn a_bundle_has_every_account_and_its_config_section() {
         let mut n = 0;
-        let (conf, files) = bundle(&["PC-1".parse().unwrap()], &["alice".into()], || {
+        let (conf, files) = bundle(&["PC-1".parse().unwrap()], &["alice".into()], ("AISSUER", "SASEED"), || {
             n += 1;
             format!("pw{n}")
         });
-        assert_eq!(conf.matches("{ user:").count(), 3);
+        assert_eq!(conf.matches("{ user:").count(), 4);
+        assert!(
+            conf.contains("auth_callout {\n    issuer: \"AISSUER\"\n    auth_users: [\"backend\", \"alice\", \"PC-1\", \"kanade-sys\"]"),
+            "{conf}"
+        );
+        assert!(conf.contains("SYS { users = [ { user: \"kanade-sys\", password: \"pw4\" } ] }"), "{conf}");
+        assert!(conf.ends_with("system_account: SYS\n"), "{conf}");
         let users: Vec<&str> = files.iter().map(|(u, _)| u.as_str()).collect();
         assert_eq!(users, ["backend", "alice", "PC-1"]);
         assert_eq!(files[2].1, "[nats]\nuser = \"PC-1\"\npassword = \"pw3\"\n");
+        assert!(files[0].1.contains("auth_callout_seed = \"SASEED\"\nsystem_user = \"kanade-sys\"\nsystem_password = \"pw4\""));
     }
 }

@@ -35,8 +35,9 @@ enum Command {
     /// Print where the database is (the SQLite file, or the Postgres URL without its password),
     /// for backup scripts
     ResolveDbPath,
-    /// Write nats-server accounts (backend, operators, one per agent) and each account's
-    /// `[nats]` config section. New passwords every run: update the configs it writes.
+    /// Write nats-server accounts (backend, operators, one per agent), the auth callout that
+    /// admits enrolled agents, and each account's `[nats]` config section. New passwords and
+    /// keys every run: update the configs it writes.
     NatsConfig {
         /// Agents (PC ids), comma-separated
         #[arg(long, value_delimiter = ',')]
@@ -240,14 +241,22 @@ fn main() -> ExitCode {
         Some(Command::MigrateToPostgres { from, to }) => match migrate_to_postgres(&from, &to) {
             Ok(c) => {
                 println!(
-                    "copied into {}: {} users, {} second factors, {} API tokens, {} schedule states, {} dynamic groups ({} already there, kept as they were)",
+                    "copied into {}: {} users, {} second factors, {} API tokens, {} schedule states, {} dynamic groups, {} enrolment tokens, {} agent credentials ({} already there, kept as they were)",
                     kanade_shared::config::redact(&to),
                     c.users.0,
                     c.mfa.0,
                     c.tokens.0,
                     c.schedules.0,
                     c.groups.0,
-                    c.users.1 + c.mfa.1 + c.tokens.1 + c.schedules.1 + c.groups.1
+                    c.enroll_tokens.0,
+                    c.credentials.0,
+                    c.users.1
+                        + c.mfa.1
+                        + c.tokens.1
+                        + c.schedules.1
+                        + c.groups.1
+                        + c.enroll_tokens.1
+                        + c.credentials.1
                 );
                 println!(
                     "next: set [db] url = \"{}\" in backend.toml (instead of sqlite_path) and start kanade-backend; it rebuilds the projection from the streams",
@@ -530,7 +539,10 @@ fn nats_config(agents: &[String], operators: &[String], out: &std::path::Path) -
         .map(|a| a.parse().map_err(|e| anyhow::anyhow!("--agents: {e}")))
         .collect::<anyhow::Result<Vec<kanade_shared::PcId>>>()?;
     let mut failed = None;
-    let (conf, files) = kanade_backend::broker::bundle(&pcs, operators, || {
+    let issuer = nkeys::KeyPair::new_account();
+    let seed = issuer.seed().map_err(|e| anyhow::anyhow!("cannot make the enrolment key: {e}"))?;
+    let public = issuer.public_key();
+    let (conf, files) = kanade_backend::broker::bundle(&pcs, operators, (&public, &seed), || {
         auth::random_hex(24).unwrap_or_else(|e| {
             failed = Some(e);
             String::new()
@@ -551,6 +563,36 @@ fn nats_config(agents: &[String], operators: &[String], out: &std::path::Path) -
         write(dir.join(format!("{user}.toml")), toml)?;
     }
     Ok(files.len())
+}
+
+/// What enrolment needs from the config: the callout key (checked here, so a bad seed stops
+/// the start), the broker URL for new agents, the system account.
+fn enroll_settings(config: &BackendConfig) -> anyhow::Result<kanade_backend::enroll::Settings> {
+    let e = &config.enroll;
+    let callout = match &e.callout_seed {
+        Some(seed) => Some(std::sync::Arc::new(nkeys::KeyPair::from_seed(seed).map_err(|err| {
+            anyhow::anyhow!("nats.auth_callout_seed is not a valid account seed ({err}); copy it from the credentials/backend.toml that kanade-backend nats-config wrote")
+        })?)),
+        None => None,
+    };
+    let system = match (&e.system_user, &e.system_password) {
+        (Some(user), Some(password)) => {
+            let auth = kanade_shared::nats::BrokerAuth {
+                user: Some(user.clone()),
+                password: Some(password.clone()),
+                ..config.broker.clone()
+            };
+            let auth = kanade_shared::nats::BrokerAuth { token: None, token_source: None, inbox_prefix: None, ..auth };
+            Some((config.nats_url.clone(), auth))
+        }
+        _ => None,
+    };
+    Ok(kanade_backend::enroll::Settings {
+        agent_nats_url: e.agent_nats_url.clone().unwrap_or_else(|| config.nats_url.clone()),
+        public_url: e.public_url.clone(),
+        callout,
+        system,
+    })
 }
 
 /// Serving and connected to the broker for a while: this version is good (it ends a trial).
@@ -671,6 +713,7 @@ async fn run(
         }
     }
     let state = http::AppState::new(client, db, auth)
+        .with_enroll(enroll_settings(&config)?)
         .with_signer(signer)
         .with_start_within(config.exec.start_within.get())
         .with_check_stale(config.retention.check_stale.get())

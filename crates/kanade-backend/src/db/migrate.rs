@@ -91,6 +91,7 @@ const SQLITE: &[Migration] = &[
         name: "dynamic_groups",
         sql: include_str!("migrations/sqlite/0020_dynamic_groups.sql"),
     },
+    Migration { version: 21, name: "enrolment", sql: include_str!("migrations/sqlite/0021_enrolment.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -157,6 +158,7 @@ const POSTGRES: &[Migration] = &[
         name: "dynamic_groups",
         sql: include_str!("migrations/postgres/0015_dynamic_groups.sql"),
     },
+    Migration { version: 16, name: "enrolment", sql: include_str!("migrations/postgres/0016_enrolment.sql") },
 ];
 
 pub fn checksum(sql: &str) -> String {

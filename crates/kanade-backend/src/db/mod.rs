@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod adhoc;
+pub mod enroll;
 pub mod fence;
 pub mod freeze;
 pub mod groups;
@@ -904,10 +905,64 @@ impl Db {
     pub async fn revoke_token(&self, id: String, now: i64) -> Result<bool, DbError> {
         write!(self, |s| accounts::revoke_token(s, &id, now))
     }
+
+    pub async fn create_enroll_token(
+        &self,
+        id: String,
+        sha256: String,
+        by: String,
+        now_ms: i64,
+        spec: kanade_shared::wire::enroll::TokenSpec,
+    ) -> Result<(), DbError> {
+        write!(self, |s| enroll::create_token(s, &id, &sha256, &by, now_ms, &spec))
+    }
+
+    pub async fn enroll_tokens(&self) -> Result<Vec<enroll::StoredToken>, DbError> {
+        read!(self, |s| enroll::tokens(s))
+    }
+
+    pub async fn enroll_token_by_hash(&self, sha256: String) -> Result<Option<enroll::StoredToken>, DbError> {
+        read!(self, |s| enroll::token_by_hash(s, &sha256))
+    }
+
+    pub async fn revoke_enroll_token(&self, id: String, now_ms: i64) -> Result<bool, DbError> {
+        write!(self, |s| enroll::revoke_token(s, &id, now_ms))
+    }
+
+    pub async fn enrol(
+        &self,
+        token_sha256: String,
+        pc: PcId,
+        secret_sha256: String,
+        now: time::OffsetDateTime,
+    ) -> Result<Result<kanade_shared::wire::enroll::TokenInfo, enroll::Refused>, DbError> {
+        write!(self, |s| enroll::enrol(s, &token_sha256, &pc, &secret_sha256, now))
+    }
+
+    pub async fn authorize_agent(
+        &self,
+        pc: PcId,
+        secret_sha256: String,
+        server_id: String,
+        client_id: u64,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| enroll::authorize(s, &pc, &secret_sha256, &server_id, client_id, now_ms))
+    }
+
+    pub async fn revoke_agent_credentials(
+        &self,
+        pc: PcId,
+        by: String,
+        now_ms: i64,
+    ) -> Result<enroll::Revoked, DbError> {
+        write!(self, |s| enroll::revoke(s, &pc, &by, now_ms))
+    }
 }
 
 /// What a database holds that the streams cannot rebuild: accounts with their second factors,
-/// API tokens, the scheduler's bookkeeping and dynamic groups' rules.
+/// API tokens, the scheduler's bookkeeping, dynamic groups' rules, enrolment tokens and agents'
+/// broker credentials.
 #[derive(Debug, Default)]
 pub struct KeptState {
     pub users: Vec<accounts::User>,
@@ -916,6 +971,9 @@ pub struct KeptState {
     pub schedules: Vec<(String, schedules::State)>,
     /// Dynamic groups' rules (their members are recomputed by the next pass).
     pub groups: Vec<groups::DynamicGroup>,
+    pub enroll_tokens: Vec<enroll::StoredToken>,
+    /// Enrolled agents' broker credentials (hashes): without them no enrolled agent connects.
+    pub credentials: Vec<enroll::Credentials>,
 }
 
 /// How many of each kind a copy added, and how many the target already had.
@@ -926,6 +984,8 @@ pub struct Copied {
     pub tokens: (usize, usize),
     pub schedules: (usize, usize),
     pub groups: (usize, usize),
+    pub enroll_tokens: (usize, usize),
+    pub credentials: (usize, usize),
 }
 
 impl Db {
@@ -937,6 +997,8 @@ impl Db {
                 tokens: accounts::tokens(s).await?,
                 schedules: schedules::all_states(s).await?,
                 groups: groups::list(s).await?,
+                enroll_tokens: enroll::tokens(s).await?,
+                credentials: enroll::all_credentials(s).await?,
             })
         })
     }
@@ -962,6 +1024,12 @@ impl Db {
             }
             for g in &kept.groups {
                 count(&mut c.groups, groups::create(s, &g.name, &g.rule, &g.created_by, g.created_ms).await?);
+            }
+            for t in &kept.enroll_tokens {
+                count(&mut c.enroll_tokens, enroll::put_token(s, t).await?);
+            }
+            for cr in &kept.credentials {
+                count(&mut c.credentials, enroll::put_credentials(s, cr).await?);
             }
             Ok(c)
         })

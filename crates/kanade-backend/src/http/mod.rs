@@ -7,6 +7,7 @@ mod body;
 mod catalog;
 mod compliance;
 mod dashboard;
+mod enroll;
 mod error;
 mod executions;
 mod extract;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// Turns true when the backend stops: open event streams end, so a graceful shutdown does
     /// not wait for the dashboards watching them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Enrolment: the broker URL for new agents, the callout key, the system account.
+    pub enroll: Arc<crate::enroll::Settings>,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::Auth {
@@ -178,6 +181,7 @@ impl AppState {
             check_stale_ms: 30 * 24 * 3_600_000,
             // Never turns true unless `with_stopping` gives the real signal.
             stopping: tokio::sync::watch::channel(false).1,
+            enroll: Arc::default(),
         }
     }
 }
@@ -197,6 +201,12 @@ impl AppState {
     /// Record `agent.offline` after this much silence instead of the alive window (tests).
     pub fn with_offline_after(mut self, after: std::time::Duration) -> Self {
         self.offline_after_ms = after.as_millis() as i64;
+        self
+    }
+
+    /// Enrol agents with these settings (the callout key makes the workers answer the broker).
+    pub fn with_enroll(mut self, settings: crate::enroll::Settings) -> Self {
+        self.enroll = Arc::new(settings);
         self
     }
 

@@ -5,7 +5,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, agent_config, catalog, compliance, dashboard, executions, facts, fleet, freeze,
+    AppState, accounts, agent_config, catalog, compliance, dashboard, enroll, executions, facts, fleet, freeze,
     groups, live, mfa, notifications, ops, releases, schedules, scripts, session, telemetry,
 };
 use crate::auth::{Access, Role};
@@ -151,6 +151,56 @@ pub fn table() -> Vec<Route> {
             put(freeze::set)
         ),
         route!("DELETE", "/api/freeze", ADMIN, "Lift the fleet freeze", delete(freeze::lift)),
+        route!(
+            "POST",
+            "/api/enroll/tokens",
+            ADMIN,
+            "Make an enrolment token (expires_in, max_uses, groups); its value and install lines are shown once",
+            post(enroll::create_token)
+        ),
+        route!("GET", "/api/enroll/tokens", ADMIN, "Enrolment tokens, without their values", get(enroll::list_tokens)),
+        route!(
+            "DELETE",
+            "/api/enroll/tokens/{id}",
+            ADMIN,
+            "Revoke an enrolment token (PCs enrolled with it keep their credentials)",
+            delete(enroll::revoke_token)
+        ),
+        route!(
+            "POST",
+            "/api/enroll",
+            PUBLIC,
+            "Enrol a PC with a token: its agent.toml, its own broker credentials and the release to install",
+            post(enroll::enroll)
+        ),
+        route!(
+            "GET",
+            "/api/enroll/install.sh",
+            PUBLIC,
+            "The Linux/macOS installer for a token (?token=)",
+            get(enroll::install_sh_script)
+        ),
+        route!(
+            "GET",
+            "/api/enroll/install.ps1",
+            PUBLIC,
+            "The Windows installer for a token (?token=)",
+            get(enroll::install_ps1_script)
+        ),
+        route!(
+            "GET",
+            "/api/enroll/agent",
+            PUBLIC,
+            "The agent binary for a new PC (?token=&os=&arch=[&version=])",
+            get(enroll::agent_binary)
+        ),
+        route!(
+            "DELETE",
+            "/api/agents/{pc}/credentials",
+            ADMIN,
+            "Revoke an enrolled agent's broker credentials and disconnect it",
+            delete(enroll::revoke_credentials)
+        ),
         route!("GET", "/livez", PUBLIC, "The process is up (liveness probe)", get(super::livez)),
         route!(
             "GET",

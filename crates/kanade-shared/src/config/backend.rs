@@ -25,6 +25,23 @@ pub struct BackendConfig {
     pub retention: RetentionConfig,
     pub exec: ExecConfig,
     pub log: LogConfig,
+    pub enroll: EnrollConfig,
+}
+
+/// Enrolment (`[nats] auth_callout_seed`, `system_user`, `system_password`; `[enroll]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnrollConfig {
+    /// The account seed (`SA…`) whose public key the broker's `auth_callout.issuer` names: with
+    /// it this backend admits enrolled agents to the broker.
+    pub callout_seed: Option<String>,
+    /// The broker's system-account user, to disconnect an agent whose credentials are revoked.
+    pub system_user: Option<String>,
+    pub system_password: Option<String>,
+    /// The broker URL(s) written into enrolled agents' config (default: `nats.url`).
+    pub agent_nats_url: Option<String>,
+    /// This backend's URL as PCs reach it, for install scripts (default: the URL the request
+    /// came in on).
+    pub public_url: Option<String>,
 }
 
 /// `[exec]`: defaults for the commands the backend publishes.
@@ -82,6 +99,13 @@ struct RawBackendFile {
     retention: Option<RawRetention>,
     exec: Option<RawExec>,
     log: Option<RawLog>,
+    enroll: Option<RawEnroll>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawEnroll {
+    nats_url: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +154,9 @@ struct RawNats {
     ca_file: Option<String>,
     cert_file: Option<String>,
     key_file: Option<String>,
+    auth_callout_seed: Option<String>,
+    system_user: Option<String>,
+    system_password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +188,32 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
     let data_dir = server.data_dir.map(PathBuf::from).unwrap_or_else(|| defaults.data_dir.clone());
     let nats = raw.nats.unwrap_or_default();
     let nats_url = nats_url(nats.url, "nats.url", &mut c);
+    let raw_enroll = raw.enroll.unwrap_or_default();
+    let enroll = EnrollConfig {
+        callout_seed: nats.auth_callout_seed.filter(|seed| {
+            let ok = seed.len() == 58 && seed.starts_with("SA");
+            if !ok {
+                c.push(
+                    "nats.auth_callout_seed",
+                    "is not an account seed (58 characters starting SA); copy it from the credentials/backend.toml that kanade-backend nats-config wrote",
+                );
+            }
+            ok
+        }),
+        system_password: nats.system_password,
+        system_user: nats.system_user,
+        agent_nats_url: raw_enroll.nats_url.map(|u| super::nats_url(Some(u), "enroll.nats_url", &mut c)),
+        public_url: raw_enroll.public_url.filter(|u| {
+            let ok = u.starts_with("http://") || u.starts_with("https://");
+            if !ok {
+                c.push("enroll.public_url", format!("{u:?} is not an http:// or https:// URL"));
+            }
+            ok
+        }),
+    };
+    if enroll.system_user.is_some() != enroll.system_password.is_some() {
+        c.push("nats.system_user", "set system_user and system_password together");
+    }
     let raw_broker = super::RawBroker {
         user: nats.user,
         password: nats.password,
@@ -261,7 +314,7 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = match (bind, db) {
         (Some(bind), Some(db)) => {
-            Some(BackendConfig { bind, data_dir, nats_url, broker, replicas, db, auth, retention, exec, log })
+            Some(BackendConfig { bind, data_dir, nats_url, broker, replicas, db, auth, retention, exec, log, enroll })
         }
         _ => None,
     };

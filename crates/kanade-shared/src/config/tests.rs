@@ -277,3 +277,32 @@ fn the_broker_token_comes_from_registry_then_environment_then_config_unless_a_us
         r"none (HKLM\SOFTWARE\Kanade\agent not readable by this account: Access is denied. (os error 5))"
     );
 }
+
+#[test]
+fn an_enrolled_agents_config_is_valid_on_its_os() {
+    use crate::wire::enroll::{AgentToml, agent_toml};
+    let pc: crate::PcId = "PC-9".parse().unwrap();
+    let groups = ["canary".parse().unwrap(), "tokyo".parse().unwrap()];
+    let key = crate::signing::encode_public(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key());
+    for (os, env) in [("linux", linux()), ("windows", windows())] {
+        let text = agent_toml(&AgentToml {
+            pc: &pc,
+            os,
+            nats_url: "nats://broker:4222",
+            groups: &groups,
+            trusted_key: Some(&key),
+            password: "00ff",
+            token_id: "t1",
+            now: time::macros::datetime!(2026-12-01 10:00 UTC),
+        });
+        let config = agent::parse(&render(&text, &env).unwrap(), &env).unwrap_or_else(|p| panic!("{p}\n{text}"));
+        assert_eq!(config.id, pc);
+        assert_eq!(config.nats_url, "nats://broker:4222");
+        assert_eq!(config.groups.len(), 2);
+        assert_eq!(config.trusted_keys.len(), 1);
+        assert_eq!(config.broker.user.as_deref(), Some("PC-9"));
+        assert_eq!(config.broker.password.as_deref(), Some("00ff"));
+        let data = if os == "windows" { r"C:\ProgramData\Kanade\data" } else { "/var/lib/kanade" };
+        assert_eq!(config.data_dir, PathBuf::from(data));
+    }
+}

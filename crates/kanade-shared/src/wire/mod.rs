@@ -11,6 +11,7 @@ mod audit;
 pub mod checks;
 mod command;
 mod event;
+pub mod enroll;
 pub mod facts;
 pub mod freeze;
 mod heartbeat;
