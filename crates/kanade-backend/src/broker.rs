@@ -234,10 +234,11 @@ mod tests {
     #[test]
     fn a_bundle_has_every_account_and_its_config_section() {
         let mut n = 0;
-        let (conf, files) = bundle(&["PC-1".parse().unwrap()], &["alice".into()], ("AISSUER", "SASEED"), || {
-            n += 1;
-            format!("pw{n}")
-        });
+        let (conf, files) =
+            bundle(&["PC-1".parse().unwrap()], &["alice".into()], ("AISSUER", "SASEED"), || {
+                n += 1;
+                format!("pw{n}")
+            });
         assert_eq!(conf.matches("{ user:").count(), 4);
         assert!(
             conf.contains("auth_callout {\n    issuer: \"AISSUER\"\n    auth_users: [\"backend\", \"alice\", \"PC-1\", \"kanade-sys\"]"),
@@ -248,6 +249,8 @@ mod tests {
         let users: Vec<&str> = files.iter().map(|(u, _)| u.as_str()).collect();
         assert_eq!(users, ["backend", "alice", "PC-1"]);
         assert_eq!(files[2].1, "[nats]\nuser = \"PC-1\"\npassword = \"pw3\"\n");
-        assert!(files[0].1.contains("auth_callout_seed = \"SASEED\"\nsystem_user = \"kanade-sys\"\nsystem_password = \"pw4\""));
+        assert!(files[0].1.contains(
+            "auth_callout_seed = \"SASEED\"\nsystem_user = \"kanade-sys\"\nsystem_password = \"pw4\""
+        ));
     }
 }

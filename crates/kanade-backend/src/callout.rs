@@ -82,7 +82,8 @@ fn b64(bytes: &[u8]) -> String {
 /// Decode a server's authorization request and check it is signed by the server key it names.
 pub fn decode_request(token: &str) -> Result<AuthRequest, CalloutError> {
     let mut parts = token.trim().split('.');
-    let (Some(header), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(CalloutError::Format("expected three dot-separated parts".into()));
     };
@@ -90,7 +91,8 @@ pub fn decode_request(token: &str) -> Result<AuthRequest, CalloutError> {
     let sig = B64.decode(sig).map_err(|e| CalloutError::Format(format!("signature: {e}")))?;
     let claims: RequestClaims =
         serde_json::from_slice(&claims_bytes).map_err(|e| CalloutError::Format(format!("claims: {e}")))?;
-    let server = KeyPair::from_public_key(&claims.iss).map_err(|_| CalloutError::Signature(claims.iss.clone()))?;
+    let server =
+        KeyPair::from_public_key(&claims.iss).map_err(|_| CalloutError::Signature(claims.iss.clone()))?;
     let signed = format!("{header}.{payload}");
     server.verify(signed.as_bytes(), &sig).map_err(|_| CalloutError::Signature(claims.iss.clone()))?;
     Ok(AuthRequest {
@@ -144,7 +146,12 @@ pub fn user_jwt(
 
 /// The answer to `req`: the user JWT, or the reason it is refused (logged by the server; the
 /// client sees an authorization violation).
-pub fn response(issuer: &KeyPair, req: &AuthRequest, verdict: Result<String, String>, now: i64) -> Result<String, CalloutError> {
+pub fn response(
+    issuer: &KeyPair,
+    req: &AuthRequest,
+    verdict: Result<String, String>,
+    now: i64,
+) -> Result<String, CalloutError> {
     let mut nats = json!({ "type": "authorization_response", "version": 2 });
     match verdict {
         Ok(user_jwt) => nats["jwt"] = json!(user_jwt),
@@ -170,7 +177,12 @@ pub fn claimed_agent(req: &AuthRequest) -> Result<(PcId, &str), String> {
 
 /// Answer the broker's authorization requests until `stop`, in a queue group (several backends
 /// share the work; any of them answers).
-pub async fn serve(nats: async_nats::Client, db: Db, issuer: Arc<KeyPair>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    nats: async_nats::Client,
+    db: Db,
+    issuer: Arc<KeyPair>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut sub = loop {
         match nats.queue_subscribe(SUBJECT, QUEUE.into()).await {
             Ok(s) => break s,
@@ -202,7 +214,8 @@ pub async fn serve(nats: async_nats::Client, db: Db, issuer: Arc<KeyPair>, mut s
                 tracing::info!(user = req.user.as_deref().unwrap_or(""), reason = %why, "broker connection refused");
             }
             let verdict = verdict.and_then(|(pc, publish, subscribe)| {
-                user_jwt(&issuer, &req.user_nkey, pc.as_str(), &publish, &subscribe, now_secs()).map_err(|e| e.to_string())
+                user_jwt(&issuer, &req.user_nkey, pc.as_str(), &publish, &subscribe, now_secs())
+                    .map_err(|e| e.to_string())
             });
             match response(&issuer, &req, verdict, now_secs()) {
                 Ok(jwt) => {
@@ -237,10 +250,11 @@ async fn admit(db: &Db, req: &AuthRequest) -> Result<Admitted, String> {
 pub async fn kick(system: &async_nats::Client, server_id: &str, client_id: u64) -> Result<bool, String> {
     let subject = format!("$SYS.REQ.SERVER.{server_id}.KICK");
     let payload = json!({ "cid": client_id }).to_string();
-    let reply = tokio::time::timeout(std::time::Duration::from_secs(5), system.request(subject, payload.into()))
-        .await
-        .map_err(|_| format!("server {server_id} did not answer the kick request within 5 s"))?
-        .map_err(|e| format!("kick request to server {server_id}: {e}"))?;
+    let reply =
+        tokio::time::timeout(std::time::Duration::from_secs(5), system.request(subject, payload.into()))
+            .await
+            .map_err(|_| format!("server {server_id} did not answer the kick request within 5 s"))?
+            .map_err(|e| format!("kick request to server {server_id}: {e}"))?;
     let v: Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
     match v.get("error") {
         None | Some(Value::Null) => Ok(true),
@@ -253,6 +267,33 @@ pub async fn kick(system: &async_nats::Client, server_id: &str, client_id: u64) 
             }
         }
     }
+}
+
+/// Every connection of broker user `user` on every server (the broker's CONNZ, asked of all
+/// servers at once; each answers within `wait`): `(server_id, client_id)`.
+pub async fn connections_of(
+    system: &async_nats::Client,
+    user: &str,
+    wait: std::time::Duration,
+) -> Result<Vec<(String, u64)>, String> {
+    let inbox = system.new_inbox();
+    let mut replies = system.subscribe(inbox.clone()).await.map_err(|e| format!("cannot subscribe: {e}"))?;
+    let filter = json!({ "user": user, "limit": 1024 }).to_string();
+    system
+        .publish_with_reply("$SYS.REQ.SERVER.PING.CONNZ", inbox, filter.into())
+        .await
+        .map_err(|e| format!("cannot ask the broker for connections: {e}"))?;
+    let mut found = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(wait, replies.next()).await {
+        let v: Value = serde_json::from_slice(&msg.payload).unwrap_or_default();
+        let Some(server) = v["server"]["id"].as_str() else { continue };
+        for c in v["data"]["connections"].as_array().into_iter().flatten() {
+            if let Some(cid) = c["cid"].as_u64() {
+                found.push((server.to_owned(), cid));
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -55,7 +55,8 @@ pub fn choose_release(
 fn version_order(v: &Version) -> (Vec<(u64, String)>, bool, String) {
     let text = v.as_str().split('+').next().unwrap_or_default();
     let (core, pre) = text.split_once('-').unwrap_or((text, ""));
-    let parts = core.split('.').map(|p| p.parse::<u64>().map_or((0, p.to_owned()), |n| (n, String::new()))).collect();
+    let parts =
+        core.split('.').map(|p| p.parse::<u64>().map_or((0, p.to_owned()), |n| (n, String::new()))).collect();
     (parts, pre.is_empty(), pre.to_owned())
 }
 
@@ -79,9 +80,10 @@ pub fn is_token_text(token: &str) -> bool {
 
 const SYSTEMD_UNIT: &str = include_str!("../../../deploy/systemd/kanade-agent.service");
 
-/// The one-liner an admin pastes on a Linux PC (as root).
+/// The one-liner an admin pastes on a Linux PC (as root). No `curl -f`: a refused token is
+/// answered with a script that prints why, which sh then shows.
 pub fn linux_line(base: &str, token: &str) -> String {
-    format!("curl -fsSL '{base}/api/enroll/install.sh?token={token}' | sudo sh")
+    format!("curl -sSL '{base}/api/enroll/install.sh?token={token}' | sudo sh")
 }
 
 /// The one-liner for an elevated PowerShell on a Windows PC.

@@ -582,7 +582,12 @@ fn enroll_settings(config: &BackendConfig) -> anyhow::Result<kanade_backend::enr
                 password: Some(password.clone()),
                 ..config.broker.clone()
             };
-            let auth = kanade_shared::nats::BrokerAuth { token: None, token_source: None, inbox_prefix: None, ..auth };
+            let auth = kanade_shared::nats::BrokerAuth {
+                token: None,
+                token_source: None,
+                inbox_prefix: None,
+                ..auth
+            };
             Some((config.nats_url.clone(), auth))
         }
         _ => None,

@@ -69,7 +69,12 @@ pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Re
     tasks.spawn(projector::heartbeat_projector(projectors, state.nats.clone(), stop.clone()));
     tasks.spawn(crate::pipeline::drain_outbox(state.js.clone(), state.db.clone(), stop.clone()));
     if let Some(issuer) = &state.enroll.callout {
-        tasks.spawn(crate::callout::serve(state.nats.clone(), state.db.clone(), issuer.clone(), stop.clone()));
+        tasks.spawn(crate::callout::serve(
+            state.nats.clone(),
+            state.db.clone(),
+            issuer.clone(),
+            stop.clone(),
+        ));
     }
     tasks.spawn(rollout::dispatcher(state.pipeline.clone(), is_leader.clone(), stop.clone()));
     let c = Cleanup { db: state.db.clone(), js: state.js.clone(), bus: state.bus.clone(), retention };

@@ -101,7 +101,10 @@ pub async fn token_by_hash<S: Sql>(s: &mut S, sha256: &str) -> Result<Option<Sto
 /// Revoke a token; false when there is none with this id or it was revoked already.
 pub async fn revoke_token<S: Sql>(s: &mut S, id: &str, now_ms: i64) -> Result<bool, DbError> {
     let n = s
-        .exec("UPDATE enroll_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL", vals![id, now_ms])
+        .exec(
+            "UPDATE enroll_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            vals![id, now_ms],
+        )
         .await?;
     Ok(n == 1)
 }
@@ -133,12 +136,9 @@ pub async fn enrol<S: Sql>(
     if let Some(why) = token.info.refusal(now) {
         return Ok(Err(Refused::Token(why)));
     }
-    let active = opt_row(
-        s,
-        "SELECT 1 FROM agent_credentials WHERE pc_id = ?1 AND revoked_ms IS NULL",
-        vals![pc],
-    )
-    .await?;
+    let active =
+        opt_row(s, "SELECT 1 FROM agent_credentials WHERE pc_id = ?1 AND revoked_ms IS NULL", vals![pc])
+            .await?;
     if active.is_some() {
         return Ok(Err(Refused::Enrolled(pc.clone())));
     }
@@ -198,7 +198,8 @@ pub async fn revoke<S: Sql>(s: &mut S, pc: &PcId, by: &str, now_ms: i64) -> Resu
         let known = opt_row(s, "SELECT 1 FROM agent_credentials WHERE pc_id = ?1", vals![pc]).await?;
         return Ok(if known.is_some() { Revoked::Already } else { Revoked::NotEnrolled });
     }
-    let row = opt_row(s, "SELECT server_id, client_id FROM agent_credentials WHERE pc_id = ?1", vals![pc]).await?;
+    let row =
+        opt_row(s, "SELECT server_id, client_id FROM agent_credentials WHERE pc_id = ?1", vals![pc]).await?;
     let conn = match row {
         Some(r) => match (r.get::<Option<String>>(0)?, r.get::<Option<i64>>(1)?) {
             (Some(server), Some(cid)) => Some((server, cid as u64)),

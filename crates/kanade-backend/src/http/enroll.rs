@@ -20,7 +20,9 @@ use super::{ApiError, AppState, Json, Query, broker};
 use crate::auth::{Caller, random_hex, sha256_hex};
 use crate::db::enroll::{Refused, Revoked};
 use crate::db::{now_ms, ts_ms};
-use crate::enroll::{base_url, choose_release, install_ps1, install_sh, is_token_text, linux_line, windows_line};
+use crate::enroll::{
+    base_url, choose_release, install_ps1, install_sh, is_token_text, linux_line, windows_line,
+};
 use crate::pipeline::audit;
 
 /// This backend's URL for scripts: `[enroll] public_url`, else the request's own.
@@ -94,7 +96,9 @@ pub async fn revoke_token(
 /// (not expired, not revoked; a used-up token may still fetch the binary).
 async fn usable_token(state: &AppState, token: &str) -> Result<TokenInfo, ApiError> {
     if !is_token_text(token) {
-        return Err(refused("token: not an enrolment token (64 hex characters); copy the whole line again".into()));
+        return Err(refused(
+            "token: not an enrolment token (64 hex characters); copy the whole line again".into(),
+        ));
     }
     let Some(stored) = state.db.enroll_token_by_hash(sha256_hex(token)).await? else {
         return Err(refused("this enrolment token is not known here; ask an admin for a new one".into()));
@@ -142,7 +146,9 @@ pub async fn enroll(
 ) -> Result<Response, ApiError> {
     let (os, arch) = platform(&body.os, &body.arch).map_err(ApiError::invalid)?;
     if !is_token_text(&body.token) {
-        return Err(refused("token: not an enrolment token (64 hex characters); copy the whole line again".into()));
+        return Err(refused(
+            "token: not an enrolment token (64 hex characters); copy the whole line again".into(),
+        ));
     }
     let base = base(&state, &headers)?;
     let secret = random_hex(32).map_err(|e| ApiError::unavailable("no_randomness", e))?;
@@ -159,9 +165,18 @@ pub async fn enroll(
     };
     let client = crate::auth::client_of(&headers);
     let detail = json!({ "token": token.id, "os": os, "arch": arch, "groups": token.groups });
-    audit(&state.js, &format!("enroll:{}", token.id), "agent.enrolled", Some(pc.to_string()), peer, client, detail)
-        .await?;
-    let signing = state.pipeline.signer.as_ref().map(|k| kanade_shared::signing::encode_public(&k.verifying_key()));
+    audit(
+        &state.js,
+        &format!("enroll:{}", token.id),
+        "agent.enrolled",
+        Some(pc.to_string()),
+        peer,
+        client,
+        detail,
+    )
+    .await?;
+    let signing =
+        state.pipeline.signer.as_ref().map(|k| kanade_shared::signing::encode_public(&k.verifying_key()));
     let toml = agent_toml(&AgentToml {
         pc: &pc,
         os,
@@ -200,7 +215,8 @@ pub struct ScriptQuery {
 
 /// A script that says why and fails: what `curl … | sh` (or `| iex`) shows for a refused token.
 fn failing_script(shell: bool, status: StatusCode, why: &str) -> Response {
-    let clean: String = why.chars().filter(|c| !matches!(c, '\'' | '"' | '`' | '$' | '\\' | '\n' | '\r')).collect();
+    let clean: String =
+        why.chars().filter(|c| !matches!(c, '\'' | '"' | '`' | '$' | '\\' | '\n' | '\r')).collect();
     let text = if shell {
         format!("#!/bin/sh\necho 'kanade install: {clean}' >&2\nexit 1\n")
     } else {
@@ -258,7 +274,10 @@ pub struct AgentQuery {
 }
 
 /// `GET /api/enroll/agent?token=&os=&arch=[&version=]`: the agent binary a new PC installs.
-pub async fn agent_binary(State(state): State<AppState>, Query(q): Query<AgentQuery>) -> Result<Response, ApiError> {
+pub async fn agent_binary(
+    State(state): State<AppState>,
+    Query(q): Query<AgentQuery>,
+) -> Result<Response, ApiError> {
     let (os, arch) = platform(&q.os, &q.arch).map_err(ApiError::invalid)?;
     usable_token(&state, &q.token).await?;
     let (published, target) = releases(&state).await?;
@@ -303,16 +322,15 @@ pub async fn revoke_credentials(
             )));
         }
     };
-    let (disconnected, detail) = disconnect(&state, conn).await;
+    let (disconnected, detail) = disconnect(&state, &pc, conn).await;
     let audit_detail = json!({ "disconnected": disconnected, "detail": detail });
     super::audit_as(&state, &caller, "agent.credentials_revoked", Some(pc.to_string()), audit_detail).await?;
     Ok(Json(RevokedCredentials { pc_id: pc, disconnected, detail }))
 }
 
-async fn disconnect(state: &AppState, conn: Option<(String, u64)>) -> (bool, String) {
-    let Some((server, cid)) = conn else {
-        return (false, "revoked; it has not connected with these credentials, and cannot now".into());
-    };
+/// Drop every broker connection of `pc`: the one its last authorization admitted (`recorded`,
+/// which may still be starting up) and whatever the servers list under its name.
+async fn disconnect(state: &AppState, pc: &PcId, recorded: Option<(String, u64)>) -> (bool, String) {
     let Some((url, auth)) = &state.enroll.system else {
         return (
             false,
@@ -321,13 +339,34 @@ async fn disconnect(state: &AppState, conn: Option<(String, u64)>) -> (bool, Str
     };
     let system = match kanade_shared::nats::connect_once(url, auth, "kanade-backend-system").await {
         Ok(c) => c,
-        Err(e) => return (false, format!("revoked; cannot connect as the broker's system user to disconnect it: {e}")),
+        Err(e) => {
+            return (
+                false,
+                format!("revoked; cannot connect as the broker's system user to disconnect it: {e}"),
+            );
+        }
     };
-    let outcome = match crate::callout::kick(&system, &server, cid).await {
-        Ok(true) => (true, format!("revoked and disconnected (connection {cid} on server {server})")),
-        Ok(false) => (false, "revoked; it was not connected".into()),
-        Err(e) => (false, format!("revoked; the broker did not disconnect it: {e}")),
-    };
+    let mut targets: Vec<(String, u64)> = recorded.into_iter().collect();
+    let mut problems = Vec::new();
+    match crate::callout::connections_of(&system, pc.as_str(), std::time::Duration::from_millis(500)).await {
+        Ok(found) => targets.extend(found),
+        Err(e) => problems.push(e),
+    }
+    targets.sort();
+    targets.dedup();
+    let mut dropped = 0;
+    for (server, cid) in &targets {
+        match crate::callout::kick(&system, server, *cid).await {
+            Ok(true) => dropped += 1,
+            Ok(false) => {}
+            Err(e) => problems.push(e),
+        }
+    }
     let _ = system.drain().await;
-    outcome
+    let detail = match (dropped, problems.is_empty()) {
+        (0, true) => "revoked; it was not connected, and cannot connect now".to_owned(),
+        (n, true) => format!("revoked and disconnected ({n} connection{})", if n == 1 { "" } else { "s" }),
+        (n, false) => format!("revoked; {n} connection(s) dropped, but: {}", problems.join("; ")),
+    };
+    (dropped > 0, detail)
 }

@@ -5,8 +5,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, agent_config, catalog, compliance, dashboard, enroll, executions, facts, fleet, freeze,
-    groups, live, mfa, notifications, ops, releases, schedules, scripts, session, telemetry,
+    AppState, accounts, agent_config, catalog, compliance, dashboard, enroll, executions, facts, fleet,
+    freeze, groups, live, mfa, notifications, ops, releases, schedules, scripts, session, telemetry,
 };
 use crate::auth::{Access, Role};
 
@@ -158,7 +158,13 @@ pub fn table() -> Vec<Route> {
             "Make an enrolment token (expires_in, max_uses, groups); its value and install lines are shown once",
             post(enroll::create_token)
         ),
-        route!("GET", "/api/enroll/tokens", ADMIN, "Enrolment tokens, without their values", get(enroll::list_tokens)),
+        route!(
+            "GET",
+            "/api/enroll/tokens",
+            ADMIN,
+            "Enrolment tokens, without their values",
+            get(enroll::list_tokens)
+        ),
         route!(
             "DELETE",
             "/api/enroll/tokens/{id}",

@@ -40,6 +40,14 @@ impl BackendProcess {
         Self::start_with_env(dir, &format!("{nats_url:?}"), &format!("url = {url:?}"), PathBuf::new(), env)
     }
 
+    /// With `lines` after `[nats] url` (credentials, enrolment) and these environment variables.
+    pub fn start_nats_lines(dir: &Path, nats_url: &str, lines: &str, env: &[(&str, &str)]) -> Self {
+        let db = dir.join("backend.db");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let nats = format!("{nats_url:?}\n{lines}");
+        Self::start_with_env(dir, &nats, &format!("sqlite_path = {db:?}"), db, env)
+    }
+
     /// On a cluster: `nats_url` lists its nodes, every stream with `replicas` replicas.
     pub fn start_clustered(
         dir: &Path,

@@ -313,9 +313,19 @@ pub(super) fn parse(text: &str, env: &Environment) -> Result<BackendConfig, Prob
     let exec = ExecConfig { start_within };
     let log = log_config(raw.log, defaults.log_dir.clone(), &mut c);
     let config = match (bind, db) {
-        (Some(bind), Some(db)) => {
-            Some(BackendConfig { bind, data_dir, nats_url, broker, replicas, db, auth, retention, exec, log, enroll })
-        }
+        (Some(bind), Some(db)) => Some(BackendConfig {
+            bind,
+            data_dir,
+            nats_url,
+            broker,
+            replicas,
+            db,
+            auth,
+            retention,
+            exec,
+            log,
+            enroll,
+        }),
         _ => None,
     };
     c.finish(config)

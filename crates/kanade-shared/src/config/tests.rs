@@ -295,7 +295,8 @@ fn an_enrolled_agents_config_is_valid_on_its_os() {
             token_id: "t1",
             now: time::macros::datetime!(2026-12-01 10:00 UTC),
         });
-        let config = agent::parse(&render(&text, &env).unwrap(), &env).unwrap_or_else(|p| panic!("{p}\n{text}"));
+        let config =
+            agent::parse(&render(&text, &env).unwrap(), &env).unwrap_or_else(|p| panic!("{p}\n{text}"));
         assert_eq!(config.id, pc);
         assert_eq!(config.nats_url, "nats://broker:4222");
         assert_eq!(config.groups.len(), 2);

@@ -46,7 +46,9 @@ impl CreateToken {
                 None
             }
             Ok(d) if Duration::try_from(d.get()).map_or(true, |d| d > MAX_TOKEN_LIFETIME) => {
-                problems.push(format!("expires_in: {text} is longer than 30d; make a new token when it runs out"));
+                problems.push(format!(
+                    "expires_in: {text} is longer than 30d; make a new token when it runs out"
+                ));
                 None
             }
             Ok(d) => Duration::try_from(d.get()).ok(),
@@ -93,7 +95,11 @@ impl TokenInfo {
     pub fn refusal(&self, now: Timestamp) -> Option<String> {
         let rfc = |t: Timestamp| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         if let Some(at) = self.revoked_at {
-            Some(format!("enrolment token {} was revoked at {}; ask an admin for a new one", self.id, rfc(at)))
+            Some(format!(
+                "enrolment token {} was revoked at {}; ask an admin for a new one",
+                self.id,
+                rfc(at)
+            ))
         } else if now >= self.expires_at {
             Some(format!(
                 "enrolment token {} expired at {}; ask an admin for a new one",
@@ -323,7 +329,12 @@ mod tests {
         assert_eq!(token.refusal(now), None);
         let used = TokenInfo { uses: 2, ..token.clone() };
         assert!(used.refusal(now).unwrap().contains("used up (2 of 2 uses)"));
-        assert!(token.refusal(datetime!(2026-12-01 11:00 UTC)).unwrap().contains("expired at 2026-12-01T11:00:00Z"));
+        assert!(
+            token
+                .refusal(datetime!(2026-12-01 11:00 UTC))
+                .unwrap()
+                .contains("expired at 2026-12-01T11:00:00Z")
+        );
         let revoked = TokenInfo { revoked_at: Some(now), ..used };
         assert!(revoked.refusal(now).unwrap().contains("was revoked"));
     }
