@@ -57,6 +57,21 @@ fn connections(monitor: u16, user: &str) -> usize {
     body["connections"].as_array().map_or(0, Vec::len)
 }
 
+/// The `kanade` CLI as the admin; its standard output (it must succeed).
+fn kanade(port: u16, token: &str, args: &[&str]) -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_kanade-backend")).with_file_name("kanade");
+    assert!(bin.exists(), "{} is missing: build it first (cargo build -p kanade)", bin.display());
+    let out = Command::new(bin)
+        .arg("--backend-url")
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(args)
+        .env("KANADE_AUTH_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kanade {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -248,10 +263,9 @@ async fn a_pc_enrolled_with_install_sh_connects_as_itself_runs_a_job_and_is_cut_
     }
     assert_eq!(connections(monitor, "PC-NEW"), 2, "the agent and the test's own connection");
 
-    // Revoked: both connections are dropped and neither comes back.
-    let (status, body) = json(port, "DELETE", "/api/agents/PC-NEW/credentials", "", token);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["disconnected"], true, "{body}");
+    // Revoked (with the CLI): both connections are dropped and neither comes back.
+    let out = kanade(port, &admin, &["agents", "revoke", "PC-NEW"]);
+    assert_eq!(out.trim(), "PC-NEW: revoked and disconnected (2 connections)");
     kanade_testkit::wait_until("PC-NEW's connections to be dropped", Duration::from_secs(10), || {
         connections(monitor, "PC-NEW") == 0
     });

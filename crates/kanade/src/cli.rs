@@ -323,6 +323,9 @@ pub enum Command {
     },
     /// Lift the fleet freeze
     Unfreeze,
+    /// Enrolment tokens: a one-line install that enrols a PC with its own broker credentials
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
     /// Scripts that jobs run by reference (`execute.script_object: <name>/<version>`)
     #[command(subcommand)]
     Script(ScriptCommand),
@@ -502,6 +505,26 @@ pub enum MfaCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum EnrollCommand {
+    /// Make a token and print the install line for Linux and Windows (admin; shown once)
+    Create {
+        /// How long it is valid (e.g. 30m, 24h, 7d; at most 30d)
+        #[arg(long, default_value = "24h")]
+        expires_in: String,
+        /// How many PCs may enrol with it
+        #[arg(long, default_value_t = 1)]
+        max_uses: u32,
+        /// A group every PC enrolled with it joins (repeat for more)
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+    },
+    /// Every token: uses, expiry, groups (never its value)
+    List,
+    /// Revoke a token: no PC enrols with it any more (enrolled PCs keep their credentials)
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
     /// Every agent with status, OS, version and groups
     List {
@@ -531,6 +554,9 @@ pub enum AgentsCommand {
     },
     /// One agent's fact documents: the latest whole output of each job with facts:
     Facts { pc: String },
+    /// Revoke an enrolled agent's broker credentials and disconnect it (admin); it can enrol
+    /// again with a new token
+    Revoke { pc: String },
     /// Host performance samples of one agent (CPU, memory, swap, load, network, disks)
     Perf {
         pc: String,

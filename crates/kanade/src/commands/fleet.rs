@@ -394,6 +394,7 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 rows,
             );
         }
+        AgentsCommand::Revoke { pc } => return super::enroll::revoke_agent(&pc, global).await,
         AgentsCommand::Facts { pc } => {
             let v = api.get(&format!("/api/agents/{pc}/facts")).await?;
             let docs: kanade_shared::wire::FactDocuments = serde_json::from_value(v)

@@ -4,6 +4,7 @@ mod agent;
 mod catalog;
 mod compliance;
 mod direct;
+mod enroll;
 mod exec;
 mod fleet;
 mod groups;
@@ -72,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Script(cmd) => catalog::script(cmd, g).await,
         Command::Freeze { until, for_, from, reason } => fleet::freeze(until, for_, from, reason, g).await,
         Command::Unfreeze => fleet::unfreeze(g).await,
+        Command::Enroll(cmd) => enroll::run(cmd, g).await,
         Command::Keygen { file } => direct::keygen(&file, g),
         Command::Completions { shell } => {
             let mut script = Vec::new();
