@@ -442,6 +442,41 @@ fn browse(base: &str, nats: &str, admin: &str) {
     assert!(page.contains("2 members"), "{page}");
     b.screenshot(&screenshots().join("group-detail-1280x800.png")).unwrap();
 
+    // Enrolment: a bad lifetime is named; a token shows its install lines once and is listed
+    // (without its value); revoking a PC that never enrolled says so.
+    b.goto(&format!("{base}/#/enroll")).unwrap();
+    b.wait_for(&loaded("#/enroll"), WAIT).unwrap();
+    b.type_into(&b.find("#enroll-expires").unwrap(), "forever").unwrap();
+    b.click(&b.find("#create-enroll").unwrap()).unwrap();
+    let why = b.wait_text("#enroll-errors", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(why.contains("expires_in"), "{why}");
+    b.type_into(&b.find("#enroll-expires").unwrap(), "2h").unwrap();
+    b.type_into(&b.find("#enroll-uses").unwrap(), "25").unwrap();
+    b.type_into(&b.find("#enroll-groups").unwrap(), "lab, tokyo").unwrap();
+    b.click(&b.find("#create-enroll").unwrap()).unwrap();
+    let linux = b.wait_text("#install-linux", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(
+        linux.starts_with("curl -sSL '")
+            && linux.contains("/api/enroll/install.sh?token=")
+            && linux.ends_with("| sudo sh"),
+        "{linux}"
+    );
+    let windows = b.text(&b.find("#install-windows").unwrap()).unwrap();
+    assert!(windows.contains("/api/enroll/install.ps1?token="), "{windows}");
+    let token = linux.split("token=").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    let page = b.wait_text("main", WAIT, |t| t.contains("0/25")).unwrap();
+    assert!(page.contains("usable") && page.contains("lab, tokyo"), "{page}");
+    b.screenshot(&screenshots().join("enroll-token-1280x800.png")).unwrap();
+    b.goto(&format!("{base}/#/")).unwrap();
+    b.goto(&format!("{base}/#/enroll")).unwrap();
+    let page = b.wait_text("main", WAIT, |t| t.contains("0/25")).unwrap();
+    assert!(!page.contains(&token), "the token's value is shown again after it was made");
+    b.type_into(&b.find("#revoke-pc").unwrap(), "PC-NEVER").unwrap();
+    b.click(&b.find("#revoke-agent").unwrap()).unwrap();
+    kanade_testkit::wait_until("the revocation to ask first", WAIT, || b.accept_alert().is_ok());
+    let said = b.wait_text("#revoke-result", WAIT, |t| !t.is_empty()).unwrap();
+    assert!(said.contains("PC-NEVER was never enrolled"), "{said}");
+
     // Sign out; the viewer signs in (choosing their own password first) and sees no buttons
     // that change anything.
     b.click(&b.find("#logout").unwrap()).unwrap();

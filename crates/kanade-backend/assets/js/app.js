@@ -17,6 +17,7 @@ import * as notifications from './pages/notifications.js';
 import * as admin from './pages/admin.js';
 import * as account from './pages/account.js';
 import * as groups from './pages/groups.js';
+import * as enroll from './pages/enroll.js';
 
 const routes = [
   [/^\/login$/, login.render, 'Sign in'],
@@ -38,6 +39,7 @@ const routes = [
   [/^\/notifications\/([^/]+)$/, notifications.detail, 'Notification'],
   [/^\/audit$/, audit.list, 'Audit log'],
   [/^\/admin$/, admin.render, 'Users and tokens', 'admin'],
+  [/^\/enroll$/, enroll.render, 'Enrol PCs', 'admin'],
   [/^\/account$/, account.render, 'Account'],
   [/^\/groups$/, groups.list, 'Dynamic groups'],
   [/^\/groups\/([^/]+)$/, groups.detail, 'Dynamic group'],
@@ -45,7 +47,7 @@ const routes = [
 
 const NAV = [
   ['#/', 'Overview'], ['#/agents', 'Agents'], ['#/groups', 'Groups'], ['#/jobs', 'Jobs'], ['#/executions', 'Executions'],
-  ['#/schedules', 'Schedules'], ['#/compliance', 'Compliance'], ['#/facts', 'Facts'], ['#/notifications', 'Notifications'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'],
+  ['#/schedules', 'Schedules'], ['#/compliance', 'Compliance'], ['#/facts', 'Facts'], ['#/notifications', 'Notifications'], ['#/events', 'Events'], ['#/audit', 'Audit'], ['#/admin', 'Users', 'admin'], ['#/enroll', 'Enrol', 'admin'],
 ];
 
 let cleanup = null;

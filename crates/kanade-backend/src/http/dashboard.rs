@@ -52,6 +52,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/admin.js", JS),
     asset!("js/pages/account.js", JS),
     asset!("js/pages/groups.js", JS),
+    asset!("js/pages/enroll.js", JS),
     asset!("js/pages/events.js", JS),
     asset!("js/pages/compliance.js", JS),
     asset!("js/pages/facts.js", JS),
