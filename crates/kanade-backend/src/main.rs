@@ -139,6 +139,18 @@ fn main() -> ExitCode {
                     "  bootstrap admin password {}",
                     source(&config.auth.bootstrap_admin_password).map_or("not set".to_owned(), |s| format!("from {s}"))
                 );
+                match enroll_settings(&config) {
+                    Ok(e) => println!(
+                        "  enrolment agents dial {}; {}; {}",
+                        e.agent_nats_url,
+                        e.callout.as_ref().map_or("no auth callout key (enrolled agents' credentials admit nobody on a broker that checks them)".to_owned(), |k| format!("auth callout issuer {}", k.public_key())),
+                        if e.system.is_some() { "revoked agents are disconnected (system account set)" } else { "no system account: a revoked agent stays connected until its connection drops" }
+                    ),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
                 println!("  data dir  {}", config.data_dir.display());
                 if config.log.keep_days == 0 {
                     println!("  logs      stdout only (keep_days = 0){}", log_format(&config.log));
