@@ -45,6 +45,8 @@ pub struct AuthRequest {
 #[derive(Deserialize)]
 struct RequestClaims {
     iss: String,
+    #[serde(default)]
+    aud: String,
     nats: RequestBody,
 }
 
@@ -91,6 +93,16 @@ pub fn decode_request(token: &str) -> Result<AuthRequest, CalloutError> {
     let sig = B64.decode(sig).map_err(|e| CalloutError::Format(format!("signature: {e}")))?;
     let claims: RequestClaims =
         serde_json::from_slice(&claims_bytes).map_err(|e| CalloutError::Format(format!("claims: {e}")))?;
+    // Signed by the server it says it comes from, with a server key, for the callout.
+    if claims.iss != claims.nats.server_id.id || !claims.iss.starts_with('N') {
+        return Err(CalloutError::Format(format!("issuer {} is not the asking server's key", claims.iss)));
+    }
+    if claims.aud != "nats-authorization-request" {
+        return Err(CalloutError::Format(format!(
+            "audience {:?} is not an authorization request",
+            claims.aud
+        )));
+    }
     let server =
         KeyPair::from_public_key(&claims.iss).map_err(|_| CalloutError::Signature(claims.iss.clone()))?;
     let signed = format!("{header}.{payload}");
@@ -260,7 +272,8 @@ pub async fn kick(system: &async_nats::Client, server_id: &str, client_id: u64) 
         None | Some(Value::Null) => Ok(true),
         Some(e) => {
             let text = e.get("description").and_then(Value::as_str).unwrap_or_default();
-            if text.contains("not found") || text.contains("no client") {
+            // nats-server: "no such client or leafnode id".
+            if text.contains("no such client") {
                 Ok(false)
             } else {
                 Err(format!("server {server_id} refused the kick: {e}"))
@@ -335,6 +348,12 @@ mod tests {
         parts[1] = b64(&claims);
         assert!(matches!(decode_request(&parts.join(".")), Err(CalloutError::Signature(_))));
         assert!(matches!(decode_request("a.b"), Err(CalloutError::Format(_))));
+        // Signed by a key that is not the server it names: refused before any signature.
+        let other = KeyPair::new_server();
+        let mut forged: Value =
+            serde_json::from_slice(&B64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        forged["iss"] = json!(other.public_key());
+        assert!(matches!(decode_request(&encode(&other, &forged).unwrap()), Err(CalloutError::Format(_))));
     }
 
     #[test]

@@ -69,8 +69,31 @@ pub fn base_url(host: &str, https: bool) -> Result<String, String> {
     if ok {
         Ok(format!("{}://{host}", if https { "https" } else { "http" }))
     } else {
-        Err(format!("Host header {host:?} is not a host name; set [enroll] public_url in backend.toml"))
+        Err(format!("the Host header {host:?} is not a host name; set [enroll] public_url in backend.toml"))
     }
+}
+
+/// A broker URL (list) without any `user:password@` in it: the backend's own credentials must
+/// never reach an enrolled PC's config.
+pub fn without_credentials(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| {
+            let u = u.trim();
+            match (u.find("://"), u.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => format!("{}://{}", &u[..scheme], &u[at + 1..]),
+                _ => u.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A URL as it may be pasted into a script: scheme, host, port and path characters only.
+pub fn is_script_safe_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://"))
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'/' | b'[' | b']'))
 }
 
 /// An enrolment token as it may appear inside a script: hex only.
@@ -86,10 +109,11 @@ pub fn linux_line(base: &str, token: &str) -> String {
     format!("curl -sSL '{base}/api/enroll/install.sh?token={token}' | sudo sh")
 }
 
-/// The one-liner for an elevated PowerShell on a Windows PC.
+/// The one-liner for an elevated PowerShell on a Windows PC (TLS 1.2 switched on first: Windows
+/// PowerShell 5.1 may offer only older versions).
 pub fn windows_line(base: &str, token: &str) -> String {
     format!(
-        "powershell -NoProfile -ExecutionPolicy Bypass -Command \"iwr -UseBasicParsing '{base}/api/enroll/install.ps1?token={token}' | iex\""
+        "powershell -NoProfile -ExecutionPolicy Bypass -Command \"[Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor 3072; iwr -UseBasicParsing '{base}/api/enroll/install.ps1?token={token}' | iex\""
     )
 }
 
@@ -105,6 +129,7 @@ pub fn install_sh(base: &str, token: &str) -> String {
 # KANADE_PC_ID      this PC's id (default: the host name up to its first dot)
 # KANADE_PREFIX     install under this directory instead of / (no service; prints how to start)
 # KANADE_NO_SERVICE 1: do not install or start the systemd service
+# (sudo drops the environment: pass them after it, e.g. ... | sudo KANADE_PC_ID=lab-07 sh)
 set -eu
 BASE='{base}'
 TOKEN='{token}'
@@ -117,7 +142,7 @@ case "$(uname -s)" in
   *) fail "$(uname -s) is not supported (Linux or macOS; Windows: install.ps1)" ;;
 esac
 ARCH=$(uname -m)
-PC_ID="${{KANADE_PC_ID:-$(hostname | cut -d. -f1 | tr -c 'A-Za-z0-9_\n-' '-' | cut -c1-64)}}"
+PC_ID="${{KANADE_PC_ID:-$(uname -n | cut -d. -f1 | tr -c 'A-Za-z0-9_\n-' '-' | cut -c1-64)}}"
 BIN="$PREFIX/usr/local/bin/kanade-agent"
 CONF="$PREFIX/etc/kanade/agent.toml"
 mkdir -p "$(dirname "$BIN")" "$(dirname "$CONF")"
@@ -153,8 +178,10 @@ if [ -z "$PREFIX" ] && [ "${{KANADE_NO_SERVICE:-}}" != 1 ] && command -v systemc
 {unit}
 UNIT
   systemctl daemon-reload
-  systemctl enable --now kanade-agent
-  echo "kanade install: kanade-agent.service enabled and started"
+  systemctl enable kanade-agent
+  # restart, not start: a re-enrolled PC's running agent must pick up its new credentials.
+  systemctl restart kanade-agent
+  echo "kanade install: kanade-agent.service enabled and (re)started"
 else
   echo "kanade install: start the agent with: $BIN --config $CONF"
 fi
@@ -171,6 +198,9 @@ pub fn install_ps1(base: &str, token: &str) -> String {
 #   {line}
 # $env:KANADE_PC_ID overrides this PC's id (default: the computer name).
 $ErrorActionPreference = 'Stop'
+# Windows PowerShell 5.1: TLS 1.2 on, and no progress bar (it slows downloads to a crawl).
+[Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor 3072
+$ProgressPreference = 'SilentlyContinue'
 $Base = '{base}'
 $Token = '{token}'
 $PcId = if ($env:KANADE_PC_ID) {{ $env:KANADE_PC_ID }} else {{ $env:COMPUTERNAME -replace '[^A-Za-z0-9_-]', '-' }}
@@ -183,20 +213,29 @@ Write-Host "kanade install: downloading the agent for windows/$Arch"
 try {{
   Invoke-WebRequest -UseBasicParsing -Uri "$Base/api/enroll/agent?token=$Token&os=windows&arch=$Arch" -OutFile "$Exe.new"
 }} catch {{ throw "kanade install: download refused: $($_.ErrorDetails.Message)" }}
-Move-Item -Force "$Exe.new" $Exe
 Write-Host "kanade install: enrolling $PcId"
 $Body = @{{ token = $Token; pc_id = $PcId; os = 'windows'; arch = $Arch }} | ConvertTo-Json
 try {{
   $R = Invoke-RestMethod -Method Post -Uri "$Base/api/enroll" -ContentType 'application/json' -Body $Body
 }} catch {{ throw "kanade install: enrolment refused: $($_.ErrorDetails.Message)" }}
+# A re-enrolled PC: its running agent is stopped before its binary and config are replaced.
+$Service = Get-Service -Name kanade-agent -ErrorAction SilentlyContinue
+if ($Service -and $Service.Status -ne 'Stopped') {{ Stop-Service kanade-agent }}
+Move-Item -Force "$Exe.new" $Exe
 $Conf = Join-Path $ConfDir 'agent.toml'
-# UTF-8 without a byte order mark; readable by SYSTEM and Administrators only (it holds this
-# PC's broker password).
+# Readable by SYSTEM and Administrators only (SIDs: group names are localised) before the
+# broker password goes in; UTF-8 without a byte order mark.
+if (-not (Test-Path $Conf)) {{ New-Item -ItemType File -Path $Conf | Out-Null }}
+icacls $Conf /inheritance:r /grant:r '*S-1-5-18:(F)' '*S-1-5-32-544:(F)' | Out-Null
+if ($LASTEXITCODE -ne 0) {{ throw "kanade install: cannot restrict $Conf to SYSTEM and Administrators (icacls $LASTEXITCODE)" }}
 [IO.File]::WriteAllText($Conf, $R.agent_toml)
-icacls $Conf /inheritance:r /grant:r 'SYSTEM:(F)' 'Administrators:(F)' | Out-Null
-& $Exe --config $Conf service install
-if ($LASTEXITCODE -ne 0) {{ throw "kanade install: service install failed ($LASTEXITCODE)" }}
-Write-Host "kanade install: kanade-agent service installed and started"
+if ($Service) {{
+  Start-Service kanade-agent
+}} else {{
+  & $Exe --config $Conf service install
+  if ($LASTEXITCODE -ne 0) {{ throw "kanade install: service install failed ($LASTEXITCODE)" }}
+}}
+Write-Host "kanade install: kanade-agent service installed and running"
 "#,
         line = windows_line(base, token),
     )
@@ -239,6 +278,19 @@ mod tests {
         }
         assert!(is_token_text(&"ab".repeat(32)));
         assert!(!is_token_text("ab'; x"));
+    }
+
+    #[test]
+    fn broker_credentials_never_reach_an_agents_url() {
+        assert_eq!(without_credentials("nats://backend:pw@a:4222"), "nats://a:4222");
+        assert_eq!(
+            without_credentials("tls://u:p@a:4222, nats://b:4222,nats://x@c:4222"),
+            "tls://a:4222,nats://b:4222,nats://c:4222"
+        );
+        assert_eq!(without_credentials("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert!(is_script_safe_url("https://kanade.example.com:8443/base"));
+        assert!(!is_script_safe_url("https://x'; rm -rf /"));
+        assert!(!is_script_safe_url("ftp://x"));
     }
 
     #[test]

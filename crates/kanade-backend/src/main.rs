@@ -581,6 +581,12 @@ fn nats_config(agents: &[String], operators: &[String], out: &std::path::Path) -
 /// the start), the broker URL for new agents, the system account.
 fn enroll_settings(config: &BackendConfig) -> anyhow::Result<kanade_backend::enroll::Settings> {
     let e = &config.enroll;
+    if let Some(url) = &e.public_url {
+        anyhow::ensure!(
+            kanade_backend::enroll::is_script_safe_url(url),
+            "enroll.public_url {url:?}: only letters, digits and . - _ : / [ ] may appear in it (it is pasted into install scripts)"
+        );
+    }
     let callout = match &e.callout_seed {
         Some(seed) => Some(std::sync::Arc::new(nkeys::KeyPair::from_seed(seed).map_err(|err| {
             anyhow::anyhow!("nats.auth_callout_seed is not a valid account seed ({err}); copy it from the credentials/backend.toml that kanade-backend nats-config wrote")
@@ -605,7 +611,9 @@ fn enroll_settings(config: &BackendConfig) -> anyhow::Result<kanade_backend::enr
         _ => None,
     };
     Ok(kanade_backend::enroll::Settings {
-        agent_nats_url: e.agent_nats_url.clone().unwrap_or_else(|| config.nats_url.clone()),
+        agent_nats_url: kanade_backend::enroll::without_credentials(
+            e.agent_nats_url.as_deref().unwrap_or(&config.nats_url),
+        ),
         public_url: e.public_url.clone(),
         callout,
         system,

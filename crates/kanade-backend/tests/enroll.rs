@@ -264,12 +264,18 @@ async fn a_pc_enrolled_with_install_sh_connects_as_itself_runs_a_job_and_is_cut_
     assert_eq!(connections(monitor, "PC-NEW"), 2, "the agent and the test's own connection");
 
     // Revoked (with the CLI): both connections are dropped and neither comes back.
+    let refusals =
+        || backend.log_text().matches("PC-NEW: not enrolled, revoked, or a wrong password").count();
+    let refused_before = refusals();
     let out = kanade(port, &admin, &["agents", "revoke", "PC-NEW"]);
     assert_eq!(out.trim(), "PC-NEW: revoked and disconnected (2 connections)");
     kanade_testkit::wait_until("PC-NEW's connections to be dropped", Duration::from_secs(10), || {
         connections(monitor, "PC-NEW") == 0
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The agent tries again (its reconnects reach the backend's callout) and is refused.
+    kanade_testkit::wait_until("the revoked agent's reconnect to be refused", WAIT, || {
+        refusals() > refused_before
+    });
     assert_eq!(connections(monitor, "PC-NEW"), 0, "a revoked agent reconnected");
     let again = async_nats::ConnectOptions::with_user_and_password("PC-NEW".into(), password)
         .connection_timeout(Duration::from_secs(5))

@@ -1,6 +1,6 @@
 //! `kanade-backend migrate-to-postgres`: the real binary copies what the streams cannot rebuild
-//! (accounts, API tokens, schedule state) from a SQLite file into Postgres, once: a second run
-//! adds nothing and changes nothing.
+//! (accounts, API tokens, schedule state, enrolment tokens and agents' credentials) from a
+//! SQLite file into Postgres, once: a second run adds nothing and changes nothing.
 
 use std::process::Command;
 
@@ -45,6 +45,27 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
         .record_tick("nightly".into(), 5_000, Some((5_000, "exec-1".into())), "fired exec-1".into())
         .await
         .unwrap();
+    let outgoing = |id: &str| kanade_backend::db::outbox::Outgoing {
+        id: id.into(),
+        subject: "audit.x".into(),
+        payload: "{}".into(),
+    };
+    let spec = kanade_shared::wire::enroll::TokenSpec {
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        max_uses: 2,
+        groups: vec![],
+    };
+    sqlite
+        .create_enroll_token("e1".into(), "e1hash".into(), "alice".into(), 5_000, spec, outgoing("a1"))
+        .await
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let pc: kanade_shared::PcId = "PC-E".parse().unwrap();
+    sqlite
+        .enrol("e1hash".into(), pc.clone(), "pc-secret-hash".into(), now, outgoing("a2"))
+        .await
+        .unwrap()
+        .unwrap();
     drop(sqlite);
 
     let url = kanade_testkit::PgCluster::shared().fresh_database();
@@ -53,7 +74,7 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     assert!(ok, "{text}");
     assert!(
         text.contains(
-            "1 users, 0 second factors, 1 API tokens, 1 schedule states, 0 dynamic groups (0 already there"
+            "1 users, 0 second factors, 1 API tokens, 1 schedule states, 0 dynamic groups, 1 enrolment tokens, 1 agent credentials (0 already there"
         ),
         "{text}"
     );
@@ -70,12 +91,16 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     assert_eq!((t.name.as_str(), t.revoked_ms), ("ci", Some(4_000)));
     let st = pg.schedule_state("nightly".into()).await.unwrap().expect("the schedule state was copied");
     assert_eq!((st.last_tick_ms, st.last_exec_id.as_deref()), (5_000, Some("exec-1")));
+    // The enrolled PC still connects (its credentials came along); the token kept its use.
+    assert!(pg.authorize_agent(pc, "pc-secret-hash".into(), "S".into(), 1, 6_000).await.unwrap());
+    let e1 = pg.enroll_token_by_hash("e1hash".into()).await.unwrap().expect("the enrolment token was copied");
+    assert_eq!((e1.info.uses, e1.info.max_uses), (1, 2));
 
     let (ok, text) = migrate(&file, &url);
     assert!(ok, "{text}");
     assert!(
         text.contains(
-            "0 users, 0 second factors, 0 API tokens, 0 schedule states, 0 dynamic groups (3 already there"
+            "0 users, 0 second factors, 0 API tokens, 0 schedule states, 0 dynamic groups, 0 enrolment tokens, 0 agent credentials (5 already there"
         ),
         "{text}"
     );

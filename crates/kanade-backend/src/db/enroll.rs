@@ -53,8 +53,10 @@ pub async fn create_token<S: Sql>(
     by: &str,
     now_ms: i64,
     spec: &TokenSpec,
+    audit: &super::outbox::Outgoing,
 ) -> Result<(), DbError> {
     let groups = serde_json::to_string(&spec.groups).map_err(|e| DbError::Decode(e.to_string()))?;
+    super::outbox::put(s, audit, now_ms).await?;
     s.exec(
         "INSERT INTO enroll_tokens (id, token_sha256, created_by, created_ms, expires_ms, max_uses, uses, groups_json)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
@@ -98,63 +100,86 @@ pub async fn token_by_hash<S: Sql>(s: &mut S, sha256: &str) -> Result<Option<Sto
     opt_row(s, &sql, vals![sha256]).await?.as_ref().map(token_row).transpose()
 }
 
-/// Revoke a token; false when there is none with this id or it was revoked already.
-pub async fn revoke_token<S: Sql>(s: &mut S, id: &str, now_ms: i64) -> Result<bool, DbError> {
+/// Revoke a token, its audit event into the outbox; false when there is none with this id or it
+/// was revoked already.
+pub async fn revoke_token<S: Sql>(
+    s: &mut S,
+    id: &str,
+    now_ms: i64,
+    audit: &super::outbox::Outgoing,
+) -> Result<bool, DbError> {
     let n = s
         .exec(
             "UPDATE enroll_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
             vals![id, now_ms],
         )
         .await?;
+    if n == 1 {
+        super::outbox::put(s, audit, now_ms).await?;
+    }
     Ok(n == 1)
 }
 
 /// Why an enrolment was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// No such token, or it is expired, used up or revoked (the reason).
+    #[error("{0}")]
     Token(String),
-    /// The PC has active credentials: revoke them first.
+    /// The PC has live credentials: revoke them first.
+    #[error("{0} is enrolled already")]
     Enrolled(PcId),
 }
 
-/// One enrolment, atomically: the token is valid and counts one more use, and the PC gets
-/// credentials with `secret_sha256` (it had none, or they were revoked). Returns the token.
+/// One enrolment, atomically on either engine: the token counts one more use only while it is
+/// valid (one conditional update, so concurrent enrolments cannot pass `max_uses` or use a
+/// token revoked meanwhile), the PC gets credentials with `secret_sha256` only if it has none
+/// or they were revoked (one conditional upsert), and `audit` goes into the outbox. A refused
+/// credential write fails the transaction ([`DbError::Enrol`]), so it costs the token no use.
 pub async fn enrol<S: Sql>(
     s: &mut S,
     token_sha256: &str,
     pc: &PcId,
     secret_sha256: &str,
     now: time::OffsetDateTime,
-) -> Result<Result<TokenInfo, Refused>, DbError> {
+    audit: &super::outbox::Outgoing,
+) -> Result<TokenInfo, DbError> {
+    let now_ms = super::ts_ms(now);
+    let used = s
+        .exec(
+            "UPDATE enroll_tokens SET uses = uses + 1
+             WHERE token_sha256 = ?1 AND revoked_ms IS NULL AND expires_ms > ?2 AND uses < max_uses",
+            vals![token_sha256, now_ms],
+        )
+        .await?;
     let Some(token) = token_by_hash(s, token_sha256).await? else {
-        return Ok(Err(Refused::Token(
+        return Err(DbError::Enrol(Refused::Token(
             "this enrolment token is not known here; check it was copied whole, or ask an admin for a new one"
                 .into(),
         )));
     };
-    if let Some(why) = token.info.refusal(now) {
-        return Ok(Err(Refused::Token(why)));
+    if used == 0 {
+        let why = token
+            .info
+            .refusal(now)
+            .unwrap_or_else(|| format!("enrolment token {} cannot be used now", token.info.id));
+        return Err(DbError::Enrol(Refused::Token(why)));
     }
-    let active =
-        opt_row(s, "SELECT 1 FROM agent_credentials WHERE pc_id = ?1 AND revoked_ms IS NULL", vals![pc])
-            .await?;
-    if active.is_some() {
-        return Ok(Err(Refused::Enrolled(pc.clone())));
+    let written = s
+        .exec(
+            "INSERT INTO agent_credentials (pc_id, secret_sha256, token_id, enrolled_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(pc_id) DO UPDATE SET secret_sha256 = ?2, token_id = ?3, enrolled_ms = ?4,
+               revoked_ms = NULL, revoked_by = NULL, server_id = NULL, client_id = NULL, authorized_ms = NULL
+             WHERE agent_credentials.revoked_ms IS NOT NULL",
+            vals![pc, secret_sha256, token.info.id.as_str(), now_ms],
+        )
+        .await?;
+    if written == 0 {
+        return Err(DbError::Enrol(Refused::Enrolled(pc.clone())));
     }
-    let now_ms = super::ts_ms(now);
-    s.exec("UPDATE enroll_tokens SET uses = uses + 1 WHERE id = ?1", vals![token.info.id.as_str()]).await?;
-    s.exec(
-        "INSERT INTO agent_credentials (pc_id, secret_sha256, token_id, enrolled_ms)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(pc_id) DO UPDATE SET secret_sha256 = ?2, token_id = ?3, enrolled_ms = ?4,
-           revoked_ms = NULL, revoked_by = NULL, server_id = NULL, client_id = NULL, authorized_ms = NULL",
-        vals![pc, secret_sha256, token.info.id.as_str(), now_ms],
-    )
-    .await?;
-    let mut info = token.info;
-    info.uses += 1;
-    Ok(Ok(info))
+    super::outbox::put(s, audit, now_ms).await?;
+    Ok(token.info)
 }
 
 /// A broker connection's credentials checked, and that connection recorded as the PC's: true
@@ -187,7 +212,14 @@ pub enum Revoked {
     NotEnrolled,
 }
 
-pub async fn revoke<S: Sql>(s: &mut S, pc: &PcId, by: &str, now_ms: i64) -> Result<Revoked, DbError> {
+/// Revoke `pc`'s credentials; `audit` goes into the outbox when they were live.
+pub async fn revoke<S: Sql>(
+    s: &mut S,
+    pc: &PcId,
+    by: &str,
+    now_ms: i64,
+    audit: &super::outbox::Outgoing,
+) -> Result<Revoked, DbError> {
     let n = s
         .exec(
             "UPDATE agent_credentials SET revoked_ms = ?2, revoked_by = ?3 WHERE pc_id = ?1 AND revoked_ms IS NULL",
@@ -198,6 +230,7 @@ pub async fn revoke<S: Sql>(s: &mut S, pc: &PcId, by: &str, now_ms: i64) -> Resu
         let known = opt_row(s, "SELECT 1 FROM agent_credentials WHERE pc_id = ?1", vals![pc]).await?;
         return Ok(if known.is_some() { Revoked::Already } else { Revoked::NotEnrolled });
     }
+    super::outbox::put(s, audit, now_ms).await?;
     let row =
         opt_row(s, "SELECT server_id, client_id FROM agent_credentials WHERE pc_id = ?1", vals![pc]).await?;
     let conn = match row {

@@ -46,6 +46,9 @@ pub enum DbError {
     Task(String),
     #[error("{0}")]
     Migration(String),
+    /// An enrolment the store refused (nothing of it was written).
+    #[error("{0}")]
+    Enrol(enroll::Refused),
     #[error(
         "lease {lease}: this backend's term (revision {mine}) ended and a newer one (revision {newest}) has written; nothing was written"
     )]
@@ -906,6 +909,7 @@ impl Db {
         write!(self, |s| accounts::revoke_token(s, &id, now))
     }
 
+    /// A new token and its audit event (in the outbox), in one transaction.
     pub async fn create_enroll_token(
         &self,
         id: String,
@@ -913,8 +917,9 @@ impl Db {
         by: String,
         now_ms: i64,
         spec: kanade_shared::wire::enroll::TokenSpec,
+        audit: outbox::Outgoing,
     ) -> Result<(), DbError> {
-        write!(self, |s| enroll::create_token(s, &id, &sha256, &by, now_ms, &spec))
+        write!(self, |s| enroll::create_token(s, &id, &sha256, &by, now_ms, &spec, &audit))
     }
 
     pub async fn enroll_tokens(&self) -> Result<Vec<enroll::StoredToken>, DbError> {
@@ -925,8 +930,13 @@ impl Db {
         read!(self, |s| enroll::token_by_hash(s, &sha256))
     }
 
-    pub async fn revoke_enroll_token(&self, id: String, now_ms: i64) -> Result<bool, DbError> {
-        write!(self, |s| enroll::revoke_token(s, &id, now_ms))
+    pub async fn revoke_enroll_token(
+        &self,
+        id: String,
+        now_ms: i64,
+        audit: outbox::Outgoing,
+    ) -> Result<bool, DbError> {
+        write!(self, |s| enroll::revoke_token(s, &id, now_ms, &audit))
     }
 
     pub async fn enrol(
@@ -935,8 +945,13 @@ impl Db {
         pc: PcId,
         secret_sha256: String,
         now: time::OffsetDateTime,
+        audit: outbox::Outgoing,
     ) -> Result<Result<kanade_shared::wire::enroll::TokenInfo, enroll::Refused>, DbError> {
-        write!(self, |s| enroll::enrol(s, &token_sha256, &pc, &secret_sha256, now))
+        match write!(self, |s| enroll::enrol(s, &token_sha256, &pc, &secret_sha256, now, &audit)) {
+            Ok(t) => Ok(Ok(t)),
+            Err(DbError::Enrol(refused)) => Ok(Err(refused)),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn authorize_agent(
@@ -955,8 +970,9 @@ impl Db {
         pc: PcId,
         by: String,
         now_ms: i64,
+        audit: outbox::Outgoing,
     ) -> Result<enroll::Revoked, DbError> {
-        write!(self, |s| enroll::revoke(s, &pc, &by, now_ms))
+        write!(self, |s| enroll::revoke(s, &pc, &by, now_ms, &audit))
     }
 }
 

@@ -23,7 +23,7 @@ use crate::db::{now_ms, ts_ms};
 use crate::enroll::{
     base_url, choose_release, install_ps1, install_sh, is_token_text, linux_line, windows_line,
 };
-use crate::pipeline::audit;
+use crate::pipeline::{audit_message, send_stored_audit};
 
 /// This backend's URL for scripts: `[enroll] public_url`, else the request's own.
 fn base(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -54,8 +54,19 @@ pub async fn create_token(
     let id = sha[..12].to_owned();
     let detail = json!({ "id": id, "expires_at": spec.expires_at.unix_timestamp(), "max_uses": spec.max_uses,
         "groups": spec.groups });
-    super::audit_as(&state, &caller, "enroll.token_created", Some(id.clone()), detail).await?;
-    state.db.create_enroll_token(id.clone(), sha, caller.name.clone(), ts_ms(now), spec.clone()).await?;
+    let audit = audit_message(
+        &caller.name,
+        "enroll.token_created",
+        Some(id.clone()),
+        caller.source.clone(),
+        caller.client,
+        detail,
+    )?;
+    state
+        .db
+        .create_enroll_token(id.clone(), sha, caller.name.clone(), ts_ms(now), spec.clone(), audit.outgoing())
+        .await?;
+    send_stored_audit(&state.js, &state.db, audit).await;
     let info = TokenInfo {
         id,
         created_by: caller.name,
@@ -83,12 +94,20 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.db.revoke_enroll_token(id.clone(), now_ms()).await? {
+    let audit = audit_message(
+        &caller.name,
+        "enroll.token_revoked",
+        Some(id.clone()),
+        caller.source.clone(),
+        caller.client,
+        json!({}),
+    )?;
+    if !state.db.revoke_enroll_token(id.clone(), now_ms(), audit.outgoing()).await? {
         return Err(ApiError::not_found(format!(
-            "no enrolment token {id:?} that is not revoked already (kanade enroll token list)"
+            "no enrolment token {id:?} that is not revoked already (kanade enroll list)"
         )));
     }
-    super::audit_as(&state, &caller, "enroll.token_revoked", Some(id), json!({})).await?;
+    send_stored_audit(&state.js, &state.db, audit).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,6 +157,8 @@ fn accepts_toml(headers: &HeaderMap) -> bool {
 
 /// `POST /api/enroll` (no session; the token is the credential): this PC's credentials and
 /// config. `Accept: application/toml` answers with the agent.toml alone (for install.sh).
+/// Everything that can fail runs before the enrolment is written, which is one transaction with
+/// its audit event: a PC never loses a use of its token without getting its credentials.
 pub async fn enroll(
     State(state): State<AppState>,
     Peer(peer): Peer,
@@ -151,10 +172,30 @@ pub async fn enroll(
         ));
     }
     let base = base(&state, &headers)?;
+    let (published, target) = releases(&state).await?;
+    let Some((version, target)) = choose_release(&published, target.as_ref(), os, arch) else {
+        return Err(no_release(os, arch));
+    };
     let secret = random_hex(32).map_err(|e| ApiError::unavailable("no_randomness", e))?;
     let now = Timestamp::now_utc();
     let pc = body.pc_id.clone();
-    let token = match state.db.enrol(sha256_hex(&body.token), pc.clone(), sha256_hex(&secret), now).await? {
+    let token_id = sha256_hex(&body.token)[..12].to_owned();
+    let client = crate::auth::client_of(&headers);
+    let detail = json!({ "token": token_id, "os": os, "arch": arch, "release": version });
+    let audit = audit_message(
+        &format!("enroll:{token_id}"),
+        "agent.enrolled",
+        Some(pc.to_string()),
+        peer,
+        client,
+        detail,
+    )?;
+    let outgoing = audit.outgoing();
+    let token = match state
+        .db
+        .enrol(sha256_hex(&body.token), pc.clone(), sha256_hex(&secret), now, outgoing)
+        .await?
+    {
         Ok(t) => t,
         Err(Refused::Token(why)) => return Err(refused(why)),
         Err(Refused::Enrolled(pc)) => {
@@ -163,18 +204,7 @@ pub async fn enroll(
             )));
         }
     };
-    let client = crate::auth::client_of(&headers);
-    let detail = json!({ "token": token.id, "os": os, "arch": arch, "groups": token.groups });
-    audit(
-        &state.js,
-        &format!("enroll:{}", token.id),
-        "agent.enrolled",
-        Some(pc.to_string()),
-        peer,
-        client,
-        detail,
-    )
-    .await?;
+    send_stored_audit(&state.js, &state.db, audit).await;
     let signing =
         state.pipeline.signer.as_ref().map(|k| kanade_shared::signing::encode_public(&k.verifying_key()));
     let toml = agent_toml(&AgentToml {
@@ -192,19 +222,24 @@ pub async fn enroll(
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/toml"));
         return Ok(response);
     }
-    let (published, target) = releases(&state).await?;
-    let release = choose_release(&published, target.as_ref(), os, arch).map(|(version, target)| ReleaseRef {
+    let release = ReleaseRef {
         url: format!("{base}/api/enroll/agent?token={}&os={os}&arch={arch}&version={version}", body.token),
         version,
         target,
-    });
+    };
     let response = EnrollResponse {
         pc_id: pc.clone(),
         agent_toml: toml,
-        credentials: BrokerCredentials { user: pc.to_string(), password: secret },
+        credentials: BrokerCredentials { user: pc, password: secret },
         release,
     };
     Ok(Json(response).into_response())
+}
+
+fn no_release(os: &str, arch: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no agent release for {os}/{arch} is published; an admin publishes one with: kanade agent publish <binary> --version <v>"
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,9 +321,7 @@ pub async fn agent_binary(
         None => target,
     };
     let Some((version, target)) = choose_release(&published, wanted.as_ref(), os, arch) else {
-        return Err(ApiError::not_found(format!(
-            "no agent release for {os}/{arch} is published; an admin publishes one with: kanade agent publish <binary> --version <v>"
-        )));
+        return Err(no_release(os, arch));
     };
     let store = state.js.get_object_store("agent_releases").await.map_err(broker)?;
     let mut object = store.get(release::key(&version, &target)).await.map_err(broker)?;
@@ -310,7 +343,18 @@ pub async fn revoke_credentials(
     Path(pc): Path<String>,
 ) -> Result<Json<RevokedCredentials>, ApiError> {
     let pc: PcId = pc.parse().map_err(|e| ApiError::invalid(vec![format!("pc: {e}")]))?;
-    let found = state.db.revoke_agent_credentials(pc.clone(), caller.name.clone(), now_ms()).await?;
+    let audit = audit_message(
+        &caller.name,
+        "agent.credentials_revoked",
+        Some(pc.to_string()),
+        caller.source.clone(),
+        caller.client,
+        json!({}),
+    )?;
+    let found = state
+        .db
+        .revoke_agent_credentials(pc.clone(), caller.name.clone(), now_ms(), audit.outgoing())
+        .await?;
     let conn = match found {
         Revoked::Now(conn) => conn,
         Revoked::Already => {
@@ -322,9 +366,9 @@ pub async fn revoke_credentials(
             )));
         }
     };
+    send_stored_audit(&state.js, &state.db, audit).await;
     let (disconnected, detail) = disconnect(&state, &pc, conn).await;
-    let audit_detail = json!({ "disconnected": disconnected, "detail": detail });
-    super::audit_as(&state, &caller, "agent.credentials_revoked", Some(pc.to_string()), audit_detail).await?;
+    tracing::info!(pc = %pc, disconnected, detail, "agent credentials revoked");
     Ok(Json(RevokedCredentials { pc_id: pc, disconnected, detail }))
 }
 
@@ -346,21 +390,33 @@ async fn disconnect(state: &AppState, pc: &PcId, recorded: Option<(String, u64)>
             );
         }
     };
-    let mut targets: Vec<(String, u64)> = recorded.into_iter().collect();
     let mut problems = Vec::new();
-    match crate::callout::connections_of(&system, pc.as_str(), std::time::Duration::from_millis(500)).await {
-        Ok(found) => targets.extend(found),
-        Err(e) => problems.push(e),
-    }
-    targets.sort();
-    targets.dedup();
+    let mut live =
+        match crate::callout::connections_of(&system, pc.as_str(), std::time::Duration::from_millis(500))
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                problems.push(e);
+                Vec::new()
+            }
+        };
+    live.sort();
+    live.dedup();
     let mut dropped = 0;
-    for (server, cid) in &targets {
+    for (server, cid) in &live {
         match crate::callout::kick(&system, server, *cid).await {
             Ok(true) => dropped += 1,
             Ok(false) => {}
             Err(e) => problems.push(e),
         }
+    }
+    // The connection the last authorization admitted may not be listed yet (still starting up);
+    // an error here is a connection long gone (an old server id, a client id no longer used).
+    if let Some((server, cid)) = recorded.filter(|r| !live.contains(r))
+        && let Ok(true) = crate::callout::kick(&system, &server, cid).await
+    {
+        dropped += 1;
     }
     let _ = system.drain().await;
     let detail = match (dropped, problems.is_empty()) {

@@ -64,8 +64,12 @@ impl From<ExecError> for ApiError {
         match e {
             ExecError::Invalid(m) => Self::invalid(vec![m]),
             ExecError::NotFound(m) => Self::not_found(m),
-            ExecError::Broker(m) => {
-                Self::unavailable("nats_unavailable", format!("the broker did not take the request: {m}"))
+            ExecError::Broker { what, source } => {
+                tracing::warn!(what = %what, error = ?source, "broker error");
+                Self::unavailable(
+                    "nats_unavailable",
+                    format!("the broker did not take the request: {what}: {source}"),
+                )
             }
             ExecError::Refused(m) => Self::new(
                 StatusCode::BAD_GATEWAY,

@@ -59,8 +59,8 @@ fn encode(e: &Entry) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&stored)
 }
 
-fn broker(e: impl std::fmt::Display) -> ExecError {
-    ExecError::Broker(e.to_string())
+fn broker(e: impl Into<super::BrokerError>) -> ExecError {
+    ExecError::broker("the job catalog (KV jobs)", e)
 }
 
 pub async fn load_entry(js: &jetstream::Context, job: &JobId) -> Result<Entry, ExecError> {

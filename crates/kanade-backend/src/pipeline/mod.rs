@@ -29,14 +29,29 @@ pub enum ExecError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("broker: {0}")]
-    Broker(String),
+    /// The broker did not answer or take it: what was being done, and the client's error.
+    #[error("broker: {what}: {source}")]
+    Broker {
+        what: String,
+        #[source]
+        source: BrokerError,
+    },
     /// The broker will not take this message however often it is sent (too large, no such
     /// stream configuration): unlike a lost ack, retrying does not help.
     #[error("refused by the broker: {0}")]
     Refused(String),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// A NATS client error, kept whole (its kind and cause) under [`ExecError::Broker`].
+pub type BrokerError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ExecError {
+    /// The broker failed while doing `what`.
+    pub fn broker(what: impl Into<String>, source: impl Into<BrokerError>) -> Self {
+        Self::Broker { what: what.into(), source: source.into() }
+    }
 }
 
 /// What the dispatcher needs to publish later waves, kept in `executions.plan_json`.
@@ -277,7 +292,10 @@ impl Pipeline {
     async fn announce(&self, created: Message, template: &Command, first: &Target) -> Result<(), ExecError> {
         let id = created.id.clone();
         if crate::failpoint::armed("exec.unconfirmed") {
-            return Err(ExecError::Broker("KANADE_FAILPOINT=exec.unconfirmed: nothing sent".into()));
+            return Err(ExecError::broker(
+                "publishing the commands",
+                "KANADE_FAILPOINT=exec.unconfirmed: nothing sent",
+            ));
         }
         let audit = created.send_pending(&self.js).await;
         publish_commands(&self.js, self.signer.as_deref(), template, first).await?;
@@ -324,9 +342,10 @@ impl Pipeline {
         }
         .await
         .map_err(|e| {
-            ExecError::Broker(format!(
-                "the kill was sent but not recorded for PCs that are away ({e}); kill it again to record it"
-            ))
+            ExecError::broker(
+                "the kill was sent but not recorded for PCs that are away (kill it again to record it)",
+                e,
+            )
         });
         sent.and(recorded)
     }
@@ -340,17 +359,20 @@ impl Pipeline {
             kanade_shared::signing::signed_headers(self.signer.as_deref(), &subject, &payload, now_ms());
         nats.publish_with_headers(subject, headers, payload.into())
             .await
-            .map_err(|e| ExecError::Broker(e.to_string()))?;
-        nats.flush().await.map_err(|e| ExecError::Broker(e.to_string()))
+            .map_err(|e| ExecError::broker(format!("publishing the kill of {exec_id}"), e))?;
+        nats.flush().await.map_err(|e| ExecError::broker(format!("flushing the kill of {exec_id}"), e))
     }
 
     /// The fleet must run this version from now on (layer 2 of stop-the-bleed).
     async fn pin_version(&self, manifest: &Manifest) -> Result<(), ExecError> {
-        let kv =
-            self.js.get_key_value("script_current").await.map_err(|e| ExecError::Broker(e.to_string()))?;
-        kv.put(manifest.id.as_str(), manifest.version.to_string().into())
+        let kv = self
+            .js
+            .get_key_value("script_current")
             .await
-            .map_err(|e| ExecError::Broker(e.to_string()))?;
+            .map_err(|e| ExecError::broker("opening script_current", e))?;
+        kv.put(manifest.id.as_str(), manifest.version.to_string().into()).await.map_err(|e| {
+            ExecError::broker(format!("pinning {} to version {}", manifest.id, manifest.version), e)
+        })?;
         Ok(())
     }
 
@@ -369,7 +391,7 @@ impl Pipeline {
                     .js
                     .get_object_store("scripts")
                     .await
-                    .map_err(|e| ExecError::Broker(e.to_string()))?;
+                    .map_err(|e| ExecError::broker("opening the scripts store", e))?;
                 // The object's metadata, not its body: every execution checks the script is still
                 // there and still what the job names, without reading it each time.
                 let info = store.info(key).await.map_err(|e| {
@@ -386,10 +408,15 @@ impl Pipeline {
                 let sha = match info.digest.as_deref().and_then(kanade_shared::files::object_digest_hex) {
                     Some(sha) => sha,
                     None => {
-                        let mut object =
-                            store.get(key).await.map_err(|e| ExecError::Broker(e.to_string()))?;
+                        let mut object = store
+                            .get(key)
+                            .await
+                            .map_err(|e| ExecError::broker(format!("reading script {key}"), e))?;
                         let mut body = Vec::new();
-                        object.read_to_end(&mut body).await.map_err(|e| ExecError::Broker(e.to_string()))?;
+                        object
+                            .read_to_end(&mut body)
+                            .await
+                            .map_err(|e| ExecError::broker(format!("reading script {key}"), e))?;
                         kanade_shared::files::sha256_hex(&body)
                     }
                 };
@@ -541,7 +568,7 @@ async fn retry_publish(
             Err(e) => last = e,
         }
     }
-    Err(ExecError::Broker(format!("{} (subject {})", last, message.subject)))
+    Err(ExecError::broker(format!("publishing to {}", message.subject), last))
 }
 
 /// Whether a publish that failed this way may succeed when sent again. A stream without a
@@ -577,8 +604,9 @@ pub async fn send_audit(
     Ok(audit_message(actor, action, target, source, client, detail)?.send_pending(js).await)
 }
 
-/// An audit event as a stream message under its own id.
-fn audit_message(
+/// An audit event as a stream message under its own id: stored in the outbox with the change
+/// it describes ([`Message::outgoing`]), then sent with [`send_stored_audit`].
+pub fn audit_message(
     actor: &str,
     action: &str,
     target: Option<String>,
@@ -600,6 +628,20 @@ fn audit_message(
     let subject = subjects::audit(action).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let payload = wire::encode(&event).map_err(|e| ExecError::Invalid(e.to_string()))?;
     Ok(Message::with_id(event.id.to_string(), subject, payload.into()))
+}
+
+/// Send an audit event the outbox holds (stored with its change); cleared once AUDIT has it,
+/// else left for the drainer. Never fails the request: the change is made and its record kept.
+pub async fn send_stored_audit(js: &jetstream::Context, db: &Db, m: Message) {
+    let id = m.id.clone();
+    match m.send_pending(js).await.confirmed(js).await {
+        Ok(()) => {
+            if let Err(e) = db.audit_sent(id).await {
+                tracing::warn!(error = %e, "cannot clear a sent audit event from the outbox");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, id, "audit event not confirmed; the outbox sends it later"),
+    }
 }
 
 /// How long an audit event waits in the outbox before the drainer sends it: the request that
@@ -647,5 +689,20 @@ pub async fn drain_outbox(js: jetstream::Context, db: Db, mut stop: tokio::sync:
             () = tokio::time::sleep(std::time::Duration::from_secs(3)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExecError;
+
+    #[test]
+    fn a_broker_error_keeps_its_source() {
+        let cause = std::io::Error::new(std::io::ErrorKind::TimedOut, "no ack");
+        let e = ExecError::broker("publishing to commands.all.x", cause);
+        assert_eq!(e.to_string(), "broker: publishing to commands.all.x: no ack");
+        let source = std::error::Error::source(&e).expect("the source is kept");
+        let io = source.downcast_ref::<std::io::Error>().expect("as the error it was");
+        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
     }
 }

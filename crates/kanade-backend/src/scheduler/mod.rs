@@ -220,11 +220,12 @@ pub async fn set_enabled(
     from: (Option<String>, &str),
     action: &str,
 ) -> Result<bool, ExecError> {
-    let kv = p.js.get_key_value("schedules").await.map_err(|e| ExecError::Broker(e.to_string()))?;
+    let kv =
+        p.js.get_key_value("schedules").await.map_err(|e| ExecError::broker("opening KV schedules", e))?;
     let entry = kv
         .entry(id)
         .await
-        .map_err(|e| ExecError::Broker(e.to_string()))?
+        .map_err(|e| ExecError::broker(format!("reading schedule {id}"), e))?
         .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
         .ok_or_else(|| ExecError::NotFound(format!("schedule {id} does not exist (kanade schedule list)")))?;
     let mut sch = kanade_shared::manifest::schedule_from_json(&entry.value)
@@ -234,9 +235,9 @@ pub async fn set_enabled(
     }
     sch.enabled = enabled;
     let json = serde_json::to_vec(&sch).map_err(|e| ExecError::Invalid(e.to_string()))?;
-    kv.update(id, json.into(), entry.revision).await.map_err(|e| {
-        ExecError::Broker(format!("schedule {id} changed while being updated; try again ({e})"))
-    })?;
+    kv.update(id, json.into(), entry.revision)
+        .await
+        .map_err(|e| ExecError::broker(format!("schedule {id} changed while being updated; try again"), e))?;
     audit(
         &p.js,
         actor,

@@ -154,7 +154,8 @@ pub struct EnrollRequest {
 /// The agent's own broker account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerCredentials {
-    pub user: String,
+    /// The PC id: each enrolled agent is its own broker user.
+    pub user: PcId,
     pub password: String,
 }
 
@@ -172,8 +173,7 @@ pub struct EnrollResponse {
     pub pc_id: PcId,
     pub agent_toml: String,
     pub credentials: BrokerCredentials,
-    /// `None` when no agent release for this OS and architecture has been published.
-    pub release: Option<ReleaseRef>,
+    pub release: ReleaseRef,
 }
 
 /// `DELETE /api/agents/{pc}/credentials` answer.

@@ -7,7 +7,7 @@ function state(t) {
   const now = Date.now();
   if (t.revoked_at) return 'revoked';
   if (Date.parse(t.expires_at) <= now) return 'expired';
-  if (t.uses >= t.max_uses) return 'used up';
+  if (t.uses >= t.max_uses) return 'used-up';
   return 'usable';
 }
 

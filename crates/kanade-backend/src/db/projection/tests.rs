@@ -374,28 +374,41 @@ async fn enrolment_counts_uses_admits_only_the_current_secret_and_revocation_win
         max_uses: 2,
         groups: vec!["lab".parse().unwrap()],
     };
+    let mut n = 0;
+    let mut audit = move || {
+        n += 1;
+        crate::db::outbox::Outgoing {
+            id: format!("audit-{n}"),
+            subject: "audit.x".into(),
+            payload: "{}".into(),
+        }
+    };
     for (_dir, db) in engines().await {
         let e = db.engine_name();
-        db.create_enroll_token("t1".into(), "hash1".into(), "admin".into(), ms, spec.clone()).await.unwrap();
+        db.create_enroll_token("t1".into(), "hash1".into(), "admin".into(), ms, spec.clone(), audit())
+            .await
+            .unwrap();
         let pc = |s: &str| s.parse::<PcId>().unwrap();
-        let t = db.enrol("hash1".into(), pc("PC-A"), "sA".into(), now).await.unwrap().unwrap();
+        let t = db.enrol("hash1".into(), pc("PC-A"), "sA".into(), now, audit()).await.unwrap().unwrap();
         assert_eq!((t.uses, t.groups.len()), (1, 1), "{e}");
         // Enrolled already: refused, and the refusal costs the token no use.
-        let again = db.enrol("hash1".into(), pc("PC-A"), "sX".into(), now).await.unwrap();
+        let again = db.enrol("hash1".into(), pc("PC-A"), "sX".into(), now, audit()).await.unwrap();
         assert_eq!(again, Err(Refused::Enrolled(pc("PC-A"))), "{e}");
-        db.enrol("hash1".into(), pc("PC-B"), "sB".into(), now).await.unwrap().unwrap();
-        match db.enrol("hash1".into(), pc("PC-C"), "sC".into(), now).await.unwrap() {
+        db.enrol("hash1".into(), pc("PC-B"), "sB".into(), now, audit()).await.unwrap().unwrap();
+        match db.enrol("hash1".into(), pc("PC-C"), "sC".into(), now, audit()).await.unwrap() {
             Err(Refused::Token(why)) => assert!(why.contains("used up (2 of 2 uses)"), "{e}: {why}"),
             other => panic!("{e}: {other:?}"),
         }
         let late = now + time::Duration::hours(2);
-        db.create_enroll_token("t2".into(), "hash2".into(), "admin".into(), ms, spec.clone()).await.unwrap();
-        match db.enrol("hash2".into(), pc("PC-C"), "sC".into(), late).await.unwrap() {
+        db.create_enroll_token("t2".into(), "hash2".into(), "admin".into(), ms, spec.clone(), audit())
+            .await
+            .unwrap();
+        match db.enrol("hash2".into(), pc("PC-C"), "sC".into(), late, audit()).await.unwrap() {
             Err(Refused::Token(why)) => assert!(why.contains("expired"), "{e}: {why}"),
             other => panic!("{e}: {other:?}"),
         }
         assert!(matches!(
-            db.enrol("nope".into(), pc("PC-C"), "s".into(), now).await.unwrap(),
+            db.enrol("nope".into(), pc("PC-C"), "s".into(), now, audit()).await.unwrap(),
             Err(Refused::Token(_))
         ));
 
@@ -403,27 +416,36 @@ async fn enrolment_counts_uses_admits_only_the_current_secret_and_revocation_win
         assert!(db.authorize_agent(pc("PC-A"), "sA".into(), "S1".into(), 7, ms).await.unwrap(), "{e}");
         assert!(!db.authorize_agent(pc("PC-A"), "sB".into(), "S1".into(), 8, ms).await.unwrap(), "{e}");
         assert!(!db.authorize_agent(pc("PC-Z"), "sA".into(), "S1".into(), 9, ms).await.unwrap(), "{e}");
-        let revoked = db.revoke_agent_credentials(pc("PC-A"), "admin".into(), ms).await.unwrap();
+        let revoked = db.revoke_agent_credentials(pc("PC-A"), "admin".into(), ms, audit()).await.unwrap();
         assert_eq!(revoked, Revoked::Now(Some(("S1".into(), 7))), "{e}");
         assert!(!db.authorize_agent(pc("PC-A"), "sA".into(), "S1".into(), 10, ms).await.unwrap(), "{e}");
         assert_eq!(
-            db.revoke_agent_credentials(pc("PC-A"), "admin".into(), ms).await.unwrap(),
+            db.revoke_agent_credentials(pc("PC-A"), "admin".into(), ms, audit()).await.unwrap(),
             Revoked::Already
         );
         assert_eq!(
-            db.revoke_agent_credentials(pc("PC-Q"), "admin".into(), ms).await.unwrap(),
+            db.revoke_agent_credentials(pc("PC-Q"), "admin".into(), ms, audit()).await.unwrap(),
             Revoked::NotEnrolled
         );
         // A revoked PC enrols again with a new secret (a reinstalled PC); the old one stays out.
-        db.create_enroll_token("t3".into(), "hash3".into(), "admin".into(), ms, spec.clone()).await.unwrap();
-        db.enrol("hash3".into(), pc("PC-A"), "sA2".into(), now).await.unwrap().unwrap();
+        db.create_enroll_token("t3".into(), "hash3".into(), "admin".into(), ms, spec.clone(), audit())
+            .await
+            .unwrap();
+        db.enrol("hash3".into(), pc("PC-A"), "sA2".into(), now, audit()).await.unwrap().unwrap();
         assert!(!db.authorize_agent(pc("PC-A"), "sA".into(), "S1".into(), 11, ms).await.unwrap(), "{e}");
         assert!(db.authorize_agent(pc("PC-A"), "sA2".into(), "S1".into(), 12, ms).await.unwrap(), "{e}");
 
         // Revoked tokens enrol nobody; kept state carries tokens and credentials.
-        assert!(db.revoke_enroll_token("t3".into(), ms).await.unwrap());
-        assert!(!db.revoke_enroll_token("t3".into(), ms).await.unwrap());
+        assert!(db.revoke_enroll_token("t3".into(), ms, audit()).await.unwrap());
+        assert!(!db.revoke_enroll_token("t3".into(), ms, audit()).await.unwrap());
         let kept = db.kept_state().await.unwrap();
         assert_eq!((kept.enroll_tokens.len(), kept.credentials.len()), (3, 2), "{e}");
+        // Every change that was made left its audit event in the outbox; refusals left none.
+        let stored = db.audit_due(i64::MAX, 100).await.unwrap().len();
+        assert_eq!(
+            stored,
+            3 + 3 + 1 + 1,
+            "{e}: three tokens, three enrolments, one revoked PC, one revoked token"
+        );
     }
 }
