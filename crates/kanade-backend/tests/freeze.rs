@@ -40,6 +40,24 @@ async fn a_freeze_refuses_manual_runs_skips_schedules_and_holds_later_waves() {
     let (status, body) = s.post_yaml("/api/deploy?override_freeze=true", job).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     wait_for_audit(&s, "freeze.override").await;
+    // SPEC's form: `override_freeze: true` in the plan (here the deploy document's); the job
+    // stored from it keeps no override, so a later exec of it is refused again.
+    let (status, body) = s.post_yaml("/api/deploy", &format!("{job}override_freeze: true\n")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s.post_yaml("/api/exec/frozen-job", "").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("frozen")), "{body}");
+    let (status, body) =
+        s.post_yaml("/api/exec/frozen-job", "target: { pcs: [PC-F] }\noverride_freeze: true\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A schedule cannot carry it.
+    let (status, body) = s
+        .post_yaml(
+            "/api/schedules",
+            "id: overriding\ncron: '0 3 * * *'\njob_id: frozen-job\nplan: { target: { pcs: [PC-F] }, override_freeze: true }\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("plan.override_freeze"), "{body}");
 
     // A schedule fires nothing; its ticks say why.
     let (status, body) = s

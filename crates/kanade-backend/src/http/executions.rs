@@ -50,7 +50,9 @@ pub async fn deploy(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let source = super::body::source(&headers, &body)?;
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
-    super::freeze::guard(&state, &caller, q.overrides_freeze(), file.manifest.id.as_str()).await?;
+    // SPEC: `"override_freeze": true` in the plan; the query parameter says the same.
+    let overrides = q.overrides_freeze() || file.plan.as_ref().is_some_and(|p| p.override_freeze);
+    super::freeze::guard(&state, &caller, overrides, file.manifest.id.as_str()).await?;
     super::scripts::pin(&state, &mut file.manifest).await?;
     super::facts::refuse_redefinition(&state, &file.manifest).await?;
     let entry = catalog::Entry::new(file, source);
@@ -81,7 +83,8 @@ pub async fn exec(
         false => Some(parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?),
     };
     let entry = catalog::load_entry(&state.js, &job).await?;
-    super::freeze::guard(&state, &caller, q.overrides_freeze(), job.as_str()).await?;
+    let overrides = q.overrides_freeze() || given.as_ref().is_some_and(|p| p.override_freeze);
+    super::freeze::guard(&state, &caller, overrides, job.as_str()).await?;
     let plan = match (given, entry.plan) {
         (Some(plan), _) | (None, Some(plan)) => plan,
         (None, None) => {

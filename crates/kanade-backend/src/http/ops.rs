@@ -87,6 +87,7 @@ pub async fn run(
         jitter: None,
         rollout: None,
         start_within: Some(kanade_shared::HumanDuration::from_secs(ADHOC_START_WITHIN_SECS)),
+        override_freeze: false,
     };
     let launched =
         state.pipeline.exec(&manifest, &plan, &super::executions::launch_origin(&caller, &q)).await?;

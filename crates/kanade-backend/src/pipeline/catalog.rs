@@ -19,8 +19,10 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A stored job never overrides a freeze: that is one run's say.
     pub fn new(file: JobFile, source: Option<String>) -> Self {
-        Self { manifest: file.manifest, plan: file.plan, source }
+        let plan = file.plan.map(|p| kanade_shared::manifest::Plan { override_freeze: false, ..p });
+        Self { manifest: file.manifest, plan, source }
     }
 }
 

@@ -197,6 +197,7 @@ async fn fire(s: &Scheduler, sch: &Schedule, tick_ms: i64) -> Result<String, Exe
             jitter: sch.plan.jitter,
             rollout: None,
             start_within: sch.plan.start_within,
+            override_freeze: false,
         },
         Decision::Skip(why) => return Ok(format!("skipped: {why}")),
         Decision::Done if sch.auto_disable_when_done && sch.enabled => {

@@ -123,7 +123,14 @@ pub(crate) fn validate_manifest(raw: RawManifest, at: &str, c: &mut Collector) -
     };
     let plan = if raw.target.is_some() || raw.rollout.is_some() {
         validate_plan_parts(raw.target, None, raw.rollout, raw.start_within, at, c)
+            .map(|p| Plan { override_freeze: raw.override_freeze.unwrap_or(false), ..p })
     } else {
+        if raw.override_freeze == Some(true) {
+            c.push(
+                join(at, "override_freeze"),
+                "overrides a freeze for a run; give the run a target or rollout.waves",
+            );
+        }
         None
     };
     let emit = match raw.emit.as_deref() {

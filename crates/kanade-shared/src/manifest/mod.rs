@@ -32,15 +32,17 @@ pub fn job_from_json(bytes: &[u8]) -> Result<JobFile, Problems> {
 
 /// A plan on its own: the body of `POST /api/exec/{job_id}`.
 pub fn plan_from_yaml(text: &str) -> Result<Plan, Problems> {
-    finish(from_yaml::<RawPlan>(text)?, |raw, c| {
-        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, raw.start_within, "", c)
-    })
+    finish(from_yaml::<RawPlan>(text)?, run_plan)
 }
 
 pub fn plan_from_json(bytes: &[u8]) -> Result<Plan, Problems> {
-    finish(from_json::<RawPlan>(bytes)?, |raw, c| {
-        plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, raw.start_within, "", c)
-    })
+    finish(from_json::<RawPlan>(bytes)?, run_plan)
+}
+
+/// A plan for one run (`POST /api/exec`'s body), which may override a fleet freeze.
+fn run_plan(raw: RawPlan, c: &mut Collector) -> Option<Plan> {
+    let plan = plan::validate_plan_parts(raw.target, raw.jitter, raw.rollout, raw.start_within, "", c)?;
+    Some(Plan { override_freeze: raw.override_freeze.unwrap_or(false), ..plan })
 }
 
 pub fn schedule_from_yaml(text: &str) -> Result<Schedule, Problems> {

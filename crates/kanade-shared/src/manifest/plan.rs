@@ -22,6 +22,10 @@ pub struct Plan {
     /// delay) skips it; unset: the backend's `[exec] start_within`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_within: Option<HumanDuration>,
+    /// A manual run during a fleet freeze goes ahead (audited); a run's own say, never stored
+    /// with a job or schedule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub override_freeze: bool,
 }
 
 /// The longest `start_within` there is: EXEC keeps a command 7 days, so no PC can start one later.
@@ -88,7 +92,7 @@ pub(crate) fn validate_plan_parts(
     } else if c.0.len() == before && target.is_empty() && rollout.is_none() {
         c.push(join(at, "target"), "a plan must name a target (pcs, groups or all: true) or rollout.waves");
     }
-    (c.0.len() == before).then_some(Plan { target, jitter, rollout, start_within })
+    (c.0.len() == before).then_some(Plan { target, jitter, rollout, start_within, override_freeze: false })
 }
 
 fn validate_target(raw: RawTarget, at: &str, c: &mut Collector) -> Target {

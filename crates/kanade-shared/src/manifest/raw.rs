@@ -22,6 +22,7 @@ pub(crate) struct RawManifest {
     pub emit: Option<String>,
     pub check: Option<RawCheck>,
     pub facts: Option<RawFacts>,
+    pub override_freeze: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +77,7 @@ pub(crate) struct RawPlan {
     pub jitter: Option<Scalar>,
     pub rollout: Option<RawRollout>,
     pub start_within: Option<Scalar>,
+    pub override_freeze: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -111,7 +111,15 @@ pub(crate) fn validate_schedule(raw: RawSchedule, c: &mut Collector) -> Option<S
             c.push("plan", "is required: a schedule needs a target (plan: { target: { groups: [...] } })");
             None
         }
-        Some(p) => validate_plan_parts(p.target, p.jitter, p.rollout, p.start_within, "plan", c),
+        Some(p) => {
+            if p.override_freeze == Some(true) {
+                c.push(
+                    "plan.override_freeze",
+                    "a schedule is skipped while the fleet is frozen; only a manual run can override a freeze",
+                );
+            }
+            validate_plan_parts(p.target, p.jitter, p.rollout, p.start_within, "plan", c)
+        }
     };
     let mode = match raw.mode.as_deref() {
         None => Some(FireMode::EveryTick),
