@@ -35,7 +35,7 @@ pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, Ap
     Ok(Json(json!({ "items": users })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     name: String,
@@ -61,7 +61,7 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(json!({ "name": body.name, "role": r, "must_change_password": true }))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     role: Option<String>,
@@ -124,7 +124,7 @@ pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Value>, A
     Ok(Json(json!({ "items": state.db.tokens().await? })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,

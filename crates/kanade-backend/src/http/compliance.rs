@@ -15,7 +15,7 @@ pub async fn checks(State(state): State<AppState>) -> Result<Json<Checks>, ApiEr
     Ok(Json(Checks { checks: state.db.check_summary(stale_before).await? }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckQuery {
     /// `pass`, `warn`, `fail` or `unknown` (stale statuses included).

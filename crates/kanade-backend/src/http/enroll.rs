@@ -242,7 +242,7 @@ fn no_release(os: &str, arch: &str) -> ApiError {
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptQuery {
     token: String,
@@ -299,7 +299,7 @@ pub async fn install_ps1_script(
     script(state, headers, q.token, false).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentQuery {
     token: String,

@@ -19,7 +19,7 @@ use crate::pipeline::catalog;
 use crate::pipeline::plan::ALIVE_WINDOW_MS;
 
 /// `?allow_unknown=true`: accept explicit PCs that have never sent a heartbeat.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchQuery {
     allow_unknown: Option<bool>,
@@ -97,7 +97,7 @@ pub async fn exec(
     Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
     limit: Option<i64>,
     cursor: Option<String>,
@@ -124,7 +124,7 @@ pub async fn list(
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ShowQuery {
     /// `false`: the status, counters and waves without the per-pc rows.
     pcs: Option<bool>,
@@ -183,7 +183,7 @@ pub async fn kill(
     Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent", "status": "killed" }))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AgentsQuery {
     limit: Option<i64>,
     cursor: Option<String>,

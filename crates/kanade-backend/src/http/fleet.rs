@@ -72,7 +72,7 @@ pub async fn ping(State(state): State<AppState>, Path(pc): Path<String>) -> Resu
     Ok(Json(json!({ "heartbeat": beat, "round_trip_ms": started.elapsed().as_millis() as u64 })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct GroupsBody {
     groups: Vec<String>,
 }
@@ -108,7 +108,7 @@ pub async fn set_groups(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ResultQuery {
     pc: Option<String>,
     job: Option<String>,
@@ -146,7 +146,7 @@ pub async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(Json(json!(row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AuditQuery {
     actor: Option<String>,
     /// `cli`, `dashboard`, `api`, `scheduler` or `backend`.
@@ -197,7 +197,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SoftwareQuery {
     name: Option<String>,

@@ -13,14 +13,14 @@ use crate::auth::Caller;
 use crate::db::now_ms;
 use crate::dynamic_groups::{self, PassError};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     name: String,
     rule: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRule {
     rule: String,

@@ -38,7 +38,7 @@ pub async fn check(state: &AppState, name: &str, code: &str) -> Result<Option<Va
     Ok(fresh.then(|| json!({ "second_factor": "code" })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Setup {
     password: String,
@@ -78,7 +78,7 @@ pub async fn setup(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Enable {
     code: String,
@@ -116,7 +116,7 @@ pub async fn enable(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Disable {
     password: String,

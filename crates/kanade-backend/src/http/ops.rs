@@ -20,7 +20,7 @@ use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::projector::Kind;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     pcs: Vec<String>,

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiError, AppState, agent_config, broker};
 use crate::auth::Caller;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PublishQuery {
     version: String,
     /// Detected from the binary when absent.
@@ -90,7 +90,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollout {
     version: String,
@@ -132,7 +132,7 @@ pub async fn rollout(
     Ok(Json(json!({ "scope": key, "target_version": version })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     group: Option<String>,

@@ -10,6 +10,9 @@ use super::{
 };
 use crate::auth::{Access, Role};
 
+/// The JSON Schema of a body or query type, registered with the document's generator.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
@@ -17,11 +20,33 @@ pub struct Route {
     pub access: Access,
     pub summary: &'static str,
     pub handler: fn() -> MethodRouter<AppState>,
+    /// The JSON body it reads (the type its handler deserializes).
+    pub body: Option<SchemaFn>,
+    /// Its query parameters (the type its handler deserializes).
+    pub query: Option<SchemaFn>,
+    /// What a success answers, where the handler returns a typed body.
+    pub response: Option<SchemaFn>,
 }
 
 macro_rules! route {
-    ($method:literal, $path:literal, $access:expr, $summary:literal, $make:expr) => {
-        Route { method: $method, path: $path, access: $access, summary: $summary, handler: || $make }
+    ($method:literal, $path:literal, $access:expr, $summary:literal, $make:expr
+        $(, body = $body:ty)? $(, query = $query:ty)? $(, response = $response:ty)? $(,)?) => {
+        Route {
+            method: $method,
+            path: $path,
+            access: $access,
+            summary: $summary,
+            handler: || $make,
+            body: route!(@schema $($body)?),
+            query: route!(@schema $($query)?),
+            response: route!(@schema $($response)?),
+        }
+    };
+    (@schema) => {
+        None
+    };
+    (@schema $t:ty) => {
+        Some(|g: &mut schemars::SchemaGenerator| g.subschema_for::<$t>())
     };
 }
 
@@ -38,7 +63,8 @@ pub fn table() -> Vec<Route> {
             "/api/auth/login",
             PUBLIC,
             "Sign in with name and password; returns a session token",
-            post(session::login)
+            post(session::login),
+            body = session::Login
         ),
         route!(
             "GET",
@@ -52,28 +78,32 @@ pub fn table() -> Vec<Route> {
             "/api/auth/password",
             SIGNED_IN,
             "Change the caller's password (current, new)",
-            post(session::change_password)
+            post(session::change_password),
+            body = session::PasswordChange
         ),
         route!(
             "POST",
             "/api/auth/mfa/setup",
             SIGNED_IN,
             "Start setting up a second factor (password): a new TOTP secret, its otpauth:// URI and QR code",
-            post(mfa::setup)
+            post(mfa::setup),
+            body = mfa::Setup
         ),
         route!(
             "POST",
             "/api/auth/mfa/enable",
             SIGNED_IN,
             "Confirm the second factor with its current code; returns the recovery codes, once",
-            post(mfa::enable)
+            post(mfa::enable),
+            body = mfa::Enable
         ),
         route!(
             "POST",
             "/api/auth/mfa/disable",
             SIGNED_IN,
             "Turn the caller's second factor off (password)",
-            post(mfa::disable)
+            post(mfa::disable),
+            body = mfa::Disable
         ),
         route!(
             "DELETE",
@@ -88,14 +118,16 @@ pub fn table() -> Vec<Route> {
             "/api/users",
             ADMIN,
             "Create a user with a temporary password (admin)",
-            post(accounts::create_user)
+            post(accounts::create_user),
+            body = accounts::NewUser
         ),
         route!(
             "PATCH",
             "/api/users/{name}",
             ADMIN,
             "Change a user's role, disabled flag or password (admin)",
-            patch(accounts::update_user)
+            patch(accounts::update_user),
+            body = accounts::UserChange
         ),
         route!("DELETE", "/api/users/{name}", ADMIN, "Delete a user (admin)", delete(accounts::delete_user)),
         route!(
@@ -110,7 +142,8 @@ pub fn table() -> Vec<Route> {
             "/api/tokens",
             ADMIN,
             "Create an API token; its secret is shown once (admin)",
-            post(accounts::create_token)
+            post(accounts::create_token),
+            body = accounts::NewToken
         ),
         route!(
             "DELETE",
@@ -141,14 +174,17 @@ pub fn table() -> Vec<Route> {
             "/api/freeze",
             VIEWER,
             "The fleet freeze window, and whether it holds now",
-            get(freeze::show)
+            get(freeze::show),
+            response = kanade_shared::wire::freeze::FreezeStatus
         ),
         route!(
             "PUT",
             "/api/freeze",
             ADMIN,
             "Freeze the fleet (until or for, reason): schedules skip, rollouts hold, manual runs need an override",
-            put(freeze::set)
+            put(freeze::set),
+            body = kanade_shared::wire::freeze::SetFreeze,
+            response = kanade_shared::wire::freeze::FreezeStatus
         ),
         route!("DELETE", "/api/freeze", ADMIN, "Lift the fleet freeze", delete(freeze::lift)),
         route!(
@@ -156,14 +192,17 @@ pub fn table() -> Vec<Route> {
             "/api/enroll/tokens",
             ADMIN,
             "Make an enrolment token (expires_in, max_uses, groups); its value and install lines are shown once",
-            post(enroll::create_token)
+            post(enroll::create_token),
+            body = kanade_shared::wire::enroll::CreateToken,
+            response = kanade_shared::wire::enroll::CreatedToken
         ),
         route!(
             "GET",
             "/api/enroll/tokens",
             ADMIN,
             "Enrolment tokens, without their values",
-            get(enroll::list_tokens)
+            get(enroll::list_tokens),
+            response = kanade_shared::wire::enroll::TokenList
         ),
         route!(
             "DELETE",
@@ -177,35 +216,40 @@ pub fn table() -> Vec<Route> {
             "/api/enroll",
             PUBLIC,
             "Enrol a PC with a token: its agent.toml, its own broker credentials and the release to install",
-            post(enroll::enroll)
+            post(enroll::enroll),
+            body = kanade_shared::wire::enroll::EnrollRequest
         ),
         route!(
             "GET",
             "/api/enroll/install.sh",
             PUBLIC,
             "The Linux/macOS installer for a token (?token=)",
-            get(enroll::install_sh_script)
+            get(enroll::install_sh_script),
+            query = enroll::ScriptQuery
         ),
         route!(
             "GET",
             "/api/enroll/install.ps1",
             PUBLIC,
             "The Windows installer for a token (?token=)",
-            get(enroll::install_ps1_script)
+            get(enroll::install_ps1_script),
+            query = enroll::ScriptQuery
         ),
         route!(
             "GET",
             "/api/enroll/agent",
             PUBLIC,
             "The agent binary for a new PC (?token=&os=&arch=[&version=])",
-            get(enroll::agent_binary)
+            get(enroll::agent_binary),
+            query = enroll::AgentQuery
         ),
         route!(
             "DELETE",
             "/api/agents/{pc}/credentials",
             ADMIN,
             "Revoke an enrolled agent's broker credentials and disconnect it",
-            delete(enroll::revoke_credentials)
+            delete(enroll::revoke_credentials),
+            response = kanade_shared::wire::enroll::RevokedCredentials
         ),
         route!("GET", "/livez", PUBLIC, "The process is up (liveness probe)", get(super::livez)),
         route!(
@@ -252,14 +296,16 @@ pub fn table() -> Vec<Route> {
             "/api/agents",
             VIEWER,
             "Agents, paginated (group, cursor, limit)",
-            get(executions::agents)
+            get(executions::agents),
+            query = executions::AgentsQuery
         ),
         route!(
             "GET",
             "/api/software",
             VIEWER,
             "Which PCs have a program: name (part of it, any case), version (prefix), limit",
-            get(fleet::software)
+            get(fleet::software),
+            query = fleet::SoftwareQuery
         ),
         route!(
             "GET",
@@ -281,7 +327,8 @@ pub fn table() -> Vec<Route> {
             "/api/groups",
             OPERATOR,
             "Create a dynamic group {name, rule}; its members join at once (422 names a bad rule)",
-            post(groups::create)
+            post(groups::create),
+            body = groups::CreateGroup
         ),
         route!("GET", "/api/groups/{name}", VIEWER, "One dynamic group with its members", get(groups::show)),
         route!(
@@ -296,7 +343,8 @@ pub fn table() -> Vec<Route> {
             "/api/groups/{name}",
             OPERATOR,
             "Change a dynamic group's rule {rule}; members follow at once",
-            put(groups::set_rule)
+            put(groups::set_rule),
+            body = groups::SetRule
         ),
         route!(
             "DELETE",
@@ -310,14 +358,16 @@ pub fn table() -> Vec<Route> {
             "/api/agents/{pc}/logs",
             OPERATOR,
             "The end of an agent's log file (?lines=200&since=RFC3339; follow with file&offset from the reply's cursor)",
-            get(live::logs)
+            get(live::logs),
+            query = live::LogsQuery
         ),
         route!(
             "PUT",
             "/api/agents/{pc}/groups",
             OPERATOR,
             "Set the operator-assigned groups of an agent",
-            put(fleet::set_groups)
+            put(fleet::set_groups),
+            body = fleet::GroupsBody
         ),
         route!(
             "GET",
@@ -331,35 +381,40 @@ pub fn table() -> Vec<Route> {
             "/api/agent/releases",
             OPERATOR,
             "Publish an agent binary (raw body; ?version=V[&target=T], target detected when absent)",
-            post(releases::publish).layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024))
+            post(releases::publish).layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024)),
+            query = releases::PublishQuery
         ),
         route!(
             "PUT",
             "/api/agent/rollout",
             OPERATOR,
             "Ask a scope (global, group or pc) to run a published version",
-            put(releases::rollout)
+            put(releases::rollout),
+            body = releases::Rollout
         ),
         route!(
             "POST",
             "/api/agent/clear-quarantine",
             OPERATOR,
             "Let a scope's agents install the versions they quarantined so far again",
-            post(releases::clear_quarantine)
+            post(releases::clear_quarantine),
+            body = releases::Scope
         ),
         route!(
             "GET",
             "/api/agents/{pc}/perf",
             VIEWER,
             "Host performance samples of one agent (?since=&until= epoch ms; the last hour by default)",
-            get(telemetry::agent_perf)
+            get(telemetry::agent_perf),
+            query = telemetry::HostPerfQuery
         ),
         route!(
             "GET",
             "/api/agents/{pc}/processes",
             VIEWER,
             "Investigation mode's top processes of one agent (?since=&until= epoch ms; the last hour by default)",
-            get(telemetry::agent_processes)
+            get(telemetry::agent_processes),
+            query = telemetry::ProcessQuery
         ),
         route!(
             "GET",
@@ -425,29 +480,41 @@ pub fn table() -> Vec<Route> {
             "/api/exec/{job_id}",
             OPERATOR,
             "Run a catalog job with a plan (JSON or YAML)",
-            post(executions::exec)
+            post(executions::exec),
+            query = executions::LaunchQuery
         ),
         route!(
             "POST",
             "/api/deploy",
             OPERATOR,
             "Register a manifest and run it with its plan",
-            post(executions::deploy)
+            post(executions::deploy),
+            query = executions::LaunchQuery
         ),
-        route!("POST", "/api/run", OPERATOR, "Run an ad-hoc script on named pcs", post(ops::run)),
+        route!(
+            "POST",
+            "/api/run",
+            OPERATOR,
+            "Run an ad-hoc script on named pcs",
+            post(ops::run),
+            body = ops::RunBody,
+            query = super::executions::LaunchQuery
+        ),
         route!(
             "GET",
             "/api/executions",
             VIEWER,
             "Executions, newest first (job, status, since, cursor, limit)",
-            get(executions::list)
+            get(executions::list),
+            query = executions::ListQuery
         ),
         route!(
             "GET",
             "/api/executions/{exec_id}",
             VIEWER,
             "One execution with per-pc rows and waves (?pcs=false: status, counters and waves only)",
-            get(executions::show)
+            get(executions::show),
+            query = executions::ShowQuery
         ),
         route!(
             "POST",
@@ -468,7 +535,8 @@ pub fn table() -> Vec<Route> {
             "/api/results",
             VIEWER,
             "Results, newest first (pc, job, exec, status, since, cursor, limit)",
-            get(fleet::results)
+            get(fleet::results),
+            query = fleet::ResultQuery
         ),
         route!("GET", "/api/results/{result_id}", VIEWER, "One result", get(fleet::result)),
         route!(
@@ -483,7 +551,8 @@ pub fn table() -> Vec<Route> {
             "/api/schedules",
             OPERATOR,
             "Create or replace a schedule (JSON or YAML); refused with every problem",
-            post(schedules::create)
+            post(schedules::create),
+            query = super::executions::LaunchQuery
         ),
         route!(
             "GET",
@@ -512,7 +581,8 @@ pub fn table() -> Vec<Route> {
             "/api/schedules/{id}/preview",
             VIEWER,
             "The next n fire times (n ≤ 100, default 10) in the schedule's time zone",
-            get(schedules::preview)
+            get(schedules::preview),
+            query = schedules::PreviewQuery
         ),
         route!(
             "GET",
@@ -547,7 +617,8 @@ pub fn table() -> Vec<Route> {
             "/api/query",
             ADMIN,
             "Run one read-only SELECT over the projection (admin; audited; 5 s, 1,000 rows by default)",
-            post(facts::query)
+            post(facts::query),
+            body = kanade_shared::wire::QueryRequest
         ),
         route!(
             "GET",
@@ -561,7 +632,8 @@ pub fn table() -> Vec<Route> {
             "/api/checks/{name}",
             VIEWER,
             "One check's PCs: status, detail, since when (status, cursor, limit)",
-            get(compliance::check)
+            get(compliance::check),
+            query = compliance::CheckQuery
         ),
         route!(
             "DELETE",
@@ -575,14 +647,17 @@ pub fn table() -> Vec<Route> {
             "/api/notifications",
             OPERATOR,
             "Send a notification to the people at the endpoints (title, body, priority, target, expires_in); audited",
-            post(notifications::send)
+            post(notifications::send),
+            body = kanade_shared::wire::SendNotification,
+            query = super::executions::LaunchQuery
         ),
         route!(
             "GET",
             "/api/notifications",
             VIEWER,
             "Notifications, newest first, with PCs addressed and PCs that acknowledged (limit)",
-            get(notifications::list)
+            get(notifications::list),
+            query = notifications::ListQuery
         ),
         route!(
             "GET",
@@ -603,59 +678,108 @@ pub fn table() -> Vec<Route> {
             "/api/events",
             VIEWER,
             "Observability events, newest first (pc, kind or kind prefix, since, until epoch ms, cursor, limit)",
-            get(telemetry::events)
+            get(telemetry::events),
+            query = telemetry::EventsQuery
         ),
         route!(
             "GET",
             "/api/audit",
             VIEWER,
             "Audit log (actor, action, target, since, until, cursor, limit)",
-            get(fleet::audit_log)
+            get(fleet::audit_log),
+            query = fleet::AuditQuery
         ),
     ]
 }
 
+/// The OpenAPI 3.1 document: every route with its access, path and query parameters, the JSON
+/// body it reads and, where the handler's answer is typed, the body it answers with; every
+/// error in the one error shape. Schemas are JSON Schema 2020-12 from the Rust types themselves
+/// (`schemars`), under `components/schemas`.
 pub fn openapi() -> Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+    });
+    let mut generator = settings.into_generator();
+    // Query types are expanded into parameters, so they are generated inline.
+    let mut inline = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let mut paths = Map::new();
     for r in table() {
-        let params: Vec<Value> = r
+        let mut params: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        if let Some(query) = r.query {
+            params.extend(query_parameters(&query(&mut inline)));
+        }
+        let success = match r.response {
+            Some(response) => {
+                json!({ "description": "success", "content": { "application/json": { "schema": response(&mut generator) } } })
+            }
+            None => json!({ "description": "success" }),
+        };
         let mut op = json!({
             "summary": r.summary,
             "x-kanade-access": r.access.describe(),
             "operationId": format!("{}_{}", r.method.to_lowercase(), r.path.trim_start_matches('/').replace(['/', '{', '}', '.'], "_")),
             "parameters": params,
-            "responses": {
-                "200": { "description": "success", "content": { "application/json": { "schema": { "type": "object" } } } },
-                "default": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
-            }
+            "responses": { "2XX": success, "4XX": error.clone(), "5XX": error.clone() }
         });
+        if let Some(body) = r.body {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": body(&mut generator) } } });
+        }
         if r.access != Access::Public {
             op["security"] = json!([{ "bearer": [] }]);
         }
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = op;
     }
-    json!({
-        "openapi": "3.0.3",
-        "info": { "title": "kanade-backend", "version": env!("CARGO_PKG_VERSION") },
-        "paths": paths,
-        "components": {
-        "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "a session token from POST /api/auth/login, or an API token" } },
-        "schemas": { "Error": {
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        "Error".into(),
+        json!({
             "type": "object",
             "required": ["error", "code"],
             "properties": {
                 "error": { "type": "string", "description": "what went wrong, for people" },
                 "code": { "type": "string", "description": "stable machine code" },
-                "detail": { "description": "more, e.g. every validation problem" }
+                "detail": { "description": "more, e.g. { problems: [...] } naming each field" }
             }
-        } } }
+        }),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "kanade-backend", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "a session token from POST /api/auth/login, or an API token" } },
+            "schemas": schemas
+        }
     })
+}
+
+/// A query type's properties as OpenAPI query parameters.
+fn query_parameters(schema: &schemars::Schema) -> Vec<Value> {
+    let value = schema.as_value();
+    let required: Vec<&str> =
+        value["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    value["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, schema)| {
+            let mut param = json!({ "name": name, "in": "query", "required": required.contains(&name.as_str()), "schema": schema });
+            if let Some(d) = schema.get("description") {
+                param["description"] = d.clone();
+            }
+            param
+        })
+        .collect()
 }
 
 /// `GET /api/openapi.json`.

@@ -176,7 +176,7 @@ pub async fn disable(
     toggle(state, caller, id, false).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PreviewQuery {
     n: Option<usize>,
 }

@@ -12,7 +12,7 @@ use crate::auth::{Caller, Via, jwt, password, throttle};
 use crate::db::now_ms;
 use crate::pipeline::audit;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     name: String,
@@ -156,7 +156,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
     Ok(Json(v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     current: String,

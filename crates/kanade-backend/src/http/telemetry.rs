@@ -15,7 +15,7 @@ use crate::db::queries::ObsFilter;
 /// Samples at most per answer (a week of one agent at 60 s is 10,080).
 const PERF_LIMIT: i64 = 20_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessQuery {
     /// Epoch milliseconds; with neither bound, the last hour.
@@ -29,7 +29,7 @@ pub struct ProcessQuery {
 const PROCESS_LIMIT: i64 = 720;
 const PROCESS_LIMIT_MAX: i64 = 2000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostPerfQuery {
     /// Epoch milliseconds; with neither bound, the last hour.
@@ -144,7 +144,7 @@ async fn known(state: &AppState, pc: &PcId) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     pc: Option<String>,

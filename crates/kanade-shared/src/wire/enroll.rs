@@ -14,6 +14,7 @@ pub const DEFAULT_LIFETIME: &str = "24h";
 
 /// `POST /api/enroll/tokens`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// How long the token is valid, e.g. `30m`, `24h`, `7d` (default 24h, at most 30d).
@@ -75,18 +76,22 @@ impl CreateToken {
 
 /// An enrolment token as listed (never its secret value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenInfo {
     /// A short handle for listing and revoking.
     pub id: String,
     pub created_by: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub expires_at: Timestamp,
     pub max_uses: u32,
     pub uses: u32,
     pub groups: Vec<GroupName>,
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub revoked_at: Option<Timestamp>,
 }
 
@@ -119,6 +124,7 @@ impl TokenInfo {
 
 /// `POST /api/enroll/tokens` answer: the token itself, shown this once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
@@ -128,6 +134,7 @@ pub struct CreatedToken {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InstallLines {
     pub linux: String,
     pub windows: String,
@@ -135,12 +142,14 @@ pub struct InstallLines {
 
 /// `GET /api/enroll/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenList {
     pub items: Vec<TokenInfo>,
 }
 
 /// `POST /api/enroll` (no session: the token is the credential).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub token: String,
@@ -153,6 +162,7 @@ pub struct EnrollRequest {
 
 /// The agent's own broker account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BrokerCredentials {
     /// The PC id: each enrolled agent is its own broker user.
     pub user: PcId,
@@ -161,6 +171,7 @@ pub struct BrokerCredentials {
 
 /// The agent binary to install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReleaseRef {
     pub version: Version,
     pub target: String,
@@ -169,6 +180,7 @@ pub struct ReleaseRef {
 
 /// `POST /api/enroll` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnrollResponse {
     pub pc_id: PcId,
     pub agent_toml: String,
@@ -178,6 +190,7 @@ pub struct EnrollResponse {
 
 /// `DELETE /api/agents/{pc}/credentials` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RevokedCredentials {
     pub pc_id: PcId,
     /// Whether the broker dropped the agent's connection (false: it was not connected, or the

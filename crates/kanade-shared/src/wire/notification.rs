@@ -141,6 +141,7 @@ pub struct NotifyAck {
 
 /// `POST /api/notifications`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendNotification {
     pub title: String,
@@ -157,6 +158,7 @@ pub struct SendNotification {
 
 /// Exactly one of the three.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TargetRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
