@@ -2,7 +2,8 @@
 # The full gate, exactly what CI runs: fmt check, clippy (Linux and Windows), the Windows build
 # of every binary (the wine tests run that agent), and the whole test suite against a real
 # nats-server and Postgres (the dashboard in headless Chromium, the Windows agent under wine), then the
-# README's Try it block against ./scripts/dev-up.sh.
+# README's Try it block against ./scripts/dev-up.sh, after fuzzing the API against its OpenAPI
+# document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -38,6 +39,10 @@ say "the backend's suites again on Postgres (KANADE_TEST_DB=postgres)"
 KANADE_TEST_DB=postgres cargo test --locked -p kanade-backend \
   --test api --test auth --test cleanup --test pipeline --test scheduler --test stream --test publish \
   --test telemetry --test compliance --test notifications
+
+# Every route fuzzed against the OpenAPI document (schemathesis, bounded).
+say "API fuzzing (scripts/fuzz-api.sh)"
+./scripts/fuzz-api.sh
 
 # The README's quick start, pasted as a new admin would, against ./scripts/dev-up.sh.
 say "README's Try it against dev-up.sh"

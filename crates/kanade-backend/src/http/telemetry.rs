@@ -40,9 +40,16 @@ pub struct HostPerfQuery {
 }
 
 /// The pure range rule: `until` defaults to now, `since` to an hour before `until`.
+/// Both bounds lie between 1970 and the end of year 9999 (bucket arithmetic stays in range).
 pub fn perf_range(q_since: Option<i64>, q_until: Option<i64>, now_ms: i64) -> Result<(i64, i64), String> {
+    const LAST_MS: i64 = 253_402_300_799_999;
+    for (name, v) in [("since", q_since), ("until", q_until)] {
+        if let Some(v) = v.filter(|v| !(0..=LAST_MS).contains(v)) {
+            return Err(format!("{name}: {v} is not epoch milliseconds between 0 and {LAST_MS}"));
+        }
+    }
     let until = q_until.unwrap_or(now_ms);
-    let since = q_since.unwrap_or(until.saturating_sub(3_600_000));
+    let since = q_since.unwrap_or(until.saturating_sub(3_600_000).max(0));
     if since > until {
         return Err(format!("since ({since}) is after until ({until}); both are epoch milliseconds"));
     }
@@ -223,6 +230,14 @@ mod tests {
         assert_eq!(perf_range(Some(5), None, now), Ok((5, now)));
         assert_eq!(perf_range(None, Some(7_200_000), now), Ok((3_600_000, 7_200_000)));
         assert!(perf_range(Some(9), Some(8), now).unwrap_err().contains("since (9) is after until (8)"));
+        // Found by fuzzing the API: i64::MIN overflowed the bucket arithmetic (a 500).
+        assert!(
+            perf_range(None, Some(i64::MIN), now)
+                .unwrap_err()
+                .starts_with("until: -9223372036854775808 is not")
+        );
+        assert!(perf_range(Some(-1), None, now).unwrap_err().starts_with("since: -1"));
+        assert_eq!(perf_range(None, Some(1_000), now), Ok((0, 1_000)));
     }
 
     #[test]
