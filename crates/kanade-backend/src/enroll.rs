@@ -155,7 +155,6 @@ code=$(curl -sS -o "$BIN.new" -w '%{{http_code}}' "$BASE/api/enroll/agent?token=
   || fail "cannot reach $BASE"
 [ "$code" = 200 ] || {{ msg=$(why "$BIN.new"); rm -f "$BIN.new"; fail "download refused ($code): $msg"; }}
 chmod 755 "$BIN.new"
-mv -f "$BIN.new" "$BIN"
 
 echo "kanade install: enrolling $PC_ID"
 umask 077
@@ -163,7 +162,9 @@ code=$(curl -sS -o "$CONF.new" -w '%{{http_code}}' -H 'Accept: application/toml'
   -H 'Content-Type: application/json' \
   -d "{{\"token\":\"$TOKEN\",\"pc_id\":\"$PC_ID\",\"os\":\"$OS\",\"arch\":\"$ARCH\"}}" "$BASE/api/enroll") \
   || fail "cannot reach $BASE"
-[ "$code" = 200 ] || {{ msg=$(why "$CONF.new"); rm -f "$CONF.new"; fail "enrolment refused ($code): $msg"; }}
+[ "$code" = 200 ] || {{ msg=$(why "$CONF.new"); rm -f "$CONF.new" "$BIN.new"; fail "enrolment refused ($code): $msg"; }}
+# Only an enrolled PC gets the new binary: a refusal leaves an installed agent as it was.
+mv -f "$BIN.new" "$BIN"
 if [ -n "$PREFIX" ]; then
   sed -i.orig -e "s|^data_dir = .*|data_dir = \"$PREFIX/var/lib/kanade\"|" \
     -e "s|^path = .*|path = \"$PREFIX/var/log/kanade\"|" "$CONF.new" && rm -f "$CONF.new.orig"
@@ -198,6 +199,12 @@ pub fn install_ps1(base: &str, token: &str) -> String {
 #   {line}
 # $env:KANADE_PC_ID overrides this PC's id (default: the computer name).
 $ErrorActionPreference = 'Stop'
+$Admin = [Security.Principal.WindowsBuiltInRole]::Administrator
+if (-not ([Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()).IsInRole($Admin)) {{
+  throw 'kanade install: run this in an elevated PowerShell (Run as administrator)'
+}}
+# The server's reason when it gave one, else what went wrong on the way.
+function Why($e) {{ if ($e.ErrorDetails.Message) {{ $e.ErrorDetails.Message }} else {{ $e.Exception.Message }} }}
 # Windows PowerShell 5.1: TLS 1.2 on, and no progress bar (it slows downloads to a crawl).
 [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor 3072
 $ProgressPreference = 'SilentlyContinue'
@@ -212,12 +219,12 @@ $Exe = Join-Path $Dir 'kanade-agent.exe'
 Write-Host "kanade install: downloading the agent for windows/$Arch"
 try {{
   Invoke-WebRequest -UseBasicParsing -Uri "$Base/api/enroll/agent?token=$Token&os=windows&arch=$Arch" -OutFile "$Exe.new"
-}} catch {{ throw "kanade install: download refused: $($_.ErrorDetails.Message)" }}
+}} catch {{ throw "kanade install: the download failed: $(Why $_)" }}
 Write-Host "kanade install: enrolling $PcId"
 $Body = @{{ token = $Token; pc_id = $PcId; os = 'windows'; arch = $Arch }} | ConvertTo-Json
 try {{
   $R = Invoke-RestMethod -Method Post -Uri "$Base/api/enroll" -ContentType 'application/json' -Body $Body
-}} catch {{ throw "kanade install: enrolment refused: $($_.ErrorDetails.Message)" }}
+}} catch {{ Remove-Item -Force "$Exe.new" -ErrorAction SilentlyContinue; throw "kanade install: enrolment failed: $(Why $_)" }}
 # A re-enrolled PC: its running agent is stopped before its binary and config are replaced.
 $Service = Get-Service -Name kanade-agent -ErrorAction SilentlyContinue
 if ($Service -and $Service.Status -ne 'Stopped') {{ Stop-Service kanade-agent }}

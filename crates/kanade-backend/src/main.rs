@@ -141,8 +141,13 @@ fn main() -> ExitCode {
                 );
                 match enroll_settings(&config) {
                     Ok(e) => println!(
-                        "  enrolment agents dial {}; {}; {}",
+                        "  enrolment agents dial {}{}; {}; {}",
                         e.agent_nats_url,
+                        if e.agent_nats_url.contains("127.0.0.1") || e.agent_nats_url.contains("localhost") {
+                            " (loopback: PCs elsewhere cannot reach it; set [enroll] nats_url)"
+                        } else {
+                            ""
+                        },
                         e.callout.as_ref().map_or("no auth callout key (enrolled agents' credentials admit nobody on a broker that checks them)".to_owned(), |k| format!("auth callout issuer {}", k.public_key())),
                         if e.system.is_some() { "revoked agents are disconnected (system account set)" } else { "no system account: a revoked agent stays connected until its connection drops" }
                     ),

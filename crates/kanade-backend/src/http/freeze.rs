@@ -56,7 +56,7 @@ pub(super) async fn guard(
             StatusCode::CONFLICT,
             "frozen",
             format!(
-                "{}; to run anyway put \"override_freeze\": true in the plan (or ?override_freeze=true; kanade: --override-freeze), which is audited",
+                "{}; to run anyway put \"override_freeze\": true in the plan or pass ?override_freeze=true (kanade: --override-freeze), which is audited",
                 freeze.describe()
             ),
         ));
