@@ -9,7 +9,6 @@ use std::time::Duration;
 use kanade_backend::broker;
 use kanade_shared::nats::BrokerAuth;
 use kanade_testkit::NatsServer;
-use tokio::sync::mpsc;
 
 fn creds(user: &str, password: &str) -> BrokerAuth {
     BrokerAuth {
@@ -39,34 +38,12 @@ async fn agents_publish_only_as_themselves() {
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
 
     // PC-1's credentials: publishing a command or PC-2's result is a server error.
-    let (tx, mut errors) = mpsc::unbounded_channel();
-    let rogue = async_nats::ConnectOptions::with_user_and_password("PC-1".into(), "pc1-pw".into())
-        .custom_inbox_prefix("_INBOX_PC-1")
-        .event_callback(move |e| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(e) = e {
-                    let _ = tx.send(e.to_string());
-                }
-            }
-        })
-        .connect(&url)
-        .await
-        .unwrap();
+    let mut rogue = common::Checked::connect(&url, "PC-1", "pc1-pw").await;
     for subject in ["commands.all.evil", "commands.pc.PC-2.evil", "results.PC-2.x", "kill.x"] {
-        rogue.publish(subject, "x".into()).await.unwrap();
-        rogue.flush().await.unwrap();
-        let err = tokio::time::timeout(Duration::from_secs(5), errors.recv())
-            .await
-            .expect("no server error")
-            .unwrap();
-        assert!(
-            err.contains("Permissions Violation for Publish") && err.contains(subject),
-            "{subject}: {err}"
-        );
+        rogue.assert_refused(subject).await;
     }
     // Through JetStream the command is refused too, not silently stored.
-    let rogue_js = async_nats::jetstream::new(rogue.clone());
+    let rogue_js = async_nats::jetstream::new(rogue.client.clone());
     let refused = tokio::time::timeout(Duration::from_secs(5), async {
         match rogue_js.publish("commands.all.evil", "x".into()).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),

@@ -227,31 +227,9 @@ async fn a_pc_enrolled_with_install_sh_connects_as_itself_runs_a_job_and_is_cut_
 
     // Its credentials admit only PC-NEW's own subjects.
     let url = server.url();
-    let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
-    let rogue = async_nats::ConnectOptions::with_user_and_password("PC-NEW".into(), password.clone())
-        .custom_inbox_prefix("_INBOX_PC-NEW")
-        .event_callback(move |e| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(e) = e {
-                    let _ = tx.send(e.to_string());
-                }
-            }
-        })
-        .connect(&url)
-        .await
-        .unwrap();
+    let mut rogue = common::Checked::connect(&url, "PC-NEW", &password).await;
     for subject in ["results.PC-OTHER.x", "heartbeat.PC-OTHER", "commands.all.evil", "$SYS.REQ.USER.AUTH"] {
-        rogue.publish(subject, "x".into()).await.unwrap();
-        rogue.flush().await.unwrap();
-        let err = tokio::time::timeout(Duration::from_secs(5), errors.recv())
-            .await
-            .expect("no server error")
-            .unwrap();
-        assert!(
-            err.contains("Permissions Violation for Publish") && err.contains(subject),
-            "{subject}: {err}"
-        );
+        rogue.assert_refused(subject).await;
     }
     // A wrong password, or a PC that never enrolled, is turned away.
     for (user, pass) in [("PC-NEW", "wrong"), ("PC-SECOND", password.as_str())] {

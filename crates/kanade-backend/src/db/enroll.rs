@@ -7,11 +7,6 @@ use kanade_shared::{GroupName, PcId};
 use super::DbError;
 use super::sql::{Row, Sql, opt_row, vals};
 
-fn at(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
 const TOKEN_COLUMNS: &str =
     "id, created_by, created_ms, expires_ms, max_uses, uses, groups_json, revoked_ms, token_sha256";
 
@@ -34,12 +29,12 @@ fn token_row(r: &Row) -> Result<StoredToken, DbError> {
     Ok(StoredToken {
         info: TokenInfo {
             created_by: r.get(1)?,
-            created_at: at(r.get(2)?),
-            expires_at: at(r.get(3)?),
+            created_at: super::ms_ts(r.get(2)?),
+            expires_at: super::ms_ts(r.get(3)?),
             max_uses: count(4)?,
             uses: count(5)?,
             groups,
-            revoked_at: r.get::<Option<i64>>(7)?.map(at),
+            revoked_at: r.get::<Option<i64>>(7)?.map(super::ms_ts),
             id,
         },
         sha256: r.get(8)?,

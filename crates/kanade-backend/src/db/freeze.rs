@@ -5,11 +5,6 @@ use kanade_shared::wire::freeze::Freeze;
 use super::sql::{Sql, opt_row, vals};
 use super::{DbError, ts_ms};
 
-fn at(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
 pub async fn get<S: Sql>(s: &mut S) -> Result<Option<Freeze>, DbError> {
     let Some(row) = opt_row(
         s,
@@ -21,11 +16,11 @@ pub async fn get<S: Sql>(s: &mut S) -> Result<Option<Freeze>, DbError> {
         return Ok(None);
     };
     Ok(Some(Freeze {
-        from: at(row.get(0)?),
-        until: at(row.get(1)?),
+        from: super::ms_ts(row.get(0)?),
+        until: super::ms_ts(row.get(1)?),
         reason: row.get(2)?,
         set_by: row.get(3)?,
-        set_at: at(row.get(4)?),
+        set_at: super::ms_ts(row.get(4)?),
     }))
 }
 

@@ -462,3 +462,44 @@ pub fn succeeded(
         attempt: 1,
     }
 }
+
+/// A broker client with `user`'s credentials whose publishes the server may refuse: the
+/// refusal arrives as a server error, which [`Checked::assert_refused`] waits for.
+pub struct Checked {
+    pub client: async_nats::Client,
+    errors: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Checked {
+    pub async fn connect(url: &str, user: &str, password: &str) -> Self {
+        let (tx, errors) = tokio::sync::mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+            .custom_inbox_prefix(format!("_INBOX_{user}"))
+            .event_callback(move |e| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = e {
+                        let _ = tx.send(e.to_string());
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .unwrap();
+        Self { client, errors }
+    }
+
+    /// Publish to `subject` and wait for the server's permission violation naming it.
+    pub async fn assert_refused(&mut self, subject: &str) {
+        self.client.publish(subject.to_owned(), "x".into()).await.unwrap();
+        self.client.flush().await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), self.errors.recv())
+            .await
+            .expect("no server error")
+            .unwrap();
+        assert!(
+            err.contains("Permissions Violation for Publish") && err.contains(subject),
+            "{subject}: {err}"
+        );
+    }
+}
