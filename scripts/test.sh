@@ -14,6 +14,8 @@ ensure_windows_target
 ensure_wine
 ensure_chromium
 ensure_postgres
+# The enrolment test pipes the served install.sh from curl into sh, as a PC would.
+command -v curl >/dev/null || apt_install curl
 say "nats-server: $KANADE_NATS_SERVER ($(nats_version "$KANADE_NATS_SERVER")); target dir: $CARGO_TARGET_DIR"
 
 say "cargo fmt --check"
