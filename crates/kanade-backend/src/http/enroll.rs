@@ -39,6 +39,26 @@ fn refused(why: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "enroll_refused", why)
 }
 
+/// An audit event for a change `caller` makes, to store with the change (see
+/// [`send_stored_audit`]).
+fn caller_audit(
+    caller: &Caller,
+    action: &str,
+    target: Option<String>,
+    detail: serde_json::Value,
+) -> Result<crate::pipeline::Message, ApiError> {
+    Ok(audit_message(&caller.name, action, target, caller.source.clone(), caller.client, detail)?)
+}
+
+/// The token's text as pasted: 64 hex characters (anything else is a copying mistake).
+fn check_token_text(token: &str) -> Result<(), ApiError> {
+    if is_token_text(token) {
+        Ok(())
+    } else {
+        Err(refused("token: not an enrolment token (64 hex characters); copy the whole line again".into()))
+    }
+}
+
 /// `POST /api/enroll/tokens` (admin): a new token, shown this once, with the install lines.
 pub async fn create_token(
     State(state): State<AppState>,
@@ -54,14 +74,7 @@ pub async fn create_token(
     let id = sha[..12].to_owned();
     let detail = json!({ "id": id, "expires_at": spec.expires_at.unix_timestamp(), "max_uses": spec.max_uses,
         "groups": spec.groups });
-    let audit = audit_message(
-        &caller.name,
-        "enroll.token_created",
-        Some(id.clone()),
-        caller.source.clone(),
-        caller.client,
-        detail,
-    )?;
+    let audit = caller_audit(&caller, "enroll.token_created", Some(id.clone()), detail)?;
     state
         .db
         .create_enroll_token(id.clone(), sha, caller.name.clone(), ts_ms(now), spec.clone(), audit.outgoing())
@@ -94,14 +107,7 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let audit = audit_message(
-        &caller.name,
-        "enroll.token_revoked",
-        Some(id.clone()),
-        caller.source.clone(),
-        caller.client,
-        json!({}),
-    )?;
+    let audit = caller_audit(&caller, "enroll.token_revoked", Some(id.clone()), json!({}))?;
     if !state.db.revoke_enroll_token(id.clone(), now_ms(), audit.outgoing()).await? {
         return Err(ApiError::not_found(format!(
             "no enrolment token {id:?} that is not revoked already (kanade enroll list)"
@@ -114,18 +120,13 @@ pub async fn revoke_token(
 /// A token from a query or body: its text checked, then found and still usable for downloads
 /// (not expired, not revoked; a used-up token may still fetch the binary).
 async fn usable_token(state: &AppState, token: &str) -> Result<TokenInfo, ApiError> {
-    if !is_token_text(token) {
-        return Err(refused(
-            "token: not an enrolment token (64 hex characters); copy the whole line again".into(),
-        ));
-    }
+    check_token_text(token)?;
     let Some(stored) = state.db.enroll_token_by_hash(sha256_hex(token)).await? else {
         return Err(refused("this enrolment token is not known here; ask an admin for a new one".into()));
     };
     let now = Timestamp::now_utc();
     // Uses do not matter for a download; expiry and revocation do.
-    let fresh = TokenInfo { uses: 0, max_uses: stored.info.max_uses.max(1), ..stored.info.clone() };
-    match fresh.refusal(now) {
+    match stored.info.closed(now) {
         Some(why) => Err(refused(why)),
         None => Ok(stored.info),
     }
@@ -166,11 +167,7 @@ pub async fn enroll(
     Json(body): Json<EnrollRequest>,
 ) -> Result<Response, ApiError> {
     let (os, arch) = platform(&body.os, &body.arch).map_err(ApiError::invalid)?;
-    if !is_token_text(&body.token) {
-        return Err(refused(
-            "token: not an enrolment token (64 hex characters); copy the whole line again".into(),
-        ));
-    }
+    check_token_text(&body.token)?;
     let base = base(&state, &headers)?;
     let (published, target) = releases(&state).await?;
     let Some((version, target)) = choose_release(&published, target.as_ref(), os, arch) else {
@@ -343,14 +340,7 @@ pub async fn revoke_credentials(
     Path(pc): Path<String>,
 ) -> Result<Json<RevokedCredentials>, ApiError> {
     let pc: PcId = pc.parse().map_err(|e| ApiError::invalid(vec![format!("pc: {e}")]))?;
-    let audit = audit_message(
-        &caller.name,
-        "agent.credentials_revoked",
-        Some(pc.to_string()),
-        caller.source.clone(),
-        caller.client,
-        json!({}),
-    )?;
+    let audit = caller_audit(&caller, "agent.credentials_revoked", Some(pc.to_string()), json!({}))?;
     let found = state
         .db
         .revoke_agent_credentials(pc.clone(), caller.name.clone(), now_ms(), audit.outgoing())

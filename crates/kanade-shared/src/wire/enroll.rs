@@ -98,6 +98,18 @@ pub struct TokenInfo {
 impl TokenInfo {
     /// Why a PC may not enrol with this token at `now`, if it may not.
     pub fn refusal(&self, now: Timestamp) -> Option<String> {
+        self.closed(now).or_else(|| {
+            (self.uses >= self.max_uses).then(|| {
+                format!(
+                    "enrolment token {} is used up ({} of {} uses); ask an admin for a new one",
+                    self.id, self.uses, self.max_uses
+                )
+            })
+        })
+    }
+
+    /// Why the token is of no use at all at `now` (revoked or expired), whatever its uses.
+    pub fn closed(&self, now: Timestamp) -> Option<String> {
         let rfc = |t: Timestamp| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         if let Some(at) = self.revoked_at {
             Some(format!(
@@ -110,11 +122,6 @@ impl TokenInfo {
                 "enrolment token {} expired at {}; ask an admin for a new one",
                 self.id,
                 rfc(self.expires_at)
-            ))
-        } else if self.uses >= self.max_uses {
-            Some(format!(
-                "enrolment token {} is used up ({} of {} uses); ask an admin for a new one",
-                self.id, self.uses, self.max_uses
             ))
         } else {
             None
