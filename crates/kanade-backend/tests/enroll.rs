@@ -254,7 +254,11 @@ async fn a_pc_enrolled_with_install_sh_connects_as_itself_runs_a_job_and_is_cut_
     kanade_testkit::wait_until("the revoked agent's reconnect to be refused", WAIT, || {
         refusals() > refused_before
     });
-    assert_eq!(connections(monitor, "PC-NEW"), 0, "a revoked agent reconnected");
+    // nats-server lists a connection under its user name while the callout is still deciding,
+    // so a retry in flight may show for a moment; refused, it goes again.
+    kanade_testkit::wait_until("no connection of the revoked agent to stay", Duration::from_secs(10), || {
+        connections(monitor, "PC-NEW") == 0
+    });
     let again = async_nats::ConnectOptions::with_user_and_password("PC-NEW".into(), password)
         .connection_timeout(Duration::from_secs(5))
         .connect(&url)
