@@ -65,7 +65,7 @@ say "schemathesis against $BASE/api/openapi.json"
 # Run from the scratch dir: schemathesis keeps a cache in its working directory.
 (cd "$DIR" && "$ST/bin/schemathesis" run "$BASE/api/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
-  --checks not_a_server_error,response_schema_conformance,status_code_conformance \
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
   --max-examples "${KANADE_FUZZ_EXAMPLES:-10}" --seed "${KANADE_FUZZ_SEED:-20261203}" \
   --exclude-path-regex '^/api/(stream|executions/.*/tail)' --exclude-path '/api/agents/{pc}/logs') ||
   { tail -50 "$DIR/backend.log"; die "the API fuzzing found failures (above)"; }

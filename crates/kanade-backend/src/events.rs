@@ -9,48 +9,11 @@ use std::sync::{Arc, OnceLock};
 use futures::StreamExt;
 use kanade_shared::wire::ExecStatus;
 use kanade_shared::{ExecId, PcId};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub const LIVE_SUBJECT: &str = "kanade.backend.live";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LiveEvent {
-    /// An agent's heartbeats resumed (or the backend saw it for the first time).
-    AgentUp {
-        pc_id: PcId,
-    },
-    /// No heartbeat from the agent within the alive window.
-    AgentDown {
-        pc_id: PcId,
-    },
-    Result {
-        exec_id: ExecId,
-        pc_id: PcId,
-        status: ExecStatus,
-    },
-    Execution {
-        exec_id: ExecId,
-    },
-    /// A notification was sent, withdrawn or acknowledged somewhere.
-    Notification {
-        id: kanade_shared::NotificationId,
-    },
-}
-
-impl LiveEvent {
-    /// The `type` tag, also used as the SSE event name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::AgentUp { .. } => "agent_up",
-            Self::AgentDown { .. } => "agent_down",
-            Self::Result { .. } => "result",
-            Self::Execution { .. } => "execution",
-            Self::Notification { .. } => "notification",
-        }
-    }
-}
+pub use kanade_shared::api::LiveEvent;
 
 #[derive(Clone)]
 pub struct Bus {

@@ -51,9 +51,9 @@ async fn every_route_in_the_table_is_served_and_documented() {
     assert_eq!(in_doc, documented, "the document lists operations that are not in the table");
 }
 
-/// The document's bodies and query parameters come from the handlers' own types: a typed body
-/// is a `requestBody` schema, a query type its parameters, and every schema reference
-/// resolves.
+/// The document's bodies, query parameters and answers come from the handlers' own types: a
+/// typed body is a `requestBody` schema, a query type its parameters, every route declares its
+/// JSON answer (or the media types of another), and every schema reference resolves.
 #[tokio::test]
 async fn the_document_describes_bodies_and_queries_from_the_types() {
     let s = stack(&[]).await;
@@ -64,6 +64,26 @@ async fn the_document_describes_bodies_and_queries_from_the_types() {
         let schema = &op["requestBody"]["content"]["application/json"]["schema"];
         assert_eq!(route.body.is_some(), schema.is_object(), "{} {}: {op}", route.method, route.path);
         bodies += usize::from(route.body.is_some());
+        let success = &op["responses"]["2XX"];
+        match (route.response.is_some(), route.answers) {
+            (true, None) => assert!(
+                success["content"]["application/json"]["schema"].is_object(),
+                "{} {}: {success}",
+                route.method,
+                route.path
+            ),
+            (false, Some(media)) => assert_eq!(
+                success["content"].as_object().map_or(0, |c| c.len()),
+                media.len(),
+                "{} {}: {success}",
+                route.method,
+                route.path
+            ),
+            _ => panic!(
+                "{} {} must declare either its JSON answer or the media types of another",
+                route.method, route.path
+            ),
+        }
         if route.query.is_some() {
             let params = op["parameters"].as_array().unwrap();
             assert!(
@@ -75,6 +95,11 @@ async fn the_document_describes_bodies_and_queries_from_the_types() {
         }
     }
     assert!(bodies >= 19, "only {bodies} routes document their JSON body");
+    let agents =
+        &doc["paths"]["/api/agents"]["get"]["responses"]["2XX"]["content"]["application/json"]["schema"];
+    assert_eq!(agents["$ref"], "#/components/schemas/AgentPage", "{agents}");
+    let agent = &doc["components"]["schemas"]["Agent"];
+    assert!(agent["required"].as_array().unwrap().contains(&json!("online")), "{agent}");
     let freeze = &doc["paths"]["/api/freeze"]["put"]["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(freeze["$ref"], "#/components/schemas/SetFreeze", "{freeze}");
     let set = &doc["components"]["schemas"]["SetFreeze"];

@@ -21,6 +21,7 @@ pub const MAX_BOOT_ATTEMPTS: u32 = 3;
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BootState {
     /// The last version that ran healthy.
     #[serde(default)]
@@ -33,6 +34,7 @@ pub struct BootState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Trial {
     pub version: Version,
     /// What to go back to (its binary was kept), when known.
@@ -42,9 +44,11 @@ pub struct Trial {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Quarantine {
     pub version: Version,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub at: Timestamp,
     pub reason: String,
 }

@@ -6,6 +6,7 @@
 //! **Invariant:** nothing here reads the process environment or the clock deep inside a decision;
 //! callers inject them (see [`config::Environment`]), so every rule is testable.
 
+pub mod api;
 pub mod binary;
 pub mod boot;
 pub mod config;

@@ -129,7 +129,7 @@ async fn status_lists_every_resource_with_usage() {
     assert_eq!(audit.messages, 1);
     assert!(audit.bytes > 0);
     assert_eq!(audit.max_age, "365d");
-    let kinds: Vec<_> = after.iter().map(|s| s.kind).collect();
+    let kinds: Vec<_> = after.iter().map(|s| s.kind.as_str()).collect();
     for kind in [ResourceKind::Stream, ResourceKind::KeyValue, ResourceKind::ObjectStore] {
         assert!(kinds.contains(&kind.as_str()));
     }

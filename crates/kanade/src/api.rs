@@ -6,8 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use kanade_shared::api::ErrorBody;
 use reqwest::{Method, StatusCode, Url};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::cli::Global;
 
@@ -65,35 +67,50 @@ impl Api {
         Ok(Self { url: global.backend_url.clone(), base, client, token })
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    // Each call names the type the route answers (`kanade_shared::api`, `wire`): the same
+    // types the backend answers with and the OpenAPI document describes.
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::GET, path, None).await
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(Method::POST, path, Some(("application/json", body.to_string().into_bytes()))).await
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.call(Method::POST, path, Some(json_body(body)?)).await
     }
 
-    pub async fn post_yaml(&self, path: &str, text: &str) -> anyhow::Result<Value> {
+    pub async fn post_yaml<T: DeserializeOwned>(&self, path: &str, text: &str) -> anyhow::Result<T> {
         self.call(Method::POST, path, Some(("application/yaml", text.as_bytes().to_vec()))).await
     }
 
-    pub async fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(Method::PUT, path, Some(("application/json", body.to_string().into_bytes()))).await
+    pub async fn put_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.call(Method::PUT, path, Some(json_body(body)?)).await
     }
 
-    pub async fn patch_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(Method::PATCH, path, Some(("application/json", body.to_string().into_bytes()))).await
+    pub async fn patch_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.call(Method::PATCH, path, Some(json_body(body)?)).await
     }
 
-    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
         self.call(Method::POST, path, Some(("application/octet-stream", body))).await
     }
 
-    pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn post<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::POST, path, None).await
     }
 
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::DELETE, path, None).await
     }
 
@@ -125,7 +142,7 @@ impl Api {
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
-            return Err(anyhow!(failure(status, &serde_json::from_slice(&bytes).unwrap_or(Value::Null))));
+            return Err(anyhow!(failure(status, serde_json::from_slice(&bytes).ok().as_ref())));
         }
         // Connected: anything from now on arrives; a caller re-reads what it shows once here.
         if !each("open", "")? {
@@ -146,9 +163,25 @@ impl Api {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> anyhow::Result<Value> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<T> {
+        let what = format!("{method} {path}");
         let bytes = self.call_raw(method, path, body).await?;
-        Ok(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+        // An empty answer (204) reads as JSON null: `()` or an `Option`.
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            anyhow!(
+                "{what}: the backend at {} answered what this kanade cannot read (at `{}`: {}); are the CLI and the backend the same version? (kanade --version, GET /health)",
+                self.url,
+                e.path(),
+                e.inner()
+            )
+        })
     }
 
     async fn call_raw(
@@ -192,13 +225,18 @@ impl Api {
         if status.is_success() {
             return Ok(bytes);
         }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        // Not the API's error shape (a proxy's page): the status says what it can.
+        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
         Err(ApiFailure {
-            message: failure(status, &body),
-            code: body["code"].as_str().unwrap_or_default().to_owned(),
+            message: failure(status, body.as_ref()),
+            code: body.map(|b| b.code).unwrap_or_default(),
         }
         .into())
     }
+}
+
+fn json_body(body: &impl Serialize) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    Ok(("application/json", serde_json::to_vec(body).context("cannot encode the request body")?))
 }
 
 /// The backend refused a call: the line to show, and the API's error `code` for callers that
@@ -280,10 +318,11 @@ fn unreachable(url: &str, method: &Method, path: &str, e: &reqwest::Error) -> an
 }
 
 /// One line for a failed call, from the API's `{error, code, detail}`.
-pub fn failure(status: StatusCode, body: &Value) -> String {
-    let message = body["error"].as_str().unwrap_or_else(|| status.canonical_reason().unwrap_or("error"));
+pub fn failure(status: StatusCode, body: Option<&ErrorBody>) -> String {
+    let message = body.map_or_else(|| status.canonical_reason().unwrap_or("error"), |b| b.error.as_str());
+    let code = body.map_or("", |b| b.code.as_str());
     match status {
-        StatusCode::UNAUTHORIZED if body["code"] == "bad_credentials" => message.to_owned(),
+        StatusCode::UNAUTHORIZED if code == "bad_credentials" => message.to_owned(),
         StatusCode::UNAUTHORIZED => {
             format!("{message}: not logged in or the token expired; run `kanade login`")
         }
@@ -293,12 +332,7 @@ pub fn failure(status: StatusCode, body: &Value) -> String {
         }
         StatusCode::FORBIDDEN => format!("{message}: your role does not allow this"),
         StatusCode::UNPROCESSABLE_ENTITY => {
-            let problems: Vec<&str> = body["detail"]["problems"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let problems: &[String] = body.and_then(|b| b.detail.as_ref()).map_or(&[], |d| &d.problems);
             if problems.len() > 1 {
                 format!("invalid ({} problems):\n  {}", problems.len(), problems.join("\n  "))
             } else {
@@ -344,23 +378,36 @@ mod tests {
         );
     }
 
+    fn error(v: serde_json::Value) -> ErrorBody {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn failures_say_what_to_do() {
-        let body = serde_json::json!({ "error": "2 problems", "code": "invalid", "detail": { "problems": ["cron: bad", "mode: bad"] } });
+        let body = error(
+            serde_json::json!({ "error": "2 problems", "code": "invalid", "detail": { "problems": ["cron: bad", "mode: bad"] } }),
+        );
         assert_eq!(
-            failure(StatusCode::UNPROCESSABLE_ENTITY, &body),
+            failure(StatusCode::UNPROCESSABLE_ENTITY, Some(&body)),
             "invalid (2 problems):\n  cron: bad\n  mode: bad"
         );
-        let body = serde_json::json!({ "error": "token expired", "code": "unauthorized" });
+        let body = error(serde_json::json!({ "error": "token expired", "code": "unauthorized" }));
         assert_eq!(
-            failure(StatusCode::UNAUTHORIZED, &body),
+            failure(StatusCode::UNAUTHORIZED, Some(&body)),
             "token expired: not logged in or the token expired; run `kanade login`"
         );
-        let body = serde_json::json!({ "error": "wrong user name or password", "code": "bad_credentials" });
-        assert_eq!(failure(StatusCode::UNAUTHORIZED, &body), "wrong user name or password");
+        let body =
+            error(serde_json::json!({ "error": "wrong user name or password", "code": "bad_credentials" }));
+        assert_eq!(failure(StatusCode::UNAUTHORIZED, Some(&body)), "wrong user name or password");
         assert_eq!(
-            failure(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "schedule x does not exist" })),
+            failure(
+                StatusCode::NOT_FOUND,
+                Some(&error(
+                    serde_json::json!({ "error": "schedule x does not exist", "code": "not_found" })
+                ))
+            ),
             "schedule x does not exist (404)"
         );
+        assert_eq!(failure(StatusCode::BAD_GATEWAY, None), "Bad Gateway (502)");
     }
 }

@@ -48,6 +48,16 @@ pub enum Via {
     AuthDisabled,
 }
 
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Token => "token",
+            Self::AuthDisabled => "auth_disabled",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AuthConfig {
     pub disabled: bool,

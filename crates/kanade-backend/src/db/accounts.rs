@@ -20,6 +20,22 @@ pub struct User {
     pub mfa_enabled_ms: Option<i64>,
 }
 
+impl User {
+    /// What the API shows of it (never the hash).
+    pub fn public(&self) -> kanade_shared::api::accounts::User {
+        kanade_shared::api::accounts::User {
+            name: self.name.clone(),
+            role: self.role.clone(),
+            disabled: self.disabled,
+            must_change_password: self.must_change_password,
+            password_changed_ms: self.password_changed_ms,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            mfa_enabled_ms: self.mfa_enabled_ms,
+        }
+    }
+}
+
 const USER_COLUMNS: &str =
     "name, password_hash, role, disabled, must_change_password, password_changed_ms, created_ms, updated_ms,
     (SELECT m.enabled_ms FROM user_mfa m WHERE m.name = users.name)";
@@ -253,6 +269,20 @@ pub struct Token {
     pub created_by: String,
     pub created_ms: i64,
     pub revoked_ms: Option<i64>,
+}
+
+impl Token {
+    /// What the API shows of it (never the secret's hash).
+    pub fn public(&self) -> kanade_shared::api::accounts::ApiToken {
+        kanade_shared::api::accounts::ApiToken {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role.clone(),
+            created_by: self.created_by.clone(),
+            created_ms: self.created_ms,
+            revoked_ms: self.revoked_ms,
+        }
+    }
 }
 
 const TOKEN_COLUMNS: &str = "id, name, secret_sha256, role, created_by, created_ms, revoked_ms";

@@ -4,26 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kanade_shared::PcId;
+pub use kanade_shared::api::admin::DynamicGroup;
 use kanade_shared::manifest::outputs::ColumnType;
 use kanade_shared::rule::Field;
-use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::DbError;
 use super::projection::facts;
 use super::sql::{Row, Sql, opt_row, vals};
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DynamicGroup {
-    pub name: String,
-    pub rule: String,
-    pub created_by: String,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    /// The last pass that wrote its members; `None` before the first.
-    pub evaluated_ms: Option<i64>,
-    pub members: i64,
-}
 
 const COLUMNS: &str = "g.name, g.rule, g.created_by, g.created_ms, g.updated_ms, g.evaluated_ms,
     (SELECT COUNT(*) FROM dynamic_members m WHERE m.group_name = g.name)";

@@ -614,8 +614,12 @@ impl Db {
         read!(self, |s| queries::list_agents(s, &f))
     }
 
-    pub async fn agent(&self, pc: PcId) -> Result<Option<queries::AgentDetail>, DbError> {
-        read!(self, |s| queries::get_agent(s, &pc))
+    pub async fn agent(
+        &self,
+        pc: PcId,
+        alive_since_ms: i64,
+    ) -> Result<Option<queries::AgentDetail>, DbError> {
+        read!(self, |s| queries::get_agent(s, &pc, alive_since_ms))
     }
 
     pub async fn executions(

@@ -1,37 +1,12 @@
 //! The dashboard's fleet overview: one read of counts, a results-per-hour series and the
 //! latest failures.
 
-use serde::Serialize;
+pub use kanade_shared::api::fleet::{Failure, Overview};
 
 use super::DbError;
 use super::sql::{Sql, opt_row, vals};
 
 const HOUR_MS: i64 = 3_600_000;
-
-#[derive(Debug, Serialize)]
-pub struct Overview {
-    pub agents_total: i64,
-    pub agents_online: i64,
-    /// Executions created in the window, by status.
-    pub executions: Vec<(String, i64)>,
-    /// Results received per hour in the window: `(hour start ms, status, count)`.
-    pub results_per_hour: Vec<(i64, String, i64)>,
-    pub recent_failures: Vec<Failure>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Failure {
-    pub result_id: kanade_shared::ResultId,
-    pub exec_id: kanade_shared::ExecId,
-    pub pc_id: kanade_shared::PcId,
-    pub job_id: kanade_shared::JobId,
-    pub status: String,
-    pub exit_code: Option<i64>,
-    pub message: Option<String>,
-    pub received_ms: i64,
-    /// The execution's title (what an ad-hoc run ran).
-    pub title: Option<String>,
-}
 
 /// Everything from `since_ms` on; agents count as online with a heartbeat at or after
 /// `alive_since_ms`.
@@ -87,5 +62,5 @@ pub async fn overview<S: Sql>(s: &mut S, since_ms: i64, alive_since_ms: i64) -> 
             })
         })
         .collect::<Result<_, DbError>>()?;
-    Ok(Overview { agents_total, agents_online, executions, results_per_hour, recent_failures })
+    Ok(Overview { agents_total, agents_online, executions, results_per_hour, recent_failures, since_ms })
 }

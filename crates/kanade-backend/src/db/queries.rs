@@ -1,9 +1,12 @@
 //! Reads for the API and the pipeline. Timestamps leave here as epoch ms; the HTTP layer
 //! renders them.
 
+pub use kanade_shared::api::executions::{Execution as ExecutionRow, PcRun as PcRow, Wave as WaveRow};
+pub use kanade_shared::api::fleet::{
+    Agent as AgentRow, AuditEntry as AuditRow, RunResult as ResultRow, SoftwareHit,
+};
 use kanade_shared::manifest::Target;
-use kanade_shared::{AuditId, ExecId, JobId, PcId, ResultId};
-use serde::Serialize;
+use kanade_shared::{ExecId, JobId, PcId, ResultId};
 
 use super::DbError;
 use super::sql::{Row, Sql, opt_row, scalar, vals};
@@ -122,24 +125,6 @@ pub fn parse_target(json: &str) -> Result<Target, String> {
     Ok(Target { pcs: raw.pcs, groups: raw.groups, all: raw.all })
 }
 
-#[derive(Debug, Serialize)]
-pub struct ExecutionRow {
-    pub exec_id: ExecId,
-    pub job_id: JobId,
-    pub version: String,
-    pub status: String,
-    pub target_count: i64,
-    pub succeeded: i64,
-    pub failed: i64,
-    pub skipped: i64,
-    pub other: i64,
-    pub message: Option<String>,
-    pub created_ms: i64,
-    pub finished_ms: Option<i64>,
-    /// What ran, where the job id does not say (ad-hoc runs).
-    pub title: Option<String>,
-}
-
 const EXECUTION_COLUMNS: &str = "exec_id, job_id, version, status, target_count, succeeded, failed, skipped, other, message, created_ms, finished_ms, title";
 
 fn execution_row(r: &Row) -> Result<ExecutionRow, DbError> {
@@ -182,59 +167,6 @@ pub async fn list_executions<S: Sql>(s: &mut S, f: &ExecutionFilter) -> Result<V
         .iter()
         .map(execution_row)
         .collect()
-}
-
-#[derive(Debug, Serialize)]
-pub struct PcRow {
-    pub pc_id: PcId,
-    pub wave: Option<i64>,
-    /// `pending` when nothing has been heard from this pc yet.
-    pub status: String,
-    pub result_id: Option<ResultId>,
-    pub exit_code: Option<i64>,
-    /// Why a `skipped` run was not run (`revoked`, `killed`, `no_user`, …).
-    pub skip_reason: Option<String>,
-    pub message: Option<String>,
-    pub stdout: Option<String>,
-    pub stderr: Option<String>,
-    pub truncated: bool,
-    pub attempt: Option<i64>,
-    pub started_ms: Option<i64>,
-    pub finished_ms: Option<i64>,
-    /// When the backend last heard from this PC's agent; `None`: never.
-    pub last_seen_ms: Option<i64>,
-    /// Whether it is heard from now (set by the API from `last_seen_ms`).
-    pub online: Option<bool>,
-}
-
-impl PcRow {
-    fn pending(pc_id: PcId, wave: i64, last_seen_ms: Option<i64>) -> Self {
-        Self {
-            pc_id,
-            wave: Some(wave),
-            status: "pending".into(),
-            result_id: None,
-            exit_code: None,
-            skip_reason: None,
-            message: None,
-            stdout: None,
-            stderr: None,
-            truncated: false,
-            attempt: None,
-            started_ms: None,
-            finished_ms: None,
-            last_seen_ms,
-            online: None,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct WaveRow {
-    pub wave: i64,
-    pub status: String,
-    pub due_ms: i64,
-    pub published_ms: Option<i64>,
 }
 
 /// One execution with its per-pc rows and its rollout waves.
@@ -322,26 +254,6 @@ async fn waves_of<S: Sql>(s: &mut S, exec_id: ExecId) -> Result<Vec<WaveRow>, Db
     .collect()
 }
 
-#[derive(Debug, Serialize)]
-pub struct AgentRow {
-    pub pc_id: PcId,
-    pub hostname: String,
-    pub os_family: String,
-    pub os_name: String,
-    pub os_version: String,
-    pub arch: String,
-    pub agent_version: String,
-    pub groups: Vec<String>,
-    pub running_jobs: i64,
-    pub last_seen_ms: i64,
-    /// Versions this agent refuses to install again (`{version, at, reason}`).
-    pub quarantined: serde_json::Value,
-    pub update_status: Option<String>,
-    /// The agent's clock minus the backend's at its last heartbeat (ms); shown, never used to
-    /// judge liveness.
-    pub clock_skew_ms: Option<i64>,
-}
-
 /// Which agents, in which order, which page: the agents list at fleet scale is filtered,
 /// sorted and paged in SQL.
 #[derive(Debug, Default, Clone)]
@@ -420,6 +332,7 @@ pub async fn list_agents<S: Sql>(s: &mut S, f: &AgentFilter) -> Result<(Vec<Agen
         .iter()
         .map(|r| {
             let groups: String = r.get(7)?;
+            let last_seen_ms: i64 = r.get(9)?;
             Ok(AgentRow {
                 pc_id: r.get(0)?,
                 hostname: r.get(1)?,
@@ -430,7 +343,8 @@ pub async fn list_agents<S: Sql>(s: &mut S, f: &AgentFilter) -> Result<(Vec<Agen
                 agent_version: r.get(6)?,
                 groups: serde_json::from_str(&groups).unwrap_or_default(),
                 running_jobs: r.get(8)?,
-                last_seen_ms: r.get(9)?,
+                last_seen_ms,
+                online: last_seen_ms >= f.alive_since_ms,
                 quarantined: serde_json::from_str(&r.get::<String>(10)?).unwrap_or_default(),
                 update_status: r.get(11)?,
                 clock_skew_ms: r.get(12)?,
@@ -449,30 +363,6 @@ pub async fn unfinished_executions<S: Sql>(s: &mut S, job: &JobId) -> Result<Vec
     .iter()
     .map(|r| r.get(0))
     .collect()
-}
-
-#[derive(Debug, Serialize)]
-pub struct ResultRow {
-    pub result_id: ResultId,
-    pub exec_id: ExecId,
-    pub pc_id: PcId,
-    pub job_id: JobId,
-    pub version: String,
-    pub status: String,
-    pub exit_code: Option<i64>,
-    pub skip_reason: Option<String>,
-    pub message: Option<String>,
-    pub stdout: String,
-    pub stderr: String,
-    pub truncated: bool,
-    pub attempt: i64,
-    pub started_ms: Option<i64>,
-    pub finished_ms: Option<i64>,
-    /// The execution's title (what an ad-hoc run ran).
-    pub title: Option<String>,
-    /// Why the job's facts were not updated from this result.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub facts_error: Option<String>,
 }
 
 const RESULT_COLUMNS: &str =
@@ -542,8 +432,13 @@ pub async fn get_result<S: Sql>(s: &mut S, id: ResultId) -> Result<Option<Result
 /// An agent, its latest inventory, and its 20 most recent results.
 pub type AgentDetail = (AgentRow, Option<serde_json::Value>, Vec<ResultRow>);
 
-pub async fn get_agent<S: Sql>(s: &mut S, pc: &PcId) -> Result<Option<AgentDetail>, DbError> {
-    let filter = AgentFilter { pc: Some(pc.to_string()), limit: 1, ..Default::default() };
+/// The agent counts as online with a heartbeat at or after `alive_since_ms`.
+pub async fn get_agent<S: Sql>(
+    s: &mut S,
+    pc: &PcId,
+    alive_since_ms: i64,
+) -> Result<Option<AgentDetail>, DbError> {
+    let filter = AgentFilter { pc: Some(pc.to_string()), alive_since_ms, limit: 1, ..Default::default() };
     let Some(agent) = list_agents(s, &filter).await?.0.into_iter().next() else { return Ok(None) };
     let inventory: Option<String> =
         match opt_row(s, "SELECT body_json FROM inventory WHERE pc_id = ?1", vals![pc]).await? {
@@ -553,20 +448,6 @@ pub async fn get_agent<S: Sql>(s: &mut S, pc: &PcId) -> Result<Option<AgentDetai
     let recent =
         list_results(s, &ResultFilter { pc: Some(pc.to_string()), limit: 20, ..Default::default() }).await?;
     Ok(Some((agent, inventory.and_then(|s| serde_json::from_str(&s).ok()), recent)))
-}
-
-#[derive(Debug, Serialize)]
-pub struct AuditRow {
-    pub id: AuditId,
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub target: Option<String>,
-    pub source: Option<String>,
-    /// `cli`, `dashboard`, `api`, `scheduler` or `backend`; absent on events from before it was
-    /// recorded.
-    pub client: Option<String>,
-    pub detail: serde_json::Value,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -616,15 +497,6 @@ pub async fn list_audit<S: Sql>(s: &mut S, f: &AuditFilter) -> Result<Vec<AuditR
         })
     })
     .collect()
-}
-
-/// One installed program on one PC, from its latest inventory.
-#[derive(Debug, Serialize)]
-pub struct SoftwareHit {
-    pub pc_id: PcId,
-    pub name: String,
-    pub version: String,
-    pub publisher: String,
 }
 
 /// Which PCs have software whose name contains `name` (any case) and whose version starts with

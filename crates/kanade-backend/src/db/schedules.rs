@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kanade_shared::PcId;
-use serde::Serialize;
+pub use kanade_shared::api::admin::ScheduleState as State;
 
 use super::DbError;
 use super::sql::{Sql, opt_row, vals};
@@ -47,14 +47,6 @@ pub async fn history<S: Sql>(s: &mut S, schedule_id: &str) -> Result<History, Db
         }
     }
     Ok(h)
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct State {
-    pub last_tick_ms: i64,
-    pub last_fire_ms: Option<i64>,
-    pub last_exec_id: Option<String>,
-    pub last_outcome: String,
 }
 
 pub async fn state<S: Sql>(s: &mut S, schedule_id: &str) -> Result<Option<State>, DbError> {

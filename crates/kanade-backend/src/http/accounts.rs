@@ -3,7 +3,10 @@
 use super::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use kanade_shared::api::Items;
+use kanade_shared::api::accounts::{
+    ApiToken, NewToken, NewUser, TokenCreated, User, UserChange, UserCreated,
+};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
@@ -30,24 +33,16 @@ pub fn new_password_hash(name: &str, new: &str) -> Result<String, ApiError> {
     password::hash(new).map_err(ApiError::bad_request)
 }
 
-pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let users = state.db.users().await?;
-    Ok(Json(json!({ "items": users })))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    name: String,
-    password: String,
-    role: String,
+pub async fn list_users(State(state): State<AppState>) -> Result<Json<Items<User>>, ApiError> {
+    let items = state.db.users().await?.iter().map(crate::db::accounts::User::public).collect();
+    Ok(Json(Items { items }))
 }
 
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewUser>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UserCreated>), ApiError> {
     user_name(&body.name)?;
     let r = role(&body.role)?;
     let hash = new_password_hash(&body.name, &body.password)?;
@@ -58,16 +53,8 @@ pub async fn create_user(
         return Err(ApiError::conflict(format!("user {} already exists", body.name)));
     }
     super::audit_as(&state, &caller, "user.create", Some(body.name.clone()), json!({ "role": r })).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": body.name, "role": r, "must_change_password": true }))))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserChange {
-    role: Option<String>,
-    disabled: Option<bool>,
-    /// A new temporary password (the user must change it at next sign-in).
-    password: Option<String>,
+    let created = UserCreated { name: body.name, role: r.as_str().to_owned(), must_change_password: true };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 pub async fn update_user(
@@ -75,7 +62,7 @@ pub async fn update_user(
     caller: Caller,
     Path(name): Path<String>,
     Json(body): Json<UserChange>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<User>, ApiError> {
     let new_role = body.role.as_deref().map(role).transpose()?;
     let key = name.clone();
     let user = state
@@ -96,8 +83,9 @@ pub async fn update_user(
         json!({ "role": new_role, "disabled": body.disabled, "password_reset": body.password.is_some() });
     super::audit_as(&state, &caller, "user.update", Some(name.clone()), detail).await?;
     let key = name.clone();
-    let user = state.db.user(key).await?;
-    Ok(Json(serde_json::to_value(user).unwrap_or_default()))
+    let user =
+        state.db.user(key).await?.ok_or_else(|| ApiError::not_found(format!("user {name} is gone")))?;
+    Ok(Json(user.public()))
 }
 
 pub async fn delete_user(
@@ -120,22 +108,16 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "items": state.db.tokens().await? })))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    name: String,
-    role: String,
+pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Items<ApiToken>>, ApiError> {
+    let items = state.db.tokens().await?.iter().map(crate::db::accounts::Token::public).collect();
+    Ok(Json(Items { items }))
 }
 
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     user_name(&body.name)?;
     let r = role(&body.role)?;
     let (row, secret) = auth::new_token(&body.name, r, &caller.name).map_err(ApiError::bad_request)?;
@@ -153,9 +135,13 @@ pub async fn create_token(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": row.id, "name": row.name, "role": r, "token": secret, "note": "shown once: store it now" }),
-        ),
+        Json(TokenCreated {
+            id: row.id,
+            name: row.name,
+            role: r.as_str().to_owned(),
+            token: secret,
+            note: "shown once: store it now".into(),
+        }),
     ))
 }
 

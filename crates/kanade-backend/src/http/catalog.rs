@@ -6,6 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use kanade_shared::JobId;
+use kanade_shared::api::Items;
+use kanade_shared::api::executions::{JobDetail, JobKilled, JobStatus, JobStored, JobSummary, JobValid};
 use kanade_shared::manifest;
 use serde_json::{Value, json};
 
@@ -18,17 +20,22 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = super::stored(&state.js, "jobs", catalog::parse)
+pub async fn list(State(state): State<AppState>) -> Result<Json<Items<JobSummary>>, ApiError> {
+    let items = super::stored(&state.js, "jobs", catalog::parse)
         .await?
         .into_iter()
         .map(|(_, e)| {
             let m = e.manifest;
-            json!({ "id": m.id, "version": m.version, "description": m.description, "shell": m.execute.shell,
-                    "has_plan": e.plan.is_some() })
+            JobSummary {
+                id: m.id,
+                version: m.version,
+                description: m.description,
+                shell: m.execute.shell.as_str().to_owned(),
+                has_plan: e.plan.is_some(),
+            }
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
 pub async fn create(
@@ -36,7 +43,7 @@ pub async fn create(
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobStored>), ApiError> {
     let source = super::body::source(&headers, &body)?;
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     super::scripts::pin(&state, &mut file.manifest).await?;
@@ -50,7 +57,7 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": m.id, "version": m.version, "has_plan": entry.plan.is_some() })),
+        Json(JobStored { id: m.id.clone(), version: m.version.clone(), has_plan: entry.plan.is_some() }),
     ))
 }
 
@@ -60,14 +67,17 @@ pub async fn validate(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobValid>, ApiError> {
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     super::scripts::pin(&state, &mut file.manifest).await?;
     super::facts::refuse_redefinition(&state, &file.manifest).await?;
-    Ok(Json(json!({ "valid": true, "id": file.manifest.id, "version": file.manifest.version })))
+    Ok(Json(JobValid { valid: true, id: file.manifest.id, version: file.manifest.version }))
 }
 
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobDetail>, ApiError> {
     let id = job_id(&id)?;
     let entry = catalog::load_entry(&state.js, &id).await.map_err(|e| match e {
         crate::pipeline::ExecError::NotFound(_) => ApiError::not_found(format!("job {id} not found")),
@@ -92,7 +102,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         }
         serde_yaml_ng::to_string(&whole).unwrap_or_default()
     });
-    Ok(Json(json!({ "manifest": manifest, "plan": plan, "yaml": yaml, "revoked": revoked })))
+    Ok(Json(JobDetail { manifest, plan, yaml, revoked }))
 }
 
 pub async fn delete(
@@ -125,18 +135,18 @@ async fn set_status(
     id: &JobId,
     value: &str,
     action: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobStatus>, ApiError> {
     let kv = state.js.get_key_value("script_status").await.map_err(broker)?;
     kv.put(id.as_str(), value.to_owned().into()).await.map_err(broker)?;
     super::audit_as(state, caller, action, Some(id.to_string()), Value::Null).await?;
-    Ok(Json(json!({ "id": id, "status": value })))
+    Ok(Json(JobStatus { id: id.clone(), status: value.to_owned() }))
 }
 
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobStatus>, ApiError> {
     set_status(&state, &caller, &job_id(&id)?, "REVOKED", "job.revoke").await
 }
 
@@ -144,7 +154,7 @@ pub async fn unrevoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobStatus>, ApiError> {
     set_status(&state, &caller, &job_id(&id)?, "ACTIVE", "job.unrevoke").await
 }
 
@@ -153,7 +163,7 @@ pub async fn kill(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobKilled>), ApiError> {
     let id = job_id(&id)?;
     let live = state.db.unfinished_executions(id.clone()).await?;
     // Audited first: the AUDIT stream is what rebuilds the killed states after a wipe.
@@ -161,5 +171,5 @@ pub async fn kill(
     for exec_id in &live {
         state.pipeline.stop(&state.nats, *exec_id, &caller.name).await?;
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "killed": live }))))
+    Ok((StatusCode::ACCEPTED, Json(JobKilled { id, killed: live })))
 }

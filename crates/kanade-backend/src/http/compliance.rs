@@ -77,7 +77,7 @@ pub async fn forget(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<kanade_shared::api::admin::CheckForgotten>, ApiError> {
     kanade_shared::manifest::outputs::check_check_name(&name)
         .map_err(|e| ApiError::invalid(vec![format!("name: {e}")]))?;
     let stale_before = crate::db::now_ms() - state.check_stale_ms;
@@ -88,5 +88,5 @@ pub async fn forget(
     }
     super::audit_as(&state, &caller, "check.forget", Some(name.clone()), serde_json::Value::Null).await?;
     let forgotten = state.db.forget_check(name.clone()).await?;
-    Ok(Json(serde_json::json!({ "name": name, "forgotten": forgotten })))
+    Ok(Json(kanade_shared::api::admin::CheckForgotten { name, forgotten }))
 }

@@ -97,7 +97,7 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 
 fn serve(name: &str, request: &HeaderMap) -> Response {
     let Some(i) = ASSETS.iter().position(|a| a.name == name) else {
-        return (StatusCode::NOT_FOUND, "no such dashboard file").into_response();
+        return super::ApiError::not_found(format!("no dashboard file {name:?}")).into_response();
     };
     let (a, p) = (&ASSETS[i], &prepared()[i]);
     let mut headers = HeaderMap::new();

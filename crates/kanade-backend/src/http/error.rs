@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use kanade_shared::api::{ErrorBody, ErrorDetail};
 
 use crate::db::DbError;
 use crate::pipeline::ExecError;
@@ -15,12 +15,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub detail: Value,
+    /// The problems of a refused request, each naming its field.
+    pub problems: Option<Vec<String>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), detail: Value::Null }
+        Self { status, code, message: message.into(), problems: None }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -45,10 +46,7 @@ impl ApiError {
             [one] => one.clone(),
             many => format!("{} problems: {}", many.len(), many.join("; ")),
         };
-        Self {
-            detail: json!({ "problems": problems }),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
-        }
+        Self { problems: Some(problems), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message) }
     }
 }
 
@@ -86,7 +84,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, "{}", self.message);
         }
-        (self.status, Json(json!({ "error": self.message, "code": self.code, "detail": self.detail })))
-            .into_response()
+        let body = ErrorBody {
+            error: self.message,
+            code: self.code.to_owned(),
+            detail: self.problems.map(|problems| ErrorDetail { problems }),
+        };
+        (self.status, Json(body)).into_response()
     }
 }

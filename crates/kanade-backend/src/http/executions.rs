@@ -6,10 +6,13 @@ use super::Query;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use kanade_shared::api::Page;
+use kanade_shared::api::executions::{Execution, ExecutionDetail, KillSent, Launched};
+use kanade_shared::api::fleet::AgentPage;
 use kanade_shared::manifest;
 use kanade_shared::{ExecId, JobId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::body::parse_doc;
 use super::{ApiError, AppState, check_limit};
@@ -47,7 +50,7 @@ pub async fn deploy(
     Query(q): Query<LaunchQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Launched>), ApiError> {
     let source = super::body::source(&headers, &body)?;
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     // SPEC: `"override_freeze": true` in the plan; the query parameter says the same.
@@ -64,7 +67,7 @@ pub async fn deploy(
     })?;
     catalog::store(&state.js, &entry).await?;
     let launched = state.pipeline.exec(manifest, &plan, &launch_origin(&caller, &q)).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
+    Ok((StatusCode::CREATED, Json(launched)))
 }
 
 pub async fn exec(
@@ -74,7 +77,7 @@ pub async fn exec(
     Query(q): Query<LaunchQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Launched>), ApiError> {
     let job: JobId =
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     // A body is checked before the job is looked up; no body: the plan stored with the job.
@@ -94,7 +97,7 @@ pub async fn exec(
         }
     };
     let launched = state.pipeline.exec(&entry.manifest, &plan, &launch_origin(&caller, &q)).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
+    Ok((StatusCode::CREATED, Json(launched)))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -110,7 +113,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Execution, ExecId>>, ApiError> {
     let filter = queries::ExecutionFilter {
         job: q.job.clone(),
         status: q.status.clone(),
@@ -120,8 +123,8 @@ pub async fn list(
     };
     let n = filter.limit;
     let rows = state.db.executions(filter).await?;
-    let next = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.exec_id)).flatten();
-    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+    let next_cursor = (rows.len() as i64 == n).then(|| rows.last().map(|r| r.exec_id)).flatten();
+    Ok(Json(Page { items: rows, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -137,11 +140,11 @@ pub async fn show(
     State(state): State<AppState>,
     Path(exec_id): Path<String>,
     Query(q): Query<ShowQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ExecutionDetail>, ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let with_pcs = q.pcs.unwrap_or(true);
-    let (exec, mut pcs, waves) = state
+    let (execution, mut pcs, waves) = state
         .db
         .execution(id, with_pcs)
         .await?
@@ -159,14 +162,14 @@ pub async fn show(
                 .map(str::to_owned);
         }
     }
-    Ok(Json(json!({ "execution": exec, "pcs": pcs, "waves": waves })))
+    Ok(Json(ExecutionDetail { execution, pcs, waves }))
 }
 
 pub async fn kill(
     State(state): State<AppState>,
     caller: Caller,
     Path(exec_id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<KillSent>), ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
     let message = format!("killed by {}", caller.name);
@@ -180,7 +183,8 @@ pub async fn kill(
     )
     .await?;
     state.pipeline.stop(&state.nats, id, &caller.name).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "exec_id": id, "kill": "sent", "status": "killed" }))))
+    let sent = KillSent { exec_id: id, kill: "sent".into(), status: "killed".into() };
+    Ok((StatusCode::ACCEPTED, Json(sent)))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -202,7 +206,7 @@ pub struct AgentsQuery {
 pub async fn agents(
     State(state): State<AppState>,
     Query(q): Query<AgentsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentPage>, ApiError> {
     let n = check_limit(q.limit)?;
     let now = now_ms();
     let mut problems = Vec::new();
@@ -241,18 +245,9 @@ pub async fn agents(
         offset,
         limit: n,
     };
-    let (rows, total) = state.db.agents_page(filter).await?;
-    let next = (rows.len() as i64 == n && sort == queries::AgentSort::PcId && !q.desc)
-        .then(|| rows.last().map(|r| r.pc_id.clone()))
+    let (items, total) = state.db.agents_page(filter).await?;
+    let next_cursor = (items.len() as i64 == n && sort == queries::AgentSort::PcId && !q.desc)
+        .then(|| items.last().map(|r| r.pc_id.clone()))
         .flatten();
-    let items: Vec<Value> = rows
-        .into_iter()
-        .map(|a| {
-            let online = now - a.last_seen_ms <= ALIVE_WINDOW_MS;
-            let mut v = serde_json::to_value(a).unwrap_or_default();
-            v["online"] = json!(online);
-            v
-        })
-        .collect();
-    Ok(Json(json!({ "items": items, "total": total, "next_cursor": next })))
+    Ok(Json(AgentPage { items, total, next_cursor }))
 }

@@ -28,7 +28,7 @@ pub async fn drop_table(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<kanade_shared::api::admin::TableDropped>, ApiError> {
     let Some(table) = state.db.fact_table(name.clone()).await? else {
         return Err(ApiError::not_found(format!("no facts table {name:?} (GET /api/facts lists them)")));
     };
@@ -37,7 +37,7 @@ pub async fn drop_table(
     if !state.db.drop_fact_table(name.clone()).await? {
         return Err(ApiError::not_found(format!("no facts table {name:?} (dropped meanwhile?)")));
     }
-    Ok(Json(serde_json::json!({ "dropped": name })))
+    Ok(Json(kanade_shared::api::admin::TableDropped { dropped: name }))
 }
 
 /// `GET /api/agents/{pc}/facts`: the PC's latest whole output of each job with `facts:`.

@@ -4,9 +4,13 @@ use super::Json;
 use super::Query;
 use axum::extract::{Path, State};
 use kanade_shared::PcId;
+use kanade_shared::api::Page;
+use kanade_shared::api::fleet::{
+    AgentDetail, AuditEntry, GroupsSet, Overview, Pong, RunResult, SetGroups, SoftwareHits,
+};
 use kanade_shared::wire::{self, AgentGroups, Heartbeat};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{ApiError, AppState, broker, pc_id};
 use crate::auth::Caller;
@@ -15,11 +19,12 @@ use crate::db::queries;
 pub async fn show_agent(
     State(state): State<AppState>,
     Path(pc): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentDetail>, ApiError> {
     let pc = pc_id(&pc)?;
-    let (agent, inventory, recent) = state
+    let alive = crate::db::now_ms() - crate::pipeline::plan::ALIVE_WINDOW_MS;
+    let (agent, inventory, recent_results) = state
         .db
-        .agent(pc.clone())
+        .agent(pc.clone(), alive)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
     // The groups assigned here (KV agent_groups); the agent's own agent.toml groups add to them.
@@ -33,9 +38,8 @@ pub async fn show_agent(
     let assigned: Vec<String> = Some(&assigned_value)
         .map(|g| g.assigned().iter().map(|g| g.to_string()).collect())
         .unwrap_or_default();
-    let dynamic: Vec<String> = assigned_value.dynamic.iter().map(|g| g.to_string()).collect();
-    Ok(Json(json!({ "agent": agent, "assigned_groups": assigned, "dynamic_groups": dynamic,
-                    "inventory": inventory, "recent_results": recent })))
+    let dynamic_groups: Vec<String> = assigned_value.dynamic.iter().map(|g| g.to_string()).collect();
+    Ok(Json(AgentDetail { agent, assigned_groups: assigned, dynamic_groups, inventory, recent_results }))
 }
 
 async fn presence(state: &AppState, pc: &PcId) -> Result<Option<(i64, Vec<String>)>, ApiError> {
@@ -53,7 +57,7 @@ fn ago(ms: i64) -> String {
     }
 }
 
-pub async fn ping(State(state): State<AppState>, Path(pc): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn ping(State(state): State<AppState>, Path(pc): Path<String>) -> Result<Json<Pong>, ApiError> {
     let pc = pc_id(&pc)?;
     let Some((seen, _)) = presence(&state, &pc).await? else {
         return Err(ApiError::not_found(format!(
@@ -67,22 +71,17 @@ pub async fn ping(State(state): State<AppState>, Path(pc): Path<String>) -> Resu
     let reply = super::live::ask(&state, kanade_shared::subjects::ping(&pc), "".into())
         .await
         .map_err(|why| unreachable(why.to_string()))?;
-    let beat: Heartbeat =
+    let heartbeat: Heartbeat =
         wire::decode(&reply).map_err(|e| ApiError::unavailable("agent_reply", e.to_string()))?;
-    Ok(Json(json!({ "heartbeat": beat, "round_trip_ms": started.elapsed().as_millis() as u64 })))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct GroupsBody {
-    groups: Vec<String>,
+    Ok(Json(Pong { heartbeat, round_trip_ms: started.elapsed().as_millis() as u64 }))
 }
 
 pub async fn set_groups(
     State(state): State<AppState>,
     caller: Caller,
     Path(pc): Path<String>,
-    Json(body): Json<GroupsBody>,
-) -> Result<Json<Value>, ApiError> {
+    Json(body): Json<SetGroups>,
+) -> Result<Json<GroupsSet>, ApiError> {
     let pc = pc_id(&pc)?;
     let mut problems = Vec::new();
     let mut groups = Vec::new();
@@ -103,9 +102,13 @@ pub async fn set_groups(
     super::audit_as(&state, &caller, "agent.groups", Some(pc.to_string()), json!(value)).await?;
     // What the agent reported last: these groups plus its agent.toml's own.
     let reported = presence(&state, &pc).await?.map(|(_, groups)| groups);
-    Ok(Json(
-        json!({ "pc_id": pc, "groups": value.assigned(), "dynamic_groups": value.dynamic, "known": reported.is_some(), "reported_groups": reported }),
-    ))
+    Ok(Json(GroupsSet {
+        pc_id: pc,
+        groups: value.assigned().to_vec(),
+        dynamic_groups: value.dynamic,
+        known: reported.is_some(),
+        reported_groups: reported,
+    }))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -123,7 +126,7 @@ pub struct ResultQuery {
 pub async fn results(
     State(state): State<AppState>,
     Query(q): Query<ResultQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<RunResult, kanade_shared::ResultId>>, ApiError> {
     let limit = super::check_limit(q.limit)?;
     let filter = queries::ResultFilter {
         pc: q.pc,
@@ -135,15 +138,18 @@ pub async fn results(
         limit,
     };
     let rows = state.db.results(filter).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.result_id)).flatten();
-    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.result_id)).flatten();
+    Ok(Json(Page { items: rows, next_cursor }))
 }
 
-pub async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunResult>, ApiError> {
     let not_found = || ApiError::not_found(format!("result {id} not found"));
     let key: kanade_shared::ResultId = id.parse().map_err(|_| not_found())?;
     let row = state.db.result(key).await?.ok_or_else(not_found)?;
-    Ok(Json(json!(row)))
+    Ok(Json(row))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -165,7 +171,7 @@ const CLIENTS: [&str; 5] = ["cli", "dashboard", "api", "scheduler", "backend"];
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<AuditEntry, kanade_shared::AuditId>>, ApiError> {
     let limit = super::check_limit(q.limit)?;
     if let Some(c) = q.client.as_deref()
         && !CLIENTS.contains(&c)
@@ -183,18 +189,15 @@ pub async fn audit_log(
         limit,
     };
     let rows = state.db.audit(filter).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
-    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    Ok(Json(Page { items: rows, next_cursor }))
 }
 
-pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn overview(State(state): State<AppState>) -> Result<Json<Overview>, ApiError> {
     let now = crate::db::now_ms();
     let since = now - 24 * 3_600_000;
     let alive = now - crate::pipeline::plan::ALIVE_WINDOW_MS;
-    let o = state.db.overview(since, alive).await?;
-    let mut v = serde_json::to_value(o).unwrap_or_default();
-    v["since_ms"] = json!(since);
-    Ok(Json(v))
+    Ok(Json(state.db.overview(since, alive).await?))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -209,7 +212,7 @@ pub struct SoftwareQuery {
 pub async fn software(
     State(state): State<AppState>,
     Query(q): Query<SoftwareQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SoftwareHits>, ApiError> {
     let name = q.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     let Some(name) = name else {
         return Err(ApiError::invalid(vec!["name: say what to look for (part of a program's name)".into()]));
@@ -218,5 +221,5 @@ pub async fn software(
     let version = q.version.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let items = state.db.find_software(name, version, limit).await?;
     let pcs = items.iter().map(|h| h.pc_id.as_str()).collect::<std::collections::BTreeSet<_>>().len();
-    Ok(Json(json!({ "items": items, "pcs": pcs })))
+    Ok(Json(SoftwareHits { items, pcs }))
 }

@@ -5,26 +5,16 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kanade_shared::GroupName;
-use serde::Deserialize;
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::{
+    CreateGroup, DynamicGroup, GroupDeleted, GroupDetail, GroupMembers, Member, SetRule,
+};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Json};
 use crate::auth::Caller;
 use crate::db::now_ms;
 use crate::dynamic_groups::{self, PassError};
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateGroup {
-    name: String,
-    rule: String,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetRule {
-    rule: String,
-}
 
 fn pass_failed(e: PassError) -> ApiError {
     match e {
@@ -43,25 +33,28 @@ async fn checked_rule(state: &AppState, rule: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn shown(state: &AppState, name: &str) -> Result<Value, ApiError> {
+async fn shown(state: &AppState, name: &str) -> Result<GroupDetail, ApiError> {
     let group = state.db.dynamic_group(name.to_owned()).await?.ok_or_else(|| {
         ApiError::not_found(format!("no dynamic group {name:?}; `kanade group list` shows them"))
     })?;
-    let members: Vec<Value> = state
+    let members = state
         .db
         .dynamic_members(name.to_owned())
         .await?
         .into_iter()
-        .map(|(pc, since)| json!({ "pc_id": pc, "since_ms": since }))
+        .map(|(pc_id, since_ms)| Member { pc_id, since_ms })
         .collect();
-    Ok(json!({ "group": group, "members": members }))
+    Ok(GroupDetail { group, members })
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "items": state.db.dynamic_groups().await? })))
+pub async fn list(State(state): State<AppState>) -> Result<Json<Items<DynamicGroup>>, ApiError> {
+    Ok(Json(Items { items: state.db.dynamic_groups().await? }))
 }
 
-pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<GroupDetail>, ApiError> {
     Ok(Json(shown(&state, &name).await?))
 }
 
@@ -69,16 +62,16 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
 pub async fn members(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupMembers>, ApiError> {
     let shown = shown(&state, &name).await?;
-    Ok(Json(json!({ "group": name, "members": shown["members"] })))
+    Ok(Json(GroupMembers { group: name, members: shown.members }))
 }
 
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateGroup>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<GroupDetail>), ApiError> {
     let name: GroupName = body
         .name
         .parse()
@@ -104,7 +97,7 @@ pub async fn set_rule(
     caller: Caller,
     Path(name): Path<String>,
     Json(body): Json<SetRule>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupDetail>, ApiError> {
     checked_rule(&state, &body.rule).await?;
     if !state.db.set_dynamic_rule(name.clone(), body.rule.clone(), now_ms()).await? {
         return Err(ApiError::not_found(format!(
@@ -121,12 +114,12 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupDeleted>, ApiError> {
     let Some(former) = state.db.delete_dynamic_group(name.clone()).await? else {
         return Err(ApiError::not_found(format!("no dynamic group {name:?}")));
     };
     super::audit_as(&state, &caller, "group.delete", Some(name.clone()), Value::Null).await?;
     let left = former.len();
     dynamic_groups::write_groups(&state.db, &state.js, former).await.map_err(pass_failed)?;
-    Ok(Json(json!({ "deleted": name, "members_removed": left })))
+    Ok(Json(GroupDeleted { deleted: name, members_removed: left }))
 }

@@ -5,7 +5,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use kanade_shared::api::accounts::{ConfirmPassword, MfaCode, MfaDisabled, MfaEnabled, MfaReset, MfaSetup};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Json};
@@ -38,12 +38,6 @@ pub async fn check(state: &AppState, name: &str, code: &str) -> Result<Option<Va
     Ok(fresh.then(|| json!({ "second_factor": "code" })))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Setup {
-    password: String,
-}
-
 /// The caller's password again: a session alone (a borrowed laptop, a stolen token) must not
 /// change how the account signs in. A wrong one is audited.
 async fn confirm_password(state: &AppState, caller: &Caller, password: &str) -> Result<(), ApiError> {
@@ -58,8 +52,8 @@ async fn confirm_password(state: &AppState, caller: &Caller, password: &str) -> 
 pub async fn setup(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<Setup>,
-) -> Result<Json<Value>, ApiError> {
+    Json(body): Json<ConfirmPassword>,
+) -> Result<Json<MfaSetup>, ApiError> {
     password_only(&caller)?;
     confirm_password(&state, &caller, &body.password).await?;
     let secret = totp::new_secret().map_err(ApiError::bad_request)?;
@@ -70,25 +64,19 @@ pub async fn setup(
     }
     let uri = totp::uri(&secret, &caller.name).map_err(ApiError::bad_request)?;
     let qr = totp::qr_rows(&uri).map_err(ApiError::bad_request)?;
-    Ok(Json(json!({
-        "secret": secret,
-        "otpauth_uri": uri,
-        "qr": qr,
-        "next": "add it to an authenticator app (scan the QR code or type the secret), then confirm with its current code: POST /api/auth/mfa/enable {\"code\": \"123456\"}",
-    })))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Enable {
-    code: String,
+    Ok(Json(MfaSetup {
+        secret,
+        otpauth_uri: uri,
+        qr,
+        next: "add it to an authenticator app (scan the QR code or type the secret), then confirm with its current code: POST /api/auth/mfa/enable {\"code\": \"123456\"}".into(),
+    }))
 }
 
 pub async fn enable(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<Enable>,
-) -> Result<Json<Value>, ApiError> {
+    Json(body): Json<MfaCode>,
+) -> Result<Json<MfaEnabled>, ApiError> {
     password_only(&caller)?;
     let pending = state.db.mfa(caller.name.clone()).await?.filter(|m| m.enabled_ms.is_none());
     let Some(pending) = pending else {
@@ -109,24 +97,18 @@ pub async fn enable(
         ));
     }
     super::audit_as(&state, &caller, "auth.mfa_enabled", Some(caller.name.clone()), Value::Null).await?;
-    Ok(Json(json!({
-        "enabled": true,
-        "recovery_codes": codes,
-        "note": "keep these recovery codes somewhere safe: each signs you in once without the phone, and they are not shown again",
-    })))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Disable {
-    password: String,
+    Ok(Json(MfaEnabled {
+        enabled: true,
+        recovery_codes: codes,
+        note: "keep these recovery codes somewhere safe: each signs you in once without the phone, and they are not shown again".into(),
+    }))
 }
 
 pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<Disable>,
-) -> Result<Json<Value>, ApiError> {
+    Json(body): Json<ConfirmPassword>,
+) -> Result<Json<MfaDisabled>, ApiError> {
     password_only(&caller)?;
     confirm_password(&state, &caller, &body.password).await?;
     let user = state.db.user(caller.name.clone()).await?.ok_or_else(|| ApiError::not_found("user gone"))?;
@@ -139,7 +121,7 @@ pub async fn disable(
     if removed {
         super::audit_as(&state, &caller, "auth.mfa_disabled", Some(caller.name.clone()), Value::Null).await?;
     }
-    Ok(Json(json!({ "disabled": removed })))
+    Ok(Json(MfaDisabled { disabled: removed }))
 }
 
 /// An admin takes a user's second factor away (a lost phone); the user signs in with the
@@ -148,7 +130,7 @@ pub async fn reset(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MfaReset>, ApiError> {
     if state.db.user(name.clone()).await?.is_none() {
         return Err(ApiError::not_found(format!("no user {name:?}; `GET /api/users` lists them")));
     }
@@ -156,5 +138,5 @@ pub async fn reset(
     if removed {
         super::audit_as(&state, &caller, "user.mfa_reset", Some(name.clone()), Value::Null).await?;
     }
-    Ok(Json(json!({ "reset": removed, "user": name })))
+    Ok(Json(MfaReset { reset: removed, user: name }))
 }

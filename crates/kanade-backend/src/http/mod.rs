@@ -32,7 +32,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use serde_json::{Value, json};
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::{Health, Probe, ResourceStatus, SigningKey};
+use serde_json::Value;
 
 pub use error::ApiError;
 pub use extract::{Json, Query};
@@ -224,12 +226,13 @@ impl AppState {
 }
 
 /// The public half of the command signing key, for agents' `security.trusted_keys`.
-async fn signing_key(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn signing_key(State(state): State<AppState>) -> Result<Json<SigningKey>, ApiError> {
     let key = state.pipeline.signer.as_ref().ok_or_else(|| {
         ApiError::not_found("this backend does not sign commands (it runs without a signing key)")
     })?;
     let public = kanade_shared::signing::encode_public(&key.verifying_key());
-    Ok(Json(json!({ "public_key": public, "config": format!("[security]\ntrusted_keys = [\"{public}\"]") })))
+    let config = format!("[security]\ntrusted_keys = [\"{public}\"]");
+    Ok(Json(SigningKey { public_key: public, config }))
 }
 
 pub fn app(state: AppState) -> Router {
@@ -258,13 +261,13 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The process is up and serving (for a supervisor's liveness probe: restart when it fails).
-async fn livez() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn livez() -> Json<Probe> {
+    Json(Probe { status: "ok".into() })
 }
 
 /// Ready for traffic: the database answers and the broker is connected; 503 naming what is not
 /// (for a load balancer's readiness probe: send no requests until it passes).
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn readyz(State(state): State<AppState>) -> Result<Json<Probe>, ApiError> {
     let mut down = Vec::new();
     // What went wrong is logged, never sent: the probe is public.
     match tokio::time::timeout(std::time::Duration::from_secs(5), state.db.user_count()).await {
@@ -279,27 +282,27 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         down.push("broker: not connected".to_owned());
     }
     if down.is_empty() {
-        Ok(Json(json!({ "status": "ready" })))
+        Ok(Json(Probe { status: "ready".into() }))
     } else {
         Err(ApiError::unavailable("not_ready", format!("not ready: {}", down.join("; "))))
     }
 }
 
 /// Liveness plus the one dependency that matters: is the broker reachable right now.
-async fn health(State(state): State<AppState>) -> Json<Value> {
+async fn health(State(state): State<AppState>) -> Json<Health> {
     let nats = match state.nats.connection_state() {
         async_nats::connection::State::Connected => "connected",
         async_nats::connection::State::Disconnected => "disconnected",
         async_nats::connection::State::Pending => "connecting",
     };
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "nats": nats }))
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), nats: nats.into() })
 }
 
-async fn jetstream_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn jetstream_status(State(state): State<AppState>) -> Result<Json<Items<ResourceStatus>>, ApiError> {
     let statuses = kanade_shared::jetstream::jetstream_status(&state.js).await.map_err(|e| {
         ApiError::unavailable("nats_unavailable", format!("cannot read JetStream status: {e}"))
     })?;
-    Ok(Json(json!({ "items": statuses })))
+    Ok(Json(Items { items: statuses }))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -11,26 +11,16 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use kanade_shared::api::executions::{Launched, RunScript};
 use kanade_shared::manifest::{self, Plan, Target};
 use kanade_shared::wire::Shell;
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::projector::Kind;
 
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunBody {
-    pcs: Vec<String>,
-    #[serde(default = "default_shell")]
-    shell: String,
-    script: String,
-    /// Seconds.
-    #[serde(default = "default_timeout")]
-    timeout: u64,
-}
+/// A one-off script's timeout when the request names none.
+const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
 /// How long an ad-hoc `POST /api/run` command may wait for its PCs.
 const ADHOC_START_WITHIN_SECS: u64 = 600;
@@ -39,17 +29,13 @@ fn default_shell() -> String {
     if cfg!(windows) { "powershell".into() } else { "sh".into() }
 }
 
-fn default_timeout() -> u64 {
-    60
-}
-
 /// An ad-hoc script on named PCs, through the same pipeline (so it is projected and audited).
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<super::executions::LaunchQuery>,
-    Json(body): Json<RunBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Json(body): Json<RunScript>,
+) -> Result<(StatusCode, Json<Launched>), ApiError> {
     let mut problems = Vec::new();
     let pcs: Vec<_> = body
         .pcs
@@ -62,8 +48,9 @@ pub async fn run(
     if pcs.is_empty() && problems.is_empty() {
         problems.push("pcs: name at least one pc".into());
     }
-    if Shell::parse(&body.shell).is_none() {
-        problems.push(format!("shell: {:?} is not one of {}", body.shell, Shell::KNOWN.join(", ")));
+    let shell = body.shell.clone().unwrap_or_else(default_shell);
+    if Shell::parse(&shell).is_none() {
+        problems.push(format!("shell: {shell:?} is not one of {}", Shell::KNOWN.join(", ")));
     }
     if body.script.trim().is_empty() {
         problems.push("script: is empty".into());
@@ -76,7 +63,7 @@ pub async fn run(
     let yaml = serde_json::json!({
         "id": kanade_shared::JobId::adhoc(request).to_string(),
         "version": "1",
-        "execute": { "shell": body.shell, "script": body.script, "timeout": format!("{}s", body.timeout.max(1)) },
+        "execute": { "shell": shell, "script": body.script, "timeout": format!("{}s", body.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1)) },
     });
     let manifest = manifest::job_from_json(yaml.to_string().as_bytes())
         .map_err(|p| ApiError::invalid(p.messages()))?
@@ -91,7 +78,7 @@ pub async fn run(
     };
     let launched =
         state.pipeline.exec(&manifest, &plan, &super::executions::launch_origin(&caller, &q)).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(launched).unwrap_or_default())))
+    Ok((StatusCode::CREATED, Json(launched)))
 }
 
 /// Prometheus text format.

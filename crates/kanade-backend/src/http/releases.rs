@@ -9,11 +9,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use futures::StreamExt;
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::{
+    FleetVersions, QuarantineCleared, Release, ReleasePublished, Rollout, RolloutSet, Scope, UpdateWaiting,
+};
 use kanade_shared::wire::AgentConfigPatch;
 use kanade_shared::wire::agent_config::ConfigScope;
 use kanade_shared::{GroupName, PcId, Version, release};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use super::{ApiError, AppState, agent_config, broker};
 use crate::auth::Caller;
@@ -31,7 +35,7 @@ pub async fn publish(
     caller: Caller,
     Query(q): Query<PublishQuery>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ReleasePublished>), ApiError> {
     let version: Version = q
         .version
         .parse()
@@ -72,30 +76,32 @@ pub async fn publish(
     };
     let info = store.put(meta, &mut body.as_ref()).await.map_err(broker)?;
     let signed = info.metadata.contains_key(kanade_shared::signing::RELEASE_SIGNATURE);
-    let detail = json!({ "version": version, "target": target, "size": info.size, "digest": info.digest, "signed": signed });
-    super::audit_as(&state, &caller, "agent.release_published", Some(key.clone()), detail.clone()).await?;
-    Ok((StatusCode::CREATED, Json(detail)))
+    let published = ReleasePublished {
+        version: version.to_string(),
+        target,
+        size: info.size,
+        digest: info.digest,
+        signed,
+    };
+    let detail = serde_json::to_value(&published).unwrap_or_default();
+    super::audit_as(&state, &caller, "agent.release_published", Some(key.clone()), detail).await?;
+    Ok((StatusCode::CREATED, Json(published)))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>) -> Result<Json<Items<Release>>, ApiError> {
     let mut items = Vec::new();
     for info in super::objects(&state.js, "agent_releases").await? {
         let (version, target) = info.name.split_once('/').unwrap_or((info.name.as_str(), ""));
-        items.push(json!({ "version": version, "target": target, "size": info.size, "digest": info.digest,
-            "published": info.modified.map(|t| t.to_string()) }));
+        items.push(Release {
+            version: version.to_owned(),
+            target: target.to_owned(),
+            size: info.size,
+            digest: info.digest,
+            published: info.modified.map(|t| t.to_string()),
+        });
     }
-    items.sort_by(|a, b| {
-        (a["version"].as_str(), a["target"].as_str()).cmp(&(b["version"].as_str(), b["target"].as_str()))
-    });
-    Ok(Json(json!({ "items": items })))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Rollout {
-    version: String,
-    group: Option<String>,
-    pc: Option<String>,
+    items.sort_by(|a, b| (&a.version, &a.target).cmp(&(&b.version, &b.target)));
+    Ok(Json(Items { items }))
 }
 
 /// The `agent_config` scope a request names: the fleet, a group or a pc.
@@ -118,7 +124,7 @@ pub async fn rollout(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<Rollout>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RolloutSet>, ApiError> {
     let version: Version = body
         .version
         .parse()
@@ -129,14 +135,7 @@ pub async fn rollout(
     let detail = json!({ "version": version });
     agent_config::edit_scope(&state, &caller, &scope, &edit, "agent.rollout", detail).await?;
     let key = scope.key();
-    Ok(Json(json!({ "scope": key, "target_version": version })))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Scope {
-    group: Option<String>,
-    pc: Option<String>,
+    Ok(Json(RolloutSet { scope: key, target_version: version.to_string() }))
 }
 
 /// Let a scope's agents install the versions they quarantined until now again.
@@ -144,7 +143,7 @@ pub async fn clear_quarantine(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<Scope>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QuarantineCleared>, ApiError> {
     let scope = scope_of(body.group.as_deref(), body.pc.as_deref())?;
     let now = kanade_shared::wire::Timestamp::now_utc();
     let at = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -152,11 +151,11 @@ pub async fn clear_quarantine(
     let detail = json!({ "before": at });
     agent_config::edit_scope(&state, &caller, &scope, &edit, "agent.clear_quarantine", detail).await?;
     let key = scope.key();
-    Ok(Json(json!({ "scope": key, "clear_quarantine": at })))
+    Ok(Json(QuarantineCleared { scope: key, clear_quarantine: at }))
 }
 
 /// What each scope asks for, and the versions the fleet reports in its heartbeats.
-pub async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn current(State(state): State<AppState>) -> Result<Json<FleetVersions>, ApiError> {
     let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
     let mut keys = kv.keys().await.map_err(broker)?;
     let mut scopes = BTreeMap::new();
@@ -179,13 +178,8 @@ pub async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             quarantined.entry(q.version.to_string()).or_default().push(a.pc_id.to_string());
         }
         if let Some(status) = a.update_status {
-            pending.push(json!({ "pc_id": a.pc_id, "status": status }));
+            pending.push(UpdateWaiting { pc_id: a.pc_id, status });
         }
     }
-    Ok(Json(json!({
-        "target_versions": scopes,
-        "running": running,
-        "quarantined": quarantined,
-        "update_status": pending,
-    })))
+    Ok(Json(FleetVersions { target_versions: scopes, running, quarantined, update_status: pending }))
 }

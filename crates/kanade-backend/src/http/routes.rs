@@ -24,13 +24,24 @@ pub struct Route {
     pub body: Option<SchemaFn>,
     /// Its query parameters (the type its handler deserializes).
     pub query: Option<SchemaFn>,
-    /// What a success answers, where the handler returns a typed body.
+    /// The JSON body a success answers.
     pub response: Option<SchemaFn>,
+    /// What a success answers when it is not JSON: its media types, or none for an empty
+    /// answer (204). Every route declares this or `response` (a test checks).
+    pub answers: Option<&'static [&'static str]>,
+    /// Media types a refusal may come in besides the JSON error (an installer refuses with a
+    /// script that says why, so `curl … | sh` shows it).
+    pub refusals: &'static [&'static str],
 }
+
+/// A success with no body.
+const EMPTY: &[&str] = &[];
+const TEXT: &[&str] = &["text/plain; charset=utf-8"];
+const EVENTS: &[&str] = &["text/event-stream"];
 
 macro_rules! route {
     ($method:literal, $path:literal, $access:expr, $summary:literal, $make:expr
-        $(, body = $body:ty)? $(, query = $query:ty)? $(, response = $response:ty)? $(,)?) => {
+        $(, body = $body:ty)? $(, query = $query:ty)? $(, response = $response:ty)? $(, answers = $answers:expr)? $(, refusals = $refusals:expr)? $(,)?) => {
         Route {
             method: $method,
             path: $path,
@@ -40,7 +51,21 @@ macro_rules! route {
             body: route!(@schema $($body)?),
             query: route!(@schema $($query)?),
             response: route!(@schema $($response)?),
+            answers: route!(@answers $($answers)?),
+            refusals: route!(@refusals $($refusals)?),
         }
+    };
+    (@refusals) => {
+        &[]
+    };
+    (@refusals $r:expr) => {
+        $r
+    };
+    (@answers) => {
+        None
+    };
+    (@answers $a:expr) => {
+        Some($a)
     };
     (@schema) => {
         None
@@ -64,14 +89,16 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "Sign in with name and password; returns a session token",
             post(session::login),
-            body = session::Login
+            body = kanade_shared::api::accounts::Login,
+            response = kanade_shared::api::accounts::Session
         ),
         route!(
             "GET",
             "/api/auth/me",
             SIGNED_IN,
             "The caller: name, role, how authenticated",
-            get(session::me)
+            get(session::me),
+            response = kanade_shared::api::accounts::Me
         ),
         route!(
             "POST",
@@ -79,7 +106,8 @@ pub fn table() -> Vec<Route> {
             SIGNED_IN,
             "Change the caller's password (current, new)",
             post(session::change_password),
-            body = session::PasswordChange
+            body = kanade_shared::api::accounts::PasswordChange,
+            response = kanade_shared::api::accounts::PasswordChanged
         ),
         route!(
             "POST",
@@ -87,7 +115,8 @@ pub fn table() -> Vec<Route> {
             SIGNED_IN,
             "Start setting up a second factor (password): a new TOTP secret, its otpauth:// URI and QR code",
             post(mfa::setup),
-            body = mfa::Setup
+            body = kanade_shared::api::accounts::ConfirmPassword,
+            response = kanade_shared::api::accounts::MfaSetup
         ),
         route!(
             "POST",
@@ -95,7 +124,8 @@ pub fn table() -> Vec<Route> {
             SIGNED_IN,
             "Confirm the second factor with its current code; returns the recovery codes, once",
             post(mfa::enable),
-            body = mfa::Enable
+            body = kanade_shared::api::accounts::MfaCode,
+            response = kanade_shared::api::accounts::MfaEnabled
         ),
         route!(
             "POST",
@@ -103,23 +133,26 @@ pub fn table() -> Vec<Route> {
             SIGNED_IN,
             "Turn the caller's second factor off (password)",
             post(mfa::disable),
-            body = mfa::Disable
+            body = kanade_shared::api::accounts::ConfirmPassword,
+            response = kanade_shared::api::accounts::MfaDisabled
         ),
         route!(
             "DELETE",
             "/api/users/{name}/mfa",
             ADMIN,
             "Take a user's second factor away (a lost phone); audited",
-            delete(mfa::reset)
+            delete(mfa::reset),
+            response = kanade_shared::api::accounts::MfaReset
         ),
-        route!("GET", "/api/users", ADMIN, "Users (admin)", get(accounts::list_users)),
+        route!("GET", "/api/users", ADMIN, "Users (admin)", get(accounts::list_users), response = kanade_shared::api::Items<kanade_shared::api::accounts::User>),
         route!(
             "POST",
             "/api/users",
             ADMIN,
             "Create a user with a temporary password (admin)",
             post(accounts::create_user),
-            body = accounts::NewUser
+            body = kanade_shared::api::accounts::NewUser,
+            response = kanade_shared::api::accounts::UserCreated
         ),
         route!(
             "PATCH",
@@ -127,47 +160,72 @@ pub fn table() -> Vec<Route> {
             ADMIN,
             "Change a user's role, disabled flag or password (admin)",
             patch(accounts::update_user),
-            body = accounts::UserChange
+            body = kanade_shared::api::accounts::UserChange,
+            response = kanade_shared::api::accounts::User
         ),
-        route!("DELETE", "/api/users/{name}", ADMIN, "Delete a user (admin)", delete(accounts::delete_user)),
+        route!(
+            "DELETE",
+            "/api/users/{name}",
+            ADMIN,
+            "Delete a user (admin)",
+            delete(accounts::delete_user),
+            answers = EMPTY
+        ),
         route!(
             "GET",
             "/api/tokens",
             ADMIN,
             "API tokens, without their secrets (admin)",
-            get(accounts::list_tokens)
-        ),
+            get(accounts::list_tokens), response = kanade_shared::api::Items<kanade_shared::api::accounts::ApiToken>),
         route!(
             "POST",
             "/api/tokens",
             ADMIN,
             "Create an API token; its secret is shown once (admin)",
             post(accounts::create_token),
-            body = accounts::NewToken
+            body = kanade_shared::api::accounts::NewToken,
+            response = kanade_shared::api::accounts::TokenCreated
         ),
         route!(
             "DELETE",
             "/api/tokens/{id}",
             ADMIN,
             "Revoke an API token (admin)",
-            delete(accounts::revoke_token)
+            delete(accounts::revoke_token),
+            answers = EMPTY
         ),
-        route!("GET", "/health", PUBLIC, "Liveness and broker connectivity", get(super::health)),
-        route!("GET", "/api/scripts", VIEWER, "Uploaded scripts: key, size, sha256", get(scripts::list)),
+        route!(
+            "GET",
+            "/health",
+            PUBLIC,
+            "Liveness and broker connectivity",
+            get(super::health),
+            response = kanade_shared::api::admin::Health
+        ),
+        route!("GET", "/api/scripts", VIEWER, "Uploaded scripts: key, size, sha256", get(scripts::list), response = kanade_shared::api::Items<kanade_shared::api::admin::Script>),
         route!(
             "POST",
             "/api/scripts/{name}/{version}",
             OPERATOR,
             "Upload a script (the raw body, at most 1 MiB of UTF-8); returns its sha256",
-            post(scripts::upload)
+            post(scripts::upload),
+            response = kanade_shared::api::admin::Script
         ),
-        route!("GET", "/api/scripts/{name}/{version}", VIEWER, "A script's text", get(scripts::show)),
+        route!(
+            "GET",
+            "/api/scripts/{name}/{version}",
+            VIEWER,
+            "A script's text",
+            get(scripts::show),
+            answers = TEXT
+        ),
         route!(
             "DELETE",
             "/api/scripts/{name}/{version}",
             OPERATOR,
             "Delete a script no catalog job runs",
-            delete(scripts::delete)
+            delete(scripts::delete),
+            answers = EMPTY
         ),
         route!(
             "GET",
@@ -186,7 +244,14 @@ pub fn table() -> Vec<Route> {
             body = kanade_shared::wire::freeze::SetFreeze,
             response = kanade_shared::wire::freeze::FreezeStatus
         ),
-        route!("DELETE", "/api/freeze", ADMIN, "Lift the fleet freeze", delete(freeze::lift)),
+        route!(
+            "DELETE",
+            "/api/freeze",
+            ADMIN,
+            "Lift the fleet freeze",
+            delete(freeze::lift),
+            answers = EMPTY
+        ),
         route!(
             "POST",
             "/api/enroll/tokens",
@@ -209,7 +274,8 @@ pub fn table() -> Vec<Route> {
             "/api/enroll/tokens/{id}",
             ADMIN,
             "Revoke an enrolment token (PCs enrolled with it keep their credentials)",
-            delete(enroll::revoke_token)
+            delete(enroll::revoke_token),
+            answers = EMPTY
         ),
         route!(
             "POST",
@@ -217,7 +283,8 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "Enrol a PC with a token: its agent.toml, its own broker credentials and the release to install",
             post(enroll::enroll),
-            body = kanade_shared::wire::enroll::EnrollRequest
+            body = kanade_shared::wire::enroll::EnrollRequest,
+            response = kanade_shared::wire::enroll::EnrollResponse
         ),
         route!(
             "GET",
@@ -225,7 +292,9 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The Linux/macOS installer for a token (?token=)",
             get(enroll::install_sh_script),
-            query = enroll::ScriptQuery
+            query = enroll::ScriptQuery,
+            answers = &["text/x-shellscript; charset=utf-8"],
+            refusals = &["text/x-shellscript; charset=utf-8"]
         ),
         route!(
             "GET",
@@ -233,7 +302,9 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The Windows installer for a token (?token=)",
             get(enroll::install_ps1_script),
-            query = enroll::ScriptQuery
+            query = enroll::ScriptQuery,
+            answers = TEXT,
+            refusals = TEXT
         ),
         route!(
             "GET",
@@ -241,7 +312,8 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The agent binary for a new PC (?token=&os=&arch=[&version=])",
             get(enroll::agent_binary),
-            query = enroll::AgentQuery
+            query = enroll::AgentQuery,
+            answers = &["application/octet-stream"]
         ),
         route!(
             "DELETE",
@@ -251,45 +323,88 @@ pub fn table() -> Vec<Route> {
             delete(enroll::revoke_credentials),
             response = kanade_shared::wire::enroll::RevokedCredentials
         ),
-        route!("GET", "/livez", PUBLIC, "The process is up (liveness probe)", get(super::livez)),
+        route!(
+            "GET",
+            "/livez",
+            PUBLIC,
+            "The process is up (liveness probe)",
+            get(super::livez),
+            response = kanade_shared::api::admin::Probe
+        ),
         route!(
             "GET",
             "/readyz",
             PUBLIC,
             "Database and broker reachable (readiness probe); 503 naming what is not",
-            get(super::readyz)
+            get(super::readyz),
+            response = kanade_shared::api::admin::Probe
         ),
-        route!("GET", "/", PUBLIC, "The web dashboard", get(dashboard::index)),
-        route!("GET", "/ui/{*path}", PUBLIC, "The dashboard's scripts and styles", get(dashboard::asset)),
+        route!(
+            "GET",
+            "/",
+            PUBLIC,
+            "The web dashboard",
+            get(dashboard::index),
+            answers = &["text/html; charset=utf-8"]
+        ),
+        route!(
+            "GET",
+            "/ui/{*path}",
+            PUBLIC,
+            "The dashboard's scripts and styles",
+            get(dashboard::asset),
+            answers = &[
+                "text/html; charset=utf-8",
+                "text/css; charset=utf-8",
+                "text/javascript; charset=utf-8",
+                "image/svg+xml"
+            ]
+        ),
         route!(
             "GET",
             "/api/overview",
             VIEWER,
             "Fleet overview: agents online, executions and results of the last 24 h, recent failures",
-            get(fleet::overview)
+            get(fleet::overview),
+            response = kanade_shared::api::fleet::Overview
         ),
         route!(
             "GET",
             "/api/signing-key",
             PUBLIC,
             "The public key commands are signed with, for agents' security.trusted_keys",
-            get(super::signing_key)
+            get(super::signing_key),
+            response = kanade_shared::api::admin::SigningKey
         ),
-        route!("GET", "/metrics", VIEWER, "Prometheus metrics", get(ops::metrics)),
-        route!("GET", "/api/openapi.json", PUBLIC, "This document", get(openapi_json)),
+        route!(
+            "GET",
+            "/metrics",
+            VIEWER,
+            "Prometheus metrics",
+            get(ops::metrics),
+            answers = &["text/plain; version=0.0.4"]
+        ),
+        route!(
+            "GET",
+            "/api/openapi.json",
+            PUBLIC,
+            "This document",
+            get(openapi_json),
+            answers = &["application/json"]
+        ),
         route!(
             "GET",
             "/api/jetstream/status",
             VIEWER,
             "Streams, buckets and stores with usage and limits",
-            get(super::jetstream_status)
-        ),
+            get(super::jetstream_status), response = kanade_shared::api::Items<kanade_shared::api::admin::ResourceStatus>),
         route!(
             "GET",
             "/api/stream",
             VIEWER,
             "Server-sent events: agents seen, results, executions",
-            get(ops::stream)
+            get(ops::stream),
+            answers = EVENTS
         ),
         route!(
             "GET",
@@ -297,7 +412,8 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Agents, paginated (group, cursor, limit)",
             get(executions::agents),
-            query = executions::AgentsQuery
+            query = executions::AgentsQuery,
+            response = kanade_shared::api::fleet::AgentPage
         ),
         route!(
             "GET",
@@ -305,38 +421,50 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Which PCs have a program: name (part of it, any case), version (prefix), limit",
             get(fleet::software),
-            query = fleet::SoftwareQuery
+            query = fleet::SoftwareQuery,
+            response = kanade_shared::api::fleet::SoftwareHits
         ),
         route!(
             "GET",
             "/api/agents/{pc}",
             VIEWER,
             "One agent with inventory and recent results",
-            get(fleet::show_agent)
+            get(fleet::show_agent),
+            response = kanade_shared::api::fleet::AgentDetail
         ),
         route!(
             "POST",
             "/api/agents/{pc}/ping",
             OPERATOR,
             "Ping an agent; replies with a fresh heartbeat",
-            post(fleet::ping)
+            post(fleet::ping),
+            response = kanade_shared::api::fleet::Pong
         ),
-        route!("GET", "/api/groups", VIEWER, "Dynamic groups: name, rule, member count", get(groups::list)),
+        route!("GET", "/api/groups", VIEWER, "Dynamic groups: name, rule, member count", get(groups::list), response = kanade_shared::api::Items<kanade_shared::api::admin::DynamicGroup>),
         route!(
             "POST",
             "/api/groups",
             OPERATOR,
             "Create a dynamic group {name, rule}; its members join at once (422 names a bad rule)",
             post(groups::create),
-            body = groups::CreateGroup
+            body = kanade_shared::api::admin::CreateGroup,
+            response = kanade_shared::api::admin::GroupDetail
         ),
-        route!("GET", "/api/groups/{name}", VIEWER, "One dynamic group with its members", get(groups::show)),
+        route!(
+            "GET",
+            "/api/groups/{name}",
+            VIEWER,
+            "One dynamic group with its members",
+            get(groups::show),
+            response = kanade_shared::api::admin::GroupDetail
+        ),
         route!(
             "GET",
             "/api/groups/{name}/members",
             VIEWER,
             "The PCs in a dynamic group, each with when it joined",
-            get(groups::members)
+            get(groups::members),
+            response = kanade_shared::api::admin::GroupMembers
         ),
         route!(
             "PUT",
@@ -344,14 +472,16 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Change a dynamic group's rule {rule}; members follow at once",
             put(groups::set_rule),
-            body = groups::SetRule
+            body = kanade_shared::api::admin::SetRule,
+            response = kanade_shared::api::admin::GroupDetail
         ),
         route!(
             "DELETE",
             "/api/groups/{name}",
             OPERATOR,
             "Delete a dynamic group; its members leave it",
-            delete(groups::delete)
+            delete(groups::delete),
+            response = kanade_shared::api::admin::GroupDeleted
         ),
         route!(
             "GET",
@@ -359,7 +489,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "The end of an agent's log file (?lines=200&since=RFC3339; follow with file&offset from the reply's cursor)",
             get(live::logs),
-            query = live::LogsQuery
+            query = live::LogsQuery,
+            response = kanade_shared::wire::LogReply
         ),
         route!(
             "PUT",
@@ -367,22 +498,23 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Set the operator-assigned groups of an agent",
             put(fleet::set_groups),
-            body = fleet::GroupsBody
+            body = kanade_shared::api::fleet::SetGroups,
+            response = kanade_shared::api::fleet::GroupsSet
         ),
         route!(
             "GET",
             "/api/agent/releases",
             VIEWER,
             "Published agent releases (version, target, size, digest)",
-            get(releases::list)
-        ),
+            get(releases::list), response = kanade_shared::api::Items<kanade_shared::api::admin::Release>),
         route!(
             "POST",
             "/api/agent/releases",
             OPERATOR,
             "Publish an agent binary (raw body; ?version=V[&target=T], target detected when absent)",
             post(releases::publish).layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024)),
-            query = releases::PublishQuery
+            query = releases::PublishQuery,
+            response = kanade_shared::api::admin::ReleasePublished
         ),
         route!(
             "PUT",
@@ -390,7 +522,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Ask a scope (global, group or pc) to run a published version",
             put(releases::rollout),
-            body = releases::Rollout
+            body = kanade_shared::api::admin::Rollout,
+            response = kanade_shared::api::admin::RolloutSet
         ),
         route!(
             "POST",
@@ -398,7 +531,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Let a scope's agents install the versions they quarantined so far again",
             post(releases::clear_quarantine),
-            body = releases::Scope
+            body = kanade_shared::api::admin::Scope,
+            response = kanade_shared::api::admin::QuarantineCleared
         ),
         route!(
             "GET",
@@ -406,7 +540,8 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Host performance samples of one agent (?since=&until= epoch ms; the last hour by default)",
             get(telemetry::agent_perf),
-            query = telemetry::HostPerfQuery
+            query = telemetry::HostPerfQuery,
+            response = kanade_shared::wire::PerfSamples
         ),
         route!(
             "GET",
@@ -414,66 +549,89 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Investigation mode's top processes of one agent (?since=&until= epoch ms; the last hour by default)",
             get(telemetry::agent_processes),
-            query = telemetry::ProcessQuery
+            query = telemetry::ProcessQuery,
+            response = kanade_shared::wire::ProcessSamples
         ),
         route!(
             "GET",
             "/api/agent/config",
             VIEWER,
             "What each agent_config scope (global, group:<g>, pc:<pc>) sets",
-            get(agent_config::show)
+            get(agent_config::show),
+            response = kanade_shared::wire::agent_config::AgentConfigScopes
         ),
         route!(
             "PATCH",
             "/api/agent/config/{scope}",
             OPERATOR,
             "Set fields of one scope (global, group:<g>, pc:<pc>); null removes a field; 422 names each bad field",
-            patch(agent_config::patch)
+            patch(agent_config::patch),
+            response = kanade_shared::wire::agent_config::ScopeConfig
         ),
         route!(
             "GET",
             "/api/agent/current",
             VIEWER,
             "target_version per scope, the versions agents run, quarantines and pending updates",
-            get(releases::current)
+            get(releases::current),
+            response = kanade_shared::api::admin::FleetVersions
         ),
-        route!("GET", "/api/jobs", VIEWER, "The job catalog", get(catalog::list)),
+        route!("GET", "/api/jobs", VIEWER, "The job catalog", get(catalog::list), response = kanade_shared::api::Items<kanade_shared::api::executions::JobSummary>),
         route!(
             "POST",
             "/api/jobs/validate",
             VIEWER,
             "Check a job manifest (JSON or YAML) without storing it; 422 lists every problem",
-            post(catalog::validate)
+            post(catalog::validate),
+            response = kanade_shared::api::executions::JobValid
         ),
         route!(
             "POST",
             "/api/jobs",
             OPERATOR,
             "Add or replace a job (JSON or YAML manifest)",
-            post(catalog::create)
+            post(catalog::create),
+            response = kanade_shared::api::executions::JobStored
         ),
-        route!("GET", "/api/jobs/{id}", VIEWER, "One job's manifest and revoke state", get(catalog::show)),
+        route!(
+            "GET",
+            "/api/jobs/{id}",
+            VIEWER,
+            "One job's manifest and revoke state",
+            get(catalog::show),
+            response = kanade_shared::api::executions::JobDetail
+        ),
         route!(
             "DELETE",
             "/api/jobs/{id}",
             OPERATOR,
             "Delete a job (refused while a schedule uses it)",
-            delete(catalog::delete)
+            delete(catalog::delete),
+            answers = EMPTY
         ),
         route!(
             "POST",
             "/api/jobs/{id}/revoke",
             OPERATOR,
             "Revoke a job: agents skip it (126)",
-            post(catalog::revoke)
+            post(catalog::revoke),
+            response = kanade_shared::api::executions::JobStatus
         ),
-        route!("POST", "/api/jobs/{id}/unrevoke", OPERATOR, "Lift a revoke", post(catalog::unrevoke)),
+        route!(
+            "POST",
+            "/api/jobs/{id}/unrevoke",
+            OPERATOR,
+            "Lift a revoke",
+            post(catalog::unrevoke),
+            response = kanade_shared::api::executions::JobStatus
+        ),
         route!(
             "POST",
             "/api/jobs/{id}/kill",
             OPERATOR,
             "Kill every unfinished execution of a job",
-            post(catalog::kill)
+            post(catalog::kill),
+            response = kanade_shared::api::executions::JobKilled
         ),
         route!(
             "POST",
@@ -481,7 +639,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Run a catalog job with a plan (JSON or YAML)",
             post(executions::exec),
-            query = executions::LaunchQuery
+            query = executions::LaunchQuery,
+            response = kanade_shared::api::executions::Launched
         ),
         route!(
             "POST",
@@ -489,7 +648,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Register a manifest and run it with its plan",
             post(executions::deploy),
-            query = executions::LaunchQuery
+            query = executions::LaunchQuery,
+            response = kanade_shared::api::executions::Launched
         ),
         route!(
             "POST",
@@ -497,8 +657,9 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Run an ad-hoc script on named pcs",
             post(ops::run),
-            body = ops::RunBody,
-            query = super::executions::LaunchQuery
+            body = kanade_shared::api::executions::RunScript,
+            query = super::executions::LaunchQuery,
+            response = kanade_shared::api::executions::Launched
         ),
         route!(
             "GET",
@@ -506,29 +667,31 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Executions, newest first (job, status, since, cursor, limit)",
             get(executions::list),
-            query = executions::ListQuery
-        ),
+            query = executions::ListQuery, response = kanade_shared::api::Page<kanade_shared::api::executions::Execution, kanade_shared::ExecId>),
         route!(
             "GET",
             "/api/executions/{exec_id}",
             VIEWER,
             "One execution with per-pc rows and waves (?pcs=false: status, counters and waves only)",
             get(executions::show),
-            query = executions::ShowQuery
+            query = executions::ShowQuery,
+            response = kanade_shared::api::executions::ExecutionDetail
         ),
         route!(
             "POST",
             "/api/executions/{exec_id}/kill",
             OPERATOR,
             "Kill an execution on every pc",
-            post(executions::kill)
+            post(executions::kill),
+            response = kanade_shared::api::executions::KillSent
         ),
         route!(
             "GET",
             "/api/executions/{exec_id}/pcs/{pc}/tail",
             VIEWER,
             "Server-sent events: one PC's output of a run as it is written (output, skipped, waiting), then end",
-            get(live::tail)
+            get(live::tail),
+            answers = EVENTS
         ),
         route!(
             "GET",
@@ -536,45 +699,61 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Results, newest first (pc, job, exec, status, since, cursor, limit)",
             get(fleet::results),
-            query = fleet::ResultQuery
+            query = fleet::ResultQuery, response = kanade_shared::api::Page<kanade_shared::api::fleet::RunResult, kanade_shared::ResultId>),
+        route!(
+            "GET",
+            "/api/results/{result_id}",
+            VIEWER,
+            "One result",
+            get(fleet::result),
+            response = kanade_shared::api::fleet::RunResult
         ),
-        route!("GET", "/api/results/{result_id}", VIEWER, "One result", get(fleet::result)),
         route!(
             "GET",
             "/api/schedules",
             VIEWER,
             "Schedules with next fire, last tick and 24 h outcomes",
-            get(schedules::list)
-        ),
+            get(schedules::list), response = kanade_shared::api::Items<kanade_shared::api::admin::ScheduleView>),
         route!(
             "POST",
             "/api/schedules",
             OPERATOR,
             "Create or replace a schedule (JSON or YAML); refused with every problem",
             post(schedules::create),
-            query = super::executions::LaunchQuery
+            query = super::executions::LaunchQuery,
+            response = kanade_shared::api::admin::ScheduleView
         ),
         route!(
             "GET",
             "/api/schedules/{id}",
             VIEWER,
             "One schedule with its next 5 fires and status",
-            get(schedules::show)
+            get(schedules::show),
+            response = kanade_shared::api::admin::ScheduleView
         ),
         route!(
             "DELETE",
             "/api/schedules/{id}",
             OPERATOR,
             "Delete a schedule; it stops firing at once",
-            delete(schedules::delete)
+            delete(schedules::delete),
+            answers = EMPTY
         ),
-        route!("POST", "/api/schedules/{id}/enable", OPERATOR, "Enable a schedule", post(schedules::enable)),
+        route!(
+            "POST",
+            "/api/schedules/{id}/enable",
+            OPERATOR,
+            "Enable a schedule",
+            post(schedules::enable),
+            response = kanade_shared::api::admin::ScheduleView
+        ),
         route!(
             "POST",
             "/api/schedules/{id}/disable",
             OPERATOR,
             "Disable a schedule; it stops firing at once",
-            post(schedules::disable)
+            post(schedules::disable),
+            response = kanade_shared::api::admin::ScheduleView
         ),
         route!(
             "GET",
@@ -582,35 +761,40 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "The next n fire times (n ≤ 100, default 10) in the schedule's time zone",
             get(schedules::preview),
-            query = schedules::PreviewQuery
+            query = schedules::PreviewQuery,
+            response = kanade_shared::api::admin::SchedulePreview
         ),
         route!(
             "GET",
             "/api/facts",
             VIEWER,
             "Facts tables that jobs with facts.explode fill: job, key, columns, row count",
-            get(facts::tables)
+            get(facts::tables),
+            response = kanade_shared::wire::FactTables
         ),
         route!(
             "GET",
             "/api/facts/{table}",
             VIEWER,
             "One facts table's rows (pc, <column>=<value> filters, limit, offset)",
-            get(facts::rows)
+            get(facts::rows),
+            response = kanade_shared::wire::FactRows
         ),
         route!(
             "DELETE",
             "/api/facts/{table}",
             ADMIN,
             "Drop a facts table and its rows (admin; audited); the job's next result makes it again",
-            delete(facts::drop_table)
+            delete(facts::drop_table),
+            response = kanade_shared::api::admin::TableDropped
         ),
         route!(
             "GET",
             "/api/agents/{pc}/facts",
             VIEWER,
             "The PC's latest whole output of each job with facts: (its fact documents)",
-            get(facts::documents)
+            get(facts::documents),
+            response = kanade_shared::wire::FactDocuments
         ),
         route!(
             "POST",
@@ -618,14 +802,16 @@ pub fn table() -> Vec<Route> {
             ADMIN,
             "Run one read-only SELECT over the projection (admin; audited; 5 s, 1,000 rows by default)",
             post(facts::query),
-            body = kanade_shared::wire::QueryRequest
+            body = kanade_shared::wire::QueryRequest,
+            response = kanade_shared::wire::QueryAnswer
         ),
         route!(
             "GET",
             "/api/checks",
             VIEWER,
             "Compliance checks with their PCs counted by status (pass, warn, fail, unknown)",
-            get(compliance::checks)
+            get(compliance::checks),
+            response = kanade_shared::wire::Checks
         ),
         route!(
             "GET",
@@ -633,14 +819,16 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "One check's PCs: status, detail, since when (status, cursor, limit)",
             get(compliance::check),
-            query = compliance::CheckQuery
+            query = compliance::CheckQuery,
+            response = kanade_shared::wire::CheckDetail
         ),
         route!(
             "DELETE",
             "/api/checks/{name}",
             ADMIN,
             "Forget every PC's status for a renamed or retired check (admin; audited)",
-            delete(compliance::forget)
+            delete(compliance::forget),
+            response = kanade_shared::api::admin::CheckForgotten
         ),
         route!(
             "POST",
@@ -649,7 +837,8 @@ pub fn table() -> Vec<Route> {
             "Send a notification to the people at the endpoints (title, body, priority, target, expires_in); audited",
             post(notifications::send),
             body = kanade_shared::wire::SendNotification,
-            query = super::executions::LaunchQuery
+            query = super::executions::LaunchQuery,
+            response = kanade_shared::wire::NotificationSent
         ),
         route!(
             "GET",
@@ -657,21 +846,24 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Notifications, newest first, with PCs addressed and PCs that acknowledged (limit)",
             get(notifications::list),
-            query = notifications::ListQuery
+            query = notifications::ListQuery,
+            response = kanade_shared::wire::Notifications
         ),
         route!(
             "GET",
             "/api/notifications/{id}",
             VIEWER,
             "One notification: per PC, acked (by whom, when) or outstanding",
-            get(notifications::show)
+            get(notifications::show),
+            response = kanade_shared::wire::NotificationDetail
         ),
         route!(
             "DELETE",
             "/api/notifications/{id}",
             OPERATOR,
             "Withdraw a notification: agents drop it; audited",
-            delete(notifications::withdraw)
+            delete(notifications::withdraw),
+            response = kanade_shared::wire::NotificationSummary
         ),
         route!(
             "GET",
@@ -679,7 +871,8 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Observability events, newest first (pc, kind or kind prefix, since, until epoch ms, cursor, limit)",
             get(telemetry::events),
-            query = telemetry::EventsQuery
+            query = telemetry::EventsQuery,
+            response = kanade_shared::wire::ObsEvents
         ),
         route!(
             "GET",
@@ -687,8 +880,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Audit log (actor, action, target, since, until, cursor, limit)",
             get(fleet::audit_log),
-            query = fleet::AuditQuery
-        ),
+            query = fleet::AuditQuery, response = kanade_shared::api::Page<kanade_shared::api::fleet::AuditEntry, kanade_shared::AuditId>),
     ]
 }
 
@@ -705,7 +897,7 @@ pub fn openapi() -> Value {
     let mut inline = schemars::generate::SchemaSettings::draft2020_12()
         .with(|s| s.inline_subschemas = true)
         .into_generator();
-    let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
     let mut paths = Map::new();
     for r in table() {
         let mut params: Vec<Value> = r
@@ -721,14 +913,26 @@ pub fn openapi() -> Value {
             Some(response) => {
                 json!({ "description": "success", "content": { "application/json": { "schema": response(&mut generator) } } })
             }
-            None => json!({ "description": "success" }),
+            None => {
+                let media = r.answers.unwrap_or_default();
+                let content: Map<String, Value> =
+                    media.iter().map(|m| ((*m).to_owned(), json!({}))).collect();
+                match content.is_empty() {
+                    true => json!({ "description": "success, no body" }),
+                    false => json!({ "description": "success", "content": content }),
+                }
+            }
         };
+        let mut refused = error.clone();
+        for media in r.refusals {
+            refused["content"][*media] = json!({});
+        }
         let mut op = json!({
             "summary": r.summary,
             "x-kanade-access": r.access.describe(),
             "operationId": format!("{}_{}", r.method.to_lowercase(), r.path.trim_start_matches('/').replace(['/', '{', '}', '.'], "_")),
             "parameters": params,
-            "responses": { "2XX": success, "4XX": error.clone(), "5XX": error.clone() }
+            "responses": { "2XX": success, "4XX": refused, "5XX": error.clone() }
         });
         if let Some(body) = r.body {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": body(&mut generator) } } });
@@ -739,19 +943,8 @@ pub fn openapi() -> Value {
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = op;
     }
-    let mut schemas = generator.take_definitions(true);
-    schemas.insert(
-        "Error".into(),
-        json!({
-            "type": "object",
-            "required": ["error", "code"],
-            "properties": {
-                "error": { "type": "string", "description": "what went wrong, for people" },
-                "code": { "type": "string", "description": "stable machine code" },
-                "detail": { "description": "more, e.g. { problems: [...] } naming each field" }
-            }
-        }),
-    );
+    generator.subschema_for::<kanade_shared::api::ErrorBody>();
+    let schemas = generator.take_definitions(true);
     json!({
         "openapi": "3.1.0",
         "info": { "title": "kanade-backend", "version": env!("CARGO_PKG_VERSION") },

@@ -7,6 +7,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use kanade_shared::ScheduleId;
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::{SchedulePreview, ScheduleView};
 use kanade_shared::manifest::{self, Schedule, ScheduleJob};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,7 +38,7 @@ async fn load(state: &AppState, id: &ScheduleId) -> Result<Schedule, ApiError> {
 }
 
 /// A schedule as the API shows it: its definition, next fires, last tick and 24 h outcomes.
-async fn describe(state: &AppState, s: &Schedule, fires: usize) -> Result<Value, ApiError> {
+async fn describe(state: &AppState, s: &Schedule, fires: usize) -> Result<ScheduleView, ApiError> {
     let now = now_ms();
     let next: Vec<i64> = match times::zone(&s.timezone) {
         Ok(tz) if s.enabled => times::preview(&s.cron, &tz, now, fires),
@@ -44,19 +46,19 @@ async fn describe(state: &AppState, s: &Schedule, fires: usize) -> Result<Value,
     };
     let id = s.id.to_string();
     let (st, outcomes) = state.db.schedule_outcomes(id, now - DAY_MS).await.map_err(ApiError::from)?;
-    let mut v = serde_json::to_value(s).unwrap_or_default();
-    v["next_fires_ms"] = json!(next);
-    v["state"] = serde_json::to_value(st).unwrap_or_default();
-    v["last_24h"] = json!(outcomes);
-    Ok(v)
+    let schedule = match serde_json::to_value(s) {
+        Ok(Value::Object(fields)) => fields,
+        _ => Default::default(),
+    };
+    Ok(ScheduleView { schedule, next_fires_ms: next, state: st, last_24h: outcomes, changed: None })
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>) -> Result<Json<Items<ScheduleView>>, ApiError> {
     let mut items = Vec::new();
     for (_, s) in super::stored(&state.js, "schedules", manifest::schedule_from_json).await? {
         items.push(describe(&state, &s, 1).await?);
     }
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
 pub async fn create(
@@ -65,7 +67,7 @@ pub async fn create(
     Query(q): Query<super::executions::LaunchQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
     let mut s = parse_doc(&headers, body, manifest::schedule_from_yaml, manifest::schedule_from_json).await?;
     // An inline job runs exactly the script content it is stored with, like a catalog job.
     if let ScheduleJob::Inline(m) = &mut s.job {
@@ -122,7 +124,10 @@ pub async fn create(
     Ok((status, Json(describe(&state, &s, 5).await?)))
 }
 
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
     let s = load(&state, &schedule_id(&id)?).await?;
     Ok(Json(describe(&state, &s, 5).await?))
 }
@@ -142,7 +147,12 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn toggle(state: AppState, caller: Caller, id: String, enabled: bool) -> Result<Json<Value>, ApiError> {
+async fn toggle(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    enabled: bool,
+) -> Result<Json<ScheduleView>, ApiError> {
     let id = schedule_id(&id)?;
     let action = if enabled { "schedule.enable" } else { "schedule.disable" };
     let changed = scheduler::set_enabled(
@@ -155,16 +165,15 @@ async fn toggle(state: AppState, caller: Caller, id: String, enabled: bool) -> R
     )
     .await?;
     let s = load(&state, &id).await?;
-    let mut v = describe(&state, &s, 5).await?;
-    v["changed"] = json!(changed);
-    Ok(Json(v))
+    let view = describe(&state, &s, 5).await?;
+    Ok(Json(ScheduleView { changed: Some(changed), ..view }))
 }
 
 pub async fn enable(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     toggle(state, caller, id, true).await
 }
 
@@ -172,7 +181,7 @@ pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleView>, ApiError> {
     toggle(state, caller, id, false).await
 }
 
@@ -185,7 +194,7 @@ pub async fn preview(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<PreviewQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SchedulePreview>, ApiError> {
     let n = match q.n {
         None => 10,
         Some(n) if (1..=100).contains(&n) => n,
@@ -199,7 +208,12 @@ pub async fn preview(
         .filter_map(|ms| jiff::Timestamp::from_millisecond(*ms).ok())
         .map(|t| t.to_zoned(tz.clone()).to_string())
         .collect();
-    Ok(Json(
-        json!({ "id": s.id, "cron": s.cron, "timezone": s.timezone, "enabled": s.enabled, "fires_ms": fires, "fires": text }),
-    ))
+    Ok(Json(SchedulePreview {
+        id: s.id,
+        cron: s.cron.as_str().to_owned(),
+        timezone: s.timezone,
+        enabled: s.enabled,
+        fires_ms: fires,
+        fires: text,
+    }))
 }

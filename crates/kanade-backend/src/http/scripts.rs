@@ -6,6 +6,8 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::Script;
 use kanade_shared::manifest::{Manifest, ScriptSource};
 use kanade_shared::{JobId, Version};
 use serde_json::{Value, json};
@@ -54,7 +56,7 @@ pub async fn upload(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Script>), ApiError> {
     let key = key(&name, &version)?;
     if body.is_empty() {
         return Err(ApiError::invalid(vec!["the script is empty: send its text as the request body".into()]));
@@ -70,8 +72,14 @@ pub async fn upload(
         return Err(ApiError::invalid(vec!["the script is not UTF-8 text".into()]));
     }
     let sha256 = kanade_shared::files::sha256_hex(&body);
-    let answer =
-        json!({ "key": key, "name": name, "version": version, "sha256": sha256, "bytes": body.len() });
+    let answer = Script {
+        key: key.clone(),
+        name: name.to_string(),
+        version: version.to_string(),
+        sha256: Some(sha256.clone()),
+        bytes: body.len(),
+        modified: None,
+    };
     if let Some(existing) = read(&state, &key).await? {
         return if kanade_shared::files::sha256_hex(&existing) == sha256 {
             Ok((StatusCode::OK, Json(answer)))
@@ -95,21 +103,23 @@ pub async fn upload(
 }
 
 /// `GET /api/scripts`: every stored script with its size and sha256.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>) -> Result<Json<Items<Script>>, ApiError> {
     let mut items = Vec::new();
     for info in super::objects(&state.js, STORE).await? {
         let (name, version) = info.name.split_once('/').unwrap_or((info.name.as_str(), ""));
-        items.push(json!({
-            "key": info.name,
-            "name": name,
-            "version": version,
-            "bytes": info.size,
-            "sha256": info.digest.as_deref().and_then(kanade_shared::files::object_digest_hex),
-            "modified": info.modified.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-        }));
+        items.push(Script {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            bytes: info.size,
+            sha256: info.digest.as_deref().and_then(kanade_shared::files::object_digest_hex),
+            modified: info
+                .modified
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            key: info.name,
+        });
     }
-    items.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
-    Ok(Json(json!({ "items": items })))
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Json(Items { items }))
 }
 
 /// `GET /api/scripts/{name}/{version}`: the script's text.

@@ -3,7 +3,7 @@
 use super::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use kanade_shared::api::accounts::{Login, Me, PasswordChange, PasswordChanged, Session, SessionUser};
 use serde_json::{Value, json};
 
 use super::authz::Peer;
@@ -12,23 +12,12 @@ use crate::auth::{Caller, Via, jwt, password, throttle};
 use crate::db::now_ms;
 use crate::pipeline::audit;
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    name: String,
-    password: String,
-    /// The authenticator app's current code, or a recovery code, for an account with a second
-    /// factor.
-    #[serde(default)]
-    code: Option<String>,
-}
-
 pub async fn login(
     State(state): State<AppState>,
     Peer(peer): Peer,
     headers: axum::http::HeaderMap,
     Json(body): Json<Login>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Session>, ApiError> {
     let source = peer.unwrap_or_else(|| "unknown".to_owned());
     let client = crate::auth::client_of(&headers);
     // Whatever was submitted as a name, logs and the audit trail get at most 64 characters.
@@ -133,41 +122,47 @@ pub async fn login(
     audit(&state.js, &user.name, "auth.login", Some(user.name.clone()), Some(source), client, factor).await?;
     let must_set_up_mfa =
         user.role == "admin" && state.auth.config.require_mfa_for_admins && user.mfa_enabled_ms.is_none();
-    Ok(Json(json!({
-        "token": token,
-        "expires_ms": claims.exp * 1000,
-        "user": { "name": user.name, "role": user.role, "must_change_password": user.must_change_password,
-                  "mfa": user.mfa_enabled_ms.is_some(), "must_set_up_mfa": must_set_up_mfa },
-    })))
+    Ok(Json(Session {
+        token,
+        expires_ms: claims.exp * 1000,
+        user: SessionUser {
+            mfa: user.mfa_enabled_ms.is_some(),
+            must_change_password: user.must_change_password,
+            name: user.name,
+            role: user.role,
+            must_set_up_mfa,
+        },
+    }))
 }
 
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let mut v = json!({ "name": caller.name, "role": caller.role, "via": caller.via,
-                        "must_change_password": caller.must_change_password, "must_set_up_mfa": caller.must_set_up_mfa });
-    if caller.via == Via::Password {
-        let user = state.db.user(caller.name.clone()).await?;
-        v["mfa"] = json!(user.is_some_and(|u| u.mfa_enabled_ms.is_some()));
-    }
-    if caller.via == Via::AuthDisabled || state.auth.config.disabled {
-        v["auth_disabled"] = json!(true);
-        v["warning"] =
-            json!("authentication is disabled (KANADE_AUTH_DISABLE=1): anyone reaching this API is an admin");
-    }
-    Ok(Json(v))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordChange {
-    current: String,
-    new: String,
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    let mfa = match caller.via {
+        Via::Password => {
+            Some(state.db.user(caller.name.clone()).await?.is_some_and(|u| u.mfa_enabled_ms.is_some()))
+        }
+        _ => None,
+    };
+    let disabled = caller.via == Via::AuthDisabled || state.auth.config.disabled;
+    Ok(Json(Me {
+        via: caller.via.as_str().to_owned(),
+        name: caller.name,
+        role: caller.role.as_str().to_owned(),
+        must_change_password: caller.must_change_password,
+        must_set_up_mfa: caller.must_set_up_mfa,
+        mfa,
+        auth_disabled: disabled.then_some(true),
+        warning: disabled.then(|| {
+            "authentication is disabled (KANADE_AUTH_DISABLE=1): anyone reaching this API is an admin"
+                .to_owned()
+        }),
+    }))
 }
 
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<PasswordChange>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PasswordChanged>, ApiError> {
     if caller.via != Via::Password {
         return Err(ApiError::bad_request(
             "only a signed-in user has a password to change (not an API token)",
@@ -188,7 +183,8 @@ pub async fn change_password(
     let (name, now) = (caller.name.clone(), now_ms());
     state.db.set_password(name, hash, false, now).await?;
     super::audit_as(&state, &caller, "auth.password_changed", Some(caller.name.clone()), Value::Null).await?;
-    Ok(Json(
-        json!({ "changed": true, "note": "sessions from before the change are no longer valid; sign in again" }),
-    ))
+    Ok(Json(PasswordChanged {
+        changed: true,
+        note: "sessions from before the change are no longer valid; sign in again".into(),
+    }))
 }

@@ -18,6 +18,8 @@ use kanade_shared::{AuditId, ExecId, JobId};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
+pub use kanade_shared::api::executions::Launched;
+
 use crate::db::outbox::Outgoing;
 use crate::db::projection::{self, ExecCreated, ExecStep};
 use crate::db::{Db, DbError, now_ms};
@@ -62,18 +64,6 @@ pub struct Stored {
     /// The job's check and facts, applied to each result as it is projected.
     #[serde(default, skip_serializing_if = "kanade_shared::manifest::outputs::Outputs::is_empty")]
     pub outputs: kanade_shared::manifest::outputs::Outputs,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Launched {
-    pub exec_id: ExecId,
-    pub job_id: String,
-    pub version: String,
-    pub target_count: usize,
-    pub waves: usize,
-    /// Set when the commands were not confirmed and the dispatcher publishes them instead.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
 }
 
 /// Who asked for an execution, and what it carries beyond the manifest and plan.

@@ -2,32 +2,17 @@
 //! `GET /api/jetstream/status`.
 
 use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind};
-use serde::Serialize;
 
 use super::resources::{definitions, fmt_age};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ResourceStatus {
-    pub kind: &'static str,
-    pub name: &'static str,
-    pub stream: String,
-    /// False when the resource does not exist yet (run `kanade jetstream setup`).
-    pub present: bool,
-    pub messages: u64,
-    pub bytes: u64,
-    /// -1 = unlimited
-    pub max_bytes: i64,
-    pub max_age: String,
-    pub max_messages_per_subject: i64,
-    pub consumers: usize,
-}
+pub use crate::api::admin::ResourceStatus;
 
 pub async fn jetstream_status(js: &jetstream::Context) -> Result<Vec<ResourceStatus>, async_nats::Error> {
     let mut out = Vec::new();
     for r in definitions(1) {
         let mut row = ResourceStatus {
-            kind: r.kind.as_str(),
-            name: r.name,
+            kind: r.kind.as_str().to_owned(),
+            name: r.name.to_owned(),
             stream: r.stream_name(),
             present: false,
             messages: 0,

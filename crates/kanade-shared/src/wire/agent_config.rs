@@ -11,6 +11,7 @@ use crate::ids::{GroupName, PcId, Version};
 /// `groups` only; the backend keeps there what operators assigned plus the dynamic groups whose
 /// rule the pc matches, and records which is which so neither overwrites the other.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AgentGroups {
     #[serde(default)]
     pub groups: Vec<GroupName>,
@@ -42,6 +43,7 @@ impl AgentGroups {
 
 /// `agent_config` value at one scope; absent fields leave the decision to a wider scope.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AgentConfigPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval: Option<HumanDuration>,
@@ -57,6 +59,7 @@ pub struct AgentConfigPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_perf_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub process_perf_expires_at: Option<super::Timestamp>,
     /// How many processes by CPU and by memory; 20 when no scope says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +67,7 @@ pub struct AgentConfigPatch {
     /// Quarantined versions recorded at or before this instant are forgotten (an operator
     /// cleared them). Unlike the other fields, the latest instant of any scope applies.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub clear_quarantine: Option<super::Timestamp>,
 }
 
@@ -252,12 +256,14 @@ impl AgentConfigPatch {
 
 /// `GET /api/agent/config`: every scope that sets something.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AgentConfigScopes {
     pub scopes: Vec<ScopeConfig>,
 }
 
 /// One scope and the fields it sets (`PATCH /api/agent/config/{scope}` answers one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScopeConfig {
     /// As operators write it: `global`, `group:<g>`, `pc:<pc>`.
     pub scope: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Per check: how many PCs are in each status (a status no run confirmed within
 /// `[retention] check_stale` counts as `unknown`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CheckSummary {
     pub name: String,
     pub pass: i64,
@@ -14,12 +15,14 @@ pub struct CheckSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Checks {
     pub checks: Vec<CheckSummary>,
 }
 
 /// One PC's status for a check; times are epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CheckPc {
     pub pc_id: String,
     /// `pass`, `warn`, `fail` or `unknown` (also when `stale`).
@@ -37,6 +40,7 @@ pub struct CheckPc {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CheckDetail {
     pub name: String,
     pub pcs: Vec<CheckPc>,

@@ -120,6 +120,18 @@ impl Shell {
             _ => return None,
         })
     }
+
+    /// Its name as written in a manifest (`unknown` for one this build does not know).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Powershell => "powershell",
+            Self::Pwsh => "pwsh",
+            Self::Cmd => "cmd",
+            Self::Bash => "bash",
+            Self::Sh => "sh",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// `emit:` of a manifest: what a run's stdout is.

@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FactTables {
     pub tables: Vec<FactTable>,
 }
 
 /// One table: which job made it, its key (with `pc_id`) and columns, how many rows it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FactTable {
     pub name: String,
     pub job_id: String,
@@ -23,6 +25,7 @@ pub struct FactTable {
 /// A page of one table's rows (`pc_id` first, then the columns; booleans as true/false,
 /// timestamps as epoch milliseconds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FactRows {
     pub table: String,
     pub key: Vec<String>,
@@ -35,6 +38,7 @@ pub struct FactRows {
 
 /// One job's latest output on a PC, kept whole (`GET /api/agents/{pc}/facts`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FactDocument {
     pub job_id: String,
     /// When the run that wrote it finished (epoch ms).
@@ -44,6 +48,7 @@ pub struct FactDocument {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FactDocuments {
     pub pc_id: String,
     pub documents: Vec<FactDocument>,
@@ -51,6 +56,7 @@ pub struct FactDocuments {
 
 /// A facts column's type, as a job declares it (`facts.explode[].columns`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     Text,

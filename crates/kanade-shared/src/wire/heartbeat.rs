@@ -6,6 +6,7 @@ use super::{Timestamp, schema_v1};
 use crate::ids::{GroupName, PcId, Version};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Heartbeat {
     #[serde(default = "schema_v1")]
     pub schema: u32,
@@ -17,6 +18,7 @@ pub struct Heartbeat {
     #[serde(default)]
     pub groups: Vec<GroupName>,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub at: Timestamp,
     #[serde(default)]
     pub uptime_secs: u64,
@@ -36,6 +38,7 @@ pub struct Heartbeat {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OsInfo {
     /// `windows`, `linux`, `macos`, ...
     pub family: String,

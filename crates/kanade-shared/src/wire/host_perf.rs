@@ -8,11 +8,13 @@ use super::{Timestamp, schema_v1};
 use crate::ids::PcId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostPerf {
     #[serde(default = "schema_v1")]
     pub schema: u32,
     pub pc_id: PcId,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub at: Timestamp,
     /// Busy share of all cores, 0–100.
     pub cpu_pct: f32,
@@ -35,6 +37,7 @@ pub struct HostPerf {
 
 /// A disk's traffic, and the free space of the file systems on it where it is mounted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiskPerf {
     pub name: String,
     #[serde(default)]
@@ -47,6 +50,7 @@ pub struct DiskPerf {
 
 /// `GET /api/agents/{pc}/perf`: a PC's samples in a time range, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PerfSamples {
     pub pc_id: String,
     pub since_ms: i64,
@@ -68,6 +72,7 @@ fn raw() -> String {
 /// One stored sample (`at`: epoch milliseconds when the backend received it), or one rollup
 /// bucket (`at`: its start; averages over `samples` samples, `cpu_max_pct` the busiest one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PerfSample {
     pub at: i64,
     pub cpu_pct: f64,
@@ -96,17 +101,20 @@ pub struct PerfSample {
 /// `process_perf.<pc>` every host-perf interval while `process_perf_enabled` and before
 /// `process_perf_expires_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProcessPerf {
     #[serde(default = "schema_v1")]
     pub schema: u32,
     pub pc_id: PcId,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub at: Timestamp,
     /// The top N by CPU and the top N by memory (one list, no process twice), busiest first.
     pub processes: Vec<ProcessStat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProcessStat {
     pub pid: u32,
     pub name: String,
@@ -118,6 +126,7 @@ pub struct ProcessStat {
 
 /// `GET /api/agents/{pc}/processes`: a PC's process samples in a time range, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProcessSamples {
     pub pc_id: String,
     pub since_ms: i64,
@@ -130,6 +139,7 @@ pub struct ProcessSamples {
 
 /// One stored process sample (`at`: epoch milliseconds when the backend received it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProcessSample {
     pub at: i64,
     pub processes: Vec<ProcessStat>,

@@ -8,6 +8,7 @@ use crate::ids::ExecId;
 
 /// "Send me run `exec_id`'s output from byte `from` on."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TailRequest {
     #[serde(default = "super::schema_v1")]
     pub schema: u32,
@@ -17,6 +18,7 @@ pub struct TailRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TailReply {
     #[serde(default = "super::schema_v1")]
     pub schema: u32,
@@ -50,12 +52,14 @@ impl TailReply {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OutputChunk {
     pub stream: ChunkStream,
     pub text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChunkStream {
     Stdout,
@@ -68,6 +72,7 @@ pub enum ChunkStream {
 
 /// "Send me the end of your log."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogRequest {
     #[serde(default = "super::schema_v1")]
     pub schema: u32,
@@ -83,12 +88,14 @@ pub struct LogRequest {
 
 /// A place in the agent's log: the file's name and a byte offset in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogCursor {
     pub file: String,
     pub offset: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogReply {
     #[serde(default = "super::schema_v1")]
     pub schema: u32,
@@ -106,6 +113,7 @@ pub struct LogReply {
 
 /// One event of `GET /api/executions/{id}/pcs/{pc}/tail` (server-sent events named by `type`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TailEvent {
     Output {

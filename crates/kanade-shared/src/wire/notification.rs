@@ -24,6 +24,7 @@ pub const MAX_EXPIRES: Duration = Duration::from_secs(90 * 86_400);
 pub const MAX_TARGETS: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Info,
@@ -55,6 +56,7 @@ impl Priority {
 
 /// Who a notification is for: everyone, or members of any of `groups`, or the PCs in `pcs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NotificationTarget {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
@@ -88,6 +90,7 @@ impl NotificationTarget {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notification {
     #[serde(default = "schema_v1")]
     pub schema: u32,
@@ -98,25 +101,30 @@ pub struct Notification {
     pub priority: Priority,
     pub target: NotificationTarget,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub created_at: Timestamp,
     /// Agents drop it then; the API shows it as expired.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub expires_at: Timestamp,
     pub created_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Withdrawal {
     #[serde(default = "schema_v1")]
     pub schema: u32,
     pub id: NotificationId,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub at: Timestamp,
     pub by: String,
 }
 
 /// One message on NOTIFICATIONS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum NotificationMessage {
     Send(Notification),
@@ -129,6 +137,7 @@ pub enum NotificationMessage {
 /// A local user acknowledged a notification on a PC (`events.notify_ack.<pc>.<id>`). The user is
 /// the name the agent's OS gave for the caller of its local socket or pipe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NotifyAck {
     #[serde(default = "schema_v1")]
     pub schema: u32,
@@ -136,6 +145,7 @@ pub struct NotifyAck {
     pub pc_id: PcId,
     pub user: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub at: Timestamp,
 }
 
@@ -275,6 +285,7 @@ impl TargetRequest {
 
 /// `POST /api/notifications` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NotificationSent {
     pub id: NotificationId,
     /// The NOTIFICATIONS subjects it was published on.
@@ -283,6 +294,7 @@ pub struct NotificationSent {
 
 /// One notification as the API lists it; times are epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NotificationSummary {
     pub id: NotificationId,
     pub title: String,
@@ -304,18 +316,21 @@ pub struct NotificationSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notifications {
     pub notifications: Vec<NotificationSummary>,
 }
 
 /// Who acknowledged it on a PC, and when (epoch ms, the agent's clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AckBy {
     pub user: String,
     pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NotificationPc {
     pub pc_id: String,
     /// `acked` or `outstanding`.
@@ -325,6 +340,7 @@ pub struct NotificationPc {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NotificationDetail {
     #[serde(flatten)]
     pub summary: NotificationSummary,

@@ -30,6 +30,7 @@ pub const MAX_DATA_BYTES: usize = 16 * 1024;
 pub const MAX_EMITTED: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ObsEvent {
     #[serde(default = "schema_v1")]
     pub schema: u32,
@@ -38,6 +39,7 @@ pub struct ObsEvent {
     pub pc_id: PcId,
     pub kind: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_id: Option<ExecId>,
@@ -129,6 +131,7 @@ fn emitted(line: &str, now: Timestamp) -> Result<(String, Timestamp, Map<String,
 
 /// `GET /api/events`: newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ObsEvents {
     pub events: Vec<ObsEventRow>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -138,6 +141,7 @@ pub struct ObsEvents {
 
 /// One stored event; times are epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ObsEventRow {
     pub event_id: String,
     pub pc_id: String,

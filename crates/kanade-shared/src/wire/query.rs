@@ -15,6 +15,7 @@ pub struct QueryRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QueryAnswer {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,

@@ -5,10 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::{
+    FleetVersions, QuarantineCleared, Release, ReleasePublished, Rollout, RolloutSet, Scope,
+};
 use kanade_shared::wire::agent_config::{AgentConfigScopes, ScopeConfig};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::catalog::items;
 use super::{done, text};
 use crate::api::Api;
 use crate::cli::{AgentCommand, AgentConfigCommand, Global};
@@ -25,74 +28,57 @@ pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode>
             if let Some(t) = target {
                 path.push_str(&format!("&target={t}"));
             }
-            let v = api.post_bytes(&path, bytes).await?;
+            let v: ReleasePublished = api.post_bytes(&path, bytes).await?;
+            let digest = v.digest.as_deref().unwrap_or("-");
             done(
                 global.output,
                 &v,
-                &format!(
-                    "published {}/{} ({} bytes, {})",
-                    text(&v["version"]),
-                    text(&v["target"]),
-                    text(&v["size"]),
-                    text(&v["digest"])
-                ),
+                &format!("published {}/{} ({} bytes, {digest})", v.version, v.target, v.size),
             );
         }
         AgentCommand::Releases => {
-            let list = api.get("/api/agent/releases").await?;
-            let rows = items(&list)
+            let list: Items<Release> = api.get("/api/agent/releases").await?;
+            let rows = list
+                .items
                 .iter()
                 .map(|r| {
-                    vec![text(&r["version"]), text(&r["target"]), text(&r["size"]), text(&r["published"])]
+                    let published = r.published.clone().unwrap_or_else(|| "-".into());
+                    vec![r.version.clone(), r.target.clone(), r.size.to_string(), published]
                 })
                 .collect();
             output::print(global.output, &list, &["VERSION", "TARGET", "BYTES", "PUBLISHED"], rows);
         }
         AgentCommand::Rollout { version, group, pc } => {
-            let v = api
-                .put_json("/api/agent/rollout", &json!({ "version": version, "group": group, "pc": pc }))
-                .await?;
-            done(
-                global.output,
-                &v,
-                &format!("{} now asks for {}", text(&v["scope"]), text(&v["target_version"])),
-            );
+            let v: RolloutSet = api.put_json("/api/agent/rollout", &Rollout { version, group, pc }).await?;
+            done(global.output, &v, &format!("{} now asks for {}", v.scope, v.target_version));
         }
         AgentCommand::Current => {
-            let v = api.get("/api/agent/current").await?;
+            let v: FleetVersions = api.get("/api/agent/current").await?;
             if crate::output::structured(global.output, &v) {
                 return Ok(ExitCode::SUCCESS);
             }
-            let scopes: Vec<Vec<String>> = obj(&v["target_versions"]).map(|(k, t)| vec![k, t]).collect();
+            let scopes: Vec<Vec<String>> =
+                v.target_versions.iter().map(|(k, t)| vec![k.clone(), t.clone()]).collect();
             print!("{}", output::table(&["SCOPE", "TARGET VERSION"], &scopes));
             println!();
-            let running: Vec<Vec<String>> = obj(&v["running"]).map(|(k, n)| vec![k, n]).collect();
+            let running: Vec<Vec<String>> =
+                v.running.iter().map(|(k, n)| vec![k.clone(), n.to_string()]).collect();
             print!("{}", output::table(&["RUNNING", "AGENTS"], &running));
-            let quarantined: Vec<Vec<String>> = v["quarantined"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(version, pcs)| {
-                    vec![version.clone(), array(pcs).iter().map(text).collect::<Vec<_>>().join(", ")]
-                })
-                .collect();
+            let quarantined: Vec<Vec<String>> =
+                v.quarantined.iter().map(|(version, pcs)| vec![version.clone(), pcs.join(", ")]).collect();
             if !quarantined.is_empty() {
                 println!();
                 print!("{}", output::table(&["QUARANTINED", "ON"], &quarantined));
             }
-            let pending: Vec<Vec<String>> = array(&v["update_status"])
-                .iter()
-                .map(|p| vec![text(&p["pc_id"]), text(&p["status"])])
-                .collect();
+            let pending: Vec<Vec<String>> =
+                v.update_status.iter().map(|p| vec![p.pc_id.to_string(), p.status.clone()]).collect();
             if !pending.is_empty() {
                 println!();
                 print!("{}", output::table(&["PC", "UPDATE STATUS"], &pending));
             }
         }
         AgentCommand::Config(AgentConfigCommand::Show) => {
-            let v = api.get("/api/agent/config").await?;
-            let list: AgentConfigScopes =
-                serde_json::from_value(v).context("the backend's agent config is not what this CLI reads")?;
+            let list: AgentConfigScopes = api.get("/api/agent/config").await?;
             let rows: Vec<Vec<String>> = list
                 .scopes
                 .iter()
@@ -111,37 +97,24 @@ pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode>
                 (None, Some(p)) => format!("pc:{p}"),
                 (None, None) => "global".to_owned(),
             };
-            let v = api.patch_json(&format!("/api/agent/config/{scope}"), &Value::Object(edit)).await?;
-            let set: ScopeConfig = serde_json::from_value(v.clone())
-                .context("the backend's answer is not what this CLI reads")?;
+            let set: ScopeConfig =
+                api.patch_json(&format!("/api/agent/config/{scope}"), &Value::Object(edit)).await?;
             let now: Vec<String> = set.config.iter().map(|(k, v)| format!("{k} = {}", text(v))).collect();
             let now =
                 if now.is_empty() { "nothing (the wider scope applies)".to_owned() } else { now.join(", ") };
-            done(global.output, &v, &format!("{} now sets {now}", set.scope));
+            done(global.output, &set, &format!("{} now sets {now}", set.scope));
         }
         AgentCommand::ClearQuarantine { group, pc } => {
-            let v =
-                api.post_json("/api/agent/clear-quarantine", &json!({ "group": group, "pc": pc })).await?;
-            done(
-                global.output,
-                &v,
-                &format!(
-                    "{}: versions quarantined before {} may be installed again",
-                    text(&v["scope"]),
-                    text(&v["clear_quarantine"])
-                ),
+            let v: QuarantineCleared =
+                api.post_json("/api/agent/clear-quarantine", &Scope { group, pc }).await?;
+            let sentence = format!(
+                "{}: versions quarantined before {} may be installed again",
+                v.scope, v.clear_quarantine
             );
+            done(global.output, &v, &sentence);
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn array(v: &Value) -> &[Value] {
-    v.as_array().map_or(&[], Vec::as_slice)
-}
-
-fn obj(v: &Value) -> impl Iterator<Item = (String, String)> + '_ {
-    v.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), text(v)))
 }
 
 /// When the binary runs on this machine, it must say it is `version`.
@@ -185,6 +158,7 @@ fn edit_from_args(args: &[String]) -> anyhow::Result<Map<String, Value>> {
 #[cfg(test)]
 mod config_tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn key_value_arguments_become_the_edit() {

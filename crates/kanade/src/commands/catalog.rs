@@ -4,10 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use serde_json::Value;
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::Script;
+use kanade_shared::api::executions::{JobDetail, JobStatus, JobStored, JobSummary};
 
+use super::done;
 use super::job::load_manifest;
-use super::{done, text};
 use crate::api::Api;
 use crate::cli::{Format, Global};
 use crate::output;
@@ -41,13 +43,13 @@ pub async fn create(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
     let written = std::fs::read_to_string(file)
         .ok()
         .filter(|t| kanade_shared::manifest::job_from_yaml(t).is_ok_and(|parsed| parsed == job));
-    let created = match written {
+    let created: JobStored = match written {
         Some(text) => api.post_yaml("/api/jobs", &text).await?,
         None => api.post_json("/api/jobs", &job_body(&job)?).await?,
     };
-    let id = text(&created["id"]);
-    let mut sentence = format!("job {id} version {} stored", text(&created["version"]));
-    if created["has_plan"] == true {
+    let id = &created.id;
+    let mut sentence = format!("job {id} version {} stored", created.version);
+    if created.has_plan {
         sentence.push_str(&format!(" with its target (`kanade exec {id}` runs it there)"));
     }
     done(global.output, &created, &sentence);
@@ -55,30 +57,28 @@ pub async fn create(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn list(global: &Global) -> anyhow::Result<ExitCode> {
-    let list = Api::new(global)?.get("/api/jobs").await?;
-    let rows = items(&list)
+    let list: Items<JobSummary> = Api::new(global)?.get("/api/jobs").await?;
+    let rows = list
+        .items
         .iter()
-        .map(|j| vec![text(&j["id"]), text(&j["version"]), text(&j["shell"]), text(&j["description"])])
+        .map(|j| {
+            let description = j.description.clone().unwrap_or_else(|| "-".into());
+            vec![j.id.to_string(), j.version.to_string(), j.shell.clone(), description]
+        })
         .collect();
     output::print(global.output, &list, &["ID", "VERSION", "SHELL", "DESCRIPTION"], rows);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn show(id: &str, global: &Global) -> anyhow::Result<ExitCode> {
-    let job = Api::new(global)?.get(&format!("/api/jobs/{id}")).await?;
+    let job: JobDetail = Api::new(global)?.get(&format!("/api/jobs/{id}")).await?;
     match global.output {
         Format::Json | Format::Yaml => crate::output::emit(global.output, &job),
         Format::Table | Format::Wide => {
-            // The text as it was submitted, when the backend kept it.
-            match job["yaml"].as_str() {
-                Some(yaml) => println!("{}", yaml.trim_end()),
-                None => {
-                    let manifest = if job["manifest"].is_null() { &job } else { &job["manifest"] };
-                    println!("{}", serde_yaml_ng::to_string(manifest)?.trim_end());
-                }
-            }
-            if let Some(status) = job["status"].as_str() {
-                println!("# status: {status}");
+            // The text as it was submitted (or rebuilt from what is stored).
+            println!("{}", job.yaml.trim_end());
+            if job.revoked {
+                println!("# status: revoked (agents skip it; `kanade unrevoke {id}` lifts it)");
             }
         }
     }
@@ -86,21 +86,17 @@ pub async fn show(id: &str, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn delete(id: &str, global: &Global) -> anyhow::Result<ExitCode> {
-    let v = Api::new(global)?.delete(&format!("/api/jobs/{id}")).await?;
-    done(global.output, &v, &format!("job {id} deleted"));
+    Api::new(global)?.delete::<()>(&format!("/api/jobs/{id}")).await?;
+    done(global.output, &serde_json::json!({ "deleted": id }), &format!("job {id} deleted"));
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn revoke(id: &str, revoked: bool, global: &Global) -> anyhow::Result<ExitCode> {
     let action = if revoked { "revoke" } else { "unrevoke" };
-    let v = Api::new(global)?.post(&format!("/api/jobs/{id}/{action}")).await?;
+    let v: JobStatus = Api::new(global)?.post(&format!("/api/jobs/{id}/{action}")).await?;
     let what = if revoked { "revoked: agents skip it from now on" } else { "active again" };
     done(global.output, &v, &format!("job {id} {what}"));
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn items(list: &Value) -> Vec<Value> {
-    list["items"].as_array().cloned().unwrap_or_default()
 }
 
 /// `kanade script …`: upload, list, show, delete.
@@ -118,20 +114,22 @@ pub async fn script(cmd: crate::cli::ScriptCommand, global: &Global) -> anyhow::
                     .map(|s| s.to_string_lossy().into_owned())
                     .ok_or_else(|| anyhow::anyhow!("{} has no file name: give --name", file.display()))?,
             };
-            let v = api.post_bytes(&format!("/api/scripts/{name}/{version}"), body).await?;
+            let v: Script = api.post_bytes(&format!("/api/scripts/{name}/{version}"), body).await?;
             let sentence = format!(
                 "script {} stored, sha256 {}; a job runs it with `script_object: {}`",
-                text(&v["key"]),
-                text(&v["sha256"]),
-                text(&v["key"])
+                v.key,
+                v.sha256.as_deref().unwrap_or("-"),
+                v.key
             );
             crate::commands::done(global.output, &v, &sentence);
         }
         ScriptCommand::List => {
-            let list = api.get("/api/scripts").await?;
-            let rows = items(&list)
+            let list: Items<Script> = api.get("/api/scripts").await?;
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let rows = list
+                .items
                 .iter()
-                .map(|s| vec![text(&s["key"]), text(&s["bytes"]), text(&s["sha256"]), text(&s["modified"])])
+                .map(|s| vec![s.key.clone(), s.bytes.to_string(), dash(&s.sha256), dash(&s.modified)])
                 .collect();
             output::print(global.output, &list, &["SCRIPT", "BYTES", "SHA256", "UPLOADED"], rows);
         }
@@ -139,7 +137,7 @@ pub async fn script(cmd: crate::cli::ScriptCommand, global: &Global) -> anyhow::
             print!("{}", api.get_text(&format!("/api/scripts/{name}/{version}")).await?);
         }
         ScriptCommand::Delete { name, version } => {
-            api.delete(&format!("/api/scripts/{name}/{version}")).await?;
+            api.delete::<()>(&format!("/api/scripts/{name}/{version}")).await?;
             crate::commands::done(
                 global.output,
                 &serde_json::json!({ "deleted": format!("{name}/{version}") }),

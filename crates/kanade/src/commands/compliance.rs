@@ -3,12 +3,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use kanade_shared::api::admin::{CheckForgotten, TableDropped};
 use kanade_shared::wire::{CheckDetail, CheckPc, CheckSummary, Checks};
 use serde_json::Value;
 
 use super::query;
-use super::when;
 use crate::api::Api;
 use crate::cli::Global;
 use crate::output;
@@ -21,8 +20,8 @@ pub async fn checks(
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     if let (Some(name), true) = (&name, forget) {
-        let v = api.delete(&format!("/api/checks/{name}")).await?;
-        let n = v["forgotten"].as_u64().unwrap_or_default();
+        let v: CheckForgotten = api.delete(&format!("/api/checks/{name}")).await?;
+        let n = v.forgotten;
         super::done(
             global.output,
             &v,
@@ -31,9 +30,7 @@ pub async fn checks(
         return Ok(ExitCode::SUCCESS);
     }
     let Some(name) = name else {
-        let v = api.get("/api/checks").await?;
-        let list: Checks =
-            serde_json::from_value(v).context("the backend's checks are not what this CLI reads")?;
+        let list: Checks = api.get("/api/checks").await?;
         if list.checks.is_empty() && global.output.is_table() {
             println!("no check has reported yet: a job with `check:` in its manifest reports one per PC");
             return Ok(ExitCode::SUCCESS);
@@ -42,11 +39,9 @@ pub async fn checks(
         output::print(global.output, &list, &["CHECK", "PASS", "WARN", "FAIL", "UNKNOWN"], rows);
         return Ok(ExitCode::SUCCESS);
     };
-    let v = api
+    let detail: CheckDetail = api
         .get(&format!("/api/checks/{name}{}", query(&[("status", status), ("limit", Some("5000".into()))])))
         .await?;
-    let detail: CheckDetail =
-        serde_json::from_value(v).context("the backend's check is not what this CLI reads")?;
     let rows = detail.pcs.iter().map(pc_row).collect();
     output::print(global.output, &detail, &["PC", "STATUS", "SINCE", "DETAIL"], rows);
     Ok(ExitCode::SUCCESS)
@@ -58,7 +53,7 @@ fn summary_row(c: &CheckSummary) -> Vec<String> {
 
 fn pc_row(p: &CheckPc) -> Vec<String> {
     let status = if p.stale { format!("{} (stale)", p.status) } else { p.status.clone() };
-    vec![p.pc_id.clone(), status, when(&Value::from(p.since)), p.detail.clone().unwrap_or_default()]
+    vec![p.pc_id.clone(), status, super::when_ms(Some(p.since)), p.detail.clone().unwrap_or_default()]
 }
 
 /// `kanade facts`: the tables, or one table's rows.
@@ -72,7 +67,7 @@ pub async fn facts(
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     if let (Some(table), true) = (&table, drop) {
-        let v = api.delete(&format!("/api/facts/{table}")).await?;
+        let v: TableDropped = api.delete(&format!("/api/facts/{table}")).await?;
         super::done(
             global.output,
             &v,
@@ -81,9 +76,7 @@ pub async fn facts(
         return Ok(ExitCode::SUCCESS);
     }
     let Some(table) = table else {
-        let v = api.get("/api/facts").await?;
-        let list: kanade_shared::wire::FactTables =
-            serde_json::from_value(v).context("the backend's facts are not what this CLI reads")?;
+        let list: kanade_shared::wire::FactTables = api.get("/api/facts").await?;
         if list.tables.is_empty() && global.output.is_table() {
             println!(
                 "no facts table yet: a job with `facts: {{ explode: [...] }}` makes one when it first reports"
@@ -116,9 +109,8 @@ pub async fn facts(
         pairs.push((column.to_owned(), Some(value.to_owned())));
     }
     let borrowed: Vec<(&str, Option<String>)> = pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let v = api.get(&format!("/api/facts/{table}{}", query(&borrowed))).await?;
     let page: kanade_shared::wire::FactRows =
-        serde_json::from_value(v).context("the backend's facts are not what this CLI reads")?;
+        api.get(&format!("/api/facts/{table}{}", query(&borrowed))).await?;
     let mut headers: Vec<String> = vec!["pc_id".into()];
     headers.extend(page.columns.keys().cloned());
     let rows = page
@@ -149,9 +141,7 @@ fn type_name(t: kanade_shared::manifest::outputs::ColumnType) -> &'static str {
 /// `kanade query "SELECT …"`: one read-only query over the projection (admins).
 pub async fn run_query(sql: String, max_rows: Option<u32>, global: &Global) -> anyhow::Result<ExitCode> {
     let body = kanade_shared::wire::QueryRequest { sql, max_rows };
-    let v = Api::new(global)?.post_json("/api/query", &serde_json::to_value(&body)?).await?;
-    let answer: kanade_shared::wire::QueryAnswer =
-        serde_json::from_value(v).context("the backend's answer is not what this CLI reads")?;
+    let answer: kanade_shared::wire::QueryAnswer = Api::new(global)?.post_json("/api/query", &body).await?;
     let rows = answer.rows.iter().map(|r| r.iter().map(super::text).collect()).collect();
     let headers: Vec<&str> = answer.columns.iter().map(String::as_str).collect();
     output::print(global.output, &answer, &headers, rows);

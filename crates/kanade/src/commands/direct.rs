@@ -181,7 +181,8 @@ pub async fn kill(exec: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let exec: ExecId =
         exec.parse().map_err(|_| anyhow!("{exec:?} is not an execution id (see kanade executions list)"))?;
     let api = crate::api::Api::new(global)?;
-    match api.post(&format!("/api/executions/{exec}/kill")).await {
+    match api.post::<kanade_shared::api::executions::KillSent>(&format!("/api/executions/{exec}/kill")).await
+    {
         Ok(answer) => {
             crate::commands::done(
                 global.output,

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use kanade_shared::wire::enroll::{CreateToken, CreatedToken, RevokedCredentials, TokenInfo, TokenList};
-use serde_json::Value;
 
 use super::done;
 use crate::api::Api;
@@ -13,14 +12,6 @@ use crate::output;
 
 fn rfc(t: kanade_shared::wire::Timestamp) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
-fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> anyhow::Result<T> {
-    serde_json::from_value(v).map_err(|e| {
-        anyhow::anyhow!(
-            "the backend's answer to {what} is not what this kanade expects ({e}); are both the same version?"
-        )
-    })
 }
 
 pub async fn run(cmd: EnrollCommand, global: &Global) -> anyhow::Result<ExitCode> {
@@ -32,11 +23,10 @@ pub async fn run(cmd: EnrollCommand, global: &Global) -> anyhow::Result<ExitCode
                 .map(|g| g.parse().map_err(|e| anyhow::anyhow!("--group {g:?}: {e}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let body = CreateToken { expires_in: Some(expires_in), max_uses: Some(max_uses), groups };
-            let v = api.post_json("/api/enroll/tokens", &serde_json::to_value(&body)?).await?;
-            if output::structured(global.output, &v) {
+            let t: CreatedToken = api.post_json("/api/enroll/tokens", &body).await?;
+            if output::structured(global.output, &t) {
                 return Ok(ExitCode::SUCCESS);
             }
-            let t: CreatedToken = decode(v, "POST /api/enroll/tokens")?;
             let groups = t.info.groups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
             println!(
                 "enrolment token {} ({} use{}, expires {}{})",
@@ -54,8 +44,7 @@ pub async fn run(cmd: EnrollCommand, global: &Global) -> anyhow::Result<ExitCode
             );
         }
         EnrollCommand::List => {
-            let v = api.get("/api/enroll/tokens").await?;
-            let list: TokenList = decode(v.clone(), "GET /api/enroll/tokens")?;
+            let list: TokenList = api.get("/api/enroll/tokens").await?;
             let now = kanade_shared::wire::Timestamp::now_utc();
             let rows = list
                 .items
@@ -78,13 +67,13 @@ pub async fn run(cmd: EnrollCommand, global: &Global) -> anyhow::Result<ExitCode
                     ]
                 })
                 .collect();
-            output::print(global.output, &v, &["ID", "STATE", "USES", "EXPIRES", "GROUPS", "BY"], rows);
+            output::print(global.output, &list, &["ID", "STATE", "USES", "EXPIRES", "GROUPS", "BY"], rows);
         }
         EnrollCommand::Revoke { id } => {
-            let v = api.delete(&format!("/api/enroll/tokens/{id}")).await?;
+            api.delete::<()>(&format!("/api/enroll/tokens/{id}")).await?;
             done(
                 global.output,
-                &v,
+                &serde_json::json!({ "revoked": id }),
                 &format!("enrolment token {id} revoked; PCs enrolled with it keep their credentials"),
             );
         }
@@ -95,11 +84,10 @@ pub async fn run(cmd: EnrollCommand, global: &Global) -> anyhow::Result<ExitCode
 /// `kanade agents revoke <pc>`.
 pub async fn revoke_agent(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
-    let v = api.delete(&format!("/api/agents/{pc}/credentials")).await?;
-    if output::structured(global.output, &v) {
+    let r: RevokedCredentials = api.delete(&format!("/api/agents/{pc}/credentials")).await?;
+    if output::structured(global.output, &r) {
         return Ok(ExitCode::SUCCESS);
     }
-    let r: RevokedCredentials = decode(v, "DELETE /api/agents/{pc}/credentials")?;
     println!("{}: {}", r.pc_id, r.detail);
     Ok(ExitCode::SUCCESS)
 }

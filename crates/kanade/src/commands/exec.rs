@@ -8,10 +8,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use kanade_shared::api::LiveEvent;
+use kanade_shared::api::executions::{Execution, ExecutionDetail, Launched, PcRun};
+use kanade_shared::{ExecId, PcId};
+use serde_json::json;
 
 use super::catalog::manifest_json;
-use super::{done, text};
+use super::done;
 use crate::api::Api;
 use crate::cli::{Format, Global};
 
@@ -44,7 +47,7 @@ pub async fn exec(job: &str, t: Target, wait: bool, global: &Global) -> anyhow::
     let path = launch_path(&format!("/api/exec/{job}"), t.allow_unknown, global);
     let api = Api::new(global)?;
     // No target: the one stored with the job, if it has one.
-    let launched = if t.pcs.is_empty() && t.groups.is_empty() && !t.all {
+    let launched: Launched = if t.pcs.is_empty() && t.groups.is_empty() && !t.all {
         if t.jitter.is_some() {
             anyhow::bail!("--jitter goes with a target: --pcs a,b, --groups g or --all");
         }
@@ -79,16 +82,16 @@ pub async fn deploy(
         body["version"] = json!(v);
     }
     let api = Api::new(global)?;
-    let launched = api.post_json(&launch_path("/api/deploy", allow_unknown, global), &body).await?;
+    let launched: Launched = api.post_json(&launch_path("/api/deploy", allow_unknown, global), &body).await?;
     follow(&api, &launched, wait, global).await
 }
 
-async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
-    let id = text(&launched["exec_id"]);
-    if let Some(note) = launched["note"].as_str() {
+async fn follow(api: &Api, launched: &Launched, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
+    let id = launched.exec_id;
+    if let Some(note) = &launched.note {
         eprintln!("note: execution {id}: {note}");
     }
-    if launched["target_count"] == 0 && launched["waves"].as_i64().unwrap_or(1) <= 1 {
+    if launched.target_count == 0 && launched.waves <= 1 {
         // Nothing to wait for: no online agent matched. Agents that come online later still
         // catch the command up from EXEC.
         eprintln!(
@@ -104,7 +107,7 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
             launched,
             &format!(
                 "execution {id} started: {} PC(s) expected; follow it with `kanade executions show {id}`",
-                text(&launched["target_count"])
+                launched.target_count
             ),
         );
         return Ok(ExitCode::SUCCESS);
@@ -118,7 +121,7 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
     let full = format!("/api/executions/{id}");
     // One listener for the whole follow: a Ctrl-C between two reads must not be missed.
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
-    let mut changed = changes(api.clone(), id.clone());
+    let mut changed = changes(api.clone(), id);
     let mut streaming = true;
     let mut first = true;
     let mut offline_since: Option<Instant> = None;
@@ -144,20 +147,21 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
                 return Ok(ExitCode::from(130));
             }
         }
-        let v = api.get(&path).await?;
-        let e = &v["execution"];
-        for p in v["pcs"].as_array().into_iter().flatten() {
-            let status = p["status"].as_str().unwrap_or("");
+        let v: ExecutionDetail = api.get(&path).await?;
+        let e = &v.execution;
+        for p in &v.pcs {
+            let status = p.status.as_str();
             if matches!(status, "failed" | "timed_out" | "killed" | "unknown")
-                && reported.insert(text(&p["pc_id"]))
+                && reported.insert(p.pc_id.clone())
             {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
-                eprintln!("{} {status} (exit {}) {}", text(&p["pc_id"]), text(&p["exit_code"]), reason(p));
+                let exit = p.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string());
+                eprintln!("{} {status} (exit {exit}) {}", p.pc_id, reason(p));
             }
         }
-        let status = e["status"].as_str().unwrap_or("");
+        let status = e.status.as_str();
         let line = progress(e, started.elapsed());
         if tty {
             eprint!("\r\x1b[2K{line}");
@@ -178,7 +182,9 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
                     "stopped waiting: every PC still to answer is offline. They run it if they come back before its start deadline; `kanade kill {id}` stops that"
                 );
                 match global.output {
-                    Format::Json | Format::Yaml => crate::output::emit(global.output, &api.get(&full).await?),
+                    Format::Json | Format::Yaml => {
+                        crate::output::emit(global.output, &api.get::<ExecutionDetail>(&full).await?)
+                    }
                     Format::Table | Format::Wide => {
                         println!("execution {id} {status}: {line}, {} never answered", gone.len())
                     }
@@ -193,7 +199,9 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
             }
             let ok = status == "completed";
             match global.output {
-                Format::Json | Format::Yaml => crate::output::emit(global.output, &api.get(&full).await?),
+                Format::Json | Format::Yaml => {
+                    crate::output::emit(global.output, &api.get::<ExecutionDetail>(&full).await?)
+                }
                 Format::Table | Format::Wide => println!("execution {id} {status}: {line}"),
             }
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
@@ -203,15 +211,19 @@ async fn follow(api: &Api, launched: &Value, wait: bool, global: &Global) -> any
 
 /// Wakes a follow when `/api/stream` says execution `id` changed (or the stream skipped events,
 /// or just connected); closed when the stream ends.
-fn changes(api: Api, id: String) -> tokio::sync::mpsc::Receiver<()> {
+fn changes(api: Api, id: ExecId) -> tokio::sync::mpsc::Receiver<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
         let _ = api
             .events("/api/stream", |name, data| {
                 let relevant = match name {
                     "open" | "lagged" => true,
-                    "result" | "execution" => serde_json::from_str::<Value>(data)
-                        .is_ok_and(|v| v["exec_id"].as_str() == Some(id.as_str())),
+                    "result" | "execution" => match serde_json::from_str::<LiveEvent>(data) {
+                        Ok(LiveEvent::Result { exec_id, .. } | LiveEvent::Execution { exec_id }) => {
+                            exec_id == id
+                        }
+                        _ => false,
+                    },
                     _ => false,
                 };
                 // A full channel means a wake-up is already waiting.
@@ -227,9 +239,11 @@ fn changes(api: Api, id: String) -> tokio::sync::mpsc::Receiver<()> {
 
 /// Why a PC's run did not succeed, in one line: the agent's message (a shell that cannot
 /// start, a skip reason), else the first line of its stderr.
-fn reason(p: &Value) -> String {
-    let first_line = |k: &str| p[k].as_str().and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()));
-    match (first_line("message"), first_line("stderr")) {
+fn reason(p: &PcRun) -> String {
+    fn first_line(t: &Option<String>) -> Option<&str> {
+        t.as_deref().and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()))
+    }
+    match (first_line(&p.message), first_line(&p.stderr)) {
         (Some(m), Some(e)) => format!("{m}: {e}"),
         (Some(one), None) | (None, Some(one)) => one.to_owned(),
         (None, None) => String::new(),
@@ -238,35 +252,32 @@ fn reason(p: &Value) -> String {
 
 /// The PCs still to answer when every one of them is offline and no wave is still to go
 /// out; `None` while any of them is online (or a wave is pending) — worth waiting for.
-fn unanswered(v: &Value) -> Option<Vec<String>> {
-    let rows = v["pcs"].as_array()?;
-    if v["waves"].as_array().into_iter().flatten().any(|w| w["status"] == "pending") {
+fn unanswered(v: &ExecutionDetail) -> Option<Vec<PcId>> {
+    if v.waves.iter().any(|w| w.status == "pending") {
         return None;
     }
     let mut gone = Vec::new();
-    for p in rows.iter().filter(|p| matches!(p["status"].as_str(), Some("pending" | "running"))) {
-        if p["online"] != false {
+    for p in v.pcs.iter().filter(|p| matches!(p.status.as_str(), "pending" | "running")) {
+        if p.online != Some(false) {
             return None;
         }
-        gone.push(text(&p["pc_id"]));
+        gone.push(p.pc_id.clone());
     }
     (!gone.is_empty()).then_some(gone)
 }
 
-fn pc_state(v: &Value, pc: &str) -> String {
-    let row = v["pcs"].as_array().into_iter().flatten().find(|p| text(&p["pc_id"]) == pc);
-    match row.map(|p| &p["last_seen_ms"]) {
-        Some(seen) if seen.is_i64() => format!("offline, last heard from {}", super::when(seen)),
-        _ => "this backend has never heard from it".to_owned(),
+fn pc_state(v: &ExecutionDetail, pc: &PcId) -> String {
+    match v.pcs.iter().find(|p| &p.pc_id == pc).and_then(|p| p.last_seen_ms) {
+        Some(seen) => format!("offline, last heard from {}", super::when_ms(Some(seen))),
+        None => "this backend has never heard from it".to_owned(),
     }
 }
 
 /// `[#######-------]  7/12 done, 1 failed, 4.2s`
-pub fn progress(e: &Value, elapsed: Duration) -> String {
-    let n = |k: &str| e[k].as_i64().unwrap_or(0);
-    let expected = n("target_count");
-    let done = n("succeeded") + n("failed") + n("skipped") + n("other");
-    let failed = n("failed") + n("other");
+pub fn progress(e: &Execution, elapsed: Duration) -> String {
+    let expected = e.target_count;
+    let done = e.succeeded + e.failed + e.skipped + e.other;
+    let failed = e.failed + e.other;
     let width = 20;
     let filled = if expected > 0 { (done * width / expected).min(width) } else { 0 } as usize;
     format!(
@@ -280,6 +291,38 @@ pub fn progress(e: &Value, elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use kanade_shared::api::executions::Wave;
+    use serde_json::Value;
+
+    /// A PC row from the fields a test cares about.
+    fn row(v: Value) -> PcRun {
+        let mut p = PcRun::pending(v["pc_id"].as_str().unwrap_or("PC").parse().unwrap(), 0, None);
+        let text = |k: &str| v[k].as_str().map(str::to_owned);
+        (p.message, p.stderr, p.stdout) = (text("message"), text("stderr"), text("stdout"));
+        p.status = text("status").unwrap_or(p.status);
+        p.online = v["online"].as_bool();
+        p
+    }
+
+    fn execution(v: Value) -> Execution {
+        let n = |k: &str| v[k].as_i64().unwrap_or(0);
+        Execution {
+            exec_id: ExecId::new(),
+            job_id: "j".parse().unwrap(),
+            version: "1".into(),
+            status: "running".into(),
+            target_count: n("target_count"),
+            succeeded: n("succeeded"),
+            failed: n("failed"),
+            skipped: n("skipped"),
+            other: n("other"),
+            message: None,
+            created_ms: 0,
+            finished_ms: None,
+            title: None,
+        }
+    }
 
     #[test]
     fn a_failure_says_why_in_one_line() {
@@ -296,16 +339,23 @@ mod tests {
             (json!({ "stdout": "ok" }), ""),
         ];
         for (row, want) in cases {
-            assert_eq!(reason(&row), want, "{row}");
+            assert_eq!(reason(&self::row(row.clone())), want, "{row}");
         }
     }
 
     #[test]
     fn waiting_stops_only_when_everyone_left_is_offline_and_no_wave_is_due() {
-        let pc =
-            |id: &str, status: &str, online: bool| json!({ "pc_id": id, "status": status, "online": online });
-        let exec =
-            |pcs: Vec<Value>, wave: &str| json!({ "pcs": pcs, "waves": [{ "wave": 1, "status": wave }] });
+        let pc = |id: &str, status: &str, online: bool| {
+            row(json!({ "pc_id": id, "status": status, "online": online }))
+        };
+        let detail = |pcs: Vec<PcRun>, waves: Vec<Wave>| ExecutionDetail {
+            execution: execution(json!({})),
+            pcs,
+            waves,
+        };
+        let exec = |pcs: Vec<PcRun>, wave: &str| {
+            detail(pcs, vec![Wave { wave: 1, status: wave.into(), due_ms: 0, published_ms: None }])
+        };
         let cases = [
             (
                 exec(vec![pc("A", "succeeded", false), pc("B", "pending", false)], "published"),
@@ -318,22 +368,23 @@ mod tests {
             (exec(vec![pc("A", "pending", true), pc("B", "pending", false)], "published"), None),
             (exec(vec![pc("B", "pending", false)], "pending"), None),
             (exec(vec![pc("A", "failed", false)], "published"), None),
-            (json!({ "pcs": [{ "pc_id": "A", "status": "pending" }] }), None),
+            (detail(vec![row(json!({ "pc_id": "A", "status": "pending" }))], vec![]), None),
         ];
         for (v, want) in cases {
-            let want = want.map(|w| w.into_iter().map(str::to_owned).collect::<Vec<_>>());
-            assert_eq!(unanswered(&v), want, "{v}");
+            let want = want.map(|w| w.into_iter().map(|p| p.parse().unwrap()).collect::<Vec<PcId>>());
+            assert_eq!(unanswered(&v), want, "{v:?}");
         }
     }
 
     #[test]
     fn progress_line() {
-        let e = json!({ "target_count": 4, "succeeded": 2, "failed": 1, "skipped": 0, "other": 0 });
+        let e =
+            execution(json!({ "target_count": 4, "succeeded": 2, "failed": 1, "skipped": 0, "other": 0 }));
         assert_eq!(
             progress(&e, Duration::from_millis(4200)),
             "[###############-----] 3/4 done, 1 failed, 4.2s"
         );
-        let none = json!({ "target_count": 0 });
+        let none = execution(json!({ "target_count": 0 }));
         assert_eq!(progress(&none, Duration::ZERO), "[--------------------] 0/0 done, 0 failed, 0.0s");
     }
 }

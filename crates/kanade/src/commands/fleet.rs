@@ -2,11 +2,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use serde_json::Value;
+use kanade_shared::api::executions::{Execution, ExecutionDetail, JobKilled, PcRun};
+use kanade_shared::api::fleet::{
+    Agent, AgentDetail, AgentPage, AuditEntry, GroupsSet, Pong, RunResult, SetGroups,
+};
+use kanade_shared::{AuditId, ExecId, JobId, ResultId, api};
+use serde::de::DeserializeOwned;
 
-use super::catalog::items;
-use super::{done, now_ms, query, text, when};
+use super::{done, now_ms, query, when_ms};
 use crate::api::Api;
 use crate::cli::{AgentsCommand, ExecutionsCommand, Format, Global, GroupsCommand};
 use crate::output;
@@ -18,89 +21,109 @@ pub struct Page {
     pub all: bool,
 }
 
-/// A list endpoint's answer (`items`, `next_cursor`) filtered by `pairs`: one page, or with
-/// `all` every page in turn (their items together). Says on stderr when a page left some out.
-pub(super) async fn list(
+/// A page of a list route: its items and the cursor that continues it.
+pub(super) trait Paged: DeserializeOwned {
+    type Item;
+    fn items(&mut self) -> &mut Vec<Self::Item>;
+    fn cursor(&self) -> Option<String>;
+}
+
+impl<T: DeserializeOwned, C: DeserializeOwned + std::fmt::Display> Paged for api::Page<T, C> {
+    type Item = T;
+    fn items(&mut self) -> &mut Vec<T> {
+        &mut self.items
+    }
+    fn cursor(&self) -> Option<String> {
+        self.next_cursor.as_ref().map(ToString::to_string)
+    }
+}
+
+impl Paged for AgentPage {
+    type Item = Agent;
+    fn items(&mut self) -> &mut Vec<Agent> {
+        &mut self.items
+    }
+    fn cursor(&self) -> Option<String> {
+        self.next_cursor.as_ref().map(ToString::to_string)
+    }
+}
+
+/// A list route's answer filtered by `pairs`: one page, or with `all` every page in turn
+/// (their items together). Says on stderr when a page left some out.
+pub(super) async fn list<P: Paged>(
     api: &Api,
     path: &str,
     mut pairs: Vec<(&str, Option<String>)>,
     page: Page,
     what: &str,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<P> {
     let limit = if page.all { 500 } else { page.limit };
     pairs.push(("limit", Some(limit.to_string())));
-    let mut answer = api.get(&format!("{path}{}", query(&pairs))).await?;
+    let mut answer: P = api.get(&format!("{path}{}", query(&pairs))).await?;
     if !page.all {
-        if cursor_of(&answer["next_cursor"]).is_some() {
+        if answer.cursor().is_some() {
             eprintln!("(more {what} than --limit {limit}: --all lists every one)");
         }
         return Ok(answer);
     }
-    let mut items = std::mem::take(&mut answer["items"]).as_array().cloned().unwrap_or_default();
+    let mut items = std::mem::take(answer.items());
     let mut seen = std::collections::HashSet::new();
-    while let Some(cursor) = cursor_of(&answer["next_cursor"]) {
+    while let Some(cursor) = answer.cursor() {
         if !seen.insert(cursor.clone()) {
             anyhow::bail!("{path}: the backend gave cursor {cursor} twice; stopping instead of looping");
         }
         let mut next = pairs.clone();
         next.push(("cursor", Some(cursor)));
         answer = api.get(&format!("{path}{}", query(&next))).await?;
-        items.extend(std::mem::take(&mut answer["items"]).as_array().cloned().unwrap_or_default());
+        items.append(answer.items());
     }
-    answer["items"] = Value::Array(items);
+    *answer.items() = items;
     Ok(answer)
 }
 
-/// A page's `next_cursor` (an id: text, or a number for some lists), when there is one.
-fn cursor_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+/// `-` for nothing.
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-pub fn progress_cell(e: &Value) -> String {
-    let done = ["succeeded", "failed", "skipped", "other"].iter().filter_map(|k| e[k].as_i64()).sum::<i64>();
-    format!("{done}/{}", e["target_count"].as_i64().unwrap_or(0))
+pub fn progress_cell(e: &Execution) -> String {
+    format!("{}/{}", e.succeeded + e.failed + e.skipped + e.other, e.target_count)
 }
 
 pub const EXECUTION_HEADERS: [&str; 6] = ["EXEC", "JOB", "STATUS", "DONE", "FAILED", "CREATED"];
 
-pub fn execution_rows(list: &Value) -> Vec<Vec<String>> {
-    items(list)
-        .iter()
+pub fn execution_rows(list: &[Execution]) -> Vec<Vec<String>> {
+    list.iter()
         .map(|e| {
             vec![
-                text(&e["exec_id"]),
-                job_cell(e),
-                text(&e["status"]),
+                e.exec_id.to_string(),
+                job_cell(&e.job_id, e.title.as_deref()),
+                e.status.clone(),
                 progress_cell(e),
-                (e["failed"].as_i64().unwrap_or(0) + e["other"].as_i64().unwrap_or(0)).to_string(),
-                when(&e["created_ms"]),
+                (e.failed + e.other).to_string(),
+                when_ms(Some(e.created_ms)),
             ]
         })
         .collect()
 }
 
 /// The job, or what ran for an ad-hoc run (whose job id says nothing).
-fn job_cell(row: &Value) -> String {
-    row["title"].as_str().map_or_else(|| text(&row["job_id"]), |t| t.chars().take(40).collect())
+fn job_cell(job: &JobId, title: Option<&str>) -> String {
+    title.map_or_else(|| job.to_string(), |t| t.chars().take(40).collect())
 }
 
 pub const RESULT_HEADERS: [&str; 6] = ["PC", "JOB", "STATUS", "EXIT", "FINISHED", "OUTPUT"];
 
-pub fn result_rows(list: &Value) -> Vec<Vec<String>> {
-    items(list)
-        .iter()
+pub fn result_rows(list: &[RunResult]) -> Vec<Vec<String>> {
+    list.iter()
         .map(|r| {
             vec![
-                text(&r["pc_id"]),
-                job_cell(r),
-                text(&r["status"]),
-                text(&r["exit_code"]),
-                when(&r["finished_ms"]),
-                first_line(r),
+                r.pc_id.to_string(),
+                job_cell(&r.job_id, r.title.as_deref()),
+                r.status.clone(),
+                or_dash(r.exit_code),
+                when_ms(r.finished_ms),
+                first_line(&Run::of_result(r)),
             ]
         })
         .collect()
@@ -111,55 +134,56 @@ pub const AGENT_HEADERS: [&str; 6] = ["PC", "STATUS", "OS", "AGENT", "GROUPS", "
 /// `-o wide`'s further columns.
 pub const AGENT_WIDE: [&str; 5] = ["HOSTNAME", "ARCH", "RUNNING", "CLOCK SKEW MS", "UPDATE"];
 
-pub fn agent_wide(list: &Value) -> Vec<Vec<String>> {
-    items(list)
-        .iter()
+pub fn agent_wide(list: &[Agent]) -> Vec<Vec<String>> {
+    list.iter()
         .map(|a| {
-            ["hostname", "arch", "running_jobs", "clock_skew_ms", "update_status"]
-                .iter()
-                .map(|k| text(&a[*k]))
-                .collect()
+            vec![
+                a.hostname.clone(),
+                a.arch.clone(),
+                a.running_jobs.to_string(),
+                or_dash(a.clock_skew_ms),
+                or_dash(a.update_status.as_deref()),
+            ]
         })
         .collect()
 }
 
 pub const EXECUTION_WIDE: [&str; 4] = ["SKIPPED", "TARGETS", "FINISHED", "MESSAGE"];
 
-pub fn execution_wide(list: &Value) -> Vec<Vec<String>> {
-    items(list)
-        .iter()
+pub fn execution_wide(list: &[Execution]) -> Vec<Vec<String>> {
+    list.iter()
         .map(|e| {
-            vec![text(&e["skipped"]), text(&e["target_count"]), when(&e["finished_ms"]), text(&e["message"])]
+            vec![
+                e.skipped.to_string(),
+                e.target_count.to_string(),
+                when_ms(e.finished_ms),
+                or_dash(e.message.as_deref()),
+            ]
         })
         .collect()
 }
 
 pub const RESULT_WIDE: [&str; 4] = ["EXEC", "ATTEMPT", "STARTED", "MESSAGE"];
 
-pub fn result_wide(list: &Value) -> Vec<Vec<String>> {
-    items(list)
-        .iter()
+pub fn result_wide(list: &[RunResult]) -> Vec<Vec<String>> {
+    list.iter()
         .map(|r| {
-            let message = r["message"].as_str().or(r["skip_reason"].as_str()).unwrap_or("-");
-            vec![text(&r["exec_id"]), text(&r["attempt"]), when(&r["started_ms"]), message.to_owned()]
+            let message = r.message.as_deref().or(r.skip_reason.as_deref()).unwrap_or("-");
+            vec![r.exec_id.to_string(), r.attempt.to_string(), when_ms(r.started_ms), message.to_owned()]
         })
         .collect()
 }
 
-pub fn agent_rows(list: &Value) -> Vec<Vec<String>> {
-    items(list)
-        .iter()
+pub fn agent_rows(list: &[Agent]) -> Vec<Vec<String>> {
+    list.iter()
         .map(|a| {
             vec![
-                text(&a["pc_id"]),
-                if a["online"] == true { "online".into() } else { "offline".into() },
-                format!("{} {}", text(&a["os_name"]), text(&a["os_version"])),
-                text(&a["agent_version"]),
-                a["groups"]
-                    .as_array()
-                    .map(|g| g.iter().map(text).collect::<Vec<_>>().join(","))
-                    .unwrap_or_default(),
-                when(&a["last_seen_ms"]),
+                a.pc_id.to_string(),
+                if a.online { "online".into() } else { "offline".into() },
+                format!("{} {}", a.os_name, a.os_version),
+                a.agent_version.clone(),
+                a.groups.join(","),
+                when_ms(Some(a.last_seen_ms)),
             ]
         })
         .collect()
@@ -170,46 +194,51 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
     match cmd {
         ExecutionsCommand::List { job, status, limit, all } => {
             let pairs = vec![("job", job), ("status", status)];
-            let list = list(&api, "/api/executions", pairs, Page { limit, all }, "executions").await?;
+            let list: api::Page<Execution, ExecId> =
+                list(&api, "/api/executions", pairs, Page { limit, all }, "executions").await?;
             output::print_wide(
                 global.output,
                 &list,
-                (&EXECUTION_HEADERS, execution_rows(&list)),
-                (&EXECUTION_WIDE, execution_wide(&list)),
+                (&EXECUTION_HEADERS, execution_rows(&list.items)),
+                (&EXECUTION_WIDE, execution_wide(&list.items)),
             );
         }
         ExecutionsCommand::Show { exec_id, full } => {
-            let v = api.get(&format!("/api/executions/{exec_id}")).await?;
+            let v: ExecutionDetail = api.get(&format!("/api/executions/{exec_id}")).await?;
             if crate::output::structured(global.output, &v) {
                 return Ok(ExitCode::SUCCESS);
             }
-            let e = &v["execution"];
+            let e = &v.execution;
             println!(
                 "{}  {} v{}  {}  {} done, {} ok, {} failed{}",
-                text(&e["exec_id"]),
-                text(&e["job_id"]),
-                text(&e["version"]),
-                text(&e["status"]),
+                e.exec_id,
+                e.job_id,
+                e.version,
+                e.status,
                 progress_cell(e),
-                e["succeeded"].as_i64().unwrap_or(0),
-                e["failed"].as_i64().unwrap_or(0) + e["other"].as_i64().unwrap_or(0),
-                e["message"].as_str().map(|m| format!("  ({m})")).unwrap_or_default()
+                e.succeeded,
+                e.failed + e.other,
+                e.message.as_deref().map(|m| format!("  ({m})")).unwrap_or_default()
             );
-            for w in v["waves"].as_array().into_iter().flatten() {
-                println!("wave {}: {} (due {})", text(&w["wave"]), text(&w["status"]), when(&w["due_ms"]));
+            for w in &v.waves {
+                println!("wave {}: {} (due {})", w.wave, w.status, when_ms(Some(w.due_ms)));
             }
-            let rows: Vec<Vec<String>> = v["pcs"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows: Vec<Vec<String>> = v
+                .pcs
+                .iter()
                 .map(|p| {
-                    vec![text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]), output_cell(p, full)]
+                    vec![
+                        p.pc_id.to_string(),
+                        p.status.clone(),
+                        or_dash(p.exit_code),
+                        output_cell(&Run::of_pc(p), full),
+                    ]
                 })
                 .collect();
             print!("{}", output::table(&["PC", "STATUS", "EXIT", "OUTPUT"], &rows));
             if full {
-                for p in v["pcs"].as_array().into_iter().flatten() {
-                    print!("{}", full_output(p));
+                for p in &v.pcs {
+                    print!("{}", full_output(&Run::of_pc(p)));
                 }
             }
         }
@@ -217,26 +246,57 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the output cells read of a PC's run or a result.
+pub struct Run<'a> {
+    pub pc_id: &'a str,
+    pub status: &'a str,
+    pub exit_code: Option<i64>,
+    pub message: Option<&'a str>,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+    pub truncated: bool,
+}
+
+impl<'a> Run<'a> {
+    pub fn of_pc(p: &'a PcRun) -> Self {
+        Self {
+            pc_id: p.pc_id.as_str(),
+            status: &p.status,
+            exit_code: p.exit_code,
+            message: p.message.as_deref(),
+            stdout: p.stdout.as_deref().unwrap_or_default(),
+            stderr: p.stderr.as_deref().unwrap_or_default(),
+            truncated: p.truncated,
+        }
+    }
+
+    pub fn of_result(r: &'a RunResult) -> Self {
+        Self {
+            pc_id: r.pc_id.as_str(),
+            status: &r.status,
+            exit_code: r.exit_code,
+            message: r.message.as_deref(),
+            stdout: &r.stdout,
+            stderr: &r.stderr,
+            truncated: r.truncated,
+        }
+    }
+}
+
 /// The first line of stderr if the run failed, else of stdout.
-fn first_line(p: &Value) -> String {
-    let failed = p["status"] != "succeeded";
-    let stream = if failed && p["stderr"].as_str().is_some_and(|s| !s.trim().is_empty()) {
-        &p["stderr"]
-    } else {
-        &p["stdout"]
-    };
-    let line =
-        |v: &Value| v.as_str().and_then(|t| t.lines().find(|l| !l.trim().is_empty())).map(str::to_owned);
-    line(stream).or_else(|| line(&p["message"])).unwrap_or_default().chars().take(80).collect()
+fn first_line(p: &Run) -> String {
+    let failed = p.status != "succeeded";
+    let stream = if failed && !p.stderr.trim().is_empty() { p.stderr } else { p.stdout };
+    let line = |t: &str| t.lines().find(|l| !l.trim().is_empty()).map(str::to_owned);
+    line(stream).or_else(|| p.message.and_then(line)).unwrap_or_default().chars().take(80).collect()
 }
 
 /// The table's OUTPUT cell: the first line, and how much more there is when it is not all.
-fn output_cell(p: &Value, full: bool) -> String {
+fn output_cell(p: &Run, full: bool) -> String {
     let line = first_line(p);
-    let lines = |k: &str| p[k].as_str().map_or(0, |s| s.lines().filter(|l| !l.trim().is_empty()).count());
-    let more = (lines("stdout") + lines("stderr")).saturating_sub(usize::from(!line.is_empty()));
-    let cut = p["truncated"] == true;
-    match (more, cut, full) {
+    let lines = |s: &str| s.lines().filter(|l| !l.trim().is_empty()).count();
+    let more = (lines(p.stdout) + lines(p.stderr)).saturating_sub(usize::from(!line.is_empty()));
+    match (more, p.truncated, full) {
         (_, _, true) | (0, false, _) => line,
         (0, true, false) => format!("{line} (cut by the agent)"),
         (n, _, false) => format!("{line} (+{n} lines: --full)"),
@@ -244,14 +304,12 @@ fn output_cell(p: &Value, full: bool) -> String {
 }
 
 /// One PC's whole output under a heading, for `executions show --full`.
-fn full_output(p: &Value) -> String {
-    let mut out =
-        format!("\n== {} {} (exit {}) ==\n", text(&p["pc_id"]), text(&p["status"]), text(&p["exit_code"]));
-    if let Some(m) = p["message"].as_str() {
+fn full_output(p: &Run) -> String {
+    let mut out = format!("\n== {} {} (exit {}) ==\n", p.pc_id, p.status, or_dash(p.exit_code));
+    if let Some(m) = p.message {
         out.push_str(&format!("{m}\n"));
     }
-    for (name, key) in [("stdout", "stdout"), ("stderr", "stderr")] {
-        let body = p[key].as_str().unwrap_or_default();
+    for (name, body) in [("stdout", p.stdout), ("stderr", p.stderr)] {
         if !body.is_empty() {
             out.push_str(&format!("-- {name} --\n{body}"));
             if !body.ends_with('\n') {
@@ -259,7 +317,7 @@ fn full_output(p: &Value) -> String {
             }
         }
     }
-    if p["truncated"] == true {
+    if p.truncated {
         out.push_str("(output cut by the agent to fit a result message)\n");
     }
     out
@@ -267,8 +325,8 @@ fn full_output(p: &Value) -> String {
 
 /// `kanade kill --job <id>`: every unfinished execution of a job, through the backend.
 pub async fn kill_job(job: &str, global: &Global) -> anyhow::Result<ExitCode> {
-    let answer = Api::new(global)?.post(&format!("/api/jobs/{job}/kill")).await?;
-    let killed = answer["killed"].as_array().map_or(0, Vec::len);
+    let answer: JobKilled = Api::new(global)?.post(&format!("/api/jobs/{job}/kill")).await?;
+    let killed = answer.killed.len();
     let sentence = if killed == 0 {
         format!("job {job} has no unfinished execution: nothing to kill")
     } else {
@@ -289,12 +347,13 @@ pub async fn results(
 ) -> anyhow::Result<ExitCode> {
     // `failed` is every unsuccessful final status, filtered by the backend so a page is full.
     let pairs = vec![("pc", pc), ("job", job), ("status", failed.then(|| "failed".to_owned()))];
-    let list = list(&Api::new(global)?, "/api/results", pairs, page, "results").await?;
+    let list: api::Page<RunResult, ResultId> =
+        list(&Api::new(global)?, "/api/results", pairs, page, "results").await?;
     output::print_wide(
         global.output,
         &list,
-        (&RESULT_HEADERS, result_rows(&list)),
-        (&RESULT_WIDE, result_wide(&list)),
+        (&RESULT_HEADERS, result_rows(&list.items)),
+        (&RESULT_WIDE, result_wide(&list.items)),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -303,51 +362,40 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
     let api = Api::new(global)?;
     match cmd {
         AgentsCommand::List { group, limit, all } => {
-            let list =
+            let list: AgentPage =
                 list(&api, "/api/agents", vec![("group", group)], Page { limit, all }, "agents").await?;
             output::print_wide(
                 global.output,
                 &list,
-                (&AGENT_HEADERS, agent_rows(&list)),
-                (&AGENT_WIDE, agent_wide(&list)),
+                (&AGENT_HEADERS, agent_rows(&list.items)),
+                (&AGENT_WIDE, agent_wide(&list.items)),
             );
         }
         AgentsCommand::Logs { pc, lines, since, follow } => {
             return super::watch::logs(&pc, lines, since, follow, global).await;
         }
         AgentsCommand::Show { pc } => {
-            let v = api.get(&format!("/api/agents/{pc}")).await?;
+            let v: AgentDetail = api.get(&format!("/api/agents/{pc}")).await?;
             if crate::output::structured(global.output, &v) {
                 return Ok(ExitCode::SUCCESS);
             }
-            let a = &v["agent"];
+            let a = &v.agent;
             for (k, val) in [
-                ("pc", text(&a["pc_id"])),
-                ("hostname", text(&a["hostname"])),
-                ("os", format!("{} {} ({})", text(&a["os_name"]), text(&a["os_version"]), text(&a["arch"]))),
-                ("agent", text(&a["agent_version"])),
-                (
-                    "groups",
-                    a["groups"]
-                        .as_array()
-                        .map(|g| g.iter().map(text).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default(),
-                ),
-                ("last heartbeat", when(&a["last_seen_ms"])),
+                ("pc", a.pc_id.to_string()),
+                ("status", if a.online { "online".into() } else { "offline".into() }),
+                ("hostname", a.hostname.clone()),
+                ("os", format!("{} {} ({})", a.os_name, a.os_version, a.arch)),
+                ("agent", a.agent_version.clone()),
+                ("groups", a.groups.join(", ")),
+                ("last heartbeat", when_ms(Some(a.last_seen_ms))),
             ] {
                 println!("{k:<15} {val}");
             }
-            let rows: Vec<Vec<String>> = v["recent_results"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows: Vec<Vec<String>> = v
+                .recent_results
+                .iter()
                 .map(|r| {
-                    vec![
-                        text(&r["job_id"]),
-                        text(&r["status"]),
-                        text(&r["exit_code"]),
-                        when(&r["finished_ms"]),
-                    ]
+                    vec![r.job_id.to_string(), r.status.clone(), or_dash(r.exit_code), when_ms(r.finished_ms)]
                 })
                 .collect();
             if !rows.is_empty() {
@@ -357,9 +405,8 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
         }
         AgentsCommand::Perf { pc, since } => {
             let from = now_ms() - since.get().as_millis() as i64;
-            let v = api.get(&format!("/api/agents/{pc}/perf?since={from}")).await?;
             let perf: kanade_shared::wire::PerfSamples =
-                serde_json::from_value(v).context("the backend's samples are not what this CLI reads")?;
+                api.get(&format!("/api/agents/{pc}/perf?since={from}")).await?;
             if perf.samples.is_empty() && global.output.is_table() {
                 println!(
                     "no samples from {pc} in the last {since} (is host_perf_interval off? kanade agent config show)"
@@ -396,9 +443,8 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
         }
         AgentsCommand::Revoke { pc } => return super::enroll::revoke_agent(&pc, global).await,
         AgentsCommand::Facts { pc } => {
-            let v = api.get(&format!("/api/agents/{pc}/facts")).await?;
-            let docs: kanade_shared::wire::FactDocuments = serde_json::from_value(v)
-                .context("the backend's fact documents are not what this CLI reads")?;
+            let docs: kanade_shared::wire::FactDocuments =
+                api.get(&format!("/api/agents/{pc}/facts")).await?;
             match global.output {
                 Format::Json | Format::Yaml => crate::output::emit(global.output, &docs),
                 Format::Table | Format::Wide if docs.documents.is_empty() => {
@@ -406,11 +452,7 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
                 }
                 Format::Table | Format::Wide => {
                     for d in &docs.documents {
-                        println!(
-                            "{} (finished {}):",
-                            d.job_id,
-                            super::when(&serde_json::Value::from(d.finished_at))
-                        );
+                        println!("{} (finished {}):", d.job_id, when_ms(Some(d.finished_at)));
                         println!("{}", serde_json::to_string_pretty(&d.body)?);
                     }
                 }
@@ -423,12 +465,11 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
             super::telemetry::investigate(&api, &pc, duration, top_n, off, global).await?
         }
         AgentsCommand::Groups(GroupsCommand::Set { pc, groups }) => {
-            let v = api
-                .put_json(&format!("/api/agents/{pc}/groups"), &serde_json::json!({ "groups": groups }))
+            let v: GroupsSet = api
+                .put_json(&format!("/api/agents/{pc}/groups"), &SetGroups { groups: groups.clone() })
                 .await?;
             let list = |g: &[String]| if g.is_empty() { "(none)".to_owned() } else { g.join(", ") };
-            let mut reported: Option<Vec<String>> =
-                serde_json::from_value(v["reported_groups"].clone()).unwrap_or(None);
+            let mut reported = v.reported_groups.clone();
             // A connected agent heartbeats the change at once: wait for it (5 s at most), so a
             // deploy to a group just added finds the PC in it.
             let has_all =
@@ -436,8 +477,8 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while reported.is_some() && !has_all(&reported) && std::time::Instant::now() < deadline {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                let now = api.get(&format!("/api/agents/{pc}")).await?;
-                reported = serde_json::from_value(now["agent"]["groups"].clone()).ok().or(reported);
+                let now: AgentDetail = api.get(&format!("/api/agents/{pc}")).await?;
+                reported = Some(now.agent.groups);
             }
             let sentence = match reported {
                 None => format!(
@@ -462,15 +503,11 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
 }
 
 pub async fn ping(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
-    let v = Api::new(global)?.post(&format!("/api/agents/{pc}/ping")).await?;
+    let v: Pong = Api::new(global)?.post(&format!("/api/agents/{pc}/ping")).await?;
     done(
         global.output,
         &v,
-        &format!(
-            "{pc} answered in {} ms (agent {})",
-            text(&v["round_trip_ms"]),
-            text(&v["heartbeat"]["agent_version"])
-        ),
+        &format!("{pc} answered in {} ms (agent {})", v.round_trip_ms, v.heartbeat.agent_version),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -479,7 +516,7 @@ pub async fn ping(pc: &str, global: &Global) -> anyhow::Result<ExitCode> {
 fn perf_row(p: &kanade_shared::wire::PerfSample) -> Vec<String> {
     let (read, write) = (p.disk_read_bytes_per_s, p.disk_write_bytes_per_s);
     vec![
-        when(&Value::from(p.at)),
+        when_ms(Some(p.at)),
         format!("{:.1}%", p.cpu_pct),
         format!("{} / {}", output::bytes(p.mem_used_bytes), output::bytes(p.mem_total_bytes)),
         output::bytes(p.swap_used_bytes),
@@ -501,18 +538,18 @@ pub async fn audit(
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     let pairs = vec![("actor", actor), ("action", action), ("client", client)];
-    let v = list(&api, "/api/audit", pairs, page, "audit events").await?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    let rows = items
+    let v: api::Page<AuditEntry, AuditId> = list(&api, "/api/audit", pairs, page, "audit events").await?;
+    let rows = v
+        .items
         .iter()
         .map(|a| {
             vec![
-                when(&a["at_ms"]),
-                text(&a["actor"]),
-                text(&a["action"]),
-                text(&a["target"]),
-                text(&a["client"]),
-                text(&a["source"]),
+                when_ms(Some(a.at_ms)),
+                a.actor.clone(),
+                a.action.clone(),
+                or_dash(a.target.as_deref()),
+                or_dash(a.client.as_deref()),
+                or_dash(a.source.as_deref()),
             ]
         })
         .collect();
@@ -534,7 +571,7 @@ pub async fn freeze(
         if from.is_some() || reason.is_some() {
             anyhow::bail!("say how long the freeze lasts: --until <RFC 3339 time> or --for <duration>");
         }
-        api.get("/api/freeze").await?
+        api.get::<FreezeStatus>("/api/freeze").await?
     } else {
         let body = SetFreeze {
             from: rfc3339("--from", from)?,
@@ -542,12 +579,11 @@ pub async fn freeze(
             duration,
             reason: reason.unwrap_or_default(),
         };
-        api.put_json("/api/freeze", &serde_json::to_value(&body)?).await?
+        api.put_json("/api/freeze", &body).await?
     };
     if output::structured(global.output, &status) {
         return Ok(ExitCode::SUCCESS);
     }
-    let status: FreezeStatus = serde_json::from_value(status)?;
     match (&status.freeze, status.frozen) {
         (None, _) => println!("the fleet is not frozen"),
         (Some(f), true) => println!("{}", f.describe()),
@@ -576,7 +612,7 @@ fn show_time(t: kanade_shared::wire::Timestamp) -> String {
 }
 
 pub async fn unfreeze(global: &Global) -> anyhow::Result<ExitCode> {
-    Api::new(global)?.delete("/api/freeze").await?;
+    Api::new(global)?.delete::<()>("/api/freeze").await?;
     crate::commands::done(
         global.output,
         &serde_json::json!({ "frozen": false }),
@@ -592,8 +628,7 @@ pub async fn refuse_when_frozen(global: &Global) -> anyhow::Result<()> {
         return Ok(());
     }
     let Ok(api) = Api::new(global) else { return Ok(()) };
-    let Ok(status) = api.get("/api/freeze").await else { return Ok(()) };
-    let Ok(status) = serde_json::from_value::<kanade_shared::wire::freeze::FreezeStatus>(status) else {
+    let Ok(status) = api.get::<kanade_shared::wire::freeze::FreezeStatus>("/api/freeze").await else {
         return Ok(());
     };
     match status.freeze.filter(|_| status.frozen) {
@@ -608,6 +643,31 @@ mod tests {
 
     use super::*;
     use crate::output::tests::assert_snapshot;
+
+    use serde_json::Value;
+
+    /// The output cells' view of a row given as JSON.
+    fn run(v: &Value) -> Run<'_> {
+        Run {
+            pc_id: v["pc_id"].as_str().unwrap_or("PC"),
+            status: v["status"].as_str().unwrap_or_default(),
+            exit_code: v["exit_code"].as_i64(),
+            message: v["message"].as_str(),
+            stdout: v["stdout"].as_str().unwrap_or_default(),
+            stderr: v["stderr"].as_str().unwrap_or_default(),
+            truncated: v["truncated"] == true,
+        }
+    }
+
+    /// `items` as typed rows, each completed with `defaults` for the fields a table ignores.
+    fn typed<T: serde::de::DeserializeOwned>(items: Value, defaults: Value) -> Vec<T> {
+        let rows = items.as_array().unwrap().iter().map(|row| {
+            let mut full = defaults.clone();
+            full.as_object_mut().unwrap().extend(row.as_object().unwrap().clone());
+            serde_json::from_value(full).unwrap()
+        });
+        rows.collect()
+    }
 
     #[test]
     fn output_cells_say_when_there_is_more() {
@@ -631,45 +691,56 @@ mod tests {
             (json!({ "status": "succeeded", "stdout": "one\ntwo\n" }), true, "one"),
         ];
         for (p, full, want) in cases {
-            assert_eq!(output_cell(&p, full), want, "{p}");
+            assert_eq!(output_cell(&run(&p), full), want, "{p}");
         }
         let p = json!({ "pc_id": "PC-1", "status": "failed", "exit_code": 2, "stdout": "x\ny", "stderr": "", "truncated": true });
         assert_eq!(
-            full_output(&p),
+            full_output(&run(&p)),
             "\n== PC-1 failed (exit 2) ==\n-- stdout --\nx\ny\n(output cut by the agent to fit a result message)\n"
         );
     }
 
     #[test]
     fn table_snapshots() {
-        let executions = json!({ "items": [
-            { "exec_id": "01a20b95-b7b4-7177-8e7b-16c2e0aeb267", "job_id": "cleanup-disk-temp", "status": "running",
-              "target_count": 120, "succeeded": 80, "failed": 2, "skipped": 1, "other": 1, "created_ms": 1795490690996_i64 },
-            { "exec_id": "01a20b95-0000-7177-8e7b-16c2e0aeb267", "job_id": "hello", "status": "completed",
-              "target_count": 1, "succeeded": 1, "failed": 0, "skipped": 0, "other": 0, "created_ms": 1795490600000_i64 },
-        ]});
+        let executions: Vec<Execution> = typed(
+            json!([
+                { "exec_id": "01a20b95-b7b4-7177-8e7b-16c2e0aeb267", "job_id": "cleanup-disk-temp", "status": "running",
+                  "target_count": 120, "succeeded": 80, "failed": 2, "skipped": 1, "other": 1, "created_ms": 1795490690996_i64 },
+                { "exec_id": "01a20b95-0000-7177-8e7b-16c2e0aeb267", "job_id": "hello", "status": "completed",
+                  "target_count": 1, "succeeded": 1, "failed": 0, "skipped": 0, "other": 0, "created_ms": 1795490600000_i64 },
+            ]),
+            json!({ "version": "1" }),
+        );
         assert_snapshot(
             "tables/executions.txt",
             &output::table(&EXECUTION_HEADERS, &execution_rows(&executions)),
         );
-        let agents = json!({ "items": [
-            { "pc_id": "PC-0001", "online": true, "os_name": "Windows 11 Pro", "os_version": "23H2", "agent_version": "0.1.0",
-              "groups": ["canary", "floor-3"], "last_seen_ms": 1795490668910_i64 },
-            { "pc_id": "LAB-SRV-2", "online": false, "os_name": "Debian GNU/Linux", "os_version": "12", "agent_version": "0.1.0",
-              "groups": [], "last_seen_ms": 1795400000000_i64 },
-        ]});
+        let agents: Vec<Agent> = typed(
+            json!([
+                { "pc_id": "PC-0001", "online": true, "os_name": "Windows 11 Pro", "os_version": "23H2", "agent_version": "0.1.0",
+                  "groups": ["canary", "floor-3"], "last_seen_ms": 1795490668910_i64 },
+                { "pc_id": "LAB-SRV-2", "online": false, "os_name": "Debian GNU/Linux", "os_version": "12", "agent_version": "0.1.0",
+                  "groups": [], "last_seen_ms": 1795400000000_i64, "hostname": "lab-srv-2", "running_jobs": 1,
+                  "update_status": "waiting for jitter" },
+            ]),
+            json!({ "hostname": "pc-0001", "os_family": "windows", "arch": "x86_64", "running_jobs": 0, "quarantined": [] }),
+        );
         assert_snapshot("tables/agents.txt", &output::table(&AGENT_HEADERS, &agent_rows(&agents)));
         let (wide, rows) =
             output::widen((&AGENT_HEADERS, agent_rows(&agents)), (&AGENT_WIDE, agent_wide(&agents)));
         assert_snapshot("tables/agents-wide.txt", &output::table(&wide, &rows));
-        let results = json!({ "items": [
-            { "pc_id": "PC-0001", "job_id": "boom", "status": "failed", "exit_code": 7, "finished_ms": 1795490691151_i64,
-              "stdout": "", "stderr": "\nbroken pipe\nmore" },
-            { "pc_id": "PC-0002", "job_id": "hello", "status": "succeeded", "exit_code": 0, "finished_ms": 1795490691151_i64,
-              "stdout": "hello\n", "stderr": "" },
-            { "pc_id": "PC-0003", "job_id": "hello", "status": "skipped", "exit_code": null, "finished_ms": 1795490691151_i64,
-              "stdout": "", "stderr": "", "message": "job revoked" },
-        ]});
+        let results: Vec<RunResult> = typed(
+            json!([
+                { "pc_id": "PC-0001", "job_id": "boom", "status": "failed", "exit_code": 7, "finished_ms": 1795490691151_i64,
+                  "stdout": "", "stderr": "\nbroken pipe\nmore" },
+                { "pc_id": "PC-0002", "job_id": "hello", "status": "succeeded", "exit_code": 0, "finished_ms": 1795490691151_i64,
+                  "stdout": "hello\n", "stderr": "" },
+                { "pc_id": "PC-0003", "job_id": "hello", "status": "skipped", "exit_code": null, "finished_ms": 1795490691151_i64,
+                  "stdout": "", "stderr": "", "message": "job revoked" },
+            ]),
+            json!({ "result_id": "0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e", "exec_id": "0190f5c2-6c1e-7a4b-9d2e-1f2a3b4c5d6e",
+                    "version": "1", "truncated": false, "attempt": 1 }),
+        );
         assert_snapshot("tables/results.txt", &output::table(&RESULT_HEADERS, &result_rows(&results)));
     }
 }

@@ -2,9 +2,12 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::{
+    CreateGroup, DynamicGroup, GroupDeleted, GroupDetail, GroupMembers, SetRule,
+};
 
-use super::{done, text, when};
+use super::{done, when_ms};
 use crate::api::Api;
 use crate::cli::{Format, Global, GroupCommand};
 use crate::output;
@@ -13,71 +16,66 @@ pub async fn run(cmd: GroupCommand, global: &Global) -> anyhow::Result<ExitCode>
     let api = Api::new(global)?;
     match cmd {
         GroupCommand::Create { name, rule } => {
-            let v = api.post_json("/api/groups", &json!({ "name": name, "rule": rule })).await?;
+            let v: GroupDetail =
+                api.post_json("/api/groups", &CreateGroup { name: name.clone(), rule }).await?;
             done(
                 global.output,
                 &v,
-                &format!("dynamic group {name} created: {} members now", member_count(&v)),
+                &format!("dynamic group {name} created: {} members now", v.members.len()),
             );
         }
         GroupCommand::SetRule { name, rule } => {
-            let v = api.put_json(&format!("/api/groups/{name}"), &json!({ "rule": rule })).await?;
+            let v: GroupDetail = api.put_json(&format!("/api/groups/{name}"), &SetRule { rule }).await?;
             done(
                 global.output,
                 &v,
-                &format!("dynamic group {name} changed: {} members now", member_count(&v)),
+                &format!("dynamic group {name} changed: {} members now", v.members.len()),
             );
         }
         GroupCommand::List => {
-            let v = api.get("/api/groups").await?;
-            let items = v["items"].as_array().cloned().unwrap_or_default();
-            let rows = items
+            let v: Items<DynamicGroup> = api.get("/api/groups").await?;
+            let rows = v
+                .items
                 .iter()
-                .map(|g| {
-                    vec![text(&g["name"]), text(&g["members"]), when(&g["evaluated_ms"]), text(&g["rule"])]
-                })
+                .map(|g| vec![g.name.clone(), g.members.to_string(), when_ms(g.evaluated_ms), g.rule.clone()])
                 .collect();
             output::print(global.output, &v, &["NAME", "MEMBERS", "EVALUATED", "RULE"], rows);
         }
         GroupCommand::Show { name } => {
-            let v = api.get(&format!("/api/groups/{name}")).await?;
+            let v: GroupDetail = api.get(&format!("/api/groups/{name}")).await?;
             if output::structured(global.output, &v) {
                 return Ok(ExitCode::SUCCESS);
             }
-            let g = &v["group"];
+            let g = &v.group;
             for (k, val) in [
-                ("name", text(&g["name"])),
-                ("rule", text(&g["rule"])),
-                ("members", member_count(&v).to_string()),
-                ("evaluated", when(&g["evaluated_ms"])),
-                ("created", format!("{} by {}", when(&g["created_ms"]), text(&g["created_by"]))),
+                ("name", g.name.clone()),
+                ("rule", g.rule.clone()),
+                ("members", v.members.len().to_string()),
+                ("evaluated", when_ms(g.evaluated_ms)),
+                ("created", format!("{} by {}", when_ms(Some(g.created_ms)), g.created_by)),
             ] {
                 println!("{k:<10} {val}");
             }
         }
         GroupCommand::Members { name } => {
-            let v = api.get(&format!("/api/groups/{name}/members")).await?;
+            let v: GroupMembers = api.get(&format!("/api/groups/{name}/members")).await?;
             match global.output {
                 Format::Table | Format::Wide => {
-                    for m in v["members"].as_array().into_iter().flatten() {
-                        println!("{}", text(&m["pc_id"]));
+                    for m in &v.members {
+                        println!("{}", m.pc_id);
                     }
                 }
-                _ => output::emit(global.output, &v["members"]),
+                _ => output::emit(global.output, &v.members),
             }
         }
         GroupCommand::Delete { name } => {
-            let v = api.delete(&format!("/api/groups/{name}")).await?;
+            let v: GroupDeleted = api.delete(&format!("/api/groups/{name}")).await?;
             done(
                 global.output,
                 &v,
-                &format!("dynamic group {name} deleted; {} PCs left it", text(&v["members_removed"])),
+                &format!("dynamic group {name} deleted; {} PCs left it", v.members_removed),
             );
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn member_count(v: &Value) -> usize {
-    v["members"].as_array().map_or(0, Vec::len)
 }

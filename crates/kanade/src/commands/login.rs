@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use kanade_shared::api::accounts::{self, Login, PasswordChange, PasswordChanged};
 use serde_json::json;
 
 use crate::api::Api;
@@ -26,7 +27,7 @@ pub async fn run(
     let api = Api::new(&anonymous)?;
     let interactive = !password_stdin;
     let mut session = sign_in(&api, &user, &password, code, interactive).await?;
-    if session["user"]["must_change_password"] == true {
+    if session.user.must_change_password {
         if password_stdin {
             bail!("{user} must choose a new password first; run `kanade login` interactively");
         }
@@ -35,29 +36,25 @@ pub async fn run(
         if secret("again: ")? != new {
             bail!("the two new passwords differ; nothing changed");
         }
-        let token = session["token"].as_str().unwrap_or_default().to_owned();
-        let as_user = Api::new(&Global { token: Some(token), ..global.clone() })?;
-        as_user.post_json("/api/auth/password", &json!({ "current": password, "new": new })).await?;
+        let as_user = Api::new(&Global { token: Some(session.token.clone()), ..global.clone() })?;
+        let change = PasswordChange { current: password, new: new.clone() };
+        as_user.post_json::<PasswordChanged>("/api/auth/password", &change).await?;
         // A code is used up by the first sign-in: the second asks for the next one.
         session = sign_in(&api, &user, &new, None, interactive).await?;
     }
-    let stored = Session {
-        user: user.clone(),
-        token: session["token"].as_str().unwrap_or_default().to_owned(),
-        expires_ms: session["expires_ms"].as_i64().unwrap_or_default(),
-    };
+    let stored = Session { user: user.clone(), token: session.token.clone(), expires_ms: session.expires_ms };
     let mut all = credentials::load();
     all.sessions.insert(global.backend_url.trim_end_matches('/').to_owned(), stored.clone());
     let path = credentials::save(&all)?;
     match global.output {
         Format::Json | Format::Yaml => crate::output::emit(
             global.output,
-            &json!({ "user": user, "role": session["user"]["role"], "expires_ms": stored.expires_ms }),
+            &json!({ "user": user, "role": session.user.role, "expires_ms": stored.expires_ms }),
         ),
         Format::Table | Format::Wide => println!(
             "signed in to {} as {user} ({}); token kept in {}",
             global.backend_url,
-            session["user"]["role"].as_str().unwrap_or("?"),
+            session.user.role,
             path.display()
         ),
     }
@@ -72,11 +69,8 @@ async fn sign_in(
     password: &str,
     code: Option<String>,
     interactive: bool,
-) -> anyhow::Result<serde_json::Value> {
-    let mut body = json!({ "name": user, "password": password });
-    if let Some(code) = &code {
-        body["code"] = json!(code);
-    }
+) -> anyhow::Result<accounts::Session> {
+    let mut body = Login { name: user.to_owned(), password: password.to_owned(), code };
     let mut asked = false;
     loop {
         match api.post_json("/api/auth/login", &body).await {
@@ -89,7 +83,7 @@ async fn sign_in(
                 if crate::api::error_code(&e) == Some("mfa_invalid") {
                     eprintln!("{e}");
                 }
-                body["code"] = json!(prompt("code from your authenticator app (or a recovery code): ")?);
+                body.code = Some(prompt("code from your authenticator app (or a recovery code): ")?);
                 asked = true;
             }
             other => return other,

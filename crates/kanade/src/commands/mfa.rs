@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use serde_json::{Value, json};
+use kanade_shared::api::accounts::{ConfirmPassword, MfaCode, MfaDisabled, MfaEnabled, MfaReset, MfaSetup};
 
 use super::done;
 use super::login::{prompt, secret};
@@ -15,19 +15,12 @@ pub async fn run(cmd: MfaCommand, global: &Global) -> anyhow::Result<ExitCode> {
     match cmd {
         MfaCommand::Setup { code } => {
             let password = secret("password: ")?;
-            let setup = api.post_json("/api/auth/mfa/setup", &json!({ "password": password })).await?;
-            let secret_text = setup["secret"].as_str().unwrap_or_default();
+            let setup: MfaSetup = api.post_json("/api/auth/mfa/setup", &ConfirmPassword { password }).await?;
             if global.output.is_table() {
-                let rows: Vec<&str> = setup["qr"]
-                    .as_array()
-                    .map(|r| r.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
+                let rows: Vec<&str> = setup.qr.iter().map(String::as_str).collect();
                 eprintln!("Scan this with an authenticator app (or type the secret in):\n");
                 eprint!("{}", terminal_qr(&rows));
-                eprintln!(
-                    "\n  secret   {secret_text}\n  uri      {}\n",
-                    setup["otpauth_uri"].as_str().unwrap_or_default()
-                );
+                eprintln!("\n  secret   {}\n  uri      {}\n", setup.secret, setup.otpauth_uri);
             } else {
                 crate::output::emit(global.output, &setup);
             }
@@ -35,14 +28,14 @@ pub async fn run(cmd: MfaCommand, global: &Global) -> anyhow::Result<ExitCode> {
                 Some(c) => c,
                 None => prompt("code the app shows now: ")?,
             };
-            let enabled = api.post_json("/api/auth/mfa/enable", &json!({ "code": code })).await?;
+            let enabled: MfaEnabled = api.post_json("/api/auth/mfa/enable", &MfaCode { code }).await?;
             match global.output {
                 Format::Table | Format::Wide => {
                     println!(
                         "second factor on. Recovery codes (each signs you in once without the phone; shown only now):"
                     );
-                    for c in enabled["recovery_codes"].as_array().into_iter().flatten() {
-                        println!("  {}", c.as_str().unwrap_or_default());
+                    for c in &enabled.recovery_codes {
+                        println!("  {c}");
                     }
                 }
                 _ => crate::output::emit(global.output, &enabled),
@@ -50,8 +43,9 @@ pub async fn run(cmd: MfaCommand, global: &Global) -> anyhow::Result<ExitCode> {
         }
         MfaCommand::Disable { password_stdin } => {
             let password = if password_stdin { prompt("")? } else { secret("password: ")? };
-            let v = api.post_json("/api/auth/mfa/disable", &json!({ "password": password })).await?;
-            let sentence = if v["disabled"] == true {
+            let v: MfaDisabled =
+                api.post_json("/api/auth/mfa/disable", &ConfirmPassword { password }).await?;
+            let sentence = if v.disabled {
                 "second factor off: sign-in needs the password only"
             } else {
                 "this account had no second factor"
@@ -62,8 +56,8 @@ pub async fn run(cmd: MfaCommand, global: &Global) -> anyhow::Result<ExitCode> {
             if user.is_empty() {
                 return Err(anyhow!("name the user whose second factor to reset"));
             }
-            let v = api.delete(&format!("/api/users/{user}/mfa")).await?;
-            let sentence = if v["reset"] == true {
+            let v: MfaReset = api.delete(&format!("/api/users/{user}/mfa")).await?;
+            let sentence = if v.reset {
                 format!("{user}'s second factor removed: they sign in with the password and set up a new one")
             } else {
                 format!("{user} had no second factor")

@@ -98,15 +98,19 @@ pub fn text(v: &Value) -> String {
 
 /// Epoch ms as UTC to the second (`2026-11-24 03:00:00Z`), or `-`. JSON output keeps the ms.
 pub fn when(ms: &Value) -> String {
+    when_ms(ms.as_i64())
+}
+
+/// Epoch ms as UTC to the second, or `-`.
+pub fn when_ms(ms: Option<i64>) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
-    ms.as_i64()
-        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+    ms.and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| "-".to_owned())
 }
 
 /// The outcome of a change: a sentence for people, the API's answer for scripts.
-pub fn done(format: Format, json: &Value, sentence: &str) {
+pub fn done<T: serde::Serialize>(format: Format, json: &T, sentence: &str) {
     match format {
         Format::Json | Format::Yaml => crate::output::emit(format, json),
         Format::Table | Format::Wide => println!("{sentence}"),

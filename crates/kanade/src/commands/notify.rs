@@ -8,9 +8,8 @@ use anyhow::Context;
 use kanade_shared::wire::{
     NotificationDetail, NotificationSent, NotificationSummary, Notifications, SendNotification, TargetRequest,
 };
-use serde_json::Value;
 
-use super::{done, when};
+use super::done;
 use crate::api::Api;
 use crate::cli::{Global, NotifyCommand};
 use crate::output;
@@ -36,12 +35,10 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
             let request = SendNotification { title, body, priority: Some(priority), target, expires_in };
             let path =
                 if allow_unknown { "/api/notifications?allow_unknown=true" } else { "/api/notifications" };
-            let v = api.post_json(path, &serde_json::to_value(&request)?).await?;
-            let sent: NotificationSent = serde_json::from_value(v.clone())
-                .context("the backend's answer is not what this CLI reads")?;
+            let sent: NotificationSent = api.post_json(path, &request).await?;
             done(
                 global.output,
-                &v,
+                &sent,
                 &format!(
                     "sent notification {} on {}; see who acknowledged it with: kanade notify show {}",
                     sent.id,
@@ -51,9 +48,7 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
             );
         }
         NotifyCommand::List => {
-            let v = api.get("/api/notifications").await?;
-            let list: Notifications = serde_json::from_value(v)
-                .context("the backend's notifications are not what this CLI reads")?;
+            let list: Notifications = api.get("/api/notifications").await?;
             if list.notifications.is_empty() && global.output.is_table() {
                 println!("no notifications yet: kanade notify send --title ... --all sends one");
                 return Ok(ExitCode::SUCCESS);
@@ -67,21 +62,19 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
             );
         }
         NotifyCommand::Show { id } => {
-            let v = api.get(&format!("/api/notifications/{id}")).await?;
-            let detail: NotificationDetail =
-                serde_json::from_value(v).context("the backend's notification is not what this CLI reads")?;
+            let detail: NotificationDetail = api.get(&format!("/api/notifications/{id}")).await?;
             if global.output.is_table() {
                 let s = &detail.summary;
                 println!("{} [{}] {}: {}", s.id, s.priority, s.state, s.title);
                 println!(
                     "sent {} by {} to {}; expires {}",
-                    when(&Value::from(s.created_at)),
+                    super::when_ms(Some(s.created_at)),
                     s.created_by,
                     s.target.describe(),
-                    when(&Value::from(s.expires_at))
+                    super::when_ms(Some(s.expires_at))
                 );
                 if let (Some(at), Some(by)) = (s.withdrawn_at, &s.withdrawn_by) {
-                    println!("withdrawn {} by {by}", when(&Value::from(at)));
+                    println!("withdrawn {} by {by}", super::when_ms(Some(at)));
                 }
                 for line in detail.body.lines() {
                     println!("    {line}");
@@ -95,7 +88,7 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
                     let by: Vec<String> = p
                         .acks
                         .iter()
-                        .map(|a| format!("{} at {}", a.user, when(&Value::from(a.at))))
+                        .map(|a| format!("{} at {}", a.user, super::when_ms(Some(a.at))))
                         .collect();
                     vec![p.pc_id.clone(), p.status.clone(), by.join(", ")]
                 })
@@ -103,7 +96,7 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
             output::print(global.output, &detail, &["PC", "STATUS", "ACKNOWLEDGED BY"], rows);
         }
         NotifyCommand::Withdraw { id } => {
-            let v = api.delete(&format!("/api/notifications/{id}")).await?;
+            let v: NotificationSummary = api.delete(&format!("/api/notifications/{id}")).await?;
             done(
                 global.output,
                 &v,
@@ -123,7 +116,7 @@ fn row(n: &NotificationSummary) -> Vec<String> {
         n.priority.clone(),
         n.target.describe(),
         format!("{}/{}", n.acked, n.recipients),
-        when(&Value::from(n.created_at)),
+        super::when_ms(Some(n.created_at)),
         n.created_by.clone(),
         n.title.clone(),
     ]

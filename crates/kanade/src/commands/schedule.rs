@@ -4,10 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use kanade_shared::api::Items;
+use kanade_shared::api::admin::{SchedulePreview, ScheduleView};
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
-use super::{text, when};
+use super::{text, when_ms};
 use crate::api::Api;
 use crate::cli::{Format, Global, ScheduleCommand};
 use crate::output;
@@ -17,13 +19,12 @@ pub async fn run(cmd: ScheduleCommand, global: &Global) -> anyhow::Result<ExitCo
     match cmd {
         ScheduleCommand::Create { file } => {
             let body = load(&file)?;
-            let created = api.post_json("/api/schedules", &body).await?;
+            let created: ScheduleView = api.post_json("/api/schedules", &body).await?;
             show(global.output, &created);
         }
         ScheduleCommand::List => {
-            let list = api.get("/api/schedules").await?;
-            let items = list["items"].as_array().cloned().unwrap_or_default();
-            let rows = items.iter().map(row).collect();
+            let list: Items<ScheduleView> = api.get("/api/schedules").await?;
+            let rows = list.items.iter().map(row).collect();
             output::print(
                 global.output,
                 &list,
@@ -31,22 +32,28 @@ pub async fn run(cmd: ScheduleCommand, global: &Global) -> anyhow::Result<ExitCo
                 rows,
             );
         }
-        ScheduleCommand::Show { id } => show(global.output, &api.get(&format!("/api/schedules/{id}")).await?),
+        ScheduleCommand::Show { id } => {
+            show(global.output, &api.get::<ScheduleView>(&format!("/api/schedules/{id}")).await?)
+        }
         ScheduleCommand::Delete { id } => {
-            api.delete(&format!("/api/schedules/{id}")).await?;
+            api.delete::<()>(&format!("/api/schedules/{id}")).await?;
             done(global.output, &id, "deleted");
         }
         ScheduleCommand::Enable { id } => {
-            let v = api.post(&format!("/api/schedules/{id}/enable")).await?;
-            done(global.output, &id, if v["changed"] == true { "enabled" } else { "was already enabled" });
+            let v: ScheduleView = api.post(&format!("/api/schedules/{id}/enable")).await?;
+            done(global.output, &id, if v.changed == Some(true) { "enabled" } else { "was already enabled" });
         }
         ScheduleCommand::Disable { id } => {
-            let v = api.post(&format!("/api/schedules/{id}/disable")).await?;
-            done(global.output, &id, if v["changed"] == true { "disabled" } else { "was already disabled" });
+            let v: ScheduleView = api.post(&format!("/api/schedules/{id}/disable")).await?;
+            done(
+                global.output,
+                &id,
+                if v.changed == Some(true) { "disabled" } else { "was already disabled" },
+            );
         }
         ScheduleCommand::Preview { id, count } => {
-            let v = api.get(&format!("/api/schedules/{id}/preview?n={count}")).await?;
-            let rows = v["fires"].as_array().into_iter().flatten().map(|f| vec![text(f)]).collect();
+            let v: SchedulePreview = api.get(&format!("/api/schedules/{id}/preview?n={count}")).await?;
+            let rows = v.fires.iter().map(|f| vec![f.clone()]).collect();
             output::print(global.output, &v, &["NEXT FIRES"], rows);
         }
     }
@@ -82,37 +89,35 @@ fn load(path: &Path) -> anyhow::Result<Value> {
     Ok(json)
 }
 
-fn row(s: &Value) -> Vec<String> {
-    let job =
-        s.get("job_id").or_else(|| s.get("manifest").and_then(|m| m.get("id"))).map(text).unwrap_or_default();
-    let ok = s["last_24h"]["succeeded"].as_i64().unwrap_or(0);
-    let failed: i64 = s["last_24h"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "succeeded" | "skipped" | "running"))
-                .filter_map(|(_, v)| v.as_i64())
-                .sum()
-        })
-        .unwrap_or(0);
+fn row(v: &ScheduleView) -> Vec<String> {
+    // The schedule document's own fields, as stored.
+    let s = |k: &str| v.schedule.get(k).unwrap_or(&Value::Null);
+    let job = v.schedule.get("job_id").or_else(|| s("manifest").get("id")).map(text).unwrap_or_default();
+    let ok = v.last_24h.get("succeeded").copied().unwrap_or(0);
+    let failed: i64 = v
+        .last_24h
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "succeeded" | "skipped" | "running"))
+        .map(|(_, n)| n)
+        .sum();
     vec![
-        text(&s["id"]),
-        if s["enabled"] == true { "yes".into() } else { "no".into() },
-        text(&s["cron"]),
-        text(&s["timezone"]),
+        text(s("id")),
+        if s("enabled") == &Value::Bool(true) { "yes".into() } else { "no".into() },
+        text(s("cron")),
+        text(s("timezone")),
         job,
-        text(&s["mode"]),
-        when(&s["next_fires_ms"][0]),
-        text(&s["state"]["last_outcome"]),
+        text(s("mode")),
+        when_ms(v.next_fires_ms.first().copied()),
+        v.state.as_ref().map_or_else(|| "-".to_owned(), |st| st.last_outcome.clone()),
         format!("{ok}/{failed}"),
     ]
 }
 
-fn show(format: Format, s: &Value) {
+fn show(format: Format, s: &ScheduleView) {
     if crate::output::structured(format, s) {
         return;
     }
-    let next: Vec<String> = s["next_fires_ms"].as_array().into_iter().flatten().map(when).collect();
+    let next: Vec<String> = s.next_fires_ms.iter().map(|ms| when_ms(Some(*ms))).collect();
     let r = row(s);
     let fields = [
         ("id", r[0].clone()),
@@ -121,8 +126,15 @@ fn show(format: Format, s: &Value) {
         ("job", r[4].clone()),
         ("mode", r[5].clone()),
         ("next fires", if next.is_empty() { "-".into() } else { next.join(", ") }),
-        ("last tick", when(&s["state"]["last_tick_ms"])),
-        ("last fire", format!("{} {}", when(&s["state"]["last_fire_ms"]), text(&s["state"]["last_exec_id"]))),
+        ("last tick", when_ms(s.state.as_ref().map(|st| st.last_tick_ms))),
+        (
+            "last fire",
+            format!(
+                "{} {}",
+                when_ms(s.state.as_ref().and_then(|st| st.last_fire_ms)),
+                s.state.as_ref().and_then(|st| st.last_exec_id.clone()).unwrap_or_else(|| "-".into())
+            ),
+        ),
         ("last outcome", r[7].clone()),
         ("24 h ok/failed", r[8].clone()),
     ];

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use kanade_shared::wire::{ObsEventRow, ObsEvents, ProcessSample, ProcessSamples};
 use serde_json::Value;
 
@@ -27,9 +26,7 @@ pub async fn events(
         "/api/events{}",
         query(&[("pc", pc), ("kind", kind), ("since", since), ("limit", Some(limit.to_string()))])
     );
-    let v = Api::new(global)?.get(&path).await?;
-    let page: ObsEvents =
-        serde_json::from_value(v).context("the backend's events are not what this CLI reads")?;
+    let page: ObsEvents = Api::new(global)?.get(&path).await?;
     if page.events.is_empty() && global.output.is_table() {
         println!("no events match");
         return Ok(ExitCode::SUCCESS);
@@ -49,9 +46,8 @@ pub async fn processes(
     let from = super::now_ms() - since.get().as_millis() as i64;
     // Without --all only the newest sample is fetched: a sample holds up to 200 processes.
     let limit = if all { 2000 } else { 1 };
-    let v = api.get(&format!("/api/agents/{pc}/processes?since={from}&limit={limit}")).await?;
     let mut page: ProcessSamples =
-        serde_json::from_value(v).context("the backend's samples are not what this CLI reads")?;
+        api.get(&format!("/api/agents/{pc}/processes?since={from}&limit={limit}")).await?;
     if !all && let Some(latest) = page.samples.pop() {
         page.samples = vec![latest];
     }
@@ -72,7 +68,7 @@ fn process_rows(s: &ProcessSample) -> Vec<Vec<String>> {
         .iter()
         .map(|p| {
             vec![
-                when(&Value::from(s.at)),
+                super::when_ms(Some(s.at)),
                 p.pid.to_string(),
                 p.name.clone(),
                 format!("{:.1}%", p.cpu_pct),
@@ -96,7 +92,7 @@ pub async fn investigate(
         );
     }
     // A typo in the PC's name is an error here, not a scope for a PC that does not exist.
-    api.get(&format!("/api/agents/{pc}")).await?;
+    api.get::<kanade_shared::api::fleet::AgentDetail>(&format!("/api/agents/{pc}")).await?;
     let until = kanade_shared::wire::Timestamp::now_utc() + duration.get();
     let until_text = until.format(&time::format_description::well_known::Rfc3339)?;
     // Off at the PC's own scope beats an investigation set for its group or the fleet.
@@ -110,7 +106,8 @@ pub async fn investigate(
         }
         body
     };
-    let v = api.patch_json(&format!("/api/agent/config/pc:{pc}"), &body).await?;
+    let v: kanade_shared::wire::agent_config::ScopeConfig =
+        api.patch_json(&format!("/api/agent/config/pc:{pc}"), &body).await?;
     let sentence = if off {
         format!("investigation of {pc} ended (process_perf_enabled=false at pc:{pc})")
     } else {
@@ -140,7 +137,7 @@ fn event_row(e: &ObsEventRow) -> Vec<String> {
         detail = detail.chars().take(DETAIL_WIDTH - 1).collect::<String>() + "…";
     }
     vec![
-        when(&Value::from(e.at)),
+        super::when_ms(Some(e.at)),
         e.pc_id.clone(),
         e.kind.clone(),
         e.exec_id.clone().unwrap_or_else(|| "-".to_owned()),

@@ -246,7 +246,7 @@ async fn liveness_follows_the_backends_clock_whatever_the_agents_says() {
             beat.at = Timestamp::from_unix_timestamp_nanos(i128::from(received + offset * 1000) * 1_000_000)
                 .unwrap();
             db.apply_heartbeats(vec![beat], received, crate::pipeline::plan::ALIVE_WINDOW_MS).await.unwrap();
-            let (agent, _, _) = db.agent("PC-A".parse().unwrap()).await.unwrap().unwrap();
+            let (agent, _, _) = db.agent("PC-A".parse().unwrap(), 0).await.unwrap().unwrap();
             // A clock an hour slow is still online now; one that ran a day ahead does not freeze
             // the next, correct, beats.
             assert_eq!((agent.last_seen_ms, agent.clock_skew_ms), (received, Some(offset * 1000)));
