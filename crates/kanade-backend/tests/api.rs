@@ -65,24 +65,18 @@ async fn the_document_describes_bodies_and_queries_from_the_types() {
         assert_eq!(route.body.is_some(), schema.is_object(), "{} {}: {op}", route.method, route.path);
         bodies += usize::from(route.body.is_some());
         let success = &op["responses"]["2XX"];
+        let media = success["content"].as_object().map_or(0, |c| c.len());
         match (route.response.is_some(), route.answers) {
-            (true, None) => assert!(
-                success["content"]["application/json"]["schema"].is_object(),
-                "{} {}: {success}",
-                route.method,
-                route.path
-            ),
-            (false, Some(media)) => assert_eq!(
-                success["content"].as_object().map_or(0, |c| c.len()),
-                media.len(),
-                "{} {}: {success}",
-                route.method,
-                route.path
-            ),
-            _ => panic!(
-                "{} {} must declare either its JSON answer or the media types of another",
+            (false, None) => panic!(
+                "{} {} must declare its JSON answer or the media types of another",
                 route.method, route.path
             ),
+            (json, other) => {
+                let schema = success["content"]["application/json"]["schema"].is_object();
+                assert_eq!(schema, json, "{} {}: {success}", route.method, route.path);
+                let others = other.map_or(0, <[&str]>::len);
+                assert_eq!(media, usize::from(json) + others, "{} {}: {success}", route.method, route.path);
+            }
         }
         if route.query.is_some() {
             let params = op["parameters"].as_array().unwrap();
@@ -99,7 +93,8 @@ async fn the_document_describes_bodies_and_queries_from_the_types() {
         &doc["paths"]["/api/agents"]["get"]["responses"]["2XX"]["content"]["application/json"]["schema"];
     assert_eq!(agents["$ref"], "#/components/schemas/AgentPage", "{agents}");
     let agent = &doc["components"]["schemas"]["Agent"];
-    assert!(agent["required"].as_array().unwrap().contains(&json!("online")), "{agent}");
+    assert!(agent["required"].as_array().unwrap().contains(&json!("pc_id")), "{agent}");
+    assert_eq!(agent["properties"]["online"]["type"], "boolean", "{agent}");
     let freeze = &doc["paths"]["/api/freeze"]["put"]["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(freeze["$ref"], "#/components/schemas/SetFreeze", "{freeze}");
     let set = &doc["components"]["schemas"]["SetFreeze"];
@@ -128,6 +123,54 @@ async fn the_document_describes_bodies_and_queries_from_the_types() {
             r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r} is not a component"));
         assert!(doc["components"]["schemas"][name].is_object(), "{r} does not resolve");
     }
+}
+
+/// The answers parse as the shared types the CLI reads them into: a drift between what a
+/// handler builds and what `kanade_shared::api` declares fails here, not at a user's terminal.
+#[tokio::test]
+async fn answers_parse_as_the_shared_types() {
+    use kanade_shared::api::executions::{Execution, ExecutionDetail, JobDetail, JobSummary, Launched};
+    use kanade_shared::api::fleet::{AgentDetail, AgentPage, AuditEntry, Overview, RunResult};
+    use kanade_shared::api::{ErrorBody, Items, Page, accounts::Me};
+    use kanade_shared::{AuditId, ExecId, ResultId};
+    fn typed<T: serde::de::DeserializeOwned>((status, v): (StatusCode, Value)) -> T {
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{status} {v}: {e}"))
+    }
+    let s = stack(&[("PC-T", &["t"])]).await;
+    let deployed = s
+        .post_yaml(
+            "/api/deploy",
+            "id: typed\nversion: '1'\nexecute: { shell: sh, script: 'echo hi' }\ntarget: { groups: [t] }\n",
+        )
+        .await;
+    assert_eq!(deployed.0, StatusCode::CREATED, "{}", deployed.1);
+    let launched: Launched = typed(deployed);
+    assert_eq!((launched.job_id.as_str(), launched.target_count), ("typed", 1));
+    s.wait_status(&launched.exec_id.to_string(), "completed").await;
+    let detail: ExecutionDetail = typed(s.get(&format!("/api/executions/{}", launched.exec_id)).await);
+    assert_eq!((detail.execution.succeeded, detail.pcs.len()), (1, 1));
+    let list: Page<Execution, ExecId> = typed(s.get("/api/executions").await);
+    assert_eq!(list.items[0].exec_id, launched.exec_id);
+    let results: Page<RunResult, ResultId> = typed(s.get("/api/results").await);
+    assert_eq!(results.items[0].pc_id.as_str(), "PC-T");
+    let agents: AgentPage = typed(s.get("/api/agents").await);
+    assert!(agents.items[0].online && agents.total == 1, "{agents:?}");
+    let agent: AgentDetail = typed(s.get("/api/agents/PC-T").await);
+    assert_eq!(agent.recent_results.len(), 1);
+    let overview: Overview = typed(s.get("/api/overview").await);
+    assert_eq!(overview.agents_total, 1);
+    let _: Page<AuditEntry, AuditId> = typed(s.get("/api/audit").await);
+    let jobs: Items<JobSummary> = typed(s.get("/api/jobs").await);
+    assert_eq!(jobs.items[0].shell, "sh");
+    let job: JobDetail = typed(s.get("/api/jobs/typed").await);
+    assert!(!job.revoked);
+    let _: Me = typed(s.get("/api/auth/me").await);
+    let refused: ErrorBody = typed(s.get("/api/jobs/nojob").await);
+    assert_eq!(refused.code, "not_found");
+    let wrong =
+        s.call(Request::builder().method(Method::PATCH).uri("/api/jobs").body(Body::empty()).unwrap()).await;
+    let wrong: ErrorBody = typed(wrong);
+    assert_eq!(wrong.code, "method_not_allowed", "{wrong:?}");
 }
 
 #[tokio::test]

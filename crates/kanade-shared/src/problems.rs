@@ -84,8 +84,9 @@ pub(crate) fn index(parent: &str, i: usize) -> String {
 /// number too; taking any scalar lets validation say exactly what is wrong with the value instead
 /// of a generic type error.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged, expecting = "a single value (text or number)")]
-pub(crate) enum Scalar {
+pub enum Scalar {
     Bool(bool),
     Int(i64),
     Float(f64),

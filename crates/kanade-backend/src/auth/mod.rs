@@ -39,8 +39,7 @@ pub struct Caller {
     pub client: &'static str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     Password,
     Token,

@@ -1,14 +1,11 @@
 //! Users and API tokens.
 
-use serde::Serialize;
-
 use super::DbError;
 use super::sql::{Row, Sql, opt_row, scalar, vals};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
-    #[serde(skip)]
     pub password_hash: String,
     pub role: String,
     pub disabled: bool,
@@ -259,11 +256,10 @@ pub async fn active_admins<S: Sql>(s: &mut S) -> Result<i64, DbError> {
     scalar(s, "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0", vals![]).await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Token {
     pub id: String,
     pub name: String,
-    #[serde(skip)]
     pub secret_sha256: String,
     pub role: String,
     pub created_by: String,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kanade_shared::PcId;
-pub use kanade_shared::api::admin::DynamicGroup;
+pub use kanade_shared::api::groups::DynamicGroup;
 use kanade_shared::manifest::outputs::ColumnType;
 use kanade_shared::rule::Field;
 use serde_json::Value as Json;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kanade_shared::PcId;
-pub use kanade_shared::api::admin::ScheduleState as State;
+pub use kanade_shared::api::schedules::ScheduleState as State;
 
 use super::DbError;
 use super::sql::{Sql, opt_row, vals};

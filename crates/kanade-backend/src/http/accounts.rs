@@ -1,7 +1,8 @@
 //! Admin-only account management: users and API tokens. All changes are audited.
 
 use super::Json;
-use axum::extract::{Path, State};
+use super::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use kanade_shared::api::Items;
 use kanade_shared::api::accounts::{
@@ -83,8 +84,9 @@ pub async fn update_user(
         json!({ "role": new_role, "disabled": body.disabled, "password_reset": body.password.is_some() });
     super::audit_as(&state, &caller, "user.update", Some(name.clone()), detail).await?;
     let key = name.clone();
-    let user =
-        state.db.user(key).await?.ok_or_else(|| ApiError::not_found(format!("user {name} is gone")))?;
+    let user = state.db.user(key).await?.ok_or_else(|| {
+        ApiError::not_found(format!("user {name} was deleted meanwhile; the change did not stick"))
+    })?;
     Ok(Json(user.public()))
 }
 

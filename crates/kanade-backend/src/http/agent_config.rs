@@ -5,8 +5,9 @@
 //! lose one another, and audited.
 
 use super::Json;
+use super::Path;
 use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use futures::StreamExt;
 use kanade_shared::Version;
 use kanade_shared::wire::agent_config::{AgentConfigScopes, ConfigScope, ScopeConfig, apply_edit};

@@ -2,8 +2,9 @@
 //! (`script_status`) and kill by job.
 
 use super::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use super::Path;
+use super::RawBody;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use kanade_shared::JobId;
 use kanade_shared::api::Items;
@@ -42,7 +43,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<JobStored>), ApiError> {
     let source = super::body::source(&headers, &body)?;
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
@@ -66,7 +67,7 @@ pub async fn create(
 pub async fn validate(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<JobValid>, ApiError> {
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
     super::scripts::pin(&state, &mut file.manifest).await?;

@@ -1,11 +1,12 @@
 //! Compliance (SPEC §12): checks and each PC's status, as the RESULTS projector keeps them.
 
 use super::Json;
+use super::Path;
 use super::Query;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use kanade_shared::PcId;
+use kanade_shared::api::compliance::CheckQuery;
 use kanade_shared::wire::{CheckDetail, Checks};
-use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::db::projection::checks::STATUSES;
@@ -13,17 +14,6 @@ use crate::db::projection::checks::STATUSES;
 pub async fn checks(State(state): State<AppState>) -> Result<Json<Checks>, ApiError> {
     let stale_before = crate::db::now_ms() - state.check_stale_ms;
     Ok(Json(Checks { checks: state.db.check_summary(stale_before).await? }))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckQuery {
-    /// `pass`, `warn`, `fail` or `unknown` (stale statuses included).
-    status: Option<String>,
-    /// The last PC of the previous page.
-    cursor: Option<String>,
-    /// 1–5,000; 1,000 by default.
-    limit: Option<i64>,
 }
 
 const LIMIT: i64 = 1000;
@@ -77,7 +67,7 @@ pub async fn forget(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     Path(name): Path<String>,
-) -> Result<Json<kanade_shared::api::admin::CheckForgotten>, ApiError> {
+) -> Result<Json<kanade_shared::api::compliance::CheckForgotten>, ApiError> {
     kanade_shared::manifest::outputs::check_check_name(&name)
         .map_err(|e| ApiError::invalid(vec![format!("name: {e}")]))?;
     let stale_before = crate::db::now_ms() - state.check_stale_ms;
@@ -88,5 +78,5 @@ pub async fn forget(
     }
     super::audit_as(&state, &caller, "check.forget", Some(name.clone()), serde_json::Value::Null).await?;
     let forgotten = state.db.forget_check(name.clone()).await?;
-    Ok(Json(kanade_shared::api::admin::CheckForgotten { name, forgotten }))
+    Ok(Json(kanade_shared::api::compliance::CheckForgotten { name, forgotten }))
 }

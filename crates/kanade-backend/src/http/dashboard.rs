@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Path;
+use super::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::Digest;

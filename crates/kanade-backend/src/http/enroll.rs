@@ -1,17 +1,19 @@
 //! `/api/enroll*`: enrolment tokens (admin), the enrolment itself and the install scripts and
 //! agent download it uses (the token is the credential), and revoking an agent's broker access.
 
-use axum::extract::{Path, State};
+use super::Path;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kanade_shared::wire::Timestamp;
 use kanade_shared::wire::agent_config::ConfigScope;
+use kanade_shared::wire::enroll::AgentQuery;
+use kanade_shared::wire::enroll::ScriptQuery;
 use kanade_shared::wire::enroll::{
     AgentToml, BrokerCredentials, CreateToken, CreatedToken, EnrollRequest, EnrollResponse, InstallLines,
     ReleaseRef, RevokedCredentials, TokenInfo, TokenList, agent_toml, platform,
 };
 use kanade_shared::{PcId, Version, release};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
@@ -239,12 +241,6 @@ fn no_release(os: &str, arch: &str) -> ApiError {
     ))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScriptQuery {
-    token: String,
-}
-
 /// A script that says why and fails: what `curl … | sh` (or `| iex`) shows for a refused token.
 fn failing_script(shell: bool, status: StatusCode, why: &str) -> Response {
     let clean: String =
@@ -294,15 +290,6 @@ pub async fn install_ps1_script(
     Query(q): Query<ScriptQuery>,
 ) -> Response {
     script(state, headers, q.token, false).await
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentQuery {
-    token: String,
-    os: String,
-    arch: String,
-    version: Option<String>,
 }
 
 /// `GET /api/enroll/agent?token=&os=&arch=[&version=]`: the agent binary a new PC installs.

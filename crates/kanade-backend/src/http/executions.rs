@@ -2,16 +2,20 @@
 //! agents list the target picker needs.
 
 use super::Json;
+use super::Path;
 use super::Query;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use super::RawBody;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use kanade_shared::api::Page;
+use kanade_shared::api::executions::ExecutionQuery;
+use kanade_shared::api::executions::ExecutionsQuery;
+use kanade_shared::api::executions::LaunchQuery;
 use kanade_shared::api::executions::{Execution, ExecutionDetail, KillSent, Launched};
 use kanade_shared::api::fleet::AgentPage;
+use kanade_shared::api::fleet::AgentsQuery;
 use kanade_shared::manifest;
 use kanade_shared::{ExecId, JobId};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::body::parse_doc;
@@ -20,25 +24,6 @@ use crate::auth::Caller;
 use crate::db::{now_ms, queries};
 use crate::pipeline::catalog;
 use crate::pipeline::plan::ALIVE_WINDOW_MS;
-
-/// `?allow_unknown=true`: accept explicit PCs that have never sent a heartbeat.
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LaunchQuery {
-    allow_unknown: Option<bool>,
-    /// Run even while the fleet is frozen (audited).
-    override_freeze: Option<bool>,
-}
-
-impl LaunchQuery {
-    pub fn overrides_freeze(&self) -> bool {
-        self.override_freeze.unwrap_or(false)
-    }
-
-    pub fn allows_unknown(&self) -> bool {
-        self.allow_unknown.unwrap_or(false)
-    }
-}
 
 pub(super) fn launch_origin(caller: &Caller, q: &LaunchQuery) -> crate::pipeline::Origin {
     crate::pipeline::Origin { allow_unknown: q.allow_unknown.unwrap_or(false), ..super::origin(caller) }
@@ -49,7 +34,7 @@ pub async fn deploy(
     caller: Caller,
     Query(q): Query<LaunchQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Launched>), ApiError> {
     let source = super::body::source(&headers, &body)?;
     let mut file = parse_doc(&headers, body, manifest::job_from_yaml, manifest::job_from_json).await?;
@@ -76,7 +61,7 @@ pub async fn exec(
     Path(job_id): Path<String>,
     Query(q): Query<LaunchQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Launched>), ApiError> {
     let job: JobId =
         job_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
@@ -100,19 +85,9 @@ pub async fn exec(
     Ok((StatusCode::CREATED, Json(launched)))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ListQuery {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    job: Option<String>,
-    status: Option<String>,
-    /// Epoch milliseconds.
-    since: Option<i64>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<ExecutionsQuery>,
 ) -> Result<Json<Page<Execution, ExecId>>, ApiError> {
     let filter = queries::ExecutionFilter {
         job: q.job.clone(),
@@ -127,19 +102,10 @@ pub async fn list(
     Ok(Json(Page { items: rows, next_cursor }))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ShowQuery {
-    /// `false`: the status, counters and waves without the per-pc rows.
-    pcs: Option<bool>,
-    /// `false`: per-pc rows without their stdout, and stderr cut to its first line (what
-    /// `kanade exec --wait` shows), so following a large run stays light.
-    output: Option<bool>,
-}
-
 pub async fn show(
     State(state): State<AppState>,
     Path(exec_id): Path<String>,
-    Query(q): Query<ShowQuery>,
+    Query(q): Query<ExecutionQuery>,
 ) -> Result<Json<ExecutionDetail>, ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
@@ -185,22 +151,6 @@ pub async fn kill(
     state.pipeline.stop(&state.nats, id, &caller.name).await?;
     let sent = KillSent { exec_id: id, kill: "sent".into(), status: "killed".into() };
     Ok((StatusCode::ACCEPTED, Json(sent)))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct AgentsQuery {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    group: Option<String>,
-    /// Substring of the pc id or host name.
-    q: Option<String>,
-    /// `online` or `offline`.
-    status: Option<String>,
-    /// `pc_id` (default), `hostname`, `agent_version`, `last_seen`.
-    sort: Option<String>,
-    #[serde(default)]
-    desc: bool,
-    offset: Option<i64>,
 }
 
 pub async fn agents(

@@ -1,9 +1,11 @@
-//! `Json` and `Query` extractors whose rejections (malformed JSON, a field of the wrong type, a
-//! missing content type, a bad query value) answer with the API's one error shape
-//! `{error, code, detail}` naming the field, instead of axum's plain text. `Json` is also the
-//! response type, so a handler module imports one `Json`.
+//! `Json`, `Query`, `Path` and `RawBody` extractors whose rejections (malformed JSON, a field of
+//! the wrong type, a missing content type, a bad query value or path segment, a body over the
+//! route's limit) answer with the API's one error shape `{error, code, detail}` naming the
+//! field, instead of axum's plain text. `Json` is also the response type, so a handler module
+//! imports one `Json`.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -42,6 +44,50 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
             Err(rejection) => Err(query_rejection(&rejection)),
         }
+    }
+}
+
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(path_rejection(&rejection)),
+        }
+    }
+}
+
+/// A body read whole, as bytes (a job document in JSON or YAML, a script, a release).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) => Err(body_rejection(&rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: &PathRejection) -> ApiError {
+    let text = rejection.body_text();
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_path", format!("path: {}", detail(&text)))
+}
+
+fn body_rejection(rejection: &BytesRejection) -> ApiError {
+    let status = rejection.status();
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "too_large",
+            "the body is larger than this route accepts (an agent release up to 512 MiB, any other body up to 2 MiB)",
+        ),
+        _ => ApiError::new(status, "malformed", format!("cannot read the body: {}", rejection.body_text())),
     }
 }
 

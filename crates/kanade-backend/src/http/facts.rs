@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::Json;
+use super::Path;
 use super::Query;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use kanade_shared::PcId;
 use kanade_shared::wire::{FactRows, FactTables};
 
@@ -28,7 +29,7 @@ pub async fn drop_table(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     Path(name): Path<String>,
-) -> Result<Json<kanade_shared::api::admin::TableDropped>, ApiError> {
+) -> Result<Json<kanade_shared::api::compliance::TableDropped>, ApiError> {
     let Some(table) = state.db.fact_table(name.clone()).await? else {
         return Err(ApiError::not_found(format!("no facts table {name:?} (GET /api/facts lists them)")));
     };
@@ -37,7 +38,7 @@ pub async fn drop_table(
     if !state.db.drop_fact_table(name.clone()).await? {
         return Err(ApiError::not_found(format!("no facts table {name:?} (dropped meanwhile?)")));
     }
-    Ok(Json(kanade_shared::api::admin::TableDropped { dropped: name }))
+    Ok(Json(kanade_shared::api::compliance::TableDropped { dropped: name }))
 }
 
 /// `GET /api/agents/{pc}/facts`: the PC's latest whole output of each job with `facts:`.

@@ -1,15 +1,18 @@
 //! Agents (detail, ping, groups), results and the audit log.
 
 use super::Json;
+use super::Path;
 use super::Query;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use kanade_shared::PcId;
 use kanade_shared::api::Page;
+use kanade_shared::api::fleet::AuditQuery;
+use kanade_shared::api::fleet::ResultQuery;
+use kanade_shared::api::fleet::SoftwareQuery;
 use kanade_shared::api::fleet::{
     AgentDetail, AuditEntry, GroupsSet, Overview, Pong, RunResult, SetGroups, SoftwareHits,
 };
 use kanade_shared::wire::{self, AgentGroups, Heartbeat};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, broker, pc_id};
@@ -111,18 +114,6 @@ pub async fn set_groups(
     }))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ResultQuery {
-    pc: Option<String>,
-    job: Option<String>,
-    exec: Option<String>,
-    status: Option<String>,
-    /// Epoch milliseconds.
-    since: Option<i64>,
-    cursor: Option<String>,
-    limit: Option<i64>,
-}
-
 pub async fn results(
     State(state): State<AppState>,
     Query(q): Query<ResultQuery>,
@@ -150,19 +141,6 @@ pub async fn result(
     let key: kanade_shared::ResultId = id.parse().map_err(|_| not_found())?;
     let row = state.db.result(key).await?.ok_or_else(not_found)?;
     Ok(Json(row))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct AuditQuery {
-    actor: Option<String>,
-    /// `cli`, `dashboard`, `api`, `scheduler` or `backend`.
-    client: Option<String>,
-    action: Option<String>,
-    target: Option<String>,
-    since: Option<i64>,
-    until: Option<i64>,
-    cursor: Option<String>,
-    limit: Option<i64>,
 }
 
 /// Who may appear as an audit event's client.
@@ -198,14 +176,6 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Overview>, A
     let since = now - 24 * 3_600_000;
     let alive = now - crate::pipeline::plan::ALIVE_WINDOW_MS;
     Ok(Json(state.db.overview(since, alive).await?))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SoftwareQuery {
-    name: Option<String>,
-    version: Option<String>,
-    limit: Option<i64>,
 }
 
 /// Fleet-wide software search over the latest inventories: which PCs have X (version Y).

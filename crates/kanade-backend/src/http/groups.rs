@@ -2,13 +2,18 @@
 //! (`kanade_shared::rule`); their members are written into `agent_groups` by
 //! `crate::dynamic_groups`, here right away and then every minute.
 
-use axum::extract::{Path, State};
+use super::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use kanade_shared::GroupName;
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::{
-    CreateGroup, DynamicGroup, GroupDeleted, GroupDetail, GroupMembers, Member, SetRule,
-};
+use kanade_shared::api::groups::CreateGroup;
+use kanade_shared::api::groups::DynamicGroup;
+use kanade_shared::api::groups::GroupDeleted;
+use kanade_shared::api::groups::GroupDetail;
+use kanade_shared::api::groups::GroupMembers;
+use kanade_shared::api::groups::Member;
+use kanade_shared::api::groups::SetRule;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Json};

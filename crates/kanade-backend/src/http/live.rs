@@ -2,15 +2,16 @@
 //! the agent's log. Both ask the agent over request/reply (`agents.<pc>.tail`, `.logs`) only
 //! while someone is watching; what the agent no longer holds comes from the stored result.
 
+use kanade_shared::api::fleet::LogsQuery;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use super::Path;
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use kanade_shared::wire::{self, LogCursor, LogReply, LogRequest, TailEvent, TailReply, TailRequest};
 use kanade_shared::{ExecId, PcId, ResultId, subjects};
-use serde::Deserialize;
 
 use super::pc_id;
 use super::{ApiError, AppState, Json, Query};
@@ -288,18 +289,6 @@ pub async fn tail(
     let steps = futures::stream::unfold(start, next_events);
     let events = steps.flat_map(|batch| futures::stream::iter(batch.into_iter().map(|e| Ok(sse(&e)))));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LogsQuery {
-    /// The last this many lines (200 by default, at most 10,000).
-    lines: Option<u32>,
-    /// Only lines written at or after this instant (RFC 3339).
-    since: Option<String>,
-    /// Follow on from an earlier reply's `cursor`: its `file` and `offset`.
-    file: Option<String>,
-    offset: Option<u64>,
 }
 
 pub async fn logs(

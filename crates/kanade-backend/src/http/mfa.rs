@@ -3,7 +3,8 @@
 //! reset for a user who lost their phone. Checked at sign-in by [`check`]; API tokens never
 //! need it.
 
-use axum::extract::{Path, State};
+use super::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use kanade_shared::api::accounts::{ConfirmPassword, MfaCode, MfaDisabled, MfaEnabled, MfaReset, MfaSetup};
 use serde_json::{Value, json};

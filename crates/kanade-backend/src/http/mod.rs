@@ -33,11 +33,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::{Health, Probe, ResourceStatus, SigningKey};
+use kanade_shared::api::service::Health;
+use kanade_shared::api::service::Probe;
+use kanade_shared::api::service::ResourceStatus;
+use kanade_shared::api::service::SigningKey;
 use serde_json::Value;
 
 pub use error::ApiError;
-pub use extract::{Json, Query};
+pub use extract::{Json, Path, Query, RawBody};
 pub use metrics::CallerName;
 
 use crate::auth::Auth;
@@ -253,6 +256,7 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // gzip when the client accepts it (a 10,000-PC execution is megabytes of JSON); never
         // the event stream, which must flush each event.
         .layer(tower_http::compression::CompressionLayer::new())
@@ -307,6 +311,14 @@ async fn jetstream_status(State(state): State<AppState>) -> Result<Json<Items<Re
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}; GET /api/openapi.json lists what each route takes", uri.path()),
+    )
 }
 
 /// Resolves once `rx` is true; never when its sender is gone without stopping.

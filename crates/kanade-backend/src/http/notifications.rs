@@ -4,15 +4,16 @@
 //! the store so it reads back at once, then published on every subject its target names.
 
 use super::Json;
+use super::Path;
 use super::Query;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use kanade_shared::wire::notification::NotificationsQuery;
 use kanade_shared::wire::{
     self, AckBy, NotificationDetail, NotificationMessage, NotificationPc, NotificationSent,
     NotificationSummary, Notifications, SendNotification, Timestamp, Withdrawal,
 };
 use kanade_shared::{NotificationId, subjects};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
@@ -22,7 +23,7 @@ use crate::db::projection::notifications::{self as store, Ack, StoredNotificatio
 pub async fn send(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<super::executions::LaunchQuery>,
+    Query(q): Query<kanade_shared::api::executions::LaunchQuery>,
     Json(request): Json<SendNotification>,
 ) -> Result<(StatusCode, Json<NotificationSent>), ApiError> {
     let id = NotificationId::new();
@@ -83,16 +84,9 @@ async fn publish(
     Ok(())
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    /// 1–500; 100 by default.
-    limit: Option<i64>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<NotificationsQuery>,
 ) -> Result<Json<Notifications>, ApiError> {
     let limit = match q.limit {
         None => 100,

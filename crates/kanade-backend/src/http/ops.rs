@@ -33,7 +33,7 @@ fn default_shell() -> String {
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<super::executions::LaunchQuery>,
+    Query(q): Query<kanade_shared::api::executions::LaunchQuery>,
     Json(body): Json<RunScript>,
 ) -> Result<(StatusCode, Json<Launched>), ApiError> {
     let mut problems = Vec::new();

@@ -1,40 +1,38 @@
 //! `/api/agent/*`: agent releases in the `agent_releases` object store, the `target_version`
 //! each scope of `agent_config` asks for, and what the fleet actually runs.
 
+use kanade_shared::api::releases::PublishQuery;
 use std::collections::BTreeMap;
 
 use super::Json;
 use super::Query;
-use axum::body::Bytes;
+use super::RawBody;
 use axum::extract::State;
 use axum::http::StatusCode;
 use futures::StreamExt;
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::{
-    FleetVersions, QuarantineCleared, Release, ReleasePublished, Rollout, RolloutSet, Scope, UpdateWaiting,
-};
+use kanade_shared::api::releases::FleetVersions;
+use kanade_shared::api::releases::QuarantineCleared;
+use kanade_shared::api::releases::Release;
+use kanade_shared::api::releases::ReleasePublished;
+use kanade_shared::api::releases::Rollout;
+use kanade_shared::api::releases::RolloutSet;
+use kanade_shared::api::releases::Scope;
+use kanade_shared::api::releases::UpdateWaiting;
 use kanade_shared::wire::AgentConfigPatch;
 use kanade_shared::wire::agent_config::ConfigScope;
 use kanade_shared::{GroupName, PcId, Version, release};
-use serde::Deserialize;
 use serde_json::{Map, json};
 
 use super::{ApiError, AppState, agent_config, broker};
 use crate::auth::Caller;
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct PublishQuery {
-    version: String,
-    /// Detected from the binary when absent.
-    target: Option<String>,
-}
 
 /// Upload a binary (raw body) as release `<version>/<target>`.
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<PublishQuery>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<ReleasePublished>), ApiError> {
     let version: Version = q
         .version

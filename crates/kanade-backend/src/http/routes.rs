@@ -20,8 +20,11 @@ pub struct Route {
     pub access: Access,
     pub summary: &'static str,
     pub handler: fn() -> MethodRouter<AppState>,
-    /// The JSON body it reads (the type its handler deserializes).
+    /// The JSON body it reads (the type its handler deserializes; for a job, plan or schedule
+    /// document, which may also come as YAML, its as-written shape).
     pub body: Option<SchemaFn>,
+    /// Media types of a body that is not JSON (a script's text, a release binary).
+    pub takes: &'static [&'static str],
     /// Its query parameters (the type its handler deserializes).
     pub query: Option<SchemaFn>,
     /// The JSON body a success answers.
@@ -38,10 +41,12 @@ pub struct Route {
 const EMPTY: &[&str] = &[];
 const TEXT: &[&str] = &["text/plain; charset=utf-8"];
 const EVENTS: &[&str] = &["text/event-stream"];
+/// A job, plan or schedule document may come as YAML as well as JSON.
+const YAML: &[&str] = &["application/yaml"];
 
 macro_rules! route {
     ($method:literal, $path:literal, $access:expr, $summary:literal, $make:expr
-        $(, body = $body:ty)? $(, query = $query:ty)? $(, response = $response:ty)? $(, answers = $answers:expr)? $(, refusals = $refusals:expr)? $(,)?) => {
+        $(, body = $body:ty)? $(, takes = $takes:expr)? $(, query = $query:ty)? $(, response = $response:ty)? $(, answers = $answers:expr)? $(, refusals = $refusals:expr)? $(,)?) => {
         Route {
             method: $method,
             path: $path,
@@ -49,16 +54,17 @@ macro_rules! route {
             summary: $summary,
             handler: || $make,
             body: route!(@schema $($body)?),
+            takes: route!(@media $($takes)?),
             query: route!(@schema $($query)?),
             response: route!(@schema $($response)?),
             answers: route!(@answers $($answers)?),
-            refusals: route!(@refusals $($refusals)?),
+            refusals: route!(@media $($refusals)?),
         }
     };
-    (@refusals) => {
+    (@media) => {
         &[]
     };
-    (@refusals $r:expr) => {
+    (@media $r:expr) => {
         $r
     };
     (@answers) => {
@@ -144,7 +150,14 @@ pub fn table() -> Vec<Route> {
             delete(mfa::reset),
             response = kanade_shared::api::accounts::MfaReset
         ),
-        route!("GET", "/api/users", ADMIN, "Users (admin)", get(accounts::list_users), response = kanade_shared::api::Items<kanade_shared::api::accounts::User>),
+        route!(
+            "GET",
+            "/api/users",
+            ADMIN,
+            "Users (admin)",
+            get(accounts::list_users),
+            response = kanade_shared::api::Items<kanade_shared::api::accounts::User>
+        ),
         route!(
             "POST",
             "/api/users",
@@ -176,7 +189,9 @@ pub fn table() -> Vec<Route> {
             "/api/tokens",
             ADMIN,
             "API tokens, without their secrets (admin)",
-            get(accounts::list_tokens), response = kanade_shared::api::Items<kanade_shared::api::accounts::ApiToken>),
+            get(accounts::list_tokens),
+            response = kanade_shared::api::Items<kanade_shared::api::accounts::ApiToken>
+        ),
         route!(
             "POST",
             "/api/tokens",
@@ -200,16 +215,26 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "Liveness and broker connectivity",
             get(super::health),
-            response = kanade_shared::api::admin::Health
+            response = kanade_shared::api::service::Health
         ),
-        route!("GET", "/api/scripts", VIEWER, "Uploaded scripts: key, size, sha256", get(scripts::list), response = kanade_shared::api::Items<kanade_shared::api::admin::Script>),
+        route!(
+            "GET",
+            "/api/scripts",
+            VIEWER,
+            "Uploaded scripts: key,
+            size,
+            sha256",
+            get(scripts::list),
+            response = kanade_shared::api::Items<kanade_shared::api::executions::Script>
+        ),
         route!(
             "POST",
             "/api/scripts/{name}/{version}",
             OPERATOR,
             "Upload a script (the raw body, at most 1 MiB of UTF-8); returns its sha256",
             post(scripts::upload),
-            response = kanade_shared::api::admin::Script
+            takes = &["text/plain"],
+            response = kanade_shared::api::executions::Script
         ),
         route!(
             "GET",
@@ -284,7 +309,8 @@ pub fn table() -> Vec<Route> {
             "Enrol a PC with a token: its agent.toml, its own broker credentials and the release to install",
             post(enroll::enroll),
             body = kanade_shared::wire::enroll::EnrollRequest,
-            response = kanade_shared::wire::enroll::EnrollResponse
+            response = kanade_shared::wire::enroll::EnrollResponse,
+            answers = &["application/toml"]
         ),
         route!(
             "GET",
@@ -292,7 +318,7 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The Linux/macOS installer for a token (?token=)",
             get(enroll::install_sh_script),
-            query = enroll::ScriptQuery,
+            query = kanade_shared::wire::enroll::ScriptQuery,
             answers = &["text/x-shellscript; charset=utf-8"],
             refusals = &["text/x-shellscript; charset=utf-8"]
         ),
@@ -302,7 +328,7 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The Windows installer for a token (?token=)",
             get(enroll::install_ps1_script),
-            query = enroll::ScriptQuery,
+            query = kanade_shared::wire::enroll::ScriptQuery,
             answers = TEXT,
             refusals = TEXT
         ),
@@ -312,7 +338,7 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The agent binary for a new PC (?token=&os=&arch=[&version=])",
             get(enroll::agent_binary),
-            query = enroll::AgentQuery,
+            query = kanade_shared::wire::enroll::AgentQuery,
             answers = &["application/octet-stream"]
         ),
         route!(
@@ -329,7 +355,7 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The process is up (liveness probe)",
             get(super::livez),
-            response = kanade_shared::api::admin::Probe
+            response = kanade_shared::api::service::Probe
         ),
         route!(
             "GET",
@@ -337,7 +363,7 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "Database and broker reachable (readiness probe); 503 naming what is not",
             get(super::readyz),
-            response = kanade_shared::api::admin::Probe
+            response = kanade_shared::api::service::Probe
         ),
         route!(
             "GET",
@@ -374,7 +400,7 @@ pub fn table() -> Vec<Route> {
             PUBLIC,
             "The public key commands are signed with, for agents' security.trusted_keys",
             get(super::signing_key),
-            response = kanade_shared::api::admin::SigningKey
+            response = kanade_shared::api::service::SigningKey
         ),
         route!(
             "GET",
@@ -397,7 +423,9 @@ pub fn table() -> Vec<Route> {
             "/api/jetstream/status",
             VIEWER,
             "Streams, buckets and stores with usage and limits",
-            get(super::jetstream_status), response = kanade_shared::api::Items<kanade_shared::api::admin::ResourceStatus>),
+            get(super::jetstream_status),
+            response = kanade_shared::api::Items<kanade_shared::api::service::ResourceStatus>
+        ),
         route!(
             "GET",
             "/api/stream",
@@ -412,7 +440,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Agents, paginated (group, cursor, limit)",
             get(executions::agents),
-            query = executions::AgentsQuery,
+            query = kanade_shared::api::fleet::AgentsQuery,
             response = kanade_shared::api::fleet::AgentPage
         ),
         route!(
@@ -421,7 +449,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Which PCs have a program: name (part of it, any case), version (prefix), limit",
             get(fleet::software),
-            query = fleet::SoftwareQuery,
+            query = kanade_shared::api::fleet::SoftwareQuery,
             response = kanade_shared::api::fleet::SoftwareHits
         ),
         route!(
@@ -440,15 +468,24 @@ pub fn table() -> Vec<Route> {
             post(fleet::ping),
             response = kanade_shared::api::fleet::Pong
         ),
-        route!("GET", "/api/groups", VIEWER, "Dynamic groups: name, rule, member count", get(groups::list), response = kanade_shared::api::Items<kanade_shared::api::admin::DynamicGroup>),
+        route!(
+            "GET",
+            "/api/groups",
+            VIEWER,
+            "Dynamic groups: name,
+            rule,
+            member count",
+            get(groups::list),
+            response = kanade_shared::api::Items<kanade_shared::api::groups::DynamicGroup>
+        ),
         route!(
             "POST",
             "/api/groups",
             OPERATOR,
             "Create a dynamic group {name, rule}; its members join at once (422 names a bad rule)",
             post(groups::create),
-            body = kanade_shared::api::admin::CreateGroup,
-            response = kanade_shared::api::admin::GroupDetail
+            body = kanade_shared::api::groups::CreateGroup,
+            response = kanade_shared::api::groups::GroupDetail
         ),
         route!(
             "GET",
@@ -456,7 +493,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "One dynamic group with its members",
             get(groups::show),
-            response = kanade_shared::api::admin::GroupDetail
+            response = kanade_shared::api::groups::GroupDetail
         ),
         route!(
             "GET",
@@ -464,7 +501,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "The PCs in a dynamic group, each with when it joined",
             get(groups::members),
-            response = kanade_shared::api::admin::GroupMembers
+            response = kanade_shared::api::groups::GroupMembers
         ),
         route!(
             "PUT",
@@ -472,8 +509,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Change a dynamic group's rule {rule}; members follow at once",
             put(groups::set_rule),
-            body = kanade_shared::api::admin::SetRule,
-            response = kanade_shared::api::admin::GroupDetail
+            body = kanade_shared::api::groups::SetRule,
+            response = kanade_shared::api::groups::GroupDetail
         ),
         route!(
             "DELETE",
@@ -481,7 +518,7 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Delete a dynamic group; its members leave it",
             delete(groups::delete),
-            response = kanade_shared::api::admin::GroupDeleted
+            response = kanade_shared::api::groups::GroupDeleted
         ),
         route!(
             "GET",
@@ -489,7 +526,7 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "The end of an agent's log file (?lines=200&since=RFC3339; follow with file&offset from the reply's cursor)",
             get(live::logs),
-            query = live::LogsQuery,
+            query = kanade_shared::api::fleet::LogsQuery,
             response = kanade_shared::wire::LogReply
         ),
         route!(
@@ -506,15 +543,18 @@ pub fn table() -> Vec<Route> {
             "/api/agent/releases",
             VIEWER,
             "Published agent releases (version, target, size, digest)",
-            get(releases::list), response = kanade_shared::api::Items<kanade_shared::api::admin::Release>),
+            get(releases::list),
+            response = kanade_shared::api::Items<kanade_shared::api::releases::Release>
+        ),
         route!(
             "POST",
             "/api/agent/releases",
             OPERATOR,
             "Publish an agent binary (raw body; ?version=V[&target=T], target detected when absent)",
             post(releases::publish).layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024)),
-            query = releases::PublishQuery,
-            response = kanade_shared::api::admin::ReleasePublished
+            takes = &["application/octet-stream"],
+            query = kanade_shared::api::releases::PublishQuery,
+            response = kanade_shared::api::releases::ReleasePublished
         ),
         route!(
             "PUT",
@@ -522,8 +562,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Ask a scope (global, group or pc) to run a published version",
             put(releases::rollout),
-            body = kanade_shared::api::admin::Rollout,
-            response = kanade_shared::api::admin::RolloutSet
+            body = kanade_shared::api::releases::Rollout,
+            response = kanade_shared::api::releases::RolloutSet
         ),
         route!(
             "POST",
@@ -531,8 +571,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Let a scope's agents install the versions they quarantined so far again",
             post(releases::clear_quarantine),
-            body = kanade_shared::api::admin::Scope,
-            response = kanade_shared::api::admin::QuarantineCleared
+            body = kanade_shared::api::releases::Scope,
+            response = kanade_shared::api::releases::QuarantineCleared
         ),
         route!(
             "GET",
@@ -540,7 +580,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Host performance samples of one agent (?since=&until= epoch ms; the last hour by default)",
             get(telemetry::agent_perf),
-            query = telemetry::HostPerfQuery,
+            query = kanade_shared::api::fleet::HostPerfQuery,
             response = kanade_shared::wire::PerfSamples
         ),
         route!(
@@ -549,7 +589,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Investigation mode's top processes of one agent (?since=&until= epoch ms; the last hour by default)",
             get(telemetry::agent_processes),
-            query = telemetry::ProcessQuery,
+            query = kanade_shared::api::fleet::ProcessQuery,
             response = kanade_shared::wire::ProcessSamples
         ),
         route!(
@@ -566,6 +606,7 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Set fields of one scope (global, group:<g>, pc:<pc>); null removes a field; 422 names each bad field",
             patch(agent_config::patch),
+            body = kanade_shared::wire::AgentConfigPatch,
             response = kanade_shared::wire::agent_config::ScopeConfig
         ),
         route!(
@@ -574,15 +615,24 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "target_version per scope, the versions agents run, quarantines and pending updates",
             get(releases::current),
-            response = kanade_shared::api::admin::FleetVersions
+            response = kanade_shared::api::releases::FleetVersions
         ),
-        route!("GET", "/api/jobs", VIEWER, "The job catalog", get(catalog::list), response = kanade_shared::api::Items<kanade_shared::api::executions::JobSummary>),
+        route!(
+            "GET",
+            "/api/jobs",
+            VIEWER,
+            "The job catalog",
+            get(catalog::list),
+            response = kanade_shared::api::Items<kanade_shared::api::executions::JobSummary>
+        ),
         route!(
             "POST",
             "/api/jobs/validate",
             VIEWER,
             "Check a job manifest (JSON or YAML) without storing it; 422 lists every problem",
             post(catalog::validate),
+            body = kanade_shared::manifest::raw::RawManifest,
+            takes = YAML,
             response = kanade_shared::api::executions::JobValid
         ),
         route!(
@@ -591,6 +641,8 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Add or replace a job (JSON or YAML manifest)",
             post(catalog::create),
+            body = kanade_shared::manifest::raw::RawManifest,
+            takes = YAML,
             response = kanade_shared::api::executions::JobStored
         ),
         route!(
@@ -639,7 +691,9 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Run a catalog job with a plan (JSON or YAML)",
             post(executions::exec),
-            query = executions::LaunchQuery,
+            body = kanade_shared::manifest::raw::RawPlan,
+            takes = YAML,
+            query = kanade_shared::api::executions::LaunchQuery,
             response = kanade_shared::api::executions::Launched
         ),
         route!(
@@ -648,7 +702,9 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Register a manifest and run it with its plan",
             post(executions::deploy),
-            query = executions::LaunchQuery,
+            body = kanade_shared::manifest::raw::RawManifest,
+            takes = YAML,
+            query = kanade_shared::api::executions::LaunchQuery,
             response = kanade_shared::api::executions::Launched
         ),
         route!(
@@ -658,7 +714,7 @@ pub fn table() -> Vec<Route> {
             "Run an ad-hoc script on named pcs",
             post(ops::run),
             body = kanade_shared::api::executions::RunScript,
-            query = super::executions::LaunchQuery,
+            query = kanade_shared::api::executions::LaunchQuery,
             response = kanade_shared::api::executions::Launched
         ),
         route!(
@@ -667,14 +723,16 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Executions, newest first (job, status, since, cursor, limit)",
             get(executions::list),
-            query = executions::ListQuery, response = kanade_shared::api::Page<kanade_shared::api::executions::Execution, kanade_shared::ExecId>),
+            query = kanade_shared::api::executions::ExecutionsQuery,
+            response = kanade_shared::api::Page<kanade_shared::api::executions::Execution, kanade_shared::ExecId>
+        ),
         route!(
             "GET",
             "/api/executions/{exec_id}",
             VIEWER,
             "One execution with per-pc rows and waves (?pcs=false: status, counters and waves only)",
             get(executions::show),
-            query = executions::ShowQuery,
+            query = kanade_shared::api::executions::ExecutionQuery,
             response = kanade_shared::api::executions::ExecutionDetail
         ),
         route!(
@@ -699,7 +757,9 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Results, newest first (pc, job, exec, status, since, cursor, limit)",
             get(fleet::results),
-            query = fleet::ResultQuery, response = kanade_shared::api::Page<kanade_shared::api::fleet::RunResult, kanade_shared::ResultId>),
+            query = kanade_shared::api::fleet::ResultQuery,
+            response = kanade_shared::api::Page<kanade_shared::api::fleet::RunResult, kanade_shared::ResultId>
+        ),
         route!(
             "GET",
             "/api/results/{result_id}",
@@ -713,15 +773,19 @@ pub fn table() -> Vec<Route> {
             "/api/schedules",
             VIEWER,
             "Schedules with next fire, last tick and 24 h outcomes",
-            get(schedules::list), response = kanade_shared::api::Items<kanade_shared::api::admin::ScheduleView>),
+            get(schedules::list),
+            response = kanade_shared::api::Items<kanade_shared::api::schedules::ScheduleView>
+        ),
         route!(
             "POST",
             "/api/schedules",
             OPERATOR,
             "Create or replace a schedule (JSON or YAML); refused with every problem",
             post(schedules::create),
-            query = super::executions::LaunchQuery,
-            response = kanade_shared::api::admin::ScheduleView
+            body = kanade_shared::manifest::raw::RawSchedule,
+            takes = YAML,
+            query = kanade_shared::api::executions::LaunchQuery,
+            response = kanade_shared::api::schedules::ScheduleView
         ),
         route!(
             "GET",
@@ -729,7 +793,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "One schedule with its next 5 fires and status",
             get(schedules::show),
-            response = kanade_shared::api::admin::ScheduleView
+            response = kanade_shared::api::schedules::ScheduleView
         ),
         route!(
             "DELETE",
@@ -745,7 +809,7 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Enable a schedule",
             post(schedules::enable),
-            response = kanade_shared::api::admin::ScheduleView
+            response = kanade_shared::api::schedules::ScheduleView
         ),
         route!(
             "POST",
@@ -753,7 +817,7 @@ pub fn table() -> Vec<Route> {
             OPERATOR,
             "Disable a schedule; it stops firing at once",
             post(schedules::disable),
-            response = kanade_shared::api::admin::ScheduleView
+            response = kanade_shared::api::schedules::ScheduleView
         ),
         route!(
             "GET",
@@ -761,8 +825,8 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "The next n fire times (n ≤ 100, default 10) in the schedule's time zone",
             get(schedules::preview),
-            query = schedules::PreviewQuery,
-            response = kanade_shared::api::admin::SchedulePreview
+            query = kanade_shared::api::schedules::PreviewQuery,
+            response = kanade_shared::api::schedules::SchedulePreview
         ),
         route!(
             "GET",
@@ -786,7 +850,7 @@ pub fn table() -> Vec<Route> {
             ADMIN,
             "Drop a facts table and its rows (admin; audited); the job's next result makes it again",
             delete(facts::drop_table),
-            response = kanade_shared::api::admin::TableDropped
+            response = kanade_shared::api::compliance::TableDropped
         ),
         route!(
             "GET",
@@ -819,7 +883,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "One check's PCs: status, detail, since when (status, cursor, limit)",
             get(compliance::check),
-            query = compliance::CheckQuery,
+            query = kanade_shared::api::compliance::CheckQuery,
             response = kanade_shared::wire::CheckDetail
         ),
         route!(
@@ -828,7 +892,7 @@ pub fn table() -> Vec<Route> {
             ADMIN,
             "Forget every PC's status for a renamed or retired check (admin; audited)",
             delete(compliance::forget),
-            response = kanade_shared::api::admin::CheckForgotten
+            response = kanade_shared::api::compliance::CheckForgotten
         ),
         route!(
             "POST",
@@ -837,7 +901,7 @@ pub fn table() -> Vec<Route> {
             "Send a notification to the people at the endpoints (title, body, priority, target, expires_in); audited",
             post(notifications::send),
             body = kanade_shared::wire::SendNotification,
-            query = super::executions::LaunchQuery,
+            query = kanade_shared::api::executions::LaunchQuery,
             response = kanade_shared::wire::NotificationSent
         ),
         route!(
@@ -846,7 +910,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Notifications, newest first, with PCs addressed and PCs that acknowledged (limit)",
             get(notifications::list),
-            query = notifications::ListQuery,
+            query = kanade_shared::wire::notification::NotificationsQuery,
             response = kanade_shared::wire::Notifications
         ),
         route!(
@@ -871,7 +935,7 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Observability events, newest first (pc, kind or kind prefix, since, until epoch ms, cursor, limit)",
             get(telemetry::events),
-            query = telemetry::EventsQuery,
+            query = kanade_shared::api::fleet::EventsQuery,
             response = kanade_shared::wire::ObsEvents
         ),
         route!(
@@ -880,12 +944,14 @@ pub fn table() -> Vec<Route> {
             VIEWER,
             "Audit log (actor, action, target, since, until, cursor, limit)",
             get(fleet::audit_log),
-            query = fleet::AuditQuery, response = kanade_shared::api::Page<kanade_shared::api::fleet::AuditEntry, kanade_shared::AuditId>),
+            query = kanade_shared::api::fleet::AuditQuery,
+            response = kanade_shared::api::Page<kanade_shared::api::fleet::AuditEntry, kanade_shared::AuditId>
+        ),
     ]
 }
 
-/// The OpenAPI 3.1 document: every route with its access, path and query parameters, the JSON
-/// body it reads and, where the handler's answer is typed, the body it answers with; every
+/// The OpenAPI 3.1 document: every route with its access, path and query parameters, the body
+/// it reads and what it answers (a JSON type, or the media types of another answer); every
 /// error in the one error shape. Schemas are JSON Schema 2020-12 from the Rust types themselves
 /// (`schemars`), under `components/schemas`.
 pub fn openapi() -> Value {
@@ -909,19 +975,15 @@ pub fn openapi() -> Value {
         if let Some(query) = r.query {
             params.extend(query_parameters(&query(&mut inline)));
         }
-        let success = match r.response {
-            Some(response) => {
-                json!({ "description": "success", "content": { "application/json": { "schema": response(&mut generator) } } })
-            }
-            None => {
-                let media = r.answers.unwrap_or_default();
-                let content: Map<String, Value> =
-                    media.iter().map(|m| ((*m).to_owned(), json!({}))).collect();
-                match content.is_empty() {
-                    true => json!({ "description": "success, no body" }),
-                    false => json!({ "description": "success", "content": content }),
-                }
-            }
+        // What a success answers: the JSON type, and any other media type it may come in.
+        let mut content: Map<String, Value> =
+            r.answers.unwrap_or_default().iter().map(|m| ((*m).to_owned(), json!({}))).collect();
+        if let Some(response) = r.response {
+            content.insert("application/json".into(), json!({ "schema": response(&mut generator) }));
+        }
+        let success = match content.is_empty() {
+            true => json!({ "description": "success, no body" }),
+            false => json!({ "description": "success", "content": content }),
         };
         let mut refused = error.clone();
         for media in r.refusals {
@@ -936,6 +998,9 @@ pub fn openapi() -> Value {
         });
         if let Some(body) = r.body {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": body(&mut generator) } } });
+        }
+        for media in r.takes {
+            op["requestBody"]["content"][*media] = json!({});
         }
         if r.access != Access::Public {
             op["security"] = json!([{ "bearer": [] }]);

@@ -2,15 +2,17 @@
 //! validate, store, toggle and explain them. Every change is audited.
 
 use super::Json;
+use super::Path;
 use super::Query;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use super::RawBody;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use kanade_shared::ScheduleId;
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::{SchedulePreview, ScheduleView};
+use kanade_shared::api::schedules::PreviewQuery;
+use kanade_shared::api::schedules::SchedulePreview;
+use kanade_shared::api::schedules::ScheduleView;
 use kanade_shared::manifest::{self, Schedule, ScheduleJob};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::parse_doc;
@@ -64,9 +66,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Items<ScheduleVi
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<super::executions::LaunchQuery>,
+    Query(q): Query<kanade_shared::api::executions::LaunchQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
     let mut s = parse_doc(&headers, body, manifest::schedule_from_yaml, manifest::schedule_from_json).await?;
     // An inline job runs exactly the script content it is stored with, like a catalog job.
@@ -183,11 +185,6 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     toggle(state, caller, id, false).await
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct PreviewQuery {
-    n: Option<usize>,
 }
 
 pub async fn preview(

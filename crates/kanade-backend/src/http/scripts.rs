@@ -3,11 +3,12 @@
 //! by sha256 into every job that names them when the job is stored, and fetched, checked and
 //! cached by the agent.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use super::Path;
+use super::RawBody;
+use axum::extract::State;
 use axum::http::StatusCode;
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::Script;
+use kanade_shared::api::executions::Script;
 use kanade_shared::manifest::{Manifest, ScriptSource};
 use kanade_shared::{JobId, Version};
 use serde_json::{Value, json};
@@ -55,7 +56,7 @@ pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Script>), ApiError> {
     let key = key(&name, &version)?;
     if body.is_empty() {

@@ -2,11 +2,14 @@
 //! observability-events timeline.
 
 use super::Json;
+use super::Path;
 use super::Query;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use kanade_shared::PcId;
+use kanade_shared::api::fleet::EventsQuery;
+use kanade_shared::api::fleet::HostPerfQuery;
+use kanade_shared::api::fleet::ProcessQuery;
 use kanade_shared::wire::{self, ObsEvents};
-use serde::Deserialize;
 
 use super::pc_id;
 use super::{ApiError, AppState};
@@ -15,29 +18,8 @@ use crate::db::queries::ObsFilter;
 /// Samples at most per answer (a week of one agent at 60 s is 10,080).
 const PERF_LIMIT: i64 = 20_000;
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessQuery {
-    /// Epoch milliseconds; with neither bound, the last hour.
-    since: Option<i64>,
-    until: Option<i64>,
-    /// The newest this many samples (1–2,000; 720 by default: an hour at 5 s). A sample holds up
-    /// to 200 processes, so this bounds the answer.
-    limit: Option<i64>,
-}
-
 const PROCESS_LIMIT: i64 = 720;
 const PROCESS_LIMIT_MAX: i64 = 2000;
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HostPerfQuery {
-    /// Epoch milliseconds; with neither bound, the last hour.
-    since: Option<i64>,
-    until: Option<i64>,
-    /// `raw`, `5m` or `1h`; chosen from the range when absent.
-    resolution: Option<String>,
-}
 
 /// The pure range rule: `until` defaults to now, `since` to an hour before `until`.
 /// Both bounds lie between 1970 and the end of year 9999 (bucket arithmetic stays in range).
@@ -149,19 +131,6 @@ async fn known(state: &AppState, pc: &PcId) -> Result<(), ApiError> {
             "agent {pc} has never sent a heartbeat (check the id: kanade agents list)"
         ))),
     }
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    pc: Option<String>,
-    /// A kind (`agent.started`) or a dotted prefix (`agent`, `job`).
-    kind: Option<String>,
-    /// Epoch milliseconds, on the event's time.
-    since: Option<i64>,
-    until: Option<i64>,
-    cursor: Option<String>,
-    limit: Option<i64>,
 }
 
 /// A page's last row as the next page's cursor: `<at_ms>~<pc_id>~<event_id>` (PC ids never

@@ -236,7 +236,7 @@ impl Pipeline {
         self.bus.execution(exec_id);
         Ok(Launched {
             exec_id,
-            job_id: manifest.id.to_string(),
+            job_id: manifest.id.clone(),
             version: manifest.version.to_string(),
             target_count: targets.len(),
             waves: all_waves.len(),

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/auth/login`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Login {
@@ -15,7 +15,7 @@ pub struct Login {
 }
 
 /// A signed-in session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Session {
     /// Sent back as `Authorization: Bearer <token>`.
@@ -57,7 +57,7 @@ pub struct Me {
 }
 
 /// `POST /api/auth/password`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
@@ -89,7 +89,7 @@ pub struct User {
 }
 
 /// `POST /api/users`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
@@ -109,7 +109,7 @@ pub struct UserCreated {
 }
 
 /// `PATCH /api/users/{name}`: what to change.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
@@ -144,7 +144,7 @@ pub struct NewToken {
 }
 
 /// A token just made: its secret is shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenCreated {
     pub id: String,
@@ -155,7 +155,7 @@ pub struct TokenCreated {
 }
 
 /// `POST /api/auth/mfa/setup` and `/disable`: the caller's password again.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmPassword {
@@ -163,7 +163,7 @@ pub struct ConfirmPassword {
 }
 
 /// A second factor being set up: shown once, confirmed with a code.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MfaSetup {
     /// Base32, for typing into an authenticator app.
@@ -175,14 +175,14 @@ pub struct MfaSetup {
 }
 
 /// `POST /api/auth/mfa/enable`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MfaCode {
     pub code: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MfaEnabled {
     pub enabled: bool,
@@ -206,3 +206,26 @@ pub struct MfaReset {
     pub reset: bool,
     pub user: String,
 }
+
+/// `Debug` without the secret a type carries (a password, a token, a code): only the fields
+/// named are shown.
+macro_rules! redacted_debug {
+    ($t:ident $(: $($field:ident),+)?) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))$($(.field(stringify!($field), &self.$field))+)?.finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+redacted_debug!(Login: name);
+redacted_debug!(Session: expires_ms, user);
+redacted_debug!(PasswordChange);
+redacted_debug!(NewUser: name, role);
+redacted_debug!(UserChange: role, disabled);
+redacted_debug!(TokenCreated: id, name, role);
+redacted_debug!(ConfirmPassword);
+redacted_debug!(MfaSetup);
+redacted_debug!(MfaEnabled: enabled);
+redacted_debug!(MfaCode);

@@ -99,7 +99,7 @@ pub struct ExecutionDetail {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Launched {
     pub exec_id: ExecId,
-    pub job_id: String,
+    pub job_id: JobId,
     pub version: String,
     pub target_count: usize,
     pub waves: usize,
@@ -192,4 +192,61 @@ pub struct JobStatus {
 pub struct JobKilled {
     pub id: JobId,
     pub killed: Vec<ExecId>,
+}
+
+/// `?allow_unknown=true`: accept explicit PCs that have never sent a heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LaunchQuery {
+    pub allow_unknown: Option<bool>,
+    /// Run even while the fleet is frozen (audited).
+    pub override_freeze: Option<bool>,
+}
+
+impl LaunchQuery {
+    pub fn overrides_freeze(&self) -> bool {
+        self.override_freeze.unwrap_or(false)
+    }
+
+    pub fn allows_unknown(&self) -> bool {
+        self.allow_unknown.unwrap_or(false)
+    }
+}
+
+/// `GET /api/executions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExecutionsQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub job: Option<String>,
+    pub status: Option<String>,
+    /// Epoch milliseconds.
+    pub since: Option<i64>,
+}
+
+/// `GET /api/executions/{exec_id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExecutionQuery {
+    /// `false`: the status, counters and waves without the per-pc rows.
+    pub pcs: Option<bool>,
+    /// `false`: per-pc rows without their stdout, and stderr cut to its first line (what
+    /// `kanade exec --wait` shows), so following a large run stays light.
+    pub output: Option<bool>,
+}
+
+/// A stored script (`POST` answers it too, without `modified`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Script {
+    /// `<name>/<version>`.
+    pub key: String,
+    pub name: String,
+    pub version: String,
+    pub sha256: Option<String>,
+    pub bytes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
 }

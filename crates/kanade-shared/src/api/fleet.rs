@@ -19,7 +19,9 @@ pub struct Agent {
     pub groups: Vec<String>,
     pub running_jobs: i64,
     pub last_seen_ms: i64,
-    /// Heard from within the offline window.
+    /// Heard from within the offline window (absent from a backend older than this field:
+    /// read as offline).
+    #[serde(default)]
     pub online: bool,
     /// Versions this agent refuses to install again.
     pub quarantined: Vec<crate::boot::Quarantine>,
@@ -174,4 +176,114 @@ pub struct SoftwareHits {
     pub items: Vec<SoftwareHit>,
     /// How many different PCs the hits are on.
     pub pcs: usize,
+}
+
+/// `GET /api/agents`: filtered, sorted, paged in SQL.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AgentsQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub group: Option<String>,
+    /// Substring of the pc id or host name.
+    pub q: Option<String>,
+    /// `online` or `offline`.
+    pub status: Option<String>,
+    /// `pc_id` (default), `hostname`, `agent_version`, `last_seen`.
+    pub sort: Option<String>,
+    #[serde(default)]
+    pub desc: bool,
+    pub offset: Option<i64>,
+}
+
+/// `GET /api/results`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ResultQuery {
+    pub pc: Option<String>,
+    pub job: Option<String>,
+    pub exec: Option<String>,
+    pub status: Option<String>,
+    /// Epoch milliseconds.
+    pub since: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/audit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    /// `cli`, `dashboard`, `api`, `scheduler` or `backend`.
+    pub client: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/software`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SoftwareQuery {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/agents/{pc}/logs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// The last this many lines (200 by default, at most 10,000).
+    pub lines: Option<u32>,
+    /// Only lines written at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Follow on from an earlier reply's `cursor`: its `file` and `offset`.
+    pub file: Option<String>,
+    pub offset: Option<u64>,
+}
+
+/// `GET /api/agents/{pc}/processes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProcessQuery {
+    /// Epoch milliseconds; with neither bound, the last hour.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// The newest this many samples (1–2,000; 720 by default: an hour at 5 s). A sample holds up
+    /// to 200 processes, so this bounds the answer.
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/agents/{pc}/perf`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HostPerfQuery {
+    /// Epoch milliseconds; with neither bound, the last hour.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// `raw`, `5m` or `1h`; chosen from the range when absent.
+    pub resolution: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    pub pc: Option<String>,
+    /// A kind (`agent.started`) or a dotted prefix (`agent`, `job`).
+    pub kind: Option<String>,
+    /// Epoch milliseconds, on the event's time.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
 }

@@ -1,14 +1,19 @@
-//! HTTP bodies of the backend's JSON API that never travel over NATS, shared by the backend
-//! (which answers them), the CLI (which reads them) and the OpenAPI document (generated from
-//! them). Bodies that also cross the broker live in [`crate::wire`].
+//! HTTP bodies of the backend's JSON API, shared by the backend (which answers them), the CLI
+//! (which reads them) and the OpenAPI document (generated from them). Bodies an agent also
+//! sends or reads live in [`crate::wire`]; of these, only [`LiveEvent`] crosses the broker,
+//! from backend to backend (`kanade.backend.live`), never to or from an agent.
 //!
 //! Requests refuse unknown fields (a typo is an error, not a silent default); answers are read
 //! tolerantly (a newer backend may add fields an older CLI ignores).
 
 pub mod accounts;
-pub mod admin;
+pub mod compliance;
 pub mod executions;
 pub mod fleet;
+pub mod groups;
+pub mod releases;
+pub mod schedules;
+pub mod service;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +83,8 @@ pub struct ErrorBody {
     /// What went wrong, for people.
     pub error: String,
     /// Stable machine code: `invalid`, `not_found`, `conflict`, `forbidden`, `mfa_required`, …
+    /// (empty when a proxy answered in the same shape without one).
+    #[serde(default)]
     pub code: String,
     #[serde(default)]
     pub detail: Option<ErrorDetail>,

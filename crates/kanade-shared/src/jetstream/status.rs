@@ -5,7 +5,7 @@ use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind};
 
 use super::resources::{definitions, fmt_age};
 
-pub use crate::api::admin::ResourceStatus;
+pub use crate::api::service::ResourceStatus;
 
 pub async fn jetstream_status(js: &jetstream::Context) -> Result<Vec<ResourceStatus>, async_nats::Error> {
     let mut out = Vec::new();

@@ -9,7 +9,7 @@ mod job;
 pub mod outputs;
 mod plan;
 
-mod raw;
+pub mod raw;
 mod schedule;
 
 pub use crate::problems::{Problem, Problems};

@@ -1,5 +1,7 @@
-//! Raw, as-written shapes of human-written YAML. Everything is optional and scalars are loose so
-//! validation can report every problem; unknown keys are collected by the parse step.
+//! Raw, as-written shapes of human-written YAML (or JSON). Everything is optional and scalars are
+//! loose so validation can report every problem; unknown keys are collected by the parse step.
+//! Their JSON Schema is what the API documents for a job, plan or schedule body (the rules
+//! themselves are validation's: the manifest reference and the 422 name each problem).
 
 use std::collections::BTreeMap;
 
@@ -8,8 +10,9 @@ use serde::Deserialize;
 use crate::problems::Scalar;
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a job manifest (a mapping with id, version, execute, ...)")]
-pub(crate) struct RawManifest {
+pub struct RawManifest {
     pub id: Option<Scalar>,
     pub version: Option<Scalar>,
     pub description: Option<String>,
@@ -26,22 +29,25 @@ pub(crate) struct RawManifest {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a check (a mapping with name, status_field, detail_field)")]
-pub(crate) struct RawCheck {
+pub struct RawCheck {
     pub name: Option<String>,
     pub status_field: Option<String>,
     pub detail_field: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "facts (a mapping with explode: a list of tables)")]
-pub(crate) struct RawFacts {
+pub struct RawFacts {
     pub explode: Option<Vec<RawExplode>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a facts table (a mapping with table, path, key, columns)")]
-pub(crate) struct RawExplode {
+pub struct RawExplode {
     pub table: Option<String>,
     pub path: Option<String>,
     pub key: Option<Vec<Scalar>>,
@@ -49,8 +55,9 @@ pub(crate) struct RawExplode {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "an execute block (a mapping with shell, script, timeout, ...)")]
-pub(crate) struct RawExecute {
+pub struct RawExecute {
     pub shell: Option<String>,
     pub script: Option<String>,
     pub script_file: Option<String>,
@@ -64,15 +71,17 @@ pub(crate) struct RawExecute {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a staleness block ({ mode: cached | strict | unchecked })")]
-pub(crate) struct RawStaleness {
+pub struct RawStaleness {
     pub mode: Option<String>,
     pub max_cache_age: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a plan (a mapping with target, jitter, rollout, start_within)")]
-pub(crate) struct RawPlan {
+pub struct RawPlan {
     pub target: Option<RawTarget>,
     pub jitter: Option<Scalar>,
     pub rollout: Option<RawRollout>,
@@ -81,32 +90,36 @@ pub(crate) struct RawPlan {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a target ({ pcs: [...], groups: [...], all: true|false })")]
-pub(crate) struct RawTarget {
+pub struct RawTarget {
     pub pcs: Option<Vec<Scalar>>,
     pub groups: Option<Vec<Scalar>>,
     pub all: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a rollout block ({ strategy: wave, waves: [...], max_failure_ratio })")]
-pub(crate) struct RawRollout {
+pub struct RawRollout {
     pub strategy: Option<String>,
     pub waves: Option<Vec<RawWave>>,
     pub max_failure_ratio: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a wave ({ group: g, delay: 30m } or { pcs: [...], delay: 0s })")]
-pub(crate) struct RawWave {
+pub struct RawWave {
     pub group: Option<Scalar>,
     pub pcs: Option<Vec<Scalar>>,
     pub delay: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a schedule (a mapping with id, cron, job_id or manifest, plan, mode, ...)")]
-pub(crate) struct RawSchedule {
+pub struct RawSchedule {
     pub id: Option<Scalar>,
     pub cron: Option<Scalar>,
     pub enabled: Option<bool>,
@@ -121,14 +134,16 @@ pub(crate) struct RawSchedule {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "an on_failure block ({ retry: { max: 2, backoff: 5m } })")]
-pub(crate) struct RawOnFailure {
+pub struct RawOnFailure {
     pub retry: Option<RawRetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(expecting = "a retry block ({ max: 2, backoff: 5m })")]
-pub(crate) struct RawRetry {
+pub struct RawRetry {
     pub max: Option<Scalar>,
     pub backoff: Option<Scalar>,
 }

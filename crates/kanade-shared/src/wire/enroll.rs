@@ -301,6 +301,25 @@ pub fn agent_toml(a: &AgentToml) -> String {
     )
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+/// `GET /api/enroll/install.sh|install.ps1`.
+pub struct ScriptQuery {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+/// `GET /api/enroll/agent`: the release for a platform (the newest when no version is named).
+pub struct AgentQuery {
+    pub token: String,
+    pub os: String,
+    pub arch: String,
+    pub version: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;

@@ -348,6 +348,15 @@ pub struct NotificationDetail {
     pub pcs: Vec<NotificationPc>,
 }
 
+/// `GET /api/notifications`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsQuery {
+    /// 1–500; 100 by default.
+    pub limit: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

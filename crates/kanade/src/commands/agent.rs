@@ -6,9 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::{
-    FleetVersions, QuarantineCleared, Release, ReleasePublished, Rollout, RolloutSet, Scope,
-};
+use kanade_shared::api::releases::FleetVersions;
+use kanade_shared::api::releases::PublishQuery;
+use kanade_shared::api::releases::QuarantineCleared;
+use kanade_shared::api::releases::Release;
+use kanade_shared::api::releases::ReleasePublished;
+use kanade_shared::api::releases::Rollout;
+use kanade_shared::api::releases::RolloutSet;
+use kanade_shared::api::releases::Scope;
 use kanade_shared::wire::agent_config::{AgentConfigScopes, ScopeConfig};
 use serde_json::{Map, Value};
 
@@ -24,10 +29,7 @@ pub async fn run(cmd: AgentCommand, global: &Global) -> anyhow::Result<ExitCode>
             check_version(&binary, &version)?;
             let bytes =
                 std::fs::read(&binary).with_context(|| format!("cannot read {}", binary.display()))?;
-            let mut path = format!("/api/agent/releases?version={version}");
-            if let Some(t) = target {
-                path.push_str(&format!("&target={t}"));
-            }
+            let path = format!("/api/agent/releases{}", super::query_of(&PublishQuery { version, target })?);
             let v: ReleasePublished = api.post_bytes(&path, bytes).await?;
             let digest = v.digest.as_deref().unwrap_or("-");
             done(

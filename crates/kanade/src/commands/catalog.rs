@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::Script;
+use kanade_shared::api::executions::Script;
 use kanade_shared::api::executions::{JobDetail, JobStatus, JobStored, JobSummary};
 
 use super::done;

@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use kanade_shared::api::admin::{CheckForgotten, TableDropped};
+use kanade_shared::api::compliance::CheckForgotten;
+use kanade_shared::api::compliance::CheckQuery;
+use kanade_shared::api::compliance::TableDropped;
 use kanade_shared::wire::{CheckDetail, CheckPc, CheckSummary, Checks};
 use serde_json::Value;
 
@@ -40,7 +42,10 @@ pub async fn checks(
         return Ok(ExitCode::SUCCESS);
     };
     let detail: CheckDetail = api
-        .get(&format!("/api/checks/{name}{}", query(&[("status", status), ("limit", Some("5000".into()))])))
+        .get(&format!(
+            "/api/checks/{name}{}",
+            super::query_of(&CheckQuery { status, cursor: None, limit: Some(5000) })?
+        ))
         .await?;
     let rows = detail.pcs.iter().map(pc_row).collect();
     output::print(global.output, &detail, &["PC", "STATUS", "SINCE", "DETAIL"], rows);

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kanade_shared::api::LiveEvent;
-use kanade_shared::api::executions::{Execution, ExecutionDetail, Launched, PcRun};
+use kanade_shared::api::executions::{
+    Execution, ExecutionDetail, ExecutionQuery, LaunchQuery, Launched, PcRun,
+};
 use kanade_shared::{ExecId, PcId};
 use serde_json::json;
 
@@ -34,17 +36,16 @@ const RECHECK: Duration = Duration::from_secs(3);
 /// How long after a change event a follow reads, gathering the events of a burst into one read.
 const SETTLE: Duration = Duration::from_millis(150);
 
-fn launch_path(path: &str, allow_unknown: bool, global: &Global) -> String {
-    let flags: Vec<&str> =
-        [(allow_unknown, "allow_unknown=true"), (global.override_freeze, "override_freeze=true")]
-            .into_iter()
-            .filter_map(|(on, flag)| on.then_some(flag))
-            .collect();
-    if flags.is_empty() { path.to_owned() } else { format!("{path}?{}", flags.join("&")) }
+fn launch_path(path: &str, allow_unknown: bool, global: &Global) -> anyhow::Result<String> {
+    let q = LaunchQuery {
+        allow_unknown: allow_unknown.then_some(true),
+        override_freeze: global.override_freeze.then_some(true),
+    };
+    Ok(format!("{path}{}", super::query_of(&q)?))
 }
 
 pub async fn exec(job: &str, t: Target, wait: bool, global: &Global) -> anyhow::Result<ExitCode> {
-    let path = launch_path(&format!("/api/exec/{job}"), t.allow_unknown, global);
+    let path = launch_path(&format!("/api/exec/{job}"), t.allow_unknown, global)?;
     let api = Api::new(global)?;
     // No target: the one stored with the job, if it has one.
     let launched: Launched = if t.pcs.is_empty() && t.groups.is_empty() && !t.all {
@@ -82,7 +83,8 @@ pub async fn deploy(
         body["version"] = json!(v);
     }
     let api = Api::new(global)?;
-    let launched: Launched = api.post_json(&launch_path("/api/deploy", allow_unknown, global), &body).await?;
+    let launched: Launched =
+        api.post_json(&launch_path("/api/deploy", allow_unknown, global)?, &body).await?;
     follow(&api, &launched, wait, global).await
 }
 
@@ -116,7 +118,8 @@ async fn follow(api: &Api, launched: &Launched, wait: bool, global: &Global) -> 
     let started = Instant::now();
     let mut reported = BTreeSet::new();
     // Without output: the rows' status and first stderr line are all the follow shows.
-    let path = format!("/api/executions/{id}?output=false");
+    let light = ExecutionQuery { output: Some(false), ..Default::default() };
+    let path = format!("/api/executions/{id}{}", super::query_of(&light)?);
     // Scripts asking for data get the whole execution at the end, outputs included.
     let full = format!("/api/executions/{id}");
     // One listener for the whole follow: a Ctrl-C between two reads must not be missed.

@@ -2,14 +2,15 @@
 
 use std::process::ExitCode;
 
-use kanade_shared::api::executions::{Execution, ExecutionDetail, JobKilled, PcRun};
+use kanade_shared::api::executions::{Execution, ExecutionDetail, ExecutionsQuery, JobKilled, PcRun};
 use kanade_shared::api::fleet::{
-    Agent, AgentDetail, AgentPage, AuditEntry, GroupsSet, Pong, RunResult, SetGroups,
+    Agent, AgentDetail, AgentPage, AgentsQuery, AuditEntry, AuditQuery, GroupsSet, HostPerfQuery, Pong,
+    ResultQuery, RunResult, SetGroups,
 };
 use kanade_shared::{AuditId, ExecId, JobId, ResultId, api};
 use serde::de::DeserializeOwned;
 
-use super::{done, now_ms, query, when_ms};
+use super::{done, now_ms, query_of, when_ms};
 use crate::api::Api;
 use crate::cli::{AgentsCommand, ExecutionsCommand, Format, Global, GroupsCommand};
 use crate::output;
@@ -48,18 +49,35 @@ impl Paged for AgentPage {
     }
 }
 
-/// A list route's answer filtered by `pairs`: one page, or with `all` every page in turn
-/// (their items together). Says on stderr when a page left some out.
+/// A list route's query: its filters, and where the page starts and how long it is.
+pub(super) trait PageQuery: serde::Serialize {
+    fn page(&mut self, limit: u32, cursor: Option<String>);
+}
+
+macro_rules! page_query {
+    ($($t:ty),*) => {$(
+        impl PageQuery for $t {
+            fn page(&mut self, limit: u32, cursor: Option<String>) {
+                (self.limit, self.cursor) = (Some(i64::from(limit)), cursor);
+            }
+        }
+    )*};
+}
+
+page_query!(ExecutionsQuery, ResultQuery, AgentsQuery, AuditQuery);
+
+/// A list route's answer filtered by `q`: one page, or with `all` every page in turn (their
+/// items together). Says on stderr when a page left some out.
 pub(super) async fn list<P: Paged>(
     api: &Api,
     path: &str,
-    mut pairs: Vec<(&str, Option<String>)>,
+    mut q: impl PageQuery,
     page: Page,
     what: &str,
 ) -> anyhow::Result<P> {
     let limit = if page.all { 500 } else { page.limit };
-    pairs.push(("limit", Some(limit.to_string())));
-    let mut answer: P = api.get(&format!("{path}{}", query(&pairs))).await?;
+    q.page(limit, None);
+    let mut answer: P = api.get(&format!("{path}{}", query_of(&q)?)).await?;
     if !page.all {
         if answer.cursor().is_some() {
             eprintln!("(more {what} than --limit {limit}: --all lists every one)");
@@ -72,9 +90,8 @@ pub(super) async fn list<P: Paged>(
         if !seen.insert(cursor.clone()) {
             anyhow::bail!("{path}: the backend gave cursor {cursor} twice; stopping instead of looping");
         }
-        let mut next = pairs.clone();
-        next.push(("cursor", Some(cursor)));
-        answer = api.get(&format!("{path}{}", query(&next))).await?;
+        q.page(limit, Some(cursor));
+        answer = api.get(&format!("{path}{}", query_of(&q)?)).await?;
         items.append(answer.items());
     }
     *answer.items() = items;
@@ -193,9 +210,9 @@ pub async fn executions(cmd: ExecutionsCommand, global: &Global) -> anyhow::Resu
     let api = Api::new(global)?;
     match cmd {
         ExecutionsCommand::List { job, status, limit, all } => {
-            let pairs = vec![("job", job), ("status", status)];
+            let q = ExecutionsQuery { job, status, ..Default::default() };
             let list: api::Page<Execution, ExecId> =
-                list(&api, "/api/executions", pairs, Page { limit, all }, "executions").await?;
+                list(&api, "/api/executions", q, Page { limit, all }, "executions").await?;
             output::print_wide(
                 global.output,
                 &list,
@@ -346,9 +363,9 @@ pub async fn results(
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     // `failed` is every unsuccessful final status, filtered by the backend so a page is full.
-    let pairs = vec![("pc", pc), ("job", job), ("status", failed.then(|| "failed".to_owned()))];
+    let q = ResultQuery { pc, job, status: failed.then(|| "failed".to_owned()), ..Default::default() };
     let list: api::Page<RunResult, ResultId> =
-        list(&Api::new(global)?, "/api/results", pairs, page, "results").await?;
+        list(&Api::new(global)?, "/api/results", q, page, "results").await?;
     output::print_wide(
         global.output,
         &list,
@@ -362,8 +379,14 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
     let api = Api::new(global)?;
     match cmd {
         AgentsCommand::List { group, limit, all } => {
-            let list: AgentPage =
-                list(&api, "/api/agents", vec![("group", group)], Page { limit, all }, "agents").await?;
+            let list: AgentPage = list(
+                &api,
+                "/api/agents",
+                AgentsQuery { group, ..Default::default() },
+                Page { limit, all },
+                "agents",
+            )
+            .await?;
             output::print_wide(
                 global.output,
                 &list,
@@ -405,8 +428,12 @@ pub async fn agents(cmd: AgentsCommand, global: &Global) -> anyhow::Result<ExitC
         }
         AgentsCommand::Perf { pc, since } => {
             let from = now_ms() - since.get().as_millis() as i64;
-            let perf: kanade_shared::wire::PerfSamples =
-                api.get(&format!("/api/agents/{pc}/perf?since={from}")).await?;
+            let perf: kanade_shared::wire::PerfSamples = api
+                .get(&format!(
+                    "/api/agents/{pc}/perf{}",
+                    query_of(&HostPerfQuery { since: Some(from), ..Default::default() })?
+                ))
+                .await?;
             if perf.samples.is_empty() && global.output.is_table() {
                 println!(
                     "no samples from {pc} in the last {since} (is host_perf_interval off? kanade agent config show)"
@@ -537,8 +564,8 @@ pub async fn audit(
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
-    let pairs = vec![("actor", actor), ("action", action), ("client", client)];
-    let v: api::Page<AuditEntry, AuditId> = list(&api, "/api/audit", pairs, page, "audit events").await?;
+    let q = AuditQuery { actor, action, client, ..Default::default() };
+    let v: api::Page<AuditEntry, AuditId> = list(&api, "/api/audit", q, page, "audit events").await?;
     let rows = v
         .items
         .iter()

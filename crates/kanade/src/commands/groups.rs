@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::{
-    CreateGroup, DynamicGroup, GroupDeleted, GroupDetail, GroupMembers, SetRule,
-};
+use kanade_shared::api::groups::CreateGroup;
+use kanade_shared::api::groups::DynamicGroup;
+use kanade_shared::api::groups::GroupDeleted;
+use kanade_shared::api::groups::GroupDetail;
+use kanade_shared::api::groups::GroupMembers;
+use kanade_shared::api::groups::SetRule;
 
 use super::{done, when_ms};
 use crate::api::Api;

@@ -117,7 +117,15 @@ pub fn done<T: serde::Serialize>(format: Format, json: &T, sentence: &str) {
     }
 }
 
-/// `?k=v&...` of the pairs that have a value, each value percent-encoded.
+/// `?k=v&…` of a route's query type (`kanade_shared::api`); fields without a value are left out.
+pub fn query_of<Q: serde::Serialize>(q: &Q) -> anyhow::Result<String> {
+    let text = serde_urlencoded::to_string(q)
+        .map_err(|e| anyhow::anyhow!("cannot encode the query {}: {e}", std::any::type_name::<Q>()))?;
+    Ok(if text.is_empty() { text } else { format!("?{text}") })
+}
+
+/// `?k=v&...` of the pairs that have a value, each value percent-encoded (a facts table's
+/// filters, whose names are its columns).
 pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     let encode = |v: &str| -> String {
         v.bytes()

@@ -33,8 +33,11 @@ pub async fn run(cmd: NotifyCommand, global: &Global) -> anyhow::Result<ExitCode
                 TargetRequest { pcs: Some(pc), ..Default::default() }
             };
             let request = SendNotification { title, body, priority: Some(priority), target, expires_in };
-            let path =
-                if allow_unknown { "/api/notifications?allow_unknown=true" } else { "/api/notifications" };
+            let q = kanade_shared::api::executions::LaunchQuery {
+                allow_unknown: allow_unknown.then_some(true),
+                ..Default::default()
+            };
+            let path = &format!("/api/notifications{}", super::query_of(&q)?);
             let sent: NotificationSent = api.post_json(path, &request).await?;
             done(
                 global.output,

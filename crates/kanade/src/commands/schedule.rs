@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use kanade_shared::api::Items;
-use kanade_shared::api::admin::{SchedulePreview, ScheduleView};
+use kanade_shared::api::schedules::PreviewQuery;
+use kanade_shared::api::schedules::SchedulePreview;
+use kanade_shared::api::schedules::ScheduleView;
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
@@ -52,7 +54,12 @@ pub async fn run(cmd: ScheduleCommand, global: &Global) -> anyhow::Result<ExitCo
             );
         }
         ScheduleCommand::Preview { id, count } => {
-            let v: SchedulePreview = api.get(&format!("/api/schedules/{id}/preview?n={count}")).await?;
+            let v: SchedulePreview = api
+                .get(&format!(
+                    "/api/schedules/{id}/preview{}",
+                    super::query_of(&PreviewQuery { n: Some(count) })?
+                ))
+                .await?;
             let rows = v.fires.iter().map(|f| vec![f.clone()]).collect();
             output::print(global.output, &v, &["NEXT FIRES"], rows);
         }

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use kanade_shared::wire::{ObsEventRow, ObsEvents, ProcessSample, ProcessSamples};
 use serde_json::Value;
 
-use super::query;
 use super::when;
 use crate::api::Api;
 use crate::cli::Global;
 use crate::output;
+use kanade_shared::api::fleet::{EventsQuery, ProcessQuery};
 
 /// The longest `DETAIL` cell; JSON output keeps everything.
 const DETAIL_WIDTH: usize = 80;
@@ -21,11 +21,9 @@ pub async fn events(
     limit: u32,
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
-    let since = since.map(|d| (super::now_ms() - d.get().as_millis() as i64).to_string());
-    let path = format!(
-        "/api/events{}",
-        query(&[("pc", pc), ("kind", kind), ("since", since), ("limit", Some(limit.to_string()))])
-    );
+    let since = since.map(|d| super::now_ms() - d.get().as_millis() as i64);
+    let q = EventsQuery { pc, kind, since, limit: Some(i64::from(limit)), ..Default::default() };
+    let path = format!("/api/events{}", super::query_of(&q)?);
     let page: ObsEvents = Api::new(global)?.get(&path).await?;
     if page.events.is_empty() && global.output.is_table() {
         println!("no events match");
@@ -46,8 +44,12 @@ pub async fn processes(
     let from = super::now_ms() - since.get().as_millis() as i64;
     // Without --all only the newest sample is fetched: a sample holds up to 200 processes.
     let limit = if all { 2000 } else { 1 };
-    let mut page: ProcessSamples =
-        api.get(&format!("/api/agents/{pc}/processes?since={from}&limit={limit}")).await?;
+    let mut page: ProcessSamples = api
+        .get(&format!(
+            "/api/agents/{pc}/processes{}",
+            super::query_of(&ProcessQuery { since: Some(from), until: None, limit: Some(limit) })?
+        ))
+        .await?;
     if !all && let Some(latest) = page.samples.pop() {
         page.samples = vec![latest];
     }
@@ -92,7 +94,7 @@ pub async fn investigate(
         );
     }
     // A typo in the PC's name is an error here, not a scope for a PC that does not exist.
-    api.get::<kanade_shared::api::fleet::AgentDetail>(&format!("/api/agents/{pc}")).await?;
+    api.get::<serde::de::IgnoredAny>(&format!("/api/agents/{pc}")).await?;
     let until = kanade_shared::wire::Timestamp::now_utc() + duration.get();
     let until_text = until.format(&time::format_description::well_known::Rfc3339)?;
     // Off at the PC's own scope beats an investigation set for its group or the fleet.

@@ -3,13 +3,14 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+
+use kanade_shared::api::fleet::LogsQuery;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use kanade_shared::wire::{ChunkStream, LogReply, TailEvent, Timestamp};
 use kanade_shared::{ExecId, HumanDuration, PcId};
 
-use super::query;
 use crate::api::Api;
 use crate::cli::{Format, Global};
 
@@ -91,7 +92,7 @@ pub async fn logs(
         None => None,
     };
     let reply: LogReply =
-        fetch(&api, &pc, &query(&[("lines", Some(lines.to_string())), ("since", since)])).await?;
+        fetch(&api, &pc, &LogsQuery { lines: Some(lines), since, ..Default::default() }).await?;
     if !follow {
         if !crate::output::structured(global.output, &reply) {
             print_lines(&reply);
@@ -105,7 +106,7 @@ pub async fn logs(
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
         let after =
-            query(&[("file", Some(cursor.file.clone())), ("offset", Some(cursor.offset.to_string()))]);
+            LogsQuery { file: Some(cursor.file.clone()), offset: Some(cursor.offset), ..Default::default() };
         let reply: LogReply = fetch(&api, &pc, &after).await?;
         emit_follow(&reply, global.output);
         if let Some(next) = reply.cursor {
@@ -114,8 +115,8 @@ pub async fn logs(
     }
 }
 
-async fn fetch(api: &Api, pc: &PcId, query: &str) -> anyhow::Result<LogReply> {
-    api.get(&format!("/api/agents/{pc}/logs{query}")).await
+async fn fetch(api: &Api, pc: &PcId, query: &LogsQuery) -> anyhow::Result<LogReply> {
+    api.get(&format!("/api/agents/{pc}/logs{}", super::query_of(query)?)).await
 }
 
 fn print_lines(reply: &LogReply) {

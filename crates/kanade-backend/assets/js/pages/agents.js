@@ -5,7 +5,6 @@ import { timeline } from './events.js';
 import { ofPc } from './facts.js';
 
 const PAGE = 50;
-const ALIVE_MS = 120000;
 
 /** The agents list: filtered, sorted and paged by the backend, so 10,000 agents stay fast. */
 export async function list(main) {
@@ -161,7 +160,8 @@ function skew(ms) {
 
 function draw(body, pc, d) {
   const a = d.agent;
-  const online = Date.now() - a.last_seen_ms <= ALIVE_MS;
+  // The backend judges online by its own clock and window, as the list does.
+  const online = a.online;
   const inv = d.inventory;
   const pingOut = h('span', { role: 'status' });
   const groups = h('input', { id: 'agent-groups', value: (d.assigned_groups || []).join(', ') });
