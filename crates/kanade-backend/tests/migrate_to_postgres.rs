@@ -31,13 +31,15 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     );
     sqlite.update_user("alice".into(), None, Some(true), None, 2_000).await.unwrap();
     let token = Token {
-        id: "t1".into(),
-        name: "ci".into(),
         secret_sha256: "ab".repeat(32),
-        role: "viewer".into(),
-        created_by: "alice".into(),
-        created_ms: 3_000,
-        revoked_ms: None,
+        token: kanade_shared::api::accounts::ApiToken {
+            id: "t1".into(),
+            name: "ci".into(),
+            role: "viewer".into(),
+            created_by: "alice".into(),
+            created_ms: 3_000,
+            revoked_ms: None,
+        },
     };
     assert!(sqlite.create_token(token).await.unwrap());
     sqlite.revoke_token("t1".into(), 4_000).await.unwrap();
@@ -84,11 +86,16 @@ async fn accounts_tokens_and_schedule_state_move_to_postgres_once() {
     let pg = Db::connect_postgres(&url).await.unwrap();
     let alice = pg.user("alice".into()).await.unwrap().expect("alice was copied");
     assert_eq!(
-        (alice.password_hash.as_str(), alice.role.as_str(), alice.disabled, alice.must_change_password),
+        (
+            alice.password_hash.as_str(),
+            alice.account.role.as_str(),
+            alice.account.disabled,
+            alice.account.must_change_password
+        ),
         ("$argon2id$hash", "operator", true, true)
     );
     let t = pg.token("t1".into()).await.unwrap().expect("the token was copied");
-    assert_eq!((t.name.as_str(), t.revoked_ms), ("ci", Some(4_000)));
+    assert_eq!((t.token.name.as_str(), t.token.revoked_ms), ("ci", Some(4_000)));
     let st = pg.schedule_state("nightly".into()).await.unwrap().expect("the schedule state was copied");
     assert_eq!((st.last_tick_ms, st.last_exec_id.as_deref()), (5_000, Some("exec-1")));
     // The enrolled PC still connects (its credentials came along); the token kept its use.

@@ -274,13 +274,15 @@ pub fn new_token(name: &str, role: Role, created_by: &str) -> Result<(accounts::
     let secret = random_hex(32)?;
     let shown = format!("kanade_{id}_{secret}");
     let row = accounts::Token {
-        id,
-        name: name.to_owned(),
         secret_sha256: sha256_hex(&secret),
-        role: role.as_str().to_owned(),
-        created_by: created_by.to_owned(),
-        created_ms: now_ms(),
-        revoked_ms: None,
+        token: kanade_shared::api::accounts::ApiToken {
+            id,
+            name: name.to_owned(),
+            role: role.as_str().to_owned(),
+            created_by: created_by.to_owned(),
+            created_ms: now_ms(),
+            revoked_ms: None,
+        },
     };
     Ok((row, shown))
 }
@@ -339,7 +341,7 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
         let key = id.to_owned();
         let row = db.token(key).await?;
         let row = row
-            .filter(|t| t.revoked_ms.is_none())
+            .filter(|t| t.token.revoked_ms.is_none())
             .ok_or_else(|| unauthorized("API token unknown or revoked"))?;
         // Both sides are hashes of the same length; compare without an early exit.
         let given = sha256_hex(secret);
@@ -348,10 +350,13 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
         if !same {
             return Err(unauthorized("API token unknown or revoked"));
         }
-        let role =
-            row.role.parse().map_err(|e: String| unauthorized(format!("API token has a bad role: {e}")))?;
+        let role = row
+            .token
+            .role
+            .parse()
+            .map_err(|e: String| unauthorized(format!("API token has a bad role: {e}")))?;
         return Ok(Caller {
-            name: format!("token:{}", row.name),
+            name: format!("token:{}", row.token.name),
             role,
             via: Via::Token,
             must_change_password: false,
@@ -365,21 +370,22 @@ pub async fn authenticate(auth: &Auth, db: &Db, parts: &Parts) -> Result<Caller,
     let name = claims.sub.clone();
     let user = db.user(name).await?;
     let user = user.ok_or_else(|| unauthorized(format!("user {} no longer exists", claims.sub)))?;
-    if user.disabled {
-        return Err(unauthorized(format!("user {} is disabled", user.name)));
+    if user.account.disabled {
+        return Err(unauthorized(format!("user {} is disabled", user.account.name)));
     }
-    if user.password_changed_ms != claims.pwd {
+    if user.account.password_changed_ms != claims.pwd {
         return Err(unauthorized("the password changed since this session began; sign in again"));
     }
-    let role = user.role.parse().map_err(|e: String| unauthorized(format!("user has a bad role: {e}")))?;
+    let role =
+        user.account.role.parse().map_err(|e: String| unauthorized(format!("user has a bad role: {e}")))?;
     Ok(Caller {
-        name: user.name,
+        name: user.account.name,
         role,
         via: Via::Password,
-        must_change_password: user.must_change_password,
+        must_change_password: user.account.must_change_password,
         must_set_up_mfa: role == Role::Admin
             && auth.config.require_mfa_for_admins
-            && user.mfa_enabled_ms.is_none(),
+            && user.account.mfa_enabled_ms.is_none(),
         source,
         client,
     })

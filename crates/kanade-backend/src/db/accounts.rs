@@ -3,34 +3,11 @@
 use super::DbError;
 use super::sql::{Row, Sql, opt_row, scalar, vals};
 
+/// A user as stored: what the API shows of it, and the password hash it never shows.
 #[derive(Debug, Clone)]
 pub struct User {
-    pub name: String,
+    pub account: kanade_shared::api::accounts::User,
     pub password_hash: String,
-    pub role: String,
-    pub disabled: bool,
-    pub must_change_password: bool,
-    pub password_changed_ms: i64,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    /// When a second factor was switched on; `None`: password only.
-    pub mfa_enabled_ms: Option<i64>,
-}
-
-impl User {
-    /// What the API shows of it (never the hash).
-    pub fn public(&self) -> kanade_shared::api::accounts::User {
-        kanade_shared::api::accounts::User {
-            name: self.name.clone(),
-            role: self.role.clone(),
-            disabled: self.disabled,
-            must_change_password: self.must_change_password,
-            password_changed_ms: self.password_changed_ms,
-            created_ms: self.created_ms,
-            updated_ms: self.updated_ms,
-            mfa_enabled_ms: self.mfa_enabled_ms,
-        }
-    }
 }
 
 const USER_COLUMNS: &str =
@@ -39,15 +16,17 @@ const USER_COLUMNS: &str =
 
 fn user_row(r: &Row) -> Result<User, DbError> {
     Ok(User {
-        name: r.get(0)?,
         password_hash: r.get(1)?,
-        role: r.get(2)?,
-        disabled: r.get(3)?,
-        must_change_password: r.get(4)?,
-        password_changed_ms: r.get(5)?,
-        created_ms: r.get(6)?,
-        updated_ms: r.get(7)?,
-        mfa_enabled_ms: r.get(8)?,
+        account: kanade_shared::api::accounts::User {
+            name: r.get(0)?,
+            role: r.get(2)?,
+            disabled: r.get(3)?,
+            must_change_password: r.get(4)?,
+            password_changed_ms: r.get(5)?,
+            created_ms: r.get(6)?,
+            updated_ms: r.get(7)?,
+            mfa_enabled_ms: r.get(8)?,
+        },
     })
 }
 
@@ -256,42 +235,26 @@ pub async fn active_admins<S: Sql>(s: &mut S) -> Result<i64, DbError> {
     scalar(s, "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0", vals![]).await
 }
 
+/// An API token as stored: what the API shows of it, and its secret's hash.
 #[derive(Debug, Clone)]
 pub struct Token {
-    pub id: String,
-    pub name: String,
+    pub token: kanade_shared::api::accounts::ApiToken,
     pub secret_sha256: String,
-    pub role: String,
-    pub created_by: String,
-    pub created_ms: i64,
-    pub revoked_ms: Option<i64>,
-}
-
-impl Token {
-    /// What the API shows of it (never the secret's hash).
-    pub fn public(&self) -> kanade_shared::api::accounts::ApiToken {
-        kanade_shared::api::accounts::ApiToken {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            role: self.role.clone(),
-            created_by: self.created_by.clone(),
-            created_ms: self.created_ms,
-            revoked_ms: self.revoked_ms,
-        }
-    }
 }
 
 const TOKEN_COLUMNS: &str = "id, name, secret_sha256, role, created_by, created_ms, revoked_ms";
 
 fn token_row(r: &Row) -> Result<Token, DbError> {
     Ok(Token {
-        id: r.get(0)?,
-        name: r.get(1)?,
         secret_sha256: r.get(2)?,
-        role: r.get(3)?,
-        created_by: r.get(4)?,
-        created_ms: r.get(5)?,
-        revoked_ms: r.get(6)?,
+        token: kanade_shared::api::accounts::ApiToken {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            role: r.get(3)?,
+            created_by: r.get(4)?,
+            created_ms: r.get(5)?,
+            revoked_ms: r.get(6)?,
+        },
     })
 }
 
@@ -311,7 +274,7 @@ pub async fn create_token<S: Sql>(s: &mut S, t: &Token) -> Result<bool, DbError>
         .exec(
             "INSERT INTO api_tokens (id, name, secret_sha256, role, created_by, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO NOTHING",
-            vals![t.id.as_str(), t.name.as_str(), t.secret_sha256.as_str(), t.role.as_str(), t.created_by.as_str(), t.created_ms],
+            vals![t.token.id.as_str(), t.token.name.as_str(), t.secret_sha256.as_str(), t.token.role.as_str(), t.token.created_by.as_str(), t.token.created_ms],
         )
         .await?;
     Ok(n == 1)
@@ -334,14 +297,14 @@ pub async fn put_user<S: Sql>(s: &mut S, u: &User) -> Result<bool, DbError> {
                  updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO NOTHING",
             vals![
-                u.name.as_str(),
+                u.account.name.as_str(),
                 u.password_hash.as_str(),
-                u.role.as_str(),
-                u.disabled,
-                u.must_change_password,
-                u.password_changed_ms,
-                u.created_ms,
-                u.updated_ms
+                u.account.role.as_str(),
+                u.account.disabled,
+                u.account.must_change_password,
+                u.account.password_changed_ms,
+                u.account.created_ms,
+                u.account.updated_ms
             ],
         )
         .await?;
@@ -355,13 +318,13 @@ pub async fn put_token<S: Sql>(s: &mut S, t: &Token) -> Result<bool, DbError> {
             "INSERT INTO api_tokens (id, name, secret_sha256, role, created_by, created_ms, revoked_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             vals![
-                t.id.as_str(),
-                t.name.as_str(),
+                t.token.id.as_str(),
+                t.token.name.as_str(),
                 t.secret_sha256.as_str(),
-                t.role.as_str(),
-                t.created_by.as_str(),
-                t.created_ms,
-                t.revoked_ms
+                t.token.role.as_str(),
+                t.token.created_by.as_str(),
+                t.token.created_ms,
+                t.token.revoked_ms
             ],
         )
         .await?;

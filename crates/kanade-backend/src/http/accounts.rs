@@ -35,7 +35,7 @@ pub fn new_password_hash(name: &str, new: &str) -> Result<String, ApiError> {
 }
 
 pub async fn list_users(State(state): State<AppState>) -> Result<Json<Items<User>>, ApiError> {
-    let items = state.db.users().await?.iter().map(crate::db::accounts::User::public).collect();
+    let items = state.db.users().await?.into_iter().map(|u| u.account).collect();
     Ok(Json(Items { items }))
 }
 
@@ -71,8 +71,8 @@ pub async fn update_user(
         .user(key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {name} does not exist")))?;
-    let loses_admin = user.role == "admin"
-        && !user.disabled
+    let loses_admin = user.account.role == "admin"
+        && !user.account.disabled
         && (new_role.is_some_and(|r| r != Role::Admin) || body.disabled == Some(true));
     if loses_admin && state.db.active_admins().await? <= 1 {
         return Err(ApiError::conflict(format!("{name} is the last active admin; make another admin first")));
@@ -87,7 +87,7 @@ pub async fn update_user(
     let user = state.db.user(key).await?.ok_or_else(|| {
         ApiError::not_found(format!("user {name} was deleted meanwhile; the change did not stick"))
     })?;
-    Ok(Json(user.public()))
+    Ok(Json(user.account))
 }
 
 pub async fn delete_user(
@@ -101,7 +101,7 @@ pub async fn delete_user(
         .user(key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {name} does not exist")))?;
-    if user.role == "admin" && !user.disabled && state.db.active_admins().await? <= 1 {
+    if user.account.role == "admin" && !user.account.disabled && state.db.active_admins().await? <= 1 {
         return Err(ApiError::conflict(format!("{name} is the last active admin; make another admin first")));
     }
     let key = name.clone();
@@ -111,7 +111,7 @@ pub async fn delete_user(
 }
 
 pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Items<ApiToken>>, ApiError> {
-    let items = state.db.tokens().await?.iter().map(crate::db::accounts::Token::public).collect();
+    let items = state.db.tokens().await?.into_iter().map(|t| t.token).collect();
     Ok(Json(Items { items }))
 }
 
@@ -131,15 +131,15 @@ pub async fn create_token(
         &state,
         &caller,
         "token.create",
-        Some(row.id.clone()),
-        json!({ "name": row.name, "role": r }),
+        Some(row.token.id.clone()),
+        json!({ "name": row.token.name, "role": r }),
     )
     .await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
-            id: row.id,
-            name: row.name,
+            id: row.token.id,
+            name: row.token.name,
             role: r.as_str().to_owned(),
             token: secret,
             note: "shown once: store it now".into(),

@@ -113,7 +113,10 @@ pub async fn disable(
     password_only(&caller)?;
     confirm_password(&state, &caller, &body.password).await?;
     let user = state.db.user(caller.name.clone()).await?.ok_or_else(|| ApiError::not_found("user gone"))?;
-    if user.role == "admin" && state.auth.config.require_mfa_for_admins && user.mfa_enabled_ms.is_some() {
+    if user.account.role == "admin"
+        && state.auth.config.require_mfa_for_admins
+        && user.account.mfa_enabled_ms.is_some()
+    {
         return Err(ApiError::conflict(
             "admins must keep a second factor here (auth.require_mfa_for_admins); set up a new phone with an admin's reset instead",
         ));

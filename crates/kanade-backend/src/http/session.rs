@@ -57,7 +57,8 @@ pub async fn login(
     // The same work and the same answer whether the user exists or not.
     let ok = match &user {
         Some(u) => {
-            state.auth.verify_password(body.password.clone(), u.password_hash.clone()).await && !u.disabled
+            state.auth.verify_password(body.password.clone(), u.password_hash.clone()).await
+                && !u.account.disabled
         }
         None => {
             static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -80,7 +81,7 @@ pub async fn login(
     // The second factor, when the account has one. A sign-in without the code stays counted as
     // a failure: otherwise the right password alone could reset the throttle between guesses.
     let mut factor = Value::Null;
-    if user.mfa_enabled_ms.is_some() {
+    if user.account.mfa_enabled_ms.is_some() {
         let Some(code) = body.code.as_deref().map(str::trim).filter(|c| !c.is_empty()) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -88,15 +89,15 @@ pub async fn login(
                 "this account has a second factor: send the 6-digit code from its authenticator app (or a recovery code) as `code`",
             ));
         };
-        match super::mfa::check(&state, &user.name, code).await? {
+        match super::mfa::check(&state, &user.account.name, code).await? {
             Some(used) => factor = used,
             None => {
                 let detail = json!({ "second_factor": "wrong" });
                 audit(
                     &state.js,
-                    &user.name,
+                    &user.account.name,
                     "auth.login_failed",
-                    Some(user.name.clone()),
+                    Some(user.account.name.clone()),
                     Some(source),
                     client,
                     detail,
@@ -113,23 +114,33 @@ pub async fn login(
     state.auth.throttle.lock().unwrap_or_else(|p| p.into_inner()).succeeded(&ticket);
     let ttl = state.auth.config.session_ttl.as_secs() as i64;
     let claims = jwt::Claims {
-        sub: user.name.clone(),
+        sub: user.account.name.clone(),
         iat: now / 1000,
         exp: now / 1000 + ttl,
-        pwd: user.password_changed_ms,
+        pwd: user.account.password_changed_ms,
     };
     let token = jwt::encode(&claims, &state.auth.config.secret);
-    audit(&state.js, &user.name, "auth.login", Some(user.name.clone()), Some(source), client, factor).await?;
-    let must_set_up_mfa =
-        user.role == "admin" && state.auth.config.require_mfa_for_admins && user.mfa_enabled_ms.is_none();
+    audit(
+        &state.js,
+        &user.account.name,
+        "auth.login",
+        Some(user.account.name.clone()),
+        Some(source),
+        client,
+        factor,
+    )
+    .await?;
+    let must_set_up_mfa = user.account.role == "admin"
+        && state.auth.config.require_mfa_for_admins
+        && user.account.mfa_enabled_ms.is_none();
     Ok(Json(Session {
         token,
         expires_ms: claims.exp * 1000,
         user: SessionUser {
-            mfa: user.mfa_enabled_ms.is_some(),
-            must_change_password: user.must_change_password,
-            name: user.name,
-            role: user.role,
+            mfa: user.account.mfa_enabled_ms.is_some(),
+            must_change_password: user.account.must_change_password,
+            name: user.account.name,
+            role: user.account.role,
             must_set_up_mfa,
         },
     }))
@@ -137,9 +148,9 @@ pub async fn login(
 
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
     let mfa = match caller.via {
-        Via::Password => {
-            Some(state.db.user(caller.name.clone()).await?.is_some_and(|u| u.mfa_enabled_ms.is_some()))
-        }
+        Via::Password => Some(
+            state.db.user(caller.name.clone()).await?.is_some_and(|u| u.account.mfa_enabled_ms.is_some()),
+        ),
         _ => None,
     };
     let disabled = caller.via == Via::AuthDisabled || state.auth.config.disabled;
