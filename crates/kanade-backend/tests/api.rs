@@ -674,4 +674,14 @@ async fn malformed_bodies_and_queries_get_the_json_error_shape() {
         );
         assert!(got["error"].as_str().is_some_and(|e| e.contains(names)), "{method} {path}: {got}");
     }
+    // Over the body limit (2 MiB here), a JSON body and a raw one (a job document) alike; a path
+    // segment that is not UTF-8 once decoded.
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(3 << 20));
+    for (path, content_type) in [("/api/tokens", "application/json"), ("/api/jobs", "application/yaml")] {
+        let req = Request::builder().method("POST").uri(path).header("content-type", content_type);
+        let (status, got) = s.call(req.body(Body::from(big.clone())).unwrap()).await;
+        assert_eq!((status.as_u16(), got["code"].as_str()), (413, Some("too_large")), "{path}: {got}");
+    }
+    let (status, got) = s.get("/api/jobs/%FF%FE").await;
+    assert_eq!((status.as_u16(), got["code"].as_str()), (400, Some("bad_path")), "{got}");
 }

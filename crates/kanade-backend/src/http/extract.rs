@@ -74,6 +74,9 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+const TOO_LARGE: &str =
+    "the body is larger than this route accepts (an agent release up to 512 MiB, any other body up to 2 MiB)";
+
 fn path_rejection(rejection: &PathRejection) -> ApiError {
     let text = rejection.body_text();
     ApiError::new(StatusCode::BAD_REQUEST, "bad_path", format!("path: {}", detail(&text)))
@@ -82,11 +85,7 @@ fn path_rejection(rejection: &PathRejection) -> ApiError {
 fn body_rejection(rejection: &BytesRejection) -> ApiError {
     let status = rejection.status();
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            status,
-            "too_large",
-            "the body is larger than this route accepts (an agent release up to 512 MiB, any other body up to 2 MiB)",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "too_large", TOO_LARGE),
         _ => ApiError::new(status, "malformed", format!("cannot read the body: {}", rejection.body_text())),
     }
 }
@@ -106,6 +105,9 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
         }
         JsonRejection::JsonDataError(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail(&text).to_owned())
+        }
+        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", TOO_LARGE);
         }
         _ => (rejection.status(), "malformed", text.clone()),
     };
