@@ -18,7 +18,7 @@ async fn every_route_in_the_table_is_served_and_documented() {
     assert_eq!(doc["openapi"], "3.1.0");
     let mut documented = 0;
     for route in routes::table() {
-        let op = &doc["paths"][route.path][route.method.to_lowercase()];
+        let op = &doc["paths"][routes::doc_path(route.path)][route.method.to_lowercase()];
         assert!(
             op["responses"]["4XX"].is_object() && op["responses"]["2XX"].is_object(),
             "{} {} missing from the document",
@@ -60,7 +60,7 @@ async fn the_document_describes_bodies_and_queries_from_the_types() {
     let (_, doc) = s.get("/api/openapi.json").await;
     let mut bodies = 0;
     for route in routes::table() {
-        let op = &doc["paths"][route.path][route.method.to_lowercase()];
+        let op = &doc["paths"][routes::doc_path(route.path)][route.method.to_lowercase()];
         let schema = &op["requestBody"]["content"]["application/json"]["schema"];
         assert_eq!(route.body.is_some(), schema.is_object(), "{} {}: {op}", route.method, route.path);
         bodies += usize::from(route.body.is_some());
@@ -171,6 +171,24 @@ async fn answers_parse_as_the_shared_types() {
         s.call(Request::builder().method(Method::PATCH).uri("/api/jobs").body(Body::empty()).unwrap()).await;
     let wrong: ErrorBody = typed(wrong);
     assert_eq!(wrong.code, "method_not_allowed", "{wrong:?}");
+
+    // What a typo would otherwise have reported as done, or answered with nothing.
+    let refusals = [
+        ("POST", format!("/api/executions/{}/kill", launched.exec_id), 409, "already ended (completed)"),
+        ("POST", format!("/api/executions/{}/kill", ExecId::new()), 404, "not found"),
+        ("POST", "/api/jobs/nosuchjob/revoke".to_owned(), 404, "not in the catalog"),
+        ("GET", "/api/executions?status=bogus".to_owned(), 422, "status: \"bogus\" is not one of pending"),
+        ("GET", "/api/results?status=bogus".to_owned(), 422, "is not one of running, succeeded"),
+        ("GET", "/api/executions?cursor=garbage".to_owned(), 422, "cursor: \"garbage\" is not a cursor"),
+        ("GET", "/api/audit?cursor=garbage".to_owned(), 422, "not a cursor this list gave"),
+    ];
+    for (method, path, status, says) in refusals {
+        let req = Request::builder().method(method).uri(&path).body(Body::empty()).unwrap();
+        let (got, body) = s.call(req).await;
+        let refused: ErrorBody = typed((got, body));
+        assert_eq!(got.as_u16(), status, "{method} {path}: {refused:?}");
+        assert!(refused.error.contains(says), "{method} {path}: {refused:?}");
+    }
 }
 
 #[tokio::test]

@@ -350,6 +350,9 @@ pub enum ScheduleCommand {
     Create {
         /// Schedule YAML; an inline manifest's `script_file:` is resolved relative to it
         file: PathBuf,
+        /// Accept PCs that have never sent a heartbeat (not installed yet)
+        #[arg(long)]
+        allow_unknown: bool,
     },
     /// Every schedule with its next fire and last outcome
     List,

@@ -138,6 +138,13 @@ async fn set_status(
     action: &str,
 ) -> Result<Json<JobStatus>, ApiError> {
     let kv = state.js.get_key_value("script_status").await.map_err(broker)?;
+    // A typo'd id must not read as done: the job is in the catalog, or already has a status.
+    let jobs = state.js.get_key_value("jobs").await.map_err(broker)?;
+    if jobs.get(id.as_str()).await.map_err(broker)?.is_none()
+        && kv.get(id.as_str()).await.map_err(broker)?.is_none()
+    {
+        return Err(ApiError::not_found(format!("job {id} is not in the catalog (kanade job list)")));
+    }
     kv.put(id.as_str(), value.to_owned().into()).await.map_err(broker)?;
     super::audit_as(state, caller, action, Some(id.to_string()), Value::Null).await?;
     Ok(Json(JobStatus { id: id.clone(), status: value.to_owned() }))

@@ -89,6 +89,8 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ExecutionsQuery>,
 ) -> Result<Json<Page<Execution, ExecId>>, ApiError> {
+    super::check_one_of("status", q.status.as_deref(), &super::EXECUTION_STATUSES)?;
+    super::check_cursor::<ExecId>(q.cursor.as_deref())?;
     let filter = queries::ExecutionFilter {
         job: q.job.clone(),
         status: q.status.clone(),
@@ -138,6 +140,17 @@ pub async fn kill(
 ) -> Result<(StatusCode, Json<KillSent>), ApiError> {
     let id: ExecId =
         exec_id.parse().map_err(|e: kanade_shared::IdError| ApiError::invalid(vec![e.to_string()]))?;
+    // A typo'd id, or a run already over, is not a kill to report as sent.
+    let (execution, _, _) =
+        state.db.execution(id, false).await?.ok_or_else(|| {
+            ApiError::not_found(format!("execution {id} not found (kanade executions list)"))
+        })?;
+    if matches!(execution.status.as_str(), "completed" | "failed" | "expired" | "aborted" | "killed") {
+        return Err(ApiError::conflict(format!(
+            "execution {id} already ended ({}); there is nothing to kill",
+            execution.status
+        )));
+    }
     let message = format!("killed by {}", caller.name);
     // Audited first: the AUDIT stream is what rebuilds the killed state after a wipe.
     super::audit_as(
@@ -158,6 +171,7 @@ pub async fn agents(
     Query(q): Query<AgentsQuery>,
 ) -> Result<Json<AgentPage>, ApiError> {
     let n = check_limit(q.limit)?;
+    super::check_cursor::<kanade_shared::PcId>(q.cursor.as_deref())?;
     let now = now_ms();
     let mut problems = Vec::new();
     let online = match q.status.as_deref() {

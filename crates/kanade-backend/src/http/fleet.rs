@@ -119,6 +119,8 @@ pub async fn results(
     Query(q): Query<ResultQuery>,
 ) -> Result<Json<Page<RunResult, kanade_shared::ResultId>>, ApiError> {
     let limit = super::check_limit(q.limit)?;
+    super::check_one_of("status", q.status.as_deref(), &super::RESULT_STATUSES)?;
+    super::check_cursor::<kanade_shared::ResultId>(q.cursor.as_deref())?;
     let filter = queries::ResultFilter {
         pc: q.pc,
         job: q.job,
@@ -151,6 +153,7 @@ pub async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Page<AuditEntry, kanade_shared::AuditId>>, ApiError> {
     let limit = super::check_limit(q.limit)?;
+    super::check_cursor::<kanade_shared::AuditId>(q.cursor.as_deref())?;
     if let Some(c) = q.client.as_deref()
         && !CLIENTS.contains(&c)
     {

@@ -158,9 +158,37 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
         Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::invalid(vec![format!("limit: {n} is outside 1..=500")])),
+        Some(n) => Err(ApiError::invalid(vec![format!("limit: {n} is not between 1 and 500")])),
     }
 }
+
+/// A filter that can only be one of a few words: anything else would silently match nothing.
+pub fn check_one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => {
+            Err(ApiError::invalid(vec![format!("{field}: {v:?} is not one of {}", allowed.join(", "))]))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A page's `cursor` is the id of the last row of the page before (`next_cursor`); anything
+/// else would quietly start the list over.
+pub fn check_cursor<T: std::str::FromStr>(cursor: Option<&str>) -> Result<(), ApiError> {
+    match cursor {
+        Some(c) if c.parse::<T>().is_err() => Err(ApiError::invalid(vec![format!(
+            "cursor: {c:?} is not a cursor this list gave (pass the answer's next_cursor as it is)"
+        )])),
+        _ => Ok(()),
+    }
+}
+
+/// Execution statuses, for the `status` filter.
+pub const EXECUTION_STATUSES: [&str; 7] =
+    ["pending", "running", "completed", "failed", "expired", "aborted", "killed"];
+/// Result statuses, for the `status` filter (`failed` also matches every unsuccessful end).
+pub const RESULT_STATUSES: [&str; 7] =
+    ["running", "succeeded", "failed", "timed_out", "killed", "skipped", "unknown"];
 
 impl AppState {
     pub fn new(nats: async_nats::Client, db: Db, auth: Auth) -> Self {

@@ -91,7 +91,7 @@ pub async fn list(
     let limit = match q.limit {
         None => 100,
         Some(n) if (1..=500).contains(&n) => n,
-        Some(n) => return Err(ApiError::invalid(vec![format!("limit: {n} is outside 1..=500")])),
+        Some(n) => return Err(ApiError::invalid(vec![format!("limit: {n} is not between 1 and 500")])),
     };
     let stored = state.db.notifications(limit).await?;
     let acks = state.db.notification_acks(stored.iter().map(|n| n.id).collect()).await?;

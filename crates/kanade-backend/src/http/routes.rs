@@ -950,6 +950,11 @@ pub fn table() -> Vec<Route> {
     ]
 }
 
+/// A route's path as OpenAPI writes it: axum's catch-all `{*rest}` is the parameter `{rest}`.
+pub fn doc_path(path: &str) -> String {
+    path.replace("{*", "{")
+}
+
 /// The OpenAPI 3.1 document: every route with its access, path and query parameters, the body
 /// it reads and what it answers (a JSON type, or the media types of another answer); every
 /// error in the one error shape. Schemas are JSON Schema 2020-12 from the Rust types themselves
@@ -966,8 +971,8 @@ pub fn openapi() -> Value {
     let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
     let mut paths = Map::new();
     for r in table() {
-        let mut params: Vec<Value> = r
-            .path
+        let path = doc_path(r.path);
+        let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
@@ -992,7 +997,7 @@ pub fn openapi() -> Value {
         let mut op = json!({
             "summary": r.summary,
             "x-kanade-access": r.access.describe(),
-            "operationId": format!("{}_{}", r.method.to_lowercase(), r.path.trim_start_matches('/').replace(['/', '{', '}', '.'], "_")),
+            "operationId": format!("{}_{}", r.method.to_lowercase(), path.trim_start_matches('/').replace(['/', '{', '}', '.'], "_")),
             "parameters": params,
             "responses": { "2XX": success, "4XX": refused, "5XX": error.clone() }
         });
@@ -1005,7 +1010,7 @@ pub fn openapi() -> Value {
         if r.access != Access::Public {
             op["security"] = json!([{ "bearer": [] }]);
         }
-        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = op;
     }
     generator.subschema_for::<kanade_shared::api::ErrorBody>();

@@ -23,6 +23,7 @@ use crate::{ExecId, PcId};
 /// A list answered whole.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "{T}List"))]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
@@ -30,6 +31,7 @@ pub struct Items<T> {
 /// One page of a longer list, newest first: `next_cursor` continues it (absent on the last page).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "{T}Page"))]
 pub struct Page<T, C> {
     pub items: Vec<T>,
     pub next_cursor: Option<C>,

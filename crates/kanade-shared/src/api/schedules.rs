@@ -23,6 +23,7 @@ pub struct ScheduleView {
     /// The schedule document's fields (see the schedule reference): `id`, `cron`, `timezone`,
     /// `enabled`, the job and its plan.
     #[serde(flatten)]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::manifest::raw::RawSchedule"))]
     pub schedule: serde_json::Map<String, serde_json::Value>,
     /// The next fires (epoch ms); empty while disabled.
     pub next_fires_ms: Vec<i64>,

@@ -193,6 +193,8 @@ pub async fn kill(exec: &str, global: &Global) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
+        // The backend knows better: no such execution, or it is over.
+        Err(e) if matches!(crate::api::error_code(&e), Some("not_found" | "conflict")) => return Err(e),
         Err(e) => eprintln!("warning: {e:#}; sending the kill over NATS instead"),
     }
     let key = signer(global)?;

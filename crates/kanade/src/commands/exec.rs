@@ -276,15 +276,20 @@ fn pc_state(v: &ExecutionDetail, pc: &PcId) -> String {
     }
 }
 
-/// `[#######-------]  7/12 done, 1 failed, 4.2s`
+/// `[#######-------]  7/12 done, 1 failed, 4.2s`; skipped runs (a revoked job, a PC that came
+/// back too late) are named, since nothing ran there.
 pub fn progress(e: &Execution, elapsed: Duration) -> String {
     let expected = e.target_count;
     let done = e.succeeded + e.failed + e.skipped + e.other;
     let failed = e.failed + e.other;
     let width = 20;
     let filled = if expected > 0 { (done * width / expected).min(width) } else { 0 } as usize;
+    let skipped = match e.skipped {
+        0 => String::new(),
+        n => format!(", {n} skipped (kanade executions show {} says why)", e.exec_id),
+    };
     format!(
-        "[{}{}] {done}/{expected} done, {failed} failed, {:.1}s",
+        "[{}{}] {done}/{expected} done, {failed} failed{skipped}, {:.1}s",
         "#".repeat(filled),
         "-".repeat(width as usize - filled),
         elapsed.as_secs_f64()
@@ -387,6 +392,9 @@ mod tests {
             progress(&e, Duration::from_millis(4200)),
             "[###############-----] 3/4 done, 1 failed, 4.2s"
         );
+        let skipped = execution(json!({ "target_count": 2, "succeeded": 1, "skipped": 1 }));
+        let line = progress(&skipped, Duration::ZERO);
+        assert!(line.contains("2/2 done, 0 failed, 1 skipped (kanade executions show "), "{line}");
         let none = execution(json!({ "target_count": 0 }));
         assert_eq!(progress(&none, Duration::ZERO), "[--------------------] 0/0 done, 0 failed, 0.0s");
     }

@@ -19,9 +19,14 @@ use crate::output;
 pub async fn run(cmd: ScheduleCommand, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
     match cmd {
-        ScheduleCommand::Create { file } => {
+        ScheduleCommand::Create { file, allow_unknown } => {
             let body = load(&file)?;
-            let created: ScheduleView = api.post_json("/api/schedules", &body).await?;
+            let q = kanade_shared::api::executions::LaunchQuery {
+                allow_unknown: allow_unknown.then_some(true),
+                ..Default::default()
+            };
+            let created: ScheduleView =
+                api.post_json(&format!("/api/schedules{}", super::query_of(&q)?), &body).await?;
             show(global.output, &created);
         }
         ScheduleCommand::List => {
