@@ -89,7 +89,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ExecutionsQuery>,
 ) -> Result<Json<Page<Execution, ExecId>>, ApiError> {
-    super::check_one_of("status", q.status.as_deref(), &super::EXECUTION_STATUSES)?;
+    super::check_one_of("status", q.status.as_deref(), &kanade_shared::api::executions::EXECUTION_STATUSES)?;
     super::check_cursor::<ExecId>(q.cursor.as_deref())?;
     let filter = queries::ExecutionFilter {
         job: q.job.clone(),
@@ -145,7 +145,7 @@ pub async fn kill(
         state.db.execution(id, false).await?.ok_or_else(|| {
             ApiError::not_found(format!("execution {id} not found (kanade executions list)"))
         })?;
-    if matches!(execution.status.as_str(), "completed" | "failed" | "expired" | "aborted" | "killed") {
+    if execution.ended() {
         return Err(ApiError::conflict(format!(
             "execution {id} already ended ({}); there is nothing to kill",
             execution.status

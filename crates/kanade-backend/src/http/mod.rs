@@ -183,9 +183,6 @@ pub fn check_cursor<T: std::str::FromStr>(cursor: Option<&str>) -> Result<(), Ap
     }
 }
 
-/// Execution statuses, for the `status` filter.
-pub const EXECUTION_STATUSES: [&str; 7] =
-    ["pending", "running", "completed", "failed", "expired", "aborted", "killed"];
 /// Result statuses, for the `status` filter (`failed` also matches every unsuccessful end).
 pub const RESULT_STATUSES: [&str; 7] =
     ["running", "succeeded", "failed", "timed_out", "killed", "skipped", "unknown"];

@@ -24,6 +24,17 @@ pub struct Execution {
     pub title: Option<String>,
 }
 
+/// Every status an execution can have, in its life's order.
+pub const EXECUTION_STATUSES: [&str; 7] =
+    ["pending", "running", "completed", "failed", "expired", "aborted", "killed"];
+
+impl Execution {
+    /// Whether it is over: nothing more runs for it, nothing is left to kill or wait for.
+    pub fn ended(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "failed" | "expired" | "aborted" | "killed")
+    }
+}
+
 /// One PC of an execution: its run, or `pending` while nothing is heard.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -196,7 +196,7 @@ async fn follow(api: &Api, launched: &Launched, wait: bool, global: &Global) -> 
             }
             (Some(_), Some(_)) => {}
         }
-        if matches!(status, "completed" | "failed" | "expired" | "aborted" | "killed") {
+        if e.ended() {
             if tty {
                 eprintln!();
             }
