@@ -101,6 +101,67 @@ pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::R
     Ok(())
 }
 
+/// Subject of the floor's command for the first `size` subscribers.
+pub fn floor_command(size: usize) -> String {
+    format!("floor.cmd.{size}")
+}
+
+/// Subjects of the floor's results (one per subscriber); the benchmark's stream takes these.
+pub const FLOOR_RESULTS: &str = "floor.results.>";
+
+/// Bytes of each floor result: about what a no-op run's result weighs on the wire.
+pub const FLOOR_RESULT_BYTES: usize = 450;
+
+/// The floor the fan-out benchmark compares with: `count` bare connections (indexes `first ..`),
+/// each answering a core-NATS message on [`floor_command`] with one acknowledged JetStream
+/// publish of a result-sized message, and nothing else: no ledger, no gates, no outbox. Subscriber
+/// `i` listens for every size in `sizes` above `i`. Returns once every one is subscribed.
+pub async fn start_floor(
+    nats_url: &str,
+    (first, count): (usize, usize),
+    sizes: &[usize],
+    start_rate: u32,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let pause = Duration::from_secs_f64(1.0 / f64::from(start_rate.max(1)));
+    let mut next = tokio::time::Instant::now();
+    let payload = bytes::Bytes::from(vec![b'r'; FLOOR_RESULT_BYTES]);
+    for i in first..first + count {
+        let client = async_nats::connect(nats_url)
+            .await
+            .with_context(|| format!("floor subscriber {i} cannot connect to {nats_url}"))?;
+        let js = async_nats::jetstream::new(client.clone());
+        let mut subs = Vec::new();
+        for &size in sizes.iter().filter(|&&s| i < s) {
+            subs.push(client.subscribe(floor_command(size)).await?);
+        }
+        let mut commands = futures::stream::select_all(subs);
+        let subject = format!("floor.results.{i}");
+        let payload = payload.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(_) = commands.next() => {
+                        let acked = match js.publish(subject.clone(), payload.clone()).await {
+                            Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Err(e) = acked {
+                            tracing::warn!(subscriber = i, error = %e, "floor result not acknowledged");
+                        }
+                    }
+                    () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
+            }
+        });
+        next += pause;
+        tokio::time::sleep_until(next).await;
+    }
+    Ok(())
+}
+
 /// Heartbeats counted within this window are "recent".
 pub const RECENT: Duration = Duration::from_secs(3);
 

@@ -61,6 +61,10 @@ struct Cli {
     /// An agent counts as heartbeating when heard from within this window
     #[arg(long, default_value = "65s", value_parser = humantime::parse_duration)]
     alive: Duration,
+    /// Run the benchmark's floor instead of agents: bare connections that answer a command
+    /// with one JetStream publish (see `kanade_sim::start_floor`); prints `started N`
+    #[arg(long)]
+    floor: bool,
 }
 
 #[tokio::main]
@@ -92,6 +96,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let runs = config.executor.runs.clone();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    if cli.floor {
+        kanade_sim::start_floor(
+            &cli.nats_url,
+            (cli.first, cli.agents),
+            &cli.size_groups,
+            cli.start_rate,
+            stop,
+        )
+        .await?;
+        println!("started {}", cli.agents);
+        kanade_shared::shutdown::signal().await;
+        let _ = stop_tx.send(true);
+        return Ok(());
+    }
     let watcher = kanade_sim::watcher(&cli.nats_url).await?;
     let total = config.fleet;
     tokio::spawn(kanade_sim::count_heartbeating(

@@ -47,7 +47,8 @@ impl NatsServer {
         server
     }
 
-    fn try_start_with(extra: String) -> Result<Self, String> {
+    /// [`NatsServer::start_with`], with the error instead of a panic.
+    pub fn try_start_with(extra: String) -> Result<Self, String> {
         Self::try_start_at(free_port()?, extra)
     }
 

@@ -3,6 +3,8 @@
 //! agent benches and writes `BENCHMARKS.md`). Figures are as measured; targets say met/missed.
 
 mod api;
+mod floor;
+mod meter;
 mod procs;
 mod report;
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use meter::{Meter, Spent};
 use procs::{Backend, Sim, Window};
 use report::{ms, percentile, table, verdict};
 use serde_json::json;
@@ -80,6 +83,7 @@ impl Fleet {
         sizes: &[usize],
         dir: &std::path::Path,
         logs: &std::path::Path,
+        floor: bool,
     ) -> anyhow::Result<Self> {
         let mut sims = Vec::new();
         let mut first = 0;
@@ -91,6 +95,7 @@ impl Fleet {
                 sizes,
                 &dir.join(format!("p{}", sims.len())),
                 &logs.join(format!("sim-{}.log", sims.len())),
+                floor,
             )?);
             first += n;
         }
@@ -130,6 +135,10 @@ struct Rig {
     agents: usize,
     /// The latest (largest) broadcast, for the API scenario.
     last_exec: Option<String>,
+    /// nats-server's monitoring port (`/varz`).
+    monitor: u16,
+    /// The floor's median time at each fan-out size, measured before the fleet started.
+    floor: std::collections::BTreeMap<usize, Duration>,
 }
 
 impl Rig {
@@ -180,18 +189,28 @@ fn single_server(
     db_line: &str,
     out: &mut String,
 ) -> anyhow::Result<()> {
-    let nats = kanade_testkit::NatsServer::try_start().map_err(anyhow::Error::msg)?;
-    let backend = Backend::start(work, &nats.url(), 1, db_line)?;
+    let monitor = kanade_testkit::free_port().map_err(anyhow::Error::msg)?;
+    let nats = kanade_testkit::NatsServer::try_start_with(format!("http: 127.0.0.1:{monitor}"))
+        .map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut floors = std::collections::BTreeMap::new();
+    if cli.scenarios.contains(&Scenario::Fanout) {
+        eprintln!("Floor");
+        let (section, medians) = floor_scenario(cli, sizes, &rt, &nats, monitor, work)?;
+        out.push_str(&section);
+        floors = medians;
+    }
+    let backend = Backend::start(work, &nats.url(), 1, db_line)?;
     // The context spawns a task: make it inside the runtime.
     let js = rt
         .block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats.url()).await?)) })?;
     eprintln!("starting {} simulated agents (their logs: {}/sim-*.log)", cli.agents, work.display());
-    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, sizes, &cli.data_dir, work)?;
+    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, sizes, &cli.data_dir, work, false)?;
     let connect = sim.wait_heartbeating(cli.agents, Window::Alive, Duration::from_secs(900))?;
     wait_projected(backend.port, cli.agents)?;
-    let mut rig = Rig { nats, backend, sim, rt, js, agents: cli.agents, last_exec: None };
-    out.push_str(&format!(
+    let mut rig =
+        Rig { nats, backend, sim, rt, js, agents: cli.agents, last_exec: None, monitor, floor: floors };
+    out.insert_str(0, &format!(
         "Simulated agents: {} in {} processes (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s per process). Backend store: {:?}.\n\n",
         cli.agents,
         rig.sim.0.len(),
@@ -240,7 +259,8 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
     });
     let backend = Backend::start(work, &url, 3, db_line)?;
     eprintln!("starting {agents} simulated agents on the cluster (their logs: {}/sim-*.log)", work.display());
-    let sim = Fleet::start(&url, agents, cli.per_process, &[agents], &cli.data_dir.join("cluster"), work)?;
+    let sim =
+        Fleet::start(&url, agents, cli.per_process, &[agents], &cli.data_dir.join("cluster"), work, false)?;
     let connect = sim.wait_heartbeating(agents, Window::Alive, Duration::from_secs(900))?;
     wait_projected(backend.port, agents)?;
     create_noop_job(backend.port)?;
@@ -316,8 +336,92 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
     ))
 }
 
-/// 1. Broadcast fan-out.
+/// 0. The floor at each size (see `floor.rs`), on the broker the fleet then uses, before the
+/// fleet starts: its subscriber processes are gone when the fleet's are measured.
+fn floor_scenario(
+    cli: &Cli,
+    sizes: &[usize],
+    rt: &tokio::runtime::Runtime,
+    nats: &kanade_testkit::NatsServer,
+    monitor: u16,
+    work: &std::path::Path,
+) -> anyhow::Result<(String, std::collections::BTreeMap<usize, Duration>)> {
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    std::fs::create_dir_all(work.join("floor"))?;
+    let subscribers = Fleet::start(
+        &nats.url(),
+        largest,
+        cli.per_process,
+        sizes,
+        &cli.data_dir.join("floor"),
+        &work.join("floor"),
+        true,
+    )?;
+    for sim in &subscribers.0 {
+        sim.wait_started(Duration::from_secs(300))?;
+    }
+    let meter = Meter {
+        components: vec![
+            ("nats-server", vec![nats.pid().context("nats-server is not running")?]),
+            ("subscribers", subscribers.pids()),
+            ("consumer", vec![std::process::id()]),
+        ],
+        monitor,
+    };
+    let mut floor = rt.block_on(floor::Floor::open(&nats.url(), work))?;
+    let mut rows = Vec::new();
+    let mut medians = std::collections::BTreeMap::new();
+    for &n in sizes {
+        let mut rounds = Vec::new();
+        for _ in 0..cli.repeat {
+            rounds.push(rt.block_on(floor.round(n, &meter))?);
+        }
+        let times: Vec<Duration> = rounds.iter().map(|r| r.took).collect();
+        let spent = meter::median(&rounds.iter().map(|r| r.spent.clone()).collect::<Vec<_>>());
+        let median = percentile(&times, 50.0).unwrap_or_default();
+        medians.insert(n, median);
+        let mut row = vec![format!("{n}"), ms(median), spread(&times)];
+        row.extend(spent.cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())));
+        row.push(format!("{:.1}", spent.msgs as f64 / n as f64));
+        rows.push(row);
+    }
+    drop(subscribers);
+    Ok((
+        format!(
+            "### 0. Floor (one core-NATS publish → N bare subscribers → one acked JetStream publish each → one pull consumer writing SQLite in batches; same broker, before the fleet starts)\n\n{}\n",
+            table(
+                &[
+                    "agents",
+                    "median of runs",
+                    "min – max",
+                    "CPU s nats-server",
+                    "CPU s subscribers",
+                    "CPU s consumer",
+                    "broker msgs per run",
+                ],
+                &rows
+            )
+        ),
+        medians,
+    ))
+}
+
+fn spread(times: &[Duration]) -> String {
+    let lo = times.iter().min().copied().unwrap_or_default();
+    let hi = times.iter().max().copied().unwrap_or_default();
+    format!("{} – {}", ms(lo), ms(hi))
+}
+
+/// 1. Broadcast fan-out, each size against the floor, with what it cost.
 fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<String> {
+    let meter = Meter {
+        components: vec![
+            ("nats-server", vec![rig.nats.pid().context("nats-server is not running")?]),
+            ("backend", vec![rig.backend.pid()]),
+            ("simulator", rig.sim.pids()),
+        ],
+        monitor: rig.monitor,
+    };
     let mut rows = Vec::new();
     for &n in sizes {
         let target = if n == rig.agents {
@@ -326,26 +430,60 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             json!({ "groups": [format!("first-{n}")] })
         };
         let mut times = Vec::new();
+        let mut costs = Vec::new();
         for _ in 0..repeat {
+            let before = meter.read();
             let (took, id) = broadcast(rig.backend.port, &target, n)?;
+            costs.push(meter.read().since(&before));
             times.push(took);
             rig.last_exec = Some(id);
         }
         let median = percentile(&times, 50.0).unwrap_or_default();
-        let (lo, hi) = (
-            times.iter().min().copied().unwrap_or_default(),
-            times.iter().max().copied().unwrap_or_default(),
-        );
+        let spent: Spent = meter::median(&costs);
+        let floor = rig.floor.get(&n).copied();
+        let times_floor = floor.map(|f| median.as_secs_f64() / f.as_secs_f64().max(1e-6));
+        // nats-server + backend, per agent-run.
+        let server_ms = (spent.cpu[0] + spent.cpu[1]).as_secs_f64() * 1000.0 / n as f64;
+        let per_run = spent.msgs as f64 / n as f64;
         let target_note = if n == 10_000 {
-            format!("≤ 2 s: {}", verdict(median <= Duration::from_secs(2)))
+            format!(
+                "≤ 2 s: {}; ≤ 3 × floor: {}; ≤ 0.15 ms: {}; ≤ 5 msgs: {}",
+                verdict(median <= Duration::from_secs(2)),
+                verdict(times_floor.is_some_and(|r| r <= 3.0)),
+                verdict(server_ms <= 0.15),
+                verdict(per_run <= 5.0),
+            )
         } else {
             String::new()
         };
-        rows.push(vec![format!("{n}"), ms(median), format!("{} – {}", ms(lo), ms(hi)), target_note]);
+        rows.push(vec![
+            format!("{n}"),
+            ms(median),
+            spread(&times),
+            floor.map_or("-".into(), ms),
+            times_floor.map_or("-".into(), |r| format!("{r:.2}")),
+            spent.cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())).collect::<Vec<_>>().join(" / "),
+            format!("{server_ms:.3} ms"),
+            format!("{per_run:.1}"),
+            target_note,
+        ]);
     }
     Ok(format!(
-        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database)\n\n{}",
-        table(&["agents", "median of runs", "min – max", "target"], &rows)
+        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database; medians of runs, CPU and messages per broadcast)\n\n{}",
+        table(
+            &[
+                "agents",
+                "median of runs",
+                "min – max",
+                "floor",
+                "× floor",
+                "CPU s nats-server / backend / simulator",
+                "server CPU per agent-run",
+                "broker msgs per agent-run",
+                "target"
+            ],
+            &rows
+        )
     ))
 }
 

@@ -102,6 +102,7 @@ impl Sim {
         sizes: &[usize],
         data_dir: &Path,
         log: &Path,
+        floor: bool,
     ) -> anyhow::Result<Self> {
         let _ = std::fs::remove_dir_all(data_dir);
         let create =
@@ -115,6 +116,7 @@ impl Sim {
             .args(["--report", "1s", "--start-rate", "1000", "--size-groups", &sizes.join(",")])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(floor.then_some("--floor"))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -164,6 +166,18 @@ impl Sim {
         self.child.id()
     }
 
+    /// Wait until the process said every one of its agents (or floor subscribers) started.
+    pub fn wait_started(&self, within: Duration) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        while !self.now().started {
+            if t0.elapsed() > within {
+                bail!("the simulator did not start all of its agents within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
     /// Wait until `agents` are heard from (within `window`).
     pub fn wait_heartbeating(
         &self,
@@ -198,7 +212,12 @@ impl Drop for Sim {
     }
 }
 
-/// CPU (user + system clock ticks) and resident memory of a process.
+/// CPU time a process has used so far (user + system).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    sample(pid).map(|(ticks, _)| Duration::from_millis(ticks * 10))
+}
+
+/// CPU (user + system clock ticks, 100 a second) and resident memory of a process.
 fn sample(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
