@@ -104,3 +104,100 @@ async fn the_stream_closes_when_its_caller_is_disabled() {
         "{seen}"
     );
 }
+
+/// The stream's frames until `done` says so (or the deadline passes, which fails the test with
+/// what came). `on_frame` sees each frame's text as it arrives.
+async fn read_until(
+    body: &mut Body,
+    within: Duration,
+    mut on_frame: impl AsyncFnMut(&str) -> bool,
+) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("the awaited event did not come; got:\n{seen}"))
+            .expect("stream ended")
+            .unwrap();
+        let Some(data) = frame.data_ref() else { continue };
+        let text = String::from_utf8_lossy(data).into_owned();
+        seen.push_str(&text);
+        if on_frame(&text).await {
+            return seen;
+        }
+    }
+}
+
+/// Agents announce a run with a `started` event only once it has run past a grace (1 s): a run
+/// that takes longer still shows `running` before its result arrives, a long one shows
+/// `running` while it runs, and a quick one sends its result alone.
+#[tokio::test]
+async fn runs_past_the_start_grace_show_running_and_quick_ones_only_finish() {
+    let s = common::stack(&[("PC-1", &[])]).await;
+    let response =
+        s.app.clone().oneshot(Request::get("/api/stream").body(Body::empty()).unwrap()).await.unwrap();
+    let mut body = response.into_body();
+    let row_of = async |exec: &str| {
+        let (_, v) = s.get(&format!("/api/executions/{exec}")).await;
+        (
+            v["execution"]["status"].as_str().unwrap_or("").to_owned(),
+            v["pcs"][0]["status"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+
+    // 2 s: past the grace. Each `execution` event makes the page read the execution again;
+    // one of those reads must find PC-1 running, and before its result.
+    let exec = s
+        .deploy("id: two-seconds\nversion: '1'\nexecute: { shell: sh, script: 'sleep 2' }\ntarget: { pcs: [PC-1] }\n")
+        .await;
+    let execution = format!("event: execution\ndata: {{\"type\":\"execution\",\"exec_id\":\"{exec}\"}}");
+    let result =
+        format!("\"type\":\"result\",\"exec_id\":\"{exec}\",\"pc_id\":\"PC-1\",\"status\":\"succeeded\"");
+    let mut running_seen = false;
+    read_until(&mut body, Duration::from_secs(30), async |frame| {
+        if frame.contains(&execution) && row_of(&exec).await == ("running".into(), "running".into()) {
+            running_seen = true;
+        }
+        frame.contains(&result)
+    })
+    .await;
+    assert!(running_seen, "a 2 s run never showed as running before its result");
+    assert_eq!(row_of(&exec).await, ("completed".into(), "succeeded".into()));
+
+    // A long run shows running while it runs.
+    let long = s
+        .deploy(
+            "id: long\nversion: '1'\nexecute: { shell: sh, script: 'sleep 60' }\ntarget: { pcs: [PC-1] }\n",
+        )
+        .await;
+    let execution = format!("event: execution\ndata: {{\"type\":\"execution\",\"exec_id\":\"{long}\"}}");
+    let t0 = std::time::Instant::now();
+    read_until(&mut body, Duration::from_secs(30), async |frame| {
+        frame.contains(&execution) && row_of(&long).await == ("running".into(), "running".into())
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(row_of(&long).await, ("running".into(), "running".into()), "still running 2 s later");
+
+    // A quick run: its result, and no `started` event in EVENTS for it.
+    let quick = s
+        .deploy("id: quick\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { pcs: [PC-1] }\n")
+        .await;
+    let result =
+        format!("\"type\":\"result\",\"exec_id\":\"{quick}\",\"pc_id\":\"PC-1\",\"status\":\"succeeded\"");
+    read_until(&mut body, Duration::from_secs(30), async |frame| frame.contains(&result)).await;
+    let js = async_nats::jetstream::new(async_nats::connect(s.server.url()).await.unwrap());
+    let events = js.get_stream("EVENTS").await.unwrap();
+    let started = kanade_shared::subjects::event_started(&"PC-1".parse().unwrap(), quick.parse().unwrap());
+    assert!(
+        events.get_last_raw_message_by_subject(&started).await.is_err(),
+        "a run that ended within the grace sent a started event"
+    );
+    let two = kanade_shared::subjects::event_started(&"PC-1".parse().unwrap(), exec.parse().unwrap());
+    assert!(
+        events.get_last_raw_message_by_subject(&two).await.is_ok(),
+        "the 2 s run's started event is in EVENTS"
+    );
+}

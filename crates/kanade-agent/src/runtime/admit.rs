@@ -49,17 +49,20 @@ pub(crate) async fn admit(
         tracing::warn!(subject, exec_id = %cmd.exec_id, reason = %refusal, "refusing command");
         return runner::report_refusal(ctx, &cmd, subject, payload, &refusal.to_string());
     }
-    match ctx.store.admit(
-        cmd.exec_id,
-        &cmd.request_id.to_string(),
-        &cmd.fingerprint(),
-        subject,
-        payload,
-        now_ms(),
-    )? {
+    // One ledger write instead of two when it can start right away.
+    let started = runner::start_now(ctx, &cmd, via);
+    let (request, fingerprint) = (cmd.request_id.to_string(), cmd.fingerprint());
+    let admission = match &started {
+        Some(s) => {
+            let at = (s.at.unix_timestamp_nanos() / 1_000_000) as i64;
+            ctx.store.admit_started(cmd.exec_id, &request, &fingerprint, subject, payload, at)?
+        }
+        None => ctx.store.admit(cmd.exec_id, &request, &fingerprint, subject, payload, now_ms())?,
+    };
+    match admission {
         Admission::New => {
-            tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, ?via, "command admitted");
-            tokio::spawn(runner::execute(ctx.clone(), cmd, via));
+            tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, ?via, started = started.is_some(), "command admitted");
+            tokio::spawn(runner::execute(ctx.clone(), cmd, via, started));
         }
         Admission::Duplicate => tracing::debug!(exec_id = %cmd.exec_id, subject, "already admitted"),
         Admission::Conflict => tracing::warn!(

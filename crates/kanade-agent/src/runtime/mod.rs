@@ -166,7 +166,7 @@ pub(crate) struct Ctx {
     /// The client's connection count; see [`kanade_shared::nats::Reconnects`].
     pub connects: watch::Receiver<u64>,
     pub js: async_nats::jetstream::Context,
-    pub slots: Semaphore,
+    pub slots: Arc<Semaphore>,
     /// Runs a kill can reach, fed by the one `kill.*` subscription.
     pub kills: kill::Kills,
     pub outbox_wake: Notify,
@@ -249,7 +249,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
         notification_groups_changed: Notify::new(),
         beat_now: Notify::new(),
         live_config: watch::Sender::new(AgentConfigPatch::default()),
-        slots: Semaphore::new(settings.max_concurrent_jobs.max(1)),
+        slots: Arc::new(Semaphore::new(settings.max_concurrent_jobs.max(1))),
         version: settings.version.clone(),
         settings,
         store,

@@ -1,7 +1,8 @@
-//! One admitted run: gates → jitter → concurrency slot → gates again → started event → execute
-//! (with retries) → result into the outbox. The run is registered with the kill switch before
-//! anything else, so a kill sent at any point after admission is seen; a kill heard before the
-//! run existed is remembered by the switch. Runs that did not arrive live (catch-up after an
+//! One admitted run: gates → jitter → concurrency slot → gates again → start recorded → execute
+//! (announced with a `started` event once it runs past a grace; with retries) → result into the
+//! outbox. The run is registered with the kill switch before anything else, so a kill sent at
+//! any point after admission is seen; a kill heard before the run existed is remembered by the
+//! switch. Runs that did not arrive live (catch-up after an
 //! absence, resumed after a restart) also read `exec_kills`, where the backend records kills
 //! for PCs that were not listening. The jitter wait holds no concurrency slot, and revoke,
 //! version pin and kills are checked again after any wait, right before the start.
@@ -44,7 +45,7 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     for run in pending {
         match wire::decode::<Command>(&run.command) {
             Ok(cmd) => {
-                tokio::spawn(execute(ctx.clone(), cmd, Via::Resumed));
+                tokio::spawn(execute(ctx.clone(), cmd, Via::Resumed, None));
             }
             Err(e) => tracing::error!(subject = run.subject, error = %e, "admitted command is unreadable"),
         }
@@ -64,9 +65,54 @@ pub(crate) enum Via {
     Resumed,
 }
 
-pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command, via: Via) {
+/// A run admitted and recorded as started in one step (see [`start_now`]): its concurrency slot
+/// and when it started.
+pub(crate) struct StartedNow {
+    slot: tokio::sync::OwnedSemaphorePermit,
+    pub at: Timestamp,
+}
+
+/// Whether a command can start the moment it is admitted, so that admission and start are one
+/// ledger write: heard live, judged on the view it carries ([`view::issued`]) and passing every
+/// gate, no jitter, an inline script, and a free concurrency slot (taken here). Anything else
+/// goes the long way: admitted, then gated, waited for and started.
+pub(crate) fn start_now(ctx: &Ctx, cmd: &Command, via: Via) -> Option<StartedNow> {
+    if via != Via::Live || cmd.jitter_secs > 0 || cmd.script.is_none() {
+        return None;
+    }
+    let now = Timestamp::now_utc();
+    let fleet = view::issued(cmd, now)?;
+    gates::check(cmd, &fleet, user_present(ctx, cmd), now).ok()?;
+    let slot = ctx.slots.clone().try_acquire_owned().ok()?;
+    view::remember_issued(ctx, cmd);
+    Some(StartedNow { slot, at: now })
+}
+
+/// Unix: the account named by `[exec] user`; Windows: whoever is signed in at the console.
+fn user_present(ctx: &Ctx, cmd: &Command) -> bool {
+    match cmd.run_as {
+        RunAs::User if cfg!(windows) => exec::console_user_present(),
+        RunAs::User => ctx.settings.exec_user.is_some(),
+        _ => false,
+    }
+}
+
+pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command, via: Via, started: Option<StartedNow>) {
     let registered = ctx.kills.register(cmd.exec_id, now_ms());
-    let mut result = run_to_result(&ctx, &cmd, via, registered.killed.clone()).await;
+    let mut result = match started {
+        None => run_to_result(&ctx, &cmd, via, registered.killed.clone()).await,
+        Some(started) => {
+            let _slot = started.slot;
+            if *registered.killed.borrow() {
+                // A kill heard before the command came: skipped as on the long way.
+                let message = "killed before it started: a kill for it reached this agent".to_owned();
+                skipped(&ctx, &cmd, gates::Skip { reason: wire::SkipReason::Killed, message })
+            } else {
+                let script = cmd.script.clone().unwrap_or_default();
+                run_started(&ctx, &cmd, &script, started.at, registered.killed.clone()).await
+            }
+        }
+    };
     drop(registered);
     let events = emitted_events(&ctx, &cmd, &mut result);
     if let Err(e) = ctx.store.finish_with(cmd.exec_id, &events, &outgoing(&ctx, &result), now_ms()) {
@@ -117,29 +163,29 @@ fn emitted_events(ctx: &Ctx, cmd: &Command, result: &mut ExecResult) -> Vec<Outg
 const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// Read everything the gates judge, then judge. `Err` is the skipped result to send.
+/// `issued_view`: the command's own fleet view may stand in for reading it (a command heard
+/// live, judged on arrival; see [`view::issued`]).
 async fn gate(
     ctx: &Ctx,
     cmd: &Command,
     read_kills: bool,
+    issued_view: bool,
     kill: &watch::Receiver<bool>,
 ) -> Result<(), ExecResult> {
-    let (mut fleet, record) = tokio::join!(view::read(ctx, &cmd.job_id), async {
+    let (mut fleet, record) = tokio::join!(view::for_command(ctx, cmd, issued_view), async {
         if read_kills { view::kill_record(ctx, cmd.exec_id).await } else { None }
     });
     fleet.killed = record.or_else(|| (*kill.borrow()).then(|| "a kill for it reached this agent".to_owned()));
-    // Unix: the account named by `[exec] user`; Windows: whoever is signed in at the console.
-    let user = match cmd.run_as {
-        RunAs::User if cfg!(windows) => exec::console_user_present(),
-        RunAs::User => ctx.settings.exec_user.is_some(),
-        _ => false,
-    };
-    gates::check(cmd, &fleet, user, Timestamp::now_utc()).map_err(|skip| {
-        let mut result = base_result(ctx, cmd, ExecStatus::Skipped, 1);
-        result.exit_code = skip.reason.exit_code();
-        result.skip_reason = Some(skip.reason);
-        result.message = Some(skip.message);
-        result
-    })
+    gates::check(cmd, &fleet, user_present(ctx, cmd), Timestamp::now_utc())
+        .map_err(|skip| skipped(ctx, cmd, skip))
+}
+
+fn skipped(ctx: &Ctx, cmd: &Command, skip: gates::Skip) -> ExecResult {
+    let mut result = base_result(ctx, cmd, ExecStatus::Skipped, 1);
+    result.exit_code = skip.reason.exit_code();
+    result.skip_reason = Some(skip.reason);
+    result.message = Some(skip.message);
+    result
 }
 
 async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Receiver<bool>) -> ExecResult {
@@ -149,7 +195,7 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
             let _ = rx.wait_for(|k| *k).await;
         }
     };
-    if let Err(skipped) = gate(ctx, cmd, via != Via::Live, &kill).await {
+    if let Err(skipped) = gate(ctx, cmd, via != Via::Live, via == Via::Live, &kill).await {
         return skipped;
     }
     let admitted = std::time::Instant::now();
@@ -168,7 +214,7 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
     };
     let waited =
         slot.is_none() || cmd.jitter_secs > 0 || admitted.elapsed() >= RECHECK_AFTER || *kill.borrow();
-    if waited && let Err(skipped) = gate(ctx, cmd, true, &kill).await {
+    if waited && let Err(skipped) = gate(ctx, cmd, true, false, &kill).await {
         return skipped;
     }
     let _slot = slot;
@@ -181,26 +227,41 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
         }
     };
     let started_at = Timestamp::now_utc();
-    if let Err(e) =
-        ctx.store.mark_running(cmd.exec_id, now_ms(), started_event(ctx, cmd, 1, started_at).as_ref())
-    {
+    // The ledger records the start now; the `started` event waits out [`ANNOUNCE_AFTER`].
+    if let Err(e) = ctx.store.mark_running(cmd.exec_id, now_ms(), None) {
         let mut result = base_result(ctx, cmd, ExecStatus::Failed, 1);
         result.message = Some(format!("not run: cannot record its start ({e})"));
         return result;
     }
-    ctx.outbox_wake.notify_one();
+    run_started(ctx, cmd, &script, started_at, kill).await
+}
+
+/// Run a command whose start is recorded, with its retries, to its result.
+async fn run_started(
+    ctx: &Arc<Ctx>,
+    cmd: &Command,
+    script: &str,
+    started_at: Timestamp,
+    kill: watch::Receiver<bool>,
+) -> ExecResult {
+    let killed = || {
+        let mut rx = kill.clone();
+        async move {
+            let _ = rx.wait_for(|k| *k).await;
+        }
+    };
     let live = ctx.live.start(cmd.exec_id);
     let max_attempts = 1 + cmd.retry.map_or(0, |r| r.max);
     let mut attempt = 1;
     loop {
         if attempt > 1 {
-            announce_retry(ctx, cmd, attempt, started_at);
+            announce(ctx, cmd, attempt, started_at);
             live.note(&format!("[kanade] attempt {attempt} of {max_attempts} starts"));
         }
         ctx.running.fetch_add(1, Ordering::Relaxed);
         let spec = RunSpec {
             shell: cmd.shell,
-            script: &script,
+            script,
             timeout: Duration::from_secs(cmd.timeout_secs.max(1)),
             cwd: cmd.cwd.as_deref().map(std::path::Path::new),
             env: &cmd.env,
@@ -215,9 +276,25 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
                 _ => Identity::ConsoleUser,
             },
         };
-        let outcome = match &ctx.settings.fake_executor {
-            None => exec::run(spec, killed()).await,
-            Some(fake) => Ok(fake.run(cmd.exec_id, &ctx.settings.pc, spec.timeout, killed()).await),
+        let run = async {
+            match &ctx.settings.fake_executor {
+                None => exec::run(spec, killed()).await,
+                Some(fake) => Ok(fake.run(cmd.exec_id, &ctx.settings.pc, spec.timeout, killed()).await),
+            }
+        };
+        let outcome = if attempt > 1 {
+            run.await
+        } else {
+            // Announced in the same task as the result is recorded: a `started` event, when
+            // there is one, is always queued before the result.
+            tokio::pin!(run);
+            tokio::select! {
+                outcome = &mut run => outcome,
+                () = tokio::time::sleep(ANNOUNCE_AFTER) => {
+                    announce(ctx, cmd, 1, started_at);
+                    run.await
+                }
+            }
         };
         ctx.running.fetch_sub(1, Ordering::Relaxed);
         let mut result = base_result(ctx, cmd, ExecStatus::Failed, attempt);
@@ -255,7 +332,13 @@ async fn run_to_result(ctx: &Arc<Ctx>, cmd: &Command, via: Via, kill: watch::Rec
     }
 }
 
-fn announce_retry(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) {
+/// A run still going this long after its start is announced with a `started` event (the
+/// dashboard's and `kanade run`'s "running"); one that ends sooner sends only its result, which
+/// carries `started_at`: at 10,000 agents that halves what a quick job costs the broker and the
+/// projector.
+pub(crate) const ANNOUNCE_AFTER: Duration = Duration::from_secs(1);
+
+fn announce(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) {
     let Some(message) = started_event(ctx, cmd, attempt, started_at) else { return };
     if let Err(e) = ctx.store.enqueue(&message) {
         tracing::warn!(error = %e, "cannot queue the started event");

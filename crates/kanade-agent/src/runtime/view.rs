@@ -27,17 +27,71 @@ struct Cached {
     fetched_at_ms: i64,
 }
 
+/// How long after `issued_at` a live command's own view ([`Command::issued_view`]) stands in for
+/// reading the buckets: a command heard live is normally milliseconds old. Later (a wave the
+/// dispatcher published late, a clock far off the backend's) the agent reads them.
+pub(crate) const ISSUED_VIEW_FRESH: Duration = Duration::from_secs(2);
+
+/// The view a command heard live carries, when it is fresh enough to judge by: the backend read
+/// `script_status` and pinned `script_current` to the command's version when it issued it.
+/// `None` (read the buckets) for a command without one, older than [`ISSUED_VIEW_FRESH`] by
+/// this agent's clock, or under `staleness: strict`, which asks for a read of its own.
+pub(crate) fn issued(cmd: &Command, now: kanade_shared::wire::Timestamp) -> Option<FleetView> {
+    let view = cmd.issued_view?;
+    if cmd.staleness.mode == kanade_shared::wire::StalenessMode::Strict {
+        return None;
+    }
+    let age = now - cmd.issued_at;
+    let bound = time::Duration::try_from(ISSUED_VIEW_FRESH).ok()?;
+    if age > bound || age < -bound {
+        return None;
+    }
+    Some(FleetView {
+        revoked: view.revoked,
+        current_version: Some(cmd.version.clone()),
+        age: Some(Duration::try_from(age).unwrap_or(Duration::ZERO)),
+        killed: None,
+    })
+}
+
+/// The fleet view of a command's job: the command's own when [`issued`] takes it (and then
+/// cached like a read one), else read live.
+pub(crate) async fn for_command(ctx: &Ctx, cmd: &Command, live: bool) -> FleetView {
+    match issued(cmd, kanade_shared::wire::Timestamp::now_utc()).filter(|_| live) {
+        Some(view) => {
+            remember_issued(ctx, cmd);
+            view
+        }
+        None => read(ctx, &cmd.job_id).await,
+    }
+}
+
+/// Cache the view a command carries, as if read at its `issued_at`.
+pub(crate) fn remember_issued(ctx: &Ctx, cmd: &Command) {
+    let Some(view) = cmd.issued_view else { return };
+    let fresh = Cached {
+        revoked: view.revoked,
+        current: Some(cmd.version.to_string()),
+        fetched_at_ms: (cmd.issued_at.unix_timestamp_nanos() / 1_000_000) as i64,
+    };
+    remember(ctx, &format!("view.{}", cmd.job_id), &fresh);
+}
+
+/// Cache a view when [`needs_write`] says so.
+fn remember(ctx: &Ctx, key: &str, fresh: &Cached) {
+    if needs_write(cached(ctx, key).as_ref(), fresh)
+        && let Ok(json) = serde_json::to_string(fresh)
+        && let Err(e) = ctx.store.set_meta(key, &json)
+    {
+        tracing::warn!(error = %e, "cannot cache the fleet view");
+    }
+}
+
 pub(crate) async fn read(ctx: &Ctx, job: &JobId) -> FleetView {
     let key = format!("view.{job}");
     match tokio::time::timeout(LIVE_TIMEOUT, read_live(ctx, job)).await {
         Ok(Ok((revoked, current))) => {
-            let fresh = Cached { revoked, current: current.clone(), fetched_at_ms: now_ms() };
-            if needs_write(cached(ctx, &key).as_ref(), &fresh)
-                && let Ok(json) = serde_json::to_string(&fresh)
-                && let Err(e) = ctx.store.set_meta(&key, &json)
-            {
-                tracing::warn!(error = %e, "cannot cache the fleet view");
-            }
+            remember(ctx, &key, &Cached { revoked, current: current.clone(), fetched_at_ms: now_ms() });
             FleetView {
                 revoked,
                 current_version: current.and_then(|v| v.parse().ok()),
@@ -183,6 +237,47 @@ mod tests {
 
     fn view(revoked: bool, current: Option<&str>, at: i64) -> Cached {
         Cached { revoked, current: current.map(str::to_owned), fetched_at_ms: at }
+    }
+
+    #[test]
+    fn a_live_command_is_judged_on_its_own_view_only_while_fresh() {
+        use kanade_shared::wire::{IssuedView, Shell, StalenessMode, Timestamp};
+        let issued_at = Timestamp::UNIX_EPOCH + time::Duration::seconds(1_000);
+        let command = |view: Option<IssuedView>, strict: bool| {
+            let mut cmd = Command::inline("j".parse().unwrap(), "3".parse().unwrap(), Shell::Sh, "true");
+            cmd.issued_at = issued_at;
+            cmd.issued_view = view;
+            if strict {
+                cmd.staleness.mode = StalenessMode::Strict;
+            }
+            cmd
+        };
+        let at = |ms: i64| issued_at + time::Duration::milliseconds(ms);
+        let fresh = |revoked: bool, age_ms: u64| {
+            Some(FleetView {
+                revoked,
+                current_version: Some("3".parse().unwrap()),
+                age: Some(Duration::from_millis(age_ms)),
+                killed: None,
+            })
+        };
+        let active = Some(IssuedView { revoked: false });
+        let revoked = Some(IssuedView { revoked: true });
+        for (cmd, now, want) in [
+            (command(active, false), at(15), fresh(false, 15)),
+            (command(revoked, false), at(15), fresh(true, 15)),
+            (command(active, false), at(2_000), fresh(false, 2_000)),
+            // Older than the bound: read the buckets.
+            (command(active, false), at(2_001), None),
+            // A clock behind the backend's counts as age zero, within the same bound.
+            (command(active, false), at(-500), fresh(false, 0)),
+            (command(active, false), at(-2_001), None),
+            // Nothing carried (an older backend, `kanade run`), or strict staleness: read.
+            (command(None, false), at(15), None),
+            (command(active, true), at(15), None),
+        ] {
+            assert_eq!(issued(&cmd, now), want, "{:?} at {now}", cmd.issued_view);
+        }
     }
 
     #[test]

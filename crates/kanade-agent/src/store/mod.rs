@@ -84,7 +84,14 @@ pub struct Interrupted {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// `meta` as read or written through this handle: the fleet view cached per job is looked
+    /// at for every command, and a read is a transaction with its file locks.
+    meta: Arc<Mutex<std::collections::HashMap<String, Option<String>>>>,
 }
+
+/// Statements kept prepared (rusqlite keeps 16 by default; the store has more than that, and a
+/// re-prepared statement is parsed again).
+const PREPARED: usize = 64;
 
 // Every page a commit touches is written to the WAL again, so the schema keeps what a command
 // changes small: no index on `ledger.state` (only start-up reads by state, and a scan of three
@@ -177,7 +184,8 @@ impl Store {
             conn.execute_batch(SCHEMA)?;
             conn.execute_batch(UPGRADE_OUTBOX[1])?;
         }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        conn.set_prepared_statement_cache_capacity(PREPARED);
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), meta: Arc::default() })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -197,6 +205,36 @@ impl Store {
         command: &[u8],
         now_ms: i64,
     ) -> Result<Admission, StoreError> {
+        self.record(exec_id, request_id, fingerprint, subject, command, now_ms, None)
+    }
+
+    /// [`Store::admit`] and [`Store::mark_running`] in one transaction, for a command that
+    /// starts the moment it is admitted: when it is new, it is recorded as started at
+    /// `now_ms` (a crash from here on reports it `unknown`, never runs it again).
+    pub fn admit_started(
+        &self,
+        exec_id: ExecId,
+        request_id: &str,
+        fingerprint: &str,
+        subject: &str,
+        command: &[u8],
+        now_ms: i64,
+    ) -> Result<Admission, StoreError> {
+        self.record(exec_id, request_id, fingerprint, subject, command, now_ms, Some(now_ms))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        exec_id: ExecId,
+        request_id: &str,
+        fingerprint: &str,
+        subject: &str,
+        command: &[u8],
+        now_ms: i64,
+        started_ms: Option<i64>,
+    ) -> Result<Admission, StoreError> {
+        let state = if started_ms.is_some() { RunState::Running } else { RunState::Admitted };
         self.with(|c| {
             let tx = c.transaction()?;
             let existing: Option<String> = tx
@@ -206,12 +244,19 @@ impl Store {
             let decision = decide_admission(existing.as_deref(), fingerprint);
             if decision == Admission::New {
                 tx.prepare_cached(
-                    "INSERT INTO ledger (exec_id, request_id, fingerprint, subject, command, state, admitted_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'admitted', ?6)",
+                    "INSERT INTO ledger (exec_id, request_id, fingerprint, subject, command, state, admitted_at, started_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
-                .execute(
-                    params![exec_id.to_string(), request_id, fingerprint, subject, command, now_ms],
-                )?;
+                .execute(params![
+                    exec_id.to_string(),
+                    request_id,
+                    fingerprint,
+                    subject,
+                    command,
+                    state.as_str(),
+                    now_ms,
+                    started_ms
+                ])?;
             }
             tx.commit()?;
             Ok(decision)
@@ -487,14 +532,21 @@ impl Store {
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.with(|c| {
+        if let Some(known) = self.meta_cache().get(key) {
+            return Ok(known.clone());
+        }
+        let value: Option<String> = self.with(|c| {
             c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
                 .query_row([key], |r| r.get(0))
                 .optional()
-        })
+        })?;
+        self.meta_cache().insert(key.to_owned(), value.clone());
+        Ok(value)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        // Forgotten first: a failed write must not leave the cache saying what the file does not.
+        self.meta_cache().remove(key);
         self.with(|c| {
             c.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -503,7 +555,13 @@ impl Store {
                 params![key, value],
             )
             .map(drop)
-        })
+        })?;
+        self.meta_cache().insert(key.to_owned(), Some(value.to_owned()));
+        Ok(())
+    }
+
+    fn meta_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<String>>> {
+        self.meta.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -120,6 +120,37 @@ fn a_run_goes_admitted_running_done_with_its_result_queued() {
 }
 
 #[test]
+fn a_run_admitted_started_is_running_at_once_and_interrupted_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        assert_eq!(
+            store.admit_started(exec(1), "r1", "fp", "commands.all.j", b"one", 7).unwrap(),
+            Admission::New
+        );
+        assert_eq!(store.state(exec(1)).unwrap(), Some(RunState::Running));
+        // The same exec again, either way, is a duplicate (never a second start) or a conflict.
+        assert_eq!(
+            store.admit_started(exec(1), "r2", "fp", "commands.pc.p.j", b"one", 8).unwrap(),
+            Admission::Duplicate
+        );
+        assert_eq!(
+            store.admit(exec(1), "r3", "fp", "commands.all.j", b"one", 9).unwrap(),
+            Admission::Duplicate
+        );
+        assert_eq!(
+            store.admit_started(exec(1), "r4", "other", "commands.all.j", b"x", 9).unwrap(),
+            Admission::Conflict
+        );
+        assert_eq!(store.state(exec(1)).unwrap(), Some(RunState::Running));
+    }
+    let (pending, interrupted) = open(&dir).recover().unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].started_at_ms, Some(7));
+}
+
+#[test]
 fn the_same_message_is_queued_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -170,6 +201,8 @@ fn prune_keeps_unfinished_and_recent_runs() {
 #[derive(Debug, Clone)]
 enum Op {
     Admit(u8, bool),
+    /// Admitted and started in one write (a live command that starts at once).
+    AdmitStarted(u8, bool),
     Start(usize),
     Finish(usize),
     Ack(usize),
@@ -180,6 +213,7 @@ enum Op {
 fn step() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u8..6, any::<bool>()).prop_map(|(e, fp)| Op::Admit(e, fp)),
+        2 => (0u8..6, any::<bool>()).prop_map(|(e, fp)| Op::AdmitStarted(e, fp)),
         2 => any::<usize>().prop_map(Op::Start),
         2 => any::<usize>().prop_map(Op::Finish),
         2 => (1usize..4).prop_map(Op::Ack),
@@ -229,6 +263,8 @@ struct World {
     queued: VecDeque<String>,
     /// Evidence: every start the store committed, every message the broker acked.
     starts: BTreeMap<u8, u32>,
+    /// Runs whose start queued a `started` event.
+    announced: Vec<u8>,
     delivered: Vec<String>,
 }
 
@@ -244,6 +280,7 @@ impl World {
             ledger: BTreeMap::new(),
             queued: VecDeque::new(),
             starts: BTreeMap::new(),
+            announced: vec![],
             delivered: vec![],
         }
     }
@@ -266,6 +303,21 @@ impl World {
                     self.startable.push(e);
                 }
             }
+            Op::AdmitStarted(e, fp) => {
+                let (e, fp) = (*e, *fp);
+                let want = match self.ledger.get(&e) {
+                    None => Admission::New,
+                    Some((f, _)) if *f == fp => Admission::Duplicate,
+                    Some(_) => Admission::Conflict,
+                };
+                let got = self.store.admit_started(exec(e), "r", if fp { "A" } else { "B" }, "s", &[e], 0)?;
+                assert_eq!(got, want, "admission of {e} started");
+                if got == Admission::New {
+                    self.ledger.insert(e, (fp, RunState::Running));
+                    self.running.push(e);
+                    *self.starts.entry(e).or_default() += 1;
+                }
+            }
             Op::Start(i) => {
                 if !self.startable.is_empty() {
                     let e = self.startable[i % self.startable.len()];
@@ -275,6 +327,7 @@ impl World {
                     *self.starts.entry(e).or_default() += 1;
                     self.ledger.get_mut(&e).unwrap().1 = RunState::Running;
                     self.queued.push_back(started(e).msg_id);
+                    self.announced.push(e);
                 }
             }
             Op::Finish(i) => {
@@ -363,9 +416,13 @@ proptest! {
         let admitted: Vec<u8> = world.ledger.keys().copied().collect();
         let once: Vec<u8> = world.starts.iter().filter(|(_, n)| **n == 1).map(|(e, _)| *e).collect();
         prop_assert_eq!(once, admitted.clone(), "starts per exec: {:?}", world.starts);
-        // Every message delivered exactly once: a started event and a result per run.
-        let mut want: Vec<String> =
-            admitted.iter().flat_map(|e| [started(*e).msg_id, result(*e).msg_id]).collect();
+        // Every message delivered exactly once: a result per run, and a started event per run
+        // that queued one (admitted and started in one write, a run queues none).
+        let mut want: Vec<String> = admitted
+            .iter()
+            .map(|e| result(*e).msg_id)
+            .chain(world.announced.iter().map(|e| started(*e).msg_id))
+            .collect();
         let mut got = world.delivered.clone();
         want.sort();
         got.sort();

@@ -123,6 +123,7 @@ impl Pipeline {
         let issued_at = Timestamp::now_utc();
         let mut template = plan::command(manifest, exec_id, script, jitter, origin.retry, issued_at);
         template.deadline_at = Some(plan::deadline(plan, self.start_within, issued_at));
+        template.issued_view = self.issued_view(&manifest.id).await;
 
         // Every execution has a wave 0, published by this request; a rollout has later ones.
         let all_waves: Vec<(i64, i64, Target)> = match &plan.rollout {
@@ -354,6 +355,24 @@ impl Pipeline {
     }
 
     /// The fleet must run this version from now on (layer 2 of stop-the-bleed).
+    /// The job's revoke status now, stamped onto the command so agents that get it live need
+    /// not read it themselves. `None` when the broker cannot say: agents then read it.
+    async fn issued_view(&self, job: &JobId) -> Option<wire::IssuedView> {
+        let read = async {
+            let kv = self.js.get_key_value("script_status").await?;
+            anyhow::Ok(kv.get(job.as_str()).await?)
+        };
+        match read.await {
+            Ok(status) => Some(wire::IssuedView {
+                revoked: status.is_some_and(|s| s.as_ref().eq_ignore_ascii_case(b"REVOKED")),
+            }),
+            Err(e) => {
+                tracing::warn!(job_id = %job, error = %e, "cannot read script_status; agents read it themselves");
+                None
+            }
+        }
+    }
+
     async fn pin_version(&self, manifest: &Manifest) -> Result<(), ExecError> {
         let kv = self
             .js

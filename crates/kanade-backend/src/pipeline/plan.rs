@@ -84,6 +84,7 @@ pub fn command(
         retry,
         issued_at,
         emit: manifest.emit,
+        issued_view: None,
     }
 }
 

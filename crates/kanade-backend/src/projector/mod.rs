@@ -1,8 +1,11 @@
 //! Projectors: durable pull consumers that turn streams into rows. Each fetches a batch, writes
-//! it in one transaction, then acks every message of it. Acks are explicit, not `all`: after a
-//! crash the first batch of the new process would otherwise ack the batch the dead one had
-//! fetched and never written. A message that cannot be decoded is logged and skipped, never
-//! retried forever. Each projector is supervised: an error restarts it with backoff.
+//! it in one transaction, then acks it with one cumulative ack (ack policy `all`) of its last
+//! message: one message per batch instead of one per row. That is safe because one process
+//! pulls from a consumer at a time and batches are written and acked in stream order, and
+//! because a consumer found with acks pending (a crashed process had fetched past what it wrote)
+//! is recreated from its ack floor before anything is pulled, so a new process's first ack
+//! never covers messages nobody wrote. A message that cannot be decoded is logged and skipped,
+//! never retried forever. Each projector is supervised: an error restarts it with backoff.
 
 mod budget;
 mod heartbeats;
@@ -298,8 +301,8 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
     // Acks go out while the next batch is written; only written messages are ever acked.
     let acker = async {
         while let Some(messages) = to_ack.recv().await {
-            for m in &messages {
-                m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            if let Some(last) = messages.last() {
+                last.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
             }
         }
         Ok::<(), anyhow::Error>(())
@@ -579,13 +582,16 @@ async fn write(p: &Projectors, decoded: Decoded, fence: Option<Fence>) -> anyhow
     Ok(())
 }
 
+/// See the module's doc.
+const ACK_POLICY: AckPolicy = AckPolicy::All;
+
 /// A consumer nobody pulled from for this long (its database is gone) is removed by the broker.
 const ABANDONED_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn consumer_config(durable: &str, deliver_policy: DeliverPolicy) -> pull::Config {
     pull::Config {
         durable_name: Some(durable.to_owned()),
-        ack_policy: AckPolicy::Explicit,
+        ack_policy: ACK_POLICY,
         deliver_policy,
         ack_wait: Duration::from_secs(60),
         max_ack_pending: 100_000,
@@ -608,7 +614,10 @@ async fn open_consumer(
     let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("consumer {durable}: {e}");
     if let Ok(mut existing) = stream.get_consumer::<pull::Config>(durable).await {
         let info = existing.info().await.map_err(|e| fail(&e))?;
-        if info.num_ack_pending == 0 {
+        // A consumer made with another ack policy (acks used to be one per message) cannot be
+        // changed to this one: it is replaced at its position, like one with acks pending.
+        let same_policy = info.config.ack_policy == ACK_POLICY;
+        if info.num_ack_pending == 0 && same_policy {
             return Ok(existing);
         }
         let resume = info.ack_floor.stream_sequence + 1;
@@ -617,6 +626,7 @@ async fn open_consumer(
             resume,
             unacked = info.num_ack_pending,
             shared,
+            same_policy,
             "resuming projector from its ack floor"
         );
         stream.delete_consumer(durable).await.map_err(|e| fail(&e))?;

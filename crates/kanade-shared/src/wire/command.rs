@@ -49,6 +49,19 @@ pub struct Command {
     /// What stdout is: output to keep (the default) or events to send.
     #[serde(default, skip_serializing_if = "Emit::is_output")]
     pub emit: Emit,
+    /// The job's fleet view as the backend read it when it issued this command (the version
+    /// pin is `version` itself: the backend pins it right before issuing). An agent that gets
+    /// the command live and soon after `issued_at` judges revoke and version pin from this
+    /// instead of reading `script_status` and `script_current` itself. Absent: read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_view: Option<IssuedView>,
+}
+
+/// See [`Command::issued_view`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedView {
+    /// `script_status` said `REVOKED` at `issued_at`.
+    pub revoked: bool,
 }
 
 impl Command {
@@ -75,6 +88,7 @@ impl Command {
             emit: Emit::Output,
             retry: None,
             issued_at: Timestamp::now_utc(),
+            issued_view: None,
         }
     }
 

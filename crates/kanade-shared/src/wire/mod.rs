@@ -26,7 +26,9 @@ mod result;
 pub use agent_config::{AgentConfigPatch, AgentGroups};
 pub use audit::AuditEvent;
 pub use checks::{CheckDetail, CheckPc, CheckSummary, Checks};
-pub use command::{Command, DEFAULT_TIMEOUT, Emit, Retry, RunAs, Shell, Staleness, StalenessMode};
+pub use command::{
+    Command, DEFAULT_TIMEOUT, Emit, IssuedView, Retry, RunAs, Shell, Staleness, StalenessMode,
+};
 pub use event::StartedEvent;
 pub use facts::{FactDocument, FactDocuments, FactRows, FactTable, FactTables};
 pub use heartbeat::{Heartbeat, OsInfo};

@@ -336,8 +336,8 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
     ))
 }
 
-/// 0. The floor at each size (see `floor.rs`), on the broker the fleet then uses, before the
-/// fleet starts: its subscriber processes are gone when the fleet's are measured.
+/// The floor at each size (see `floor.rs`), on the broker the fleet then uses, before the fleet
+/// starts: its subscriber processes are gone when the fleet's are measured.
 fn floor_scenario(
     cli: &Cli,
     sizes: &[usize],
