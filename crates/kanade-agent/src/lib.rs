@@ -7,6 +7,7 @@ pub mod gates;
 pub mod inventory;
 pub mod local_ipc;
 pub mod logfile;
+pub mod memory;
 pub mod runtime;
 pub mod store;
 pub mod testfault;

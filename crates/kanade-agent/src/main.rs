@@ -248,6 +248,7 @@ fn start(config: AgentConfig, stop: Stop) -> anyhow::Result<u8> {
     // Two workers whatever the core count: an agent mostly waits, its jobs are child processes
     // and blocking work (inventory) has its own pool, while every extra worker is a thread with
     // its own stack and allocator arena on each of thousands of endpoints.
+    kanade_agent::memory::few_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

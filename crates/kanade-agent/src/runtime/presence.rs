@@ -160,6 +160,8 @@ pub(crate) async fn inventory_loop(ctx: Arc<Ctx>) {
                     Ok(()) => ctx.outbox_wake.notify_one(),
                     Err(e) => tracing::warn!(error = %e, "cannot queue inventory"),
                 }
+                drop((inventory, message));
+                let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
             }
             Err(e) => tracing::error!(error = %e, "inventory collection failed"),
         }

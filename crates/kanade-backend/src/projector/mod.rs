@@ -4,7 +4,9 @@
 //! pulls from a consumer at a time and batches are written and acked in stream order, and
 //! because a consumer found with acks pending (a crashed process had fetched past what it wrote)
 //! is recreated from its ack floor before anything is pulled, so a new process's first ack
-//! never covers messages nobody wrote. A message that cannot be decoded is logged and skipped,
+//! never covers messages nobody wrote; and because a delivery lost on the way (a node killed
+//! with it in flight) shows as a skipped consumer sequence number ([`Deliveries`]), upon which
+//! the projector starts over from the ack floor rather than ack past it. A message that cannot be decoded is logged and skipped,
 //! never retried forever. Each projector is supervised: an error restarts it with backoff.
 
 mod budget;
@@ -109,6 +111,23 @@ pub struct Projectors {
 #[cfg(test)]
 mod tests {
     use super::{ack_fits_subject, sent_by_own_pc};
+
+    #[test]
+    fn a_skipped_delivery_stops_the_cumulative_ack_and_a_repeated_one_does_not() {
+        use super::Deliveries;
+        let mut d = Deliveries::after(0);
+        assert_eq!((1..=5).map(|n| d.next(n)).collect::<Result<Vec<_>, _>>(), Ok(vec![(); 5]));
+        // A new consumer leader sends 4 and 5 again, then goes on.
+        assert_eq!(d.next(4), Ok(()));
+        assert_eq!(d.next(5), Ok(()));
+        assert_eq!(d.next(6), Ok(()));
+        // 7 and 8 were lost on the way.
+        assert_eq!(d.next(9), Err("deliveries 7 to 8 never arrived (got 9)".to_owned()));
+        // A consumer that delivered 41 before this process opened it.
+        let mut resumed = Deliveries::after(41);
+        assert_eq!(resumed.next(42), Ok(()));
+        assert!(Deliveries::after(41).next(43).is_err());
+    }
 
     #[test]
     fn an_acknowledgement_names_the_notification_of_its_subject() {
@@ -243,7 +262,8 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
     let durable = kind.durable(&name);
     let legacy = kind.legacy_durable(&name);
     remove_stale_consumers(&stream, kind, &name, &durable).await;
-    let consumer = open_consumer(&stream, &durable, &legacy, p.db.shared()).await?;
+    let mut consumer = open_consumer(&stream, &durable, &legacy, p.db.shared()).await?;
+    let mut deliveries = Deliveries::after(consumer.info().await?.delivered.consumer_sequence);
     tracing::info!(stream = kind.stream(), durable, "projector running");
     let (batches, mut ready) = tokio::sync::mpsc::channel::<Batch>(2);
     // Fetching and decoding the next batch overlaps with writing the current one: the broker
@@ -259,7 +279,14 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
                 .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
             let mut messages = Vec::new();
             while let Some(m) = fetched.next().await {
-                messages.push(m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?);
+                let m = m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                let delivery = m.info().map_err(|e| anyhow::anyhow!("fetch: {e}"))?.consumer_sequence;
+                if let Err(lost) = deliveries.next(delivery) {
+                    // A cumulative ack past a lost delivery would ack what nobody wrote: start
+                    // over from the ack floor instead.
+                    anyhow::bail!("{lost}; resuming from the ack floor");
+                }
+                messages.push(m);
             }
             if messages.is_empty() {
                 continue;
@@ -309,6 +336,37 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
     };
     tokio::try_join!(fetcher, writer, acker)?;
     Ok(())
+}
+
+/// The consumer's deliveries as this process received them. Every delivery, redeliveries
+/// included, takes the consumer's next sequence number, and one process pulls: a number
+/// skipped means deliveries were lost on the way (a broker node died with them in flight, a
+/// fetch expired as they came), and a cumulative ack must not pass them. A number seen before
+/// (a new consumer leader repeating what its predecessor sent) is fine: written twice, counted
+/// once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deliveries {
+    expected: u64,
+}
+
+impl Deliveries {
+    /// For a consumer whose last delivery so far was `last`.
+    pub fn after(last: u64) -> Self {
+        Self { expected: last + 1 }
+    }
+
+    /// Note a delivery; `Err` names the deliveries that never came.
+    pub fn next(&mut self, delivery: u64) -> Result<(), String> {
+        if delivery > self.expected {
+            return Err(format!(
+                "deliveries {} to {} never arrived (got {delivery})",
+                self.expected,
+                delivery - 1
+            ));
+        }
+        self.expected = self.expected.max(delivery + 1);
+        Ok(())
+    }
 }
 
 /// One fetched batch: the messages (to ack once written) and what decoded from them.
