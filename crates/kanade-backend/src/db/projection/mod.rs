@@ -69,7 +69,9 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         })
         .collect();
     let landed = s.insert_rows(&RESULTS_UPSERT, rows).await?;
-    obs::insert(s, &obs::finished_rows(results), now_ms).await?;
+    let mut timeline = obs::started_rows_of_results(results);
+    timeline.extend(obs::finished_rows(results));
+    obs::insert(s, &timeline, now_ms).await?;
     // Counters move by what this batch newly finished: a row goes from absent or `running` to a
     // final status exactly once, and a final row is never touched again, so a redelivered
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.

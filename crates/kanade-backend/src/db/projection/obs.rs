@@ -128,18 +128,33 @@ pub async fn apply_agent_events<S: Sql>(
 
 /// `job.started` for each start (one per attempt).
 pub fn started_rows(events: &[StartedEvent]) -> Vec<ObsRow> {
-    events
+    events.iter().map(|e| started_row(&e.pc_id, e.exec_id, &e.job_id, e.attempt, e.started_at)).collect()
+}
+
+fn started_row(
+    pc: &PcId,
+    exec: kanade_shared::ExecId,
+    job: &kanade_shared::JobId,
+    attempt: u32,
+    at: kanade_shared::wire::Timestamp,
+) -> ObsRow {
+    ObsRow::derived(
+        pc,
+        format!("job.started.{exec}.{attempt}"),
+        obs::JOB_STARTED,
+        ts_ms(at),
+        Some(exec.to_string()),
+        json!({ "job_id": job, "attempt": attempt }),
+    )
+}
+
+/// `job.started` of each result's run, from its `started_at`: agents announce a start only
+/// once a run outlasts a grace, so a quick run's start is known from its result alone. Same id
+/// as the first attempt's `started` event, so a run announced both ways is recorded once.
+pub fn started_rows_of_results(results: &[ExecResult]) -> Vec<ObsRow> {
+    results
         .iter()
-        .map(|e| {
-            ObsRow::derived(
-                &e.pc_id,
-                format!("job.started.{}.{}", e.exec_id, e.attempt),
-                obs::JOB_STARTED,
-                ts_ms(e.started_at),
-                Some(e.exec_id.to_string()),
-                json!({ "job_id": e.job_id, "attempt": e.attempt }),
-            )
-        })
+        .filter_map(|r| Some(started_row(&r.pc_id, r.exec_id, &r.job_id, 1, r.started_at?)))
         .collect()
 }
 

@@ -566,7 +566,7 @@ fn storm(rig: &mut Rig, work: &std::path::Path) -> anyhow::Result<String> {
         .wait_heartbeating(agents, Window::SinceReconnect(next), Duration::from_secs(180))
         .map(|_| t0.elapsed());
     let back_text = match &back {
-        Ok(d) => format!("{} (≤ 30 s: {})", ms(*d), verdict(*d <= Duration::from_secs(30))),
+        Ok(d) => format!("{} (≤ 15 s: {})", ms(*d), verdict(*d <= Duration::from_secs(15))),
         Err(e) => {
             let seen: Vec<_> = rig.sim.0.iter().map(|s| (s.now().reconnects, s.now().back)).collect();
             eprintln!(
