@@ -7,11 +7,25 @@ use kanade_shared::wire::obs::{self, ObsEvent};
 use kanade_shared::wire::{ExecResult, StartedEvent};
 use serde_json::{Value as Json, json};
 
-use super::super::sql::{Sql, Value, vals};
+use super::super::sql::{BulkInsert, ColType, Sql, Value, vals};
 use super::super::{DbError, ts_ms};
 
-const INSERT: &str = "INSERT INTO obs_events (pc_id, event_id, kind, at_ms, received_ms, exec_id, data_json)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(pc_id, event_id) DO NOTHING";
+/// Many rows per statement: a batch of results adds two rows each (`job.started`,
+/// `job.finished`), and one statement per row is a round trip each on Postgres.
+const INSERT: BulkInsert<'static> = BulkInsert {
+    table: "obs_events",
+    columns: &[
+        ("pc_id", ColType::Text),
+        ("event_id", ColType::Text),
+        ("kind", ColType::Text),
+        ("at_ms", ColType::Int),
+        ("received_ms", ColType::Int),
+        ("exec_id", ColType::Text),
+        ("data_json", ColType::Text),
+    ],
+    key: 2,
+    tail: "ON CONFLICT(pc_id, event_id) DO NOTHING",
+};
 
 /// An agent's clock may run this far ahead of ours; an event dated later is stored at the limit,
 /// so a wrong clock cannot pin events to the top of the timeline or past retention.
@@ -104,7 +118,7 @@ pub async fn insert<S: Sql>(s: &mut S, rows: &[ObsRow], received_ms: i64) -> Res
     if rows.is_empty() {
         return Ok(());
     }
-    s.exec_many(INSERT, rows.iter().map(|r| r.values(received_ms)).collect()).await.map(drop)
+    s.insert_rows(&INSERT, rows.iter().map(|r| r.values(received_ms)).collect()).await.map(drop)
 }
 
 /// Agents' events from OBS; refused ones are logged and skipped.
