@@ -81,9 +81,9 @@ async fn changed_during_the_jitter(id: &str, change: Change, want: SkipReason) {
     let agent = fleet.agent_with(id, "max_concurrent_jobs = 1").start();
     ready(&agent).await;
     let marker = fleet.marker("jitter");
-    // The delay is random in [0, jitter): a draw too short to act within is run and the test
-    // tries again with a new job (five short draws in a row: about one run in a thousand).
-    for attempt in 0..5 {
+    // The delay is random in [0, jitter): a draw too short to act within (3 of 8) is run and
+    // the test tries again with a new job (twelve short draws in a row: about once in 130,000).
+    for attempt in 0..12 {
         let job = format!("jittered-{attempt}");
         let mut jittered = command(&job, &format!("echo ran >> {}", marker.display()));
         jittered.jitter_secs = 8;
@@ -123,7 +123,7 @@ async fn changed_during_the_jitter(id: &str, change: Change, want: SkipReason) {
         assert_eq!(runs(&marker), runs_before, "the run ran");
         return;
     }
-    panic!("five jitter draws in a row were too short to act within");
+    panic!("twelve jitter draws in a row were too short to act within");
 }
 
 #[tokio::test]
