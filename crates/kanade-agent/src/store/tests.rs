@@ -285,17 +285,22 @@ impl World {
         }
     }
 
+    /// What the ledger must answer for exec `e` with fingerprint `fp`.
+    fn expected_admission(&self, e: u8, fp: bool) -> Admission {
+        match self.ledger.get(&e) {
+            None => Admission::New,
+            Some((f, _)) if *f == fp => Admission::Duplicate,
+            Some(_) => Admission::Conflict,
+        }
+    }
+
     /// One runtime step. `Err` means the store call failed (the injected crash); the model is
     /// only advanced once the call returned `Ok`.
     fn run(&mut self, op: &Op) -> Result<(), StoreError> {
         match op {
             Op::Admit(e, fp) => {
                 let (e, fp) = (*e, *fp);
-                let want = match self.ledger.get(&e) {
-                    None => Admission::New,
-                    Some((f, _)) if *f == fp => Admission::Duplicate,
-                    Some(_) => Admission::Conflict,
-                };
+                let want = self.expected_admission(e, fp);
                 let got = self.store.admit(exec(e), "r", if fp { "A" } else { "B" }, "s", &[e], 0)?;
                 assert_eq!(got, want, "admission of {e}");
                 if got == Admission::New {
@@ -305,11 +310,7 @@ impl World {
             }
             Op::AdmitStarted(e, fp) => {
                 let (e, fp) = (*e, *fp);
-                let want = match self.ledger.get(&e) {
-                    None => Admission::New,
-                    Some((f, _)) if *f == fp => Admission::Duplicate,
-                    Some(_) => Admission::Conflict,
-                };
+                let want = self.expected_admission(e, fp);
                 let got = self.store.admit_started(exec(e), "r", if fp { "A" } else { "B" }, "s", &[e], 0)?;
                 assert_eq!(got, want, "admission of {e} started");
                 if got == Admission::New {
