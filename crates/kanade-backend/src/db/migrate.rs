@@ -92,6 +92,11 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("migrations/sqlite/0020_dynamic_groups.sql"),
     },
     Migration { version: 21, name: "enrolment", sql: include_str!("migrations/sqlite/0021_enrolment.sql") },
+    Migration {
+        version: 22,
+        name: "timeline_from_results",
+        sql: include_str!("migrations/sqlite/0022_timeline_from_results.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -159,6 +164,11 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("migrations/postgres/0015_dynamic_groups.sql"),
     },
     Migration { version: 16, name: "enrolment", sql: include_str!("migrations/postgres/0016_enrolment.sql") },
+    Migration {
+        version: 17,
+        name: "timeline_from_results",
+        sql: include_str!("migrations/postgres/0017_timeline_from_results.sql"),
+    },
 ];
 
 pub fn checksum(sql: &str) -> String {

@@ -9,6 +9,7 @@ use kanade_shared::manifest::Target;
 use kanade_shared::{ExecId, JobId, PcId, ResultId};
 
 use super::DbError;
+use super::projection::obs::AHEAD_MS;
 use super::sql::{Row, Sql, opt_row, scalar, vals};
 use crate::fleet::KnownAgent;
 
@@ -595,40 +596,177 @@ pub struct ObsFilter {
     pub limit: i64,
 }
 
+/// The timeline: agents' events and the backend's stored ones (`obs_events`), and each run's
+/// `job.started` / `job.finished`, read from its `execution_results` row rather than stored a
+/// second time (two more rows per result were most of what a result cost the projector). Each
+/// source is ordered and cut to the page on its own index, then the pages are merged.
 pub async fn obs_events<S: Sql>(
     s: &mut S,
     f: &ObsFilter,
 ) -> Result<Vec<kanade_shared::wire::ObsEventRow>, DbError> {
-    let (b_at, b_pc, b_id) = match &f.before {
-        Some((at, pc, id)) => (Some(*at), Some(pc.clone()), Some(id.clone())),
-        None => (None, None, None),
+    use kanade_shared::wire::obs::{JOB_FINISHED, JOB_STARTED};
+    let d = s.dialect();
+    let mut params: Vec<super::sql::Value> = Vec::new();
+    let mut param = |v: super::sql::Value| {
+        params.push(v);
+        format!("?{}", params.len())
     };
-    let args = vals![f.pc.clone(), f.kind.clone(), f.since_ms, f.until_ms, b_at, b_pc, b_id, f.limit];
-    s.rows(
-        "SELECT pc_id, event_id, kind, at_ms, received_ms, exec_id, data_json FROM obs_events
-         WHERE (CAST(?1 AS TEXT) IS NULL OR pc_id = ?1)
-           AND (CAST(?2 AS TEXT) IS NULL OR kind = ?2 OR substr(kind, 1, length(CAST(?2 AS TEXT)) + 1) = CAST(?2 AS TEXT) || '.')
-           AND (CAST(?3 AS BIGINT) IS NULL OR at_ms >= ?3) AND (CAST(?4 AS BIGINT) IS NULL OR at_ms <= ?4)
-           AND (CAST(?5 AS BIGINT) IS NULL
-                OR (at_ms, pc_id, event_id) < (CAST(?5 AS BIGINT), CAST(?6 AS TEXT), CAST(?7 AS TEXT)))
-         ORDER BY at_ms DESC, pc_id DESC, event_id DESC LIMIT ?8",
-        args,
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        let data: String = r.get(6)?;
-        Ok(kanade_shared::wire::ObsEventRow {
-            pc_id: r.get(0)?,
-            event_id: r.get(1)?,
-            kind: r.get(2)?,
-            at: r.get(3)?,
-            received_at: r.get(4)?,
-            exec_id: r.get(5)?,
-            data: serde_json::from_str(&data).unwrap_or_default(),
+    let limit = param(f.limit.into());
+    let pc = f.pc.clone().map(|pc| param(pc.into()));
+    let since = f.since_ms.map(|v| param(v.into()));
+    let until = f.until_ms.map(|v| param(v.into()));
+    let before = f.before.clone().map(|(at, pc, id)| (param(at.into()), param(pc.into()), param(id.into())));
+    let kind = f.kind.clone().map(|k| (param(k.clone().into()), param(format!("{k}.").into())));
+    // One source's page: `at` and `event_id` are that source's expressions for them.
+    let page = |name: &str, select: &str, from: &str, at: &str, event_id: &str, own: &[&str]| {
+        let mut wh: Vec<String> = own.iter().map(|c| (*c).to_owned()).collect();
+        if let Some(p) = &pc {
+            wh.push(format!("pc_id = {p}"));
+        }
+        if let Some(p) = &since {
+            wh.push(format!("{at} >= {p}"));
+        }
+        if let Some(p) = &until {
+            wh.push(format!("{at} <= {p}"));
+        }
+        if let Some((b_at, b_pc, b_id)) = &before {
+            wh.push(format!(
+                "{at} <= {b_at} AND ({at}, {}, {}) < ({b_at}, {}, {})",
+                d.bytewise("pc_id"),
+                d.bytewise(event_id),
+                d.bytewise(b_pc),
+                d.bytewise(b_id)
+            ));
+        }
+        let wh = if wh.is_empty() { String::new() } else { format!(" WHERE {}", wh.join(" AND ")) };
+        format!(
+            "SELECT * FROM (SELECT {select} FROM {from}{wh} ORDER BY {at} DESC, {} DESC, {} DESC LIMIT {limit}) AS {name}",
+            d.bytewise("pc_id"),
+            d.bytewise(event_id)
+        )
+    };
+    let stored_kind = kind.as_ref().map(|(k, prefix)| {
+        format!("(kind = {k} OR substr(kind, 1, length(CAST({prefix} AS TEXT))) = CAST({prefix} AS TEXT))")
+    });
+    let mut pages = vec![page(
+        "stored",
+        &format!(
+            "{} AS pc_id, {} AS event_id, kind, at_ms, received_ms, exec_id, data_json, CAST(NULL AS TEXT) AS job_id,
+             CAST(NULL AS TEXT) AS version, CAST(NULL AS TEXT) AS status, CAST(NULL AS BIGINT) AS exit_code,
+             CAST(NULL AS TEXT) AS message, CAST(NULL AS BIGINT) AS started_ms, CAST(NULL AS BIGINT) AS finished_ms,
+             CAST(NULL AS BIGINT) AS attempt",
+            d.bytewise("pc_id"),
+            d.bytewise("event_id")
+        ),
+        "obs_events",
+        "at_ms",
+        "event_id",
+        &stored_kind.iter().map(String::as_str).collect::<Vec<_>>(),
+    )];
+    let wants = |derived: &str| f.kind.as_deref().is_none_or(|k| kind_selects(k, derived));
+    if wants(JOB_FINISHED) {
+        let at = d.least("finished_ms", &format!("received_ms + {}", AHEAD_MS));
+        let id = format!("'{JOB_FINISHED}.' || result_id");
+        pages.push(page(
+            "finished",
+            &format!(
+                "pc_id, {id} AS event_id, '{JOB_FINISHED}' AS kind, {at} AS at_ms, received_ms, exec_id,
+                 CAST(NULL AS TEXT) AS data_json, job_id, version, status, exit_code, message, started_ms,
+                 finished_ms, attempt"
+            ),
+            "execution_results",
+            &at,
+            &id,
+            &["finished_ms IS NOT NULL", "status <> 'running'"],
+        ));
+    }
+    if wants(JOB_STARTED) {
+        let at = d.least("started_ms", &format!("received_ms + {}", AHEAD_MS));
+        let id = format!("'{JOB_STARTED}.' || exec_id || '.1'");
+        pages.push(page(
+            "started",
+            &format!(
+                "pc_id, {id} AS event_id, '{JOB_STARTED}' AS kind, {at} AS at_ms, received_ms, exec_id,
+                 CAST(NULL AS TEXT) AS data_json, job_id, CAST(NULL AS TEXT) AS version, CAST(NULL AS TEXT) AS status,
+                 CAST(NULL AS BIGINT) AS exit_code, CAST(NULL AS TEXT) AS message, CAST(NULL AS BIGINT) AS started_ms,
+                 CAST(NULL AS BIGINT) AS finished_ms, CAST(NULL AS BIGINT) AS attempt"
+            ),
+            "execution_results",
+            &at,
+            &id,
+            &["started_ms IS NOT NULL"],
+        ));
+    }
+    let sql =
+        format!("{} ORDER BY at_ms DESC, pc_id DESC, event_id DESC LIMIT {limit}", pages.join(" UNION ALL "));
+    s.rows(&sql, params)
+        .await?
+        .iter()
+        .map(|r| {
+            let kind: String = r.get(2)?;
+            let data = match r.get::<Option<String>>(6)? {
+                Some(stored) => serde_json::from_str(&stored).unwrap_or_default(),
+                None if kind == JOB_FINISHED => finished_data(&FinishedRun {
+                    job_id: r.get(7)?,
+                    version: r.get(8)?,
+                    status: r.get(9)?,
+                    exit_code: r.get(10)?,
+                    message: r.get(11)?,
+                    started_ms: r.get(12)?,
+                    finished_ms: r.get(13)?,
+                    attempt: r.get(14)?,
+                }),
+                None => {
+                    let mut data = serde_json::Map::new();
+                    data.insert("job_id".into(), r.get::<String>(7)?.into());
+                    data.insert("attempt".into(), 1.into());
+                    data
+                }
+            };
+            Ok(kanade_shared::wire::ObsEventRow {
+                pc_id: r.get(0)?,
+                event_id: r.get(1)?,
+                kind,
+                at: r.get(3)?,
+                received_at: r.get(4)?,
+                exec_id: r.get(5)?,
+                data,
+            })
         })
-    })
-    .collect()
+        .collect()
+}
+
+/// Pure: a `kind` filter selects a kind when it is that kind or a dotted prefix of it.
+pub fn kind_selects(filter: &str, kind: &str) -> bool {
+    kind == filter || kind.strip_prefix(filter).is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// What a `job.finished` event shows of its run.
+struct FinishedRun {
+    job_id: String,
+    version: String,
+    status: String,
+    exit_code: Option<i64>,
+    message: Option<String>,
+    started_ms: Option<i64>,
+    finished_ms: i64,
+    attempt: i64,
+}
+
+fn finished_data(r: &FinishedRun) -> serde_json::Map<String, serde_json::Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("job_id".into(), r.job_id.clone().into());
+    data.insert("version".into(), r.version.clone().into());
+    data.insert("status".into(), r.status.clone().into());
+    data.insert("exit_code".into(), r.exit_code.into());
+    data.insert("attempt".into(), r.attempt.into());
+    if let Some(m) = &r.message {
+        data.insert("message".into(), m.chars().take(500).collect::<String>().into());
+    }
+    if let Some(started) = r.started_ms {
+        data.insert("duration_ms".into(), (r.finished_ms - started).into());
+    }
+    data
 }
 
 /// `process_perf_samples` of one PC received in `[since_ms, until_ms]`: the newest `limit`,

@@ -201,6 +201,23 @@ impl Dialect {
         }
     }
 
+    /// The smaller of two integer expressions (both engines' indexes on it match this text).
+    pub fn least(self, a: &str, b: &str) -> String {
+        match self {
+            Self::Sqlite => format!("min({a}, {b})"),
+            Self::Postgres => format!("LEAST({a}, {b})"),
+        }
+    }
+
+    /// A text expression compared and sorted bytewise: rows of tables with different
+    /// collations meet in one order (Postgres' tables differ; SQLite's are bytewise already).
+    pub fn bytewise(self, expr: &str) -> String {
+        match self {
+            Self::Sqlite => expr.to_owned(),
+            Self::Postgres => format!("({expr}) COLLATE \"C\""),
+        }
+    }
+
     /// `needle` occurs in `haystack`, ignoring ASCII case.
     pub fn contains_ci(self, haystack: &str, needle: &str) -> String {
         match self {

@@ -69,9 +69,8 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         })
         .collect();
     let landed = s.insert_rows(&RESULTS_UPSERT, rows).await?;
-    let mut timeline = obs::started_rows_of_results(results);
-    timeline.extend(obs::finished_rows(results));
-    obs::insert(s, &timeline, now_ms).await?;
+    // The timeline's `job.started` / `job.finished` are read from these rows
+    // (`queries::obs_events`), not stored twice.
     // Counters move by what this batch newly finished: a row goes from absent or `running` to a
     // final status exactly once, and a final row is never touched again, so a redelivered
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.
@@ -335,7 +334,7 @@ pub async fn apply_started<S: Sql>(s: &mut S, events: &[StartedEvent], now_ms: i
             .collect(),
     )
     .await?;
-    obs::insert(s, &obs::started_rows(events), now_ms).await?;
+    obs::insert(s, &obs::retry_started_rows(events), now_ms).await?;
     // A start changes no counter; it only shows that a pending execution is under way.
     let touched: BTreeSet<String> = events.iter().map(|e| e.exec_id.to_string()).collect();
     s.exec_many(

@@ -3,15 +3,14 @@
 //! wipe, or two backends deriving the same event store it once.
 
 use kanade_shared::PcId;
+use kanade_shared::wire::StartedEvent;
 use kanade_shared::wire::obs::{self, ObsEvent};
-use kanade_shared::wire::{ExecResult, StartedEvent};
 use serde_json::{Value as Json, json};
 
 use super::super::sql::{BulkInsert, ColType, Sql, Value, vals};
 use super::super::{DbError, ts_ms};
 
-/// Many rows per statement: a batch of results adds two rows each (`job.started`,
-/// `job.finished`), and one statement per row is a round trip each on Postgres.
+/// Many rows per statement: one statement per row is a round trip each on Postgres.
 const INSERT: BulkInsert<'static> = BulkInsert {
     table: "obs_events",
     columns: &[
@@ -140,60 +139,20 @@ pub async fn apply_agent_events<S: Sql>(
     insert(s, &rows, received_ms).await
 }
 
-/// `job.started` for each start (one per attempt).
-pub fn started_rows(events: &[StartedEvent]) -> Vec<ObsRow> {
-    events.iter().map(|e| started_row(&e.pc_id, e.exec_id, &e.job_id, e.attempt, e.started_at)).collect()
-}
-
-fn started_row(
-    pc: &PcId,
-    exec: kanade_shared::ExecId,
-    job: &kanade_shared::JobId,
-    attempt: u32,
-    at: kanade_shared::wire::Timestamp,
-) -> ObsRow {
-    ObsRow::derived(
-        pc,
-        format!("job.started.{exec}.{attempt}"),
-        obs::JOB_STARTED,
-        ts_ms(at),
-        Some(exec.to_string()),
-        json!({ "job_id": job, "attempt": attempt }),
-    )
-}
-
-/// `job.started` of each result's run, from its `started_at`: agents announce a start only
-/// once a run outlasts a grace, so a quick run's start is known from its result alone. Same id
-/// as the first attempt's `started` event, so a run announced both ways is recorded once.
-pub fn started_rows_of_results(results: &[ExecResult]) -> Vec<ObsRow> {
-    results
+/// `job.started` of each retry (attempt 2 on): a run's first start is read from its
+/// `execution_results` row with the rest of its timeline (`queries::obs_events`).
+pub fn retry_started_rows(events: &[StartedEvent]) -> Vec<ObsRow> {
+    events
         .iter()
-        .filter_map(|r| Some(started_row(&r.pc_id, r.exec_id, &r.job_id, 1, r.started_at?)))
-        .collect()
-}
-
-/// `job.finished` for each result (its id is the result's, so a redelivery adds nothing).
-pub fn finished_rows(results: &[ExecResult]) -> Vec<ObsRow> {
-    results
-        .iter()
-        .map(|r| {
-            let mut data = json!({
-                "job_id": r.job_id, "version": r.version, "status": r.status.as_str(),
-                "exit_code": r.exit_code, "attempt": r.attempt,
-            });
-            if let Some(m) = &r.message {
-                data["message"] = Json::from(m.chars().take(500).collect::<String>());
-            }
-            if let Some(started) = r.started_at {
-                data["duration_ms"] = Json::from(ts_ms(r.finished_at) - ts_ms(started));
-            }
+        .filter(|e| e.attempt > 1)
+        .map(|e| {
             ObsRow::derived(
-                &r.pc_id,
-                format!("job.finished.{}", r.result_id),
-                obs::JOB_FINISHED,
-                ts_ms(r.finished_at),
-                Some(r.exec_id.to_string()),
-                data,
+                &e.pc_id,
+                format!("job.started.{}.{}", e.exec_id, e.attempt),
+                obs::JOB_STARTED,
+                ts_ms(e.started_at),
+                Some(e.exec_id.to_string()),
+                json!({ "job_id": e.job_id, "attempt": e.attempt }),
             )
         })
         .collect()

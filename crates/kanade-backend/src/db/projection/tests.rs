@@ -449,3 +449,95 @@ async fn enrolment_counts_uses_admits_only_the_current_secret_and_revocation_win
         );
     }
 }
+
+/// The timeline of one engine under `filter`, as `(kind, pc, event_id)`.
+async fn timeline(db: &Db, filter: crate::db::queries::ObsFilter) -> Vec<(String, String, String, i64)> {
+    db.obs_events(filter).await.unwrap().into_iter().map(|e| (e.kind, e.pc_id, e.event_id, e.at)).collect()
+}
+
+#[tokio::test]
+async fn the_timeline_merges_stored_events_with_each_runs_start_and_finish() {
+    use crate::db::queries::ObsFilter;
+    let exec = ExecId::new();
+    let all = ObsFilter { limit: 100, ..Default::default() };
+    for (_d, db) in fresh(exec).await {
+        let engine = db.engine_name();
+        let Msg::Started(mut retry) = started(exec, "PC-B") else { unreachable!() };
+        retry.attempt = 2;
+        retry.started_at = Timestamp::from_unix_timestamp(1_800_000_002).unwrap();
+        apply(
+            &db,
+            vec![started(exec, "PC-A"), result(exec, "PC-A", ExecStatus::Failed), started(exec, "PC-B")],
+        )
+        .await;
+        db.apply_started(vec![retry], NOW, None).await.unwrap();
+        let event = kanade_shared::wire::ObsEvent {
+            schema: 1,
+            event_id: "e-1".into(),
+            pc_id: "PC-A".parse().unwrap(),
+            kind: "disk.low".into(),
+            at: Timestamp::from_unix_timestamp(1_800_000_003).unwrap(),
+            exec_id: None,
+            data: serde_json::Map::new(),
+        };
+        db.apply_obs(vec![event], NOW, None).await.unwrap();
+        // A redelivered result changes nothing.
+        apply(&db, vec![result(exec, "PC-A", ExecStatus::Failed)]).await;
+
+        let events = db.obs_events(all.clone()).await.unwrap();
+        let got: Vec<(&str, &str, &str)> =
+            events.iter().map(|e| (e.kind.as_str(), e.pc_id.as_str(), e.event_id.as_str())).collect();
+        let ra = ResultId::derive(exec, &"PC-A".parse().unwrap());
+        assert_eq!(
+            got,
+            [
+                ("job.finished", "PC-A", format!("job.finished.{ra}").as_str()),
+                ("disk.low", "PC-A", "e-1"),
+                ("job.started", "PC-B", format!("job.started.{exec}.2").as_str()),
+                ("job.started", "PC-B", format!("job.started.{exec}.1").as_str()),
+                ("job.started", "PC-A", format!("job.started.{exec}.1").as_str()),
+            ],
+            "{engine}"
+        );
+        let finished = &events[0].data;
+        assert_eq!(
+            (&finished["status"], &finished["exit_code"], &finished["duration_ms"], &finished["attempt"]),
+            (&"failed".into(), &1.into(), &5000.into(), &1.into()),
+            "{engine}: {finished:?}"
+        );
+        assert_eq!(events[4].data["job_id"], "j", "{engine}");
+
+        // Pages of one walk the same rows in the same order.
+        let mut walked = Vec::new();
+        let mut before = None;
+        loop {
+            let page =
+                timeline(&db, ObsFilter { limit: 1, before: before.clone(), ..Default::default() }).await;
+            let Some((kind, pc, id, at)) = page.into_iter().next() else { break };
+            before = Some((at, pc.clone(), id.clone()));
+            walked.push((kind, pc, id, at));
+            assert!(walked.len() <= 5, "{engine}: paging does not end");
+        }
+        assert_eq!(walked, timeline(&db, all.clone()).await, "{engine}");
+
+        // Filters apply to every source.
+        let kinds = |f: ObsFilter| {
+            let db = &db;
+            async move { timeline(db, f).await.into_iter().map(|e| e.2).collect::<Vec<_>>() }
+        };
+        let job = kinds(ObsFilter { kind: Some("job".into()), ..all.clone() }).await;
+        assert_eq!(job.len(), 4, "{engine}: {job:?}");
+        let fin = kinds(ObsFilter { kind: Some("job.finished".into()), ..all.clone() }).await;
+        assert_eq!(fin, [format!("job.finished.{ra}")], "{engine}");
+        assert!(kinds(ObsFilter { kind: Some("jo".into()), ..all.clone() }).await.is_empty(), "{engine}");
+        let b = kinds(ObsFilter { pc: Some("PC-B".into()), ..all.clone() }).await;
+        assert_eq!(b.len(), 2, "{engine}: {b:?}");
+        let window = kinds(ObsFilter {
+            since_ms: Some(1_800_000_001_000),
+            until_ms: Some(1_800_000_004_000),
+            ..all.clone()
+        })
+        .await;
+        assert_eq!(window, ["e-1".to_owned(), format!("job.started.{exec}.2")], "{engine}");
+    }
+}
