@@ -1,6 +1,9 @@
 //! What a scenario cost: CPU time per component (from `/proc`) and the messages the broker
 //! moved (its `/varz` `in_msgs` + `out_msgs`: every message a client published and every one the
-//! server delivered, JetStream API calls, acks and direct gets included).
+//! server delivered, JetStream API calls, acks and direct gets included). A fleet at rest is not
+//! silent (10,000 agents beat every 30 s, and each beat is delivered to several subscribers), so a
+//! scenario's cost is what it spent minus what the same components spend idle over as long,
+//! measured just before it.
 
 use std::time::Duration;
 
@@ -31,6 +34,18 @@ impl Meter {
         let cpu =
             self.components.iter().map(|(_, pids)| pids.iter().filter_map(|&p| cpu_time(p)).sum()).collect();
         Reading { cpu, msgs: broker_msgs(self.monitor).unwrap_or(0) }
+    }
+}
+
+impl Spent {
+    /// What is left of `self` (spent over `took`) after `idle` (spent at rest over `idle_for`)
+    /// is taken out at its rate.
+    pub fn minus_idle(&self, took: Duration, idle: &Spent, idle_for: Duration) -> Spent {
+        let share = took.as_secs_f64() / idle_for.as_secs_f64().max(1e-6);
+        Spent {
+            cpu: self.cpu.iter().zip(&idle.cpu).map(|(c, i)| c.saturating_sub(i.mul_f64(share))).collect(),
+            msgs: self.msgs.saturating_sub((idle.msgs as f64 * share).round() as u64),
+        }
     }
 }
 
@@ -66,5 +81,21 @@ pub fn median(spent: &[Spent]) -> Spent {
             .map(|i| Duration::from_micros(mid(spent.iter().map(|s| s.cpu[i].as_micros()).collect()) as u64))
             .collect(),
         msgs: mid(spent.iter().map(|s| u128::from(s.msgs)).collect()) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_cost_is_taken_out_at_its_rate_and_never_below_zero() {
+        let ms = Duration::from_millis;
+        let spent = Spent { cpu: vec![ms(1000), ms(100)], msgs: 50_000 };
+        let idle = Spent { cpu: vec![ms(100), ms(500)], msgs: 1_000 };
+        // Idle measured over 2 s, the scenario took 4 s: twice the idle cost comes off.
+        let net = spent.minus_idle(Duration::from_secs(4), &idle, Duration::from_secs(2));
+        assert_eq!(net.cpu, vec![ms(800), ms(0)]);
+        assert_eq!(net.msgs, 48_000);
     }
 }
