@@ -161,7 +161,11 @@ pub(crate) async fn inventory_loop(ctx: Arc<Ctx>) {
                     Err(e) => tracing::warn!(error = %e, "cannot queue inventory"),
                 }
                 drop((inventory, message));
-                let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
+                let _ = tokio::task::spawn_blocking(|| {
+                    crate::memory::release_freed();
+                    crate::memory::drop_cold_code();
+                })
+                .await;
             }
             Err(e) => tracing::error!(error = %e, "inventory collection failed"),
         }
