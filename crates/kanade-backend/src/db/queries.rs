@@ -663,38 +663,43 @@ pub async fn obs_events<S: Sql>(
         "event_id",
         &stored_kind.iter().map(String::as_str).collect::<Vec<_>>(),
     )];
-    let wants = |derived: &str| f.kind.as_deref().is_none_or(|k| kind_selects(k, derived));
-    if wants(JOB_FINISHED) {
-        let at = d.least("finished_ms", &format!("received_ms + {}", AHEAD_MS));
-        let id = format!("'{JOB_FINISHED}.' || result_id");
+    // Each run's events, from its result row: (kind, its time column, its id, what it shows,
+    // which rows have one).
+    let finished_id = format!("'{JOB_FINISHED}.' || result_id");
+    let started_id = format!("'{JOB_STARTED}.' || exec_id || '.1'");
+    let derived = [
+        (
+            JOB_FINISHED,
+            "finished_ms",
+            finished_id.as_str(),
+            "version, status, exit_code, message, started_ms, finished_ms, attempt",
+            &["finished_ms IS NOT NULL", "status <> 'running'"][..],
+        ),
+        (
+            JOB_STARTED,
+            "started_ms",
+            started_id.as_str(),
+            "CAST(NULL AS TEXT) AS version, CAST(NULL AS TEXT) AS status, CAST(NULL AS BIGINT) AS exit_code,
+             CAST(NULL AS TEXT) AS message, CAST(NULL AS BIGINT) AS started_ms,
+             CAST(NULL AS BIGINT) AS finished_ms, CAST(NULL AS BIGINT) AS attempt",
+            &["started_ms IS NOT NULL"][..],
+        ),
+    ];
+    for (kind, time, id, shows, has) in derived {
+        if f.kind.as_deref().is_some_and(|k| !kind_selects(k, kind)) {
+            continue;
+        }
+        let at = d.least(time, &format!("received_ms + {AHEAD_MS}"));
         pages.push(page(
-            "finished",
+            time,
             &format!(
-                "pc_id, {id} AS event_id, '{JOB_FINISHED}' AS kind, {at} AS at_ms, received_ms, exec_id,
-                 CAST(NULL AS TEXT) AS data_json, job_id, version, status, exit_code, message, started_ms,
-                 finished_ms, attempt"
+                "pc_id, {id} AS event_id, '{kind}' AS kind, {at} AS at_ms, received_ms, exec_id,
+                 CAST(NULL AS TEXT) AS data_json, job_id, {shows}"
             ),
             "execution_results",
             &at,
-            &id,
-            &["finished_ms IS NOT NULL", "status <> 'running'"],
-        ));
-    }
-    if wants(JOB_STARTED) {
-        let at = d.least("started_ms", &format!("received_ms + {}", AHEAD_MS));
-        let id = format!("'{JOB_STARTED}.' || exec_id || '.1'");
-        pages.push(page(
-            "started",
-            &format!(
-                "pc_id, {id} AS event_id, '{JOB_STARTED}' AS kind, {at} AS at_ms, received_ms, exec_id,
-                 CAST(NULL AS TEXT) AS data_json, job_id, CAST(NULL AS TEXT) AS version, CAST(NULL AS TEXT) AS status,
-                 CAST(NULL AS BIGINT) AS exit_code, CAST(NULL AS TEXT) AS message, CAST(NULL AS BIGINT) AS started_ms,
-                 CAST(NULL AS BIGINT) AS finished_ms, CAST(NULL AS BIGINT) AS attempt"
-            ),
-            "execution_results",
-            &at,
-            &id,
-            &["started_ms IS NOT NULL"],
+            id,
+            has,
         ));
     }
     let sql =
