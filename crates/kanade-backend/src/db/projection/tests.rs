@@ -450,7 +450,7 @@ async fn enrolment_counts_uses_admits_only_the_current_secret_and_revocation_win
     }
 }
 
-/// The timeline of one engine under `filter`, as `(kind, pc, event_id)`.
+/// The timeline of one engine under `filter`, as `(kind, pc, event_id, at)`.
 async fn timeline(db: &Db, filter: crate::db::queries::ObsFilter) -> Vec<(String, String, String, i64)> {
     db.obs_events(filter).await.unwrap().into_iter().map(|e| (e.kind, e.pc_id, e.event_id, e.at)).collect()
 }
