@@ -183,6 +183,17 @@ impl Dialect {
         }
     }
 
+    /// A `FROM` item: the strings of the JSON array (text parameter `param`) as rows of table
+    /// `alias`, column `value`.
+    pub fn json_text_elements(self, param: &str, alias: &str) -> String {
+        match self {
+            Self::Sqlite => format!("json_each({param}) AS {alias}"),
+            Self::Postgres => {
+                format!("jsonb_array_elements_text(CAST(CAST({param} AS TEXT) AS jsonb)) AS {alias}(value)")
+            }
+        }
+    }
+
     /// A statement that makes the transaction wait for every other one that ran it to end
     /// (Postgres: a transaction-scoped advisory lock). SQLite has one writer already.
     pub fn one_writer(self) -> Option<&'static str> {

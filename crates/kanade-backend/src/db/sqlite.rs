@@ -203,6 +203,13 @@ impl SqliteSql<'_> {
         Ok(n as u64)
     }
 
+    /// One statement run once per parameter list, looked up in the statement cache once rather
+    /// than per row (each lookup hashes the whole SQL text).
+    fn exec_each(&self, sql: &str, params: &[Vec<Value>]) -> Result<Vec<u64>, DbError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        params.iter().map(|p| Ok(stmt.execute(rusqlite::params_from_iter(p))? as u64)).collect()
+    }
+
     fn rows_now(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let width = stmt.column_count();
@@ -233,7 +240,7 @@ impl Sql for SqliteSql<'_> {
         sql: &str,
         params: Vec<Vec<Value>>,
     ) -> impl Future<Output = Result<Vec<u64>, DbError>> + Send {
-        std::future::ready(params.iter().map(|p| self.exec_now(sql, p)).collect())
+        std::future::ready(self.exec_each(sql, &params))
     }
 
     /// One prepared statement, run per row: in-process there is no round trip to save, and
@@ -251,7 +258,9 @@ impl Sql for SqliteSql<'_> {
             value_lists(1, columns.len()),
             b.tail
         );
-        std::future::ready(rows.iter().map(|row| Ok(self.exec_now(&sql, row)? == 1)).collect())
+        std::future::ready(
+            self.exec_each(&sql, &rows).map(|counts| counts.into_iter().map(|n| n == 1).collect()),
+        )
     }
 
     fn rows(

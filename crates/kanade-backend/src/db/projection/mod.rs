@@ -82,9 +82,9 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         .map(|(r, _)| r)
         .collect();
     let mut deltas: BTreeMap<String, Counts> = BTreeMap::new();
-    let mut late = Vec::new();
+    let mut reporting: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for r in &changed {
-        late.push((r.exec_id.to_string(), r.pc_id.as_str()));
+        reporting.entry(r.exec_id.to_string()).or_default().push(r.pc_id.as_str());
         deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
     }
     // A PC that was not expected (it joined a group, or came online, after the exec was
@@ -107,14 +107,27 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
             .map(|r| Ok((r.get(0)?, outputs_of(&r.get::<String>(1)?))))
             .collect::<Result<_, DbError>>()?
     };
-    let late: Vec<(String, &str)> = late.into_iter().filter(|(e, _)| known.contains_key(e)).collect();
-    let rows = late.iter().map(|(e, pc)| vals![e.as_str(), *pc, 0i64]).collect();
+    // One anti-join per execution finds the few PCs that are not targets yet; almost every
+    // result comes from an expected one, so nearly nothing is inserted.
+    let mut late = Vec::new();
+    for (exec_id, pcs) in reporting.iter().filter(|(e, _)| known.contains_key(*e)) {
+        let sql = format!(
+            "SELECT j.value FROM {} WHERE NOT EXISTS
+                 (SELECT 1 FROM execution_targets t WHERE t.exec_id = ?1 AND t.pc_id = j.value)",
+            s.dialect().json_text_elements("?2", "j")
+        );
+        let pcs = serde_json::Value::from(pcs.as_slice()).to_string();
+        for row in s.rows(&sql, vals![exec_id.as_str(), pcs]).await? {
+            late.push((exec_id.as_str(), row.get::<String>(0)?));
+        }
+    }
+    let rows = late.iter().map(|(e, pc)| vals![*e, pc.as_str(), 0i64]).collect();
     let added = s.insert_rows(&LATE_TARGETS, rows).await?;
     // Target counts are exact once an execution exists (its creation counts them) and move by
     // the late targets that really were added, so no batch recounts a large execution's targets.
     let mut new_targets: BTreeMap<&str, i64> = BTreeMap::new();
     for ((exec_id, _), added) in late.iter().zip(added) {
-        *new_targets.entry(exec_id.as_str()).or_default() += i64::from(added);
+        *new_targets.entry(exec_id).or_default() += i64::from(added);
     }
     // In exec id order, so two backends' transactions lock execution rows in the same order.
     for (exec_id, d) in &deltas {
