@@ -19,6 +19,24 @@ fn open(dir: &tempfile::TempDir) -> Store {
 }
 
 #[test]
+fn a_new_store_has_small_pages_and_an_old_one_keeps_its_own() {
+    let page_size = |path: &std::path::Path| -> i64 {
+        Connection::open(path).unwrap().query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("agent.db");
+    drop(Store::open(&fresh).unwrap());
+    assert_eq!(page_size(&fresh), 1024);
+    let old = dir.path().join("old.db");
+    Connection::open(&old).unwrap().execute_batch("CREATE TABLE t (x); PRAGMA journal_mode = WAL;").unwrap();
+    let store = Store::open(&old).unwrap();
+    store.enqueue(&result(1)).unwrap();
+    assert_eq!(store.outbox(10).unwrap().len(), 1);
+    drop(store);
+    assert_eq!(page_size(&old), 4096);
+}
+
+#[test]
 fn notifications_are_kept_once_dropped_when_withdrawn_and_acked_once_per_user() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
