@@ -109,15 +109,15 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     };
     // One anti-join per execution finds the few PCs that are not targets yet; almost every
     // result comes from an expected one, so nearly nothing is inserted.
+    let not_targets = format!(
+        "SELECT j.value FROM {} WHERE NOT EXISTS
+             (SELECT 1 FROM execution_targets t WHERE t.exec_id = ?1 AND t.pc_id = j.value)",
+        s.dialect().json_text_elements("?2", "j")
+    );
     let mut late = Vec::new();
     for (exec_id, pcs) in reporting.iter().filter(|(e, _)| known.contains_key(*e)) {
-        let sql = format!(
-            "SELECT j.value FROM {} WHERE NOT EXISTS
-                 (SELECT 1 FROM execution_targets t WHERE t.exec_id = ?1 AND t.pc_id = j.value)",
-            s.dialect().json_text_elements("?2", "j")
-        );
         let pcs = serde_json::Value::from(pcs.as_slice()).to_string();
-        for row in s.rows(&sql, vals![exec_id.as_str(), pcs]).await? {
+        for row in s.rows(&not_targets, vals![exec_id.as_str(), pcs]).await? {
             late.push((exec_id.as_str(), row.get::<String>(0)?));
         }
     }
