@@ -95,8 +95,11 @@ const PREPARED: usize = 64;
 
 // Every page a commit touches is written to the WAL again, so the schema keeps what a command
 // changes small: no index on `ledger.state` (only start-up reads by state, and a scan of three
-// weeks of runs is cheap), and no AUTOINCREMENT on the outbox (it rewrites `sqlite_sequence` on
-// every insert; a plain rowid is always above every queued row, which is all the order needs).
+// weeks of runs is cheap), no AUTOINCREMENT on the outbox (it rewrites `sqlite_sequence` on
+// every insert; a plain rowid is always above every queued row, which is all the order needs),
+// and a rowid ledger: a WITHOUT ROWID row keeps at most ~230 bytes on a 1 KiB page, so a
+// command (~500 bytes) spilled into an overflow page that finishing the run, which rewrites the
+// whole row, freed and wrote again.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ledger (
     exec_id      TEXT PRIMARY KEY,
@@ -108,7 +111,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     admitted_at  INTEGER NOT NULL,
     started_at   INTEGER,
     finished_at  INTEGER
-) WITHOUT ROWID;
+);
 DROP INDEX IF EXISTS ledger_state;
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, msg_id TEXT NOT NULL UNIQUE,
                                    subject TEXT NOT NULL, payload BLOB NOT NULL);
@@ -156,14 +159,37 @@ pub enum AckOutcome {
     Unknown,
 }
 
-/// Stores written before the outbox lost AUTOINCREMENT: the old table is set aside, `SCHEMA`
-/// creates the new one, and the queued messages move over with their sequence numbers, all in
-/// one transaction.
-const UPGRADE_OUTBOX: [&str; 2] = [
-    "BEGIN IMMEDIATE; ALTER TABLE outbox RENAME TO outbox_old;",
-    "INSERT INTO outbox (seq, msg_id, subject, payload) SELECT seq, msg_id, subject, payload FROM outbox_old;
-     DROP TABLE outbox_old; COMMIT;",
+/// Tables whose layout changed, with a mark only the old layout's SQL has and the columns that
+/// move over. An old table is set aside, `SCHEMA` creates the new one, and its rows move over
+/// (the outbox's with their sequence numbers), all in one transaction.
+const UPGRADES: [(&str, &str, &str); 2] = [
+    ("outbox", "AUTOINCREMENT", "seq, msg_id, subject, payload"),
+    (
+        "ledger",
+        "WITHOUT ROWID",
+        "exec_id, request_id, fingerprint, subject, command, state, admitted_at, started_at, finished_at",
+    ),
 ];
+
+fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, old_mark, columns) in UPGRADES {
+        let sql: String = conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )?;
+        if !sql.contains(old_mark) {
+            continue;
+        }
+        // On any error the connection is dropped with the transaction open: rolled back.
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; ALTER TABLE {table} RENAME TO {table}_old;"))?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_old; DROP TABLE {table}_old; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -177,17 +203,7 @@ impl Store {
              PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
-        let outbox_sql: String = conn.query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
-            [],
-            |r| r.get(0),
-        )?;
-        if outbox_sql.contains("AUTOINCREMENT") {
-            // On any error the connection is dropped with the transaction open: rolled back.
-            conn.execute_batch(UPGRADE_OUTBOX[0])?;
-            conn.execute_batch(SCHEMA)?;
-            conn.execute_batch(UPGRADE_OUTBOX[1])?;
-        }
+        upgrade(&conn)?;
         conn.set_prepared_statement_cache_capacity(PREPARED);
         Ok(Self { conn: Arc::new(Mutex::new(conn)), meta: Arc::default() })
     }
