@@ -33,6 +33,9 @@ pub struct SimConfig {
     /// Agents started per second.
     pub start_rate: u32,
     pub executor: FakeExecutor,
+    /// The keys commands must be signed with (`security.trusted_keys`): a benchmark pins the
+    /// backend's, so every simulated agent verifies every command as a deployed one does.
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 impl SimConfig {
@@ -51,6 +54,7 @@ impl SimConfig {
             data_dir,
             start_rate: 200,
             executor,
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -89,6 +93,7 @@ pub async fn start(config: &SimConfig, stop: watch::Receiver<bool>) -> anyhow::R
         settings.max_concurrent_jobs = 2;
         settings.fake_executor = Some(config.executor.clone());
         settings.host_perf = false;
+        settings.trusted_keys = config.trusted_keys.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             if let Err(e) = kanade_agent::runtime::run(settings, stop).await {

@@ -65,6 +65,10 @@ struct Cli {
     /// with one JetStream publish (see `kanade_sim::start_floor`); prints `started N`
     #[arg(long)]
     floor: bool,
+    /// A key commands must be signed with (base64, as `GET /api/signing-key` shows it), like an
+    /// agent's `security.trusted_keys`; repeat for several. None: commands are not verified
+    #[arg(long, value_parser = kanade_shared::signing::decode_public)]
+    trusted_key: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 #[tokio::main]
@@ -93,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 None => Default::default(),
             },
         },
+        trusted_keys: cli.trusted_key.clone(),
     };
     let runs = config.executor.runs.clone();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use meter::{Meter, Spent};
-use procs::{Backend, Sim, Window};
+use procs::{Backend, Sim, SimKind, Window};
 use report::{ms, percentile, table, verdict};
 use serde_json::json;
 
@@ -83,7 +83,7 @@ impl Fleet {
         sizes: &[usize],
         dir: &std::path::Path,
         logs: &std::path::Path,
-        floor: bool,
+        kind: &SimKind,
     ) -> anyhow::Result<Self> {
         let mut sims = Vec::new();
         let mut first = 0;
@@ -95,7 +95,7 @@ impl Fleet {
                 sizes,
                 &dir.join(format!("p{}", sims.len())),
                 &logs.join(format!("sim-{}.log", sims.len())),
-                floor,
+                kind,
             )?);
             first += n;
         }
@@ -205,7 +205,8 @@ fn single_server(
     let js = rt
         .block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats.url()).await?)) })?;
     eprintln!("starting {} simulated agents (their logs: {}/sim-*.log)", cli.agents, work.display());
-    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, sizes, &cli.data_dir, work, false)?;
+    let agents = SimKind::Agents { trusted_key: signing_key(backend.port)? };
+    let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, sizes, &cli.data_dir, work, &agents)?;
     let connect = sim.wait_heartbeating(cli.agents, Window::Alive, Duration::from_secs(900))?;
     wait_projected(backend.port, cli.agents)?;
     let mut rig =
@@ -259,8 +260,9 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
     });
     let backend = Backend::start(work, &url, 3, db_line)?;
     eprintln!("starting {agents} simulated agents on the cluster (their logs: {}/sim-*.log)", work.display());
+    let kind = SimKind::Agents { trusted_key: signing_key(backend.port)? };
     let sim =
-        Fleet::start(&url, agents, cli.per_process, &[agents], &cli.data_dir.join("cluster"), work, false)?;
+        Fleet::start(&url, agents, cli.per_process, &[agents], &cli.data_dir.join("cluster"), work, &kind)?;
     let connect = sim.wait_heartbeating(agents, Window::Alive, Duration::from_secs(900))?;
     wait_projected(backend.port, agents)?;
     create_noop_job(backend.port)?;
@@ -355,7 +357,7 @@ fn floor_scenario(
         sizes,
         &cli.data_dir.join("floor"),
         &work.join("floor"),
-        true,
+        &SimKind::Floor,
     )?;
     for sim in &subscribers.0 {
         sim.wait_started(Duration::from_secs(300))?;
@@ -635,6 +637,12 @@ fn connections_by_name(
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The public key the backend signs commands with, for the agents' `trusted_keys`.
+fn signing_key(port: u16) -> anyhow::Result<String> {
+    let v = api::get(port, "/api/signing-key")?;
+    Ok(v["public_key"].as_str().context("GET /api/signing-key: no public_key")?.to_owned())
 }
 
 /// The job every broadcast runs.

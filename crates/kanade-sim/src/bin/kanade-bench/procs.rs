@@ -93,6 +93,14 @@ pub struct Sim {
     data_dir: PathBuf,
 }
 
+/// What a simulator process runs.
+pub enum SimKind {
+    /// The floor's bare subscribers.
+    Floor,
+    /// Agents that verify every command against the backend's key (base64), as deployed ones do.
+    Agents { trusted_key: String },
+}
+
 impl Sim {
     /// Agents `first .. first + agents` of a fleet of `fleet`; the simulator's log goes to `log`,
     /// a copy of its reports next to it (`.out`).
@@ -102,7 +110,7 @@ impl Sim {
         sizes: &[usize],
         data_dir: &Path,
         log: &Path,
-        floor: bool,
+        kind: &SimKind,
     ) -> anyhow::Result<Self> {
         let _ = std::fs::remove_dir_all(data_dir);
         let create =
@@ -116,7 +124,10 @@ impl Sim {
             .args(["--report", "1s", "--start-rate", "1000", "--size-groups", &sizes.join(",")])
             .arg("--data-dir")
             .arg(data_dir)
-            .args(floor.then_some("--floor"))
+            .args(match kind {
+                SimKind::Floor => vec!["--floor"],
+                SimKind::Agents { trusted_key } => vec!["--trusted-key", trusted_key.as_str()],
+            })
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
