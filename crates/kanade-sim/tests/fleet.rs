@@ -30,6 +30,7 @@ async fn simulated_agents_run_each_command_once() {
         data_dir: dir.path().to_path_buf(),
         start_rate: 200,
         executor,
+        trusted_keys: Vec::new(),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     // The latest report and how many came.
