@@ -182,9 +182,11 @@ pub struct Heard {
     pub reconnects: u64,
 }
 
-/// After its own reconnect the watcher waits this long for heartbeats, then pings the agents it
-/// has not heard from: one that reconnected before the watcher did said so into the void.
-const PING_AFTER: Duration = Duration::from_secs(3);
+/// After its own reconnect the watcher waits this long, then pings the agents it has not heard
+/// from: one that reconnected and heartbeated before the watcher did said so into the void, and
+/// answers a ping only from the moment the watcher asks, so the wait is what a storm's figure
+/// overstates for such an agent. One that is not back yet heartbeats on its own when it is.
+const PING_AFTER: Duration = Duration::from_secs(1);
 
 /// A connection for [`count_heartbeating`], retrying every 20 ms after an outage.
 pub async fn watcher(url: &str) -> anyhow::Result<(async_nats::Client, kanade_shared::nats::Reconnects)> {

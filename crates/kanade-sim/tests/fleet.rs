@@ -72,8 +72,8 @@ async fn simulated_agents_run_each_command_once() {
         heard.reconnects == 1 && heard.back == 20
     })
     .await;
-    // The watcher keeps reporting past its ping round (3 s after its reconnect).
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The watcher keeps reporting past its ping round (1 s after its reconnect).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let reports = seen.lock().unwrap().1;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(seen.lock().unwrap().1 > reports, "the watcher stopped reporting");
