@@ -97,12 +97,12 @@ const PREPARED: usize = 64;
 // changes small: no index on `ledger.state` (only start-up reads by state, and a scan of three
 // weeks of runs is cheap), no AUTOINCREMENT on the outbox (it rewrites `sqlite_sequence` on
 // every insert; a plain rowid is always above every queued row, which is all the order needs),
-// and a rowid ledger: a WITHOUT ROWID row keeps at most ~230 bytes on a 1 KiB page, so a
-// command (~500 bytes) spilled into an overflow page that finishing the run, which rewrites the
-// whole row, freed and wrote again.
+// and a rowid ledger: its leaf keeps a ~500-byte command inline, where a WITHOUT ROWID leaf on
+// 1 KiB pages keeps at most ~230 bytes of a row and puts the rest on an overflow page, which
+// finishing the run (an UPDATE rewrites the whole row) would free and write again.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ledger (
-    exec_id      TEXT PRIMARY KEY,
+    exec_id      TEXT NOT NULL PRIMARY KEY,
     request_id   TEXT NOT NULL,
     fingerprint  TEXT NOT NULL,
     subject      TEXT NOT NULL,
@@ -161,7 +161,8 @@ pub enum AckOutcome {
 
 /// Tables whose layout changed, with a mark only the old layout's SQL has and the columns that
 /// move over. An old table is set aside, `SCHEMA` creates the new one, and its rows move over
-/// (the outbox's with their sequence numbers), all in one transaction.
+/// (the outbox's with their sequence numbers), one transaction per table: a failure leaves that
+/// table as it was.
 const UPGRADES: [(&str, &str, &str); 2] = [
     ("outbox", "AUTOINCREMENT", "seq, msg_id, subject, payload"),
     (
@@ -181,12 +182,14 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
         if !sql.contains(old_mark) {
             continue;
         }
-        // On any error the connection is dropped with the transaction open: rolled back.
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; ALTER TABLE {table} RENAME TO {table}_old;"))?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(&format!(
-            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_old; DROP TABLE {table}_old; COMMIT;"
+        // Dropped without a commit (any error below), the transaction rolls back.
+        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(&format!("ALTER TABLE {table} RENAME TO {table}_old;"))?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(&format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_old; DROP TABLE {table}_old;"
         ))?;
+        tx.commit()?;
     }
     Ok(())
 }

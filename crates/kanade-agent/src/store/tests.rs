@@ -130,6 +130,38 @@ fn a_store_with_the_old_outbox_and_ledger_keeps_its_queue_order_and_runs() {
 }
 
 #[test]
+fn an_upgrade_that_fails_halfway_leaves_the_old_ledger_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    // A row the new layout refuses (no command): the copy fails after the rename and the create.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE ledger (exec_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                                  subject TEXT NOT NULL, command BLOB, state TEXT NOT NULL,
+                                  admitted_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER) WITHOUT ROWID;
+             INSERT INTO ledger VALUES ('{}', 'r1', 'fp1', 'commands.all.j', x'01', 'running', 1, 2, NULL);
+             INSERT INTO ledger VALUES ('{}', 'r2', 'fp2', 'commands.all.j', NULL, 'done', 1, 2, 3);",
+            exec(1),
+            exec(2)
+        ))
+        .unwrap();
+    assert!(Store::open(&path).is_err(), "the copy cannot go through");
+    let c = Connection::open(&path).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name || ': ' || sql FROM sqlite_master WHERE name LIKE 'ledger%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables.len(), 1, "{tables:?}");
+    assert!(tables[0].starts_with("ledger: ") && tables[0].contains("WITHOUT ROWID"), "{tables:?}");
+    let rows: i64 = c.query_row("SELECT count(*) FROM ledger", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2);
+}
+
+#[test]
 fn admission_rule() {
     assert_eq!(decide_admission(None, "a"), Admission::New);
     assert_eq!(decide_admission(Some("a"), "a"), Admission::Duplicate);
