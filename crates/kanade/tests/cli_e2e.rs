@@ -591,16 +591,17 @@ async fn lists_follow_the_cursor_with_all_yaml_output_and_kill_by_job() {
     let out = kanade(url, &["script", "show", "tool", "1.0.0"]).await;
     assert!(stderr(&out).contains("script tool/1.0.0 is not uploaded"), "{}", stderr(&out));
 
-    // A freeze: set, shown, a run refused until overridden, lifted.
+    // A freeze: set, shown, a run refused until overridden, lifted. (paged-1: paged-0 must
+    // never run, for the kill below.)
     let out = kanade(url, &["freeze", "--for", "1h", "--reason", "change window"]).await;
     assert!(stdout(&out).starts_with("the fleet is frozen until "), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("(change window, set by "), "{}", stdout(&out));
     assert!(stdout(&kanade(url, &["freeze"]).await).contains("change window"));
-    let out = kanade(url, &["exec", "paged-0", "--pcs", "PC-1", "--allow-unknown"]).await;
+    let out = kanade(url, &["exec", "paged-1", "--pcs", "PC-1", "--allow-unknown"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("(kanade: --override-freeze)"), "{}", stderr(&out));
     let out =
-        kanade(url, &["--override-freeze", "exec", "paged-0", "--pcs", "PC-1", "--allow-unknown"]).await;
+        kanade(url, &["--override-freeze", "exec", "paged-1", "--pcs", "PC-1", "--allow-unknown"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&kanade(url, &["unfreeze"]).await), "the fleet freeze is lifted\n");
     assert_eq!(stdout(&kanade(url, &["freeze"]).await), "the fleet is not frozen\n");
