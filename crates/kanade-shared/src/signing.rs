@@ -163,7 +163,7 @@ pub fn verify(
 ) -> Result<(), Refusal> {
     let [Some(sig), Some(at), Some(key)] = headers else { return Err(Refusal::Unsigned) };
     // The pinned key with these bytes, already decoded: decoding a key (a point decompression)
-    // costs a quarter of a verification, and every command names its key.
+    // costs about a tenth of a verification, and every command names its key.
     let raw = B64.decode(key.trim()).ok();
     let Some(key) = trusted.iter().find(|k| raw.as_deref() == Some(k.as_bytes().as_slice())) else {
         return Err(Refusal::UntrustedKey(key.to_owned()));

@@ -641,8 +641,10 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// The public key the backend signs commands with, for the agents' `trusted_keys`.
 fn signing_key(port: u16) -> anyhow::Result<String> {
-    let v = api::get(port, "/api/signing-key")?;
-    Ok(v["public_key"].as_str().context("GET /api/signing-key: no public_key")?.to_owned())
+    let body: kanade_shared::api::service::SigningKey =
+        serde_json::from_value(api::get(port, "/api/signing-key")?)
+            .context("GET /api/signing-key: not the signing-key body")?;
+    Ok(body.public_key)
 }
 
 /// The job every broadcast runs.
