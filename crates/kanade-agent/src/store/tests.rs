@@ -501,6 +501,25 @@ proptest! {
     }
 }
 
+/// Each outbox pass runs the cached statement as prepared: a query parsed again on every pass
+/// (as SQLite does with a bound `LIMIT ?`) costs more than the query.
+#[test]
+fn outbox_passes_do_not_parse_their_query_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for e in 0..3 {
+        store.enqueue(&result(e)).unwrap();
+        assert!(!store.outbox(64).unwrap().is_empty());
+        assert!(!store.outbox_except_prefix("obs.", 64).unwrap().is_empty());
+    }
+    for sql in [outbox_sql(EVERY_MESSAGE, 64), outbox_sql(EXCEPT_PREFIX, 64)] {
+        let reprepared = store
+            .with(|c| Ok(c.prepare_cached(&sql)?.get_status(rusqlite::StatementStatus::RePrepare)))
+            .unwrap();
+        assert_eq!(reprepared, 0, "{sql}");
+    }
+}
+
 /// WAL bytes a run costs (admitted and started, finished with its result queued, result acked),
 /// in frames: the figure the schema is shaped for. Deterministic for a given SQLite; a layout
 /// that makes finishing rewrite the command again (an overflow page) fails it.
