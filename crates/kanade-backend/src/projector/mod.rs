@@ -37,6 +37,12 @@ use crate::events::Bus;
 use crate::lease::Leadership;
 
 const BATCH: usize = 5000;
+/// A fetch returns as soon as anything is there, so while a broadcast's results trickle in each
+/// batch would hold a handful, and each costs a fetch request, a transaction, its share of WAL
+/// checkpoints and an ack. After a batch that drained the consumer the next fetch waits this
+/// long (the batch is written meanwhile), gathering what arrives: a run's result waits at most
+/// this much more; a full batch is followed at once.
+const LINGER: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -291,9 +297,13 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
             if messages.is_empty() {
                 continue;
             }
+            let drained = messages.len() < BATCH;
             let batch = decode(kind, messages, &p.stats.forged);
             if batches.send(batch).await.is_err() {
                 return Ok::<(), anyhow::Error>(());
+            }
+            if drained {
+                tokio::time::sleep(LINGER).await;
             }
         }
     };
