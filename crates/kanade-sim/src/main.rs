@@ -71,7 +71,11 @@ struct Cli {
     trusted_key: Vec<ed25519_dalek::VerifyingKey>,
 }
 
-#[tokio::main]
+// One thread per process: a benchmark runs several of these processes on a small box, and a
+// real agent's runtime has its endpoint to itself; worker threads per process here would only
+// steal work from each other across thousands of agents and the other processes. The floor's
+// subscribers run on the same kind of runtime.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Warnings from 10,000 agents are the point when something goes wrong; KANADE_LOG for more.
