@@ -213,9 +213,13 @@ impl Store {
         // Every page a transaction changes is written whole to the WAL, and a run's three
         // transactions each change a few rows of a few hundred bytes: small pages write fewer
         // bytes per run. Only a new file takes it; a store made before keeps its page size.
+        // A checkpoint every 100 pages (about ten runs) keeps the WAL at ~100 KB, rewritten in
+        // place, instead of growing to 1 MB first: each new page of a growing file is memory
+        // and blocks the system must find (at 10,000 simulated agents on tmpfs, 12% of their
+        // CPU went into a WAL that was still growing).
         conn.execute_batch(
             "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 100;",
         )?;
         conn.execute_batch(SCHEMA)?;
         upgrade(&conn)?;

@@ -520,6 +520,25 @@ fn outbox_passes_do_not_parse_their_query_again() {
     }
 }
 
+/// The WAL is checkpointed and rewritten in place every hundred pages or so, not left to grow
+/// to SQLite's default of a thousand.
+#[test]
+fn the_wal_stays_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..300u32 {
+        let exec = ExecId::from_uuid(uuid::Uuid::from_u128(1 << 100 | u128::from(i)));
+        store
+            .admit_started(exec, &format!("req-{i}"), &format!("{i:064}"), "commands.all.j", &[b'c'; 500], 1)
+            .unwrap();
+        store.finish(exec, &result(i as u8), 2).unwrap();
+        let queued = store.outbox(64).unwrap();
+        store.acked(&queued.iter().map(|m| m.seq).collect::<Vec<_>>()).unwrap();
+    }
+    let wal = std::fs::metadata(dir.path().join("agent.db-wal")).unwrap().len();
+    assert!(wal < 200 * 1024, "WAL is {wal} bytes after 300 runs");
+}
+
 /// WAL bytes a run costs (admitted and started, finished with its result queued, result acked),
 /// in frames: the figure the schema is shaped for. Deterministic for a given SQLite; a layout
 /// that makes finishing rewrite the command again (an overflow page) fails it.
