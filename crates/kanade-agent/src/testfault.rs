@@ -42,3 +42,11 @@ pub fn crash_before_swap(staged: &Path) {
         std::process::abort();
     }
 }
+
+/// `KANADE_AGENT_TEST_LEDGER_FULL=<file>`: while that file exists, recording a command in the
+/// ledger fails as on a full disk. The running agent holds its store locked, so a test cannot
+/// break the ledger from beside it.
+pub fn ledger_full() -> bool {
+    cfg!(debug_assertions)
+        && std::env::var_os("KANADE_AGENT_TEST_LEDGER_FULL").is_some_and(|f| Path::new(&f).exists())
+}

@@ -15,21 +15,18 @@ use kanade_testkit::Gate;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A trigger that makes every ledger insert fail, as a full disk would, in the agent's store.
-fn break_ledger(agent: &Agent) -> rusqlite::Connection {
-    std::fs::create_dir_all(&agent.data_dir).unwrap();
-    drop(kanade_agent::store::Store::open(&agent.data_dir.join("agent.db")).unwrap());
-    let db = rusqlite::Connection::open(agent.data_dir.join("agent.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER disk_full BEFORE INSERT ON ledger BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .unwrap();
-    db
+/// Makes every ledger insert of `agent` fail, as a full disk would, while the returned file
+/// exists (the debug build's `KANADE_AGENT_TEST_LEDGER_FULL`): the running agent holds its store
+/// locked, so the fault is switched from outside by a file. Takes effect at the next spawn.
+fn break_ledger(agent: &mut Agent) -> std::path::PathBuf {
+    let switch = agent.data_dir.with_file_name("ledger-full");
+    std::fs::write(&switch, b"").unwrap();
+    agent.env.push(("KANADE_AGENT_TEST_LEDGER_FULL".into(), switch.clone()));
+    switch
 }
 
-fn mend_ledger(db: &rusqlite::Connection) {
-    db.execute_batch("DROP TRIGGER disk_full;").unwrap();
+fn mend_ledger(switch: &std::path::Path) {
+    std::fs::remove_file(switch).unwrap();
 }
 
 /// Published while the agent was away, read by catch-up while the ledger cannot record it: it
@@ -39,13 +36,13 @@ async fn missed_while_the_ledger_fails(fleet: &Fleet, id: &str) -> Agent {
     let cmd = command("missed", &format!("echo ran >> {}", marker.display()));
     fleet.publish(pc(id), &cmd).await;
     let mut agent = fleet.agent(id, &[]);
-    let db = break_ledger(&agent);
+    let switch = break_ledger(&mut agent);
     agent.spawn();
     kanade_testkit::wait_until_async("a catch-up to fail on the ledger", WAIT, || async {
         agent.log().contains("catch-up failed")
     })
     .await;
-    mend_ledger(&db);
+    mend_ledger(&switch);
     let r = fleet.wait_result(cmd.exec_id, WAIT).await;
     assert_eq!(r.status, ExecStatus::Succeeded, "{}", agent.log());
     assert_eq!((runs(&marker), runs_of(&agent, cmd.exec_id)), (1, 1));
@@ -70,10 +67,13 @@ async fn exec_is_read_past_a_command_only_once_the_ledger_holds_it() {
 async fn a_live_command_the_ledger_could_not_record_is_replayed_without_a_reconnect() {
     let fleet = Fleet::start().await;
     let mut agent = fleet.agent("PC-LL", &[]);
-    // Broken after the first catch-up, so only the live delivery meets it.
+    // Armed with the switch file absent; broken after the first catch-up, so only the live
+    // delivery meets it.
+    let switch = break_ledger(&mut agent);
+    mend_ledger(&switch);
     agent.spawn();
     ready(&agent).await;
-    let db = break_ledger(&agent);
+    std::fs::write(&switch, b"").unwrap();
     let marker = fleet.marker("live");
     let cmd = command("live", &format!("echo ran >> {}", marker.display()));
     fleet.publish(pc("PC-LL"), &cmd).await;
@@ -81,7 +81,7 @@ async fn a_live_command_the_ledger_could_not_record_is_replayed_without_a_reconn
         agent.log().contains("cannot record command")
     })
     .await;
-    mend_ledger(&db);
+    mend_ledger(&switch);
     let r = fleet.wait_result(cmd.exec_id, WAIT).await;
     assert_eq!(r.status, ExecStatus::Succeeded, "{}", agent.log());
     assert_eq!((runs(&marker), runs_of(&agent, cmd.exec_id)), (1, 1));
@@ -102,10 +102,6 @@ fn queue_results(agent: &Agent, n: usize) -> Vec<ExecResult> {
     queued
 }
 
-fn outbox_len(agent: &Agent) -> usize {
-    kanade_agent::store::Store::open(&agent.data_dir.join("agent.db")).unwrap().outbox(1000).unwrap().len()
-}
-
 #[tokio::test]
 async fn queued_results_go_out_in_order_once_each_under_their_ids() {
     let fleet = Fleet::start().await;
@@ -119,7 +115,12 @@ async fn queued_results_go_out_in_order_once_each_under_their_ids() {
     fleet.js.publish_with_headers(first.subject, headers, first.payload.into()).await.unwrap().await.unwrap();
 
     agent.spawn();
-    kanade_testkit::wait_until("the outbox to drain", WAIT, || outbox_len(&agent) == 0);
+    let all = queued.iter().map(|r| r.exec_id).collect::<Vec<_>>();
+    kanade_testkit::wait_until_async("every queued result", WAIT, || async {
+        fleet.results().await.len() == all.len()
+    })
+    .await;
+    assert_eq!(agent.stop_and_count_outbox(), 0, "messages left in the outbox");
     let arrived: Vec<_> = fleet.results().await.into_iter().map(|r| r.exec_id).collect();
     let sent: Vec<_> = queued.iter().map(|r| r.exec_id).collect();
     assert_eq!(arrived, sent, "RESULTS holds each once, in the order they were queued");
@@ -149,7 +150,9 @@ async fn the_outbox_stops_at_the_first_message_without_an_ack() {
     .await;
     let mut events = fleet.js.get_stream("EVENTS").await.unwrap();
     assert_eq!(events.info().await.unwrap().state.messages, 0, "the event went out before the result");
-    // Both still queued, in order (behind them whatever the agent queued since it started).
+    // Both still queued, in order (behind them whatever the agent queued since it started),
+    // also after a clean stop, whose last pass meets the same missing stream.
+    agent.stop();
     let head: Vec<String> = kanade_agent::store::Store::open(&agent.data_dir.join("agent.db"))
         .unwrap()
         .outbox(2)
@@ -160,7 +163,16 @@ async fn the_outbox_stops_at_the_first_message_without_an_ack() {
     assert_eq!(head, [queued_message(&queued[0]).msg_id, "started-after".to_owned()]);
 
     kanade_shared::jetstream::ensure_jetstream_resources(&fleet.js, 1).await.unwrap();
-    kanade_testkit::wait_until("the outbox to drain", Duration::from_secs(60), || outbox_len(&agent) == 0);
+    agent.spawn();
+    kanade_testkit::wait_until_async("the queued result", Duration::from_secs(60), || async {
+        !fleet.results().await.is_empty()
+    })
+    .await;
+    kanade_testkit::wait_until_async("the queued event", Duration::from_secs(60), || async {
+        fleet.js.get_stream("EVENTS").await.unwrap().info().await.unwrap().state.messages >= 1
+    })
+    .await;
+    assert_eq!(agent.stop_and_count_outbox(), 0, "messages left in the outbox");
     let arrived: Vec<_> = fleet.results().await.into_iter().map(|r| r.exec_id).collect();
     assert_eq!(arrived, [queued[0].exec_id]);
     assert_eq!(events.info().await.unwrap().state.messages, 1);

@@ -13,14 +13,10 @@ use kanade_shared::wire::{self, ExecResult, ExecStatus, SkipReason};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn outbox_len(agent: &Agent) -> usize {
-    kanade_agent::store::Store::open(&agent.data_dir.join("agent.db")).unwrap().outbox(1000).unwrap().len()
-}
-
 #[tokio::test]
 async fn big_and_binary_output_never_stops_the_results_behind_it() {
     let fleet = Fleet::start().await;
-    let agent = fleet.agent("PC-BIG", &[]).start();
+    let mut agent = fleet.agent("PC-BIG", &[]).start();
     ready(&agent).await;
     // 1.1 MB of `a` on stdout and 900 KB of random bytes on stderr (mostly invalid UTF-8: each
     // bad byte becomes three), then invalid UTF-8 alone, then a plain job behind both.
@@ -41,7 +37,7 @@ async fn big_and_binary_output_never_stops_the_results_behind_it() {
     let r = fleet.wait_result(big.exec_id, WAIT).await;
     assert!(r.stdout.bytes().all(|b| b == b'a') && r.stdout.len() > 100_000, "{}", r.stdout.len());
     assert_eq!(fleet.wait_result(ok.exec_id, WAIT).await.stdout, "ok\n");
-    kanade_testkit::wait_until("the outbox to drain", WAIT, || outbox_len(&agent) == 0);
+    assert_eq!(agent.stop_and_count_outbox(), 0, "messages left in the outbox");
 }
 
 #[tokio::test]
@@ -62,7 +58,7 @@ async fn an_oversized_queued_result_is_cut_to_fit_and_the_next_one_still_goes() 
     let first = fleet.wait_result(queued[0].exec_id, WAIT).await;
     assert!(first.truncated && first.stdout.len() < 1_100_000 && first.stdout.len() > 500_000);
     assert_eq!(fleet.wait_result(queued[1].exec_id, WAIT).await.stdout, "x".repeat(10));
-    kanade_testkit::wait_until("the outbox to drain", WAIT, || outbox_len(&agent) == 0);
+    assert_eq!(agent.stop_and_count_outbox(), 0, "messages left in the outbox");
     assert!(agent.log().contains("result too large for the broker; output cut to fit"));
 }
 
@@ -279,7 +275,7 @@ async fn events_the_broker_does_not_take_never_hold_up_a_result() {
     // A broker without stream OBS (an older backend, `jetstream setup` not run yet): the
     // agent's `agent.started` is first in its outbox and gets no ack.
     fleet.js.delete_stream("OBS").await.unwrap();
-    let agent = fleet.agent("PC-OBS", &[]).start();
+    let mut agent = fleet.agent("PC-OBS", &[]).start();
     ready(&agent).await;
     let mut emits = command("emits", "echo '{\"kind\":\"disk.low\"}'");
     emits.emit = wire::Emit::Events;
@@ -308,7 +304,7 @@ async fn events_the_broker_does_not_take_never_hold_up_a_result() {
         k.contains(&"agent.started".to_owned()) && k.contains(&"disk.low".to_owned())
     })
     .await;
-    kanade_testkit::wait_until("the outbox to drain", WAIT, || outbox_len(&agent) == 0);
+    assert_eq!(agent.stop_and_count_outbox(), 0, "messages left in the outbox");
     let k = kinds().await;
     assert_eq!(k.iter().filter(|k| *k == "agent.started").count(), 1, "{k:?}");
 }

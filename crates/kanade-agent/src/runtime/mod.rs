@@ -221,7 +221,18 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     let db = settings.data_dir.join("agent.db");
     kanade_shared::files::private_file(&db)
         .with_context(|| format!("cannot make the agent store {} owner-only", db.display()))?;
-    let store = Store::open(&db).with_context(|| format!("cannot open agent store {}", db.display()))?;
+    let store = Store::open(&db).map_err(|e| {
+        let why = if e.in_use() {
+            format!(
+                "another kanade-agent is running with data_dir {} (it holds {} locked); stop it first, or give this one a data_dir of its own",
+                settings.data_dir.display(),
+                db.display()
+            )
+        } else {
+            format!("cannot open agent store {}", db.display())
+        };
+        anyhow::Error::new(e).context(why)
+    })?;
     let now = kanade_shared::wire::Timestamp::now_utc();
     let cutoff = now - LEDGER_RETENTION;
     store.prune((cutoff.unix_timestamp_nanos() / 1_000_000) as i64)?;

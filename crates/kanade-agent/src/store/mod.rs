@@ -20,6 +20,13 @@ use kanade_shared::ExecId;
 #[error("agent store: {0}")]
 pub struct StoreError(#[from] rusqlite::Error);
 
+impl StoreError {
+    /// Another process holds the store: an agent already running on this data dir.
+    pub fn in_use(&self) -> bool {
+        self.0.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+    }
+}
+
 /// What the ledger says about an incoming command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -217,10 +224,17 @@ impl Store {
         // place, instead of growing to 1 MB first: each new page of a growing file is memory
         // and blocks the system must find (10,000 simulated agents on tmpfs spent 12% less CPU
         // per broadcast with it).
+        // EXCLUSIVE, set before WAL is entered: the agent holds the file locked for as long as it
+        // runs. A second agent started on the same data dir fails to open it instead of sharing
+        // the ledger, and with no other process to coordinate with, SQLite keeps the WAL index
+        // in memory and takes no file locks per transaction (a third less CPU per run in a
+        // three-transaction run over 3,300 stores on tmpfs, 65 to 45 µs).
         conn.execute_batch(
-            "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 100;",
+            "PRAGMA busy_timeout = 5000; PRAGMA locking_mode = EXCLUSIVE; PRAGMA page_size = 1024;
+             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 100;",
         )?;
+        // The lock is taken now, so "in use" is the error of `open`, not of the first command.
+        conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")?;
         conn.execute_batch(SCHEMA)?;
         upgrade(&conn)?;
         conn.set_prepared_statement_cache_capacity(PREPARED);
@@ -274,6 +288,12 @@ impl Store {
         started_ms: Option<i64>,
     ) -> Result<Admission, StoreError> {
         let state = if started_ms.is_some() { RunState::Running } else { RunState::Admitted };
+        if crate::testfault::ledger_full() {
+            let full = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
+            return Err(
+                rusqlite::Error::SqliteFailure(full, Some("KANADE_AGENT_TEST_LEDGER_FULL".into())).into()
+            );
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             let existing: Option<String> = tx

@@ -436,6 +436,8 @@ impl World {
     /// The process is gone: reopen, and do what the runtime does at start with what the store
     /// reports — never-started runs are started again, interrupted ones reported `unknown`.
     fn restart(&mut self) {
+        // The gone process's handle first: it held the file locked.
+        drop(std::mem::replace(&mut self.store, Store::open(Path::new(":memory:")).unwrap()));
         self.store = open(&self.dir);
         let (pending, interrupted) = self.store.recover().unwrap();
         self.startable = pending.iter().map(|p| p.command[0]).collect();
@@ -542,6 +544,19 @@ fn the_wal_stays_small() {
 /// WAL bytes a run costs (admitted and started, finished with its result queued, result acked),
 /// in frames: the figure the schema is shaped for. Deterministic for a given SQLite; a layout
 /// that makes finishing rewrite the command again (an overflow page) fails it.
+#[test]
+fn a_second_open_of_a_store_in_use_is_refused_as_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let path = dir.path().join("agent.db");
+    let started = std::time::Instant::now();
+    let second = Store::open(&path).err().expect("a second agent on the same data dir is refused");
+    assert!(second.in_use(), "{second}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "it waited out the busy timeout first");
+    drop(store);
+    Store::open(&path).expect("free again once the first is closed");
+}
+
 #[test]
 fn a_run_writes_few_wal_frames() {
     let dir = tempfile::tempdir().unwrap();

@@ -176,6 +176,8 @@ pub struct Agent {
     pub id: String,
     pub config: PathBuf,
     pub data_dir: PathBuf,
+    /// Extra environment for the process (the debug build's fault switches, `testfault`).
+    pub env: Vec<(String, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -196,7 +198,7 @@ impl Agent {
             ),
         )
         .unwrap();
-        Self { id: id.to_owned(), config, data_dir: root.join("data"), child: None }
+        Self { id: id.to_owned(), config, data_dir: root.join("data"), env: Vec::new(), child: None }
     }
 
     pub fn start(mut self) -> Self {
@@ -209,6 +211,7 @@ impl Agent {
         let child = Process::new(env!("CARGO_BIN_EXE_kanade-agent"))
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -233,6 +236,13 @@ impl Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Messages still queued in the outbox. The running agent holds its store locked, so this
+    /// stops it first (the clean way: its last pass sends what it can).
+    pub fn stop_and_count_outbox(&mut self) -> usize {
+        self.stop();
+        kanade_agent::store::Store::open(&self.data_dir.join("agent.db")).unwrap().outbox(1000).unwrap().len()
     }
 
     pub fn log(&self) -> String {
