@@ -590,5 +590,5 @@ fn a_run_writes_few_wal_frames() {
     (20..220).for_each(run);
     let frames = (size() - before) as f64 / (1024.0 + 24.0) / 200.0;
     println!("{frames:.2} WAL frames per run");
-    assert!(frames <= 10.5, "{frames:.2} WAL frames per run");
+    assert!(frames <= 8.7, "{frames:.2} WAL frames per run");
 }
