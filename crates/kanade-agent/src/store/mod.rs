@@ -360,8 +360,10 @@ impl Store {
             // A finished run's command is never read again (only admitted and running ones are,
             // at `recover`): emptied, the row leaves room in its page for the next admission,
             // which then rewrites that page instead of adding one (9.5 to 8.2 WAL frames a run).
-            tx.prepare_cached("UPDATE ledger SET state = 'done', finished_at = ?2, command = x'' WHERE exec_id = ?1")?
-                .execute(params![exec_id.to_string(), now_ms])?;
+            tx.prepare_cached(
+                "UPDATE ledger SET state = 'done', finished_at = ?2, command = x'' WHERE exec_id = ?1",
+            )?
+            .execute(params![exec_id.to_string(), now_ms])?;
             // The result first: its events never delay it.
             insert_outgoing(&tx, result)?;
             for message in events {
