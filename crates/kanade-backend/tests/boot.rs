@@ -79,7 +79,17 @@ fn installed_copy(dir: &Path) -> std::path::PathBuf {
 }
 
 fn run(exe: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(exe).arg("--config").arg(config).args(args).output().unwrap()
+    // A binary just written can still be open for writing in a child another test thread
+    // forked meanwhile (it holds the fd until its own exec): Linux then refuses to run it.
+    for _ in 0..50 {
+        match Command::new(exe).arg("--config").arg(config).args(args).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            out => return out.unwrap(),
+        }
+    }
+    panic!("{} stayed busy (text file busy) for a second", exe.display());
 }
 
 /// A config whose database cannot open (its path is a directory): every start fails.
