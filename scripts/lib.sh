@@ -3,6 +3,8 @@
 
 KANADE_TOOLS="${KANADE_TOOLS:-$HOME/.cache/kanade}"
 # A target dir outside the clone survives fresh clones, so CI and new checkouts build incrementally.
+# Cargo reuses a test binary another clone built when the sources match, so tests find their
+# package's files through CARGO_MANIFEST_DIR read at run time, never env!() baked in at build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KANADE_TOOLS/target}"
 MIN_NATS="2.10"
 

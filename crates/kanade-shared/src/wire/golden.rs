@@ -8,8 +8,14 @@ use serde::de::DeserializeOwned;
 
 use super::*;
 
+/// This package's directory, read when the test runs: a test binary that another clone built
+/// into the same target dir (see `scripts/lib.sh`) must read this clone's files, not that one's.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
+}
+
 fn golden(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-data/wire").join(name);
+    let path = PathBuf::from(manifest_dir()).join("test-data/wire").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
