@@ -541,9 +541,6 @@ fn the_wal_stays_small() {
     assert!(wal < 200 * 1024, "WAL is {wal} bytes after 300 runs");
 }
 
-/// WAL bytes a run costs (admitted and started, finished with its result queued, result acked),
-/// in frames: the figure the schema is shaped for. Deterministic for a given SQLite; a layout
-/// that makes finishing rewrite the command again (an overflow page) fails it.
 #[test]
 fn a_second_open_of_a_store_in_use_is_refused_as_in_use() {
     let dir = tempfile::tempdir().unwrap();
@@ -557,6 +554,9 @@ fn a_second_open_of_a_store_in_use_is_refused_as_in_use() {
     Store::open(&path).expect("free again once the first is closed");
 }
 
+/// WAL bytes a run costs (admitted and started, finished with its result queued, result acked),
+/// in frames: the figure the schema is shaped for. Deterministic for a given SQLite; a layout
+/// that makes finishing rewrite the command again (an overflow page) fails it.
 #[test]
 fn a_run_writes_few_wal_frames() {
     let dir = tempfile::tempdir().unwrap();
