@@ -15,14 +15,17 @@ use kanade_testkit::Gate;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Makes every ledger insert of `agent` fail, as a full disk would, while the returned file
-/// exists (the debug build's `KANADE_AGENT_TEST_LEDGER_FULL`): the running agent holds its store
-/// locked, so the fault is switched from outside by a file. Takes effect at the next spawn.
-fn break_ledger(agent: &mut Agent) -> std::path::PathBuf {
+/// The debug build's `KANADE_AGENT_TEST_LEDGER_FULL` for `agent` (from its next spawn): while
+/// the returned file exists, every ledger insert fails as a full disk would. The running agent
+/// holds its store locked, so the fault is switched from outside by that file.
+fn ledger_switch(agent: &mut Agent) -> std::path::PathBuf {
     let switch = agent.data_dir.with_file_name("ledger-full");
-    std::fs::write(&switch, b"").unwrap();
     agent.env.push(("KANADE_AGENT_TEST_LEDGER_FULL".into(), switch.clone()));
     switch
+}
+
+fn break_ledger(switch: &std::path::Path) {
+    std::fs::write(switch, b"").unwrap();
 }
 
 fn mend_ledger(switch: &std::path::Path) {
@@ -36,7 +39,8 @@ async fn missed_while_the_ledger_fails(fleet: &Fleet, id: &str) -> Agent {
     let cmd = command("missed", &format!("echo ran >> {}", marker.display()));
     fleet.publish(pc(id), &cmd).await;
     let mut agent = fleet.agent(id, &[]);
-    let switch = break_ledger(&mut agent);
+    let switch = ledger_switch(&mut agent);
+    break_ledger(&switch);
     agent.spawn();
     kanade_testkit::wait_until_async("a catch-up to fail on the ledger", WAIT, || async {
         agent.log().contains("catch-up failed")
@@ -67,13 +71,11 @@ async fn exec_is_read_past_a_command_only_once_the_ledger_holds_it() {
 async fn a_live_command_the_ledger_could_not_record_is_replayed_without_a_reconnect() {
     let fleet = Fleet::start().await;
     let mut agent = fleet.agent("PC-LL", &[]);
-    // Armed with the switch file absent; broken after the first catch-up, so only the live
-    // delivery meets it.
-    let switch = break_ledger(&mut agent);
-    mend_ledger(&switch);
+    // Broken after the first catch-up, so only the live delivery meets it.
+    let switch = ledger_switch(&mut agent);
     agent.spawn();
     ready(&agent).await;
-    std::fs::write(&switch, b"").unwrap();
+    break_ledger(&switch);
     let marker = fleet.marker("live");
     let cmd = command("live", &format!("echo ran >> {}", marker.display()));
     fleet.publish(pc("PC-LL"), &cmd).await;
@@ -115,9 +117,8 @@ async fn queued_results_go_out_in_order_once_each_under_their_ids() {
     fleet.js.publish_with_headers(first.subject, headers, first.payload.into()).await.unwrap().await.unwrap();
 
     agent.spawn();
-    let all = queued.iter().map(|r| r.exec_id).collect::<Vec<_>>();
     kanade_testkit::wait_until_async("every queued result", WAIT, || async {
-        fleet.results().await.len() == all.len()
+        fleet.results().await.len() == queued.len()
     })
     .await;
     assert_eq!(agent.stop_and_count_outbox(), 0, "messages left in the outbox");

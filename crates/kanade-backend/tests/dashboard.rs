@@ -13,16 +13,10 @@ use common::{ADMIN_PASSWORD, secured};
 use kanade_testkit::Browser;
 use serde_json::json;
 
-/// This package's directory, read when the test runs: a test binary that another clone built
-/// into the same target dir (see `scripts/lib.sh`) must read this clone's files, not that one's.
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
-}
-
 const WAIT: Duration = Duration::from_secs(30);
 
 fn screenshots() -> PathBuf {
-    PathBuf::from(manifest_dir()).join("../../target/screenshots")
+    kanade_testkit::manifest_dir().join("../../target/screenshots")
 }
 
 const HELLO: &str = "id: hello-ui

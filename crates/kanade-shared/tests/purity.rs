@@ -4,18 +4,11 @@
 
 use std::path::Path;
 
-/// This package's directory, read when the test runs: a test binary that another clone built
-/// into the same target dir (see `scripts/lib.sh`) must read this clone's files, not that one's.
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
-}
-
 /// (file, what it may read, why).
 const ALLOWED: &[(&str, &str, &str)] = &[
     ("config/environment.rs", "env::vars_os(", "the one place the environment is read, in main"),
     ("wire/command.rs", "now_utc()", "Command::inline stamps the time a command is issued"),
     ("service.rs", "Instant::now()", "the Windows service's stop wait (IO shell)"),
-    ("wire/golden.rs", "env::var(", "a test module (`#[cfg(test)] mod golden`) finding its files"),
 ];
 
 const READS: &[&str] =
@@ -34,7 +27,7 @@ fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 #[test]
 fn only_the_listed_places_read_the_clock_or_the_environment() {
-    let root = Path::new(&manifest_dir()).join("src");
+    let root = kanade_testkit::manifest_dir().join("src");
     let mut files = Vec::new();
     sources(&root, &mut files);
     assert!(files.len() > 10, "found only {} source files under {}", files.len(), root.display());

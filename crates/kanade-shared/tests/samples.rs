@@ -1,18 +1,12 @@
 //! The sample configs, manifests and schedules at the repository root must stay valid.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kanade_shared::config::{Environment, OsKind, load_agent, load_backend};
 use kanade_shared::manifest::{job_from_yaml, schedule_from_yaml};
 
-/// This package's directory, read when the test runs: a test binary that another clone built
-/// into the same target dir (see `scripts/lib.sh`) must read this clone's files, not that one's.
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
-}
-
 fn repo() -> PathBuf {
-    Path::new(&manifest_dir()).join("../..")
+    kanade_testkit::manifest_dir().join("../..")
 }
 
 fn yaml_files(dir: &str) -> Vec<PathBuf> {

@@ -20,3 +20,12 @@ pub use gate::Gate;
 pub use nats::{NatsServer, free_port};
 pub use postgres::PgCluster;
 pub use wait::{process_running, wait_until, wait_until_async};
+
+/// The running test's package directory, read when it runs: a test binary that another clone
+/// built into the same target dir (see `scripts/lib.sh`) must read this clone's files, not the
+/// ones `env!("CARGO_MANIFEST_DIR")` baked in.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
+        .into()
+}

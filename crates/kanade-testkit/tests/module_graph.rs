@@ -8,12 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// This package's directory, read when the test runs: a test binary that another clone built
-/// into the same target dir (see `scripts/lib.sh`) must read this clone's files, not that one's.
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
-}
-
 const CRATES: [&str; 5] = ["kanade-shared", "kanade-agent", "kanade-backend", "kanade", "kanade-sim"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -124,7 +118,7 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 
 #[test]
 fn no_module_imports_one_that_imports_it_back() {
-    let root = PathBuf::from(manifest_dir()).join("..");
+    let root = kanade_testkit::manifest_dir().join("..");
     let mut problems = Vec::new();
     for krate in CRATES {
         let src = root.join(krate).join("src");

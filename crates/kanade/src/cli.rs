@@ -728,7 +728,7 @@ mod tests {
         root.build();
         let mut all = Vec::new();
         walk(&mut root, "kanade", &mut all);
-        let dir = std::path::Path::new(&crate::output::tests::manifest_dir()).join("tests/snapshots/help");
+        let dir = kanade_testkit::manifest_dir().join("tests/snapshots/help");
         let update = std::env::var("KANADE_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
         let mut stale = Vec::new();
         for (path, help) in &all {

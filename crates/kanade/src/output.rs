@@ -156,15 +156,9 @@ pub mod tests {
         assert_eq!(out, "STATUS     N\n\x1b[31mfailed\x1b[0m     x\nsucceeded  y\n");
     }
 
-    /// This package's directory, read when the test runs: a test binary that another clone built
-    /// into the same target dir (see `scripts/lib.sh`) must read this clone's files, not that one's.
-    pub fn manifest_dir() -> String {
-        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
-    }
-
     /// Compare `text` with `tests/snapshots/<name>`; `KANADE_UPDATE_SNAPSHOTS=1` rewrites it.
     pub fn assert_snapshot(name: &str, text: &str) {
-        let file = std::path::Path::new(&manifest_dir()).join("tests/snapshots").join(name);
+        let file = kanade_testkit::manifest_dir().join("tests/snapshots").join(name);
         if std::env::var("KANADE_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
             std::fs::create_dir_all(file.parent().unwrap()).unwrap();
             std::fs::write(&file, text).unwrap();

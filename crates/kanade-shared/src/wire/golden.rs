@@ -1,21 +1,13 @@
 //! Golden payloads: every file under `test-data/wire/` must keep parsing, and everything a
 //! current writer emits must read back unchanged.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::*;
 
-/// This package's directory, read when the test runs: a test binary that another clone built
-/// into the same target dir (see `scripts/lib.sh`) must read this clone's files, not that one's.
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo when it runs tests")
-}
-
 fn golden(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(manifest_dir()).join("test-data/wire").join(name);
+    let path = kanade_testkit::manifest_dir().join("test-data/wire").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
