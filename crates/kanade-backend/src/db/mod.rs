@@ -23,6 +23,7 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
 use kanade_shared::{ExecId, JobId, PcId, ResultId};
@@ -111,6 +112,8 @@ enum Engine {
 #[derive(Clone)]
 pub struct Db {
     engine: Engine,
+    /// Shared by every clone: what the RESULTS projector learned of executions' targets.
+    targets: Arc<Mutex<projection::targets::TargetMemo>>,
 }
 
 /// Run `$body` (an operation's future, using `$s: &mut impl Sql`) in one write transaction.
@@ -159,19 +162,23 @@ macro_rules! read {
 
 impl Db {
     /// The embedded engine, on the SQLite file at `path` (made if missing).
+    fn on(engine: Engine) -> Self {
+        Self { engine, targets: Arc::default() }
+    }
+
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        Ok(Self { engine: Engine::Sqlite(Sqlite::open(path)?) })
+        Ok(Self::on(Engine::Sqlite(Sqlite::open(path)?)))
     }
 
     /// An existing SQLite file, read only, without migrating it (`migrate-to-postgres` reads
     /// the old database this way, so the old binary can still open it).
     pub fn open_read_only(path: &Path) -> Result<Self, DbError> {
-        Ok(Self { engine: Engine::Sqlite(Sqlite::open_read_only(path)?) })
+        Ok(Self::on(Engine::Sqlite(Sqlite::open_read_only(path)?)))
     }
 
     /// Postgres at `url` (`postgres://user:pw@host:port/db`).
     pub async fn connect_postgres(url: &str) -> Result<Self, DbError> {
-        Ok(Self { engine: Engine::Postgres(Postgres::open(url).await?) })
+        Ok(Self::on(Engine::Postgres(Postgres::open(url).await?)))
     }
 
     /// Whether other backends may share this projection (and so its consumers and duties).
@@ -211,7 +218,9 @@ impl Db {
     }
 
     pub async fn wipe_projection(&self) -> Result<(), DbError> {
-        write!(self, |s| projection::wipe(s))
+        write!(self, |s| projection::wipe(s))?;
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
     }
 
     pub async fn apply_results(
@@ -220,10 +229,17 @@ impl Db {
         now: i64,
         fence: Option<Fence>,
     ) -> Result<(), DbError> {
-        write!(self, |s| async {
+        let memo = self.targets.clone();
+        let learned = write!(self, |s| async {
             fence::check(s, fence.as_ref()).await?;
-            projection::apply_results(s, &items, now).await
-        })
+            projection::apply_results(s, &items, now, &memo).await
+        })?;
+        // Committed: what was read and added is now known to be targets.
+        let mut memo = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        for (exec_id, targets) in learned {
+            memo.learn(exec_id, targets);
+        }
+        Ok(())
     }
 
     pub async fn apply_started(

@@ -13,14 +13,17 @@ pub mod facts;
 pub mod notifications;
 pub mod obs;
 pub mod rollups;
+pub mod targets;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
 
 use super::sql::{BulkInsert, ColType, Row, Sql, Value, opt_row, scalar, vals};
 use super::{DbError, ts_ms};
 use kanade_shared::manifest::outputs::Outputs;
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
 use kanade_shared::{ExecId, JobId, PcId};
+use targets::{Ask, TargetMemo};
 
 /// Wait for every other transaction that moves execution state to end, as SQLite's single
 /// writer does by itself.
@@ -31,7 +34,14 @@ pub async fn one_writer<S: Sql>(s: &mut S) -> Result<(), DbError> {
     }
 }
 
-pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i64) -> Result<(), DbError> {
+/// Apply a batch of results; returns the targets of executions it read whole (`memo` did not
+/// hold them), for the caller to hold once the transaction commits.
+pub async fn apply_results<S: Sql>(
+    s: &mut S,
+    results: &[ExecResult],
+    now_ms: i64,
+    memo: &Mutex<TargetMemo>,
+) -> Result<BTreeMap<String, HashSet<String>>, DbError> {
     one_writer(s).await?;
     for r in results.iter().filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id)) {
         let at = r.started_at.map_or(ts_ms(r.finished_at), ts_ms);
@@ -91,8 +101,8 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     // published) but ran it through catch-up becomes one of its targets (of executions this
     // projection knows; a batch names a handful).
     let execs: Vec<&String> = deltas.keys().collect();
-    // With each execution's plan: what its job's output feeds (checks, facts).
-    let known: BTreeMap<String, Outputs> = if execs.is_empty() {
+    // With each execution's plan (what its job's output feeds: checks, facts) and target count.
+    let known: BTreeMap<String, (Outputs, i64)> = if execs.is_empty() {
         BTreeMap::new()
     } else {
         // Padded with NULLs (which match nothing) to a power of two: a few statement shapes,
@@ -101,24 +111,48 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
         let list = (1..=width).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
         let mut params: Vec<Value> = execs.iter().map(|e| Value::from(e.as_str())).collect();
         params.resize(width, Value::Null);
-        s.rows(&format!("SELECT exec_id, plan_json FROM executions WHERE exec_id IN ({list})"), params)
-            .await?
-            .iter()
-            .map(|r| Ok((r.get(0)?, outputs_of(&r.get::<String>(1)?))))
-            .collect::<Result<_, DbError>>()?
+        s.rows(
+            &format!("SELECT exec_id, plan_json, target_count FROM executions WHERE exec_id IN ({list})"),
+            params,
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, (outputs_of(&r.get::<String>(1)?), r.get(2)?))))
+        .collect::<Result<_, DbError>>()?
     };
-    // One anti-join per execution finds the few PCs that are not targets yet; almost every
-    // result comes from an expected one, so nearly nothing is inserted.
+    // Almost every result comes from an expected PC. An execution's targets are read once, in
+    // one range scan, and held (`targets`); PCs not held are checked with one anti-join.
     let not_targets = format!(
         "SELECT j.value FROM {} WHERE NOT EXISTS
              (SELECT 1 FROM execution_targets t WHERE t.exec_id = ?1 AND t.pc_id = j.value)",
         s.dialect().json_text_elements("?2", "j")
     );
     let mut late = Vec::new();
-    for (exec_id, pcs) in reporting.iter().filter(|(e, _)| known.contains_key(*e)) {
-        let pcs = serde_json::Value::from(pcs.as_slice()).to_string();
-        for row in s.rows(&not_targets, vals![exec_id.as_str(), pcs]).await? {
-            late.push((exec_id.as_str(), row.get::<String>(0)?));
+    let mut learned: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for (exec_id, pcs) in &reporting {
+        let Some((_, target_count)) = known.get(exec_id) else { continue };
+        let ask = memo.lock().unwrap_or_else(|p| p.into_inner()).ask(exec_id, *target_count, pcs);
+        match ask {
+            Ask::Nothing => {}
+            Ask::Check(unknown) => {
+                let unknown = serde_json::Value::from(unknown).to_string();
+                for row in s.rows(&not_targets, vals![exec_id.as_str(), unknown]).await? {
+                    late.push((exec_id.as_str(), row.get::<String>(0)?));
+                }
+            }
+            Ask::Load => {
+                let mut targets = HashSet::with_capacity(usize::try_from(*target_count).unwrap_or(0));
+                for row in s
+                    .rows("SELECT pc_id FROM execution_targets WHERE exec_id = ?1", vals![exec_id.as_str()])
+                    .await?
+                {
+                    targets.insert(row.get::<String>(0)?);
+                }
+                for pc in pcs.iter().filter(|pc| !targets.contains(**pc)) {
+                    late.push((exec_id.as_str(), (*pc).to_owned()));
+                }
+                learned.insert(exec_id.clone(), targets);
+            }
         }
     }
     let rows = late.iter().map(|(e, pc)| vals![*e, pc.as_str(), 0i64]).collect();
@@ -126,8 +160,12 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     // Target counts are exact once an execution exists (its creation counts them) and move by
     // the late targets that really were added, so no batch recounts a large execution's targets.
     let mut new_targets: BTreeMap<&str, i64> = BTreeMap::new();
-    for ((exec_id, _), added) in late.iter().zip(added) {
+    for ((exec_id, pc), added) in late.iter().zip(added) {
         *new_targets.entry(exec_id).or_default() += i64::from(added);
+        // Added now, or by another transaction first: a target either way once this commits.
+        if let Some(targets) = learned.get_mut(*exec_id) {
+            targets.insert(pc.clone());
+        }
     }
     // In exec id order, so two backends' transactions lock execution rows in the same order.
     for (exec_id, d) in &deltas {
@@ -151,7 +189,7 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
     }
     // What the job's output feeds, once per newly final result (a redelivery never lands).
     for r in &changed {
-        let Some(outputs) = known.get(&r.exec_id.to_string()) else { continue };
+        let Some((outputs, _)) = known.get(&r.exec_id.to_string()) else { continue };
         if let Some(spec) = &outputs.check {
             checks::apply(s, spec, r, now_ms).await?;
         }
@@ -159,7 +197,7 @@ pub async fn apply_results<S: Sql>(s: &mut S, results: &[ExecResult], now_ms: i6
             facts::apply(s, spec, r, now_ms).await?;
         }
     }
-    Ok(())
+    Ok(learned)
 }
 
 /// An execution's final results as the agents sent them (what a check or facts read), with

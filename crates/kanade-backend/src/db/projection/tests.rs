@@ -207,20 +207,23 @@ async fn a_late_pc_becomes_a_target_in_any_order() {
             (e.target_count, e.status)
         }
     };
-    // PC-C was not expected (it came online later) and ran the exec through catch-up.
-    for (_d, db) in fresh(exec).await {
-        apply(
-            &db,
-            vec![result(exec, "PC-C", ExecStatus::Succeeded), result(exec, "PC-A", ExecStatus::Succeeded)],
-        )
-        .await;
-        assert_eq!(target_count(&db).await, (3, "running".to_owned()));
-        apply(
-            &db,
-            vec![result(exec, "PC-B", ExecStatus::Succeeded), result(exec, "PC-C", ExecStatus::Succeeded)],
-        )
-        .await;
-        assert_eq!(target_count(&db).await, (3, "completed".to_owned()), "{}", db.engine_name());
+    // PC-C was not expected (it came online later) and ran the exec through catch-up: reported
+    // first (the execution's targets are read then), or after another PC's result (they are
+    // already held then, and PC-C is not among them).
+    for first in [["PC-C", "PC-A"], ["PC-A", "PC-C"]] {
+        for (_d, db) in fresh(exec).await {
+            apply(&db, first.map(|pc| result(exec, pc, ExecStatus::Succeeded)).to_vec()).await;
+            assert_eq!(target_count(&db).await, (3, "running".to_owned()), "{first:?}");
+            apply(
+                &db,
+                vec![
+                    result(exec, "PC-B", ExecStatus::Succeeded),
+                    result(exec, "PC-C", ExecStatus::Succeeded),
+                ],
+            )
+            .await;
+            assert_eq!(target_count(&db).await, (3, "completed".to_owned()), "{}", db.engine_name());
+        }
     }
 
     // The same results replayed before the execution row exists (a rebuild) end the same way.

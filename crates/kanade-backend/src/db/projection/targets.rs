@@ -1,0 +1,135 @@
+//! The targets of recent executions, as this process last read them committed.
+//!
+//! A result from a PC that is not yet a target of its execution (it joined a group, or came
+//! online, after the execution was published) makes it one. Asking the database about every
+//! result costs an index probe each, and a broadcast's results come almost all from expected
+//! PCs. Reading an execution's targets once, in one range scan, and answering its later batches
+//! from memory is cheaper. A target is never removed while its execution exists (retention
+//! deletes an execution with its targets, and its id is never used again), so a PC the memo
+//! holds is always a target; a PC it does not hold is asked of the database. Only committed
+//! reads are learned (the caller learns after its transaction commits), and a wipe empties it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// PCs held across all executions. At about 60 bytes each, some 12 MB at most; a broadcast to
+/// 10,000 PCs takes 10,000.
+pub const CAPACITY: usize = 200_000;
+
+/// What to read from the database about one execution's reporting PCs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ask<'a> {
+    /// Every reporting PC is a known target.
+    Nothing,
+    /// Ask the database which of these PCs are not targets yet.
+    Check(Vec<&'a str>),
+    /// Read all the execution's targets (it is not held, and small enough to keep).
+    Load,
+}
+
+pub struct TargetMemo {
+    execs: HashMap<String, HashSet<String>>,
+    /// Executions in the order they were learned: the oldest are dropped first.
+    order: VecDeque<String>,
+    pcs: usize,
+    capacity: usize,
+}
+
+impl Default for TargetMemo {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
+}
+
+impl TargetMemo {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { execs: HashMap::new(), order: VecDeque::new(), pcs: 0, capacity }
+    }
+
+    /// What to read about `pcs` reporting for `exec`, which has `target_count` targets.
+    pub fn ask<'a>(&self, exec: &str, target_count: i64, pcs: &[&'a str]) -> Ask<'a> {
+        match self.execs.get(exec) {
+            Some(known) => {
+                let unknown: Vec<&str> = pcs.iter().copied().filter(|pc| !known.contains(*pc)).collect();
+                if unknown.is_empty() { Ask::Nothing } else { Ask::Check(unknown) }
+            }
+            None if usize::try_from(target_count).is_ok_and(|n| n <= self.capacity) => Ask::Load,
+            None => Ask::Check(pcs.to_vec()),
+        }
+    }
+
+    /// Hold `targets` as targets of `exec` (all of them, as read and added in a committed
+    /// transaction), dropping the oldest executions to stay within capacity.
+    pub fn learn(&mut self, exec: String, targets: HashSet<String>) {
+        if targets.len() > self.capacity {
+            return;
+        }
+        match self.execs.get_mut(&exec) {
+            Some(known) => {
+                let before = known.len();
+                known.extend(targets);
+                self.pcs += known.len() - before;
+            }
+            None => {
+                self.pcs += targets.len();
+                self.order.push_back(exec.clone());
+                self.execs.insert(exec, targets);
+            }
+        }
+        while self.pcs > self.capacity {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(gone) = self.execs.remove(&oldest) {
+                self.pcs -= gone.len();
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::with_capacity(self.capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ask, TargetMemo};
+
+    fn set(pcs: &[&str]) -> std::collections::HashSet<String> {
+        pcs.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    #[test]
+    fn only_what_the_memo_does_not_hold_is_asked() {
+        let mut memo = TargetMemo::with_capacity(4);
+        memo.learn("e1".into(), set(&["A", "B"]));
+        let cases: [(&str, i64, &[&str], Ask); 5] = [
+            ("e1", 2, &["A", "B"], Ask::Nothing),
+            ("e1", 2, &["A", "C"], Ask::Check(vec!["C"])),
+            ("e2", 3, &["A"], Ask::Load),
+            ("e2", 4, &["A"], Ask::Load),
+            // Too large to hold: each result is checked, as without a memo.
+            ("e2", 5, &["A", "B"], Ask::Check(vec!["A", "B"])),
+        ];
+        for (exec, count, pcs, want) in cases {
+            assert_eq!(memo.ask(exec, count, pcs), want, "{exec} {count} {pcs:?}");
+        }
+    }
+
+    #[test]
+    fn the_oldest_executions_go_first_and_the_count_stays_exact() {
+        let mut memo = TargetMemo::with_capacity(4);
+        memo.learn("e1".into(), set(&["A", "B"]));
+        memo.learn("e2".into(), set(&["A"]));
+        // Learning again what is held adds only what is new.
+        memo.learn("e1".into(), set(&["B"]));
+        assert_eq!(memo.pcs, 3);
+        memo.learn("e3".into(), set(&["A", "B"]));
+        assert_eq!(memo.ask("e1", 2, &["A"]), Ask::Load, "e1 was the oldest");
+        assert_eq!(memo.ask("e2", 1, &["A"]), Ask::Nothing);
+        assert_eq!(memo.ask("e3", 2, &["B"]), Ask::Nothing);
+        assert_eq!(memo.pcs, 3);
+        // More than the whole memo is never held.
+        memo.learn("e4".into(), set(&["A", "B", "C", "D", "E"]));
+        assert_eq!(memo.ask("e4", 5, &["A"]), Ask::Check(vec!["A"]));
+        memo.clear();
+        assert_eq!((memo.pcs, memo.ask("e2", 1, &["A"])), (0, Ask::Load));
+    }
+}
