@@ -229,10 +229,21 @@ impl Db {
         now: i64,
         fence: Option<Fence>,
     ) -> Result<(), DbError> {
+        self.apply_result_rows(projection::ResultRows::new(items, now), now, fence).await
+    }
+
+    /// Results whose rows were built already (by the projector, while the batch before was
+    /// written).
+    pub async fn apply_result_rows(
+        &self,
+        batch: projection::ResultRows,
+        now: i64,
+        fence: Option<Fence>,
+    ) -> Result<(), DbError> {
         let memo = self.targets.clone();
         let learned = write!(self, |s| async {
             fence::check(s, fence.as_ref()).await?;
-            projection::apply_results(s, &items, now, &memo).await
+            projection::apply_results(s, &batch, now, &memo).await
         })?;
         // Committed: what was read and added is now known to be targets.
         let mut memo = self.targets.lock().unwrap_or_else(|p| p.into_inner());

@@ -273,7 +273,7 @@ impl Sql for PgSql<'_, '_> {
 
     /// One statement whatever the row count: each column goes as one typed array, unnested;
     /// `RETURNING` the first column says which rows were written.
-    async fn insert_rows(&mut self, b: &BulkInsert<'_>, rows: Vec<Vec<Value>>) -> Result<Vec<bool>, DbError> {
+    async fn insert_rows(&mut self, b: &BulkInsert<'_>, rows: &[Vec<Value>]) -> Result<Vec<bool>, DbError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }

@@ -297,7 +297,7 @@ pub trait Sql {
     fn insert_rows(
         &mut self,
         b: &BulkInsert<'_>,
-        rows: Vec<Vec<Value>>,
+        rows: &[Vec<Value>],
     ) -> impl Future<Output = Result<Vec<bool>, DbError>> + Send;
 
     /// Run one query; its rows.

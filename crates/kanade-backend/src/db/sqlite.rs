@@ -248,7 +248,7 @@ impl Sql for SqliteSql<'_> {
     fn insert_rows(
         &mut self,
         b: &BulkInsert<'_>,
-        rows: Vec<Vec<Value>>,
+        rows: &[Vec<Value>],
     ) -> impl Future<Output = Result<Vec<bool>, DbError>> + Send {
         let columns: Vec<&str> = b.columns.iter().map(|(name, _)| *name).collect();
         let sql = format!(
@@ -259,7 +259,7 @@ impl Sql for SqliteSql<'_> {
             b.tail
         );
         std::future::ready(
-            self.exec_each(&sql, &rows).map(|counts| counts.into_iter().map(|n| n == 1).collect()),
+            self.exec_each(&sql, rows).map(|counts| counts.into_iter().map(|n| n == 1).collect()),
         )
     }
 

@@ -31,7 +31,7 @@ pub use heartbeats::heartbeat_projector;
 pub use samples::{host_perf_projector, process_perf_projector};
 
 use crate::db::fence::Fence;
-use crate::db::projection::ProjectionName;
+use crate::db::projection::{ProjectionName, ResultRows};
 use crate::db::{Db, DbError, now_ms};
 use crate::events::Bus;
 use crate::lease::Leadership;
@@ -388,7 +388,8 @@ struct Batch {
 }
 
 enum Decoded {
-    Results(Vec<ExecResult>),
+    /// With their rows built as they are decoded, off the writer's path.
+    Results(ResultRows),
     /// EVENTS carries runs' `started` events and notification acknowledgements.
     Events(Vec<StartedEvent>, Vec<NotifyAck>),
     Notifications(Vec<NotificationMessage>),
@@ -435,7 +436,7 @@ fn decode_items(kind: Kind, messages: &[jetstream::Message], forged: &ForgeryLog
     match kind {
         Kind::Results => {
             let (v, bad, f) = all(kind, messages, |r: &ExecResult| Some(&r.pc_id), forged, |_, _| true);
-            (Decoded::Results(v), bad, f)
+            (Decoded::Results(ResultRows::new(v, now_ms())), bad, f)
         }
         Kind::Events => {
             let (acks, started): (Vec<_>, Vec<_>) =
@@ -591,10 +592,11 @@ async fn write_splitting(
 async fn write(p: &Projectors, decoded: Decoded, fence: Option<Fence>) -> anyhow::Result<()> {
     let now = now_ms();
     match decoded {
-        Decoded::Results(items) => {
+        Decoded::Results(batch) => {
+            let items = batch.results();
             let events: Vec<_> = items.iter().map(|r| (r.exec_id, r.pc_id.clone(), r.status)).collect();
             let adhoc = adhoc_runs(items.iter().map(|r| (r.exec_id, &r.pc_id, &r.job_id)));
-            p.db.apply_results(items, now, fence).await?;
+            p.db.apply_result_rows(batch, now, fence).await?;
             name_adhoc_runs(p, adhoc).await;
             for (exec_id, pc, status) in events {
                 p.bus.result(exec_id, pc, status);

@@ -34,51 +34,74 @@ pub async fn one_writer<S: Sql>(s: &mut S) -> Result<(), DbError> {
     }
 }
 
+/// A batch of results with its rows built: building them is a good part of the write's work
+/// outside the database, and the projector does it while the batch before is being written.
+pub struct ResultRows {
+    results: Vec<ExecResult>,
+    /// Indexes in `results` of each result id's first copy, the one that is written: a result
+    /// twice in one batch counts once (the first copy lands, the second would find it final).
+    unique: Vec<usize>,
+    rows: Vec<Vec<Value>>,
+}
+
+impl ResultRows {
+    /// `received_ms`: when the backend received them.
+    pub fn new(results: Vec<ExecResult>, received_ms: i64) -> Self {
+        let skip = |r: &ExecResult| {
+            r.skip_reason
+                .and_then(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)))
+        };
+        let mut seen = HashSet::with_capacity(results.len());
+        let unique: Vec<usize> = (0..results.len()).filter(|&i| seen.insert(results[i].result_id)).collect();
+        let rows = unique
+            .iter()
+            .map(|&i| {
+                let r = &results[i];
+                vals![
+                    r.result_id.to_string(),
+                    r.exec_id.to_string(),
+                    r.pc_id.as_str(),
+                    r.request_id.to_string(),
+                    r.job_id.as_str(),
+                    r.version.as_str(),
+                    r.status.as_str(),
+                    r.exit_code,
+                    skip(r),
+                    r.message.clone(),
+                    r.stdout.as_str(),
+                    r.stderr.as_str(),
+                    r.truncated,
+                    r.attempt,
+                    r.started_at.map(ts_ms),
+                    ts_ms(r.finished_at),
+                    received_ms,
+                ]
+            })
+            .collect();
+        Self { results, unique, rows }
+    }
+
+    pub fn results(&self) -> &[ExecResult] {
+        &self.results
+    }
+}
+
 /// Apply a batch of results; returns the targets of executions it read whole (`memo` did not
 /// hold them), for the caller to hold once the transaction commits.
 pub async fn apply_results<S: Sql>(
     s: &mut S,
-    results: &[ExecResult],
+    batch: &ResultRows,
     now_ms: i64,
     memo: &Mutex<TargetMemo>,
 ) -> Result<BTreeMap<String, HashSet<String>>, DbError> {
     one_writer(s).await?;
-    for r in results.iter().filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id)) {
+    for r in batch.results.iter().filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id)) {
         let at = r.started_at.map_or(ts_ms(r.finished_at), ts_ms);
         adhoc_execution(s, r.exec_id, &r.job_id, r.version.as_str(), &r.pc_id, at).await?;
     }
-    let skip = |r: &ExecResult| {
-        r.skip_reason.and_then(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)))
-    };
     // A new row, or a `running` row taking its result; a final row is never touched again.
-    // A result twice in one batch counts once: the first copy lands, the second finds it final.
-    let mut seen = HashSet::new();
-    let unique: Vec<&ExecResult> = results.iter().filter(|r| seen.insert(r.result_id)).collect();
-    let rows = unique
-        .iter()
-        .map(|r| {
-            vals![
-                r.result_id.to_string(),
-                r.exec_id.to_string(),
-                r.pc_id.as_str(),
-                r.request_id.to_string(),
-                r.job_id.as_str(),
-                r.version.as_str(),
-                r.status.as_str(),
-                r.exit_code,
-                skip(r),
-                r.message.clone(),
-                r.stdout.as_str(),
-                r.stderr.as_str(),
-                r.truncated,
-                r.attempt,
-                r.started_at.map(ts_ms),
-                ts_ms(r.finished_at),
-                now_ms,
-            ]
-        })
-        .collect();
-    let landed = s.insert_rows(&RESULTS_UPSERT, rows).await?;
+    let unique = batch.unique.iter().map(|&i| &batch.results[i]);
+    let landed = s.insert_rows(&RESULTS_UPSERT, &batch.rows).await?;
     // The timeline's `job.started` / `job.finished` are read from these rows
     // (`queries::obs_events`), not stored twice.
     // Counters move by what this batch newly finished: a row goes from absent or `running` to a
@@ -86,7 +109,6 @@ pub async fn apply_results<S: Sql>(
     // result adds nothing. Recounting every row instead costs a scan per execution per batch.
     // A refused command's answer is kept for operators but is not a run of that exec.
     let changed: Vec<&ExecResult> = unique
-        .into_iter()
         .zip(landed)
         .filter(|(r, landed)| *landed && r.result_id.is_run_of(r.exec_id, &r.pc_id))
         .map(|(r, _)| r)
@@ -155,8 +177,8 @@ pub async fn apply_results<S: Sql>(
             }
         }
     }
-    let rows = late.iter().map(|(e, pc)| vals![*e, pc.as_str(), 0i64]).collect();
-    let added = s.insert_rows(&LATE_TARGETS, rows).await?;
+    let rows: Vec<Vec<Value>> = late.iter().map(|(e, pc)| vals![*e, pc.as_str(), 0i64]).collect();
+    let added = s.insert_rows(&LATE_TARGETS, &rows).await?;
     // Target counts are exact once an execution exists (its creation counts them) and move by
     // the late targets that really were added, so no batch recounts a large execution's targets.
     let mut new_targets: BTreeMap<&str, i64> = BTreeMap::new();

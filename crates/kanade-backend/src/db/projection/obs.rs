@@ -117,7 +117,8 @@ pub async fn insert<S: Sql>(s: &mut S, rows: &[ObsRow], received_ms: i64) -> Res
     if rows.is_empty() {
         return Ok(());
     }
-    s.insert_rows(&INSERT, rows.iter().map(|r| r.values(received_ms)).collect()).await.map(drop)
+    let rows: Vec<Vec<Value>> = rows.iter().map(|r| r.values(received_ms)).collect();
+    s.insert_rows(&INSERT, &rows).await.map(drop)
 }
 
 /// Agents' events from OBS; refused ones are logged and skipped.
