@@ -19,11 +19,13 @@ SIZES="${KANADE_BENCH_SIZES:-1000,5000,10000}"
 REPEAT="${KANADE_BENCH_REPEAT:-5}"
 OUT="$CARGO_TARGET_DIR/bench"
 mkdir -p "$OUT"
+# Before BENCHMARKS.md is rewritten: while it is, the tree always looks modified.
+version=$(git describe --always --dirty 2>/dev/null || echo unknown)
 
 telemetry_section() {
   echo "## 7. Host-performance telemetry ($AGENTS agents at 60 s; storage per endpoint; the perf API over 7 days)"
   echo
-  echo "Measured $(date -u +%Y-%m-%d), kanade $(git describe --always --dirty 2>/dev/null || echo unknown)."
+  echo "Measured $(date -u +%Y-%m-%d), kanade $version."
   echo
   cat "$OUT/telemetry.md"
 }
@@ -84,7 +86,7 @@ mem=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
   echo "# kanade benchmarks"
   echo
   echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu), $mem RAM, $(uname -sr),"
-  echo "nats-server $(nats_version "$KANADE_NATS_SERVER"), kanade $(git describe --always --dirty 2>/dev/null || echo unknown)."
+  echo "nats-server $(nats_version "$KANADE_NATS_SERVER"), kanade $version."
   echo "nats-server, the backend and the simulator share the same cores. Reproduce with:"
   echo
   echo '```sh'
