@@ -161,11 +161,11 @@ macro_rules! read {
 }
 
 impl Db {
-    /// The embedded engine, on the SQLite file at `path` (made if missing).
     fn on(engine: Engine) -> Self {
         Self { engine, targets: Arc::default() }
     }
 
+    /// The embedded engine, on the SQLite file at `path` (made if missing).
     pub fn open(path: &Path) -> Result<Self, DbError> {
         Ok(Self::on(Engine::Sqlite(Sqlite::open(path)?)))
     }
