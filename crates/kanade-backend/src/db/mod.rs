@@ -119,6 +119,18 @@ pub struct Db {
 /// Run `$body` (an operation's future, using `$s: &mut impl Sql`) in one write transaction.
 /// SQLite runs it on the blocking pool; Postgres on this task, again when two backends'
 /// transactions deadlocked or failed to serialize.
+/// An execution's targets, taken before its creation is written (which consumes it).
+struct Targets {
+    exec_id: String,
+    pcs: std::collections::HashSet<String>,
+}
+
+impl Targets {
+    fn of(c: &projection::ExecCreated) -> Self {
+        Self { exec_id: c.exec_id.clone(), pcs: c.targets.iter().map(|(pc, _)| pc.clone()).collect() }
+    }
+}
+
 macro_rules! write {
     ($db:expr, |$s:ident| $body:expr) => {
         match &$db.engine {
@@ -179,6 +191,18 @@ impl Db {
     /// Postgres at `url` (`postgres://user:pw@host:port/db`).
     pub async fn connect_postgres(url: &str) -> Result<Self, DbError> {
         Ok(Self::on(Engine::Postgres(Postgres::open(url).await?)))
+    }
+
+    /// The same database as another process sees it: nothing held in memory.
+    #[cfg(test)]
+    pub(crate) fn as_another_process(&self) -> Self {
+        Self::on(self.engine.clone())
+    }
+
+    /// How many targets of `exec` this process holds in memory.
+    #[cfg(test)]
+    pub(crate) fn targets_held(&self, exec: kanade_shared::ExecId) -> Option<usize> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).held(&exec.to_string())
     }
 
     /// Whether other backends may share this projection (and so its consumers and duties).
@@ -548,13 +572,16 @@ impl Db {
         created_by: String,
         now: i64,
     ) -> Result<(), DbError> {
+        let targets = Targets::of(&created);
         write!(self, |s| projection::insert_created(
             s,
             &created,
             &created_by,
             now,
             projection::FirstWave::Published
-        ))
+        ))?;
+        self.hold(targets);
+        Ok(())
     }
 
     /// [`insert_execution`](Self::insert_execution) and its audit event in the outbox, in one
@@ -569,10 +596,19 @@ impl Db {
         audit: outbox::Outgoing,
     ) -> Result<(), DbError> {
         let first = projection::FirstWave::PublishBy(publish_by);
+        let targets = Targets::of(&created);
         write!(self, |s| async {
             projection::insert_created(s, &created, &created_by, now, first).await?;
             outbox::put(s, &audit, now).await
-        })
+        })?;
+        self.hold(targets);
+        Ok(())
+    }
+
+    /// A new execution's targets, once committed: its results find them in memory, so the
+    /// first batch of a broadcast's results does not read them all back.
+    fn hold(&self, t: Targets) {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).learn(t.exec_id, t.pcs);
     }
 
     /// [`ended_early`](Self::ended_early) and its audit event in the outbox, in one transaction.

@@ -86,8 +86,8 @@ impl ResultRows {
     }
 }
 
-/// Apply a batch of results; returns the targets of executions it read whole (`memo` did not
-/// hold them), for the caller to hold once the transaction commits.
+/// Apply a batch of results; returns the targets it read or added (all of an execution's when
+/// `memo` did not hold it), for the caller to hold once the transaction commits.
 pub async fn apply_results<S: Sql>(
     s: &mut S,
     batch: &ResultRows,
@@ -185,9 +185,7 @@ pub async fn apply_results<S: Sql>(
     for ((exec_id, pc), added) in late.iter().zip(added) {
         *new_targets.entry(exec_id).or_default() += i64::from(added);
         // Added now, or by another transaction first: a target either way once this commits.
-        if let Some(targets) = learned.get_mut(*exec_id) {
-            targets.insert(pc.clone());
-        }
+        learned.entry((*exec_id).to_owned()).or_default().insert(pc.clone());
     }
     // In exec id order, so two backends' transactions lock execution rows in the same order.
     for (exec_id, d) in &deltas {

@@ -3,11 +3,12 @@
 //! A result from a PC that is not yet a target of its execution (it joined a group, or came
 //! online, after the execution was published) makes it one. Asking the database about every
 //! result costs an index probe each, and a broadcast's results come almost all from expected
-//! PCs. Reading an execution's targets once, in one range scan, and answering its later batches
-//! from memory is cheaper. A target is never removed while its execution exists (retention
+//! PCs. The backend that creates an execution holds its targets from then on; another reads
+//! them once, in one range scan, with the first result it projects, and answers later batches
+//! from memory. A target is never removed while its execution exists (retention
 //! deletes an execution with its targets, and its id is never used again), so a PC the memo
 //! holds is always a target; a PC it does not hold is asked of the database. Only committed
-//! reads are learned (the caller learns after its transaction commits), and a wipe empties it.
+//! targets are learned (the caller learns after its transaction commits), and a wipe empties it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -57,8 +58,9 @@ impl TargetMemo {
         }
     }
 
-    /// Hold `targets` as targets of `exec` (all of them, as read and added in a committed
-    /// transaction), dropping the oldest executions to stay within capacity.
+    /// Hold `targets` as targets of `exec` (committed ones: read, created or added), beside
+    /// those held already, dropping the oldest executions to stay within capacity. Only what is
+    /// held is trusted: a PC not held is checked, so a partial set is never wrong.
     pub fn learn(&mut self, exec: String, targets: HashSet<String>) {
         if targets.len() > self.capacity {
             return;
@@ -81,6 +83,11 @@ impl TargetMemo {
                 self.pcs -= gone.len();
             }
         }
+    }
+
+    /// How many targets of `exec` are held.
+    pub fn held(&self, exec: &str) -> Option<usize> {
+        self.execs.get(exec).map(HashSet::len)
     }
 
     pub fn clear(&mut self) {

@@ -207,22 +207,28 @@ async fn a_late_pc_becomes_a_target_in_any_order() {
             (e.target_count, e.status)
         }
     };
-    // PC-C was not expected (it came online later) and ran the exec through catch-up: reported
-    // first (the execution's targets are read then), or after another PC's result (they are
-    // already held then, and PC-C is not among them).
-    for first in [["PC-C", "PC-A"], ["PC-A", "PC-C"]] {
-        for (_d, db) in fresh(exec).await {
-            apply(&db, first.map(|pc| result(exec, pc, ExecStatus::Succeeded)).to_vec()).await;
-            assert_eq!(target_count(&db).await, (3, "running".to_owned()), "{first:?}");
-            apply(
-                &db,
-                vec![
-                    result(exec, "PC-B", ExecStatus::Succeeded),
-                    result(exec, "PC-C", ExecStatus::Succeeded),
-                ],
-            )
-            .await;
-            assert_eq!(target_count(&db).await, (3, "completed".to_owned()), "{}", db.engine_name());
+    // PC-C was not expected (it came online later) and ran the exec through catch-up. The
+    // backend that created the execution holds its targets and checks only PC-C. Another (a
+    // restarted backend, a second one on Postgres) reads them all with the first result it
+    // projects: PC-C's own, or PC-A's (PC-C is then checked against what it holds).
+    for another in [false, true] {
+        for first in [["PC-C", "PC-A"], ["PC-A", "PC-C"]] {
+            for (_d, db) in fresh(exec).await {
+                assert_eq!(db.targets_held(exec), Some(2), "held from the execution's creation");
+                let db = if another { db.as_another_process() } else { db };
+                apply(&db, first.map(|pc| result(exec, pc, ExecStatus::Succeeded)).to_vec()).await;
+                assert_eq!(target_count(&db).await, (3, "running".to_owned()), "{first:?} {another}");
+                assert_eq!(db.targets_held(exec), Some(3), "{first:?} {another}");
+                apply(
+                    &db,
+                    vec![
+                        result(exec, "PC-B", ExecStatus::Succeeded),
+                        result(exec, "PC-C", ExecStatus::Succeeded),
+                    ],
+                )
+                .await;
+                assert_eq!(target_count(&db).await, (3, "completed".to_owned()), "{}", db.engine_name());
+            }
         }
     }
 
