@@ -213,6 +213,11 @@ pub fn pending<'a>(
 }
 
 pub fn run_sqlite(conn: &Connection) -> Result<(), DbError> {
+    run_sqlite_up_to(conn, SQLITE)
+}
+
+/// `migrations`, a prefix of [`SQLITE`] (tests stop at an older schema).
+fn run_sqlite_up_to(conn: &Connection, migrations: &[Migration]) -> Result<(), DbError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL, checksum TEXT)",
     )?;
@@ -228,7 +233,7 @@ pub fn run_sqlite(conn: &Connection) -> Result<(), DbError> {
         .prepare("SELECT version, checksum FROM schema_migrations")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for m in pending(&applied, SQLITE).map_err(DbError::Migration)? {
+    for m in pending(&applied, migrations).map_err(DbError::Migration)? {
         let sql = format!(
             "BEGIN; {}; INSERT INTO schema_migrations VALUES ({}, '{}', {}, '{}'); COMMIT;",
             m.sql,
@@ -241,7 +246,7 @@ pub fn run_sqlite(conn: &Connection) -> Result<(), DbError> {
             .map_err(|e| DbError::Migration(format!("migration {} ({}) failed: {e}", m.version, m.name)))?;
     }
     // Rows from before checksums were kept get theirs now.
-    for m in SQLITE {
+    for m in migrations {
         conn.execute(
             "UPDATE schema_migrations SET checksum = ?2 WHERE version = ?1 AND checksum IS NULL",
             rusqlite::params![m.version, checksum(m.sql)],
@@ -318,6 +323,52 @@ mod tests {
         };
         assert!(only(&sqlite, &postgres).is_empty(), "only on SQLite: {:?}", only(&sqlite, &postgres));
         assert!(only(&postgres, &sqlite).is_empty(), "only on Postgres: {:?}", only(&postgres, &sqlite));
+    }
+
+    #[test]
+    fn results_stored_in_key_order_survive_the_move_to_arrival_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        run_sqlite_up_to(&conn, &SQLITE[..22]).unwrap();
+        let columns = "result_id, exec_id, pc_id, request_id, job_id, version, status, exit_code, skip_reason,
+                       message, stdout, stderr, truncated, attempt, started_ms, finished_ms, received_ms, facts_error";
+        let rows = [
+            "('r2', 'e', 'PC-B', 'q2', 'j', '1', 'failed', 3, NULL, 'm', 'out', 'err', 1, 2, 10, 20, 30, 'bad')",
+            "('r1', 'e', 'PC-A', 'q1', 'j', '1', 'running', NULL, NULL, NULL, '', '', 0, 1, 5, NULL, 40, NULL)",
+        ];
+        conn.execute_batch(&format!("INSERT INTO execution_results ({columns}) VALUES {}", rows.join(", ")))
+            .unwrap();
+        let read = |conn: &Connection| -> Vec<String> {
+            let quoted: Vec<String> = columns.split(',').map(|c| format!("quote({})", c.trim())).collect();
+            conn.prepare(&format!(
+                "SELECT {} FROM execution_results ORDER BY result_id",
+                quoted.join(" || ',' || ")
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let before = read(&conn);
+        assert_eq!(before.len(), 2);
+        run_sqlite(&conn).unwrap();
+        assert_eq!(read(&conn), before, "every column of every row kept");
+        let (table, indexes): (String, i64) = conn
+            .query_row(
+                "SELECT (SELECT sql FROM sqlite_master WHERE name = 'execution_results'),
+                        (SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'execution_results'
+                             AND name LIKE 'execution_results_%')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(!table.contains("WITHOUT ROWID"), "{table}");
+        assert_eq!(indexes, 5, "every index made again");
+        // The key still refuses a second row.
+        assert!(
+            conn.execute_batch(&format!("INSERT INTO execution_results ({columns}) VALUES {}", rows[0]))
+                .is_err()
+        );
     }
 
     const KNOWN: &[Migration] = &[
