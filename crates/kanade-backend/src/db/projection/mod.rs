@@ -113,16 +113,18 @@ pub async fn apply_results<S: Sql>(
         .filter(|(r, landed)| *landed && r.result_id.is_run_of(r.exec_id, &r.pc_id))
         .map(|(r, _)| r)
         .collect();
-    let mut deltas: BTreeMap<String, Counts> = BTreeMap::new();
-    let mut reporting: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    // Keyed by the typed id, spelled once per execution, not once per result.
+    let mut deltas: BTreeMap<ExecId, Counts> = BTreeMap::new();
+    let mut reporting: BTreeMap<ExecId, Vec<&str>> = BTreeMap::new();
     for r in &changed {
-        reporting.entry(r.exec_id.to_string()).or_default().push(r.pc_id.as_str());
-        deltas.entry(r.exec_id.to_string()).or_default().add(r.status.as_str());
+        reporting.entry(r.exec_id).or_default().push(r.pc_id.as_str());
+        deltas.entry(r.exec_id).or_default().add(r.status.as_str());
     }
+    let names: BTreeMap<ExecId, String> = deltas.keys().map(|e| (*e, e.to_string())).collect();
     // A PC that was not expected (it joined a group, or came online, after the exec was
     // published) but ran it through catch-up becomes one of its targets (of executions this
     // projection knows; a batch names a handful).
-    let execs: Vec<&String> = deltas.keys().collect();
+    let execs: Vec<&String> = names.values().collect();
     // With each execution's plan (what its job's output feeds: checks, facts) and target count.
     let known: BTreeMap<String, (Outputs, i64)> = if execs.is_empty() {
         BTreeMap::new()
@@ -151,7 +153,8 @@ pub async fn apply_results<S: Sql>(
     );
     let mut late = Vec::new();
     let mut learned: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-    for (exec_id, pcs) in &reporting {
+    for (exec, pcs) in &reporting {
+        let exec_id = &names[exec];
         let Some((_, target_count)) = known.get(exec_id) else { continue };
         let ask = memo.lock().unwrap_or_else(|p| p.into_inner()).ask(exec_id, *target_count, pcs);
         match ask {
@@ -188,7 +191,8 @@ pub async fn apply_results<S: Sql>(
         learned.entry((*exec_id).to_owned()).or_default().insert(pc.clone());
     }
     // In exec id order, so two backends' transactions lock execution rows in the same order.
-    for (exec_id, d) in &deltas {
+    for (exec, d) in &deltas {
+        let exec_id = &names[exec];
         // Results for an exec this backend did not create (a CLI `run`) are kept, not counted.
         let added = new_targets.get(exec_id.as_str()).copied().unwrap_or(0);
         let Some(row) = opt_row(
@@ -209,7 +213,7 @@ pub async fn apply_results<S: Sql>(
     }
     // What the job's output feeds, once per newly final result (a redelivery never lands).
     for r in &changed {
-        let Some((outputs, _)) = known.get(&r.exec_id.to_string()) else { continue };
+        let Some((outputs, _)) = known.get(&names[&r.exec_id]) else { continue };
         if let Some(spec) = &outputs.check {
             checks::apply(s, spec, r, now_ms).await?;
         }
