@@ -364,11 +364,12 @@ mod tests {
             .unwrap();
         assert!(!table.contains("WITHOUT ROWID"), "{table}");
         assert_eq!(indexes, 5, "every index made again");
-        // The key still refuses a second row.
-        assert!(
-            conn.execute_batch(&format!("INSERT INTO execution_results ({columns}) VALUES {}", rows[0]))
-                .is_err()
-        );
+        // The key still refuses a second row, and a missing one.
+        let keyless = rows[1].replacen("'r1'", "NULL", 1);
+        for row in [rows[0], keyless.as_str()] {
+            let insert = format!("INSERT INTO execution_results ({columns}) VALUES {row}");
+            assert!(conn.execute_batch(&insert).is_err(), "{row}");
+        }
     }
 
     const KNOWN: &[Migration] = &[

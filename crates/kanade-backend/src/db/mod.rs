@@ -109,6 +109,22 @@ enum Engine {
     Postgres(Postgres),
 }
 
+/// A new execution's targets, taken before its creation is written (which consumes it).
+struct Targets {
+    exec: projection::targets::Exec,
+    pcs: std::collections::HashSet<String>,
+}
+
+impl Targets {
+    /// Of `c`, created at `created_ms`.
+    fn of(c: &projection::ExecCreated, created_ms: i64) -> Self {
+        Self {
+            exec: (c.exec_id.clone(), created_ms),
+            pcs: c.targets.iter().map(|(pc, _)| pc.clone()).collect(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     engine: Engine,
@@ -119,18 +135,6 @@ pub struct Db {
 /// Run `$body` (an operation's future, using `$s: &mut impl Sql`) in one write transaction.
 /// SQLite runs it on the blocking pool; Postgres on this task, again when two backends'
 /// transactions deadlocked or failed to serialize.
-/// An execution's targets, taken before its creation is written (which consumes it).
-struct Targets {
-    exec_id: String,
-    pcs: std::collections::HashSet<String>,
-}
-
-impl Targets {
-    fn of(c: &projection::ExecCreated) -> Self {
-        Self { exec_id: c.exec_id.clone(), pcs: c.targets.iter().map(|(pc, _)| pc.clone()).collect() }
-    }
-}
-
 macro_rules! write {
     ($db:expr, |$s:ident| $body:expr) => {
         match &$db.engine {
@@ -199,10 +203,10 @@ impl Db {
         Self::on(self.engine.clone())
     }
 
-    /// How many targets of `exec` this process holds in memory.
+    /// How many targets of `exec`, created at `created_ms`, this process holds in memory.
     #[cfg(test)]
-    pub(crate) fn targets_held(&self, exec: kanade_shared::ExecId) -> Option<usize> {
-        self.targets.lock().unwrap_or_else(|p| p.into_inner()).held(&exec.to_string())
+    pub(crate) fn targets_held(&self, exec: kanade_shared::ExecId, created_ms: i64) -> Option<usize> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).held(&(exec.to_string(), created_ms))
     }
 
     /// Whether other backends may share this projection (and so its consumers and duties).
@@ -572,7 +576,7 @@ impl Db {
         created_by: String,
         now: i64,
     ) -> Result<(), DbError> {
-        let targets = Targets::of(&created);
+        let targets = Targets::of(&created, now);
         write!(self, |s| projection::insert_created(
             s,
             &created,
@@ -596,7 +600,7 @@ impl Db {
         audit: outbox::Outgoing,
     ) -> Result<(), DbError> {
         let first = projection::FirstWave::PublishBy(publish_by);
-        let targets = Targets::of(&created);
+        let targets = Targets::of(&created, now);
         write!(self, |s| async {
             projection::insert_created(s, &created, &created_by, now, first).await?;
             outbox::put(s, &audit, now).await
@@ -608,7 +612,7 @@ impl Db {
     /// A new execution's targets, once committed: its results find them in memory, so the
     /// first batch of a broadcast's results does not read them all back.
     fn hold(&self, t: Targets) {
-        self.targets.lock().unwrap_or_else(|p| p.into_inner()).learn(t.exec_id, t.pcs);
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).learn(t.exec, t.pcs);
     }
 
     /// [`ended_early`](Self::ended_early) and its audit event in the outbox, in one transaction.

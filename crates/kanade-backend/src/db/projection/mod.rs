@@ -93,7 +93,7 @@ pub async fn apply_results<S: Sql>(
     batch: &ResultRows,
     now_ms: i64,
     memo: &Mutex<TargetMemo>,
-) -> Result<BTreeMap<String, HashSet<String>>, DbError> {
+) -> Result<BTreeMap<targets::Exec, HashSet<String>>, DbError> {
     one_writer(s).await?;
     for r in batch.results.iter().filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id)) {
         let at = r.started_at.map_or(ts_ms(r.finished_at), ts_ms);
@@ -125,8 +125,9 @@ pub async fn apply_results<S: Sql>(
     // published) but ran it through catch-up becomes one of its targets (of executions this
     // projection knows; a batch names a handful).
     let execs: Vec<&String> = names.values().collect();
-    // With each execution's plan (what its job's output feeds: checks, facts) and target count.
-    let known: BTreeMap<String, (Outputs, i64)> = if execs.is_empty() {
+    // With each execution's plan (what its job's output feeds: checks, facts), target count and
+    // creation time.
+    let known: BTreeMap<String, (Outputs, i64, i64)> = if execs.is_empty() {
         BTreeMap::new()
     } else {
         // Padded with NULLs (which match nothing) to a power of two: a few statement shapes,
@@ -136,12 +137,14 @@ pub async fn apply_results<S: Sql>(
         let mut params: Vec<Value> = execs.iter().map(|e| Value::from(e.as_str())).collect();
         params.resize(width, Value::Null);
         s.rows(
-            &format!("SELECT exec_id, plan_json, target_count FROM executions WHERE exec_id IN ({list})"),
+            &format!(
+                "SELECT exec_id, plan_json, target_count, created_ms FROM executions WHERE exec_id IN ({list})"
+            ),
             params,
         )
         .await?
         .iter()
-        .map(|r| Ok((r.get(0)?, (outputs_of(&r.get::<String>(1)?), r.get(2)?))))
+        .map(|r| Ok((r.get(0)?, (outputs_of(&r.get::<String>(1)?), r.get(2)?, r.get(3)?))))
         .collect::<Result<_, DbError>>()?
     };
     // Almost every result comes from an expected PC. An execution's targets are read once, in
@@ -152,11 +155,12 @@ pub async fn apply_results<S: Sql>(
         s.dialect().json_text_elements("?2", "j")
     );
     let mut late = Vec::new();
-    let mut learned: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    let mut learned: BTreeMap<targets::Exec, HashSet<String>> = BTreeMap::new();
     for (exec, pcs) in &reporting {
         let exec_id = &names[exec];
-        let Some((_, target_count)) = known.get(exec_id) else { continue };
-        let ask = memo.lock().unwrap_or_else(|p| p.into_inner()).ask(exec_id, *target_count, pcs);
+        let Some((_, target_count, created_ms)) = known.get(exec_id) else { continue };
+        let held = (exec_id.clone(), *created_ms);
+        let ask = memo.lock().unwrap_or_else(|p| p.into_inner()).ask(&held, *target_count, pcs);
         match ask {
             Ask::Nothing => {}
             Ask::Check(unknown) => {
@@ -176,7 +180,7 @@ pub async fn apply_results<S: Sql>(
                 for pc in pcs.iter().filter(|pc| !targets.contains(**pc)) {
                     late.push((exec_id.as_str(), (*pc).to_owned()));
                 }
-                learned.insert(exec_id.clone(), targets);
+                learned.insert(held, targets);
             }
         }
     }
@@ -188,7 +192,9 @@ pub async fn apply_results<S: Sql>(
     for ((exec_id, pc), added) in late.iter().zip(added) {
         *new_targets.entry(exec_id).or_default() += i64::from(added);
         // Added now, or by another transaction first: a target either way once this commits.
-        learned.entry((*exec_id).to_owned()).or_default().insert(pc.clone());
+        if let Some((_, _, created_ms)) = known.get(*exec_id) {
+            learned.entry(((*exec_id).to_owned(), *created_ms)).or_default().insert(pc.clone());
+        }
     }
     // In exec id order, so two backends' transactions lock execution rows in the same order.
     for (exec, d) in &deltas {
@@ -213,7 +219,7 @@ pub async fn apply_results<S: Sql>(
     }
     // What the job's output feeds, once per newly final result (a redelivery never lands).
     for r in &changed {
-        let Some((outputs, _)) = known.get(&names[&r.exec_id]) else { continue };
+        let Some((outputs, _, _)) = known.get(&names[&r.exec_id]) else { continue };
         if let Some(spec) = &outputs.check {
             checks::apply(s, spec, r, now_ms).await?;
         }

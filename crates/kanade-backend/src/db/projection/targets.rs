@@ -7,8 +7,11 @@
 //! them once, in one range scan, with the first result it projects, and answers later batches
 //! from memory. A target is never removed while its execution exists (retention
 //! deletes an execution with its targets, and its id is never used again), so a PC the memo
-//! holds is always a target; a PC it does not hold is asked of the database. Only committed
-//! targets are learned (the caller learns after its transaction commits), and a wipe empties it.
+//! holds is always a target; a PC it does not hold is asked of the database. An execution is
+//! held under its id and the `created_ms` of its row: an id made again (a pruned ad-hoc
+//! execution that a very late result brings back) is another execution, never answered from
+//! what its namesake held. Only committed targets are learned (the caller learns after its
+//! transaction commits), and a wipe empties it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -27,10 +30,13 @@ pub enum Ask<'a> {
     Load,
 }
 
+/// An execution: its id and its row's `created_ms`.
+pub type Exec = (String, i64);
+
 pub struct TargetMemo {
-    execs: HashMap<String, HashSet<String>>,
+    execs: HashMap<Exec, HashSet<String>>,
     /// Executions in the order they were learned: the oldest are dropped first.
-    order: VecDeque<String>,
+    order: VecDeque<Exec>,
     pcs: usize,
     capacity: usize,
 }
@@ -47,7 +53,7 @@ impl TargetMemo {
     }
 
     /// What to read about `pcs` reporting for `exec`, which has `target_count` targets.
-    pub fn ask<'a>(&self, exec: &str, target_count: i64, pcs: &[&'a str]) -> Ask<'a> {
+    pub fn ask<'a>(&self, exec: &Exec, target_count: i64, pcs: &[&'a str]) -> Ask<'a> {
         match self.execs.get(exec) {
             Some(known) => {
                 let unknown: Vec<&str> = pcs.iter().copied().filter(|pc| !known.contains(*pc)).collect();
@@ -61,7 +67,7 @@ impl TargetMemo {
     /// Hold `targets` as targets of `exec` (committed ones: read, created or added), beside
     /// those held already, dropping the oldest executions to stay within capacity. Only what is
     /// held is trusted: a PC not held is checked, so a partial set is never wrong.
-    pub fn learn(&mut self, exec: String, targets: HashSet<String>) {
+    pub fn learn(&mut self, exec: Exec, targets: HashSet<String>) {
         if targets.len() > self.capacity {
             return;
         }
@@ -86,7 +92,7 @@ impl TargetMemo {
     }
 
     /// How many targets of `exec` are held.
-    pub fn held(&self, exec: &str) -> Option<usize> {
+    pub fn held(&self, exec: &Exec) -> Option<usize> {
         self.execs.get(exec).map(HashSet::len)
     }
 
@@ -99,6 +105,11 @@ impl TargetMemo {
 mod tests {
     use super::{Ask, TargetMemo};
 
+    /// Execution `id`, created at 1.
+    fn e(id: &str) -> super::Exec {
+        (id.to_owned(), 1)
+    }
+
     fn set(pcs: &[&str]) -> std::collections::HashSet<String> {
         pcs.iter().map(|p| (*p).to_owned()).collect()
     }
@@ -106,7 +117,7 @@ mod tests {
     #[test]
     fn only_what_the_memo_does_not_hold_is_asked() {
         let mut memo = TargetMemo::with_capacity(4);
-        memo.learn("e1".into(), set(&["A", "B"]));
+        memo.learn(e("e1"), set(&["A", "B"]));
         let cases: [(&str, i64, &[&str], Ask); 5] = [
             ("e1", 2, &["A", "B"], Ask::Nothing),
             ("e1", 2, &["A", "C"], Ask::Check(vec!["C"])),
@@ -116,27 +127,29 @@ mod tests {
             ("e2", 5, &["A", "B"], Ask::Check(vec!["A", "B"])),
         ];
         for (exec, count, pcs, want) in cases {
-            assert_eq!(memo.ask(exec, count, pcs), want, "{exec} {count} {pcs:?}");
+            assert_eq!(memo.ask(&e(exec), count, pcs), want, "{exec} {count} {pcs:?}");
         }
+        // The same id made again later is another execution.
+        assert_eq!(memo.ask(&("e1".to_owned(), 2), 1, &["A"]), Ask::Load);
     }
 
     #[test]
     fn the_oldest_executions_go_first_and_the_count_stays_exact() {
         let mut memo = TargetMemo::with_capacity(4);
-        memo.learn("e1".into(), set(&["A", "B"]));
-        memo.learn("e2".into(), set(&["A"]));
+        memo.learn(e("e1"), set(&["A", "B"]));
+        memo.learn(e("e2"), set(&["A"]));
         // Learning again what is held adds only what is new.
-        memo.learn("e1".into(), set(&["B"]));
+        memo.learn(e("e1"), set(&["B"]));
         assert_eq!(memo.pcs, 3);
-        memo.learn("e3".into(), set(&["A", "B"]));
-        assert_eq!(memo.ask("e1", 2, &["A"]), Ask::Load, "e1 was the oldest");
-        assert_eq!(memo.ask("e2", 1, &["A"]), Ask::Nothing);
-        assert_eq!(memo.ask("e3", 2, &["B"]), Ask::Nothing);
+        memo.learn(e("e3"), set(&["A", "B"]));
+        assert_eq!(memo.ask(&e("e1"), 2, &["A"]), Ask::Load, "e1 was the oldest");
+        assert_eq!(memo.ask(&e("e2"), 1, &["A"]), Ask::Nothing);
+        assert_eq!(memo.ask(&e("e3"), 2, &["B"]), Ask::Nothing);
         assert_eq!(memo.pcs, 3);
         // More than the whole memo is never held.
-        memo.learn("e4".into(), set(&["A", "B", "C", "D", "E"]));
-        assert_eq!(memo.ask("e4", 5, &["A"]), Ask::Check(vec!["A"]));
+        memo.learn(e("e4"), set(&["A", "B", "C", "D", "E"]));
+        assert_eq!(memo.ask(&e("e4"), 5, &["A"]), Ask::Check(vec!["A"]));
         memo.clear();
-        assert_eq!((memo.pcs, memo.ask("e2", 1, &["A"])), (0, Ask::Load));
+        assert_eq!((memo.pcs, memo.ask(&e("e2"), 1, &["A"])), (0, Ask::Load));
     }
 }

@@ -214,11 +214,11 @@ async fn a_late_pc_becomes_a_target_in_any_order() {
     for another in [false, true] {
         for first in [["PC-C", "PC-A"], ["PC-A", "PC-C"]] {
             for (_d, db) in fresh(exec).await {
-                assert_eq!(db.targets_held(exec), Some(2), "held from the execution's creation");
+                assert_eq!(db.targets_held(exec, NOW), Some(2), "held from the execution's creation");
                 let db = if another { db.as_another_process() } else { db };
                 apply(&db, first.map(|pc| result(exec, pc, ExecStatus::Succeeded)).to_vec()).await;
                 assert_eq!(target_count(&db).await, (3, "running".to_owned()), "{first:?} {another}");
-                assert_eq!(db.targets_held(exec), Some(3), "{first:?} {another}");
+                assert_eq!(db.targets_held(exec, NOW), Some(3), "{first:?} {another}");
                 apply(
                     &db,
                     vec![

@@ -1,10 +1,11 @@
--- Results were kept in result_id order (WITHOUT ROWID). A result id is a hash, so each batch's
--- rows, whole, landed on pages all over the table: a batch of 5,000 rewrote about as many
--- pages, ever more of them as the table grew, and split pages stayed part-empty. Kept in
+-- Results were kept in result_id order (WITHOUT ROWID). A result id is its execution's
+-- time-ordered id with the PC hashed into its low half, so each batch's rows, whole, landed on
+-- pages all over their execution's key range: a batch of a broadcast's results rewrote about
+-- every page the execution's rows filled so far, and split pages stayed part-empty. Kept in
 -- arrival order (a rowid table), new rows append; only the result_id index takes them all over,
--- with entries a fifth of a row's size.
+-- with entries a fifth of a row's size. NOT NULL is spelled out: only WITHOUT ROWID implies it.
 CREATE TABLE execution_results_by_arrival (
-    result_id    TEXT PRIMARY KEY,
+    result_id    TEXT NOT NULL PRIMARY KEY,
     exec_id      TEXT NOT NULL,
     pc_id        TEXT NOT NULL,
     request_id   TEXT NOT NULL,
