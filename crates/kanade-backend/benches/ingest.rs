@@ -5,7 +5,9 @@
 //! 2. JetStream alone: the RESULTS projector's consumer settings, fetch + decode + ack, no
 //!    database;
 //! 3. the RESULTS projector: stream → decode → upsert + counters of the 10 executions (created
-//!    beforehand with every PC as a target) → ack, until every row is in;
+//!    beforehand with every PC as a target) → ack, until every row is in. With the CPU this
+//!    process and nats-server spent meanwhile, and from it the ratio the round would reach with
+//!    every core busy throughout (the raw insert has a core to itself and no broker to feed);
 //! 4. heartbeats: one micro-batch of `KANADE_BENCH_AGENTS` (default 10,000) heartbeats upserted;
 //! 5. on Postgres (a throwaway cluster, `KANADE_BENCH_POSTGRES=0` skips it): the same rows
 //!    inserted raw, 5,000 per statement with `INSERT … SELECT FROM UNNEST(arrays)` and 5,000 per
@@ -65,10 +67,47 @@ fn scalar(path: &std::path::Path, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-async fn raw_insert(path: &std::path::Path, items: Vec<ExecResult>) -> Duration {
+/// CPU used over a timed window by this process (a raw insert, or the projector's fetch,
+/// decode and writes) and by nats-server: on these shared cores a round can only be as short as
+/// their sum divided by the cores.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    here: Duration,
+    broker: Duration,
+}
+
+impl Cpu {
+    fn total(self) -> Duration {
+        self.here + self.broker
+    }
+}
+
+struct Meter {
+    broker: u32,
+    at_start: Cpu,
+}
+
+impl Meter {
+    fn start(broker: u32) -> Self {
+        Self { broker, at_start: Self::now(broker) }
+    }
+
+    fn now(broker: u32) -> Cpu {
+        let of = |pid| kanade_testkit::proc::cpu_time(pid).expect("a running process's CPU time");
+        Cpu { here: of(std::process::id()), broker: of(broker) }
+    }
+
+    fn stop(&self) -> Cpu {
+        let now = Self::now(self.broker);
+        Cpu { here: now.here - self.at_start.here, broker: now.broker - self.at_start.broker }
+    }
+}
+
+async fn raw_insert(path: &std::path::Path, items: Vec<ExecResult>, broker: u32) -> (Duration, Cpu) {
     drop(Db::open(path).unwrap()); // the schema
     let mut conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").unwrap();
+    let meter = Meter::start(broker);
     let start = Instant::now();
     for chunk in items.chunks(2000) {
         let tx = conn.transaction().unwrap();
@@ -101,7 +140,7 @@ async fn raw_insert(path: &std::path::Path, items: Vec<ExecResult>) -> Duration 
         }
         tx.commit().unwrap();
     }
-    start.elapsed()
+    (start.elapsed(), meter.stop())
 }
 
 /// The projector's database side alone: the same batches (5,000 decoded results) written as
@@ -214,6 +253,7 @@ async fn main() {
     let n = env_num("KANADE_BENCH_RESULTS", 100_000);
     let agents = env_num("KANADE_BENCH_AGENTS", 10_000);
     let server = NatsServer::start();
+    let broker = server.pid().expect("nats-server's pid, to read its CPU time");
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     kanade_shared::jetstream::ensure_jetstream_resources(&js, 1).await.unwrap();
@@ -229,12 +269,19 @@ async fn main() {
     // so a fresh consumer that replays the whole stream): one round on these shared 2 cores
     // varies by a factor of 1.5, a median of several does not.
     let (mut raws, mut pulls, mut projected, mut writes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_cpu, mut projected_cpu) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         eprintln!("round {}/{rounds}: raw insert, JetStream fetch + ack, projector…", round + 1);
-        raws.push(raw_insert(&dir.path().join(format!("raw-{round}.db")), items.clone()).await);
+        let (took, cpu) =
+            raw_insert(&dir.path().join(format!("raw-{round}.db")), items.clone(), broker).await;
+        raws.push(took);
+        raw_cpu.push(cpu);
         writes.push(write_only(&dir.path().join(format!("write-{round}.db")), &items, &items_meta).await);
         pulls.push(jetstream_only(&js, n, &format!("bench-pull-only-{round}")).await);
-        projected.push(project(&js, &dir.path().join(format!("backend-{round}.db")), &items_meta, n).await);
+        let path = dir.path().join(format!("backend-{round}.db"));
+        let (took, cpu) = project(&js, &path, &items_meta, n, broker).await;
+        projected.push(took);
+        projected_cpu.push(cpu);
     }
     let beats = heartbeats(dir.path(), agents).await;
     let postgres = std::env::var("KANADE_BENCH_POSTGRES").as_deref() != Ok("0");
@@ -245,32 +292,65 @@ async fn main() {
             eprintln!("Postgres round {}/{rounds}: raw UNNEST, raw COPY, projector…", round + 1);
             unnests.push(raw_pg(&cluster.fresh_database(), &items, Raw::Unnest).await);
             copies.push(raw_pg(&cluster.fresh_database(), &items, Raw::Copy).await);
-            pg_projected.push(project_pg(&js, &cluster.fresh_database(), &items_meta, n).await);
+            pg_projected.push(project_pg(&js, &cluster.fresh_database(), &items_meta, n, broker).await);
         }
     }
 
     let ratios: Vec<f64> =
         raws.iter().zip(&projected).map(|(r, p)| r.as_secs_f64() / p.as_secs_f64()).collect();
-    let (raw, pull, projected, write) = (median(raws), median(pulls), median(projected), median(writes));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Each round's raw insert against the shortest its projector round could have been, every
+    // core busy throughout: what overlapping the pipeline better could still gain.
+    let bounds: Vec<Duration> = raws
+        .iter()
+        .zip(&projected_cpu)
+        .map(|(r, c)| Duration::from_secs_f64(r.as_secs_f64() * cores as f64 / c.total().as_secs_f64()))
+        .collect();
+    let bound = median(bounds).as_secs_f64();
+    let busy: Vec<Duration> = projected
+        .iter()
+        .zip(&projected_cpu)
+        .map(|(p, c)| Duration::from_secs_f64(c.total().as_secs_f64() / cores as f64 / p.as_secs_f64()))
+        .collect();
+    let busy = median(busy).as_secs_f64();
+    let cpu = |all: Vec<Cpu>| {
+        let here = median(all.iter().map(|c| c.here).collect()).as_secs_f64();
+        let broker = median(all.iter().map(|c| c.broker).collect()).as_secs_f64();
+        format!("{here:.2} / {broker:.2}")
+    };
+    let (raw_cpu, projected_cpu) = (cpu(raw_cpu), cpu(projected_cpu));
+    let (raw, pull, projected, write) = (median(raws), median(pulls), median(projected), median(writes));
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!(
-        "| measure ({n} results, {cores} cores, median of {rounds} rounds) | time | rows/s | vs raw insert |"
+        "| measure ({n} results, {cores} cores, median of {rounds} rounds) | time | rows/s | vs raw insert | CPU s here / nats-server |"
     );
-    println!("|---|---|---|---|");
-    println!("| raw SQLite insert, 2,000 rows/tx | {:.2} s | {:.0} | 1.00 |", raw.as_secs_f64(), rate(raw));
-    for (name, d) in [
-        ("JetStream fetch + decode + ack, no DB", pull),
-        ("the projector's writes alone (decoded batches of 5,000, no broker)", write),
-        ("RESULTS projector, stream → rows", projected),
+    println!("|---|---|---|---|---|");
+    println!(
+        "| raw SQLite insert, 2,000 rows/tx | {:.2} s | {:.0} | 1.00 | {raw_cpu} |",
+        raw.as_secs_f64(),
+        rate(raw)
+    );
+    for (name, d, cpu) in [
+        ("JetStream fetch + decode + ack, no DB", pull, ""),
+        ("the projector's writes alone (decoded batches of 5,000, no broker)", write, ""),
+        ("RESULTS projector, stream → rows", projected, projected_cpu.as_str()),
     ] {
-        println!("| {name} | {:.2} s | {:.0} | {:.2} |", d.as_secs_f64(), rate(d), rate(d) / rate(raw));
+        println!(
+            "| {name} | {:.2} s | {:.0} | {:.2} | {cpu} |",
+            d.as_secs_f64(),
+            rate(d),
+            rate(d) / rate(raw)
+        );
     }
     let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = ratios.iter().copied().fold(0.0, f64::max);
-    println!("| projector / raw insert, each round | | | {lo:.2} – {hi:.2} |");
+    println!("| projector / raw insert, each round | | | {lo:.2} – {hi:.2} | |");
     println!(
-        "| heartbeat micro-batch, {agents} agents in one tx | {:.1} ms | {:.0} | |",
+        "| the projector with every core busy the whole round (raw time ÷ (its CPU ÷ {cores} cores)); the round kept them {:.0} % busy | | | {bound:.2} | |",
+        busy * 100.0
+    );
+    println!(
+        "| heartbeat micro-batch, {agents} agents in one tx | {:.1} ms | {:.0} | | |",
         beats.as_secs_f64() * 1000.0,
         agents as f64 / beats.as_secs_f64()
     );
@@ -388,12 +468,13 @@ async fn project_pg(
     url: &str,
     items_meta: &[(String, String)],
     n: usize,
+    broker: u32,
 ) -> Duration {
     let db = Db::connect_postgres(url).await.unwrap();
     create_executions(&db, items_meta).await;
     let client = pg_client(url).await;
     let count = async |sql: &str| -> i64 { client.query_one(sql, &[]).await.unwrap().get(0) };
-    let took = run_projector(db, js, n).await;
+    let (took, _) = run_projector(db, js, n, broker).await;
     let rows = count("SELECT COUNT(*) FROM execution_results").await;
     assert_eq!(rows as usize, n, "every result is a row");
     let completed = count("SELECT COUNT(*) FROM executions WHERE status = 'completed'").await;
@@ -404,7 +485,12 @@ async fn project_pg(
 /// Run the RESULTS projector until it has written `n` results, and time it. Done is read from
 /// its own counter, which moves after each batch commits: polling the database instead would
 /// put a reader (and a `COUNT(*)` over the growing table) beside the writer being measured.
-async fn run_projector(db: Db, js: &async_nats::jetstream::Context, n: usize) -> Duration {
+async fn run_projector(
+    db: Db,
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    broker: u32,
+) -> (Duration, Cpu) {
     let stats = Arc::new(projector::Stats::default());
     let p = Arc::new(Projectors {
         db,
@@ -415,12 +501,13 @@ async fn run_projector(db: Db, js: &async_nats::jetstream::Context, n: usize) ->
         event_budget: Default::default(),
     });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let meter = Meter::start(broker);
     let start = Instant::now();
     let task = tokio::spawn(projector::supervise(p, Kind::Results, None, stop));
     while (stats.projected[Kind::Results as usize].load(std::sync::atomic::Ordering::Relaxed) as usize) < n {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let took = start.elapsed();
+    let took = (start.elapsed(), meter.stop());
     let _ = stop_tx.send(true);
     let _ = task.await;
     took
@@ -438,10 +525,11 @@ async fn project(
     path: &std::path::Path,
     items_meta: &[(String, String)],
     n: usize,
-) -> Duration {
+    broker: u32,
+) -> (Duration, Cpu) {
     let db = Db::open(path).unwrap();
     create_executions(&db, items_meta).await;
-    let took = run_projector(db, js, n).await;
+    let took = run_projector(db, js, n, broker).await;
     assert_eq!(scalar(path, "SELECT COUNT(*) FROM execution_results") as usize, n, "every result is a row");
     let completed = scalar(path, "SELECT COUNT(*) FROM executions WHERE status = 'completed'");
     assert_eq!(completed, 10, "every execution completes once its results are in");

@@ -11,6 +11,7 @@ pub mod http;
 mod nats;
 pub mod pki;
 mod postgres;
+pub mod proc;
 mod wait;
 pub mod wine;
 

@@ -223,18 +223,11 @@ impl Drop for Sim {
     }
 }
 
-/// CPU time a process has used so far (user + system).
-pub fn cpu_time(pid: u32) -> Option<Duration> {
-    sample(pid).map(|(ticks, _)| Duration::from_millis(ticks * 10))
-}
+pub use kanade_testkit::proc::cpu_time;
 
 /// CPU (user + system clock ticks, 100 a second) and resident memory of a process.
 fn sample(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let ticks = u64::try_from(cpu_time(pid)?.as_millis() / 10).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib =
         status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
