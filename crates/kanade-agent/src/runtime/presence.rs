@@ -22,8 +22,9 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
             .max(std::time::Duration::from_millis(100))
     };
     let mut period = interval(&live.borrow_and_update());
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = spread_ticks(period, fastrand::f64());
+    // The first beat goes out at once, not at the ticks' random start.
+    ctx.beat_now.notify_one();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -38,8 +39,8 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
                 if next != period {
                     tracing::info!(?next, "heartbeat interval changed");
                     period = next;
-                    tick = tokio::time::interval(period);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick = spread_ticks(period, fastrand::f64());
+                    ctx.beat_now.notify_one();
                 }
                 continue;
             }
@@ -57,6 +58,23 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
             }
         }
     }
+}
+
+/// Ticks every `period`, the first at a random point within one period (`unit` of it, drawn
+/// from [0, 1)). Agents that start (or
+/// take a new interval) together would otherwise beat together ever after: a fleet booted at
+/// once, or 10,000 simulated agents started in a few seconds, then sends its heartbeats as one
+/// burst a period instead of evenly.
+fn spread_ticks(period: std::time::Duration, unit: f64) -> tokio::time::Interval {
+    let first = tokio::time::Instant::now() + phase(period, unit);
+    let mut tick = tokio::time::interval_at(first, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// How far into a period the ticks start, for `unit` in [0, 1).
+fn phase(period: std::time::Duration, unit: f64) -> std::time::Duration {
+    period.mul_f64(unit.clamp(0.0, 1.0))
 }
 
 pub(crate) async fn ping_responder(ctx: Arc<Ctx>) {
@@ -181,6 +199,34 @@ pub(crate) async fn inventory_loop(ctx: Arc<Ctx>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_start_anywhere_within_one_period() {
+        let period = std::time::Duration::from_secs(30);
+        let cases = [
+            (0.0, std::time::Duration::ZERO),
+            (0.5, std::time::Duration::from_secs(15)),
+            (0.999, std::time::Duration::from_millis(29_970)),
+            // Out of range is held to the period.
+            (-1.0, std::time::Duration::ZERO),
+            (2.0, period),
+        ];
+        for (unit, want) in cases {
+            assert_eq!(phase(period, unit), want, "at {unit}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ticks_start_at_their_phase_then_come_one_a_period() {
+        let period = std::time::Duration::from_secs(30);
+        for (unit, phase) in [(0.0, 0), (0.25, 7_500), (0.9, 27_000)] {
+            let start = tokio::time::Instant::now();
+            let mut tick = spread_ticks(period, unit);
+            let first = tick.tick().await;
+            assert_eq!(first - start, std::time::Duration::from_millis(phase), "at {unit}");
+            assert_eq!(tick.tick().await - first, period, "at {unit}");
+        }
+    }
 
     #[cfg(target_os = "linux")]
     #[test]
