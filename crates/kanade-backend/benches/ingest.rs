@@ -70,7 +70,7 @@ fn scalar(path: &std::path::Path, sql: &str) -> i64 {
 /// CPU used over a timed window by this process (a raw insert, or the projector's fetch,
 /// decode and writes) and by nats-server: on these shared cores a round can only be as short as
 /// their sum divided by the cores.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Cpu {
     here: Duration,
     broker: Duration,
