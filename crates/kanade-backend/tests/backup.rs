@@ -98,7 +98,10 @@ async fn a_backup_under_load_restores_accounts_and_keys_and_the_copy_catches_up(
         async move { common::flood(&js, BEFORE).await }
     });
     let db_a = a.db.clone();
-    kanade_testkit::wait_until("results to flow in", WAIT, || count(&db_a) > 0);
+    // Counted, not only stored: results projected before their execution's `exec.create`
+    // (another stream, another projector) are counted when it lands, so a copy taken before
+    // that holds rows no counter covers yet, and the one-moment check below would prove nothing.
+    kanade_testkit::wait_until("results to be projected and counted", WAIT, || counted(&db_a) > 0);
     let archive = dir.path().join("kanade.backup");
     let (ok, said) = cli(&a.config, &["backup", archive.to_str().unwrap()]);
     assert!(ok && said.starts_with("wrote "), "{said}");
