@@ -139,6 +139,8 @@ struct Rig {
     monitor: u16,
     /// The floor's median time at each fan-out size, measured before the fleet started.
     floor: std::collections::BTreeMap<usize, Duration>,
+    /// Where the simulated agents keep their stores.
+    agents_dir: PathBuf,
 }
 
 impl Rig {
@@ -209,8 +211,18 @@ fn single_server(
     let sim = Fleet::start(&nats.url(), cli.agents, cli.per_process, sizes, &cli.data_dir, work, &agents)?;
     let connect = sim.wait_heartbeating(cli.agents, Window::Alive, Duration::from_secs(900))?;
     wait_projected(backend.port, cli.agents)?;
-    let mut rig =
-        Rig { nats, backend, sim, rt, js, agents: cli.agents, last_exec: None, monitor, floor: floors };
+    let mut rig = Rig {
+        nats,
+        backend,
+        sim,
+        rt,
+        js,
+        agents: cli.agents,
+        last_exec: None,
+        monitor,
+        floor: floors,
+        agents_dir: cli.data_dir.clone(),
+    };
     out.insert_str(0, &format!(
         "Simulated agents: {} in {} processes (one NATS connection each, real agent runtime, fake executor), all heartbeating {} after start (paced at 1,000 starts/s per process). Backend store: {:?}.\n\n",
         cli.agents,
@@ -427,6 +439,7 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
         ],
         monitor: rig.monitor,
     };
+    let warm_up = warm_up(rig)?;
     let mut rows = Vec::new();
     for &n in sizes {
         let target = if n == rig.agents {
@@ -443,7 +456,12 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             let before = meter.read();
             let idle = before.since(&rest);
             let (took, id) = broadcast(rig.backend.port, &target, n)?;
-            costs.push(meter.read().since(&before).minus_idle(took, &idle, IDLE_SAMPLE));
+            let cost = meter.read().since(&before).minus_idle(took, &idle, IDLE_SAMPLE);
+            // Each run as it goes, for telling a slow run's cause from noise (the report keeps
+            // medians only).
+            let cpu: Vec<String> = cost.cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())).collect();
+            eprintln!("broadcast to {n}: {} ms, CPU s {}", took.as_millis(), cpu.join(" / "));
+            costs.push(cost);
             idle_rates.push(idle.msgs as f64 / IDLE_SAMPLE.as_secs_f64());
             times.push(took);
             rig.last_exec = Some(id);
@@ -482,8 +500,12 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
         ]);
     }
     Ok(format!(
-        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database; medians of runs, CPU and messages per broadcast)\n\nCPU and messages are the broadcast's own: what each component spent at rest over the {} s before each broadcast (heartbeats, mostly) is taken out at its rate.\n\n{}",
+        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database; medians of runs, CPU and messages per broadcast)\n\nCPU and messages are the broadcast's own: what each component spent at rest over the {} s before each broadcast (heartbeats, mostly) is taken out at its rate. Measured once the fleet is past its first runs: {} broadcasts to all {} agents went first, until the agents' WAL files stopped growing (median {}, {}; see [`warm_up`](crates/kanade-sim/src/bin/kanade-bench/main.rs)).\n\n{}",
         IDLE_SAMPLE.as_secs(),
+        warm_up.len(),
+        rig.agents,
+        percentile(&warm_up, 50.0).map_or("-".into(), ms),
+        spread(&warm_up),
         table(
             &[
                 "agents",
@@ -500,6 +522,51 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             &rows
         )
     ))
+}
+
+/// Most broadcasts [`warm_up`] makes before measuring anyway.
+const WARM_UP_MAX: usize = 30;
+
+/// A new fleet's first runs grow each agent's SQLite WAL to its steady size (after each
+/// checkpoint it is rewritten in place, never grown again). Until then every broadcast also pays
+/// for fresh file pages; on a VM that hands freed memory back to its host (virtio-balloon free
+/// page reporting, as on the machine these figures were taken on) each is a host fault, which
+/// added ~0.8 CPU-s to a broadcast at 10,000 agents on tmpfs and made its time swing 2×. A fleet
+/// in service is past its first dozen runs, so broadcast to everyone until the agents' WAL files
+/// grew by less than 1%; their times are reported beside the figures, not in them.
+fn warm_up(rig: &mut Rig) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::new();
+    let mut wal = wal_bytes(&rig.agents_dir);
+    while times.len() < WARM_UP_MAX {
+        let (took, id) = broadcast(rig.backend.port, &json!({ "all": true }), rig.agents)?;
+        times.push(took);
+        rig.last_exec = Some(id);
+        let now = wal_bytes(&rig.agents_dir);
+        eprintln!(
+            "warm-up broadcast {}: {} ms; the agents' WAL files hold {} MB",
+            times.len(),
+            took.as_millis(),
+            now >> 20
+        );
+        if now <= wal + wal / 100 {
+            break;
+        }
+        wal = now;
+    }
+    Ok(times)
+}
+
+/// Bytes in the `*-wal` files under `dir`, at any depth.
+fn wal_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => wal_bytes(&e.path()),
+            Ok(_) if e.file_name().to_string_lossy().ends_with("-wal") => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// 4. API under load, on the largest broadcast (one is made if fan-out did not run).
