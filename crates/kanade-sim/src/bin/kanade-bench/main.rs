@@ -548,12 +548,18 @@ fn warm_up(rig: &mut Rig) -> anyhow::Result<Vec<Duration>> {
             took.as_millis(),
             now >> 20
         );
-        if now <= wal + wal / 100 {
+        if wal_settled(wal, now) {
             break;
         }
         wal = now;
     }
     Ok(times)
+}
+
+/// Pure: over one broadcast the agents' WAL files grew by less than 1% (`before` → `after`
+/// bytes), so they reached their steady size.
+fn wal_settled(before: u64, after: u64) -> bool {
+    after <= before + before / 100
 }
 
 /// Bytes in the `*-wal` files under `dir`, at any depth.
@@ -771,4 +777,23 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("kanade-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wal_settled;
+
+    #[test]
+    fn the_wal_files_have_settled_once_a_broadcast_grows_them_by_less_than_one_percent() {
+        for (before, after, settled) in [
+            (287 << 20, 359 << 20, false),
+            (1003 << 20, 1009 << 20, true),
+            (1000, 1010, true),
+            (1000, 1011, false),
+            (1000, 990, true),
+            (0, 0, true),
+        ] {
+            assert_eq!(wal_settled(before, after), settled, "{before} → {after}");
+        }
+    }
 }
