@@ -459,8 +459,7 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             let cost = meter.read().since(&before).minus_idle(took, &idle, IDLE_SAMPLE);
             // Each run as it goes, for telling a slow run's cause from noise (the report keeps
             // medians only).
-            let cpu: Vec<String> = cost.cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())).collect();
-            eprintln!("broadcast to {n}: {} ms, CPU s {}", took.as_millis(), cpu.join(" / "));
+            eprintln!("broadcast to {n}: {} ms, CPU s {}", took.as_millis(), cpu_split(&cost.cpu));
             costs.push(cost);
             idle_rates.push(idle.msgs as f64 / IDLE_SAMPLE.as_secs_f64());
             times.push(took);
@@ -492,7 +491,7 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             spread(&times),
             floor.map_or("-".into(), ms),
             times_floor.map_or("-".into(), |r| format!("{r:.2}")),
-            spent.cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())).collect::<Vec<_>>().join(" / "),
+            cpu_split(&spent.cpu),
             format!("{server_ms:.3} ms"),
             format!("{per_run:.1}"),
             format!("{idle_msgs_per_s:.0}"),
@@ -522,6 +521,11 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             &rows
         )
     ))
+}
+
+/// CPU seconds per component, in [`Meter::components`] order: `0.75 / 0.30 / 2.05`.
+fn cpu_split(cpu: &[Duration]) -> String {
+    cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())).collect::<Vec<_>>().join(" / ")
 }
 
 /// Most broadcasts [`warm_up`] makes before measuring anyway.

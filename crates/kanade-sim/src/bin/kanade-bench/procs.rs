@@ -225,18 +225,17 @@ impl Drop for Sim {
 
 pub use kanade_testkit::proc::cpu_time;
 
-/// CPU (user + system clock ticks, 100 a second) and resident memory of a process.
-fn sample(pid: u32) -> Option<(u64, u64)> {
-    let ticks = u64::try_from(cpu_time(pid)?.as_millis() / 10).ok()?;
+/// CPU time (user + system) and resident memory (KiB) of a process.
+fn sample(pid: u32) -> Option<(Duration, u64)> {
+    let cpu = cpu_time(pid)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib =
         status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
-    Some((ticks, rss_kib))
+    Some((cpu, rss_kib))
 }
 
 /// Average CPU % (of one core) and peak RSS (MiB) of each pid over `span`.
 pub fn usage(pids: &[u32], span: Duration) -> Vec<(f64, f64)> {
-    const TICKS_PER_SEC: f64 = 100.0;
     let before: Vec<_> = pids.iter().map(|&p| sample(p)).collect();
     let mut peak = vec![0u64; pids.len()];
     let t0 = Instant::now();
@@ -253,7 +252,7 @@ pub fn usage(pids: &[u32], span: Duration) -> Vec<(f64, f64)> {
         .enumerate()
         .map(|(i, &p)| match (before[i], sample(p)) {
             (Some((a, _)), Some((b, _))) => {
-                (100.0 * (b.saturating_sub(a)) as f64 / TICKS_PER_SEC / secs, peak[i] as f64 / 1024.0)
+                (100.0 * b.saturating_sub(a).as_secs_f64() / secs, peak[i] as f64 / 1024.0)
             }
             _ => (f64::NAN, f64::NAN),
         })
