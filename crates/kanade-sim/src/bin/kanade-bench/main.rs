@@ -137,8 +137,8 @@ struct Rig {
     last_exec: Option<String>,
     /// nats-server's monitoring port (`/varz`).
     monitor: u16,
-    /// The floor's median time at each fan-out size, measured before the fleet started.
-    floor: std::collections::BTreeMap<usize, Duration>,
+    /// The floor at each fan-out size, measured before the fleet started.
+    floor: std::collections::BTreeMap<usize, FloorAt>,
     /// Where the simulated agents keep their stores.
     agents_dir: PathBuf,
 }
@@ -350,6 +350,13 @@ fn cluster_storm(cli: &Cli, work: &std::path::Path, db_line: &str) -> anyhow::Re
     ))
 }
 
+/// The floor's medians at one size: its time, and the CPU all its processes spent.
+#[derive(Debug, Clone, Copy)]
+struct FloorAt {
+    took: Duration,
+    cpu: Duration,
+}
+
 /// The floor at each size (see `floor.rs`), on the broker the fleet then uses, before the fleet
 /// starts: its subscriber processes are gone when the fleet's are measured.
 fn floor_scenario(
@@ -359,7 +366,7 @@ fn floor_scenario(
     nats: &kanade_testkit::NatsServer,
     monitor: u16,
     work: &std::path::Path,
-) -> anyhow::Result<(String, std::collections::BTreeMap<usize, Duration>)> {
+) -> anyhow::Result<(String, std::collections::BTreeMap<usize, FloorAt>)> {
     let largest = sizes.iter().copied().max().unwrap_or(0);
     std::fs::create_dir_all(work.join("floor"))?;
     let subscribers = Fleet::start(
@@ -393,7 +400,7 @@ fn floor_scenario(
         let times: Vec<Duration> = rounds.iter().map(|r| r.took).collect();
         let spent = meter::median(&rounds.iter().map(|r| r.spent.clone()).collect::<Vec<_>>());
         let median = percentile(&times, 50.0).unwrap_or_default();
-        medians.insert(n, median);
+        medians.insert(n, FloorAt { took: median, cpu: spent.cpu.iter().sum() });
         let mut row = vec![format!("{n}"), ms(median), spread(&times)];
         row.extend(spent.cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())));
         row.push(format!("{:.1}", spent.msgs as f64 / n as f64));
@@ -470,7 +477,11 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
         let median = percentile(&times, 50.0).unwrap_or_default();
         let spent: Spent = meter::median(&costs);
         let floor = rig.floor.get(&n).copied();
-        let times_floor = floor.map(|f| median.as_secs_f64() / f.as_secs_f64().max(1e-6));
+        let times_floor = floor.map(|f| median.as_secs_f64() / f.took.as_secs_f64().max(1e-6));
+        // What bounds `× floor` on a box where every process shares the cores: with them all
+        // busy throughout, the time ratio would be this.
+        let cpu_floor =
+            floor.map(|f| spent.cpu.iter().sum::<Duration>().as_secs_f64() / f.cpu.as_secs_f64().max(1e-6));
         // nats-server + backend, per agent-run.
         let server_ms = (spent.cpu[0] + spent.cpu[1]).as_secs_f64() * 1000.0 / n as f64;
         let per_run = spent.msgs as f64 / n as f64;
@@ -489,9 +500,10 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             format!("{n}"),
             ms(median),
             spread(&times),
-            floor.map_or("-".into(), ms),
+            floor.map_or("-".into(), |f| ms(f.took)),
             times_floor.map_or("-".into(), |r| format!("{r:.2}")),
             cpu_split(&spent.cpu),
+            cpu_floor.map_or("-".into(), |r| format!("{r:.2}")),
             format!("{server_ms:.3} ms"),
             format!("{per_run:.1}"),
             format!("{idle_msgs_per_s:.0}"),
@@ -499,7 +511,7 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
         ]);
     }
     Ok(format!(
-        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database; medians of runs, CPU and messages per broadcast)\n\nCPU and messages are the broadcast's own: what each component spent at rest over the {} s before each broadcast (heartbeats, mostly) is taken out at its rate. Measured once the fleet is past its first runs: {} broadcasts to all {} agents went first, until the agents' WAL files stopped growing (median {}, {}; see [`warm_up`](crates/kanade-sim/src/bin/kanade-bench/main.rs)).\n\n{}",
+        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database; medians of runs, CPU and messages per broadcast)\n\nCPU and messages are the broadcast's own: what each component spent at rest over the {} s before each broadcast (heartbeats, mostly) is taken out at its rate. `CPU × floor's CPU` is the broadcast's CPU, every process summed, over the floor's at the same size: on cores every process shares, the ratio `× floor` reaches when both keep every core busy. Measured once the fleet is past its first runs: {} broadcasts to all {} agents went first, until the agents' WAL files stopped growing (median {}, {}; see [`warm_up`](crates/kanade-sim/src/bin/kanade-bench/main.rs)).\n\n{}",
         IDLE_SAMPLE.as_secs(),
         warm_up.len(),
         rig.agents,
@@ -513,6 +525,7 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
                 "floor",
                 "× floor",
                 "CPU s nats-server / backend / simulator",
+                "CPU × floor's CPU",
                 "server CPU per agent-run",
                 "broker msgs per agent-run",
                 "idle broker msgs/s (taken out)",
