@@ -400,7 +400,7 @@ fn floor_scenario(
         let times: Vec<Duration> = rounds.iter().map(|r| r.took).collect();
         let spent = meter::median(&rounds.iter().map(|r| r.spent.clone()).collect::<Vec<_>>());
         let median = percentile(&times, 50.0).unwrap_or_default();
-        medians.insert(n, FloorAt { took: median, cpu: spent.cpu.iter().sum() });
+        medians.insert(n, FloorAt { took: median, cpu: spent.total_cpu() });
         let mut row = vec![format!("{n}"), ms(median), spread(&times)];
         row.extend(spent.cpu.iter().map(|c| format!("{:.2}", c.as_secs_f64())));
         row.push(format!("{:.1}", spent.msgs as f64 / n as f64));
@@ -480,8 +480,7 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
         let times_floor = floor.map(|f| median.as_secs_f64() / f.took.as_secs_f64().max(1e-6));
         // What bounds `× floor` on a box where every process shares the cores: with them all
         // busy throughout, the time ratio would be this.
-        let cpu_floor =
-            floor.map(|f| spent.cpu.iter().sum::<Duration>().as_secs_f64() / f.cpu.as_secs_f64().max(1e-6));
+        let cpu_floor = floor.map(|f| spent.total_cpu().as_secs_f64() / f.cpu.as_secs_f64().max(1e-6));
         // nats-server + backend, per agent-run.
         let server_ms = (spent.cpu[0] + spent.cpu[1]).as_secs_f64() * 1000.0 / n as f64;
         let per_run = spent.msgs as f64 / n as f64;

@@ -38,6 +38,11 @@ impl Meter {
 }
 
 impl Spent {
+    /// CPU time of every component together.
+    pub fn total_cpu(&self) -> Duration {
+        self.cpu.iter().sum()
+    }
+
     /// What is left of `self` (spent over `took`) after `idle` (spent at rest over `idle_for`)
     /// is taken out at its rate.
     pub fn minus_idle(&self, took: Duration, idle: &Spent, idle_for: Duration) -> Spent {
