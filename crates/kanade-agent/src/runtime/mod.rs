@@ -335,6 +335,7 @@ pub async fn run(settings: Settings, mut shutdown: watch::Receiver<bool>) -> any
     );
     // Let the outbox send what it can within a moment; the rest goes at next start.
     let _ = tokio::time::timeout(Duration::from_secs(2), outbox::drain_once(&ctx, true)).await;
+    outbox::settle(&ctx);
     let _ = tokio::time::timeout(Duration::from_secs(1), ctx.client.flush()).await;
     Ok(if restart { Exit::Restart } else { Exit::Stopped })
 }

@@ -47,10 +47,19 @@ pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
         if delivered == 0 {
             tokio::select! {
                 () = ctx.outbox_wake.notified() => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = tokio::time::sleep(IDLE_POLL) => settle(&ctx),
                 () = super::stopped(&mut stop) => return,
             }
         }
+    }
+}
+
+/// Delete what the broker acked now: nothing was written for a while to carry the delete (see
+/// [`crate::store::Store::acked`]). A failure only means those messages may go again after a
+/// crash, under the same ids.
+pub(crate) fn settle(ctx: &Ctx) {
+    if let Err(e) = ctx.store.settle() {
+        tracing::warn!(error = %e, "cannot delete acked messages from the outbox; will retry");
     }
 }
 

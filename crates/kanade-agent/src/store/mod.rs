@@ -7,7 +7,10 @@
 //!   is never relaunched: [`Store::recover`] turns it into an `unknown` result;
 //! - finishing a run writes the ledger state and the outbox row in one transaction, so a crash
 //!   can never leave a finished run without a result to send;
-//! - an outbox row is deleted only after the broker acked it.
+//! - an outbox row is deleted only after the broker acked it. The delete rides on the next write
+//!   transaction (or [`Store::settle`]) rather than a commit of its own: a crash before then
+//!   sends the message again under the same `Nats-Msg-Id`, which the broker and the projection
+//!   drop as a duplicate, and a run costs two synchronous commits instead of three.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -90,11 +93,23 @@ pub struct Interrupted {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Open>>,
     /// `meta` as read or written through this handle: the fleet view cached per job is looked
     /// at for every command, and a read is a transaction with its file locks.
     meta: Arc<Mutex<std::collections::HashMap<String, Option<String>>>>,
 }
+
+/// The connection, and the outbox rows the broker acked whose delete has not committed yet.
+struct Open {
+    conn: Connection,
+    /// Left out of every outbox read; deleted by the next write transaction, at most
+    /// [`UNSETTLED_MAX`] of them before a commit of their own.
+    acked: Vec<i64>,
+}
+
+/// Acked rows kept back from their delete at most. An outbox read asks for this many rows more
+/// than it hands out, so a full page of waiting messages is never hidden behind acked ones.
+const UNSETTLED_MAX: usize = 64;
 
 /// Statements kept prepared (rusqlite keeps 16 by default; the store has more than that, and a
 /// re-prepared statement is parsed again).
@@ -206,10 +221,12 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
 const EVERY_MESSAGE: &str = "";
 const EXCEPT_PREFIX: &str = "WHERE substr(subject, 1, length(?1)) <> ?1";
 
-/// The outbox query, oldest first. The limit is written into the SQL: SQLite parses a statement
-/// with a bound `LIMIT ?` again on every execution, and at one query per result that parse was
-/// about a ninth of a simulated agent's CPU.
+/// The outbox query, oldest first, for `limit` messages beside the acked ones still in the table.
+/// The limit is written into the SQL: SQLite parses a statement with a bound `LIMIT ?` again on
+/// every execution, and at one query per result that parse was about a ninth of a simulated
+/// agent's CPU.
 fn outbox_sql(filter: &str, limit: usize) -> String {
+    let limit = limit + UNSETTLED_MAX;
     format!("SELECT seq, msg_id, subject, payload FROM outbox {filter} ORDER BY seq LIMIT {limit}")
 }
 
@@ -238,14 +255,33 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         upgrade(&conn)?;
         conn.set_prepared_statement_cache_capacity(PREPARED);
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), meta: Arc::default() })
+        Ok(Self { conn: Arc::new(Mutex::new(Open { conn, acked: Vec::new() })), meta: Arc::default() })
+    }
+
+    fn open_lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        // A poisoned lock only means another thread panicked mid-call; SQLite's own transaction
+        // rolled that call back, so the connection is still consistent (and rows it may have
+        // deleted are still in `acked`, deleted again at the next write).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        // A poisoned lock only means another thread panicked mid-call; SQLite's own transaction
-        // rolled that call back, so the connection is still consistent.
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(f(&mut conn)?)
+        Ok(f(&mut self.open_lock().conn)?)
+    }
+
+    /// `f` in one transaction that also deletes the acked outbox rows.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut open = self.open_lock();
+        let Open { conn, acked } = &mut *open;
+        let tx = conn.transaction()?;
+        delete_acked(&tx, acked)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        acked.clear();
+        Ok(out)
     }
 
     /// Record a command before it is acked. Returns what to do with it.
@@ -294,8 +330,7 @@ impl Store {
                 rusqlite::Error::SqliteFailure(full, Some("KANADE_AGENT_TEST_LEDGER_FULL".into())).into()
             );
         }
-        self.with(|c| {
-            let tx = c.transaction()?;
+        self.write(|tx| {
             let existing: Option<String> = tx
                 .prepare_cached("SELECT fingerprint FROM ledger WHERE exec_id = ?1")?
                 .query_row([exec_id.to_string()], |r| r.get(0))
@@ -317,7 +352,6 @@ impl Store {
                     started_ms
                 ])?;
             }
-            tx.commit()?;
             Ok(decision)
         })
     }
@@ -330,14 +364,13 @@ impl Store {
         now_ms: i64,
         event: Option<&Outgoing>,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        self.write(|tx| {
             tx.prepare_cached("UPDATE ledger SET state = 'running', started_at = ?2 WHERE exec_id = ?1")?
                 .execute(params![exec_id.to_string(), now_ms])?;
             if let Some(event) = event {
-                insert_outgoing(&tx, event)?;
+                insert_outgoing(tx, event)?;
             }
-            tx.commit()
+            Ok(())
         })
     }
 
@@ -355,8 +388,7 @@ impl Store {
         result: &Outgoing,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        self.write(|tx| {
             // A finished run's command is never read again (only admitted and running ones are,
             // at `recover`): emptied, the row leaves room in its page for the next admission,
             // which then rewrites that page instead of adding one (9.5 to 8.2 WAL frames a run).
@@ -365,11 +397,11 @@ impl Store {
             )?
             .execute(params![exec_id.to_string(), now_ms])?;
             // The result first: its events never delay it.
-            insert_outgoing(&tx, result)?;
+            insert_outgoing(tx, result)?;
             for message in events {
-                insert_outgoing(&tx, message)?;
+                insert_outgoing(tx, message)?;
             }
-            tx.commit()
+            Ok(())
         })
     }
 
@@ -420,27 +452,34 @@ impl Store {
         })
     }
 
-    /// Oldest first, at most `limit`.
+    /// Oldest first, at most `limit`, none the broker acked already.
     pub fn outbox(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(&outbox_sql(EVERY_MESSAGE, limit))?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Outgoing { seq: r.get(0)?, msg_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
-            })?;
-            rows.collect()
-        })
+        self.waiting(EVERY_MESSAGE, &[], limit)
     }
 
     /// Oldest first, at most `limit`, leaving out subjects that start with `prefix` (results go
     /// on while events wait).
     pub fn outbox_except_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(&outbox_sql(EXCEPT_PREFIX, limit))?;
-            let rows = stmt.query_map(params![prefix], |r| {
-                Ok(Outgoing { seq: r.get(0)?, msg_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
-            })?;
-            rows.collect()
-        })
+        self.waiting(EXCEPT_PREFIX, &[prefix], limit)
+    }
+
+    fn waiting(&self, filter: &str, params: &[&str], limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+        let open = self.open_lock();
+        let mut stmt = open.conn.prepare_cached(&outbox_sql(filter, limit))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+            Ok(Outgoing { seq: r.get(0)?, msg_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
+        })?;
+        let mut out = Vec::with_capacity(limit.min(UNSETTLED_MAX));
+        for row in rows {
+            let row = row?;
+            if !open.acked.contains(&row.seq) {
+                out.push(row);
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Rewrite a queued message's payload, keeping its place and id (a result cut to fit the
@@ -453,17 +492,25 @@ impl Store {
         })
     }
 
-    /// Drop messages the broker has acked, in one transaction.
+    /// Messages the broker has acked: never handed out again, and deleted with the next write
+    /// (a run's admission, start or end), or now when [`UNSETTLED_MAX`] are waiting.
     pub fn acked(&self, seqs: &[i64]) -> Result<(), StoreError> {
-        // (Relaxing `synchronous` for this commit would save a flush, but changing that pragma
-        // expires every prepared statement: each following query would be parsed again.)
-        self.with(|c| {
-            let tx = c.transaction()?;
-            for seq in seqs {
-                tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([seq])?;
-            }
-            tx.commit()
-        })
+        let mut open = self.open_lock();
+        open.acked.extend_from_slice(seqs);
+        if open.acked.len() < UNSETTLED_MAX {
+            return Ok(());
+        }
+        drop(open);
+        self.settle()
+    }
+
+    /// Delete the acked messages now, in one transaction of their own (the agent is idle, or
+    /// stopping).
+    pub fn settle(&self) -> Result<(), StoreError> {
+        if self.open_lock().acked.is_empty() {
+            return Ok(());
+        }
+        self.write(|_| Ok(()))
     }
 
     /// Forget finished runs older than `before_ms`. Must stay longer than the EXEC stream's
@@ -623,6 +670,15 @@ impl Store {
     fn meta_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<String>>> {
         self.meta.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The acked rows' delete, inside the caller's transaction. (Relaxing `synchronous` for it would
+/// save a flush as well, but changing that pragma expires every prepared statement.)
+fn delete_acked(tx: &Connection, acked: &[i64]) -> rusqlite::Result<()> {
+    for seq in acked {
+        tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([seq])?;
+    }
+    Ok(())
 }
 
 fn insert_outgoing(c: &Connection, m: &Outgoing) -> rusqlite::Result<()> {
