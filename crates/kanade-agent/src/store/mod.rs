@@ -7,10 +7,11 @@
 //!   is never relaunched: [`Store::recover`] turns it into an `unknown` result;
 //! - finishing a run writes the ledger state and the outbox row in one transaction, so a crash
 //!   can never leave a finished run without a result to send;
-//! - an outbox row is deleted only after the broker acked it. The delete rides on the next write
-//!   transaction (or [`Store::settle`]) rather than a commit of its own: a crash before then
-//!   sends the message again under the same `Nats-Msg-Id`, which the broker and the projection
-//!   drop as a duplicate, and a run costs two synchronous commits instead of three.
+//! - an outbox row is deleted only after the broker acked it. The delete rides on the next
+//!   transaction that queues a message (or [`Store::settle`]) rather than a commit of its own: a
+//!   crash before then sends the message again under the same `Nats-Msg-Id`, which the broker
+//!   and the projection drop as a duplicate, and back-to-back runs cost two synchronous commits
+//!   each instead of three, and fewer WAL frames.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -102,7 +103,7 @@ pub struct Store {
 /// The connection, and the outbox rows the broker acked whose delete has not committed yet.
 struct Open {
     conn: Connection,
-    /// Left out of every outbox read; deleted by the next write transaction, at most
+    /// Left out of every outbox read; deleted by the next transaction that queues a message, at most
     /// [`UNSETTLED_MAX`] of them before a commit of their own.
     acked: Vec<i64>,
 }
@@ -237,7 +238,7 @@ impl Store {
         // Every page a transaction changes is written whole to the WAL, and a run's three
         // transactions each change a few rows of a few hundred bytes: small pages write fewer
         // bytes per run. Only a new file takes it; a store made before keeps its page size.
-        // A checkpoint every 100 pages (about ten runs) keeps the WAL at ~100 KB, rewritten in
+        // A checkpoint every 100 pages (about sixteen runs) keeps the WAL at ~100 KB, rewritten in
         // place, instead of growing to 1 MB first: each new page of a growing file is memory
         // and blocks the system must find (10,000 simulated agents on tmpfs spent 12% less CPU
         // per broadcast with it).
@@ -269,8 +270,23 @@ impl Store {
         Ok(f(&mut self.open_lock().conn)?)
     }
 
-    /// `f` in one transaction that also deletes the acked outbox rows.
+    /// `f` in one transaction.
     fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// `f`, which queues messages, in one transaction that also deletes the acked outbox rows:
+    /// the outbox pages it rewrites are those the deletes change, so a run's result and the
+    /// delete of the one before it cost the WAL those pages once.
+    fn write_outbox<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
@@ -364,7 +380,7 @@ impl Store {
         now_ms: i64,
         event: Option<&Outgoing>,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.write_outbox(|tx| {
             tx.prepare_cached("UPDATE ledger SET state = 'running', started_at = ?2 WHERE exec_id = ?1")?
                 .execute(params![exec_id.to_string(), now_ms])?;
             if let Some(event) = event {
@@ -388,7 +404,7 @@ impl Store {
         result: &Outgoing,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.write_outbox(|tx| {
             // A finished run's command is never read again (only admitted and running ones are,
             // at `recover`): emptied, the row leaves room in its page for the next admission,
             // which then rewrites that page instead of adding one (9.5 to 8.2 WAL frames a run).
@@ -492,8 +508,8 @@ impl Store {
         })
     }
 
-    /// Messages the broker has acked: never handed out again, and deleted with the next write
-    /// (a run's admission, start or end), or now when [`UNSETTLED_MAX`] are waiting.
+    /// Messages the broker has acked: never handed out again, and deleted with the next message
+    /// queued (a run's start or end), or now when [`UNSETTLED_MAX`] are waiting.
     pub fn acked(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let mut open = self.open_lock();
         open.acked.extend_from_slice(seqs);
@@ -510,7 +526,7 @@ impl Store {
         if self.open_lock().acked.is_empty() {
             return Ok(());
         }
-        self.write(|_| Ok(()))
+        self.write_outbox(|_| Ok(()))
     }
 
     /// Forget finished runs older than `before_ms`. Must stay longer than the EXEC stream's

@@ -380,7 +380,6 @@ impl World {
                 let want = self.expected_admission(e, fp);
                 let got = self.store.admit(exec(e), "r", if fp { "A" } else { "B" }, "s", &[e], 0)?;
                 assert_eq!(got, want, "admission of {e}");
-                self.unsettled.clear();
                 if got == Admission::New {
                     self.ledger.insert(e, (fp, RunState::Admitted));
                     self.startable.push(e);
@@ -391,7 +390,6 @@ impl World {
                 let want = self.expected_admission(e, fp);
                 let got = self.store.admit_started(exec(e), "r", if fp { "A" } else { "B" }, "s", &[e], 0)?;
                 assert_eq!(got, want, "admission of {e} started");
-                self.unsettled.clear();
                 if got == Admission::New {
                     self.ledger.insert(e, (fp, RunState::Running));
                     self.running.push(e);
@@ -613,15 +611,15 @@ fn a_run_writes_few_wal_frames() {
     (20..220).for_each(run);
     let frames = (size() - before) as f64 / (1024.0 + 24.0) / 200.0;
     println!("{frames:.2} WAL frames per run");
-    assert!(frames <= 8.7, "{frames:.2} WAL frames per run");
+    assert!(frames <= 6.7, "{frames:.2} WAL frames per run");
 }
 
 fn rows_in_outbox(store: &Store) -> i64 {
     store.with(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))).unwrap()
 }
 
-/// An acked message is never handed out again; its row goes with the next write, or at
-/// `settle`, and a crash before either hands it out again under its id.
+/// An acked message is never handed out again; its row goes with the next message queued, or
+/// at `settle`, and a crash before either hands it out again under its id.
 #[test]
 fn acked_messages_leave_with_the_next_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -643,13 +641,15 @@ fn acked_messages_leave_with_the_next_write() {
     let first = store.outbox(1).unwrap();
     store.acked(&[first[0].seq]).unwrap();
     store.admit_started(exec(3), "r", "A", "s", &[3], 0).unwrap();
-    assert_eq!(rows_in_outbox(&store), 1, "deleted by the admission's transaction");
+    assert_eq!(rows_in_outbox(&store), 2, "an admission queues nothing, and deletes nothing");
+    store.finish(exec(3), &result(3), 1).unwrap();
+    assert_eq!(rows_in_outbox(&store), 2, "deleted by the transaction that queued the next");
     drop(store);
     let store = open(&dir);
-    assert_eq!(ids(&store), [result(2).msg_id], "and that delete survives a crash");
+    assert_eq!(ids(&store), [result(2).msg_id, result(3).msg_id], "and that delete survives a crash");
 
-    let second = store.outbox(1).unwrap();
-    store.acked(&[second[0].seq]).unwrap();
+    let both = store.outbox(2).unwrap();
+    store.acked(&both.iter().map(|m| m.seq).collect::<Vec<_>>()).unwrap();
     store.settle().unwrap();
     assert_eq!(rows_in_outbox(&store), 0);
 }
