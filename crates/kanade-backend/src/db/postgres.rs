@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::DbError;
-use super::sql::{BulkInsert, ColType, Dialect, Row, Sql, Value};
+use super::sql::{BulkInsert, BulkUpsert, ColType, Dialect, Row, Sql, Value};
 
 const POOL_SIZE: usize = 16;
 
@@ -228,6 +228,76 @@ impl Column {
     }
 }
 
+/// `?1::text[], ?2::int8[], …`: one typed array parameter per column.
+fn array_params(columns: &[(&str, ColType)]) -> String {
+    let each: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| {
+            let ty = match ty {
+                ColType::Text => "text",
+                ColType::Int => "int8",
+                ColType::Real => "float8",
+            };
+            format!("?{}::{ty}[]", i + 1)
+        })
+        .collect();
+    each.join(", ")
+}
+
+/// `rows` into `table` by `COPY … FROM STDIN` (text format), in one message.
+async fn copy_in<'r>(
+    client: &tokio_postgres::Client,
+    table: &str,
+    columns: &[(&str, ColType)],
+    rows: impl Iterator<Item = &'r Vec<Value>>,
+) -> Result<(), DbError> {
+    let mut body = String::new();
+    for row in rows {
+        for (c, (name, ty)) in columns.iter().enumerate() {
+            if c > 0 {
+                body.push('\t');
+            }
+            copy_value(&mut body, name, *ty, row.get(c).unwrap_or(&Value::Null))?;
+        }
+        body.push('\n');
+    }
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let sink = client.copy_in(&format!("COPY {table} ({}) FROM STDIN", names.join(", "))).await?;
+    let mut sink = std::pin::pin!(sink);
+    futures::SinkExt::send(&mut sink, bytes::Bytes::from(body)).await?;
+    sink.finish().await?;
+    Ok(())
+}
+
+/// One value in `COPY`'s text format: `\N` for NULL, and the four characters that separate
+/// fields and rows escaped with a backslash.
+fn copy_value(out: &mut String, name: &str, ty: ColType, v: &Value) -> Result<(), DbError> {
+    use std::fmt::Write as _;
+    match (ty, v) {
+        (_, Value::Null) => out.push_str("\\N"),
+        (ColType::Int | ColType::Real, Value::Int(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        (ColType::Real, Value::Real(f)) => {
+            let _ = write!(out, "{f:?}");
+        }
+        (ColType::Text, Value::Text(t)) => {
+            for ch in pg_text(t).chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    ch => out.push(ch),
+                }
+            }
+        }
+        (ty, v) => return Err(DbError::Decode(format!("bulk copy: column {name} ({ty:?}) given {v:?}"))),
+    }
+    Ok(())
+}
+
 fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
@@ -278,24 +348,11 @@ impl Sql for PgSql<'_, '_> {
             return Ok(Vec::new());
         }
         let names: Vec<&str> = b.columns.iter().map(|(name, _)| *name).collect();
-        let arrays: Vec<String> = b
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, ty))| {
-                let ty = match ty {
-                    ColType::Text => "text",
-                    ColType::Int => "int8",
-                    ColType::Real => "float8",
-                };
-                format!("?{}::{ty}[]", i + 1)
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({arrays}) AS u({cols}) {tail} RETURNING {key}",
             table = b.table,
             cols = names.join(", "),
-            arrays = arrays.join(", "),
+            arrays = array_params(b.columns),
             tail = b.tail,
             key = names[..b.key].iter().map(|k| format!("{}.{k}", b.table)).collect::<Vec<_>>().join(", "),
         );
@@ -321,6 +378,95 @@ impl Sql for PgSql<'_, '_> {
                 .collect()
         };
         Ok(rows.iter().map(|r| key_of(r).is_some_and(|k| keys.contains(&k))).collect())
+    }
+
+    /// Which keys are stored is read first, under the one-writer lock (nothing else inserts a
+    /// key until the transaction ends): new rows then go in by `COPY`, which has no conflict
+    /// handling and is the fastest way in, and only stored rows that meet `when` are updated,
+    /// in one statement over arrays. An `INSERT … ON CONFLICT DO UPDATE` of every row spent
+    /// ~40% more on a batch of 5,000 new results.
+    async fn upsert_rows(&mut self, u: &BulkUpsert<'_>, rows: &[Vec<Value>]) -> Result<Vec<bool>, DbError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(lock) = self.dialect().one_writer() {
+            self.batch(lock).await?;
+        }
+        let keys: Vec<String> = rows
+            .iter()
+            .map(|r| match r.first() {
+                Some(Value::Text(k)) => Ok(pg_text(k).into_owned()),
+                other => {
+                    Err(DbError::Decode(format!("bulk upsert into {}: key {other:?} is not text", u.table)))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let (table, key) = (u.table, u.key());
+        // Planned afresh at each batch (an unnamed statement), from the table's size now: a
+        // generic plan kept from when the table was empty scanned all of it for every key (16 s
+        // for 100,000 results instead of 1.2).
+        let probe = placeholders(&format!(
+            "SELECT {key}, ({}) FROM {table} WHERE {key} = ANY(?1::text[])",
+            u.when(table)
+        ));
+        let stored: std::collections::HashMap<String, bool> = self
+            .client()
+            .query(&probe, &[&keys])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, Option<bool>>(1)?.unwrap_or(false))))
+            .collect::<Result<_, DbError>>()?;
+        let mut written = vec![false; rows.len()];
+        let (mut fresh, mut stale) = (Vec::new(), Vec::new());
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        for (i, k) in keys.iter().enumerate() {
+            if !seen.insert(k) {
+                continue; // the first copy is the one written
+            }
+            match stored.get(k) {
+                None => fresh.push(i),
+                Some(true) => stale.push(i),
+                Some(false) => {}
+            }
+        }
+        if !fresh.is_empty() {
+            copy_in(self.client(), table, u.columns, fresh.iter().map(|&i| &rows[i])).await?;
+            for i in fresh {
+                written[i] = true;
+            }
+        }
+        if !stale.is_empty() {
+            let names: Vec<&str> = u.columns.iter().map(|(name, _)| *name).collect();
+            let sql = format!(
+                "UPDATE {table} SET {set} FROM UNNEST({arrays}) AS incoming({cols})
+                 WHERE {table}.{key} = incoming.{key} AND {when} RETURNING {table}.{key}",
+                set = u.set_list(table, "incoming"),
+                arrays = array_params(u.columns),
+                cols = names.join(", "),
+                when = u.when(table),
+            );
+            let columns: Vec<Column> = u
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(c, (name, ty))| {
+                    Column::gather(name, *ty, stale.iter().map(|&i| rows[i].get(c).unwrap_or(&Value::Null)))
+                })
+                .collect::<Result<_, _>>()?;
+            let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::as_param).collect();
+            // Planned afresh too, like the probe.
+            let updated: std::collections::HashSet<String> = self
+                .client()
+                .query(&placeholders(&sql), &params)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<_, String>(0))
+                .collect::<Result<_, _>>()?;
+            for i in stale {
+                written[i] = updated.contains(&keys[i]);
+            }
+        }
+        Ok(written)
     }
 
     async fn rows(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {

@@ -259,6 +259,50 @@ pub struct BulkInsert<'a> {
     pub tail: &'a str,
 }
 
+/// Rows keyed by their first column (text): each is inserted, or, where a stored row has its
+/// key, updates that row when the stored row meets `when`. `set` (`column = expression`) and
+/// `when` are written over `{old}` (the stored row) and `{new}` (the incoming one); each engine
+/// names them its way.
+pub struct BulkUpsert<'a> {
+    pub table: &'a str,
+    pub columns: &'a [(&'a str, ColType)],
+    pub set: &'a [(&'a str, &'a str)],
+    pub when: &'a str,
+}
+
+impl BulkUpsert<'_> {
+    pub fn key(&self) -> &str {
+        self.columns[0].0
+    }
+
+    /// `set` as a `SET` list, the stored row named `old` and the incoming one `new`.
+    pub fn set_list(&self, old: &str, new: &str) -> String {
+        let each: Vec<String> =
+            self.set.iter().map(|(column, expr)| format!("{column} = {}", fill(expr, old, new))).collect();
+        each.join(", ")
+    }
+
+    /// `when`, the stored row named `old`.
+    pub fn when(&self, old: &str) -> String {
+        fill(self.when, old, "")
+    }
+
+    /// As the tail of an `INSERT INTO {table}`: `ON CONFLICT … DO UPDATE`, the incoming row
+    /// named `excluded`.
+    pub fn on_conflict(&self) -> String {
+        format!(
+            "ON CONFLICT({}) DO UPDATE SET {} WHERE {}",
+            self.key(),
+            self.set_list(self.table, "excluded"),
+            self.when(self.table)
+        )
+    }
+}
+
+fn fill(sql: &str, old: &str, new: &str) -> String {
+    sql.replace("{old}", old).replace("{new}", new)
+}
+
 /// `(?1, …, ?w), (?w+1, …, ?2w), …` for `rows` rows of `width` values.
 pub fn value_lists(rows: usize, width: usize) -> String {
     let mut out = String::with_capacity(rows * width * 5);
@@ -297,6 +341,14 @@ pub trait Sql {
     fn insert_rows(
         &mut self,
         b: &BulkInsert<'_>,
+        rows: &[Vec<Value>],
+    ) -> impl Future<Output = Result<Vec<bool>, DbError>> + Send;
+
+    /// Insert or update many rows (each as wide as `u.columns`, no two with the same key) the
+    /// engine's fastest way; whether each was written (inserted, or updated).
+    fn upsert_rows(
+        &mut self,
+        u: &BulkUpsert<'_>,
         rows: &[Vec<Value>],
     ) -> impl Future<Output = Result<Vec<bool>, DbError>> + Send;
 

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use super::DbError;
-use super::sql::{BulkInsert, Dialect, Row, Sql, Value, value_lists};
+use super::sql::{BulkInsert, BulkUpsert, Dialect, Row, Sql, Value, value_lists};
 
 const READERS: usize = 4;
 
@@ -210,6 +210,19 @@ impl SqliteSql<'_> {
         params.iter().map(|p| Ok(stmt.execute(rusqlite::params_from_iter(p))? as u64)).collect()
     }
 
+    /// [`Sql::insert_rows`]: whether each row was written.
+    fn insert_now(&self, b: &BulkInsert<'_>, rows: &[Vec<Value>]) -> Result<Vec<bool>, DbError> {
+        let columns: Vec<&str> = b.columns.iter().map(|(name, _)| *name).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {} {}",
+            b.table,
+            columns.join(", "),
+            value_lists(1, columns.len()),
+            b.tail
+        );
+        self.exec_each(&sql, rows).map(|counts| counts.into_iter().map(|n| n == 1).collect())
+    }
+
     fn rows_now(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let width = stmt.column_count();
@@ -250,16 +263,18 @@ impl Sql for SqliteSql<'_> {
         b: &BulkInsert<'_>,
         rows: &[Vec<Value>],
     ) -> impl Future<Output = Result<Vec<bool>, DbError>> + Send {
-        let columns: Vec<&str> = b.columns.iter().map(|(name, _)| *name).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES {} {}",
-            b.table,
-            columns.join(", "),
-            value_lists(1, columns.len()),
-            b.tail
-        );
+        std::future::ready(self.insert_now(b, rows))
+    }
+
+    /// `INSERT … ON CONFLICT DO UPDATE`, one row at a time, as [`Sql::insert_rows`].
+    fn upsert_rows(
+        &mut self,
+        u: &BulkUpsert<'_>,
+        rows: &[Vec<Value>],
+    ) -> impl Future<Output = Result<Vec<bool>, DbError>> + Send {
+        let tail = u.on_conflict();
         std::future::ready(
-            self.exec_each(&sql, rows).map(|counts| counts.into_iter().map(|n| n == 1).collect()),
+            self.insert_now(&BulkInsert { table: u.table, columns: u.columns, key: 1, tail: &tail }, rows),
         )
     }
 

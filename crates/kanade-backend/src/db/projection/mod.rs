@@ -18,7 +18,7 @@ pub mod targets;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 
-use super::sql::{BulkInsert, ColType, Row, Sql, Value, opt_row, scalar, vals};
+use super::sql::{BulkInsert, BulkUpsert, ColType, Row, Sql, Value, opt_row, scalar, vals};
 use super::{DbError, ts_ms};
 use kanade_shared::manifest::outputs::Outputs;
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
@@ -101,7 +101,7 @@ pub async fn apply_results<S: Sql>(
     }
     // A new row, or a `running` row taking its result; a final row is never touched again.
     let unique = batch.unique.iter().map(|&i| &batch.results[i]);
-    let landed = s.insert_rows(&RESULTS_UPSERT, &batch.rows).await?;
+    let landed = s.upsert_rows(&RESULTS_UPSERT, &batch.rows).await?;
     // The timeline's `job.started` / `job.finished` are read from these rows
     // (`queries::obs_events`), not stored twice.
     // Counters move by what this batch newly finished: a row goes from absent or `running` to a
@@ -280,9 +280,8 @@ fn outputs_of(plan_json: &str) -> Outputs {
 }
 
 /// Results land as new rows, or take a `running` row's place.
-const RESULTS_UPSERT: BulkInsert<'static> = BulkInsert {
+const RESULTS_UPSERT: BulkUpsert<'static> = BulkUpsert {
     table: "execution_results",
-    key: 1,
     columns: &[
         ("result_id", ColType::Text),
         ("exec_id", ColType::Text),
@@ -302,13 +301,21 @@ const RESULTS_UPSERT: BulkInsert<'static> = BulkInsert {
         ("finished_ms", ColType::Int),
         ("received_ms", ColType::Int),
     ],
-    tail: "ON CONFLICT(result_id) DO UPDATE SET
-               request_id = excluded.request_id, status = excluded.status, exit_code = excluded.exit_code,
-               skip_reason = excluded.skip_reason, message = excluded.message, stdout = excluded.stdout,
-               stderr = excluded.stderr, truncated = excluded.truncated, attempt = excluded.attempt,
-               started_ms = COALESCE(excluded.started_ms, execution_results.started_ms),
-               finished_ms = excluded.finished_ms, received_ms = excluded.received_ms
-           WHERE execution_results.status = 'running'",
+    set: &[
+        ("request_id", "{new}.request_id"),
+        ("status", "{new}.status"),
+        ("exit_code", "{new}.exit_code"),
+        ("skip_reason", "{new}.skip_reason"),
+        ("message", "{new}.message"),
+        ("stdout", "{new}.stdout"),
+        ("stderr", "{new}.stderr"),
+        ("truncated", "{new}.truncated"),
+        ("attempt", "{new}.attempt"),
+        ("started_ms", "COALESCE({new}.started_ms, {old}.started_ms)"),
+        ("finished_ms", "{new}.finished_ms"),
+        ("received_ms", "{new}.received_ms"),
+    ],
+    when: "{old}.status = 'running'",
 };
 
 const LATE_TARGETS: BulkInsert<'static> = BulkInsert {
@@ -1011,6 +1018,8 @@ pub async fn new_generation<S: Sql>(s: &mut S) -> Result<(), DbError> {
 
 /// Empty every projected table and start a new generation, so the streams replay into it.
 pub async fn wipe<S: Sql>(s: &mut S) -> Result<(), DbError> {
+    // Not between another backend's read of which results are stored and its write of them.
+    one_writer(s).await?;
     // Facts tables are rebuilt from RESULTS like the rest: dropped with their registry.
     for table in facts::tables_stored(s).await? {
         s.batch(&format!("DROP TABLE IF EXISTS {table}")).await?;

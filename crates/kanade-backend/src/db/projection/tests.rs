@@ -550,3 +550,45 @@ async fn the_timeline_merges_stored_events_with_each_runs_start_and_finish() {
         assert_eq!(window, ["e-1".to_owned(), format!("job.started.{exec}.2")], "{engine}");
     }
 }
+
+/// One batch (as the projector writes them) with a result for a new row, one for a `running`
+/// row and one for a row that is final already: the first two land, the final row stays as it
+/// was, and the counters move once per row that landed.
+#[tokio::test]
+async fn one_batch_inserts_new_rows_finishes_running_ones_and_leaves_final_ones() {
+    let exec = ExecId::new();
+    let of = |m: Msg| match m {
+        Msg::Result(r) => r,
+        Msg::Started(_) => unreachable!(),
+    };
+    for (_d, db) in engines().await {
+        db.insert_execution(created(exec, &["PC-A", "PC-B", "PC-C"]), "test".into(), NOW).await.unwrap();
+        apply(&db, vec![started(exec, "PC-A"), result(exec, "PC-B", ExecStatus::Succeeded)]).await;
+        // PC-A's result carries no start: the started event's stays.
+        let mut a = of(result(exec, "PC-A", ExecStatus::Failed));
+        a.started_at = None;
+        a.stdout = "a\tline\\with\nbreaks\r".into();
+        let mut b = of(result(exec, "PC-B", ExecStatus::Failed));
+        b.stdout = "changed".into();
+        let c = of(result(exec, "PC-C", ExecStatus::Succeeded));
+        db.apply_results(vec![a, b, c], NOW, None).await.unwrap();
+
+        let (e, pcs, _) = db.execution(exec, true).await.unwrap().unwrap();
+        let rows: Vec<(&str, &str, Option<&str>, Option<i64>)> = pcs
+            .iter()
+            .map(|p| (p.pc_id.as_str(), p.status.as_str(), p.stdout.as_deref(), p.started_ms))
+            .collect();
+        let started_ms = Some(1_800_000_000_000);
+        assert_eq!(
+            rows,
+            [
+                ("PC-A", "failed", Some("a\tline\\with\nbreaks\r"), started_ms),
+                ("PC-B", "succeeded", Some("out"), started_ms),
+                ("PC-C", "succeeded", Some("out"), started_ms),
+            ],
+            "{}",
+            db.engine_name()
+        );
+        assert_eq!((e.succeeded, e.failed, e.status.as_str()), (2, 1, "failed"), "{}", db.engine_name());
+    }
+}
