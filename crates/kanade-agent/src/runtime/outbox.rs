@@ -1,4 +1,6 @@
-//! Drains the outbox in order: publish with `Nats-Msg-Id`, wait for the JetStream acks, delete.
+//! Drains the outbox in order: publish with `Nats-Msg-Id`, wait for the JetStream acks, hand
+//! the acked ones to the store (which deletes them with the next run's start or end, or when
+//! idle: [`crate::store::Store::acked`]).
 //! A transient failure (no broker, no ack) stops the pass at that message and the rest is sent
 //! again after it, so nothing is lost across outages of any length. A permanent one (the message
 //! is larger than the broker accepts) never blocks what is behind it: a result is cut down to
@@ -100,7 +102,7 @@ fn is_event(m: &Outgoing) -> bool {
 }
 
 /// One pass over the oldest queued messages (only non-events when `with_events` is false):
-/// publish each and wait for its ack, in order, then delete the acked ones in one transaction.
+/// publish each and wait for its ack, in order, then hand the acked ones to the store.
 /// The first result without an ack ends the pass; it and everything after it are sent again
 /// next pass, under the same `Nats-Msg-Id`. An event without an ack only stops the events.
 pub(crate) async fn drain_once(ctx: &Ctx, with_events: bool) -> anyhow::Result<Pass> {

@@ -292,12 +292,18 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut open = self.open_lock();
         let Open { conn, acked } = &mut *open;
-        let tx = conn.transaction()?;
-        delete_acked(&tx, acked)?;
-        let out = f(&tx)?;
-        tx.commit()?;
+        let done = (|| {
+            let tx = conn.transaction()?;
+            delete_acked(&tx, acked)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        // Forgotten after a failure too: those messages then go again under their ids, where a
+        // list kept past a commit that failed but persisted could name a row number a later
+        // message took.
         acked.clear();
-        Ok(out)
+        done
     }
 
     /// Record a command before it is acked. Returns what to do with it.

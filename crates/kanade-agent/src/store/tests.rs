@@ -276,6 +276,8 @@ enum Op {
     Start(usize),
     Finish(usize),
     Ack(usize),
+    /// The outbox loop found nothing to send for a while: acked rows are deleted now.
+    Settle,
     Crash,
     CrashInside(Box<Op>, u8),
 }
@@ -287,6 +289,7 @@ fn step() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Start),
         2 => any::<usize>().prop_map(Op::Finish),
         2 => (1usize..4).prop_map(Op::Ack),
+        1 => Just(Op::Settle),
         1 => Just(Op::Crash),
     ]
 }
@@ -432,6 +435,10 @@ impl World {
                         self.unsettled.push(id);
                     }
                 }
+            }
+            Op::Settle => {
+                self.store.settle()?;
+                self.unsettled.clear();
             }
             Op::Crash => self.restart(),
             Op::CrashInside(inner, k) => {
