@@ -625,7 +625,7 @@ fn rows_in_outbox(store: &Store) -> i64 {
     store.with(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))).unwrap()
 }
 
-/// An acked message is never handed out again; its row goes with the next message queued, or
+/// An acked message is never handed out again; its row goes with the next run's start or end, or
 /// at `settle`, and a crash before either hands it out again under its id.
 #[test]
 fn acked_messages_leave_with_the_next_write() {
