@@ -235,7 +235,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         // FULL: a committed ledger or outbox row must survive power loss, not just a crash.
-        // Every page a transaction changes is written whole to the WAL, and a run's three
+        // Every page a transaction changes is written whole to the WAL, and a run's two or three
         // transactions each change a few rows of a few hundred bytes: small pages write fewer
         // bytes per run. Only a new file takes it; a store made before keeps its page size.
         // A checkpoint every 100 pages (about sixteen runs) keeps the WAL at ~100 KB, rewritten in

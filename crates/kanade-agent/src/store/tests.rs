@@ -334,7 +334,7 @@ struct World {
     /// The model: ledger state per exec (with its fingerprint) and the outbox in order.
     ledger: BTreeMap<u8, (bool, RunState)>,
     queued: VecDeque<String>,
-    /// Acked by the broker, their delete not committed yet (it rides on the next write): a
+    /// Acked by the broker, their delete not committed yet (it rides on the next start or end): a
     /// crash puts them back at the head of the outbox, to go again under the same id.
     unsettled: Vec<String>,
     /// Messages a crash put back after the broker had acked them.
