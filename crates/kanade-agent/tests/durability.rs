@@ -230,3 +230,33 @@ async fn an_agent_calls_no_jetstream_api_but_direct_gets_to_start_reconnect_and_
     let mut exec = fleet.js.get_stream("EXEC").await.unwrap();
     assert_eq!(exec.info().await.unwrap().state.consumer_count, 0);
 }
+
+/// An acked result's row is deleted with the agent's next run or after a few idle seconds, not
+/// in a commit of its own: an agent killed in between still holds it, sends it again when it
+/// comes back, under the same `Nats-Msg-Id`, and RESULTS keeps it once.
+#[tokio::test]
+async fn a_result_acked_just_before_a_crash_goes_again_and_is_stored_once() {
+    let fleet = Fleet::start().await;
+    let mut agent = fleet.agent("PC-AC", &[]).start();
+    ready(&agent).await;
+    let cmd = command("acked-then-crash", "echo once");
+    fleet.publish(pc("PC-AC"), &cmd).await;
+    fleet.wait_result(cmd.exec_id, WAIT).await;
+    agent.crash();
+    let kept =
+        kanade_agent::store::Store::open(&agent.data_dir.join("agent.db")).unwrap().outbox(10).unwrap();
+    let results = kept.iter().filter(|m| m.subject.starts_with("results.")).count();
+    assert_eq!(
+        results, 1,
+        "the acked result's row outlived the crash (killed within 5 s of the ack): {kept:?}"
+    );
+
+    agent.spawn();
+    kanade_testkit::wait_until_async("the agent back and connected", WAIT, || async {
+        agent.log().matches("intake ready").count() >= 2
+    })
+    .await;
+    assert_eq!(agent.stop_and_count_outbox(), 0, "sent again and acked again");
+    assert_eq!(fleet.results_for(cmd.exec_id).await.len(), 1, "RESULTS holds it once");
+    assert_eq!(runs_of(&agent, cmd.exec_id), 1, "and it ran once");
+}
