@@ -219,6 +219,20 @@ impl Column {
         })
     }
 
+    /// Every column of `rows`, each as one typed array.
+    fn gather_all<'r>(
+        columns: &[(&str, ColType)],
+        rows: impl Iterator<Item = &'r Vec<Value>> + Clone,
+    ) -> Result<Vec<Self>, DbError> {
+        columns
+            .iter()
+            .enumerate()
+            .map(|(c, (name, ty))| {
+                Self::gather(name, *ty, rows.clone().map(|r| r.get(c).unwrap_or(&Value::Null)))
+            })
+            .collect()
+    }
+
     fn as_param(&self) -> &(dyn ToSql + Sync) {
         match self {
             Self::Text(v) => v,
@@ -356,14 +370,7 @@ impl Sql for PgSql<'_, '_> {
             tail = b.tail,
             key = names[..b.key].iter().map(|k| format!("{}.{k}", b.table)).collect::<Vec<_>>().join(", "),
         );
-        let columns: Vec<Column> = b
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (name, ty))| {
-                Column::gather(name, *ty, rows.iter().map(|r| r.get(i).unwrap_or(&Value::Null)))
-            })
-            .collect::<Result<_, _>>()?;
+        let columns = Column::gather_all(b.columns, rows.iter())?;
         let stmt = self.prepare(&sql).await?;
         let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::as_param).collect();
         let written = self.client().query(&stmt, &params).await?;
@@ -389,6 +396,8 @@ impl Sql for PgSql<'_, '_> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        // Callers hold it already (it is re-entrant within a transaction); taken here too so the
+        // `COPY` below can never meet a key another writer inserted.
         if let Some(lock) = self.dialect().one_writer() {
             self.batch(lock).await?;
         }
@@ -445,14 +454,7 @@ impl Sql for PgSql<'_, '_> {
                 cols = names.join(", "),
                 when = u.when(table),
             );
-            let columns: Vec<Column> = u
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(c, (name, ty))| {
-                    Column::gather(name, *ty, stale.iter().map(|&i| rows[i].get(c).unwrap_or(&Value::Null)))
-                })
-                .collect::<Result<_, _>>()?;
+            let columns = Column::gather_all(u.columns, stale.iter().map(|&i| &rows[i]))?;
             let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::as_param).collect();
             // Prepared per batch too, like the probe.
             let updated: std::collections::HashSet<String> = self
