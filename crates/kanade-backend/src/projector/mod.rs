@@ -37,6 +37,9 @@ use crate::events::Bus;
 use crate::lease::Leadership;
 
 const BATCH: usize = 5000;
+/// The least a fetch in progress hands to a waiting writer: fewer would cost a transaction
+/// for a handful of rows.
+const HANDOVER_MIN: usize = 250;
 /// A fetch returns as soon as anything is there, so while a broadcast's results trickle in each
 /// batch would hold a handful, and each costs a fetch request, a transaction, its share of WAL
 /// checkpoints and an ack. After a batch that drained the consumer the next fetch waits this
@@ -273,7 +276,10 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
     tracing::info!(stream = kind.stream(), durable, "projector running");
     let (batches, mut ready) = tokio::sync::mpsc::channel::<Batch>(2);
     // Fetching and decoding the next batch overlaps with writing the current one: the broker
-    // side and SQLite side each take about half the time of the pair.
+    // side and SQLite side each take about half the time of the pair. While the writer waits
+    // with nothing to write (a backlog's first fetch, or the fetcher fell behind), the fetcher
+    // hands over what has arrived so far rather than the whole fetch.
+    let writer_waits = &std::sync::atomic::AtomicBool::new(false);
     let fetcher = async move {
         loop {
             let mut fetched = consumer
@@ -283,7 +289,7 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
                 .messages()
                 .await
                 .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-            let mut messages = Vec::new();
+            let (mut messages, mut received) = (Vec::new(), 0);
             while let Some(m) = fetched.next().await {
                 let m = m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
                 let delivery = m.info().map_err(|e| anyhow::anyhow!("fetch: {e}"))?.consumer_sequence;
@@ -293,15 +299,21 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
                     anyhow::bail!("{lost}; resuming from the ack floor");
                 }
                 messages.push(m);
+                received += 1;
+                if messages.len() >= HANDOVER_MIN && writer_waits.swap(false, Ordering::Relaxed) {
+                    let batch = decode(kind, std::mem::take(&mut messages), &p.stats.forged);
+                    if batches.send(batch).await.is_err() {
+                        return Ok(());
+                    }
+                }
             }
-            if messages.is_empty() {
+            if received == 0 {
                 continue;
             }
-            let drained = messages.len() < BATCH;
-            let batch = decode(kind, messages, &p.stats.forged);
-            if batches.send(batch).await.is_err() {
+            if !messages.is_empty() && batches.send(decode(kind, messages, &p.stats.forged)).await.is_err() {
                 return Ok::<(), anyhow::Error>(());
             }
+            let drained = received < BATCH;
             if drained {
                 tokio::time::sleep(LINGER).await;
             }
@@ -310,7 +322,10 @@ async fn run(p: &Projectors, kind: Kind, gate: Option<&Leadership>) -> anyhow::R
     let (written, mut to_ack) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(2);
     let writer = async move {
         let i = kind as usize;
-        while let Some(batch) = ready.recv().await {
+        loop {
+            writer_waits.store(true, Ordering::Relaxed);
+            let Some(batch) = ready.recv().await else { break };
+            writer_waits.store(false, Ordering::Relaxed);
             if let Some(info) = batch.messages.last().and_then(|m| m.info().ok()) {
                 p.stats.lag[i].store(info.pending, Ordering::Relaxed);
             }
