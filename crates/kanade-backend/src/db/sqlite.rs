@@ -110,7 +110,9 @@ impl Checkpointer {
                         Ok(()) => {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot checkpoint the database's write-ahead log"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot checkpoint the database's write-ahead log")
+                        }
                     }
                 }
             })
