@@ -269,8 +269,8 @@ impl Db {
         fence: Option<Fence>,
     ) -> Result<(), DbError> {
         let memo = self.targets.clone();
-        // Freed here once written, not by the writer while it holds the database (~5% of a
-        // batch's time there).
+        // Freed once the database is released, not while the writer holds it (other writers
+        // wait on it): 1.3 ms of a 5,000-result batch's ~26 ms.
         let batch = Arc::new(batch);
         let rows = batch.clone();
         let learned = write!(self, |s| async {
