@@ -101,14 +101,14 @@ impl Checkpointer {
         let done = Arc::new(AtomicUsize::new(0));
         // Wakes coming while a checkpoint runs fold into one more.
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
-        let done_here = done.clone();
+        let counted = done.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 while woken.recv().is_ok() {
                     match checkpoint(&conn) {
                         Ok(()) => {
-                            done.fetch_add(1, Ordering::Relaxed);
+                            counted.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot checkpoint the database's write-ahead log")
@@ -117,7 +117,7 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| DbError::Task(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Self { wake: Some(wake), thread: Some(thread), done: done_here })
+        Ok(Self { wake: Some(wake), thread: Some(thread), done })
     }
 
     fn wake(&self) {
@@ -223,9 +223,8 @@ impl Sqlite {
             WAL_PAGES.set(0);
             tx.commit()?;
             match (checkpoint_after(WAL_PAGES.get()), &checkpointer) {
-                (Checkpoint::No, _) => {}
                 (Checkpoint::Beside, Some(c)) => c.wake(),
-                (Checkpoint::Beside, None) => {}
+                (Checkpoint::No | Checkpoint::Beside, _) => {}
                 (Checkpoint::Now, _) => {
                     // Committed already: a checkpoint that fails is tried again after the next commit.
                     if let Err(e) = checkpoint(&conn) {
