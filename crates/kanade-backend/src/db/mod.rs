@@ -112,7 +112,7 @@ enum Engine {
 /// A new execution's targets, taken before its creation is written (which consumes it).
 struct Targets {
     exec: projection::targets::Exec,
-    pcs: std::collections::HashSet<String>,
+    pcs: projection::targets::Pcs,
 }
 
 impl Targets {

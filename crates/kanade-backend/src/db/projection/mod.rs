@@ -23,7 +23,7 @@ use super::{DbError, ts_ms};
 use kanade_shared::manifest::outputs::Outputs;
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, Inventory, StartedEvent};
 use kanade_shared::{ExecId, JobId, PcId};
-use targets::{Ask, TargetMemo};
+use targets::{Ask, Pcs, TargetMemo};
 
 /// Wait for every other transaction that moves execution state to end, as SQLite's single
 /// writer does by itself.
@@ -93,7 +93,7 @@ pub async fn apply_results<S: Sql>(
     batch: &ResultRows,
     now_ms: i64,
     memo: &Mutex<TargetMemo>,
-) -> Result<BTreeMap<targets::Exec, HashSet<String>>, DbError> {
+) -> Result<BTreeMap<targets::Exec, Pcs>, DbError> {
     one_writer(s).await?;
     for r in batch.results.iter().filter(|r| r.result_id.is_run_of(r.exec_id, &r.pc_id)) {
         let at = r.started_at.map_or(ts_ms(r.finished_at), ts_ms);
@@ -155,7 +155,7 @@ pub async fn apply_results<S: Sql>(
         s.dialect().json_text_elements("?2", "j")
     );
     let mut late = Vec::new();
-    let mut learned: BTreeMap<targets::Exec, HashSet<String>> = BTreeMap::new();
+    let mut learned: BTreeMap<targets::Exec, Pcs> = BTreeMap::new();
     for (exec, pcs) in &reporting {
         let exec_id = &names[exec];
         let Some((_, target_count, created_ms)) = known.get(exec_id) else { continue };
@@ -170,7 +170,10 @@ pub async fn apply_results<S: Sql>(
                 }
             }
             Ask::Load => {
-                let mut targets = HashSet::with_capacity(usize::try_from(*target_count).unwrap_or(0));
+                let mut targets = Pcs::with_capacity_and_hasher(
+                    usize::try_from(*target_count).unwrap_or(0),
+                    Default::default(),
+                );
                 for row in s
                     .rows("SELECT pc_id FROM execution_targets WHERE exec_id = ?1", vals![exec_id.as_str()])
                     .await?

@@ -13,11 +13,16 @@
 //! what its namesake held. Only committed targets are learned (the caller learns after its
 //! transaction commits), and a wipe empties it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 /// PCs held across all executions. At about 60 bytes each, some 12 MB at most; a broadcast to
 /// 10,000 PCs takes 10,000.
 pub const CAPACITY: usize = 200_000;
+
+/// An execution's PCs. Every result of a batch is looked up here, on the writer's path: a
+/// fast hasher (still seeded per process) took the lookups of a 5,000-result batch from
+/// 0.71–0.80 ms to 0.38–0.46 ms (SipHash before).
+pub type Pcs = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
 /// What to read from the database about one execution's reporting PCs.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +39,7 @@ pub enum Ask<'a> {
 pub type Exec = (String, i64);
 
 pub struct TargetMemo {
-    execs: HashMap<Exec, HashSet<String>>,
+    execs: HashMap<Exec, Pcs>,
     /// Executions in the order they were learned: the oldest are dropped first.
     order: VecDeque<Exec>,
     pcs: usize,
@@ -67,7 +72,7 @@ impl TargetMemo {
     /// Hold `targets` as targets of `exec` (committed ones: read, created or added), beside
     /// those held already, dropping the oldest executions to stay within capacity. Only what is
     /// held is trusted: a PC not held is checked, so a partial set is never wrong.
-    pub fn learn(&mut self, exec: Exec, targets: HashSet<String>) {
+    pub fn learn(&mut self, exec: Exec, targets: Pcs) {
         if targets.len() > self.capacity {
             return;
         }
@@ -93,7 +98,7 @@ impl TargetMemo {
 
     /// How many targets of `exec` are held.
     pub fn held(&self, exec: &Exec) -> Option<usize> {
-        self.execs.get(exec).map(HashSet::len)
+        self.execs.get(exec).map(Pcs::len)
     }
 
     pub fn clear(&mut self) {
@@ -110,7 +115,7 @@ mod tests {
         (id.to_owned(), 1)
     }
 
-    fn set(pcs: &[&str]) -> std::collections::HashSet<String> {
+    fn set(pcs: &[&str]) -> super::Pcs {
         pcs.iter().map(|p| (*p).to_owned()).collect()
     }
 
