@@ -30,11 +30,11 @@ pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
     let mut backoff = Duration::from_millis(200);
     let mut events = EventsLane::default();
     loop {
-        let delivered = match drain_once(&ctx, events.open()).await {
+        let again = match drain_once(&ctx, events.open()).await {
             Ok(pass) => {
                 backoff = Duration::from_millis(200);
                 events.after(pass.events_failed);
-                pass.delivered
+                pass.again()
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "outbox publish failed; will retry");
@@ -46,7 +46,7 @@ pub(crate) async fn publish_loop(ctx: Arc<Ctx>) {
                 continue;
             }
         };
-        if delivered == 0 {
+        if !again {
             tokio::select! {
                 () = ctx.outbox_wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => settle(&ctx),
@@ -90,11 +90,27 @@ impl EventsLane {
     }
 }
 
+/// Messages read per pass.
+const BATCH: usize = 64;
+
 /// What one pass did.
 pub(crate) struct Pass {
     pub delivered: usize,
     /// An event got no ack: the rest of the pass left events alone.
     pub events_failed: bool,
+    /// The read came back full: more may be waiting behind it.
+    pub full: bool,
+}
+
+impl Pass {
+    /// Whether to read the outbox again now rather than wait for a wake. A pass that read
+    /// fewer than [`BATCH`] handed out everything queued before its read, and everything
+    /// queued since wakes the loop (`outbox_wake` keeps a wake that finds nobody waiting), so
+    /// reading again would only find the rows it just acked: one query a run for nothing.
+    /// A full pass that delivered nothing waits too (its events are backing off).
+    fn again(&self) -> bool {
+        self.full && self.delivered > 0
+    }
 }
 
 fn is_event(m: &Outgoing) -> bool {
@@ -107,7 +123,8 @@ fn is_event(m: &Outgoing) -> bool {
 /// next pass, under the same `Nats-Msg-Id`. An event without an ack only stops the events.
 pub(crate) async fn drain_once(ctx: &Ctx, with_events: bool) -> anyhow::Result<Pass> {
     let batch =
-        if with_events { ctx.store.outbox(64)? } else { ctx.store.outbox_except_prefix("obs.", 64)? };
+        if with_events { ctx.store.outbox(BATCH)? } else { ctx.store.outbox_except_prefix("obs.", BATCH)? };
+    let full = batch.len() == BATCH;
     let mut acked = Vec::with_capacity(batch.len());
     let mut failure = None;
     let mut events_failed = false;
@@ -152,7 +169,7 @@ pub(crate) async fn drain_once(ctx: &Ctx, with_events: bool) -> anyhow::Result<P
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(Pass { delivered: acked.len(), events_failed }),
+        None => Ok(Pass { delivered: acked.len(), events_failed, full }),
     }
 }
 
@@ -216,6 +233,21 @@ fn settle_oversized(
             );
             ctx.store.acked(&[message.seq])?;
             Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_reads_again_only_after_a_full_read_that_delivered() {
+        // (delivered, full) → read again now
+        let table = [((0, false), false), ((3, false), false), ((0, true), false), ((BATCH, true), true), ((1, true), true)];
+        for ((delivered, full), again) in table {
+            let pass = Pass { delivered, events_failed: false, full };
+            assert_eq!(pass.again(), again, "delivered {delivered}, full {full}");
         }
     }
 }
