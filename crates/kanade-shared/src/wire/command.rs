@@ -103,8 +103,8 @@ impl Command {
         // Serializing a struct of known fields cannot fail except for placeholder enum values,
         // which hash as their debug form so a malformed command still gets a stable fingerprint.
         let bytes = serde_json::to_vec(&canonical).unwrap_or_else(|_| format!("{canonical:?}").into_bytes());
-        let digest = sha2::Sha256::digest(&bytes);
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        // Lowercase hex, as ledgers store it, written in one go (not a String per byte).
+        format!("{:x}", sha2::Sha256::digest(&bytes))
     }
 }
 

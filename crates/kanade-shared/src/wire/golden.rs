@@ -91,3 +91,11 @@ fn fingerprint_ignores_request_id_and_issue_time_only() {
     assert_ne!(c.fingerprint(), changed.fingerprint());
     assert_eq!(c.fingerprint().len(), 64);
 }
+
+#[test]
+fn a_commands_fingerprint_stays_what_ledgers_already_hold() {
+    // Ledgers keep fingerprints across agent upgrades: a redelivered command must match the
+    // one an older build recorded.
+    let c: Command = decode(&golden("v1/command.json")).unwrap();
+    assert_eq!(c.fingerprint(), "5540421cde3cfc7265892ae5f6acffdbfd1035d970a94d7b3a555ba9db66826a");
+}
