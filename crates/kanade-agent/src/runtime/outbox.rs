@@ -244,7 +244,13 @@ mod tests {
     #[test]
     fn the_loop_reads_again_only_after_a_full_read_that_delivered() {
         // (delivered, full) → read again now
-        let table = [((0, false), false), ((3, false), false), ((0, true), false), ((BATCH, true), true), ((1, true), true)];
+        let table = [
+            ((0, false), false),
+            ((3, false), false),
+            ((0, true), false),
+            ((BATCH, true), true),
+            ((1, true), true),
+        ];
         for ((delivered, full), again) in table {
             let pass = Pass { delivered, events_failed: false, full };
             assert_eq!(pass.again(), again, "delivered {delivered}, full {full}");
