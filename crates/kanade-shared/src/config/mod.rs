@@ -119,7 +119,7 @@ pub(crate) fn log_config(raw: Option<RawLog>, default_dir: PathBuf, c: &mut Coll
     let keep_days = raw.keep_days.unwrap_or(14);
     LogConfig {
         path: raw.path.map(PathBuf::from).unwrap_or(default_dir),
-        level: raw.level.unwrap_or_else(|| "info".to_owned()),
+        level: raw.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
         keep_days,
         format,
     }
@@ -179,6 +179,9 @@ pub fn describe_broker_auth(
 /// The fleet-wide broker token, used by agent, backend and CLI when their config names no
 /// user of its own.
 pub const NATS_TOKEN_VAR: &str = crate::secrets::NATS_TOKEN;
+
+/// `[log] level` when a config leaves it out (agent and backend).
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 pub(crate) fn broker_auth(
     mut raw: RawBroker,
