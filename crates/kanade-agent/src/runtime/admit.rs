@@ -61,7 +61,14 @@ pub(crate) async fn admit(
     };
     match admission {
         Admission::New => {
-            tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, ?via, started = started.is_some(), "command admitted");
+            // A run that starts at once logs when it is announced (still going after
+            // `ANNOUNCE_AFTER`) and when it finishes: a quick run is one line in the log, not
+            // two. One that waits (gates, jitter, a slot, catch-up) says so now.
+            if started.is_some() {
+                tracing::debug!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, ?via, "command admitted, started");
+            } else {
+                tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, subject, ?via, "command admitted");
+            }
             tokio::spawn(runner::execute(ctx.clone(), cmd, via, started));
         }
         Admission::Duplicate => tracing::debug!(exec_id = %cmd.exec_id, subject, "already admitted"),

@@ -122,7 +122,7 @@ pub(crate) async fn execute(ctx: Arc<Ctx>, cmd: Command, via: Via, started: Opti
         // The ledger still says running: at next start this run is reported `unknown`.
         tracing::error!(exec_id = %cmd.exec_id, error = %e, "cannot record the result");
     }
-    tracing::info!(exec_id = %cmd.exec_id, status = result.status.as_str(), exit_code = ?result.exit_code, "run finished");
+    tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, status = result.status.as_str(), exit_code = ?result.exit_code, "run finished");
     ctx.outbox_wake.notify_one();
 }
 
@@ -342,6 +342,7 @@ async fn run_started(
 pub(crate) const ANNOUNCE_AFTER: Duration = Duration::from_secs(1);
 
 fn announce(ctx: &Ctx, cmd: &Command, attempt: u32, started_at: Timestamp) {
+    tracing::info!(exec_id = %cmd.exec_id, job_id = %cmd.job_id, attempt, "run still going; announced as started");
     let Some(message) = started_event(ctx, cmd, attempt, started_at) else { return };
     if let Err(e) = ctx.store.enqueue(&message) {
         tracing::warn!(error = %e, "cannot queue the started event");
