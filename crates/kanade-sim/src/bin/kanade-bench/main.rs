@@ -157,6 +157,21 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sizes: Vec<usize> = cli.sizes.iter().copied().filter(|&s| s <= cli.agents).collect();
     let work = tempfile_dir()?;
+    let measured = measure(&cli, &sizes, &work);
+    // The simulated agents' logs run to ~100 MB a process: kept only when a run fails (to read
+    // why) or when asked for.
+    if measured.is_ok() && std::env::var_os("KANADE_BENCH_KEEP").is_none() {
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            eprintln!("cannot remove the run's work directory {}: {e}", work.display());
+        }
+    } else {
+        eprintln!("the run's logs are kept in {}", work.display());
+    }
+    measured
+}
+
+/// Every scenario asked for, into `--out` and stdout; logs and databases in `work`.
+fn measure(cli: &Cli, sizes: &[usize], work: &std::path::Path) -> anyhow::Result<()> {
     // Kept alive for the run; stopped when dropped.
     let pg = match cli.db {
         Store::Sqlite => None,
@@ -168,13 +183,13 @@ fn main() -> anyhow::Result<()> {
     };
     let mut out = String::new();
     if cli.scenarios.iter().any(|s| *s != Scenario::ClusterStorm) {
-        single_server(&cli, &sizes, &work, &db_line(&work), &mut out)?;
+        single_server(cli, sizes, work, &db_line(work), &mut out)?;
     }
     if cli.scenarios.contains(&Scenario::ClusterStorm) {
         eprintln!("ClusterStorm");
         let dir = work.join("cluster");
         std::fs::create_dir_all(&dir)?;
-        out.push_str(&cluster_storm(&cli, &dir, &db_line(&dir))?);
+        out.push_str(&cluster_storm(cli, &dir, &db_line(&dir))?);
         if let Some(path) = &cli.out {
             std::fs::write(path, &out).with_context(|| format!("cannot write {}", path.display()))?;
         }
