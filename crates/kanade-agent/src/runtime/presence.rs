@@ -147,7 +147,9 @@ impl Probe {
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[pid]),
             true,
-            ProcessRefreshKind::nothing().with_memory().with_cpu(),
+            // `nothing()` still lists the process's threads (`/proc/<pid>/task`): 41.7 → 34.4 µs a
+            // sample with 4 threads, 57.8 → 35.3 µs with 40, without it.
+            ProcessRefreshKind::nothing().with_memory().with_cpu().without_tasks(),
         );
         self.system.process(pid).map_or((0, 0.0), |p| (p.memory(), p.cpu_usage()))
     }

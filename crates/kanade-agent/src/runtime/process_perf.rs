@@ -19,12 +19,14 @@ fn read(system: &mut System) -> Vec<ProcessStat> {
     system.refresh_processes_specifics(
         ProcessesToUpdate::All,
         true,
-        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        // Threads are never reported, so they are not listed either (`nothing()` lists each
+        // process's `/proc/<pid>/task`): 1.57 → 0.74 ms a read with 6 processes and 42 threads.
+        ProcessRefreshKind::nothing().with_cpu().with_memory().without_tasks(),
     );
     system
         .processes()
         .values()
-        // Threads are listed as processes on Linux; they share their process's memory.
+        // Kernel threads are listed as processes on Linux.
         .filter(|p| p.thread_kind().is_none())
         .map(|p| ProcessStat {
             pid: p.pid().as_u32(),
