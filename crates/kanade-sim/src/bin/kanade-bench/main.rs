@@ -408,9 +408,20 @@ fn floor_scenario(
     let mut rows = Vec::new();
     let mut medians = std::collections::BTreeMap::new();
     for &n in sizes {
+        // A size's first round is its subscribers' first JetStream publish (the client sets
+        // up its reply subscription then) and took 1.5–2 × the rounds after it: not measured,
+        // as the fan-out's warm-up broadcasts are not.
+        let warm_up = rt.block_on(floor.round(n, &meter))?;
+        eprintln!("floor warm-up round at {n}: {} ms", warm_up.took.as_millis());
         let mut rounds = Vec::new();
         for _ in 0..cli.repeat {
-            rounds.push(rt.block_on(floor.round(n, &meter))?);
+            let round = rt.block_on(floor.round(n, &meter))?;
+            eprintln!(
+                "floor round at {n}: {} ms, CPU s {}",
+                round.took.as_millis(),
+                cpu_split(&round.spent.cpu)
+            );
+            rounds.push(round);
         }
         let times: Vec<Duration> = rounds.iter().map(|r| r.took).collect();
         let spent = meter::median(&rounds.iter().map(|r| r.spent.clone()).collect::<Vec<_>>());
@@ -424,7 +435,7 @@ fn floor_scenario(
     drop(subscribers);
     Ok((
         format!(
-            "### 0. Floor (one core-NATS publish → N bare subscribers → one acked JetStream publish each → one pull consumer writing SQLite in batches; same broker, before the fleet starts)\n\n{}\n",
+            "### 0. Floor (one core-NATS publish → N bare subscribers → one acked JetStream publish each → one pull consumer writing SQLite in batches; same broker, before the fleet starts; at each size one round first, not measured: the subscribers' first publish)\n\n{}\n",
             table(
                 &[
                     "agents",
