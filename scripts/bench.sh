@@ -5,6 +5,7 @@
 # (the last fleet scenario starts a 3-node cluster and a fleet of its own).
 #   KANADE_BENCH_AGENTS (10000), KANADE_BENCH_SIZES (1000,5000,10000), KANADE_BENCH_REPEAT (5);
 #   KANADE_BENCH_REPORT_ONLY=1 rewrites BENCHMARKS.md from the last run's results;
+#   KANADE_BENCH_KEEP=1 keeps the fleet run's work directory (logs) in /tmp after a run that succeeded;
 #   KANADE_BENCH_ONLY=telemetry runs only the telemetry bench (~3 minutes) and replaces its
 #   section of BENCHMARKS.md, leaving the others as they were measured.
 set -euo pipefail
