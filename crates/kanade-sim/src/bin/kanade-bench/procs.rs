@@ -128,7 +128,7 @@ impl Sim {
                 SimKind::Floor => vec!["--floor"],
                 SimKind::Agents { trusted_key } => vec!["--trusted-key", trusted_key.as_str()],
             })
-            // The agents log as deployed ones do by default (two lines a run at `info`), not at
+            // The agents log as deployed ones do by default (a quick run's "run finished" at `info`), not at
             // the simulator's own quieter default: that would be a shortcut real agents do not
             // take.
             .env("KANADE_LOG", kanade_shared::config::DEFAULT_LOG_LEVEL)
