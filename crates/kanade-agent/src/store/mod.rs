@@ -20,6 +20,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use kanade_shared::ExecId;
 
+mod wal_batch;
+
 #[derive(Debug, thiserror::Error)]
 #[error("agent store: {0}")]
 pub struct StoreError(#[from] rusqlite::Error);
@@ -233,7 +235,16 @@ fn outbox_sql(filter: &str, limit: usize) -> String {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        // The WAL's writes of a commit go out as one (see `wal_batch`), which needs a sync at
+        // every commit: `synchronous = FULL` below.
+        wal_batch::register().map_err(|code| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                Some("cannot register the store's VFS".into()),
+            )
+        })?;
+        let conn =
+            Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), wal_batch::NAME)?;
         // FULL: a committed ledger or outbox row must survive power loss, not just a crash.
         // Every page a transaction changes is written whole to the WAL, and a run's two or three
         // transactions each change a few rows of a few hundred bytes: small pages write fewer
