@@ -539,8 +539,11 @@ fn outbox_passes_do_not_parse_their_query_again() {
     let store = open(&dir);
     for e in 0..3 {
         store.enqueue(&result(e)).unwrap();
-        assert!(!store.outbox(64).unwrap().is_empty());
+        // Read from the table each time, not from what the store knows it holds.
+        store.forget_known();
         assert!(!store.outbox_except_prefix("obs.", 64).unwrap().is_empty());
+        store.forget_known();
+        assert!(!store.outbox(64).unwrap().is_empty());
     }
     for sql in [outbox_sql(EVERY_MESSAGE, 64), outbox_sql(EXCEPT_PREFIX, 64)] {
         let reprepared = store
@@ -686,6 +689,73 @@ fn large_transactions_read_back_whole() {
     for (i, m) in queued.iter().enumerate() {
         assert_eq!(m.payload, message(i).payload, "message {i}");
     }
+}
+
+/// Once a read saw the whole outbox, a run's result is handed out without reading it again, and
+/// what is handed out is what a read of the table returns, through every kind of write.
+#[test]
+fn the_outbox_is_handed_out_from_memory_as_the_table_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let from_table = |s: &Store, except: Option<&str>| {
+        s.forget_known();
+        match except {
+            Some(prefix) => s.outbox_except_prefix(prefix, 64).unwrap(),
+            None => s.outbox(64).unwrap(),
+        }
+    };
+    let same = |s: &Store, step: &str| {
+        let events_left_out = s.outbox_except_prefix("obs.", 64).unwrap();
+        let all = s.outbox(64).unwrap();
+        assert_eq!(all, from_table(s, None), "{step}");
+        // Learnt again from that read.
+        assert_eq!(events_left_out, s.outbox_except_prefix("obs.", 64).unwrap(), "{step}");
+        assert_eq!(events_left_out, from_table(s, Some("obs.")), "{step}");
+        s.outbox(64).unwrap();
+    };
+    assert!(store.outbox(64).unwrap().is_empty());
+    let runs_of_the_query = || {
+        store
+            .with(|c| {
+                Ok(c.prepare_cached(&outbox_sql(EVERY_MESSAGE, 64))?
+                    .get_status(rusqlite::StatementStatus::Run))
+            })
+            .unwrap()
+    };
+    let before = runs_of_the_query();
+    let command = vec![b'c'; 100];
+    for i in 0..20u32 {
+        let exec = ExecId::from_uuid(uuid::Uuid::from_u128(9 << 100 | u128::from(i)));
+        store
+            .admit_started(exec, &format!("req-{i}"), &format!("{i:064}"), "commands.all.j", &command, 1)
+            .unwrap();
+        let event = Outgoing {
+            seq: 0,
+            msg_id: format!("ev-{i}"),
+            subject: "obs.PC1".into(),
+            payload: vec![b'e'; 50],
+        };
+        store.finish_with(exec, &[event], &result(i as u8), 2).unwrap();
+        let queued = store.outbox(64).unwrap();
+        assert_eq!(queued.len(), 2, "run {i}: its result and its event, the ones before acked");
+        store.acked(&[queued[0].seq]).unwrap();
+        store.acked(&[queued[1].seq]).unwrap();
+    }
+    assert_eq!(runs_of_the_query(), before, "twenty runs' results handed out without a query");
+    store.enqueue(&result(100)).unwrap();
+    store.enqueue(&result(100)).unwrap();
+    same(&store, "a message queued twice is there once");
+    let queued = store.outbox(64).unwrap();
+    store.replace_payload(queued[0].seq, b"fitted").unwrap();
+    same(&store, "a payload rewritten");
+    assert_eq!(store.outbox(64).unwrap()[0].payload, b"fitted");
+    assert!(store.notification_received("n1", b"{}", i64::MAX, 1).unwrap());
+    assert_eq!(store.ack_notification("n1", "alice", 2, &result(101)).unwrap(), AckOutcome::Acked);
+    same(&store, "a notification's acknowledgement queued");
+    store.acked(&[queued[0].seq]).unwrap();
+    same(&store, "acked, its delete not written yet");
+    store.settle().unwrap();
+    same(&store, "settled");
 }
 
 fn rows_in_outbox(store: &Store) -> i64 {
