@@ -667,8 +667,8 @@ fn a_commit_is_in_the_files_when_it_returns() {
     }
 }
 
-/// Transactions larger than the shim holds at once, and reads of pages only the WAL has,
-/// come back whole.
+/// Transactions larger than the shim holds at once come back whole: written in pieces, read
+/// from the WAL by the checkpoint at close, and read again after the store reopens.
 #[test]
 fn large_transactions_read_back_whole() {
     let dir = tempfile::tempdir().unwrap();

@@ -118,7 +118,7 @@ unsafe fn inner_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
     unsafe { (*vfs).pAppData.cast() }
 }
 
-/// The wrapped file's methods (SQLite sets them on a successful open).
+/// The wrapped file's methods (the wrapped VFS sets them when it opens the file).
 unsafe fn inner_methods(file: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_methods {
     unsafe { &*(*(*file.cast::<File>()).inner).pMethods }
 }
