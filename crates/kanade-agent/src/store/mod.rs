@@ -530,9 +530,8 @@ impl Store {
         }
         // The whole table was read (fewer rows than the query's limit, none left out but the
         // acked): from now on it is known.
-        if except.is_none() && read < limit + UNSETTLED_MAX {
+        if except.is_none() && read < limit + UNSETTLED_MAX && within_bounds(&out) {
             *known = Some(out.clone());
-            learn(known, Vec::new());
         }
         Ok(out)
     }
@@ -692,20 +691,14 @@ impl Store {
     /// Forget notifications past their expiry (withdrawals that came first: after
     /// [`TOMBSTONE_MS`]) and their acknowledgements.
     pub fn prune_notifications(&self, now_ms: i64) -> Result<usize, StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        self.write(|tx| {
             tx.prepare_cached(
                 "DELETE FROM notification_acks WHERE id IN (SELECT id FROM notifications
                  WHERE coalesce(expires_ms, received_ms + ?2) < ?1)",
             )?
             .execute(params![now_ms, TOMBSTONE_MS])?;
-            let n = tx
-                .prepare_cached(
-                    "DELETE FROM notifications WHERE coalesce(expires_ms, received_ms + ?2) < ?1",
-                )?
-                .execute(params![now_ms, TOMBSTONE_MS])?;
-            tx.commit()?;
-            Ok(n)
+            tx.prepare_cached("DELETE FROM notifications WHERE coalesce(expires_ms, received_ms + ?2) < ?1")?
+                .execute(params![now_ms, TOMBSTONE_MS])
         })
     }
 
@@ -772,9 +765,14 @@ fn insert_outgoing(c: &Connection, m: &Outgoing, queued: &mut Vec<Outgoing>) -> 
 fn learn(known: &mut Option<Vec<Outgoing>>, queued: Vec<Outgoing>) {
     let Some(list) = known else { return };
     list.extend(queued);
-    if list.len() > KNOWN_MAX || list.iter().map(|m| m.payload.len()).sum::<usize>() > KNOWN_MAX_BYTES {
+    if !within_bounds(list) {
         *known = None;
     }
+}
+
+/// Small enough to keep in memory as the known outbox.
+fn within_bounds(messages: &[Outgoing]) -> bool {
+    messages.len() <= KNOWN_MAX && messages.iter().map(|m| m.payload.len()).sum::<usize>() <= KNOWN_MAX_BYTES
 }
 
 /// `f` in one transaction. `BEGIN` and `COMMIT` are kept prepared: parsed again for each of a
