@@ -7,8 +7,9 @@
 //!   is never relaunched: [`Store::recover`] turns it into an `unknown` result;
 //! - finishing a run writes the ledger state and the outbox row in one transaction, so a crash
 //!   can never leave a finished run without a result to send;
-//! - an outbox row is deleted only after the broker acked it. The delete rides on the next run's
-//!   start or end (or [`Store::settle`]) rather than a commit of its own: a
+//! - an outbox row is deleted only after the broker acked it. The delete rides on the next write
+//!   that queues a message (a run's start or end, an event) or [`Store::settle`] rather than a
+//!   commit of its own: a
 //!   crash before then sends the message again under the same `Nats-Msg-Id`, which the broker
 //!   and the projection drop as a duplicate, and back-to-back runs cost two synchronous commits
 //!   each instead of three, and fewer WAL frames.
@@ -561,8 +562,8 @@ impl Store {
         Ok(())
     }
 
-    /// Messages the broker has acked: never handed out again, and deleted with the next run's
-    /// start or end, or now when [`UNSETTLED_MAX`] are waiting.
+    /// Messages the broker has acked: never handed out again, and deleted with the next write
+    /// that queues a message, or now when [`UNSETTLED_MAX`] are waiting.
     pub fn acked(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let mut open = self.open_lock();
         open.acked.extend_from_slice(seqs);
