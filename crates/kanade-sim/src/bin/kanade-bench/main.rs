@@ -7,6 +7,7 @@ mod floor;
 mod meter;
 mod procs;
 mod report;
+mod timeline;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -488,7 +489,12 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             std::thread::sleep(IDLE_SAMPLE);
             let before = meter.read();
             let idle = before.since(&rest);
+            let sampler = std::env::var_os("KANADE_BENCH_TIMELINE")
+                .map(|_| timeline::Sampler::start(meter.components.clone(), meter.monitor));
             let (took, id) = broadcast(rig.backend.port, &target, n)?;
+            if let Some(sampler) = sampler {
+                eprintln!("{}", sampler.finish());
+            }
             let cost = meter.read().since(&before).minus_idle(took, &idle, IDLE_SAMPLE);
             // Each run as it goes, for telling a slow run's cause from noise (the report keeps
             // medians only).
@@ -783,6 +789,9 @@ fn broadcast(port: u16, target: &serde_json::Value, n: usize) -> anyhow::Result<
         }
     };
     let id = launched["exec_id"].as_str().context("no exec_id")?.to_owned();
+    if std::env::var_os("KANADE_BENCH_TIMELINE").is_some() {
+        eprintln!("POST /api/exec answered after {} ms", t0.elapsed().as_millis());
+    }
     loop {
         let e = api::get(port, &format!("/api/executions/{id}?pcs=false"))?;
         let status = e["execution"]["status"].as_str().unwrap_or_default().to_owned();

@@ -29,9 +29,11 @@ impl Backend {
         std::fs::write(
             &config,
             format!(
-                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\nreplicas = {replicas}\n[db]\n{db_line}\n[log]\npath = {logs:?}\nlevel = \"warn\"\n",
+                "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n[nats]\nurl = {nats_url:?}\nreplicas = {replicas}\n[db]\n{db_line}\n[log]\npath = {logs:?}\nlevel = {level:?}\n",
                 data = dir.join("data"),
                 logs = dir.join("logs"),
+                // More of the backend's log, for looking into one run.
+                level = std::env::var("KANADE_BENCH_BACKEND_LOG").unwrap_or_else(|_| "warn".into()),
             ),
         )?;
         let child = Command::new(sibling("kanade-backend"))
