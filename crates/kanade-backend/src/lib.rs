@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backup;
 pub mod boot;
 pub mod broker;
+pub mod buckets;
 pub mod callout;
 pub mod cleanup;
 pub mod db;

@@ -172,6 +172,29 @@ async fn publish_until_acked(js: &jetstream::Context, subject: String, id: Strin
     }
 }
 
+/// The backend reads the job catalog through any replica: an exec sent the moment the node
+/// leading the catalog's stream dies is taken (it waits for leaders only where it writes), not
+/// refused as "broker unavailable" while that stream elects a new leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_the_moment_the_catalogs_leader_dies_is_taken() {
+    let mut s = setup(3).await;
+    // A backend in service has run something, which opened the buckets it reads.
+    let yaml =
+        "id: right-after\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { all: true }\n";
+    let (status, body) = s.api.post_yaml("/api/deploy", yaml).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{body}");
+    completed(&s.api, body["exec_id"].as_str().unwrap(), WHOLE_WITHIN).await;
+
+    let leader = stream_leader(&s.js, "KV_jobs").await;
+    let i = s.cluster.index_of(&leader).unwrap();
+    s.cluster.kill(i);
+    let (status, body) = s.api.post_yaml("/api/exec/right-after", "target: { all: true }\n").await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{body}");
+    let body = completed(&s.api, body["exec_id"].as_str().unwrap(), Duration::from_secs(90)).await;
+    assert_eq!(body["execution"]["succeeded"].as_i64(), Some(3), "{body:#}");
+    s.cluster.restart(i);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_restart_of_every_node_under_load_loses_no_result() {
     let mut s = setup(0).await;

@@ -20,7 +20,7 @@ use crate::auth::Caller;
 const CAS_TRIES: usize = 5;
 
 pub async fn show(State(state): State<AppState>) -> Result<Json<AgentConfigScopes>, ApiError> {
-    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let kv = state.buckets.get("agent_config").await.map_err(broker)?;
     let mut keys = kv.keys().await.map_err(broker)?;
     let mut scopes = Vec::new();
     while let Some(key) = keys.next().await {
@@ -87,7 +87,7 @@ pub(super) async fn edit_scope(
     {
         ensure_published(state, "target_version", &version).await?;
     }
-    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let kv = state.buckets.get("agent_config").await.map_err(broker)?;
     let key = scope.key();
     // Audited before it is written: a change the log does not show never happens.
     super::audit_as(state, caller, action, Some(scope.to_string()), detail).await?;

@@ -22,7 +22,7 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Items<JobSummary>>, ApiError> {
-    let items = super::stored(&state.js, "jobs", catalog::parse)
+    let items = super::stored(&state.buckets, "jobs", catalog::parse)
         .await?
         .into_iter()
         .map(|(_, e)| {
@@ -52,7 +52,7 @@ pub async fn create(
     // dropped; the text is kept as written.
     super::facts::refuse_redefinition(&state, &file.manifest).await?;
     let entry = catalog::Entry::new(file, source);
-    catalog::store(&state.js, &entry).await?;
+    catalog::store(&state.buckets, &entry).await?;
     let m = &entry.manifest;
     super::audit_as(&state, &caller, "job.create", Some(m.id.to_string()), json!({ "version": m.version }))
         .await?;
@@ -80,20 +80,14 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let id = job_id(&id)?;
-    let entry = catalog::load_entry(&state.js, &id).await.map_err(|e| match e {
+    let entry = catalog::load_entry(&state.buckets, &id).await.map_err(|e| match e {
         crate::pipeline::ExecError::NotFound(_) => ApiError::not_found(format!("job {id} not found")),
         other => other.into(),
     })?;
     let manifest = serde_json::to_value(&entry.manifest).unwrap_or_default();
     let plan = entry.plan.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default());
-    let status = state
-        .js
-        .get_key_value("script_status")
-        .await
-        .map_err(broker)?
-        .get(id.as_str())
-        .await
-        .map_err(broker)?;
+    let status =
+        state.buckets.get("script_status").await.map_err(broker)?.get(id.as_str()).await.map_err(broker)?;
     let revoked = status.is_some_and(|s| s.as_ref().eq_ignore_ascii_case(b"REVOKED"));
     // The text as written when there is one; else the parsed form (with its plan) as YAML.
     let yaml = entry.source.clone().unwrap_or_else(|| {
@@ -112,11 +106,11 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = job_id(&id)?;
-    let jobs = state.js.get_key_value("jobs").await.map_err(broker)?;
+    let jobs = state.buckets.get("jobs").await.map_err(broker)?;
     if jobs.get(id.as_str()).await.map_err(broker)?.is_none() {
         return Err(ApiError::not_found(format!("job {id} not found")));
     }
-    if let Some((key, _)) = super::stored(&state.js, "schedules", manifest::schedule_from_json)
+    if let Some((key, _)) = super::stored(&state.buckets, "schedules", manifest::schedule_from_json)
         .await?
         .into_iter()
         .find(|(_, s)| s.job.job_id() == &id)
@@ -137,9 +131,9 @@ async fn set_status(
     value: &str,
     action: &str,
 ) -> Result<Json<JobStatus>, ApiError> {
-    let kv = state.js.get_key_value("script_status").await.map_err(broker)?;
+    let kv = state.buckets.get("script_status").await.map_err(broker)?;
     // A typo'd id must not read as done: the job is in the catalog, or already has a status.
-    let jobs = state.js.get_key_value("jobs").await.map_err(broker)?;
+    let jobs = state.buckets.get("jobs").await.map_err(broker)?;
     if jobs.get(id.as_str()).await.map_err(broker)?.is_none()
         && kv.get(id.as_str()).await.map_err(broker)?.is_none()
     {

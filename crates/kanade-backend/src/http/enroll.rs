@@ -144,7 +144,7 @@ async fn releases(state: &AppState) -> Result<(Vec<(Version, String)>, Option<Ve
             published.push((v, t.to_owned()));
         }
     }
-    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let kv = state.buckets.get("agent_config").await.map_err(broker)?;
     let target = kv
         .get(ConfigScope::Global.key())
         .await

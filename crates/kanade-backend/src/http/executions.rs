@@ -50,7 +50,7 @@ pub async fn deploy(
             "target: a deploy needs a plan: a target (pcs, groups or all: true) or rollout.waves".into(),
         ])
     })?;
-    catalog::store(&state.js, &entry).await?;
+    catalog::store(&state.buckets, &entry).await?;
     let launched = state.pipeline.exec(manifest, &plan, &launch_origin(&caller, &q)).await?;
     Ok((StatusCode::CREATED, Json(launched)))
 }
@@ -70,7 +70,7 @@ pub async fn exec(
         true => None,
         false => Some(parse_doc(&headers, body, manifest::plan_from_yaml, manifest::plan_from_json).await?),
     };
-    let entry = catalog::load_entry(&state.js, &job).await?;
+    let entry = catalog::load_entry(&state.buckets, &job).await?;
     let overrides = q.overrides_freeze() || given.as_ref().is_some_and(|p| p.override_freeze);
     super::freeze::guard(&state, &caller, overrides, job.as_str()).await?;
     let plan = match (given, entry.plan) {

@@ -32,7 +32,7 @@ pub async fn show_agent(
         .ok_or_else(|| ApiError::not_found(format!("agent {pc} has never sent a heartbeat")))?;
     // The groups assigned here (KV agent_groups); the agent's own agent.toml groups add to them.
     // Empty while the broker is away: the rest of the page comes from the database.
-    let assigned = match state.js.get_key_value("agent_groups").await {
+    let assigned = match state.buckets.get("agent_groups").await {
         Ok(kv) => kv.get(pc.as_str()).await.ok().flatten(),
         Err(_) => None,
     };
@@ -98,7 +98,7 @@ pub async fn set_groups(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    let kv = state.js.get_key_value("agent_groups").await.map_err(broker)?;
+    let kv = state.buckets.get("agent_groups").await.map_err(broker)?;
     // The dynamic groups this pc matched stay: only the assigned part is the operator's.
     let compose = |now: AgentGroups| AgentGroups::compose(groups.clone(), now.dynamic);
     let (value, _) = crate::dynamic_groups::update_agent_groups(&kv, &pc, compose).await.map_err(broker)?;

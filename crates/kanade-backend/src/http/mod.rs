@@ -53,6 +53,8 @@ use crate::projector::Stats;
 pub struct AppState {
     pub nats: async_nats::Client,
     pub js: async_nats::jetstream::Context,
+    /// The KV buckets, opened once (the pipeline's, shared).
+    pub buckets: crate::buckets::Buckets,
     pub db: Db,
     pub bus: Bus,
     pub stats: Arc<Stats>,
@@ -110,12 +112,12 @@ pub fn origin(caller: &crate::auth::Caller) -> crate::pipeline::Origin {
 /// Every stored document of a bucket that validates, sorted by key. One that does not is
 /// logged with its key and problems and left out, so a bad entry never hides the others.
 pub async fn stored<T>(
-    js: &async_nats::jetstream::Context,
+    buckets: &crate::buckets::Buckets,
     bucket: &str,
     parse: impl Fn(&[u8]) -> Result<T, kanade_shared::manifest::Problems>,
 ) -> Result<Vec<(String, T)>, ApiError> {
     use futures::StreamExt;
-    let kv = js.get_key_value(bucket).await.map_err(broker)?;
+    let kv = buckets.get(bucket).await.map_err(broker)?;
     let mut keys = kv.keys().await.map_err(broker)?;
     let mut out = Vec::new();
     while let Some(key) = keys.next().await {
@@ -191,9 +193,11 @@ impl AppState {
     pub fn new(nats: async_nats::Client, db: Db, auth: Auth) -> Self {
         let js = async_nats::jetstream::new(nats.clone());
         let bus = Bus::default();
+        let buckets = crate::buckets::Buckets::new(js.clone());
         let pipeline = Pipeline {
             db: db.clone(),
             js: js.clone(),
+            buckets: buckets.clone(),
             bus: bus.clone(),
             signer: None,
             start_within: kanade_shared::manifest::MAX_START_WITHIN,
@@ -201,6 +205,7 @@ impl AppState {
         Self {
             nats,
             js,
+            buckets,
             db,
             bus,
             stats: Arc::new(Stats::default()),

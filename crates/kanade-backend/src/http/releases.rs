@@ -154,7 +154,7 @@ pub async fn clear_quarantine(
 
 /// What each scope asks for, and the versions the fleet reports in its heartbeats.
 pub async fn current(State(state): State<AppState>) -> Result<Json<FleetVersions>, ApiError> {
-    let kv = state.js.get_key_value("agent_config").await.map_err(broker)?;
+    let kv = state.buckets.get("agent_config").await.map_err(broker)?;
     let mut keys = kv.keys().await.map_err(broker)?;
     let mut scopes = BTreeMap::new();
     while let Some(key) = keys.next().await {

@@ -29,7 +29,7 @@ fn schedule_id(raw: &str) -> Result<ScheduleId, ApiError> {
 }
 
 async fn load(state: &AppState, id: &ScheduleId) -> Result<Schedule, ApiError> {
-    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
+    let kv = state.buckets.get("schedules").await.map_err(broker)?;
     let bytes = kv.get(id.as_str()).await.map_err(broker)?.ok_or_else(|| {
         ApiError::not_found(format!("schedule {id} does not exist (GET /api/schedules lists them)"))
     })?;
@@ -57,7 +57,7 @@ async fn describe(state: &AppState, s: &Schedule, fires: usize) -> Result<Schedu
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Items<ScheduleView>>, ApiError> {
     let mut items = Vec::new();
-    for (_, s) in super::stored(&state.js, "schedules", manifest::schedule_from_json).await? {
+    for (_, s) in super::stored(&state.buckets, "schedules", manifest::schedule_from_json).await? {
         items.push(describe(&state, &s, 1).await?);
     }
     Ok(Json(Items { items }))
@@ -91,14 +91,14 @@ pub async fn create(
     }
     match &s.job {
         ScheduleJob::Id(job) => {
-            catalog::load(&state.js, job).await.map_err(|e| match e {
+            catalog::load(&state.buckets, job).await.map_err(|e| match e {
                 crate::pipeline::ExecError::NotFound(m) => ApiError::invalid(vec![format!("job_id: {m}")]),
                 other => other.into(),
             })?;
         }
         ScheduleJob::Inline(m) => {
             let file = kanade_shared::manifest::JobFile { manifest: (**m).clone(), plan: None };
-            catalog::store(&state.js, &catalog::Entry::new(file, None)).await?;
+            catalog::store(&state.buckets, &catalog::Entry::new(file, None)).await?;
             super::audit_as(
                 &state,
                 &caller,
@@ -109,7 +109,7 @@ pub async fn create(
             .await?;
         }
     }
-    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
+    let kv = state.buckets.get("schedules").await.map_err(broker)?;
     let existed = kv.get(s.id.as_str()).await.map_err(broker)?.is_some();
     let bytes = serde_json::to_vec(&s).map_err(|e| ApiError::bad_request(e.to_string()))?;
     kv.put(s.id.as_str(), bytes.into()).await.map_err(broker)?;
@@ -141,7 +141,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let id = schedule_id(&id)?;
     load(&state, &id).await?;
-    let kv = state.js.get_key_value("schedules").await.map_err(broker)?;
+    let kv = state.buckets.get("schedules").await.map_err(broker)?;
     kv.delete(id.as_str()).await.map_err(broker)?;
     let key = id.to_string();
     state.db.forget_schedule(key).await.map_err(ApiError::from)?;

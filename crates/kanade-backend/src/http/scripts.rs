@@ -151,7 +151,7 @@ pub async fn delete(
     if read(&state, &key).await?.is_none() {
         return Err(not_uploaded(&key));
     }
-    let users: Vec<String> = super::stored(&state.js, "jobs", crate::pipeline::catalog::parse)
+    let users: Vec<String> = super::stored(&state.buckets, "jobs", crate::pipeline::catalog::parse)
         .await?
         .into_iter()
         .filter(|(_, e)| matches!(&e.manifest.execute.source, ScriptSource::Object(k) if *k == key))

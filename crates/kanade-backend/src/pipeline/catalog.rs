@@ -2,12 +2,12 @@
 //! runs when it names no target), and the text as the operator wrote it; validated again when
 //! read back. Entries written before plans and text were kept (a bare manifest) still load.
 
-use async_nats::jetstream;
 use kanade_shared::JobId;
 use kanade_shared::manifest::{self, JobFile, Manifest, Plan, Problems};
 use serde::{Deserialize, Serialize};
 
 use super::ExecError;
+use crate::buckets::Buckets;
 
 /// One catalog entry.
 #[derive(Debug, Clone)]
@@ -65,8 +65,8 @@ fn broker(e: impl Into<super::BrokerError>) -> ExecError {
     ExecError::broker("the job catalog (KV jobs)", e)
 }
 
-pub async fn load_entry(js: &jetstream::Context, job: &JobId) -> Result<Entry, ExecError> {
-    let kv = js.get_key_value("jobs").await.map_err(broker)?;
+pub async fn load_entry(buckets: &Buckets, job: &JobId) -> Result<Entry, ExecError> {
+    let kv = buckets.get("jobs").await.map_err(broker)?;
     let stored = kv.get(job.as_str()).await.map_err(broker)?.ok_or_else(|| {
         ExecError::NotFound(format!(
             "job {job} is not in the catalog (kanade job create, or POST /api/deploy)"
@@ -78,8 +78,8 @@ pub async fn load_entry(js: &jetstream::Context, job: &JobId) -> Result<Entry, E
     })
 }
 
-pub async fn load(js: &jetstream::Context, job: &JobId) -> Result<Manifest, ExecError> {
-    load_entry(js, job).await.map(|e| e.manifest)
+pub async fn load(buckets: &Buckets, job: &JobId) -> Result<Manifest, ExecError> {
+    load_entry(buckets, job).await.map(|e| e.manifest)
 }
 
 /// Room left for the KV put's headers and subject.
@@ -99,10 +99,10 @@ pub fn fits(job: &str, len: usize, max_payload: usize) -> Result<(), String> {
     ))
 }
 
-pub async fn store(js: &jetstream::Context, e: &Entry) -> Result<(), ExecError> {
-    let kv = js.get_key_value("jobs").await.map_err(broker)?;
+pub async fn store(buckets: &Buckets, e: &Entry) -> Result<(), ExecError> {
+    let kv = buckets.get("jobs").await.map_err(broker)?;
     let json = encode(e).map_err(|e| ExecError::Invalid(e.to_string()))?;
-    fits(e.manifest.id.as_str(), json.len(), js.client().max_payload()).map_err(ExecError::Invalid)?;
+    fits(e.manifest.id.as_str(), json.len(), buckets.max_payload()).map_err(ExecError::Invalid)?;
     kv.put(e.manifest.id.as_str(), json.into()).await.map_err(broker)?;
     Ok(())
 }

@@ -93,6 +93,8 @@ impl Origin {
 pub struct Pipeline {
     pub db: Db,
     pub js: jetstream::Context,
+    /// The KV buckets the pipeline reads and writes, opened once.
+    pub buckets: crate::buckets::Buckets,
     pub bus: Bus,
     /// Signs every published command; `None` publishes unsigned (only agents without pinned
     /// keys accept those).
@@ -327,7 +329,7 @@ impl Pipeline {
         // The runs going now are stopped whatever happens to the record below.
         let sent = self.kill(nats, exec_id).await;
         let recorded = async {
-            let kv = self.js.get_key_value(kanade_shared::jetstream::EXEC_KILLS).await?;
+            let kv = self.buckets.get(kanade_shared::jetstream::EXEC_KILLS).await?;
             kv.put(exec_id.to_string(), format!("killed by {by}").into()).await?;
             Ok::<(), async_nats::Error>(())
         }
@@ -359,7 +361,7 @@ impl Pipeline {
     /// not read it themselves. `None` when the broker cannot say: agents then read it.
     async fn issued_view(&self, job: &JobId) -> Option<wire::IssuedView> {
         let read = async {
-            let kv = self.js.get_key_value("script_status").await?;
+            let kv = self.buckets.get("script_status").await?;
             anyhow::Ok(kv.get(job.as_str()).await?)
         };
         match read.await {
@@ -373,16 +375,37 @@ impl Pipeline {
         }
     }
 
+    /// Retried like a command's publish while the broker is connected: right after a cluster
+    /// lost a node, the bucket's stream may still be electing a leader, and the put writes the
+    /// same value each time. With the broker away it fails at once.
     async fn pin_version(&self, manifest: &Manifest) -> Result<(), ExecError> {
         let kv = self
-            .js
-            .get_key_value("script_current")
+            .buckets
+            .get("script_current")
             .await
             .map_err(|e| ExecError::broker("opening script_current", e))?;
-        kv.put(manifest.id.as_str(), manifest.version.to_string().into()).await.map_err(|e| {
-            ExecError::broker(format!("pinning {} to version {}", manifest.id, manifest.version), e)
-        })?;
-        Ok(())
+        let version = bytes::Bytes::from(manifest.version.to_string());
+        let give_up = std::time::Instant::now() + PUBLISH_RETRY_FOR;
+        let mut attempt = 0;
+        loop {
+            let e = match kv.put(manifest.id.as_str(), version.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let connected = self.js.client().connection_state() == async_nats::connection::State::Connected;
+            if e.kind() == async_nats::jetstream::kv::PutErrorKind::InvalidKey
+                || !connected
+                || std::time::Instant::now() >= give_up
+            {
+                return Err(ExecError::broker(
+                    format!("pinning {} to version {}", manifest.id, manifest.version),
+                    e,
+                ));
+            }
+            attempt += 1;
+            tracing::warn!(job_id = %manifest.id, attempt, error = %e, "version pin not acknowledged; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
     }
 
     /// (inline script, object key, sha256) for the command.

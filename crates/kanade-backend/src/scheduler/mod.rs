@@ -48,7 +48,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let sched_kv = loop {
-        match pipeline.js.get_key_value("schedules").await {
+        match pipeline.buckets.get("schedules").await {
             Ok(kv) => break kv,
             Err(e) => {
                 tracing::warn!(error = %e, "scheduler cannot open its bucket; retrying");
@@ -158,7 +158,7 @@ async fn fire(s: &Scheduler, sch: &Schedule, tick_ms: i64) -> Result<String, Exe
         return Ok(format!("skipped: {}", f.describe()));
     }
     let manifest = match &sch.job {
-        ScheduleJob::Id(id) => catalog::load(&p.js, id).await?,
+        ScheduleJob::Id(id) => catalog::load(&p.buckets, id).await?,
         ScheduleJob::Inline(m) => (**m).clone(),
     };
     let agents = p.db.known_agents().await?;
@@ -221,8 +221,7 @@ pub async fn set_enabled(
     from: (Option<String>, &str),
     action: &str,
 ) -> Result<bool, ExecError> {
-    let kv =
-        p.js.get_key_value("schedules").await.map_err(|e| ExecError::broker("opening KV schedules", e))?;
+    let kv = p.buckets.get("schedules").await.map_err(|e| ExecError::broker("opening KV schedules", e))?;
     let entry = kv
         .entry(id)
         .await
