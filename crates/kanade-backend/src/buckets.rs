@@ -13,6 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, context::KeyValueError, kv};
 
+/// What an exec reads or writes, opened when the backend starts.
+pub const EXEC_READS: [&str; 4] =
+    ["jobs", "script_status", "script_current", kanade_shared::jetstream::EXEC_KILLS];
+
 #[derive(Clone)]
 pub struct Buckets {
     js: jetstream::Context,
@@ -33,6 +37,15 @@ impl Buckets {
         let store = self.js.get_key_value(name).await?;
         self.lock().insert(name.to_owned(), store.clone());
         Ok(store)
+    }
+
+    /// Open `names` now; one that cannot be opened is logged and opened on first use.
+    pub async fn open_ahead(&self, names: impl IntoIterator<Item = &str>) {
+        for name in names {
+            if let Err(e) = self.get(name).await {
+                tracing::warn!(bucket = name, error = %e, "cannot open a KV bucket yet; opened when first used");
+            }
+        }
     }
 
     /// The largest message the broker takes (a value must fit with its headers).

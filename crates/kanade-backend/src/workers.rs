@@ -23,6 +23,10 @@ use crate::projector::{self, Kind, Projectors};
 
 pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
+    // Opened now, while the broker is whole: an exec that comes after a node died then reads
+    // them through any replica (see `buckets.rs`). Not a worker: a stop does not wait for it.
+    let buckets = state.buckets.clone();
+    tokio::spawn(async move { buckets.open_ahead(crate::buckets::EXEC_READS).await });
     let instance = crate::lease::instance_name();
     let (leader_tx, is_leader) = Leadership::new(lease::DUTIES.to_owned());
     let duties = lease::DUTIES.to_owned();

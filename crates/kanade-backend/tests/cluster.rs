@@ -178,7 +178,8 @@ async fn publish_until_acked(js: &jetstream::Context, subject: String, id: Strin
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exec_the_moment_the_catalogs_leader_dies_is_taken() {
     let mut s = setup(3).await;
-    // A backend in service has run something, which opened the buckets it reads.
+    // A backend in service has run something. (A stream's followers answer direct gets only
+    // once they have applied a write since they started.)
     let yaml =
         "id: right-after\nversion: '1'\nexecute: { shell: sh, script: 'true' }\ntarget: { all: true }\n";
     let (status, body) = s.api.post_yaml("/api/deploy", yaml).await;

@@ -510,3 +510,31 @@ async fn a_job_too_large_for_the_broker_is_refused_with_its_size_and_nothing_is_
     let (status, _) = s.get("/api/jobs/huge").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The buckets an exec reads are opened as the backend starts and read by direct gets: an exec
+/// asks no bucket's stream for its info, which only the stream's leader answers (a cluster
+/// that just lost a node has none for seconds).
+#[tokio::test]
+async fn an_exec_asks_no_buckets_stream_for_its_info() {
+    use futures::StreamExt;
+    let s = stack(&[("PC-Q", &[])]).await;
+    let (status, body) =
+        s.post_yaml("/api/jobs", "id: quiet\nversion: '1'\nexecute: { shell: sh, script: 'true' }\n").await;
+    assert!(status.is_success(), "{status}: {body}");
+    let spy_client = async_nats::connect(s.server.url()).await.unwrap();
+    let mut spy = spy_client.subscribe("$JS.API.>").await.unwrap();
+    spy_client.flush().await.unwrap();
+
+    let (status, body) = s.post_yaml("/api/exec/quiet", "target: { pcs: [PC-Q] }\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut calls = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), spy.next()).await {
+        calls.push(m.subject.to_string());
+    }
+    assert!(
+        calls.iter().any(|c| c.starts_with("$JS.API.DIRECT.GET.KV_jobs")),
+        "the spy did not see the catalog read; it proves nothing: {calls:?}"
+    );
+    let infos: Vec<&String> = calls.iter().filter(|c| c.starts_with("$JS.API.STREAM.INFO.KV_")).collect();
+    assert!(infos.is_empty(), "an exec asked for bucket streams' info: {infos:?}");
+}
