@@ -7,7 +7,8 @@
 #   KANADE_BENCH_REPORT_ONLY=1 rewrites BENCHMARKS.md from the last run's results;
 #   KANADE_BENCH_KEEP=1 keeps the fleet run's work directory (logs) in /tmp after a run that succeeded;
 #   KANADE_BENCH_BACKEND_LOG=<level> sets the backend's log level (default warn);
-#   KANADE_BENCH_TIMELINE=1 prints each broadcast per 25 ms (CPU per component, results stored/projected);
+#   KANADE_BENCH_TIMELINE (set to anything) prints each broadcast per 25 ms (CPU per component,
+#   RESULTS stored / delivered / acked); its sampling perturbs the figures, which the report says;
 #   KANADE_BENCH_ONLY=telemetry runs only the telemetry bench (~3 minutes) and replaces its
 #   section of BENCHMARKS.md, leaving the others as they were measured.
 set -euo pipefail

@@ -176,7 +176,7 @@ impl Pipeline {
         };
         // Pinned before the execution exists: a broker that does not take the pin leaves
         // nothing behind.
-        self.pin_version(manifest).await?;
+        self.pin_version(exec_id, manifest).await?;
         let t_pin = t0.elapsed();
         // The creation's audit event goes into the outbox with the execution: AUDIT gets it even
         // if the broker is away now or this backend dies before sending it.
@@ -375,37 +375,28 @@ impl Pipeline {
         }
     }
 
-    /// Retried like a command's publish while the broker is connected: right after a cluster
-    /// lost a node, the bucket's stream may still be electing a leader, and the put writes the
-    /// same value each time. With the broker away it fails at once.
-    async fn pin_version(&self, manifest: &Manifest) -> Result<(), ExecError> {
+    /// The put goes out as a stream message under this exec's own `Nats-Msg-Id` and is retried
+    /// like a command's publish (right after a cluster lost a node the bucket may still be
+    /// electing a leader): a retry whose first attempt was stored after all is dropped as a
+    /// duplicate, so it can never land over a later exec's pin. Retried only while the broker
+    /// is connected, and for less long than the commands, which may still need their own
+    /// retries within the same request: with the broker away it fails after one attempt.
+    async fn pin_version(&self, exec_id: ExecId, manifest: &Manifest) -> Result<(), ExecError> {
+        let what = || format!("pinning {} to version {}", manifest.id, manifest.version);
         let kv = self
             .buckets
             .get("script_current")
             .await
             .map_err(|e| ExecError::broker("opening script_current", e))?;
-        let version = bytes::Bytes::from(manifest.version.to_string());
-        let give_up = std::time::Instant::now() + PUBLISH_RETRY_FOR;
-        let mut attempt = 0;
-        loop {
-            let e = match kv.put(manifest.id.as_str(), version.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) => e,
-            };
-            let connected = self.js.client().connection_state() == async_nats::connection::State::Connected;
-            if e.kind() == async_nats::jetstream::kv::PutErrorKind::InvalidKey
-                || !connected
-                || std::time::Instant::now() >= give_up
-            {
-                return Err(ExecError::broker(
-                    format!("pinning {} to version {}", manifest.id, manifest.version),
-                    e,
-                ));
-            }
-            attempt += 1;
-            tracing::warn!(job_id = %manifest.id, attempt, error = %e, "version pin not acknowledged; retrying");
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
+        let subject = format!("{}{}", kv.put_prefix.as_deref().unwrap_or(&kv.prefix), manifest.id);
+        let pin = Message::with_id(format!("pin-{exec_id}"), subject, manifest.version.to_string().into());
+        let Err(first) = acked(pin.send(&self.js).await).await else { return Ok(()) };
+        let client = self.js.client();
+        let connected = || client.connection_state() == async_nats::connection::State::Connected;
+        retry_publish(&self.js, &pin, first, PIN_RETRY_FOR, connected).await.map_err(|e| match e {
+            ExecError::Broker { source, .. } => ExecError::Broker { what: what(), source },
+            other => other,
+        })
     }
 
     /// (inline script, object key, sha256) for the command.
@@ -555,7 +546,7 @@ impl Pending {
     pub async fn confirmed(self, js: &jetstream::Context) -> Result<(), ExecError> {
         match acked(self.sent).await {
             Ok(()) => Ok(()),
-            Err(e) => retry_publish(js, &self.message, e).await,
+            Err(e) => retry_publish(js, &self.message, e, PUBLISH_RETRY_FOR, || true).await,
         }
     }
 }
@@ -573,19 +564,25 @@ const FIRST_WAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(2 *
 /// cluster to elect a new stream leader after losing a node (a few seconds).
 const PUBLISH_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// The version pin's retries: an election after a node's death takes seconds, and the same
+/// request may then retry its commands for [`PUBLISH_RETRY_FOR`] (the CLI waits 30 s).
+const PIN_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// After `first` failed: a lost ack does not mean a lost message (right after a broker restart
 /// the store may have it), so a timeout is retried with the same headers — the same
 /// `Nats-Msg-Id`, which the stream deduplicates — rather than reported to an operator who would
-/// then exec again and run the job twice.
+/// then exec again and run the job twice. For `retry_for`, while `keep_on` holds.
 async fn retry_publish(
     js: &jetstream::Context,
     message: &Message,
     first: PublishError,
+    retry_for: std::time::Duration,
+    keep_on: impl Fn() -> bool,
 ) -> Result<(), ExecError> {
     let mut last = first;
-    let give_up = std::time::Instant::now() + PUBLISH_RETRY_FOR;
+    let give_up = std::time::Instant::now() + retry_for;
     let mut attempt = 0;
-    while std::time::Instant::now() < give_up {
+    while std::time::Instant::now() < give_up && keep_on() {
         if matches!(last.kind(), jetstream::context::PublishErrorKind::MaxPayloadExceeded) {
             return Err(ExecError::Refused(format!("{} (subject {})", last, message.subject)));
         }

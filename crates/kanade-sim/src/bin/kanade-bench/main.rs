@@ -489,8 +489,8 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
             std::thread::sleep(IDLE_SAMPLE);
             let before = meter.read();
             let idle = before.since(&rest);
-            let sampler = std::env::var_os("KANADE_BENCH_TIMELINE")
-                .map(|_| timeline::Sampler::start(meter.components.clone(), meter.monitor));
+            let sampler =
+                timeline::on().then(|| timeline::Sampler::start(meter.components.clone(), meter.monitor));
             let (took, id) = broadcast(rig.backend.port, &target, n)?;
             if let Some(sampler) = sampler {
                 eprintln!("{}", sampler.finish());
@@ -542,12 +542,17 @@ fn fanout(rig: &mut Rig, sizes: &[usize], repeat: usize) -> anyhow::Result<Strin
         ]);
     }
     Ok(format!(
-        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database; medians of runs, CPU and messages per broadcast)\n\nCPU and messages are the broadcast's own: what each component spent at rest over the {} s before each broadcast (heartbeats, mostly) is taken out at its rate. `CPU × floor's CPU` is the broadcast's CPU, every process summed, over the floor's at the same size: on cores every process shares, the ratio `× floor` reaches when both keep every core busy. Measured once the fleet is past its first runs: {} broadcasts to all {} agents went first, until the agents' WAL files stopped growing (median {}, {}; see [`warm_up`](crates/kanade-sim/src/bin/kanade-bench/main.rs)).\n\n{}",
+        "### 1. Broadcast fan-out (no-op job → execution `completed` in the database; medians of runs, CPU and messages per broadcast)\n\nCPU and messages are the broadcast's own: what each component spent at rest over the {} s before each broadcast (heartbeats, mostly) is taken out at its rate. `CPU × floor's CPU` is the broadcast's CPU, every process summed, over the floor's at the same size: on cores every process shares, the ratio `× floor` reaches when both keep every core busy. Measured once the fleet is past its first runs: {} broadcasts to all {} agents went first, until the agents' WAL files stopped growing (median {}, {}; see [`warm_up`](crates/kanade-sim/src/bin/kanade-bench/main.rs)).{}\n\n{}",
         IDLE_SAMPLE.as_secs(),
         warm_up.len(),
         rig.agents,
         percentile(&warm_up, 50.0).map_or("-".into(), ms),
         spread(&warm_up),
+        if timeline::on() {
+            " **Sampled with `KANADE_BENCH_TIMELINE`: its sampling cost CPU in every broadcast; not figures to compare.**"
+        } else {
+            ""
+        },
         table(
             &[
                 "agents",
@@ -789,7 +794,7 @@ fn broadcast(port: u16, target: &serde_json::Value, n: usize) -> anyhow::Result<
         }
     };
     let id = launched["exec_id"].as_str().context("no exec_id")?.to_owned();
-    if std::env::var_os("KANADE_BENCH_TIMELINE").is_some() {
+    if timeline::on() {
         eprintln!("POST /api/exec answered after {} ms", t0.elapsed().as_millis());
     }
     loop {

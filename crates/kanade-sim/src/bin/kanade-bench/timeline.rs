@@ -8,6 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Whether `KANADE_BENCH_TIMELINE` asks for timelines.
+pub fn on() -> bool {
+    std::env::var_os("KANADE_BENCH_TIMELINE").is_some()
+}
+
 /// Time on a CPU of every thread of `pid`, in nanoseconds (`schedstat`: finer than `stat`'s
 /// 10 ms ticks, which a 25 ms bucket cannot use).
 fn run_time(pid: u32) -> Duration {
@@ -103,6 +108,9 @@ impl Sampler {
         out
     }
 }
+
+/// RESULTS' last sequence and the furthest delivered and acked over its consumers; `None` when
+/// the monitoring port does not answer.
 fn results_progress(monitor: u16) -> Option<(u64, u64, u64)> {
     let (status, body) =
         kanade_testkit::http::request(monitor, "GET", "/jsz?streams=true&consumers=true", b"", "text/plain")
