@@ -1,12 +1,13 @@
 //! The KV buckets this backend reads and writes, each opened once and kept.
 //!
 //! Opening a bucket asks the broker for its stream's info, and only the stream's leader
-//! answers that. Reading through a kept handle is a direct get, which every replica answers:
-//! an exec right after a cluster lost a node reads the job catalog while the buckets the dead
-//! node led are still electing a new leader (there the open waited out the request timeout and
-//! the exec failed as "broker unavailable"), and an exec makes three broker round trips fewer.
-//! A handle keeps the names and the read mode its bucket had when opened; this backend sets
-//! both itself when it starts (`ensure_jetstream_resources`).
+//! answers that. Reading through a kept handle is a direct get, which the leader and every
+//! follower that has applied a write since it started answer: an exec right after a cluster
+//! lost a node reads the job catalog while the buckets the dead node led are still electing a
+//! new leader (there the open waited out the request timeout and the exec failed as "broker
+//! unavailable"), and an exec makes three broker round trips fewer. A handle keeps the names
+//! and the read mode its bucket had when opened; this backend sets both itself when it starts
+//! (`ensure_jetstream_resources`), and only ever turns direct gets on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
