@@ -40,6 +40,11 @@ impl Buckets {
         Ok(store)
     }
 
+    /// Whether `name` is open already (nothing is asked of the broker).
+    pub fn is_open(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
     /// Open `names` now; one that cannot be opened is logged and opened on first use.
     pub async fn open_ahead(&self, names: impl IntoIterator<Item = &str>) {
         for name in names {

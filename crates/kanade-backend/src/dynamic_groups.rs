@@ -12,6 +12,7 @@ use kanade_shared::wire::AgentGroups;
 use kanade_shared::{GroupName, PcId};
 use tokio::sync::watch;
 
+use crate::buckets::Buckets;
 use crate::db::groups::RuleInputs;
 use crate::db::{Db, DbError, now_ms};
 use crate::lease::Leadership;
@@ -49,7 +50,7 @@ pub fn members(rule: &Rule, inputs: &RuleInputs) -> BTreeSet<PcId> {
 /// One pass: every group's members recomputed and stored; the `agent_groups` value of each PC
 /// that joined or left rewritten — of every known PC when `full`, which repairs a value a
 /// failed or interrupted write left behind.
-pub async fn run_pass(db: &Db, js: &async_nats::jetstream::Context, full: bool) -> Result<Pass, PassError> {
+pub async fn run_pass(db: &Db, buckets: &Buckets, full: bool) -> Result<Pass, PassError> {
     let groups = db.dynamic_groups().await?;
     let mut rules = Vec::new();
     for g in groups {
@@ -76,7 +77,7 @@ pub async fn run_pass(db: &Db, js: &async_nats::jetstream::Context, full: bool) 
     if full {
         touched.extend(inputs.keys().cloned());
     }
-    pass.written = write_groups(db, js, touched).await?;
+    pass.written = write_groups(db, buckets, touched).await?;
     Ok(pass)
 }
 
@@ -84,10 +85,10 @@ pub async fn run_pass(db: &Db, js: &async_nats::jetstream::Context, full: bool) 
 /// keeping what operators assigned; the number written (unchanged values are not).
 pub async fn write_groups(
     db: &Db,
-    js: &async_nats::jetstream::Context,
+    buckets: &Buckets,
     pcs: impl IntoIterator<Item = PcId>,
 ) -> Result<usize, PassError> {
-    let kv = js.get_key_value("agent_groups").await.map_err(|e| PassError::Broker(e.to_string()))?;
+    let kv = buckets.get("agent_groups").await.map_err(|e| PassError::Broker(e.to_string()))?;
     let mut written = 0;
     for pc in pcs {
         let dynamic: Vec<GroupName> =
@@ -143,12 +144,7 @@ pub async fn update_agent_groups(
 }
 
 /// A pass every minute while this backend leads (a lone backend always does).
-pub async fn worker(
-    db: Db,
-    js: async_nats::jetstream::Context,
-    mut is_leader: Leadership,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn worker(db: Db, buckets: Buckets, mut is_leader: Leadership, mut stop: watch::Receiver<bool>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), is_leader.changed()).await;
     let mut passes: u64 = 0;
     loop {
@@ -156,7 +152,7 @@ pub async fn worker(
             // Every tenth pass (and the first) checks every PC's value, not only the changed.
             let full = passes.is_multiple_of(FULL_EVERY);
             passes += 1;
-            match run_pass(&db, &js, full).await {
+            match run_pass(&db, &buckets, full).await {
                 Ok(pass) if !pass.changes.is_empty() => {
                     tracing::info!(changes = ?pass.changes, written = pass.written, "dynamic groups updated")
                 }

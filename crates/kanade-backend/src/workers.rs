@@ -85,7 +85,7 @@ pub async fn spawn(state: &AppState, retention: RetentionConfig, stop: watch::Re
     tasks.spawn(cleanup::worker(c, is_leader.clone(), stop.clone()));
     tasks.spawn(crate::dynamic_groups::worker(
         state.db.clone(),
-        state.js.clone(),
+        state.buckets.clone(),
         is_leader.clone(),
         stop.clone(),
     ));

@@ -106,7 +106,7 @@ async fn a_rule_over_facts_makes_a_group_that_commands_reach() {
     assert_eq!(list["items"][0]["members"], 1, "{list:#}");
 
     // A pass with nothing new writes nothing.
-    let pass = kanade_backend::dynamic_groups::run_pass(&s.state.db, &s.state.js, true).await.unwrap();
+    let pass = kanade_backend::dynamic_groups::run_pass(&s.state.db, &s.state.buckets, true).await.unwrap();
     assert_eq!(pass, Default::default());
 
     // Deleted: its members leave it.

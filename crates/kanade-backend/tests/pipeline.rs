@@ -521,6 +521,12 @@ async fn an_exec_asks_no_buckets_stream_for_its_info() {
     let (status, body) =
         s.post_yaml("/api/jobs", "id: quiet\nversion: '1'\nexecute: { shell: sh, script: 'true' }\n").await;
     assert!(status.is_success(), "{status}: {body}");
+    // Opened in the background as the workers started; on a busy machine that can take a moment.
+    let buckets = &s.state.buckets;
+    kanade_testkit::wait_until_async("the exec's buckets opened", Duration::from_secs(30), || async {
+        kanade_backend::buckets::EXEC_READS.iter().all(|b| buckets.is_open(b))
+    })
+    .await;
     let spy_client = async_nats::connect(s.server.url()).await.unwrap();
     let mut spy = spy_client.subscribe("$JS.API.>").await.unwrap();
     spy_client.flush().await.unwrap();
@@ -535,7 +541,7 @@ async fn an_exec_asks_no_buckets_stream_for_its_info() {
         calls.iter().any(|c| c.starts_with("$JS.API.DIRECT.GET.KV_jobs")),
         "the spy did not see the catalog read; it proves nothing: {calls:?}"
     );
-    // Only what the exec uses: other workers (the dynamic groups' pass) open buckets of their own.
+    // Only what the exec uses: another worker (the lease) opens its bucket each time.
     let exec_uses = kanade_backend::buckets::EXEC_READS.map(|b| format!("$JS.API.STREAM.INFO.KV_{b}"));
     let infos: Vec<&String> = calls.iter().filter(|c| exec_uses.contains(c)).collect();
     assert!(infos.is_empty(), "an exec asked for bucket streams' info: {infos:?}");

@@ -106,7 +106,7 @@ pub struct Store {
 /// The connection, and the outbox rows the broker acked whose delete has not committed yet.
 struct Open {
     conn: Connection,
-    /// Left out of every outbox read; deleted by the next run's start or end, at most
+    /// Left out of every outbox read; deleted by the next write that queues a message, at most
     /// [`UNSETTLED_MAX`] of them before a commit of their own.
     acked: Vec<i64>,
     /// The outbox as a read would return it (every row not in `acked`, oldest first), when that

@@ -93,7 +93,7 @@ pub async fn create(
     }
     super::audit_as(&state, &caller, "group.create", Some(name.to_string()), json!({ "rule": body.rule }))
         .await?;
-    dynamic_groups::run_pass(&state.db, &state.js, false).await.map_err(pass_failed)?;
+    dynamic_groups::run_pass(&state.db, &state.buckets, false).await.map_err(pass_failed)?;
     Ok((StatusCode::CREATED, Json(shown(&state, name.as_str()).await?)))
 }
 
@@ -111,7 +111,7 @@ pub async fn set_rule(
     }
     super::audit_as(&state, &caller, "group.update", Some(name.clone()), json!({ "rule": body.rule }))
         .await?;
-    dynamic_groups::run_pass(&state.db, &state.js, false).await.map_err(pass_failed)?;
+    dynamic_groups::run_pass(&state.db, &state.buckets, false).await.map_err(pass_failed)?;
     Ok(Json(shown(&state, &name).await?))
 }
 
@@ -125,6 +125,6 @@ pub async fn delete(
     };
     super::audit_as(&state, &caller, "group.delete", Some(name.clone()), Value::Null).await?;
     let left = former.len();
-    dynamic_groups::write_groups(&state.db, &state.js, former).await.map_err(pass_failed)?;
+    dynamic_groups::write_groups(&state.db, &state.buckets, former).await.map_err(pass_failed)?;
     Ok(Json(GroupDeleted { deleted: name, members_removed: left }))
 }
