@@ -69,6 +69,11 @@ struct Cli {
     /// agent's `security.trusted_keys`; repeat for several. None: commands are not verified
     #[arg(long, value_parser = kanade_shared::signing::decode_public)]
     trusted_key: Vec<ed25519_dalek::VerifyingKey>,
+    /// Leave the fleet's heartbeats to another process's watcher (a benchmark runs one for all
+    /// its simulator processes): no subscription to `heartbeat.*`, and each report line is only
+    /// `runs R doubles D`
+    #[arg(long)]
+    no_watch: bool,
 }
 
 // The simulator's allocator, not the agent's (the `kanade-agent` binary keeps the system one):
@@ -127,8 +132,27 @@ async fn main() -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         return Ok(());
     }
+    if cli.no_watch {
+        tokio::spawn(report_runs(cli.report, runs, stop.clone()));
+    } else {
+        watch_heartbeats(&cli, config.fleet, runs, stop.clone()).await?;
+    }
+    kanade_sim::start(&config, stop).await?;
+    println!("started {}", cli.agents);
+    kanade_shared::shutdown::signal().await;
+    let _ = stop_tx.send(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// The fleet's heartbeats, counted and reported every `--report` with this process's runs.
+async fn watch_heartbeats(
+    cli: &Cli,
+    total: usize,
+    runs: kanade_agent::exec::RunLog,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let watcher = kanade_sim::watcher(&cli.nats_url).await?;
-    let total = config.fleet;
     tokio::spawn(kanade_sim::count_heartbeating(
         watcher,
         cli.prefix.clone(),
@@ -145,12 +169,22 @@ async fn main() -> anyhow::Result<()> {
                 runs.doubles()
             )
         },
-        stop.clone(),
+        stop,
     ));
-    kanade_sim::start(&config, stop).await?;
-    println!("started {}", cli.agents);
-    kanade_shared::shutdown::signal().await;
-    let _ = stop_tx.send(true);
-    tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(())
+}
+
+/// `runs R doubles D` every `every` until `stop`, for a process that does not watch heartbeats.
+async fn report_runs(
+    every: Duration,
+    runs: kanade_agent::exec::RunLog,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => println!("runs {} doubles {}", runs.total(), runs.doubles()),
+            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+    }
 }

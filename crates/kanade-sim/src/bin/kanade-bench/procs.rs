@@ -105,14 +105,16 @@ pub enum SimKind {
 
 impl Sim {
     /// Agents `first .. first + agents` of a fleet of `fleet`; the simulator's log goes to `log`,
-    /// a copy of its reports next to it (`.out`).
+    /// a copy of its reports next to it (`.out`). `watch`: this process counts the whole
+    /// fleet's heartbeats (one per fleet: each watcher is another subscriber to every heartbeat,
+    /// load on the broker and the simulator that a deployment does not carry).
     pub fn start(
         nats_url: &str,
         (first, agents, fleet): (usize, usize, usize),
         sizes: &[usize],
         data_dir: &Path,
         log: &Path,
-        kind: &SimKind,
+        (kind, watch): (&SimKind, bool),
     ) -> anyhow::Result<Self> {
         let _ = std::fs::remove_dir_all(data_dir);
         let create =
@@ -130,6 +132,7 @@ impl Sim {
                 SimKind::Floor => vec!["--floor"],
                 SimKind::Agents { trusted_key } => vec!["--trusted-key", trusted_key.as_str()],
             })
+            .args((!watch).then_some("--no-watch"))
             // The agents log as deployed ones do by default (a quick run's "run finished" at `info`), not at
             // the simulator's own quieter default: that would be a shortcut real agents do not
             // take.
@@ -165,6 +168,10 @@ impl Sim {
                         s.reconnects = k.parse().unwrap_or(0);
                         s.heartbeating = n.split('/').next().and_then(|x| x.parse().ok()).unwrap_or(0);
                         s.back = back.parse().unwrap_or(0);
+                        s.runs = r.parse().unwrap_or(0);
+                        s.doubles = d.parse().unwrap_or(0);
+                    }
+                    ["runs", r, "doubles", d] => {
                         s.runs = r.parse().unwrap_or(0);
                         s.doubles = d.parse().unwrap_or(0);
                     }
