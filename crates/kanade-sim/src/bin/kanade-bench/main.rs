@@ -457,8 +457,9 @@ fn floor_scenario(
 /// Floor rounds run at each size before the measured ones, as the fan-out is measured only
 /// after its warm-up broadcasts. The first is the subscribers' first JetStream publish (the
 /// client sets up its reply subscription then) and takes 1.5–2 × the rounds after it; the
-/// second still came out 15–20 % slower than the rest (455–479 ms against 372–445 ms at 10,000,
-/// in five runs), and in a median of five it moved the floor up by one rank.
+/// second still came out 10–20 % slower than those after it (455–479 ms against 372–445 ms at
+/// 10,000 in five runs, leaving out the one round per run a broker pause made 485–566 ms), and
+/// in a median of five it moved the floor up by one rank.
 const FLOOR_WARM_UP: usize = 3;
 
 fn spread(times: &[Duration]) -> String {
